@@ -96,6 +96,11 @@ static size_t utf8_check(const uint8_t *s, size_t len)
     return len;
 }
 
+bool ttlv_utf8_valid(const char *s, size_t len)
+{
+    return utf8_check((const uint8_t *)s, len) == len;
+}
+
 bool ttlv_in_sensitive(const struct vmseal_ttlv *t)
 {
     for (; t; t = t->parent)
@@ -518,7 +523,7 @@ static int want_type(const vmseal_ttlv *item, vmseal_ttlv_type type)
     if (!item)
         return vmseal_fail(EINVAL, "ttlv: no item");
     if (item->type != type)
-        return vmseal_fail(EPROTO, "KMIP: %s is a %s, expected a %s", tag_label(item->tag, lb),
+        return vmseal_fail(EPROTO, "KMIP: %s has type %s, expected %s", tag_label(item->tag, lb),
                            vmseal_ttlv_type_name(item->type) ? vmseal_ttlv_type_name(item->type) : "?",
                            vmseal_ttlv_type_name(type));
     return 0;

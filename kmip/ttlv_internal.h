@@ -25,6 +25,9 @@ static inline const uint8_t *ttlv_value_ptr(const struct vmseal_ttlv *t)
     return t->secure ? vmseal_secret_cdata(t->v.sec) : t->v.p;
 }
 
+/* Strict UTF-8 without NUL. */
+bool ttlv_utf8_valid(const char *s, size_t len);
+
 /* Whether an item is key material by its own tag or an ancestor's. */
 bool ttlv_in_sensitive(const struct vmseal_ttlv *t);
 
