@@ -35,7 +35,8 @@ static ssize_t mem_read(void *ctx, void *buf, size_t len)
         n = len;
     if (m->max_read && n > m->max_read)
         n = m->max_read;
-    memcpy(buf, m->data + m->pos, n);
+    if (n)
+        memcpy(buf, m->data + m->pos, n);
     m->pos += n;
     return (ssize_t)n;
 }
@@ -65,7 +66,8 @@ static mem mem_random(size_t len)
 static mem mem_copy(const mem *src)
 {
     mem m = {malloc(src->len ? src->len : 1), src->len, src->len, 0, 0};
-    memcpy(m.data, src->data, src->len);
+    if (src->len)
+        memcpy(m.data, src->data, src->len);
     return m;
 }
 
