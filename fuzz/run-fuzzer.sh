@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run one libFuzzer target for a bounded time on a scratch copy of its corpus.
 set -euo pipefail
-exe=$1 corpus=$2
+exe=$(realpath "$1") corpus=$(realpath -m "$2")  # absolute: we cd below
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/corpus"
