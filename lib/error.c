@@ -22,10 +22,14 @@ void vmseal_clear_error(void)
 
 int vmseal_fail(int err_no, const char *fmt, ...)
 {
+    /* Format into a scratch buffer first: callers may pass
+     * vmseal_last_error() itself as an argument to add context. */
+    char msg[sizeof(last_error)];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof(last_error), fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    memcpy(last_error, msg, sizeof(last_error));
     return err_no > 0 ? -err_no : err_no;
 }
 
