@@ -1,0 +1,874 @@
+/* Running QEMU guests with LUKS1 disks opened over QMP. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qemu.h"
+#include "qmp.h"
+
+#define MAX_DISKS 16
+#define DEFAULT_TIMEOUT_MS 15000
+
+struct vmseal_qemu {
+    pid_t pid;
+    int is_child;       /* we forked it: reap with waitpid */
+    int exited;
+    char *run_dir;
+    char *sock_path;
+    vmseal_qmp *qmp;    /* NULL when not connected */
+    int timeout_ms;
+};
+
+/* ---- small helpers ---- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static char *xasprintf(const char *fmt, ...) VMSEAL_PRINTF(1, 2);
+static char *xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    return s;
+}
+
+/* Bounded copy that always terminates (may cut). */
+static void copy_str(char *dst, size_t len, const char *src)
+{
+    if (len == 0)
+        return;
+    size_t n = strlen(src);
+    if (n >= len)
+        n = len - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* QEMU option values: a comma is written as two commas. */
+static char *opt_escape(const char *s)
+{
+    size_t n = 0;
+    for (const char *p = s; *p; p++)
+        n += (*p == ',') ? 2 : 1;
+    char *out = malloc(n + 1);
+    if (!out)
+        return NULL;
+    char *o = out;
+    for (const char *p = s; *p; p++) {
+        *o++ = *p;
+        if (*p == ',')
+            *o++ = ',';
+    }
+    *o = '\0';
+    return out;
+}
+
+static int name_ok(const char *s)
+{
+    if (!s || !*s || strlen(s) > 64)
+        return 0;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+              (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
+            return 0;
+    return 1;
+}
+
+static int uuid_ok(const char *s)
+{
+    if (!s || strlen(s) != 36)
+        return 0;
+    for (int i = 0; i < 36; i++) {
+        char c = s[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-')
+                return 0;
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+typedef struct argv_buf {
+    char **v;
+    size_t n, cap;
+    int oom;
+} argv_buf;
+
+static void arg_add_owned(argv_buf *a, char *s)
+{
+    if (!s) {
+        a->oom = 1;
+        return;
+    }
+    if (a->n + 2 > a->cap) {
+        size_t ncap = a->cap ? a->cap * 2 : 32;
+        char **nv = realloc(a->v, ncap * sizeof(*nv));
+        if (!nv) {
+            free(s);
+            a->oom = 1;
+            return;
+        }
+        a->v = nv;
+        a->cap = ncap;
+    }
+    a->v[a->n++] = s;
+    a->v[a->n] = NULL;
+}
+
+static void arg_add(argv_buf *a, const char *s)
+{
+    arg_add_owned(a, strdup(s));
+}
+
+static void argv_free(argv_buf *a)
+{
+    for (size_t i = 0; i < a->n; i++)
+        free(a->v[i]);
+    free(a->v);
+    a->v = NULL;
+    a->n = a->cap = 0;
+}
+
+static const char *qemu_binary(const char *given)
+{
+    if (given && *given)
+        return given;
+    const char *env = getenv("VMSEAL_QEMU");
+    return env && *env ? env : "qemu-system-x86_64";
+}
+
+/* Fork and exec argv in its own session, stdin from /dev/null, stdout and
+ * stderr appended to log_path. Only async-signal-safe calls in the child. */
+static int spawn(char *const argv[], const char *log_path, pid_t *pid_out)
+{
+    int logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (logfd < 0)
+        return vmseal_fail(errno, "cannot open %s: %s", log_path, strerror(errno));
+    int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (nullfd < 0) {
+        int e = errno;
+        close(logfd);
+        return vmseal_fail(e, "cannot open /dev/null: %s", strerror(e));
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(logfd);
+        close(nullfd);
+        return vmseal_fail(e, "fork: %s", strerror(e));
+    }
+    if (pid == 0) {
+        setsid();
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
+            _exit(126);
+        closefrom(3);
+        execvp(argv[0], argv);
+        static const char msg[] = "vmseal: cannot execute QEMU\n";
+        ssize_t w = write(2, msg, sizeof(msg) - 1);
+        (void)w;
+        _exit(127);
+    }
+    close(logfd);
+    close(nullfd);
+    *pid_out = pid;
+    return 0;
+}
+
+/* Last non-empty line of a log file, for error messages. */
+static void log_tail(const char *path, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    char tmp[2048];
+    off_t size = lseek(fd, 0, SEEK_END);
+    off_t from = size > (off_t)sizeof(tmp) - 1 ? size - (off_t)sizeof(tmp) + 1 : 0;
+    ssize_t n = pread(fd, tmp, sizeof(tmp) - 1, from);
+    close(fd);
+    if (n <= 0)
+        return;
+    tmp[n] = '\0';
+    while (n > 0 && (tmp[n - 1] == '\n' || tmp[n - 1] == '\r'))
+        tmp[--n] = '\0';
+    char *start = strrchr(tmp, '\n');
+    start = start ? start + 1 : tmp;
+    copy_str(buf, len, start);
+}
+
+/* Is `pid` alive? For our own child, reap it when it has exited. */
+static int pid_alive(pid_t pid, int is_child)
+{
+    if (pid <= 0)
+        return 0;
+    if (is_child) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return 0;
+        if (r < 0 && errno == ECHILD)
+            is_child = 0;   /* reaped elsewhere: fall through to kill(0) */
+        else
+            return 1;
+    }
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+        return 0;
+    /* A zombie nobody reaps yet counts as exited. */
+    char path[64], stat[256];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, stat, sizeof(stat) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    stat[n] = '\0';
+    char *rp = strrchr(stat, ')');
+    if (rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'))
+        return 0;
+    return 1;
+}
+
+static int wait_pid_exit(pid_t pid, int is_child, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        if (!pid_alive(pid, is_child))
+            return 0;
+        if (now_ms() >= deadline)
+            return -ETIMEDOUT;
+        sleep_ms(20);
+    }
+}
+
+/* ---- life cycle ---- */
+
+static int ensure_qmp(vmseal_qemu *vm);
+
+pid_t vmseal_qemu_pid(const vmseal_qemu *vm)
+{
+    return vm->pid;
+}
+
+vmseal_qmp *vmseal_qemu_monitor(vmseal_qemu *vm)
+{
+    if (ensure_qmp(vm) < 0)
+        return NULL;
+    return vm->qmp;
+}
+
+int vmseal_qemu_alive(vmseal_qemu *vm)
+{
+    if (vm->exited)
+        return 0;
+    if (!pid_alive(vm->pid, vm->is_child)) {
+        vm->exited = 1;
+        vmseal_qmp_close(vm->qmp);
+        vm->qmp = NULL;
+        return 0;
+    }
+    return 1;
+}
+
+int vmseal_qemu_wait_exit(vmseal_qemu *vm, int timeout_ms)
+{
+    if (vm->exited)
+        return 0;
+    int r = wait_pid_exit(vm->pid, vm->is_child, timeout_ms);
+    if (r == 0) {
+        vm->exited = 1;
+        vmseal_qmp_close(vm->qmp);
+        vm->qmp = NULL;
+        return 0;
+    }
+    return vmseal_fail(ETIMEDOUT, "QEMU (pid %d) still runs after %d ms", (int)vm->pid, timeout_ms);
+}
+
+static int ensure_qmp(vmseal_qemu *vm)
+{
+    if (vm->qmp)
+        return 0;
+    if (!vmseal_qemu_alive(vm))
+        return vmseal_fail(ESRCH, "QEMU has exited");
+    return vmseal_qmp_connect(vm->sock_path, vm->timeout_ms, &vm->qmp);
+}
+
+int vmseal_qemu_status(vmseal_qemu *vm, char *buf, size_t len)
+{
+    if (!vmseal_qemu_alive(vm))
+        return vmseal_fail(ESRCH, "QEMU has exited");
+    int r = ensure_qmp(vm);
+    if (r < 0)
+        return r;
+    json_t *ret = NULL;
+    r = vmseal_qmp_execute(vm->qmp, "query-status", NULL, vm->timeout_ms, &ret);
+    if (r < 0) {
+        if (r == -ECONNRESET && !vmseal_qemu_alive(vm))
+            return vmseal_fail(ESRCH, "QEMU has exited");
+        return r;
+    }
+    const char *st = json_string_value(json_object_get(ret, "status"));
+    copy_str(buf, len, st ? st : "unknown");
+    json_decref(ret);
+    return 0;
+}
+
+void vmseal_qemu_kill(vmseal_qemu *vm)
+{
+    if (!vmseal_qemu_alive(vm))
+        return;
+    if (ensure_qmp(vm) == 0) {
+        int r = vmseal_qmp_execute(vm->qmp, "quit", NULL, 3000, NULL);
+        (void)r;
+        if (vmseal_qemu_wait_exit(vm, 5000) == 0)
+            return;
+    }
+    kill(vm->pid, SIGKILL);
+    (void)vmseal_qemu_wait_exit(vm, 10000);
+}
+
+int vmseal_qemu_power_off(vmseal_qemu *vm, int grace_ms)
+{
+    if (!vmseal_qemu_alive(vm))
+        return 0;
+    int r = ensure_qmp(vm);
+    if (r == 0)
+        r = vmseal_qmp_execute(vm->qmp, "system_powerdown", NULL, vm->timeout_ms, NULL);
+    if (r == 0 && vmseal_qemu_wait_exit(vm, grace_ms) == 0)
+        return 0;
+    if (!vmseal_qemu_alive(vm))
+        return 0;
+    vmseal_qemu_kill(vm);
+    vmseal_clear_error();
+    return 1;
+}
+
+void vmseal_qemu_free(vmseal_qemu *vm)
+{
+    if (!vm)
+        return;
+    vmseal_qmp_close(vm->qmp);
+    if (vm->is_child && !vm->exited)
+        (void)pid_alive(vm->pid, 1);   /* reap if it has just exited */
+    free(vm->run_dir);
+    free(vm->sock_path);
+    free(vm);
+}
+
+/* ---- start ---- */
+
+static int build_argv(const vmseal_qemu_spec *s, argv_buf *a)
+{
+    char *rd = opt_escape(s->run_dir);
+    if (!rd)
+        return vmseal_fail(ENOMEM, "out of memory");
+    arg_add(a, qemu_binary(s->qemu));
+    arg_add(a, "-name");
+    arg_add_owned(a, xasprintf("guest=%s,debug-threads=on", s->name));
+    arg_add(a, "-uuid");
+    arg_add(a, s->uuid);
+    arg_add(a, "-machine");
+    arg_add(a, "pc");
+    arg_add(a, "-accel");
+    arg_add(a, s->accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg");
+    arg_add(a, "-m");
+    arg_add_owned(a, xasprintf("%u", s->memory_mb ? s->memory_mb : 256));
+    arg_add(a, "-smp");
+    arg_add_owned(a, xasprintf("%u", s->cpus ? s->cpus : 1));
+    arg_add(a, "-nodefaults");
+    arg_add(a, "-nographic");
+    arg_add(a, "-msg");
+    arg_add(a, "timestamp=on");
+    /* QEMU may not spawn helpers, gain privileges or use obsolete calls. */
+    arg_add(a, "-sandbox");
+    arg_add(a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+    arg_add(a, "-chardev");
+    arg_add_owned(a, xasprintf("file,id=vmseal-serial,path=%s/serial.log,append=on", rd));
+    arg_add(a, "-serial");
+    arg_add(a, "chardev:vmseal-serial");
+    arg_add(a, "-chardev");
+    arg_add_owned(a, xasprintf("socket,id=vmseal-qmp,path=%s/qmp.sock,server=on,wait=off", rd));
+    arg_add(a, "-mon");
+    arg_add(a, "chardev=vmseal-qmp,mode=control");
+    arg_add(a, "-pidfile");
+    arg_add_owned(a, xasprintf("%s/qemu.pid", s->run_dir));
+    if (s->kernel) {
+        arg_add(a, "-kernel");
+        arg_add(a, s->kernel);
+    }
+    if (s->initrd) {
+        arg_add(a, "-initrd");
+        arg_add(a, s->initrd);
+    }
+    if (s->append) {
+        arg_add(a, "-append");
+        arg_add(a, s->append);
+    }
+    if (s->firmware_code && !s->nvram) {
+        arg_add(a, "-bios");
+        arg_add(a, s->firmware_code);
+    }
+    arg_add(a, "-S");
+    free(rd);
+    if (a->oom)
+        return vmseal_fail(ENOMEM, "out of memory");
+    return 0;
+}
+
+/* blockdev-add for one image; for a LUKS image the secret `sec_id` must
+ * already exist. */
+static int add_blockdev(vmseal_qmp *q, const char *node, const vmseal_qemu_disk *d,
+                        const char *sec_id, int timeout_ms)
+{
+    json_t *file = json_pack("{s:s, s:s, s:b}", "driver", "file", "filename", d->path,
+                             "read-only", d->read_only ? 1 : 0);
+    json_t *args;
+    if (sec_id)
+        args = json_pack("{s:s, s:s, s:s, s:o, s:b, s:s}", "driver", "luks", "node-name", node,
+                         "key-secret", sec_id, "file", file, "read-only", d->read_only ? 1 : 0,
+                         "discard", "unmap");
+    else
+        args = json_pack("{s:s, s:s, s:o, s:b, s:s}", "driver", "raw", "node-name", node, "file",
+                         file, "read-only", d->read_only ? 1 : 0, "discard", "unmap");
+    if (!args)
+        return vmseal_fail(ENOMEM, "out of memory");
+    int r = vmseal_qmp_execute(q, "blockdev-add", args, timeout_ms, NULL);
+    if (r < 0)
+        return vmseal_fail(r, "disk %s: %s", d->path, vmseal_last_error());
+    return 0;
+}
+
+static int del_object(vmseal_qmp *q, const char *id, int timeout_ms)
+{
+    return vmseal_qmp_execute(q, "object-del", json_pack("{s:s}", "id", id), timeout_ms, NULL);
+}
+
+static int attach_disks(vmseal_qemu *vm, const vmseal_qemu_spec *s)
+{
+    vmseal_qmp *q = vm->qmp;
+    int t = vm->timeout_ms;
+    for (size_t i = 0; i < s->ndisks; i++) {
+        const vmseal_qemu_disk *d = &s->disks[i];
+        char node[32], sec[32], dev[32], addr[8];
+        snprintf(node, sizeof(node), "vmseal-disk%zu", i);
+        snprintf(sec, sizeof(sec), "vmseal-sec%zu", i);
+        snprintf(dev, sizeof(dev), "vmseal-vd%zu", i);
+        snprintf(addr, sizeof(addr), "0x%zx", 0x10 + i);   /* stable order: vda, vdb, ... */
+        int r;
+        if (d->passphrase) {
+            r = vmseal_qmp_add_secret(q, sec, d->passphrase, t);
+            if (r < 0)
+                return r;
+        }
+        r = add_blockdev(q, node, d, d->passphrase ? sec : NULL, t);
+        if (d->passphrase) {
+            /* The LUKS driver has unlocked the volume key: the passphrase
+             * object is no longer needed inside QEMU. */
+            int rd = del_object(q, sec, t);
+            if (r == 0 && rd < 0)
+                r = rd;
+        }
+        if (r < 0)
+            return r;
+        r = vmseal_qmp_execute(q, "device_add",
+                               json_pack("{s:s, s:s, s:s, s:s, s:s}", "driver", "virtio-blk-pci",
+                                         "id", dev, "drive", node, "addr", addr, "serial", dev),
+                               t, NULL);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int check_spec(const vmseal_qemu_spec *s)
+{
+    if (!s->run_dir || !*s->run_dir)
+        return vmseal_fail(EINVAL, "QEMU: no run directory");
+    if (!name_ok(s->name))
+        return vmseal_fail(EINVAL, "QEMU: VM name must be 1-64 of [A-Za-z0-9._-]");
+    if (!uuid_ok(s->uuid))
+        return vmseal_fail(EINVAL, "QEMU: VM uuid is not a UUID");
+    if (s->ndisks > MAX_DISKS)
+        return vmseal_fail(EINVAL, "QEMU: at most %d disks", MAX_DISKS);
+    if (s->nvram)
+        return vmseal_fail(ENOTSUP, "QEMU: persistent UEFI variable store not supported yet");
+    struct stat st;
+    if (stat(s->run_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return vmseal_fail(ENOENT, "QEMU: run directory %s does not exist", s->run_dir);
+    for (size_t i = 0; i < s->ndisks; i++)
+        if (!s->disks[i].path || access(s->disks[i].path, R_OK) != 0)
+            return vmseal_fail(ENOENT, "QEMU: disk %s is not readable",
+                               s->disks[i].path ? s->disks[i].path : "(null)");
+    return 0;
+}
+
+static int cmdline_has_uuid(pid_t pid, const char *uuid);
+
+/* The pid recorded in run_dir/qemu.pid if that process is the QEMU of this
+ * VM (guards against pid reuse); 0 otherwise. */
+static pid_t running_pid(const char *run_dir, const char *uuid)
+{
+    char *pid_path = xasprintf("%s/qemu.pid", run_dir);
+    if (!pid_path)
+        return 0;
+    FILE *f = fopen(pid_path, "re");
+    free(pid_path);
+    if (!f)
+        return 0;
+    long pid = 0;
+    int got = fscanf(f, "%ld", &pid);
+    fclose(f);
+    if (got != 1 || pid <= 1 || !pid_alive((pid_t)pid, 0) || !cmdline_has_uuid((pid_t)pid, uuid))
+        return 0;
+    return (pid_t)pid;
+}
+
+/* Is a QEMU using this home? Either its pid file is locked (QEMU holds a
+ * lock on it while it runs) or it names a live QEMU of this VM. */
+static int home_in_use(const char *run_dir, const char *uuid)
+{
+    if (running_pid(run_dir, uuid) > 0)
+        return 1;
+    char *pid_path = xasprintf("%s/qemu.pid", run_dir);
+    if (!pid_path)
+        return 1;
+    int fd = open(pid_path, O_RDONLY | O_CLOEXEC);
+    free(pid_path);
+    if (fd < 0)
+        return 0;
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    int busy = fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+    close(fd);
+    return busy;
+}
+
+int vmseal_qemu_start(const vmseal_qemu_spec *s, vmseal_qemu **out)
+{
+    *out = NULL;
+    int r = check_spec(s);
+    if (r < 0)
+        return r;
+    int timeout = s->timeout_ms > 0 ? s->timeout_ms : DEFAULT_TIMEOUT_MS;
+
+    vmseal_qemu *vm = calloc(1, sizeof(*vm));
+    if (!vm)
+        return vmseal_fail(ENOMEM, "out of memory");
+    vm->timeout_ms = timeout;
+    vm->run_dir = strdup(s->run_dir);
+    vm->sock_path = xasprintf("%s/qmp.sock", s->run_dir);
+    char *log_path = xasprintf("%s/qemu.log", s->run_dir);
+    char *pid_path = xasprintf("%s/qemu.pid", s->run_dir);
+    argv_buf a = {0};
+    if (!vm->run_dir || !vm->sock_path || !log_path || !pid_path) {
+        r = vmseal_fail(ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (strlen(vm->sock_path) >= 108) {
+        r = vmseal_fail(ENAMETOOLONG, "QEMU: monitor socket path %s is too long", vm->sock_path);
+        goto fail;
+    }
+    /* Refuse to start a second QEMU on the same home. */
+    if (home_in_use(s->run_dir, s->uuid)) {
+        r = vmseal_fail(EBUSY, "QEMU: VM %s is already running", s->name);
+        goto fail;
+    }
+    unlink(vm->sock_path);
+    unlink(pid_path);
+
+    r = build_argv(s, &a);
+    if (r < 0)
+        goto fail;
+    r = spawn(a.v, log_path, &vm->pid);
+    if (r < 0)
+        goto fail;
+    vm->is_child = 1;
+
+    /* Wait for the monitor socket, watching QEMU does not die meanwhile. */
+    int64_t deadline = now_ms() + timeout;
+    for (;;) {
+        if (!pid_alive(vm->pid, 1)) {
+            vm->exited = 1;
+            char tail[512];
+            log_tail(log_path, tail, sizeof(tail));
+            r = vmseal_fail(EIO, "QEMU exited at start: %s", tail[0] ? tail : "(no message)");
+            goto fail;
+        }
+        r = vmseal_qmp_connect(vm->sock_path, timeout, &vm->qmp);
+        if (r == 0)
+            break;
+        if ((r != -ENOENT && r != -ECONNREFUSED) || now_ms() >= deadline) {
+            r = vmseal_fail(r, "QEMU monitor: %s", vmseal_last_error());
+            goto fail;
+        }
+        sleep_ms(20);
+    }
+
+    r = attach_disks(vm, s);
+    if (r < 0)
+        goto fail;
+    r = vmseal_qmp_execute(vm->qmp, "cont", NULL, timeout, NULL);
+    if (r < 0)
+        goto fail;
+
+    argv_free(&a);
+    free(log_path);
+    free(pid_path);
+    vmseal_clear_error();
+    *out = vm;
+    return 0;
+
+fail:
+    {
+        char msg[512];
+        copy_str(msg, sizeof(msg), vmseal_last_error());
+        if (vm->pid > 0 && !vm->exited) {
+            kill(vm->pid, SIGKILL);
+            (void)wait_pid_exit(vm->pid, 1, 10000);
+        }
+        vmseal_fail(r, "%s", msg);
+    }
+    argv_free(&a);
+    free(log_path);
+    free(pid_path);
+    vm->exited = 1;
+    vmseal_qemu_free(vm);
+    return r;
+}
+
+/* ---- re-attach ---- */
+
+/* Does /proc/<pid>/cmdline carry "-uuid <uuid>"? */
+static int cmdline_has_uuid(pid_t pid, const char *uuid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char buf[8192];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    for (char *p = buf; p < buf + n; p += strlen(p) + 1) {
+        char *next = p + strlen(p) + 1;
+        if (strcmp(p, "-uuid") == 0 && next < buf + n && strcasecmp(next, uuid) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+int vmseal_qemu_attach(const char *run_dir, const char *uuid, int timeout_ms, vmseal_qemu **out)
+{
+    *out = NULL;
+    pid_t pid = running_pid(run_dir, uuid);
+    if (pid <= 0)
+        return vmseal_fail(ESRCH, "no QEMU runs in %s", run_dir);
+    vmseal_qemu *vm = calloc(1, sizeof(*vm));
+    if (!vm)
+        return vmseal_fail(ENOMEM, "out of memory");
+    vm->pid = (pid_t)pid;
+    vm->timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
+    vm->run_dir = strdup(run_dir);
+    vm->sock_path = xasprintf("%s/qmp.sock", run_dir);
+    if (!vm->run_dir || !vm->sock_path) {
+        vmseal_qemu_free(vm);
+        return vmseal_fail(ENOMEM, "out of memory");
+    }
+    int r = vmseal_qmp_connect(vm->sock_path, vm->timeout_ms, &vm->qmp);
+    if (r < 0) {
+        vmseal_qemu_free(vm);
+        return r;
+    }
+    *out = vm;
+    return 0;
+}
+
+/* ---- accelerator probe ---- */
+
+static int read_cache(const char *path, const char *key)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    char line[512];
+    int val = -1;
+    if (fgets(line, sizeof(line), f)) {
+        size_t kl = strlen(key);
+        if (strncmp(line, key, kl) == 0 && line[kl] == ' ' && (line[kl + 1] == '0' || line[kl + 1] == '1'))
+            val = line[kl + 1] - '0';
+    }
+    fclose(f);
+    return val;
+}
+
+static void write_cache(const char *path, const char *key, int val)
+{
+    char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
+    if (!tmp)
+        return;
+    FILE *f = fopen(tmp, "we");
+    if (f) {
+        fprintf(f, "%s %d\n", key, val);
+        if (fclose(f) == 0 && rename(tmp, path) == 0) {
+            free(tmp);
+            return;
+        }
+    }
+    unlink(tmp);
+    free(tmp);
+}
+
+/* Find the binary on PATH to key the cache by its modification time. */
+static void binary_stamp(const char *bin, char *out, size_t len)
+{
+    struct stat st;
+    if (strchr(bin, '/')) {
+        if (stat(bin, &st) == 0) {
+            snprintf(out, len, "%s@%lld", bin, (long long)st.st_mtime);
+            return;
+        }
+    } else {
+        const char *path = getenv("PATH");
+        char *copy = strdup(path ? path : "/usr/bin:/bin");
+        char *save = NULL;
+        for (char *d = copy ? strtok_r(copy, ":", &save) : NULL; d; d = strtok_r(NULL, ":", &save)) {
+            char full[4096];
+            snprintf(full, sizeof(full), "%s/%s", d, bin);
+            if (stat(full, &st) == 0) {
+                snprintf(out, len, "%s@%lld", full, (long long)st.st_mtime);
+                free(copy);
+                return;
+            }
+        }
+        free(copy);
+    }
+    snprintf(out, len, "%s", bin);
+}
+
+static int file_contains(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    char buf[65536];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* the console may carry NULs or escapes: search with memmem */
+    return memmem(buf, n, needle, strlen(needle)) != NULL;
+}
+
+int vmseal_qemu_probe_kvm(const vmseal_kvm_probe *p)
+{
+    int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    close(fd);
+    if (!p || !p->kernel || !p->expect)
+        return vmseal_fail(EINVAL, "KVM probe needs a kernel and the text to expect");
+    const char *qemu = qemu_binary(p->qemu);
+    struct utsname u;
+    uname(&u);
+    char stamp[4096 + 64], key[8192];
+    binary_stamp(qemu, stamp, sizeof(stamp));
+    snprintf(key, sizeof(key), "kvm-probe:%s:%s:%s", stamp, u.release, p->kernel);
+    for (char *c = key; *c; c++)
+        if (*c == ' ' || *c == '\n')
+            *c = '_';
+    if (p->cache_file) {
+        int v = read_cache(p->cache_file, key);
+        if (v >= 0)
+            return v;
+    }
+
+    char dir[] = "/tmp/vmseal-kvm-probe.XXXXXX";
+    if (!mkdtemp(dir))
+        return vmseal_fail(errno, "KVM probe: mkdtemp: %s", strerror(errno));
+    char serial[64], log[64];
+    snprintf(serial, sizeof(serial), "%s/serial.log", dir);
+    snprintf(log, sizeof(log), "%s/qemu.log", dir);
+    argv_buf a = {0};
+    arg_add(&a, qemu);
+    arg_add(&a, "-accel");
+    arg_add(&a, "kvm");
+    arg_add(&a, "-m");
+    arg_add(&a, "256");
+    arg_add(&a, "-nodefaults");
+    arg_add(&a, "-nographic");
+    arg_add(&a, "-no-reboot");
+    arg_add(&a, "-serial");
+    arg_add_owned(&a, xasprintf("file:%s", serial));
+    arg_add(&a, "-kernel");
+    arg_add(&a, p->kernel);
+    if (p->initrd) {
+        arg_add(&a, "-initrd");
+        arg_add(&a, p->initrd);
+    }
+    arg_add(&a, "-append");
+    arg_add(&a, p->append ? p->append : "console=ttyS0 quiet");
+    int works = 0;
+    pid_t pid = 0;
+    if (!a.oom && spawn(a.v, log, &pid) == 0) {
+        int timeout = p->timeout_ms > 0 ? p->timeout_ms : 20000;
+        if (wait_pid_exit(pid, 1, timeout) == 0) {
+            works = file_contains(serial, p->expect);
+        } else {
+            kill(pid, SIGKILL);
+            (void)wait_pid_exit(pid, 1, 10000);
+        }
+    }
+    argv_free(&a);
+    unlink(serial);
+    unlink(log);
+    rmdir(dir);
+    if (p->cache_file && pid > 0)
+        write_cache(p->cache_file, key, works);
+    vmseal_clear_error();
+    return works;
+}
+
+vmseal_accel vmseal_qemu_pick_accel(const vmseal_kvm_probe *probe)
+{
+    const char *env = getenv("VMSEAL_ACCEL");
+    if (env && strcmp(env, "kvm") == 0)
+        return VMSEAL_ACCEL_KVM;
+    if (env && strcmp(env, "tcg") == 0)
+        return VMSEAL_ACCEL_TCG;
+    if (probe && vmseal_qemu_probe_kvm(probe) == 1)
+        return VMSEAL_ACCEL_KVM;
+    return VMSEAL_ACCEL_TCG;
+}

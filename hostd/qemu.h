@@ -1,0 +1,114 @@
+/* vmseal-hostd — running QEMU guests whose disks are LUKS1 images.
+ *
+ * QEMU is started paused (-S) with no disks. The disks are then added over
+ * the QMP monitor: for an encrypted disk a `secret` object whose data (the
+ * LUKS passphrase) travels over the monitor socket only — never argv,
+ * environment or a file — then `blockdev-add` (driver luks, key-secret),
+ * `device_add virtio-blk-pci`, and the secret object is deleted again once
+ * QEMU has opened the volume key. Then `cont`.
+ *
+ * The VM's run directory (its home) receives:
+ *   serial.log   the guest's serial console (clear text, appended)
+ *   qemu.log     QEMU's own messages (clear text, appended)
+ *   qmp.sock     the monitor socket (the directory should be mode 0700)
+ *   qemu.pid     QEMU's pid (written and locked by QEMU)
+ * QEMU runs in its own session, so it survives a restart of hostd, which
+ * then re-attaches with vmseal_qemu_attach().
+ */
+#ifndef VMSEAL_HOSTD_QEMU_H
+#define VMSEAL_HOSTD_QEMU_H
+
+#include <sys/types.h>
+
+#include <vmseal/common.h>
+#include <vmseal/secret.h>
+
+typedef enum vmseal_accel {
+    VMSEAL_ACCEL_TCG = 0,
+    VMSEAL_ACCEL_KVM = 1,
+} vmseal_accel;
+
+typedef struct vmseal_qemu_disk {
+    const char *path;                  /* image file */
+    const vmseal_secret *passphrase;   /* LUKS1 passphrase (borrowed); NULL: raw image */
+    int read_only;
+} vmseal_qemu_disk;
+
+typedef struct vmseal_qemu_spec {
+    const char *qemu;          /* binary; NULL: $VMSEAL_QEMU or qemu-system-x86_64 */
+    const char *run_dir;       /* the VM home (see above); must exist */
+    const char *name;          /* [A-Za-z0-9._-]+ */
+    const char *uuid;          /* RFC 4122 text form */
+    unsigned cpus;             /* 0: 1 */
+    unsigned memory_mb;        /* 0: 256 */
+    vmseal_accel accel;
+    const char *kernel;        /* direct kernel boot (optional) */
+    const char *initrd;
+    const char *append;
+    const char *firmware_code; /* UEFI: read-only firmware code image (OVMF_CODE.fd) */
+    const vmseal_qemu_disk *nvram; /* UEFI: the variable store (LUKS1 when passphrase set) */
+    const vmseal_qemu_disk *disks;
+    size_t ndisks;             /* at most 16 */
+    int timeout_ms;            /* for start-up and each monitor command; 0: 15000 */
+} vmseal_qemu_spec;
+
+typedef struct vmseal_qemu vmseal_qemu;
+
+/* Launch QEMU paused, attach the disks over QMP, resume the guest.
+ * On failure QEMU is killed and the reason is in vmseal_last_error(). */
+int vmseal_qemu_start(const vmseal_qemu_spec *spec, vmseal_qemu **out) VMSEAL_MUST_CHECK;
+
+/* Re-attach to a QEMU that a previous hostd started in run_dir. -ESRCH when
+ * none runs there (or the pid belongs to a process other than the VM with
+ * this uuid). */
+int vmseal_qemu_attach(const char *run_dir, const char *uuid, int timeout_ms,
+                       vmseal_qemu **out) VMSEAL_MUST_CHECK;
+
+pid_t vmseal_qemu_pid(const vmseal_qemu *vm);
+
+/* The connected monitor (NULL once QEMU has exited), e.g. for queries. */
+struct vmseal_qmp *vmseal_qemu_monitor(vmseal_qemu *vm);
+
+/* 1 while the QEMU process lives, 0 once it has exited (reaped if ours). */
+int vmseal_qemu_alive(vmseal_qemu *vm);
+
+/* QEMU's run state ("running", "paused", "shutdown", ...). -ESRCH once
+ * QEMU has exited. */
+int vmseal_qemu_status(vmseal_qemu *vm, char *buf, size_t len) VMSEAL_MUST_CHECK;
+
+/* Wait up to timeout_ms for QEMU to exit (guest power-off): 0 when it has,
+ * -ETIMEDOUT when it still runs. */
+int vmseal_qemu_wait_exit(vmseal_qemu *vm, int timeout_ms);
+
+/* Graceful power-off: ACPI power button (system_powerdown), wait up to
+ * grace_ms for the guest to power off; then `quit`; then SIGKILL.
+ * Returns 0 (guest powered off by itself) or 1 (QEMU had to be stopped). */
+int vmseal_qemu_power_off(vmseal_qemu *vm, int grace_ms);
+
+/* Hard stop: `quit`, then SIGKILL. */
+void vmseal_qemu_kill(vmseal_qemu *vm);
+
+/* Free the handle; does not stop QEMU. */
+void vmseal_qemu_free(vmseal_qemu *vm);
+
+/* Does KVM work here? Boots kernel+initrd under -accel kvm (no disks) and
+ * expects `expect` on the serial console within timeout_ms, the guest
+ * powering itself off. The answer (1 yes, 0 no) is cached in cache_file
+ * (optional), keyed by QEMU binary and host kernel. Without /dev/kvm
+ * read-write access the answer is 0 at once. */
+typedef struct vmseal_kvm_probe {
+    const char *qemu;
+    const char *kernel;
+    const char *initrd;
+    const char *append;        /* NULL: "console=ttyS0 quiet" */
+    const char *expect;        /* serial text proving a good boot */
+    const char *cache_file;
+    int timeout_ms;            /* 0: 20000 */
+} vmseal_kvm_probe;
+
+int vmseal_qemu_probe_kvm(const vmseal_kvm_probe *probe);
+
+/* Accelerator to use: $VMSEAL_ACCEL ("kvm"/"tcg") if set, else the probe. */
+vmseal_accel vmseal_qemu_pick_accel(const vmseal_kvm_probe *probe);
+
+#endif
