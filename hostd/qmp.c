@@ -112,6 +112,8 @@ static int fill(vmseal_qmp *q, int timeout)
 static int take_line(vmseal_qmp *q, json_t **msg)
 {
     for (;;) {
+        if (q->len == 0)
+            return 0;
         char *nl = memchr(q->buf, '\n', q->len);
         if (!nl)
             return 0;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -32,6 +33,15 @@
 static char guest_dir[1024];
 static char kernel[1200], initrd[1200];
 static char tmpdir[256];
+/* QEMUs started by this test, killed at teardown when a test failed midway */
+static pid_t started[32];
+static size_t nstarted;
+
+static void track(vmseal_qemu *vm)
+{
+    if (nstarted < 32)
+        started[nstarted++] = vmseal_qemu_pid(vm);
+}
 
 /* ---- helpers ---- */
 
@@ -160,6 +170,7 @@ static void boot_and_wait(vmseal_qemu_spec *s, const char *expect)
     int r = vmseal_qemu_start(s, &vm);
     if (r != 0)
         fail_msg("start: %s", vmseal_last_error());
+    track(vm);
     assert_int_equal(vmseal_qemu_wait_exit(vm, 90000), 0);
     vmseal_qemu_free(vm);
     char serial[1100];
@@ -228,6 +239,7 @@ static void test_secret_not_in_argv_env_and_deleted(void **state)
     vmseal_qemu *vm = NULL;
     if (vmseal_qemu_start(&s, &vm) != 0)
         fail_msg("start: %s", vmseal_last_error());
+    track(vm);
     pid_t pid = vmseal_qemu_pid(vm);
     char serial[600];
     snprintf(serial, sizeof(serial), "%s/serial.log", home);
@@ -321,7 +333,6 @@ static void test_raw_and_luks_disks(void **state)
     assert_true(count_in_file(serial, "VMSEAL-MARKER-WRITTEN vda") > 0);
     assert_int_equal(count_in_file(d.path, "VMSEAL-MARKER:TWODISKS"), 0);
     assert_int_equal(count_in_file(raw, "VMSEAL-MARKER:TWODISKS:vdb"), 1);
-    /* a second VM on a running home is refused */
     free_luks_disk(&d);
 }
 
@@ -334,6 +345,7 @@ static void test_refuses_second_start(void **state)
     vmseal_qemu *vm = NULL, *vm2 = NULL, *att = NULL;
     if (vmseal_qemu_start(&s, &vm) != 0)
         fail_msg("start: %s", vmseal_last_error());
+    track(vm);
     assert_int_equal(vmseal_qemu_start(&s, &vm2), -EBUSY);
     /* re-attach (as a restarted hostd would) finds the same process */
     vmseal_qmp *q = vmseal_qemu_monitor(vm);
@@ -372,6 +384,44 @@ static void test_bad_spec(void **state)
     assert_null(vm);
 }
 
+/* The KVM probe gives a definite answer, caches it, and the cached answer
+ * comes back at once. (On machines where /dev/kvm exists but KVM guests
+ * hang, the answer is 0 after the probe's timeout.) */
+static void test_kvm_probe(void **state)
+{
+    (void)state;
+    char cache[400];
+    snprintf(cache, sizeof(cache), "%s/kvm-probe.cache", tmpdir);
+    vmseal_kvm_probe p = {
+        .kernel = kernel, .initrd = initrd, .expect = "VMSEAL-POWEROFF",
+        .cache_file = cache, .timeout_ms = 15000,
+    };
+    int first = vmseal_qemu_probe_kvm(&p);
+    assert_true(first == 0 || first == 1);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(vmseal_qemu_probe_kvm(&p), first);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_true(t1.tv_sec - t0.tv_sec < 2);
+    if (access("/dev/kvm", R_OK | W_OK) == 0)
+        assert_true(count_in_file(cache, "kvm-probe:") == 1);
+    /* the environment overrides the probe */
+    setenv("VMSEAL_ACCEL", "tcg", 1);
+    assert_int_equal(vmseal_qemu_pick_accel(&p), VMSEAL_ACCEL_TCG);
+    setenv("VMSEAL_ACCEL", "kvm", 1);
+    assert_int_equal(vmseal_qemu_pick_accel(&p), VMSEAL_ACCEL_KVM);
+    unsetenv("VMSEAL_ACCEL");
+    assert_int_equal(vmseal_qemu_pick_accel(&p), first ? VMSEAL_ACCEL_KVM : VMSEAL_ACCEL_TCG);
+    if (first) {
+        /* KVM said yes: a guest really boots with it */
+        char home[512];
+        make_home(home, sizeof(home), "vm-kvm");
+        vmseal_qemu_spec s = base_spec(home, "console=ttyS0 quiet");
+        s.accel = VMSEAL_ACCEL_KVM;
+        boot_and_wait(&s, "VMSEAL-POWEROFF");
+    }
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -403,6 +453,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    for (size_t i = 0; i < nstarted; i++)
+        if (started[i] > 0 && kill(started[i], 0) == 0)
+            kill(started[i], SIGKILL);
     if (tmpdir[0])
         run("rm -rf %s", tmpdir);
     return 0;
@@ -417,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_wrong_passphrase),
         cmocka_unit_test(test_raw_and_luks_disks),
         cmocka_unit_test(test_refuses_second_start),
+        cmocka_unit_test(test_kvm_probe),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
