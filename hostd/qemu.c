@@ -440,6 +440,17 @@ static int build_argv(const vmseal_qemu_spec *s, argv_buf *a)
         arg_add(a, "-bios");
         arg_add(a, s->firmware_code);
     }
+    if (s->firmware_code && s->nvram) {
+        /* UEFI with a persistent variable store: the code is a read-only
+         * pflash; the store (pflash1) is attached over QMP before the
+         * machine is built (--preconfig), since it may be a LUKS image. */
+        char *code = opt_escape(s->firmware_code);
+        arg_add(a, "-drive");
+        arg_add_owned(a, code ? xasprintf("if=pflash,unit=0,format=raw,readonly=on,file=%s", code)
+                              : NULL);
+        free(code);
+        arg_add(a, "--preconfig");
+    }
     arg_add(a, "-S");
     free(rd);
     if (a->oom)
@@ -473,6 +484,40 @@ static int add_blockdev(vmseal_qmp *q, const char *node, const vmseal_qemu_disk 
 static int del_object(vmseal_qmp *q, const char *id, int timeout_ms)
 {
     return vmseal_qmp_execute(q, "object-del", json_pack("{s:s}", "id", id), timeout_ms, NULL);
+}
+
+/* In the preconfig state: open the UEFI variable store and make it the
+ * machine's pflash1, then let QEMU build the machine. */
+static int attach_nvram(vmseal_qemu *vm, const vmseal_qemu_spec *s)
+{
+    vmseal_qmp *q = vm->qmp;
+    int t = vm->timeout_ms;
+    const vmseal_qemu_disk *d = s->nvram;
+    const char *node = "vmseal-nvram", *sec = "vmseal-sec-nvram";
+    int r;
+    if (d->passphrase) {
+        r = vmseal_qmp_add_secret(q, sec, d->passphrase, t);
+        if (r < 0)
+            return r;
+    }
+    r = add_blockdev(q, node, d, d->passphrase ? sec : NULL, t);
+    if (d->passphrase) {
+        int rd = del_object(q, sec, t);
+        if (r == 0 && rd < 0)
+            r = rd;
+    }
+    if (r < 0)
+        return r;
+    r = vmseal_qmp_execute(q, "qom-set",
+                           json_pack("{s:s, s:s, s:s}", "path", "/machine", "property", "pflash1",
+                                     "value", node),
+                           t, NULL);
+    if (r < 0)
+        return r;
+    r = vmseal_qmp_execute(q, "x-exit-preconfig", NULL, t, NULL);
+    if (r < 0)
+        return vmseal_fail(r, "UEFI variable store %s: %s", d->path, vmseal_last_error());
+    return 0;
 }
 
 static int attach_disks(vmseal_qemu *vm, const vmseal_qemu_spec *s)
@@ -522,8 +567,13 @@ static int check_spec(const vmseal_qemu_spec *s)
         return vmseal_fail(EINVAL, "QEMU: VM uuid is not a UUID");
     if (s->ndisks > MAX_DISKS)
         return vmseal_fail(EINVAL, "QEMU: at most %d disks", MAX_DISKS);
-    if (s->nvram)
-        return vmseal_fail(ENOTSUP, "QEMU: persistent UEFI variable store not supported yet");
+    if (s->nvram && !s->firmware_code)
+        return vmseal_fail(EINVAL, "QEMU: a UEFI variable store needs the firmware code image");
+    if (s->nvram && (!s->nvram->path || access(s->nvram->path, R_OK | W_OK) != 0))
+        return vmseal_fail(ENOENT, "QEMU: UEFI variable store %s is not writable",
+                           s->nvram->path ? s->nvram->path : "(null)");
+    if (s->firmware_code && access(s->firmware_code, R_OK) != 0)
+        return vmseal_fail(ENOENT, "QEMU: firmware %s is not readable", s->firmware_code);
     struct stat st;
     if (stat(s->run_dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return vmseal_fail(ENOENT, "QEMU: run directory %s does not exist", s->run_dir);
@@ -635,6 +685,11 @@ int vmseal_qemu_start(const vmseal_qemu_spec *s, vmseal_qemu **out)
         sleep_ms(20);
     }
 
+    if (s->firmware_code && s->nvram) {
+        r = attach_nvram(vm, s);
+        if (r < 0)
+            goto fail;
+    }
     r = attach_disks(vm, s);
     if (r < 0)
         goto fail;

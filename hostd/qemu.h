@@ -45,8 +45,11 @@ typedef struct vmseal_qemu_spec {
     const char *kernel;        /* direct kernel boot (optional) */
     const char *initrd;
     const char *append;
-    const char *firmware_code; /* UEFI: read-only firmware code image (OVMF_CODE.fd) */
-    const vmseal_qemu_disk *nvram; /* UEFI: the variable store (LUKS1 when passphrase set) */
+    const char *firmware_code; /* UEFI: firmware code image (OVMF_CODE_4M.fd); alone it is
+                                  loaded with -bios (a combined image such as OVMF.fd) */
+    const vmseal_qemu_disk *nvram; /* UEFI: the variable store as pflash1 (LUKS1 when a
+                                      passphrase is set); its size must be the firmware's
+                                      (e.g. that of OVMF_VARS_4M.fd) */
     const vmseal_qemu_disk *disks;
     size_t ndisks;             /* at most 16 */
     int timeout_ms;            /* for start-up and each monitor command; 0: 15000 */

@@ -384,6 +384,53 @@ static void test_bad_spec(void **state)
     assert_null(vm);
 }
 
+/* UEFI: OVMF with its variable store in a LUKS1 image attached as pflash1
+ * over QMP, booting the test guest from a LUKS1 disk. */
+static void test_uefi_encrypted_nvram(void **state)
+{
+    (void)state;
+    const char *code = "/usr/share/OVMF/OVMF_CODE_4M.fd", *vars = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+    if (access(code, R_OK) != 0 || access(vars, R_OK) != 0) {
+        fprintf(stderr, "ovmf is not installed\n");
+        fail();
+    }
+    struct stat st;
+    assert_int_equal(stat(vars, &st), 0);
+    char size[32];
+    snprintf(size, sizeof(size), "%lld", (long long)st.st_size);
+    luks_disk nv, d;
+    make_luks_disk(&nv, "nvram", size);
+    make_luks_disk(&d, "uefidisk", "16M");
+    assert_int_equal(run("qemu-img convert --object secret,id=s0,file=%s -n -f raw %s "
+                         "--target-image-opts driver=luks,key-secret=s0,file.filename=%s",
+                         nv.keyfile, vars, nv.path), 0);
+    assert_int_equal(count_in_file(nv.path, "_FVH"), 0);   /* firmware volume signature */
+
+    char home[512];
+    make_home(home, sizeof(home), "vm-uefi");
+    vmseal_qemu_disk disk = {.path = d.path, .passphrase = d.pass};
+    vmseal_qemu_disk nvram = {.path = nv.path, .passphrase = nv.pass};
+    vmseal_qemu_spec s = base_spec(home, "console=ttyS0 quiet vmseal.marker=UEFIMARK");
+    s.firmware_code = code;
+    s.nvram = &nvram;
+    s.disks = &disk;
+    s.ndisks = 1;
+    boot_and_wait(&s, "VMSEAL-MARKER-WRITTEN vda");
+    assert_int_equal(count_in_file(d.path, "UEFIMARK"), 0);
+    assert_int_equal(count_in_file(nv.path, "_FVH"), 0);
+
+    /* A wrong NVRAM passphrase fails the start. */
+    vmseal_secret *wrong = NULL;
+    assert_int_equal(vmseal_secret_from("ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+                                        64, &wrong), 0);
+    nvram.passphrase = wrong;
+    vmseal_qemu *vm = NULL;
+    assert_int_equal(vmseal_qemu_start(&s, &vm), -EREMOTEIO);
+    vmseal_secret_free(wrong);
+    free_luks_disk(&nv);
+    free_luks_disk(&d);
+}
+
 /* The KVM probe gives a definite answer, caches it, and the cached answer
  * comes back at once. (On machines where /dev/kvm exists but KVM guests
  * hang, the answer is 0 after the probe's timeout.) */
@@ -470,6 +517,7 @@ int main(void)
         cmocka_unit_test(test_wrong_passphrase),
         cmocka_unit_test(test_raw_and_luks_disks),
         cmocka_unit_test(test_refuses_second_start),
+        cmocka_unit_test(test_uefi_encrypted_nvram),
         cmocka_unit_test(test_kvm_probe),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
