@@ -11,7 +11,7 @@
  * File layout (168 bytes, integers little-endian):
  *   magic "VMSLCKP1" | op u32 | reserved u32 | done u64 | total u64 |
  *   src_dev u64 | src_ino u64 | src_size u64 | src_mtime_ns u64 |
- *   src_header_sha256[32] | dst_header_sha256[32] | hmac[32]
+ *   src_header_sha256[32] | dst_header_sha256[32] | reserved[8] | hmac[32]
  */
 #include <errno.h>
 #include <fcntl.h>

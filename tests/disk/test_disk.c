@@ -21,6 +21,9 @@
 
 #define MiB (1024u * 1024u)
 
+/* Internal (lib/disk_internal.h): refuses ciphers other than aes-xts-plain64. */
+int vmseal_disk_check_cipher(const char *path, const vmseal_disk_info *info);
+
 static char dir[64];
 
 static char *p(const char *name)
@@ -478,6 +481,102 @@ static void test_keyslots(void **state)
     vmseal_secret_free(c);
 }
 
+static uint8_t *corpus_header(const char *name)
+{
+    const char *src = getenv("VMSEAL_SRC");
+    assert_non_null(src);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/fuzz/corpus/luks_header/%s", src, name);
+    size_t len;
+    uint8_t *b = slurp(path, &len);
+    assert_int_equal(len, VMSEAL_LUKS1_HEADER_SIZE);
+    return b;
+}
+
+static void put_be32(uint8_t *p4, uint32_t v)
+{
+    p4[0] = (uint8_t)(v >> 24);
+    p4[1] = (uint8_t)(v >> 16);
+    p4[2] = (uint8_t)(v >> 8);
+    p4[3] = (uint8_t)v;
+}
+
+/* Real headers from cryptsetup, qemu-img and vmseal parse; each strict
+ * check refuses its own kind of damage with a message saying so. */
+static void test_header_parse(void **state)
+{
+    (void)state;
+    vmseal_disk_info in;
+    uint8_t *h = corpus_header("cryptsetup-aes-cbc-essiv-2slots");
+    assert_int_equal(vmseal_luks1_header_parse(h, VMSEAL_LUKS1_HEADER_SIZE, &in), 0);
+    assert_string_equal(in.cipher_mode, "cbc-essiv:sha256");
+    assert_string_equal(in.hash, "sha1");
+    assert_int_equal(in.key_bits, 256);
+    assert_int_equal(in.active_slots, 2);
+    assert_int_equal(vmseal_disk_check_cipher("x", &in), -ENOTSUP);
+    assert_non_null(strstr(vmseal_last_error(), "not supported"));
+    free(h);
+    h = corpus_header("qemu-img-luks");
+    assert_int_equal(vmseal_luks1_header_parse(h, VMSEAL_LUKS1_HEADER_SIZE, &in), 0);
+    assert_string_equal(in.cipher_mode, "xts-plain64");
+    assert_int_equal(in.key_bits, 512);
+    free(h);
+    h = corpus_header("cryptsetup-aes-xts-512");
+    assert_int_equal(vmseal_luks1_header_parse(h, VMSEAL_LUKS1_HEADER_SIZE, &in), 0);
+    free(h);
+    uint8_t *good = corpus_header("vmseal-2slots");
+    assert_int_equal(vmseal_luks1_header_parse(good, VMSEAL_LUKS1_HEADER_SIZE, &in), 0);
+    assert_int_equal(in.slot_mask, 3);
+    assert_int_equal(in.payload_offset_bytes, 4096 * 512);
+
+    static const struct {
+        size_t off;
+        int kind;            /* 0: byte value, 1: be32 value */
+        uint32_t val;
+        int err;
+        const char *msg;
+    } bad[] = {
+        {0, 0, 'X', EPROTO, "bad magic"},
+        {7, 0, 2, ENOTSUP, "version 2"},
+        {8, 0, 0, EPROTO, "cipher name is empty"},
+        {9, 0, '/', EPROTO, "invalid character"},
+        {104, 1, 0, ENOTSUP, "detached header"},
+        {104, 1, 1000, EPROTO, "runs into the payload"},
+        {108, 1, 65, EPROTO, "invalid key size"},
+        {164, 1, 0, EPROTO, "zero volume-key digest"},
+        {168 + 8, 0, 'x', EPROTO, "malformed UUID"},
+        {168 + 36, 0, 'a', EPROTO, "36-character UUID"},
+        {208, 1, 0x12345678, EPROTO, "invalid state"},
+        {208 + 4, 1, 0, EPROTO, "zero iterations"},
+        {208 + 40, 1, 1, EPROTO, "overlaps the header"},
+        {208 + 48 + 40, 1, 8, EPROTO, "overlap"},
+        {208 + 7 * 48 + 44, 1, 3999, EPROTO, "stripes"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint8_t b[VMSEAL_LUKS1_HEADER_SIZE];
+        memcpy(b, good, sizeof(b));
+        if (bad[i].kind == 0)
+            b[bad[i].off] = (uint8_t)bad[i].val;
+        else
+            put_be32(b + bad[i].off, bad[i].val);
+        int rc = vmseal_luks1_header_parse(b, sizeof(b), &in);
+        if (rc != -bad[i].err || !strstr(vmseal_last_error(), bad[i].msg))
+            fail_msg("damage #%zu: rc %d, message \"%s\", want -%d and \"%s\"", i, rc,
+                     vmseal_last_error(), bad[i].err, bad[i].msg);
+        assert_int_equal(in.is_luks, 0);
+    }
+    /* The 40-byte cipher-name field may hold junk after its terminator. */
+    uint8_t b[VMSEAL_LUKS1_HEADER_SIZE];
+    memcpy(b, good, sizeof(b));
+    b[8 + 20] = 0x7f;
+    assert_int_equal(vmseal_luks1_header_parse(b, sizeof(b), &in), 0);
+    assert_string_equal(in.cipher, "aes");
+    /* Truncated buffers. */
+    assert_int_equal(vmseal_luks1_header_parse(good, VMSEAL_LUKS1_HEADER_SIZE - 1, &in), -EPROTO);
+    assert_int_equal(vmseal_luks1_header_parse(NULL, 0, &in), -EPROTO);
+    free(good);
+}
+
 static void test_damaged_images(void **state)
 {
     (void)state;
@@ -534,6 +633,7 @@ int main(void)
         cmocka_unit_test(test_rekey),
         cmocka_unit_test(test_rekey_keeps_holes),
         cmocka_unit_test(test_keyslots),
+        cmocka_unit_test(test_header_parse),
         cmocka_unit_test(test_damaged_images),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
