@@ -1,0 +1,353 @@
+/* Configuration file parsing, admin list, KMIP username/password check. */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <vmseal/common.h>
+
+#include "config.h"
+
+#define PBKDF2_ITER 200000
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+static char *resolve(const kmsd_config *cfg, const char *v)
+{
+    if (!*v)
+        return strdup("");
+    if (v[0] == '/' || !cfg->dir)
+        return strdup(v);
+    size_t n = strlen(cfg->dir) + strlen(v) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", cfg->dir, v);
+    return p;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+    if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1") || !strcmp(v, "on"))
+        *out = 1;
+    else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "0") || !strcmp(v, "off"))
+        *out = 0;
+    else
+        return -1;
+    return 0;
+}
+
+static int parse_int(const char *v, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi)
+        return -1;
+    *out = x;
+    return 0;
+}
+
+static void set_str(char **slot, char *v)
+{
+    free(*slot);
+    *slot = v;
+}
+
+static int set_defaults(kmsd_config *c)
+{
+    c->listen_address = strdup("0.0.0.0");
+    c->port = 5696;
+    c->require_client_eku = 1;
+    c->journal_mode = strdup("wal");
+    c->pkcs11_key_label = strdup("vmseal-kmsd-master");
+    c->log_level = 2;
+    c->max_connections = 1024;
+    c->handshake_timeout_ms = 10000;
+    c->idle_timeout_ms = 300000;
+    c->max_message_size = 1u << 20;
+    c->database = resolve(c, "kmsd.db");
+    if (!c->listen_address || !c->journal_mode || !c->pkcs11_key_label || !c->database)
+        return -ENOMEM;
+    return 0;
+}
+
+int kmsd_config_load(const char *path, kmsd_config **out)
+{
+    *out = NULL;
+    struct stat st;
+    char file[PATH_MAX];
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        snprintf(file, sizeof(file), "%s/kmsd.conf", path);
+    else
+        snprintf(file, sizeof(file), "%s", path);
+    FILE *f = fopen(file, "re");
+    if (!f)
+        return vmseal_fail(errno, "cannot open configuration %s: %s", file, strerror(errno));
+    kmsd_config *c = calloc(1, sizeof(*c));
+    if (!c) {
+        fclose(f);
+        return -ENOMEM;
+    }
+    char real[PATH_MAX];
+    c->path = strdup(realpath(file, real) ? real : file);
+    c->dir = strdup(c->path);
+    if (!c->path || !c->dir || set_defaults(c) < 0) {
+        fclose(f);
+        kmsd_config_free(c);
+        return -ENOMEM;
+    }
+    char *slash = strrchr(c->dir, '/');
+    if (slash && slash != c->dir)
+        *slash = '\0';
+    else
+        strcpy(c->dir, slash ? "/" : ".");
+    free(c->database);
+    c->database = resolve(c, "kmsd.db");
+
+    char line[4096];
+    int lineno = 0, rc = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        char *s = trim(line);
+        if (!*s || *s == '#')
+            continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            rc = vmseal_fail(EINVAL, "%s:%d: expected key = value", file, lineno);
+            break;
+        }
+        *eq = '\0';
+        char *k = trim(s), *v = trim(eq + 1);
+        long n;
+        int b;
+        if (!strcmp(k, "listen_address"))
+            set_str(&c->listen_address, strdup(v));
+        else if (!strcmp(k, "port")) {
+            if (parse_int(v, 0, 65535, &n) < 0)
+                goto bad;
+            c->port = (int)n;
+        } else if (!strcmp(k, "cert"))
+            set_str(&c->cert_file, resolve(c, v));
+        else if (!strcmp(k, "key"))
+            set_str(&c->key_file, resolve(c, v));
+        else if (!strcmp(k, "ca"))
+            set_str(&c->ca_file, resolve(c, v));
+        else if (!strcmp(k, "ca_key"))
+            set_str(&c->ca_key_file, resolve(c, v));
+        else if (!strcmp(k, "require_client_eku")) {
+            if (parse_bool(v, &b) < 0)
+                goto bad;
+            c->require_client_eku = b;
+        } else if (!strcmp(k, "database"))
+            set_str(&c->database, resolve(c, v));
+        else if (!strcmp(k, "journal_mode")) {
+            if (strcmp(v, "wal") && strcmp(v, "delete"))
+                goto bad;
+            set_str(&c->journal_mode, strdup(v));
+        } else if (!strcmp(k, "master_key_file"))
+            set_str(&c->master_key_file, resolve(c, v));
+        else if (!strcmp(k, "pkcs11_module"))
+            set_str(&c->pkcs11_module, strdup(v));
+        else if (!strcmp(k, "pkcs11_token"))
+            set_str(&c->pkcs11_token, strdup(v));
+        else if (!strcmp(k, "pkcs11_pin_file"))
+            set_str(&c->pkcs11_pin_file, resolve(c, v));
+        else if (!strcmp(k, "pkcs11_key_label"))
+            set_str(&c->pkcs11_key_label, strdup(v));
+        else if (!strcmp(k, "audit_log"))
+            set_str(&c->audit_log, (!strcmp(v, "-") || !*v) ? strdup("") : resolve(c, v));
+        else if (!strcmp(k, "log_file"))
+            set_str(&c->log_file, resolve(c, v));
+        else if (!strcmp(k, "log_level")) {
+            if (!strcmp(v, "error"))
+                c->log_level = 0;
+            else if (!strcmp(v, "warning"))
+                c->log_level = 1;
+            else if (!strcmp(v, "info"))
+                c->log_level = 2;
+            else if (!strcmp(v, "debug"))
+                c->log_level = 3;
+            else
+                goto bad;
+        } else if (!strcmp(k, "run_as_user"))
+            set_str(&c->run_as_user, strdup(v));
+        else if (!strcmp(k, "max_connections")) {
+            if (parse_int(v, 1, 100000, &n) < 0)
+                goto bad;
+            c->max_connections = (int)n;
+        } else if (!strcmp(k, "handshake_timeout_ms")) {
+            if (parse_int(v, 100, 600000, &n) < 0)
+                goto bad;
+            c->handshake_timeout_ms = (int)n;
+        } else if (!strcmp(k, "idle_timeout_ms")) {
+            if (parse_int(v, 100, 86400000, &n) < 0)
+                goto bad;
+            c->idle_timeout_ms = (int)n;
+        } else if (!strcmp(k, "max_message_size")) {
+            if (parse_int(v, 1024, 64L << 20, &n) < 0)
+                goto bad;
+            c->max_message_size = (size_t)n;
+        } else if (!strcmp(k, "require_credential")) {
+            if (parse_bool(v, &b) < 0)
+                goto bad;
+            c->require_credential = b;
+        } else if (!strcmp(k, "admin")) {
+            if (c->n_admins >= KMSD_MAX_ADMINS) {
+                rc = vmseal_fail(EINVAL, "%s:%d: too many admins", file, lineno);
+                break;
+            }
+            c->admins[c->n_admins++] = strdup(v);
+        } else if (!strcmp(k, "user")) {
+            /* user = NAME pbkdf2-sha256$... */
+            char *sp = v;
+            while (*sp && !isspace((unsigned char)*sp))
+                sp++;
+            if (!*sp || c->n_users >= KMSD_MAX_USERS)
+                goto bad;
+            *sp++ = '\0';
+            char *h = trim(sp);
+            if (strncmp(h, "pbkdf2-sha256$", 14) != 0)
+                goto bad;
+            c->users[c->n_users].name = strdup(v);
+            c->users[c->n_users].hash = strdup(h);
+            c->n_users++;
+        } else {
+            rc = vmseal_fail(EINVAL, "%s:%d: unknown key \"%s\"", file, lineno, k);
+            break;
+        }
+        continue;
+bad:
+        rc = vmseal_fail(EINVAL, "%s:%d: bad value for %s", file, lineno, k);
+        break;
+    }
+    fclose(f);
+    if (rc == 0 && (!c->cert_file || !c->key_file || !c->ca_file))
+        rc = vmseal_fail(EINVAL, "%s: cert, key and ca are required", file);
+    if (rc == 0 && !c->master_key_file && !c->pkcs11_module)
+        rc = vmseal_fail(EINVAL, "%s: master_key_file or pkcs11_module is required", file);
+    if (rc == 0 && c->master_key_file && c->pkcs11_module)
+        rc = vmseal_fail(EINVAL, "%s: master_key_file and pkcs11_module exclude each other", file);
+    if (rc == 0 && c->pkcs11_module && (!c->pkcs11_token || !c->pkcs11_pin_file))
+        rc = vmseal_fail(EINVAL, "%s: pkcs11_module needs pkcs11_token and pkcs11_pin_file", file);
+    if (rc < 0) {
+        kmsd_config_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void kmsd_config_free(kmsd_config *c)
+{
+    if (!c)
+        return;
+    char **strs[] = {&c->path, &c->dir, &c->listen_address, &c->cert_file, &c->key_file,
+                     &c->ca_file, &c->database, &c->journal_mode, &c->master_key_file,
+                     &c->pkcs11_module, &c->pkcs11_token, &c->pkcs11_pin_file,
+                     &c->pkcs11_key_label, &c->ca_key_file, &c->audit_log, &c->log_file,
+                     &c->run_as_user};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        free(*strs[i]);
+    for (size_t i = 0; i < c->n_admins; i++)
+        free(c->admins[i]);
+    for (size_t i = 0; i < c->n_users; i++) {
+        free(c->users[i].name);
+        free(c->users[i].hash);
+    }
+    free(c);
+}
+
+int kmsd_config_is_admin(const kmsd_config *cfg, const char *identity)
+{
+    for (size_t i = 0; i < cfg->n_admins; i++)
+        if (cfg->admins[i] && !strcmp(cfg->admins[i], identity))
+            return 1;
+    return 0;
+}
+
+/* ---- passwords ----------------------------------------------------------- */
+
+int kmsd_password_hash(const char *pw, size_t pwlen, char *out, size_t outlen)
+{
+    unsigned char salt[16], dk[32];
+    if (RAND_bytes(salt, sizeof(salt)) != 1)
+        return vmseal_fail(EIO, "no randomness");
+    if (PKCS5_PBKDF2_HMAC(pw, (int)pwlen, salt, sizeof(salt), PBKDF2_ITER, EVP_sha256(),
+                          sizeof(dk), dk) != 1)
+        return vmseal_fail(EIO, "PBKDF2 failed");
+    char sh[33], dh[65];
+    vmseal_hex_encode(salt, sizeof(salt), sh);
+    vmseal_hex_encode(dk, sizeof(dk), dh);
+    OPENSSL_cleanse(dk, sizeof(dk));
+    int n = snprintf(out, outlen, "pbkdf2-sha256$%d$%s$%s", PBKDF2_ITER, sh, dh);
+    return (n > 0 && (size_t)n < outlen) ? 0 : vmseal_fail(ENOSPC, "hash buffer too small");
+}
+
+/* Verified passwords are remembered as SHA-256(salt || password) so that a
+ * client sending its credential on every request costs one PBKDF2 only. */
+static pthread_mutex_t pw_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned char pw_cache[KMSD_MAX_USERS][32];
+static int pw_cache_valid[KMSD_MAX_USERS];
+
+int kmsd_config_check_password(const kmsd_config *cfg, const char *user, const char *pw,
+                               size_t pwlen)
+{
+    for (size_t i = 0; i < cfg->n_users; i++) {
+        if (strcmp(cfg->users[i].name, user) != 0)
+            continue;
+        const char *h = cfg->users[i].hash + 14;
+        char *end;
+        long iter = strtol(h, &end, 10);
+        if (*end != '$' || iter < 1000 || iter > 10000000)
+            return -EACCES;
+        const char *salthex = end + 1;
+        const char *d = strchr(salthex, '$');
+        if (!d || d - salthex != 32 || strlen(d + 1) != 64)
+            return -EACCES;
+        unsigned char salt[16], want[32], got[32], quick[32];
+        if (vmseal_hex_decode(salthex, 32, salt, 16) < 0 || vmseal_hex_decode(d + 1, 64, want, 32) < 0)
+            return -EACCES;
+        EVP_MD_CTX *m = EVP_MD_CTX_new();
+        unsigned int ql = 0;
+        int ok = m && EVP_DigestInit_ex(m, EVP_sha256(), NULL) &&
+                 EVP_DigestUpdate(m, salt, sizeof(salt)) && EVP_DigestUpdate(m, pw, pwlen) &&
+                 EVP_DigestFinal_ex(m, quick, &ql);
+        EVP_MD_CTX_free(m);
+        if (!ok)
+            return -EACCES;
+        pthread_mutex_lock(&pw_cache_lock);
+        int hit = pw_cache_valid[i] && vmseal_memcmp_ct(pw_cache[i], quick, 32) == 0;
+        pthread_mutex_unlock(&pw_cache_lock);
+        if (hit)
+            return 0;
+        if (PKCS5_PBKDF2_HMAC(pw, (int)pwlen, salt, sizeof(salt), (int)iter, EVP_sha256(),
+                              sizeof(got), got) != 1)
+            return -EACCES;
+        int match = vmseal_memcmp_ct(got, want, 32) == 0;
+        OPENSSL_cleanse(got, sizeof(got));
+        if (!match)
+            return -EACCES;
+        pthread_mutex_lock(&pw_cache_lock);
+        memcpy(pw_cache[i], quick, 32);
+        pw_cache_valid[i] = 1;
+        pthread_mutex_unlock(&pw_cache_lock);
+        return 0;
+    }
+    return -EACCES;
+}

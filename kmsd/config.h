@@ -1,0 +1,61 @@
+/* vmseal-kmsd — configuration file (key = value lines, '#' comments).
+ * Relative paths are resolved against the configuration file's folder. */
+#ifndef KMSD_CONFIG_H
+#define KMSD_CONFIG_H
+
+#include <stddef.h>
+
+#define KMSD_MAX_ADMINS 32
+#define KMSD_MAX_USERS 64
+
+typedef struct kmsd_user {
+    char *name;
+    char *hash;   /* "pbkdf2-sha256$ITER$SALTHEX$HASHHEX" */
+} kmsd_user;
+
+typedef struct kmsd_config {
+    char *path;              /* the configuration file itself */
+    char *dir;               /* its folder */
+    char *listen_address;    /* "0.0.0.0" */
+    int port;                /* 5696 */
+    char *cert_file, *key_file, *ca_file;
+    int require_client_eku;  /* default 1 */
+    char *database;          /* kmsd.db */
+    char *journal_mode;      /* "wal" (default) or "delete" */
+    char *master_key_file;   /* file backend */
+    char *pkcs11_module;     /* PKCS#11 backend (module path) */
+    char *pkcs11_token;      /* token label */
+    char *pkcs11_pin_file;   /* user PIN, 0600 file */
+    char *pkcs11_key_label;  /* AES key object label, default "vmseal-kmsd-master" */
+    char *ca_key_file;       /* for enroll (kept beside the CA) */
+    char *audit_log;         /* audit lines; "-" or empty = stderr */
+    char *log_file;          /* diagnostics besides stderr */
+    int log_level;           /* 0 error .. 3 debug */
+    char *run_as_user;       /* drop privileges to this user after binding */
+    int max_connections;     /* default 1024 */
+    int handshake_timeout_ms;/* default 10000 */
+    int idle_timeout_ms;     /* default 300000 */
+    size_t max_message_size; /* default 1 MiB */
+    int require_credential;  /* every request must carry a valid username/password */
+    char *admins[KMSD_MAX_ADMINS];
+    size_t n_admins;
+    kmsd_user users[KMSD_MAX_USERS];
+    size_t n_users;
+} kmsd_config;
+
+/* Load a configuration file (or a folder holding kmsd.conf). */
+int kmsd_config_load(const char *path, kmsd_config **out);
+void kmsd_config_free(kmsd_config *cfg);
+
+/* Whether identity (certificate subject) is listed as an admin. */
+int kmsd_config_is_admin(const kmsd_config *cfg, const char *identity);
+
+/* Check a username/password against the configured users (constant time
+ * in the hash comparison). 0 when valid, -EACCES otherwise. */
+int kmsd_config_check_password(const kmsd_config *cfg, const char *user, const char *pw,
+                               size_t pwlen);
+
+/* Make a "pbkdf2-sha256$..." hash line for a password. out >= 256 bytes. */
+int kmsd_password_hash(const char *pw, size_t pwlen, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,254 @@
+/* init and enroll: CA, server and client certificates, master key, config. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+
+#include <openssl/x509.h>
+
+#include <vmseal/pki.h>
+
+#include "masterkey.h"
+#include "pki.h"
+#include "store.h"
+
+#define DAY 86400L
+
+static int mkdir_private(const char *p)
+{
+    if (mkdir(p, 0700) < 0 && errno != EEXIST)
+        return vmseal_fail(errno, "cannot create %s: %s", p, strerror(errno));
+    struct stat st;
+    if (stat(p, &st) < 0 || !S_ISDIR(st.st_mode))
+        return vmseal_fail(ENOTDIR, "%s is not a folder", p);
+    return 0;
+}
+
+static int inet_pton_any(const char *s, unsigned char buf[16])
+{
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+static int name_ok(const char *n)
+{
+    size_t len = strlen(n);
+    if (len == 0 || len > 64)
+        return 0;
+    for (const char *p = n; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == '@'))
+            return 0;
+    }
+    return n[0] != '.';
+}
+
+static int write_pair(const char *dir, const char *base, X509 *cert, EVP_PKEY *key)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof(p), "%s/%s.key", dir, base);
+    int r = vmseal_pki_write_key(p, key, 0);
+    if (r < 0)
+        return r;
+    snprintf(p, sizeof(p), "%s/%s.crt", dir, base);
+    return vmseal_pki_write_cert(p, cert, 0);
+}
+
+static int issue_client(X509 *ca, EVP_PKEY *cakey, const char *name, const char *outdir,
+                        int key_type, int days)
+{
+    vmseal_pki_req req = {.common_name = name, .organization = "vmseal", .key_type = key_type,
+                          .eku = VMSEAL_PKI_EKU_CLIENT, .not_before_s = -300,
+                          .not_after_s = (long)days * DAY};
+    X509 *cert;
+    EVP_PKEY *key;
+    int r = vmseal_pki_issue(&req, ca, cakey, &key, &cert);
+    if (r < 0)
+        return r;
+    r = mkdir_private(outdir);
+    if (r == 0)
+        r = write_pair(outdir, name, cert, key);
+    if (r == 0) {
+        char p[PATH_MAX];
+        snprintf(p, sizeof(p), "%s/ca.crt", outdir);
+        r = vmseal_pki_write_cert(p, ca, 0);
+    }
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    return r;
+}
+
+int kmsd_init(const char *dir, const kmsd_init_opts *o)
+{
+    char p[PATH_MAX], q[PATH_MAX];
+    int r = mkdir_private(dir);
+    if (r < 0)
+        return r;
+    snprintf(p, sizeof(p), "%s/kmsd.conf", dir);
+    if (access(p, F_OK) == 0)
+        return vmseal_fail(EEXIST, "%s already exists: this folder is set up", p);
+    int key_type = o->key_type;
+    int ca_days = o->ca_days > 0 ? o->ca_days : 3650;
+    int cert_days = o->cert_days > 0 ? o->cert_days : 825;
+
+    /* CA */
+    vmseal_pki_req careq = {.common_name = "vmseal-kmsd CA", .organization = "vmseal",
+                            .key_type = key_type, .is_ca = 1, .not_before_s = -300,
+                            .not_after_s = (long)ca_days * DAY};
+    X509 *ca = NULL, *srv = NULL;
+    EVP_PKEY *cakey = NULL, *srvkey = NULL;
+    kmsd_masterkey *mk = NULL;
+    kmsd_store *st = NULL;
+    if ((r = vmseal_pki_issue(&careq, NULL, NULL, &cakey, &ca)) < 0)
+        goto out;
+    if ((r = write_pair(dir, "ca", ca, cakey)) < 0)
+        goto out;
+
+    /* server certificate: localhost, 127.0.0.1, ::1, this host's name, extras */
+    const char *dns[24], *ips[24];
+    size_t nd = 0, ni = 0;
+    char host[256] = "";
+    dns[nd++] = "localhost";
+    ips[ni++] = "127.0.0.1";
+    ips[ni++] = "::1";
+    if (gethostname(host, sizeof(host) - 1) == 0 && host[0] && strcmp(host, "localhost"))
+        dns[nd++] = host;
+    for (size_t i = 0; i < o->n_hosts && nd < 24 && ni < 24; i++) {
+        unsigned char buf[16];
+        if (inet_pton_any(o->hosts[i], buf))
+            ips[ni++] = o->hosts[i];
+        else
+            dns[nd++] = o->hosts[i];
+    }
+    vmseal_pki_req sreq = {.common_name = host[0] ? host : "localhost", .organization = "vmseal",
+                           .key_type = key_type, .eku = VMSEAL_PKI_EKU_SERVER,
+                           .dns_names = dns, .n_dns = nd, .ip_addrs = ips, .n_ip = ni,
+                           .not_before_s = -300, .not_after_s = (long)cert_days * DAY};
+    if ((r = vmseal_pki_issue(&sreq, ca, cakey, &srvkey, &srv)) < 0)
+        goto out;
+    if ((r = write_pair(dir, "server", srv, srvkey)) < 0)
+        goto out;
+
+    /* master key */
+    if (o->pkcs11_module) {
+        kmsd_pkcs11_params pp = {.module = o->pkcs11_module, .token_label = o->pkcs11_token,
+                                 .pin_file = o->pkcs11_pin_file,
+                                 .key_label = o->pkcs11_key_label ? o->pkcs11_key_label
+                                                                  : "vmseal-kmsd-master"};
+        if (!pp.token_label || !pp.pin_file) {
+            r = vmseal_fail(EINVAL, "--pkcs11-module needs --pkcs11-token and --pkcs11-pin-file");
+            goto out;
+        }
+        if ((r = kmsd_mk_open_pkcs11(&pp, 1, &mk)) < 0)
+            goto out;
+    } else {
+        snprintf(q, sizeof(q), "%s/master.key", dir);
+        if ((r = kmsd_mk_create_file(q)) < 0 || (r = kmsd_mk_open_file(q, &mk)) < 0)
+            goto out;
+    }
+    snprintf(q, sizeof(q), "%s/kmsd.db", dir);
+    if ((r = kmsd_store_open(q, "wal", mk, 1, &st)) < 0)
+        goto out;
+
+    /* admin client */
+    snprintf(q, sizeof(q), "%s/clients", dir);
+    if ((r = mkdir_private(q)) < 0)
+        goto out;
+    snprintf(q, sizeof(q), "%s/clients/admin", dir);
+    if ((r = issue_client(ca, cakey, "admin", q, key_type, cert_days)) < 0)
+        goto out;
+
+    /* configuration */
+    int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        r = vmseal_fail(errno, "cannot create %s: %s", p, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        goto out;
+    }
+    fprintf(f,
+            "# vmseal-kmsd configuration (relative paths: from this folder)\n"
+            "listen_address = %s\n"
+            "port = %d\n"
+            "cert = server.crt\n"
+            "key = server.key\n"
+            "ca = ca.crt\n"
+            "ca_key = ca.key\n"
+            "require_client_eku = true\n"
+            "database = kmsd.db\n"
+            "journal_mode = wal\n",
+            o->listen_address ? o->listen_address : "0.0.0.0", o->port ? o->port : 5696);
+    if (o->pkcs11_module) {
+        char pin[PATH_MAX];
+        const char *pf = o->pkcs11_pin_file;
+        if (pf[0] != '/' && realpath(pf, pin))
+            pf = pin;
+        fprintf(f,
+                "pkcs11_module = %s\n"
+                "pkcs11_token = %s\n"
+                "pkcs11_pin_file = %s\n"
+                "pkcs11_key_label = %s\n",
+                o->pkcs11_module, o->pkcs11_token, pf,
+                o->pkcs11_key_label ? o->pkcs11_key_label : "vmseal-kmsd-master");
+    } else {
+        fprintf(f, "master_key_file = master.key\n");
+    }
+    fprintf(f,
+            "audit_log = audit.log\n"
+            "log_level = info\n"
+            "# identities (certificate subjects) that may act on every object\n"
+            "admin = CN=admin,O=vmseal\n"
+            "# optional KMIP username/password: `vmseal-kmsd passwd NAME` prints a line\n"
+            "# user = NAME pbkdf2-sha256$...\n");
+    if (fclose(f) != 0)
+        r = vmseal_fail(EIO, "cannot write %s", p);
+out:
+    kmsd_store_close(st);
+    kmsd_mk_free(mk);
+    X509_free(ca);
+    X509_free(srv);
+    EVP_PKEY_free(cakey);
+    EVP_PKEY_free(srvkey);
+    return r;
+}
+
+int kmsd_enroll(const kmsd_config *cfg, const char *name, const char *outdir, int key_type,
+                int days, char *identity, size_t idlen)
+{
+    if (!name_ok(name))
+        return vmseal_fail(EINVAL, "client name \"%s\": use 1-64 letters, digits, - _ . @", name);
+    if (!cfg->ca_key_file)
+        return vmseal_fail(EINVAL, "%s has no ca_key: cannot issue certificates", cfg->path);
+    X509 *ca;
+    EVP_PKEY *cakey;
+    int r = vmseal_pki_read_cert(cfg->ca_file, &ca);
+    if (r < 0)
+        return r;
+    if ((r = vmseal_pki_read_key(cfg->ca_key_file, &cakey)) < 0) {
+        X509_free(ca);
+        return r;
+    }
+    char out[PATH_MAX];
+    if (outdir) {
+        snprintf(out, sizeof(out), "%s", outdir);
+    } else {
+        snprintf(out, sizeof(out), "%s/clients", cfg->dir);
+        if ((r = mkdir_private(out)) < 0)
+            goto done;
+        snprintf(out, sizeof(out), "%s/clients/%s", cfg->dir, name);
+    }
+    r = issue_client(ca, cakey, name, out, key_type, days > 0 ? days : 825);
+    if (r == 0)
+        snprintf(identity, idlen, "CN=%s,O=vmseal", name);
+done:
+    X509_free(ca);
+    EVP_PKEY_free(cakey);
+    return r;
+}

@@ -1,0 +1,33 @@
+/* vmseal-kmsd — `init` (a working setup in a new folder) and `enroll`
+ * (client certificates with the clientAuth EKU), with the OpenSSL API. */
+#ifndef KMSD_PKI_H
+#define KMSD_PKI_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+typedef struct kmsd_init_opts {
+    int key_type;              /* VMSEAL_PKI_RSA2048 (default) or VMSEAL_PKI_EC_P256 */
+    const char *hosts[16];     /* extra server names / addresses for the SAN */
+    size_t n_hosts;
+    int port;                  /* 0: 5696 */
+    const char *listen_address;/* NULL: 0.0.0.0 */
+    const char *pkcs11_module; /* NULL: master key in a file */
+    const char *pkcs11_token;
+    const char *pkcs11_pin_file;
+    const char *pkcs11_key_label;
+    int ca_days, cert_days;    /* 0: 3650 / 825 */
+} kmsd_init_opts;
+
+/* Create dir (0700) with master key, CA, server certificate, kmsd.conf,
+ * the store, and an admin client certificate in dir/clients/admin. */
+int kmsd_init(const char *dir, const kmsd_init_opts *o);
+
+/* Issue a client certificate "CN=name,O=vmseal" (clientAuth EKU) with its
+ * key (0600) and the CA into outdir (NULL: <config dir>/clients/<name>).
+ * The identity string the server will see is written to identity. */
+int kmsd_enroll(const kmsd_config *cfg, const char *name, const char *outdir, int key_type,
+                int days, char *identity, size_t idlen);
+
+#endif

@@ -1,0 +1,868 @@
+/* SQLite object store: schema, pooled connections, object/attribute/grant
+ * queries, online backup and restore. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "store.h"
+
+#define SCHEMA_VERSION 1
+#define POOL_MAX 64
+#define CHECK_UID "__master_key_check__"
+
+enum {
+    S_BEGIN, S_BEGIN_IMM, S_COMMIT, S_ROLLBACK,
+    S_NEXT_UID, S_INSERT, S_GET, S_MATERIAL, S_SET_STATE, S_ERASE, S_TOUCH,
+    S_ATTRS_ALL, S_ATTRS_NAME, S_ATTR_PUT, S_ATTR_NEXT, S_ATTR_COUNT, S_ATTR_DEL, S_ATTR_DEL_ALL,
+    S_GRANTED, S_GRANT, S_REVOKE, S_GRANTS,
+    S_COUNT
+};
+
+static const char *const sql_text[S_COUNT] = {
+    [S_BEGIN] = "BEGIN",
+    [S_BEGIN_IMM] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_NEXT_UID] = "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name='objects'),0)+1",
+    [S_INSERT] = "INSERT INTO objects(id, uid, owner, object_type, state, material, created, changed)"
+                 " VALUES(?,?,?,?,?,?,?,?)",
+    [S_GET] = "SELECT uid, owner, object_type, state, created, changed, material IS NOT NULL"
+              " FROM objects WHERE uid=?",
+    [S_MATERIAL] = "SELECT material FROM objects WHERE uid=?",
+    [S_SET_STATE] = "UPDATE objects SET state=?, changed=? WHERE uid=?",
+    [S_ERASE] = "UPDATE objects SET material=NULL WHERE uid=?",
+    [S_TOUCH] = "UPDATE objects SET changed=? WHERE uid=?",
+    [S_ATTRS_ALL] = "SELECT name, idx, value FROM attributes WHERE uid=? ORDER BY name, idx",
+    [S_ATTRS_NAME] = "SELECT name, idx, value FROM attributes WHERE uid=? AND name=? ORDER BY idx",
+    [S_ATTR_PUT] = "INSERT OR REPLACE INTO attributes(uid, name, idx, value) VALUES(?,?,?,?)",
+    [S_ATTR_NEXT] = "SELECT COALESCE(MAX(idx)+1, 0) FROM attributes WHERE uid=? AND name=?",
+    [S_ATTR_COUNT] = "SELECT COUNT(*) FROM attributes WHERE uid=? AND name=?",
+    [S_ATTR_DEL] = "DELETE FROM attributes WHERE uid=? AND name=? AND idx=?",
+    [S_ATTR_DEL_ALL] = "DELETE FROM attributes WHERE uid=? AND name=?",
+    [S_GRANTED] = "SELECT 1 FROM grants WHERE uid=? AND identity=?",
+    [S_GRANT] = "INSERT OR IGNORE INTO grants(uid, identity) VALUES(?,?)",
+    [S_REVOKE] = "DELETE FROM grants WHERE uid=? AND identity=?",
+    [S_GRANTS] = "SELECT uid, identity FROM grants ORDER BY uid, identity",
+};
+
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v BLOB) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS objects("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " uid TEXT NOT NULL UNIQUE,"
+    " owner TEXT NOT NULL,"
+    " object_type INTEGER NOT NULL,"
+    " state INTEGER NOT NULL,"
+    " material BLOB,"
+    " created INTEGER NOT NULL,"
+    " changed INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS objects_owner ON objects(owner);"
+    "CREATE TABLE IF NOT EXISTS attributes("
+    " uid TEXT NOT NULL,"
+    " name TEXT NOT NULL,"
+    " idx INTEGER NOT NULL,"
+    " value BLOB NOT NULL,"
+    " PRIMARY KEY(uid, name, idx)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS attributes_value ON attributes(name, value);"
+    "CREATE TABLE IF NOT EXISTS grants("
+    " uid TEXT NOT NULL,"
+    " identity TEXT NOT NULL,"
+    " PRIMARY KEY(uid, identity)) WITHOUT ROWID;";
+
+struct kmsd_db {
+    sqlite3 *h;
+    sqlite3_stmt *st[S_COUNT];
+    int writer;
+};
+
+struct kmsd_store {
+    char *path;
+    char *journal;
+    kmsd_masterkey *mk;
+    pthread_mutex_t wlock;
+    kmsd_db *writer;
+    pthread_mutex_t plock;
+    kmsd_db *pool[POOL_MAX];
+    int n_pool;
+};
+
+static int db_err(sqlite3 *h, const char *what)
+{
+    int code = h ? sqlite3_errcode(h) : SQLITE_ERROR;
+    int e = (code == SQLITE_BUSY || code == SQLITE_LOCKED) ? EBUSY
+            : (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) ? EBADMSG
+            : (code == SQLITE_FULL) ? ENOSPC
+            : (code == SQLITE_CANTOPEN || code == SQLITE_PERM || code == SQLITE_READONLY) ? EACCES
+                                                                                         : EIO;
+    return vmseal_fail(e, "store: %s: %s", what, h ? sqlite3_errmsg(h) : "out of memory");
+}
+
+static sqlite3_stmt *stmt(kmsd_db *db, int id)
+{
+    if (!db->st[id]) {
+        if (sqlite3_prepare_v3(db->h, sql_text[id], -1, SQLITE_PREPARE_PERSISTENT, &db->st[id],
+                               NULL) != SQLITE_OK) {
+            db_err(db->h, "prepare");
+            return NULL;
+        }
+    }
+    sqlite3_reset(db->st[id]);
+    sqlite3_clear_bindings(db->st[id]);
+    return db->st[id];
+}
+
+static int exec_stmt(kmsd_db *db, int id, const char *what)
+{
+    sqlite3_stmt *s = stmt(db, id);
+    if (!s)
+        return -EIO;
+    int r = sqlite3_step(s);
+    sqlite3_reset(s);
+    return (r == SQLITE_DONE || r == SQLITE_ROW) ? 0 : db_err(db->h, what);
+}
+
+static void db_close(kmsd_db *db)
+{
+    if (!db)
+        return;
+    for (int i = 0; i < S_COUNT; i++)
+        sqlite3_finalize(db->st[i]);
+    sqlite3_close(db->h);
+    free(db);
+}
+
+static int db_open(const char *path, int flags, const char *journal, kmsd_db **out)
+{
+    *out = NULL;
+    kmsd_db *db = calloc(1, sizeof(*db));
+    if (!db)
+        return -ENOMEM;
+    if (sqlite3_open_v2(path, &db->h, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        int r = db_err(db->h, "open");
+        db_close(db);
+        return vmseal_fail(-r, "cannot open store %s: %s", path, vmseal_last_error());
+    }
+    sqlite3_busy_timeout(db->h, 10000);
+    sqlite3_extended_result_codes(db->h, 0);
+    char pragmas[256];
+    if (flags & SQLITE_OPEN_READONLY)
+        snprintf(pragmas, sizeof(pragmas), "PRAGMA foreign_keys=ON;");
+    else
+        snprintf(pragmas, sizeof(pragmas),
+                 "PRAGMA journal_mode=%s; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+                 "PRAGMA secure_delete=ON;",
+                 journal ? journal : "wal");
+    char *msg = NULL;
+    if (sqlite3_exec(db->h, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
+        int r = vmseal_fail(EIO, "store %s: %s", path, msg ? msg : "pragma failed");
+        sqlite3_free(msg);
+        db_close(db);
+        return r;
+    }
+    *out = db;
+    return 0;
+}
+
+static int meta_get(kmsd_db *db, const char *k, uint8_t **v, size_t *len)
+{
+    sqlite3_stmt *s;
+    *v = NULL;
+    *len = 0;
+    if (sqlite3_prepare_v2(db->h, "SELECT v FROM meta WHERE k=?", -1, &s, NULL) != SQLITE_OK)
+        return db_err(db->h, "meta");
+    sqlite3_bind_text(s, 1, k, -1, SQLITE_STATIC);
+    int r = sqlite3_step(s);
+    int rc = -ENOENT;
+    if (r == SQLITE_ROW) {
+        int n = sqlite3_column_bytes(s, 0);
+        const void *p = sqlite3_column_blob(s, 0);
+        *v = malloc((size_t)n + 1);
+        if (*v) {
+            if (n)
+                memcpy(*v, p, (size_t)n);
+            (*v)[n] = 0;
+            *len = (size_t)n;
+            rc = 0;
+        } else {
+            rc = -ENOMEM;
+        }
+    } else if (r != SQLITE_DONE) {
+        rc = db_err(db->h, "meta");
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+static int meta_put(kmsd_db *db, const char *k, const void *v, size_t len)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db->h, "INSERT OR REPLACE INTO meta(k, v) VALUES(?,?)", -1, &s,
+                           NULL) != SQLITE_OK)
+        return db_err(db->h, "meta");
+    sqlite3_bind_text(s, 1, k, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, v, (int)len, SQLITE_STATIC);
+    int r = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return r == SQLITE_DONE ? 0 : db_err(db->h, "meta");
+}
+
+static const uint8_t check_plain[32] = "vmseal-kmsd master key probe v1";
+
+/* Verify (or, in a new store, record) that this master key opens the store. */
+static int check_masterkey(kmsd_db *db, kmsd_masterkey *mk, int may_create)
+{
+    uint8_t *v;
+    size_t len;
+    int r = meta_get(db, "mk_check", &v, &len);
+    if (r == -ENOENT) {
+        if (!may_create)
+            return vmseal_fail(EBADMSG, "store has no master key probe: not a vmseal-kmsd store");
+        uint8_t *blob;
+        size_t bl;
+        if ((r = kmsd_mk_wrap(mk, CHECK_UID, check_plain, sizeof(check_plain), &blob, &bl)) < 0)
+            return r;
+        r = meta_put(db, "mk_check", blob, bl);
+        free(blob);
+        if (r == 0) {
+            char ver[8];
+            snprintf(ver, sizeof(ver), "%d", SCHEMA_VERSION);
+            r = meta_put(db, "schema", ver, strlen(ver));
+        }
+        return r;
+    }
+    if (r < 0)
+        return r;
+    vmseal_secret *s;
+    r = kmsd_mk_unwrap(mk, CHECK_UID, v, len, &s);
+    free(v);
+    if (r < 0)
+        return vmseal_fail(EKEYREJECTED, "the master key (%s) is not the one this store was "
+                                         "created with", mk->desc);
+    int same = vmseal_secret_len(s) == sizeof(check_plain) &&
+               vmseal_memcmp_ct(vmseal_secret_cdata(s), check_plain, sizeof(check_plain)) == 0;
+    vmseal_secret_free(s);
+    return same ? 0 : vmseal_fail(EKEYREJECTED, "master key probe mismatch");
+}
+
+static int check_schema(kmsd_db *db)
+{
+    uint8_t *v;
+    size_t len;
+    int r = meta_get(db, "schema", &v, &len);
+    if (r < 0)
+        return vmseal_fail(EBADMSG, "not a vmseal-kmsd store (no schema version)");
+    int ver = atoi((char *)v);
+    free(v);
+    if (ver != SCHEMA_VERSION)
+        return vmseal_fail(ENOTSUP, "store schema version %d is not supported (want %d)", ver,
+                           SCHEMA_VERSION);
+    return 0;
+}
+
+int kmsd_store_open(const char *path, const char *journal_mode, kmsd_masterkey *mk, int create,
+                    kmsd_store **out)
+{
+    *out = NULL;
+    struct stat sb;
+    int exists = stat(path, &sb) == 0;
+    if (!exists && !create)
+        return vmseal_fail(ENOENT, "store %s does not exist", path);
+    kmsd_store *st = calloc(1, sizeof(*st));
+    if (!st)
+        return -ENOMEM;
+    st->path = strdup(path);
+    st->journal = strdup(journal_mode ? journal_mode : "wal");
+    st->mk = mk;
+    pthread_mutex_init(&st->wlock, NULL);
+    pthread_mutex_init(&st->plock, NULL);
+    if (!exists) {
+        /* create it private from the start */
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            int e = errno;
+            kmsd_store_close(st);
+            return vmseal_fail(e, "cannot create store %s: %s", path, strerror(e));
+        }
+        close(fd);
+    }
+    int r = db_open(path, SQLITE_OPEN_READWRITE, st->journal, &st->writer);
+    if (r < 0) {
+        kmsd_store_close(st);
+        return r;
+    }
+    st->writer->writer = 1;
+    char *msg = NULL;
+    if (sqlite3_exec(st->writer->h, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK ||
+        sqlite3_exec(st->writer->h, schema_sql, NULL, NULL, &msg) != SQLITE_OK) {
+        r = vmseal_fail(EIO, "store %s: %s", path, msg ? msg : "schema failed");
+        sqlite3_free(msg);
+        sqlite3_exec(st->writer->h, "ROLLBACK", NULL, NULL, NULL);
+        kmsd_store_close(st);
+        return r;
+    }
+    r = check_masterkey(st->writer, mk, !exists || create);
+    if (r == 0)
+        r = check_schema(st->writer);
+    if (r < 0) {
+        sqlite3_exec(st->writer->h, "ROLLBACK", NULL, NULL, NULL);
+        kmsd_store_close(st);
+        return r;
+    }
+    if (sqlite3_exec(st->writer->h, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
+        r = vmseal_fail(EIO, "store %s: %s", path, msg ? msg : "commit failed");
+        sqlite3_free(msg);
+        kmsd_store_close(st);
+        return r;
+    }
+    *out = st;
+    return 0;
+}
+
+void kmsd_store_close(kmsd_store *st)
+{
+    if (!st)
+        return;
+    for (int i = 0; i < st->n_pool; i++)
+        db_close(st->pool[i]);
+    db_close(st->writer);
+    pthread_mutex_destroy(&st->wlock);
+    pthread_mutex_destroy(&st->plock);
+    free(st->path);
+    free(st->journal);
+    free(st);
+}
+
+kmsd_masterkey *kmsd_store_masterkey(kmsd_store *st)
+{
+    return st->mk;
+}
+
+int kmsd_store_read_begin(kmsd_store *st, kmsd_db **out)
+{
+    kmsd_db *db = NULL;
+    pthread_mutex_lock(&st->plock);
+    if (st->n_pool > 0)
+        db = st->pool[--st->n_pool];
+    pthread_mutex_unlock(&st->plock);
+    if (!db) {
+        int r = db_open(st->path, SQLITE_OPEN_READWRITE, st->journal, &db);
+        if (r < 0)
+            return r;
+    }
+    int r = exec_stmt(db, S_BEGIN, "begin");
+    if (r < 0) {
+        db_close(db);
+        return r;
+    }
+    *out = db;
+    return 0;
+}
+
+int kmsd_store_write_begin(kmsd_store *st, kmsd_db **out)
+{
+    pthread_mutex_lock(&st->wlock);
+    int r = exec_stmt(st->writer, S_BEGIN_IMM, "begin");
+    if (r < 0) {
+        pthread_mutex_unlock(&st->wlock);
+        return r;
+    }
+    *out = st->writer;
+    return 0;
+}
+
+int kmsd_store_end(kmsd_store *st, kmsd_db *db, int commit)
+{
+    int r = 0;
+    if (commit) {
+        r = exec_stmt(db, S_COMMIT, "commit");
+        if (r < 0)
+            (void)exec_stmt(db, S_ROLLBACK, "rollback");
+    } else {
+        (void)exec_stmt(db, S_ROLLBACK, "rollback");
+    }
+    if (db->writer) {
+        pthread_mutex_unlock(&st->wlock);
+        return r;
+    }
+    pthread_mutex_lock(&st->plock);
+    if (st->n_pool < POOL_MAX) {
+        st->pool[st->n_pool++] = db;
+        db = NULL;
+    }
+    pthread_mutex_unlock(&st->plock);
+    db_close(db);
+    return r;
+}
+
+/* ---- objects ------------------------------------------------------------- */
+
+int kmsd_db_next_uid(kmsd_db *db, char uid[KMSD_UID_MAX])
+{
+    sqlite3_stmt *s = stmt(db, S_NEXT_UID);
+    if (!s)
+        return -EIO;
+    if (sqlite3_step(s) != SQLITE_ROW)
+        return db_err(db->h, "next id");
+    snprintf(uid, KMSD_UID_MAX, "%" PRId64, (int64_t)sqlite3_column_int64(s, 0));
+    sqlite3_reset(s);
+    return 0;
+}
+
+int kmsd_db_insert(kmsd_db *db, const kmsd_obj *o, const uint8_t *wrapped, size_t len)
+{
+    sqlite3_stmt *s = stmt(db, S_INSERT);
+    if (!s)
+        return -EIO;
+    char *end;
+    long long id = strtoll(o->uid, &end, 10);
+    if (*end || id <= 0)
+        return vmseal_fail(EINVAL, "store: bad unique identifier %s", o->uid);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_text(s, 2, o->uid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, o->owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, o->object_type);
+    sqlite3_bind_int64(s, 5, o->state);
+    if (wrapped)
+        sqlite3_bind_blob(s, 6, wrapped, (int)len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 6);
+    sqlite3_bind_int64(s, 7, o->created);
+    sqlite3_bind_int64(s, 8, o->changed);
+    int r = sqlite3_step(s);
+    sqlite3_reset(s);
+    return r == SQLITE_DONE ? 0 : db_err(db->h, "insert");
+}
+
+int kmsd_db_get(kmsd_db *db, const char *uid, kmsd_obj *o)
+{
+    sqlite3_stmt *s = stmt(db, S_GET);
+    if (!s)
+        return -EIO;
+    sqlite3_bind_text(s, 1, uid, -1, SQLITE_STATIC);
+    int r = sqlite3_step(s);
+    if (r == SQLITE_DONE) {
+        sqlite3_reset(s);
+        return -ENOENT;
+    }
+    if (r != SQLITE_ROW)
+        return db_err(db->h, "get");
+    memset(o, 0, sizeof(*o));
+    snprintf(o->uid, sizeof(o->uid), "%s", (const char *)sqlite3_column_text(s, 0));
+    snprintf(o->owner, sizeof(o->owner), "%s", (const char *)sqlite3_column_text(s, 1));
+    o->object_type = (uint32_t)sqlite3_column_int64(s, 2);
+    o->state = (uint32_t)sqlite3_column_int64(s, 3);
+    o->created = sqlite3_column_int64(s, 4);
+    o->changed = sqlite3_column_int64(s, 5);
+    o->has_material = sqlite3_column_int(s, 6);
+    sqlite3_reset(s);
+    return 0;
+}
+
+int kmsd_db_material(kmsd_db *db, const char *uid, uint8_t **blob, size_t *len)
+{
+    *blob = NULL;
+    *len = 0;
+    sqlite3_stmt *s = stmt(db, S_MATERIAL);
+    if (!s)
+        return -EIO;
+    sqlite3_bind_text(s, 1, uid, -1, SQLITE_STATIC);
+    int r = sqlite3_step(s);
+    if (r != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return r == SQLITE_DONE ? -ENOENT : db_err(db->h, "material");
+    }
+    int n = sqlite3_column_bytes(s, 0);
+    const void *p = sqlite3_column_blob(s, 0);
+    if (!p || n <= 0) {
+        sqlite3_reset(s);
+        return -ENODATA;
+    }
+    *blob = malloc((size_t)n);
+    if (!*blob) {
+        sqlite3_reset(s);
+        return -ENOMEM;
+    }
+    memcpy(*blob, p, (size_t)n);
+    *len = (size_t)n;
+    sqlite3_reset(s);
+    return 0;
+}
+
+static int update_uid(kmsd_db *db, int id, const char *uid, int64_t a, int64_t b, int nbind,
+                      const char *what)
+{
+    sqlite3_stmt *s = stmt(db, id);
+    if (!s)
+        return -EIO;
+    int i = 1;
+    if (nbind >= 1)
+        sqlite3_bind_int64(s, i++, a);
+    if (nbind >= 2)
+        sqlite3_bind_int64(s, i++, b);
+    sqlite3_bind_text(s, i, uid, -1, SQLITE_STATIC);
+    int r = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (r != SQLITE_DONE)
+        return db_err(db->h, what);
+    return sqlite3_changes(db->h) ? 0 : -ENOENT;
+}
+
+int kmsd_db_set_state(kmsd_db *db, const char *uid, uint32_t state, int64_t now)
+{
+    return update_uid(db, S_SET_STATE, uid, state, now, 2, "set state");
+}
+
+int kmsd_db_erase_material(kmsd_db *db, const char *uid)
+{
+    return update_uid(db, S_ERASE, uid, 0, 0, 0, "erase");
+}
+
+int kmsd_db_touch(kmsd_db *db, const char *uid, int64_t now)
+{
+    return update_uid(db, S_TOUCH, uid, now, 0, 1, "touch");
+}
+
+/* ---- attributes ---------------------------------------------------------- */
+
+int kmsd_db_attrs(kmsd_db *db, const char *uid, const char *name, kmsd_attr_cb cb, void *ctx)
+{
+    sqlite3_stmt *s = stmt(db, name ? S_ATTRS_NAME : S_ATTRS_ALL);
+    if (!s)
+        return -EIO;
+    sqlite3_bind_text(s, 1, uid, -1, SQLITE_STATIC);
+    if (name)
+        sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+    int r, n = 0;
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        int c = cb(ctx, (const char *)sqlite3_column_text(s, 0), sqlite3_column_int(s, 1),
+                   sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2));
+        if (c < 0) {
+            sqlite3_reset(s);
+            return c;
+        }
+        n++;
+    }
+    sqlite3_reset(s);
+    return r == SQLITE_DONE ? n : db_err(db->h, "attributes");
+}
+
+int kmsd_db_attr_put(kmsd_db *db, const char *uid, const char *name, int idx, const uint8_t *v,
+                     size_t len)
+{
+    sqlite3_stmt *s = stmt(db, S_ATTR_PUT);
+    if (!s)
+        return -EIO;
+    sqlite3_bind_text(s, 1, uid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 3, idx);
+    sqlite3_bind_blob(s, 4, v, (int)len, SQLITE_STATIC);
+    int r = sqlite3_step(s);
+    sqlite3_reset(s);
+    return r == SQLITE_DONE ? 0 : db_err(db->h, "attribute");
+}
+
+static int count_query(kmsd_db *db, int id, const char *uid, const char *name)
+{
+    sqlite3_stmt *s = stmt(db, id);
+    if (!s)
+        return -EIO;
+    sqlite3_bind_text(s, 1, uid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+    int r = sqlite3_step(s);
+    int v = r == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
+    sqlite3_reset(s);
+    return v >= 0 ? v : db_err(db->h, "attribute");
+}
+
+int kmsd_db_attr_next_index(kmsd_db *db, const char *uid, const char *name)
+{
+    return count_query(db, S_ATTR_NEXT, uid, name);
+}
+
+int kmsd_db_attr_count(kmsd_db *db, const char *uid, const char *name)
+{
+    return count_query(db, S_ATTR_COUNT, uid, name);
+}
+
+int kmsd_db_attr_delete(kmsd_db *db, const char *uid, const char *name, int idx)
+{
+    sqlite3_stmt *s = stmt(db, idx < 0 ? S_ATTR_DEL_ALL : S_ATTR_DEL);
+    if (!s)
+        return -EIO;
+    sqlite3_bind_text(s, 1, uid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+    if (idx >= 0)
+        sqlite3_bind_int(s, 3, idx);
+    int r = sqlite3_step(s);
+    sqlite3_reset(s);
+    return r == SQLITE_DONE ? sqlite3_changes(db->h) : db_err(db->h, "attribute");
+}
+
+/* ---- locate -------------------------------------------------------------- */
+
+int kmsd_db_locate(kmsd_db *db, const char *identity, uint32_t object_type, uint32_t state,
+                   const kmsd_filter *filters, size_t n_filters, int64_t max_items,
+                   int64_t offset, kmsd_uid_cb cb, void *ctx)
+{
+    if (n_filters > 64)
+        return vmseal_fail(EINVAL, "locate: too many attributes");
+    char sql[8192];
+    size_t n = (size_t)snprintf(sql, sizeof(sql), "SELECT o.uid FROM objects o WHERE 1");
+    if (identity)
+        n += (size_t)snprintf(sql + n, sizeof(sql) - n,
+                              " AND (o.owner=?1 OR EXISTS(SELECT 1 FROM grants g"
+                              " WHERE g.uid=o.uid AND g.identity=?1))");
+    if (object_type)
+        n += (size_t)snprintf(sql + n, sizeof(sql) - n, " AND o.object_type=?2");
+    if (state)
+        n += (size_t)snprintf(sql + n, sizeof(sql) - n, " AND o.state=?3");
+    for (size_t i = 0; i < n_filters; i++)
+        n += (size_t)snprintf(sql + n, sizeof(sql) - n,
+                              " AND EXISTS(SELECT 1 FROM attributes a WHERE a.uid=o.uid"
+                              " AND a.name=?%zu AND a.value=?%zu)",
+                              6 + 2 * i, 7 + 2 * i);
+    snprintf(sql + n, sizeof(sql) - n, " ORDER BY o.id LIMIT ?4 OFFSET ?5");
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db->h, sql, -1, &s, NULL) != SQLITE_OK)
+        return db_err(db->h, "locate");
+    if (identity)
+        sqlite3_bind_text(s, 1, identity, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, object_type);
+    sqlite3_bind_int64(s, 3, state);
+    sqlite3_bind_int64(s, 4, max_items > 0 ? max_items : -1);
+    sqlite3_bind_int64(s, 5, offset > 0 ? offset : 0);
+    for (size_t i = 0; i < n_filters; i++) {
+        sqlite3_bind_text(s, (int)(6 + 2 * i), filters[i].name, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(s, (int)(7 + 2 * i), filters[i].value, (int)filters[i].len,
+                          SQLITE_STATIC);
+    }
+    int r, count = 0;
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        int c = cb(ctx, (const char *)sqlite3_column_text(s, 0));
+        if (c < 0) {
+            sqlite3_finalize(s);
+            return c;
+        }
+        count++;
+    }
+    sqlite3_finalize(s);
+    return r == SQLITE_DONE ? count : db_err(db->h, "locate");
+}
+
+/* ---- grants -------------------------------------------------------------- */
+
+static int grant_stmt(kmsd_db *db, int id, const char *uid, const char *identity, const char *w)
+{
+    sqlite3_stmt *s = stmt(db, id);
+    if (!s)
+        return -EIO;
+    sqlite3_bind_text(s, 1, uid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, identity, -1, SQLITE_STATIC);
+    int r = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (r == SQLITE_ROW)
+        return 1;
+    if (r != SQLITE_DONE)
+        return db_err(db->h, w);
+    return id == S_GRANTED ? 0 : sqlite3_changes(db->h);
+}
+
+int kmsd_db_granted(kmsd_db *db, const char *uid, const char *identity)
+{
+    return grant_stmt(db, S_GRANTED, uid, identity, "grant lookup");
+}
+
+int kmsd_db_grant(kmsd_db *db, const char *uid, const char *identity)
+{
+    int r = grant_stmt(db, S_GRANT, uid, identity, "grant");
+    return r < 0 ? r : 0;
+}
+
+int kmsd_db_revoke_access(kmsd_db *db, const char *uid, const char *identity)
+{
+    return grant_stmt(db, S_REVOKE, uid, identity, "revoke access");
+}
+
+int kmsd_db_grants(kmsd_db *db, kmsd_grant_cb cb, void *ctx)
+{
+    sqlite3_stmt *s = stmt(db, S_GRANTS);
+    if (!s)
+        return -EIO;
+    int r, n = 0;
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        int c = cb(ctx, (const char *)sqlite3_column_text(s, 0),
+                   (const char *)sqlite3_column_text(s, 1));
+        if (c < 0) {
+            sqlite3_reset(s);
+            return c;
+        }
+        n++;
+    }
+    sqlite3_reset(s);
+    return r == SQLITE_DONE ? n : db_err(db->h, "grants");
+}
+
+/* ---- lock, backup, restore ----------------------------------------------- */
+
+int kmsd_store_lock(const char *db_path)
+{
+    char lp[4096];
+    snprintf(lp, sizeof(lp), "%s.lock", db_path);
+    int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return vmseal_fail(errno, "cannot open lock file %s: %s", lp, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            return vmseal_fail(EBUSY, "the store %s is in use by a running vmseal-kmsd", db_path);
+        return vmseal_fail(e, "cannot lock %s: %s", lp, strerror(e));
+    }
+    return fd;
+}
+
+static int fsync_path(const char *p)
+{
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int r = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return r;
+}
+
+static void dir_of(const char *p, char *out, size_t len)
+{
+    snprintf(out, len, "%s", p);
+    char *s = strrchr(out, '/');
+    if (s == out)
+        out[1] = '\0';
+    else if (s)
+        *s = '\0';
+    else
+        snprintf(out, len, ".");
+}
+
+int kmsd_store_backup(const char *db_path, const char *dest)
+{
+    struct stat sb;
+    if (stat(dest, &sb) == 0)
+        return vmseal_fail(EEXIST, "backup: %s already exists", dest);
+    kmsd_db *db;
+    int r = db_open(db_path, SQLITE_OPEN_READONLY, NULL, &db);
+    if (r < 0)
+        return r;
+    /* create the destination private, then let VACUUM INTO fill it */
+    int fd = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        r = vmseal_fail(errno, "backup: cannot create %s: %s", dest, strerror(errno));
+        db_close(db);
+        return r;
+    }
+    close(fd);
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db->h, "VACUUM INTO ?", -1, &s, NULL) != SQLITE_OK) {
+        r = db_err(db->h, "backup");
+        unlink(dest);
+        db_close(db);
+        return r;
+    }
+    sqlite3_bind_text(s, 1, dest, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE) {
+        r = db_err(db->h, "backup (VACUUM INTO)");
+        unlink(dest);
+        db_close(db);
+        return r;
+    }
+    db_close(db);
+    char d[4096];
+    dir_of(dest, d, sizeof(d));
+    if (fsync_path(dest) < 0 || fsync_path(d) < 0)
+        return vmseal_fail(EIO, "backup: cannot sync %s", dest);
+    return 0;
+}
+
+int kmsd_store_restore(const char *backup, const char *db_path, kmsd_masterkey *mk)
+{
+    int lock = kmsd_store_lock(db_path);
+    if (lock < 0)
+        return lock;
+    int r;
+    kmsd_db *src = NULL, *dst = NULL;
+    char tmp[4096], side[4096];
+    snprintf(tmp, sizeof(tmp), "%s.restore-tmp", db_path);
+    unlink(tmp);
+    /* check the backup: integrity, schema, and that our master key opens it */
+    if ((r = db_open(backup, SQLITE_OPEN_READONLY, "delete", &src)) < 0)
+        goto out;
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(src->h, "PRAGMA integrity_check", -1, &s, NULL) != SQLITE_OK) {
+        r = vmseal_fail(EBADMSG, "restore: %s is not an SQLite database", backup);
+        goto out;
+    }
+    int ok = sqlite3_step(s) == SQLITE_ROW &&
+             !strcmp((const char *)sqlite3_column_text(s, 0), "ok");
+    sqlite3_finalize(s);
+    if (!ok) {
+        r = vmseal_fail(EBADMSG, "restore: %s fails the integrity check", backup);
+        goto out;
+    }
+    if ((r = check_schema(src)) < 0 || (r = check_masterkey(src, mk, 0)) < 0)
+        goto out;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        r = vmseal_fail(errno, "restore: cannot create %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    close(fd);
+    if ((r = db_open(tmp, SQLITE_OPEN_READWRITE, "delete", &dst)) < 0)
+        goto out;
+    sqlite3_backup *b = sqlite3_backup_init(dst->h, "main", src->h, "main");
+    if (!b) {
+        r = db_err(dst->h, "restore");
+        goto out;
+    }
+    int rc = sqlite3_backup_step(b, -1);
+    sqlite3_backup_finish(b);
+    if (rc != SQLITE_DONE) {
+        r = db_err(dst->h, "restore copy");
+        goto out;
+    }
+    db_close(dst);
+    dst = NULL;
+    if (fsync_path(tmp) < 0) {
+        r = vmseal_fail(EIO, "restore: cannot sync %s", tmp);
+        goto out;
+    }
+    /* stale WAL/SHM of the old store must not be replayed onto the new one */
+    snprintf(side, sizeof(side), "%s-wal", db_path);
+    unlink(side);
+    snprintf(side, sizeof(side), "%s-shm", db_path);
+    unlink(side);
+    if (rename(tmp, db_path) < 0) {
+        r = vmseal_fail(errno, "restore: cannot replace %s: %s", db_path, strerror(errno));
+        goto out;
+    }
+    char d[4096];
+    dir_of(db_path, d, sizeof(d));
+    (void)fsync_path(d);
+    r = 0;
+out:
+    db_close(src);
+    db_close(dst);
+    if (r < 0)
+        unlink(tmp);
+    close(lock);
+    return r;
+}
