@@ -33,10 +33,10 @@ static const char *const sql_text[S_COUNT] = {
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     [S_NEXT_UID] = "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name='objects'),0)+1",
-    [S_INSERT] = "INSERT INTO objects(id, uid, owner, object_type, state, material, created, changed)"
-                 " VALUES(?,?,?,?,?,?,?,?)",
-    [S_GET] = "SELECT uid, owner, object_type, state, created, changed, material IS NOT NULL"
-              " FROM objects WHERE uid=?",
+    [S_INSERT] = "INSERT INTO objects(id, uid, owner, object_type, state, material, created,"
+                 " changed, key_format, subtype) VALUES(?,?,?,?,?,?,?,?,?,?)",
+    [S_GET] = "SELECT uid, owner, object_type, state, created, changed, material IS NOT NULL,"
+              " key_format, subtype FROM objects WHERE uid=?",
     [S_MATERIAL] = "SELECT material FROM objects WHERE uid=?",
     [S_SET_STATE] = "UPDATE objects SET state=?, changed=? WHERE uid=?",
     [S_ERASE] = "UPDATE objects SET material=NULL WHERE uid=?",
@@ -64,7 +64,9 @@ static const char schema_sql[] =
     " state INTEGER NOT NULL,"
     " material BLOB,"
     " created INTEGER NOT NULL,"
-    " changed INTEGER NOT NULL);"
+    " changed INTEGER NOT NULL,"
+    " key_format INTEGER NOT NULL DEFAULT 0,"
+    " subtype INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS objects_owner ON objects(owner);"
     "CREATE TABLE IF NOT EXISTS attributes("
     " uid TEXT NOT NULL,"
@@ -437,6 +439,8 @@ int kmsd_db_insert(kmsd_db *db, const kmsd_obj *o, const uint8_t *wrapped, size_
         sqlite3_bind_null(s, 6);
     sqlite3_bind_int64(s, 7, o->created);
     sqlite3_bind_int64(s, 8, o->changed);
+    sqlite3_bind_int64(s, 9, o->key_format);
+    sqlite3_bind_int64(s, 10, o->subtype);
     int r = sqlite3_step(s);
     sqlite3_reset(s);
     return r == SQLITE_DONE ? 0 : db_err(db->h, "insert");
@@ -463,6 +467,8 @@ int kmsd_db_get(kmsd_db *db, const char *uid, kmsd_obj *o)
     o->created = sqlite3_column_int64(s, 4);
     o->changed = sqlite3_column_int64(s, 5);
     o->has_material = sqlite3_column_int(s, 6);
+    o->key_format = (uint32_t)sqlite3_column_int64(s, 7);
+    o->subtype = (uint32_t)sqlite3_column_int64(s, 8);
     sqlite3_reset(s);
     return 0;
 }

@@ -31,6 +31,8 @@ typedef struct kmsd_obj {
     char owner[KMSD_IDENTITY_MAX];
     uint32_t object_type;  /* KMIP Object Type */
     uint32_t state;        /* KMIP State */
+    uint32_t key_format;   /* Key Format Type the material is kept in */
+    uint32_t subtype;      /* Secret Data Type for Secret Data, else 0 */
     int64_t created;       /* Initial Date */
     int64_t changed;       /* Last Change Date */
     int has_material;
@@ -47,7 +49,7 @@ kmsd_masterkey *kmsd_store_masterkey(kmsd_store *st);
  * end() commits (commit != 0) or rolls back, and releases the handle. */
 int kmsd_store_read_begin(kmsd_store *st, kmsd_db **db) VMSEAL_MUST_CHECK;
 int kmsd_store_write_begin(kmsd_store *st, kmsd_db **db) VMSEAL_MUST_CHECK;
-int kmsd_store_end(kmsd_store *st, kmsd_db *db, int commit) VMSEAL_MUST_CHECK;
+int kmsd_store_end(kmsd_store *st, kmsd_db *db, int commit);
 
 /* Objects. */
 int kmsd_db_next_uid(kmsd_db *db, char uid[KMSD_UID_MAX]);

@@ -543,8 +543,12 @@ int vmseal_tls_read_full(SSL *ssl, void *buf, size_t len, int timeout_ms)
                 return vmseal_fail(-w, "tls: poll: %s", strerror(-w));
             continue;
         }
-        if (err == SSL_ERROR_ZERO_RETURN ||
-            (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
+        unsigned long top = ERR_peek_error();
+        if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && top == 0) ||
+            (err == SSL_ERROR_SSL && ERR_GET_LIB(top) == ERR_LIB_SSL &&
+             ERR_GET_REASON(top) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
+            /* a clean close, or the peer closed TCP without close_notify
+             * (many clients do; our messages carry their own lengths) */
             ERR_clear_error();
             SSL_set_quiet_shutdown(ssl, 1);
             if (got == 0)

@@ -1,0 +1,451 @@
+/* vmseal-kmsd: command line (serve, init, enroll, grant, revoke-access,
+ * grants, backup, restore, passwd) and daemon start-up. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include <vmseal/pki.h>
+#include <vmseal/secret.h>
+#include <vmseal/tls.h>
+
+#include "audit.h"
+#include "config.h"
+#include "log.h"
+#include "masterkey.h"
+#include "pki.h"
+#include "server.h"
+#include "store.h"
+
+static const char usage[] =
+    "usage: vmseal-kmsd [-c CONFIG] [COMMAND [ARGS]]\n"
+    "\n"
+    "  serve [--listen ADDR] [--port N] [--port-file FILE]\n"
+    "        run the KMIP server (the default command)\n"
+    "  init DIR [--ec] [--host NAME]... [--listen ADDR] [--port N]\n"
+    "        [--pkcs11-module SO --pkcs11-token LABEL --pkcs11-pin-file FILE\n"
+    "         [--pkcs11-key-label LABEL]]\n"
+    "        new setup in DIR: master key, CA, server certificate, kmsd.conf,\n"
+    "        store, admin client certificate (DIR/clients/admin)\n"
+    "  enroll NAME [--out DIR] [--ec] [--days N]\n"
+    "        issue a client certificate (clientAuth) for identity CN=NAME,O=vmseal\n"
+    "  grant OBJECT IDENTITY        let IDENTITY use object OBJECT\n"
+    "  revoke-access OBJECT IDENTITY\n"
+    "  grants                       list access grants\n"
+    "  backup FILE                  consistent online copy of the store\n"
+    "  restore FILE                 replace the store with a backup (server stopped)\n"
+    "  passwd NAME                  read a password on stdin, print a `user =` line\n"
+    "\n"
+    "CONFIG defaults to $VMSEAL_KMSD_CONFIG, then ./kmsd.conf; it may name the\n"
+    "folder that holds kmsd.conf.\n";
+
+static kmsd_server *g_srv;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (g_srv)
+        kmsd_server_stop(g_srv);
+}
+
+static int die(const char *what)
+{
+    fprintf(stderr, "vmseal-kmsd: %s%s%s\n", what, *vmseal_last_error() ? ": " : "",
+            vmseal_last_error());
+    return 1;
+}
+
+static int open_masterkey(const kmsd_config *cfg, kmsd_masterkey **mk)
+{
+    if (cfg->pkcs11_module) {
+        kmsd_pkcs11_params p = {.module = cfg->pkcs11_module, .token_label = cfg->pkcs11_token,
+                                .pin_file = cfg->pkcs11_pin_file,
+                                .key_label = cfg->pkcs11_key_label};
+        return kmsd_mk_open_pkcs11(&p, 0, mk);
+    }
+    return kmsd_mk_open_file(cfg->master_key_file, mk);
+}
+
+static int drop_privileges(const char *user)
+{
+    struct passwd *pw = getpwnam(user);
+    if (!pw)
+        return vmseal_fail(ENOENT, "run_as_user: no user \"%s\"", user);
+    if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+        setuid(pw->pw_uid) < 0)
+        return vmseal_fail(errno, "cannot become %s: %s", user, strerror(errno));
+    if (pw->pw_uid != 0 && setuid(0) == 0)
+        return vmseal_fail(EPERM, "privileges could be regained after dropping them");
+    return 0;
+}
+
+static int cmd_serve(kmsd_config *cfg, int argc, char **argv)
+{
+    const char *listen_addr = cfg->listen_address, *port_file = NULL;
+    int port = cfg->port;
+    static const struct option opts[] = {{"listen", required_argument, 0, 'l'},
+                                         {"port", required_argument, 0, 'p'},
+                                         {"port-file", required_argument, 0, 'f'},
+                                         {0, 0, 0, 0}};
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (ch == 'l')
+            listen_addr = optarg;
+        else if (ch == 'p')
+            port = atoi(optarg);
+        else if (ch == 'f')
+            port_file = optarg;
+        else
+            return 2;
+    }
+    if (vmseal_harden_process() < 0)
+        return die("cannot harden the process");
+    signal(SIGPIPE, SIG_IGN);
+    if (kmsd_log_open(cfg->log_file, cfg->log_level) < 0)
+        return die("log");
+
+    kmsd_server srv = {.cfg = cfg, .lock_fd = -1, .wake = {-1, -1}};
+    pthread_mutex_init(&srv.conn_lock, NULL);
+    pthread_cond_init(&srv.conn_cond, NULL);
+    if (pipe2(srv.wake, O_CLOEXEC | O_NONBLOCK) < 0)
+        return die("pipe");
+    srv.lock_fd = kmsd_store_lock(cfg->database);
+    if (srv.lock_fd < 0)
+        return die("cannot start");
+    if (kmsd_listen(&srv, listen_addr, port) < 0)
+        return die("cannot start");
+    if (open_masterkey(cfg, &srv.mk) < 0)
+        return die("master key");
+    vmseal_tls_config tc = {.cert_file = cfg->cert_file, .key_file = cfg->key_file,
+                            .ca_file = cfg->ca_file, .require_client_cert = 1,
+                            .require_eku = cfg->require_client_eku};
+    srv.tls = vmseal_tls_server_ctx_new(&tc);
+    if (!srv.tls)
+        return die("TLS");
+    if (cfg->run_as_user && getuid() == 0 && drop_privileges(cfg->run_as_user) < 0)
+        return die("privileges");
+    if (kmsd_store_open(cfg->database, cfg->journal_mode, srv.mk, 1, &srv.store) < 0)
+        return die("store");
+    if (kmsd_audit_open(cfg->audit_log) < 0)
+        return die("audit log");
+    if (port_file) {
+        char tmp[4096];
+        snprintf(tmp, sizeof(tmp), "%s.tmp", port_file);
+        FILE *f = fopen(tmp, "w");
+        if (!f || fprintf(f, "%d\n", srv.port) < 0 || fclose(f) != 0 || rename(tmp, port_file) < 0)
+            return die("cannot write the port file");
+    }
+    g_srv = &srv;
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    kmsd_info("listening on %s port %d; master key: %s; store: %s (%s journal)",
+              listen_addr && *listen_addr ? listen_addr : "*", srv.port, srv.mk->desc,
+              cfg->database, cfg->journal_mode);
+    int r = kmsd_serve(&srv);
+    if (r == -EBUSY) {
+        /* sessions still running: do not free what they use */
+        kmsd_info("stopped (forced)");
+        _exit(1);
+    }
+    kmsd_info("stopped");
+    kmsd_store_close(srv.store);
+    SSL_CTX_free(srv.tls);
+    kmsd_mk_free(srv.mk);
+    kmsd_audit_close();
+    kmsd_log_close();
+    close(srv.lock_fd);
+    close(srv.wake[0]);
+    close(srv.wake[1]);
+    return 0;
+}
+
+static int cmd_init(int argc, char **argv)
+{
+    kmsd_init_opts o = {.key_type = VMSEAL_PKI_RSA2048};
+    static const struct option opts[] = {{"ec", no_argument, 0, 'e'},
+                                         {"rsa", no_argument, 0, 'r'},
+                                         {"host", required_argument, 0, 'h'},
+                                         {"port", required_argument, 0, 'p'},
+                                         {"listen", required_argument, 0, 'l'},
+                                         {"pkcs11-module", required_argument, 0, 'm'},
+                                         {"pkcs11-token", required_argument, 0, 't'},
+                                         {"pkcs11-pin-file", required_argument, 0, 'i'},
+                                         {"pkcs11-key-label", required_argument, 0, 'k'},
+                                         {0, 0, 0, 0}};
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'e': o.key_type = VMSEAL_PKI_EC_P256; break;
+        case 'r': o.key_type = VMSEAL_PKI_RSA2048; break;
+        case 'h':
+            if (o.n_hosts < 16)
+                o.hosts[o.n_hosts++] = optarg;
+            break;
+        case 'p': o.port = atoi(optarg); break;
+        case 'l': o.listen_address = optarg; break;
+        case 'm': o.pkcs11_module = optarg; break;
+        case 't': o.pkcs11_token = optarg; break;
+        case 'i': o.pkcs11_pin_file = optarg; break;
+        case 'k': o.pkcs11_key_label = optarg; break;
+        default: return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *dir = argv[optind];
+    if (kmsd_init(dir, &o) < 0)
+        return die("init");
+    printf("vmseal-kmsd: set up in %s\n"
+           "  start:   vmseal-kmsd -c %s/kmsd.conf\n"
+           "  clients: vmseal-kmsd -c %s/kmsd.conf enroll NAME\n"
+           "  admin client certificate: %s/clients/admin/\n",
+           dir, dir, dir, dir);
+    return 0;
+}
+
+static int cmd_enroll(kmsd_config *cfg, int argc, char **argv)
+{
+    const char *out = NULL;
+    int key_type = VMSEAL_PKI_RSA2048, days = 0;
+    static const struct option opts[] = {{"out", required_argument, 0, 'o'},
+                                         {"ec", no_argument, 0, 'e'},
+                                         {"days", required_argument, 0, 'd'},
+                                         {0, 0, 0, 0}};
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (ch == 'o')
+            out = optarg;
+        else if (ch == 'e')
+            key_type = VMSEAL_PKI_EC_P256;
+        else if (ch == 'd')
+            days = atoi(optarg);
+        else
+            return 2;
+    }
+    if (optind != argc - 1) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    char identity[KMSD_IDENTITY_MAX];
+    if (kmsd_enroll(cfg, argv[optind], out, key_type, days, identity, sizeof(identity)) < 0)
+        return die("enroll");
+    char dir[4096];
+    if (out)
+        snprintf(dir, sizeof(dir), "%s", out);
+    else
+        snprintf(dir, sizeof(dir), "%s/clients/%s", cfg->dir, argv[optind]);
+    printf("%s\n", identity);
+    fprintf(stderr, "vmseal-kmsd: certificate, key (0600) and CA for %s in %s\n", identity, dir);
+    return 0;
+}
+
+static int open_store_rw(kmsd_config *cfg, kmsd_masterkey **mk, kmsd_store **st)
+{
+    if (open_masterkey(cfg, mk) < 0)
+        return -1;
+    if (kmsd_store_open(cfg->database, cfg->journal_mode, *mk, 0, st) < 0) {
+        kmsd_mk_free(*mk);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_grant(kmsd_config *cfg, int argc, char **argv, int grant)
+{
+    if (argc != 3) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    kmsd_masterkey *mk;
+    kmsd_store *st;
+    if (open_store_rw(cfg, &mk, &st) < 0)
+        return die("store");
+    kmsd_db *db;
+    int r = kmsd_store_write_begin(st, &db);
+    kmsd_obj o;
+    if (r == 0) {
+        r = kmsd_db_get(db, argv[1], &o);
+        if (r == -ENOENT)
+            vmseal_fail(ENOENT, "no object %s", argv[1]);
+        else if (r == 0 && grant)
+            r = kmsd_db_grant(db, argv[1], argv[2]);
+        else if (r == 0) {
+            r = kmsd_db_revoke_access(db, argv[1], argv[2]);
+            if (r == 0)
+                r = vmseal_fail(ENOENT, "%s had no grant on object %s", argv[2], argv[1]);
+        }
+        int c = kmsd_store_end(st, db, r >= 0);
+        if (r >= 0)
+            r = c;
+    }
+    kmsd_store_close(st);
+    kmsd_mk_free(mk);
+    if (r < 0)
+        return die(grant ? "grant" : "revoke-access");
+    printf("%s %s object %s\n", argv[2], grant ? "may now use" : "may no longer use", argv[1]);
+    return 0;
+}
+
+static int print_grant(void *ctx, const char *uid, const char *identity)
+{
+    (void)ctx;
+    printf("%s\t%s\n", uid, identity);
+    return 0;
+}
+
+static int cmd_grants(kmsd_config *cfg)
+{
+    kmsd_masterkey *mk;
+    kmsd_store *st;
+    if (open_store_rw(cfg, &mk, &st) < 0)
+        return die("store");
+    kmsd_db *db;
+    int r = kmsd_store_read_begin(st, &db);
+    if (r == 0) {
+        r = kmsd_db_grants(db, print_grant, NULL);
+        (void)kmsd_store_end(st, db, 0);
+    }
+    kmsd_store_close(st);
+    kmsd_mk_free(mk);
+    return r < 0 ? die("grants") : 0;
+}
+
+static int cmd_backup(kmsd_config *cfg, int argc, char **argv)
+{
+    if (argc != 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    if (kmsd_store_backup(cfg->database, argv[1]) < 0)
+        return die("backup");
+    fprintf(stderr, "vmseal-kmsd: store backed up to %s (keys stay wrapped by the master key)\n",
+            argv[1]);
+    return 0;
+}
+
+static int cmd_restore(kmsd_config *cfg, int argc, char **argv)
+{
+    if (argc != 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    kmsd_masterkey *mk;
+    if (open_masterkey(cfg, &mk) < 0)
+        return die("master key");
+    int r = kmsd_store_restore(argv[1], cfg->database, mk);
+    kmsd_mk_free(mk);
+    if (r < 0)
+        return die("restore");
+    fprintf(stderr, "vmseal-kmsd: %s restored into %s\n", argv[1], cfg->database);
+    return 0;
+}
+
+static int cmd_passwd(int argc, char **argv)
+{
+    if (argc != 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    struct termios t0, t1;
+    int tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &t0) == 0;
+    if (tty) {
+        fprintf(stderr, "password for %s: ", argv[1]);
+        t1 = t0;
+        t1.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &t1);
+    }
+    vmseal_secret *pw;
+    int r = vmseal_secret_read_fd(STDIN_FILENO, 1024, &pw);
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &t0);
+        fputc('\n', stderr);
+    }
+    if (r < 0)
+        return die("cannot read the password");
+    size_t n = vmseal_secret_len(pw);
+    const unsigned char *p = vmseal_secret_cdata(pw);
+    while (n && (p[n - 1] == '\n' || p[n - 1] == '\r'))
+        n--;
+    char line[256];
+    r = kmsd_password_hash((const char *)p, n, line, sizeof(line));
+    vmseal_secret_free(pw);
+    if (r < 0)
+        return die("passwd");
+    printf("user = %s %s\n", argv[1], line);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config = getenv("VMSEAL_KMSD_CONFIG");
+    int i = 1;
+    while (i < argc && argv[i][0] == '-') {
+        if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
+            config = argv[i + 1];
+            i += 2;
+        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--version")) {
+            puts("vmseal-kmsd " VMSEAL_VERSION);
+            return 0;
+        } else {
+            break; /* serve options */
+        }
+    }
+    const char *cmd = i < argc && argv[i][0] != '-' ? argv[i] : "serve";
+    int sub_argc = argc - i;
+    char **sub_argv = argv + i;
+    if (i < argc && argv[i][0] == '-') {
+        /* "vmseal-kmsd -c X --port 0": serve with options; give getopt a name */
+        sub_argv = argv + i - 1;
+        sub_argc = argc - i + 1;
+    }
+    if (!strcmp(cmd, "init"))
+        return cmd_init(sub_argc, sub_argv);
+    if (!strcmp(cmd, "passwd"))
+        return cmd_passwd(sub_argc, sub_argv);
+    if (!config)
+        config = "kmsd.conf";
+    kmsd_config *cfg;
+    if (kmsd_config_load(config, &cfg) < 0)
+        return die("configuration");
+    int r;
+    if (!strcmp(cmd, "serve"))
+        r = cmd_serve(cfg, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "enroll"))
+        r = cmd_enroll(cfg, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "grant"))
+        r = cmd_grant(cfg, sub_argc, sub_argv, 1);
+    else if (!strcmp(cmd, "revoke-access"))
+        r = cmd_grant(cfg, sub_argc, sub_argv, 0);
+    else if (!strcmp(cmd, "grants"))
+        r = cmd_grants(cfg);
+    else if (!strcmp(cmd, "backup"))
+        r = cmd_backup(cfg, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "restore"))
+        r = cmd_restore(cfg, sub_argc, sub_argv);
+    else {
+        fprintf(stderr, "vmseal-kmsd: unknown command \"%s\"\n\n%s", cmd, usage);
+        r = 2;
+    }
+    kmsd_config_free(cfg);
+    return r;
+}
