@@ -13,6 +13,7 @@ kmsd_init() {
 # kmsd_start DIR: start the server on 127.0.0.1, a free port; sets PORT, KPID.
 kmsd_start() {
   local d=$1 i
+  KLOG=$d/server.log
   rm -f "$d/port"
   "$KMSD" -c "$d" serve --listen 127.0.0.1 --port 0 --port-file "$d/port" \
     >>"$d/server.log" 2>&1 &
@@ -32,7 +33,12 @@ kmsd_stop() {
   kill -TERM "$KPID"
   local i
   for ((i = 0; i < 200; i++)); do
-    kill -0 "$KPID" 2>/dev/null || { wait "$KPID" 2>/dev/null; return 0; }
+    if ! kill -0 "$KPID" 2>/dev/null; then
+      local rc=0
+      wait "$KPID" 2>/dev/null || rc=$?
+      [ "$rc" -eq 0 ] || { tail -30 "$KLOG" >&2; fail "vmseal-kmsd exited with status $rc"; }
+      return 0
+    fi
     sleep 0.05
   done
   fail "vmseal-kmsd did not stop on SIGTERM"
