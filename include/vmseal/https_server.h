@@ -1,0 +1,105 @@
+/* vmseal — HTTPS server shared by the daemons (manager, host agent).
+ *
+ * TLS is OpenSSL (include/vmseal/tls.h); HTTP parsing is libmicrohttpd, fed
+ * with the already-decrypted stream: every accepted TCP connection gets a
+ * TLS handshake (optionally demanding a client certificate signed by the
+ * configured CA), then a socketpair whose one end goes to libmicrohttpd
+ * (MHD_add_connection) while a pump thread copies bytes between the TLS
+ * session and the other end. Request handlers see the verified peer
+ * certificate's subject and SHA-256 fingerprint.
+ *
+ * Handlers run one per connection thread, so a handler may block (long
+ * polls, calls to other servers). Request bodies are bounded (max_body,
+ * default 1 MiB): a larger declared or sent body gets 413 without reaching
+ * the handler. Bodies are wiped after the handler returns (they may carry
+ * key material).
+ */
+#ifndef VMSEAL_HTTPS_SERVER_H
+#define VMSEAL_HTTPS_SERVER_H
+
+#include <jansson.h>
+
+#include <vmseal/common.h>
+#include <vmseal/tls.h>
+
+typedef struct vmseal_https_server vmseal_https_server;
+
+/* One request as the handler sees it. Strings live until the handler
+ * returns. */
+typedef struct vmseal_http_request {
+    const char *method;            /* "GET", "POST", ... */
+    const char *path;              /* URL path, percent-decoded, without query */
+    const char *body;              /* NUL-terminated copy of the body ("" if none) */
+    size_t body_len;
+    const char *peer_subject;      /* RFC 2253 subject of the verified client
+                                      certificate, "" when the client sent none */
+    const char *peer_fingerprint;  /* SHA-256 of the client certificate, lower-case
+                                      hex, "" when none */
+    const char *remote_addr;       /* "127.0.0.1:41234" */
+    void *internal;                /* for the accessors below */
+} vmseal_http_request;
+
+/* Request header (case-insensitive name) or NULL. */
+const char *vmseal_http_header(const vmseal_http_request *req, const char *name);
+/* Query-string argument (percent-decoded) or NULL. */
+const char *vmseal_http_query(const vmseal_http_request *req, const char *name);
+
+#define VMSEAL_HTTP_MAX_EXTRA_HEADERS 4
+
+/* What the handler fills in. Default: status 500, no body. */
+typedef struct vmseal_http_response {
+    int status;
+    json_t *json;              /* body as JSON (the server takes the reference) */
+    char *raw;                 /* or a raw body (malloc'd; the server frees it) */
+    size_t raw_len;
+    const char *content_type;  /* for raw; default "application/octet-stream" */
+    struct {
+        const char *name;      /* static strings or strings that outlive the call */
+        char value[256];
+    } headers[VMSEAL_HTTP_MAX_EXTRA_HEADERS];
+    int n_headers;
+} vmseal_http_response;
+
+/* Set resp to {status, {"error": message}} (printf style). */
+void vmseal_http_error(vmseal_http_response *resp, int status, const char *fmt, ...)
+    VMSEAL_PRINTF(3, 4);
+/* Set resp to {status, json} (takes the reference). */
+void vmseal_http_json(vmseal_http_response *resp, int status, json_t *json);
+/* Add a response header (value copied, truncated at 255 bytes). */
+void vmseal_http_add_header(vmseal_http_response *resp, const char *name, const char *value);
+
+typedef void (*vmseal_http_handler)(void *arg, const vmseal_http_request *req,
+                                    vmseal_http_response *resp);
+
+typedef struct vmseal_https_config {
+    const char *bind_addr;          /* default "127.0.0.1"; "0.0.0.0" or "::" for all */
+    int port;                       /* 0: pick a free port (see vmseal_https_server_port) */
+    vmseal_tls_config tls;          /* server certificate, key, client CA, require_client_cert */
+    size_t max_body;                /* default 1 MiB */
+    unsigned max_connections;       /* default 64 */
+    int handshake_timeout_ms;       /* default 10000 */
+    unsigned idle_timeout_s;        /* connection idle timeout, default 120 */
+    vmseal_http_handler handler;
+    void *handler_arg;
+    /* Optional: called for every finished request (for access logs):
+     * method, path, status, peer subject. */
+    void (*log)(void *arg, const char *method, const char *path, int status,
+                const char *peer_subject, const char *remote_addr);
+    void *log_arg;
+} vmseal_https_config;
+
+/* Bind, listen and start serving. -errno with vmseal_last_error() set. */
+int vmseal_https_server_start(const vmseal_https_config *cfg, vmseal_https_server **out)
+    VMSEAL_MUST_CHECK;
+
+/* The TCP port actually bound. */
+int vmseal_https_server_port(const vmseal_https_server *srv);
+
+/* Stop accepting, close every connection, join threads, free. NULL is fine. */
+void vmseal_https_server_stop(vmseal_https_server *srv);
+
+/* Process-wide: make jansson wipe every block it frees (JSON bodies may
+ * carry base64 key material). Call once at start, before any JSON use. */
+void vmseal_json_wipe_on_free(void);
+
+#endif
