@@ -1,6 +1,6 @@
-/* Seed corpora of the keysafe and sealed fuzz targets.
+/* Seed corpora of the keysafe, sealed and diskdesc fuzz targets.
  *
- *   fuzz_corpus --write      regenerate fuzz/corpus/{keysafe,sealed}/ (in VMSEAL_SRC)
+ *   fuzz_corpus --write      regenerate fuzz/corpus/{keysafe,sealed,diskdesc}/ (in VMSEAL_SRC)
  *   fuzz_corpus              (unit test) check the committed seeds still mean
  *                            what their names say: "valid-*" unwrap/unseal with
  *                            the fuzz test KEK, "bad-*" are refused.
@@ -17,13 +17,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <vmseal/diskdesc.h>
 #include <vmseal/keysafe.h>
 #include <vmseal/sealed.h>
 
 #include "fuzz_seal_keys.h"
 
 static vmseal_secret *kek, *other_kek;
-static char ks_dir[4096], se_dir[4096];
+static char ks_dir[4096], se_dir[4096], dd_dir[4096];
 
 static void die(const char *what)
 {
@@ -152,11 +153,37 @@ static void write_sealed_seeds(void)
     free(m.data);
 }
 
+static void write_diskdesc_seeds(void)
+{
+    vmseal_secret *dek = NULL;
+    char *l = NULL, buf[VMSEAL_KEYSAFE_LINE_MAX + 512];
+    const char *uuid = "6f1c2a3e-1111-4222-8333-944455556666";
+    if (vmseal_secret_random(32, &dek) ||
+        vmseal_keysafe_wrap(kek, "local", "kek 1", "disk:6f1c2a3e-1111-4222-8333-944455556666",
+                            dek, &l))
+        die("wrap");
+    snprintf(buf, sizeof(buf), "# vmseal disk descriptor\nversion = 1\nformat = luks1\n"
+                               "uuid = %s\nkeysafe = %s\n", uuid, l);
+    put(dd_dir, "valid-basic", buf, strlen(buf));
+    snprintf(buf, sizeof(buf), "version=1\r\nformat=luks1\r\nuuid=%s\r\nstate = incomplete\r\n"
+                               "x_note = made by hand\r\nkeysafe=%s", uuid, l);
+    put(dd_dir, "valid-crlf-incomplete", buf, strlen(buf));
+    snprintf(buf, sizeof(buf), "version = 1\nformat = luks1\nuuid = %s\nuuid = %s\nkeysafe = %s\n",
+             uuid, uuid, l);
+    put(dd_dir, "bad-duplicate", buf, strlen(buf));
+    snprintf(buf, sizeof(buf), "version = 2\nformat = luks1\nuuid = %s\nkeysafe = %s\n", uuid, l);
+    put(dd_dir, "bad-version", buf, strlen(buf));
+    snprintf(buf, sizeof(buf), "version = 1\nformat = luks1\nuuid = %s\n", uuid);
+    put(dd_dir, "bad-no-keysafe", buf, strlen(buf));
+    free(l);
+    vmseal_secret_free(dek);
+}
+
 static int check_seeds(void)
 {
     int bad = 0, n = 0;
-    const char *dirs[2] = {ks_dir, se_dir};
-    for (int d = 0; d < 2; d++) {
+    const char *dirs[3] = {ks_dir, se_dir, dd_dir};
+    for (int d = 0; d < 3; d++) {
         DIR *dir = opendir(dirs[d]);
         if (!dir) {
             perror(dirs[d]);
@@ -178,6 +205,9 @@ static int check_seeds(void)
                 vmseal_secret *p = NULL;
                 rc = vmseal_keysafe_unwrap(kek, (char *)m.data, FUZZ_TEST_OBJECT_ID, &p);
                 vmseal_secret_free(p);
+            } else if (d == 2) {
+                vmseal_diskdesc dd;
+                rc = vmseal_diskdesc_parse((char *)m.data, m.len, &dd);
             } else {
                 membuf out = {0};
                 vmseal_stream io = {mb_read, &m, mb_write, &out};
@@ -210,6 +240,7 @@ int main(int argc, char **argv)
         src = ".";
     snprintf(ks_dir, sizeof(ks_dir), "%s/fuzz/corpus/keysafe", src);
     snprintf(se_dir, sizeof(se_dir), "%s/fuzz/corpus/sealed", src);
+    snprintf(dd_dir, sizeof(dd_dir), "%s/fuzz/corpus/diskdesc", src);
     if (vmseal_secret_from(fuzz_test_kek, sizeof(fuzz_test_kek), &kek) ||
         vmseal_secret_random(32, &other_kek))
         die("secret");
@@ -217,8 +248,10 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "--write") == 0) {
         mkdir(ks_dir, 0755);
         mkdir(se_dir, 0755);
+        mkdir(dd_dir, 0755);
         write_keysafe_seeds();
         write_sealed_seeds();
+        write_diskdesc_seeds();
     } else {
         rc = check_seeds();
     }
