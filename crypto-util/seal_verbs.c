@@ -38,10 +38,17 @@ static ssize_t src_read(void *ctx, void *buf, size_t len)
     }
 }
 
+typedef struct dst {
+    int fd;
+    uint64_t written;
+} dst;
+
 static int fd_write(void *ctx, const void *buf, size_t len)
 {
-    int fd = *(int *)ctx;
+    dst *d = ctx;
+    int fd = d->fd;
     const char *p = buf;
+    d->written += len;
     while (len) {
         ssize_t w = write(fd, p, len);
         if (w < 0 && errno == EINTR)
@@ -144,12 +151,13 @@ static int run(int argc, char **argv, int sealing, const char *verb)
     cu_progress_init(&prog, sealing ? "sealing" : "unsealing");
     s.prog = &prog;
     cu_install_cancel_handler();
-    vmseal_stream io = {src_read, &s, fd_write, &o.fd};
+    dst dd = {o.fd, 0};
+    vmseal_stream io = {src_read, &s, fd_write, &dd};
     vmseal_sealed_info info;
     int r = sealing ? vmseal_seal(kek, ko.provider, ko.id, 0, &io) : vmseal_unseal(kek, &io, &info);
     cu_progress_end(&prog);
     if (r == 0 && !sealing && ko.id && strcmp(ko.id, info.kek_id) != 0) {
-        vmseal_fail(EKEYREJECTED, "%s was sealed with KEK '%s', not '%s'", in, info.kek_id, ko.id);
+        vmseal_fail(EKEYREJECTED, "sealed with KEK '%s', not '%s'", info.kek_id, ko.id);
         r = -EKEYREJECTED;
     }
     if (r < 0) {
@@ -166,10 +174,11 @@ static int run(int argc, char **argv, int sealing, const char *verb)
     if (cu_out_commit(&o) < 0)
         goto out;
     if (sealing)
-        cu_info("sealed %s -> %s (KEK '%s' at provider '%s')", in, out, ko.id, ko.provider);
+        cu_info("sealed %s -> %s (%llu bytes; KEK '%s' at provider '%s')", in, out,
+                (unsigned long long)dd.written, ko.id, ko.provider);
     else
         cu_info("verified and decrypted %s -> %s (%llu bytes; KEK '%s' at provider '%s')", in,
-                out, (unsigned long long)0 + 0, info.kek_id, info.provider);
+                out, (unsigned long long)dd.written, info.kek_id, info.provider);
     rc = CU_OK;
 out:
     if (s.fd > STDIN_FILENO)
