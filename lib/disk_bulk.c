@@ -41,13 +41,19 @@ struct shared {
     pthread_mutex_t mu;
     pthread_cond_t cv;        /* worker -> watcher: an item finished */
     pthread_cond_t room;      /* watcher -> workers: prefix moved or stop */
+    struct extent *ext;       /* data extents of src (NULL: all data) */
+    size_t n_ext;
+};
+
+/* A data extent [start, end) of the source file, in file offsets. */
+struct extent {
+    uint64_t start, end;
 };
 
 struct worker {
     struct shared *s;
     pthread_t tid;
     int started;
-    int src_fd;               /* own descriptor: SEEK_DATA moves the offset */
     vmseal_xts *dec, *enc;
     uint8_t *buf;
 };
@@ -106,30 +112,77 @@ static int make_zero(int fd, uint64_t off, uint64_t len, const uint8_t *zeros)
     return 0;
 }
 
-/* Next data extent of fd within [*pos, end): 1 and [*ds, *de) if one, 0 if
- * the rest is a hole. File systems without SEEK_DATA report all data. */
-static int next_data(int fd, uint64_t pos, uint64_t end, uint64_t *ds, uint64_t *de)
+/* Map the data extents of [from, to) of fd once, before the workers start:
+ * SEEK_DATA/SEEK_HOLE cost time proportional to what they skip on some
+ * file systems (tmpfs scans pages), so asking per work item would be
+ * quadratic. NULL with *n = 0 when the file system cannot tell (all data). */
+static int map_extents(int fd, uint64_t from, uint64_t to, struct extent **out, size_t *n)
+{
+    size_t cap = 0, len = 0;
+    struct extent *v = NULL;
+    uint64_t pos = from;
+    *out = NULL;
+    *n = 0;
+    while (pos < to) {
+        off_t d = lseek(fd, (off_t)pos, SEEK_DATA);
+        if (d < 0 && errno == ENXIO)
+            break;
+        if (d < 0) {          /* no SEEK_DATA here: treat everything as data */
+            free(v);
+            return 0;
+        }
+        if ((uint64_t)d >= to)
+            break;
+        off_t h = lseek(fd, d, SEEK_HOLE);
+        uint64_t e = (h < 0 || (uint64_t)h > to) ? to : (uint64_t)h;
+        if (len == cap) {
+            cap = cap ? 2 * cap : 64;
+            struct extent *nv = realloc(v, cap * sizeof(*v));
+            if (!nv) {
+                free(v);
+                return vmseal_fail(ENOMEM, "bulk: out of memory");
+            }
+            v = nv;
+        }
+        v[len].start = (uint64_t)d;
+        v[len].end = e;
+        len++;
+        pos = e;
+    }
+    if (!v) {                 /* all hole: an empty, non-NULL map */
+        v = malloc(sizeof(*v));
+        if (!v)
+            return vmseal_fail(ENOMEM, "bulk: out of memory");
+    }
+    *out = v;
+    *n = len;
+    return 0;
+}
+
+/* Next data extent within [pos, end): 1 and [*ds, *de) if one, 0 if the
+ * rest is a hole. */
+static int next_data(const struct shared *s, uint64_t pos, uint64_t end, uint64_t *ds, uint64_t *de)
 {
     if (pos >= end)
         return 0;
-    if (fd < 0) {
+    if (!s->ext) {
         *ds = pos;
         *de = end;
         return 1;
     }
-    off_t d = lseek(fd, (off_t)pos, SEEK_DATA);
-    if (d < 0) {
-        if (errno == ENXIO)
-            return 0;
-        *ds = pos;
-        *de = end;
-        return 1;
+    /* First extent ending after pos (binary search). */
+    size_t lo = 0, hi = s->n_ext;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->ext[mid].end <= pos)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    if ((uint64_t)d >= end)
+    if (lo == s->n_ext || s->ext[lo].start >= end)
         return 0;
-    off_t h = lseek(fd, d, SEEK_HOLE);
-    *ds = (uint64_t)d;
-    *de = (h < 0 || (uint64_t)h > end) ? end : (uint64_t)h;
+    *ds = s->ext[lo].start > pos ? s->ext[lo].start : pos;
+    *de = s->ext[lo].end < end ? s->ext[lo].end : end;
     return 1;
 }
 
@@ -144,7 +197,7 @@ static int chunk_encrypt(struct worker *w, uint64_t a, uint64_t n)
      * past its end are zeros. */
     uint64_t lim = a + n < j->src_len ? a + n : j->src_len;
     uint64_t pos = j->src_off + a, end = j->src_off + lim, ds, de;
-    while (pos < end && next_data(w->src_fd, pos, end, &ds, &de) == 1) {
+    while (pos < end && next_data(w->s, pos, end, &ds, &de) == 1) {
         int rc = pread_full(j->src_fd, w->buf + (ds - j->src_off - a), de - ds, ds);
         if (rc < 0)
             return rc;
@@ -192,7 +245,7 @@ static int chunk_rekey(struct worker *w, uint64_t a, uint64_t n, const uint8_t *
     const bulk_job *j = w->s->job;
     uint64_t pos = j->src_off + a, end = j->src_off + a + n, ds, de;
     while (pos < end) {
-        int more = next_data(w->src_fd, pos, end, &ds, &de);
+        int more = next_data(w->s, pos, end, &ds, &de);
         if (!more) {
             ds = de = end;
         } else {
@@ -307,8 +360,6 @@ static void workers_free(struct worker *ws, unsigned n)
     for (unsigned i = 0; i < n; i++) {
         vmseal_xts_free(ws[i].dec);
         vmseal_xts_free(ws[i].enc);
-        if (ws[i].src_fd >= 0)
-            close(ws[i].src_fd);
         free(ws[i].buf);
     }
     free(ws);
@@ -338,9 +389,12 @@ int vmseal_bulk_run(const bulk_job *j)
         free(ws);
         return vmseal_fail(ENOMEM, "bulk: out of memory");
     }
-    for (unsigned i = 0; i < nt; i++)
-        ws[i].src_fd = -1;
     int rc = 0;
+    if (j->op != BULK_DECRYPT) {
+        uint64_t lim = j->src_len < j->total ? j->src_len : j->total;
+        rc = map_extents(j->src_fd, j->src_off + (j->start < lim ? j->start : lim),
+                         j->src_off + lim, &s.ext, &s.n_ext);
+    }
     for (unsigned i = 0; i < nt && rc == 0; i++) {
         ws[i].s = &s;
         if (posix_memalign((void **)&ws[i].buf, 4096, CHUNK) != 0) {
@@ -352,12 +406,11 @@ int vmseal_bulk_run(const bulk_job *j)
             rc = vmseal_xts_new(j->src_key, &ws[i].dec);
         if (rc == 0 && j->dst_key)
             rc = vmseal_xts_new(j->dst_key, &ws[i].enc);
-        if (rc == 0 && j->src_path && j->op != BULK_DECRYPT)
-            ws[i].src_fd = open(j->src_path, O_RDONLY | O_CLOEXEC);
     }
     if (rc < 0) {
         workers_free(ws, nt);
         free(s.done);
+        free(s.ext);
         return rc;
     }
     pthread_mutex_init(&s.mu, NULL);
@@ -463,6 +516,7 @@ int vmseal_bulk_run(const bulk_job *j)
         rc = vmseal_fail(ECANCELED, "interrupted; run the same command again to resume");
     workers_free(ws, nt);
     free(s.done);
+    free(s.ext);
     pthread_cond_destroy(&s.cv);
     pthread_cond_destroy(&s.room);
     pthread_mutex_destroy(&s.mu);

@@ -257,7 +257,7 @@ int vmseal_disk_encrypt(const char *plain_in, const char *luks_out, const vmseal
     }
     if (rc == 0) {
         bulk_job job = {
-            .op = BULK_ENCRYPT, .src_fd = r.in, .dst_fd = r.out, .src_path = plain_in,
+            .op = BULK_ENCRYPT, .src_fd = r.in, .dst_fd = r.out,
             .src_off = 0, .src_len = size, .dst_off = off, .total = k.c.total, .start = start,
             .dst_key = r.key, .resumed = resumed, .checkpoint = write_ckpt,
             .checkpoint_ctx = &k, .opts = o,
@@ -333,7 +333,7 @@ int vmseal_disk_decrypt(const char *luks_in, const char *plain_out, const vmseal
         k.path = r.ckpt;
         k.key = r.key;
         bulk_job job = {
-            .op = BULK_DECRYPT, .src_fd = r.in, .dst_fd = r.out, .src_path = luks_in,
+            .op = BULK_DECRYPT, .src_fd = r.in, .dst_fd = r.out,
             .src_off = info.payload_offset_bytes, .src_len = info.payload_bytes, .dst_off = 0,
             .total = info.payload_bytes, .start = start, .src_key = r.key, .resumed = resumed,
             .checkpoint = write_ckpt, .checkpoint_ctx = &k, .opts = o,

@@ -20,7 +20,6 @@ typedef int (*bulk_checkpoint_fn)(uint64_t done, void *ctx);
 typedef struct bulk_job {
     enum bulk_op op;
     int src_fd, dst_fd;            /* src read with pread, dst written with pwrite */
-    const char *src_path;          /* reopened per worker for SEEK_DATA/SEEK_HOLE */
     uint64_t src_off;              /* byte offset of the payload in src */
     uint64_t src_len;              /* bytes readable from src_off (encrypt: may be
                                       < total, the rest reads as zeros) */

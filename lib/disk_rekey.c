@@ -188,7 +188,7 @@ int vmseal_disk_rekey(const char *path, const vmseal_secret *pass, const vmseal_
     }
     if (rc == 0) {
         bulk_job job = {
-            .op = BULK_REKEY, .src_fd = r.img, .dst_fd = r.out, .src_path = path,
+            .op = BULK_REKEY, .src_fd = r.img, .dst_fd = r.out,
             .src_off = cur.payload_offset_bytes, .src_len = cur.payload_bytes,
             .dst_off = new_off, .total = cur.payload_bytes, .start = start,
             .src_key = r.old_key, .dst_key = r.new_key, .resumed = resumed,
