@@ -216,6 +216,8 @@ int vmseal_disk_encrypt(const char *plain_in, const char *luks_out, const vmseal
             rc = vmseal_fail(errno, "%s: %s", plain_in, strerror(errno));
     }
     if (rc == 0)
+        rc = vmseal_lock_shared_read(r.in, plain_in);
+    if (rc == 0)
         rc = input_size(r.in, plain_in, &size);
     if (rc == 0 && size == 0)
         rc = vmseal_fail(EINVAL, "%s: input is empty", plain_in);
@@ -300,6 +302,8 @@ int vmseal_disk_decrypt(const char *luks_in, const char *plain_out, const vmseal
         if (r.in < 0)
             rc = vmseal_fail(errno, "%s: %s", luks_in, strerror(errno));
     }
+    if (rc == 0)
+        rc = vmseal_lock_shared_read(r.in, luks_in);
     if (rc == 0)
         rc = vmseal_disk_probe_fd(r.in, luks_in, &info);
     if (rc == 0)

@@ -87,6 +87,11 @@ int vmseal_luks1_header_sha256(int fd, uint8_t out[32]);
 /* Whole-file OFD write lock; -EBUSY when someone (QEMU, vmseal) holds one. */
 int vmseal_lock_exclusive(int fd, const char *path);
 
+/* For an input that is read while we work: QEMU-compatible shared locks
+ * ("consistent read", "no one else may write"); -EBUSY when a writer (a
+ * running VM) has the file open. */
+int vmseal_lock_shared_read(int fd, const char *path);
+
 /* rename() that fails with -EEXIST instead of replacing `to`. */
 int vmseal_rename_noreplace(const char *from, const char *to);
 

@@ -77,3 +77,36 @@ int vmseal_rename_noreplace(const char *from, const char *to)
     unlink(from);
     return 0;
 }
+
+/* QEMU's image locking protocol (block/file-posix.c): a process holding
+ * permission bit i has a shared OFD lock on byte 100 + i; one that refuses
+ * to share it, on byte 200 + i. Bit 0 is "consistent read", bit 1 "write". */
+#define QEMU_LOCK_PERM_BASE 100
+#define QEMU_LOCK_SHARED_BASE 200
+#define QEMU_PERM_CONSISTENT_READ 0
+#define QEMU_PERM_WRITE 1
+
+static int ofd_lock_byte(int fd, off_t byte)
+{
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
+    return fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+int vmseal_lock_shared_read(int fd, const char *path)
+{
+    /* Take the locks first (no one may start writing), then look for a
+     * writer that was already there. */
+    if (ofd_lock_byte(fd, QEMU_LOCK_PERM_BASE + QEMU_PERM_CONSISTENT_READ) != 0 ||
+        ofd_lock_byte(fd, QEMU_LOCK_SHARED_BASE + QEMU_PERM_WRITE) != 0) {
+        if (errno == EAGAIN || errno == EACCES)
+            return vmseal_fail(EBUSY, "%s is in use (a running VM or another vmseal operation "
+                               "holds it)", path);
+        return 0;   /* no locking on this file system */
+    }
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
+                       .l_start = QEMU_LOCK_PERM_BASE + QEMU_PERM_WRITE, .l_len = 1};
+    if (fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK)
+        return vmseal_fail(EBUSY, "%s is open for writing (a running VM?): its content would "
+                           "change under the copy", path);
+    return 0;
+}

@@ -100,6 +100,12 @@ qemu-img convert -n $PASS_OBJ -f raw small.raw --target-image-opts \
 $T decrypt cs.img cs-v.raw s1 || fail "vmseal decrypt of a cryptsetup image"
 cmp small.raw cs-v.raw || fail "vmseal decrypted a cryptsetup image differently"
 ok "vmseal decrypts a cryptsetup luksFormat image byte-exact"
+truncate -s $((4 << 20)) cbc.img
+cryptsetup luksFormat -q --type luks1 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
+  --cipher aes-cbc-essiv:sha256 --key-size 256 --key-file s1 cbc.img || fail "luksFormat cbc"
+! $T decrypt cbc.img cbc.raw s1 2>err.txt || fail "aes-cbc-essiv image accepted"
+grep -q "not supported" err.txt || fail "other cipher: unclear error: $(cat err.txt)"
+ok "an aes-cbc-essiv LUKS1 image is refused as not supported"
 
 # --- errors: wrong passphrase, damaged images, no overwrite --------------------
 set +e
@@ -128,3 +134,18 @@ qemu-img convert --object secret,id=s0,file="$TMP/s2" \
   --image-opts "driver=luks,key-secret=s0,file.filename=enc.img" -O raw q2.raw || fail "qemu after keyslot change"
 cmp -n "$size" plain.raw q2.raw || fail "content changed by keyslot operations"
 ok "keyslot add/remove: cryptsetup and qemu-img follow"
+
+# --- an image a VM has open is refused (QEMU's OFD image locks) ---------------
+cp enc.img busy.img
+qemu-nbd --object secret,id=s0,file="$TMP/s2" \
+  --image-opts "driver=luks,key-secret=s0,file.filename=$TMP/busy.img" \
+  --socket="$TMP/nbd.sock" --fork --pid-file="$TMP/nbd.pid" || fail "qemu-nbd"
+at_exit 'kill $(cat "$TMP/nbd.pid") 2>/dev/null'
+! $T rekey busy.img s2 2>err.txt || fail "rekey of an image QEMU has open"
+grep -q "in use" err.txt || fail "rekey in use: unclear error: $(cat err.txt)"
+! $T decrypt busy.img busy.raw s2 2>err.txt || fail "decrypt of an image QEMU writes to"
+grep -q "open for writing" err.txt || fail "decrypt in use: unclear error: $(cat err.txt)"
+kill "$(cat "$TMP/nbd.pid")"
+for _ in $(seq 1 50); do kill -0 "$(cat "$TMP/nbd.pid")" 2>/dev/null || break; sleep 0.1; done
+$T rekey busy.img s2 || fail "rekey after QEMU closed the image"
+ok "images a VM (qemu-nbd) holds open are refused: rekey and decrypt say so"
