@@ -369,7 +369,6 @@ static int make_disk(const dopts *o, const char *plain, const char *image)
         cu_progress_init(&prog, plain ? "encrypting" : "creating");
         fill_disk_opts(&dop, o, &prog);
         dop.uuid = d.uuid;
-        cu_install_cancel_handler();
         r = plain ? vmseal_disk_encrypt(plain, image, pass, &dop)
                   : vmseal_disk_create(image, o->size, pass, &dop);
         cu_progress_end(&prog);
@@ -418,7 +417,6 @@ static int do_decrypt(const dopts *o)
     cu_progress prog;
     cu_progress_init(&prog, "decrypting");
     fill_disk_opts(&dop, o, &prog);
-    cu_install_cancel_handler();
     int r = vmseal_disk_decrypt(o->args[0], o->args[1], pass, &dop);
     cu_progress_end(&prog);
     vmseal_secret_free(pass);
@@ -491,7 +489,6 @@ static int do_rekey(const dopts *o)
         cu_progress prog;
         cu_progress_init(&prog, "rekeying");
         fill_disk_opts(&dop, o, &prog);
-        cu_install_cancel_handler();
         int r = vmseal_disk_rekey(image, pass, &dop);
         cu_progress_end(&prog);
         if (r == -ECANCELED) {
@@ -636,6 +633,8 @@ int cu_disk_main(int argc, char **argv)
         return argc < 2 ? CU_USAGE : CU_OK;
     }
     const char *sub = argv[1];
+    /* From the start, so that Ctrl-C at any moment stops at a checkpoint. */
+    cu_install_cancel_handler();
     dopts o;
     int p = parse(argc - 1, argv + 1, sub, &o);
     if (p != 0)

@@ -120,6 +120,7 @@ static int run(int argc, char **argv, int sealing, const char *verb)
         seal_usage(stderr, verb, sealing);
         return CU_USAGE;
     }
+    cu_install_cancel_handler();
     const char *in = argv[optind], *out = argv[optind + 1];
     if (sealing && cu_kek_check_ids(&ko) < 0)
         return CU_USAGE;
@@ -150,7 +151,6 @@ static int run(int argc, char **argv, int sealing, const char *verb)
     cu_progress prog;
     cu_progress_init(&prog, sealing ? "sealing" : "unsealing");
     s.prog = &prog;
-    cu_install_cancel_handler();
     dst dd = {o.fd, 0};
     vmseal_stream io = {src_read, &s, fd_write, &dd};
     vmseal_sealed_info info;
@@ -174,10 +174,10 @@ static int run(int argc, char **argv, int sealing, const char *verb)
     if (cu_out_commit(&o) < 0)
         goto out;
     if (sealing)
-        cu_info("sealed %s -> %s (%llu bytes; KEK '%s' at provider '%s')", in, out,
+        cu_info("sealed %s -> %s (wrote %llu bytes; KEK '%s' at provider '%s')", in, out,
                 (unsigned long long)dd.written, ko.id, ko.provider);
     else
-        cu_info("verified and decrypted %s -> %s (%llu bytes; KEK '%s' at provider '%s')", in,
+        cu_info("verified and decrypted %s -> %s (wrote %llu bytes; KEK '%s' at provider '%s')", in,
                 out, (unsigned long long)dd.written, info.kek_id, info.provider);
     rc = CU_OK;
 out:
