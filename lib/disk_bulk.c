@@ -445,10 +445,6 @@ int vmseal_bulk_run(const bulk_job *j)
         uint64_t before = prefix;
         while (prefix < s.nchunks && s.done[prefix])
             prefix++;
-        if (prefix != s.prefix) {
-            s.prefix = prefix;
-            pthread_cond_broadcast(&s.room);
-        }
         if (s.err)
             break;
         uint64_t bytes = j->start + prefix * CHUNK;
@@ -487,6 +483,13 @@ int vmseal_bulk_run(const bulk_job *j)
                 snprintf(s.errmsg, sizeof(s.errmsg), "%s", vmseal_last_error());
                 break;
             }
+            /* Only now may the workers move on: they stay within `window`
+             * items of what was last reported (so a cancel from the
+             * progress callback stops within that distance). */
+            if (j->opts && j->opts->cancel && *j->opts->cancel)
+                s.stop = 1;
+            s.prefix = prefix;
+            pthread_cond_broadcast(&s.room);
         }
         if (finished)
             break;
