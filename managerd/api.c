@@ -1,0 +1,129 @@
+/* vmseal-managerd — REST API entry: routing, authentication, helpers.
+ *
+ * /api/v1/session            log in (no token needed)
+ * /api/v1/hosts/register     host agents, authenticated by client certificate
+ * /api/v1/hosts/self/...     host agents, authenticated by client certificate
+ * everything else            "Authorization: Bearer TOKEN" from a session
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vmseal/common.h>
+
+#include "managerd.h"
+
+int api_body(api_ctx *ctx, const api_schema *s, json_t **out)
+{
+    char err[256];
+    int rc = api_parse(ctx->req->body, ctx->req->body_len, s, out, err, sizeof(err));
+    if (rc < 0)
+        vmseal_http_error(ctx->resp, 400, "%s", err);
+    return rc;
+}
+
+int api_require(api_ctx *ctx, const char *privilege)
+{
+    if (auth_has(ctx, privilege))
+        return 0;
+    vmseal_http_error(ctx->resp, 403, "permission denied: user %s (role %s) lacks the %s privilege",
+                      ctx->user, ctx->role, privilege);
+    return -EACCES;
+}
+
+void api_fail(api_ctx *ctx, int rc)
+{
+    int status;
+    switch (-rc) {
+    case ENOENT: status = 404; break;
+    case EEXIST:
+    case EBUSY:
+    case ENOTEMPTY: status = 409; break;
+    case EINVAL:
+    case EPROTO:
+    case ERANGE: status = 400; break;
+    case EACCES:
+    case EPERM: status = 403; break;
+    case ENOTSUP: status = 501; break;
+    case ECONNREFUSED:
+    case ETIMEDOUT:
+    case EHOSTUNREACH:
+    case ECONNRESET:
+    case EKEYREJECTED:
+    case EBADMSG: status = 502; break;
+    default: status = 500;
+    }
+    const char *msg = vmseal_last_error();
+    vmseal_http_error(ctx->resp, status, "%s", *msg ? msg : strerror(-rc));
+}
+
+static int split(api_ctx *ctx, const char *path)
+{
+    static const char prefix[] = "/api/v1/";
+    if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
+        return -1;
+    snprintf(ctx->segbuf, sizeof(ctx->segbuf), "%s", path + sizeof(prefix) - 1);
+    ctx->nseg = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(ctx->segbuf, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
+        if (ctx->nseg == sizeof(ctx->seg) / sizeof(ctx->seg[0]))
+            return -1;
+        ctx->seg[ctx->nseg++] = t;
+    }
+    return ctx->nseg > 0 ? 0 : -1;
+}
+
+static const char *bearer(const vmseal_http_request *req)
+{
+    const char *h = vmseal_http_header(req, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return NULL;
+    return h + 7;
+}
+
+void api_handle(void *arg, const vmseal_http_request *req, vmseal_http_response *resp)
+{
+    api_ctx ctx = {.m = arg, .req = req, .resp = resp};
+    vmseal_clear_error();
+    if (strlen(req->path) >= sizeof(ctx.segbuf) || split(&ctx, req->path) < 0) {
+        vmseal_http_error(resp, 404, "no such resource: %s", req->path);
+        return;
+    }
+    const char *s0 = ctx.seg[0];
+    if (!strcmp(s0, "session") && !strcmp(req->method, "POST")) {
+        api_session(&ctx);
+        goto out;
+    }
+    if (!strcmp(s0, "hosts") && ctx.nseg >= 2 &&
+        (!strcmp(ctx.seg[1], "register") || !strcmp(ctx.seg[1], "self"))) {
+        api_hosts(&ctx);
+        goto out;
+    }
+    int rc = auth_session(ctx.m, bearer(req), &ctx);
+    if (rc < 0) {
+        vmseal_http_error(resp, 401, "%s", vmseal_last_error());
+        vmseal_http_add_header(resp, "WWW-Authenticate", "Bearer realm=\"vmseal\"");
+        goto out;
+    }
+    if (!strcmp(s0, "session"))
+        api_session(&ctx);
+    else if (!strcmp(s0, "users"))
+        api_users(&ctx);
+    else if (!strcmp(s0, "roles"))
+        api_roles(&ctx);
+    else if (!strcmp(s0, "events"))
+        api_events(&ctx);
+    else if (!strcmp(s0, "kms"))
+        api_kms(&ctx);
+    else if (!strcmp(s0, "hosts"))
+        api_hosts(&ctx);
+    else if (!strcmp(s0, "vms"))
+        api_vms(&ctx);
+    else if (!strcmp(s0, "tasks"))
+        api_tasks(&ctx);
+    else
+        vmseal_http_error(resp, 404, "no such resource: %s", req->path);
+out:
+    free(ctx.privileges);
+}

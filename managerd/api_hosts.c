@@ -1,0 +1,92 @@
+/* vmseal-managerd — /api/v1/hosts
+ *
+ * Host agents (client certificate):
+ *   POST /hosts/register       {name, url, datastore}
+ *   POST /hosts/self/keys      {kek_ids[]} -> {keys[{kek_id, key}], denied[], failed[]}
+ * Users (session token):
+ *   GET /hosts, GET /hosts/{name}, DELETE /hosts/{name}
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "managerd.h"
+
+void api_hosts(api_ctx *ctx)
+{
+    const char *m = ctx->req->method;
+    json_t *out = NULL, *b = NULL;
+    int rc;
+    if (ctx->nseg == 2 && !strcmp(ctx->seg[1], "register")) {
+        if (strcmp(m, "POST") != 0)
+            goto notfound;
+        if (api_body(ctx, &schema_host_register, &b) < 0)
+            return;
+        rc = hosts_register(ctx->m, ctx->req, b, &out);
+        json_decref(b);
+        if (rc == -EACCES) {
+            vmseal_http_error(ctx->resp, 403, "%s", vmseal_last_error());
+            return;
+        }
+        goto done;
+    }
+    if (ctx->nseg >= 2 && !strcmp(ctx->seg[1], "self")) {
+        rc = hosts_identify(ctx->m, ctx->req, ctx->host, sizeof(ctx->host));
+        if (rc < 0) {
+            vmseal_http_error(ctx->resp, 403, "%s", vmseal_last_error());
+            return;
+        }
+        if (ctx->nseg == 3 && !strcmp(ctx->seg[2], "keys") && !strcmp(m, "POST")) {
+            if (api_body(ctx, &schema_host_keys, &b) < 0)
+                return;
+            rc = hosts_keys_for(ctx->m, ctx->host, json_object_get(b, "kek_ids"), &out);
+            json_decref(b);
+            goto done;
+        }
+        if (ctx->nseg == 2 && !strcmp(m, "GET")) {
+            out = json_pack("{s:s}", "name", ctx->host);
+            rc = 0;
+            goto done;
+        }
+        goto notfound;
+    }
+    if (ctx->nseg == 1 && !strcmp(m, "GET")) {
+        if (api_require(ctx, "System.Read") < 0)
+            return;
+        rc = hosts_list(ctx->m, &out);
+        goto done;
+    }
+    if (ctx->nseg == 2 && !strcmp(m, "GET")) {
+        if (api_require(ctx, "System.Read") < 0)
+            return;
+        json_t *all = NULL;
+        rc = hosts_list(ctx->m, &all);
+        if (rc >= 0) {
+            size_t i;
+            json_t *h;
+            json_array_foreach(json_object_get(all, "hosts"), i, h) {
+                if (!strcmp(json_string_value(json_object_get(h, "name")), ctx->seg[1]))
+                    out = json_incref(h);
+            }
+            json_decref(all);
+            if (!out)
+                rc = vmseal_fail(ENOENT, "no host named %s", ctx->seg[1]);
+        }
+        goto done;
+    }
+    if (ctx->nseg == 2 && !strcmp(m, "DELETE")) {
+        if (api_require(ctx, "Host.Inventory.RemoveHost") < 0)
+            return;
+        rc = hosts_remove(ctx->m, ctx->user, ctx->seg[1]);
+        if (rc >= 0)
+            out = json_pack("{s:s,s:b}", "name", ctx->seg[1], "deleted", 1);
+        goto done;
+    }
+notfound:
+    vmseal_http_error(ctx->resp, 404, "no such resource or method: %s %s", m, ctx->req->path);
+    return;
+done:
+    if (rc < 0)
+        api_fail(ctx, rc);
+    else
+        vmseal_http_json(ctx->resp, 200, out);
+}

@@ -1,0 +1,120 @@
+/* vmseal-managerd — /api/v1/kms: key providers (KMIP server clusters).
+ *
+ *   GET    /kms                         list
+ *   POST   /kms                         add {name, servers[], default?, username?}
+ *   GET    /kms/{name}                  one provider
+ *   PATCH  /kms/{name}                  {servers?, default: true?}
+ *   DELETE /kms/{name}
+ *   GET    /kms/{name}/status           reachability, TLS, certificates
+ *   GET    /kms/{name}/server-certificate   what the server presents (unverified)
+ *   PUT    /kms/{name}/trust            {ca_pem}: the manager trusts the KMS
+ *   POST   /kms/{name}/csr              {common_name?} -> {csr_pem}
+ *   PUT    /kms/{name}/client-certificate {cert_pem, key_pem?}: the KMS trusts us
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "managerd.h"
+
+void api_kms(api_ctx *ctx)
+{
+    const char *m = ctx->req->method;
+    json_t *out = NULL, *b = NULL;
+    int rc;
+    if (ctx->nseg == 1 && !strcmp(m, "GET")) {
+        if (api_require(ctx, "System.Read") < 0)
+            return;
+        rc = kms_provider_list(ctx->m, &out);
+        goto done;
+    }
+    if (ctx->nseg == 1 && !strcmp(m, "POST")) {
+        if (api_require(ctx, "Cryptographer.ManageKeyServers") < 0 ||
+            api_body(ctx, &schema_kms_add, &b) < 0)
+            return;
+        rc = kms_provider_add(ctx->m, ctx->user, b);
+        if (rc >= 0)
+            rc = kms_provider_get(ctx->m, json_string_value(json_object_get(b, "name")), &out);
+        json_decref(b);
+        if (rc >= 0) {
+            vmseal_http_json(ctx->resp, 201, out);
+            return;
+        }
+        goto done;
+    }
+    if (ctx->nseg < 2 || !api_valid_name(ctx->seg[1])) {
+        vmseal_http_error(ctx->resp, 404, "no such key provider");
+        return;
+    }
+    const char *name = ctx->seg[1];
+    const char *sub = ctx->nseg == 3 ? ctx->seg[2] : NULL;
+    if (ctx->nseg > 3)
+        goto notfound;
+    if (!sub && !strcmp(m, "GET")) {
+        if (api_require(ctx, "System.Read") < 0)
+            return;
+        rc = kms_provider_get(ctx->m, name, &out);
+    } else if (!sub && !strcmp(m, "PATCH")) {
+        if (api_require(ctx, "Cryptographer.ManageKeyServers") < 0 ||
+            api_body(ctx, &schema_kms_patch, &b) < 0)
+            return;
+        rc = kms_provider_patch(ctx->m, ctx->user, name, b);
+        if (rc >= 0)
+            rc = kms_provider_get(ctx->m, name, &out);
+        json_decref(b);
+    } else if (!sub && !strcmp(m, "DELETE")) {
+        if (api_require(ctx, "Cryptographer.ManageKeyServers") < 0)
+            return;
+        rc = kms_provider_remove(ctx->m, ctx->user, name);
+        if (rc >= 0)
+            out = json_pack("{s:s,s:b}", "name", name, "deleted", 1);
+    } else if (sub && !strcmp(sub, "status") && !strcmp(m, "GET")) {
+        if (api_require(ctx, "System.Read") < 0)
+            return;
+        rc = kms_provider_status(ctx->m, name, &out);
+    } else if (sub && !strcmp(sub, "server-certificate") && !strcmp(m, "GET")) {
+        if (api_require(ctx, "Cryptographer.ManageKeyServers") < 0)
+            return;
+        rc = kms_provider_peer_cert(ctx->m, name, &out);
+    } else if (sub && !strcmp(sub, "trust") && !strcmp(m, "PUT")) {
+        if (api_require(ctx, "Cryptographer.ManageKeyServers") < 0 ||
+            api_body(ctx, &schema_kms_trust, &b) < 0)
+            return;
+        rc = kms_provider_trust(ctx->m, ctx->user, name, json_string_value(json_object_get(b, "ca_pem")));
+        if (rc >= 0)
+            rc = kms_provider_get(ctx->m, name, &out);
+        json_decref(b);
+    } else if (sub && !strcmp(sub, "csr") && !strcmp(m, "POST")) {
+        if (api_require(ctx, "Cryptographer.ManageKeyServers") < 0)
+            return;
+        if (ctx->req->body_len && api_body(ctx, &schema_kms_csr, &b) < 0)
+            return;
+        const char *cn = b ? json_string_value(json_object_get(b, "common_name")) : NULL;
+        char *csr = NULL;
+        rc = kms_provider_csr(ctx->m, ctx->user, name, cn ? cn : "vmseal-manager", &csr);
+        if (rc >= 0)
+            out = json_pack("{s:s,s:s}", "name", name, "csr_pem", csr);
+        free(csr);
+        json_decref(b);
+    } else if (sub && !strcmp(sub, "client-certificate") && !strcmp(m, "PUT")) {
+        if (api_require(ctx, "Cryptographer.ManageKeyServers") < 0 ||
+            api_body(ctx, &schema_kms_client_cert, &b) < 0)
+            return;
+        rc = kms_provider_client_cert(ctx->m, ctx->user, name,
+                                      json_string_value(json_object_get(b, "cert_pem")),
+                                      json_string_value(json_object_get(b, "key_pem")));
+        if (rc >= 0)
+            rc = kms_provider_get(ctx->m, name, &out);
+        json_decref(b);
+    } else {
+        goto notfound;
+    }
+done:
+    if (rc < 0)
+        api_fail(ctx, rc);
+    else
+        vmseal_http_json(ctx->resp, 200, out);
+    return;
+notfound:
+    vmseal_http_error(ctx->resp, 404, "no such resource or method: %s %s", m, ctx->req->path);
+}

@@ -1,0 +1,61 @@
+/* vmseal-managerd — /api/v1/session: log in, who am I, log out. */
+#include <errno.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "managerd.h"
+
+void api_session(api_ctx *ctx)
+{
+    const char *method = ctx->req->method;
+    if (ctx->nseg != 1)
+        goto notfound;
+    if (!strcmp(method, "POST")) {
+        json_t *b;
+        if (api_body(ctx, &schema_session, &b) < 0)
+            return;
+        char token[80];
+        int64_t expires = 0;
+        const char *user = json_string_value(json_object_get(b, "user"));
+        int rc = auth_login(ctx->m, user, json_string_value(json_object_get(b, "password")), token,
+                            sizeof(token), &expires);
+        if (rc < 0) {
+            json_decref(b);
+            vmseal_http_error(ctx->resp, 401, "%s", vmseal_last_error());
+            return;
+        }
+        api_ctx who = {.m = ctx->m};
+        if (auth_session(ctx->m, token, &who) < 0) {
+            json_decref(b);
+            OPENSSL_cleanse(token, sizeof(token));
+            api_fail(ctx, -EIO);
+            return;
+        }
+        vmseal_http_json(ctx->resp, 201,
+                         json_pack("{s:s,s:I,s:s,s:s,s:s}", "token", token, "expires",
+                                   (json_int_t)expires, "user", who.user, "role", who.role,
+                                   "privileges", who.privileges));
+        free(who.privileges);
+        OPENSSL_cleanse(token, sizeof(token));
+        json_decref(b);
+        return;
+    }
+    if (!strcmp(method, "GET")) {
+        vmseal_http_json(ctx->resp, 200,
+                         json_pack("{s:s,s:s,s:s}", "user", ctx->user, "role", ctx->role,
+                                   "privileges", ctx->privileges));
+        return;
+    }
+    if (!strcmp(method, "DELETE")) {
+        const char *h = vmseal_http_header(ctx->req, "Authorization");
+        int rc = auth_logout(ctx->m, h + 7);
+        if (rc < 0)
+            api_fail(ctx, rc);
+        else
+            vmseal_http_json(ctx->resp, 200, json_pack("{s:b}", "logged_out", 1));
+        return;
+    }
+notfound:
+    vmseal_http_error(ctx->resp, 405, "use POST (log in), GET or DELETE on /api/v1/session");
+}

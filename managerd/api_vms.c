@@ -1,0 +1,109 @@
+/* vmseal-managerd — /api/v1/vms and /api/v1/tasks
+ *
+ *   GET    /vms                    list
+ *   POST   /vms                    create {name, host, cpus, memory_mb, disks[], ..., policy, kms?}
+ *   GET    /vms/{name}             one VM, with the host's live view (?live=0 to skip)
+ *   PATCH  /vms/{name}             {policy: "encrypted"|"none", kms?} -> 202 {task}
+ *   POST   /vms/{name}/rekey       {deep?, kms?} -> 202 {task}
+ *   POST   /vms/{name}/power-on | power-off
+ *   DELETE /vms/{name}
+ *   GET    /tasks, GET /tasks/{id}
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "managerd.h"
+
+void api_vms(api_ctx *ctx)
+{
+    const char *m = ctx->req->method;
+    json_t *out = NULL, *b = NULL;
+    int rc;
+    if (ctx->nseg == 1 && !strcmp(m, "GET")) {
+        if (api_require(ctx, "System.Read") < 0)
+            return;
+        rc = vms_list(ctx->m, &out);
+        if (rc < 0)
+            api_fail(ctx, rc);
+        else
+            vmseal_http_json(ctx->resp, 200, out);
+        return;
+    }
+    if (ctx->nseg == 1 && !strcmp(m, "POST")) {
+        if (api_body(ctx, &schema_vm_create, &b) < 0)
+            return;
+        (void)vms_create(ctx->m, ctx, b);
+        json_decref(b);
+        return;
+    }
+    if (ctx->nseg < 2 || ctx->nseg > 3 || !api_valid_name(ctx->seg[1])) {
+        vmseal_http_error(ctx->resp, 404, "no such VM");
+        return;
+    }
+    const char *name = ctx->seg[1];
+    const char *sub = ctx->nseg == 3 ? ctx->seg[2] : NULL;
+    if (!sub && !strcmp(m, "GET")) {
+        if (api_require(ctx, "System.Read") < 0)
+            return;
+        const char *live = vmseal_http_query(ctx->req, "live");
+        rc = vms_get(ctx->m, name, !(live && !strcmp(live, "0")), &out);
+        if (rc < 0)
+            api_fail(ctx, rc);
+        else
+            vmseal_http_json(ctx->resp, 200, out);
+        return;
+    }
+    if (!sub && !strcmp(m, "PATCH")) {
+        if (api_body(ctx, &schema_vm_patch, &b) < 0)
+            return;
+        (void)vms_set_policy(ctx->m, ctx, name, b);
+        json_decref(b);
+        return;
+    }
+    if (!sub && !strcmp(m, "DELETE")) {
+        (void)vms_delete(ctx->m, ctx, name);
+        return;
+    }
+    if (sub && !strcmp(sub, "rekey") && !strcmp(m, "POST")) {
+        if (ctx->req->body_len && api_body(ctx, &schema_vm_rekey, &b) < 0)
+            return;
+        json_t *empty = b ? NULL : json_object();
+        (void)vms_rekey(ctx->m, ctx, name, b ? b : empty);
+        json_decref(b);
+        json_decref(empty);
+        return;
+    }
+    if (sub && (!strcmp(sub, "power-on") || !strcmp(sub, "power-off")) && !strcmp(m, "POST")) {
+        (void)vms_power(ctx->m, ctx, name, !strcmp(sub, "power-on"));
+        return;
+    }
+    vmseal_http_error(ctx->resp, 404, "no such resource or method: %s %s", m, ctx->req->path);
+}
+
+void api_tasks(api_ctx *ctx)
+{
+    if (strcmp(ctx->req->method, "GET") != 0 || ctx->nseg > 2) {
+        vmseal_http_error(ctx->resp, 404, "use GET /api/v1/tasks[/ID]");
+        return;
+    }
+    if (api_require(ctx, "System.Read") < 0)
+        return;
+    json_t *out = NULL;
+    int rc;
+    if (ctx->nseg == 1) {
+        rc = tasks_list(ctx->m, &out);
+    } else {
+        char *end;
+        long long id = strtoll(ctx->seg[1], &end, 10);
+        if (*end || id <= 0) {
+            vmseal_http_error(ctx->resp, 404, "no such task");
+            return;
+        }
+        rc = tasks_get(ctx->m, id, &out);
+    }
+    if (rc < 0)
+        api_fail(ctx, rc);
+    else
+        vmseal_http_json(ctx->resp, 200, out);
+}

@@ -1,0 +1,280 @@
+/* vmseal-managerd — users, roles, privileges, password hashes, sessions.
+ *
+ * Passwords: scrypt (OpenSSL EVP_PBE_scrypt, N=2^15, r=8, p=1, 16-byte
+ * salt), stored as "scrypt$15$8$1$SALTHEX$HASHHEX"; compared in constant
+ * time. Unknown users cost the same time as wrong passwords.
+ * Sessions: 32 random bytes as a hex token; only SHA-256(token) is stored,
+ * with an expiry (token_ttl).
+ * Roles hold a space-separated privilege list; handlers check privileges by
+ * name (e.g. "Cryptographer.Encrypt"). Built-in roles: Administrator (every
+ * privilege), NoCryptoAdmin ("No cryptography administrator": everything
+ * except Cryptographer.* and the host-trust privileges), ReadOnly.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <vmseal/common.h>
+
+#include "managerd.h"
+
+#define SCRYPT_LOG_N 15
+#define SCRYPT_R 8
+#define SCRYPT_P 1
+#define SALT_LEN 16
+#define HASH_LEN 32
+
+const char *const mgr_all_privileges[] = {
+    "System.View",
+    "System.Read",
+    "Authorization.ModifyRoles",
+    "Authorization.ModifyPermissions",
+    "Cryptographer.ManageKeyServers",
+    "Cryptographer.ManageKeys",
+    "Cryptographer.ReadKeyServersInfo",
+    "Cryptographer.EncryptNew",
+    "Cryptographer.Encrypt",
+    "Cryptographer.Decrypt",
+    "Cryptographer.RecryptVM",
+    "Cryptographer.RegisterHost",
+    "Host.Inventory.AddStandaloneHost",
+    "Host.Inventory.RemoveHost",
+    "VirtualMachine.Inventory.Create",
+    "VirtualMachine.Inventory.Delete",
+    "VirtualMachine.Interact.PowerOn",
+    "VirtualMachine.Interact.PowerOff",
+    "VirtualMachine.Config.Settings",
+    "Global.Diagnostics",
+    NULL,
+};
+
+/* What "No cryptography administrator" lacks (as in vSphere). */
+static int nocrypto_excluded(const char *p)
+{
+    return strncmp(p, "Cryptographer.", 14) == 0 || strcmp(p, "Global.Diagnostics") == 0 ||
+           strcmp(p, "Host.Inventory.AddStandaloneHost") == 0;
+}
+
+int auth_seed_roles(store *db)
+{
+    char admin[2048] = "", nocrypto[2048] = "";
+    for (const char *const *p = mgr_all_privileges; *p; p++) {
+        if (admin[0])
+            strcat(admin, " ");
+        strcat(admin, *p);
+        if (!nocrypto_excluded(*p)) {
+            if (nocrypto[0])
+                strcat(nocrypto, " ");
+            strcat(nocrypto, *p);
+        }
+    }
+    const char *roles[][2] = {
+        {"Administrator", admin},
+        {"NoCryptoAdmin", nocrypto},
+        {"ReadOnly", "System.View System.Read"},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        /* Built-in roles follow the build: refresh their privilege lists. */
+        int rc = store_execv(db, NULL, "UPDATE roles SET privileges = $2 WHERE name = $1",
+                             roles[i][0], roles[i][1], STORE_END);
+        if (rc == 0)
+            rc = store_execv(db, NULL,
+                             "INSERT INTO roles (name, privileges, builtin) VALUES ($1, $2, 1)",
+                             roles[i][0], roles[i][1], STORE_END);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int auth_password_hash(const char *pw, size_t len, char *out, size_t outlen)
+{
+    unsigned char salt[SALT_LEN], hash[HASH_LEN];
+    if (RAND_bytes(salt, sizeof(salt)) != 1)
+        return vmseal_fail(EIO, "random generator failed");
+    if (EVP_PBE_scrypt(pw, len, salt, sizeof(salt), 1ull << SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P,
+                       64ull << 20, hash, sizeof(hash)) != 1)
+        return vmseal_fail(EIO, "scrypt failed");
+    char sh[2 * SALT_LEN + 1], hh[2 * HASH_LEN + 1];
+    vmseal_hex_encode(salt, sizeof(salt), sh);
+    vmseal_hex_encode(hash, sizeof(hash), hh);
+    OPENSSL_cleanse(hash, sizeof(hash));
+    int n = snprintf(out, outlen, "scrypt$%d$%d$%d$%s$%s", SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P, sh, hh);
+    OPENSSL_cleanse(hh, sizeof(hh));
+    if (n < 0 || (size_t)n >= outlen)
+        return vmseal_fail(ENOSPC, "password hash buffer too small");
+    return 0;
+}
+
+int auth_password_verify(const char *pw, size_t len, const char *stored)
+{
+    int logn, r, p;
+    char sh[2 * SALT_LEN + 1], hh[2 * HASH_LEN + 1];
+    if (!stored || sscanf(stored, "scrypt$%d$%d$%d$%32[0-9a-f]$%64[0-9a-f]", &logn, &r, &p, sh, hh) != 5 ||
+        logn < 10 || logn > 20 || r < 1 || r > 32 || p < 1 || p > 16 || strlen(sh) != 2 * SALT_LEN ||
+        strlen(hh) != 2 * HASH_LEN)
+        return vmseal_fail(EINVAL, "stored password hash is malformed");
+    unsigned char salt[SALT_LEN], want[HASH_LEN], got[HASH_LEN];
+    if (vmseal_hex_decode(sh, strlen(sh), salt, sizeof(salt)) < 0 ||
+        vmseal_hex_decode(hh, strlen(hh), want, sizeof(want)) < 0)
+        return vmseal_fail(EINVAL, "stored password hash is malformed");
+    if (EVP_PBE_scrypt(pw, len, salt, sizeof(salt), 1ull << logn, (uint64_t)r, (uint64_t)p,
+                       1ull << 30, got, sizeof(got)) != 1)
+        return vmseal_fail(EIO, "scrypt failed");
+    int diff = vmseal_memcmp_ct(got, want, sizeof(got));
+    OPENSSL_cleanse(got, sizeof(got));
+    OPENSSL_cleanse(want, sizeof(want));
+    return diff ? vmseal_fail(EACCES, "wrong password") : 0;
+}
+
+static int role_exists(store *db, const char *role)
+{
+    store_rows *r = NULL;
+    int rc = store_execv(db, &r, "SELECT name FROM roles WHERE name = $1", role, STORE_END);
+    if (rc < 0)
+        return rc;
+    int n = (int)store_rows_count(r);
+    store_rows_free(r);
+    return n;
+}
+
+int auth_user_create(manager *m, const char *actor, const char *name, const char *password,
+                     const char *role)
+{
+    if (!api_valid_name(name))
+        return vmseal_fail(EINVAL, "invalid user name");
+    int rc = role_exists(m->db, role);
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        return vmseal_fail(ENOENT, "no role named %s", role);
+    char hash[256];
+    rc = auth_password_hash(password, strlen(password), hash, sizeof(hash));
+    if (rc < 0)
+        return rc;
+    char now[32];
+    snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
+    rc = store_execv(m->db, NULL,
+                     "INSERT INTO users (name, role, pwhash, created, pw_changed) VALUES ($1, $2, $3, $4, $4)",
+                     name, role, hash, now, STORE_END);
+    OPENSSL_cleanse(hash, sizeof(hash));
+    if (rc == -EEXIST)
+        return vmseal_fail(EEXIST, "user %s exists already", name);
+    if (rc < 0)
+        return rc;
+    json_t *nv = json_pack("{s:s,s:s}", "name", name, "role", role);
+    event_add(m, actor, "user.create", name, NULL, nv);
+    json_decref(nv);
+    return 0;
+}
+
+static void token_hash(const char *token, char out[65])
+{
+    unsigned char md[32];
+    unsigned int n = 0;
+    EVP_Digest(token, strlen(token), md, &n, EVP_sha256(), NULL);
+    vmseal_hex_encode(md, 32, out);
+}
+
+/* A fixed hash to burn the same time for unknown users. */
+static const char dummy_hash[] =
+    "scrypt$15$8$1$00000000000000000000000000000000$"
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+int auth_login(manager *m, const char *user, const char *password, char *token, size_t tlen,
+               int64_t *expires)
+{
+    if (tlen < 65)
+        return vmseal_fail(ENOSPC, "token buffer too small");
+    store_rows *r = NULL;
+    int rc = store_execv(m->db, &r, "SELECT pwhash FROM users WHERE name = $1", user, STORE_END);
+    if (rc < 0)
+        return rc;
+    const char *stored = store_rows_get(r, 0, 0);
+    int known = stored != NULL;
+    rc = auth_password_verify(password, strlen(password), known ? stored : dummy_hash);
+    store_rows_free(r);
+    if (rc < 0 || !known) {
+        mgr_log("login failed for user %s", api_valid_name(user) ? user : "(invalid name)");
+        return vmseal_fail(EACCES, "wrong user name or password");
+    }
+    unsigned char raw[32];
+    if (RAND_bytes(raw, sizeof(raw)) != 1)
+        return vmseal_fail(EIO, "random generator failed");
+    vmseal_hex_encode(raw, sizeof(raw), token);
+    OPENSSL_cleanse(raw, sizeof(raw));
+    char th[65], now[32], exp[32];
+    token_hash(token, th);
+    int64_t t = mgr_now();
+    *expires = t + m->cfg->token_ttl_s;
+    snprintf(now, sizeof(now), "%lld", (long long)t);
+    snprintf(exp, sizeof(exp), "%lld", (long long)*expires);
+    /* Forget expired sessions while we are here. */
+    (void)store_execv(m->db, NULL, "DELETE FROM sessions WHERE expires < $1", now, STORE_END);
+    rc = store_execv(m->db, NULL,
+                     "INSERT INTO sessions (token_hash, user_name, created, expires) VALUES ($1, $2, $3, $4)",
+                     th, user, now, exp, STORE_END);
+    if (rc < 0) {
+        OPENSSL_cleanse(token, 65);
+        return rc;
+    }
+    mgr_log("user %s logged in", user);
+    return 0;
+}
+
+int auth_logout(manager *m, const char *token)
+{
+    char th[65];
+    token_hash(token, th);
+    int rc = store_execv(m->db, NULL, "DELETE FROM sessions WHERE token_hash = $1", th, STORE_END);
+    return rc < 0 ? rc : 0;
+}
+
+int auth_session(manager *m, const char *token, api_ctx *ctx)
+{
+    if (!token || strlen(token) != 64)
+        return vmseal_fail(EACCES, "missing or malformed session token");
+    char th[65], now[32];
+    token_hash(token, th);
+    snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
+    store_rows *r = NULL;
+    int rc = store_execv(m->db, &r,
+                         "SELECT u.name, u.role, r.privileges FROM sessions s "
+                         "JOIN users u ON u.name = s.user_name JOIN roles r ON r.name = u.role "
+                         "WHERE s.token_hash = $1 AND s.expires > $2",
+                         th, now, STORE_END);
+    if (rc < 0)
+        return rc;
+    if (store_rows_count(r) != 1) {
+        store_rows_free(r);
+        return vmseal_fail(EACCES, "session expired or unknown; log in again");
+    }
+    snprintf(ctx->user, sizeof(ctx->user), "%s", store_rows_get(r, 0, 0));
+    snprintf(ctx->role, sizeof(ctx->role), "%s", store_rows_get(r, 0, 1));
+    free(ctx->privileges);
+    ctx->privileges = strdup(store_rows_get(r, 0, 2));
+    store_rows_free(r);
+    return ctx->privileges ? 0 : vmseal_fail(ENOMEM, "out of memory");
+}
+
+int auth_has(const api_ctx *ctx, const char *privilege)
+{
+    if (!ctx->privileges)
+        return 0;
+    size_t n = strlen(privilege);
+    for (const char *p = ctx->privileges; *p;) {
+        const char *e = strchr(p, ' ');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && strncmp(p, privilege, n) == 0)
+            return 1;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return 0;
+}

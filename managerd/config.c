@@ -1,0 +1,181 @@
+/* vmseal-managerd — configuration file parsing. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <vmseal/common.h>
+
+#include "config.h"
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+static char *resolve(const mgr_config *c, const char *v)
+{
+    if (v[0] == '/' || !c->dir)
+        return strdup(v);
+    size_t n = strlen(c->dir) + strlen(v) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", c->dir, v);
+    return p;
+}
+
+static int parse_int(const char *v, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi)
+        return -1;
+    *out = (int)x;
+    return 0;
+}
+
+void mgr_config_free(mgr_config *c)
+{
+    if (!c)
+        return;
+    free(c->path);
+    free(c->dir);
+    free(c->listen_address);
+    free(c->database);
+    free(c->cert_file);
+    free(c->key_file);
+    free(c->ca_file);
+    free(c->ca_key_file);
+    free(c->host_ca_file);
+    free(c->kms_dir);
+    free(c);
+}
+
+int mgr_config_load(const char *path, mgr_config **out)
+{
+    *out = NULL;
+    mgr_config *c = calloc(1, sizeof(*c));
+    if (!c)
+        return vmseal_fail(ENOMEM, "config: out of memory");
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        size_t n = strlen(path) + sizeof("/managerd.conf");
+        c->path = malloc(n);
+        if (c->path)
+            snprintf(c->path, n, "%s/managerd.conf", path);
+    } else {
+        c->path = strdup(path);
+    }
+    if (!c->path) {
+        mgr_config_free(c);
+        return vmseal_fail(ENOMEM, "config: out of memory");
+    }
+    c->dir = strdup(c->path);
+    if (c->dir) {
+        char *slash = strrchr(c->dir, '/');
+        if (slash)
+            *slash = '\0';
+        else
+            strcpy(c->dir, ".");
+    }
+    c->listen_address = strdup("127.0.0.1");
+    c->port = 8443;
+    c->token_ttl_s = 28800;
+    c->task_poll_ms = 500;
+    c->kms_timeout_ms = 5000;
+    c->host_timeout_ms = 30000;
+
+    FILE *f = fopen(c->path, "re");
+    if (!f) {
+        int e = errno;
+        vmseal_fail(e, "config: cannot open %s: %s", c->path, strerror(e));
+        mgr_config_free(c);
+        return -e;
+    }
+    char line[4096];
+    int lineno = 0, rc = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        char *s = trim(line);
+        if (!*s || *s == '#')
+            continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            rc = vmseal_fail(EINVAL, "%s:%d: expected key = value", c->path, lineno);
+            break;
+        }
+        *eq = '\0';
+        char *k = trim(s), *v = trim(eq + 1);
+        char **slot = NULL;
+        int is_path = 1;
+        if (!strcmp(k, "listen")) {
+            slot = &c->listen_address;
+            is_path = 0;
+        } else if (!strcmp(k, "port")) {
+            if (parse_int(v, 0, 65535, &c->port) < 0)
+                rc = vmseal_fail(EINVAL, "%s:%d: bad port", c->path, lineno);
+        } else if (!strcmp(k, "database")) {
+            slot = &c->database;
+            is_path = strncmp(v, "postgres", 8) != 0;
+        } else if (!strcmp(k, "cert")) {
+            slot = &c->cert_file;
+        } else if (!strcmp(k, "key")) {
+            slot = &c->key_file;
+        } else if (!strcmp(k, "ca")) {
+            slot = &c->ca_file;
+        } else if (!strcmp(k, "ca_key")) {
+            slot = &c->ca_key_file;
+        } else if (!strcmp(k, "host_ca")) {
+            slot = &c->host_ca_file;
+        } else if (!strcmp(k, "kms_dir")) {
+            slot = &c->kms_dir;
+        } else if (!strcmp(k, "token_ttl")) {
+            if (parse_int(v, 60, 30 * 86400, &c->token_ttl_s) < 0)
+                rc = vmseal_fail(EINVAL, "%s:%d: token_ttl is 60..2592000 seconds", c->path, lineno);
+        } else if (!strcmp(k, "task_poll_ms")) {
+            if (parse_int(v, 20, 60000, &c->task_poll_ms) < 0)
+                rc = vmseal_fail(EINVAL, "%s:%d: bad task_poll_ms", c->path, lineno);
+        } else if (!strcmp(k, "kms_timeout_ms")) {
+            if (parse_int(v, 100, 600000, &c->kms_timeout_ms) < 0)
+                rc = vmseal_fail(EINVAL, "%s:%d: bad kms_timeout_ms", c->path, lineno);
+        } else if (!strcmp(k, "host_timeout_ms")) {
+            if (parse_int(v, 100, 600000, &c->host_timeout_ms) < 0)
+                rc = vmseal_fail(EINVAL, "%s:%d: bad host_timeout_ms", c->path, lineno);
+        } else {
+            rc = vmseal_fail(EINVAL, "%s:%d: unknown setting '%s'", c->path, lineno, k);
+        }
+        if (rc < 0)
+            break;
+        if (slot) {
+            free(*slot);
+            *slot = is_path ? resolve(c, v) : strdup(v);
+            if (!*slot) {
+                rc = vmseal_fail(ENOMEM, "config: out of memory");
+                break;
+            }
+        }
+    }
+    fclose(f);
+    if (rc == 0 && (!c->cert_file || !c->key_file || !c->ca_file || !c->database))
+        rc = vmseal_fail(EINVAL, "%s: cert, key, ca and database are required", c->path);
+    if (rc == 0 && !c->host_ca_file)
+        c->host_ca_file = strdup(c->ca_file);
+    if (rc == 0 && !c->kms_dir)
+        c->kms_dir = resolve(c, "kms");
+    if (rc == 0 && (!c->host_ca_file || !c->kms_dir || !c->listen_address))
+        rc = vmseal_fail(ENOMEM, "config: out of memory");
+    if (rc < 0) {
+        mgr_config_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}

@@ -1,0 +1,28 @@
+/* vmseal-managerd — configuration file managerd.conf (key = value lines,
+ * '#' comments). Relative paths are resolved against the file's folder. */
+#ifndef VMSEAL_MANAGERD_CONFIG_H
+#define VMSEAL_MANAGERD_CONFIG_H
+
+typedef struct mgr_config {
+    char *path;             /* the configuration file */
+    char *dir;              /* its folder */
+    char *listen_address;   /* default 127.0.0.1 */
+    int port;               /* default 8443 */
+    char *database;         /* SQLite file, or postgresql://... conninfo */
+    char *cert_file;        /* manager certificate (serverAuth + clientAuth) */
+    char *key_file;
+    char *ca_file;          /* the manager CA: host certificates must chain to it */
+    char *ca_key_file;      /* for `issue-host` (optional) */
+    char *host_ca_file;     /* CA host *server* certificates chain to (default ca_file) */
+    char *kms_dir;          /* per-provider KMIP client keys (0700) */
+    int token_ttl_s;        /* session lifetime, default 28800 */
+    int task_poll_ms;       /* how often running host tasks are polled, default 500 */
+    int kms_timeout_ms;     /* KMIP connect/IO timeout, default 5000 */
+    int host_timeout_ms;    /* host agent call timeout, default 30000 */
+} mgr_config;
+
+/* Load a configuration file, or a folder holding managerd.conf. */
+int mgr_config_load(const char *path, mgr_config **out);
+void mgr_config_free(mgr_config *c);
+
+#endif

@@ -1,0 +1,281 @@
+/* vmseal-managerd — host agents (vmseal-hostd): registration, identity,
+ * calls to them, and handing them KEKs.
+ *
+ * Trust: a host agent is identified by its TLS client certificate, which
+ * must chain to the manager's host CA (managerd.conf `ca`, by default the
+ * CA made by `vmseal-managerd init`; `vmseal-managerd issue-host NAME`
+ * issues host certificates) and whose CN must equal the host name it
+ * registers. Registration records the certificate's SHA-256 fingerprint;
+ * later host calls (hosts/self/...) are matched by that fingerprint. A
+ * renewed certificate (same CN, same CA) simply re-registers.
+ * The manager calls hosts with its own certificate (clientAuth) and checks
+ * the host's server certificate against host_ca.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <vmseal/common.h>
+
+#include "managerd.h"
+
+/* CN of an RFC 2253 subject ("CN=host-a,O=vmseal"). */
+static int subject_cn(const char *subject, char *out, size_t len)
+{
+    const char *p = subject;
+    while (p && *p) {
+        if (strncmp(p, "CN=", 3) == 0) {
+            p += 3;
+            size_t n = 0;
+            while (*p && *p != ',' && *p != '+' && n + 1 < len) {
+                if (*p == '\\')
+                    return -1;   /* escaped characters: not a valid host name anyway */
+                out[n++] = *p++;
+            }
+            out[n] = '\0';
+            return n > 0 ? 0 : -1;
+        }
+        p = strchr(p, ',');
+        if (p)
+            p++;
+    }
+    return -1;
+}
+
+int hosts_register(manager *m, const vmseal_http_request *req, const json_t *body, json_t **out)
+{
+    if (!req->peer_fingerprint[0])
+        return vmseal_fail(EACCES, "host agents authenticate with their client certificate");
+    const char *name = json_string_value(json_object_get(body, "name"));
+    const char *url = json_string_value(json_object_get(body, "url"));
+    const char *ds = json_string_value(json_object_get(body, "datastore"));
+    char cn[128];
+    if (subject_cn(req->peer_subject, cn, sizeof(cn)) < 0 || strcmp(cn, name) != 0)
+        return vmseal_fail(EACCES, "certificate subject %s does not name host %s", req->peer_subject,
+                           name);
+    if (strncmp(url, "https://", 8) != 0 || strpbrk(url, " \t\r\n"))
+        return vmseal_fail(EINVAL, "url must be https://HOST:PORT");
+    size_t ul = strlen(url);
+    char base[600];
+    snprintf(base, sizeof(base), "%.*s", (int)(url[ul - 1] == '/' ? ul - 1 : ul), url);
+    store_rows *r = NULL;
+    int rc = store_execv(m->db, &r, "SELECT url, datastore, fingerprint FROM hosts WHERE name = $1",
+                         name, STORE_END);
+    if (rc < 0)
+        return rc;
+    json_t *old = NULL;
+    char now[32];
+    snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
+    if (store_rows_count(r)) {
+        old = json_pack("{s:s,s:s,s:s}", "url", store_rows_get(r, 0, 0), "datastore",
+                        store_rows_get(r, 0, 1), "fingerprint", store_rows_get(r, 0, 2));
+        rc = store_execv(m->db, NULL,
+                         "UPDATE hosts SET url = $2, datastore = $3, subject = $4, fingerprint = $5, "
+                         "last_seen = $6 WHERE name = $1",
+                         name, base, ds, req->peer_subject, req->peer_fingerprint, now, STORE_END);
+    } else {
+        rc = store_execv(m->db, NULL,
+                         "INSERT INTO hosts (name, url, datastore, subject, fingerprint, registered, "
+                         "last_seen) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                         name, base, ds, req->peer_subject, req->peer_fingerprint, now, STORE_END);
+    }
+    store_rows_free(r);
+    if (rc >= 0) {
+        json_t *nv = json_pack("{s:s,s:s,s:s}", "url", base, "datastore", ds, "fingerprint",
+                               req->peer_fingerprint);
+        int changed = !old || !json_equal(old, nv);
+        char who[100];
+        snprintf(who, sizeof(who), "host:%s", name);
+        if (changed)
+            event_add(m, who, old ? "host.reregister" : "host.register", name, old, nv);
+        json_decref(nv);
+        *out = json_pack("{s:s,s:s,s:b}", "name", name, "fingerprint", req->peer_fingerprint,
+                         "registered", 1);
+    }
+    json_decref(old);
+    return rc < 0 ? rc : 0;
+}
+
+int hosts_identify(manager *m, const vmseal_http_request *req, char *out, size_t outlen)
+{
+    if (!req->peer_fingerprint[0])
+        return vmseal_fail(EACCES, "host agents authenticate with their client certificate");
+    store_rows *r = NULL;
+    int rc = store_execv(m->db, &r, "SELECT name FROM hosts WHERE fingerprint = $1",
+                         req->peer_fingerprint, STORE_END);
+    if (rc < 0)
+        return rc;
+    if (store_rows_count(r) != 1) {
+        store_rows_free(r);
+        return vmseal_fail(EACCES, "this certificate (%s) belongs to no registered host; register first",
+                           req->peer_subject);
+    }
+    snprintf(out, outlen, "%s", store_rows_get(r, 0, 0));
+    store_rows_free(r);
+    char now[32];
+    snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
+    (void)store_execv(m->db, NULL, "UPDATE hosts SET last_seen = $2 WHERE name = $1", out, now, STORE_END);
+    return 0;
+}
+
+int hosts_list(manager *m, json_t **out)
+{
+    store_rows *r = NULL;
+    int rc = store_execv(m->db, &r,
+                         "SELECT h.name, h.url, h.datastore, h.subject, h.fingerprint, h.registered, "
+                         "h.last_seen, (SELECT COUNT(*) FROM vms v WHERE v.host = h.name) "
+                         "FROM hosts h ORDER BY h.name",
+                         STORE_END);
+    if (rc < 0)
+        return rc;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < store_rows_count(r); i++)
+        json_array_append_new(
+            arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "name", store_rows_get(r, i, 0), "url",
+                           store_rows_get(r, i, 1), "datastore", store_rows_get(r, i, 2), "subject",
+                           store_rows_get(r, i, 3), "fingerprint", store_rows_get(r, i, 4), "registered",
+                           (json_int_t)atoll(store_rows_get(r, i, 5)), "last_seen",
+                           (json_int_t)atoll(store_rows_get(r, i, 6)), "vms",
+                           (json_int_t)atoll(store_rows_get(r, i, 7))));
+    store_rows_free(r);
+    *out = json_pack("{s:o}", "hosts", arr);
+    return 0;
+}
+
+int hosts_remove(manager *m, const char *actor, const char *name)
+{
+    store_rows *r = NULL;
+    int rc = store_execv(m->db, &r,
+                         "SELECT url, fingerprint, (SELECT COUNT(*) FROM vms WHERE host = $1) FROM hosts "
+                         "WHERE name = $1",
+                         name, STORE_END);
+    if (rc < 0)
+        return rc;
+    if (store_rows_count(r) == 0)
+        rc = vmseal_fail(ENOENT, "no host named %s", name);
+    else if (atoi(store_rows_get(r, 0, 2)) > 0)
+        rc = vmseal_fail(EBUSY, "host %s still has %s VM(s)", name, store_rows_get(r, 0, 2));
+    json_t *old = rc >= 0 ? json_pack("{s:s,s:s}", "url", store_rows_get(r, 0, 0), "fingerprint",
+                                      store_rows_get(r, 0, 1))
+                          : NULL;
+    store_rows_free(r);
+    if (rc >= 0)
+        rc = store_execv(m->db, NULL, "DELETE FROM hosts WHERE name = $1", name, STORE_END);
+    if (rc >= 0)
+        event_add(m, actor, "host.remove", name, old, NULL);
+    json_decref(old);
+    return rc < 0 ? rc : 0;
+}
+
+int hosts_call(manager *m, const char *host, const char *method, const char *path,
+               const json_t *body, long *status, json_t **resp)
+{
+    *status = 0;
+    *resp = NULL;
+    store_rows *r = NULL;
+    int rc = store_execv(m->db, &r, "SELECT url FROM hosts WHERE name = $1", host, STORE_END);
+    if (rc < 0)
+        return rc;
+    if (store_rows_count(r) == 0) {
+        store_rows_free(r);
+        return vmseal_fail(ENOENT, "no host named %s", host);
+    }
+    char url[1200];
+    snprintf(url, sizeof(url), "%s%s", store_rows_get(r, 0, 0), path);
+    store_rows_free(r);
+    vmseal_http_client_config cc = {
+        .ca_file = m->cfg->host_ca_file,
+        .cert_file = m->cfg->cert_file,
+        .key_file = m->cfg->key_file,
+        .timeout_ms = m->cfg->host_timeout_ms,
+        .connect_timeout_ms = m->cfg->host_timeout_ms < 5000 ? m->cfg->host_timeout_ms : 5000,
+    };
+    vmseal_http_client *c = NULL;
+    rc = vmseal_http_client_new(&cc, &c);
+    if (rc < 0)
+        return rc;
+    rc = vmseal_http_call(c, method, url, body, status, resp);
+    vmseal_http_client_free(c);
+    if (rc < 0)
+        return vmseal_fail(rc, "host %s: %s", host, vmseal_last_error());
+    return 0;
+}
+
+static json_t *key_b64(const vmseal_secret *key)
+{
+    size_t n = vmseal_secret_len(key);
+    char buf[4 * ((1024 + 2) / 3) + 1];
+    if (n > 1024)
+        return NULL;
+    EVP_EncodeBlock((unsigned char *)buf, vmseal_secret_cdata(key), (int)n);
+    json_t *s = json_string(buf);
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return s;
+}
+
+int hosts_push_key(manager *m, const char *host, const char *provider, const char *kek_id)
+{
+    vmseal_secret *key = NULL;
+    int rc = keys_get(m, provider, kek_id, &key);
+    if (rc < 0)
+        return rc;
+    json_t *body = json_object();
+    json_t *k = key_b64(key);
+    vmseal_secret_free(key);
+    if (!body || !k) {
+        json_decref(body);
+        json_decref(k);
+        return vmseal_fail(ENOMEM, "out of memory");
+    }
+    json_object_set_new(body, "key", k);
+    char path[300];
+    snprintf(path, sizeof(path), "/v1/keys/%s", kek_id);
+    long status = 0;
+    json_t *resp = NULL;
+    rc = hosts_call(m, host, "PUT", path, body, &status, &resp);
+    json_decref(body);
+    if (rc >= 0 && (status < 200 || status > 299))
+        rc = vmseal_fail(EIO, "host %s refused key %s: HTTP %ld: %s", host, kek_id, status,
+                         vmseal_http_error_text(resp));
+    json_decref(resp);
+    return rc < 0 ? rc : 0;
+}
+
+int hosts_keys_for(manager *m, const char *host, const json_t *kek_ids, json_t **out)
+{
+    json_t *keys = json_array(), *denied = json_array(), *failed = json_array();
+    size_t i;
+    json_t *idv;
+    json_array_foreach(kek_ids, i, idv) {
+        const char *id = json_string_value(idv);
+        store_rows *r = NULL;
+        int rc = store_execv(m->db, &r,
+                             "SELECT k.provider FROM keks k JOIN vms v ON v.uuid = k.vm_uuid "
+                             "WHERE k.kek_id = $1 AND v.host = $2 AND k.state <> 'destroyed'",
+                             id, host, STORE_END);
+        const char *provider = rc >= 0 ? store_rows_get(r, 0, 0) : NULL;
+        if (!provider) {
+            json_array_append_new(denied, json_string(id));
+            store_rows_free(r);
+            continue;
+        }
+        vmseal_secret *key = NULL;
+        rc = keys_get(m, provider, id, &key);
+        if (rc < 0) {
+            json_array_append_new(failed, json_pack("{s:s,s:s}", "kek_id", id, "error", vmseal_last_error()));
+        } else {
+            json_array_append_new(keys, json_pack("{s:s,s:o}", "kek_id", id, "key", key_b64(key)));
+            vmseal_secret_free(key);
+        }
+        store_rows_free(r);
+    }
+    mgr_log("host %s asked for %zu KEK(s): %zu given, %zu denied, %zu failed", host,
+            json_array_size(kek_ids), json_array_size(keys), json_array_size(denied),
+            json_array_size(failed));
+    *out = json_pack("{s:o,s:o,s:o}", "keys", keys, "denied", denied, "failed", failed);
+    return 0;
+}

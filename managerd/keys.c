@@ -1,0 +1,135 @@
+/* vmseal-managerd — KEKs on the key server, through the KMIP client
+ * (include/vmseal/kmip_client.h): one KEK per encrypted VM, created as an
+ * AES-256 key, tagged the way vCenter tags its keys (x-Vendor "vmseal",
+ * x-Product, x-Identifier = VM UUID, x-Component "Virtual Machine",
+ * x-Name = VM name), then activated. The manager records only the KEK's
+ * identifier; key bytes pass through memory (vmseal_secret) on their way to
+ * a host. Servers of a provider are tried in order (failover). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vmseal/common.h>
+
+#include "managerd.h"
+
+#if __has_include(<vmseal/kmip_client.h>)
+#include <vmseal/kmip_client.h>
+
+int keys_available(void)
+{
+    return 1;
+}
+
+static int open_client(manager *m, const char *provider, kms_conn *c, vmseal_kmip_client **out)
+{
+    int rc = kms_provider_conn(m, provider, c);
+    if (rc < 0)
+        return rc;
+    if (!c->ca_file) {
+        kms_conn_free(c);
+        return vmseal_fail(EKEYREJECTED, "key provider %s is not trusted yet (vmseal kms trust %s)",
+                           provider, provider);
+    }
+    if (!c->cert_file || !c->key_file) {
+        kms_conn_free(c);
+        return vmseal_fail(EKEYREJECTED,
+                           "the manager has no client certificate for key provider %s "
+                           "(vmseal kms csr / kms client-cert)", provider);
+    }
+    vmseal_kmip_client_config kc = {
+        .servers = (const char *const *)c->servers,
+        .n_servers = c->n_servers,
+        .tls = {.cert_file = c->cert_file, .key_file = c->key_file, .ca_file = c->ca_file,
+                .legacy_cbc_suites = 1},
+        .connect_timeout_ms = m->cfg->kms_timeout_ms,
+        .io_timeout_ms = m->cfg->kms_timeout_ms * 2,
+    };
+    rc = vmseal_kmip_client_new(&kc, out);
+    if (rc < 0)
+        kms_conn_free(c);
+    return rc;
+}
+
+int keys_create_kek(manager *m, const char *provider, const char *vm_uuid, const char *vm_name,
+                    char **kek_id)
+{
+    *kek_id = NULL;
+    kms_conn c;
+    vmseal_kmip_client *k = NULL;
+    pthread_mutex_lock(&m->kms_lock);
+    int rc = open_client(m, provider, &c, &k);
+    if (rc < 0) {
+        pthread_mutex_unlock(&m->kms_lock);
+        return rc;
+    }
+    vmseal_kmip_create_opts o = {.bits = 256};
+    char *uid = NULL;
+    rc = vmseal_kmip_create_aes(k, &o, &uid);
+    if (rc >= 0) {
+        const vmseal_kmip_text_attr tags[] = {
+            {"x-Vendor", "vmseal"},
+            {"x-Product", "vmseal-managerd"},
+            {"x-Product_Version", "0.1.0"},
+            {"x-Component", "Virtual Machine"},
+            {"x-Identifier", vm_uuid},
+            {"x-Name", vm_name},
+        };
+        rc = vmseal_kmip_add_attributes(k, uid, tags, sizeof(tags) / sizeof(tags[0]));
+    }
+    if (rc >= 0)
+        rc = vmseal_kmip_activate(k, uid);
+    if (rc >= 0) {
+        mgr_log("key provider %s (%s): created KEK %s for VM %s (%s)", provider,
+                vmseal_kmip_client_server(k) ? vmseal_kmip_client_server(k) : "?", uid, vm_name, vm_uuid);
+        *kek_id = uid;
+    } else {
+        free(uid);
+    }
+    vmseal_kmip_client_free(k);
+    kms_conn_free(&c);
+    pthread_mutex_unlock(&m->kms_lock);
+    return rc < 0 ? rc : 0;
+}
+
+int keys_get(manager *m, const char *provider, const char *kek_id, vmseal_secret **key)
+{
+    *key = NULL;
+    kms_conn c;
+    vmseal_kmip_client *k = NULL;
+    pthread_mutex_lock(&m->kms_lock);
+    int rc = open_client(m, provider, &c, &k);
+    if (rc >= 0) {
+        rc = vmseal_kmip_get_key(k, kek_id, key);
+        vmseal_kmip_client_free(k);
+        kms_conn_free(&c);
+    }
+    pthread_mutex_unlock(&m->kms_lock);
+    if (rc < 0)
+        return vmseal_fail(rc, "key provider %s: cannot get KEK %s: %s", provider, kek_id,
+                           vmseal_last_error());
+    return 0;
+}
+
+#else /* the KMIP client library has not landed in this tree yet */
+
+int keys_available(void)
+{
+    return 0;
+}
+
+int keys_create_kek(manager *m, const char *provider, const char *vm_uuid, const char *vm_name,
+                    char **kek_id)
+{
+    *kek_id = NULL;
+    return vmseal_fail(ENOTSUP, "this build has no KMIP client (include/vmseal/kmip_client.h)");
+}
+
+int keys_get(manager *m, const char *provider, const char *kek_id, vmseal_secret **key)
+{
+    *key = NULL;
+    return vmseal_fail(ENOTSUP, "this build has no KMIP client (include/vmseal/kmip_client.h)");
+}
+
+#endif

@@ -1,0 +1,362 @@
+/* vmseal-managerd — the manager (the vCenter role): REST API over HTTPS,
+ * users and privileges, events, key providers, hosts, VMs and their
+ * encryption policy. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include <vmseal/common.h>
+#include <vmseal/secret.h>
+
+#include "managerd.h"
+
+int64_t mgr_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+void mgr_log(const char *fmt, ...)
+{
+    char msg[2048], ts[32];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fprintf(stderr, "%s vmseal-managerd: %s\n", ts, msg);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: vmseal-managerd [-c CONFIG] [COMMAND [ARGS]]\n"
+            "\n"
+            "  serve [--listen ADDR] [--port N] [--port-file FILE]\n"
+            "        run the manager (the default command)\n"
+            "  init DIR [--host NAME]... [--ca-cert FILE --ca-key FILE]\n"
+            "       [--database FILE|postgresql://...] [--listen ADDR] [--port N] [--admin NAME]\n"
+            "        new setup in DIR: CA, manager certificate, managerd.conf, database,\n"
+            "        an Administrator user whose password is written to DIR/admin-password\n"
+            "  issue-host NAME [--out DIR] [--host NAME|IP]...\n"
+            "        certificate for host agent NAME (CN=NAME), signed by the manager CA\n"
+            "  passwd USER --password-file FILE\n"
+            "        set a user's password offline (e.g. a lost Administrator password)\n"
+            "\n"
+            "CONFIG defaults to $VMSEAL_MANAGERD_CONFIG, then ./managerd.conf; it may name\n"
+            "the folder that holds managerd.conf.\n");
+}
+
+static void access_log(void *arg, const char *method, const char *path, int status,
+                       const char *peer, const char *remote)
+{
+    (void)arg;
+    if (status == 0)
+        mgr_log("TLS handshake from %s failed: %s", remote, path);
+    else
+        mgr_log("%s %s %s -> %d%s%s", remote, method, path, status, *peer ? " cert " : "", peer);
+}
+
+static int cmd_serve(const char *cfgpath, int argc, char **argv)
+{
+    const char *listen = NULL, *port_file = NULL;
+    int port = -1;
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, 'l'},
+        {"port", required_argument, NULL, 'p'},
+        {"port-file", required_argument, NULL, 'f'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l': listen = optarg; break;
+        case 'p': port = atoi(optarg); break;
+        case 'f': port_file = optarg; break;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (vmseal_harden_process() < 0)
+        mgr_log("warning: %s", vmseal_last_error());
+    vmseal_json_wipe_on_free();
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);   /* threads inherit the mask */
+
+    manager m = {0};
+    pthread_mutex_init(&m.lock, NULL);
+    pthread_mutex_init(&m.kms_lock, NULL);
+    pthread_cond_init(&m.changed, NULL);
+    int rc = mgr_config_load(cfgpath, &m.cfg);
+    if (rc < 0) {
+        fprintf(stderr, "vmseal-managerd: %s\n", vmseal_last_error());
+        return 1;
+    }
+    rc = store_open(m.cfg->database, &m.db);
+    if (rc >= 0)
+        rc = auth_seed_roles(m.db);
+    if (rc < 0) {
+        fprintf(stderr, "vmseal-managerd: %s\n", vmseal_last_error());
+        mgr_config_free(m.cfg);
+        return 1;
+    }
+    vmseal_https_config hc = {
+        .bind_addr = listen ? listen : m.cfg->listen_address,
+        .port = port >= 0 ? port : m.cfg->port,
+        .tls = {.cert_file = m.cfg->cert_file, .key_file = m.cfg->key_file, .ca_file = m.cfg->ca_file,
+                .require_client_cert = 0, .require_eku = 1},
+        .handler = api_handle,
+        .handler_arg = &m,
+        .log = access_log,
+    };
+    rc = vmseal_https_server_start(&hc, &m.srv);
+    if (rc < 0) {
+        fprintf(stderr, "vmseal-managerd: %s\n", vmseal_last_error());
+        store_close(m.db);
+        mgr_config_free(m.cfg);
+        return 1;
+    }
+    int bound = vmseal_https_server_port(m.srv);
+    if (port_file) {
+        char tmp[4200];
+        snprintf(tmp, sizeof(tmp), "%s.tmp", port_file);
+        FILE *f = fopen(tmp, "we");
+        if (!f || fprintf(f, "%d\n", bound) < 0 || fclose(f) != 0 || rename(tmp, port_file) != 0)
+            mgr_log("warning: cannot write %s", port_file);
+    }
+    if (tasks_start_watcher(&m) < 0)
+        mgr_log("warning: %s", vmseal_last_error());
+    mgr_log("serving https://%s:%d/api/v1 (database: %s, KMIP client: %s)", hc.bind_addr, bound,
+            store_backend(m.db), keys_available() ? "yes" : "not built in");
+    int sig = 0;
+    sigwait(&set, &sig);
+    mgr_log("signal %d: stopping", sig);
+    pthread_mutex_lock(&m.lock);
+    m.stopping = 1;
+    pthread_cond_broadcast(&m.changed);
+    pthread_mutex_unlock(&m.lock);
+    vmseal_https_server_stop(m.srv);
+    tasks_stop_watcher(&m);
+    store_close(m.db);
+    mgr_config_free(m.cfg);
+    pthread_cond_destroy(&m.changed);
+    pthread_mutex_destroy(&m.lock);
+    pthread_mutex_destroy(&m.kms_lock);
+    mgr_log("stopped");
+    return 0;
+}
+
+static int cmd_init(int argc, char **argv)
+{
+    mgr_init_opts o = {0};
+    const char *hosts[32];
+    static const struct option opts[] = {
+        {"host", required_argument, NULL, 'h'},
+        {"ca-cert", required_argument, NULL, 'c'},
+        {"ca-key", required_argument, NULL, 'k'},
+        {"database", required_argument, NULL, 'd'},
+        {"listen", required_argument, NULL, 'l'},
+        {"port", required_argument, NULL, 'p'},
+        {"admin", required_argument, NULL, 'a'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            if (o.n_hosts < 32)
+                hosts[o.n_hosts++] = optarg;
+            break;
+        case 'c': o.ca_cert = optarg; break;
+        case 'k': o.ca_key = optarg; break;
+        case 'd': o.database = optarg; break;
+        case 'l': o.listen = optarg; break;
+        case 'p': o.port = atoi(optarg); break;
+        case 'a': o.admin_name = optarg; break;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc - 1 || (o.ca_cert == NULL) != (o.ca_key == NULL)) {
+        usage(stderr);
+        return 2;
+    }
+    o.hosts = hosts;
+    const char *dir = argv[optind];
+    if (mgr_init(dir, &o) < 0) {
+        fprintf(stderr, "vmseal-managerd init: %s\n", vmseal_last_error());
+        return 1;
+    }
+    printf("vmseal-managerd: set up in %s\n"
+           "  configuration   %s/managerd.conf\n"
+           "  CA certificate  %s/ca.crt (clients use it to verify the manager)\n"
+           "  user            %s (role Administrator); its password is in %s/admin-password (0600)\n"
+           "start it with:    vmseal-managerd -c %s serve\n",
+           dir, dir, dir, o.admin_name ? o.admin_name : "administrator", dir, dir);
+    return 0;
+}
+
+static int cmd_issue_host(const char *cfgpath, int argc, char **argv)
+{
+    const char *out = NULL, *extra[32];
+    size_t n = 0;
+    static const struct option opts[] = {
+        {"out", required_argument, NULL, 'o'},
+        {"host", required_argument, NULL, 'h'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'h':
+            if (n < 32)
+                extra[n++] = optarg;
+            break;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        usage(stderr);
+        return 2;
+    }
+    mgr_config *cfg = NULL;
+    if (mgr_config_load(cfgpath, &cfg) < 0) {
+        fprintf(stderr, "vmseal-managerd: %s\n", vmseal_last_error());
+        return 1;
+    }
+    const char *name = argv[optind];
+    char def[4096];
+    if (!out) {
+        snprintf(def, sizeof(def), "%s/hosts/%s", cfg->dir, name);
+        char parent[4096];
+        snprintf(parent, sizeof(parent), "%s/hosts", cfg->dir);
+        mkdir(parent, 0700);
+        out = def;
+    }
+    int rc = mgr_issue_host(cfg, name, out, extra, n);
+    mgr_config_free(cfg);
+    if (rc < 0) {
+        fprintf(stderr, "vmseal-managerd issue-host: %s\n", vmseal_last_error());
+        return 1;
+    }
+    printf("%s/%s.crt\n%s/%s.key\n%s/ca.crt\n", out, name, out, name, out);
+    return 0;
+}
+
+static int cmd_passwd(const char *cfgpath, int argc, char **argv)
+{
+    const char *pwfile = NULL;
+    static const struct option opts[] = {
+        {"password-file", required_argument, NULL, 'f'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 'f')
+            pwfile = optarg;
+        else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc - 1 || !pwfile) {
+        usage(stderr);
+        return 2;
+    }
+    int fd = !strcmp(pwfile, "-") ? 0 : open(pwfile, O_RDONLY | O_CLOEXEC);
+    vmseal_secret *pw = NULL;
+    if (fd < 0 || vmseal_secret_read_fd(fd, 1024, &pw) < 0) {
+        fprintf(stderr, "vmseal-managerd passwd: cannot read %s\n", pwfile);
+        return 1;
+    }
+    if (fd > 0)
+        close(fd);
+    size_t len = vmseal_secret_len(pw);
+    const char *p = (const char *)vmseal_secret_cdata(pw);
+    while (len && (p[len - 1] == '\n' || p[len - 1] == '\r'))
+        len--;
+    mgr_config *cfg = NULL;
+    store *db = NULL;
+    char hash[256];
+    int rc = mgr_config_load(cfgpath, &cfg);
+    if (rc >= 0)
+        rc = store_open(cfg->database, &db);
+    if (rc >= 0 && len < 8)
+        rc = vmseal_fail(EINVAL, "a password has at least 8 characters");
+    if (rc >= 0)
+        rc = auth_password_hash(p, len, hash, sizeof(hash));
+    vmseal_secret_free(pw);
+    char now[32];
+    snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
+    if (rc >= 0)
+        rc = store_execv(db, NULL, "UPDATE users SET pwhash = $2, pw_changed = $3 WHERE name = $1",
+                         argv[optind], hash, now, STORE_END);
+    OPENSSL_cleanse(hash, sizeof(hash));
+    if (rc == 0)
+        rc = vmseal_fail(ENOENT, "no user named %s", argv[optind]);
+    if (rc > 0) {
+        manager m = {.cfg = cfg, .db = db};
+        pthread_mutex_init(&m.lock, NULL);
+        pthread_cond_init(&m.changed, NULL);
+        json_t *nv = json_pack("{s:s}", "password", "reset offline");
+        event_add(&m, "-", "user.password", argv[optind], NULL, nv);
+        json_decref(nv);
+        (void)store_execv(db, NULL, "DELETE FROM sessions WHERE user_name = $1", argv[optind], STORE_END);
+    }
+    store_close(db);
+    mgr_config_free(cfg);
+    if (rc < 0) {
+        fprintf(stderr, "vmseal-managerd passwd: %s\n", vmseal_last_error());
+        return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cfg = getenv("VMSEAL_MANAGERD_CONFIG");
+    int i = 1;
+    if (i < argc && (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))) {
+        usage(stdout);
+        return 0;
+    }
+    if (i + 1 < argc && !strcmp(argv[i], "-c")) {
+        cfg = argv[i + 1];
+        i += 2;
+    }
+    if (!cfg)
+        cfg = "managerd.conf";
+    const char *cmd = i < argc ? argv[i] : "serve";
+    int sub_argc = i < argc ? argc - i : 1;
+    char *serve_argv[] = {(char *)"serve", NULL};
+    char **sub_argv = i < argc ? argv + i : serve_argv;
+    if (!strcmp(cmd, "serve"))
+        return cmd_serve(cfg, sub_argc, sub_argv);
+    if (!strcmp(cmd, "init"))
+        return cmd_init(sub_argc, sub_argv);
+    if (!strcmp(cmd, "issue-host"))
+        return cmd_issue_host(cfg, sub_argc, sub_argv);
+    if (!strcmp(cmd, "passwd"))
+        return cmd_passwd(cfg, sub_argc, sub_argv);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,187 @@
+/* vmseal-managerd — the manager's shared state and the functions the API
+ * handlers use. One file per concern:
+ *   config.c        managerd.conf
+ *   store*.c        the database (SQLite or PostgreSQL)
+ *   auth.c          users, roles and privileges, password hashes, sessions
+ *   events.c        the event log (who changed what from what to what)
+ *   kms_providers.c key providers (KMIP server clusters), trust, status
+ *   keys.c          KEKs on the key server (create, tag, get), via KMIP
+ *   hosts.c         host agents: registration, calls to them
+ *   vms.c           VMs, encryption policy, power, recrypt, tasks
+ *   api*.c          the REST API (routing; one file per resource)
+ *   init.c          `vmseal-managerd init` / `issue-host`
+ */
+#ifndef VMSEAL_MANAGERD_H
+#define VMSEAL_MANAGERD_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include <vmseal/http_client.h>
+#include <vmseal/https_server.h>
+#include <vmseal/secret.h>
+
+#include "api_schema.h"
+#include "config.h"
+#include "store.h"
+
+typedef struct manager {
+    mgr_config *cfg;
+    store *db;
+    vmseal_https_server *srv;
+    pthread_mutex_t lock;          /* events wake-up, stop flag */
+    pthread_cond_t changed;        /* broadcast on each new event and on stop */
+    int stopping;
+    pthread_t task_thread;
+    int task_thread_started;
+    pthread_mutex_t kms_lock;      /* serialises KMIP client use */
+} manager;
+
+/* One API request while it is handled. */
+typedef struct api_ctx {
+    manager *m;
+    const vmseal_http_request *req;
+    vmseal_http_response *resp;
+    char user[80];                 /* authenticated user ("" if none) */
+    char role[80];
+    char *privileges;              /* space-separated, malloc'd */
+    char host[80];                 /* host agent identified by its certificate */
+    const char *seg[8];            /* path segments after /api/v1/ */
+    char segbuf[1024];
+    size_t nseg;
+} api_ctx;
+
+int64_t mgr_now(void);
+void mgr_log(const char *fmt, ...) VMSEAL_PRINTF(1, 2);
+
+/* ---- auth.c ---------------------------------------------------------------- */
+
+/* Every privilege the manager knows, NULL-terminated. */
+extern const char *const mgr_all_privileges[];
+int auth_seed_roles(store *db);
+int auth_password_hash(const char *pw, size_t len, char *out, size_t outlen);
+int auth_password_verify(const char *pw, size_t len, const char *stored) VMSEAL_MUST_CHECK;
+int auth_user_create(manager *m, const char *actor, const char *name, const char *password,
+                     const char *role);
+/* Check a password; on success make a session token (out >= 64 bytes). */
+int auth_login(manager *m, const char *user, const char *password, char *token, size_t tlen,
+               int64_t *expires) VMSEAL_MUST_CHECK;
+int auth_logout(manager *m, const char *token);
+/* Resolve "Authorization: Bearer TOKEN" into ctx->user/role/privileges.
+ * -EACCES when missing, unknown or expired. */
+int auth_session(manager *m, const char *token, api_ctx *ctx) VMSEAL_MUST_CHECK;
+int auth_has(const api_ctx *ctx, const char *privilege);
+
+/* ---- events.c -------------------------------------------------------------- */
+
+/* Record a change; old/new are borrowed (may be NULL). */
+int event_add(manager *m, const char *user, const char *action, const char *object,
+              const json_t *old_value, const json_t *new_value);
+/* Events with id > since (at most limit); waits up to wait_s seconds for
+ * the first one when there is none yet. */
+int events_list(manager *m, long long since, int limit, int wait_s, json_t **out);
+void events_wake(manager *m);
+
+/* ---- kms_providers.c ------------------------------------------------------- */
+
+int kms_provider_list(manager *m, json_t **out);
+int kms_provider_get(manager *m, const char *name, json_t **out);     /* -ENOENT */
+/* The default provider's name (malloc'd), -ENOENT if none. */
+int kms_provider_default(manager *m, char **name);
+int kms_provider_add(manager *m, const char *actor, const json_t *req);
+int kms_provider_patch(manager *m, const char *actor, const char *name, const json_t *req);
+int kms_provider_remove(manager *m, const char *actor, const char *name);
+int kms_provider_status(manager *m, const char *name, json_t **out);
+int kms_provider_peer_cert(manager *m, const char *name, json_t **out);
+int kms_provider_trust(manager *m, const char *actor, const char *name, const char *ca_pem);
+int kms_provider_csr(manager *m, const char *actor, const char *name, const char *cn, char **csr_pem);
+int kms_provider_client_cert(manager *m, const char *actor, const char *name, const char *cert_pem,
+                             const char *key_pem);
+/* Connection settings for a provider's KMIP client (all malloc'd). */
+typedef struct kms_conn {
+    char **servers;
+    size_t n_servers;
+    char *ca_file, *cert_file, *key_file;
+} kms_conn;
+int kms_provider_conn(manager *m, const char *name, kms_conn *out);
+void kms_conn_free(kms_conn *c);
+
+/* ---- keys.c ---------------------------------------------------------------- */
+
+/* Create an AES-256 KEK for a VM on the provider's KMS (Create, tag with
+ * x-Vendor/x-Product/x-Identifier/x-Component/x-Name, Activate) and record
+ * its ID. kek_id is malloc'd. */
+int keys_create_kek(manager *m, const char *provider, const char *vm_uuid, const char *vm_name,
+                    char **kek_id);
+/* Fetch a KEK's bytes from the provider (servers in failover order). */
+int keys_get(manager *m, const char *provider, const char *kek_id, vmseal_secret **key);
+/* Whether the KMIP client is built in. */
+int keys_available(void);
+
+/* ---- hosts.c --------------------------------------------------------------- */
+
+int hosts_register(manager *m, const vmseal_http_request *req, const json_t *body, json_t **out);
+/* Identify a host agent by its client certificate: name into out. */
+int hosts_identify(manager *m, const vmseal_http_request *req, char *out, size_t outlen);
+int hosts_list(manager *m, json_t **out);
+int hosts_remove(manager *m, const char *actor, const char *name);
+/* Call a host agent (mutual TLS with the manager certificate). */
+int hosts_call(manager *m, const char *host, const char *method, const char *path,
+               const json_t *body, long *status, json_t **resp);
+/* Give a KEK to a host: PUT {url}/v1/keys/{kek_id}. */
+int hosts_push_key(manager *m, const char *host, const char *provider, const char *kek_id);
+/* Serve POST /api/v1/hosts/self/keys. */
+int hosts_keys_for(manager *m, const char *host, const json_t *kek_ids, json_t **out);
+
+/* ---- vms.c ----------------------------------------------------------------- */
+
+int vms_list(manager *m, json_t **out);
+int vms_get(manager *m, const char *name, int live, json_t **out);
+/* The functions below set an HTTP status and message on failure. */
+int vms_create(manager *m, api_ctx *ctx, const json_t *req);
+int vms_set_policy(manager *m, api_ctx *ctx, const char *name, const json_t *req);
+int vms_rekey(manager *m, api_ctx *ctx, const char *name, const json_t *req);
+int vms_power(manager *m, api_ctx *ctx, const char *name, int on);
+int vms_delete(manager *m, api_ctx *ctx, const char *name);
+int tasks_get(manager *m, long long id, json_t **out);
+int tasks_list(manager *m, json_t **out);
+int tasks_start_watcher(manager *m);
+void tasks_stop_watcher(manager *m);
+
+/* ---- api.c ----------------------------------------------------------------- */
+
+void api_handle(void *arg, const vmseal_http_request *req, vmseal_http_response *resp);
+/* Helpers for handlers. */
+int api_body(api_ctx *ctx, const api_schema *s, json_t **out);      /* 400 on failure */
+int api_require(api_ctx *ctx, const char *privilege);                /* 403 on failure */
+/* Map a negative errno from a module to an HTTP error with vmseal_last_error(). */
+void api_fail(api_ctx *ctx, int rc);
+
+/* Resource handlers (api_<resource>.c): they fill ctx->resp. */
+void api_session(api_ctx *ctx);
+void api_users(api_ctx *ctx);
+void api_roles(api_ctx *ctx);
+void api_events(api_ctx *ctx);
+void api_kms(api_ctx *ctx);
+void api_hosts(api_ctx *ctx);
+void api_vms(api_ctx *ctx);
+void api_tasks(api_ctx *ctx);
+
+/* ---- init.c ---------------------------------------------------------------- */
+
+typedef struct mgr_init_opts {
+    const char *const *hosts;      /* extra DNS names / IPs for the server certificate */
+    size_t n_hosts;
+    const char *ca_cert, *ca_key;  /* reuse an existing CA */
+    const char *database;          /* default DIR/managerd.db */
+    const char *listen;
+    int port;
+    const char *admin_name;        /* default "administrator" */
+} mgr_init_opts;
+int mgr_init(const char *dir, const mgr_init_opts *o);
+int mgr_issue_host(const mgr_config *cfg, const char *name, const char *outdir,
+                   const char *const *names, size_t n_names);
+
+#endif

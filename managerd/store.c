@@ -1,0 +1,267 @@
+/* vmseal-managerd — store front end: backend choice, schema, locking,
+ * transactions, result sets. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vmseal/common.h>
+
+#include "store.h"
+
+struct store {
+    const struct store_backend_ops *ops;
+    void *db;
+    pthread_mutex_t lock;
+    int in_tx;
+};
+
+struct store_rows {
+    size_t cols, rows, cap;
+    char **cells;   /* rows * cols, NULL for SQL NULL */
+};
+
+/* The whole schema. Names are chosen to be plain SQL in both dialects. */
+static const char *const schema[] = {
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS roles (name TEXT PRIMARY KEY, privileges TEXT NOT NULL, "
+    "builtin INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS users (id {ID}, name TEXT NOT NULL UNIQUE, "
+    "role TEXT NOT NULL REFERENCES roles(name), pwhash TEXT NOT NULL, created {BIG} NOT NULL, "
+    "pw_changed {BIG} NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS sessions (token_hash TEXT PRIMARY KEY, "
+    "user_name TEXT NOT NULL, created {BIG} NOT NULL, expires {BIG} NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS events (id {ID}, time {BIG} NOT NULL, user_name TEXT NOT NULL, "
+    "action TEXT NOT NULL, object TEXT NOT NULL, old_value TEXT, new_value TEXT)",
+    "CREATE TABLE IF NOT EXISTS kms_providers (name TEXT PRIMARY KEY, is_default INTEGER NOT NULL "
+    "DEFAULT 0, ca_pem TEXT, client_cert_pem TEXT, client_key_file TEXT, csr_pem TEXT, "
+    "kmip_user TEXT, created {BIG} NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS kms_servers (provider TEXT NOT NULL REFERENCES "
+    "kms_providers(name) ON DELETE CASCADE, pos INTEGER NOT NULL, address TEXT NOT NULL, "
+    "PRIMARY KEY (provider, pos))",
+    "CREATE TABLE IF NOT EXISTS hosts (name TEXT PRIMARY KEY, url TEXT NOT NULL, "
+    "datastore TEXT NOT NULL, subject TEXT NOT NULL, fingerprint TEXT NOT NULL, "
+    "registered {BIG} NOT NULL, last_seen {BIG} NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS vms (uuid TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+    "host TEXT NOT NULL, spec TEXT NOT NULL, policy TEXT NOT NULL, kek_id TEXT, provider TEXT, "
+    "created {BIG} NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS keks (kek_id TEXT NOT NULL, provider TEXT NOT NULL, "
+    "vm_uuid TEXT NOT NULL, state TEXT NOT NULL, created {BIG} NOT NULL, "
+    "PRIMARY KEY (provider, kek_id))",
+    "CREATE TABLE IF NOT EXISTS tasks (id {ID}, vm_uuid TEXT NOT NULL, action TEXT NOT NULL, "
+    "host TEXT NOT NULL, host_task TEXT, state TEXT NOT NULL, progress INTEGER NOT NULL, "
+    "error TEXT, user_name TEXT NOT NULL, params TEXT NOT NULL, created {BIG} NOT NULL, "
+    "updated {BIG} NOT NULL)",
+};
+
+/* ------------------------------------------------------------- results */
+
+store_rows *store_rows_new(size_t columns)
+{
+    store_rows *r = calloc(1, sizeof(*r));
+    if (r)
+        r->cols = columns;
+    return r;
+}
+
+int store_rows_add(store_rows *r, const char *const *values, const size_t *lens)
+{
+    if (r->rows == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 8;
+        char **nc = realloc(r->cells, cap * (r->cols ? r->cols : 1) * sizeof(char *));
+        if (!nc)
+            return -ENOMEM;
+        r->cells = nc;
+        r->cap = cap;
+    }
+    for (size_t c = 0; c < r->cols; c++) {
+        char *v = NULL;
+        if (values[c]) {
+            v = malloc(lens[c] + 1);
+            if (!v) {
+                for (size_t k = 0; k < c; k++)
+                    free(r->cells[r->rows * r->cols + k]);
+                return -ENOMEM;
+            }
+            memcpy(v, values[c], lens[c]);
+            v[lens[c]] = '\0';
+        }
+        r->cells[r->rows * r->cols + c] = v;
+    }
+    r->rows++;
+    return 0;
+}
+
+size_t store_rows_count(const store_rows *r)
+{
+    return r ? r->rows : 0;
+}
+
+size_t store_rows_columns(const store_rows *r)
+{
+    return r ? r->cols : 0;
+}
+
+const char *store_rows_get(const store_rows *r, size_t row, size_t col)
+{
+    if (!r || row >= r->rows || col >= r->cols)
+        return NULL;
+    return r->cells[row * r->cols + col];
+}
+
+void store_rows_free(store_rows *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->rows * r->cols; i++)
+        free(r->cells[i]);
+    free(r->cells);
+    free(r);
+}
+
+/* ---------------------------------------------------------------- core */
+
+static char *dialect(const struct store_backend_ops *ops, const char *sql)
+{
+    size_t n = strlen(sql) + 1;
+    size_t extra = strlen(ops->id_type) + strlen(ops->big_type);
+    char *out = malloc(n + 8 * extra);
+    if (!out)
+        return NULL;
+    char *o = out;
+    for (const char *p = sql; *p;) {
+        if (strncmp(p, "{ID}", 4) == 0) {
+            o = stpcpy(o, ops->id_type);
+            p += 4;
+        } else if (strncmp(p, "{BIG}", 5) == 0) {
+            o = stpcpy(o, ops->big_type);
+            p += 5;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+int store_exec(store *s, const char *sql, size_t n, const char *const *params, store_rows **out)
+{
+    if (out)
+        *out = NULL;
+    pthread_mutex_lock(&s->lock);
+    int rc = s->ops->exec(s->db, sql, n, params, out);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+const char store_end_marker[] = "";
+
+int store_execv(store *s, store_rows **out, const char *sql, ...)
+{
+    const char *params[16];
+    size_t n = 0;
+    va_list ap;
+    va_start(ap, sql);
+    for (const char *p; (p = va_arg(ap, const char *)) != STORE_END;) {
+        if (n == 16) {
+            va_end(ap);
+            return vmseal_fail(E2BIG, "store: too many parameters");
+        }
+        params[n++] = p;
+    }
+    va_end(ap);
+    return store_exec(s, sql, n, params, out);
+}
+
+int store_tx(store *s, int (*fn)(store *s, void *arg), void *arg)
+{
+    pthread_mutex_lock(&s->lock);
+    int rc = s->ops->exec(s->db, "BEGIN", 0, NULL, NULL);
+    if (rc >= 0) {
+        rc = fn(s, arg);
+        if (rc >= 0) {
+            int c = s->ops->exec(s->db, "COMMIT", 0, NULL, NULL);
+            if (c < 0)
+                rc = c;
+        } else {
+            char saved[512];
+            snprintf(saved, sizeof(saved), "%s", vmseal_last_error());
+            (void)s->ops->exec(s->db, "ROLLBACK", 0, NULL, NULL);
+            vmseal_fail(-rc, "%s", saved);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+static int ensure_schema(store *s)
+{
+    for (size_t i = 0; i < sizeof(schema) / sizeof(schema[0]); i++) {
+        char *sql = dialect(s->ops, schema[i]);
+        if (!sql)
+            return vmseal_fail(ENOMEM, "store: out of memory");
+        int rc = s->ops->exec(s->db, sql, 0, NULL, NULL);
+        free(sql);
+        if (rc < 0)
+            return rc;
+    }
+    store_rows *r = NULL;
+    int rc = s->ops->exec(s->db, "SELECT value FROM meta WHERE key = 'schema'", 0, NULL, &r);
+    if (rc < 0)
+        return rc;
+    const char *v = store_rows_get(r, 0, 0);
+    if (!v) {
+        const char *p[] = {STORE_SCHEMA_VERSION};
+        rc = s->ops->exec(s->db, "INSERT INTO meta (key, value) VALUES ('schema', $1)", 1, p, NULL);
+    } else if (strcmp(v, STORE_SCHEMA_VERSION) != 0) {
+        rc = vmseal_fail(ENOTSUP, "store: database schema version %s, this build knows %s", v,
+                         STORE_SCHEMA_VERSION);
+    }
+    store_rows_free(r);
+    return rc < 0 ? rc : 0;
+}
+
+int store_open(const char *uri, store **out)
+{
+    *out = NULL;
+    store *s = calloc(1, sizeof(*s));
+    if (!s)
+        return vmseal_fail(ENOMEM, "store: out of memory");
+    s->ops = (strncmp(uri, "postgresql://", 13) == 0 || strncmp(uri, "postgres://", 11) == 0)
+                 ? &store_pg_ops
+                 : &store_sqlite_ops;
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&s->lock, &a);
+    pthread_mutexattr_destroy(&a);
+    int rc = s->ops->open(uri, &s->db);
+    if (rc < 0) {
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+        return rc;
+    }
+    rc = ensure_schema(s);
+    if (rc < 0) {
+        store_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void store_close(store *s)
+{
+    if (!s)
+        return;
+    s->ops->close(s->db);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+const char *store_backend(const store *s)
+{
+    return s->ops->name;
+}

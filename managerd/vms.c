@@ -1,0 +1,850 @@
+/* vmseal-managerd — VMs, the encryption policy, power, recrypt, tasks.
+ *
+ * The encryption policy is a VM attribute: "encrypted" (vSphere's "VM
+ * Encryption" policy) or "none" ("Datastore default"). Applying a policy is
+ * how a VM is encrypted or decrypted:
+ *   none -> encrypted   Cryptographer.Encrypt: a new KEK on the key
+ *                       provider (one KEK per VM, tagged with the VM), pushed
+ *                       to the VM's host, then the host's encrypt task
+ *   encrypted -> none   Cryptographer.Decrypt: the host's decrypt task
+ *   rekey               Cryptographer.RecryptVM: a new KEK; shallow = the
+ *                       host rewraps the key safes, deep = new data keys too
+ * Long host work runs as a host task; the manager keeps a task row per
+ * operation, polls the host (task watcher thread) and, when the task ends,
+ * records the new state and an event with the old and new values.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include <vmseal/common.h>
+
+#include "managerd.h"
+
+static const char vm_cols[] = "SELECT uuid, name, host, spec, policy, kek_id, provider, created FROM vms";
+
+static json_t *vm_json(store_rows *r, size_t i)
+{
+    json_t *spec = json_loads(store_rows_get(r, i, 3), 0, NULL);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s?,s:s?,s:I}", "uuid", store_rows_get(r, i, 0), "name",
+                          store_rows_get(r, i, 1), "host", store_rows_get(r, i, 2), "policy",
+                          store_rows_get(r, i, 4), "kek_id", store_rows_get(r, i, 5), "kms",
+                          store_rows_get(r, i, 6), "created", (json_int_t)atoll(store_rows_get(r, i, 7)));
+    json_object_set_new(o, "encrypted", json_boolean(store_rows_get(r, i, 5) != NULL));
+    if (spec)
+        json_object_update(o, spec);
+    json_decref(spec);
+    return o;
+}
+
+static int load_vm(manager *m, const char *name, store_rows **r)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql), "%s WHERE name = $1", vm_cols);
+    const char *p[] = {name};
+    int rc = store_exec(m->db, sql, 1, p, r);
+    if (rc < 0)
+        return rc;
+    if (store_rows_count(*r) == 0) {
+        store_rows_free(*r);
+        *r = NULL;
+        return vmseal_fail(ENOENT, "no VM named %s", name);
+    }
+    return 0;
+}
+
+int vms_list(manager *m, json_t **out)
+{
+    store_rows *r = NULL;
+    char sql[256];
+    snprintf(sql, sizeof(sql), "%s ORDER BY name", vm_cols);
+    int rc = store_exec(m->db, sql, 0, NULL, &r);
+    if (rc < 0)
+        return rc;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < store_rows_count(r); i++)
+        json_array_append_new(arr, vm_json(r, i));
+    store_rows_free(r);
+    *out = json_pack("{s:o}", "vms", arr);
+    return 0;
+}
+
+/* The host's view of a VM: GET {host}/v1/vms/{uuid}. */
+static int vm_runtime(manager *m, const char *host, const char *uuid, json_t **out, char *err,
+                      size_t errlen)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/vms/%s", uuid);
+    long status = 0;
+    json_t *resp = NULL;
+    int rc = hosts_call(m, host, "GET", path, NULL, &status, &resp);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s", vmseal_last_error());
+        return rc;
+    }
+    if (status != 200) {
+        snprintf(err, errlen, "host %s: HTTP %ld: %s", host, status, vmseal_http_error_text(resp));
+        json_decref(resp);
+        return status == 404 ? -ENOENT : -EIO;
+    }
+    *out = resp;
+    return 0;
+}
+
+int vms_get(manager *m, const char *name, int live, json_t **out)
+{
+    store_rows *r = NULL;
+    int rc = load_vm(m, name, &r);
+    if (rc < 0)
+        return rc;
+    json_t *o = vm_json(r, 0);
+    if (live) {
+        json_t *rt = NULL;
+        char err[512];
+        if (vm_runtime(m, store_rows_get(r, 0, 2), store_rows_get(r, 0, 0), &rt, err, sizeof(err)) == 0)
+            json_object_set_new(o, "runtime", rt);
+        else
+            json_object_set_new(o, "runtime_error", json_string(err));
+    }
+    store_rows_free(r);
+    store_rows *t = NULL;
+    if (store_execv(m->db, &t, "SELECT id FROM tasks WHERE vm_uuid = $1 AND state = 'running'",
+                    json_string_value(json_object_get(o, "uuid")), STORE_END) >= 0 &&
+        store_rows_count(t))
+        json_object_set_new(o, "task", json_integer(atoll(store_rows_get(t, 0, 0))));
+    store_rows_free(t);
+    *out = o;
+    return 0;
+}
+
+static void make_uuid(char out[37])
+{
+    unsigned char b[16];
+    if (RAND_bytes(b, sizeof(b)) != 1) {
+        /* RAND_bytes does not fail on Linux with a seeded DRBG; be safe. */
+        FILE *f = fopen("/dev/urandom", "re");
+        if (!f || fread(b, 1, sizeof(b), f) != sizeof(b))
+            abort();
+        fclose(f);
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+/* Fail the request with an HTTP status and message. */
+static int reply(api_ctx *ctx, int status, int rc, const char *fmt, ...) VMSEAL_PRINTF(4, 5);
+static int reply(api_ctx *ctx, int status, int rc, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    vmseal_http_error(ctx->resp, status, "%s", msg);
+    return rc < 0 ? rc : -EIO;
+}
+
+/* The host answered with an error status: pass it on (4xx as 409/400/404,
+ * other failures as 502). */
+static int host_refused(api_ctx *ctx, const char *host, long status, const json_t *resp)
+{
+    int s = status == 409 || status == 400 || status == 404 ? (int)status : 502;
+    return reply(ctx, s, -EIO, "host %s: %s", host, vmseal_http_error_text(resp));
+}
+
+static int record_kek(manager *m, const char *kek_id, const char *provider, const char *uuid,
+                      const char *state)
+{
+    char now[32];
+    snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
+    return store_execv(m->db, NULL,
+                       "INSERT INTO keks (kek_id, provider, vm_uuid, state, created) VALUES ($1, $2, $3, $4, $5)",
+                       kek_id, provider, uuid, state, now, STORE_END);
+}
+
+static int set_kek_state(manager *m, const char *provider, const char *kek_id, const char *state)
+{
+    return store_execv(m->db, NULL, "UPDATE keks SET state = $3 WHERE provider = $1 AND kek_id = $2",
+                       provider, kek_id, state, STORE_END);
+}
+
+/* New KEK for a VM on provider (NULL: the default), recorded as pending,
+ * pushed to the host. */
+static int new_kek_for(api_ctx *ctx, const char *want_provider, const char *uuid, const char *name,
+                       const char *host, char **provider, char **kek_id)
+{
+    manager *m = ctx->m;
+    *kek_id = NULL;
+    *provider = NULL;
+    int rc;
+    if (want_provider) {
+        json_t *p = NULL;
+        rc = kms_provider_get(m, want_provider, &p);
+        json_decref(p);
+        if (rc < 0)
+            return reply(ctx, 400, rc, "%s", vmseal_last_error());
+        *provider = strdup(want_provider);
+    } else {
+        rc = kms_provider_default(m, provider);
+        if (rc < 0)
+            return reply(ctx, 409, rc, "%s", vmseal_last_error());
+    }
+    rc = keys_create_kek(m, *provider, uuid, name, kek_id);
+    if (rc < 0)
+        return reply(ctx, 502, rc, "key provider %s: cannot create a key: %s", *provider,
+                     vmseal_last_error());
+    rc = record_kek(m, *kek_id, *provider, uuid, "pending");
+    if (rc < 0)
+        return reply(ctx, 500, rc, "%s", vmseal_last_error());
+    rc = hosts_push_key(m, host, *provider, *kek_id);
+    if (rc < 0) {
+        (void)set_kek_state(m, *provider, *kek_id, "unused");
+        return reply(ctx, 502, rc, "%s", vmseal_last_error());
+    }
+    return 0;
+}
+
+int vms_create(manager *m, api_ctx *ctx, const json_t *req)
+{
+    const char *name = json_string_value(json_object_get(req, "name"));
+    const char *host = json_string_value(json_object_get(req, "host"));
+    const char *policy = json_string_value(json_object_get(req, "policy"));
+    if (!policy)
+        policy = "none";
+    int encrypted = !strcmp(policy, "encrypted");
+    if (api_require(ctx, "VirtualMachine.Inventory.Create") < 0 ||
+        (encrypted && api_require(ctx, "Cryptographer.EncryptNew") < 0))
+        return -EACCES;
+    store_rows *r = NULL;
+    int rc = store_execv(m->db, &r, "SELECT name FROM hosts WHERE name = $1", host, STORE_END);
+    int known = rc >= 0 && store_rows_count(r) == 1;
+    store_rows_free(r);
+    if (!known)
+        return reply(ctx, 400, -ENOENT, "no host named %s", host);
+
+    json_t *spec = json_object();
+    const json_t *v;
+    json_object_set_new(spec, "cpus", json_integer((v = json_object_get(req, "cpus")) ? json_integer_value(v) : 1));
+    json_object_set_new(spec, "memory_mb",
+                        json_integer((v = json_object_get(req, "memory_mb")) ? json_integer_value(v) : 256));
+    json_object_set_new(spec, "disks", (v = json_object_get(req, "disks")) ? json_deep_copy(v) : json_array());
+    json_object_set_new(spec, "firmware",
+                        json_string((v = json_object_get(req, "firmware")) ? json_string_value(v) : "bios"));
+    const char *opt[] = {"kernel", "initrd", "append"};
+    for (size_t i = 0; i < 3; i++)
+        if (json_object_get(req, opt[i]))
+            json_object_set(spec, opt[i], json_object_get(req, opt[i]));
+    char uuid[37], now[32];
+    make_uuid(uuid);
+    snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
+    char *spec_s = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
+    /* Reserve the name first. */
+    rc = store_execv(m->db, NULL,
+                     "INSERT INTO vms (uuid, name, host, spec, policy, created) VALUES ($1, $2, $3, $4, 'none', $5)",
+                     uuid, name, host, spec_s, now, STORE_END);
+    free(spec_s);
+    if (rc < 0) {
+        json_decref(spec);
+        return reply(ctx, rc == -EEXIST ? 409 : 500, rc, rc == -EEXIST ? "a VM named %s exists already" : "%s",
+                     rc == -EEXIST ? name : vmseal_last_error());
+    }
+    char *provider = NULL, *kek_id = NULL;
+    if (encrypted) {
+        rc = new_kek_for(ctx, json_string_value(json_object_get(req, "kms")), uuid, name, host,
+                         &provider, &kek_id);
+        if (rc < 0)
+            goto undo;
+    }
+    json_t *body = json_deep_copy(spec);
+    json_object_set_new(body, "name", json_string(name));
+    json_object_set_new(body, "uuid", json_string(uuid));
+    json_object_set_new(body, "policy", json_string(policy));
+    if (kek_id)
+        json_object_set_new(body, "kek_id", json_string(kek_id));
+    long status = 0;
+    json_t *resp = NULL;
+    rc = hosts_call(m, host, "POST", "/v1/vms", body, &status, &resp);
+    json_decref(body);
+    if (rc < 0) {
+        reply(ctx, 502, rc, "%s", vmseal_last_error());
+        goto undo;
+    }
+    if (status < 200 || status > 299) {
+        rc = host_refused(ctx, host, status, resp);
+        json_decref(resp);
+        goto undo;
+    }
+    json_decref(resp);
+    if (encrypted) {
+        rc = store_execv(m->db, NULL,
+                         "UPDATE vms SET policy = 'encrypted', kek_id = $2, provider = $3 WHERE uuid = $1",
+                         uuid, kek_id, provider, STORE_END);
+        if (rc >= 0)
+            rc = set_kek_state(m, provider, kek_id, "active");
+        if (rc < 0) {
+            reply(ctx, 500, rc, "%s", vmseal_last_error());
+            goto undo;
+        }
+    }
+    json_t *nv = json_deep_copy(spec);
+    json_object_set_new(nv, "uuid", json_string(uuid));
+    json_object_set_new(nv, "host", json_string(host));
+    json_object_set_new(nv, "policy", json_string(policy));
+    if (kek_id) {
+        json_object_set_new(nv, "kek_id", json_string(kek_id));
+        json_object_set_new(nv, "kms", json_string(provider));
+    }
+    event_add(m, ctx->user, "vm.create", name, NULL, nv);
+    json_decref(nv);
+    json_t *out = NULL;
+    rc = vms_get(m, name, 0, &out);
+    if (rc >= 0)
+        vmseal_http_json(ctx->resp, 201, out);
+    else
+        api_fail(ctx, rc);
+    json_decref(spec);
+    free(provider);
+    free(kek_id);
+    return 0;
+undo:
+    (void)store_execv(m->db, NULL, "DELETE FROM vms WHERE uuid = $1", uuid, STORE_END);
+    if (kek_id)
+        (void)set_kek_state(m, provider, kek_id, "unused");
+    json_decref(spec);
+    free(provider);
+    free(kek_id);
+    return rc < 0 ? rc : -EIO;
+}
+
+static int running_task(manager *m, const char *uuid)
+{
+    store_rows *r = NULL;
+    int rc = store_execv(m->db, &r, "SELECT id FROM tasks WHERE vm_uuid = $1 AND state = 'running'", uuid, STORE_END);
+    long long id = rc >= 0 && store_rows_count(r) ? atoll(store_rows_get(r, 0, 0)) : 0;
+    store_rows_free(r);
+    return (int)id;
+}
+
+/* Start a host task and record it; replies 202 {task}. */
+static int start_task(api_ctx *ctx, const char *uuid, const char *name, const char *host,
+                      const char *action, const char *path, const json_t *body, const json_t *params)
+{
+    manager *m = ctx->m;
+    long status = 0;
+    json_t *resp = NULL;
+    int rc = hosts_call(m, host, "POST", path, body, &status, &resp);
+    if (rc < 0)
+        return reply(ctx, 502, rc, "%s", vmseal_last_error());
+    if (status < 200 || status > 299) {
+        rc = host_refused(ctx, host, status, resp);
+        json_decref(resp);
+        return rc;
+    }
+    json_t *tid = json_object_get(resp, "task_id");
+    char htask[64];
+    if (json_is_integer(tid))
+        snprintf(htask, sizeof(htask), "%lld", (long long)json_integer_value(tid));
+    else if (json_is_string(tid) && json_string_length(tid) < sizeof(htask))
+        snprintf(htask, sizeof(htask), "%s", json_string_value(tid));
+    else {
+        json_decref(resp);
+        return reply(ctx, 502, -EPROTO, "host %s did not return a task_id", host);
+    }
+    json_decref(resp);
+    char now[32];
+    snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
+    char *ps = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
+    store_rows *r = NULL;
+    rc = store_execv(m->db, &r,
+                     "INSERT INTO tasks (vm_uuid, action, host, host_task, state, progress, user_name, "
+                     "params, created, updated) VALUES ($1, $2, $3, $4, 'running', 0, $5, $6, $7, $7) "
+                     "RETURNING id",
+                     uuid, action, host, htask, ctx->user, ps, now, STORE_END);
+    free(ps);
+    if (rc < 0)
+        return reply(ctx, 500, rc, "%s", vmseal_last_error());
+    long long id = atoll(store_rows_get(r, 0, 0));
+    store_rows_free(r);
+    json_t *ev = json_deep_copy(params);
+    json_object_set_new(ev, "task", json_integer(id));
+    json_object_set_new(ev, "action", json_string(action));
+    event_add(m, ctx->user, "task.start", name, NULL, ev);
+    json_decref(ev);
+    json_t *out = NULL;
+    if (tasks_get(m, id, &out) < 0)
+        out = json_pack("{s:I}", "id", (json_int_t)id);
+    vmseal_http_json(ctx->resp, 202, json_pack("{s:o}", "task", out));
+    return 0;
+}
+
+int vms_set_policy(manager *m, api_ctx *ctx, const char *name, const json_t *req)
+{
+    store_rows *r = NULL;
+    int rc = load_vm(m, name, &r);
+    if (rc < 0)
+        return reply(ctx, 404, rc, "%s", vmseal_last_error());
+    char uuid[40], host[80], cur[16], kek[160] = "", prov[80] = "";
+    snprintf(uuid, sizeof(uuid), "%s", store_rows_get(r, 0, 0));
+    snprintf(host, sizeof(host), "%s", store_rows_get(r, 0, 2));
+    snprintf(cur, sizeof(cur), "%s", store_rows_get(r, 0, 4));
+    if (store_rows_get(r, 0, 5))
+        snprintf(kek, sizeof(kek), "%s", store_rows_get(r, 0, 5));
+    if (store_rows_get(r, 0, 6))
+        snprintf(prov, sizeof(prov), "%s", store_rows_get(r, 0, 6));
+    store_rows_free(r);
+    const char *want = json_string_value(json_object_get(req, "policy"));
+    int encrypt = !strcmp(want, "encrypted");
+    if (api_require(ctx, encrypt ? "Cryptographer.Encrypt" : "Cryptographer.Decrypt") < 0)
+        return -EACCES;
+    if (!strcmp(cur, want)) {
+        json_t *out = NULL;
+        rc = vms_get(m, name, 0, &out);
+        if (rc < 0)
+            return reply(ctx, 500, rc, "%s", vmseal_last_error());
+        json_object_set_new(out, "changed", json_false());
+        vmseal_http_json(ctx->resp, 200, out);
+        return 0;
+    }
+    int t = running_task(m, uuid);
+    if (t)
+        return reply(ctx, 409, -EBUSY, "VM %s is busy with task %d", name, t);
+    if (encrypt) {
+        char *provider = NULL, *kek_id = NULL;
+        rc = new_kek_for(ctx, json_string_value(json_object_get(req, "kms")), uuid, name, host,
+                         &provider, &kek_id);
+        if (rc >= 0) {
+            json_t *body = json_pack("{s:s}", "kek_id", kek_id);
+            json_t *params = json_pack("{s:s,s:s,s:s,s:s}", "old_policy", cur, "policy", want,
+                                       "kek_id", kek_id, "kms", provider);
+            char path[128];
+            snprintf(path, sizeof(path), "/v1/vms/%s/encrypt", uuid);
+            rc = start_task(ctx, uuid, name, host, "encrypt", path, body, params);
+            if (rc < 0)
+                (void)set_kek_state(m, provider, kek_id, "unused");
+            json_decref(body);
+            json_decref(params);
+        }
+        free(provider);
+        free(kek_id);
+        return rc;
+    }
+    /* decrypt: the host needs the current KEK to open the disks */
+    if (kek[0]) {
+        rc = hosts_push_key(m, host, prov, kek);
+        if (rc < 0)
+            return reply(ctx, 502, rc, "%s", vmseal_last_error());
+    }
+    json_t *params = json_pack("{s:s,s:s,s:s?,s:s?}", "old_policy", cur, "policy", want, "old_kek_id",
+                               kek[0] ? kek : NULL, "kms", prov[0] ? prov : NULL);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/vms/%s/decrypt", uuid);
+    json_t *body = json_object();
+    rc = start_task(ctx, uuid, name, host, "decrypt", path, body, params);
+    json_decref(body);
+    json_decref(params);
+    return rc;
+}
+
+int vms_rekey(manager *m, api_ctx *ctx, const char *name, const json_t *req)
+{
+    if (api_require(ctx, "Cryptographer.RecryptVM") < 0)
+        return -EACCES;
+    store_rows *r = NULL;
+    int rc = load_vm(m, name, &r);
+    if (rc < 0)
+        return reply(ctx, 404, rc, "%s", vmseal_last_error());
+    char uuid[40], host[80], kek[160] = "", prov[80] = "";
+    snprintf(uuid, sizeof(uuid), "%s", store_rows_get(r, 0, 0));
+    snprintf(host, sizeof(host), "%s", store_rows_get(r, 0, 2));
+    if (store_rows_get(r, 0, 5))
+        snprintf(kek, sizeof(kek), "%s", store_rows_get(r, 0, 5));
+    if (store_rows_get(r, 0, 6))
+        snprintf(prov, sizeof(prov), "%s", store_rows_get(r, 0, 6));
+    store_rows_free(r);
+    if (!kek[0])
+        return reply(ctx, 409, -EINVAL, "VM %s is not encrypted", name);
+    int t = running_task(m, uuid);
+    if (t)
+        return reply(ctx, 409, -EBUSY, "VM %s is busy with task %d", name, t);
+    int deep = json_is_true(json_object_get(req, "deep"));
+    rc = hosts_push_key(m, host, prov, kek);   /* the host needs the old KEK too */
+    if (rc < 0)
+        return reply(ctx, 502, rc, "%s", vmseal_last_error());
+    const char *want = json_string_value(json_object_get(req, "kms"));
+    char *provider = NULL, *kek_id = NULL;
+    rc = new_kek_for(ctx, want ? want : prov, uuid, name, host, &provider, &kek_id);
+    if (rc < 0) {
+        free(provider);
+        free(kek_id);
+        return rc;
+    }
+    json_t *body = json_pack("{s:s,s:b}", "new_kek_id", kek_id, "deep", deep);
+    json_t *params = json_pack("{s:s,s:s,s:s,s:s,s:b}", "old_kek_id", kek, "old_kms", prov, "kek_id",
+                               kek_id, "kms", provider, "deep", deep);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/vms/%s/recrypt", uuid);
+    rc = start_task(ctx, uuid, name, host, deep ? "recrypt-deep" : "recrypt-shallow", path, body, params);
+    if (rc < 0)
+        (void)set_kek_state(m, provider, kek_id, "unused");
+    json_decref(body);
+    json_decref(params);
+    free(provider);
+    free(kek_id);
+    return rc;
+}
+
+int vms_power(manager *m, api_ctx *ctx, const char *name, int on)
+{
+    if (api_require(ctx, on ? "VirtualMachine.Interact.PowerOn" : "VirtualMachine.Interact.PowerOff") < 0)
+        return -EACCES;
+    store_rows *r = NULL;
+    int rc = load_vm(m, name, &r);
+    if (rc < 0)
+        return reply(ctx, 404, rc, "%s", vmseal_last_error());
+    char uuid[40], host[80], kek[160] = "", prov[80] = "";
+    snprintf(uuid, sizeof(uuid), "%s", store_rows_get(r, 0, 0));
+    snprintf(host, sizeof(host), "%s", store_rows_get(r, 0, 2));
+    if (store_rows_get(r, 0, 5))
+        snprintf(kek, sizeof(kek), "%s", store_rows_get(r, 0, 5));
+    if (store_rows_get(r, 0, 6))
+        snprintf(prov, sizeof(prov), "%s", store_rows_get(r, 0, 6));
+    store_rows_free(r);
+    if (on && kek[0]) {
+        /* The host must hold the VM's KEK to power it on. */
+        rc = hosts_push_key(m, host, prov, kek);
+        if (rc < 0)
+            return reply(ctx, 502, rc, "%s", vmseal_last_error());
+    }
+    json_t *before = NULL;
+    char err[512];
+    const char *old_state = NULL;
+    if (vm_runtime(m, host, uuid, &before, err, sizeof(err)) == 0)
+        old_state = json_string_value(json_object_get(before, "power"));
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/vms/%s/%s", uuid, on ? "power-on" : "power-off");
+    long status = 0;
+    json_t *resp = NULL;
+    json_t *body = json_object();
+    rc = hosts_call(m, host, "POST", path, body, &status, &resp);
+    json_decref(body);
+    if (rc < 0) {
+        json_decref(before);
+        return reply(ctx, 502, rc, "%s", vmseal_last_error());
+    }
+    if (status < 200 || status > 299) {
+        rc = host_refused(ctx, host, status, resp);
+        json_decref(resp);
+        json_decref(before);
+        return rc;
+    }
+    json_t *ov = json_pack("{s:s?}", "power", old_state);
+    json_t *nv = json_pack("{s:s}", "power", on ? "on" : "off");
+    event_add(m, ctx->user, on ? "vm.power-on" : "vm.power-off", name, ov, nv);
+    json_decref(ov);
+    json_decref(nv);
+    json_decref(before);
+    vmseal_http_json(ctx->resp, 200, resp ? resp : json_pack("{s:s}", "power", on ? "on" : "off"));
+    return 0;
+}
+
+int vms_delete(manager *m, api_ctx *ctx, const char *name)
+{
+    if (api_require(ctx, "VirtualMachine.Inventory.Delete") < 0)
+        return -EACCES;
+    store_rows *r = NULL;
+    int rc = load_vm(m, name, &r);
+    if (rc < 0)
+        return reply(ctx, 404, rc, "%s", vmseal_last_error());
+    json_t *old = vm_json(r, 0);
+    char uuid[40], host[80];
+    snprintf(uuid, sizeof(uuid), "%s", store_rows_get(r, 0, 0));
+    snprintf(host, sizeof(host), "%s", store_rows_get(r, 0, 2));
+    store_rows_free(r);
+    int t = running_task(m, uuid);
+    if (t) {
+        json_decref(old);
+        return reply(ctx, 409, -EBUSY, "VM %s is busy with task %d", name, t);
+    }
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/vms/%s", uuid);
+    long status = 0;
+    json_t *resp = NULL;
+    rc = hosts_call(m, host, "DELETE", path, NULL, &status, &resp);
+    if (rc < 0) {
+        json_decref(old);
+        return reply(ctx, 502, rc, "%s", vmseal_last_error());
+    }
+    if ((status < 200 || status > 299) && status != 404) {
+        rc = host_refused(ctx, host, status, resp);
+        json_decref(resp);
+        json_decref(old);
+        return rc;
+    }
+    json_decref(resp);
+    rc = store_execv(m->db, NULL, "DELETE FROM vms WHERE uuid = $1", uuid, STORE_END);
+    if (rc >= 0)
+        rc = store_execv(m->db, NULL, "UPDATE keks SET state = 'retired' WHERE vm_uuid = $1 AND state <> 'unused'",
+                         uuid, STORE_END);
+    if (rc < 0) {
+        json_decref(old);
+        return reply(ctx, 500, rc, "%s", vmseal_last_error());
+    }
+    event_add(m, ctx->user, "vm.delete", name, old, NULL);
+    json_decref(old);
+    vmseal_http_json(ctx->resp, 200, json_pack("{s:s,s:b}", "name", name, "deleted", 1));
+    return 0;
+}
+
+/* ------------------------------------------------------------------ tasks */
+
+static const char task_cols[] =
+    "SELECT t.id, t.vm_uuid, t.action, t.host, t.host_task, t.state, t.progress, t.error, t.user_name, "
+    "t.params, t.created, t.updated, v.name FROM tasks t LEFT JOIN vms v ON v.uuid = t.vm_uuid";
+
+static json_t *task_json(store_rows *r, size_t i)
+{
+    json_t *params = json_loads(store_rows_get(r, i, 9), 0, NULL);
+    return json_pack("{s:I,s:s,s:s?,s:s,s:s,s:s?,s:s,s:I,s:s?,s:s,s:o,s:I,s:I}", "id",
+                     (json_int_t)atoll(store_rows_get(r, i, 0)), "vm_uuid", store_rows_get(r, i, 1),
+                     "vm", store_rows_get(r, i, 12), "action", store_rows_get(r, i, 2), "host",
+                     store_rows_get(r, i, 3), "host_task", store_rows_get(r, i, 4), "state",
+                     store_rows_get(r, i, 5), "progress", (json_int_t)atoll(store_rows_get(r, i, 6)),
+                     "error", store_rows_get(r, i, 7), "user", store_rows_get(r, i, 8), "params",
+                     params ? params : json_object(), "created", (json_int_t)atoll(store_rows_get(r, i, 10)),
+                     "updated", (json_int_t)atoll(store_rows_get(r, i, 11)));
+}
+
+int tasks_get(manager *m, long long id, json_t **out)
+{
+    char sql[512], ids[32];
+    snprintf(sql, sizeof(sql), "%s WHERE t.id = $1", task_cols);
+    snprintf(ids, sizeof(ids), "%lld", id);
+    const char *p[] = {ids};
+    store_rows *r = NULL;
+    int rc = store_exec(m->db, sql, 1, p, &r);
+    if (rc < 0)
+        return rc;
+    if (store_rows_count(r) == 0) {
+        store_rows_free(r);
+        return vmseal_fail(ENOENT, "no task %lld", id);
+    }
+    *out = task_json(r, 0);
+    store_rows_free(r);
+    return 0;
+}
+
+int tasks_list(manager *m, json_t **out)
+{
+    char sql[512];
+    snprintf(sql, sizeof(sql), "%s ORDER BY t.id DESC LIMIT 200", task_cols);
+    store_rows *r = NULL;
+    int rc = store_exec(m->db, sql, 0, NULL, &r);
+    if (rc < 0)
+        return rc;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < store_rows_count(r); i++)
+        json_array_append_new(arr, task_json(r, i));
+    store_rows_free(r);
+    *out = json_pack("{s:o}", "tasks", arr);
+    return 0;
+}
+
+struct finish_tx {
+    json_t *task;
+    const char *state;
+    const char *error;
+    int progress;
+};
+
+/* The host task ended: record the VM's new state. */
+static int finish_fn(store *db, void *arg)
+{
+    struct finish_tx *f = arg;
+    json_t *t = f->task, *p = json_object_get(t, "params");
+    const char *action = json_string_value(json_object_get(t, "action"));
+    const char *uuid = json_string_value(json_object_get(t, "vm_uuid"));
+    const char *kek = json_string_value(json_object_get(p, "kek_id"));
+    const char *kms = json_string_value(json_object_get(p, "kms"));
+    const char *old_kek = json_string_value(json_object_get(p, "old_kek_id"));
+    const char *old_kms = json_string_value(json_object_get(p, "old_kms"));
+    char id[32], now[32], prog[16];
+    snprintf(id, sizeof(id), "%lld", (long long)json_integer_value(json_object_get(t, "id")));
+    snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
+    snprintf(prog, sizeof(prog), "%d", f->progress);
+    int rc = store_execv(db, NULL, "UPDATE tasks SET state = $2, error = $3, progress = $4, updated = $5 WHERE id = $1",
+                         id, f->state, f->error, prog, now, STORE_END);
+    int ok = !strcmp(f->state, "success");
+    if (rc < 0)
+        return rc;
+    if (!strcmp(action, "encrypt")) {
+        if (ok)
+            rc = store_execv(db, NULL, "UPDATE vms SET policy = 'encrypted', kek_id = $2, provider = $3 WHERE uuid = $1",
+                             uuid, kek, kms, STORE_END);
+        if (rc >= 0)
+            rc = store_execv(db, NULL, "UPDATE keks SET state = $3 WHERE provider = $1 AND kek_id = $2", kms,
+                             kek, ok ? "active" : "unused", STORE_END);
+    } else if (!strcmp(action, "decrypt")) {
+        if (ok)
+            rc = store_execv(db, NULL, "UPDATE vms SET policy = 'none', kek_id = NULL, provider = NULL WHERE uuid = $1",
+                             uuid, STORE_END);
+        if (rc >= 0 && ok && old_kek)
+            rc = store_execv(db, NULL, "UPDATE keks SET state = 'retired' WHERE provider = $1 AND kek_id = $2",
+                             kms, old_kek, STORE_END);
+    } else if (!strncmp(action, "recrypt", 7)) {
+        if (ok)
+            rc = store_execv(db, NULL, "UPDATE vms SET kek_id = $2, provider = $3 WHERE uuid = $1", uuid, kek,
+                             kms, STORE_END);
+        if (rc >= 0)
+            rc = store_execv(db, NULL, "UPDATE keks SET state = $3 WHERE provider = $1 AND kek_id = $2", kms,
+                             kek, ok ? "active" : "unused", STORE_END);
+        if (rc >= 0 && ok)
+            rc = store_execv(db, NULL, "UPDATE keks SET state = 'retired' WHERE provider = $1 AND kek_id = $2",
+                             old_kms, old_kek, STORE_END);
+    }
+    return rc;
+}
+
+static const char *map_host_state(const char *s)
+{
+    if (!s)
+        return NULL;
+    if (!strcmp(s, "done") || !strcmp(s, "success") || !strcmp(s, "succeeded") || !strcmp(s, "completed"))
+        return "success";
+    if (!strcmp(s, "error") || !strcmp(s, "failed") || !strcmp(s, "cancelled") || !strcmp(s, "canceled"))
+        return "error";
+    return "running";
+}
+
+static void poll_task(manager *m, json_t *t)
+{
+    const char *host = json_string_value(json_object_get(t, "host"));
+    const char *htask = json_string_value(json_object_get(t, "host_task"));
+    char path[128], id[32];
+    snprintf(path, sizeof(path), "/v1/tasks/%s", htask ? htask : "");
+    snprintf(id, sizeof(id), "%lld", (long long)json_integer_value(json_object_get(t, "id")));
+    long status = 0;
+    json_t *resp = NULL;
+    if (hosts_call(m, host, "GET", path, NULL, &status, &resp) < 0)
+        return;   /* host unreachable for now: try again on the next round */
+    const char *state = NULL, *error = NULL;
+    int progress = 0;
+    if (status == 200) {
+        state = map_host_state(json_string_value(json_object_get(resp, "state")));
+        error = json_string_value(json_object_get(resp, "error"));
+        progress = (int)json_integer_value(json_object_get(resp, "progress"));
+    } else if (status == 404) {
+        state = "error";   /* the host restarted and forgot the task */
+        error = "the host no longer knows this task (host restarted?)";
+    }
+    if (!state) {
+        json_decref(resp);
+        return;
+    }
+    char now[32], prog[16];
+    snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
+    snprintf(prog, sizeof(prog), "%d", progress);
+    if (!strcmp(state, "running")) {
+        (void)store_execv(m->db, NULL, "UPDATE tasks SET progress = $2, updated = $3 WHERE id = $1 AND progress <> $2",
+                          id, prog, now, STORE_END);
+        json_decref(resp);
+        return;
+    }
+    struct finish_tx f = {.task = t, .state = state, .error = error,
+                          .progress = !strcmp(state, "success") ? 100 : progress};
+    if (store_tx(m->db, finish_fn, &f) < 0) {
+        mgr_log("task %s: cannot record the end: %s", id, vmseal_last_error());
+        json_decref(resp);
+        return;
+    }
+    /* The event: old and new values of what changed. */
+    json_t *p = json_object_get(t, "params");
+    const char *action = json_string_value(json_object_get(t, "action"));
+    const char *vm = json_string_value(json_object_get(t, "vm"));
+    const char *user = json_string_value(json_object_get(t, "user"));
+    const char *object = vm ? vm : json_string_value(json_object_get(t, "vm_uuid"));
+    if (!strcmp(state, "success")) {
+        json_t *ov = NULL, *nv = NULL;
+        const char *ev = "vm.policy";
+        if (!strcmp(action, "encrypt") || !strcmp(action, "decrypt")) {
+            ov = json_pack("{s:O?,s:O?}", "policy", json_object_get(p, "old_policy"), "kek_id",
+                           json_object_get(p, "old_kek_id"));
+            nv = json_pack("{s:O?,s:O?,s:O?}", "policy", json_object_get(p, "policy"), "kek_id",
+                           json_object_get(p, "kek_id"), "kms", json_object_get(p, "kms"));
+        } else {
+            ev = "vm.rekey";
+            ov = json_pack("{s:O?,s:O?}", "kek_id", json_object_get(p, "old_kek_id"), "kms",
+                           json_object_get(p, "old_kms"));
+            nv = json_pack("{s:O?,s:O?,s:O?}", "kek_id", json_object_get(p, "kek_id"), "kms",
+                           json_object_get(p, "kms"), "deep", json_object_get(p, "deep"));
+        }
+        event_add(m, user, ev, object, ov, nv);
+        json_decref(ov);
+        json_decref(nv);
+    } else {
+        json_t *nv = json_pack("{s:I,s:s,s:s?}", "task", (json_int_t)json_integer_value(json_object_get(t, "id")),
+                               "action", action, "error", error);
+        event_add(m, user, "task.failed", object, NULL, nv);
+        json_decref(nv);
+    }
+    json_decref(resp);
+}
+
+static void *watcher_main(void *arg)
+{
+    manager *m = arg;
+    for (;;) {
+        pthread_mutex_lock(&m->lock);
+        int stop = m->stopping;
+        pthread_mutex_unlock(&m->lock);
+        if (stop)
+            break;
+        char sql[512];
+        snprintf(sql, sizeof(sql), "%s WHERE t.state = 'running' ORDER BY t.id", task_cols);
+        store_rows *r = NULL;
+        if (store_exec(m->db, sql, 0, NULL, &r) >= 0) {
+            for (size_t i = 0; i < store_rows_count(r); i++) {
+                json_t *t = task_json(r, i);
+                poll_task(m, t);
+                json_decref(t);
+            }
+        }
+        store_rows_free(r);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        long ns = ts.tv_nsec + (long)m->cfg->task_poll_ms * 1000000L;
+        ts.tv_sec += ns / 1000000000L;
+        ts.tv_nsec = ns % 1000000000L;
+        pthread_mutex_lock(&m->lock);
+        if (!m->stopping)
+            pthread_cond_timedwait(&m->changed, &m->lock, &ts);
+        pthread_mutex_unlock(&m->lock);
+    }
+    return NULL;
+}
+
+int tasks_start_watcher(manager *m)
+{
+    int e = pthread_create(&m->task_thread, NULL, watcher_main, m);
+    if (e != 0)
+        return vmseal_fail(e, "cannot start the task watcher");
+    m->task_thread_started = 1;
+    return 0;
+}
+
+void tasks_stop_watcher(manager *m)
+{
+    if (!m->task_thread_started)
+        return;
+    pthread_mutex_lock(&m->lock);
+    m->stopping = 1;
+    pthread_cond_broadcast(&m->changed);
+    pthread_mutex_unlock(&m->lock);
+    pthread_join(m->task_thread, NULL);
+    m->task_thread_started = 0;
+}
