@@ -1,0 +1,233 @@
+/* vmseal CLI — VMs: vm create|ls|info|start|stop|rm|encrypt|decrypt|rekey
+ *   encrypt/decrypt = apply the "encrypted"/"none" policy
+ *                     (PowerCLI Enable-/Disable-VMEncryption)
+ *   rekey [--deep]  = Set-VMEncryptionKey [-Deep] */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void vm_path(char *out, size_t len, const char *name, const char *suffix)
+{
+    char esc[200];
+    cli_escape(name, esc, sizeof(esc));
+    snprintf(out, len, "/api/v1/vms/%s%s", esc, suffix);
+}
+
+static int follow_task(cli *c, json_t *resp, const char *label, int nowait)
+{
+    json_t *t = json_object_get(resp, "task");
+    long long id = json_integer_value(json_object_get(t, "id"));
+    if (!id) {
+        /* nothing to do (policy already applied) */
+        if (c->json)
+            print_json(resp);
+        else if (!c->quiet)
+            printf("%s: nothing to do\n", label);
+        return EXIT_OK;
+    }
+    if (nowait) {
+        if (c->json)
+            print_json(t);
+        else
+            printf("task %lld started (vmseal task wait %lld)\n", id, id);
+        return EXIT_OK;
+    }
+    return wait_task(c, id, label);
+}
+
+static void vm_info(const json_t *v)
+{
+    printf("Name:        %s\n", jstr(v, "name"));
+    printf("UUID:        %s\n", jstr(v, "uuid"));
+    printf("Host:        %s\n", jstr(v, "host"));
+    printf("Policy:      %s\n", !strcmp(jstr(v, "policy"), "encrypted") ? "VM Encryption (encrypted)"
+                                                                          : "Datastore default (none)");
+    printf("Encrypted:   %s\n", json_is_true(json_object_get(v, "encrypted")) ? "yes" : "no");
+    if (*jstr(v, "kek_id"))
+        printf("KEK:         %s on key provider %s\n", jstr(v, "kek_id"), jstr(v, "kms"));
+    printf("CPUs:        %lld\n", (long long)json_integer_value(json_object_get(v, "cpus")));
+    printf("Memory:      %lld MB\n", (long long)json_integer_value(json_object_get(v, "memory_mb")));
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(v, "disks"), i, d)
+        printf("Disk %zu:      %lld MB\n", i, (long long)json_integer_value(json_object_get(d, "size_mb")));
+    json_t *rt = json_object_get(v, "runtime");
+    if (json_is_object(rt)) {
+        printf("Power:       %s\n", jstr(rt, "power"));
+        if (json_is_true(json_object_get(rt, "locked")))
+            printf("Locked:      yes (%s)\n", jstr(rt, "locked_reason"));
+        json_t *task = json_object_get(rt, "task");
+        if (json_is_object(task))
+            printf("Host task:   %s %lld%%\n", jstr(task, "state"),
+                   (long long)json_integer_value(json_object_get(task, "progress")));
+    } else if (*jstr(v, "runtime_error")) {
+        printf("Power:       unknown (%s)\n", jstr(v, "runtime_error"));
+    }
+    if (json_object_get(v, "task"))
+        printf("Task:        %lld running\n", (long long)json_integer_value(json_object_get(v, "task")));
+}
+
+int cmd_vm(cli *c, int argc, char **argv)
+{
+    if (argc < 2)
+        return EXIT_USAGE;
+    const char *sub = argv[1];
+    const char *host = NULL, *kms = NULL, *kernel = NULL, *initrd = NULL, *append = NULL, *fw = NULL;
+    long cpus = 0, mem = 0, disks[16];
+    size_t nd = 0;
+    int encrypt = 0, deep = 0, nowait = 0, ch;
+    static const struct option opts[] = {
+        {"host", required_argument, NULL, 'H'},
+        {"cpus", required_argument, NULL, 'c'},
+        {"memory", required_argument, NULL, 'm'},
+        {"disk", required_argument, NULL, 'd'},
+        {"encrypt", no_argument, NULL, 'e'},
+        {"kms", required_argument, NULL, 'k'},
+        {"kernel", required_argument, NULL, 'K'},
+        {"initrd", required_argument, NULL, 'I'},
+        {"append", required_argument, NULL, 'A'},
+        {"firmware", required_argument, NULL, 'F'},
+        {"deep", no_argument, NULL, 'D'},
+        {"no-wait", no_argument, NULL, 'n'},
+        {0, 0, 0, 0},
+    };
+    optind = 2;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'H': host = optarg; break;
+        case 'c': cpus = atol(optarg); break;
+        case 'm': mem = atol(optarg); break;
+        case 'd':
+            if (nd == 16)
+                return EXIT_USAGE;
+            disks[nd++] = atol(optarg);
+            break;
+        case 'e': encrypt = 1; break;
+        case 'k': kms = optarg; break;
+        case 'K': kernel = optarg; break;
+        case 'I': initrd = optarg; break;
+        case 'A': append = optarg; break;
+        case 'F': fw = optarg; break;
+        case 'D': deep = 1; break;
+        case 'n': nowait = 1; break;
+        default: return EXIT_USAGE;
+        }
+    }
+    int nargs = argc - optind;
+    char **args = argv + optind;
+    json_t *resp = NULL, *body = NULL;
+    char path[300], label[160];
+    int rc;
+    if (!strcmp(sub, "ls") && nargs == 0) {
+        rc = cli_call(c, "GET", "/api/v1/vms", NULL, &resp);
+        if (rc != EXIT_OK)
+            return rc;
+        if (c->json) {
+            print_json(resp);
+        } else {
+            static const char *const h[] = {"NAME", "HOST", "POLICY", "ENCRYPTED", "KEY PROVIDER", "KEK", "UUID"};
+            table *t = table_new(7, h);
+            size_t i;
+            json_t *v;
+            json_array_foreach(json_object_get(resp, "vms"), i, v) {
+                const char *row[] = {jstr(v, "name"), jstr(v, "host"), jstr(v, "policy"),
+                                     json_is_true(json_object_get(v, "encrypted")) ? "yes" : "no",
+                                     jstr(v, "kms"), jstr(v, "kek_id"), jstr(v, "uuid")};
+                table_add(t, row);
+            }
+            table_print(t, stdout);
+            table_free(t);
+        }
+        json_decref(resp);
+        return EXIT_OK;
+    }
+    if (nargs != 1)
+        return EXIT_USAGE;
+    const char *name = args[0];
+    if (!strcmp(sub, "create")) {
+        if (!host) {
+            fprintf(stderr, "vmseal vm create: --host HOST is required\n");
+            return EXIT_USAGE;
+        }
+        body = json_pack("{s:s,s:s,s:s}", "name", name, "host", host, "policy", encrypt ? "encrypted" : "none");
+        if (cpus)
+            json_object_set_new(body, "cpus", json_integer(cpus));
+        if (mem)
+            json_object_set_new(body, "memory_mb", json_integer(mem));
+        json_t *da = json_array();
+        for (size_t i = 0; i < nd; i++)
+            json_array_append_new(da, json_pack("{s:I}", "size_mb", (json_int_t)disks[i]));
+        json_object_set_new(body, "disks", da);
+        if (kms)
+            json_object_set_new(body, "kms", json_string(kms));
+        if (kernel)
+            json_object_set_new(body, "kernel", json_string(kernel));
+        if (initrd)
+            json_object_set_new(body, "initrd", json_string(initrd));
+        if (append)
+            json_object_set_new(body, "append", json_string(append));
+        if (fw)
+            json_object_set_new(body, "firmware", json_string(fw));
+        rc = cli_call(c, "POST", "/api/v1/vms", body, &resp);
+        if (rc == EXIT_OK && !c->json && !c->quiet)
+            printf("VM %s created on %s (%s)%s%s\n", name, host, jstr(resp, "uuid"),
+                   *jstr(resp, "kek_id") ? ", encrypted with KEK " : "", jstr(resp, "kek_id"));
+    } else if (!strcmp(sub, "info")) {
+        vm_path(path, sizeof(path), name, "");
+        rc = cli_call(c, "GET", path, NULL, &resp);
+        if (rc == EXIT_OK && !c->json)
+            vm_info(resp);
+    } else if (!strcmp(sub, "start") || !strcmp(sub, "stop")) {
+        vm_path(path, sizeof(path), name, !strcmp(sub, "start") ? "/power-on" : "/power-off");
+        body = json_object();
+        rc = cli_call(c, "POST", path, body, &resp);
+        if (rc == EXIT_OK && !c->json && !c->quiet)
+            printf("VM %s powered %s\n", name, !strcmp(sub, "start") ? "on" : "off");
+    } else if (!strcmp(sub, "rm")) {
+        vm_path(path, sizeof(path), name, "");
+        rc = cli_call(c, "DELETE", path, NULL, &resp);
+        if (rc == EXIT_OK && !c->json && !c->quiet)
+            printf("VM %s removed\n", name);
+    } else if (!strcmp(sub, "encrypt") || !strcmp(sub, "decrypt")) {
+        int enc = !strcmp(sub, "encrypt");
+        body = json_pack("{s:s}", "policy", enc ? "encrypted" : "none");
+        if (kms)
+            json_object_set_new(body, "kms", json_string(kms));
+        vm_path(path, sizeof(path), name, "");
+        rc = cli_call(c, "PATCH", path, body, &resp);
+        snprintf(label, sizeof(label), "%s %s", enc ? "encrypting" : "decrypting", name);
+        if (rc == EXIT_OK) {
+            rc = follow_task(c, resp, label, nowait);
+            if (rc == EXIT_OK && !c->json && !c->quiet && json_object_get(resp, "task"))
+                printf("VM %s is %s\n", name, enc ? "encrypted" : "decrypted");
+        }
+        json_decref(body);
+        json_decref(resp);
+        return rc;
+    } else if (!strcmp(sub, "rekey")) {
+        body = json_pack("{s:b}", "deep", deep);
+        if (kms)
+            json_object_set_new(body, "kms", json_string(kms));
+        vm_path(path, sizeof(path), name, "/rekey");
+        rc = cli_call(c, "POST", path, body, &resp);
+        snprintf(label, sizeof(label), "%s rekey %s", deep ? "deep" : "shallow", name);
+        if (rc == EXIT_OK) {
+            rc = follow_task(c, resp, label, nowait);
+            if (rc == EXIT_OK && !c->json && !c->quiet && !nowait)
+                printf("VM %s has a new KEK%s\n", name, deep ? " and new disk keys" : "");
+        }
+        json_decref(body);
+        json_decref(resp);
+        return rc;
+    } else {
+        return EXIT_USAGE;
+    }
+    if (rc == EXIT_OK && c->json)
+        print_json(resp);
+    json_decref(body);
+    json_decref(resp);
+    return rc;
+}

@@ -1,0 +1,110 @@
+/* vmseal — the admin CLI for vmseal-managerd. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vmseal/https_server.h>
+
+#include "cli.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: vmseal [--url URL] [--ca FILE] [--json] [--quiet] COMMAND ...\n"
+            "\n"
+            "  login [USER] [--password-file FILE|-] [--password-fd N]\n"
+            "                                 log in; the session is kept in ~/.config/vmseal (0600)\n"
+            "  logout | whoami\n"
+            "  kms ls | status NAME | add NAME --server HOST:PORT... [--default] | rm NAME\n"
+            "  kms default NAME | servers NAME --server HOST:PORT...\n"
+            "  kms trust NAME [--ca FILE] [--yes]       the manager trusts the KMS (its CA certificate)\n"
+            "  kms csr NAME [--cn CN] [--out FILE]      key pair + CSR for the KMS to sign\n"
+            "  kms client-cert NAME --cert FILE [--key FILE]\n"
+            "                                 the manager's KMIP client certificate (the KMS trusts us)\n"
+            "  host ls | rm NAME\n"
+            "  vm ls | info NAME | start NAME | stop NAME | rm NAME\n"
+            "  vm create NAME --host HOST [--cpus N] [--memory MB] [--disk MB]... [--encrypt] [--kms NAME]\n"
+            "            [--kernel FILE --initrd FILE --append ARGS] [--firmware bios|uefi]\n"
+            "  vm encrypt NAME [--kms NAME] [--no-wait]  apply the VM Encryption policy\n"
+            "  vm decrypt NAME [--no-wait]               back to the datastore default policy\n"
+            "  vm rekey NAME [--deep] [--kms NAME] [--no-wait]\n"
+            "                                 new KEK (shallow) or new KEK and disk keys (deep)\n"
+            "  task ls | info ID | wait ID\n"
+            "  events [--since ID] [--limit N] [--follow]\n"
+            "  user ls | add NAME --role ROLE | passwd [NAME] | rm NAME | role NAME ROLE\n"
+            "       passwords: --password-file FILE|-, --password-fd N, or a prompt (never argv)\n"
+            "  role ls\n"
+            "\n"
+            "The manager: --url or $VMSEAL_URL (https://HOST:PORT), verified with --ca or $VMSEAL_CA;\n"
+            "after `vmseal login` both are remembered.\n"
+            "\n"
+            "exit codes: 0 ok, 1 failed, 2 usage, 3 not logged in / wrong password / session expired,\n"
+            "            4 not found, 5 permission denied, 6 conflict (exists, busy, wrong state),\n"
+            "            7 manager unreachable or not trusted\n");
+}
+
+int main(int argc, char **argv)
+{
+    vmseal_json_wipe_on_free();
+    cli c = {0};
+    c.url = getenv("VMSEAL_URL");
+    c.ca = getenv("VMSEAL_CA");
+    if (c.url && !*c.url)
+        c.url = NULL;
+    if (c.ca && !*c.ca)
+        c.ca = NULL;
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (!strcmp(argv[i], "--url") && i + 1 < argc)
+            c.url = argv[++i];
+        else if (!strcmp(argv[i], "--ca") && i + 1 < argc)
+            c.ca = argv[++i];
+        else if (!strcmp(argv[i], "--json"))
+            c.json = 1;
+        else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q"))
+            c.quiet = 1;
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return EXIT_OK;
+        } else {
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    (void)cli_load_session(&c);
+    const char *cmd = argv[i];
+    int sub_argc = argc - i;
+    char **sub_argv = argv + i;
+    int rc;
+    if (!strcmp(cmd, "login"))
+        rc = cmd_login(&c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "logout"))
+        rc = cmd_logout(&c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "whoami"))
+        rc = cmd_whoami(&c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "kms"))
+        rc = cmd_kms(&c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "host"))
+        rc = cmd_host(&c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "vm"))
+        rc = cmd_vm(&c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "task"))
+        rc = cmd_task(&c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "events"))
+        rc = cmd_events(&c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "user"))
+        rc = cmd_user(&c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "role"))
+        rc = cmd_role(&c, sub_argc, sub_argv);
+    else
+        rc = EXIT_USAGE;
+    if (rc == EXIT_USAGE && !cli_reported)
+        fprintf(stderr, "vmseal: see `vmseal --help` for the usage of %s\n", cmd);
+    json_decref(c.session);
+    free(c.session_path);
+    return rc;
+}

@@ -1,0 +1,322 @@
+/* vmseal-managerd store, users/sessions and events, against a real
+ * database: SQLite in a temp folder by default, or the PostgreSQL server
+ * named by $VMSEAL_TEST_PG (tests/managerd/test_postgres.sh starts one). */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "managerd.h"
+
+static char dir[64];
+static char uri[1024];
+static mgr_config cfg;
+
+static int setup(void **state)
+{
+    (void)state;
+    strcpy(dir, "/tmp/vmseal-mstore.XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    const char *pg = getenv("VMSEAL_TEST_PG");
+    if (pg && *pg)
+        snprintf(uri, sizeof(uri), "%s", pg);
+    else
+        snprintf(uri, sizeof(uri), "%s/test.db", dir);
+    cfg.token_ttl_s = 2;
+    cfg.kms_dir = dir;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* A manager over a fresh database (tables emptied). */
+static void mgr_open(manager *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->cfg = &cfg;
+    pthread_mutex_init(&m->lock, NULL);
+    pthread_cond_init(&m->changed, NULL);
+    assert_int_equal(store_open(uri, &m->db), 0);
+    static const char *const tables[] = {"sessions", "users", "events", "kms_servers", "kms_providers",
+                                         "keks", "tasks", "vms", "hosts", "roles"};
+    for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "DELETE FROM %s", tables[i]);
+        assert_true(store_exec(m->db, sql, 0, NULL, NULL) >= 0);
+    }
+    assert_int_equal(auth_seed_roles(m->db), 0);
+}
+
+static void mgr_close(manager *m)
+{
+    store_close(m->db);
+    pthread_cond_destroy(&m->changed);
+    pthread_mutex_destroy(&m->lock);
+}
+
+static void test_store_basics(void **state)
+{
+    (void)state;
+    manager m;
+    mgr_open(&m);
+    /* parameters, NULLs, RETURNING, counts of changed rows */
+    store_rows *r = NULL;
+    assert_int_equal(store_execv(m.db, &r,
+                                 "INSERT INTO events (time, user_name, action, object, old_value, new_value) "
+                                 "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                                 "10", "u", "a", "o", NULL, "{\"x\":1}", STORE_END), 0);
+    assert_int_equal(store_rows_count(r), 1);
+    long long id = atoll(store_rows_get(r, 0, 0));
+    assert_true(id > 0);
+    store_rows_free(r);
+    char ids[32];
+    snprintf(ids, sizeof(ids), "%lld", id);
+    assert_int_equal(store_execv(m.db, &r, "SELECT old_value, new_value, time FROM events WHERE id = $1",
+                                 ids, STORE_END), 0);
+    assert_null(store_rows_get(r, 0, 0));
+    assert_string_equal(store_rows_get(r, 0, 1), "{\"x\":1}");
+    assert_string_equal(store_rows_get(r, 0, 2), "10");
+    assert_null(store_rows_get(r, 1, 0));   /* out of range */
+    assert_null(store_rows_get(r, 0, 3));
+    store_rows_free(r);
+    assert_int_equal(store_execv(m.db, NULL, "UPDATE events SET time = $2 WHERE id = $1", ids, "11",
+                                 STORE_END), 1);
+    assert_int_equal(store_execv(m.db, NULL, "UPDATE events SET time = 1 WHERE id = -5", STORE_END), 0);
+    /* text with quotes and dollar signs is data, not SQL */
+    assert_int_equal(store_execv(m.db, NULL, "INSERT INTO hosts (name, url, datastore, subject, "
+                                 "fingerprint, registered, last_seen) VALUES ($1, $2, $3, $4, $5, 1, 1)",
+                                 "h'1", "https://x", "$1 '; DROP TABLE users; --", "s", "f", STORE_END), 1);
+    assert_int_equal(store_execv(m.db, &r, "SELECT datastore FROM hosts WHERE name = $1", "h'1", STORE_END), 0);
+    assert_string_equal(store_rows_get(r, 0, 0), "$1 '; DROP TABLE users; --");
+    store_rows_free(r);
+    /* unique violation is -EEXIST */
+    assert_int_equal(store_execv(m.db, NULL, "INSERT INTO hosts (name, url, datastore, subject, "
+                                 "fingerprint, registered, last_seen) VALUES ($1, 'u', 'd', 's', 'f', 1, 1)",
+                                 "h'1", STORE_END), -EEXIST);
+    /* SQL errors are reported, not crashes */
+    assert_true(store_execv(m.db, NULL, "SELEKT 1", STORE_END) < 0);
+    assert_true(strlen(vmseal_last_error()) > 0);
+    mgr_close(&m);
+}
+
+static int tx_insert_then_fail(store *s, void *arg)
+{
+    int *fail = arg;
+    int rc = store_execv(s, NULL, "INSERT INTO roles (name, privileges) VALUES ('txrole', 'x')", STORE_END);
+    if (rc < 0)
+        return rc;
+    return *fail ? vmseal_fail(EIO, "deliberate failure") : 0;
+}
+
+static void test_store_transactions(void **state)
+{
+    (void)state;
+    manager m;
+    mgr_open(&m);
+    int fail = 1;
+    assert_int_equal(store_tx(m.db, tx_insert_then_fail, &fail), -EIO);
+    assert_string_equal(vmseal_last_error(), "deliberate failure");
+    store_rows *r = NULL;
+    assert_int_equal(store_execv(m.db, &r, "SELECT COUNT(*) FROM roles WHERE name = 'txrole'", STORE_END), 0);
+    assert_string_equal(store_rows_get(r, 0, 0), "0");   /* rolled back */
+    store_rows_free(r);
+    fail = 0;
+    assert_int_equal(store_tx(m.db, tx_insert_then_fail, &fail), 0);
+    assert_int_equal(store_execv(m.db, &r, "SELECT COUNT(*) FROM roles WHERE name = 'txrole'", STORE_END), 0);
+    assert_string_equal(store_rows_get(r, 0, 0), "1");
+    store_rows_free(r);
+    /* a second open finds the schema in place (idempotent) and the data */
+    store *again = NULL;
+    assert_int_equal(store_open(uri, &again), 0);
+    assert_int_equal(store_execv(again, &r, "SELECT value FROM meta WHERE key = 'schema'", STORE_END), 0);
+    assert_string_equal(store_rows_get(r, 0, 0), STORE_SCHEMA_VERSION);
+    store_rows_free(r);
+    store_close(again);
+    mgr_close(&m);
+}
+
+static void test_password_hash(void **state)
+{
+    (void)state;
+    char h1[256], h2[256];
+    assert_int_equal(auth_password_hash("correct horse", 13, h1, sizeof(h1)), 0);
+    assert_int_equal(auth_password_hash("correct horse", 13, h2, sizeof(h2)), 0);
+    assert_string_not_equal(h1, h2);   /* salted */
+    assert_int_equal(strncmp(h1, "scrypt$15$8$1$", 14), 0);
+    assert_null(strstr(h1, "correct"));
+    assert_int_equal(auth_password_verify("correct horse", 13, h1), 0);
+    assert_int_equal(auth_password_verify("correct horsf", 13, h1), -EACCES);
+    assert_int_equal(auth_password_verify("correct hors", 12, h1), -EACCES);
+    assert_int_equal(auth_password_verify("x", 1, "plain"), -EINVAL);
+    assert_int_equal(auth_password_verify("x", 1, "scrypt$40$8$1$00$00"), -EINVAL);
+    char small[16];
+    assert_true(auth_password_hash("pw", 2, small, sizeof(small)) < 0);
+}
+
+static void test_users_sessions(void **state)
+{
+    (void)state;
+    manager m;
+    mgr_open(&m);
+    assert_int_equal(auth_user_create(&m, "-", "alice", "alicepassword", "Administrator"), 0);
+    assert_int_equal(auth_user_create(&m, "-", "bob", "bobpassword", "NoCryptoAdmin"), 0);
+    assert_int_equal(auth_user_create(&m, "-", "alice", "x", "Administrator"), -EEXIST);
+    assert_int_equal(auth_user_create(&m, "-", "carol", "carolpassword", "NoSuchRole"), -ENOENT);
+    assert_int_equal(auth_user_create(&m, "-", "../evil", "pw", "Administrator"), -EINVAL);
+    /* the hash is stored, never the password */
+    store_rows *r = NULL;
+    assert_int_equal(store_execv(m.db, &r, "SELECT pwhash FROM users WHERE name = 'alice'", STORE_END), 0);
+    assert_null(strstr(store_rows_get(r, 0, 0), "alicepassword"));
+    store_rows_free(r);
+
+    char token[80];
+    int64_t exp = 0;
+    assert_int_equal(auth_login(&m, "alice", "wrong", token, sizeof(token), &exp), -EACCES);
+    assert_int_equal(auth_login(&m, "nobody", "alicepassword", token, sizeof(token), &exp), -EACCES);
+    assert_int_equal(auth_login(&m, "alice", "alicepassword", token, sizeof(token), &exp), 0);
+    assert_int_equal(strlen(token), 64);
+    assert_true(exp > mgr_now());
+    /* only the token's hash is stored */
+    assert_int_equal(store_execv(m.db, &r, "SELECT token_hash FROM sessions", STORE_END), 0);
+    assert_int_equal(store_rows_count(r), 1);
+    assert_string_not_equal(store_rows_get(r, 0, 0), token);
+    store_rows_free(r);
+
+    api_ctx ctx = {.m = &m};
+    assert_int_equal(auth_session(&m, token, &ctx), 0);
+    assert_string_equal(ctx.user, "alice");
+    assert_string_equal(ctx.role, "Administrator");
+    assert_true(auth_has(&ctx, "Cryptographer.Encrypt"));
+    assert_true(auth_has(&ctx, "Cryptographer.ManageKeyServers"));
+    assert_false(auth_has(&ctx, "Cryptographer"));
+    assert_false(auth_has(&ctx, "Cryptographer.Encryp"));
+    free(ctx.privileges);
+
+    /* No cryptography administrator: everything but Cryptographer.* */
+    char btok[80];
+    assert_int_equal(auth_login(&m, "bob", "bobpassword", btok, sizeof(btok), &exp), 0);
+    api_ctx bctx = {.m = &m};
+    assert_int_equal(auth_session(&m, btok, &bctx), 0);
+    assert_false(auth_has(&bctx, "Cryptographer.Encrypt"));
+    assert_false(auth_has(&bctx, "Cryptographer.Decrypt"));
+    assert_false(auth_has(&bctx, "Cryptographer.ManageKeyServers"));
+    assert_true(auth_has(&bctx, "VirtualMachine.Interact.PowerOn"));
+    assert_true(auth_has(&bctx, "Authorization.ModifyPermissions"));
+    free(bctx.privileges);
+
+    /* bad, unknown, logged out and expired tokens */
+    api_ctx x = {.m = &m};
+    assert_int_equal(auth_session(&m, NULL, &x), -EACCES);
+    assert_int_equal(auth_session(&m, "short", &x), -EACCES);
+    char forged[65];
+    memset(forged, 'a', 64);
+    forged[64] = '\0';
+    assert_int_equal(auth_session(&m, forged, &x), -EACCES);
+    assert_int_equal(auth_logout(&m, btok), 0);
+    assert_int_equal(auth_session(&m, btok, &x), -EACCES);
+    sleep(3);   /* token_ttl is 2 s in this test */
+    assert_int_equal(auth_session(&m, token, &x), -EACCES);
+    free(x.privileges);
+    mgr_close(&m);
+}
+
+struct waiter {
+    manager *m;
+    long long since;
+    json_t *out;
+};
+
+static void *wait_events(void *arg)
+{
+    struct waiter *w = arg;
+    if (events_list(w->m, w->since, 10, 5, &w->out) < 0)
+        w->out = NULL;
+    return NULL;
+}
+
+static void test_events(void **state)
+{
+    (void)state;
+    manager m;
+    mgr_open(&m);
+    json_t *ov = json_pack("{s:i}", "memory_mb", 6144);
+    json_t *nv = json_pack("{s:i}", "memory_mb", 10240);
+    assert_int_equal(event_add(&m, "alice", "vm.reconfigure", "vm1", ov, nv), 0);
+    assert_int_equal(event_add(&m, "bob", "kms.add", "k1", NULL, nv), 0);
+    json_t *out = NULL;
+    assert_int_equal(events_list(&m, 0, 100, 0, &out), 0);
+    json_t *evs = json_object_get(out, "events");
+    assert_int_equal(json_array_size(evs), 2);
+    json_t *e0 = json_array_get(evs, 0);
+    assert_string_equal(json_string_value(json_object_get(e0, "user")), "alice");
+    assert_string_equal(json_string_value(json_object_get(e0, "action")), "vm.reconfigure");
+    assert_string_equal(json_string_value(json_object_get(e0, "object")), "vm1");
+    assert_true(json_equal(json_object_get(e0, "old"), ov));
+    assert_true(json_equal(json_object_get(e0, "new"), nv));
+    assert_true(json_is_null(json_object_get(json_array_get(evs, 1), "old")));
+    long long first = json_integer_value(json_object_get(e0, "id"));
+    long long last = json_integer_value(json_object_get(out, "last"));
+    assert_true(last > first);
+    json_decref(out);
+    /* since and limit */
+    assert_int_equal(events_list(&m, first, 100, 0, &out), 0);
+    assert_int_equal(json_array_size(json_object_get(out, "events")), 1);
+    json_decref(out);
+    assert_int_equal(events_list(&m, 0, 1, 0, &out), 0);
+    assert_int_equal(json_array_size(json_object_get(out, "events")), 1);
+    json_decref(out);
+    /* negative since: the last N */
+    assert_int_equal(events_list(&m, -1, 100, 0, &out), 0);
+    assert_int_equal(json_array_size(json_object_get(out, "events")), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(out, "events"), 0),
+                                                          "action")), "kms.add");
+    json_decref(out);
+    /* nothing new: returns empty after the wait */
+    assert_int_equal(events_list(&m, last, 100, 1, &out), 0);
+    assert_int_equal(json_array_size(json_object_get(out, "events")), 0);
+    assert_int_equal(json_integer_value(json_object_get(out, "last")), last);
+    json_decref(out);
+    /* long poll: a waiter is woken by a new event well before its timeout */
+    struct waiter w = {.m = &m, .since = last};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, wait_events, &w), 0);
+    usleep(300000);
+    time_t before = time(NULL);
+    assert_int_equal(event_add(&m, "alice", "vm.power-on", "vm1", NULL, NULL), 0);
+    pthread_join(t, NULL);
+    assert_true(time(NULL) - before <= 2);
+    assert_non_null(w.out);
+    assert_int_equal(json_array_size(json_object_get(w.out, "events")), 1);
+    json_decref(w.out);
+    json_decref(ov);
+    json_decref(nv);
+    mgr_close(&m);
+}
+
+int main(void)
+{
+    vmseal_json_wipe_on_free();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_store_basics),
+        cmocka_unit_test(test_store_transactions),
+        cmocka_unit_test(test_password_hash),
+        cmocka_unit_test(test_users_sessions),
+        cmocka_unit_test(test_events),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
