@@ -33,6 +33,19 @@ static void dump_hex(FILE *out, const uint8_t *p, size_t len)
         fputs(" (empty)", out);
 }
 
+/* For an Attribute Value, the tag its Attribute Name stands for (so that
+ * "State" values get state names); otherwise the item's own tag. */
+static uint32_t attr_value_tag(const vmseal_ttlv *t)
+{
+    if (t->tag != VMSEAL_KMIP_TAG_ATTRIBUTE_VALUE || !t->parent)
+        return t->tag;
+    const char *name;
+    if (vmseal_ttlv_find_text(t->parent, VMSEAL_KMIP_TAG_ATTRIBUTE_NAME, &name, NULL) < 0)
+        return t->tag;
+    uint32_t tag = vmseal_kmip_tag_by_name(name);
+    return tag ? tag : t->tag;
+}
+
 static void dump_item(const vmseal_ttlv *t, FILE *out, unsigned depth, int sensitive)
 {
     for (unsigned i = 0; i < depth; i++)
@@ -55,7 +68,7 @@ static void dump_item(const vmseal_ttlv *t, FILE *out, unsigned depth, int sensi
         fprintf(out, "%" PRId64, t->v.i);
         break;
     case VMSEAL_TTLV_ENUM: {
-        const char *en = vmseal_kmip_enum_name(t->tag, (uint32_t)t->v.i);
+        const char *en = vmseal_kmip_enum_name(attr_value_tag(t), (uint32_t)t->v.i);
         fprintf(out, "0x%08" PRIX32, (uint32_t)t->v.i);
         if (en)
             fprintf(out, " (%s)", en);
