@@ -1,0 +1,163 @@
+/* KEKs in locked memory, by key id. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keystore.h"
+
+typedef struct kek_entry {
+    char *id;
+    char provider[VMSEAL_KEYSAFE_PROVIDER_MAX + 1];
+    vmseal_secret *kek;
+} kek_entry;
+
+struct vmseal_keystore {
+    pthread_mutex_t lock;
+    kek_entry *e;
+    size_t n, cap;
+    char default_provider[VMSEAL_KEYSAFE_PROVIDER_MAX + 1];
+};
+
+vmseal_keystore *vmseal_keystore_new(const char *default_provider)
+{
+    if (!default_provider || !vmseal_keysafe_provider_valid(default_provider)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    vmseal_keystore *ks = calloc(1, sizeof(*ks));
+    if (!ks)
+        return NULL;
+    pthread_mutex_init(&ks->lock, NULL);
+    strcpy(ks->default_provider, default_provider);
+    return ks;
+}
+
+void vmseal_keystore_free(vmseal_keystore *ks)
+{
+    if (!ks)
+        return;
+    for (size_t i = 0; i < ks->n; i++) {
+        vmseal_secret_free(ks->e[i].kek);
+        free(ks->e[i].id);
+    }
+    free(ks->e);
+    pthread_mutex_destroy(&ks->lock);
+    free(ks);
+}
+
+const char *vmseal_keystore_default_provider(const vmseal_keystore *ks)
+{
+    return ks->default_provider;
+}
+
+static kek_entry *find(vmseal_keystore *ks, const char *id)
+{
+    for (size_t i = 0; i < ks->n; i++)
+        if (strcmp(ks->e[i].id, id) == 0)
+            return &ks->e[i];
+    return NULL;
+}
+
+int vmseal_keystore_put(vmseal_keystore *ks, const char *kek_id, const char *provider,
+                        vmseal_secret *kek)
+{
+    if (!kek)
+        return vmseal_fail(EINVAL, "no key");
+    if (!kek_id || !vmseal_keysafe_kek_id_valid(kek_id)) {
+        vmseal_secret_free(kek);
+        return vmseal_fail(EINVAL, "invalid KEK id");
+    }
+    if (!provider)
+        provider = ks->default_provider;
+    if (!vmseal_keysafe_provider_valid(provider)) {
+        vmseal_secret_free(kek);
+        return vmseal_fail(EINVAL, "invalid key provider name");
+    }
+    if (vmseal_secret_len(kek) != VMSEAL_KEYSAFE_KEK_LEN) {
+        vmseal_secret_free(kek);
+        return vmseal_fail(EINVAL, "a KEK is %d bytes", VMSEAL_KEYSAFE_KEK_LEN);
+    }
+    pthread_mutex_lock(&ks->lock);
+    kek_entry *e = find(ks, kek_id);
+    if (e) {
+        vmseal_secret_free(e->kek);
+        e->kek = kek;
+        strcpy(e->provider, provider);
+        pthread_mutex_unlock(&ks->lock);
+        return 0;
+    }
+    if (ks->n == ks->cap) {
+        size_t ncap = ks->cap ? ks->cap * 2 : 16;
+        kek_entry *ne = realloc(ks->e, ncap * sizeof(*ne));
+        if (!ne) {
+            pthread_mutex_unlock(&ks->lock);
+            vmseal_secret_free(kek);
+            return vmseal_fail(ENOMEM, "out of memory");
+        }
+        ks->e = ne;
+        ks->cap = ncap;
+    }
+    char *id = strdup(kek_id);
+    if (!id) {
+        pthread_mutex_unlock(&ks->lock);
+        vmseal_secret_free(kek);
+        return vmseal_fail(ENOMEM, "out of memory");
+    }
+    ks->e[ks->n].id = id;
+    ks->e[ks->n].kek = kek;
+    strcpy(ks->e[ks->n].provider, provider);
+    ks->n++;
+    pthread_mutex_unlock(&ks->lock);
+    return 0;
+}
+
+int vmseal_keystore_get(vmseal_keystore *ks, const char *kek_id, vmseal_secret **kek,
+                        char provider[VMSEAL_KEYSAFE_PROVIDER_MAX + 1])
+{
+    *kek = NULL;
+    pthread_mutex_lock(&ks->lock);
+    kek_entry *e = kek_id ? find(ks, kek_id) : NULL;
+    if (!e) {
+        pthread_mutex_unlock(&ks->lock);
+        return vmseal_fail(ENOKEY, "KEK %s is not available on this host", kek_id ? kek_id : "");
+    }
+    int r = vmseal_secret_dup(e->kek, kek);
+    if (r == 0 && provider)
+        strcpy(provider, e->provider);
+    pthread_mutex_unlock(&ks->lock);
+    return r;
+}
+
+int vmseal_keystore_has(vmseal_keystore *ks, const char *kek_id)
+{
+    pthread_mutex_lock(&ks->lock);
+    int has = kek_id && find(ks, kek_id) != NULL;
+    pthread_mutex_unlock(&ks->lock);
+    return has;
+}
+
+int vmseal_keystore_delete(vmseal_keystore *ks, const char *kek_id)
+{
+    pthread_mutex_lock(&ks->lock);
+    kek_entry *e = kek_id ? find(ks, kek_id) : NULL;
+    if (!e) {
+        pthread_mutex_unlock(&ks->lock);
+        return vmseal_fail(ENOKEY, "KEK %s is not on this host", kek_id ? kek_id : "");
+    }
+    size_t i = (size_t)(e - ks->e);
+    vmseal_secret_free(e->kek);
+    free(e->id);
+    memmove(&ks->e[i], &ks->e[i + 1], (ks->n - i - 1) * sizeof(*e));
+    ks->n--;
+    pthread_mutex_unlock(&ks->lock);
+    return 0;
+}
+
+size_t vmseal_keystore_count(vmseal_keystore *ks)
+{
+    pthread_mutex_lock(&ks->lock);
+    size_t n = ks->n;
+    pthread_mutex_unlock(&ks->lock);
+    return n;
+}

@@ -1,0 +1,39 @@
+/* vmseal-hostd — the KEKs this host holds: in locked memory only.
+ *
+ * Each KEK (32 bytes) lives in a vmseal_secret (guard pages, mlock,
+ * MADV_DONTDUMP, wiped on free) under its KMS key id, with the name of the
+ * key provider used in key safes. Nothing here ever touches the disk.
+ * Thread-safe.
+ */
+#ifndef VMSEAL_HOSTD_KEYSTORE_H
+#define VMSEAL_HOSTD_KEYSTORE_H
+
+#include <vmseal/common.h>
+#include <vmseal/keysafe.h>
+#include <vmseal/secret.h>
+
+typedef struct vmseal_keystore vmseal_keystore;
+
+/* default_provider: provider name for KEKs stored without one. */
+vmseal_keystore *vmseal_keystore_new(const char *default_provider);
+void vmseal_keystore_free(vmseal_keystore *ks);
+
+/* Store (or replace) a KEK; the secret is taken over in every case.
+ * provider NULL: the default. -EINVAL for a bad id/provider/length. */
+int vmseal_keystore_put(vmseal_keystore *ks, const char *kek_id, const char *provider,
+                        vmseal_secret *kek);
+
+/* A copy of the KEK (caller frees) and its provider. -ENOKEY when absent. */
+int vmseal_keystore_get(vmseal_keystore *ks, const char *kek_id, vmseal_secret **kek,
+                        char provider[VMSEAL_KEYSAFE_PROVIDER_MAX + 1]) VMSEAL_MUST_CHECK;
+
+int vmseal_keystore_has(vmseal_keystore *ks, const char *kek_id);
+
+/* 0, or -ENOKEY when absent. */
+int vmseal_keystore_delete(vmseal_keystore *ks, const char *kek_id);
+
+size_t vmseal_keystore_count(vmseal_keystore *ks);
+
+const char *vmseal_keystore_default_provider(const vmseal_keystore *ks);
+
+#endif

@@ -1,0 +1,142 @@
+/* vmseal-hostd — one virtual machine: its home folder, its configuration,
+ * its keys and its QEMU.
+ *
+ * Home folder <datastore>/<name>/:
+ *   vm.conf      human-readable configuration (hostd/vmconf.h) with the key
+ *                safes: vm.keysafe (the per-VM secret, object "vm:<uuid>")
+ *                and diskN.keysafe (each disk's secret, object
+ *                "disk:<LUKS UUID of that disk>"), all wrapped by the KEK
+ *   diskN.luks   LUKS1 image (encrypted VM) — passphrase hex(disk secret)
+ *   diskN.img    raw image (VM without encryption)
+ *   nvram.luks   UEFI variable store as LUKS1 — passphrase hex(VM secret)
+ *   nvram.fd     the same without encryption
+ *   vm.log       what hostd did to the VM (clear text)
+ *   serial.log, qemu.log, qmp.sock, qemu.pid   see hostd/qemu.h
+ *
+ * Long operations (encrypt, decrypt, deep recrypt, create) first record
+ * what they are about to do in vm.conf ("op = ..." plus the new key safes),
+ * so a crash or a cancel at any moment leaves a VM that hostd finishes with
+ * vmseal_vm_resume(); each step replaces vm.conf atomically. Disk data is
+ * converted with the resumable bulk paths of include/vmseal/disk.h.
+ *
+ * Thread-safety: every function may be called from any thread. Operations
+ * that change the VM are serialised: while one runs, others get -EBUSY.
+ */
+#ifndef VMSEAL_HOSTD_VM_H
+#define VMSEAL_HOSTD_VM_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include <vmseal/common.h>
+#include <vmseal/disk.h>
+
+#include "keystore.h"
+#include "qemu.h"
+
+#define VMSEAL_VM_MAX_DISKS 8
+
+typedef enum vmseal_firmware {
+    VMSEAL_FIRMWARE_BIOS = 0,
+    VMSEAL_FIRMWARE_UEFI = 1,
+} vmseal_firmware;
+
+/* Host-wide settings the VM code needs. */
+typedef struct vmseal_host_env {
+    vmseal_keystore *keys;
+    const char *qemu;               /* NULL: default (hostd/qemu.h) */
+    vmseal_accel accel;
+    const char *ovmf_code;          /* UEFI code image */
+    const char *ovmf_vars;          /* UEFI variable store template */
+    unsigned threads;               /* for disk conversion; 0 = all CPUs */
+} vmseal_host_env;
+
+typedef struct vmseal_vm_create_req {
+    const char *name;               /* [A-Za-z0-9._-]{1,64}, not starting with '.' */
+    const char *uuid;               /* NULL: random */
+    unsigned cpus;                  /* 1..64 */
+    unsigned memory_mb;             /* 16..65536 */
+    const uint64_t *disk_sizes;     /* bytes, each a multiple of 1 MiB, 1 MiB..1 TiB */
+    size_t ndisks;                  /* 0..VMSEAL_VM_MAX_DISKS */
+    vmseal_firmware firmware;
+    const char *kernel, *initrd, *append;   /* direct kernel boot (optional) */
+    int encrypted;
+    const char *kek_id;             /* required when encrypted; must be in the keystore */
+} vmseal_vm_create_req;
+
+/* Progress of a long operation over all the VM's images, plus a cancel flag
+ * (checked between and inside conversions). */
+typedef struct vmseal_vm_progress {
+    vmseal_progress_fn fn;
+    void *ctx;
+    volatile sig_atomic_t *cancel;
+} vmseal_vm_progress;
+
+typedef struct vmseal_vm vmseal_vm;
+
+int vmseal_vm_name_valid(const char *name);
+
+/* Create the home folder, configuration and images. On failure nothing is
+ * left behind. -EEXIST when the name is taken. */
+int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
+                     const vmseal_vm_create_req *req, const vmseal_vm_progress *prog,
+                     vmseal_vm **out) VMSEAL_MUST_CHECK;
+
+/* Load a VM from its home (reads vm.conf; re-attaches to its QEMU if one
+ * still runs). */
+int vmseal_vm_load(const char *home, vmseal_vm **out) VMSEAL_MUST_CHECK;
+
+/* Free the handle (QEMU keeps running). */
+void vmseal_vm_free(vmseal_vm *vm);
+
+/* Immutable after load. */
+const char *vmseal_vm_uuid(const vmseal_vm *vm);
+const char *vmseal_vm_name(const vmseal_vm *vm);
+const char *vmseal_vm_home(const vmseal_vm *vm);
+
+/* KEK ids this VM needs (its key safes, pending operation). Returns a JSON
+ * array of strings (new ref). */
+json_t *vmseal_vm_kek_ids(vmseal_vm *vm);
+
+/* 1 and a reason when the VM cannot be opened with the keys at hand. */
+int vmseal_vm_locked(vmseal_vm *vm, const vmseal_host_env *env, char *reason, size_t len);
+
+/* Name of the interrupted operation recorded in vm.conf, or "" (copied). */
+void vmseal_vm_pending_op(vmseal_vm *vm, char *buf, size_t len);
+
+/* 1 when QEMU runs (reaps it when it has exited). */
+int vmseal_vm_running(vmseal_vm *vm);
+
+/* JSON view for the API (new ref). */
+json_t *vmseal_vm_describe(vmseal_vm *vm, const vmseal_host_env *env);
+
+int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env) VMSEAL_MUST_CHECK;
+/* ACPI power-off, after grace_ms QEMU is stopped. 0 or 1 as
+ * vmseal_qemu_power_off; -EALREADY when not running. */
+int vmseal_vm_power_off(vmseal_vm *vm, int grace_ms);
+
+/* Powered-off VM without encryption -> encrypted under kek_id. */
+int vmseal_vm_encrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *kek_id,
+                      const vmseal_vm_progress *prog) VMSEAL_MUST_CHECK;
+/* Powered-off encrypted VM -> plain. */
+int vmseal_vm_decrypt(vmseal_vm *vm, const vmseal_host_env *env,
+                      const vmseal_vm_progress *prog) VMSEAL_MUST_CHECK;
+/* Shallow (deep = 0): key safes rewrapped under new_kek_id; allowed while
+ * running. Deep: every image gets a new LUKS volume key (data re-encrypted)
+ * and the key safes move to new_kek_id; powered off only. */
+int vmseal_vm_recrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *new_kek_id,
+                      int deep, const vmseal_vm_progress *prog) VMSEAL_MUST_CHECK;
+/* Finish the operation recorded in vm.conf (no-op when none). */
+int vmseal_vm_resume(vmseal_vm *vm, const vmseal_host_env *env,
+                     const vmseal_vm_progress *prog) VMSEAL_MUST_CHECK;
+
+/* Powered off only: delete the home folder. The handle stays valid for
+ * vmseal_vm_free only. */
+int vmseal_vm_destroy(vmseal_vm *vm) VMSEAL_MUST_CHECK;
+
+/* Append a line to the VM's vm.log (clear text; never key material). */
+void vmseal_vm_log(vmseal_vm *vm, const char *fmt, ...) VMSEAL_PRINTF(2, 3);
+
+#endif
