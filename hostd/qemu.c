@@ -363,11 +363,21 @@ int vmseal_qemu_power_off(vmseal_qemu *vm, int grace_ms)
 {
     if (!vmseal_qemu_alive(vm))
         return 0;
-    int r = ensure_qmp(vm);
-    if (r == 0)
-        r = vmseal_qmp_execute(vm->qmp, "system_powerdown", NULL, vm->timeout_ms, NULL);
-    if (r == 0 && vmseal_qemu_wait_exit(vm, grace_ms) == 0)
-        return 0;
+    /* Press the power button again every few seconds: a guest that was
+     * still booting may have missed the first press. */
+    int64_t deadline = now_ms() + grace_ms;
+    for (;;) {
+        int r = ensure_qmp(vm);
+        if (r == 0)
+            r = vmseal_qmp_execute(vm->qmp, "system_powerdown", NULL, vm->timeout_ms, NULL);
+        if (r < 0)
+            break;
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            break;
+        if (vmseal_qemu_wait_exit(vm, left < 5000 ? (int)left : 5000) == 0)
+            return 0;
+    }
     if (!vmseal_qemu_alive(vm))
         return 0;
     vmseal_qemu_kill(vm);

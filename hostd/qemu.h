@@ -83,8 +83,9 @@ int vmseal_qemu_status(vmseal_qemu *vm, char *buf, size_t len) VMSEAL_MUST_CHECK
  * -ETIMEDOUT when it still runs. */
 int vmseal_qemu_wait_exit(vmseal_qemu *vm, int timeout_ms);
 
-/* Graceful power-off: ACPI power button (system_powerdown), wait up to
- * grace_ms for the guest to power off; then `quit`; then SIGKILL.
+/* Graceful power-off: ACPI power button (system_powerdown, pressed again
+ * every 5 s), wait up to grace_ms for the guest to power off; then `quit`;
+ * then SIGKILL.
  * Returns 0 (guest powered off by itself) or 1 (QEMU had to be stopped). */
 int vmseal_qemu_power_off(vmseal_qemu *vm, int grace_ms);
 

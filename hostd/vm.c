@@ -1105,17 +1105,19 @@ static int convert_one(vmseal_vm *vm, const vmseal_host_env *env, long idx, int 
     cunset(n, "%s.next.file", pre);
     cunset(n, "%s.next.luks.uuid", pre);
     cunset(n, "%s.next.keysafe", pre);
-    free(old);
-    free(nf);
     if (r < 0) {
+        free(old);
+        free(nf);
         vmseal_vmconf_free(n);
         return r;
     }
-    r = vm_commit(vm, n);
+    r = vm_commit(vm, n);   /* c, cur_file and next_file are gone from here on */
     if (r == 0)
         r = finish_cleanups(vm);
     if (r == 0)
-        vmseal_vm_log(vm, "%s %s: now %s", to_luks ? "encrypted" : "decrypted", pre, next_file);
+        vmseal_vm_log(vm, "%s %s: now %s", to_luks ? "encrypted" : "decrypted", pre, nf);
+    free(old);
+    free(nf);
     return r;
 }
 
@@ -1415,16 +1417,18 @@ static int run_rekey(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_
         if (r < 0)
             return r;
         st.base += size;
+        char fname[80];
+        copy_str(fname, sizeof(fname), file);
         vmseal_vmconf *n = vmseal_vmconf_dup(c);
         if (!n)
             return vmseal_fail(ENOMEM, "out of memory");
         r = vmseal_vmconf_set(n, mark, "1");
         if (r == 0)
-            r = vm_commit(vm, n);
+            r = vm_commit(vm, n);   /* c, file and line are gone from here on */
         else
             vmseal_vmconf_free(n);
         if (r == 0)
-            vmseal_vm_log(vm, "new volume key for %s", file);
+            vmseal_vm_log(vm, "new volume key for %s", fname);
     }
     if (r < 0)
         return r;
@@ -1566,6 +1570,52 @@ int vmseal_vm_resume(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_
     return r;
 }
 
+/* ------------------------------------------------------------ reconfigure */
+
+int vmseal_vm_reconfigure(vmseal_vm *vm, unsigned cpus, unsigned memory_mb, const char *kernel,
+                          const char *initrd, const char *append)
+{
+    if ((cpus && cpus > 64) || (memory_mb && (memory_mb < 16 || memory_mb > 65536)))
+        return vmseal_fail(EINVAL, "cpus must be 1..64 and memory_mb 16..65536");
+    const char *vals[] = {kernel, initrd, append};
+    const char *keys[] = {"kernel", "initrd", "append"};
+    for (size_t i = 0; i < 3; i++)
+        if (vals[i] && *vals[i] && !vmseal_vmconf_value_valid(vals[i]))
+            return vmseal_fail(EINVAL, "%s must be printable text", keys[i]);
+    for (size_t i = 0; i < 2; i++)
+        if (vals[i] && *vals[i] && access(vals[i], R_OK) != 0)
+            return vmseal_fail(ENOENT, "%s %s is not readable", keys[i], vals[i]);
+    int r = vm_begin(vm, "reconfiguring");
+    if (r < 0)
+        return r;
+    if (qemu_running_owned(vm)) {
+        vm_end(vm);
+        return vmseal_fail(EBUSY, "VM %s must be powered off to reconfigure it", vm->name);
+    }
+    vmseal_vmconf *n = vmseal_vmconf_dup(vm->conf);
+    r = n ? 0 : vmseal_fail(ENOMEM, "out of memory");
+    if (r == 0 && cpus)
+        r = vmseal_vmconf_setf(n, "cpus", "%u", cpus);
+    if (r == 0 && memory_mb)
+        r = vmseal_vmconf_setf(n, "memory", "%u", memory_mb);
+    for (size_t i = 0; i < 3 && r == 0; i++) {
+        if (!vals[i])
+            continue;
+        if (*vals[i])
+            r = vmseal_vmconf_set(n, keys[i], vals[i]);
+        else
+            vmseal_vmconf_unset(n, keys[i]);
+    }
+    if (r == 0)
+        r = vm_commit(vm, n);
+    else
+        vmseal_vmconf_free(n);
+    if (r == 0)
+        vmseal_vm_log(vm, "reconfigured");
+    vm_end(vm);
+    return r;
+}
+
 /* ---------------------------------------------------------------- destroy */
 
 int vmseal_vm_destroy(vmseal_vm *vm)
@@ -1641,6 +1691,11 @@ json_t *vmseal_vm_describe(vmseal_vm *vm, const vmseal_host_env *env)
         json_object_set_new(j, "nvram",
                             json_pack("{s:s, s:b}", "file", nv, "encrypted",
                                       nl > 5 && strcmp(nv + nl - 5, ".luks") == 0));
+    }
+    const char *txt[] = {"kernel", "initrd", "append"};
+    for (size_t i = 0; i < 3; i++) {
+        const char *val = vmseal_vmconf_get(c, txt[i]);
+        json_object_set_new(j, txt[i], val ? json_string(val) : json_null());
     }
     json_object_set_new(j, "home", json_string(vm->home));
     pthread_mutex_unlock(&vm->lock);

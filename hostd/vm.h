@@ -132,6 +132,11 @@ int vmseal_vm_recrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *new
 int vmseal_vm_resume(vmseal_vm *vm, const vmseal_host_env *env,
                      const vmseal_vm_progress *prog) VMSEAL_MUST_CHECK;
 
+/* Powered off only: change what is given (0 / NULL: keep; "" removes
+ * kernel, initrd or append). */
+int vmseal_vm_reconfigure(vmseal_vm *vm, unsigned cpus, unsigned memory_mb, const char *kernel,
+                          const char *initrd, const char *append) VMSEAL_MUST_CHECK;
+
 /* Powered off only: delete the home folder. The handle stays valid for
  * vmseal_vm_free only. */
 int vmseal_vm_destroy(vmseal_vm *vm) VMSEAL_MUST_CHECK;

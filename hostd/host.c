@@ -1,0 +1,961 @@
+/* The host: inventory of VMs, KEKs, asynchronous tasks, JSON API. */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <vmseal/keysafe.h>
+
+#include "host.h"
+
+#define MAX_TASKS_KEPT 256
+
+enum task_state { TASK_RUNNING = 0, TASK_SUCCESS = 1, TASK_ERROR = 2 };
+
+typedef struct task {
+    char id[37];
+    char vm_uuid[37];
+    char op[24];                  /* encrypt, decrypt, recrypt, recrypt-deep, resume */
+    char kek[VMSEAL_KEYSAFE_KEK_ID_MAX + 1];
+    vmseal_vm *vm;
+    struct vmseal_host *h;
+    atomic_int progress;          /* 0..100 */
+    int state;
+    int err;
+    char error[512];
+    time_t started, finished;
+    pthread_t thread;
+    int joined;
+} task;
+
+struct vmseal_host {
+    pthread_mutex_t lock;
+    char *datastore, *provider, *qemu, *ovmf_code, *ovmf_vars, *allowed_subject;
+    int grace_ms;
+    vmseal_host_env env;
+    vmseal_vm **vms;
+    size_t nvms, capvms;
+    vmseal_vm **grave;            /* deleted VMs: freed at close (tasks may still point) */
+    size_t ngrave, capgrave;
+    task **tasks;
+    size_t ntasks, captasks;
+    volatile sig_atomic_t cancel;
+    void (*log)(void *arg, const char *line);
+    void *log_arg;
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static void hlog(vmseal_host *h, const char *fmt, ...) VMSEAL_PRINTF(2, 3);
+static void hlog(vmseal_host *h, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (h->log)
+        h->log(h->log_arg, line);
+    else
+        fprintf(stderr, "vmseal-hostd: %s\n", line);
+}
+
+void vmseal_host_set_logger(vmseal_host *h, void (*log)(void *arg, const char *line), void *arg)
+{
+    h->log = log;
+    h->log_arg = arg;
+}
+
+static void copy_str(char *dst, size_t len, const char *src)
+{
+    if (!len)
+        return;
+    size_t n = strlen(src);
+    if (n >= len)
+        n = len - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+static int push(void ***arr, size_t *n, size_t *cap, void *item)
+{
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        void **na = realloc(*arr, ncap * sizeof(void *));
+        if (!na)
+            return vmseal_fail(ENOMEM, "out of memory");
+        *arr = na;
+        *cap = ncap;
+    }
+    (*arr)[(*n)++] = item;
+    return 0;
+}
+
+static char *dup_or(const char *s, const char *def)
+{
+    return s ? strdup(s) : (def ? strdup(def) : NULL);
+}
+
+/* --------------------------------------------------------- open/close */
+
+static int vm_cmp_name(const void *a, const void *b)
+{
+    return strcmp(vmseal_vm_name(*(vmseal_vm *const *)a), vmseal_vm_name(*(vmseal_vm *const *)b));
+}
+
+int vmseal_host_open(const vmseal_host_config *cfg, vmseal_host **out)
+{
+    *out = NULL;
+    if (!cfg->datastore)
+        return vmseal_fail(EINVAL, "no datastore");
+    struct stat st;
+    if (stat(cfg->datastore, &st) != 0 || !S_ISDIR(st.st_mode))
+        return vmseal_fail(ENOENT, "datastore %s is not a directory", cfg->datastore);
+    vmseal_host *h = calloc(1, sizeof(*h));
+    if (!h)
+        return vmseal_fail(ENOMEM, "out of memory");
+    pthread_mutex_init(&h->lock, NULL);
+    h->datastore = strdup(cfg->datastore);
+    h->provider = dup_or(cfg->provider, "vmseal");
+    h->qemu = dup_or(cfg->qemu, NULL);
+    h->ovmf_code = dup_or(cfg->ovmf_code, "/usr/share/OVMF/OVMF_CODE_4M.fd");
+    h->ovmf_vars = dup_or(cfg->ovmf_vars, "/usr/share/OVMF/OVMF_VARS_4M.fd");
+    h->allowed_subject = dup_or(cfg->allowed_subject, NULL);
+    h->grace_ms = cfg->power_off_grace_ms > 0 ? cfg->power_off_grace_ms : 30000;
+    h->env.keys = vmseal_keystore_new(h->provider ? h->provider : "vmseal");
+    if (!h->datastore || !h->provider || !h->ovmf_code || !h->ovmf_vars || !h->env.keys) {
+        vmseal_host_close(h);
+        return vmseal_fail(EINVAL, "bad host configuration (provider name?)");
+    }
+    h->env.qemu = h->qemu;
+    h->env.accel = cfg->accel;
+    h->env.ovmf_code = h->ovmf_code;
+    h->env.ovmf_vars = h->ovmf_vars;
+    h->env.threads = cfg->threads;
+
+    DIR *d = opendir(h->datastore);
+    if (!d) {
+        int e = errno;
+        vmseal_host_close(h);
+        return vmseal_fail(e, "datastore %s: %s", cfg->datastore, strerror(e));
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (!vmseal_vm_name_valid(de->d_name))
+            continue;
+        char home[4096], conf[4200];
+        snprintf(home, sizeof(home), "%s/%s", h->datastore, de->d_name);
+        snprintf(conf, sizeof(conf), "%s/vm.conf", home);
+        if (access(conf, F_OK) != 0)
+            continue;
+        vmseal_vm *vm = NULL;
+        if (vmseal_vm_load(home, &vm) < 0) {
+            hlog(h, "skipping %s: %s", home, vmseal_last_error());
+            continue;
+        }
+        if (push((void ***)&h->vms, &h->nvms, &h->capvms, vm) < 0) {
+            vmseal_vm_free(vm);
+            continue;
+        }
+        hlog(h, "loaded VM %s (%s)%s", vmseal_vm_name(vm), vmseal_vm_uuid(vm),
+             vmseal_vm_running(vm) ? ", running" : "");
+    }
+    closedir(d);
+    if (h->nvms > 1)
+        qsort(h->vms, h->nvms, sizeof(*h->vms), vm_cmp_name);
+    *out = h;
+    return 0;
+}
+
+/* Join task threads that are done (all: every one). Lock held; it is
+ * dropped while joining, so the scan restarts after each join. */
+static void join_finished(vmseal_host *h, int all)
+{
+    for (;;) {
+        task *t = NULL;
+        for (size_t i = 0; i < h->ntasks && !t; i++)
+            if (!h->tasks[i]->joined && (all || h->tasks[i]->state != TASK_RUNNING))
+                t = h->tasks[i];
+        if (!t)
+            return;
+        pthread_t th = t->thread;
+        t->joined = 1;
+        pthread_mutex_unlock(&h->lock);
+        pthread_join(th, NULL);
+        pthread_mutex_lock(&h->lock);
+    }
+}
+
+void vmseal_host_close(vmseal_host *h)
+{
+    if (!h)
+        return;
+    h->cancel = 1;
+    pthread_mutex_lock(&h->lock);
+    join_finished(h, 1);
+    pthread_mutex_unlock(&h->lock);
+    for (size_t i = 0; i < h->ntasks; i++)
+        free(h->tasks[i]);
+    free(h->tasks);
+    for (size_t i = 0; i < h->nvms; i++)
+        vmseal_vm_free(h->vms[i]);
+    free(h->vms);
+    for (size_t i = 0; i < h->ngrave; i++)
+        vmseal_vm_free(h->grave[i]);
+    free(h->grave);
+    vmseal_keystore_free(h->env.keys);
+    free(h->datastore);
+    free(h->provider);
+    free(h->qemu);
+    free(h->ovmf_code);
+    free(h->ovmf_vars);
+    free(h->allowed_subject);
+    pthread_mutex_destroy(&h->lock);
+    free(h);
+}
+
+/* ------------------------------------------------------------ inventory */
+
+static vmseal_vm *find_vm_locked(vmseal_host *h, const char *uuid)
+{
+    for (size_t i = 0; i < h->nvms; i++)
+        if (strcmp(vmseal_vm_uuid(h->vms[i]), uuid) == 0)
+            return h->vms[i];
+    return NULL;
+}
+
+static task *running_task_locked(vmseal_host *h, const char *uuid)
+{
+    for (size_t i = 0; i < h->ntasks; i++)
+        if (h->tasks[i]->state == TASK_RUNNING && strcmp(h->tasks[i]->vm_uuid, uuid) == 0)
+            return h->tasks[i];
+    return NULL;
+}
+
+json_t *vmseal_host_kek_ids(vmseal_host *h)
+{
+    json_t *all = json_array();
+    pthread_mutex_lock(&h->lock);
+    for (size_t i = 0; i < h->nvms; i++) {
+        json_t *ids = vmseal_vm_kek_ids(h->vms[i]);
+        size_t k;
+        json_t *v;
+        json_array_foreach(ids, k, v) {
+            size_t j;
+            json_t *w;
+            int seen = 0;
+            json_array_foreach(all, j, w)
+                if (json_equal(v, w))
+                    seen = 1;
+            if (!seen)
+                json_array_append(all, v);
+        }
+        json_decref(ids);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return all;
+}
+
+void vmseal_host_tick(vmseal_host *h)
+{
+    pthread_mutex_lock(&h->lock);
+    join_finished(h, 0);
+    size_t n = h->nvms;
+    vmseal_vm **copy = n ? malloc(n * sizeof(*copy)) : NULL;
+    if (copy)
+        memcpy(copy, h->vms, n * sizeof(*copy));
+    pthread_mutex_unlock(&h->lock);
+    for (size_t i = 0; copy && i < n; i++)
+        (void)vmseal_vm_running(copy[i]);
+    free(copy);
+}
+
+/* ---------------------------------------------------------------- tasks */
+
+static void task_progress(uint64_t done, uint64_t total, void *ctx)
+{
+    task *t = ctx;
+    int pct = total ? (int)(done * 100 / total) : 0;
+    if (pct > 99)
+        pct = 99;   /* 100 only once the configuration is committed */
+    if (pct < 0)
+        pct = 0;
+    atomic_store(&t->progress, pct);
+}
+
+static void *task_main(void *arg)
+{
+    task *t = arg;
+    vmseal_host *h = t->h;
+    vmseal_vm_progress prog = {.fn = task_progress, .ctx = t, .cancel = &h->cancel};
+    int r;
+    if (strcmp(t->op, "encrypt") == 0)
+        r = vmseal_vm_encrypt(t->vm, &h->env, t->kek, &prog);
+    else if (strcmp(t->op, "decrypt") == 0)
+        r = vmseal_vm_decrypt(t->vm, &h->env, &prog);
+    else if (strcmp(t->op, "recrypt") == 0)
+        r = vmseal_vm_recrypt(t->vm, &h->env, t->kek, 0, &prog);
+    else if (strcmp(t->op, "recrypt-deep") == 0)
+        r = vmseal_vm_recrypt(t->vm, &h->env, t->kek, 1, &prog);
+    else
+        r = vmseal_vm_resume(t->vm, &h->env, &prog);
+    char msg[512];
+    copy_str(msg, sizeof(msg), r < 0 ? vmseal_last_error() : "");
+    pthread_mutex_lock(&h->lock);
+    t->err = r;
+    t->state = r == 0 ? TASK_SUCCESS : TASK_ERROR;
+    copy_str(t->error, sizeof(t->error), msg);
+    if (r == 0)
+        atomic_store(&t->progress, 100);
+    t->finished = time(NULL);
+    pthread_mutex_unlock(&h->lock);
+    if (r == 0)
+        hlog(h, "task %s: %s of VM %s done", t->id, t->op, t->vm_uuid);
+    else
+        hlog(h, "task %s: %s of VM %s failed: %s", t->id, t->op, t->vm_uuid, msg);
+    return NULL;
+}
+
+static void new_id(char out[37])
+{
+    unsigned char b[16];
+    if (RAND_bytes(b, sizeof(b)) != 1)
+        memset(b, 0, sizeof(b));
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+             b[15]);
+}
+
+/* Drop the oldest finished tasks beyond the history limit (lock held). */
+static void prune_tasks(vmseal_host *h)
+{
+    for (size_t i = 0; h->ntasks > MAX_TASKS_KEPT && i < h->ntasks;) {
+        task *t = h->tasks[i];
+        if (t->state != TASK_RUNNING && t->joined) {
+            free(t);
+            memmove(&h->tasks[i], &h->tasks[i + 1], (h->ntasks - i - 1) * sizeof(task *));
+            h->ntasks--;
+        } else {
+            i++;
+        }
+    }
+}
+
+/* Start a task on a VM (lock held). */
+static int start_task_locked(vmseal_host *h, vmseal_vm *vm, const char *op, const char *kek,
+                             task **out)
+{
+    if (running_task_locked(h, vmseal_vm_uuid(vm)))
+        return vmseal_fail(EBUSY, "VM %s has a task running", vmseal_vm_name(vm));
+    task *t = calloc(1, sizeof(*t));
+    if (!t)
+        return vmseal_fail(ENOMEM, "out of memory");
+    new_id(t->id);
+    copy_str(t->vm_uuid, sizeof(t->vm_uuid), vmseal_vm_uuid(vm));
+    copy_str(t->op, sizeof(t->op), op);
+    copy_str(t->kek, sizeof(t->kek), kek ? kek : "");
+    t->vm = vm;
+    t->h = h;
+    t->started = time(NULL);
+    atomic_init(&t->progress, 0);
+    if (push((void ***)&h->tasks, &h->ntasks, &h->captasks, t) < 0) {
+        free(t);
+        return -ENOMEM;
+    }
+    int e = pthread_create(&t->thread, NULL, task_main, t);
+    if (e != 0) {
+        h->ntasks--;
+        free(t);
+        return vmseal_fail(e, "cannot start a task thread: %s", strerror(e));
+    }
+    prune_tasks(h);
+    hlog(h, "task %s: %s of VM %s started", t->id, op, vmseal_vm_name(vm));
+    *out = t;
+    return 0;
+}
+
+static json_t *task_json(const task *t)
+{
+    static const char *const states[] = {"running", "success", "error"};
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I}", "id", t->id, "vm_uuid", t->vm_uuid,
+                          "operation", t->op, "state", states[t->state], "progress",
+                          atomic_load(&t->progress), "started", (json_int_t)t->started);
+    json_object_set_new(j, "error", t->state == TASK_ERROR ? json_string(t->error) : json_null());
+    json_object_set_new(j, "finished", t->finished ? json_integer((json_int_t)t->finished) : json_null());
+    return j;
+}
+
+int vmseal_host_resume_pending(vmseal_host *h)
+{
+    int started = 0;
+    pthread_mutex_lock(&h->lock);
+    for (size_t i = 0; i < h->nvms; i++) {
+        vmseal_vm *vm = h->vms[i];
+        char op[32], reason[300];
+        vmseal_vm_pending_op(vm, op, sizeof(op));
+        if (!op[0] || running_task_locked(h, vmseal_vm_uuid(vm)))
+            continue;
+        if (vmseal_vm_locked(vm, &h->env, reason, sizeof(reason)))
+            continue;
+        task *t = NULL;
+        if (start_task_locked(h, vm, "resume", NULL, &t) == 0)
+            started++;
+    }
+    pthread_mutex_unlock(&h->lock);
+    return started;
+}
+
+int vmseal_host_put_key(vmseal_host *h, const char *kek_id, const char *provider,
+                        vmseal_secret *kek)
+{
+    int r = vmseal_keystore_put(h->env.keys, kek_id, provider, kek);
+    if (r == 0)
+        hlog(h, "KEK %s stored in memory", kek_id);
+    return r;
+}
+
+/* ------------------------------------------------------------------ API */
+
+static void reply(int *status, json_t **resp, int code, json_t *body)
+{
+    *status = code;
+    *resp = body;
+}
+
+static void reply_error(int *status, json_t **resp, int code, const char *fmt, ...)
+    VMSEAL_PRINTF(4, 5);
+static void reply_error(int *status, json_t **resp, int code, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    *status = code;
+    *resp = json_pack("{s:s}", "error", msg);
+}
+
+static int http_status_for(int r)
+{
+    switch (-r) {
+    case EINVAL:
+    case EPROTO:
+    case E2BIG:
+        return 400;
+    case ENOENT:
+        return 404;
+    case EEXIST:
+    case EBUSY:
+    case EALREADY:
+    case ENOKEY:
+        return 409;
+    case EKEYREJECTED:
+    case EBADMSG:
+        return 422;
+    case ENOTSUP:
+        return 501;
+    default:
+        return 500;
+    }
+}
+
+static void reply_fail(int *status, json_t **resp, int r)
+{
+    reply_error(status, resp, http_status_for(r), "%s", vmseal_last_error()[0] ? vmseal_last_error()
+                                                                               : strerror(-r));
+}
+
+/* Decode canonical base64 of exactly 32 bytes into a secret. */
+static int b64_key(const char *b64, vmseal_secret **out)
+{
+    *out = NULL;
+    size_t n = b64 ? strlen(b64) : 0;
+    if (n != 44 || b64[43] != '=' || b64[42] == '=')
+        return vmseal_fail(EINVAL, "key must be the base64 of 32 bytes");
+    vmseal_secret *tmp = vmseal_secret_new(33);
+    if (!tmp)
+        return vmseal_fail(ENOMEM, "out of memory");
+    int got = EVP_DecodeBlock(vmseal_secret_data(tmp), (const unsigned char *)b64, 44);
+    if (got != 33) {
+        vmseal_secret_free(tmp);
+        return vmseal_fail(EINVAL, "key must be the base64 of 32 bytes");
+    }
+    int r = vmseal_secret_from(vmseal_secret_cdata(tmp), 32, out);
+    vmseal_secret_free(tmp);
+    return r;
+}
+
+static json_t *vm_json_locked(vmseal_host *h, vmseal_vm *vm)
+{
+    json_t *j = vmseal_vm_describe(vm, &h->env);
+    task *t = running_task_locked(h, vmseal_vm_uuid(vm));
+    json_object_set_new(j, "task", t ? task_json(t) : json_null());
+    return j;
+}
+
+static json_t *parse_body(const char *body, size_t len, int *status, json_t **resp)
+{
+    if (!body || len == 0) {
+        reply_error(status, resp, 400, "a JSON object body is required");
+        return NULL;
+    }
+    json_error_t err;
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err);
+    if (!j || !json_is_object(j)) {
+        json_decref(j);
+        reply_error(status, resp, 400, "body is not a JSON object: %s", err.text);
+        return NULL;
+    }
+    return j;
+}
+
+/* Optional JSON body (power-off takes an optional one). */
+static json_t *parse_optional_body(const char *body, size_t len, int *status, json_t **resp)
+{
+    if (!body || len == 0)
+        return json_object();
+    return parse_body(body, len, status, resp);
+}
+
+static void api_put_key(vmseal_host *h, const char *kek_id, const char *body, size_t len,
+                        int *status, json_t **resp)
+{
+    if (!vmseal_keysafe_kek_id_valid(kek_id)) {
+        reply_error(status, resp, 400, "invalid KEK id");
+        return;
+    }
+    json_t *j = parse_body(body, len, status, resp);
+    if (!j)
+        return;
+    json_t *k = json_object_get(j, "key");
+    const char *provider = json_string_value(json_object_get(j, "provider"));
+    vmseal_secret *kek = NULL;
+    int r = b64_key(json_string_value(k), &kek);
+    /* jansson's copy of the base64 text: wipe it before it is freed */
+    if (json_is_string(k))
+        OPENSSL_cleanse((void *)json_string_value(k), json_string_length(k));
+    if (r == 0 && provider && !vmseal_keysafe_provider_valid(provider))
+        r = vmseal_fail(EINVAL, "invalid provider name");
+    if (r == 0) {
+        r = vmseal_host_put_key(h, kek_id, provider, kek);
+        kek = NULL;
+    }
+    vmseal_secret_free(kek);
+    json_decref(j);
+    if (r < 0) {
+        reply_fail(status, resp, r);
+        return;
+    }
+    int resumed = vmseal_host_resume_pending(h);
+    reply(status, resp, 200, json_pack("{s:s, s:b, s:i}", "kek_id", kek_id, "stored", 1,
+                                       "resumed_tasks", resumed));
+}
+
+static int get_uint(json_t *j, const char *name, json_int_t min, json_int_t max, json_int_t def,
+                    json_int_t *out)
+{
+    json_t *v = json_object_get(j, name);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
+        return vmseal_fail(EINVAL, "%s must be an integer from %lld to %lld", name, (long long)min,
+                           (long long)max);
+    *out = json_integer_value(v);
+    return 0;
+}
+
+static int get_opt_string(json_t *j, const char *name, const char **out)
+{
+    json_t *v = json_object_get(j, name);
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return vmseal_fail(EINVAL, "%s must be a string", name);
+    *out = json_string_value(v);
+    return 0;
+}
+
+static void api_create_vm(vmseal_host *h, const char *body, size_t len, int *status, json_t **resp)
+{
+    json_t *j = parse_body(body, len, status, resp);
+    if (!j)
+        return;
+    vmseal_vm_create_req req = {0};
+    uint64_t sizes[VMSEAL_VM_MAX_DISKS];
+    json_int_t cpus = 0, mem = 0;
+    const char *fw = NULL, *policy = NULL;
+    int r = get_opt_string(j, "name", &req.name);
+    if (r == 0)
+        r = get_opt_string(j, "uuid", &req.uuid);
+    if (r == 0)
+        r = get_uint(j, "cpus", 1, 64, 1, &cpus);
+    if (r == 0)
+        r = get_uint(j, "memory_mb", 16, 65536, 256, &mem);
+    if (r == 0)
+        r = get_opt_string(j, "firmware", &fw);
+    if (r == 0)
+        r = get_opt_string(j, "kernel", &req.kernel);
+    if (r == 0)
+        r = get_opt_string(j, "initrd", &req.initrd);
+    if (r == 0)
+        r = get_opt_string(j, "append", &req.append);
+    if (r == 0)
+        r = get_opt_string(j, "policy", &policy);
+    if (r == 0)
+        r = get_opt_string(j, "kek_id", &req.kek_id);
+    if (r == 0 && !req.name)
+        r = vmseal_fail(EINVAL, "name is required");
+    if (r == 0 && fw && strcmp(fw, "bios") != 0 && strcmp(fw, "uefi") != 0)
+        r = vmseal_fail(EINVAL, "firmware must be \"bios\" or \"uefi\"");
+    if (r == 0 && policy && strcmp(policy, "encrypted") != 0 && strcmp(policy, "none") != 0)
+        r = vmseal_fail(EINVAL, "policy must be \"encrypted\" or \"none\"");
+    json_t *disks = json_object_get(j, "disks");
+    if (r == 0 && disks && (!json_is_array(disks) || json_array_size(disks) > VMSEAL_VM_MAX_DISKS))
+        r = vmseal_fail(EINVAL, "disks must be an array of at most %d {\"size_mb\": N}",
+                        VMSEAL_VM_MAX_DISKS);
+    for (size_t i = 0; r == 0 && i < json_array_size(disks); i++) {
+        json_int_t mb;
+        json_t *d = json_array_get(disks, i);
+        if (!json_is_object(d) || !json_object_get(d, "size_mb"))
+            r = vmseal_fail(EINVAL, "each disk needs size_mb");
+        else
+            r = get_uint(d, "size_mb", 1, 1 << 20, 0, &mb);
+        if (r == 0)
+            sizes[i] = (uint64_t)mb << 20;
+    }
+    if (r < 0) {
+        json_decref(j);
+        reply_fail(status, resp, r);
+        return;
+    }
+    req.cpus = (unsigned)cpus;
+    req.memory_mb = (unsigned)mem;
+    req.disk_sizes = sizes;
+    req.ndisks = json_array_size(disks);
+    req.firmware = fw && strcmp(fw, "uefi") == 0 ? VMSEAL_FIRMWARE_UEFI : VMSEAL_FIRMWARE_BIOS;
+    req.encrypted = policy && strcmp(policy, "encrypted") == 0;
+
+    pthread_mutex_lock(&h->lock);
+    for (size_t i = 0; i < h->nvms && r == 0; i++) {
+        if (req.uuid && strcmp(vmseal_vm_uuid(h->vms[i]), req.uuid) == 0)
+            r = vmseal_fail(EEXIST, "a VM with uuid %s exists already", req.uuid);
+        if (strcmp(vmseal_vm_name(h->vms[i]), req.name) == 0)
+            r = vmseal_fail(EEXIST, "a VM named %s exists already", req.name);
+    }
+    vmseal_vm *vm = NULL;
+    /* Creating writes only headers and sparse files: quick, done inline. */
+    if (r == 0)
+        r = vmseal_vm_create(&h->env, h->datastore, &req, NULL, &vm);
+    if (r == 0)
+        r = push((void ***)&h->vms, &h->nvms, &h->capvms, vm);
+    if (r < 0) {
+        pthread_mutex_unlock(&h->lock);
+        json_decref(j);
+        reply_fail(status, resp, r);
+        return;
+    }
+    hlog(h, "created VM %s (%s)%s", vmseal_vm_name(vm), vmseal_vm_uuid(vm),
+         req.encrypted ? ", encrypted" : "");
+    json_t *out = vm_json_locked(h, vm);
+    pthread_mutex_unlock(&h->lock);
+    json_decref(j);
+    reply(status, resp, 201, out);
+}
+
+static void api_vm_action(vmseal_host *h, vmseal_vm *vm, const char *action, const char *body,
+                          size_t len, int *status, json_t **resp)
+{
+    int r;
+    int on = strcmp(action, "power-on") == 0;
+    if (on || strcmp(action, "power-off") == 0) {
+        pthread_mutex_lock(&h->lock);
+        task *t = running_task_locked(h, vmseal_vm_uuid(vm));
+        pthread_mutex_unlock(&h->lock);
+        if (t) {
+            reply_error(status, resp, 409, "VM %s has a task running (%s)", vmseal_vm_name(vm), t->op);
+            return;
+        }
+        if (on) {
+            r = vmseal_vm_power_on(vm, &h->env);
+        } else {
+            json_t *j = parse_optional_body(body, len, status, resp);
+            if (!j)
+                return;
+            json_int_t grace;
+            r = get_uint(j, "grace_seconds", 0, 3600, h->grace_ms / 1000, &grace);
+            json_decref(j);
+            if (r == 0)
+                r = vmseal_vm_power_off(vm, (int)grace * 1000);
+            if (r > 0)
+                r = 0;
+        }
+        if (r < 0) {
+            reply_fail(status, resp, r);
+            return;
+        }
+        hlog(h, "VM %s %s", vmseal_vm_name(vm), on ? "powered on" : "powered off");
+        pthread_mutex_lock(&h->lock);
+        json_t *out = vm_json_locked(h, vm);
+        pthread_mutex_unlock(&h->lock);
+        reply(status, resp, 200, out);
+        return;
+    }
+    const char *op = NULL, *kek = NULL;
+    json_t *j = NULL;
+    if (strcmp(action, "encrypt") == 0) {
+        j = parse_body(body, len, status, resp);
+        if (!j)
+            return;
+        op = "encrypt";
+        r = get_opt_string(j, "kek_id", &kek);
+        if (r == 0 && !kek)
+            r = vmseal_fail(EINVAL, "kek_id is required");
+    } else if (strcmp(action, "decrypt") == 0) {
+        op = "decrypt";
+        r = 0;
+    } else if (strcmp(action, "recrypt") == 0) {
+        j = parse_body(body, len, status, resp);
+        if (!j)
+            return;
+        r = get_opt_string(j, "new_kek_id", &kek);
+        json_t *deep = json_object_get(j, "deep");
+        if (r == 0 && !kek)
+            r = vmseal_fail(EINVAL, "new_kek_id is required");
+        if (r == 0 && deep && !json_is_boolean(deep))
+            r = vmseal_fail(EINVAL, "deep must be true or false");
+        op = json_is_true(deep) ? "recrypt-deep" : "recrypt";
+    } else {
+        reply_error(status, resp, 404, "no such action %s", action);
+        return;
+    }
+    if (r == 0 && kek && !vmseal_keysafe_kek_id_valid(kek))
+        r = vmseal_fail(EINVAL, "invalid KEK id");
+    if (r == 0 && kek && !vmseal_keystore_has(h->env.keys, kek))
+        r = vmseal_fail(ENOKEY, "KEK %s is not available on this host", kek);
+    task *t = NULL;
+    if (r == 0) {
+        pthread_mutex_lock(&h->lock);
+        r = start_task_locked(h, vm, op, kek, &t);
+        json_t *tj = r == 0 ? task_json(t) : NULL;
+        pthread_mutex_unlock(&h->lock);
+        if (r == 0) {
+            json_object_set_new(tj, "task_id", json_string(json_string_value(json_object_get(tj, "id"))));
+            reply(status, resp, 202, tj);
+        }
+    }
+    json_decref(j);
+    if (r < 0)
+        reply_fail(status, resp, r);
+}
+
+static void api_delete_vm(vmseal_host *h, vmseal_vm *vm, int *status, json_t **resp)
+{
+    pthread_mutex_lock(&h->lock);
+    if (running_task_locked(h, vmseal_vm_uuid(vm))) {
+        pthread_mutex_unlock(&h->lock);
+        reply_error(status, resp, 409, "VM %s has a task running", vmseal_vm_name(vm));
+        return;
+    }
+    int r = vmseal_vm_destroy(vm);
+    if (r == 0) {
+        for (size_t i = 0; i < h->nvms; i++)
+            if (h->vms[i] == vm) {
+                memmove(&h->vms[i], &h->vms[i + 1], (h->nvms - i - 1) * sizeof(*h->vms));
+                h->nvms--;
+                break;
+            }
+        if (push((void ***)&h->grave, &h->ngrave, &h->capgrave, vm) < 0) {
+            /* cannot park it: leak rather than free memory others may use */
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (r < 0) {
+        reply_fail(status, resp, r);
+        return;
+    }
+    hlog(h, "deleted VM %s", vmseal_vm_name(vm));
+    reply(status, resp, 204, NULL);
+}
+
+static void api_reconfigure(vmseal_host *h, vmseal_vm *vm, const char *body, size_t len,
+                            int *status, json_t **resp)
+{
+    json_t *j = parse_body(body, len, status, resp);
+    if (!j)
+        return;
+    json_int_t cpus, mem;
+    const char *kernel, *initrd, *append;
+    int r = get_uint(j, "cpus", 1, 64, 0, &cpus);
+    if (r == 0)
+        r = get_uint(j, "memory_mb", 16, 65536, 0, &mem);
+    if (r == 0)
+        r = get_opt_string(j, "kernel", &kernel);
+    if (r == 0)
+        r = get_opt_string(j, "initrd", &initrd);
+    if (r == 0)
+        r = get_opt_string(j, "append", &append);
+    if (r == 0)
+        r = vmseal_vm_reconfigure(vm, (unsigned)cpus, (unsigned)mem, kernel, initrd, append);
+    json_decref(j);
+    if (r < 0) {
+        reply_fail(status, resp, r);
+        return;
+    }
+    pthread_mutex_lock(&h->lock);
+    json_t *out = vm_json_locked(h, vm);
+    pthread_mutex_unlock(&h->lock);
+    reply(status, resp, 200, out);
+}
+
+static const char *after(const char *path, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncmp(path, prefix, n) == 0 ? path + n : NULL;
+}
+
+void vmseal_host_handle(vmseal_host *h, const char *method, const char *path, const char *body,
+                        size_t body_len, const char *peer_subject, int *status, json_t **resp)
+{
+    *status = 500;
+    *resp = NULL;
+    vmseal_clear_error();
+    if (h->allowed_subject && (!peer_subject || strcmp(peer_subject, h->allowed_subject) != 0)) {
+        reply_error(status, resp, 403, "client certificate %s is not the manager's",
+                    peer_subject && *peer_subject ? peer_subject : "(none)");
+        return;
+    }
+    int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+    int put = strcmp(method, "PUT") == 0, del = strcmp(method, "DELETE") == 0;
+    const char *rest;
+
+    if (strcmp(path, "/v1/host") == 0 && get) {
+        pthread_mutex_lock(&h->lock);
+        json_t *j = json_pack("{s:s, s:s, s:i, s:i}", "datastore", h->datastore, "accel",
+                              h->env.accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg", "vms", (int)h->nvms,
+                              "keks", (int)vmseal_keystore_count(h->env.keys));
+        pthread_mutex_unlock(&h->lock);
+        reply(status, resp, 200, j);
+        return;
+    }
+    if ((rest = after(path, "/v1/keys/")) != NULL && *rest) {
+        if (put) {
+            api_put_key(h, rest, body, body_len, status, resp);
+        } else if (del) {
+            int r = vmseal_keystore_delete(h->env.keys, rest);
+            if (r < 0)
+                reply_error(status, resp, 404, "KEK %s is not on this host", rest);
+            else {
+                hlog(h, "KEK %s removed from memory", rest);
+                reply(status, resp, 204, NULL);
+            }
+        } else {
+            reply_error(status, resp, 405, "use PUT or DELETE");
+        }
+        return;
+    }
+    if (strcmp(path, "/v1/keys") == 0 && get) {
+        json_t *ids = vmseal_host_kek_ids(h), *held = json_array();
+        size_t i;
+        json_t *v;
+        json_array_foreach(ids, i, v)
+            if (vmseal_keystore_has(h->env.keys, json_string_value(v)))
+                json_array_append(held, v);
+        json_decref(ids);
+        reply(status, resp, 200, json_pack("{s:o, s:i}", "needed_and_held", held, "count",
+                                           (int)vmseal_keystore_count(h->env.keys)));
+        return;
+    }
+    if (strcmp(path, "/v1/vms") == 0) {
+        if (get) {
+            json_t *arr = json_array();
+            pthread_mutex_lock(&h->lock);
+            for (size_t i = 0; i < h->nvms; i++)
+                json_array_append_new(arr, vm_json_locked(h, h->vms[i]));
+            pthread_mutex_unlock(&h->lock);
+            reply(status, resp, 200, json_pack("{s:o}", "vms", arr));
+        } else if (post) {
+            api_create_vm(h, body, body_len, status, resp);
+        } else {
+            reply_error(status, resp, 405, "use GET or POST");
+        }
+        return;
+    }
+    if ((rest = after(path, "/v1/vms/")) != NULL) {
+        char uuid[64];
+        const char *slash = strchr(rest, '/');
+        size_t ul = slash ? (size_t)(slash - rest) : strlen(rest);
+        if (ul == 0 || ul >= sizeof(uuid)) {
+            reply_error(status, resp, 404, "no such VM");
+            return;
+        }
+        memcpy(uuid, rest, ul);
+        uuid[ul] = '\0';
+        pthread_mutex_lock(&h->lock);
+        vmseal_vm *vm = find_vm_locked(h, uuid);
+        pthread_mutex_unlock(&h->lock);
+        if (!vm) {
+            reply_error(status, resp, 404, "no VM %s on this host", uuid);
+            return;
+        }
+        if (!slash) {
+            if (get) {
+                pthread_mutex_lock(&h->lock);
+                json_t *j = vm_json_locked(h, vm);
+                pthread_mutex_unlock(&h->lock);
+                reply(status, resp, 200, j);
+            } else if (del) {
+                api_delete_vm(h, vm, status, resp);
+            } else if (strcmp(method, "PATCH") == 0) {
+                api_reconfigure(h, vm, body, body_len, status, resp);
+            } else {
+                reply_error(status, resp, 405, "use GET, PATCH or DELETE");
+            }
+            return;
+        }
+        if (!post) {
+            reply_error(status, resp, 405, "use POST");
+            return;
+        }
+        api_vm_action(h, vm, slash + 1, body, body_len, status, resp);
+        return;
+    }
+    if ((rest = after(path, "/v1/tasks/")) != NULL && get) {
+        pthread_mutex_lock(&h->lock);
+        json_t *j = NULL;
+        for (size_t i = 0; i < h->ntasks && !j; i++)
+            if (strcmp(h->tasks[i]->id, rest) == 0)
+                j = task_json(h->tasks[i]);
+        pthread_mutex_unlock(&h->lock);
+        if (j)
+            reply(status, resp, 200, j);
+        else
+            reply_error(status, resp, 404, "no task %s", rest);
+        return;
+    }
+    if (strcmp(path, "/v1/tasks") == 0 && get) {
+        json_t *arr = json_array();
+        pthread_mutex_lock(&h->lock);
+        for (size_t i = 0; i < h->ntasks; i++)
+            json_array_append_new(arr, task_json(h->tasks[i]));
+        pthread_mutex_unlock(&h->lock);
+        reply(status, resp, 200, json_pack("{s:o}", "tasks", arr));
+        return;
+    }
+    reply_error(status, resp, 404, "no such endpoint %s %s", method, path);
+}

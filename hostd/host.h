@@ -1,0 +1,63 @@
+/* vmseal-hostd — the host: its datastore of VMs, its KEKs, its tasks, and
+ * the JSON API the manager drives (docs/api.md, "Host agent API").
+ *
+ * The API handler is transport-free: vmseal_host_handle() takes a method,
+ * a path and a body and returns a status and a JSON body, so the daemon
+ * plugs it into the HTTPS server (lib/https_server) and tests may call it
+ * directly.
+ */
+#ifndef VMSEAL_HOSTD_HOST_H
+#define VMSEAL_HOSTD_HOST_H
+
+#include <jansson.h>
+
+#include <vmseal/common.h>
+
+#include "vm.h"
+
+typedef struct vmseal_host_config {
+    const char *datastore;          /* directory holding one folder per VM */
+    const char *provider;           /* key provider name for KEKs stored without one */
+    const char *qemu;               /* NULL: default */
+    vmseal_accel accel;
+    const char *ovmf_code;          /* NULL: /usr/share/OVMF/OVMF_CODE_4M.fd */
+    const char *ovmf_vars;          /* NULL: /usr/share/OVMF/OVMF_VARS_4M.fd */
+    unsigned threads;               /* disk conversion threads; 0 = all CPUs */
+    int power_off_grace_ms;         /* default for power-off; 0: 30000 */
+    const char *allowed_subject;    /* only this client certificate subject may call
+                                       the API (NULL: any verified client) */
+} vmseal_host_config;
+
+typedef struct vmseal_host vmseal_host;
+
+/* Load every VM found in the datastore (a folder with a vm.conf). VMs that
+ * fail to load are reported in the log and skipped. */
+int vmseal_host_open(const vmseal_host_config *cfg, vmseal_host **out) VMSEAL_MUST_CHECK;
+
+/* Cancel running tasks (they stay resumable), wait for them, free. QEMUs
+ * keep running. */
+void vmseal_host_close(vmseal_host *h);
+
+/* KEK ids the VMs on this host need (JSON array, new ref). */
+json_t *vmseal_host_kek_ids(vmseal_host *h);
+
+/* Store a KEK (takes the secret). */
+int vmseal_host_put_key(vmseal_host *h, const char *kek_id, const char *provider,
+                        vmseal_secret *kek);
+
+/* Start tasks finishing the operations that were interrupted (crash,
+ * restart) for VMs whose keys are now present. Returns how many started. */
+int vmseal_host_resume_pending(vmseal_host *h);
+
+/* Periodic housekeeping: notice guests that powered themselves off. */
+void vmseal_host_tick(vmseal_host *h);
+
+/* One API request. peer_subject: the verified client certificate subject
+ * ("" when none). *status and *resp (new ref, may be NULL for 204). */
+void vmseal_host_handle(vmseal_host *h, const char *method, const char *path, const char *body,
+                        size_t body_len, const char *peer_subject, int *status, json_t **resp);
+
+/* Log callback (default: stderr). Never receives key material. */
+void vmseal_host_set_logger(vmseal_host *h, void (*log)(void *arg, const char *line), void *arg);
+
+#endif

@@ -1,0 +1,635 @@
+/* The host agent's API handler against real QEMU (TCG), the test guest and
+ * real LUKS1 images, without the HTTPS transport (tests/hostd/hostd_api.sh
+ * drives the daemon over mutual TLS):
+ *   create encrypted VM -> marker through the encrypted disk; key safes in
+ *   vm.conf unwrap with the KEK to the passphrase qemu-img accepts;
+ *   plain VM -> encrypt -> decrypt with the marker checked at each step;
+ *   shallow recrypt while running; deep recrypt (new LUKS volume key);
+ *   UEFI with the NVRAM as LUKS1; reopen -> locked until the KEK comes back;
+ *   an interrupted encrypt finished after restart.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <vmseal/disk.h>
+#include <vmseal/keysafe.h>
+
+#include "host.h"
+#include "vmconf.h"
+
+static char kernel[1200], initrd[1200];
+static char tmpdir[256], datastore[300];
+static vmseal_host *host;
+
+typedef struct kek {
+    char id[32];
+    unsigned char raw[32];
+    char b64[64];
+} kek;
+
+static kek K1, K2, K3;
+
+/* ------------------------------------------------------------- helpers */
+
+static int run(const char *fmt, ...) VMSEAL_PRINTF(1, 2);
+static int run(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static long count_in_file(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    size_t nl = strlen(needle), cap = (1 << 20) + nl, keep = 0, n;
+    char *buf = malloc(cap);
+    long count = 0;
+    while ((n = fread(buf + keep, 1, cap - keep, f)) > 0) {
+        size_t len = keep + n;
+        for (char *p = buf; (p = memmem(p, (size_t)(buf + len - p), needle, nl)) != NULL; p++)
+            count++;
+        keep = len < nl - 1 ? len : nl - 1;
+        memmove(buf, buf + len - keep, keep);
+    }
+    fclose(f);
+    free(buf);
+    return count;
+}
+
+/* Occurrences of needle in every file of a VM home. */
+static long count_in_home(const char *home, const char *needle)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "grep -rac -- '%s' %s | awk -F: '{s+=$NF} END {print s+0}'", needle, home);
+    FILE *p = popen(cmd, "r");
+    long n = -1;
+    if (p) {
+        if (fscanf(p, "%ld", &n) != 1)
+            n = -1;
+        pclose(p);
+    }
+    return n;
+}
+
+static json_t *call(int expect, const char *method, const char *path, const char *fmt, ...)
+    VMSEAL_PRINTF(4, 5);
+static json_t *call(int expect, const char *method, const char *path, const char *fmt, ...)
+{
+    char body[4096] = "";
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(body, sizeof(body), fmt, ap);
+        va_end(ap);
+    }
+    int status = 0;
+    json_t *resp = NULL;
+    vmseal_host_handle(host, method, path, body, strlen(body), "CN=manager", &status, &resp);
+    if (status != expect) {
+        char *txt = resp ? json_dumps(resp, 0) : NULL;
+        fail_msg("%s %s: status %d (wanted %d): %s", method, path, status, expect, txt ? txt : "");
+    }
+    return resp;
+}
+
+static void make_kek(kek *k, const char *id)
+{
+    snprintf(k->id, sizeof(k->id), "%s", id);
+    assert_int_equal(RAND_bytes(k->raw, 32), 1);
+    EVP_EncodeBlock((unsigned char *)k->b64, k->raw, 32);
+}
+
+static void put_kek(const kek *k)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/keys/%s", k->id);
+    json_decref(call(200, "PUT", path, "{\"key\": \"%s\"}", k->b64));
+}
+
+static const char *jstr(json_t *j, const char *key)
+{
+    const char *s = json_string_value(json_object_get(j, key));
+    assert_non_null(s);
+    return s;
+}
+
+static void vm_path(char *buf, size_t len, const char *uuid, const char *suffix)
+{
+    snprintf(buf, len, "/v1/vms/%s%s", uuid, suffix);
+}
+
+static json_t *get_vm(const char *uuid)
+{
+    char p[128];
+    vm_path(p, sizeof(p), uuid, "");
+    return call(200, "GET", p, NULL);
+}
+
+static void wait_power_off(const char *uuid, int timeout_s)
+{
+    for (int i = 0; i < timeout_s * 10; i++) {
+        vmseal_host_tick(host);
+        json_t *v = get_vm(uuid);
+        int off = strcmp(jstr(v, "power_state"), "off") == 0;
+        json_decref(v);
+        if (off)
+            return;
+        usleep(100000);
+    }
+    fail_msg("VM %s did not power off", uuid);
+}
+
+static json_t *wait_task(const char *task_id, int timeout_s)
+{
+    char p[128];
+    snprintf(p, sizeof(p), "/v1/tasks/%s", task_id);
+    for (int i = 0; i < timeout_s * 10; i++) {
+        json_t *t = call(200, "GET", p, NULL);
+        if (strcmp(jstr(t, "state"), "running") != 0)
+            return t;
+        json_decref(t);
+        usleep(100000);
+    }
+    fail_msg("task %s did not finish", task_id);
+    return NULL;
+}
+
+static void run_task_ok(const char *uuid, const char *action, const char *body)
+{
+    char p[160];
+    vm_path(p, sizeof(p), uuid, action);
+    json_t *t = call(202, "POST", p, "%s", body);
+    char id[40];
+    snprintf(id, sizeof(id), "%s", jstr(t, "task_id"));
+    json_decref(t);
+    t = wait_task(id, 120);
+    if (strcmp(jstr(t, "state"), "success") != 0)
+        fail_msg("task %s %s: %s", action, jstr(t, "state"), json_string_value(json_object_get(t, "error")));
+    assert_int_equal(json_integer_value(json_object_get(t, "progress")), 100);
+    json_decref(t);
+}
+
+/* Boot the VM with this kernel command line and wait until the guest has
+ * powered itself off; the serial log must then show `expect`. */
+static void boot_with(const char *uuid, const char *home, const char *append, const char *expect)
+{
+    char p[160];
+    vm_path(p, sizeof(p), uuid, "");
+    json_decref(call(200, "PATCH", p, "{\"append\": \"console=ttyS0 quiet %s\"}", append));
+    vm_path(p, sizeof(p), uuid, "/power-on");
+    json_decref(call(200, "POST", p, NULL));
+    wait_power_off(uuid, 90);
+    char serial[600];
+    snprintf(serial, sizeof(serial), "%s/serial.log", home);
+    if (count_in_file(serial, expect) <= 0) {
+        run("tail -20 %s >&2", serial);
+        fail_msg("serial console of %s lacks %s", home, expect);
+    }
+    /* the next boot's expectations start from an empty log */
+    assert_int_equal(truncate(serial, 0), 0);
+}
+
+/* Passphrase of disk N from vm.conf with a KEK, as the test's own
+ * independent computation: unwrap the key safe, hex of the secret. */
+static void disk_keyfile(const char *home, int idx, const kek *k, const char *keyfile)
+{
+    char conf_path[600];
+    snprintf(conf_path, sizeof(conf_path), "%s/vm.conf", home);
+    vmseal_vmconf *c = NULL;
+    assert_int_equal(vmseal_vmconf_load(conf_path, &c), 0);
+    char key[64], obj[80];
+    snprintf(key, sizeof(key), "disk%d.keysafe", idx);
+    const char *line = vmseal_vmconf_get(c, key);
+    assert_non_null(line);
+    snprintf(key, sizeof(key), "disk%d.luks.uuid", idx);
+    snprintf(obj, sizeof(obj), "disk:%s", vmseal_vmconf_get(c, key));
+    vmseal_secret *kk = NULL, *secret = NULL, *pass = NULL;
+    assert_int_equal(vmseal_secret_from(k->raw, 32, &kk), 0);
+    assert_int_equal(vmseal_keysafe_unwrap(kk, line, obj, &secret), 0);
+    assert_int_equal(vmseal_disk_passphrase_from_secret(secret, &pass), 0);
+    int fd = open(keyfile, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, vmseal_secret_cdata(pass), 64), 64);
+    close(fd);
+    vmseal_secret_free(kk);
+    vmseal_secret_free(secret);
+    vmseal_secret_free(pass);
+    vmseal_vmconf_free(c);
+}
+
+static void assert_plain_via_qemu_img(const char *home, const char *file, int idx, const kek *k,
+                                      const char *needle)
+{
+    char keyfile[600], out[600];
+    snprintf(keyfile, sizeof(keyfile), "%s/pass.key", tmpdir);
+    snprintf(out, sizeof(out), "%s/plain.raw", tmpdir);
+    disk_keyfile(home, idx, k, keyfile);
+    assert_int_equal(run("qemu-img convert --object secret,id=s0,file=%s "
+                         "--image-opts driver=luks,key-secret=s0,file.filename=%s/%s -O raw %s",
+                         keyfile, home, file, out), 0);
+    assert_true(count_in_file(out, needle) >= 1);
+    unlink(out);
+    unlink(keyfile);
+}
+
+static json_t *create_vm(const char *name, const char *policy, const char *kek_id,
+                         const char *firmware, int ndisks)
+{
+    char disks[256] = "[";
+    for (int i = 0; i < ndisks; i++)
+        snprintf(disks + strlen(disks), sizeof(disks) - strlen(disks), "%s{\"size_mb\": 16}",
+                 i ? ", " : "");
+    strcat(disks, "]");
+    char kekpart[128] = "";
+    if (kek_id)
+        snprintf(kekpart, sizeof(kekpart), ", \"kek_id\": \"%s\"", kek_id);
+    return call(201, "POST", "/v1/vms",
+                "{\"name\": \"%s\", \"cpus\": 1, \"memory_mb\": 256, \"disks\": %s, "
+                "\"firmware\": \"%s\", \"kernel\": \"%s\", \"initrd\": \"%s\", "
+                "\"append\": \"console=ttyS0 quiet\", \"policy\": \"%s\"%s}",
+                name, disks, firmware, kernel, initrd, policy, kekpart);
+}
+
+static void open_host(void)
+{
+    vmseal_host_config cfg = {
+        .datastore = datastore,
+        .accel = VMSEAL_ACCEL_TCG,
+        .allowed_subject = "CN=manager",
+        .power_off_grace_ms = 30000,
+    };
+    assert_int_equal(vmseal_host_open(&cfg, &host), 0);
+}
+
+/* --------------------------------------------------------------- tests */
+
+static void test_keys_api(void **state)
+{
+    (void)state;
+    put_kek(&K1);
+    /* wrong lengths, not base64, not JSON */
+    json_decref(call(400, "PUT", "/v1/keys/bad", "{\"key\": \"AAAA\"}"));
+    json_decref(call(400, "PUT", "/v1/keys/bad", "{\"key\": \"%s\"}",
+                     "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+    json_decref(call(400, "PUT", "/v1/keys/bad", "{\"key\": \"****************************************!!!=\"}"));
+    json_decref(call(400, "PUT", "/v1/keys/bad", "not json"));
+    json_decref(call(404, "DELETE", "/v1/keys/never-put", NULL));
+    /* only the manager's certificate may call */
+    int status = 0;
+    json_t *resp = NULL;
+    vmseal_host_handle(host, "GET", "/v1/vms", "", 0, "CN=intruder", &status, &resp);
+    assert_int_equal(status, 403);
+    json_decref(resp);
+    vmseal_host_handle(host, "GET", "/v1/vms", "", 0, "", &status, &resp);
+    assert_int_equal(status, 403);
+    json_decref(resp);
+    json_decref(call(404, "GET", "/v1/nothing", NULL));
+}
+
+static void test_encrypted_vm_marker(void **state)
+{
+    (void)state;
+    json_t *vm = create_vm("enc1", "encrypted", K1.id, "bios", 1);
+    char uuid[40], home[600];
+    snprintf(uuid, sizeof(uuid), "%s", jstr(vm, "uuid"));
+    snprintf(home, sizeof(home), "%s", jstr(vm, "home"));
+    assert_true(json_is_true(json_object_get(vm, "encrypted")));
+    assert_string_equal(jstr(vm, "kek_id"), K1.id);
+    json_decref(vm);
+    /* a second VM of the same name is refused; bad requests are 400 */
+    json_decref(call(409, "POST", "/v1/vms", "{\"name\": \"enc1\"}"));
+    json_decref(call(400, "POST", "/v1/vms", "{\"name\": \"x y\"}"));
+    json_decref(call(409, "POST", "/v1/vms", "{\"name\": \"k\", \"policy\": \"encrypted\", \"kek_id\": \"nokek\"}"));
+    json_decref(call(400, "POST", "/v1/vms", "{\"name\": \"d\", \"disks\": [{\"size_mb\": 0}]}"));
+
+    /* vm.conf: key safes, no key */
+    char conf[700];
+    snprintf(conf, sizeof(conf), "%s/vm.conf", home);
+    assert_int_equal(count_in_file(conf, "vm.keysafe = vmseal:keysafe:v1:vmseal:kek-1:"), 1);
+    assert_int_equal(count_in_file(conf, "disk0.keysafe = vmseal:keysafe:v1:"), 1);
+    assert_int_equal(count_in_file(conf, K1.b64), 0);
+    char disk[700];
+    snprintf(disk, sizeof(disk), "%s/disk0.luks", home);
+    vmseal_disk_info info;
+    assert_int_equal(vmseal_disk_probe(disk, &info), 0);
+    assert_int_equal(count_in_file(conf, info.uuid), 1);
+
+    boot_with(uuid, home, "vmseal.marker=ENCONEMARK", "VMSEAL-MARKER-WRITTEN vda");
+    assert_int_equal(count_in_home(home, "MARKER:ENCONEMARK"), 0);
+    assert_plain_via_qemu_img(home, "disk0.luks", 0, &K1, "VMSEAL-MARKER:ENCONEMARK:vda");
+    boot_with(uuid, home, "vmseal.check=ENCONEMARK", "VMSEAL-CHECK-OK");
+
+    /* the log says what happened, in clear text, without keys */
+    char log[700];
+    snprintf(log, sizeof(log), "%s/vm.log", home);
+    assert_true(count_in_file(log, "powered on") >= 2);
+    assert_int_equal(count_in_file(log, K1.b64), 0);
+}
+
+static void test_encrypt_decrypt_existing(void **state)
+{
+    (void)state;
+    json_t *vm = create_vm("plain1", "none", NULL, "bios", 2);
+    char uuid[40], home[600];
+    snprintf(uuid, sizeof(uuid), "%s", jstr(vm, "uuid"));
+    snprintf(home, sizeof(home), "%s", jstr(vm, "home"));
+    assert_false(json_is_true(json_object_get(vm, "encrypted")));
+    json_decref(vm);
+    boot_with(uuid, home, "vmseal.marker=PLAINMARK", "VMSEAL-MARKER-WRITTEN vdb");
+    assert_int_equal(count_in_home(home, "MARKER:PLAINMARK:vda"), 1);
+
+    /* a task needs a KEK the host has; a second task waits its turn */
+    char p[160];
+    vm_path(p, sizeof(p), uuid, "/encrypt");
+    json_decref(call(409, "POST", p, "{\"kek_id\": \"not-here\"}"));
+    json_decref(call(400, "POST", p, "{}"));
+    run_task_ok(uuid, "/encrypt", "{\"kek_id\": \"kek-1\"}");
+    vm = get_vm(uuid);
+    assert_true(json_is_true(json_object_get(vm, "encrypted")));
+    assert_true(json_is_null(json_object_get(vm, "pending_operation")));
+    json_decref(vm);
+    char f[700];
+    snprintf(f, sizeof(f), "%s/disk0.img", home);
+    assert_int_not_equal(access(f, F_OK), 0);
+    assert_int_equal(count_in_home(home, "MARKER:PLAINMARK"), 0);
+    assert_plain_via_qemu_img(home, "disk1.luks", 1, &K1, "VMSEAL-MARKER:PLAINMARK:vdb");
+    boot_with(uuid, home, "vmseal.check=PLAINMARK", "VMSEAL-CHECK-OK");
+    /* encrypting twice is refused */
+    json_t *t = call(202, "POST", p, "{\"kek_id\": \"kek-1\"}");
+    char id[40];
+    snprintf(id, sizeof(id), "%s", jstr(t, "task_id"));
+    json_decref(t);
+    t = wait_task(id, 30);
+    assert_string_equal(jstr(t, "state"), "error");
+    json_decref(t);
+
+    run_task_ok(uuid, "/decrypt", "");
+    assert_int_equal(count_in_home(home, "MARKER:PLAINMARK:vda"), 1);
+    snprintf(f, sizeof(f), "%s/disk0.luks", home);
+    assert_int_not_equal(access(f, F_OK), 0);
+    boot_with(uuid, home, "vmseal.check=PLAINMARK", "VMSEAL-CHECK-OK");
+    vm_path(p, sizeof(p), uuid, "");
+    json_decref(call(204, "DELETE", p, NULL));
+    assert_int_not_equal(access(home, F_OK), 0);
+    json_decref(call(404, "GET", p, NULL));
+}
+
+static void test_recrypt(void **state)
+{
+    (void)state;
+    put_kek(&K2);
+    put_kek(&K3);
+    json_t *vm = create_vm("rec1", "encrypted", K1.id, "bios", 1);
+    char uuid[40], home[600], p[160];
+    snprintf(uuid, sizeof(uuid), "%s", jstr(vm, "uuid"));
+    snprintf(home, sizeof(home), "%s", jstr(vm, "home"));
+    json_decref(vm);
+    boot_with(uuid, home, "vmseal.marker=RECMARK", "VMSEAL-MARKER-WRITTEN vda");
+
+    /* shallow recrypt while the VM runs */
+    vm_path(p, sizeof(p), uuid, "");
+    json_decref(call(200, "PATCH", p, "{\"append\": \"console=ttyS0 quiet vmseal.wait=1\"}"));
+    vm_path(p, sizeof(p), uuid, "/power-on");
+    json_decref(call(200, "POST", p, NULL));
+    json_decref(call(409, "POST", p, NULL));   /* already on */
+    run_task_ok(uuid, "/recrypt", "{\"new_kek_id\": \"kek-2\", \"deep\": false}");
+    vm = get_vm(uuid);
+    assert_string_equal(jstr(vm, "kek_id"), "kek-2");
+    assert_string_equal(jstr(vm, "power_state"), "on");
+    json_decref(vm);
+    char conf[700];
+    snprintf(conf, sizeof(conf), "%s/vm.conf", home);
+    assert_int_equal(count_in_file(conf, ":kek-1:"), 0);
+    assert_int_equal(count_in_file(conf, ":kek-2:"), 2);
+    /* deep recrypt needs the VM off */
+    vm_path(p, sizeof(p), uuid, "/recrypt");
+    json_t *t = call(202, "POST", p, "{\"new_kek_id\": \"kek-3\", \"deep\": true}");
+    char id[40];
+    snprintf(id, sizeof(id), "%s", jstr(t, "task_id"));
+    json_decref(t);
+    t = wait_task(id, 30);
+    assert_string_equal(jstr(t, "state"), "error");
+    json_decref(t);
+    /* the guest is up and listens to the power button */
+    char serial[700];
+    snprintf(serial, sizeof(serial), "%s/serial.log", home);
+    for (int i = 0; i < 600 && count_in_file(serial, "VMSEAL-READY") <= 0; i++)
+        usleep(100000);
+    assert_true(count_in_file(serial, "VMSEAL-READY") > 0);
+    vm_path(p, sizeof(p), uuid, "/power-off");
+    json_decref(call(200, "POST", p, "{\"grace_seconds\": 60}"));
+    assert_true(count_in_file(serial, "VMSEAL-POWER-BUTTON") > 0);
+    assert_int_equal(truncate(serial, 0), 0);
+    json_decref(call(409, "POST", p, NULL));   /* already off */
+
+    /* the old KEK is no longer needed */
+    json_decref(call(204, "DELETE", "/v1/keys/kek-1", NULL));
+    char disk[700];
+    snprintf(disk, sizeof(disk), "%s/disk0.luks", home);
+    vmseal_disk_info before, after;
+    assert_int_equal(vmseal_disk_probe(disk, &before), 0);
+    run_task_ok(uuid, "/recrypt", "{\"new_kek_id\": \"kek-3\", \"deep\": true}");
+    assert_int_equal(vmseal_disk_probe(disk, &after), 0);
+    assert_string_equal(before.uuid, after.uuid);
+    assert_memory_not_equal(before.mk_digest, after.mk_digest, 20);   /* new volume key */
+    assert_int_equal(count_in_file(conf, ":kek-2:"), 0);
+    assert_int_equal(count_in_file(conf, ":kek-3:"), 2);
+    assert_plain_via_qemu_img(home, "disk0.luks", 0, &K3, "VMSEAL-MARKER:RECMARK:vda");
+    boot_with(uuid, home, "vmseal.check=RECMARK", "VMSEAL-CHECK-OK");
+}
+
+static void test_uefi_nvram(void **state)
+{
+    (void)state;
+    if (access("/usr/share/OVMF/OVMF_CODE_4M.fd", R_OK) != 0)
+        fail_msg("ovmf is not installed");
+    json_t *vm = create_vm("uefi1", "none", NULL, "uefi", 1);
+    char uuid[40], home[600];
+    snprintf(uuid, sizeof(uuid), "%s", jstr(vm, "uuid"));
+    snprintf(home, sizeof(home), "%s", jstr(vm, "home"));
+    json_decref(vm);
+    char f[700];
+    snprintf(f, sizeof(f), "%s/nvram.fd", home);
+    assert_true(count_in_file(f, "_FVH") >= 1);
+    run_task_ok(uuid, "/encrypt", "{\"kek_id\": \"kek-3\"}");
+    snprintf(f, sizeof(f), "%s/nvram.luks", home);
+    vmseal_disk_info info;
+    assert_int_equal(vmseal_disk_probe(f, &info), 0);
+    assert_int_equal(count_in_home(home, "_FVH"), 0);
+    vm = get_vm(uuid);
+    assert_true(json_is_true(json_object_get(json_object_get(vm, "nvram"), "encrypted")));
+    json_decref(vm);
+    boot_with(uuid, home, "vmseal.marker=UEFIVM", "VMSEAL-MARKER-WRITTEN vda");
+    assert_int_equal(count_in_home(home, "MARKER:UEFIVM"), 0);
+}
+
+/* Restart: KEKs were in memory only, so encrypted VMs are locked until the
+ * manager hands the keys over again. */
+static void test_restart_locks(void **state)
+{
+    (void)state;
+    vmseal_host_close(host);
+    host = NULL;
+    open_host();
+    json_t *list = call(200, "GET", "/v1/vms", NULL);
+    json_t *vms = json_object_get(list, "vms");
+    assert_int_equal(json_array_size(vms), 3);   /* enc1, rec1, uefi1 */
+    size_t i;
+    json_t *v;
+    char rec_uuid[40] = "";
+    json_array_foreach(vms, i, v) {
+        assert_true(json_is_true(json_object_get(v, "locked")));
+        assert_non_null(strstr(jstr(v, "locked_reason"), "is not available on this host"));
+        if (strcmp(jstr(v, "name"), "rec1") == 0)
+            snprintf(rec_uuid, sizeof(rec_uuid), "%s", jstr(v, "uuid"));
+    }
+    json_decref(list);
+    json_t *ids = vmseal_host_kek_ids(host);
+    assert_int_equal(json_array_size(ids), 2);   /* kek-1 (enc1), kek-3 */
+    json_decref(ids);
+    char p[160];
+    vm_path(p, sizeof(p), rec_uuid, "/power-on");
+    json_t *err = call(409, "POST", p, NULL);
+    assert_non_null(strstr(jstr(err, "error"), "locked"));
+    json_decref(err);
+    put_kek(&K3);
+    json_t *vm = get_vm(rec_uuid);
+    assert_false(json_is_true(json_object_get(vm, "locked")));
+    char home[600];
+    snprintf(home, sizeof(home), "%s", jstr(vm, "home"));
+    json_decref(vm);
+    boot_with(rec_uuid, home, "vmseal.check=RECMARK", "VMSEAL-CHECK-OK");
+}
+
+/* An encrypt interrupted (here: the host shuts down while it runs) is
+ * recorded in vm.conf and finished after the restart once the KEK is back. */
+static void test_interrupted_encrypt_resumes(void **state)
+{
+    (void)state;
+    json_t *vm = call(201, "POST", "/v1/vms",
+                      "{\"name\": \"big1\", \"disks\": [{\"size_mb\": 256}], \"kernel\": \"%s\", "
+                      "\"initrd\": \"%s\", \"policy\": \"none\"}", kernel, initrd);
+    char uuid[40], home[600], p[160];
+    snprintf(uuid, sizeof(uuid), "%s", jstr(vm, "uuid"));
+    snprintf(home, sizeof(home), "%s", jstr(vm, "home"));
+    json_decref(vm);
+    /* fill the disk with data so the conversion takes a while */
+    assert_int_equal(run("dd if=/dev/urandom of=%s/disk0.img bs=1M count=256 conv=notrunc status=none", home), 0);
+    assert_int_equal(run("printf 'VMSEAL-MARKER:BIGMARK:vda\\n' | dd of=%s/disk0.img bs=512 seek=2048 conv=notrunc status=none", home), 0);
+    vm_path(p, sizeof(p), uuid, "/encrypt");
+    json_t *t = call(202, "POST", p, "{\"kek_id\": \"kek-3\"}");
+    json_decref(t);
+    usleep(200000);
+    vmseal_host_close(host);   /* cancels the task; it stops at a checkpoint */
+    host = NULL;
+    char conf[700];
+    snprintf(conf, sizeof(conf), "%s/vm.conf", home);
+    assert_int_equal(count_in_file(conf, "op = encrypt"), 1);
+
+    open_host();
+    vm = get_vm(uuid);
+    assert_string_equal(jstr(vm, "pending_operation"), "encrypt");
+    assert_true(json_is_true(json_object_get(vm, "locked")));
+    json_decref(vm);
+    vm_path(p, sizeof(p), uuid, "/power-on");
+    json_decref(call(409, "POST", p, NULL));
+    json_t *r = call(200, "PUT", "/v1/keys/kek-3", "{\"key\": \"%s\"}", K3.b64);
+    assert_int_equal(json_integer_value(json_object_get(r, "resumed_tasks")), 1);
+    json_decref(r);
+    for (int i = 0; i < 1200; i++) {
+        vm = get_vm(uuid);
+        int done = json_is_null(json_object_get(vm, "pending_operation")) &&
+                   json_is_null(json_object_get(vm, "task"));
+        json_decref(vm);
+        if (done)
+            break;
+        usleep(100000);
+    }
+    vm = get_vm(uuid);
+    assert_true(json_is_null(json_object_get(vm, "pending_operation")));
+    assert_true(json_is_true(json_object_get(vm, "encrypted")));
+    json_decref(vm);
+    assert_int_equal(count_in_home(home, "MARKER:BIGMARK"), 0);
+    assert_plain_via_qemu_img(home, "disk0.luks", 0, &K3, "VMSEAL-MARKER:BIGMARK:vda");
+    vm_path(p, sizeof(p), uuid, "");
+    json_decref(call(204, "DELETE", p, NULL));
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *src = getenv("VMSEAL_SRC"), *bld = getenv("VMSEAL_BUILD");
+    if (!src || !bld)
+        return -1;
+    char cmd[2048], dir[1024];
+    snprintf(cmd, sizeof(cmd), "%s/tests/guest/build-guest.sh %s/guest", src, bld);
+    FILE *p = popen(cmd, "r");
+    if (!p || !fgets(dir, sizeof(dir), p)) {
+        if (p)
+            pclose(p);
+        return -1;
+    }
+    if (pclose(p) != 0)
+        return -1;
+    dir[strcspn(dir, "\n")] = '\0';
+    snprintf(kernel, sizeof(kernel), "%s/vmlinuz", dir);
+    snprintf(initrd, sizeof(initrd), "%s/initrd.gz", dir);
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/vmseal-host-test.XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    snprintf(datastore, sizeof(datastore), "%s/ds", tmpdir);
+    if (mkdir(datastore, 0700) != 0)
+        return -1;
+    make_kek(&K1, "kek-1");
+    make_kek(&K2, "kek-2");
+    make_kek(&K3, "kek-3");
+    vmseal_host_config cfg = {.datastore = datastore, .accel = VMSEAL_ACCEL_TCG,
+                              .allowed_subject = "CN=manager"};
+    return vmseal_host_open(&cfg, &host);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    vmseal_host_close(host);
+    /* any QEMU a failed test left behind runs from the datastore */
+    run("for f in %s/*/qemu.pid; do [ -f \"$f\" ] && kill -9 $(cat \"$f\") 2>/dev/null; done; true",
+        datastore);
+    run("rm -rf %s", tmpdir);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_keys_api),
+        cmocka_unit_test(test_encrypted_vm_marker),
+        cmocka_unit_test(test_encrypt_decrypt_existing),
+        cmocka_unit_test(test_recrypt),
+        cmocka_unit_test(test_uefi_nvram),
+        cmocka_unit_test(test_restart_locks),
+        cmocka_unit_test(test_interrupted_encrypt_resumes),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
