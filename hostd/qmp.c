@@ -353,6 +353,16 @@ int vmseal_qmp_connect(const char *path, int timeout_ms, vmseal_qmp **out)
         close(fd);
         return vmseal_fail(e, "QMP: connect %s: %s", path, strerror(e));
     }
+    int r = vmseal_qmp_open_fd(fd, remaining(deadline), out);
+    if (r < 0)
+        return vmseal_fail(r, "%s (%s)", vmseal_last_error(), path);
+    return 0;
+}
+
+int vmseal_qmp_open_fd(int fd, int timeout_ms, vmseal_qmp **out)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    *out = NULL;
     vmseal_qmp *q = calloc(1, sizeof(*q));
     if (!q) {
         close(fd);
@@ -361,12 +371,13 @@ int vmseal_qmp_connect(const char *path, int timeout_ms, vmseal_qmp **out)
     q->fd = fd;
     q->events = json_array();
     q->next_id = 1;
+    int r;
 
     json_t *greeting = NULL;
-    int r = next_message(q, deadline, &greeting);
+    r = next_message(q, deadline, &greeting);
     if (r < 0) {
         if (r == -ETIMEDOUT)
-            vmseal_fail(ETIMEDOUT, "QMP: no greeting from QEMU on %s", path);
+            vmseal_fail(ETIMEDOUT, "QMP: no greeting from QEMU");
         vmseal_qmp_close(q);
         return r;
     }
@@ -374,7 +385,7 @@ int vmseal_qmp_connect(const char *path, int timeout_ms, vmseal_qmp **out)
     json_decref(greeting);
     if (!is_qmp) {
         vmseal_qmp_close(q);
-        return vmseal_fail(EPROTO, "QMP: %s did not greet with QMP", path);
+        return vmseal_fail(EPROTO, "QMP: the peer did not greet with QMP");
     }
     r = vmseal_qmp_execute(q, "qmp_capabilities", NULL, remaining(deadline), NULL);
     if (r < 0) {

@@ -26,6 +26,10 @@ typedef struct vmseal_qmp vmseal_qmp;
  * -ECONNREFUSED (QEMU may still be starting: the caller retries). */
 int vmseal_qmp_connect(const char *path, int timeout_ms, vmseal_qmp **out) VMSEAL_MUST_CHECK;
 
+/* The same on an already connected stream socket (taken over: closed on
+ * failure and by vmseal_qmp_close). */
+int vmseal_qmp_open_fd(int fd, int timeout_ms, vmseal_qmp **out) VMSEAL_MUST_CHECK;
+
 /* Run `cmd` with `args` (a JSON object, reference stolen; NULL for none).
  * On success *ret (if not NULL) receives the "return" value (new ref). */
 int vmseal_qmp_execute(vmseal_qmp *q, const char *cmd, json_t *args, int timeout_ms,
