@@ -51,10 +51,12 @@ const char *vmseal_kmip_client_server(const vmseal_kmip_client *c);
 /* The protocol version in use ({0,0} before the first connection). */
 vmseal_kmip_version vmseal_kmip_client_version(const vmseal_kmip_client *c);
 
-/* Send a request built with vmseal_kmip_request_new()/_add() (Batch Item IDs
- * are added where missing) and return the parsed response, whose items
- * match the request's one to one (checked). The caller checks each item's
- * status. */
+/* Send a request built with vmseal_kmip_request_new()/_add() — using
+ * vmseal_kmip_client_version() after vmseal_kmip_client_connect(), and
+ * distinct Batch Item IDs when batching — and return the parsed response,
+ * whose items match the request's one to one (count, Operation, Batch Item
+ * ID: checked). The caller checks each item's status
+ * (vmseal_kmip_result_errno()). */
 int vmseal_kmip_client_call(vmseal_kmip_client *c, vmseal_ttlv *request, vmseal_kmip_response **out)
     VMSEAL_MUST_CHECK;
 
