@@ -140,6 +140,11 @@ static int run(int argc, char **argv, int sealing, const char *verb)
     }
     if (fstat(s.fd, &ist) == 0 && S_ISREG(ist.st_mode))
         s.total = (uint64_t)ist.st_size;
+    /* Bigger pipe buffers: fewer context switches per 64 KiB chunk. */
+    if (S_ISFIFO(ist.st_mode))
+        (void)fcntl(s.fd, F_SETPIPE_SZ, 1 << 20);
+    if (strcmp(out, "-") == 0 && fstat(STDOUT_FILENO, &ost) == 0 && S_ISFIFO(ost.st_mode))
+        (void)fcntl(STDOUT_FILENO, F_SETPIPE_SZ, 1 << 20);
     if (strcmp(out, "-") != 0 && stat(out, &ost) == 0 && ost.st_dev == ist.st_dev &&
         ost.st_ino == ist.st_ino) {
         cu_err("input and output are the same file");
