@@ -131,6 +131,7 @@ static int run(int argc, char **argv, int sealing, const char *verb)
     int rc = CU_ERROR;
     src s = {STDIN_FILENO, 0, 0, NULL};
     struct stat ist, ost;
+    memset(&ist, 0, sizeof(ist));
     if (strcmp(in, "-") != 0) {
         s.fd = open(in, O_RDONLY | O_CLOEXEC);
         if (s.fd < 0) {
