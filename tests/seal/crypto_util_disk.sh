@@ -43,7 +43,20 @@ grep -q "KEK 'kek-1' at provider 'local'" out.txt || fail "check shows the KEK i
 expect_rc 1 $U check enc.img plain.img
 expect_rc 2 $U disk encrypt "${K1[@]}" plain.img enc.img
 grep -q 'already exists' err.txt || fail "encrypt over an existing disk not refused"
-ok "disk encrypt: LUKS1 image + descriptor bound to the LUKS UUID; marker gone; check"
+# Foreign LUKS images (cryptsetup-made, header work on the file only).
+printf 'pw' > pw
+truncate -s 20M l1.img l2.img
+cryptsetup luksFormat --type luks1 --batch-mode --pbkdf-force-iterations 1000 --key-file pw l1.img
+cryptsetup luksFormat --type luks2 --batch-mode --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
+  --key-file pw l2.img
+expect_rc 0 $U check l1.img l2.img
+grep -q 'l1.img: encrypted (LUKS1 disk.*no vmseal descriptor' out.txt || fail "check foreign LUKS1"
+grep -q 'l2.img: encrypted (LUKS2' out.txt || fail "check LUKS2"
+head -c 1000 enc.img > cut.img
+expect_rc 2 $U check cut.img
+grep -q 'truncated' out.txt || fail "check of a truncated LUKS image: $(cat out.txt)"
+rm -f l1.img l2.img cut.img
+ok "disk encrypt: LUKS1 image + descriptor bound to the LUKS UUID; marker gone; check (also foreign LUKS1/LUKS2, truncated)"
 
 # --- passphrase -> QEMU opens the disk ---------------------------------------------
 expect_rc 0 $U disk passphrase --kek-file kek1 --out-file pass enc.img
