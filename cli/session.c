@@ -188,7 +188,9 @@ int cli_call_timeout(cli *c, const char *method, const char *path, const json_t 
         return EXIT_OK;
     }
     cli_reported = 1;
-    if (status == 401 && !*token)
+    if (status == 401 && strcmp(path, "/api/v1/session") == 0 && !strcmp(method, "POST"))
+        fprintf(stderr, "vmseal: %s\n", vmseal_http_error_text(r));
+    else if (status == 401 && !*token)
         fprintf(stderr, "vmseal: not logged in: run `vmseal login`\n");
     else if (status == 401)
         fprintf(stderr, "vmseal: %s (run `vmseal login`)\n", vmseal_http_error_text(r));
