@@ -101,6 +101,10 @@ void api_handle(void *arg, const vmseal_http_request *req, vmseal_http_response 
         goto out;
     }
     int rc = auth_session(ctx.m, bearer(req), &ctx);
+    if (rc < 0 && rc != -EACCES) {
+        vmseal_http_error(resp, 503, "cannot check the session: %s", vmseal_last_error());
+        goto out;
+    }
     if (rc < 0) {
         vmseal_http_error(resp, 401, "%s", vmseal_last_error());
         vmseal_http_add_header(resp, "WWW-Authenticate", "Bearer realm=\"vmseal\"");

@@ -9,12 +9,13 @@ mgr_init() {
   "$MGRD" init "$d" "$@" >/dev/null 2>"$TMP/init.err" || { cat "$TMP/init.err" >&2; fail "vmseal-managerd init $d"; }
 }
 
-# mgr_start DIR: serve on 127.0.0.1, a free port; sets MPORT, MPID, MURL.
+# mgr_start DIR [PORT]: serve on 127.0.0.1, PORT or a free port; sets
+# MPORT, MPID, MURL.
 mgr_start() {
-  local d=$1 i
+  local d=$1 port=${2:-0} i
   MLOG=$d/managerd.log
   rm -f "$d/port"
-  "$MGRD" -c "$d" serve --listen 127.0.0.1 --port 0 --port-file "$d/port" >>"$MLOG" 2>&1 &
+  "$MGRD" -c "$d" serve --listen 127.0.0.1 --port "$port" --port-file "$d/port" >>"$MLOG" 2>&1 &
   MPID=$!
   at_exit "kill -9 $MPID 2>/dev/null"
   for ((i = 0; i < 200; i++)); do
