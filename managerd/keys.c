@@ -14,7 +14,6 @@
 
 #include "managerd.h"
 
-#if __has_include(<vmseal/kmip_client.h>)
 #include <vmseal/kmip_client.h>
 
 int keys_available(void)
@@ -111,25 +110,3 @@ int keys_get(manager *m, const char *provider, const char *kek_id, vmseal_secret
                            vmseal_last_error());
     return 0;
 }
-
-#else /* the KMIP client library has not landed in this tree yet */
-
-int keys_available(void)
-{
-    return 0;
-}
-
-int keys_create_kek(manager *m, const char *provider, const char *vm_uuid, const char *vm_name,
-                    char **kek_id)
-{
-    *kek_id = NULL;
-    return vmseal_fail(ENOTSUP, "this build has no KMIP client (include/vmseal/kmip_client.h)");
-}
-
-int keys_get(manager *m, const char *provider, const char *kek_id, vmseal_secret **key)
-{
-    *key = NULL;
-    return vmseal_fail(ENOTSUP, "this build has no KMIP client (include/vmseal/kmip_client.h)");
-}
-
-#endif

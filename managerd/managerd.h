@@ -117,7 +117,7 @@ int keys_create_kek(manager *m, const char *provider, const char *vm_uuid, const
                     char **kek_id);
 /* Fetch a KEK's bytes from the provider (servers in failover order). */
 int keys_get(manager *m, const char *provider, const char *kek_id, vmseal_secret **key);
-/* Whether the KMIP client is built in. */
+/* Whether the KMIP client is built in (always, since it landed). */
 int keys_available(void);
 
 /* ---- hosts.c --------------------------------------------------------------- */
