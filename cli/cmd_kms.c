@@ -80,8 +80,9 @@ static int kms_status(cli *c, const char *name)
         print_json(resp);
     } else {
         printf("Key provider %s: %s\n", name, jstr(resp, "state"));
-        static const char *const h[] = {"SERVER", "STATE", "TLS", "KMS CERTIFICATE", "EXPIRES", "LAST ERROR"};
-        table *t = table_new(6, h);
+        static const char *const h[] = {"SERVER", "STATE", "TLS", "KMIP", "KMS CERTIFICATE", "EXPIRES",
+                                        "LAST ERROR"};
+        table *t = table_new(7, h);
         size_t i;
         json_t *s;
         json_array_foreach(json_object_get(resp, "servers"), i, s) {
@@ -93,8 +94,11 @@ static int kms_status(cli *c, const char *name)
                          fmt_time(json_integer_value(json_object_get(kc, "not_after")), when, sizeof(when)),
                          jstr(kc, "status"));
             }
+            char kmip[300] = "-";
+            if (json_is_true(json_object_get(s, "kmip_ok")))
+                snprintf(kmip, sizeof(kmip), "%s %s", jstr(s, "kmip_version"), jstr(s, "vendor"));
             const char *row[] = {jstr(s, "address"), jstr(s, "state"),
-                                 json_is_true(json_object_get(s, "tls_ok")) ? "ok" : "-",
+                                 json_is_true(json_object_get(s, "tls_ok")) ? "ok" : "-", kmip,
                                  json_is_object(kc) ? jstr(kc, "subject") : "-", exp, jstr(s, "last_error")};
             table_add(t, row);
         }

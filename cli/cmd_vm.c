@@ -56,7 +56,7 @@ static void vm_info(const json_t *v)
         printf("Disk %zu:      %lld MB\n", i, (long long)json_integer_value(json_object_get(d, "size_mb")));
     json_t *rt = json_object_get(v, "runtime");
     if (json_is_object(rt)) {
-        printf("Power:       %s\n", jstr(rt, "power"));
+        printf("Power:       %s\n", jstr(rt, "power_state"));
         if (json_is_true(json_object_get(rt, "locked")))
             printf("Locked:      yes (%s)\n", jstr(rt, "locked_reason"));
         json_t *task = json_object_get(rt, "task");

@@ -232,6 +232,8 @@ int hosts_push_key(manager *m, const char *host, const char *provider, const cha
         return vmseal_fail(ENOMEM, "out of memory");
     }
     json_object_set_new(body, "key", k);
+    /* key safes on the host are bound to the provider name */
+    json_object_set_new(body, "provider", json_string(provider));
     char path[300];
     snprintf(path, sizeof(path), "/v1/keys/%s", kek_id);
     long status = 0;
@@ -268,7 +270,8 @@ int hosts_keys_for(manager *m, const char *host, const json_t *kek_ids, json_t *
         if (rc < 0) {
             json_array_append_new(failed, json_pack("{s:s,s:s}", "kek_id", id, "error", vmseal_last_error()));
         } else {
-            json_array_append_new(keys, json_pack("{s:s,s:o}", "kek_id", id, "key", key_b64(key)));
+            json_array_append_new(keys, json_pack("{s:s,s:s,s:o}", "kek_id", id, "provider", provider,
+                                                  "key", key_b64(key)));
             vmseal_secret_free(key);
         }
         store_rows_free(r);

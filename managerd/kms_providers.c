@@ -33,6 +33,7 @@
 #include <openssl/x509v3.h>
 
 #include <vmseal/common.h>
+#include <vmseal/kmip_client.h>
 #include <vmseal/tls.h>
 
 #include "managerd.h"
@@ -381,6 +382,9 @@ int kms_provider_add(manager *m, const char *actor, const json_t *req)
         .make_default = json_is_true(json_object_get(req, "default")),
         .user = json_string_value(json_object_get(req, "username")),
     };
+    if (strlen(a.name) > 32)
+        return vmseal_fail(EINVAL, "a key provider name has at most 32 characters (it is bound "
+                           "into every key safe)");
     int rc = check_servers(a.servers);
     if (rc < 0)
         return rc;
@@ -587,6 +591,38 @@ static int tcp_probe(const char *host, int port, int timeout_ms, char *err, size
     return rc;
 }
 
+/* A KMIP round trip (Query) with the manager's identity: the server speaks
+ * KMIP and accepts us. */
+static void kmip_probe(const kms_conn *c, const char *addr, int timeout_ms, json_t *s)
+{
+    const char *servers[] = {addr};
+    vmseal_kmip_client_config kc = {
+        .servers = servers, .n_servers = 1,
+        .tls = {.cert_file = c->cert_file, .key_file = c->key_file, .ca_file = c->ca_file,
+                .legacy_cbc_suites = 1},
+        .connect_timeout_ms = timeout_ms, .io_timeout_ms = timeout_ms,
+    };
+    vmseal_kmip_client *k = NULL;
+    vmseal_kmip_server_info info;
+    int rc = vmseal_kmip_client_new(&kc, &k);
+    if (rc >= 0)
+        rc = vmseal_kmip_query(k, &info);
+    if (rc >= 0) {
+        vmseal_kmip_version v = vmseal_kmip_client_version(k);
+        char ver[16];
+        snprintf(ver, sizeof(ver), "%d.%d", (int)v.major, (int)v.minor);
+        json_object_set_new(s, "kmip_ok", json_true());
+        json_object_set_new(s, "kmip_version", json_string(ver));
+        json_object_set_new(s, "vendor", json_string(info.vendor));
+    } else {
+        json_object_set_new(s, "kmip_ok", json_false());
+        json_object_set_new(s, "state", json_string("KMIP failed"));
+        json_object_set_new(s, "tls_ok", json_false());
+        json_object_set_new(s, "last_error", json_string(vmseal_last_error()));
+    }
+    vmseal_kmip_client_free(k);
+}
+
 static json_t *server_status(const kms_conn *c, const char *addr, int timeout_ms)
 {
     char host[256], err[512] = "";
@@ -660,6 +696,8 @@ static json_t *server_status(const kms_conn *c, const char *addr, int timeout_ms
     }
     vmseal_tls_close(ssl);
     SSL_CTX_free(ctx);
+    if (json_is_true(json_object_get(s, "tls_ok")) && c->cert_file)
+        kmip_probe(c, addr, timeout_ms, s);
     return s;
 }
 

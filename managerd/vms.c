@@ -525,7 +525,7 @@ int vms_power(manager *m, api_ctx *ctx, const char *name, int on)
     char err[512];
     const char *old_state = NULL;
     if (vm_runtime(m, host, uuid, &before, err, sizeof(err)) == 0)
-        old_state = json_string_value(json_object_get(before, "power"));
+        old_state = json_string_value(json_object_get(before, "power_state"));
     char path[128];
     snprintf(path, sizeof(path), "/v1/vms/%s/%s", uuid, on ? "power-on" : "power-off");
     long status = 0;
@@ -543,8 +543,8 @@ int vms_power(manager *m, api_ctx *ctx, const char *name, int on)
         json_decref(before);
         return rc;
     }
-    json_t *ov = json_pack("{s:s?}", "power", old_state);
-    json_t *nv = json_pack("{s:s}", "power", on ? "on" : "off");
+    json_t *ov = json_pack("{s:s?}", "power_state", old_state);
+    json_t *nv = json_pack("{s:s}", "power_state", on ? "on" : "off");
     event_add(m, ctx->user, on ? "vm.power-on" : "vm.power-off", name, ov, nv);
     json_decref(ov);
     json_decref(nv);

@@ -104,6 +104,7 @@ assert s["state"]=="connected", s
 a,b=s["servers"]
 assert not a["reachable"] and a["state"]=="unreachable", a
 assert b["tls_ok"] and b["kms_certificate"]["status"]=="valid" and b["kms_certificate"]["days_left"]>0, b
+assert b["kmip_ok"] and b["kmip_version"].startswith("1."), b
 assert s["client_certificate"]["subject"]=="CN=manager,O=vmseal", s
 ' || fail "status of a two-server cluster with the first one down: $OUT"
 expect_rc 0 "$VMSEAL" kms default k2
