@@ -372,10 +372,33 @@ int cmd_user(cli *c, int argc, char **argv)
 
 int cmd_role(cli *c, int argc, char **argv)
 {
+    json_t *resp = NULL;
+    int rc;
+    if (argc >= 3 && !strcmp(argv[1], "add")) {
+        json_t *privs = json_array();
+        for (int i = 3; i < argc; i++)
+            json_array_append_new(privs, json_string(argv[i]));
+        json_t *body = json_pack("{s:s,s:o}", "name", argv[2], "privileges", privs);
+        rc = cli_call(c, "POST", "/api/v1/roles", body, &resp);
+        json_decref(body);
+        if (rc == EXIT_OK && !c->quiet)
+            printf("Role %s added\n", argv[2]);
+        json_decref(resp);
+        return rc;
+    }
+    if (argc == 3 && !strcmp(argv[1], "rm")) {
+        char path[256], esc[200];
+        cli_escape(argv[2], esc, sizeof(esc));
+        snprintf(path, sizeof(path), "/api/v1/roles/%s", esc);
+        rc = cli_call(c, "DELETE", path, NULL, &resp);
+        if (rc == EXIT_OK && !c->quiet)
+            printf("Role %s removed\n", argv[2]);
+        json_decref(resp);
+        return rc;
+    }
     if (argc != 2 || strcmp(argv[1], "ls") != 0)
         return EXIT_USAGE;
-    json_t *resp = NULL;
-    int rc = cli_call(c, "GET", "/api/v1/roles", NULL, &resp);
+    rc = cli_call(c, "GET", "/api/v1/roles", NULL, &resp);
     if (rc != EXIT_OK)
         return rc;
     if (c->json) {

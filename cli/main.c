@@ -33,7 +33,7 @@ static void usage(FILE *f)
             "  events [--since ID] [--limit N] [--follow]\n"
             "  user ls | add NAME --role ROLE | passwd [NAME] | rm NAME | role NAME ROLE\n"
             "       passwords: --password-file FILE|-, --password-fd N, or a prompt (never argv)\n"
-            "  role ls\n"
+            "  role ls | add NAME PRIVILEGE... | rm NAME\n"
             "\n"
             "The manager: --url or $VMSEAL_URL (https://HOST:PORT), verified with --ca or $VMSEAL_CA;\n"
             "after `vmseal login` both are remembered.\n"

@@ -44,6 +44,18 @@ HOME=$BOBHOME expect_rc 5 "$VMSEAL" kms add nope --server 127.0.0.1:5696
 echo "$OUT" | grep -q "lacks the Cryptographer.ManageKeyServers privilege" || fail "denied message"
 HOME=$BOBHOME expect_rc 0 "$VMSEAL" kms ls
 ok "No cryptography administrator may read but not manage key providers (5)"
+# a custom role: may read and encrypt, nothing else
+expect_rc 0 "$VMSEAL" role add Encryptor System.Read Cryptographer.Encrypt
+expect_rc 2 "$VMSEAL" role add Bad No.Such.Privilege
+expect_rc 0 "$VMSEAL" user role bob Encryptor
+HOME=$BOBHOME expect_rc 5 "$VMSEAL" user add eve --role ReadOnly --password-file "$TMP/bobpw"
+HOME=$BOBHOME expect_rc 0 "$VMSEAL" --json whoami
+echo "$OUT" | grep -q '"privileges": "System.Read Cryptographer.Encrypt"' || fail "custom role privileges: $OUT"
+expect_rc 6 "$VMSEAL" role rm Encryptor    # still assigned
+expect_rc 0 "$VMSEAL" user role bob NoCryptoAdmin
+expect_rc 0 "$VMSEAL" role rm Encryptor
+expect_rc 5 "$VMSEAL" role rm Administrator
+ok "custom roles from privileges; role changes apply to live sessions"
 printf 'bobpassword2\n' > "$TMP/bobpw2"
 expect_rc 0 "$VMSEAL" user passwd bob --password-file "$TMP/bobpw2"
 HOME=$BOBHOME expect_rc 3 "$VMSEAL" kms ls     # bob's session ended with the reset
