@@ -257,8 +257,8 @@ void api_roles(api_ctx *ctx)
         json_array_foreach(json_object_get(b, "privileges"), i, p) {
             const char *s = json_string_value(p);
             if (!known_privilege(s)) {
-                json_decref(b);
                 vmseal_http_error(ctx->resp, 400, "unknown privilege %.64s", s);
+                json_decref(b);
                 return;
             }
             if (privs[0])

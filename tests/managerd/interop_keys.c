@@ -156,6 +156,7 @@ int main(int argc, char **argv)
     json_decref(ids);
     printf("ok - a host gets only the KEKs of its own VMs\n");
 
+    vmseal_secret_free(s2);
     CHECK(keys_get(&m, "kp", "999999", &s2) < 0, "an unknown KEK id fails");
     CHECK(strstr(vmseal_last_error(), "999999"), "message names the id");
     /* the manager's database holds only KEK ids, never key bytes */
