@@ -397,6 +397,32 @@ vmseal_ttlv *vmseal_ttlv_add_secret(vmseal_ttlv *parent, uint32_t tag, const vms
                       vmseal_secret_len(s), 1);
 }
 
+vmseal_ttlv *vmseal_ttlv_add_secret_space(vmseal_ttlv *parent, uint32_t tag, size_t len,
+                                          uint8_t **data)
+{
+    *data = NULL;
+    char lb[48];
+    if (len == 0 || len > (1u << 20) - 1) {
+        if (parent)
+            record_error(parent, EINVAL, "ttlv: bad secret length for %s", tag_label(tag, lb));
+        return NULL;
+    }
+    vmseal_ttlv *t = add_begin(parent, tag, VMSEAL_TTLV_BYTES);
+    if (!t)
+        return NULL;
+    t->len = len;
+    t->v.sec = vmseal_secret_new(len + 1); /* zeroed, NUL included */
+    if (!t->v.sec) {
+        free(t);
+        record_error(parent, ENOMEM, "ttlv: out of memory");
+        return NULL;
+    }
+    t->secure = 1;
+    link_child(parent, t);
+    *data = vmseal_secret_data(t->v.sec);
+    return t;
+}
+
 vmseal_ttlv *vmseal_ttlv_add_bigint(vmseal_ttlv *parent, uint32_t tag, const uint8_t *be, size_t len)
 {
     char lb[48];
@@ -810,6 +836,21 @@ int vmseal_ttlv_encode_secret(const vmseal_ttlv *root, vmseal_secret **out)
         return vmseal_fail(ENOMEM, "ttlv: cannot allocate %zu bytes of secure memory", size);
     write_item(root, vmseal_secret_data(s));
     *out = s;
+    return 0;
+}
+
+int vmseal_ttlv_encode_into(const vmseal_ttlv *root, uint8_t *buf, size_t cap, size_t *len)
+{
+    *len = 0;
+    size_t size;
+    int rc = encode_check(root, &size);
+    if (rc < 0)
+        return rc;
+    *len = size;
+    if (size > cap)
+        return vmseal_fail(ENOSPC, "ttlv: %zu bytes do not fit in %zu", size, cap);
+    memset(buf, 0, size);
+    write_item(root, buf);
     return 0;
 }
 

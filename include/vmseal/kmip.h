@@ -75,6 +75,10 @@ vmseal_ttlv *vmseal_ttlv_add_text_n(vmseal_ttlv *parent, uint32_t tag, const cha
 vmseal_ttlv *vmseal_ttlv_add_bytes(vmseal_ttlv *parent, uint32_t tag, const void *p, size_t len);
 /* Byte String kept in secure memory whatever the tag (key material). */
 vmseal_ttlv *vmseal_ttlv_add_secret(vmseal_ttlv *parent, uint32_t tag, const vmseal_secret *s);
+/* A Byte String of len zero bytes in secure memory, to be filled in place
+ * through *data (e.g. a key unwrapped straight into a response). */
+vmseal_ttlv *vmseal_ttlv_add_secret_space(vmseal_ttlv *parent, uint32_t tag, size_t len,
+                                          uint8_t **data);
 /* Big Integer: big-endian two's complement, len a non-zero multiple of 8. */
 vmseal_ttlv *vmseal_ttlv_add_bigint(vmseal_ttlv *parent, uint32_t tag, const uint8_t *be, size_t len);
 
@@ -152,6 +156,10 @@ int vmseal_ttlv_encode(const vmseal_ttlv *root, uint8_t **buf, size_t *len) VMSE
 void vmseal_ttlv_buf_free(uint8_t *buf, size_t len);
 /* Encode into secure memory, for messages that carry key material. */
 int vmseal_ttlv_encode_secret(const vmseal_ttlv *root, vmseal_secret **out) VMSEAL_MUST_CHECK;
+/* Encode into a caller's buffer (e.g. reused secure memory). *len is the
+ * encoded size; -ENOSPC when it exceeds cap. */
+int vmseal_ttlv_encode_into(const vmseal_ttlv *root, uint8_t *buf, size_t cap, size_t *len)
+    VMSEAL_MUST_CHECK;
 /* Encoded size of a tree (0 when it cannot be encoded). */
 size_t vmseal_ttlv_encoded_len(const vmseal_ttlv *root);
 
