@@ -47,22 +47,33 @@ int kmsd_mk_wrap(kmsd_masterkey *mk, const char *uid, const uint8_t *plain, size
     return 0;
 }
 
-int kmsd_mk_unwrap(kmsd_masterkey *mk, const char *uid, const uint8_t *blob, size_t bloblen,
-                   vmseal_secret **out)
+int kmsd_mk_unwrap_into(kmsd_masterkey *mk, const char *uid, const uint8_t *blob, size_t bloblen,
+                        uint8_t *out, size_t outlen)
 {
-    *out = NULL;
     if (strlen(uid) > MAX_UID)
         return vmseal_fail(EINVAL, "master key: bad object id");
     if (bloblen <= KMSD_MK_OVERHEAD || blob[0] != 1)
         return vmseal_fail(EBADMSG, "master key: object %s: wrapped key is malformed", uid);
+    size_t len = bloblen - KMSD_MK_OVERHEAD;
+    if (outlen != len)
+        return vmseal_fail(EINVAL, "master key: object %s: output of %zu bytes for %zu", uid,
+                           outlen, len);
     uint8_t aad[sizeof(AAD_PREFIX) + MAX_UID];
     size_t aadlen = make_aad(uid, aad);
-    size_t len = bloblen - KMSD_MK_OVERHEAD;
-    vmseal_secret *s = vmseal_secret_new(len);
+    return mk->open(mk, blob + 1, aad, aadlen, blob + 1 + KMSD_MK_IV_LEN, len, out,
+                    blob + bloblen - KMSD_MK_TAG_LEN);
+}
+
+int kmsd_mk_unwrap(kmsd_masterkey *mk, const char *uid, const uint8_t *blob, size_t bloblen,
+                   vmseal_secret **out)
+{
+    *out = NULL;
+    if (bloblen <= KMSD_MK_OVERHEAD)
+        return vmseal_fail(EBADMSG, "master key: object %s: wrapped key is malformed", uid);
+    vmseal_secret *s = vmseal_secret_new(bloblen - KMSD_MK_OVERHEAD);
     if (!s)
         return -ENOMEM;
-    int r = mk->open(mk, blob + 1, aad, aadlen, blob + 1 + KMSD_MK_IV_LEN, len,
-                     vmseal_secret_data(s), blob + bloblen - KMSD_MK_TAG_LEN);
+    int r = kmsd_mk_unwrap_into(mk, uid, blob, bloblen, vmseal_secret_data(s), vmseal_secret_len(s));
     if (r < 0) {
         vmseal_secret_free(s);
         return r;

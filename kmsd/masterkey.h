@@ -43,6 +43,10 @@ int kmsd_mk_wrap(kmsd_masterkey *mk, const char *uid, const uint8_t *plain, size
 /* Unwrap into a new secret; -EBADMSG when the blob or binding is wrong. */
 int kmsd_mk_unwrap(kmsd_masterkey *mk, const char *uid, const uint8_t *blob, size_t bloblen,
                    vmseal_secret **out) VMSEAL_MUST_CHECK;
+/* Same into a caller's (secure) buffer of exactly bloblen - KMSD_MK_OVERHEAD
+ * bytes. */
+int kmsd_mk_unwrap_into(kmsd_masterkey *mk, const char *uid, const uint8_t *blob, size_t bloblen,
+                        uint8_t *out, size_t outlen) VMSEAL_MUST_CHECK;
 void kmsd_mk_free(kmsd_masterkey *mk);
 
 /* File backend: 32 bytes raw or 64 hex characters, file mode 0600 enforced. */

@@ -44,7 +44,7 @@ static const vmseal_ttlv *request_template(const vmseal_ttlv *req)
  * caller holds a write transaction. State Pre-Active, or Active when the
  * template carries an Activation Date that is not in the future. */
 static int insert_object(kmsd_op *op, kmsd_db *db, kmsd_obj *o, const vmseal_ttlv *tmpl,
-                         const vmseal_secret *material, uint32_t alg, int32_t bits)
+                         const vmseal_secret *material, uint32_t alg, int32_t bits, int store_alg)
 {
     int r = kmsd_db_next_uid(db, o->uid);
     if (r < 0)
@@ -53,6 +53,8 @@ static int insert_object(kmsd_op *op, kmsd_db *db, kmsd_obj *o, const vmseal_ttl
     int64_t now = kmsd_now();
     o->created = o->changed = now;
     o->state = VMSEAL_KMIP_STATE_PRE_ACTIVE;
+    o->alg = alg;
+    o->bits = bits;
     snprintf(o->owner, sizeof(o->owner), "%s", op->identity);
     uint8_t *blob;
     size_t bl;
@@ -68,11 +70,12 @@ static int insert_object(kmsd_op *op, kmsd_db *db, kmsd_obj *o, const vmseal_ttl
     int64_t activation;
     if (kmsd_attr_apply_template(op, db, o->uid, tmpl, &activation) < 0)
         return -1;
-    if (alg && (r = kmsd_attr_store_int(db, o->uid, VMSEAL_KMIP_ATTR_CRYPTOGRAPHIC_ALGORITHM,
-                                        VMSEAL_TTLV_ENUM, alg)) < 0)
+    if (store_alg && (r = kmsd_attr_store_int(db, o->uid, VMSEAL_KMIP_ATTR_CRYPTOGRAPHIC_ALGORITHM,
+                                              VMSEAL_TTLV_ENUM, alg)) < 0)
         return kmsd_op_fail_errno(op, r, "storing attributes");
-    if (bits && (r = kmsd_attr_store_int(db, o->uid, VMSEAL_KMIP_ATTR_CRYPTOGRAPHIC_LENGTH,
-                                         VMSEAL_TTLV_INTEGER, bits)) < 0)
+    if (store_alg && bits &&
+        (r = kmsd_attr_store_int(db, o->uid, VMSEAL_KMIP_ATTR_CRYPTOGRAPHIC_LENGTH,
+                                 VMSEAL_TTLV_INTEGER, bits)) < 0)
         return kmsd_op_fail_errno(op, r, "storing attributes");
     if (activation >= 0 && activation <= now) {
         o->state = VMSEAL_KMIP_STATE_ACTIVE;
@@ -124,7 +127,7 @@ int kmsd_op_create(kmsd_op *op, const vmseal_ttlv *req, vmseal_ttlv *resp)
     }
     kmsd_obj o = {.object_type = VMSEAL_KMIP_OBJ_SYMMETRIC_KEY,
                   .key_format = VMSEAL_KMIP_KEYFMT_RAW};
-    r = insert_object(op, db, &o, tmpl, key, 0, 0);
+    r = insert_object(op, db, &o, tmpl, key, (uint32_t)alg, (int32_t)bits, 0);
     vmseal_secret_free(key);
     int c = kmsd_store_end(op->srv->store, db, r == 0);
     if (r < 0)
@@ -222,7 +225,7 @@ int kmsd_op_register(kmsd_op *op, const vmseal_ttlv *req, vmseal_ttlv *resp)
         vmseal_secret_free(material);
         return kmsd_op_fail_errno(op, r, "opening the store");
     }
-    r = insert_object(op, db, &o, request_template(req), material, alg, bits);
+    r = insert_object(op, db, &o, request_template(req), material, alg, bits, alg != 0);
     vmseal_secret_free(material);
     int c = kmsd_store_end(op->srv->store, db, r == 0);
     if (r < 0)
@@ -233,8 +236,6 @@ int kmsd_op_register(kmsd_op *op, const vmseal_ttlv *req, vmseal_ttlv *resp)
     vmseal_ttlv_add_text(resp, VMSEAL_KMIP_TAG_UNIQUE_IDENTIFIER, o.uid);
     return 0;
 }
-
-static int find_stored_number(kmsd_db *db, const char *uid, const char *name, int64_t *out);
 
 int kmsd_op_get(kmsd_op *op, const vmseal_ttlv *req, vmseal_ttlv *resp)
 {
@@ -267,8 +268,8 @@ int kmsd_op_get(kmsd_op *op, const vmseal_ttlv *req, vmseal_ttlv *resp)
             r = kmsd_op_fail_errno(op, e, "reading the key");
     }
     if (r == 0 && o.object_type == VMSEAL_KMIP_OBJ_SYMMETRIC_KEY) {
-        (void)find_stored_number(db, uid, VMSEAL_KMIP_ATTR_CRYPTOGRAPHIC_ALGORITHM, &alg);
-        (void)find_stored_number(db, uid, VMSEAL_KMIP_ATTR_CRYPTOGRAPHIC_LENGTH, &bits);
+        alg = o.alg;
+        bits = o.bits;
     }
     (void)kmsd_store_end(op->srv->store, db, 0);
     if (r < 0)
@@ -290,12 +291,12 @@ int kmsd_op_get(kmsd_op *op, const vmseal_ttlv *req, vmseal_ttlv *resp)
                             "this object is kept as %s",
                             vmseal_kmip_enum_name(VMSEAL_KMIP_TAG_KEY_FORMAT_TYPE, format));
     }
-    vmseal_secret *key;
-    r = kmsd_mk_unwrap(op->srv->mk, uid, blob, bl, &key);
-    free(blob);
-    if (r < 0)
-        return kmsd_op_fail(op, VMSEAL_KMIP_REASON_CRYPTOGRAPHIC_FAILURE, "unwrapping object %s: %s",
-                            uid, vmseal_last_error());
+    if (bl <= KMSD_MK_OVERHEAD) {
+        free(blob);
+        return kmsd_op_fail(op, VMSEAL_KMIP_REASON_CRYPTOGRAPHIC_FAILURE,
+                            "object %s: stored key is malformed", uid);
+    }
+    size_t keylen = bl - KMSD_MK_OVERHEAD;
     vmseal_ttlv_add_enum(resp, VMSEAL_KMIP_TAG_OBJECT_TYPE, o.object_type);
     vmseal_ttlv_add_text(resp, VMSEAL_KMIP_TAG_UNIQUE_IDENTIFIER, uid);
     vmseal_ttlv *obj, *kb;
@@ -308,48 +309,27 @@ int kmsd_op_get(kmsd_op *op, const vmseal_ttlv *req, vmseal_ttlv *resp)
     kb = vmseal_ttlv_add_struct(obj, VMSEAL_KMIP_TAG_KEY_BLOCK);
     vmseal_ttlv_add_enum(kb, VMSEAL_KMIP_TAG_KEY_FORMAT_TYPE, format);
     vmseal_ttlv *kv = vmseal_ttlv_add_struct(kb, VMSEAL_KMIP_TAG_KEY_VALUE);
+    /* the key is unwrapped straight into the response's secure buffer */
+    uint8_t *dst = NULL;
     if (format == VMSEAL_KMIP_KEYFMT_TRANSPARENT_SYMMETRIC_KEY)
-        vmseal_ttlv_add_secret(vmseal_ttlv_add_struct(kv, VMSEAL_KMIP_TAG_KEY_MATERIAL),
-                               VMSEAL_KMIP_TAG_KEY, key);
+        vmseal_ttlv_add_secret_space(vmseal_ttlv_add_struct(kv, VMSEAL_KMIP_TAG_KEY_MATERIAL),
+                                     VMSEAL_KMIP_TAG_KEY, keylen, &dst);
     else
-        vmseal_ttlv_add_secret(kv, VMSEAL_KMIP_TAG_KEY_MATERIAL, key);
+        vmseal_ttlv_add_secret_space(kv, VMSEAL_KMIP_TAG_KEY_MATERIAL, keylen, &dst);
+    if (!dst) {
+        free(blob);
+        return kmsd_op_fail(op, VMSEAL_KMIP_REASON_GENERAL_FAILURE, "out of secure memory");
+    }
+    r = kmsd_mk_unwrap_into(op->srv->mk, uid, blob, bl, dst, keylen);
+    free(blob);
+    if (r < 0)
+        return kmsd_op_fail(op, VMSEAL_KMIP_REASON_CRYPTOGRAPHIC_FAILURE, "unwrapping object %s: %s",
+                            uid, vmseal_last_error());
     if (alg)
         vmseal_ttlv_add_enum(kb, VMSEAL_KMIP_TAG_CRYPTOGRAPHIC_ALGORITHM, (uint32_t)alg);
     if (bits)
         vmseal_ttlv_add_int(kb, VMSEAL_KMIP_TAG_CRYPTOGRAPHIC_LENGTH, (int32_t)bits);
-    vmseal_secret_free(key);
     return vmseal_ttlv_build_error(resp) ? kmsd_op_fail(op, VMSEAL_KMIP_REASON_GENERAL_FAILURE,
                                                         "building the response")
                                          : 0;
-}
-
-struct num_ctx {
-    int64_t *out;
-    int found;
-};
-
-static int num_cb(void *ctx, const char *name, int idx, const uint8_t *v, size_t len)
-{
-    struct num_ctx *c = ctx;
-    vmseal_ttlv *t;
-    if (vmseal_ttlv_decode(v, len, &t) < 0)
-        return 0;
-    int32_t i;
-    uint32_t e;
-    if (vmseal_ttlv_get_int(t, &i) == 0) {
-        *c->out = i;
-        c->found = 1;
-    } else if (vmseal_ttlv_get_enum(t, &e) == 0) {
-        *c->out = e;
-        c->found = 1;
-    }
-    vmseal_ttlv_free(t);
-    return 0;
-}
-
-static int find_stored_number(kmsd_db *db, const char *uid, const char *name, int64_t *out)
-{
-    struct num_ctx c = {.out = out};
-    int r = kmsd_db_attrs(db, uid, name, num_cb, &c);
-    return r < 0 ? r : c.found ? 0 : -ENOENT;
 }

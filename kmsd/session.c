@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include <vmseal/kmip_msg.h>
 #include <vmseal/tls.h>
 
@@ -15,6 +17,60 @@
 #include "ops.h"
 
 #define WRITE_TIMEOUT_MS 30000
+#define BODY_TIMEOUT_MS 30000
+#define IOBUF_SIZE 65536
+
+/* Read one message into the connection's secure buffer (or, when larger, a
+ * secret of its own in *big). 0 with *len 0: the peer closed cleanly. */
+static int recv_message(kmsd_server *srv, SSL *ssl, vmseal_secret *iobuf, vmseal_secret **big,
+                        const uint8_t **data, size_t *len)
+{
+    *big = NULL;
+    *data = NULL;
+    *len = 0;
+    uint8_t *b = vmseal_secret_data(iobuf);
+    int r = vmseal_tls_read_full(ssl, b, 8, srv->cfg->idle_timeout_ms);
+    if (r <= 0)
+        return r;
+    size_t total;
+    r = vmseal_ttlv_frame_len(b, srv->cfg->max_message_size, &total);
+    if (r < 0)
+        return r;
+    if (total > vmseal_secret_len(iobuf)) {
+        *big = vmseal_secret_new(total);
+        if (!*big)
+            return vmseal_fail(ENOMEM, "no secure memory for a %zu-byte message", total);
+        memcpy(vmseal_secret_data(*big), b, 8);
+        b = vmseal_secret_data(*big);
+    }
+    r = vmseal_tls_read_full(ssl, b + 8, total - 8, BODY_TIMEOUT_MS);
+    if (r >= 0 && (size_t)r != total - 8)
+        r = vmseal_fail(ECONNRESET, "connection closed inside a %zu-byte message", total);
+    if (r < 0) {
+        vmseal_secret_free(*big);
+        *big = NULL;
+        return r;
+    }
+    *data = b;
+    *len = total;
+    return 0;
+}
+
+/* Encode into the connection's buffer and send; large answers go through a
+ * secret of their own. The bytes are wiped afterwards. */
+static int send_message(SSL *ssl, vmseal_secret *iobuf, const vmseal_ttlv *resp)
+{
+    size_t n;
+    uint8_t *b = vmseal_secret_data(iobuf);
+    int r = vmseal_ttlv_encode_into(resp, b, vmseal_secret_len(iobuf), &n);
+    if (r == -ENOSPC)
+        return vmseal_kmip_send(ssl, resp, WRITE_TIMEOUT_MS);
+    if (r < 0)
+        return r;
+    r = vmseal_tls_write_full(ssl, b, n, WRITE_TIMEOUT_MS);
+    OPENSSL_cleanse(b, n);
+    return r < 0 ? r : 0;
+}
 
 static kmsd_op_fn find_op(uint32_t operation)
 {
@@ -170,10 +226,17 @@ void kmsd_session_run(kmsd_server *srv, kmsd_conn *c)
     }
     kmsd_debug("connection from %s: %s (%s%s)", c->peer, identity, SSL_get_version(ssl),
                SSL_session_reused(ssl) ? ", resumed" : "");
+    vmseal_secret *iobuf = vmseal_secret_new(IOBUF_SIZE);
+    if (!iobuf) {
+        kmsd_warn("connection from %s dropped: no secure memory", c->peer);
+        goto done;
+    }
     for (;;) {
-        vmseal_secret *msg = NULL;
-        r = vmseal_kmip_recv(ssl, srv->cfg->max_message_size, srv->cfg->idle_timeout_ms, &msg);
-        if (r == 0 && !msg)
+        vmseal_secret *big = NULL;
+        const uint8_t *data;
+        size_t len;
+        r = recv_message(srv, ssl, iobuf, &big, &data, &len);
+        if (r == 0 && !data)
             break;
         if (r == -EPROTO || r == -EMSGSIZE) {
             /* the stream cannot be resynchronised: answer, then close */
@@ -182,7 +245,7 @@ void kmsd_session_run(kmsd_server *srv, kmsd_conn *c)
             kmsd_warn("bad message from %s (%s): %s; closing", c->peer, identity, why);
             kmsd_audit(c->peer, identity, "-", "", "Failed", why);
             vmseal_ttlv *e = vmseal_kmip_error_response(NULL, VMSEAL_KMIP_REASON_INVALID_MESSAGE, why);
-            if (e && vmseal_kmip_send(ssl, e, 2000) < 0)
+            if (e && send_message(ssl, iobuf, e) < 0)
                 kmsd_debug("connection from %s: cannot send the error", c->peer);
             vmseal_ttlv_free(e);
             break;
@@ -194,10 +257,12 @@ void kmsd_session_run(kmsd_server *srv, kmsd_conn *c)
                 kmsd_debug("connection from %s: %s", c->peer, vmseal_last_error());
             break;
         }
-        vmseal_ttlv *resp = kmsd_process_message(srv, identity, c->peer, vmseal_secret_cdata(msg),
-                                                 vmseal_secret_len(msg));
-        vmseal_secret_free(msg);
-        r = resp ? vmseal_kmip_send(ssl, resp, WRITE_TIMEOUT_MS) : -ENOMEM;
+        vmseal_ttlv *resp = kmsd_process_message(srv, identity, c->peer, data, len);
+        if (big)
+            vmseal_secret_free(big);
+        else
+            OPENSSL_cleanse(vmseal_secret_data(iobuf), len);
+        r = resp ? send_message(ssl, iobuf, resp) : -ENOMEM;
         vmseal_ttlv_free(resp);
         if (r < 0) {
             kmsd_debug("connection from %s: sending failed: %s", c->peer, vmseal_last_error());
@@ -206,6 +271,8 @@ void kmsd_session_run(kmsd_server *srv, kmsd_conn *c)
         if (atomic_load(&srv->stopping))
             break;
     }
+    vmseal_secret_free(iobuf);
+done:
     (void)kmsd_conn_set_open(srv, c, 0);
     vmseal_tls_close(ssl);
 }

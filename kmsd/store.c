@@ -4,11 +4,13 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -20,7 +22,7 @@
 #define CHECK_UID "__master_key_check__"
 
 enum {
-    S_BEGIN, S_BEGIN_IMM, S_COMMIT, S_ROLLBACK,
+    S_BEGIN, S_BEGIN_IMM, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO,
     S_NEXT_UID, S_INSERT, S_GET, S_MATERIAL, S_SET_STATE, S_ERASE, S_TOUCH,
     S_ATTRS_ALL, S_ATTRS_NAME, S_ATTR_PUT, S_ATTR_NEXT, S_ATTR_COUNT, S_ATTR_DEL, S_ATTR_DEL_ALL,
     S_GRANTED, S_GRANT, S_REVOKE, S_GRANTS,
@@ -32,11 +34,14 @@ static const char *const sql_text[S_COUNT] = {
     [S_BEGIN_IMM] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
+    [S_SAVEPOINT] = "SAVEPOINT op",
+    [S_RELEASE] = "RELEASE op",
+    [S_ROLLBACK_TO] = "ROLLBACK TO op",
     [S_NEXT_UID] = "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name='objects'),0)+1",
     [S_INSERT] = "INSERT INTO objects(id, uid, owner, object_type, state, material, created,"
-                 " changed, key_format, subtype) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                 " changed, key_format, subtype, alg, bits) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
     [S_GET] = "SELECT uid, owner, object_type, state, created, changed, material IS NOT NULL,"
-              " key_format, subtype FROM objects WHERE uid=?",
+              " key_format, subtype, alg, bits FROM objects WHERE uid=?",
     [S_MATERIAL] = "SELECT material FROM objects WHERE uid=?",
     [S_SET_STATE] = "UPDATE objects SET state=?, changed=? WHERE uid=?",
     [S_ERASE] = "UPDATE objects SET material=NULL WHERE uid=?",
@@ -66,7 +71,9 @@ static const char schema_sql[] =
     " created INTEGER NOT NULL,"
     " changed INTEGER NOT NULL,"
     " key_format INTEGER NOT NULL DEFAULT 0,"
-    " subtype INTEGER NOT NULL DEFAULT 0);"
+    " subtype INTEGER NOT NULL DEFAULT 0,"
+    " alg INTEGER NOT NULL DEFAULT 0,"
+    " bits INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS objects_owner ON objects(owner);"
     "CREATE TABLE IF NOT EXISTS attributes("
     " uid TEXT NOT NULL,"
@@ -90,7 +97,16 @@ struct kmsd_store {
     char *path;
     char *journal;
     kmsd_masterkey *mk;
+    /* group commit (see kmsd_store_end) */
     pthread_mutex_t wlock;
+    pthread_cond_t committed;
+    atomic_int queued;        /* threads waiting for wlock */
+    int txn_open;             /* a write transaction is open on the writer */
+    int pending;              /* finished changes in it, not yet committed */
+    int64_t txn_start_ns;
+    uint64_t gen;             /* generation of the open transaction */
+    uint64_t done_gen;        /* generations < done_gen are committed */
+    int gen_rc[64];           /* commit result by generation % 64 */
     kmsd_db *writer;
     pthread_mutex_t plock;
     kmsd_db *pool[POOL_MAX];
@@ -285,6 +301,7 @@ int kmsd_store_open(const char *path, const char *journal_mode, kmsd_masterkey *
     st->journal = strdup(journal_mode ? journal_mode : "wal");
     st->mk = mk;
     pthread_mutex_init(&st->wlock, NULL);
+    pthread_cond_init(&st->committed, NULL);
     pthread_mutex_init(&st->plock, NULL);
     if (!exists) {
         /* create it private from the start */
@@ -337,6 +354,7 @@ void kmsd_store_close(kmsd_store *st)
         db_close(st->pool[i]);
     db_close(st->writer);
     pthread_mutex_destroy(&st->wlock);
+    pthread_cond_destroy(&st->committed);
     pthread_mutex_destroy(&st->plock);
     free(st->path);
     free(st->journal);
@@ -369,10 +387,56 @@ int kmsd_store_read_begin(kmsd_store *st, kmsd_db **out)
     return 0;
 }
 
+/* Group commit. Each write runs in a SAVEPOINT inside one shared write
+ * transaction. When a writer finishes and others are queued for the writer
+ * connection, it leaves the commit to them and waits; the last writer of a
+ * burst (or one finding the transaction over 64 changes or 2 ms old) commits
+ * everything with one fsync and wakes the rest. kmsd_store_end() returns
+ * only once the caller's change is durable (synchronous=FULL). */
+#define GROUP_MAX 64
+#define GROUP_MAX_NS 2000000
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* With wlock held: commit the open transaction and wake its waiters. */
+static int group_commit(kmsd_store *st)
+{
+    int r = exec_stmt(st->writer, S_COMMIT, "commit");
+    if (r < 0)
+        (void)exec_stmt(st->writer, S_ROLLBACK, "rollback");
+    st->gen_rc[st->gen % 64] = r;
+    st->gen++;
+    st->done_gen = st->gen;
+    st->txn_open = 0;
+    st->pending = 0;
+    pthread_cond_broadcast(&st->committed);
+    return r;
+}
+
 int kmsd_store_write_begin(kmsd_store *st, kmsd_db **out)
 {
+    atomic_fetch_add(&st->queued, 1);
     pthread_mutex_lock(&st->wlock);
-    int r = exec_stmt(st->writer, S_BEGIN_IMM, "begin");
+    atomic_fetch_sub(&st->queued, 1);
+    int r = 0;
+    if (!st->txn_open) {
+        r = exec_stmt(st->writer, S_BEGIN_IMM, "begin");
+        if (r == 0) {
+            st->txn_open = 1;
+            st->pending = 0;
+            st->txn_start_ns = mono_ns();
+        }
+    }
+    if (r == 0) {
+        r = exec_stmt(st->writer, S_SAVEPOINT, "savepoint");
+        if (r < 0 && st->pending)
+            (void)group_commit(st);
+    }
     if (r < 0) {
         pthread_mutex_unlock(&st->wlock);
         return r;
@@ -381,20 +445,51 @@ int kmsd_store_write_begin(kmsd_store *st, kmsd_db **out)
     return 0;
 }
 
-int kmsd_store_end(kmsd_store *st, kmsd_db *db, int commit)
+static int write_end(kmsd_store *st, int commit)
 {
     int r = 0;
     if (commit) {
-        r = exec_stmt(db, S_COMMIT, "commit");
+        r = exec_stmt(st->writer, S_RELEASE, "release");
         if (r < 0)
-            (void)exec_stmt(db, S_ROLLBACK, "rollback");
-    } else {
-        (void)exec_stmt(db, S_ROLLBACK, "rollback");
+            commit = 0;
     }
-    if (db->writer) {
+    if (!commit) {
+        (void)exec_stmt(st->writer, S_ROLLBACK_TO, "rollback");
+        (void)exec_stmt(st->writer, S_RELEASE, "release");
+    }
+    int must_commit = atomic_load(&st->queued) == 0 || st->pending + commit >= GROUP_MAX ||
+                      mono_ns() - st->txn_start_ns > GROUP_MAX_NS;
+    if (!commit) {
+        /* nothing of ours to make durable; close the group if we are last */
+        if (must_commit) {
+            if (st->pending)
+                (void)group_commit(st);
+            else if (st->txn_open) {
+                (void)exec_stmt(st->writer, S_ROLLBACK, "rollback");
+                st->txn_open = 0;
+            }
+        }
         pthread_mutex_unlock(&st->wlock);
         return r;
     }
+    st->pending++;
+    uint64_t mine = st->gen;
+    if (must_commit) {
+        r = group_commit(st);
+    } else {
+        while (st->done_gen <= mine)
+            pthread_cond_wait(&st->committed, &st->wlock);
+        r = st->gen_rc[mine % 64];
+    }
+    pthread_mutex_unlock(&st->wlock);
+    return r;
+}
+
+int kmsd_store_end(kmsd_store *st, kmsd_db *db, int commit)
+{
+    if (db->writer)
+        return write_end(st, commit);
+    (void)exec_stmt(db, S_ROLLBACK, "rollback"); /* read transactions end */
     pthread_mutex_lock(&st->plock);
     if (st->n_pool < POOL_MAX) {
         st->pool[st->n_pool++] = db;
@@ -402,7 +497,7 @@ int kmsd_store_end(kmsd_store *st, kmsd_db *db, int commit)
     }
     pthread_mutex_unlock(&st->plock);
     db_close(db);
-    return r;
+    return 0;
 }
 
 /* ---- objects ------------------------------------------------------------- */
@@ -441,6 +536,8 @@ int kmsd_db_insert(kmsd_db *db, const kmsd_obj *o, const uint8_t *wrapped, size_
     sqlite3_bind_int64(s, 8, o->changed);
     sqlite3_bind_int64(s, 9, o->key_format);
     sqlite3_bind_int64(s, 10, o->subtype);
+    sqlite3_bind_int64(s, 11, o->alg);
+    sqlite3_bind_int64(s, 12, o->bits);
     int r = sqlite3_step(s);
     sqlite3_reset(s);
     return r == SQLITE_DONE ? 0 : db_err(db->h, "insert");
@@ -469,6 +566,8 @@ int kmsd_db_get(kmsd_db *db, const char *uid, kmsd_obj *o)
     o->has_material = sqlite3_column_int(s, 6);
     o->key_format = (uint32_t)sqlite3_column_int64(s, 7);
     o->subtype = (uint32_t)sqlite3_column_int64(s, 8);
+    o->alg = (uint32_t)sqlite3_column_int64(s, 9);
+    o->bits = (int32_t)sqlite3_column_int64(s, 10);
     sqlite3_reset(s);
     return 0;
 }

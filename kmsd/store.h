@@ -33,6 +33,8 @@ typedef struct kmsd_obj {
     uint32_t state;        /* KMIP State */
     uint32_t key_format;   /* Key Format Type the material is kept in */
     uint32_t subtype;      /* Secret Data Type for Secret Data, else 0 */
+    uint32_t alg;          /* Cryptographic Algorithm (0: none), kept for Get */
+    int32_t bits;          /* Cryptographic Length (0: none), kept for Get */
     int64_t created;       /* Initial Date */
     int64_t changed;       /* Last Change Date */
     int has_material;

@@ -27,4 +27,21 @@ tool get $(cat "$TMP/last-uids") > "$TMP/last" || fail "the last Create before k
 [ "$(wc -l < "$TMP/last")" -eq 3 ] || fail "3 last keys"
 awk '{ if (length($2) != 64) exit 1 }' "$TMP/last" || fail "32-byte keys"
 ok "kill -9 right after Create loses nothing (3 rounds, $((n + 3)) keys)"
+
+# concurrent creators share group commits: every answered Create is durable
+pids=()
+for i in 1 2 3 4 5 6 7 8; do
+  tool create-get 10 > "$TMP/par.$i" &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || fail "a concurrent creator failed"; done
+cat "$TMP"/par.* > "$TMP/par"
+kill -9 "$KPID"
+wait "$KPID" 2>/dev/null || true
+[ "$(wc -l < "$TMP/par")" -eq 80 ] || fail "80 concurrent creates answered"
+[ "$(cut -d' ' -f1 "$TMP/par" | sort -u | wc -l)" -eq 80 ] || fail "80 distinct identifiers"
+kmsd_start "$TMP/k"
+tool get $(cut -d' ' -f1 "$TMP/par") > "$TMP/par.got" || fail "get after kill -9"
+diff "$TMP/par" "$TMP/par.got" >/dev/null || fail "concurrent keys changed across kill -9"
+ok "8 concurrent creators, kill -9, all 80 keys intact"
 kmsd_stop
