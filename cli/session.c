@@ -134,7 +134,8 @@ int cli_reported;
 static int status_exit(long status)
 {
     switch (status) {
-    case 401: return EXIT_AUTH;
+    case 401:
+    case 429: return EXIT_AUTH;
     case 403: return EXIT_DENIED;
     case 404: return EXIT_NOTFOUND;
     case 409: return EXIT_CONFLICT;

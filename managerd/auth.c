@@ -186,11 +186,82 @@ static const char dummy_hash[] =
     "scrypt$15$8$1$00000000000000000000000000000000$"
     "0000000000000000000000000000000000000000000000000000000000000000";
 
+/* Failed logins per user name: after LOCK_AFTER failures within
+ * LOCK_WINDOW seconds the name is refused for LOCK_SECONDS (also for names
+ * that do not exist, so the answer tells nothing). In memory only. */
+#define LOCK_AFTER 5
+#define LOCK_WINDOW 300
+#define LOCK_SECONDS 60
+#define LOCK_SLOTS 256
+
+static struct {
+    char name[65];
+    int failures;
+    int64_t first, locked_until;
+} lockouts[LOCK_SLOTS];
+static pthread_mutex_t lockout_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int lockout_slot(const char *user, int create, int64_t now)
+{
+    int free_slot = -1, oldest = 0;
+    for (int i = 0; i < LOCK_SLOTS; i++) {
+        if (lockouts[i].name[0] && !strcmp(lockouts[i].name, user))
+            return i;
+        if (!lockouts[i].name[0] && free_slot < 0)
+            free_slot = i;
+        if (lockouts[i].first < lockouts[oldest].first)
+            oldest = i;
+    }
+    if (!create)
+        return -1;
+    int i = free_slot >= 0 ? free_slot : oldest;
+    memset(&lockouts[i], 0, sizeof(lockouts[i]));
+    snprintf(lockouts[i].name, sizeof(lockouts[i].name), "%s", user);
+    lockouts[i].first = now;
+    return i;
+}
+
+static int64_t locked_for(const char *user)
+{
+    int64_t now = mgr_now(), left = 0;
+    pthread_mutex_lock(&lockout_lock);
+    int i = lockout_slot(user, 0, now);
+    if (i >= 0 && lockouts[i].locked_until > now)
+        left = lockouts[i].locked_until - now;
+    pthread_mutex_unlock(&lockout_lock);
+    return left;
+}
+
+static void note_login(const char *user, int ok)
+{
+    int64_t now = mgr_now();
+    pthread_mutex_lock(&lockout_lock);
+    int i = lockout_slot(user, !ok, now);
+    if (i >= 0 && ok) {
+        memset(&lockouts[i], 0, sizeof(lockouts[i]));
+    } else if (i >= 0) {
+        if (now - lockouts[i].first > LOCK_WINDOW) {
+            lockouts[i].first = now;
+            lockouts[i].failures = 0;
+        }
+        if (++lockouts[i].failures >= LOCK_AFTER) {
+            lockouts[i].locked_until = now + LOCK_SECONDS;
+            lockouts[i].failures = 0;
+            lockouts[i].first = now;
+        }
+    }
+    pthread_mutex_unlock(&lockout_lock);
+}
+
 int auth_login(manager *m, const char *user, const char *password, char *token, size_t tlen,
                int64_t *expires)
 {
     if (tlen < 65)
         return vmseal_fail(ENOSPC, "token buffer too small");
+    int64_t wait = locked_for(user);
+    if (wait > 0)
+        return vmseal_fail(EAGAIN, "too many failed logins for %s; try again in %lld s", user,
+                           (long long)wait);
     store_rows *r = NULL;
     int rc = store_execv(m->db, &r, "SELECT pwhash FROM users WHERE name = $1", user, STORE_END);
     if (rc < 0)
@@ -199,6 +270,7 @@ int auth_login(manager *m, const char *user, const char *password, char *token, 
     int known = stored != NULL;
     rc = auth_password_verify(password, strlen(password), known ? stored : dummy_hash);
     store_rows_free(r);
+    note_login(user, rc == 0 && known);
     if (rc < 0 || !known) {
         mgr_log("login failed for user %s", api_valid_name(user) ? user : "(invalid name)");
         return vmseal_fail(EACCES, "wrong user name or password");

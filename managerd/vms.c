@@ -721,6 +721,49 @@ static const char *map_host_state(const char *s)
     return "running";
 }
 
+/* The host forgot our task: adopt the task it resumed for this VM, or judge
+ * by the VM's state whether the operation completed. */
+static void reconcile(manager *m, json_t *t, const char *id, const char **state, const char **error)
+{
+    const char *host = json_string_value(json_object_get(t, "host"));
+    const char *uuid = json_string_value(json_object_get(t, "vm_uuid"));
+    const char *action = json_string_value(json_object_get(t, "action"));
+    json_t *p = json_object_get(t, "params");
+    json_t *vm = NULL;
+    char err[512];
+    int rc = vm_runtime(m, host, uuid, &vm, err, sizeof(err));
+    if (rc == -ENOENT) {
+        *state = "error";
+        *error = "the VM is gone from its host";
+        return;
+    }
+    if (rc < 0)
+        return;   /* try again later */
+    json_t *task = json_object_get(vm, "task");
+    const char *tid = json_string_value(json_object_get(task, "id"));
+    if (json_is_object(task) && tid) {
+        (void)store_execv(m->db, NULL, "UPDATE tasks SET host_task = $2 WHERE id = $1", id, tid, STORE_END);
+        mgr_log("task %s: following host task %s after the host restarted", id, tid);
+        json_decref(vm);
+        return;
+    }
+    if (json_is_string(json_object_get(vm, "pending_operation"))) {
+        json_decref(vm);
+        return;   /* waiting for its KEK; the host resumes once it has it */
+    }
+    int enc = json_is_true(json_object_get(vm, "encrypted"));
+    const char *kek = json_string_value(json_object_get(vm, "kek_id"));
+    const char *want = json_string_value(json_object_get(p, "kek_id"));
+    int done;
+    if (!strcmp(action, "decrypt"))
+        done = !enc;
+    else
+        done = enc && kek && want && !strcmp(kek, want);
+    *state = done ? "success" : "error";
+    *error = done ? NULL : "the host restarted and the operation did not complete; apply it again";
+    json_decref(vm);
+}
+
 static void poll_task(manager *m, json_t *t)
 {
     const char *host = json_string_value(json_object_get(t, "host"));
@@ -739,8 +782,11 @@ static void poll_task(manager *m, json_t *t)
         error = json_string_value(json_object_get(resp, "error"));
         progress = (int)json_integer_value(json_object_get(resp, "progress"));
     } else if (status == 404) {
-        state = "error";   /* the host restarted and forgot the task */
-        error = "the host no longer knows this task (host restarted?)";
+        /* The host restarted and forgot the task id: it resumes interrupted
+         * operations by itself. Follow the VM instead. */
+        json_decref(resp);
+        resp = NULL;
+        reconcile(m, t, id, &state, &error);
     }
     if (!state) {
         json_decref(resp);

@@ -175,6 +175,7 @@ static void test_users_sessions(void **state)
     mgr_open(&m);
     assert_int_equal(auth_user_create(&m, "-", "alice", "alicepassword", "Administrator"), 0);
     assert_int_equal(auth_user_create(&m, "-", "bob", "bobpassword", "NoCryptoAdmin"), 0);
+    assert_int_equal(auth_user_create(&m, "-", "carl", "carlpassword", "NoCryptoAdmin"), 0);
     assert_int_equal(auth_user_create(&m, "-", "alice", "x", "Administrator"), -EEXIST);
     assert_int_equal(auth_user_create(&m, "-", "carol", "carolpassword", "NoSuchRole"), -ENOENT);
     assert_int_equal(auth_user_create(&m, "-", "../evil", "pw", "Administrator"), -EINVAL);
@@ -209,7 +210,7 @@ static void test_users_sessions(void **state)
 
     /* No cryptography administrator: everything but Cryptographer.* */
     char btok[80];
-    assert_int_equal(auth_login(&m, "bob", "bobpassword", btok, sizeof(btok), &exp), 0);
+    assert_int_equal(auth_login(&m, "carl", "carlpassword", btok, sizeof(btok), &exp), 0);
     api_ctx bctx = {.m = &m};
     assert_int_equal(auth_session(&m, btok, &bctx), 0);
     assert_false(auth_has(&bctx, "Cryptographer.Encrypt"));
@@ -232,6 +233,19 @@ static void test_users_sessions(void **state)
     sleep(3);   /* token_ttl is 2 s in this test */
     assert_int_equal(auth_session(&m, token, &x), -EACCES);
     free(x.privileges);
+    /* five failures lock the name for a minute, even with the right password */
+    char tok2[80];
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(auth_login(&m, "bob", "guess", tok2, sizeof(tok2), &exp), -EACCES);
+    assert_int_equal(auth_login(&m, "bob", "bobpassword", tok2, sizeof(tok2), &exp), -EAGAIN);
+    assert_non_null(strstr(vmseal_last_error(), "too many failed logins"));
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(auth_login(&m, "ghost", "guess", tok2, sizeof(tok2), &exp), -EACCES);
+    assert_int_equal(auth_login(&m, "ghost", "guess", tok2, sizeof(tok2), &exp), -EAGAIN);
+    /* other names are not affected */
+    assert_int_equal(auth_login(&m, "alice", "alicepassword", tok2, sizeof(tok2), &exp), 0);
+
+
     mgr_close(&m);
 }
 
