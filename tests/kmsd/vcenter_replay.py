@@ -230,3 +230,38 @@ with socket.create_connection(('127.0.0.1', port), timeout=20) as raw:
                 fail(f'{name} again: {attr} -> {vals.get(attr)}')
             print(f'ok {name} after AddAttribute: {attr} = {value!r}')
 print(f'all {n_items} batch items answered Success')
+
+# Locate by the custom attributes vCenter added (through PyKMIP's client)
+from kmip.core import objects as kobjects, primitives  # noqa: E402
+from kmip.pie import client as pie_client  # noqa: E402
+
+
+def custom(name, value):
+    return kobjects.Attribute(
+        attribute_name=kobjects.Attribute.AttributeName(name),
+        attribute_value=primitives.TextString(value, tag=enums.Tags.ATTRIBUTE_VALUE))
+
+
+c = pie_client.ProxyKmipClient(hostname='127.0.0.1', port=port,
+                               cert=f'{d}/clients/vcenter/vcenter.crt',
+                               key=f'{d}/clients/vcenter/vcenter.key', ca=f'{d}/ca.crt',
+                               config_file='/dev/null')
+c.open()
+found = c.locate(attributes=[custom('x-Vendor', 'VMware, Inc.')])
+if sorted(found) != ['1', '2']:
+    fail(f'Locate x-Vendor -> {found}')
+found = c.locate(attributes=[custom('x-Name', 'test01')])
+if found != ['1']:
+    fail(f'Locate x-Name test01 -> {found}')
+found = c.locate(attributes=[custom('x-Component', 'Virtual Machine'), custom('x-Vendor', 'VMware, Inc.')])
+if found != ['1']:
+    fail(f'Locate x-Component + x-Vendor -> {found}')
+af = __import__('kmip.core.factories.attributes', fromlist=['AttributeFactory']).AttributeFactory()
+found = c.locate(attributes=[af.create_attribute(enums.AttributeType.STATE, enums.State.ACTIVE)])
+if sorted(found) != ['1', '2']:
+    fail(f'Locate State Active -> {found}')
+found = c.locate(maximum_items=1, attributes=[custom('x-Vendor', 'VMware, Inc.')])
+if len(found) != 1:
+    fail(f'Locate with Maximum Items 1 -> {found}')
+c.close()
+print('ok Locate by custom attributes, state and Maximum Items')
