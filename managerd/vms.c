@@ -383,6 +383,24 @@ static int start_task(api_ctx *ctx, const char *uuid, const char *name, const ch
     return 0;
 }
 
+/* Encrypt, decrypt and deep recrypt need the VM powered off (as in
+ * vSphere); say so before any key is made. */
+static int require_off(api_ctx *ctx, const char *host, const char *uuid, const char *name,
+                       const char *what)
+{
+    json_t *rt = NULL;
+    char err[512];
+    int rc = vm_runtime(ctx->m, host, uuid, &rt, err, sizeof(err));
+    if (rc < 0)
+        return reply(ctx, rc == -ENOENT ? 409 : 502, rc, "%s", err);
+    const char *ps = json_string_value(json_object_get(rt, "power_state"));
+    int on = ps && !strcmp(ps, "on");
+    json_decref(rt);
+    if (on)
+        return reply(ctx, 409, -EBUSY, "VM %s must be powered off to %s it", name, what);
+    return 0;
+}
+
 int vms_set_policy(manager *m, api_ctx *ctx, const char *name, const json_t *req)
 {
     store_rows *r = NULL;
@@ -414,6 +432,9 @@ int vms_set_policy(manager *m, api_ctx *ctx, const char *name, const json_t *req
     int t = running_task(m, uuid);
     if (t)
         return reply(ctx, 409, -EBUSY, "VM %s is busy with task %d", name, t);
+    rc = require_off(ctx, host, uuid, name, encrypt ? "encrypt" : "decrypt");
+    if (rc < 0)
+        return rc;
     if (encrypt) {
         char *provider = NULL, *kek_id = NULL;
         rc = new_kek_for(ctx, json_string_value(json_object_get(req, "kms")), uuid, name, host,
@@ -473,6 +494,8 @@ int vms_rekey(manager *m, api_ctx *ctx, const char *name, const json_t *req)
     if (t)
         return reply(ctx, 409, -EBUSY, "VM %s is busy with task %d", name, t);
     int deep = json_is_true(json_object_get(req, "deep"));
+    if (deep && (rc = require_off(ctx, host, uuid, name, "deep-rekey")) < 0)
+        return rc;
     rc = hosts_push_key(m, host, prov, kek);   /* the host needs the old KEK too */
     if (rc < 0)
         return reply(ctx, 502, rc, "%s", vmseal_last_error());

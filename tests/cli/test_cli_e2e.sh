@@ -113,7 +113,12 @@ ok "shallow rekey, deep rekey, decrypt"
 # --- power on through the encrypted disk
 expect_rc 0 "$VMSEAL" vm start vm1
 [ "$(vmfield vm1 'v["runtime"]["power_state"]')" = on ] || fail "vm1 on"
-expect_rc 6 "$VMSEAL" vm decrypt vm1      # the host refuses: powered on
+expect_rc 6 "$VMSEAL" vm decrypt vm1      # refused: powered on
+echo "$OUT" | grep -q "must be powered off to decrypt" || fail "decrypt of a running VM: $OUT"
+expect_rc 6 "$VMSEAL" vm rekey vm1 --deep
+expect_rc 0 "$VMSEAL" vm rekey vm1        # shallow rekey is fine while it runs
+K1B=$(vmfield vm1 'v["kek_id"]')
+[ "$K1B" != "$K1" ] || fail "shallow rekey of a running VM"
 expect_rc 0 "$VMSEAL" vm stop vm1
 [ "$(vmfield vm1 'v["runtime"]["power_state"]')" = off ] || fail "vm1 off"
 ok "power on/off of the encrypted VM; decrypting a running VM is refused"
