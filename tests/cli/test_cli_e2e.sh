@@ -160,7 +160,7 @@ ev=json.load(sys.stdin)
 pol=[e for e in ev if e["action"]=="vm.policy" and e["object"]=="vm2"]
 assert pol[0]["old"]["policy"]=="none" and pol[0]["new"]["policy"]=="encrypted", pol
 assert pol[-1]["old"]["policy"]=="encrypted" and pol[-1]["new"]["policy"]=="none", pol
-rk=[e for e in ev if e["action"]=="vm.rekey"]
+rk=[e for e in ev if e["action"]=="vm.rekey" and e["object"]=="vm2"]
 assert len(rk)==2 and rk[0]["old"]["kek_id"]!=rk[0]["new"]["kek_id"] and rk[1]["new"]["deep"] is True, rk
 assert any(e["action"]=="vm.power-on" and e["new"]["power_state"]=="on" for e in ev)
 for e in ev:
