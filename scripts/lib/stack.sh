@@ -152,7 +152,7 @@ stack_managerd_setup() {
   else
     echo "task_poll_ms = 200" >> "$d/managerd.conf"
   fi
-  STACK_MANAGER_SUBJECT=$(openssl x509 -in "$d/$(stack_conf "$d/managerd.conf" cert managerd.crt)" \
+  STACK_MANAGER_SUBJECT=$(openssl x509 -in "$d/$(stack_conf "$d/managerd.conf" cert server.crt)" \
     -noout -subject -nameopt RFC2253 | sed 's/^subject=//')
 }
 
@@ -249,14 +249,16 @@ stack_host_registered() {
 
 stack_hostd_stop() { stack_stop_pid "$1"; }
 
-# stack_host_api NAME METHOD PATH: call the host agent's API as the manager
-# (its client certificate), print the JSON answer.
+# stack_host_api NAME METHOD PATH [JSON]: call the host agent's API as the
+# manager (with its client certificate); prints the answer, then the HTTP
+# status on a line of its own.
 stack_host_api() {
-  local m=$STACK_DIR/manager
+  local m=$STACK_DIR/manager body=()
+  [ $# -ge 4 ] && body=(-H 'Content-Type: application/json' -d "$4")
   curl -sS --max-time 20 --cacert "$m/ca.crt" \
-    --cert "$m/$(stack_conf "$m/managerd.conf" cert managerd.crt)" \
-    --key "$m/$(stack_conf "$m/managerd.conf" key managerd.key)" \
-    -X "$2" "https://127.0.0.1:${STACK_PORT[$1]}$3"
+    --cert "$m/$(stack_conf "$m/managerd.conf" cert server.crt)" \
+    --key "$m/$(stack_conf "$m/managerd.conf" key server.key)" \
+    -X "$2" "${body[@]}" -w '\n%{http_code}\n' "https://127.0.0.1:${STACK_PORT[$1]}$3"
 }
 
 # ---- VMs -------------------------------------------------------------------------------------
@@ -297,4 +299,49 @@ stack_cleanup() {
     fi
   done < <(find "$STACK_DIR" -name qemu.pid 2>/dev/null)
   return 0
+}
+
+# ---- guests (tests/guest/build-guest.sh) -------------------------------------------------
+
+# stack_guest: build (or reuse) the test guest; sets STACK_GUEST to the
+# folder holding vmlinuz and initrd.gz.
+stack_guest() {
+  local src=${STACK_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+  STACK_GUEST=$("$src/tests/guest/build-guest.sh" "$STACK_BUILD/guest") || stack_fail "building the test guest"
+}
+
+# stack_vm_uuid NAME
+stack_vm_uuid() { vmseal --json vm info "$1" | jq -r .uuid; }
+
+# stack_vm_set_append HOST NAME ARGS: the guest's kernel command line.
+# The manager has no reconfigure call, so this asks the host agent directly
+# (PATCH /v1/vms/{uuid}, with the manager's client certificate).
+stack_vm_set_append() {
+  local uuid out
+  uuid=$(stack_vm_uuid "$2") || stack_fail "no VM $2"
+  out=$(stack_host_api "$1" PATCH "/v1/vms/$uuid" "$(jq -cn --arg a "$3" '{append: $a}')") ||
+    stack_fail "PATCH append of $2"
+  [ "$(tail -n1 <<<"$out")" = 200 ] || stack_fail "host $1 refused the new append of $2: $out"
+}
+
+# stack_vm_boot HOST NAME [SECONDS]: power the VM on through the manager,
+# wait until the guest has powered itself off, and print what it wrote to
+# its serial port during this boot. Fails (status 1) if power-on fails or
+# the guest does not finish in time.
+stack_vm_boot() {
+  local host=$1 name=$2 secs=${3:-180} log off=0 i
+  log=$(stack_vm_home "$host" "$name")/serial.log
+  [ -f "$log" ] && off=$(stat -c %s "$log")
+  vmseal vm start "$name" >/dev/null || return 1
+  for ((i = 0; i < secs * 5; i++)); do
+    if [ -f "$log" ] && tail -c +$((off + 1)) "$log" | grep -q 'VMSEAL-POWEROFF\|reboot: Power down'; then
+      stack_until 30 stack_vm_is_off "$name" || { echo "VM $name did not power off" >&2; return 1; }
+      tail -c +$((off + 1)) "$log" | tr -d '\r' | grep -a '^VMSEAL-'
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "guest $name did not finish within ${secs}s" >&2
+  [ -f "$log" ] && tail -c +$((off + 1)) "$log" | tail -n 20 >&2
+  return 1
 }

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# End to end on real QEMU (TCG): kmsd + managerd + hostd + CLI. An encrypted
+# VM is created, its guest writes a marker that is absent from the image on
+# the host, shallow rekey (while it runs) and deep rekey keep the data
+# readable, a restarted host agent unlocks the VM through the KMS, the event
+# log tells who did what, and decrypt gives plain images that boot.
+source "$VMSEAL_SRC/tests/testlib.sh"
+source "$VMSEAL_SRC/tests/system/system_lib.sh"
+
+base_stack
+expect_rc 0 vmseal vm create vm1 --host esx1 --disk 32 --encrypt \
+  --kernel "$STACK_GUEST/vmlinuz" --initrd "$STACK_GUEST/initrd.gz" --append "console=ttyS0 quiet"
+HOME1=$(stack_vm_home esx1 vm1)
+kek0=$(vmseal --json vm info vm1 | jq -r .kek_id)
+[ -n "$kek0" ] && [ "$kek0" != null ] || fail "no KEK id for vm1"
+[ -f "$HOME1/disk0.luks" ] || fail "no LUKS disk in the VM home"
+cryptsetup isLuks --type luks1 "$HOME1/disk0.luks" || fail "disk0.luks is not LUKS1"
+ok "encrypted VM created (KEK $kek0 on prov1)"
+
+boot_mark esx1 vm1 e2emark1
+if grep -a -q 'VMSEAL-MARKER:e2emark1' "$HOME1/disk0.luks"; then fail "marker visible in the image file"; fi
+ok "guest wrote its marker; the image file on the host does not show it"
+
+# shallow rekey while the guest runs
+stack_vm_set_append esx1 vm1 "console=ttyS0 quiet vmseal.wait=1"
+expect_rc 0 vmseal vm start vm1
+stack_until 120 grep -q VMSEAL-READY "$HOME1/serial.log" || fail "guest did not come up"
+luks_before=$(head -c 4096 "$HOME1/disk0.luks" | sha256sum)
+expect_rc 0 vmseal vm rekey vm1
+kek1=$(vmseal --json vm info vm1 | jq -r .kek_id)
+[ "$kek1" != "$kek0" ] || fail "shallow rekey kept KEK $kek0"
+[ "$(head -c 4096 "$HOME1/disk0.luks" | sha256sum)" = "$luks_before" ] || fail "shallow rekey changed the LUKS header"
+grep -q "^vm.keysafe = vmseal:keysafe:v1:[^:]*:$kek1:" "$HOME1/vm.conf" || fail "key safes not rewrapped with $kek1"
+expect_rc 0 vmseal vm stop vm1
+stack_vm_wait_off vm1 60 || fail "vm1 did not power off"
+ok "shallow rekey while running: new KEK $kek1, LUKS header untouched"
+
+uuid_before=$(cryptsetup luksDump "$HOME1/disk0.luks" | sed -n 's/^UUID:[[:space:]]*//p')
+mk_before=$(cryptsetup luksDump "$HOME1/disk0.luks" | sed -n '/MK digest/,/MK salt/p')
+expect_rc 0 vmseal vm rekey vm1 --deep
+kek2=$(vmseal --json vm info vm1 | jq -r .kek_id)
+[ "$kek2" != "$kek1" ] || fail "deep rekey kept KEK $kek1"
+[ "$(cryptsetup luksDump "$HOME1/disk0.luks" | sed -n '/MK digest/,/MK salt/p')" != "$mk_before" ] ||
+  fail "deep rekey kept the disk's data key"
+if grep -a -q 'VMSEAL-MARKER:e2emark1' "$HOME1"/disk0.*; then fail "marker visible after deep rekey"; fi
+boot_check esx1 vm1 e2emark1
+ok "deep rekey: new KEK $kek2 and data key; the guest still reads its marker"
+
+# host agent restart: KEKs are in memory only; it gets them back via the manager
+stack_hostd_stop esx1
+stack_hostd_start esx1
+stack_until 60 vm_unlocked vm1 || fail "vm1 still locked after the host agent restarted: $(vm_locked vm1)"
+boot_check esx1 vm1 e2emark1
+ok "hostd restart: the VM unlocks via the manager and the KMS, and boots"
+
+expect_rc 0 vmseal --json events --since 0
+for a in vm.create vm.rekey vm.power-on host.register kms.add; do
+  jq -e --arg a "$a" 'map(select(.action == $a)) | length > 0' <<<"$OUT" >/dev/null || fail "no $a event"
+done
+[ "$(jq '[.[] | select(.action == "vm.rekey")] | length' <<<"$OUT")" -eq 2 ] || fail "two vm.rekey events"
+jq -e --arg o "$kek1" --arg n "$kek2" \
+  'map(select(.action == "vm.rekey" and .old.kek_id == $o and .new.kek_id == $n and .new.deep == true)) | length == 1' \
+  <<<"$OUT" >/dev/null || fail "deep rekey event with old and new KEK"
+expect_rc 0 vmseal events
+grep -q "vm.rekey" <<<"$OUT" || fail "events table"
+ok "event log: who, what, old and new values"
+
+expect_rc 0 vmseal vm decrypt vm1
+[ "$(vmseal --json vm info vm1 | jq -r .encrypted)" = false ] || fail "vm1 still encrypted"
+[ -f "$HOME1/disk0.img" ] && [ ! -e "$HOME1/disk0.luks" ] || fail "decrypt did not leave a raw disk0.img"
+grep -q "^[a-z0-9.]*keysafe =" "$HOME1/vm.conf" && fail "key safes left in vm.conf after decrypt"
+grep -a -q 'VMSEAL-MARKER:e2emark1:vda' "$HOME1/disk0.img" || fail "marker not in the plain image"
+boot_check esx1 vm1 e2emark1
+ok "decrypt: plain raw image holding the marker, boots and reads it"
