@@ -419,7 +419,7 @@ int vmseal_bulk_run(const bulk_job *j)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s.cv, &ca);
     pthread_cond_init(&s.room, NULL);
-    s.window = 2 * (uint64_t)nt + 2;
+    s.window = 8 + 2 * (uint64_t)nt;
     pthread_condattr_destroy(&ca);
 
     for (unsigned i = 0; i < nt; i++) {

@@ -115,8 +115,9 @@ static int exists(const char *path)
 }
 
 /* Cancelling from the first progress report past 0 is deterministic: the
- * workers run at most 2 * threads + 2 items of 4 MiB ahead of the reported
- * prefix, so the tests below use more items than that. */
+ * workers run at most 8 + 2 * threads items of 4 MiB ahead of the reported
+ * prefix, so the tests below use more items than that (48 MiB with one
+ * thread, 64 MiB with two). */
 struct prog {
     uint64_t first, last;
     int calls;
@@ -271,7 +272,7 @@ static void test_encrypt_cancel_resume(void **state)
 {
     (void)state;
     vmseal_secret *pass = passphrase();
-    make_plain(p("plain2"), 40 * MiB);
+    make_plain(p("plain2"), 64 * MiB);
     struct prog pg;
     vmseal_disk_opts o = opts_for(&pg, 2);
     pg.cancel_when_above_zero = 1;
@@ -280,7 +281,7 @@ static void test_encrypt_cancel_resume(void **state)
     assert_true(exists(p("enc2.img.partial")));
     assert_true(exists(p("enc2.img.partial.ckpt")));
     uint64_t stopped = pg.last;
-    assert_true(stopped > 0 && stopped < 40 * MiB);
+    assert_true(stopped > 0 && stopped < 64 * MiB);
     /* Resumes where the checkpoint says. */
     o = opts_for(&pg, 2);
     assert_int_equal(vmseal_disk_encrypt(p("plain2"), p("enc2.img"), pass, &o), 0);
@@ -306,7 +307,7 @@ static void test_untrusted_checkpoint_restarts(void **state)
 {
     (void)state;
     vmseal_secret *pass = passphrase();
-    make_plain(p("plain3"), 24 * MiB);
+    make_plain(p("plain3"), 48 * MiB);
     struct prog pg;
     vmseal_disk_opts o = opts_for(&pg, 1);
     pg.cancel_when_above_zero = 1;
@@ -340,7 +341,7 @@ static void test_decrypt_cancel_resume_and_stale(void **state)
 {
     (void)state;
     vmseal_secret *pass = passphrase();
-    make_plain(p("plain4"), 24 * MiB);
+    make_plain(p("plain4"), 48 * MiB);
     assert_int_equal(vmseal_disk_encrypt(p("plain4"), p("enc4.img"), pass, NULL), 0);
     struct prog pg;
     vmseal_disk_opts o = opts_for(&pg, 1);
@@ -377,7 +378,7 @@ static void test_rekey(void **state)
 {
     (void)state;
     vmseal_secret *pass = passphrase(), *other = passphrase(), *vk0 = NULL, *vk1 = NULL;
-    make_plain(p("plain6"), 32 * MiB);
+    make_plain(p("plain6"), 48 * MiB);
     assert_int_equal(vmseal_disk_encrypt(p("plain6"), p("r.img"), pass, NULL), 0);
     uint8_t d0[20], d1[20];
     mk_digest(p("r.img"), d0);
