@@ -51,6 +51,17 @@ static int open_client(manager *m, const char *provider, kms_conn *c, vmseal_kmi
     return rc;
 }
 
+static int supports_add_attribute(vmseal_kmip_client *k)
+{
+    vmseal_kmip_server_info info;
+    if (vmseal_kmip_query(k, &info) < 0)
+        return 1;   /* no answer to Query: try, and report what happens */
+    for (size_t i = 0; i < info.n_operations; i++)
+        if (info.operations[i] == VMSEAL_KMIP_OP_ADD_ATTRIBUTE)
+            return 1;
+    return 0;
+}
+
 int keys_create_kek(manager *m, const char *provider, const char *vm_uuid, const char *vm_name,
                     char **kek_id)
 {
@@ -75,7 +86,15 @@ int keys_create_kek(manager *m, const char *provider, const char *vm_uuid, const
             {"x-Identifier", vm_uuid},
             {"x-Name", vm_name},
         };
-        rc = vmseal_kmip_add_attributes(k, uid, tags, sizeof(tags) / sizeof(tags[0]));
+        /* Servers that do not list AddAttribute in Query (pykmip-server)
+         * get untagged keys: the tags are a courtesy to KMS administrators;
+         * the manager keeps the VM <-> KEK map itself. */
+        if (supports_add_attribute(k)) {
+            rc = vmseal_kmip_add_attributes(k, uid, tags, sizeof(tags) / sizeof(tags[0]));
+        } else {
+            mgr_log("key provider %s: the server does not offer Add Attribute; KEK %s left untagged",
+                    provider, uid);
+        }
     }
     if (rc >= 0)
         rc = vmseal_kmip_activate(k, uid);

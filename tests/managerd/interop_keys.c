@@ -1,6 +1,8 @@
-/* The manager's KEK handling against a real vmseal-kmsd (run by
- * test_kms_keys.sh, which made the KMS, enrolled the manager and started
- * the server):   interop_keys DIR KMS_ADDR DEAD_ADDR
+/* The manager's KEK handling against a real key server (run by
+ * test_kms_keys.sh with vmseal-kmsd, and by test_cli_pykmip.sh with
+ * pykmip-server, which made the certificates and started the server):
+ *   interop_keys DIR KMS_ADDR DEAD_ADDR CA CERT KEY kmsd|pykmip
+ * (pykmip-server has no AddAttribute, so tags are only checked on kmsd)
  * A key provider with two servers [dead, live] is set up through the same
  * functions the API uses (add, trust, client certificate); then KEKs are
  * created for VMs (Create + AddAttribute tags + Activate, failing over past
@@ -50,10 +52,12 @@ static const char *text_attr(vmseal_ttlv *attrs, const char *name)
 
 int main(int argc, char **argv)
 {
-    CHECK(argc == 4, "usage: interop_keys DIR KMS_ADDR DEAD_ADDR");
+    CHECK(argc == 8, "usage: interop_keys DIR KMS_ADDR DEAD_ADDR CA CERT KEY kmsd|pykmip");
     const char *dir = argv[1], *live = argv[2], *dead = argv[3];
+    const char *ca_path = argv[4], *cert_path = argv[5], *key_path = argv[6];
+    int tags = !strcmp(argv[7], "kmsd");
     vmseal_json_wipe_on_free();
-    char path[4096], db[4096], kmsdir[4096];
+    char db[4096], kmsdir[4096];
     snprintf(db, sizeof(db), "%s/mgr.db", dir);
     snprintf(kmsdir, sizeof(kmsdir), "%s/mgrkms", dir);
     mgr_config cfg = {.kms_dir = kmsdir, .kms_timeout_ms = 3000, .token_ttl_s = 60};
@@ -71,15 +75,12 @@ int main(int argc, char **argv)
     char *kid = NULL;
     CHECK(keys_create_kek(&m, "kp", "u", "n", &kid) == -EKEYREJECTED, "create before trust must fail");
     CHECK(strstr(vmseal_last_error(), "not trusted"), "message names the missing trust");
-    snprintf(path, sizeof(path), "%s/k/ca.crt", dir);
-    char *ca = slurp(path);
+    char *ca = slurp(ca_path);
     CHECK(kms_provider_trust(&m, "tester", "kp", ca) == 0, "trust");
     CHECK(keys_create_kek(&m, "kp", "u", "n", &kid) == -EKEYREJECTED, "create without client cert must fail");
     CHECK(strstr(vmseal_last_error(), "client certificate"), "message names the missing certificate");
-    snprintf(path, sizeof(path), "%s/k/clients/manager/manager.crt", dir);
-    char *cert = slurp(path);
-    snprintf(path, sizeof(path), "%s/k/clients/manager/manager.key", dir);
-    char *key = slurp(path);
+    char *cert = slurp(cert_path);
+    char *key = slurp(key_path);
     CHECK(kms_provider_client_cert(&m, "tester", "kp", cert, key) == 0, "client cert");
     printf("ok - key provider [%s (down), %s] trusted both ways\n", dead, live);
 
@@ -97,36 +98,38 @@ int main(int argc, char **argv)
     printf("ok - KEKs %s and %s created (failover past the dead server) and read back\n", k1, k2);
 
     /* the tags, read with our KMIP client as the manager identity */
-    snprintf(path, sizeof(path), "%s/k/ca.crt", dir);
-    char certp[4096], keyp[4096];
-    snprintf(certp, sizeof(certp), "%s/k/clients/manager/manager.crt", dir);
-    snprintf(keyp, sizeof(keyp), "%s/k/clients/manager/manager.key", dir);
     const char *servers[] = {live};
     vmseal_kmip_client_config kc = {.servers = servers, .n_servers = 1,
-                                    .tls = {.cert_file = certp, .key_file = keyp, .ca_file = path}};
+                                    .tls = {.cert_file = cert_path, .key_file = key_path,
+                                            .ca_file = ca_path, .legacy_cbc_suites = 1}};
     vmseal_kmip_client *k = NULL;
     CHECK(vmseal_kmip_client_new(&kc, &k) == 0, "kmip client");
     vmseal_ttlv *attrs = NULL;
     CHECK(vmseal_kmip_get_attributes(k, k1, NULL, 0, &attrs) == 0, "get attributes");
+    if (tags) {
     CHECK(!strcmp(text_attr(attrs, "x-Vendor"), "vmseal"), "x-Vendor = %s", text_attr(attrs, "x-Vendor"));
     CHECK(!strcmp(text_attr(attrs, "x-Product"), "vmseal-managerd"), "x-Product");
     CHECK(!strcmp(text_attr(attrs, "x-Component"), "Virtual Machine"), "x-Component");
     CHECK(!strcmp(text_attr(attrs, "x-Identifier"), uuid1), "x-Identifier = %s", text_attr(attrs, "x-Identifier"));
     CHECK(!strcmp(text_attr(attrs, "x-Name"), "vm-one"), "x-Name");
+    }
     uint32_t state = 0;
     CHECK(vmseal_ttlv_get_enum(vmseal_kmip_attr_value(attrs, "State", 0), &state) == 0 && state == 2,
           "State is Active (%u)", state);
     vmseal_ttlv_free(attrs);
-    /* Locate by the VM's UUID finds exactly its KEK */
-    vmseal_kmip_text_attr want = {"x-Identifier", uuid2};
-    vmseal_kmip_locate_filter f = {.attrs = &want, .n_attrs = 1};
-    char **uids = NULL;
-    size_t n = 0;
-    CHECK(vmseal_kmip_locate(k, &f, &uids, &n) == 0, "locate");
-    CHECK(n == 1 && !strcmp(uids[0], k2), "locate by x-Identifier found %zu", n);
-    vmseal_kmip_uids_free(uids, n);
+    if (tags) {
+        /* Locate by the VM's UUID finds exactly its KEK */
+        vmseal_kmip_text_attr want = {"x-Identifier", uuid2};
+        vmseal_kmip_locate_filter f = {.attrs = &want, .n_attrs = 1};
+        char **uids = NULL;
+        size_t n = 0;
+        CHECK(vmseal_kmip_locate(k, &f, &uids, &n) == 0, "locate");
+        CHECK(n == 1 && !strcmp(uids[0], k2), "locate by x-Identifier found %zu", n);
+        vmseal_kmip_uids_free(uids, n);
+    }
     vmseal_kmip_client_free(k);
-    printf("ok - KEKs are Active and tagged x-Vendor/x-Product/x-Component/x-Identifier/x-Name\n");
+    printf(tags ? "ok - KEKs are Active and tagged x-Vendor/x-Product/x-Component/x-Identifier/x-Name\n"
+                : "ok - KEKs are Active (this server has no AddAttribute: untagged)\n");
 
     /* hand-out: a host gets only the KEKs of the VMs it runs */
     const char *now = "1";
