@@ -51,6 +51,7 @@ struct vmseal_host {
     task **tasks;
     size_t ntasks, captasks;
     volatile sig_atomic_t cancel;
+    json_t *key_notes;            /* kek_id -> why the manager could not give it */
     void (*log)(void *arg, const char *line);
     void *log_arg;
 };
@@ -126,6 +127,7 @@ int vmseal_host_open(const vmseal_host_config *cfg, vmseal_host **out)
     if (!h)
         return vmseal_fail(ENOMEM, "out of memory");
     pthread_mutex_init(&h->lock, NULL);
+    h->key_notes = json_object();
     h->datastore = strdup(cfg->datastore);
     h->provider = dup_or(cfg->provider, "vmseal");
     h->qemu = dup_or(cfg->qemu, NULL);
@@ -215,6 +217,7 @@ void vmseal_host_close(vmseal_host *h)
         vmseal_vm_free(h->grave[i]);
     free(h->grave);
     vmseal_keystore_free(h->env.keys);
+    json_decref(h->key_notes);
     free(h->datastore);
     free(h->provider);
     free(h->qemu);
@@ -422,9 +425,33 @@ int vmseal_host_put_key(vmseal_host *h, const char *kek_id, const char *provider
                         vmseal_secret *kek)
 {
     int r = vmseal_keystore_put(h->env.keys, kek_id, provider, kek);
-    if (r == 0)
+    if (r == 0) {
+        vmseal_host_note_key(h, kek_id, NULL);
         hlog(h, "KEK %s stored in memory", kek_id);
+    }
     return r;
+}
+
+void vmseal_host_note_key(vmseal_host *h, const char *kek_id, const char *reason)
+{
+    pthread_mutex_lock(&h->lock);
+    if (reason)
+        json_object_set_new(h->key_notes, kek_id, json_string(reason));
+    else
+        json_object_del(h->key_notes, kek_id);
+    pthread_mutex_unlock(&h->lock);
+}
+
+static int b64_key(const char *b64, vmseal_secret **out);
+
+int vmseal_host_put_key_b64(vmseal_host *h, const char *kek_id, const char *provider,
+                            const char *b64)
+{
+    vmseal_secret *kek = NULL;
+    int r = b64_key(b64, &kek);
+    if (r < 0)
+        return r;
+    return vmseal_host_put_key(h, kek_id, provider, kek);
 }
 
 /* ------------------------------------------------------------------ API */
@@ -501,6 +528,24 @@ static int b64_key(const char *b64, vmseal_secret **out)
 static json_t *vm_json_locked(vmseal_host *h, vmseal_vm *vm)
 {
     json_t *j = vmseal_vm_describe(vm, &h->env);
+    json_object_set_new(j, "power", json_incref(json_object_get(j, "power_state")));
+    if (json_is_true(json_object_get(j, "locked"))) {
+        /* say why the key is missing when the manager told us */
+        json_t *ids = vmseal_vm_kek_ids(vm);
+        size_t i;
+        json_t *v;
+        json_array_foreach(ids, i, v) {
+            const char *id = json_string_value(v);
+            const char *note = json_string_value(json_object_get(h->key_notes, id));
+            if (note && !vmseal_keystore_has(h->env.keys, id)) {
+                char msg[700];
+                snprintf(msg, sizeof(msg), "KEK %s is not available on this host: %s", id, note);
+                json_object_set_new(j, "locked_reason", json_string(msg));
+                break;
+            }
+        }
+        json_decref(ids);
+    }
     task *t = running_task_locked(h, vmseal_vm_uuid(vm));
     json_object_set_new(j, "task", t ? task_json(t) : json_null());
     return j;

@@ -45,6 +45,14 @@ json_t *vmseal_host_kek_ids(vmseal_host *h);
 int vmseal_host_put_key(vmseal_host *h, const char *kek_id, const char *provider,
                         vmseal_secret *kek);
 
+/* The same from canonical base64 (44 characters for 32 bytes). */
+int vmseal_host_put_key_b64(vmseal_host *h, const char *kek_id, const char *provider,
+                            const char *b64);
+
+/* Remember why a KEK could not be had (shown in the VM's locked_reason);
+ * reason NULL forgets. */
+void vmseal_host_note_key(vmseal_host *h, const char *kek_id, const char *reason);
+
 /* Start tasks finishing the operations that were interrupted (crash,
  * restart) for VMs whose keys are now present. Returns how many started. */
 int vmseal_host_resume_pending(vmseal_host *h);

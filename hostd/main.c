@@ -1,0 +1,335 @@
+/* vmseal-hostd — the host agent (the ESXi role): runs QEMU guests on LUKS1
+ * disks, keeps KEKs in locked memory only, serves the manager over mutual
+ * TLS (docs/api.md, "Host agent API"). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <vmseal/common.h>
+#include <vmseal/https_server.h>
+#include <vmseal/secret.h>
+
+#include "host.h"
+#include "manager_link.h"
+#include "vmconf.h"
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void logv(const char *fmt, va_list ap)
+{
+    char ts[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    pthread_mutex_lock(&log_lock);
+    fprintf(stderr, "%s vmseal-hostd: ", ts);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    pthread_mutex_unlock(&log_lock);
+}
+
+static void logf_(const char *fmt, ...) VMSEAL_PRINTF(1, 2);
+static void logf_(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    logv(fmt, ap);
+    va_end(ap);
+}
+
+static void host_log(void *arg, const char *line)
+{
+    (void)arg;
+    logf_("%s", line);
+}
+
+static void access_log(void *arg, const char *method, const char *path, int status,
+                       const char *peer, const char *remote)
+{
+    (void)arg;
+    if (status == 0)
+        logf_("TLS handshake from %s failed: %s", remote, path);
+    else
+        logf_("%s %s %s -> %d%s%s", remote, method, path, status, *peer ? " cert " : "", peer);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: vmseal-hostd [-c CONFIG] [--port N] [--port-file FILE]\n"
+            "\n"
+            "CONFIG (default $VMSEAL_HOSTD_CONFIG, then ./hostd.conf) holds key = value lines:\n"
+            "  name = NAME               host name; the CN of `cert` (default: hostname)\n"
+            "  datastore = DIR           one folder per VM (required)\n"
+            "  listen = ADDR             default 127.0.0.1\n"
+            "  port = N                  default 9443 (0: any free port)\n"
+            "  cert = FILE, key = FILE   our certificate (serverAuth + clientAuth) and key\n"
+            "  ca = FILE                 CA of the manager's client certificate\n"
+            "  manager_subject = SUBJ    the only client certificate subject accepted,\n"
+            "                            e.g. CN=manager,O=vmseal (required)\n"
+            "  manager_url = URL         https://manager:port: register and fetch KEKs at start\n"
+            "  manager_ca = FILE         CA of the manager's server certificate (default: ca)\n"
+            "  url = URL                 how the manager reaches us (default https://LISTEN:PORT)\n"
+            "  provider = NAME           key provider name written in key safes (default vmseal)\n"
+            "  accel = auto|kvm|tcg      auto: kvm only if a probe guest boots (default auto)\n"
+            "  probe_kernel, probe_initrd  guest for the KVM probe (tests/guest/build-guest.sh)\n"
+            "  qemu = PATH               default qemu-system-x86_64\n"
+            "  grace_seconds = N         power-off grace before QEMU is stopped (default 30)\n");
+}
+
+static volatile sig_atomic_t stopping;
+
+typedef struct manager_ctx {
+    vmseal_manager_link link;
+    vmseal_host *host;
+} manager_ctx;
+
+/* Register with the manager and fetch the KEKs; retried until it works or
+ * the daemon stops (the manager may start after us). */
+static void *manager_thread(void *arg)
+{
+    manager_ctx *m = arg;
+    int registered = 0, delay = 1;
+    while (!stopping) {
+        int r = registered ? 0 : vmseal_manager_register(&m->link);
+        if (r == 0 && !registered) {
+            registered = 1;
+            logf_("registered with the manager at %s as %s", m->link.url, m->link.name);
+        }
+        if (r == 0) {
+            r = vmseal_manager_fetch_keys(&m->link, m->host);
+            if (r >= 0) {
+                logf_("the manager gave %d KEK(s)", r);
+                int resumed = vmseal_host_resume_pending(m->host);
+                if (resumed)
+                    logf_("resuming %d interrupted operation(s)", resumed);
+                return NULL;
+            }
+        }
+        logf_("manager: %s (retrying in %d s)", vmseal_last_error(), delay);
+        for (int i = 0; i < delay * 10 && !stopping; i++) {
+            struct timespec ts = {0, 100000000L};
+            nanosleep(&ts, NULL);
+        }
+        if (delay < 30)
+            delay *= 2;
+    }
+    return NULL;
+}
+
+static void handler(void *arg, const vmseal_http_request *req, vmseal_http_response *resp)
+{
+    vmseal_host *h = arg;
+    int status = 500;
+    json_t *out = NULL;
+    vmseal_host_handle(h, req->method, req->path, req->body, req->body_len, req->peer_subject,
+                       &status, &out);
+    if (out)
+        vmseal_http_json(resp, status, out);
+    else
+        resp->status = status;
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stopping = 1;
+}
+
+static const char *cget(const vmseal_vmconf *c, const char *k)
+{
+    const char *v = vmseal_vmconf_get(c, k);
+    return v && *v ? v : NULL;
+}
+
+static int check_keys(const vmseal_vmconf *c)
+{
+    static const char *const known[] = {
+        "name", "datastore", "listen", "port", "cert", "key", "ca", "manager_subject",
+        "manager_url", "manager_ca", "url", "provider", "accel", "probe_kernel", "probe_initrd",
+        "qemu", "grace_seconds", NULL};
+    for (size_t i = 0; i < vmseal_vmconf_count(c); i++) {
+        const char *k = vmseal_vmconf_key_at(c, i);
+        int ok = 0;
+        for (size_t j = 0; known[j]; j++)
+            ok |= strcmp(k, known[j]) == 0;
+        if (!ok)
+            return vmseal_fail(EINVAL, "unknown setting %s", k);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cfg_path = getenv("VMSEAL_HOSTD_CONFIG");
+    const char *port_file = NULL;
+    int port_override = -1;
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"port", required_argument, NULL, 'p'},
+        {"port-file", required_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': cfg_path = optarg; break;
+        case 'p': port_override = atoi(optarg); break;
+        case 'f': port_file = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (!cfg_path)
+        cfg_path = "hostd.conf";
+
+    if (vmseal_harden_process() < 0)
+        logf_("warning: %s", vmseal_last_error());
+    vmseal_json_wipe_on_free();
+    signal(SIGPIPE, SIG_IGN);
+
+    vmseal_vmconf *conf = NULL;
+    if (vmseal_vmconf_load(cfg_path, &conf) < 0 || check_keys(conf) < 0) {
+        fprintf(stderr, "vmseal-hostd: %s: %s\n", cfg_path, vmseal_last_error());
+        vmseal_vmconf_free(conf);
+        return 2;
+    }
+    char hostname[256] = "localhost";
+    gethostname(hostname, sizeof(hostname) - 1);
+    const char *name = cget(conf, "name") ? cget(conf, "name") : hostname;
+    const char *datastore = cget(conf, "datastore");
+    const char *listen = cget(conf, "listen") ? cget(conf, "listen") : "127.0.0.1";
+    const char *cert = cget(conf, "cert"), *key = cget(conf, "key"), *ca = cget(conf, "ca");
+    const char *subject = cget(conf, "manager_subject");
+    const char *accel_s = cget(conf, "accel") ? cget(conf, "accel") : "auto";
+    uint64_t v;
+    int port = vmseal_vmconf_get_u64(conf, "port", &v) == 0 && v < 65536 ? (int)v : 9443;
+    if (port_override >= 0)
+        port = port_override;
+    int grace = vmseal_vmconf_get_u64(conf, "grace_seconds", &v) == 0 && v <= 3600 ? (int)v : 30;
+    const char *missing = !datastore ? "datastore" : !cert ? "cert" : !key ? "key" : !ca ? "ca"
+                        : !subject ? "manager_subject" : NULL;
+    if (missing) {
+        fprintf(stderr, "vmseal-hostd: %s: %s is required\n", cfg_path, missing);
+        vmseal_vmconf_free(conf);
+        return 2;
+    }
+
+    vmseal_kvm_probe probe = {
+        .qemu = cget(conf, "qemu"),
+        .kernel = cget(conf, "probe_kernel"),
+        .initrd = cget(conf, "probe_initrd"),
+        .expect = "VMSEAL-POWEROFF",
+        .timeout_ms = 20000,
+    };
+    char probe_cache[4200];
+    snprintf(probe_cache, sizeof(probe_cache), "%s/.kvm-probe", datastore);
+    probe.cache_file = probe_cache;
+    vmseal_accel accel = VMSEAL_ACCEL_TCG;
+    if (strcmp(accel_s, "kvm") == 0)
+        accel = VMSEAL_ACCEL_KVM;
+    else if (strcmp(accel_s, "auto") == 0 && probe.kernel)
+        accel = vmseal_qemu_pick_accel(&probe);
+    else if (strcmp(accel_s, "tcg") != 0 && strcmp(accel_s, "auto") != 0) {
+        fprintf(stderr, "vmseal-hostd: accel must be auto, kvm or tcg\n");
+        vmseal_vmconf_free(conf);
+        return 2;
+    }
+    logf_("accelerator: %s", accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg");
+
+    vmseal_host_config hc = {
+        .datastore = datastore,
+        .provider = cget(conf, "provider"),
+        .qemu = cget(conf, "qemu"),
+        .accel = accel,
+        .power_off_grace_ms = grace * 1000,
+        .allowed_subject = subject,
+    };
+    vmseal_host *h = NULL;
+    if (vmseal_host_open(&hc, &h) < 0) {
+        fprintf(stderr, "vmseal-hostd: %s\n", vmseal_last_error());
+        vmseal_vmconf_free(conf);
+        return 1;
+    }
+    vmseal_host_set_logger(h, host_log, NULL);
+
+    vmseal_https_config sc = {
+        .bind_addr = listen,
+        .port = port,
+        .tls = {.cert_file = cert, .key_file = key, .ca_file = ca, .require_client_cert = 1,
+                .require_eku = 1},
+        .handler = handler,
+        .handler_arg = h,
+        .log = access_log,
+    };
+    vmseal_https_server *srv = NULL;
+    if (vmseal_https_server_start(&sc, &srv) < 0) {
+        fprintf(stderr, "vmseal-hostd: %s\n", vmseal_last_error());
+        vmseal_host_close(h);
+        vmseal_vmconf_free(conf);
+        return 1;
+    }
+    port = vmseal_https_server_port(srv);
+    logf_("serving https://%s:%d/v1 for %s, datastore %s", listen, port, subject, datastore);
+    if (port_file) {
+        char tmp[4200];
+        snprintf(tmp, sizeof(tmp), "%s.tmp", port_file);
+        FILE *f = fopen(tmp, "we");
+        if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 || rename(tmp, port_file) != 0)
+            logf_("cannot write %s", port_file);
+    }
+
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    manager_ctx mc = {.host = h};
+    char self_url[600];
+    pthread_t mthread;
+    int have_mthread = 0;
+    if (cget(conf, "manager_url")) {
+        snprintf(self_url, sizeof(self_url), "https://%s:%d", listen, port);
+        mc.link = (vmseal_manager_link){
+            .url = cget(conf, "manager_url"),
+            .ca_file = cget(conf, "manager_ca") ? cget(conf, "manager_ca") : ca,
+            .cert_file = cert,
+            .key_file = key,
+            .name = name,
+            .self_url = cget(conf, "url") ? cget(conf, "url") : self_url,
+            .datastore = datastore,
+        };
+        have_mthread = pthread_create(&mthread, NULL, manager_thread, &mc) == 0;
+    } else {
+        /* No manager: pending operations wait for their KEKs to be PUT. */
+        logf_("no manager_url: waiting for KEKs over the API");
+    }
+
+    while (!stopping) {
+        struct timespec ts = {1, 0};
+        nanosleep(&ts, NULL);
+        vmseal_host_tick(h);
+    }
+    logf_("stopping (running VMs keep running)");
+    if (have_mthread)
+        pthread_join(mthread, NULL);
+    vmseal_https_server_stop(srv);
+    vmseal_host_close(h);
+    vmseal_vmconf_free(conf);
+    return 0;
+}
