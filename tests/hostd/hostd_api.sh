@@ -184,9 +184,21 @@ for k in "$K1" "$K2" "$K3"; do
 done
 ok "no KEK in the datastore or the log"
 
-# ---- restart: VMs locked until the key comes back
+# ---- restart: a running VM keeps running; encrypted VMs are locked until
+# their key comes back
+expect 200 PATCH "/v1/vms/$VM2" '{"append": "console=ttyS0 quiet vmseal.wait=1"}'
+: > "$HOME2/serial.log"
+expect 200 POST "/v1/vms/$VM2/power-on"
+QPID=$(cat "$HOME2/qemu.pid")
 stop_hostd
+kill -0 "$QPID" || fail "QEMU stopped with hostd"
 start_hostd
+expect 200 GET "/v1/vms/$VM2"
+[ "$(jget power_state)" = on ] || fail "running VM not found running after restart: $BODY"
+for _ in $(seq 300); do grep -q VMSEAL-READY "$HOME2/serial.log" && break; sleep 0.1; done
+expect 200 POST "/v1/vms/$VM2/power-off" '{"grace_seconds": 60}'
+grep -q VMSEAL-POWER-BUTTON "$HOME2/serial.log" || fail "re-attached VM did not get the power button"
+ok "a VM runs on across a hostd restart and is re-attached"
 expect 200 GET "/v1/vms/$VM1"
 [ "$(jget locked)" = true ] || fail "VM not locked after restart: $BODY"
 case "$(jget locked_reason)" in *kek-3*) ;; *) fail "locked reason: $(jget locked_reason)";; esac
