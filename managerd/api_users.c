@@ -179,10 +179,14 @@ static void user_delete(api_ctx *ctx, const char *name)
 void api_users(api_ctx *ctx)
 {
     const char *m = ctx->req->method;
-    if (ctx->nseg == 1 && !strcmp(m, "GET"))
-        return users_list(ctx);
-    if (ctx->nseg == 1 && !strcmp(m, "POST"))
-        return user_add(ctx);
+    if (ctx->nseg == 1 && !strcmp(m, "GET")) {
+        users_list(ctx);
+        return;
+    }
+    if (ctx->nseg == 1 && !strcmp(m, "POST")) {
+        user_add(ctx);
+        return;
+    }
     if (ctx->nseg >= 2 && !api_valid_name(ctx->seg[1])) {
         vmseal_http_error(ctx->resp, 404, "no such user");
         return;
@@ -192,18 +196,26 @@ void api_users(api_ctx *ctx)
             return;
         store_rows *r = NULL;
         int rc = load_user(ctx, ctx->seg[1], &r);
-        if (rc < 0)
-            return api_fail(ctx, rc);
+        if (rc < 0) {
+            api_fail(ctx, rc);
+            return;
+        }
         vmseal_http_json(ctx->resp, 200, user_json(r, 0));
         store_rows_free(r);
         return;
     }
-    if (ctx->nseg == 2 && !strcmp(m, "PATCH"))
-        return user_patch(ctx, ctx->seg[1]);
-    if (ctx->nseg == 2 && !strcmp(m, "DELETE"))
-        return user_delete(ctx, ctx->seg[1]);
-    if (ctx->nseg == 3 && !strcmp(ctx->seg[2], "password") && !strcmp(m, "PUT"))
-        return user_password(ctx, ctx->seg[1]);
+    if (ctx->nseg == 2 && !strcmp(m, "PATCH")) {
+        user_patch(ctx, ctx->seg[1]);
+        return;
+    }
+    if (ctx->nseg == 2 && !strcmp(m, "DELETE")) {
+        user_delete(ctx, ctx->seg[1]);
+        return;
+    }
+    if (ctx->nseg == 3 && !strcmp(ctx->seg[2], "password") && !strcmp(m, "PUT")) {
+        user_password(ctx, ctx->seg[1]);
+        return;
+    }
     vmseal_http_error(ctx->resp, 404, "no such resource or method: %s %s", m, ctx->req->path);
 }
 
@@ -224,8 +236,10 @@ void api_roles(api_ctx *ctx)
         store_rows *r = NULL;
         int rc = store_execv(ctx->m->db, &r, "SELECT name, privileges, builtin FROM roles ORDER BY name",
                              STORE_END);
-        if (rc < 0)
-            return api_fail(ctx, rc);
+        if (rc < 0) {
+            api_fail(ctx, rc);
+            return;
+        }
         json_t *arr = json_array();
         for (size_t i = 0; i < store_rows_count(r); i++) {
             json_t *privs = json_array();
@@ -290,8 +304,10 @@ void api_roles(api_ctx *ctx)
                              "SELECT builtin, (SELECT COUNT(*) FROM users WHERE role = $1) FROM roles "
                              "WHERE name = $1",
                              name, STORE_END);
-        if (rc < 0)
-            return api_fail(ctx, rc);
+        if (rc < 0) {
+            api_fail(ctx, rc);
+            return;
+        }
         if (store_rows_count(r) == 0)
             rc = vmseal_fail(ENOENT, "no role named %s", name);
         else if (atoi(store_rows_get(r, 0, 0)))
@@ -301,8 +317,10 @@ void api_roles(api_ctx *ctx)
         store_rows_free(r);
         if (rc >= 0)
             rc = store_execv(ctx->m->db, NULL, "DELETE FROM roles WHERE name = $1", name, STORE_END);
-        if (rc < 0)
-            return api_fail(ctx, rc);
+        if (rc < 0) {
+            api_fail(ctx, rc);
+            return;
+        }
         json_t *old = json_pack("{s:s}", "name", name);
         event_add(ctx->m, ctx->user, "role.delete", name, old, NULL);
         json_decref(old);
