@@ -206,3 +206,22 @@ if errors:
     fail(f'concurrent clients: {errors[:3]}')
 print('ok 64 concurrent connections x 5 requests')
 healthy('everything')
+
+# TLS session resumption (TLS 1.3 tickets and TLS 1.2 sessions)
+for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+    rctx = ctx_for('alice')
+    rctx.maximum_version = version
+    raw = socket.create_connection(('127.0.0.1', port), timeout=15)
+    with rctx.wrap_socket(raw, server_hostname='127.0.0.1') as s:
+        s.sendall(DISCOVER)
+        decode(recv_message(s))
+        session = s.session
+    raw = socket.create_connection(('127.0.0.1', port), timeout=15)
+    with rctx.wrap_socket(raw, server_hostname='127.0.0.1', session=session) as s:
+        if not s.session_reused:
+            fail(f'{version.name}: session not resumed')
+        s.sendall(create)
+        b = decode(recv_message(s)).batch_items[0]
+        if b.result_status.value != enums.ResultStatus.SUCCESS:
+            fail(f'{version.name}: Create on a resumed session failed: {b.result_message}')
+    print(f'ok {version.name} session resumed; the identity carries over (Create works)')
