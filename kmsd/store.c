@@ -16,6 +16,7 @@
 #include <sqlite3.h>
 
 #include "store.h"
+#include "store_internal.h"
 
 #define SCHEMA_VERSION 1
 #define POOL_MAX 64
@@ -28,6 +29,7 @@ enum {
     S_GRANTED, S_GRANT, S_REVOKE, S_GRANTS,
     S_COUNT
 };
+_Static_assert(S_COUNT <= KMSD_STMT_MAX, "raise KMSD_STMT_MAX");
 
 static const char *const sql_text[S_COUNT] = {
     [S_BEGIN] = "BEGIN",
@@ -87,11 +89,6 @@ static const char schema_sql[] =
     " identity TEXT NOT NULL,"
     " PRIMARY KEY(uid, identity)) WITHOUT ROWID;";
 
-struct kmsd_db {
-    sqlite3 *h;
-    sqlite3_stmt *st[S_COUNT];
-    int writer;
-};
 
 struct kmsd_store {
     char *path;
@@ -113,7 +110,7 @@ struct kmsd_store {
     int n_pool;
 };
 
-static int db_err(sqlite3 *h, const char *what)
+int kmsd_db_error(sqlite3 *h, const char *what)
 {
     int code = h ? sqlite3_errcode(h) : SQLITE_ERROR;
     int e = (code == SQLITE_BUSY || code == SQLITE_LOCKED) ? EBUSY
@@ -129,7 +126,7 @@ static sqlite3_stmt *stmt(kmsd_db *db, int id)
     if (!db->st[id]) {
         if (sqlite3_prepare_v3(db->h, sql_text[id], -1, SQLITE_PREPARE_PERSISTENT, &db->st[id],
                                NULL) != SQLITE_OK) {
-            db_err(db->h, "prepare");
+            kmsd_db_error(db->h, "prepare");
             return NULL;
         }
     }
@@ -145,10 +142,10 @@ static int exec_stmt(kmsd_db *db, int id, const char *what)
         return -EIO;
     int r = sqlite3_step(s);
     sqlite3_reset(s);
-    return (r == SQLITE_DONE || r == SQLITE_ROW) ? 0 : db_err(db->h, what);
+    return (r == SQLITE_DONE || r == SQLITE_ROW) ? 0 : kmsd_db_error(db->h, what);
 }
 
-static void db_close(kmsd_db *db)
+void kmsd_db_close(kmsd_db *db)
 {
     if (!db)
         return;
@@ -158,15 +155,15 @@ static void db_close(kmsd_db *db)
     free(db);
 }
 
-static int db_open(const char *path, int flags, const char *journal, kmsd_db **out)
+int kmsd_db_open(const char *path, int flags, const char *journal, kmsd_db **out)
 {
     *out = NULL;
     kmsd_db *db = calloc(1, sizeof(*db));
     if (!db)
         return -ENOMEM;
     if (sqlite3_open_v2(path, &db->h, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        int r = db_err(db->h, "open");
-        db_close(db);
+        int r = kmsd_db_error(db->h, "open");
+        kmsd_db_close(db);
         return vmseal_fail(-r, "cannot open store %s: %s", path, vmseal_last_error());
     }
     sqlite3_busy_timeout(db->h, 10000);
@@ -183,7 +180,7 @@ static int db_open(const char *path, int flags, const char *journal, kmsd_db **o
     if (sqlite3_exec(db->h, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
         int r = vmseal_fail(EIO, "store %s: %s", path, msg ? msg : "pragma failed");
         sqlite3_free(msg);
-        db_close(db);
+        kmsd_db_close(db);
         return r;
     }
     *out = db;
@@ -196,7 +193,7 @@ static int meta_get(kmsd_db *db, const char *k, uint8_t **v, size_t *len)
     *v = NULL;
     *len = 0;
     if (sqlite3_prepare_v2(db->h, "SELECT v FROM meta WHERE k=?", -1, &s, NULL) != SQLITE_OK)
-        return db_err(db->h, "meta");
+        return kmsd_db_error(db->h, "meta");
     sqlite3_bind_text(s, 1, k, -1, SQLITE_STATIC);
     int r = sqlite3_step(s);
     int rc = -ENOENT;
@@ -214,7 +211,7 @@ static int meta_get(kmsd_db *db, const char *k, uint8_t **v, size_t *len)
             rc = -ENOMEM;
         }
     } else if (r != SQLITE_DONE) {
-        rc = db_err(db->h, "meta");
+        rc = kmsd_db_error(db->h, "meta");
     }
     sqlite3_finalize(s);
     return rc;
@@ -225,18 +222,18 @@ static int meta_put(kmsd_db *db, const char *k, const void *v, size_t len)
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(db->h, "INSERT OR REPLACE INTO meta(k, v) VALUES(?,?)", -1, &s,
                            NULL) != SQLITE_OK)
-        return db_err(db->h, "meta");
+        return kmsd_db_error(db->h, "meta");
     sqlite3_bind_text(s, 1, k, -1, SQLITE_STATIC);
     sqlite3_bind_blob(s, 2, v, (int)len, SQLITE_STATIC);
     int r = sqlite3_step(s);
     sqlite3_finalize(s);
-    return r == SQLITE_DONE ? 0 : db_err(db->h, "meta");
+    return r == SQLITE_DONE ? 0 : kmsd_db_error(db->h, "meta");
 }
 
 static const uint8_t check_plain[32] = "vmseal-kmsd master key probe v1";
 
 /* Verify (or, in a new store, record) that this master key opens the store. */
-static int check_masterkey(kmsd_db *db, kmsd_masterkey *mk, int may_create)
+int kmsd_store_check_masterkey(kmsd_db *db, kmsd_masterkey *mk, int may_create)
 {
     uint8_t *v;
     size_t len;
@@ -271,7 +268,7 @@ static int check_masterkey(kmsd_db *db, kmsd_masterkey *mk, int may_create)
     return same ? 0 : vmseal_fail(EKEYREJECTED, "master key probe mismatch");
 }
 
-static int check_schema(kmsd_db *db)
+int kmsd_store_check_schema(kmsd_db *db)
 {
     uint8_t *v;
     size_t len;
@@ -313,7 +310,7 @@ int kmsd_store_open(const char *path, const char *journal_mode, kmsd_masterkey *
         }
         close(fd);
     }
-    int r = db_open(path, SQLITE_OPEN_READWRITE, st->journal, &st->writer);
+    int r = kmsd_db_open(path, SQLITE_OPEN_READWRITE, st->journal, &st->writer);
     if (r < 0) {
         kmsd_store_close(st);
         return r;
@@ -328,9 +325,9 @@ int kmsd_store_open(const char *path, const char *journal_mode, kmsd_masterkey *
         kmsd_store_close(st);
         return r;
     }
-    r = check_masterkey(st->writer, mk, !exists || create);
+    r = kmsd_store_check_masterkey(st->writer, mk, !exists || create);
     if (r == 0)
-        r = check_schema(st->writer);
+        r = kmsd_store_check_schema(st->writer);
     if (r < 0) {
         sqlite3_exec(st->writer->h, "ROLLBACK", NULL, NULL, NULL);
         kmsd_store_close(st);
@@ -351,8 +348,8 @@ void kmsd_store_close(kmsd_store *st)
     if (!st)
         return;
     for (int i = 0; i < st->n_pool; i++)
-        db_close(st->pool[i]);
-    db_close(st->writer);
+        kmsd_db_close(st->pool[i]);
+    kmsd_db_close(st->writer);
     pthread_mutex_destroy(&st->wlock);
     pthread_cond_destroy(&st->committed);
     pthread_mutex_destroy(&st->plock);
@@ -374,13 +371,13 @@ int kmsd_store_read_begin(kmsd_store *st, kmsd_db **out)
         db = st->pool[--st->n_pool];
     pthread_mutex_unlock(&st->plock);
     if (!db) {
-        int r = db_open(st->path, SQLITE_OPEN_READWRITE, st->journal, &db);
+        int r = kmsd_db_open(st->path, SQLITE_OPEN_READWRITE, st->journal, &db);
         if (r < 0)
             return r;
     }
     int r = exec_stmt(db, S_BEGIN, "begin");
     if (r < 0) {
-        db_close(db);
+        kmsd_db_close(db);
         return r;
     }
     *out = db;
@@ -496,7 +493,7 @@ int kmsd_store_end(kmsd_store *st, kmsd_db *db, int commit)
         db = NULL;
     }
     pthread_mutex_unlock(&st->plock);
-    db_close(db);
+    kmsd_db_close(db);
     return 0;
 }
 
@@ -508,7 +505,7 @@ int kmsd_db_next_uid(kmsd_db *db, char uid[KMSD_UID_MAX])
     if (!s)
         return -EIO;
     if (sqlite3_step(s) != SQLITE_ROW)
-        return db_err(db->h, "next id");
+        return kmsd_db_error(db->h, "next id");
     snprintf(uid, KMSD_UID_MAX, "%" PRId64, (int64_t)sqlite3_column_int64(s, 0));
     sqlite3_reset(s);
     return 0;
@@ -540,7 +537,7 @@ int kmsd_db_insert(kmsd_db *db, const kmsd_obj *o, const uint8_t *wrapped, size_
     sqlite3_bind_int64(s, 12, o->bits);
     int r = sqlite3_step(s);
     sqlite3_reset(s);
-    return r == SQLITE_DONE ? 0 : db_err(db->h, "insert");
+    return r == SQLITE_DONE ? 0 : kmsd_db_error(db->h, "insert");
 }
 
 int kmsd_db_get(kmsd_db *db, const char *uid, kmsd_obj *o)
@@ -555,7 +552,7 @@ int kmsd_db_get(kmsd_db *db, const char *uid, kmsd_obj *o)
         return -ENOENT;
     }
     if (r != SQLITE_ROW)
-        return db_err(db->h, "get");
+        return kmsd_db_error(db->h, "get");
     memset(o, 0, sizeof(*o));
     snprintf(o->uid, sizeof(o->uid), "%s", (const char *)sqlite3_column_text(s, 0));
     snprintf(o->owner, sizeof(o->owner), "%s", (const char *)sqlite3_column_text(s, 1));
@@ -583,7 +580,7 @@ int kmsd_db_material(kmsd_db *db, const char *uid, uint8_t **blob, size_t *len)
     int r = sqlite3_step(s);
     if (r != SQLITE_ROW) {
         sqlite3_reset(s);
-        return r == SQLITE_DONE ? -ENOENT : db_err(db->h, "material");
+        return r == SQLITE_DONE ? -ENOENT : kmsd_db_error(db->h, "material");
     }
     int n = sqlite3_column_bytes(s, 0);
     const void *p = sqlite3_column_blob(s, 0);
@@ -617,7 +614,7 @@ static int update_uid(kmsd_db *db, int id, const char *uid, int64_t a, int64_t b
     int r = sqlite3_step(s);
     sqlite3_reset(s);
     if (r != SQLITE_DONE)
-        return db_err(db->h, what);
+        return kmsd_db_error(db->h, what);
     return sqlite3_changes(db->h) ? 0 : -ENOENT;
 }
 
@@ -657,7 +654,7 @@ int kmsd_db_attrs(kmsd_db *db, const char *uid, const char *name, kmsd_attr_cb c
         n++;
     }
     sqlite3_reset(s);
-    return r == SQLITE_DONE ? n : db_err(db->h, "attributes");
+    return r == SQLITE_DONE ? n : kmsd_db_error(db->h, "attributes");
 }
 
 int kmsd_db_attr_put(kmsd_db *db, const char *uid, const char *name, int idx, const uint8_t *v,
@@ -672,7 +669,7 @@ int kmsd_db_attr_put(kmsd_db *db, const char *uid, const char *name, int idx, co
     sqlite3_bind_blob(s, 4, v, (int)len, SQLITE_STATIC);
     int r = sqlite3_step(s);
     sqlite3_reset(s);
-    return r == SQLITE_DONE ? 0 : db_err(db->h, "attribute");
+    return r == SQLITE_DONE ? 0 : kmsd_db_error(db->h, "attribute");
 }
 
 static int count_query(kmsd_db *db, int id, const char *uid, const char *name)
@@ -685,7 +682,7 @@ static int count_query(kmsd_db *db, int id, const char *uid, const char *name)
     int r = sqlite3_step(s);
     int v = r == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
     sqlite3_reset(s);
-    return v >= 0 ? v : db_err(db->h, "attribute");
+    return v >= 0 ? v : kmsd_db_error(db->h, "attribute");
 }
 
 int kmsd_db_attr_next_index(kmsd_db *db, const char *uid, const char *name)
@@ -709,7 +706,7 @@ int kmsd_db_attr_delete(kmsd_db *db, const char *uid, const char *name, int idx)
         sqlite3_bind_int(s, 3, idx);
     int r = sqlite3_step(s);
     sqlite3_reset(s);
-    return r == SQLITE_DONE ? sqlite3_changes(db->h) : db_err(db->h, "attribute");
+    return r == SQLITE_DONE ? sqlite3_changes(db->h) : kmsd_db_error(db->h, "attribute");
 }
 
 /* ---- locate -------------------------------------------------------------- */
@@ -738,7 +735,7 @@ int kmsd_db_locate(kmsd_db *db, const char *identity, uint32_t object_type, uint
     snprintf(sql + n, sizeof(sql) - n, " ORDER BY o.id LIMIT ?4 OFFSET ?5");
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(db->h, sql, -1, &s, NULL) != SQLITE_OK)
-        return db_err(db->h, "locate");
+        return kmsd_db_error(db->h, "locate");
     if (identity)
         sqlite3_bind_text(s, 1, identity, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, object_type);
@@ -760,7 +757,7 @@ int kmsd_db_locate(kmsd_db *db, const char *identity, uint32_t object_type, uint
         count++;
     }
     sqlite3_finalize(s);
-    return r == SQLITE_DONE ? count : db_err(db->h, "locate");
+    return r == SQLITE_DONE ? count : kmsd_db_error(db->h, "locate");
 }
 
 /* ---- grants -------------------------------------------------------------- */
@@ -777,7 +774,7 @@ static int grant_stmt(kmsd_db *db, int id, const char *uid, const char *identity
     if (r == SQLITE_ROW)
         return 1;
     if (r != SQLITE_DONE)
-        return db_err(db->h, w);
+        return kmsd_db_error(db->h, w);
     return id == S_GRANTED ? 0 : sqlite3_changes(db->h);
 }
 
@@ -813,161 +810,5 @@ int kmsd_db_grants(kmsd_db *db, kmsd_grant_cb cb, void *ctx)
         n++;
     }
     sqlite3_reset(s);
-    return r == SQLITE_DONE ? n : db_err(db->h, "grants");
-}
-
-/* ---- lock, backup, restore ----------------------------------------------- */
-
-int kmsd_store_lock(const char *db_path)
-{
-    char lp[4096];
-    snprintf(lp, sizeof(lp), "%s.lock", db_path);
-    int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return vmseal_fail(errno, "cannot open lock file %s: %s", lp, strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        int e = errno;
-        close(fd);
-        if (e == EWOULDBLOCK)
-            return vmseal_fail(EBUSY, "the store %s is in use by a running vmseal-kmsd", db_path);
-        return vmseal_fail(e, "cannot lock %s: %s", lp, strerror(e));
-    }
-    return fd;
-}
-
-static int fsync_path(const char *p)
-{
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int r = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return r;
-}
-
-static void dir_of(const char *p, char *out, size_t len)
-{
-    snprintf(out, len, "%s", p);
-    char *s = strrchr(out, '/');
-    if (s == out)
-        out[1] = '\0';
-    else if (s)
-        *s = '\0';
-    else
-        snprintf(out, len, ".");
-}
-
-int kmsd_store_backup(const char *db_path, const char *dest)
-{
-    struct stat sb;
-    if (stat(dest, &sb) == 0)
-        return vmseal_fail(EEXIST, "backup: %s already exists", dest);
-    kmsd_db *db;
-    int r = db_open(db_path, SQLITE_OPEN_READONLY, NULL, &db);
-    if (r < 0)
-        return r;
-    /* create the destination private, then let VACUUM INTO fill it */
-    int fd = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        r = vmseal_fail(errno, "backup: cannot create %s: %s", dest, strerror(errno));
-        db_close(db);
-        return r;
-    }
-    close(fd);
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(db->h, "VACUUM INTO ?", -1, &s, NULL) != SQLITE_OK) {
-        r = db_err(db->h, "backup");
-        unlink(dest);
-        db_close(db);
-        return r;
-    }
-    sqlite3_bind_text(s, 1, dest, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    sqlite3_finalize(s);
-    if (rc != SQLITE_DONE) {
-        r = db_err(db->h, "backup (VACUUM INTO)");
-        unlink(dest);
-        db_close(db);
-        return r;
-    }
-    db_close(db);
-    char d[4096];
-    dir_of(dest, d, sizeof(d));
-    if (fsync_path(dest) < 0 || fsync_path(d) < 0)
-        return vmseal_fail(EIO, "backup: cannot sync %s", dest);
-    return 0;
-}
-
-int kmsd_store_restore(const char *backup, const char *db_path, kmsd_masterkey *mk)
-{
-    int lock = kmsd_store_lock(db_path);
-    if (lock < 0)
-        return lock;
-    int r;
-    kmsd_db *src = NULL, *dst = NULL;
-    char tmp[4096], side[4096];
-    snprintf(tmp, sizeof(tmp), "%s.restore-tmp", db_path);
-    unlink(tmp);
-    /* check the backup: integrity, schema, and that our master key opens it */
-    if ((r = db_open(backup, SQLITE_OPEN_READONLY, "delete", &src)) < 0)
-        goto out;
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(src->h, "PRAGMA integrity_check", -1, &s, NULL) != SQLITE_OK) {
-        r = vmseal_fail(EBADMSG, "restore: %s is not an SQLite database", backup);
-        goto out;
-    }
-    int ok = sqlite3_step(s) == SQLITE_ROW &&
-             !strcmp((const char *)sqlite3_column_text(s, 0), "ok");
-    sqlite3_finalize(s);
-    if (!ok) {
-        r = vmseal_fail(EBADMSG, "restore: %s fails the integrity check", backup);
-        goto out;
-    }
-    if ((r = check_schema(src)) < 0 || (r = check_masterkey(src, mk, 0)) < 0)
-        goto out;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        r = vmseal_fail(errno, "restore: cannot create %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    close(fd);
-    if ((r = db_open(tmp, SQLITE_OPEN_READWRITE, "delete", &dst)) < 0)
-        goto out;
-    sqlite3_backup *b = sqlite3_backup_init(dst->h, "main", src->h, "main");
-    if (!b) {
-        r = db_err(dst->h, "restore");
-        goto out;
-    }
-    int rc = sqlite3_backup_step(b, -1);
-    sqlite3_backup_finish(b);
-    if (rc != SQLITE_DONE) {
-        r = db_err(dst->h, "restore copy");
-        goto out;
-    }
-    db_close(dst);
-    dst = NULL;
-    if (fsync_path(tmp) < 0) {
-        r = vmseal_fail(EIO, "restore: cannot sync %s", tmp);
-        goto out;
-    }
-    /* stale WAL/SHM of the old store must not be replayed onto the new one */
-    snprintf(side, sizeof(side), "%s-wal", db_path);
-    unlink(side);
-    snprintf(side, sizeof(side), "%s-shm", db_path);
-    unlink(side);
-    if (rename(tmp, db_path) < 0) {
-        r = vmseal_fail(errno, "restore: cannot replace %s: %s", db_path, strerror(errno));
-        goto out;
-    }
-    char d[4096];
-    dir_of(db_path, d, sizeof(d));
-    (void)fsync_path(d);
-    r = 0;
-out:
-    db_close(src);
-    db_close(dst);
-    if (r < 0)
-        unlink(tmp);
-    close(lock);
-    return r;
+    return r == SQLITE_DONE ? n : kmsd_db_error(db->h, "grants");
 }
