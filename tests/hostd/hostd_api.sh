@@ -209,6 +209,64 @@ expect 200 GET "/v1/vms/$VM1"
 boot "$VM1" "$HOME1" vmseal.check=APIMARK1 VMSEAL-CHECK-OK
 ok "restart: locked until the KEK is PUT again, then boots"
 
+# ---- crash (kill -9) in the middle of an encrypt and of a deep recrypt:
+# after a restart hostd finishes both once it has the KEK again
+expect 201 POST /v1/vms "{\"name\": \"big01\", \"disks\": [{\"size_mb\": 384}],
+  \"kernel\": \"$KERNEL\", \"initrd\": \"$INITRD\", \"policy\": \"none\"}"
+VM3=$(jget uuid) HOME3=$(jget home)
+dd if=/dev/urandom of="$HOME3/disk0.img" bs=1M count=384 conv=notrunc status=none
+printf 'VMSEAL-MARKER:CRASHMARK:vda\n' | dd of="$HOME3/disk0.img" bs=512 seek=2048 conv=notrunc status=none
+crash_during() {  # UUID ACTION BODY: start the task, kill -9 hostd while it runs
+  expect 202 POST "/v1/vms/$1/$2" "$3"
+  local t=$(jget task_id) p=0
+  for _ in $(seq 400); do
+    expect 200 GET "/v1/tasks/$t"
+    p=$(jget progress)
+    [ "$(jget state)" = running ] && [ "$p" -ge 5 ] && break
+    [ "$(jget state)" = running ] || fail "task ended before it could be interrupted"
+    sleep 0.02
+  done
+  kill -KILL "$HPID"; wait "$HPID" 2>/dev/null || true; HPID=
+  echo "# killed hostd at $p% of $2"
+}
+finish_after_restart() {  # UUID [KEK_ID KEY]...: the last KEK put lets it resume
+  local vm=$1; shift
+  start_hostd
+  expect 200 GET "/v1/vms/$vm"
+  [ "$(jget pending_operation)" != null ] || fail "no unfinished operation recorded: $BODY"
+  expect 409 POST "/v1/vms/$vm/power-on"
+  while [ $# -gt 2 ]; do
+    expect 200 PUT "/v1/keys/$1" "{\"key\": \"$2\"}"
+    [ "$(jget resumed_tasks)" = 0 ] || fail "resumed without all its KEKs: $BODY"
+    shift 2
+  done
+  expect 200 PUT "/v1/keys/$1" "{\"key\": \"$2\"}"
+  [ "$(jget resumed_tasks)" = 1 ] || fail "the unfinished operation was not resumed: $BODY"
+  set -- "$vm"
+  for _ in $(seq 600); do
+    expect 200 GET "/v1/vms/$1"
+    [ "$(jget pending_operation)" = null ] && [ "$(jget task)" = null ] && return 0
+    sleep 0.2
+  done
+  fail "the resumed operation did not finish: $BODY"
+}
+expect 200 PUT /v1/keys/kek-3 "{\"key\": \"$K3\"}"
+crash_during "$VM3" encrypt '{"kek_id": "kek-3"}'
+finish_after_restart "$VM3" kek-3 "$K3"
+expect 200 GET "/v1/vms/$VM3"
+[ "$(jget encrypted)" = true ] || fail "not encrypted after the resumed encrypt"
+[ -e "$HOME3/disk0.img" ] && fail "plain image left after the resumed encrypt"
+[ "$(grep -c CRASHMARK "$HOME3/disk0.luks")" = 0 ] || fail "clear text in the image"
+boot "$VM3" "$HOME3" vmseal.check=CRASHMARK VMSEAL-CHECK-OK
+ok "encrypt killed midway, finished after restart; data intact"
+expect 200 PUT /v1/keys/kek-2 "{\"key\": \"$K2\"}"
+crash_during "$VM3" recrypt '{"new_kek_id": "kek-2", "deep": true}'
+finish_after_restart "$VM3" kek-3 "$K3" kek-2 "$K2"   # old and new KEK
+expect 200 GET "/v1/vms/$VM3"
+[ "$(jget kek_id)" = kek-2 ] || fail "deep recrypt did not move to kek-2: $BODY"
+boot "$VM3" "$HOME3" vmseal.check=CRASHMARK VMSEAL-CHECK-OK
+ok "deep recrypt killed midway, finished after restart; data intact"
+
 # ---- delete
 expect 204 DELETE "/v1/vms/$VM2"
 [ -e "$HOME2" ] && fail "home of a deleted VM left"
