@@ -53,6 +53,33 @@ stack_until 60 vm_unlocked vm1 || fail "vm1 still locked after the host agent re
 boot_check esx1 vm1 e2emark1
 ok "hostd restart: the VM unlocks via the manager and the KMS, and boots"
 
+# The KEKs reached the host over mutual TLS and stayed in memory: none of
+# them, raw, hex or base64, is in any file of the manager, the host or the CLI.
+K1=$STACK_DIR/kms1
+kmip=("$VMSEAL_BUILD/kmip/vmseal-kmip" --server "127.0.0.1:${STACK_PORT[kms1]}"
+      --cert "$K1/clients/manager/manager.crt" --key "$K1/clients/manager/manager.key" --ca "$K1/ca.crt")
+for k in "$kek0" "$kek1" "$kek2"; do
+  hex=$("${kmip[@]}" get "$k" --reveal-to-fd 3 3>&1 >/dev/null | xxd -p -c 64)
+  [ ${#hex} -eq 64 ] || fail "KEK $k: no 32 key bytes from the KMS"
+  KEKHEX=$hex $PY - "$STACK_DIR/manager" "$STACK_DIR/esx1" "$XDG_CONFIG_HOME" <<'PY' || fail "KEK $k found on disk"
+import base64, os, sys
+k = bytes.fromhex(os.environ["KEKHEX"])
+needles = [k, k.hex().encode(), k.hex().upper().encode(), base64.b64encode(k), base64.b64encode(k).rstrip(b"=")]
+bad = 0
+for top in sys.argv[1:]:
+    for d, _, files in os.walk(top):
+        for f in files:
+            p = os.path.join(d, f)
+            if os.path.islink(p) or not os.path.isfile(p) or f.endswith(".sock"):
+                continue
+            data = open(p, "rb").read()
+            if any(n in data for n in needles):
+                print("KEK bytes in", p, file=sys.stderr); bad = 1
+sys.exit(bad)
+PY
+done
+ok "no KEK (raw, hex, base64) in any file of the manager, the host agent or the CLI"
+
 expect_rc 0 vmseal --json events --since 0
 for a in vm.create vm.rekey vm.power-on host.register kms.add; do
   jq -e --arg a "$a" 'map(select(.action == $a)) | length > 0' <<<"$OUT" >/dev/null || fail "no $a event"
