@@ -24,6 +24,7 @@
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
+static void logv(const char *fmt, va_list ap) VMSEAL_PRINTF(1, 0);
 static void logv(const char *fmt, va_list ap)
 {
     char ts[32];
