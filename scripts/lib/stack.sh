@@ -28,6 +28,7 @@
 
 STACK_TIMEOUT=${STACK_TIMEOUT:-60}      # seconds for any one wait
 declare -A STACK_PID=() STACK_PORT=()
+STACK_UNCLEAN=()   # daemons that did not stop cleanly in stack_cleanup
 
 stack_fail() { printf 'stack: %s\n' "$*" >&2; exit 1; }
 
@@ -84,18 +85,39 @@ stack_until() {
   return 1
 }
 
-# stack_stop_pid NAME: SIGTERM the process, wait (bounded), then SIGKILL.
+# stack_stop_pid NAME: SIGTERM the process, wait (bounded, 10 s), then
+# SIGKILL. Returns 1 (and shows the end of its log) unless it exited with
+# status 0 on SIGTERM — a clean shutdown (no crash, no sanitizer report).
 stack_stop_pid() {
-  local name=$1 pid=${STACK_PID[$1]:-} i
+  local name=$1 pid=${STACK_PID[$1]:-} i rc=0
   [ -n "$pid" ] || return 0
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 200; i++)); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.05
   done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -KILL "$pid" 2>/dev/null || true
+    echo "stack: $name did not stop within 10 s of SIGTERM" >&2
+    rc=1
+  fi
+  local st=0
+  wait "$pid" 2>/dev/null || st=$?
   unset "STACK_PID[$name]"
+  if [ "$rc" -eq 0 ] && [ "$st" -ne 0 ]; then
+    echo "stack: $name exited with status $st on SIGTERM; end of its log:" >&2
+    tail -n 30 "$(stack_log "$name")" >&2 2>/dev/null || true
+    rc=1
+  fi
+  return "$rc"
+}
+
+# stack_log NAME: the log file of a daemon of the stack.
+stack_log() {
+  local d=$STACK_DIR/$1
+  if [ -f "$d/hostd.conf" ]; then echo "$d/hostd.log"
+  elif [ -f "$d/managerd.conf" ]; then echo "$d/managerd.log"
+  else echo "$d/server.log"; fi
 }
 
 # ---- key servers -----------------------------------------------------------------------
@@ -138,7 +160,7 @@ stack_kmsd_start() {
   STACK_PORT[$n]=$(cat "$d/port")
 }
 
-stack_kmsd_stop() { stack_stop_pid "$1"; }
+stack_kmsd_stop() { stack_stop_pid "$1" || stack_fail "vmseal-kmsd $1 did not stop cleanly"; }
 
 # ---- the manager -------------------------------------------------------------------------
 
@@ -175,7 +197,7 @@ stack_managerd_start() {
   STACK_CA=$d/ca.crt
 }
 
-stack_managerd_stop() { stack_stop_pid manager; }
+stack_managerd_stop() { stack_stop_pid manager || stack_fail "vmseal-managerd did not stop cleanly"; }
 
 # stack_login: the CLI logs in as the administrator.
 stack_login() {
@@ -247,7 +269,7 @@ stack_host_registered() {
     '.hosts[] | select(.name == $n and .url == $u)' >/dev/null
 }
 
-stack_hostd_stop() { stack_stop_pid "$1"; }
+stack_hostd_stop() { stack_stop_pid "$1" || stack_fail "vmseal-hostd $1 did not stop cleanly"; }
 
 # stack_host_api NAME METHOD PATH [JSON]: call the host agent's API as the
 # manager (with its client certificate); prints the answer, then the HTTP
@@ -288,9 +310,9 @@ stack_cleanup() {
   local n pid f
   [ -n "${STACK_DIR:-}" ] || return 0
   for n in "${!STACK_PID[@]}"; do
-    [ -f "$STACK_DIR/$n/hostd.conf" ] && stack_stop_pid "$n"
+    [ -f "$STACK_DIR/$n/hostd.conf" ] && { stack_stop_pid "$n" || STACK_UNCLEAN+=("$n"); }
   done
-  for n in "${!STACK_PID[@]}"; do stack_stop_pid "$n"; done
+  for n in "${!STACK_PID[@]}"; do stack_stop_pid "$n" || STACK_UNCLEAN+=("$n"); done
   while IFS= read -r f; do
     pid=$(cat "$f" 2>/dev/null) || continue
     [[ $pid =~ ^[0-9]+$ ]] || continue

@@ -51,3 +51,11 @@ base_stack() {
   stack_hostd_setup esx1
   stack_hostd_start esx1
 }
+
+# finish: stop the whole stack; every daemon must exit with status 0 on
+# SIGTERM (no crash, no sanitizer report).
+finish() {
+  stack_cleanup
+  [ ${#STACK_UNCLEAN[@]} -eq 0 ] || fail "did not stop cleanly: ${STACK_UNCLEAN[*]}"
+  ok "every daemon stopped cleanly on SIGTERM"
+}

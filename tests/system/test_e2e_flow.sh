@@ -99,3 +99,4 @@ grep -q "^[a-z0-9.]*keysafe =" "$HOME1/vm.conf" && fail "key safes left in vm.co
 grep -a -q 'VMSEAL-MARKER:e2emark1:vda' "$HOME1/disk0.img" || fail "marker not in the plain image"
 boot_check esx1 vm1 e2emark1
 ok "decrypt: plain raw image holding the marker, boots and reads it"
+finish

@@ -61,3 +61,4 @@ kek_after=$(vmseal --json vm info vm1 | jq -r .kek_id)
 [ "$kek_after" != "$kek_before" ] || fail "rekey on the second server kept the KEK"
 boot_check esx1 vm1 kmsmark1
 ok "rekey with the first server down: new KEK $kek_after from the second server; vm1 boots"
+finish

@@ -60,3 +60,4 @@ stack_hostd_start esx1
 stack_until 60 vm_unlocked vm1 || fail "vm1 still locked with its config fixed: $(vm_locked vm1)"
 boot_check esx1 vm1 wrongkeymark
 ok "config fixed: vm1 unlocks, boots and reads its marker"
+finish
