@@ -124,9 +124,10 @@ static void make_luks_disk(luks_disk *d, const char *name, const char *size)
     assert_true(fd >= 0);
     assert_int_equal(write(fd, d->pass_text, 64), 64);
     close(fd);
-    /* qemu-img create -f luks fails ~1 run in 4 on these machines: retry */
+    /* qemu-img create -f luks fails ~1 run in 4 on these machines (more under
+     * load): retry, up to 12 times so that a run of failures stays unlikely */
     int rc = -1;
-    for (int i = 0; i < 5 && rc != 0; i++) {
+    for (int i = 0; i < 12 && rc != 0; i++) {
         unlink(d->path);
         rc = run("qemu-img create -q -f luks --object secret,id=s0,file=%s "
                  "-o key-secret=s0,iter-time=10 %s %s >/dev/null 2>&1",
