@@ -89,11 +89,21 @@ stack_until() {
 # SIGKILL. Returns 1 (and shows the end of its log) unless it exited with
 # status 0 on SIGTERM — a clean shutdown (no crash, no sanitizer report).
 stack_stop_pid() {
-  local name=$1 pid=${STACK_PID[$1]:-} i rc=0
+  local name=$1 pid=${STACK_PID[$1]:-} i rc=0 probes=() c
   [ -n "$pid" ] || return 0
+  # a host agent's KVM probe QEMU (accel = auto) must not outlive it
+  stack_probe_children() {
+    local c
+    for c in $(pgrep -P "$1" 2>/dev/null); do
+      tr '\0' ' ' < "/proc/$c/cmdline" 2>/dev/null | grep -q 'qemu-system.*vmseal-kvm-probe' && echo "$c"
+    done
+    return 0
+  }
+  probes=($(stack_probe_children "$pid"))
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 200; i++)); do
     kill -0 "$pid" 2>/dev/null || break
+    probes+=($(stack_probe_children "$pid"))
     sleep 0.05
   done
   if kill -0 "$pid" 2>/dev/null; then
@@ -103,6 +113,13 @@ stack_stop_pid() {
   fi
   local st=0
   wait "$pid" 2>/dev/null || st=$?
+  for c in "${probes[@]}"; do
+    if kill -0 "$c" 2>/dev/null; then
+      echo "stack: $name left its KVM probe QEMU (pid $c) running; killing it" >&2
+      kill -KILL "$c" 2>/dev/null || true
+      rc=1
+    fi
+  done
   unset "STACK_PID[$name]"
   if [ "$rc" -eq 0 ] && [ "$st" -ne 0 ]; then
     echo "stack: $name exited with status $st on SIGTERM; end of its log:" >&2
