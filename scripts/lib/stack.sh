@@ -384,3 +384,20 @@ stack_vm_boot() {
   [ -f "$log" ] && tail -c +$((off + 1)) "$log" | tail -n 20 >&2
   return 1
 }
+
+# stack_kmip KMSNAME ARGS...: vmseal-kmip against a key server of the stack,
+# as the manager (its enrolled client certificate).
+stack_kmip() {
+  local k=$STACK_DIR/$1; shift
+  "$STACK_BUILD/kmip/vmseal-kmip" --server "127.0.0.1:${STACK_PORT[${k##*/}]}" \
+    --cert "$k/clients/manager/manager.crt" --key "$k/clients/manager/manager.key" --ca "$k/ca.crt" "$@"
+}
+
+# stack_kek_tags KMSNAME KEK: the vCenter-style tags (x-*) of a KEK on the
+# key server, one "name = value" per line.
+stack_kek_tags() {
+  stack_kmip "$1" attrs "$2" | awk '
+    /Attribute Name/ { n = $0; sub(/.*Data: "/, "", n); sub(/"$/, "", n); next }
+    /Attribute Value/ && n ~ /^x-/ { v = $0; sub(/.*Data: "/, "", v); sub(/"$/, "", v); print n " = " v }
+    { n = "" }'
+}

@@ -15,7 +15,10 @@ kek0=$(vmseal --json vm info vm1 | jq -r .kek_id)
 [ -n "$kek0" ] && [ "$kek0" != null ] || fail "no KEK id for vm1"
 [ -f "$HOME1/disk0.luks" ] || fail "no LUKS disk in the VM home"
 cryptsetup isLuks --type luks1 "$HOME1/disk0.luks" || fail "disk0.luks is not LUKS1"
-ok "encrypted VM created (KEK $kek0 on prov1)"
+tags=$(stack_kek_tags kms1 "$kek0")
+grep -qx "x-Identifier = $(stack_vm_uuid vm1)" <<<"$tags" && grep -qx "x-Name = vm1" <<<"$tags" &&
+  grep -qx "x-Vendor = vmseal" <<<"$tags" || { echo "$tags" >&2; fail "KEK tags on the KMS"; }
+ok "encrypted VM created (KEK $kek0 on prov1, tagged with the VM on the KMS)"
 
 boot_mark esx1 vm1 e2emark1
 if grep -a -q 'VMSEAL-MARKER:e2emark1' "$HOME1/disk0.luks"; then fail "marker visible in the image file"; fi
@@ -55,11 +58,8 @@ ok "hostd restart: the VM unlocks via the manager and the KMS, and boots"
 
 # The KEKs reached the host over mutual TLS and stayed in memory: none of
 # them, raw, hex or base64, is in any file of the manager, the host or the CLI.
-K1=$STACK_DIR/kms1
-kmip=("$VMSEAL_BUILD/kmip/vmseal-kmip" --server "127.0.0.1:${STACK_PORT[kms1]}"
-      --cert "$K1/clients/manager/manager.crt" --key "$K1/clients/manager/manager.key" --ca "$K1/ca.crt")
 for k in "$kek0" "$kek1" "$kek2"; do
-  hex=$("${kmip[@]}" get "$k" --reveal-to-fd 3 3>&1 >/dev/null | xxd -p -c 64)
+  hex=$(stack_kmip kms1 get "$k" --reveal-to-fd 3 3>&1 >/dev/null | xxd -p -c 64)
   [ ${#hex} -eq 64 ] || fail "KEK $k: no 32 key bytes from the KMS"
   KEKHEX=$hex $PY - "$STACK_DIR/manager" "$STACK_DIR/esx1" "$XDG_CONFIG_HOME" <<'PY' || fail "KEK $k found on disk"
 import base64, os, sys
