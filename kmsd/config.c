@@ -6,39 +6,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include <vmseal/common.h>
+#include <vmseal/conffile.h>
 
 #include "config.h"
 
 #define PBKDF2_ITER 200000
 
-static char *trim(char *s)
-{
-    while (isspace((unsigned char)*s))
-        s++;
-    size_t n = strlen(s);
-    while (n && isspace((unsigned char)s[n - 1]))
-        s[--n] = '\0';
-    return s;
-}
-
+/* Relative paths are taken from the directory of kmsd.conf; "" stays "". */
 static char *resolve(const kmsd_config *cfg, const char *v)
 {
-    if (!*v)
-        return strdup("");
-    if (v[0] == '/' || !cfg->dir)
-        return strdup(v);
-    size_t n = strlen(cfg->dir) + strlen(v) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", cfg->dir, v);
-    return p;
+    return *v ? vmseal_conffile_resolve(cfg->dir, v) : strdup("");
 }
 
 static int parse_bool(const char *v, int *out)
@@ -49,17 +32,6 @@ static int parse_bool(const char *v, int *out)
         *out = 0;
     else
         return -1;
-    return 0;
-}
-
-static int parse_int(const char *v, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi)
-        return -1;
-    *out = x;
     return 0;
 }
 
@@ -90,56 +62,42 @@ static int set_defaults(kmsd_config *c)
 int kmsd_config_load(const char *path, kmsd_config **out)
 {
     *out = NULL;
-    struct stat st;
-    char file[PATH_MAX];
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        snprintf(file, sizeof(file), "%s/kmsd.conf", path);
-    else
-        snprintf(file, sizeof(file), "%s", path);
-    FILE *f = fopen(file, "re");
-    if (!f)
-        return vmseal_fail(errno, "cannot open configuration %s: %s", file, strerror(errno));
+    char *file = vmseal_conffile_path(path, "kmsd.conf");
+    if (!file)
+        return -ENOMEM;
+    vmseal_conffile *cf = NULL;
+    int rc = vmseal_conffile_open(file, &cf);
+    if (rc < 0) {
+        int e = -rc;
+        vmseal_fail(e, "cannot open configuration %s: %s", file, strerror(e));
+        free(file);
+        return -e;
+    }
     kmsd_config *c = calloc(1, sizeof(*c));
     if (!c) {
-        fclose(f);
+        vmseal_conffile_close(cf);
+        free(file);
         return -ENOMEM;
     }
     char real[PATH_MAX];
     c->path = strdup(realpath(file, real) ? real : file);
-    c->dir = strdup(c->path);
+    c->dir = c->path ? vmseal_conffile_dir(c->path) : NULL;
     if (!c->path || !c->dir || set_defaults(c) < 0) {
-        fclose(f);
+        vmseal_conffile_close(cf);
         kmsd_config_free(c);
+        free(file);
         return -ENOMEM;
     }
-    char *slash = strrchr(c->dir, '/');
-    if (slash && slash != c->dir)
-        *slash = '\0';
-    else
-        strcpy(c->dir, slash ? "/" : ".");
-    free(c->database);
-    c->database = resolve(c, "kmsd.db");
 
-    char line[4096];
-    int lineno = 0, rc = 0;
-    while (fgets(line, sizeof(line), f)) {
-        lineno++;
-        char *s = trim(line);
-        if (!*s || *s == '#')
-            continue;
-        char *eq = strchr(s, '=');
-        if (!eq) {
-            rc = vmseal_fail(EINVAL, "%s:%d: expected key = value", file, lineno);
-            break;
-        }
-        *eq = '\0';
-        char *k = trim(s), *v = trim(eq + 1);
+    char *k, *v;
+    while ((rc = vmseal_conffile_next(cf, &k, &v)) > 0) {
+        int lineno = vmseal_conffile_line(cf);
         long n;
         int b;
         if (!strcmp(k, "listen_address"))
             set_str(&c->listen_address, strdup(v));
         else if (!strcmp(k, "port")) {
-            if (parse_int(v, 0, 65535, &n) < 0)
+            if (vmseal_conffile_int(v, 0, 65535, &n) < 0)
                 goto bad;
             c->port = (int)n;
         } else if (!strcmp(k, "cert"))
@@ -188,19 +146,19 @@ int kmsd_config_load(const char *path, kmsd_config **out)
         } else if (!strcmp(k, "run_as_user"))
             set_str(&c->run_as_user, strdup(v));
         else if (!strcmp(k, "max_connections")) {
-            if (parse_int(v, 1, 100000, &n) < 0)
+            if (vmseal_conffile_int(v, 1, 100000, &n) < 0)
                 goto bad;
             c->max_connections = (int)n;
         } else if (!strcmp(k, "handshake_timeout_ms")) {
-            if (parse_int(v, 100, 600000, &n) < 0)
+            if (vmseal_conffile_int(v, 100, 600000, &n) < 0)
                 goto bad;
             c->handshake_timeout_ms = (int)n;
         } else if (!strcmp(k, "idle_timeout_ms")) {
-            if (parse_int(v, 100, 86400000, &n) < 0)
+            if (vmseal_conffile_int(v, 100, 86400000, &n) < 0)
                 goto bad;
             c->idle_timeout_ms = (int)n;
         } else if (!strcmp(k, "max_message_size")) {
-            if (parse_int(v, 1024, 64L << 20, &n) < 0)
+            if (vmseal_conffile_int(v, 1024, 64L << 20, &n) < 0)
                 goto bad;
             c->max_message_size = (size_t)n;
         } else if (!strcmp(k, "require_credential")) {
@@ -221,7 +179,7 @@ int kmsd_config_load(const char *path, kmsd_config **out)
             if (!*sp || c->n_users >= KMSD_MAX_USERS)
                 goto bad;
             *sp++ = '\0';
-            char *h = trim(sp);
+            char *h = vmseal_conffile_trim(sp);
             if (strncmp(h, "pbkdf2-sha256$", 14) != 0)
                 goto bad;
             c->users[c->n_users].name = strdup(v);
@@ -236,7 +194,7 @@ bad:
         rc = vmseal_fail(EINVAL, "%s:%d: bad value for %s", file, lineno, k);
         break;
     }
-    fclose(f);
+    vmseal_conffile_close(cf);
     if (rc == 0 && (!c->cert_file || !c->key_file || !c->ca_file))
         rc = vmseal_fail(EINVAL, "%s: cert, key and ca are required", file);
     if (rc == 0 && !c->master_key_file && !c->pkcs11_module)
@@ -245,6 +203,7 @@ bad:
         rc = vmseal_fail(EINVAL, "%s: master_key_file and pkcs11_module exclude each other", file);
     if (rc == 0 && c->pkcs11_module && (!c->pkcs11_token || !c->pkcs11_pin_file))
         rc = vmseal_fail(EINVAL, "%s: pkcs11_module needs pkcs11_token and pkcs11_pin_file", file);
+    free(file);
     if (rc < 0) {
         kmsd_config_free(c);
         return rc;

@@ -1,42 +1,23 @@
 /* vmseal-managerd — configuration file parsing. */
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <vmseal/common.h>
+#include <vmseal/conffile.h>
 
 #include "config.h"
 
-static char *trim(char *s)
-{
-    while (isspace((unsigned char)*s))
-        s++;
-    size_t n = strlen(s);
-    while (n && isspace((unsigned char)s[n - 1]))
-        s[--n] = '\0';
-    return s;
-}
-
 static char *resolve(const mgr_config *c, const char *v)
 {
-    if (v[0] == '/' || !c->dir)
-        return strdup(v);
-    size_t n = strlen(c->dir) + strlen(v) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", c->dir, v);
-    return p;
+    return vmseal_conffile_resolve(c->dir, v);
 }
 
 static int parse_int(const char *v, long lo, long hi, int *out)
 {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi)
+    long x;
+    if (vmseal_conffile_int(v, lo, hi, &x) < 0)
         return -1;
     *out = (int)x;
     return 0;
@@ -65,27 +46,12 @@ int mgr_config_load(const char *path, mgr_config **out)
     mgr_config *c = calloc(1, sizeof(*c));
     if (!c)
         return vmseal_fail(ENOMEM, "config: out of memory");
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        size_t n = strlen(path) + sizeof("/managerd.conf");
-        c->path = malloc(n);
-        if (c->path)
-            snprintf(c->path, n, "%s/managerd.conf", path);
-    } else {
-        c->path = strdup(path);
-    }
+    c->path = vmseal_conffile_path(path, "managerd.conf");
     if (!c->path) {
         mgr_config_free(c);
         return vmseal_fail(ENOMEM, "config: out of memory");
     }
-    c->dir = strdup(c->path);
-    if (c->dir) {
-        char *slash = strrchr(c->dir, '/');
-        if (slash)
-            *slash = '\0';
-        else
-            strcpy(c->dir, ".");
-    }
+    c->dir = vmseal_conffile_dir(c->path);
     c->listen_address = strdup("127.0.0.1");
     c->port = 8443;
     c->token_ttl_s = 28800;
@@ -93,27 +59,16 @@ int mgr_config_load(const char *path, mgr_config **out)
     c->kms_timeout_ms = 5000;
     c->host_timeout_ms = 30000;
 
-    FILE *f = fopen(c->path, "re");
-    if (!f) {
-        int e = errno;
-        vmseal_fail(e, "config: cannot open %s: %s", c->path, strerror(e));
+    vmseal_conffile *cf = NULL;
+    int rc = vmseal_conffile_open(c->path, &cf);
+    if (rc < 0) {
+        vmseal_fail(-rc, "config: cannot open %s: %s", c->path, strerror(-rc));
         mgr_config_free(c);
-        return -e;
+        return rc;
     }
-    char line[4096];
-    int lineno = 0, rc = 0;
-    while (fgets(line, sizeof(line), f)) {
-        lineno++;
-        char *s = trim(line);
-        if (!*s || *s == '#')
-            continue;
-        char *eq = strchr(s, '=');
-        if (!eq) {
-            rc = vmseal_fail(EINVAL, "%s:%d: expected key = value", c->path, lineno);
-            break;
-        }
-        *eq = '\0';
-        char *k = trim(s), *v = trim(eq + 1);
+    char *k, *v;
+    while ((rc = vmseal_conffile_next(cf, &k, &v)) > 0) {
+        int lineno = vmseal_conffile_line(cf);
         char **slot = NULL;
         int is_path = 1;
         if (!strcmp(k, "listen")) {
@@ -163,7 +118,7 @@ int mgr_config_load(const char *path, mgr_config **out)
             }
         }
     }
-    fclose(f);
+    vmseal_conffile_close(cf);
     if (rc == 0 && (!c->cert_file || !c->key_file || !c->ca_file || !c->database))
         rc = vmseal_fail(EINVAL, "%s: cert, key, ca and database are required", c->path);
     if (rc == 0 && !c->host_ca_file)
