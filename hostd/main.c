@@ -20,7 +20,7 @@
 
 #include "host.h"
 #include "manager_link.h"
-#include "vmconf.h"
+#include <vmseal/vmconf.h>
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 

@@ -16,7 +16,7 @@
 #include <vmseal/keysafe.h>
 
 #include "vm.h"
-#include "vmconf.h"
+#include <vmseal/vmconf.h>
 
 struct vmseal_vm {
     pthread_mutex_t lock;   /* guards conf (pointer swap), qemu, busy */

@@ -29,7 +29,7 @@
 #include <vmseal/keysafe.h>
 
 #include "host.h"
-#include "vmconf.h"
+#include <vmseal/vmconf.h>
 
 static char kernel[1200], initrd[1200];
 static char tmpdir[256], datastore[300];

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "vmconf.h"
+#include <vmseal/vmconf.h>
 
 static vmseal_vmconf *parse_ok(const char *text)
 {

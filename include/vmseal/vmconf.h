@@ -1,4 +1,4 @@
-/* vmseal-hostd — the human-readable VM configuration file (vm.conf).
+/* libvmseal — the human-readable VM configuration file (vm.conf).
  *
  *   # comment
  *   name = web01
@@ -15,8 +15,8 @@
  * same directory, fsync, rename over the old one, fsync of the directory.
  * A crash leaves either the old or the new file, never a mix.
  */
-#ifndef VMSEAL_HOSTD_VMCONF_H
-#define VMSEAL_HOSTD_VMCONF_H
+#ifndef VMSEAL_VMCONF_H
+#define VMSEAL_VMCONF_H
 
 #include <stdint.h>
 

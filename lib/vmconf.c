@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "vmconf.h"
+#include <vmseal/vmconf.h>
 
 typedef struct entry {
     char *key;
