@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include <vmseal/diskdesc.h>
 #include <vmseal/keysafe.h>
 #include <vmseal/sealed.h>
+#include <vmseal/vmconf.h>
 
 #include "cu.h"
 
@@ -34,6 +36,7 @@ typedef struct result {
     char uuid[40];
     char error[512];
     int keysafes;
+    vmseal_vmconf *conf;      /* a VM config: its key safes are listed */
 } result;
 
 static void VMSEAL_PRINTF(2, 3) set_error(result *r, const char *fmt, ...)
@@ -54,6 +57,39 @@ static void take_keysafe(result *r, const char *line)
     }
     snprintf(r->provider, sizeof(r->provider), "%s", ki.provider);
     snprintf(r->kek_id, sizeof(r->kek_id), "%s", ki.kek_id);
+}
+
+/* No descriptor: a disk or the NVRAM of a vmseal-hostd VM home folder,
+ * whose key safe is in the vm.conf beside it. */
+static void check_vm_disk(const char *path, const vmseal_disk_info *di, result *r)
+{
+    cu_vmdisk d;
+    int rc = cu_vmhome_lookup(path, &d);
+    size_t l = strlen(r->detail);
+    if (rc < 0) {
+        set_error(r, "%s", vmseal_last_error());
+    } else if (rc == 0) {
+        snprintf(r->detail + l, sizeof(r->detail) - l, "; no vmseal descriptor (key unknown)");
+    } else if (!d.keysafe) {
+        set_error(r, "%s names this image but has no %s", d.conf_path, d.key);
+    } else if (d.index >= 0 && strcasecmp(d.uuid, di->uuid) != 0) {
+        set_error(r, "%s: %s belongs to disk %s, but this disk is %s (vm.conf of another VM?)",
+                  d.conf_path, d.key, d.uuid[0] ? d.uuid : "(none)", di->uuid);
+    } else {
+        const char *name = vmseal_vmconf_get(d.conf, "name");
+        if (d.index >= 0)
+            snprintf(r->detail + l, sizeof(r->detail) - l, "; disk %d of VM '%s', key safe %s in %s",
+                     d.index, name ? name : "?", d.key, d.conf_path);
+        else
+            snprintf(r->detail + l, sizeof(r->detail) - l, "; NVRAM of VM '%s', key safe %s in %s",
+                     name ? name : "?", d.key, d.conf_path);
+        take_keysafe(r, d.keysafe);
+        r->keysafes = 1;
+        if (r->st != ST_ERROR && vmseal_vmconf_get(d.conf, "op"))
+            snprintf(r->detail + strlen(r->detail), sizeof(r->detail) - strlen(r->detail),
+                     "; unfinished '%s' operation", vmseal_vmconf_get(d.conf, "op"));
+    }
+    cu_vmdisk_clear(&d);
 }
 
 static void check_luks(const char *path, const uint8_t *buf, size_t n, result *r)
@@ -81,8 +117,7 @@ static void check_luks(const char *path, const uint8_t *buf, size_t n, result *r
     vmseal_diskdesc d;
     int rc = dpath ? vmseal_diskdesc_read(dpath, &d) : -ENOMEM;
     if (rc == -ENOENT) {
-        size_t l = strlen(r->detail);
-        snprintf(r->detail + l, sizeof(r->detail) - l, "; no vmseal descriptor (key unknown)");
+        check_vm_disk(path, &di, r);
     } else if (rc < 0) {
         set_error(r, "%s", vmseal_last_error());
     } else if (strcasecmp(d.uuid, di.uuid) != 0) {
@@ -122,6 +157,41 @@ static void check_text(const char *path, const char *buf, size_t n, result *r)
         snprintf(r->detail, sizeof(r->detail), "disk descriptor (key safe of disk %s%s)", d.uuid,
                  d.incomplete ? ", incomplete" : "");
         take_keysafe(r, d.keysafe);
+        return;
+    }
+    /* A vmseal-hostd VM config (config.version set): every key whose name
+     * ends in "keysafe". */
+    vmseal_vmconf *conf = NULL;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if (strcmp(base, "vm.conf") == 0 && vmseal_vmconf_parse(buf, n, &conf) == 0 &&
+        !vmseal_vmconf_get(conf, "config.version")) {
+        vmseal_vmconf_free(conf);   /* not written by vmseal-hostd: scanned as text */
+        conf = NULL;
+    }
+    if (conf) {
+        snprintf(r->format, sizeof(r->format), "vm-config");
+        for (size_t i = 0; i < vmseal_vmconf_count(conf); i++) {
+            const char *k = vmseal_vmconf_key_at(conf, i);
+            if (!ends_with(k, "keysafe"))
+                continue;
+            r->keysafes++;
+            take_keysafe(r, vmseal_vmconf_value_at(conf, i));
+            if (r->st == ST_ERROR) {
+                size_t l = strlen(r->error);
+                snprintf(r->error + l, sizeof(r->error) - l, " (%s)", k);
+                vmseal_vmconf_free(conf);
+                return;
+            }
+        }
+        const char *name = vmseal_vmconf_get(conf, "name");
+        r->st = r->keysafes ? ST_KEYSAFE : ST_PLAIN;
+        snprintf(r->detail, sizeof(r->detail), "VM config of '%s' with %d key safe%s",
+                 name ? name : "?", r->keysafes, r->keysafes == 1 ? "" : "s");
+        if (r->keysafes)
+            r->conf = conf;
+        else
+            vmseal_vmconf_free(conf);
         return;
     }
     /* Any text file (VM config, ...): every key safe in it must parse. */
@@ -224,6 +294,18 @@ static void print_text(const char *path, const result *r)
     case ST_KEYSAFE:
         printf("%s: %s (%s)", path, r->st == ST_ENCRYPTED ? "encrypted" : "holds wrapped keys",
                r->detail);
+        if (r->conf) {
+            printf("\n");
+            for (size_t i = 0; i < vmseal_vmconf_count(r->conf); i++) {
+                const char *k = vmseal_vmconf_key_at(r->conf, i);
+                vmseal_keysafe_info ki;
+                if (!ends_with(k, "keysafe") ||
+                    vmseal_keysafe_parse(vmseal_vmconf_value_at(r->conf, i), &ki) < 0)
+                    continue;
+                printf("  %s: KEK '%s' at provider '%s'\n", k, ki.kek_id, ki.provider);
+            }
+            break;
+        }
         if (r->kek_id[0])
             printf("; KEK '%s' at provider '%s'", r->kek_id, r->provider);
         printf("\n");
@@ -249,6 +331,23 @@ static json_t *to_json(const char *path, const result *r)
         json_object_set_new(o, "kek_id", id ? id : json_null());
         json_object_set_new(o, "provider", json_string(r->provider));
     }
+    if (r->conf) {
+        /* One entry per key safe: which key of vm.conf, which KEK. */
+        json_t *arr = json_array();
+        for (size_t i = 0; i < vmseal_vmconf_count(r->conf); i++) {
+            const char *k = vmseal_vmconf_key_at(r->conf, i);
+            vmseal_keysafe_info ki;
+            if (!ends_with(k, "keysafe") ||
+                vmseal_keysafe_parse(vmseal_vmconf_value_at(r->conf, i), &ki) < 0)
+                continue;
+            json_t *e = json_object(), *id = json_string(ki.kek_id);
+            json_object_set_new(e, "key", json_string(k));
+            json_object_set_new(e, "kek_id", id ? id : json_null());
+            json_object_set_new(e, "provider", json_string(ki.provider));
+            json_array_append_new(arr, e);
+        }
+        json_object_set_new(o, "keysafes", arr);
+    }
     if (r->st == ST_ERROR)
         json_object_set_new(o, "error", json_string(r->error));
     return o;
@@ -261,7 +360,8 @@ static void usage(FILE *f)
         "\n"
         "Tell for each FILE whether it is encrypted, in which format and with which\n"
         "key, without needing any key:\n"
-        "  LUKS1 disk      (with the KEK named by its <image>.vmdesc descriptor)\n"
+        "  LUKS1 disk      (with the KEK named by its <image>.vmdesc descriptor, or,\n"
+        "                  in a VM home folder, by the key safe in the vm.conf beside it)\n"
         "  sealed file     (VM home files: NVRAM, memory, core dumps, vTPM)\n"
         "  key safe        (disk descriptor or config file holding wrapped keys)\n"
         "  not encrypted\n"
@@ -298,6 +398,7 @@ int cu_check_main(int argc, char **argv)
             json_array_append_new(arr, to_json(argv[i], &r));
         else
             print_text(argv[i], &r);
+        vmseal_vmconf_free(r.conf);
     }
     if (json) {
         char *s = json_dumps(arr, JSON_INDENT(2) | JSON_ENSURE_ASCII);

@@ -76,6 +76,25 @@ void cu_out_abort(cu_out *o);
 
 double cu_now(void);
 
+/* A disk (or the NVRAM) of a vmseal-hostd VM home folder: its key safe is
+ * in the folder's vm.conf (crypto-util/vmhome.c). */
+typedef struct vmseal_vmconf vmseal_vmconf;
+typedef struct cu_vmdisk {
+    vmseal_vmconf *conf;
+    char *conf_path;
+    char *image;           /* folder of vm.conf + the image's file name */
+    int index;             /* disk N, -1 for the NVRAM */
+    char key[48];          /* "diskN.keysafe" or "vm.keysafe" */
+    const char *keysafe;   /* that key's value (in conf), NULL when absent */
+    char object[64];       /* what the key safe is bound to: disk:<uuid>, vm:<uuid> */
+    char uuid[40];         /* diskN.luks.uuid ("" for the NVRAM) */
+} cu_vmdisk;
+/* vm.conf at conf_path, which = "N" or "nvram". 0 or negative errno. */
+int cu_vmhome_open(const char *conf_path, const char *which, cu_vmdisk *d);
+/* The vm.conf beside image, if it names image: 1 found, 0 not, <0 error. */
+int cu_vmhome_lookup(const char *image, cu_vmdisk *d);
+void cu_vmdisk_clear(cu_vmdisk *d);
+
 /* Verbs: argc/argv start at the verb name. */
 int cu_check_main(int argc, char **argv);
 int cu_seal_main(int argc, char **argv);

@@ -15,6 +15,8 @@
 #include <vmseal/diskdesc.h>
 #include <vmseal/keysafe.h>
 
+#include <vmseal/vmconf.h>
+
 #include "cu.h"
 
 typedef struct dopts {
@@ -28,9 +30,14 @@ typedef struct dopts {
     const char *out_file;
     const char *pass_file, *new_pass_file;
     int pass_fd, new_pass_fd;
+    const char *vm_config, *disk_which;
     const char *args[2];
     int nargs;
 } dopts;
+
+/* Set when the disk is one of a vmseal-hostd VM home folder (key safe in
+ * its vm.conf, not in a descriptor): --vm-config, or found beside IMAGE. */
+static cu_vmdisk *vm_disk;
 
 static const char *const usage_text[][2] = {
     {"create",
@@ -52,9 +59,11 @@ static const char *const usage_text[][2] = {
     {"decrypt",
      "usage: vmseal-crypto-util disk decrypt (--kek-file F | --kek-fd N) [--kek-id ID]\n"
      "                     [--threads N] [--quiet] IMAGE PLAIN\n"
+     "       vmseal-crypto-util disk decrypt ... --vm-config VM.CONF --disk N|nvram PLAIN\n"
      "\n"
-     "Decrypt the vmseal disk IMAGE (secret from IMAGE.vmdesc) into the new raw\n"
-     "image PLAIN (all-zero blocks become holes). Resumable like encrypt.\n"},
+     "Decrypt the vmseal disk IMAGE (secret from IMAGE.vmdesc, or from the vm.conf\n"
+     "of the VM home folder IMAGE is in) into the new raw image PLAIN (all-zero\n"
+     "blocks become holes). Resumable like encrypt.\n"},
     {"rekey",
      "usage: vmseal-crypto-util disk rekey (--kek-file F | --kek-fd N) [--threads N]\n"
      "          [--new-kek-file F | --new-kek-fd N] [--new-kek-id ID]\n"
@@ -68,10 +77,18 @@ static const char *const usage_text[][2] = {
      "usage: vmseal-crypto-util disk passphrase (--kek-file F | --kek-fd N)\n"
      "                     (--out-fd N | --out-file F) IMAGE\n"
      "\n"
+     "       vmseal-crypto-util disk passphrase ... --vm-config VM.CONF --disk N|nvram\n"
+     "\n"
      "Write the LUKS passphrase of IMAGE (64 hex characters, no newline) to file\n"
      "descriptor N (a pipe, never a terminal) or to the new file F (mode 0600,\n"
      "must not exist), for QEMU: --object secret,id=s0,file=F and\n"
      "-blockdev driver=luks,key-secret=s0,... Delete F after use.\n"},
+    {"verify",
+     "usage: vmseal-crypto-util disk verify (--kek-file F | --kek-fd N) [--kek-id ID] IMAGE\n"
+     "       vmseal-crypto-util disk verify ... --vm-config VM.CONF --disk N|nvram\n"
+     "\n"
+     "Check that the KEK unwraps the disk's key safe and that the passphrase it\n"
+     "holds opens a keyslot of IMAGE (nothing is written).\n"},
     {"keyslot-add",
      "usage: vmseal-crypto-util disk keyslot-add (--kek-file F | --kek-fd N)\n"
      "              (--new-passphrase-fd N | --new-passphrase-file F) IMAGE\n"
@@ -94,16 +111,22 @@ static void usage(FILE *f, const char *sub)
             fputs(usage_text[i][1], f);
             fputs("\nCommon options: --quiet, --help. Exit status 0 success, 2 failure, "
                   "64 usage.\n", f);
+            if (!strcmp(sub, "passphrase") || !strcmp(sub, "decrypt") || !strcmp(sub, "verify"))
+                fputs("VM home folders of vmseal-hostd: the key safes are in vm.conf.\n"
+                      "--vm-config F --disk N (or 'nvram') picks the image named there;\n"
+                      "an IMAGE without IMAGE.vmdesc in a folder whose vm.conf names it is\n"
+                      "found the same way. Refused while a running VM holds the image.\n", f);
             return;
         }
     fprintf(f, "usage: vmseal-crypto-util disk VERB [OPTIONS] ARGS\n"
-               "verbs: create encrypt decrypt rekey passphrase keyslot-add keyslot-remove\n"
+               "verbs: create encrypt decrypt rekey passphrase verify keyslot-add keyslot-remove\n"
                "'vmseal-crypto-util disk VERB --help' for details.\n");
 }
 
 enum {
     O_KEKFILE = 256, O_KEKFD, O_KEKID, O_PROVIDER, O_NKEKFILE, O_NKEKFD, O_NKEKID, O_NPROVIDER,
     O_SIZE, O_THREADS, O_OUTFD, O_OUTFILE, O_PFD, O_PFILE, O_NPFD, O_NPFILE, O_SHALLOW,
+    O_VMCONF, O_DISK,
 };
 
 static int parse(int argc, char **argv, const char *sub, dopts *o)
@@ -126,6 +149,8 @@ static int parse(int argc, char **argv, const char *sub, dopts *o)
         {"new-passphrase-fd", required_argument, NULL, O_NPFD},
         {"new-passphrase-file", required_argument, NULL, O_NPFILE},
         {"shallow", no_argument, NULL, O_SHALLOW},
+        {"vm-config", required_argument, NULL, O_VMCONF},
+        {"disk", required_argument, NULL, O_DISK},
         {"force", no_argument, NULL, 'f'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -171,6 +196,8 @@ static int parse(int argc, char **argv, const char *sub, dopts *o)
         case O_NPFD: fdp = &o->new_pass_fd; break;
         case O_NPFILE: o->new_pass_file = optarg; break;
         case O_SHALLOW: o->shallow = 1; break;
+        case O_VMCONF: o->vm_config = optarg; break;
+        case O_DISK: o->disk_which = optarg; break;
         case 'f': o->force = 1; break;
         case 'q': cu_quiet = 1; break;
         case 'h': usage(stdout, sub); return 1;
@@ -251,6 +278,52 @@ out:
     return rc;
 }
 
+/* Secret of a disk (or the NVRAM) of a VM home folder: key safe from
+ * vm.conf, bound to the LUKS UUID in the image's own header (disks) or to
+ * the VM's uuid (NVRAM). Refused while a running VM holds the image. */
+static int vm_disk_secret(const cu_vmdisk *vd, const cu_kek_opts *ko, const vmseal_secret *kek,
+                          vmseal_secret **secret)
+{
+    *secret = NULL;
+    const char *op = vmseal_vmconf_get(vd->conf, "op");
+    if (op)
+        return vmseal_fail(EBUSY, "%s: the VM has an unfinished '%s' operation; let "
+                                  "vmseal-hostd finish it first", vd->conf_path, op);
+    if (!vd->keysafe)
+        return vmseal_fail(ENOENT, "%s: %s is not encrypted (no %s)", vd->conf_path, vd->image,
+                           vd->key);
+    int rc = vmseal_disk_check_unused(vd->image);
+    if (rc < 0)
+        return rc;
+    char obj[64];
+    snprintf(obj, sizeof(obj), "%s", vd->object);
+    if (vd->index >= 0) {
+        vmseal_disk_info di;
+        if ((rc = vmseal_disk_probe(vd->image, &di)) < 0)
+            return rc;
+        if (strcasecmp(di.uuid, vd->uuid) != 0)
+            return vmseal_fail(EKEYREJECTED, "%s: %s belongs to disk %s, but %s is disk %s "
+                                             "(vm.conf of another VM?)", vd->conf_path, vd->key,
+                               vd->uuid[0] ? vd->uuid : "(none)", vd->image, di.uuid);
+        vmseal_disk_object_id(di.uuid, obj, sizeof(obj));
+    }
+    vmseal_keysafe_info ki;
+    if ((rc = vmseal_keysafe_parse(vd->keysafe, &ki)) < 0)
+        return rc;
+    if (ko->id && strcmp(ko->id, ki.kek_id) != 0)
+        return vmseal_fail(EKEYREJECTED, "%s is wrapped by KEK '%s' at provider '%s', not '%s'",
+                           vd->image, ki.kek_id, ki.provider, ko->id);
+    rc = vmseal_keysafe_unwrap(kek, vd->keysafe, obj, secret);
+    if (rc == 0 && vmseal_secret_len(*secret) != VMSEAL_DISK_SECRET_LEN) {
+        size_t n = vmseal_secret_len(*secret);
+        vmseal_secret_free(*secret);
+        *secret = NULL;
+        rc = vmseal_fail(EPROTO, "%s: %s holds %zu bytes, not a disk secret", vd->conf_path,
+                         vd->key, n);
+    }
+    return rc;
+}
+
 static int disk_pass(const char *image, const cu_kek_opts *ko, vmseal_diskdesc *d,
                      vmseal_secret **pass)
 {
@@ -258,7 +331,8 @@ static int disk_pass(const char *image, const cu_kek_opts *ko, vmseal_diskdesc *
     vmseal_secret *kek = NULL, *secret = NULL;
     if (cu_kek_load(ko, &kek) < 0)
         return -1;
-    int rc = disk_secret(image, ko, kek, d, &secret);
+    int rc = vm_disk ? vm_disk_secret(vm_disk, ko, kek, &secret)
+                     : disk_secret(image, ko, kek, d, &secret);
     vmseal_secret_free(kek);
     if (rc < 0) {
         cu_fail(image);
@@ -569,6 +643,20 @@ out:
     return rc;
 }
 
+static int do_verify(const dopts *o)
+{
+    vmseal_diskdesc d;
+    vmseal_secret *pass = NULL;
+    if (disk_pass(o->args[0], &o->kek, &d, &pass) < 0)
+        return CU_ERROR;
+    int r = vmseal_disk_verify_passphrase(o->args[0], pass);
+    vmseal_secret_free(pass);
+    if (r < 0)
+        return cu_fail(o->args[0]);
+    cu_info("%s: the KEK unwraps its key safe and the passphrase opens the disk", o->args[0]);
+    return CU_OK;
+}
+
 static int do_keyslot_add(const dopts *o)
 {
     if ((o->new_pass_fd >= 0) == (o->new_pass_file != NULL)) {
@@ -626,6 +714,95 @@ out:
     return rc;
 }
 
+/* --vm-config F --disk N: the image named there becomes the first argument;
+ * an IMAGE without descriptor whose folder's vm.conf names it: the same. */
+static int vm_disk_setup(dopts *o, const char *sub)
+{
+    static cu_vmdisk vd;
+    int vm_verb = !strcmp(sub, "passphrase") || !strcmp(sub, "decrypt") || !strcmp(sub, "verify");
+    if (!o->vm_config && o->disk_which) {
+        cu_err("--disk needs --vm-config");
+        return CU_USAGE;
+    }
+    if (o->vm_config) {
+        if (!vm_verb) {
+            cu_err("--vm-config works with passphrase, decrypt and verify (VM disks are "
+                   "rekeyed by vmseal-hostd)");
+            return CU_USAGE;
+        }
+        if (!o->disk_which) {
+            cu_err("--vm-config needs --disk N (or --disk nvram)");
+            return CU_USAGE;
+        }
+        if (cu_vmhome_open(o->vm_config, o->disk_which, &vd) < 0) {
+            cu_vmdisk_clear(&vd);
+            return cu_fail(o->vm_config);
+        }
+        if (o->nargs >= 2) {
+            cu_vmdisk_clear(&vd);
+            usage(stderr, sub);
+            return CU_USAGE;
+        }
+        /* The image takes the place of the IMAGE argument. */
+        o->args[1] = o->args[0];
+        o->args[0] = vd.image;
+        o->nargs++;
+        vm_disk = &vd;
+        return 0;
+    }
+    if (!vm_verb || o->nargs < 1)
+        return 0;
+    char *dpath = vmseal_diskdesc_path(o->args[0]);
+    struct stat st;
+    int has_desc = !dpath || lstat(dpath, &st) == 0;
+    free(dpath);
+    if (has_desc)
+        return 0;
+    int r = cu_vmhome_lookup(o->args[0], &vd);
+    if (r < 0) {
+        cu_vmdisk_clear(&vd);
+        return cu_fail(o->args[0]);
+    }
+    if (r == 0) {
+        cu_vmdisk_clear(&vd);
+        return 0;
+    }
+    cu_info("%s: %s of VM home folder, key safe %s in %s", o->args[0],
+            vd.index >= 0 ? "disk" : "NVRAM", vd.key, vd.conf_path);
+    vm_disk = &vd;
+    return 0;
+}
+
+static int disk_dispatch(const dopts *o, const char *sub)
+{
+    if (!strcmp(sub, "create")) {
+        if (want_args(o, 1, sub) < 0)
+            return CU_USAGE;
+        if (!o->have_size) {
+            cu_err("disk create needs --size SIZE");
+            return CU_USAGE;
+        }
+        return make_disk(o, NULL, o->args[0]);
+    }
+    if (!strcmp(sub, "encrypt"))
+        return want_args(o, 2, sub) < 0 ? CU_USAGE : make_disk(o, o->args[0], o->args[1]);
+    if (!strcmp(sub, "decrypt"))
+        return want_args(o, 2, sub) < 0 ? CU_USAGE : do_decrypt(o);
+    if (!strcmp(sub, "rekey"))
+        return want_args(o, 1, sub) < 0 ? CU_USAGE : do_rekey(o);
+    if (!strcmp(sub, "passphrase"))
+        return want_args(o, 1, sub) < 0 ? CU_USAGE : do_passphrase(o);
+    if (!strcmp(sub, "keyslot-add"))
+        return want_args(o, 1, sub) < 0 ? CU_USAGE : do_keyslot_add(o);
+    if (!strcmp(sub, "keyslot-remove"))
+        return want_args(o, 1, sub) < 0 ? CU_USAGE : do_keyslot_remove(o);
+    if (!strcmp(sub, "verify"))
+        return want_args(o, 1, sub) < 0 ? CU_USAGE : do_verify(o);
+    cu_err("unknown disk verb '%s'", sub);
+    usage(stderr, NULL);
+    return CU_USAGE;
+}
+
 int cu_disk_main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -639,28 +816,12 @@ int cu_disk_main(int argc, char **argv)
     int p = parse(argc - 1, argv + 1, sub, &o);
     if (p != 0)
         return p > 0 ? CU_OK : CU_USAGE;
-    if (!strcmp(sub, "create")) {
-        if (want_args(&o, 1, sub) < 0)
-            return CU_USAGE;
-        if (!o.have_size) {
-            cu_err("disk create needs --size SIZE");
-            return CU_USAGE;
-        }
-        return make_disk(&o, NULL, o.args[0]);
-    }
-    if (!strcmp(sub, "encrypt"))
-        return want_args(&o, 2, sub) < 0 ? CU_USAGE : make_disk(&o, o.args[0], o.args[1]);
-    if (!strcmp(sub, "decrypt"))
-        return want_args(&o, 2, sub) < 0 ? CU_USAGE : do_decrypt(&o);
-    if (!strcmp(sub, "rekey"))
-        return want_args(&o, 1, sub) < 0 ? CU_USAGE : do_rekey(&o);
-    if (!strcmp(sub, "passphrase"))
-        return want_args(&o, 1, sub) < 0 ? CU_USAGE : do_passphrase(&o);
-    if (!strcmp(sub, "keyslot-add"))
-        return want_args(&o, 1, sub) < 0 ? CU_USAGE : do_keyslot_add(&o);
-    if (!strcmp(sub, "keyslot-remove"))
-        return want_args(&o, 1, sub) < 0 ? CU_USAGE : do_keyslot_remove(&o);
-    cu_err("unknown disk verb '%s'", sub);
-    usage(stderr, NULL);
-    return CU_USAGE;
+    int r = vm_disk_setup(&o, sub);
+    if (r != 0)
+        return r;
+    r = disk_dispatch(&o, sub);
+    if (vm_disk)
+        cu_vmdisk_clear(vm_disk);
+    vm_disk = NULL;
+    return r;
 }

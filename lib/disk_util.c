@@ -110,3 +110,13 @@ int vmseal_lock_shared_read(int fd, const char *path)
                            "change under the copy", path);
     return 0;
 }
+
+int vmseal_disk_check_unused(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return vmseal_fail(errno, "%s: %s", path, strerror(errno));
+    int r = vmseal_lock_shared_read(fd, path);
+    close(fd);
+    return r;
+}

@@ -117,6 +117,10 @@ int vmseal_disk_keyslot_add(const char *path, const vmseal_secret *pass,
  * the last keyslot. Returns the slot number removed. */
 int vmseal_disk_keyslot_remove(const char *path, const vmseal_secret *pass_to_remove);
 
+/* 0 if no running VM (QEMU image lock) or vmseal operation holds the image
+ * open for writing; -EBUSY if one does. Takes no lock beyond the call. */
+int vmseal_disk_check_unused(const char *path) VMSEAL_MUST_CHECK;
+
 /* 0 if pass opens a keyslot, -EKEYREJECTED if not. */
 int vmseal_disk_verify_passphrase(const char *path, const vmseal_secret *pass) VMSEAL_MUST_CHECK;
 
