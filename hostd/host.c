@@ -13,8 +13,8 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 
+#include <vmseal/diskdesc.h>
 #include <vmseal/keysafe.h>
 
 #include "host.h"
@@ -332,14 +332,8 @@ static void *task_main(void *arg)
 
 static void new_id(char out[37])
 {
-    unsigned char b[16];
-    if (RAND_bytes(b, sizeof(b)) != 1)
-        memset(b, 0, sizeof(b));
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
+    if (vmseal_uuid_random(out) < 0) /* no randomness: the all-zero v4 id */
+        snprintf(out, 37, "00000000-0000-4000-8000-000000000000");
 }
 
 /* Drop the oldest finished tasks beyond the history limit (lock held). */

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <vmseal/diskdesc.h>
+
 #include "qemu.h"
 #include "qmp.h"
 
@@ -96,22 +98,6 @@ static int name_ok(const char *s)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
               (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
             return 0;
-    return 1;
-}
-
-static int uuid_ok(const char *s)
-{
-    if (!s || strlen(s) != 36)
-        return 0;
-    for (int i = 0; i < 36; i++) {
-        char c = s[i];
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (c != '-')
-                return 0;
-        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
-            return 0;
-        }
-    }
     return 1;
 }
 
@@ -573,7 +559,7 @@ static int check_spec(const vmseal_qemu_spec *s)
         return vmseal_fail(EINVAL, "QEMU: no run directory");
     if (!name_ok(s->name))
         return vmseal_fail(EINVAL, "QEMU: VM name must be 1-64 of [A-Za-z0-9._-]");
-    if (!uuid_ok(s->uuid))
+    if (!vmseal_uuid_valid(s->uuid))
         return vmseal_fail(EINVAL, "QEMU: VM uuid is not a UUID");
     if (s->ndisks > MAX_DISKS)
         return vmseal_fail(EINVAL, "QEMU: at most %d disks", MAX_DISKS);

@@ -11,8 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
-
+#include <vmseal/diskdesc.h>
 #include <vmseal/keysafe.h>
 
 #include "vm.h"
@@ -55,32 +54,14 @@ static void copy_str(char *dst, size_t len, const char *src)
     dst[n] = '\0';
 }
 
-static int uuid_random(char out[37])
-{
-    unsigned char b[16];
-    if (RAND_bytes(b, sizeof(b)) != 1)
-        return vmseal_fail(EIO, "random generator failed");
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
-    return 0;
-}
-
+/* VM UUIDs name directories: lower-case 8-4-4-4-12 only. */
 static int uuid_valid(const char *s)
 {
-    if (!s || strlen(s) != 36)
+    if (!vmseal_uuid_valid(s))
         return 0;
-    for (int i = 0; i < 36; i++) {
-        char c = s[i];
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (c != '-')
-                return 0;
-        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+    for (; *s; s++)
+        if (*s >= 'A' && *s <= 'F')
             return 0;
-        }
-    }
     return 1;
 }
 
@@ -716,7 +697,7 @@ int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
     char uuid[37];
     if (req->uuid)
         copy_str(uuid, sizeof(uuid), req->uuid);
-    else if (uuid_random(uuid) < 0)
+    else if (vmseal_uuid_random(uuid) < 0)
         return -EIO;
     char *home = xasprintf("%s/%s", datastore, req->name);
     if (!home)
@@ -781,7 +762,7 @@ int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
             r = cset(c, size, "disk%zu.size", i);
         if (r == 0 && req->encrypted) {
             char luuid[37], obj[64];
-            r = uuid_random(luuid);
+            r = vmseal_uuid_random(luuid);
             snprintf(obj, sizeof(obj), "disk:%s", luuid);
             if (r == 0)
                 r = cset(c, luuid, "disk%zu.luks.uuid", i);
@@ -1227,7 +1208,7 @@ int vmseal_vm_encrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *kek
     for (size_t i = 0; i < nd && r == 0; i++) {
         char luuid[37], fname[32];
         snprintf(fname, sizeof(fname), "disk%zu.luks", i);
-        r = uuid_random(luuid);
+        r = vmseal_uuid_random(luuid);
         snprintf(obj, sizeof(obj), "disk:%s", luuid);
         if (r == 0)
             r = new_wrapped_secret(env, kek_id, obj, &line);

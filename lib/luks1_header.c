@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include <vmseal/disk.h>
+#include <vmseal/diskdesc.h>
 
 #define LUKS_MAGIC "LUKS\xba\xbe"
 #define LUKS_MAGIC_LEN 6
@@ -63,26 +64,17 @@ static int name_field(const uint8_t *p, size_t field, char *out, const char *wha
 /* 8-4-4-4-12 hex digits. */
 static int uuid_field(const uint8_t *p, char *out)
 {
-    static const size_t dash[] = {8, 13, 18, 23};
     size_t n = 0;
     while (n < 40 && p[n])
         n++;
     if (n != 36)
         return vmseal_fail(EPROTO, "LUKS1 header: UUID is not a 36-character UUID");
-    for (size_t i = 0, d = 0; i < 36; i++) {
-        unsigned char c = p[i];
-        if (d < 4 && i == dash[d]) {
-            if (c != '-')
-                return vmseal_fail(EPROTO, "LUKS1 header: malformed UUID");
-            d++;
-            continue;
-        }
-        int hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-        if (!hex)
-            return vmseal_fail(EPROTO, "LUKS1 header: malformed UUID");
-    }
-    memcpy(out, p, 36);
-    out[36] = '\0';
+    char uuid[37];
+    memcpy(uuid, p, 36);
+    uuid[36] = '\0';
+    if (!vmseal_uuid_valid(uuid))
+        return vmseal_fail(EPROTO, "LUKS1 header: malformed UUID");
+    memcpy(out, uuid, sizeof(uuid));
     return 0;
 }
 
