@@ -37,6 +37,8 @@ typedef struct result {
     char error[512];
     int keysafes;
     vmseal_vmconf *conf;      /* a VM config: its key safes are listed */
+    char vm_config[512];      /* a VM's disk or NVRAM: the vm.conf holding its key safe */
+    char vm_key[48];          /* ... and the key there */
 } result;
 
 static void VMSEAL_PRINTF(2, 3) set_error(result *r, const char *fmt, ...)
@@ -85,6 +87,8 @@ static void check_vm_disk(const char *path, const vmseal_disk_info *di, result *
                      name ? name : "?", d.key, d.conf_path);
         take_keysafe(r, d.keysafe);
         r->keysafes = 1;
+        snprintf(r->vm_config, sizeof(r->vm_config), "%s", d.conf_path);
+        snprintf(r->vm_key, sizeof(r->vm_key), "%s", d.key);
         if (r->st != ST_ERROR && vmseal_vmconf_get(d.conf, "op"))
             snprintf(r->detail + strlen(r->detail), sizeof(r->detail) - strlen(r->detail),
                      "; unfinished '%s' operation", vmseal_vmconf_get(d.conf, "op"));
@@ -330,6 +334,10 @@ static json_t *to_json(const char *path, const result *r)
         json_t *id = json_string(r->kek_id);
         json_object_set_new(o, "kek_id", id ? id : json_null());
         json_object_set_new(o, "provider", json_string(r->provider));
+    }
+    if (r->vm_config[0]) {
+        json_object_set_new(o, "vm_config", json_string(r->vm_config));
+        json_object_set_new(o, "vm_config_key", json_string(r->vm_key));
     }
     if (r->conf) {
         /* One entry per key safe: which key of vm.conf, which KEK. */

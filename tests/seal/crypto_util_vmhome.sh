@@ -42,6 +42,7 @@ expect_rc 0 $U check --json "$d0"
 import json, sys
 r = json.load(open("out.txt"))[0]
 assert r["format"] == "luks1" and r["kek_id"] == "kek-vm1" and r["provider"] == "local", r
+assert r["vm_config"].endswith("/vm.conf") and r["vm_config_key"] == "disk0.keysafe", r
 ' || fail "check --json of a VM disk"
 expect_rc 0 $U check "$H1/vm.conf"
 grep -q "VM config of 'vm1' with" out.txt || fail "check vm.conf: $(cat out.txt)"
@@ -81,6 +82,10 @@ if [ $fw = uefi ]; then
   expect_rc 0 $U disk verify --kek-file kek1 --vm-config "$H1/vm.conf" --disk nvram
   expect_rc 0 $U disk decrypt --kek-file kek1 --vm-config "$H1/vm.conf" --disk nvram nv.raw
   cmp nv.raw /usr/share/OVMF/OVMF_VARS_4M.fd || fail "NVRAM decrypts to the OVMF template"
+  nv=$H1/$(sed -n 's/^nvram.file = //p' "$H1/vm.conf")
+  expect_rc 0 $U check "$nv"
+  grep -q "NVRAM of VM 'vm1', key safe vm.keysafe.*KEK 'kek-vm1'" out.txt || fail "check NVRAM: $(cat out.txt)"
+  expect_rc 2 $U disk verify --kek-file kek2 "$nv"
 fi
 ok "disk passphrase/decrypt/verify --vm-config (and detected): qemu-img opens the disks, byte-exact ($fw)"
 
