@@ -79,12 +79,13 @@ static void check_vm_disk(const char *path, const vmseal_disk_info *di, result *
                   d.conf_path, d.key, d.uuid[0] ? d.uuid : "(none)", di->uuid);
     } else {
         const char *name = vmseal_vmconf_get(d.conf, "name");
+        const char *nx = d.next ? "new image of " : "";
         if (d.index >= 0)
-            snprintf(r->detail + l, sizeof(r->detail) - l, "; disk %d of VM '%s', key safe %s in %s",
-                     d.index, name ? name : "?", d.key, d.conf_path);
+            snprintf(r->detail + l, sizeof(r->detail) - l, "; %sdisk %d of VM '%s', key safe %s in %s",
+                     nx, d.index, name ? name : "?", d.key, d.conf_path);
         else
-            snprintf(r->detail + l, sizeof(r->detail) - l, "; NVRAM of VM '%s', key safe %s in %s",
-                     name ? name : "?", d.key, d.conf_path);
+            snprintf(r->detail + l, sizeof(r->detail) - l, "; %sNVRAM of VM '%s', key safe %s in %s",
+                     nx, name ? name : "?", d.key, d.conf_path);
         take_keysafe(r, d.keysafe);
         r->keysafes = 1;
         snprintf(r->vm_config, sizeof(r->vm_config), "%s", d.conf_path);

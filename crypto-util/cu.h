@@ -84,12 +84,13 @@ typedef struct cu_vmdisk {
     char *conf_path;
     char *image;           /* folder of vm.conf + the image's file name */
     int index;             /* disk N, -1 for the NVRAM */
-    char key[48];          /* "diskN.keysafe" or "vm.keysafe" */
+    int next;              /* the image an unfinished operation is writing */
+    char key[48];          /* "diskN[.next].keysafe" or "vm[.next].keysafe" */
     const char *keysafe;   /* that key's value (in conf), NULL when absent */
     char object[64];       /* what the key safe is bound to: disk:<uuid>, vm:<uuid> */
     char uuid[40];         /* diskN.luks.uuid ("" for the NVRAM) */
 } cu_vmdisk;
-/* vm.conf at conf_path, which = "N" or "nvram". 0 or negative errno. */
+/* vm.conf at conf_path, which = "N" or "nvram" (+ ".next"). 0 or -errno. */
 int cu_vmhome_open(const char *conf_path, const char *which, cu_vmdisk *d);
 /* The vm.conf beside image, if it names image: 1 found, 0 not, <0 error. */
 int cu_vmhome_lookup(const char *image, cu_vmdisk *d);

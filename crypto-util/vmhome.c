@@ -40,21 +40,30 @@ static char *join(const char *dir, const char *name)
     return p;
 }
 
-/* Fill d for disk `which` ("0".."N" or "nvram") of the loaded config. */
-static int pick(cu_vmdisk *d, const char *which)
+/* Fill d for disk `which` ("0".."N" or "nvram") of the loaded config;
+ * with ".next" appended: the image an unfinished encrypt/decrypt/rekey
+ * operation is writing (diskN.next.file, nvram.next.file). */
+static int pick(cu_vmdisk *d, const char *which_arg)
 {
     const vmseal_vmconf *c = d->conf;
     const char *uuid = vmseal_vmconf_get(c, "uuid");
     const char *file = NULL, *ks = NULL;
-    char key[48];
+    char key[48], which[24];
+    snprintf(which, sizeof(which), "%s", which_arg);
+    size_t wl = strlen(which);
+    d->next = wl > 5 && strcmp(which + wl - 5, ".next") == 0;
+    if (d->next)
+        which[wl - 5] = '\0';
+    const char *nx = d->next ? ".next" : "";
     if (!uuid)
         return vmseal_fail(EPROTO, "%s: no VM uuid", d->conf_path);
     if (strcmp(which, "nvram") == 0) {
         d->index = -1;
-        file = vmseal_vmconf_get(c, "nvram.file");
+        snprintf(key, sizeof(key), "nvram%s.file", nx);
+        file = vmseal_vmconf_get(c, key);
         if (!file)
-            return vmseal_fail(ENOENT, "%s: the VM has no NVRAM image", d->conf_path);
-        snprintf(d->key, sizeof(d->key), "vm.keysafe");
+            return vmseal_fail(ENOENT, "%s: the VM has no %s", d->conf_path, key);
+        snprintf(d->key, sizeof(d->key), "vm%s.keysafe", nx);
         snprintf(d->object, sizeof(d->object), "vm:%s", uuid);
         d->uuid[0] = '\0';
     } else {
@@ -64,14 +73,14 @@ static int pick(cu_vmdisk *d, const char *which)
         if (vmseal_vmconf_get_u64(c, "disks", &nd) < 0 || n >= nd)
             return vmseal_fail(ENOENT, "%s: the VM has no disk %s", d->conf_path, which);
         d->index = (int)n;
-        snprintf(key, sizeof(key), "disk%d.file", d->index);
+        snprintf(key, sizeof(key), "disk%d%s.file", d->index, nx);
         file = vmseal_vmconf_get(c, key);
         if (!file)
-            return vmseal_fail(EPROTO, "%s: no %s", d->conf_path, key);
-        snprintf(key, sizeof(key), "disk%d.luks.uuid", d->index);
+            return vmseal_fail(d->next ? ENOENT : EPROTO, "%s: no %s", d->conf_path, key);
+        snprintf(key, sizeof(key), "disk%d%s.luks.uuid", d->index, nx);
         const char *lu = vmseal_vmconf_get(c, key);
         snprintf(d->uuid, sizeof(d->uuid), "%s", lu ? lu : "");
-        snprintf(d->key, sizeof(d->key), "disk%d.keysafe", d->index);
+        snprintf(d->key, sizeof(d->key), "disk%d%s.keysafe", d->index, nx);
         snprintf(d->object, sizeof(d->object), "disk:%s", d->uuid);
     }
     if (strchr(file, '/'))
@@ -118,12 +127,14 @@ int cu_vmhome_lookup(const char *image, cu_vmdisk *d)
     uint64_t nd = 0;
     if (vmseal_vmconf_get_u64(d->conf, "disks", &nd) < 0 || nd > 1024)
         nd = 0;
-    for (uint64_t i = 0; i <= nd; i++) {
-        char which[24];
-        if (i == nd)
-            snprintf(which, sizeof(which), "nvram");
+    for (uint64_t i = 0; i < 2 * (nd + 1); i++) {
+        char which[32];
+        uint64_t k = i % (nd + 1);
+        const char *nx = i > nd ? ".next" : "";
+        if (k == nd)
+            snprintf(which, sizeof(which), "nvram%s", nx);
         else
-            snprintf(which, sizeof(which), "%llu", (unsigned long long)i);
+            snprintf(which, sizeof(which), "%llu%s", (unsigned long long)k, nx);
         free(d->image);
         d->image = NULL;
         if (pick(d, which) < 0)

@@ -125,6 +125,21 @@ expect_rc 2 $U disk decrypt --kek-file kek1 "$d0" x.raw
 exec 7>&-
 wait $qpid || true
 expect_rc 0 $U disk verify --kek-file kek1 --vm-config "$H1/vm.conf" --disk 0
+# An unfinished hostd operation (vm.conf as vmseal-hostd leaves it while
+# encrypting: op, diskN.next.*): check names the new image's KEK; the disk
+# verbs refuse until hostd has finished.
+cp -a "$H1" ds/vmop
+f0=$(basename "$d0")
+sed -i -e 's/^disk0\.file = /disk0.next.file = /' -e 's/^disk0\.luks\.uuid = /disk0.next.luks.uuid = /' \
+  -e 's/^disk0\.keysafe = /disk0.next.keysafe = /' ds/vmop/vm.conf
+printf 'disk0.file = disk0.img\nop = encrypt\nop.kek = kek-vm1\n' >> ds/vmop/vm.conf
+expect_rc 0 $U check ds/vmop/$f0
+grep -q "new image of disk 0 of VM 'vm1', key safe disk0.next.keysafe.*unfinished 'encrypt'.*KEK 'kek-vm1'" out.txt ||
+  fail "check of an image an unfinished operation writes: $(cat out.txt)"
+expect_rc 2 $U disk verify --kek-file kek1 --vm-config ds/vmop/vm.conf --disk 0.next
+grep -q "unfinished 'encrypt' operation" err.txt || fail "unfinished operation not refused: $(cat err.txt)"
+expect_rc 2 $U disk decrypt --kek-file kek1 ds/vmop/$f0 x.raw
+[ ! -e x.raw ] || fail "unfinished operation: output written"
 # rekey/keyslot work on VM disks belongs to vmseal-hostd
 expect_rc 64 $U disk rekey --kek-file kek1 --vm-config "$H1/vm.conf" --disk 0
-ok "refused: wrong KEK, wrong --kek-id, vm.conf copied to another VM's folder (UUID check and key safe binding), image held by a running QEMU"
+ok "refused: wrong KEK, wrong --kek-id, vm.conf copied to another VM's folder (UUID check and key safe binding), image held by a running QEMU, unfinished hostd operation (check names the new image's KEK)"
