@@ -27,9 +27,10 @@
 
 #include <vmseal/disk.h>
 #include <vmseal/keysafe.h>
+#include <vmseal/vmconf.h>
 
 #include "host.h"
-#include <vmseal/vmconf.h>
+#include "testutil.h"
 
 static char kernel[1200], initrd[1200];
 static char tmpdir[256], datastore[300];
@@ -44,38 +45,6 @@ typedef struct kek {
 static kek K1, K2, K3;
 
 /* ------------------------------------------------------------- helpers */
-
-static int run(const char *fmt, ...) VMSEAL_PRINTF(1, 2);
-static int run(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static long count_in_file(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    size_t nl = strlen(needle), cap = (1 << 20) + nl, keep = 0, n;
-    char *buf = malloc(cap);
-    long count = 0;
-    while ((n = fread(buf + keep, 1, cap - keep, f)) > 0) {
-        size_t len = keep + n;
-        for (char *p = buf; (p = memmem(p, (size_t)(buf + len - p), needle, nl)) != NULL; p++)
-            count++;
-        keep = len < nl - 1 ? len : nl - 1;
-        memmove(buf, buf + len - keep, keep);
-    }
-    fclose(f);
-    free(buf);
-    return count;
-}
 
 /* Occurrences of needle in every file of a VM home. */
 static long count_in_home(const char *home, const char *needle)
@@ -202,8 +171,8 @@ static void boot_with(const char *uuid, const char *home, const char *append, co
     wait_power_off(uuid, 90);
     char serial[600];
     snprintf(serial, sizeof(serial), "%s/serial.log", home);
-    if (count_in_file(serial, expect) <= 0) {
-        run("tail -20 %s >&2", serial);
+    if (testutil_count_in_file(serial, expect) <= 0) {
+        testutil_run("tail -20 %s >&2", serial);
         fail_msg("serial console of %s lacks %s", home, expect);
     }
     /* the next boot's expectations start from an empty log */
@@ -245,10 +214,10 @@ static void assert_plain_via_qemu_img(const char *home, const char *file, int id
     snprintf(keyfile, sizeof(keyfile), "%s/pass.key", tmpdir);
     snprintf(out, sizeof(out), "%s/plain.raw", tmpdir);
     disk_keyfile(home, idx, k, keyfile);
-    assert_int_equal(run("qemu-img convert --object secret,id=s0,file=%s "
+    assert_int_equal(testutil_run("qemu-img convert --object secret,id=s0,file=%s "
                          "--image-opts driver=luks,key-secret=s0,file.filename=%s/%s -O raw %s",
                          keyfile, home, file, out), 0);
-    assert_true(count_in_file(out, needle) >= 1);
+    assert_true(testutil_count_in_file(out, needle) >= 1);
     unlink(out);
     unlink(keyfile);
 }
@@ -326,14 +295,14 @@ static void test_encrypted_vm_marker(void **state)
     /* vm.conf: key safes, no key */
     char conf[700];
     snprintf(conf, sizeof(conf), "%s/vm.conf", home);
-    assert_int_equal(count_in_file(conf, "vm.keysafe = vmseal:keysafe:v1:vmseal:kek-1:"), 1);
-    assert_int_equal(count_in_file(conf, "disk0.keysafe = vmseal:keysafe:v1:"), 1);
-    assert_int_equal(count_in_file(conf, K1.b64), 0);
+    assert_int_equal(testutil_count_in_file(conf, "vm.keysafe = vmseal:keysafe:v1:vmseal:kek-1:"), 1);
+    assert_int_equal(testutil_count_in_file(conf, "disk0.keysafe = vmseal:keysafe:v1:"), 1);
+    assert_int_equal(testutil_count_in_file(conf, K1.b64), 0);
     char disk[700];
     snprintf(disk, sizeof(disk), "%s/disk0.luks", home);
     vmseal_disk_info info;
     assert_int_equal(vmseal_disk_probe(disk, &info), 0);
-    assert_int_equal(count_in_file(conf, info.uuid), 1);
+    assert_int_equal(testutil_count_in_file(conf, info.uuid), 1);
 
     boot_with(uuid, home, "vmseal.marker=ENCONEMARK", "VMSEAL-MARKER-WRITTEN vda");
     assert_int_equal(count_in_home(home, "MARKER:ENCONEMARK"), 0);
@@ -343,8 +312,8 @@ static void test_encrypted_vm_marker(void **state)
     /* the log says what happened, in clear text, without keys */
     char log[700];
     snprintf(log, sizeof(log), "%s/vm.log", home);
-    assert_true(count_in_file(log, "powered on") >= 2);
-    assert_int_equal(count_in_file(log, K1.b64), 0);
+    assert_true(testutil_count_in_file(log, "powered on") >= 2);
+    assert_int_equal(testutil_count_in_file(log, K1.b64), 0);
 }
 
 static void test_encrypt_decrypt_existing(void **state)
@@ -420,8 +389,8 @@ static void test_recrypt(void **state)
     json_decref(vm);
     char conf[700];
     snprintf(conf, sizeof(conf), "%s/vm.conf", home);
-    assert_int_equal(count_in_file(conf, ":kek-1:"), 0);
-    assert_int_equal(count_in_file(conf, ":kek-2:"), 2);
+    assert_int_equal(testutil_count_in_file(conf, ":kek-1:"), 0);
+    assert_int_equal(testutil_count_in_file(conf, ":kek-2:"), 2);
     /* deep recrypt needs the VM off */
     vm_path(p, sizeof(p), uuid, "/recrypt");
     json_t *t = call(202, "POST", p, "{\"new_kek_id\": \"kek-3\", \"deep\": true}");
@@ -434,12 +403,12 @@ static void test_recrypt(void **state)
     /* the guest is up and listens to the power button */
     char serial[700];
     snprintf(serial, sizeof(serial), "%s/serial.log", home);
-    for (int i = 0; i < 600 && count_in_file(serial, "VMSEAL-READY") <= 0; i++)
+    for (int i = 0; i < 600 && testutil_count_in_file(serial, "VMSEAL-READY") <= 0; i++)
         usleep(100000);
-    assert_true(count_in_file(serial, "VMSEAL-READY") > 0);
+    assert_true(testutil_count_in_file(serial, "VMSEAL-READY") > 0);
     vm_path(p, sizeof(p), uuid, "/power-off");
     json_decref(call(200, "POST", p, "{\"grace_seconds\": 60}"));
-    assert_true(count_in_file(serial, "VMSEAL-POWER-BUTTON") > 0);
+    assert_true(testutil_count_in_file(serial, "VMSEAL-POWER-BUTTON") > 0);
     assert_int_equal(truncate(serial, 0), 0);
     json_decref(call(409, "POST", p, NULL));   /* already off */
 
@@ -453,8 +422,8 @@ static void test_recrypt(void **state)
     assert_int_equal(vmseal_disk_probe(disk, &after), 0);
     assert_string_equal(before.uuid, after.uuid);
     assert_memory_not_equal(before.mk_digest, after.mk_digest, 20);   /* new volume key */
-    assert_int_equal(count_in_file(conf, ":kek-2:"), 0);
-    assert_int_equal(count_in_file(conf, ":kek-3:"), 2);
+    assert_int_equal(testutil_count_in_file(conf, ":kek-2:"), 0);
+    assert_int_equal(testutil_count_in_file(conf, ":kek-3:"), 2);
     assert_plain_via_qemu_img(home, "disk0.luks", 0, &K3, "VMSEAL-MARKER:RECMARK:vda");
     boot_with(uuid, home, "vmseal.check=RECMARK", "VMSEAL-CHECK-OK");
 }
@@ -471,7 +440,7 @@ static void test_uefi_nvram(void **state)
     json_decref(vm);
     char f[700];
     snprintf(f, sizeof(f), "%s/nvram.fd", home);
-    assert_true(count_in_file(f, "_FVH") >= 1);
+    assert_true(testutil_count_in_file(f, "_FVH") >= 1);
     run_task_ok(uuid, "/encrypt", "{\"kek_id\": \"kek-3\"}");
     snprintf(f, sizeof(f), "%s/nvram.luks", home);
     vmseal_disk_info info;
@@ -535,8 +504,8 @@ static void test_interrupted_encrypt_resumes(void **state)
     snprintf(home, sizeof(home), "%s", jstr(vm, "home"));
     json_decref(vm);
     /* fill the disk with data so the conversion takes a while */
-    assert_int_equal(run("dd if=/dev/urandom of=%s/disk0.img bs=1M count=256 conv=notrunc status=none", home), 0);
-    assert_int_equal(run("printf 'VMSEAL-MARKER:BIGMARK:vda\\n' | dd of=%s/disk0.img bs=512 seek=2048 conv=notrunc status=none", home), 0);
+    assert_int_equal(testutil_run("dd if=/dev/urandom of=%s/disk0.img bs=1M count=256 conv=notrunc status=none", home), 0);
+    assert_int_equal(testutil_run("printf 'VMSEAL-MARKER:BIGMARK:vda\\n' | dd of=%s/disk0.img bs=512 seek=2048 conv=notrunc status=none", home), 0);
     vm_path(p, sizeof(p), uuid, "/encrypt");
     json_t *t = call(202, "POST", p, "{\"kek_id\": \"kek-3\"}");
     json_decref(t);
@@ -545,7 +514,7 @@ static void test_interrupted_encrypt_resumes(void **state)
     host = NULL;
     char conf[700];
     snprintf(conf, sizeof(conf), "%s/vm.conf", home);
-    assert_int_equal(count_in_file(conf, "op = encrypt"), 1);
+    assert_int_equal(testutil_count_in_file(conf, "op = encrypt"), 1);
 
     open_host();
     vm = get_vm(uuid);
@@ -579,22 +548,8 @@ static void test_interrupted_encrypt_resumes(void **state)
 static int setup(void **state)
 {
     (void)state;
-    const char *src = getenv("VMSEAL_SRC"), *bld = getenv("VMSEAL_BUILD");
-    if (!src || !bld)
+    if (testutil_guest(kernel, sizeof(kernel), initrd, sizeof(initrd)) < 0)
         return -1;
-    char cmd[2048], dir[1024];
-    snprintf(cmd, sizeof(cmd), "%s/tests/guest/build-guest.sh %s/guest", src, bld);
-    FILE *p = popen(cmd, "r");
-    if (!p || !fgets(dir, sizeof(dir), p)) {
-        if (p)
-            pclose(p);
-        return -1;
-    }
-    if (pclose(p) != 0)
-        return -1;
-    dir[strcspn(dir, "\n")] = '\0';
-    snprintf(kernel, sizeof(kernel), "%s/vmlinuz", dir);
-    snprintf(initrd, sizeof(initrd), "%s/initrd.gz", dir);
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/vmseal-host-test.XXXXXX");
     if (!mkdtemp(tmpdir))
         return -1;
@@ -614,9 +569,9 @@ static int teardown(void **state)
     (void)state;
     vmseal_host_close(host);
     /* any QEMU a failed test left behind runs from the datastore */
-    run("for f in %s/*/qemu.pid; do [ -f \"$f\" ] && kill -9 $(cat \"$f\") 2>/dev/null; done; true",
+    testutil_run("for f in %s/*/qemu.pid; do [ -f \"$f\" ] && kill -9 $(cat \"$f\") 2>/dev/null; done; true",
         datastore);
-    run("rm -rf %s", tmpdir);
+    testutil_rmtree(tmpdir);
     return 0;
 }
 

@@ -29,8 +29,8 @@
 
 #include "qemu.h"
 #include "qmp.h"
+#include "testutil.h"
 
-static char guest_dir[1024];
 static char kernel[1200], initrd[1200];
 static char tmpdir[256];
 /* QEMUs started by this test, killed at teardown when a test failed midway */
@@ -45,48 +45,10 @@ static void track(vmseal_qemu *vm)
 
 /* ---- helpers ---- */
 
-static int run(const char *fmt, ...) VMSEAL_PRINTF(1, 2);
-static int run(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* Count occurrences of needle in a file (streamed; overlaps across
- * chunk boundaries are handled by keeping a tail). */
-static long count_in_file(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    size_t nl = strlen(needle);
-    size_t cap = (1 << 20) + nl;
-    char *buf = malloc(cap);
-    size_t keep = 0;
-    long count = 0;
-    size_t n;
-    while ((n = fread(buf + keep, 1, cap - keep, f)) > 0) {
-        size_t len = keep + n;
-        for (char *p = buf; (p = memmem(p, (size_t)(buf + len - p), needle, nl)) != NULL; p++)
-            count++;
-        keep = len < nl - 1 ? len : nl - 1;
-        /* a match inside the kept tail was counted already only if complete */
-        memmove(buf, buf + len - keep, keep);
-    }
-    fclose(f);
-    free(buf);
-    return count;
-}
-
 static int wait_for_text(const char *path, const char *needle, int timeout_ms)
 {
     for (int waited = 0; waited < timeout_ms; waited += 100) {
-        if (count_in_file(path, needle) > 0)
+        if (testutil_count_in_file(path, needle) > 0)
             return 0;
         usleep(100 * 1000);
     }
@@ -129,7 +91,7 @@ static void make_luks_disk(luks_disk *d, const char *name, const char *size)
     int rc = -1;
     for (int i = 0; i < 12 && rc != 0; i++) {
         unlink(d->path);
-        rc = run("qemu-img create -q -f luks --object secret,id=s0,file=%s "
+        rc = testutil_run("qemu-img create -q -f luks --object secret,id=s0,file=%s "
                  "-o key-secret=s0,iter-time=10 %s %s >/dev/null 2>&1",
                  d->keyfile, d->path, size);
     }
@@ -176,8 +138,8 @@ static void boot_and_wait(vmseal_qemu_spec *s, const char *expect)
     vmseal_qemu_free(vm);
     char serial[1100];
     snprintf(serial, sizeof(serial), "%s/serial.log", s->run_dir);
-    if (count_in_file(serial, expect) <= 0) {
-        run("cat %s >&2", serial);
+    if (testutil_count_in_file(serial, expect) <= 0) {
+        testutil_run("cat %s >&2", serial);
         fail_msg("serial console lacks %s", expect);
     }
 }
@@ -208,15 +170,15 @@ static void test_marker_through_luks(void **state)
     /* The image holds only ciphertext ... */
     char full[128];
     snprintf(full, sizeof(full), "VMSEAL-MARKER:%s:vda", marker);
-    assert_int_equal(count_in_file(d.path, marker), 0);
+    assert_int_equal(testutil_count_in_file(d.path, marker), 0);
     /* ... that qemu-img, given the passphrase, decrypts to the marker. */
     char plain[600];
     snprintf(plain, sizeof(plain), "%s/plain.raw", tmpdir);
-    assert_int_equal(run("qemu-img convert --object secret,id=s0,file=%s "
+    assert_int_equal(testutil_run("qemu-img convert --object secret,id=s0,file=%s "
                          "--image-opts driver=luks,key-secret=s0,file.filename=%s "
                          "-O raw %s",
                          d.keyfile, d.path, plain), 0);
-    assert_int_equal(count_in_file(plain, full), 1);
+    assert_int_equal(testutil_count_in_file(plain, full), 1);
     unlink(plain);
 
     /* A second boot reads it back through QEMU's LUKS driver. */
@@ -245,7 +207,7 @@ static void test_secret_not_in_argv_env_and_deleted(void **state)
     char serial[600];
     snprintf(serial, sizeof(serial), "%s/serial.log", home);
     assert_int_equal(wait_for_text(serial, "VMSEAL-READY", 90000), 0);
-    assert_true(count_in_file(serial, "VMSEAL-DISK vda") > 0);
+    assert_true(testutil_count_in_file(serial, "VMSEAL-DISK vda") > 0);
 
     /* Neither the passphrase nor its base64 form is in argv or environ. */
     char b64[100];
@@ -283,7 +245,7 @@ static void test_secret_not_in_argv_env_and_deleted(void **state)
     /* ACPI power button: the guest powers itself off. */
     assert_int_equal(vmseal_qemu_power_off(vm, 60000), 0);
     assert_false(vmseal_qemu_alive(vm));
-    assert_true(count_in_file(serial, "VMSEAL-POWER-BUTTON") > 0);
+    assert_true(testutil_count_in_file(serial, "VMSEAL-POWER-BUTTON") > 0);
     assert_int_equal(vmseal_qemu_status(vm, status, sizeof(status)), -ESRCH);
     vmseal_qemu_free(vm);
     free_luks_disk(&d);
@@ -321,7 +283,7 @@ static void test_raw_and_luks_disks(void **state)
     make_luks_disk(&d, "disk3", "16M");
     char raw[600];
     snprintf(raw, sizeof(raw), "%s/raw.img", tmpdir);
-    assert_int_equal(run("truncate -s 16M %s", raw), 0);
+    assert_int_equal(testutil_run("truncate -s 16M %s", raw), 0);
     char home[512];
     make_home(home, sizeof(home), "vm-two");
     vmseal_qemu_disk disks[2] = {{.path = d.path, .passphrase = d.pass}, {.path = raw}};
@@ -331,9 +293,9 @@ static void test_raw_and_luks_disks(void **state)
     boot_and_wait(&s, "VMSEAL-MARKER-WRITTEN vdb");
     char serial[600];
     snprintf(serial, sizeof(serial), "%s/serial.log", home);
-    assert_true(count_in_file(serial, "VMSEAL-MARKER-WRITTEN vda") > 0);
-    assert_int_equal(count_in_file(d.path, "VMSEAL-MARKER:TWODISKS"), 0);
-    assert_int_equal(count_in_file(raw, "VMSEAL-MARKER:TWODISKS:vdb"), 1);
+    assert_true(testutil_count_in_file(serial, "VMSEAL-MARKER-WRITTEN vda") > 0);
+    assert_int_equal(testutil_count_in_file(d.path, "VMSEAL-MARKER:TWODISKS"), 0);
+    assert_int_equal(testutil_count_in_file(raw, "VMSEAL-MARKER:TWODISKS:vdb"), 1);
     free_luks_disk(&d);
 }
 
@@ -402,10 +364,10 @@ static void test_uefi_encrypted_nvram(void **state)
     luks_disk nv, d;
     make_luks_disk(&nv, "nvram", size);
     make_luks_disk(&d, "uefidisk", "16M");
-    assert_int_equal(run("qemu-img convert --object secret,id=s0,file=%s -n -f raw %s "
+    assert_int_equal(testutil_run("qemu-img convert --object secret,id=s0,file=%s -n -f raw %s "
                          "--target-image-opts driver=luks,key-secret=s0,file.filename=%s",
                          nv.keyfile, vars, nv.path), 0);
-    assert_int_equal(count_in_file(nv.path, "_FVH"), 0);   /* firmware volume signature */
+    assert_int_equal(testutil_count_in_file(nv.path, "_FVH"), 0);   /* firmware volume signature */
 
     char home[512];
     make_home(home, sizeof(home), "vm-uefi");
@@ -417,8 +379,8 @@ static void test_uefi_encrypted_nvram(void **state)
     s.disks = &disk;
     s.ndisks = 1;
     boot_and_wait(&s, "VMSEAL-MARKER-WRITTEN vda");
-    assert_int_equal(count_in_file(d.path, "UEFIMARK"), 0);
-    assert_int_equal(count_in_file(nv.path, "_FVH"), 0);
+    assert_int_equal(testutil_count_in_file(d.path, "UEFIMARK"), 0);
+    assert_int_equal(testutil_count_in_file(nv.path, "_FVH"), 0);
 
     /* A wrong NVRAM passphrase fails the start. */
     vmseal_secret *wrong = NULL;
@@ -452,7 +414,7 @@ static void test_kvm_probe(void **state)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     assert_true(t1.tv_sec - t0.tv_sec < 2);
     if (access("/dev/kvm", R_OK | W_OK) == 0)
-        assert_true(count_in_file(cache, "kvm-probe:") == 1);
+        assert_true(testutil_count_in_file(cache, "kvm-probe:") == 1);
     /* the environment overrides the probe */
     setenv("VMSEAL_ACCEL", "tcg", 1);
     assert_int_equal(vmseal_qemu_pick_accel(&p), VMSEAL_ACCEL_TCG);
@@ -473,25 +435,8 @@ static void test_kvm_probe(void **state)
 static int setup(void **state)
 {
     (void)state;
-    const char *src = getenv("VMSEAL_SRC"), *bld = getenv("VMSEAL_BUILD");
-    if (!src || !bld) {
-        fprintf(stderr, "run through meson test\n");
+    if (testutil_guest(kernel, sizeof(kernel), initrd, sizeof(initrd)) < 0)
         return -1;
-    }
-    char cmd[2048];
-    snprintf(cmd, sizeof(cmd), "%s/tests/guest/build-guest.sh %s/guest", src, bld);
-    FILE *p = popen(cmd, "r");
-    if (!p || !fgets(guest_dir, sizeof(guest_dir), p)) {
-        if (p)
-            pclose(p);
-        fprintf(stderr, "building the test guest failed\n");
-        return -1;
-    }
-    if (pclose(p) != 0)
-        return -1;
-    guest_dir[strcspn(guest_dir, "\n")] = '\0';
-    snprintf(kernel, sizeof(kernel), "%s/vmlinuz", guest_dir);
-    snprintf(initrd, sizeof(initrd), "%s/initrd.gz", guest_dir);
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/vmseal-qemu-test.XXXXXX");
     if (!mkdtemp(tmpdir))
         return -1;
@@ -505,7 +450,7 @@ static int teardown(void **state)
         if (started[i] > 0 && kill(started[i], 0) == 0)
             kill(started[i], SIGKILL);
     if (tmpdir[0])
-        run("rm -rf %s", tmpdir);
+        testutil_rmtree(tmpdir);
     return 0;
 }
 

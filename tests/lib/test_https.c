@@ -22,44 +22,13 @@
 #include <vmseal/https_server.h>
 #include <vmseal/pki.h>
 
+#include "testutil.h"
+
 static char dir[64];
 
 static void p(char *out, const char *name)
 {
     snprintf(out, 256, "%s/%s", dir, name);
-}
-
-static void issue(const char *name, const char *cn, int is_ca, int eku, X509 *ca, EVP_PKEY *cakey,
-                  X509 **cert_out, EVP_PKEY **key_out)
-{
-    static const char *const dns[] = {"localhost"};
-    static const char *const ips[] = {"127.0.0.1"};
-    vmseal_pki_req req = {
-        .common_name = cn, .organization = "vmseal", .key_type = VMSEAL_PKI_EC_P256,
-        .is_ca = is_ca, .eku = eku, .not_before_s = -3600, .not_after_s = 86400,
-    };
-    if (eku & VMSEAL_PKI_EKU_SERVER) {
-        req.dns_names = dns;
-        req.n_dns = 1;
-        req.ip_addrs = ips;
-        req.n_ip = 1;
-    }
-    X509 *cert;
-    EVP_PKEY *key;
-    assert_int_equal(vmseal_pki_issue(&req, ca, cakey, &key, &cert), 0);
-    char path[256];
-    snprintf(path, sizeof(path), "%s/%s.crt", dir, name);
-    assert_int_equal(vmseal_pki_write_cert(path, cert, 0), 0);
-    snprintf(path, sizeof(path), "%s/%s.key", dir, name);
-    assert_int_equal(vmseal_pki_write_key(path, key, 0), 0);
-    if (cert_out)
-        *cert_out = cert;
-    else
-        X509_free(cert);
-    if (key_out)
-        *key_out = key;
-    else
-        EVP_PKEY_free(key);
 }
 
 static int setup_pki(void **state)
@@ -71,12 +40,16 @@ static int setup_pki(void **state)
         return -1;
     X509 *ca, *ca2;
     EVP_PKEY *cakey, *ca2key;
-    issue("ca", "Test CA", 1, 0, NULL, NULL, &ca, &cakey);
-    issue("ca2", "Other CA", 1, 0, NULL, NULL, &ca2, &ca2key);
-    issue("server", "manager.test", 0, VMSEAL_PKI_EKU_SERVER, ca, cakey, NULL, NULL);
-    issue("client", "host-a", 0, VMSEAL_PKI_EKU_CLIENT, ca, cakey, NULL, NULL);
-    issue("stranger", "stranger", 0, VMSEAL_PKI_EKU_CLIENT, ca2, ca2key, NULL, NULL);
-    issue("server2", "impostor", 0, VMSEAL_PKI_EKU_SERVER, ca2, ca2key, NULL, NULL);
+    testutil_issue(dir, "ca", "Test CA", 1, 0, -3600, 86400, NULL, NULL, &ca, &cakey);
+    testutil_issue(dir, "ca2", "Other CA", 1, 0, -3600, 86400, NULL, NULL, &ca2, &ca2key);
+    testutil_issue(dir, "server", "manager.test", 0, VMSEAL_PKI_EKU_SERVER,
+                   -3600, 86400, ca, cakey, NULL, NULL);
+    testutil_issue(dir, "client", "host-a", 0, VMSEAL_PKI_EKU_CLIENT,
+                   -3600, 86400, ca, cakey, NULL, NULL);
+    testutil_issue(dir, "stranger", "stranger", 0, VMSEAL_PKI_EKU_CLIENT,
+                   -3600, 86400, ca2, ca2key, NULL, NULL);
+    testutil_issue(dir, "server2", "impostor", 0, VMSEAL_PKI_EKU_SERVER,
+                   -3600, 86400, ca2, ca2key, NULL, NULL);
     X509_free(ca);
     X509_free(ca2);
     EVP_PKEY_free(cakey);
@@ -87,9 +60,7 @@ static int setup_pki(void **state)
 static int teardown_pki(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return testutil_rmtree(dir);
 }
 
 /* The handler echoes what it saw. /slow sleeps to overlap requests. */

@@ -23,44 +23,13 @@
 #include <vmseal/pki.h>
 #include <vmseal/tls.h>
 
+#include "testutil.h"
+
 static char dir[64];
 
 static void path(char *out, const char *name)
 {
     snprintf(out, 256, "%s/%s", dir, name);
-}
-
-static void issue(const char *name, const char *cn, int is_ca, int eku, long nb, long na,
-                  X509 *ca, EVP_PKEY *cakey, X509 **cert_out, EVP_PKEY **key_out)
-{
-    static const char *const dns[] = {"localhost"};
-    static const char *const ips[] = {"127.0.0.1"};
-    vmseal_pki_req req = {
-        .common_name = cn, .organization = "vmseal", .key_type = VMSEAL_PKI_EC_P256,
-        .is_ca = is_ca, .eku = eku, .not_before_s = nb, .not_after_s = na,
-    };
-    if (eku & VMSEAL_PKI_EKU_SERVER) {
-        req.dns_names = dns;
-        req.n_dns = 1;
-        req.ip_addrs = ips;
-        req.n_ip = 1;
-    }
-    X509 *cert;
-    EVP_PKEY *key;
-    assert_int_equal(vmseal_pki_issue(&req, ca, cakey, &key, &cert), 0);
-    char p[256];
-    snprintf(p, sizeof(p), "%s/%s.crt", dir, name);
-    assert_int_equal(vmseal_pki_write_cert(p, cert, 0), 0);
-    snprintf(p, sizeof(p), "%s/%s.key", dir, name);
-    assert_int_equal(vmseal_pki_write_key(p, key, 0), 0);
-    if (cert_out)
-        *cert_out = cert;
-    else
-        X509_free(cert);
-    if (key_out)
-        *key_out = key;
-    else
-        EVP_PKEY_free(key);
 }
 
 static int setup_pki(void **state)
@@ -72,15 +41,21 @@ static int setup_pki(void **state)
     X509 *ca, *ca2;
     EVP_PKEY *cakey, *ca2key;
     const long day = 86400;
-    issue("ca", "Test CA", 1, 0, -day, 365 * day, NULL, NULL, &ca, &cakey);
-    issue("ca2", "Other CA", 1, 0, -day, 365 * day, NULL, NULL, &ca2, &ca2key);
-    issue("server", "kms.test", 0, VMSEAL_PKI_EKU_SERVER, -day, 30 * day, ca, cakey, NULL, NULL);
-    issue("client", "client", 0, VMSEAL_PKI_EKU_CLIENT, -day, 30 * day, ca, cakey, NULL, NULL);
-    issue("noeku", "noeku", 0, 0, -day, 30 * day, ca, cakey, NULL, NULL);
-    issue("srvonly", "srvonly", 0, VMSEAL_PKI_EKU_SERVER, -day, 30 * day, ca, cakey, NULL, NULL);
-    issue("expired", "expired", 0, VMSEAL_PKI_EKU_CLIENT, -10 * day, -day, ca, cakey, NULL, NULL);
-    issue("stranger", "stranger", 0, VMSEAL_PKI_EKU_CLIENT, -day, 30 * day, ca2, ca2key, NULL, NULL);
-    issue("server2", "kms.other", 0, VMSEAL_PKI_EKU_SERVER, -day, 30 * day, ca2, ca2key, NULL, NULL);
+    testutil_issue(dir, "ca", "Test CA", 1, 0, -day, 365 * day, NULL, NULL, &ca, &cakey);
+    testutil_issue(dir, "ca2", "Other CA", 1, 0, -day, 365 * day, NULL, NULL, &ca2, &ca2key);
+    testutil_issue(dir, "server", "kms.test", 0, VMSEAL_PKI_EKU_SERVER,
+                   -day, 30 * day, ca, cakey, NULL, NULL);
+    testutil_issue(dir, "client", "client", 0, VMSEAL_PKI_EKU_CLIENT,
+                   -day, 30 * day, ca, cakey, NULL, NULL);
+    testutil_issue(dir, "noeku", "noeku", 0, 0, -day, 30 * day, ca, cakey, NULL, NULL);
+    testutil_issue(dir, "srvonly", "srvonly", 0, VMSEAL_PKI_EKU_SERVER,
+                   -day, 30 * day, ca, cakey, NULL, NULL);
+    testutil_issue(dir, "expired", "expired", 0, VMSEAL_PKI_EKU_CLIENT,
+                   -10 * day, -day, ca, cakey, NULL, NULL);
+    testutil_issue(dir, "stranger", "stranger", 0, VMSEAL_PKI_EKU_CLIENT,
+                   -day, 30 * day, ca2, ca2key, NULL, NULL);
+    testutil_issue(dir, "server2", "kms.other", 0, VMSEAL_PKI_EKU_SERVER,
+                   -day, 30 * day, ca2, ca2key, NULL, NULL);
     X509_free(ca);
     X509_free(ca2);
     EVP_PKEY_free(cakey);
@@ -91,9 +66,7 @@ static int setup_pki(void **state)
 static int teardown_pki(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return testutil_rmtree(dir);
 }
 
 /* --- a one-shot server in a thread --------------------------------------- */
