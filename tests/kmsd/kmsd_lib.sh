@@ -1,4 +1,5 @@
 # Helpers for vmseal-kmsd tests (source after tests/testlib.sh).
+source "$VMSEAL_SRC/tests/daemon_lib.sh"
 KMSD=$VMSEAL_BUILD/kmsd/vmseal-kmsd
 KTESTS=$VMSEAL_SRC/tests/kmsd
 
@@ -12,34 +13,18 @@ kmsd_init() {
 
 # kmsd_start DIR: start the server on 127.0.0.1, a free port; sets PORT, KPID.
 kmsd_start() {
-  local d=$1 i
+  local d=$1
   KLOG=$d/server.log
   rm -f "$d/port"
   "$KMSD" -c "$d" serve --listen 127.0.0.1 --port 0 --port-file "$d/port" \
     >>"$d/server.log" 2>&1 &
   KPID=$!
   at_exit "kill -9 $KPID 2>/dev/null"
-  for ((i = 0; i < 100; i++)); do
-    [ -s "$d/port" ] && break
-    kill -0 "$KPID" 2>/dev/null || { cat "$d/server.log" >&2; fail "vmseal-kmsd did not start"; }
-    sleep 0.05
-  done
-  [ -s "$d/port" ] || fail "vmseal-kmsd did not write its port"
-  PORT=$(cat "$d/port")
+  daemon_wait_port vmseal-kmsd "$KPID" "$d/port" "$d/server.log" 100
+  PORT=$DAEMON_PORT
 }
 
 # kmsd_stop: SIGTERM and wait (clean shutdown must finish within 10 s).
 kmsd_stop() {
-  kill -TERM "$KPID"
-  local i
-  for ((i = 0; i < 200; i++)); do
-    if ! kill -0 "$KPID" 2>/dev/null; then
-      local rc=0
-      wait "$KPID" 2>/dev/null || rc=$?
-      [ "$rc" -eq 0 ] || { tail -30 "$KLOG" >&2; fail "vmseal-kmsd exited with status $rc"; }
-      return 0
-    fi
-    sleep 0.05
-  done
-  fail "vmseal-kmsd did not stop on SIGTERM"
+  daemon_stop vmseal-kmsd "$KPID" "$KLOG"
 }

@@ -1,5 +1,6 @@
 # Helpers for tests that run vmseal-managerd and drive it with the CLI
 # (source after tests/testlib.sh).
+source "$VMSEAL_SRC/tests/daemon_lib.sh"
 MGRD=$VMSEAL_BUILD/managerd/vmseal-managerd
 VMSEAL=$VMSEAL_BUILD/cli/vmseal
 
@@ -12,35 +13,20 @@ mgr_init() {
 # mgr_start DIR [PORT]: serve on 127.0.0.1, PORT or a free port; sets
 # MPORT, MPID, MURL.
 mgr_start() {
-  local d=$1 port=${2:-0} i
+  local d=$1 port=${2:-0}
   MLOG=$d/managerd.log
   rm -f "$d/port"
   "$MGRD" -c "$d" serve --listen 127.0.0.1 --port "$port" --port-file "$d/port" >>"$MLOG" 2>&1 &
   MPID=$!
   at_exit "kill -9 $MPID 2>/dev/null"
-  for ((i = 0; i < 200; i++)); do
-    [ -s "$d/port" ] && break
-    kill -0 "$MPID" 2>/dev/null || { cat "$MLOG" >&2; fail "vmseal-managerd did not start"; }
-    sleep 0.05
-  done
-  [ -s "$d/port" ] || fail "vmseal-managerd did not write its port"
-  MPORT=$(cat "$d/port")
+  daemon_wait_port vmseal-managerd "$MPID" "$d/port" "$MLOG" 200
+  MPORT=$DAEMON_PORT
   MURL=https://127.0.0.1:$MPORT
 }
 
 # mgr_stop: SIGTERM and wait for a clean exit.
 mgr_stop() {
-  kill -TERM "$MPID"
-  local i rc=0
-  for ((i = 0; i < 200; i++)); do
-    if ! kill -0 "$MPID" 2>/dev/null; then
-      wait "$MPID" 2>/dev/null || rc=$?
-      [ "$rc" -eq 0 ] || { tail -30 "$MLOG" >&2; fail "vmseal-managerd exited with status $rc"; }
-      return 0
-    fi
-    sleep 0.05
-  done
-  fail "vmseal-managerd did not stop on SIGTERM"
+  daemon_stop vmseal-managerd "$MPID" "$MLOG"
 }
 
 # expect_rc N CMD...: run CMD, require exit status N; output in $OUT.
