@@ -6,37 +6,14 @@
 # (interop_keys), failing over past a dead server.
 source "$VMSEAL_SRC/tests/testlib.sh"
 source "$VMSEAL_SRC/tests/managerd/managerd_lib.sh"
+source "$VMSEAL_SRC/tests/pykmip_lib.sh"
 [ -x /usr/bin/pykmip-server ] || fail "pykmip-server missing (apt-get install python3-pykmip)"
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 cd "$TMP"
-ossl() { openssl "$@" 2>/dev/null || fail "openssl $1"; }
-ossl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj "/CN=pykmip test CA" \
-  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
-issue() {  # name CN extensions
-  ossl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "/CN=$2"
-  printf '%b' "$3" > "$1.ext"
-  ossl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -out "$1.pem" -days 2 -extfile "$1.ext"
-  chmod 600 "$1.key"
-}
-issue server 127.0.0.1 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n'
-issue client vmseal-manager 'extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n'
+pykmip_certs "pykmip test CA"
 
 KPORT=$(free_port) DEAD=$(free_port)
-mkdir -p policies
-cat > server.conf <<EOC
-[server]
-hostname=127.0.0.1
-port=$KPORT
-certificate_path=$TMP/server.pem
-key_path=$TMP/server.key
-ca_path=$TMP/ca.pem
-auth_suite=TLS1.2
-policy_path=$TMP/policies
-enable_tls_client_auth=True
-logging_level=INFO
-database_path=$TMP/pykmip.db
-EOC
+pykmip_conf "$KPORT"
 # its own process group (it forks helpers): stopped by group id at the end
 setsid $PY /usr/bin/pykmip-server -f "$TMP/server.conf" -l "$TMP/server.log" >>"$TMP/server.out" 2>&1 </dev/null &
 KPID=$!

@@ -4,29 +4,16 @@
 # Certificates come from the openssl CLI; the server runs on 127.0.0.1 on a
 # random free port and is killed at the end.
 source "$VMSEAL_SRC/tests/testlib.sh"
+source "$VMSEAL_SRC/tests/pykmip_lib.sh"
 
 KMIP=$VMSEAL_BUILD/kmip/vmseal-kmip
 CLIENT_TEST=$VMSEAL_BUILD/tests/kmip/interop_client
 [ -x /usr/bin/pykmip-server ] || fail "pykmip-server missing (apt-get install python3-pykmip)"
 [ -x "$KMIP" ] || fail "vmseal-kmip not built"
 
-free_port() {
-  $PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 # --- certificates: CA, server (serverAuth, SAN 127.0.0.1), client (clientAuth)
 cd "$TMP"
-ossl() { openssl "$@" 2>/dev/null || fail "openssl $1"; }
-ossl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj "/CN=vmseal interop CA" \
-  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
-issue() {  # name CN extensions
-  ossl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "/CN=$2"
-  printf '%b' "$3" > "$1.ext"
-  ossl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -out "$1.pem" -days 2 -extfile "$1.ext"
-  chmod 600 "$1.key"
-}
-issue server 127.0.0.1 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n'
-issue client vmseal-manager 'extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n'
+pykmip_certs "vmseal interop CA"
 # A client certificate from another CA: must be refused.
 ossl req -x509 -newkey rsa:2048 -nodes -keyout rogue.key -out rogue.pem -days 2 -subj "/CN=rogue" \
   -addext extendedKeyUsage=clientAuth
@@ -36,20 +23,7 @@ ok "certificates"
 # --- pykmip-server
 PORT=$(free_port)
 DEAD=$(free_port)   # nothing listens there
-mkdir -p policies
-cat > server.conf <<EOF
-[server]
-hostname=127.0.0.1
-port=$PORT
-certificate_path=$TMP/server.pem
-key_path=$TMP/server.key
-ca_path=$TMP/ca.pem
-auth_suite=TLS1.2
-policy_path=$TMP/policies
-enable_tls_client_auth=True
-logging_level=INFO
-database_path=$TMP/pykmip.db
-EOF
+pykmip_conf "$PORT"
 
 # start/stop through a script so that the C test can restart the server too
 cat > server-ctl.sh <<EOF
