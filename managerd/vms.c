@@ -150,6 +150,31 @@ static int reply(api_ctx *ctx, int status, int rc, const char *fmt, ...)
     return rc < 0 ? rc : -EIO;
 }
 
+/* The parts of VM `name`'s row the actions need (a 404 reply when there is
+ * no such VM). */
+typedef struct vm_row {
+    char uuid[40], host[80], policy[16], kek[160], prov[80];
+} vm_row;
+
+static int get_vm_row(manager *m, api_ctx *ctx, const char *name, vm_row *v)
+{
+    store_rows *r = NULL;
+    int rc = load_vm(m, name, &r);
+    if (rc < 0)
+        return reply(ctx, 404, rc, "%s", vmseal_last_error());
+    memset(v, 0, sizeof(*v));
+    snprintf(v->uuid, sizeof(v->uuid), "%s", store_rows_get(r, 0, 0));
+    snprintf(v->host, sizeof(v->host), "%s", store_rows_get(r, 0, 2));
+    if (store_rows_get(r, 0, 4))
+        snprintf(v->policy, sizeof(v->policy), "%s", store_rows_get(r, 0, 4));
+    if (store_rows_get(r, 0, 5))
+        snprintf(v->kek, sizeof(v->kek), "%s", store_rows_get(r, 0, 5));
+    if (store_rows_get(r, 0, 6))
+        snprintf(v->prov, sizeof(v->prov), "%s", store_rows_get(r, 0, 6));
+    store_rows_free(r);
+    return 0;
+}
+
 /* The host answered with an error status: pass it on (4xx as 409/400/404,
  * other failures as 502). */
 static int host_refused(api_ctx *ctx, const char *host, long status, const json_t *resp)
@@ -403,24 +428,15 @@ static int require_off(api_ctx *ctx, const char *host, const char *uuid, const c
 
 int vms_set_policy(manager *m, api_ctx *ctx, const char *name, const json_t *req)
 {
-    store_rows *r = NULL;
-    int rc = load_vm(m, name, &r);
+    vm_row v;
+    int rc = get_vm_row(m, ctx, name, &v);
     if (rc < 0)
-        return reply(ctx, 404, rc, "%s", vmseal_last_error());
-    char uuid[40], host[80], cur[16], kek[160] = "", prov[80] = "";
-    snprintf(uuid, sizeof(uuid), "%s", store_rows_get(r, 0, 0));
-    snprintf(host, sizeof(host), "%s", store_rows_get(r, 0, 2));
-    snprintf(cur, sizeof(cur), "%s", store_rows_get(r, 0, 4));
-    if (store_rows_get(r, 0, 5))
-        snprintf(kek, sizeof(kek), "%s", store_rows_get(r, 0, 5));
-    if (store_rows_get(r, 0, 6))
-        snprintf(prov, sizeof(prov), "%s", store_rows_get(r, 0, 6));
-    store_rows_free(r);
+        return rc;
     const char *want = json_string_value(json_object_get(req, "policy"));
     int encrypt = !strcmp(want, "encrypted");
     if (api_require(ctx, encrypt ? "Cryptographer.Encrypt" : "Cryptographer.Decrypt") < 0)
         return -EACCES;
-    if (!strcmp(cur, want)) {
+    if (!strcmp(v.policy, want)) {
         json_t *out = NULL;
         rc = vms_get(m, name, 0, &out);
         if (rc < 0)
@@ -429,23 +445,23 @@ int vms_set_policy(manager *m, api_ctx *ctx, const char *name, const json_t *req
         vmseal_http_json(ctx->resp, 200, out);
         return 0;
     }
-    int t = running_task(m, uuid);
+    int t = running_task(m, v.uuid);
     if (t)
         return reply(ctx, 409, -EBUSY, "VM %s is busy with task %d", name, t);
-    rc = require_off(ctx, host, uuid, name, encrypt ? "encrypt" : "decrypt");
+    rc = require_off(ctx, v.host, v.uuid, name, encrypt ? "encrypt" : "decrypt");
     if (rc < 0)
         return rc;
     if (encrypt) {
         char *provider = NULL, *kek_id = NULL;
-        rc = new_kek_for(ctx, json_string_value(json_object_get(req, "kms")), uuid, name, host,
+        rc = new_kek_for(ctx, json_string_value(json_object_get(req, "kms")), v.uuid, name, v.host,
                          &provider, &kek_id);
         if (rc >= 0) {
             json_t *body = json_pack("{s:s}", "kek_id", kek_id);
-            json_t *params = json_pack("{s:s,s:s,s:s,s:s}", "old_policy", cur, "policy", want,
+            json_t *params = json_pack("{s:s,s:s,s:s,s:s}", "old_policy", v.policy, "policy", want,
                                        "kek_id", kek_id, "kms", provider);
             char path[128];
-            snprintf(path, sizeof(path), "/v1/vms/%s/encrypt", uuid);
-            rc = start_task(ctx, uuid, name, host, "encrypt", path, body, params);
+            snprintf(path, sizeof(path), "/v1/vms/%s/encrypt", v.uuid);
+            rc = start_task(ctx, v.uuid, name, v.host, "encrypt", path, body, params);
             if (rc < 0)
                 (void)set_kek_state(m, provider, kek_id, "unused");
             json_decref(body);
@@ -456,17 +472,18 @@ int vms_set_policy(manager *m, api_ctx *ctx, const char *name, const json_t *req
         return rc;
     }
     /* decrypt: the host needs the current KEK to open the disks */
-    if (kek[0]) {
-        rc = hosts_push_key(m, host, prov, kek);
+    if (v.kek[0]) {
+        rc = hosts_push_key(m, v.host, v.prov, v.kek);
         if (rc < 0)
             return reply(ctx, 502, rc, "%s", vmseal_last_error());
     }
-    json_t *params = json_pack("{s:s,s:s,s:s?,s:s?}", "old_policy", cur, "policy", want, "old_kek_id",
-                               kek[0] ? kek : NULL, "kms", prov[0] ? prov : NULL);
+    json_t *params = json_pack("{s:s,s:s,s:s?,s:s?}", "old_policy", v.policy, "policy", want,
+                               "old_kek_id", v.kek[0] ? v.kek : NULL, "kms",
+                               v.prov[0] ? v.prov : NULL);
     char path[128];
-    snprintf(path, sizeof(path), "/v1/vms/%s/decrypt", uuid);
+    snprintf(path, sizeof(path), "/v1/vms/%s/decrypt", v.uuid);
     json_t *body = json_object();
-    rc = start_task(ctx, uuid, name, host, "decrypt", path, body, params);
+    rc = start_task(ctx, v.uuid, name, v.host, "decrypt", path, body, params);
     json_decref(body);
     json_decref(params);
     return rc;
@@ -476,43 +493,36 @@ int vms_rekey(manager *m, api_ctx *ctx, const char *name, const json_t *req)
 {
     if (api_require(ctx, "Cryptographer.RecryptVM") < 0)
         return -EACCES;
-    store_rows *r = NULL;
-    int rc = load_vm(m, name, &r);
+    vm_row v;
+    int rc = get_vm_row(m, ctx, name, &v);
     if (rc < 0)
-        return reply(ctx, 404, rc, "%s", vmseal_last_error());
-    char uuid[40], host[80], kek[160] = "", prov[80] = "";
-    snprintf(uuid, sizeof(uuid), "%s", store_rows_get(r, 0, 0));
-    snprintf(host, sizeof(host), "%s", store_rows_get(r, 0, 2));
-    if (store_rows_get(r, 0, 5))
-        snprintf(kek, sizeof(kek), "%s", store_rows_get(r, 0, 5));
-    if (store_rows_get(r, 0, 6))
-        snprintf(prov, sizeof(prov), "%s", store_rows_get(r, 0, 6));
-    store_rows_free(r);
-    if (!kek[0])
+        return rc;
+    if (!v.kek[0])
         return reply(ctx, 409, -EINVAL, "VM %s is not encrypted", name);
-    int t = running_task(m, uuid);
+    int t = running_task(m, v.uuid);
     if (t)
         return reply(ctx, 409, -EBUSY, "VM %s is busy with task %d", name, t);
     int deep = json_is_true(json_object_get(req, "deep"));
-    if (deep && (rc = require_off(ctx, host, uuid, name, "deep-rekey")) < 0)
+    if (deep && (rc = require_off(ctx, v.host, v.uuid, name, "deep-rekey")) < 0)
         return rc;
-    rc = hosts_push_key(m, host, prov, kek);   /* the host needs the old KEK too */
+    rc = hosts_push_key(m, v.host, v.prov, v.kek);   /* the host needs the old KEK too */
     if (rc < 0)
         return reply(ctx, 502, rc, "%s", vmseal_last_error());
     const char *want = json_string_value(json_object_get(req, "kms"));
     char *provider = NULL, *kek_id = NULL;
-    rc = new_kek_for(ctx, want ? want : prov, uuid, name, host, &provider, &kek_id);
+    rc = new_kek_for(ctx, want ? want : v.prov, v.uuid, name, v.host, &provider, &kek_id);
     if (rc < 0) {
         free(provider);
         free(kek_id);
         return rc;
     }
     json_t *body = json_pack("{s:s,s:b}", "new_kek_id", kek_id, "deep", deep);
-    json_t *params = json_pack("{s:s,s:s,s:s,s:s,s:b}", "old_kek_id", kek, "old_kms", prov, "kek_id",
-                               kek_id, "kms", provider, "deep", deep);
+    json_t *params = json_pack("{s:s,s:s,s:s,s:s,s:b}", "old_kek_id", v.kek, "old_kms", v.prov,
+                               "kek_id", kek_id, "kms", provider, "deep", deep);
     char path[128];
-    snprintf(path, sizeof(path), "/v1/vms/%s/recrypt", uuid);
-    rc = start_task(ctx, uuid, name, host, deep ? "recrypt-deep" : "recrypt-shallow", path, body, params);
+    snprintf(path, sizeof(path), "/v1/vms/%s/recrypt", v.uuid);
+    rc = start_task(ctx, v.uuid, name, v.host, deep ? "recrypt-deep" : "recrypt-shallow", path,
+                    body, params);
     if (rc < 0)
         (void)set_kek_state(m, provider, kek_id, "unused");
     json_decref(body);
@@ -526,42 +536,34 @@ int vms_power(manager *m, api_ctx *ctx, const char *name, int on)
 {
     if (api_require(ctx, on ? "VirtualMachine.Interact.PowerOn" : "VirtualMachine.Interact.PowerOff") < 0)
         return -EACCES;
-    store_rows *r = NULL;
-    int rc = load_vm(m, name, &r);
+    vm_row v;
+    int rc = get_vm_row(m, ctx, name, &v);
     if (rc < 0)
-        return reply(ctx, 404, rc, "%s", vmseal_last_error());
-    char uuid[40], host[80], kek[160] = "", prov[80] = "";
-    snprintf(uuid, sizeof(uuid), "%s", store_rows_get(r, 0, 0));
-    snprintf(host, sizeof(host), "%s", store_rows_get(r, 0, 2));
-    if (store_rows_get(r, 0, 5))
-        snprintf(kek, sizeof(kek), "%s", store_rows_get(r, 0, 5));
-    if (store_rows_get(r, 0, 6))
-        snprintf(prov, sizeof(prov), "%s", store_rows_get(r, 0, 6));
-    store_rows_free(r);
-    if (on && kek[0]) {
+        return rc;
+    if (on && v.kek[0]) {
         /* The host must hold the VM's KEK to power it on. */
-        rc = hosts_push_key(m, host, prov, kek);
+        rc = hosts_push_key(m, v.host, v.prov, v.kek);
         if (rc < 0)
             return reply(ctx, 502, rc, "%s", vmseal_last_error());
     }
     json_t *before = NULL;
     char err[512];
     const char *old_state = NULL;
-    if (vm_runtime(m, host, uuid, &before, err, sizeof(err)) == 0)
+    if (vm_runtime(m, v.host, v.uuid, &before, err, sizeof(err)) == 0)
         old_state = json_string_value(json_object_get(before, "power_state"));
     char path[128];
-    snprintf(path, sizeof(path), "/v1/vms/%s/%s", uuid, on ? "power-on" : "power-off");
+    snprintf(path, sizeof(path), "/v1/vms/%s/%s", v.uuid, on ? "power-on" : "power-off");
     long status = 0;
     json_t *resp = NULL;
     json_t *body = json_object();
-    rc = hosts_call(m, host, "POST", path, body, &status, &resp);
+    rc = hosts_call(m, v.host, "POST", path, body, &status, &resp);
     json_decref(body);
     if (rc < 0) {
         json_decref(before);
         return reply(ctx, 502, rc, "%s", vmseal_last_error());
     }
     if (status < 200 || status > 299) {
-        rc = host_refused(ctx, host, status, resp);
+        rc = host_refused(ctx, v.host, status, resp);
         json_decref(resp);
         json_decref(before);
         return rc;
