@@ -21,8 +21,12 @@
 #   stack_kmsd_setup kms1; stack_kmsd_start kms1
 #   stack_managerd_setup; stack_managerd_start; stack_login
 #   stack_kms_add prov1 kms1 [kms2]   # add + trust + client cert + default
-#   stack_hostd_setup esx1; stack_hostd_start esx1
+#   stack_kmsd_replica kms1 kms2      # (a second server of the cluster)
+#   stack_guest                       # the test guest -> $STACK_GUEST
+#   stack_hostd_setup esx1 [auto|tcg|kvm]; stack_hostd_start esx1
 #   vmseal vm create ...              # the CLI, with the stack's session
+#   stack_vm_set_append esx1 VM ARGS; stack_vm_boot esx1 VM   # guest output
+#   stack_hostd_stop esx1; stack_hostd_start esx1             # restart
 # Failures call stack_fail (default: message and exit 1; callers may
 # redefine it, e.g. tests map it to testlib's fail).
 
@@ -55,11 +59,6 @@ stack_init() {
 
 # vmseal ARGS...: the CLI of this stack.
 vmseal() { "$STACK_CLI" "$@"; }
-
-# stack_free_port: a port nobody listens on right now (for "a server that is down").
-stack_free_port() {
-  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # stack_wait_file FILE PID WHAT LOG: until FILE is non-empty; fail if PID dies.
 stack_wait_file() {
