@@ -181,11 +181,7 @@ static int encrypt_resume_point(struct run *r, const vmseal_secret *pass, const 
     vmseal_disk_info info;
     disk_checkpoint have;
     uint8_t sha[32];
-    int rc = vmseal_disk_probe_fd(r->out, r->partial, &info);
-    if (rc == 0)
-        rc = vmseal_disk_check_cipher(r->partial, &info);
-    if (rc == 0)
-        rc = vmseal_disk_volume_key(r->partial, pass, &r->key, NULL);
+    int rc = vmseal_disk_open_key(r->out, r->partial, pass, &info, &r->key);
     if (rc == 0)
         rc = vmseal_checkpoint_read(r->ckpt, r->key, &have);
     if (rc == 0)
@@ -305,11 +301,7 @@ int vmseal_disk_decrypt(const char *luks_in, const char *plain_out, const vmseal
     if (rc == 0)
         rc = vmseal_lock_shared_read(r.in, luks_in);
     if (rc == 0)
-        rc = vmseal_disk_probe_fd(r.in, luks_in, &info);
-    if (rc == 0)
-        rc = vmseal_disk_check_cipher(luks_in, &info);
-    if (rc == 0)
-        rc = vmseal_disk_volume_key(luks_in, pass, &r.key, NULL);
+        rc = vmseal_disk_open_key(r.in, luks_in, pass, &info, &r.key);
     if (rc == 0) {
         k.c.total = info.payload_bytes;
         rc = vmseal_checkpoint_bind_source(r.in, &k.c);

@@ -233,6 +233,17 @@ int vmseal_disk_volume_key(const char *path, const vmseal_secret *pass,
     return 0;
 }
 
+int vmseal_disk_open_key(int fd, const char *path, const vmseal_secret *pass,
+                         vmseal_disk_info *info, vmseal_secret **volume_key)
+{
+    int rc = vmseal_disk_probe_fd(fd, path, info);
+    if (rc == 0)
+        rc = vmseal_disk_check_cipher(path, info);
+    if (rc == 0)
+        rc = vmseal_disk_volume_key(path, pass, volume_key, NULL);
+    return rc;
+}
+
 int vmseal_disk_verify_passphrase(const char *path, const vmseal_secret *pass)
 {
     struct crypt_device *cd = NULL;

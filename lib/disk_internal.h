@@ -68,6 +68,11 @@ int vmseal_disk_probe_fd(int fd, const char *path, vmseal_disk_info *info);
 /* -ENOTSUP unless aes-xts-plain64 with a 256/512-bit key. */
 int vmseal_disk_check_cipher(const char *path, const vmseal_disk_info *info);
 
+/* Probe the open image `path`, require our cipher, and recover its volume
+ * key with `pass` (the three steps every conversion starts with). */
+int vmseal_disk_open_key(int fd, const char *path, const vmseal_secret *pass,
+                         vmseal_disk_info *info, vmseal_secret **volume_key) VMSEAL_MUST_CHECK;
+
 /* Format the open, empty file `path` as LUKS1 aes-xts-plain64 with a new
  * random 512-bit volume key, `pass` in keyslot 0 (PBKDF2, 1000 iterations),
  * sized to hold payload_bytes (sparse). Returns the volume key and the

@@ -162,11 +162,7 @@ int vmseal_disk_rekey(const char *path, const vmseal_secret *pass, const vmseal_
     if (rc == 0)
         rc = vmseal_lock_exclusive(r.img, path);
     if (rc == 0)
-        rc = vmseal_disk_probe_fd(r.img, path, &cur);
-    if (rc == 0)
-        rc = vmseal_disk_check_cipher(path, &cur);
-    if (rc == 0)
-        rc = vmseal_disk_volume_key(path, pass, &r.old_key, NULL);
+        rc = vmseal_disk_open_key(r.img, path, pass, &cur, &r.old_key);
     if (rc == 0)
         rc = vmseal_luks1_header_sha256(r.img, cur_sha);
     if (rc == 0 && already_done(&r, cur_sha, cur.payload_bytes)) {
