@@ -232,12 +232,18 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    /* Before the KVM probe: a stop during the probe ends hostd cleanly. */
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
     vmseal_kvm_probe probe = {
         .qemu = cget(conf, "qemu"),
         .kernel = cget(conf, "probe_kernel"),
         .initrd = cget(conf, "probe_initrd"),
         .expect = "VMSEAL-POWEROFF",
         .timeout_ms = 20000,
+        .stop = &stopping,
     };
     char probe_cache[4200];
     snprintf(probe_cache, sizeof(probe_cache), "%s/.kvm-probe", datastore);
@@ -251,6 +257,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "vmseal-hostd: accel must be auto, kvm or tcg\n");
         vmseal_vmconf_free(conf);
         return 2;
+    }
+    if (stopping) {
+        logf_("stopping (during the KVM probe)");
+        vmseal_vmconf_free(conf);
+        return 0;
     }
     logf_("accelerator: %s", accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg");
 
@@ -295,10 +306,6 @@ int main(int argc, char **argv)
         if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 || rename(tmp, port_file) != 0)
             logf_("cannot write %s", port_file);
     }
-
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
 
     manager_ctx mc = {.host = h};
     char self_url[600];

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -152,8 +153,11 @@ static const char *qemu_binary(const char *given)
 
 /* Fork and exec argv in its own session, stdin from /dev/null, stdout and
  * stderr appended to log_path. Only async-signal-safe calls in the child. */
-static int spawn(char *const argv[], const char *log_path, pid_t *pid_out)
+/* die_with_parent: the child gets SIGKILL when hostd exits (the KVM probe);
+ * VM QEMUs are left running on purpose so a restarted hostd adopts them. */
+static int spawn(char *const argv[], const char *log_path, int die_with_parent, pid_t *pid_out)
 {
+    pid_t parent = getpid();
     int logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (logfd < 0)
         return vmseal_fail(errno, "cannot open %s: %s", log_path, strerror(errno));
@@ -171,6 +175,12 @@ static int spawn(char *const argv[], const char *log_path, pid_t *pid_out)
         return vmseal_fail(e, "fork: %s", strerror(e));
     }
     if (pid == 0) {
+        if (die_with_parent) {
+            if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                _exit(126);
+            if (getppid() != parent) /* parent already gone */
+                _exit(126);
+        }
         setsid();
         sigset_t none;
         sigemptyset(&none);
@@ -656,7 +666,7 @@ int vmseal_qemu_start(const vmseal_qemu_spec *s, vmseal_qemu **out)
     r = build_argv(s, &a);
     if (r < 0)
         goto fail;
-    r = spawn(a.v, log_path, &vm->pid);
+    r = spawn(a.v, log_path, 0, &vm->pid);
     if (r < 0)
         goto fail;
     vm->is_child = 1;
@@ -893,9 +903,25 @@ int vmseal_qemu_probe_kvm(const vmseal_kvm_probe *p)
     arg_add(&a, p->append ? p->append : "console=ttyS0 quiet");
     int works = 0;
     pid_t pid = 0;
-    if (!a.oom && spawn(a.v, log, &pid) == 0) {
+    int stopped = 0;
+    if (!a.oom && spawn(a.v, log, 1, &pid) == 0) {
         int timeout = p->timeout_ms > 0 ? p->timeout_ms : 20000;
-        if (wait_pid_exit(pid, 1, timeout) == 0) {
+        int64_t deadline = now_ms() + timeout;
+        int exited = 0;
+        for (;;) {
+            if (!pid_alive(pid, 1)) {
+                exited = 1;
+                break;
+            }
+            if (now_ms() >= deadline)
+                break;
+            if (p->stop && *p->stop) {
+                stopped = 1;
+                break;
+            }
+            sleep_ms(20);
+        }
+        if (exited) {
             works = file_contains(serial, p->expect);
         } else {
             kill(pid, SIGKILL);
@@ -906,7 +932,7 @@ int vmseal_qemu_probe_kvm(const vmseal_kvm_probe *p)
     unlink(serial);
     unlink(log);
     rmdir(dir);
-    if (p->cache_file && pid > 0)
+    if (p->cache_file && pid > 0 && !stopped)
         write_cache(p->cache_file, key, works);
     vmseal_clear_error();
     return works;

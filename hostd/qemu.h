@@ -18,6 +18,7 @@
 #ifndef VMSEAL_HOSTD_QEMU_H
 #define VMSEAL_HOSTD_QEMU_H
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <vmseal/common.h>
@@ -108,6 +109,10 @@ typedef struct vmseal_kvm_probe {
     const char *expect;        /* serial text proving a good boot */
     const char *cache_file;
     int timeout_ms;            /* 0: 20000 */
+    /* Optional: when *stop becomes non-zero (a signal handler's flag) the
+     * probe QEMU is killed at once and the answer is 0, not cached. The
+     * probe QEMU also dies with hostd (PR_SET_PDEATHSIG). */
+    const volatile sig_atomic_t *stop;
 } vmseal_kvm_probe;
 
 int vmseal_qemu_probe_kvm(const vmseal_kvm_probe *probe);
