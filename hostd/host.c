@@ -18,6 +18,7 @@
 #include <vmseal/keysafe.h>
 
 #include "host.h"
+#include "strutil.h"
 
 #define MAX_TASKS_KEPT 256
 
@@ -76,17 +77,6 @@ void vmseal_host_set_logger(vmseal_host *h, void (*log)(void *arg, const char *l
 {
     h->log = log;
     h->log_arg = arg;
-}
-
-static void copy_str(char *dst, size_t len, const char *src)
-{
-    if (!len)
-        return;
-    size_t n = strlen(src);
-    if (n >= len)
-        n = len - 1;
-    memcpy(dst, src, n);
-    dst[n] = '\0';
 }
 
 static int push(void ***arr, size_t *n, size_t *cap, void *item)
@@ -314,11 +304,11 @@ static void *task_main(void *arg)
     else
         r = vmseal_vm_resume(t->vm, &h->env, &prog);
     char msg[512];
-    copy_str(msg, sizeof(msg), r < 0 ? vmseal_last_error() : "");
+    hostd_copy_str(msg, sizeof(msg), r < 0 ? vmseal_last_error() : "");
     pthread_mutex_lock(&h->lock);
     t->err = r;
     t->state = r == 0 ? TASK_SUCCESS : TASK_ERROR;
-    copy_str(t->error, sizeof(t->error), msg);
+    hostd_copy_str(t->error, sizeof(t->error), msg);
     if (r == 0)
         atomic_store(&t->progress, 100);
     t->finished = time(NULL);
@@ -361,9 +351,9 @@ static int start_task_locked(vmseal_host *h, vmseal_vm *vm, const char *op, cons
     if (!t)
         return vmseal_fail(ENOMEM, "out of memory");
     new_id(t->id);
-    copy_str(t->vm_uuid, sizeof(t->vm_uuid), vmseal_vm_uuid(vm));
-    copy_str(t->op, sizeof(t->op), op);
-    copy_str(t->kek, sizeof(t->kek), kek ? kek : "");
+    hostd_copy_str(t->vm_uuid, sizeof(t->vm_uuid), vmseal_vm_uuid(vm));
+    hostd_copy_str(t->op, sizeof(t->op), op);
+    hostd_copy_str(t->kek, sizeof(t->kek), kek ? kek : "");
     t->vm = vm;
     t->h = h;
     t->started = time(NULL);

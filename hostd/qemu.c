@@ -17,6 +17,7 @@
 #include <vmseal/diskdesc.h>
 
 #include "qemu.h"
+#include "strutil.h"
 #include "qmp.h"
 
 #define MAX_DISKS 16
@@ -46,30 +47,6 @@ static void sleep_ms(int ms)
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
-}
-
-static char *xasprintf(const char *fmt, ...) VMSEAL_PRINTF(1, 2);
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    if (vasprintf(&s, fmt, ap) < 0)
-        s = NULL;
-    va_end(ap);
-    return s;
-}
-
-/* Bounded copy that always terminates (may cut). */
-static void copy_str(char *dst, size_t len, const char *src)
-{
-    if (len == 0)
-        return;
-    size_t n = strlen(src);
-    if (n >= len)
-        n = len - 1;
-    memcpy(dst, src, n);
-    dst[n] = '\0';
 }
 
 /* QEMU option values: a comma is written as two commas. */
@@ -220,7 +197,7 @@ static void log_tail(const char *path, char *buf, size_t len)
         tmp[--n] = '\0';
     char *start = strrchr(tmp, '\n');
     start = start ? start + 1 : tmp;
-    copy_str(buf, len, start);
+    hostd_copy_str(buf, len, start);
 }
 
 /* Is `pid` alive? For our own child, reap it when it has exited. */
@@ -336,7 +313,7 @@ int vmseal_qemu_status(vmseal_qemu *vm, char *buf, size_t len)
         return r;
     }
     const char *st = json_string_value(json_object_get(ret, "status"));
-    copy_str(buf, len, st ? st : "unknown");
+    hostd_copy_str(buf, len, st ? st : "unknown");
     json_decref(ret);
     return 0;
 }
@@ -402,7 +379,7 @@ static int build_argv(const vmseal_qemu_spec *s, argv_buf *a)
         return vmseal_fail(ENOMEM, "out of memory");
     arg_add(a, qemu_binary(s->qemu));
     arg_add(a, "-name");
-    arg_add_owned(a, xasprintf("guest=%s,debug-threads=on", s->name));
+    arg_add_owned(a, hostd_asprintf("guest=%s,debug-threads=on", s->name));
     arg_add(a, "-uuid");
     arg_add(a, s->uuid);
     arg_add(a, "-machine");
@@ -410,9 +387,9 @@ static int build_argv(const vmseal_qemu_spec *s, argv_buf *a)
     arg_add(a, "-accel");
     arg_add(a, s->accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg");
     arg_add(a, "-m");
-    arg_add_owned(a, xasprintf("%u", s->memory_mb ? s->memory_mb : 256));
+    arg_add_owned(a, hostd_asprintf("%u", s->memory_mb ? s->memory_mb : 256));
     arg_add(a, "-smp");
-    arg_add_owned(a, xasprintf("%u", s->cpus ? s->cpus : 1));
+    arg_add_owned(a, hostd_asprintf("%u", s->cpus ? s->cpus : 1));
     arg_add(a, "-nodefaults");
     arg_add(a, "-nographic");
     arg_add(a, "-msg");
@@ -421,15 +398,16 @@ static int build_argv(const vmseal_qemu_spec *s, argv_buf *a)
     arg_add(a, "-sandbox");
     arg_add(a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
     arg_add(a, "-chardev");
-    arg_add_owned(a, xasprintf("file,id=vmseal-serial,path=%s/serial.log,append=on", rd));
+    arg_add_owned(a, hostd_asprintf("file,id=vmseal-serial,path=%s/serial.log,append=on", rd));
     arg_add(a, "-serial");
     arg_add(a, "chardev:vmseal-serial");
     arg_add(a, "-chardev");
-    arg_add_owned(a, xasprintf("socket,id=vmseal-qmp,path=%s/qmp.sock,server=on,wait=off", rd));
+    arg_add_owned(a,
+                  hostd_asprintf("socket,id=vmseal-qmp,path=%s/qmp.sock,server=on,wait=off", rd));
     arg_add(a, "-mon");
     arg_add(a, "chardev=vmseal-qmp,mode=control");
     arg_add(a, "-pidfile");
-    arg_add_owned(a, xasprintf("%s/qemu.pid", s->run_dir));
+    arg_add_owned(a, hostd_asprintf("%s/qemu.pid", s->run_dir));
     if (s->kernel) {
         arg_add(a, "-kernel");
         arg_add(a, s->kernel);
@@ -452,7 +430,8 @@ static int build_argv(const vmseal_qemu_spec *s, argv_buf *a)
          * machine is built (--preconfig), since it may be a LUKS image. */
         char *code = opt_escape(s->firmware_code);
         arg_add(a, "-drive");
-        arg_add_owned(a, code ? xasprintf("if=pflash,unit=0,format=raw,readonly=on,file=%s", code)
+        arg_add_owned(a, code ? hostd_asprintf("if=pflash,unit=0,format=raw,readonly=on,file=%s",
+                                               code)
                               : NULL);
         free(code);
         arg_add(a, "--preconfig");
@@ -596,7 +575,7 @@ static int cmdline_has_uuid(pid_t pid, const char *uuid);
  * VM (guards against pid reuse); 0 otherwise. */
 static pid_t running_pid(const char *run_dir, const char *uuid)
 {
-    char *pid_path = xasprintf("%s/qemu.pid", run_dir);
+    char *pid_path = hostd_asprintf("%s/qemu.pid", run_dir);
     if (!pid_path)
         return 0;
     FILE *f = fopen(pid_path, "re");
@@ -617,7 +596,7 @@ static int home_in_use(const char *run_dir, const char *uuid)
 {
     if (running_pid(run_dir, uuid) > 0)
         return 1;
-    char *pid_path = xasprintf("%s/qemu.pid", run_dir);
+    char *pid_path = hostd_asprintf("%s/qemu.pid", run_dir);
     if (!pid_path)
         return 1;
     int fd = open(pid_path, O_RDONLY | O_CLOEXEC);
@@ -643,9 +622,9 @@ int vmseal_qemu_start(const vmseal_qemu_spec *s, vmseal_qemu **out)
         return vmseal_fail(ENOMEM, "out of memory");
     vm->timeout_ms = timeout;
     vm->run_dir = strdup(s->run_dir);
-    vm->sock_path = xasprintf("%s/qmp.sock", s->run_dir);
-    char *log_path = xasprintf("%s/qemu.log", s->run_dir);
-    char *pid_path = xasprintf("%s/qemu.pid", s->run_dir);
+    vm->sock_path = hostd_asprintf("%s/qmp.sock", s->run_dir);
+    char *log_path = hostd_asprintf("%s/qemu.log", s->run_dir);
+    char *pid_path = hostd_asprintf("%s/qemu.pid", s->run_dir);
     argv_buf a = {0};
     if (!vm->run_dir || !vm->sock_path || !log_path || !pid_path) {
         r = vmseal_fail(ENOMEM, "out of memory");
@@ -713,7 +692,7 @@ int vmseal_qemu_start(const vmseal_qemu_spec *s, vmseal_qemu **out)
 fail:
     {
         char msg[512];
-        copy_str(msg, sizeof(msg), vmseal_last_error());
+        hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
         if (vm->pid > 0 && !vm->exited) {
             kill(vm->pid, SIGKILL);
             (void)wait_pid_exit(vm->pid, 1, 10000);
@@ -764,7 +743,7 @@ int vmseal_qemu_attach(const char *run_dir, const char *uuid, int timeout_ms, vm
     vm->pid = (pid_t)pid;
     vm->timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
     vm->run_dir = strdup(run_dir);
-    vm->sock_path = xasprintf("%s/qmp.sock", run_dir);
+    vm->sock_path = hostd_asprintf("%s/qmp.sock", run_dir);
     if (!vm->run_dir || !vm->sock_path) {
         vmseal_qemu_free(vm);
         return vmseal_fail(ENOMEM, "out of memory");
@@ -798,7 +777,7 @@ static int read_cache(const char *path, const char *key)
 
 static void write_cache(const char *path, const char *key, int val)
 {
-    char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
+    char *tmp = hostd_asprintf("%s.tmp.%d", path, (int)getpid());
     if (!tmp)
         return;
     FILE *f = fopen(tmp, "we");
@@ -892,7 +871,7 @@ int vmseal_qemu_probe_kvm(const vmseal_kvm_probe *p)
     arg_add(&a, "-nographic");
     arg_add(&a, "-no-reboot");
     arg_add(&a, "-serial");
-    arg_add_owned(&a, xasprintf("file:%s", serial));
+    arg_add_owned(&a, hostd_asprintf("file:%s", serial));
     arg_add(&a, "-kernel");
     arg_add(&a, p->kernel);
     if (p->initrd) {

@@ -14,6 +14,7 @@
 #include <vmseal/diskdesc.h>
 #include <vmseal/keysafe.h>
 
+#include "strutil.h"
 #include "vm.h"
 #include <vmseal/vmconf.h>
 
@@ -30,29 +31,6 @@ struct vmseal_vm {
 };
 
 /* ---------------------------------------------------------------- helpers */
-
-static char *xasprintf(const char *fmt, ...) VMSEAL_PRINTF(1, 2);
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    if (vasprintf(&s, fmt, ap) < 0)
-        s = NULL;
-    va_end(ap);
-    return s;
-}
-
-static void copy_str(char *dst, size_t len, const char *src)
-{
-    if (!len)
-        return;
-    size_t n = strlen(src);
-    if (n >= len)
-        n = len - 1;
-    memcpy(dst, src, n);
-    dst[n] = '\0';
-}
 
 /* VM UUIDs name directories: lower-case 8-4-4-4-12 only. */
 static int uuid_valid(const char *s)
@@ -140,7 +118,7 @@ static int conf_uefi(const vmseal_vmconf *c)
 
 static char *home_path(const vmseal_vm *vm, const char *file)
 {
-    return xasprintf("%s/%s", vm->home, file);
+    return hostd_asprintf("%s/%s", vm->home, file);
 }
 
 static uint64_t file_size(const char *path)
@@ -226,7 +204,7 @@ static int kek_id_of_line(const char *line, char *out, size_t len)
     int r = vmseal_keysafe_parse(line, &info);
     if (r < 0)
         return r;
-    copy_str(out, len, info.kek_id);
+    hostd_copy_str(out, len, info.kek_id);
     return 0;
 }
 
@@ -321,7 +299,7 @@ void vmseal_vm_pending_op(vmseal_vm *vm, char *buf, size_t len)
 {
     pthread_mutex_lock(&vm->lock);
     const char *op = vmseal_vmconf_get(vm->conf, "op");
-    copy_str(buf, len, op ? op : "");
+    hostd_copy_str(buf, len, op ? op : "");
     pthread_mutex_unlock(&vm->lock);
 }
 
@@ -443,8 +421,8 @@ static int check_conf(const vmseal_vmconf *c, char *name, char *uuid)
     }
     if (conf_uefi(c) && !vmseal_vmconf_get(c, "nvram.file"))
         return vmseal_fail(EPROTO, "vm.conf: UEFI VM without nvram.file");
-    copy_str(name, 65, n);
-    copy_str(uuid, 37, u);
+    hostd_copy_str(name, 65, n);
+    hostd_copy_str(uuid, 37, u);
     return 0;
 }
 
@@ -455,7 +433,7 @@ static vmseal_vm *vm_alloc(const char *home)
         return NULL;
     pthread_mutex_init(&vm->lock, NULL);
     vm->home = strdup(home);
-    vm->conf_path = xasprintf("%s/vm.conf", home);
+    vm->conf_path = hostd_asprintf("%s/vm.conf", home);
     if (!vm->home || !vm->conf_path) {
         free(vm->home);
         free(vm->conf_path);
@@ -519,7 +497,7 @@ static int make_plain_image(const char *path, uint64_t size)
 
 static int copy_file(const char *from, const char *to)
 {
-    char *tmp = xasprintf("%s.partial", to);
+    char *tmp = hostd_asprintf("%s.partial", to);
     if (!tmp)
         return vmseal_fail(ENOMEM, "out of memory");
     int in = open(from, O_RDONLY | O_CLOEXEC);
@@ -696,10 +674,10 @@ int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
 
     char uuid[37];
     if (req->uuid)
-        copy_str(uuid, sizeof(uuid), req->uuid);
+        hostd_copy_str(uuid, sizeof(uuid), req->uuid);
     else if (vmseal_uuid_random(uuid) < 0)
         return -EIO;
-    char *home = xasprintf("%s/%s", datastore, req->name);
+    char *home = hostd_asprintf("%s/%s", datastore, req->name);
     if (!home)
         return vmseal_fail(ENOMEM, "out of memory");
     if (mkdir(home, 0700) != 0) {
@@ -713,8 +691,8 @@ int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
     free(home);
     if (!vm)
         return vmseal_fail(ENOMEM, "out of memory");
-    copy_str(vm->name, sizeof(vm->name), req->name);
-    copy_str(vm->uuid, sizeof(vm->uuid), uuid);
+    hostd_copy_str(vm->name, sizeof(vm->name), req->name);
+    hostd_copy_str(vm->uuid, sizeof(vm->uuid), uuid);
 
     vmseal_vmconf *c = vmseal_vmconf_new();
     int r = c ? 0 : vmseal_fail(ENOMEM, "out of memory");
@@ -788,7 +766,7 @@ int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
     }
     if (r < 0) {
         char msg[512];
-        copy_str(msg, sizeof(msg), vmseal_last_error());
+        hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
         if (r != -ECANCELED)
             (void)remove_tree(vm->home);
         vmseal_vm_free(vm);
@@ -1359,7 +1337,7 @@ static int run_rekey(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_
     if (!new_kek)
         return vmseal_fail(EPROTO, "vm.conf: recrypt-deep without op.kek");
     char kek_id[VMSEAL_KEYSAFE_KEK_ID_MAX + 1];
-    copy_str(kek_id, sizeof(kek_id), new_kek);
+    hostd_copy_str(kek_id, sizeof(kek_id), new_kek);
     prog_state st = {.p = prog, .total = pending_bytes(vm, "rekeyed", "nvram.rekeyed", 1)};
     if (prog && prog->fn)
         prog->fn(0, st.total, prog->ctx);
@@ -1399,7 +1377,7 @@ static int run_rekey(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_
             return r;
         st.base += size;
         char fname[80];
-        copy_str(fname, sizeof(fname), file);
+        hostd_copy_str(fname, sizeof(fname), file);
         vmseal_vmconf *n = vmseal_vmconf_dup(c);
         if (!n)
             return vmseal_fail(ENOMEM, "out of memory");
@@ -1525,7 +1503,7 @@ int vmseal_vm_resume(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_
         return r;
     const char *op = vmseal_vmconf_get(vm->conf, "op");
     char opname[32];
-    copy_str(opname, sizeof(opname), op ? op : "");
+    hostd_copy_str(opname, sizeof(opname), op ? op : "");
     char reason[300];
     if (!op) {
         r = finish_cleanups(vm);
