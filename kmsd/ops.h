@@ -37,6 +37,9 @@ int kmsd_op_fail_errno(kmsd_op *op, int err, const char *what);
 int kmsd_op_uid(kmsd_op *op, const vmseal_ttlv *req, char uid[KMSD_UID_MAX]);
 /* Load an object the caller may act on: Item Not Found / Permission Denied. */
 int kmsd_op_load(kmsd_op *op, kmsd_db *db, const char *uid, kmsd_obj *o);
+/* Open a read (or, with write, a write) transaction and kmsd_op_load() the
+ * object; on failure the transaction is ended again and -1 returned. */
+int kmsd_op_begin(kmsd_op *op, int write, const char *uid, kmsd_db **db, kmsd_obj *o);
 
 int64_t kmsd_now(void);
 

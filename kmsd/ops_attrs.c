@@ -33,14 +33,7 @@ static int read_object(kmsd_op *op, const vmseal_ttlv *req, char uid[KMSD_UID_MA
 {
     if (kmsd_op_uid(op, req, uid) < 0)
         return -1;
-    int r = kmsd_store_read_begin(op->srv->store, db);
-    if (r < 0)
-        return kmsd_op_fail_errno(op, r, "opening the store");
-    if (kmsd_op_load(op, *db, uid, o) < 0) {
-        (void)kmsd_store_end(op->srv->store, *db, 0);
-        return -1;
-    }
-    return 0;
+    return kmsd_op_begin(op, 0, uid, db, o);
 }
 
 int kmsd_op_get_attributes(kmsd_op *op, const vmseal_ttlv *req, vmseal_ttlv *resp)
@@ -127,14 +120,7 @@ static int begin_change(kmsd_op *op, const vmseal_ttlv *req, unsigned need, char
                             need == KMSD_ATTR_ADD      ? "added"
                             : need == KMSD_ATTR_MODIFY ? "modified"
                                                        : "deleted");
-    int r = kmsd_store_write_begin(op->srv->store, db);
-    if (r < 0)
-        return kmsd_op_fail_errno(op, r, "opening the store");
-    if (kmsd_op_load(op, *db, uid, o) < 0) {
-        (void)kmsd_store_end(op->srv->store, *db, 0);
-        return -1;
-    }
-    return 0;
+    return kmsd_op_begin(op, 1, uid, db, o);
 }
 
 static int end_change(kmsd_op *op, kmsd_db *db, const char *uid, int ok)

@@ -89,3 +89,16 @@ int kmsd_op_load(kmsd_op *op, kmsd_db *db, const char *uid, kmsd_obj *o)
                             "object %s belongs to another client", uid);
     return 0;
 }
+
+int kmsd_op_begin(kmsd_op *op, int write, const char *uid, kmsd_db **db, kmsd_obj *o)
+{
+    int r = write ? kmsd_store_write_begin(op->srv->store, db)
+                  : kmsd_store_read_begin(op->srv->store, db);
+    if (r < 0)
+        return kmsd_op_fail_errno(op, r, "opening the store");
+    if (kmsd_op_load(op, *db, uid, o) < 0) {
+        (void)kmsd_store_end(op->srv->store, *db, 0);
+        return -1;
+    }
+    return 0;
+}

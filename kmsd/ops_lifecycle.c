@@ -12,14 +12,7 @@ static int begin(kmsd_op *op, const vmseal_ttlv *req, char uid[KMSD_UID_MAX], km
 {
     if (kmsd_op_uid(op, req, uid) < 0)
         return -1;
-    int r = kmsd_store_write_begin(op->srv->store, db);
-    if (r < 0)
-        return kmsd_op_fail_errno(op, r, "opening the store");
-    if (kmsd_op_load(op, *db, uid, o) < 0) {
-        (void)kmsd_store_end(op->srv->store, *db, 0);
-        return -1;
-    }
-    return 0;
+    return kmsd_op_begin(op, 1, uid, db, o);
 }
 
 static int finish(kmsd_op *op, kmsd_db *db, int ok, const char *uid, vmseal_ttlv *resp)
