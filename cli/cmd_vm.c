@@ -1,4 +1,5 @@
-/* vmseal CLI — VMs: vm create|ls|info|start|stop|rm|encrypt|decrypt|rekey
+/* vmseal CLI — VMs: vm create|ls|info|set|start|stop|rm|encrypt|decrypt|rekey
+ *   set = reconfigure a powered-off VM (PowerCLI Set-VM)
  *   encrypt/decrypt = apply the "encrypted"/"none" policy
  *                     (PowerCLI Enable-/Disable-VMEncryption)
  *   rekey [--deep]  = Set-VMEncryptionKey [-Deep] */
@@ -79,6 +80,8 @@ int cmd_vm(cli *c, int argc, char **argv)
     long cpus = 0, mem = 0, disks[16];
     size_t nd = 0;
     int encrypt = 0, deep = 0, nowait = 0, ch;
+    int have_cpus = 0, have_mem = 0;
+    char *end;
     static const struct option opts[] = {
         {"host", required_argument, NULL, 'H'},
         {"cpus", required_argument, NULL, 'c'},
@@ -98,8 +101,18 @@ int cmd_vm(cli *c, int argc, char **argv)
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
         case 'H': host = optarg; break;
-        case 'c': cpus = atol(optarg); break;
-        case 'm': mem = atol(optarg); break;
+        case 'c':
+            cpus = strtol(optarg, &end, 10);
+            if (*end || !*optarg)
+                return EXIT_USAGE;
+            have_cpus = 1;
+            break;
+        case 'm':
+            mem = strtol(optarg, &end, 10);
+            if (*end || !*optarg)
+                return EXIT_USAGE;
+            have_mem = 1;
+            break;
         case 'd':
             if (nd == 16)
                 return EXIT_USAGE;
@@ -175,6 +188,46 @@ int cmd_vm(cli *c, int argc, char **argv)
         if (rc == EXIT_OK && !c->json && !c->quiet)
             printf("VM %s created on %s (%s)%s%s\n", name, host, jstr(resp, "uuid"),
                    *jstr(resp, "kek_id") ? ", encrypted with KEK " : "", jstr(resp, "kek_id"));
+    } else if (!strcmp(sub, "set")) {
+        body = json_object();
+        if (have_cpus)
+            json_object_set_new(body, "cpus", json_integer(cpus));
+        if (have_mem)
+            json_object_set_new(body, "memory_mb", json_integer(mem));
+        if (kernel)
+            json_object_set_new(body, "kernel", json_string(kernel));
+        if (initrd)
+            json_object_set_new(body, "initrd", json_string(initrd));
+        if (append)
+            json_object_set_new(body, "append", json_string(append));
+        if (json_object_size(body) == 0 || host || kms || encrypt || deep || nowait || fw || nd) {
+            fprintf(stderr, "vmseal vm set: give --cpus, --memory, --kernel, --initrd or --append "
+                            "(nothing else)\n");
+            cli_reported = 1;
+            json_decref(body);
+            return EXIT_USAGE;
+        }
+        vm_path(path, sizeof(path), name, "");
+        rc = cli_call(c, "PATCH", path, body, &resp);
+        if (rc == EXIT_OK && !c->json && !c->quiet) {
+            if (!json_is_true(json_object_get(resp, "changed"))) {
+                printf("VM %s: nothing to change\n", name);
+            } else {
+                printf("VM %s reconfigured:", name);
+                const char *k;
+                json_t *x;
+                json_object_foreach(body, k, x) {
+                    json_t *now = json_object_get(resp, k);
+                    if (json_is_integer(now))
+                        printf(" %s=%lld", k, (long long)json_integer_value(now));
+                    else if (json_is_string(now))
+                        printf(" %s=\"%s\"", k, json_string_value(now));
+                    else
+                        printf(" %s removed", k);
+                }
+                printf("\n");
+            }
+        }
     } else if (!strcmp(sub, "info")) {
         vm_path(path, sizeof(path), name, "");
         rc = cli_call(c, "GET", path, NULL, &resp);

@@ -25,6 +25,8 @@ static void usage(FILE *f)
             "  vm ls | info NAME | start NAME | stop NAME | rm NAME\n"
             "  vm create NAME --host HOST [--cpus N] [--memory MB] [--disk MB]... [--encrypt] [--kms NAME]\n"
             "            [--kernel FILE --initrd FILE --append ARGS] [--firmware bios|uefi]\n"
+            "  vm set NAME [--cpus N] [--memory MB] [--kernel FILE] [--initrd FILE] [--append ARGS]\n"
+            "                                 reconfigure a powered-off VM (\"\" removes kernel/initrd/append)\n"
             "  vm encrypt NAME [--kms NAME] [--no-wait]  apply the VM Encryption policy\n"
             "  vm decrypt NAME [--no-wait]               back to the datastore default policy\n"
             "  vm rekey NAME [--deep] [--kms NAME] [--no-wait]\n"

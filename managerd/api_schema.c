@@ -307,9 +307,16 @@ static const api_field f_vm_create[] = {
 };
 SCHEMA(schema_vm_create, "vm_create", f_vm_create);
 
+/* Either the policy (with kms?) or settings (vms_reconfigure; "" removes
+ * kernel, initrd or append); api_vms() rejects a mix. */
 static const api_field f_vm_patch[] = {
-    {.name = "policy", .type = F_ENUM, .required = 1, .enum_values = policies},
+    {.name = "policy", .type = F_ENUM, .enum_values = policies},
     {.name = "kms", .type = F_NAME},
+    {.name = "cpus", .type = F_INT, .min = 1, .max = 64},
+    {.name = "memory_mb", .type = F_INT, .min = 16, .max = 65536},
+    {.name = "kernel", .type = F_STRING, .min = 0, .max = 1024},
+    {.name = "initrd", .type = F_STRING, .min = 0, .max = 1024},
+    {.name = "append", .type = F_STRING, .min = 0, .max = 2048},
 };
 SCHEMA(schema_vm_patch, "vm_patch", f_vm_patch);
 

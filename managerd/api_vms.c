@@ -4,6 +4,7 @@
  *   POST   /vms                    create {name, host, cpus, memory_mb, disks[], ..., policy, kms?}
  *   GET    /vms/{name}             one VM, with the host's live view (?live=0 to skip)
  *   PATCH  /vms/{name}             {policy: "encrypted"|"none", kms?} -> 202 {task}
+ *                                  or {cpus?, memory_mb?, kernel?, initrd?, append?} -> 200 VM
  *   POST   /vms/{name}/rekey       {deep?, kms?} -> 202 {task}
  *   POST   /vms/{name}/power-on | power-off
  *   DELETE /vms/{name}
@@ -57,7 +58,22 @@ void api_vms(api_ctx *ctx)
     if (!sub && !strcmp(m, "PATCH")) {
         if (api_body(ctx, &schema_vm_patch, &b) < 0)
             return;
-        (void)vms_set_policy(ctx->m, ctx, name, b);
+        int policy = json_object_get(b, "policy") != NULL;
+        size_t n = json_object_size(b);
+        if (policy && n > (json_object_get(b, "kms") ? 2u : 1u))
+            vmseal_http_error(ctx->resp, 400,
+                              "change the policy and the settings (cpus, memory_mb, kernel, "
+                              "initrd, append) in separate requests");
+        else if (!policy && json_object_get(b, "kms"))
+            vmseal_http_error(ctx->resp, 400, "field 'kms' goes with 'policy'");
+        else if (n == 0)
+            vmseal_http_error(ctx->resp, 400,
+                              "nothing to change: give policy, or cpus, memory_mb, kernel, initrd "
+                              "or append");
+        else if (policy)
+            (void)vms_set_policy(ctx->m, ctx, name, b);
+        else
+            (void)vms_reconfigure(ctx->m, ctx, name, b);
         json_decref(b);
         return;
     }

@@ -142,6 +142,8 @@ int vms_get(manager *m, const char *name, int live, json_t **out);
 /* The functions below set an HTTP status and message on failure. */
 int vms_create(manager *m, api_ctx *ctx, const json_t *req);
 int vms_set_policy(manager *m, api_ctx *ctx, const char *name, const json_t *req);
+/* PATCH {cpus?, memory_mb?, kernel?, initrd?, append?}: powered off only. */
+int vms_reconfigure(manager *m, api_ctx *ctx, const char *name, const json_t *req);
 int vms_rekey(manager *m, api_ctx *ctx, const char *name, const json_t *req);
 int vms_power(manager *m, api_ctx *ctx, const char *name, int on);
 int vms_delete(manager *m, api_ctx *ctx, const char *name);

@@ -489,6 +489,101 @@ int vms_set_policy(manager *m, api_ctx *ctx, const char *name, const json_t *req
     return rc;
 }
 
+/* Settings a powered-off VM can change (the host's PATCH /v1/vms/{uuid}):
+ * forwarded to the host, then stored in the VM's spec; the event holds the
+ * old and new values of the fields that changed ("" removes kernel, initrd
+ * or append: null in the event). */
+int vms_reconfigure(manager *m, api_ctx *ctx, const char *name, const json_t *req)
+{
+    if (api_require(ctx, "VirtualMachine.Config.Settings") < 0)
+        return -EACCES;
+    vm_row v;
+    int rc = get_vm_row(m, ctx, name, &v);
+    if (rc < 0)
+        return rc;
+    int t = running_task(m, v.uuid);
+    if (t)
+        return reply(ctx, 409, -EBUSY, "VM %s is busy with task %d", name, t);
+    rc = require_off(ctx, v.host, v.uuid, name, "reconfigure");
+    if (rc < 0)
+        return rc;
+    store_rows *r = NULL;
+    rc = load_vm(m, name, &r);
+    if (rc < 0)
+        return reply(ctx, 404, rc, "%s", vmseal_last_error());
+    json_t *spec = json_loads(store_rows_get(r, 0, 3), 0, NULL);
+    store_rows_free(r);
+    if (!json_is_object(spec)) {
+        json_decref(spec);
+        return reply(ctx, 500, -EIO, "VM %s: stored spec is not a JSON object", name);
+    }
+    static const char *const keys[] = {"cpus", "memory_mb", "kernel", "initrd", "append"};
+    json_t *ov = json_object(), *nv = json_object();
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const json_t *want = json_object_get(req, keys[i]);
+        if (!want)
+            continue;
+        const json_t *have = json_object_get(spec, keys[i]);
+        int removes = json_is_string(want) && json_string_length(want) == 0;
+        if (removes ? !have : (have && json_equal((json_t *)have, (json_t *)want)))
+            continue;
+        json_object_set_new(ov, keys[i], have ? json_deep_copy(have) : json_null());
+        json_object_set_new(nv, keys[i], removes ? json_null() : json_deep_copy(want));
+    }
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/vms/%s", v.uuid);
+    long status = 0;
+    json_t *resp = NULL;
+    /* Everything asked for goes to the host, so a host that differs from
+     * the stored spec is brought in line too. */
+    rc = hosts_call(m, v.host, "PATCH", path, (json_t *)req, &status, &resp);
+    if (rc < 0) {
+        rc = reply(ctx, 502, rc, "%s", vmseal_last_error());
+        goto out;
+    }
+    if (status < 200 || status > 299) {
+        rc = host_refused(ctx, v.host, status, resp);
+        goto out;
+    }
+    int changed = json_object_size(nv) > 0;
+    if (changed) {
+        const char *k;
+        json_t *x;
+        json_object_foreach(nv, k, x) {
+            if (json_is_null(x))
+                json_object_del(spec, k);
+            else
+                json_object_set(spec, k, x);
+        }
+        char *spec_s = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
+        rc = spec_s ? store_execv(m->db, NULL, "UPDATE vms SET spec = $2 WHERE uuid = $1", v.uuid,
+                                  spec_s, STORE_END)
+                    : vmseal_fail(ENOMEM, "out of memory");
+        free(spec_s);
+        if (rc < 0) {
+            rc = reply(ctx, 500, rc, "the host changed VM %s but the inventory was not updated: %s",
+                       name, vmseal_last_error());
+            goto out;
+        }
+        event_add(m, ctx->user, "vm.reconfigure", name, ov, nv);
+    }
+    json_t *o = NULL;
+    rc = vms_get(m, name, 0, &o);
+    if (rc < 0) {
+        rc = reply(ctx, 500, rc, "%s", vmseal_last_error());
+        goto out;
+    }
+    json_object_set_new(o, "changed", json_boolean(changed));
+    vmseal_http_json(ctx->resp, 200, o);
+    rc = 0;
+out:
+    json_decref(resp);
+    json_decref(spec);
+    json_decref(ov);
+    json_decref(nv);
+    return rc;
+}
+
 int vms_rekey(manager *m, api_ctx *ctx, const char *name, const json_t *req)
 {
     if (api_require(ctx, "Cryptographer.RecryptVM") < 0)

@@ -25,7 +25,7 @@
 #   stack_guest                       # the test guest -> $STACK_GUEST
 #   stack_hostd_setup esx1 [auto|tcg|kvm]; stack_hostd_start esx1
 #   vmseal vm create ...              # the CLI, with the stack's session
-#   stack_vm_set_append esx1 VM ARGS; stack_vm_boot esx1 VM   # guest output
+#   vmseal vm set VM --append ARGS; stack_vm_boot esx1 VM     # guest output
 #   stack_hostd_stop esx1; stack_hostd_start esx1             # restart
 # Failures call stack_fail (default: message and exit 1; callers may
 # redefine it, e.g. tests map it to testlib's fail).
@@ -350,17 +350,6 @@ stack_guest() {
 
 # stack_vm_uuid NAME
 stack_vm_uuid() { vmseal --json vm info "$1" | jq -r .uuid; }
-
-# stack_vm_set_append HOST NAME ARGS: the guest's kernel command line.
-# The manager has no reconfigure call, so this asks the host agent directly
-# (PATCH /v1/vms/{uuid}, with the manager's client certificate).
-stack_vm_set_append() {
-  local uuid out
-  uuid=$(stack_vm_uuid "$2") || stack_fail "no VM $2"
-  out=$(stack_host_api "$1" PATCH "/v1/vms/$uuid" "$(jq -cn --arg a "$3" '{append: $a}')") ||
-    stack_fail "PATCH append of $2"
-  [ "$(tail -n1 <<<"$out")" = 200 ] || stack_fail "host $1 refused the new append of $2: $out"
-}
 
 # stack_vm_boot HOST NAME [SECONDS]: power the VM on through the manager,
 # wait until the guest has powered itself off, and print what it wrote to

@@ -10,7 +10,7 @@ stack_guest
 # boot_check HOST VM MARKER: boot the guest with vmseal.check=MARKER; it must
 # read back the marker it wrote earlier.
 boot_check() {
-  stack_vm_set_append "$1" "$2" "console=ttyS0 quiet vmseal.check=$3"
+  vmseal vm set "$2" --append "console=ttyS0 quiet vmseal.check=$3" >/dev/null || fail "vm set $2 --append"
   local out
   out=$(stack_vm_boot "$1" "$2") || fail "boot of $2 (check)"
   grep -q '^VMSEAL-CHECK-OK' <<<"$out" || { echo "$out" >&2; fail "guest $2 does not read its marker $3"; }
@@ -18,7 +18,7 @@ boot_check() {
 
 # boot_mark HOST VM MARKER: boot the guest with vmseal.marker=MARKER.
 boot_mark() {
-  stack_vm_set_append "$1" "$2" "console=ttyS0 quiet vmseal.marker=$3"
+  vmseal vm set "$2" --append "console=ttyS0 quiet vmseal.marker=$3" >/dev/null || fail "vm set $2 --append"
   local out
   out=$(stack_vm_boot "$1" "$2") || fail "boot of $2 (marker)"
   grep -q '^VMSEAL-MARKER-WRITTEN vda' <<<"$out" || { echo "$out" >&2; fail "guest $2 did not write its marker"; }

@@ -14,7 +14,7 @@ expect_rc 0 vmseal vm create uefi1 --host esx1 --firmware uefi --disk 16 --disk 
 H=$(stack_vm_home esx1 uefi1)
 [ -f "$H/disk0.img" ] && [ -f "$H/disk1.img" ] && [ -f "$H/nvram.fd" ] || { ls -l "$H" >&2; fail "plain VM files"; }
 [ "$(vmseal --json vm info uefi1 | jq -r .encrypted)" = false ] || fail "uefi1 encrypted at creation"
-stack_vm_set_append esx1 uefi1 "console=ttyS0 quiet vmseal.marker=encmark"
+expect_rc 0 vmseal vm set uefi1 --append "console=ttyS0 quiet vmseal.marker=encmark"
 out=$(stack_vm_boot esx1 uefi1 300) || fail "boot (marker)"
 grep -q '^VMSEAL-MARKER-WRITTEN vda' <<<"$out" && grep -q '^VMSEAL-MARKER-WRITTEN vdb' <<<"$out" ||
   { echo "$out" >&2; fail "markers on both disks"; }

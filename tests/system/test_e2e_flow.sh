@@ -25,9 +25,31 @@ if grep -a -q 'VMSEAL-MARKER:e2emark1' "$HOME1/disk0.luks"; then fail "marker vi
 ok "guest wrote its marker; the image file on the host does not show it"
 
 # shallow rekey while the guest runs
-stack_vm_set_append esx1 vm1 "console=ttyS0 quiet vmseal.wait=1"
+# reconfigure through the manager (vm set, powered off): forwarded to the
+# host, stored, and an event with old and new values of exactly the fields
+# that changed (cpus is given but unchanged)
+A0="console=ttyS0 quiet vmseal.marker=e2emark1" A1="console=ttyS0 quiet vmseal.wait=1"
+expect_rc 0 vmseal --json vm set vm1 --cpus 1 --memory 320 --append "$A1"
+jq -e --arg a "$A1" '.changed == true and .cpus == 1 and .memory_mb == 320 and .append == $a' \
+  <<<"$OUT" >/dev/null || fail "vm set answer: $OUT"
+expect_rc 0 vmseal --json vm info vm1
+jq -e --arg a "$A1" '.memory_mb == 320 and .runtime.memory_mb == 320 and .append == $a' \
+  <<<"$OUT" >/dev/null || fail "vm set not on the manager and the host: $OUT"
+grep -qxF "append = $A1" "$HOME1/vm.conf" || { cat "$HOME1/vm.conf" >&2; fail "vm set: append not in the host's vm.conf"; }
+expect_rc 0 vmseal --json events --since 0
+jq -e --arg o "$A0" --arg n "$A1" 'map(select(.action == "vm.reconfigure" and .object == "vm1"))
+  | length == 1 and (.[0].old == {memory_mb: 256, append: $o}) and (.[0].new == {memory_mb: 320, append: $n})' \
+  <<<"$OUT" >/dev/null || { jq 'map(select(.action == "vm.reconfigure"))' <<<"$OUT" >&2; fail "vm.reconfigure event"; }
+expect_rc 0 vmseal vm set vm1 --memory 320
+grep -q "nothing to change" <<<"$OUT" || fail "vm set without a change: $OUT"
+expect_rc 2 vmseal vm set vm1
+ok "vm set through the manager: host and inventory updated, vm.reconfigure event with old and new values"
 expect_rc 0 vmseal vm start vm1
 stack_until 120 grep -q VMSEAL-READY "$HOME1/serial.log" || fail "guest did not come up"
+expect_rc 6 vmseal vm set vm1 --memory 256
+grep -q "must be powered off to reconfigure" <<<"$OUT" || fail "vm set while running: $OUT"
+[ "$(vmseal --json vm info vm1 | jq .memory_mb)" = 320 ] || fail "refused vm set changed the inventory"
+ok "vm set of a running VM: 409 (exit 6), nothing changed"
 luks_before=$(head -c 4096 "$HOME1/disk0.luks" | sha256sum)
 expect_rc 0 vmseal vm rekey vm1
 kek1=$(vmseal --json vm info vm1 | jq -r .kek_id)
