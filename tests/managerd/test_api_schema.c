@@ -34,6 +34,8 @@ static void test_valid_bodies(void **state)
     assert_int_equal(parse("{\"name\":\"k1\",\"servers\":[\"kms1:5696\",\"[::1]:5696\"],\"default\":true}",
                            &schema_kms_add, err), 0);
     assert_int_equal(parse("{\"policy\":\"none\"}", &schema_vm_patch, err), 0);
+    assert_int_equal(parse("{\"cpus\":2,\"memory_mb\":512,\"kernel\":\"/k\",\"initrd\":\"\","
+                           "\"append\":\"console=ttyS0\"}", &schema_vm_patch, err), 0);
     assert_int_equal(parse("{}", &schema_vm_rekey, err), 0);
     assert_int_equal(parse("{\"kek_ids\":[]}", &schema_host_keys, err), 0);
 }
@@ -71,6 +73,13 @@ static void test_invalid_bodies(void **state)
                            &schema_vm_create, err), -EINVAL);
     assert_non_null(strstr(err, "disks' item 0"));
     assert_int_equal(parse("{\"name\":\"v\",\"host\":\"h\",\"disks\":[5]}", &schema_vm_create, err), -EINVAL);
+    assert_int_equal(parse("{\"cpus\":65}", &schema_vm_patch, err), -EINVAL);
+    assert_non_null(strstr(err, "cpus"));
+    assert_int_equal(parse("{\"memory_mb\":65537}", &schema_vm_patch, err), -EINVAL);
+    assert_non_null(strstr(err, "memory_mb"));
+    assert_int_equal(parse("{\"append\":7}", &schema_vm_patch, err), -EINVAL);
+    assert_int_equal(parse("{\"disks\":[]}", &schema_vm_patch, err), -EINVAL);
+    assert_non_null(strstr(err, "unknown field 'disks'"));
     assert_int_equal(parse("{\"name\":\"k\",\"servers\":[]}", &schema_kms_add, err), -EINVAL);
     assert_int_equal(parse("{\"name\":\"k\",\"servers\":[\"\"]}", &schema_kms_add, err), -EINVAL);
     assert_int_equal(parse("{\"ca_pem\":\"hello\"}", &schema_kms_trust, err), -EINVAL);

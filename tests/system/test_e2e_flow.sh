@@ -27,7 +27,7 @@ ok "guest wrote its marker; the image file on the host does not show it"
 # shallow rekey while the guest runs
 # reconfigure through the manager (vm set, powered off): forwarded to the
 # host, stored, and an event with old and new values of exactly the fields
-# that changed (cpus is given but unchanged)
+# that changed (cpus is given but unchanged; boot_mark made the first one)
 A0="console=ttyS0 quiet vmseal.marker=e2emark1" A1="console=ttyS0 quiet vmseal.wait=1"
 expect_rc 0 vmseal --json vm set vm1 --cpus 1 --memory 320 --append "$A1"
 jq -e --arg a "$A1" '.changed == true and .cpus == 1 and .memory_mb == 320 and .append == $a' \
@@ -38,7 +38,7 @@ jq -e --arg a "$A1" '.memory_mb == 320 and .runtime.memory_mb == 320 and .append
 grep -qxF "append = $A1" "$HOME1/vm.conf" || { cat "$HOME1/vm.conf" >&2; fail "vm set: append not in the host's vm.conf"; }
 expect_rc 0 vmseal --json events --since 0
 jq -e --arg o "$A0" --arg n "$A1" 'map(select(.action == "vm.reconfigure" and .object == "vm1"))
-  | length == 1 and (.[0].old == {memory_mb: 256, append: $o}) and (.[0].new == {memory_mb: 320, append: $n})' \
+  | length == 2 and (.[1].old == {memory_mb: 256, append: $o}) and (.[1].new == {memory_mb: 320, append: $n})' \
   <<<"$OUT" >/dev/null || { jq 'map(select(.action == "vm.reconfigure"))' <<<"$OUT" >&2; fail "vm.reconfigure event"; }
 expect_rc 0 vmseal vm set vm1 --memory 320
 grep -q "nothing to change" <<<"$OUT" || fail "vm set without a change: $OUT"
