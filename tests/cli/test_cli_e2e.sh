@@ -143,7 +143,18 @@ HOME=$BOB expect_rc 5 "$VMSEAL" vm decrypt vm1
 HOME=$BOB expect_rc 5 "$VMSEAL" vm create vm3 --host esx1 --encrypt
 HOME=$BOB expect_rc 0 "$VMSEAL" vm start vm2
 HOME=$BOB expect_rc 0 "$VMSEAL" vm stop vm2
-ok "No cryptography administrator: power yes, cryptography no"
+for _ in $(seq 100); do [ "$(vmfield vm2 'v["runtime"]["power_state"]')" = off ] && break; sleep 0.2; done
+HOME=$BOB expect_rc 0 "$VMSEAL" vm set vm2 --memory 96
+[ "$(vmfield vm2 'v["memory_mb"]')" = 96 ] || fail "bob's vm set not stored"
+ok "No cryptography administrator: power and settings yes, cryptography no"
+printf 'carolpassword1\n' > "$TMP/carolpw"
+expect_rc 0 "$VMSEAL" user add carol --role ReadOnly --password-file "$TMP/carolpw"
+CAROL=$TMP/carol; mkdir -p "$CAROL"
+HOME=$CAROL expect_rc 0 "$VMSEAL" --url "$MURL" --ca "$M/ca.crt" login carol --password-file "$TMP/carolpw"
+HOME=$CAROL expect_rc 5 "$VMSEAL" vm set vm2 --memory 128
+echo "$OUT" | grep -q "VirtualMachine.Config.Settings" || fail "vm set denial names the privilege: $OUT"
+[ "$(vmfield vm2 'v["memory_mb"]')" = 96 ] || fail "a denied vm set changed vm2"
+ok "ReadOnly: vm set denied (VirtualMachine.Config.Settings)"
 
 # --- the KMS goes down: encrypting fails cleanly, nothing changes
 kmsd_stop
@@ -163,6 +174,8 @@ assert pol[-1]["old"]["policy"]=="encrypted" and pol[-1]["new"]["policy"]=="none
 rk=[e for e in ev if e["action"]=="vm.rekey" and e["object"]=="vm2"]
 assert len(rk)==2 and rk[0]["old"]["kek_id"]!=rk[0]["new"]["kek_id"] and rk[1]["new"]["deep"] is True, rk
 assert any(e["action"]=="vm.power-on" and e["new"]["power_state"]=="on" for e in ev)
+rc=[e for e in ev if e["action"]=="vm.reconfigure" and e["object"]=="vm2"]
+assert len(rc)==1 and rc[0]["user"]=="bob" and rc[0]["old"]=={"memory_mb":256} and rc[0]["new"]=={"memory_mb":96}, rc
 for e in ev:
     assert "key" not in (e["new"] or {}), e
 ' || fail "events: $OUT"
