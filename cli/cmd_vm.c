@@ -71,6 +71,21 @@ static void vm_info(const json_t *v)
         printf("Task:        %lld running\n", (long long)json_integer_value(json_object_get(v, "task")));
 }
 
+/* Add a string member only when the option was given. */
+static void set_str_if(json_t *body, const char *key, const char *value)
+{
+    if (value)
+        json_object_set_new(body, key, json_string(value));
+}
+
+/* The guest boot settings shared by `vm create` and `vm set`. */
+static void set_boot_fields(json_t *body, const char *kernel, const char *initrd, const char *append)
+{
+    set_str_if(body, "kernel", kernel);
+    set_str_if(body, "initrd", initrd);
+    set_str_if(body, "append", append);
+}
+
 int cmd_vm(cli *c, int argc, char **argv)
 {
     if (argc < 2)
@@ -174,16 +189,9 @@ int cmd_vm(cli *c, int argc, char **argv)
         for (size_t i = 0; i < nd; i++)
             json_array_append_new(da, json_pack("{s:I}", "size_mb", (json_int_t)disks[i]));
         json_object_set_new(body, "disks", da);
-        if (kms)
-            json_object_set_new(body, "kms", json_string(kms));
-        if (kernel)
-            json_object_set_new(body, "kernel", json_string(kernel));
-        if (initrd)
-            json_object_set_new(body, "initrd", json_string(initrd));
-        if (append)
-            json_object_set_new(body, "append", json_string(append));
-        if (fw)
-            json_object_set_new(body, "firmware", json_string(fw));
+        set_str_if(body, "kms", kms);
+        set_boot_fields(body, kernel, initrd, append);
+        set_str_if(body, "firmware", fw);
         rc = cli_call(c, "POST", "/api/v1/vms", body, &resp);
         if (rc == EXIT_OK && !c->json && !c->quiet)
             printf("VM %s created on %s (%s)%s%s\n", name, host, jstr(resp, "uuid"),
@@ -194,12 +202,7 @@ int cmd_vm(cli *c, int argc, char **argv)
             json_object_set_new(body, "cpus", json_integer(cpus));
         if (have_mem)
             json_object_set_new(body, "memory_mb", json_integer(mem));
-        if (kernel)
-            json_object_set_new(body, "kernel", json_string(kernel));
-        if (initrd)
-            json_object_set_new(body, "initrd", json_string(initrd));
-        if (append)
-            json_object_set_new(body, "append", json_string(append));
+        set_boot_fields(body, kernel, initrd, append);
         if (json_object_size(body) == 0 || host || kms || encrypt || deep || nowait || fw || nd) {
             fprintf(stderr, "vmseal vm set: give --cpus, --memory, --kernel, --initrd or --append "
                             "(nothing else)\n");
