@@ -6,6 +6,7 @@
 #include <vmseal/secret.h>
 
 #include "cu.h"
+#include "vmseal_version.h"
 
 static void usage(FILE *f)
 {
@@ -56,7 +57,7 @@ int main(int argc, char **argv)
         return CU_OK;
     }
     if (!strcmp(verb, "--version")) {
-        printf("vmseal-crypto-util 0.1.0\n");
+        printf("vmseal-crypto-util %s\n", VMSEAL_VERSION_STRING);
         return CU_OK;
     }
     argv++;

@@ -23,15 +23,6 @@ int api_body(api_ctx *ctx, const api_schema *s, json_t **out)
     return rc;
 }
 
-int api_require(api_ctx *ctx, const char *privilege)
-{
-    if (auth_has(ctx, privilege))
-        return 0;
-    vmseal_http_error(ctx->resp, 403, "permission denied: user %s (role %s) lacks the %s privilege",
-                      ctx->user, ctx->role, privilege);
-    return -EACCES;
-}
-
 void api_fail(api_ctx *ctx, int rc)
 {
     int status;
@@ -40,6 +31,7 @@ void api_fail(api_ctx *ctx, int rc)
     case EEXIST:
     case EBUSY:
     case ENOTEMPTY: status = 409; break;
+    case ENOBUFS: status = 503; break;   /* too many logins at once */
     case EINVAL:
     case EPROTO:
     case ERANGE: status = 400; break;
@@ -86,6 +78,7 @@ void api_handle(void *arg, const vmseal_http_request *req, vmseal_http_response 
 {
     api_ctx ctx = {.m = arg, .req = req, .resp = resp};
     vmseal_clear_error();
+    event_set_source(req->remote_addr);
     if (strlen(req->path) >= sizeof(ctx.segbuf) || split(&ctx, req->path) < 0) {
         vmseal_http_error(resp, 404, "no such resource: %s", req->path);
         return;
@@ -110,7 +103,10 @@ void api_handle(void *arg, const vmseal_http_request *req, vmseal_http_response 
         vmseal_http_add_header(resp, "WWW-Authenticate", "Bearer realm=\"vmseal\"");
         goto out;
     }
-    if (!strcmp(s0, "session"))
+    if (!strcmp(s0, "session") && ctx.nseg == 2 && !strcmp(ctx.seg[1], "privileges") &&
+        !strcmp(req->method, "GET"))
+        api_session_privileges(&ctx);
+    else if (!strcmp(s0, "session"))
         api_session(&ctx);
     else if (!strcmp(s0, "users"))
         api_users(&ctx);
@@ -126,8 +122,17 @@ void api_handle(void *arg, const vmseal_http_request *req, vmseal_http_response 
         api_vms(&ctx);
     else if (!strcmp(s0, "tasks"))
         api_tasks(&ctx);
+    else if (!strcmp(s0, "groups"))
+        api_groups(&ctx);
+    else if (!strcmp(s0, "permissions"))
+        api_permissions(&ctx);
+    else if (!strcmp(s0, "keys"))
+        api_keys(&ctx);
+    else if (!strcmp(s0, "diagnostics"))
+        api_diagnostics(&ctx);
     else
         vmseal_http_error(resp, 404, "no such resource: %s", req->path);
 out:
+    event_set_source(NULL);
     free(ctx.privileges);
 }

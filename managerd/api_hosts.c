@@ -5,6 +5,7 @@
  *   POST /hosts/self/keys      {kek_ids[]} -> {keys[{kek_id, key}], denied[], failed[]}
  * Users (session token):
  *   GET /hosts, GET /hosts/{name}, DELETE /hosts/{name}
+ *   PUT /hosts/{name}/default-policy {policy}: what new VMs get by default
  */
 #include <errno.h>
 #include <string.h>
@@ -50,13 +51,39 @@ void api_hosts(api_ctx *ctx)
         goto notfound;
     }
     if (ctx->nseg == 1 && !strcmp(m, "GET")) {
-        if (api_require(ctx, "System.Read") < 0)
+        if (api_authorize(ctx, "host.list", NULL) < 0)
             return;
         rc = hosts_list(ctx->m, &out);
+        if (rc >= 0) {
+            /* Only the hosts one may read. */
+            json_t *arr = json_object_get(out, "hosts");
+            for (size_t i = json_array_size(arr); i-- > 0;) {
+                char obj[96];
+                snprintf(obj, sizeof(obj), "host:%s",
+                         json_string_value(json_object_get(json_array_get(arr, i), "name")));
+                if (!api_may(ctx, "System.Read", obj))
+                    json_array_remove(arr, i);
+            }
+        }
+        goto done;
+    }
+    if (ctx->nseg >= 2 && !api_valid_name(ctx->seg[1])) {
+        vmseal_http_error(ctx->resp, 404, "no such host");
+        return;
+    }
+    if (ctx->nseg == 3 && !strcmp(ctx->seg[2], "default-policy") && !strcmp(m, "PUT")) {
+        if (api_authorize(ctx, "host.default-policy", ctx->seg[1]) < 0 ||
+            api_body(ctx, &schema_default_policy, &b) < 0)
+            return;
+        rc = hosts_set_default_policy(ctx->m, ctx->user, ctx->seg[1],
+                                      json_string_value(json_object_get(b, "policy")));
+        if (rc >= 0)
+            out = json_pack("{s:s,s:O}", "name", ctx->seg[1], "default_policy", json_object_get(b, "policy"));
+        json_decref(b);
         goto done;
     }
     if (ctx->nseg == 2 && !strcmp(m, "GET")) {
-        if (api_require(ctx, "System.Read") < 0)
+        if (api_authorize(ctx, "host.get", ctx->seg[1]) < 0)
             return;
         json_t *all = NULL;
         rc = hosts_list(ctx->m, &all);
@@ -74,7 +101,7 @@ void api_hosts(api_ctx *ctx)
         goto done;
     }
     if (ctx->nseg == 2 && !strcmp(m, "DELETE")) {
-        if (api_require(ctx, "Host.Inventory.RemoveHost") < 0)
+        if (api_authorize(ctx, "host.remove", ctx->seg[1]) < 0)
             return;
         rc = hosts_remove(ctx->m, ctx->user, ctx->seg[1]);
         if (rc >= 0)

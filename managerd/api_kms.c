@@ -10,6 +10,7 @@
  *   PUT    /kms/{name}/trust            {ca_pem}: the manager trusts the KMS
  *   POST   /kms/{name}/csr              {common_name?} -> {csr_pem}
  *   PUT    /kms/{name}/client-certificate {cert_pem, key_pem?}: the KMS trusts us
+ *   GET    /keys                        the KEKs the manager has recorded
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -23,13 +24,13 @@ void api_kms(api_ctx *ctx)
     json_t *out = NULL, *b = NULL;
     int rc;
     if (ctx->nseg == 1 && !strcmp(m, "GET")) {
-        if (api_require(ctx, "System.Read") < 0)
+        if (api_authorize(ctx, "kms.list", NULL) < 0)
             return;
         rc = kms_provider_list(ctx->m, &out);
         goto done;
     }
     if (ctx->nseg == 1 && !strcmp(m, "POST")) {
-        if (api_require(ctx, "Cryptographer.ManageKeyServers") < 0 ||
+        if (api_authorize(ctx, "kms.add", NULL) < 0 ||
             api_body(ctx, &schema_kms_add, &b) < 0)
             return;
         rc = kms_provider_add(ctx->m, ctx->user, b);
@@ -51,11 +52,11 @@ void api_kms(api_ctx *ctx)
     if (ctx->nseg > 3)
         goto notfound;
     if (!sub && !strcmp(m, "GET")) {
-        if (api_require(ctx, "System.Read") < 0)
+        if (api_authorize(ctx, "kms.get", NULL) < 0)
             return;
         rc = kms_provider_get(ctx->m, name, &out);
     } else if (!sub && !strcmp(m, "PATCH")) {
-        if (api_require(ctx, "Cryptographer.ManageKeyServers") < 0 ||
+        if (api_authorize(ctx, "kms.update", NULL) < 0 ||
             api_body(ctx, &schema_kms_patch, &b) < 0)
             return;
         rc = kms_provider_patch(ctx->m, ctx->user, name, b);
@@ -63,21 +64,21 @@ void api_kms(api_ctx *ctx)
             rc = kms_provider_get(ctx->m, name, &out);
         json_decref(b);
     } else if (!sub && !strcmp(m, "DELETE")) {
-        if (api_require(ctx, "Cryptographer.ManageKeyServers") < 0)
+        if (api_authorize(ctx, "kms.remove", NULL) < 0)
             return;
         rc = kms_provider_remove(ctx->m, ctx->user, name);
         if (rc >= 0)
             out = json_pack("{s:s,s:b}", "name", name, "deleted", 1);
     } else if (sub && !strcmp(sub, "status") && !strcmp(m, "GET")) {
-        if (api_require(ctx, "System.Read") < 0)
+        if (api_authorize(ctx, "kms.status", NULL) < 0)
             return;
         rc = kms_provider_status(ctx->m, name, &out);
     } else if (sub && !strcmp(sub, "server-certificate") && !strcmp(m, "GET")) {
-        if (api_require(ctx, "Cryptographer.ManageKeyServers") < 0)
+        if (api_authorize(ctx, "kms.server-certificate", NULL) < 0)
             return;
         rc = kms_provider_peer_cert(ctx->m, name, &out);
     } else if (sub && !strcmp(sub, "trust") && !strcmp(m, "PUT")) {
-        if (api_require(ctx, "Cryptographer.ManageKeyServers") < 0 ||
+        if (api_authorize(ctx, "kms.trust", NULL) < 0 ||
             api_body(ctx, &schema_kms_trust, &b) < 0)
             return;
         rc = kms_provider_trust(ctx->m, ctx->user, name, json_string_value(json_object_get(b, "ca_pem")));
@@ -85,7 +86,7 @@ void api_kms(api_ctx *ctx)
             rc = kms_provider_get(ctx->m, name, &out);
         json_decref(b);
     } else if (sub && !strcmp(sub, "csr") && !strcmp(m, "POST")) {
-        if (api_require(ctx, "Cryptographer.ManageKeyServers") < 0)
+        if (api_authorize(ctx, "kms.csr", NULL) < 0)
             return;
         if (ctx->req->body_len && api_body(ctx, &schema_kms_csr, &b) < 0)
             return;
@@ -97,7 +98,7 @@ void api_kms(api_ctx *ctx)
         free(csr);
         json_decref(b);
     } else if (sub && !strcmp(sub, "client-certificate") && !strcmp(m, "PUT")) {
-        if (api_require(ctx, "Cryptographer.ManageKeyServers") < 0 ||
+        if (api_authorize(ctx, "kms.client-cert", NULL) < 0 ||
             api_body(ctx, &schema_kms_client_cert, &b) < 0)
             return;
         rc = kms_provider_client_cert(ctx->m, ctx->user, name,
@@ -117,4 +118,35 @@ done:
     return;
 notfound:
     vmseal_http_error(ctx->resp, 404, "no such resource or method: %s %s", m, ctx->req->path);
+}
+
+/* GET /keys[?vm=NAME]: the KEK ids the manager recorded, with their VM and
+ * state (pending, active, retired, unused); never key material. */
+void api_keys(api_ctx *ctx)
+{
+    if (ctx->nseg != 1 || strcmp(ctx->req->method, "GET") != 0) {
+        vmseal_http_error(ctx->resp, 404, "use GET /api/v1/keys");
+        return;
+    }
+    if (api_authorize(ctx, "key.list", NULL) < 0)
+        return;
+    const char *vm = vmseal_http_query(ctx->req, "vm");
+    store_rows *r = NULL;
+    int rc = store_execv(ctx->m->db, &r,
+                         "SELECT k.kek_id, k.provider, k.vm_uuid, v.name, k.state, k.created FROM keks k "
+                         "LEFT JOIN vms v ON v.uuid = k.vm_uuid WHERE $1 = '' OR v.name = $1 "
+                         "ORDER BY k.created, k.kek_id",
+                         vm ? vm : "", STORE_END);
+    if (rc < 0) {
+        api_fail(ctx, rc);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < store_rows_count(r); i++)
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s?,s:s,s:I}", "kek_id", store_rows_get(r, i, 0),
+                                             "kms", store_rows_get(r, i, 1), "vm_uuid", store_rows_get(r, i, 2),
+                                             "vm", store_rows_get(r, i, 3), "state", store_rows_get(r, i, 4),
+                                             "created", (json_int_t)atoll(store_rows_get(r, i, 5))));
+    store_rows_free(r);
+    vmseal_http_json(ctx->resp, 200, json_pack("{s:o}", "keys", arr));
 }

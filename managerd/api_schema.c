@@ -304,6 +304,7 @@ static const api_field f_vm_create[] = {
     {.name = "append", .type = F_STRING, .min = 0, .max = 2048},
     {.name = "policy", .type = F_ENUM, .enum_values = policies},
     {.name = "kms", .type = F_NAME},
+    {.name = "folder", .type = F_NAME},
 };
 SCHEMA(schema_vm_create, "vm_create", f_vm_create);
 
@@ -317,8 +318,33 @@ static const api_field f_vm_patch[] = {
     {.name = "kernel", .type = F_STRING, .min = 0, .max = 1024},
     {.name = "initrd", .type = F_STRING, .min = 0, .max = 1024},
     {.name = "append", .type = F_STRING, .min = 0, .max = 2048},
+    {.name = "folder", .type = F_STRING, .min = 0, .max = 64},
 };
 SCHEMA(schema_vm_patch, "vm_patch", f_vm_patch);
+
+static const api_field f_role_patch[] = {
+    {.name = "privileges", .type = F_STR_ARRAY, .required = 1, .min = 0, .max = 128, .item_max = 64},
+};
+SCHEMA(schema_role_patch, "role_patch", f_role_patch);
+
+static const api_field f_group_add[] = {
+    {.name = "name", .type = F_NAME, .required = 1},
+};
+SCHEMA(schema_group_add, "group_add", f_group_add);
+
+static const api_field f_permission[] = {
+    {.name = "object", .type = F_STRING, .required = 1, .min = 4, .max = 80},
+    {.name = "user", .type = F_NAME},
+    {.name = "group", .type = F_NAME},
+    {.name = "role", .type = F_NAME},
+    {.name = "propagate", .type = F_BOOL},
+};
+SCHEMA(schema_permission, "permission", f_permission);
+
+static const api_field f_default_policy[] = {
+    {.name = "policy", .type = F_ENUM, .required = 1, .enum_values = policies},
+};
+SCHEMA(schema_default_policy, "default_policy", f_default_policy);
 
 static const api_field f_vm_rekey[] = {
     {.name = "deep", .type = F_BOOL},
@@ -330,5 +356,6 @@ const api_schema *const api_all_schemas[] = {
     &schema_session, &schema_user_add, &schema_user_patch, &schema_password, &schema_role_add,
     &schema_kms_add, &schema_kms_patch, &schema_kms_trust, &schema_kms_client_cert, &schema_kms_csr,
     &schema_host_register, &schema_host_keys, &schema_vm_create, &schema_vm_patch, &schema_vm_rekey,
+    &schema_role_patch, &schema_group_add, &schema_permission, &schema_default_policy,
 };
 const size_t api_n_schemas = N(api_all_schemas);

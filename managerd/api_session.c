@@ -22,7 +22,8 @@ void api_session(api_ctx *ctx)
                             sizeof(token), &expires);
         if (rc < 0) {
             json_decref(b);
-            vmseal_http_error(ctx->resp, rc == -EAGAIN ? 429 : rc == -EACCES ? 401 : 500, "%s",
+            vmseal_http_error(ctx->resp,
+                              rc == -EAGAIN ? 429 : rc == -EACCES ? 401 : rc == -ENOBUFS ? 503 : 500, "%s",
                               vmseal_last_error());
             if (rc == -EAGAIN)
                 vmseal_http_add_header(ctx->resp, "Retry-After", "60");

@@ -11,9 +11,11 @@
  * except Cryptographer.* and the host-trust privileges), ReadOnly.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -29,30 +31,6 @@
 #define SALT_LEN 16
 #define HASH_LEN 32
 
-const char *const mgr_all_privileges[] = {
-    "System.View",
-    "System.Read",
-    "Authorization.ModifyRoles",
-    "Authorization.ModifyPermissions",
-    "Cryptographer.ManageKeyServers",
-    "Cryptographer.ManageKeys",
-    "Cryptographer.ReadKeyServersInfo",
-    "Cryptographer.EncryptNew",
-    "Cryptographer.Encrypt",
-    "Cryptographer.Decrypt",
-    "Cryptographer.RecryptVM",
-    "Cryptographer.RegisterHost",
-    "Host.Inventory.AddStandaloneHost",
-    "Host.Inventory.RemoveHost",
-    "VirtualMachine.Inventory.Create",
-    "VirtualMachine.Inventory.Delete",
-    "VirtualMachine.Interact.PowerOn",
-    "VirtualMachine.Interact.PowerOff",
-    "VirtualMachine.Config.Settings",
-    "Global.Diagnostics",
-    NULL,
-};
-
 /* What "No cryptography administrator" lacks (as in vSphere). */
 static int nocrypto_excluded(const char *p)
 {
@@ -62,25 +40,28 @@ static int nocrypto_excluded(const char *p)
 
 int auth_seed_roles(store *db)
 {
-    char admin[2048] = "", nocrypto[2048] = "";
-    for (const char *const *p = mgr_all_privileges; *p; p++) {
+    char admin[4096] = "", nocrypto[4096] = "";
+    for (const mgr_privilege *p = mgr_privileges; p->name; p++) {
+        if (strlen(admin) + strlen(p->name) + 2 > sizeof(admin))
+            return vmseal_fail(ENOSPC, "privilege list too long");
         if (admin[0])
             strcat(admin, " ");
-        strcat(admin, *p);
-        if (!nocrypto_excluded(*p)) {
+        strcat(admin, p->name);
+        if (!nocrypto_excluded(p->name)) {
             if (nocrypto[0])
                 strcat(nocrypto, " ");
-            strcat(nocrypto, *p);
+            strcat(nocrypto, p->name);
         }
     }
     const char *roles[][2] = {
         {"Administrator", admin},
         {"NoCryptoAdmin", nocrypto},
         {"ReadOnly", "System.View System.Read"},
+        {"NoAccess", ""},
     };
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
         /* Built-in roles follow the build: refresh their privilege lists. */
-        int rc = store_execv(db, NULL, "UPDATE roles SET privileges = $2 WHERE name = $1",
+        int rc = store_execv(db, NULL, "UPDATE roles SET privileges = $2, builtin = 1 WHERE name = $1",
                              roles[i][0], roles[i][1], STORE_END);
         if (rc == 0)
             rc = store_execv(db, NULL,
@@ -92,13 +73,48 @@ int auth_seed_roles(store *db)
     return 0;
 }
 
+/* At most this many scrypt computations (32 MiB each) run at once; more
+ * logins wait their turn (bounded), so a flood cannot exhaust memory. */
+#define MAX_HASHING 4
+#define HASH_WAIT_S 10
+static pthread_mutex_t hashing_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hashing_free = PTHREAD_COND_INITIALIZER;
+static int hashing;
+
+static int hash_slot_take(void)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += HASH_WAIT_S;
+    int rc = 0;
+    pthread_mutex_lock(&hashing_lock);
+    while (hashing >= MAX_HASHING && rc == 0)
+        rc = pthread_cond_timedwait(&hashing_free, &hashing_lock, &deadline);
+    if (rc == 0)
+        hashing++;
+    pthread_mutex_unlock(&hashing_lock);
+    return rc == 0 ? 0 : vmseal_fail(ENOBUFS, "too many logins at once; try again");
+}
+
+static void hash_slot_give(void)
+{
+    pthread_mutex_lock(&hashing_lock);
+    hashing--;
+    pthread_cond_signal(&hashing_free);
+    pthread_mutex_unlock(&hashing_lock);
+}
+
 int auth_password_hash(const char *pw, size_t len, char *out, size_t outlen)
 {
     unsigned char salt[SALT_LEN], hash[HASH_LEN];
     if (RAND_bytes(salt, sizeof(salt)) != 1)
         return vmseal_fail(EIO, "random generator failed");
-    if (EVP_PBE_scrypt(pw, len, salt, sizeof(salt), 1ull << SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P,
-                       64ull << 20, hash, sizeof(hash)) != 1)
+    if (hash_slot_take() < 0)
+        return -ENOBUFS;
+    int ok = EVP_PBE_scrypt(pw, len, salt, sizeof(salt), 1ull << SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P,
+                            64ull << 20, hash, sizeof(hash)) == 1;
+    hash_slot_give();
+    if (!ok)
         return vmseal_fail(EIO, "scrypt failed");
     char sh[2 * SALT_LEN + 1], hh[2 * HASH_LEN + 1];
     vmseal_hex_encode(salt, sizeof(salt), sh);
@@ -123,8 +139,12 @@ int auth_password_verify(const char *pw, size_t len, const char *stored)
     if (vmseal_hex_decode(sh, strlen(sh), salt, sizeof(salt)) < 0 ||
         vmseal_hex_decode(hh, strlen(hh), want, sizeof(want)) < 0)
         return vmseal_fail(EINVAL, "stored password hash is malformed");
-    if (EVP_PBE_scrypt(pw, len, salt, sizeof(salt), 1ull << logn, (uint64_t)r, (uint64_t)p,
-                       1ull << 30, got, sizeof(got)) != 1)
+    if (hash_slot_take() < 0)
+        return -ENOBUFS;
+    int ok = EVP_PBE_scrypt(pw, len, salt, sizeof(salt), 1ull << logn, (uint64_t)r, (uint64_t)p,
+                            1ull << 30, got, sizeof(got)) == 1;
+    hash_slot_give();
+    if (!ok)
         return vmseal_fail(EIO, "scrypt failed");
     int diff = vmseal_memcmp_ct(got, want, sizeof(got));
     OPENSSL_cleanse(got, sizeof(got));
@@ -188,69 +208,81 @@ static const char dummy_hash[] =
 
 /* Failed logins per user name: after LOCK_AFTER failures within
  * LOCK_WINDOW seconds the name is refused for LOCK_SECONDS (also for names
- * that do not exist, so the answer tells nothing). In memory only. */
+ * that do not exist, so the answer tells nothing). Kept in the database,
+ * so a restart does not reset it. Each attempt is counted as a failure
+ * *before* its password is checked, in one transaction, and cleared when
+ * it succeeds: so however many attempts arrive at once, at most LOCK_AFTER
+ * are evaluated. */
 #define LOCK_AFTER 5
 #define LOCK_WINDOW 300
 #define LOCK_SECONDS 60
-#define LOCK_SLOTS 256
+#define LOCK_ROWS_MAX 10000
 
-static struct {
-    char name[65];
-    int failures;
-    int64_t first, locked_until;
-} lockouts[LOCK_SLOTS];
-static pthread_mutex_t lockout_lock = PTHREAD_MUTEX_INITIALIZER;
+struct attempt {
+    const char *user;
+    int64_t now, wait;
+};
 
-static int lockout_slot(const char *user, int create, int64_t now)
+static int attempt_tx(store *db, void *arg)
 {
-    int free_slot = -1, oldest = 0;
-    for (int i = 0; i < LOCK_SLOTS; i++) {
-        if (lockouts[i].name[0] && !strcmp(lockouts[i].name, user))
-            return i;
-        if (!lockouts[i].name[0] && free_slot < 0)
-            free_slot = i;
-        if (lockouts[i].first < lockouts[oldest].first)
-            oldest = i;
+    struct attempt *a = arg;
+    char now[32], exp[32];
+    snprintf(now, sizeof(now), "%lld", (long long)a->now);
+    snprintf(exp, sizeof(exp), "%lld", (long long)(a->now - LOCK_WINDOW));
+    store_rows *r = NULL;
+    int rc = store_execv(db, &r, "SELECT failures, first, locked_until FROM login_failures WHERE user_name = $1",
+                         a->user, STORE_END);
+    if (rc < 0)
+        return rc;
+    long failures = 0;
+    int64_t first = a->now, until = 0;
+    int have = store_rows_count(r) == 1;
+    if (have) {
+        failures = atol(store_rows_get(r, 0, 0));
+        first = atoll(store_rows_get(r, 0, 1));
+        until = atoll(store_rows_get(r, 0, 2));
     }
-    if (!create)
-        return -1;
-    int i = free_slot >= 0 ? free_slot : oldest;
-    memset(&lockouts[i], 0, sizeof(lockouts[i]));
-    snprintf(lockouts[i].name, sizeof(lockouts[i].name), "%s", user);
-    lockouts[i].first = now;
-    return i;
-}
-
-static int64_t locked_for(const char *user)
-{
-    int64_t now = mgr_now(), left = 0;
-    pthread_mutex_lock(&lockout_lock);
-    int i = lockout_slot(user, 0, now);
-    if (i >= 0 && lockouts[i].locked_until > now)
-        left = lockouts[i].locked_until - now;
-    pthread_mutex_unlock(&lockout_lock);
-    return left;
-}
-
-static void note_login(const char *user, int ok)
-{
-    int64_t now = mgr_now();
-    pthread_mutex_lock(&lockout_lock);
-    int i = lockout_slot(user, !ok, now);
-    if (i >= 0 && ok) {
-        memset(&lockouts[i], 0, sizeof(lockouts[i]));
-    } else if (i >= 0) {
-        if (now - lockouts[i].first > LOCK_WINDOW) {
-            lockouts[i].first = now;
-            lockouts[i].failures = 0;
-        }
-        if (++lockouts[i].failures >= LOCK_AFTER) {
-            lockouts[i].locked_until = now + LOCK_SECONDS;
-            lockouts[i].failures = 0;
-            lockouts[i].first = now;
-        }
+    store_rows_free(r);
+    if (until > a->now) {
+        a->wait = until - a->now;
+        return 0;
     }
-    pthread_mutex_unlock(&lockout_lock);
+    if (a->now - first > LOCK_WINDOW || until) {
+        failures = 0;
+        first = a->now;
+        until = 0;
+    }
+    if (failures >= LOCK_AFTER) {
+        until = a->now + LOCK_SECONDS;
+        a->wait = LOCK_SECONDS;
+        failures = 0;
+    }
+    char f[32], fi[32], u[32];
+    snprintf(f, sizeof(f), "%ld", a->wait ? failures : failures + 1);
+    snprintf(fi, sizeof(fi), "%lld", (long long)first);
+    snprintf(u, sizeof(u), "%lld", (long long)until);
+    if (!have) {
+        /* Bound the table: forget stale names when it grows. */
+        (void)store_execv(db, NULL, "DELETE FROM login_failures WHERE first < $1 AND locked_until < $2", exp,
+                          now, STORE_END);
+        r = NULL;
+        rc = store_execv(db, &r, "SELECT COUNT(*) FROM login_failures", STORE_END);
+        long n = rc >= 0 ? atol(store_rows_get(r, 0, 0)) : 0;
+        store_rows_free(r);
+        if (rc < 0)
+            return rc;
+        if (n >= LOCK_ROWS_MAX) {
+            a->wait = LOCK_SECONDS;   /* under attack from many names: everyone waits */
+            return 0;
+        }
+        return store_execv(db, NULL,
+                           "INSERT INTO login_failures (user_name, failures, first, locked_until) "
+                           "VALUES ($1, $2, $3, $4)",
+                           a->user, f, fi, u, STORE_END);
+    }
+    return store_execv(db, NULL,
+                       "UPDATE login_failures SET failures = $2, first = $3, locked_until = $4 WHERE user_name = $1",
+                       a->user, f, fi, u, STORE_END);
 }
 
 int auth_login(manager *m, const char *user, const char *password, char *token, size_t tlen,
@@ -258,19 +290,25 @@ int auth_login(manager *m, const char *user, const char *password, char *token, 
 {
     if (tlen < 65)
         return vmseal_fail(ENOSPC, "token buffer too small");
-    int64_t wait = locked_for(user);
-    if (wait > 0)
-        return vmseal_fail(EAGAIN, "too many failed logins for %s; try again in %lld s", user,
-                           (long long)wait);
+    struct attempt at = {.user = user, .now = mgr_now()};
+    int rc = store_tx(m->db, attempt_tx, &at);
+    if (rc < 0)
+        return rc;
+    if (at.wait > 0)
+        return vmseal_fail(EAGAIN, "too many failed logins for %s; try again in %lld s",
+                           api_valid_name(user) ? user : "this name", (long long)at.wait);
     store_rows *r = NULL;
-    int rc = store_execv(m->db, &r, "SELECT pwhash FROM users WHERE name = $1", user, STORE_END);
+    rc = store_execv(m->db, &r, "SELECT pwhash FROM users WHERE name = $1", user, STORE_END);
     if (rc < 0)
         return rc;
     const char *stored = store_rows_get(r, 0, 0);
     int known = stored != NULL;
     rc = auth_password_verify(password, strlen(password), known ? stored : dummy_hash);
     store_rows_free(r);
-    note_login(user, rc == 0 && known);
+    if (rc == -ENOBUFS)
+        return rc;
+    if (rc == 0 && known)
+        (void)store_execv(m->db, NULL, "DELETE FROM login_failures WHERE user_name = $1", user, STORE_END);
     if (rc < 0 || !known) {
         mgr_log("login failed for user %s", api_valid_name(user) ? user : "(invalid name)");
         return vmseal_fail(EACCES, "wrong user name or password");
@@ -316,8 +354,7 @@ int auth_session(manager *m, const char *token, api_ctx *ctx)
     snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
     store_rows *r = NULL;
     int rc = store_execv(m->db, &r,
-                         "SELECT u.name, u.role, r.privileges FROM sessions s "
-                         "JOIN users u ON u.name = s.user_name JOIN roles r ON r.name = u.role "
+                         "SELECT u.name, u.role FROM sessions s JOIN users u ON u.name = s.user_name "
                          "WHERE s.token_hash = $1 AND s.expires > $2",
                          th, now, STORE_END);
     if (rc < 0)
@@ -328,10 +365,38 @@ int auth_session(manager *m, const char *token, api_ctx *ctx)
     }
     snprintf(ctx->user, sizeof(ctx->user), "%s", store_rows_get(r, 0, 0));
     snprintf(ctx->role, sizeof(ctx->role), "%s", store_rows_get(r, 0, 1));
-    free(ctx->privileges);
-    ctx->privileges = strdup(store_rows_get(r, 0, 2));
     store_rows_free(r);
+    privset p = 0;
+    rc = authz_effective(m, ctx->user, "root", &p, NULL);
+    if (rc < 0)
+        return rc;
+    free(ctx->privileges);
+    ctx->privileges = privset_string(p);
     return ctx->privileges ? 0 : vmseal_fail(ENOMEM, "out of memory");
+}
+
+int auth_set_password(manager *m, const char *user, const char *password, const char *keep_token)
+{
+    size_t len = strlen(password);
+    if (len < 8 || len > 1024)
+        return vmseal_fail(EINVAL, "a password has 8 to 1024 characters");
+    char hash[256], now[32], th[65] = "";
+    int rc = auth_password_hash(password, len, hash, sizeof(hash));
+    snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
+    if (rc >= 0)
+        rc = store_execv(m->db, NULL, "UPDATE users SET pwhash = $2, pw_changed = $3 WHERE name = $1", user,
+                         hash, now, STORE_END);
+    OPENSSL_cleanse(hash, sizeof(hash));
+    if (rc == 0)
+        return vmseal_fail(ENOENT, "no user named %s", user);
+    if (rc < 0)
+        return rc;
+    /* Every other session of that user ends (the caller's own stays). */
+    if (keep_token)
+        token_hash(keep_token, th);
+    rc = store_execv(m->db, NULL, "DELETE FROM sessions WHERE user_name = $1 AND token_hash <> $2", user, th,
+                     STORE_END);
+    return rc < 0 ? rc : 0;
 }
 
 int auth_has(const api_ctx *ctx, const char *privilege)

@@ -127,7 +127,7 @@ int hosts_list(manager *m, json_t **out)
     store_rows *r = NULL;
     int rc = store_execv(m->db, &r,
                          "SELECT h.name, h.url, h.datastore, h.subject, h.fingerprint, h.registered, "
-                         "h.last_seen, (SELECT COUNT(*) FROM vms v WHERE v.host = h.name) "
+                         "h.last_seen, (SELECT COUNT(*) FROM vms v WHERE v.host = h.name), h.default_policy "
                          "FROM hosts h ORDER BY h.name",
                          STORE_END);
     if (rc < 0)
@@ -135,12 +135,13 @@ int hosts_list(manager *m, json_t **out)
     json_t *arr = json_array();
     for (size_t i = 0; i < store_rows_count(r); i++)
         json_array_append_new(
-            arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "name", store_rows_get(r, i, 0), "url",
+            arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s}", "name", store_rows_get(r, i, 0), "url",
                            store_rows_get(r, i, 1), "datastore", store_rows_get(r, i, 2), "subject",
                            store_rows_get(r, i, 3), "fingerprint", store_rows_get(r, i, 4), "registered",
                            (json_int_t)atoll(store_rows_get(r, i, 5)), "last_seen",
                            (json_int_t)atoll(store_rows_get(r, i, 6)), "vms",
-                           (json_int_t)atoll(store_rows_get(r, i, 7))));
+                           (json_int_t)atoll(store_rows_get(r, i, 7)), "default_policy",
+                           store_rows_get(r, i, 8)));
     store_rows_free(r);
     *out = json_pack("{s:o}", "hosts", arr);
     return 0;
@@ -281,4 +282,26 @@ int hosts_keys_for(manager *m, const char *host, const json_t *kek_ids, json_t *
             json_array_size(failed));
     *out = json_pack("{s:o,s:o,s:o}", "keys", keys, "denied", denied, "failed", failed);
     return 0;
+}
+
+int hosts_set_default_policy(manager *m, const char *actor, const char *name, const char *policy)
+{
+    store_rows *r = NULL;
+    int rc = store_execv(m->db, &r, "SELECT default_policy FROM hosts WHERE name = $1", name, STORE_END);
+    if (rc < 0)
+        return rc;
+    if (store_rows_count(r) == 0) {
+        store_rows_free(r);
+        return vmseal_fail(ENOENT, "no host named %s", name);
+    }
+    json_t *ov = json_pack("{s:s}", "default_policy", store_rows_get(r, 0, 0));
+    store_rows_free(r);
+    rc = store_execv(m->db, NULL, "UPDATE hosts SET default_policy = $2 WHERE name = $1", name, policy, STORE_END);
+    if (rc >= 0) {
+        json_t *nv = json_pack("{s:s}", "default_policy", policy);
+        event_add(m, actor, "host.default-policy", name, ov, nv);
+        json_decref(nv);
+    }
+    json_decref(ov);
+    return rc < 0 ? rc : 0;
 }

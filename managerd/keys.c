@@ -13,6 +13,7 @@
 #include <vmseal/common.h>
 
 #include "managerd.h"
+#include "vmseal_version.h"
 
 #include <vmseal/kmip_client.h>
 
@@ -81,7 +82,7 @@ int keys_create_kek(manager *m, const char *provider, const char *vm_uuid, const
         const vmseal_kmip_text_attr tags[] = {
             {"x-Vendor", "vmseal"},
             {"x-Product", "vmseal-managerd"},
-            {"x-Product_Version", "0.1.0"},
+            {"x-Product_Version", VMSEAL_VERSION_STRING},
             {"x-Component", "Virtual Machine"},
             {"x-Identifier", vm_uuid},
             {"x-Name", vm_name},

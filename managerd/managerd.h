@@ -56,10 +56,47 @@ typedef struct api_ctx {
 int64_t mgr_now(void);
 void mgr_log(const char *fmt, ...) VMSEAL_PRINTF(1, 2);
 
+/* ---- api_table.c: the privilege catalogue and the endpoint table ---------- */
+
+typedef struct mgr_privilege {
+    const char *name;       /* "Cryptographer.Encrypt" */
+    const char *what;       /* what it allows */
+    const char *planned;    /* NULL, or the issue whose feature will check it */
+} mgr_privilege;
+extern const mgr_privilege mgr_privileges[];     /* NULL-terminated */
+
+typedef struct api_op {
+    const char *id, *method, *path;
+    const char *privileges;  /* all needed, space-separated; NULL = any user */
+    const char *crypto;      /* also needed when the VM is encrypted */
+    const char *on;          /* root, vm, host, object */
+    const char *cli, *note;
+} api_op;
+extern const api_op mgr_api_ops[];               /* NULL-terminated */
+const api_op *api_op_find(const char *id);
+int mgr_privilege_known(const char *name);
+json_t *api_table_json(void);
+
+/* ---- authz.c: effective privileges on objects ----------------------------- */
+
+typedef uint64_t privset;    /* bit i = mgr_privileges[i] */
+privset privset_all(void);
+int privset_index(const char *name);
+privset privset_parse(const char *space_separated);
+char *privset_string(privset s);                 /* malloc'd */
+const char *privset_first_missing(privset have, privset want);
+int authz_role_privileges(manager *m, const char *role, privset *out);
+/* "root", "host:NAME", "folder:NAME", "vm:NAME" */
+int authz_parse_object(const char *object, char *kind, size_t kindlen, const char **name);
+int authz_effective(manager *m, const char *user, const char *object, privset *out, int *encrypted);
+/* Whether actor holds every privilege target holds, on every object where
+ * target has a permission; *missing names the first that actor lacks. */
+int authz_dominates(manager *m, const char *actor, const char *target, char *object, size_t olen,
+                    const char **missing);
+int authz_admin_count(manager *m, long *n);
+
 /* ---- auth.c ---------------------------------------------------------------- */
 
-/* Every privilege the manager knows, NULL-terminated. */
-extern const char *const mgr_all_privileges[];
 int auth_seed_roles(store *db);
 int auth_password_hash(const char *pw, size_t len, char *out, size_t outlen);
 int auth_password_verify(const char *pw, size_t len, const char *stored) VMSEAL_MUST_CHECK;
@@ -72,16 +109,35 @@ int auth_logout(manager *m, const char *token);
 /* Resolve "Authorization: Bearer TOKEN" into ctx->user/role/privileges.
  * -EACCES when missing, unknown or expired. */
 int auth_session(manager *m, const char *token, api_ctx *ctx) VMSEAL_MUST_CHECK;
+/* Whether the session's user holds privilege on the root. */
 int auth_has(const api_ctx *ctx, const char *privilege);
+/* Set a user's password (8..1024 bytes) and end the user's sessions but
+ * keep_token's (may be NULL). */
+int auth_set_password(manager *m, const char *user, const char *password, const char *keep_token);
 
 /* ---- events.c -------------------------------------------------------------- */
 
-/* Record a change; old/new are borrowed (may be NULL). */
+/* Record a change; old/new are borrowed (may be NULL). The source address
+ * is the one of the request this thread serves (event_set_source). */
 int event_add(manager *m, const char *user, const char *action, const char *object,
               const json_t *old_value, const json_t *new_value);
-/* Events with id > since (at most limit); waits up to wait_s seconds for
- * the first one when there is none yet. */
-int events_list(manager *m, long long since, int limit, int wait_s, json_t **out);
+/* The same with a result: "ok", "denied" (refused by access control) or
+ * "failed". */
+int event_record(manager *m, const char *user, const char *action, const char *object,
+                 const json_t *old_value, const json_t *new_value, const char *result);
+void event_set_source(const char *remote_addr);
+typedef struct events_filter {
+    const char *user, *object, *action, *result;   /* NULL or "" = any; action "vm." = prefix */
+    int64_t from, to;                              /* unix seconds; 0 = open */
+} events_filter;
+/* Events with id > since (at most limit) that match f (may be NULL); waits
+ * up to wait_s seconds for the first one when there is none yet. */
+int events_list(manager *m, const events_filter *f, long long since, int limit, int wait_s,
+                json_t **out);
+/* Check the hash chain: {ok, records, first_bad?, reason?, last?, head?}. */
+int events_verify(manager *m, json_t **out);
+/* Chain events stored before the chain existed (once, at start). */
+int events_chain_legacy(manager *m);
 void events_wake(manager *m);
 
 /* ---- kms_providers.c ------------------------------------------------------- */
@@ -127,6 +183,8 @@ int hosts_register(manager *m, const vmseal_http_request *req, const json_t *bod
 int hosts_identify(manager *m, const vmseal_http_request *req, char *out, size_t outlen);
 int hosts_list(manager *m, json_t **out);
 int hosts_remove(manager *m, const char *actor, const char *name);
+/* The encryption policy new VMs on the host get when none is asked for. */
+int hosts_set_default_policy(manager *m, const char *actor, const char *name, const char *policy);
 /* Call a host agent (mutual TLS with the manager certificate). */
 int hosts_call(manager *m, const char *host, const char *method, const char *path,
                const json_t *body, long *status, json_t **resp);
@@ -147,6 +205,10 @@ int vms_reconfigure(manager *m, api_ctx *ctx, const char *name, const json_t *re
 int vms_rekey(manager *m, api_ctx *ctx, const char *name, const json_t *req);
 int vms_power(manager *m, api_ctx *ctx, const char *name, int on);
 int vms_delete(manager *m, api_ctx *ctx, const char *name);
+/* PATCH {folder}: move the VM to a folder ("" = none). */
+int vms_move(manager *m, api_ctx *ctx, const char *name, const char *folder);
+/* GET /vms/{name}/log: the guest's console output, from its host. */
+int vms_log(manager *m, api_ctx *ctx, const char *name, long long tail);
 int tasks_get(manager *m, long long id, json_t **out);
 int tasks_list(manager *m, json_t **out);
 int tasks_start_watcher(manager *m);
@@ -157,7 +219,18 @@ void tasks_stop_watcher(manager *m);
 void api_handle(void *arg, const vmseal_http_request *req, vmseal_http_response *resp);
 /* Helpers for handlers. */
 int api_body(api_ctx *ctx, const api_schema *s, json_t **out);      /* 400 on failure */
-int api_require(api_ctx *ctx, const char *privilege);                /* 403 on failure */
+/* Check the op's privileges (api_table.c) on the object the op names
+ * (name: VM/host name, or a whole "kind:name" for ops "on" object); 403
+ * naming the missing privilege and a "denied" event on failure. */
+int api_authorize(api_ctx *ctx, const char *op, const char *name);
+/* 403 + "denied" event for op on object; why replaces the default text. */
+int api_deny(api_ctx *ctx, const char *op, const char *object, const char *privilege, const char *why);
+/* Need every privilege of want on object (granting, assigning roles). */
+int api_authorize_set(api_ctx *ctx, const char *op, const char *object, privset want);
+/* Need every privilege target holds (changing or removing a user). */
+int api_require_dominance(api_ctx *ctx, const char *op, const char *target);
+/* Whether the user holds privilege on object (no reply, no event). */
+int api_may(api_ctx *ctx, const char *privilege, const char *object);
 /* Map a negative errno from a module to an HTTP error with vmseal_last_error(). */
 void api_fail(api_ctx *ctx, int rc);
 
@@ -170,6 +243,11 @@ void api_kms(api_ctx *ctx);
 void api_hosts(api_ctx *ctx);
 void api_vms(api_ctx *ctx);
 void api_tasks(api_ctx *ctx);
+void api_groups(api_ctx *ctx);
+void api_session_privileges(api_ctx *ctx);
+void api_permissions(api_ctx *ctx);
+void api_keys(api_ctx *ctx);
+void api_diagnostics(api_ctx *ctx);
 
 /* ---- init.c ---------------------------------------------------------------- */
 

@@ -34,7 +34,8 @@ static const char *const schema[] = {
     "CREATE TABLE IF NOT EXISTS sessions (token_hash TEXT PRIMARY KEY, "
     "user_name TEXT NOT NULL, created {BIG} NOT NULL, expires {BIG} NOT NULL)",
     "CREATE TABLE IF NOT EXISTS events (id {ID}, time {BIG} NOT NULL, user_name TEXT NOT NULL, "
-    "action TEXT NOT NULL, object TEXT NOT NULL, old_value TEXT, new_value TEXT)",
+    "action TEXT NOT NULL, object TEXT NOT NULL, old_value TEXT, new_value TEXT, "
+    "source TEXT NOT NULL DEFAULT '-', result TEXT NOT NULL DEFAULT 'ok', prev_hash TEXT, hash TEXT)",
     "CREATE TABLE IF NOT EXISTS kms_providers (name TEXT PRIMARY KEY, is_default INTEGER NOT NULL "
     "DEFAULT 0, ca_pem TEXT, client_cert_pem TEXT, client_key_file TEXT, csr_pem TEXT, "
     "kmip_user TEXT, created {BIG} NOT NULL)",
@@ -43,10 +44,10 @@ static const char *const schema[] = {
     "PRIMARY KEY (provider, pos))",
     "CREATE TABLE IF NOT EXISTS hosts (name TEXT PRIMARY KEY, url TEXT NOT NULL, "
     "datastore TEXT NOT NULL, subject TEXT NOT NULL, fingerprint TEXT NOT NULL, "
-    "registered {BIG} NOT NULL, last_seen {BIG} NOT NULL)",
+    "registered {BIG} NOT NULL, last_seen {BIG} NOT NULL, default_policy TEXT NOT NULL DEFAULT 'none')",
     "CREATE TABLE IF NOT EXISTS vms (uuid TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
     "host TEXT NOT NULL, spec TEXT NOT NULL, policy TEXT NOT NULL, kek_id TEXT, provider TEXT, "
-    "created {BIG} NOT NULL)",
+    "created {BIG} NOT NULL, folder TEXT NOT NULL DEFAULT '')",
     "CREATE TABLE IF NOT EXISTS keks (kek_id TEXT NOT NULL, provider TEXT NOT NULL, "
     "vm_uuid TEXT NOT NULL, state TEXT NOT NULL, created {BIG} NOT NULL, "
     "PRIMARY KEY (provider, kek_id))",
@@ -54,6 +55,28 @@ static const char *const schema[] = {
     "host TEXT NOT NULL, host_task TEXT, state TEXT NOT NULL, progress INTEGER NOT NULL, "
     "error TEXT, user_name TEXT NOT NULL, params TEXT NOT NULL, created {BIG} NOT NULL, "
     "updated {BIG} NOT NULL)",
+    /* schema 2: groups, permissions on objects, failed logins */
+    "CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, created {BIG} NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS group_members (group_name TEXT NOT NULL REFERENCES groups(name) "
+    "ON DELETE CASCADE, user_name TEXT NOT NULL, PRIMARY KEY (group_name, user_name))",
+    "CREATE TABLE IF NOT EXISTS permissions (principal TEXT NOT NULL, is_group INTEGER NOT NULL, "
+    "object TEXT NOT NULL, role TEXT NOT NULL REFERENCES roles(name), propagate INTEGER NOT NULL, "
+    "created {BIG} NOT NULL, PRIMARY KEY (principal, is_group, object))",
+    "CREATE TABLE IF NOT EXISTS login_failures (user_name TEXT PRIMARY KEY, failures INTEGER NOT NULL, "
+    "first {BIG} NOT NULL, locked_until {BIG} NOT NULL)",
+};
+
+/* Steps from one schema version to the next: schema 1 -> 2 adds the event
+ * chain and source/result, VM folders, and renames RecryptVM. The new
+ * tables above exist already (CREATE IF NOT EXISTS). */
+static const char *const migrate_1_2[] = {
+    "ALTER TABLE events ADD COLUMN source TEXT NOT NULL DEFAULT '-'",
+    "ALTER TABLE events ADD COLUMN result TEXT NOT NULL DEFAULT 'ok'",
+    "ALTER TABLE events ADD COLUMN prev_hash TEXT",
+    "ALTER TABLE events ADD COLUMN hash TEXT",
+    "ALTER TABLE vms ADD COLUMN folder TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE hosts ADD COLUMN default_policy TEXT NOT NULL DEFAULT 'none'",
+    "UPDATE roles SET privileges = REPLACE(privileges, 'Cryptographer.RecryptVM', 'Cryptographer.Recrypt')",
 };
 
 /* ------------------------------------------------------------- results */
@@ -215,6 +238,21 @@ static int ensure_schema(store *s)
     if (!v) {
         const char *p[] = {STORE_SCHEMA_VERSION};
         rc = s->ops->exec(s->db, "INSERT INTO meta (key, value) VALUES ('schema', $1)", 1, p, NULL);
+    } else if (strcmp(v, "1") == 0) {
+        rc = s->ops->exec(s->db, "BEGIN", 0, NULL, NULL);
+        for (size_t i = 0; rc >= 0 && i < sizeof(migrate_1_2) / sizeof(migrate_1_2[0]); i++)
+            rc = s->ops->exec(s->db, migrate_1_2[i], 0, NULL, NULL);
+        if (rc >= 0)
+            rc = s->ops->exec(s->db, "UPDATE meta SET value = '" STORE_SCHEMA_VERSION "' WHERE key = 'schema'",
+                              0, NULL, NULL);
+        if (rc >= 0)
+            rc = s->ops->exec(s->db, "COMMIT", 0, NULL, NULL);
+        if (rc < 0) {
+            char saved[512];
+            snprintf(saved, sizeof(saved), "%s", vmseal_last_error());
+            (void)s->ops->exec(s->db, "ROLLBACK", 0, NULL, NULL);
+            rc = vmseal_fail(-rc, "store: migrating schema 1 to " STORE_SCHEMA_VERSION ": %s", saved);
+        }
     } else if (strcmp(v, STORE_SCHEMA_VERSION) != 0) {
         rc = vmseal_fail(ENOTSUP, "store: database schema version %s, this build knows %s", v,
                          STORE_SCHEMA_VERSION);

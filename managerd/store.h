@@ -49,7 +49,7 @@ const char *store_rows_get(const store_rows *r, size_t row, size_t col);
 void store_rows_free(store_rows *r);
 
 /* The schema version this build writes. */
-#define STORE_SCHEMA_VERSION "1"
+#define STORE_SCHEMA_VERSION "2"
 
 /* ---- backends (store_sqlite.c, store_pg.c) ------------------------------- */
 

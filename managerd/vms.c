@@ -7,7 +7,7 @@
  *                       provider (one KEK per VM, tagged with the VM), pushed
  *                       to the VM's host, then the host's encrypt task
  *   encrypted -> none   Cryptographer.Decrypt: the host's decrypt task
- *   rekey               Cryptographer.RecryptVM: a new KEK; shallow = the
+ *   rekey               Cryptographer.Recrypt: a new KEK; shallow = the
  *                       host rewraps the key safes, deep = new data keys too
  * Long host work runs as a host task; the manager keeps a task row per
  * operation, polls the host (task watcher thread) and, when the task ends,
@@ -25,7 +25,8 @@
 
 #include "managerd.h"
 
-static const char vm_cols[] = "SELECT uuid, name, host, spec, policy, kek_id, provider, created FROM vms";
+static const char vm_cols[] =
+    "SELECT uuid, name, host, spec, policy, kek_id, provider, created, folder FROM vms";
 
 static json_t *vm_json(store_rows *r, size_t i)
 {
@@ -35,6 +36,9 @@ static json_t *vm_json(store_rows *r, size_t i)
                           store_rows_get(r, i, 4), "kek_id", store_rows_get(r, i, 5), "kms",
                           store_rows_get(r, i, 6), "created", (json_int_t)atoll(store_rows_get(r, i, 7)));
     json_object_set_new(o, "encrypted", json_boolean(store_rows_get(r, i, 5) != NULL));
+    const char *folder = store_rows_get(r, i, 8);
+    if (folder && *folder)
+        json_object_set_new(o, "folder", json_string(folder));
     if (spec)
         json_object_update(o, spec);
     json_decref(spec);
@@ -239,17 +243,25 @@ int vms_create(manager *m, api_ctx *ctx, const json_t *req)
 {
     const char *name = json_string_value(json_object_get(req, "name"));
     const char *host = json_string_value(json_object_get(req, "host"));
+    const char *folder = json_string_value(json_object_get(req, "folder"));
     const char *policy = json_string_value(json_object_get(req, "policy"));
-    if (!policy)
-        policy = "none";
-    int encrypted = !strcmp(policy, "encrypted");
-    if (api_require(ctx, "VirtualMachine.Inventory.Create") < 0 ||
-        (encrypted && api_require(ctx, "Cryptographer.EncryptNew") < 0))
-        return -EACCES;
     store_rows *r = NULL;
-    int rc = store_execv(m->db, &r, "SELECT name FROM hosts WHERE name = $1", host, STORE_END);
+    int rc = store_execv(m->db, &r, "SELECT default_policy FROM hosts WHERE name = $1", host, STORE_END);
     int known = rc >= 0 && store_rows_count(r) == 1;
+    char host_default[16] = "none";
+    if (known)
+        snprintf(host_default, sizeof(host_default), "%s", store_rows_get(r, 0, 0));
     store_rows_free(r);
+    /* No policy given: the host's default encryption policy applies. */
+    if (!policy)
+        policy = !strcmp(host_default, "encrypted") ? "encrypted" : "none";
+    int encrypted = !strcmp(policy, "encrypted");
+    const char *op = encrypted ? "vm.create-encrypted" : "vm.create";
+    char fobj[80];
+    snprintf(fobj, sizeof(fobj), "folder:%s", folder ? folder : "");
+    if (api_authorize(ctx, op, host) < 0 ||
+        (folder && api_authorize_set(ctx, op, fobj, privset_parse(api_op_find(op)->privileges)) < 0))
+        return -EACCES;
     if (!known)
         return reply(ctx, 400, -ENOENT, "no host named %s", host);
 
@@ -271,8 +283,9 @@ int vms_create(manager *m, api_ctx *ctx, const json_t *req)
     char *spec_s = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
     /* Reserve the name first. */
     rc = store_execv(m->db, NULL,
-                     "INSERT INTO vms (uuid, name, host, spec, policy, created) VALUES ($1, $2, $3, $4, 'none', $5)",
-                     uuid, name, host, spec_s, now, STORE_END);
+                     "INSERT INTO vms (uuid, name, host, spec, policy, created, folder) "
+                     "VALUES ($1, $2, $3, $4, 'none', $5, $6)",
+                     uuid, name, host, spec_s, now, folder ? folder : "", STORE_END);
     free(spec_s);
     if (rc < 0) {
         json_decref(spec);
@@ -321,6 +334,8 @@ int vms_create(manager *m, api_ctx *ctx, const json_t *req)
     json_object_set_new(nv, "uuid", json_string(uuid));
     json_object_set_new(nv, "host", json_string(host));
     json_object_set_new(nv, "policy", json_string(policy));
+    if (folder)
+        json_object_set_new(nv, "folder", json_string(folder));
     if (kek_id) {
         json_object_set_new(nv, "kek_id", json_string(kek_id));
         json_object_set_new(nv, "kms", json_string(provider));
@@ -434,7 +449,7 @@ int vms_set_policy(manager *m, api_ctx *ctx, const char *name, const json_t *req
         return rc;
     const char *want = json_string_value(json_object_get(req, "policy"));
     int encrypt = !strcmp(want, "encrypted");
-    if (api_require(ctx, encrypt ? "Cryptographer.Encrypt" : "Cryptographer.Decrypt") < 0)
+    if (api_authorize(ctx, encrypt ? "vm.encrypt" : "vm.decrypt", name) < 0)
         return -EACCES;
     if (!strcmp(v.policy, want)) {
         json_t *out = NULL;
@@ -495,7 +510,10 @@ int vms_set_policy(manager *m, api_ctx *ctx, const char *name, const json_t *req
  * or append: null in the event). */
 int vms_reconfigure(manager *m, api_ctx *ctx, const char *name, const json_t *req)
 {
-    if (api_require(ctx, "VirtualMachine.Config.Settings") < 0)
+    /* Changing how a VM boots is a cryptographic act when the VM is
+     * encrypted: a new kernel or initrd could read its data out. */
+    int boot = json_object_get(req, "kernel") || json_object_get(req, "initrd") || json_object_get(req, "append");
+    if (api_authorize(ctx, boot ? "vm.reconfigure-boot" : "vm.reconfigure", name) < 0)
         return -EACCES;
     vm_row v;
     int rc = get_vm_row(m, ctx, name, &v);
@@ -586,7 +604,7 @@ out:
 
 int vms_rekey(manager *m, api_ctx *ctx, const char *name, const json_t *req)
 {
-    if (api_require(ctx, "Cryptographer.RecryptVM") < 0)
+    if (api_authorize(ctx, "vm.rekey", name) < 0)
         return -EACCES;
     vm_row v;
     int rc = get_vm_row(m, ctx, name, &v);
@@ -629,7 +647,7 @@ int vms_rekey(manager *m, api_ctx *ctx, const char *name, const json_t *req)
 
 int vms_power(manager *m, api_ctx *ctx, const char *name, int on)
 {
-    if (api_require(ctx, on ? "VirtualMachine.Interact.PowerOn" : "VirtualMachine.Interact.PowerOff") < 0)
+    if (api_authorize(ctx, on ? "vm.power-on" : "vm.power-off", name) < 0)
         return -EACCES;
     vm_row v;
     int rc = get_vm_row(m, ctx, name, &v);
@@ -675,7 +693,7 @@ int vms_power(manager *m, api_ctx *ctx, const char *name, int on)
 
 int vms_delete(manager *m, api_ctx *ctx, const char *name)
 {
-    if (api_require(ctx, "VirtualMachine.Inventory.Delete") < 0)
+    if (api_authorize(ctx, "vm.delete", name) < 0)
         return -EACCES;
     store_rows *r = NULL;
     int rc = load_vm(m, name, &r);
@@ -1013,4 +1031,76 @@ void tasks_stop_watcher(manager *m)
     pthread_mutex_unlock(&m->lock);
     pthread_join(m->task_thread, NULL);
     m->task_thread_started = 0;
+}
+
+int vms_move(manager *m, api_ctx *ctx, const char *name, const char *folder)
+{
+    if (*folder && !api_valid_name(folder))
+        return reply(ctx, 400, -EINVAL, "invalid folder name %s", folder);
+    /* Moving needs the privilege on the VM and on the folder it goes to:
+     * else a VM could be moved to where someone holds more on it. */
+    char dest[96];
+    snprintf(dest, sizeof(dest), "folder:%s", folder);
+    if (api_authorize(ctx, "vm.move", name) < 0 ||
+        (*folder && api_authorize_set(ctx, "vm.move", dest, privset_parse(api_op_find("vm.move")->privileges)) < 0))
+        return -EACCES;
+    store_rows *r = NULL;
+    int rc = load_vm(m, name, &r);
+    if (rc < 0)
+        return reply(ctx, 404, rc, "%s", vmseal_last_error());
+    json_t *ov = json_pack("{s:s}", "folder", store_rows_get(r, 0, 8));
+    char uuid[40];
+    snprintf(uuid, sizeof(uuid), "%s", store_rows_get(r, 0, 0));
+    store_rows_free(r);
+    rc = store_execv(m->db, NULL, "UPDATE vms SET folder = $2 WHERE uuid = $1", uuid, folder, STORE_END);
+    if (rc < 0) {
+        json_decref(ov);
+        return reply(ctx, 500, rc, "%s", vmseal_last_error());
+    }
+    json_t *nv = json_pack("{s:s}", "folder", folder);
+    event_add(m, ctx->user, "vm.move", name, ov, nv);
+    json_decref(ov);
+    json_decref(nv);
+    json_t *out = NULL;
+    rc = vms_get(m, name, 0, &out);
+    if (rc < 0)
+        return reply(ctx, 500, rc, "%s", vmseal_last_error());
+    vmseal_http_json(ctx->resp, 200, out);
+    return 0;
+}
+
+int vms_log(manager *m, api_ctx *ctx, const char *name, long long tail)
+{
+    if (api_authorize(ctx, "vm.log", name) < 0)
+        return -EACCES;
+    vm_row v;
+    int rc = get_vm_row(m, ctx, name, &v);
+    if (rc < 0)
+        return rc;
+    if (v.kek[0]) {
+        /* The host unseals the log with the VM's KEK. */
+        rc = hosts_push_key(m, v.host, v.prov, v.kek);
+        if (rc < 0)
+            return reply(ctx, 502, rc, "%s", vmseal_last_error());
+    }
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/vms/%s/log?tail=%lld", v.uuid, tail);
+    long status = 0;
+    json_t *resp = NULL;
+    rc = hosts_call(m, v.host, "GET", path, NULL, &status, &resp);
+    if (rc < 0)
+        return reply(ctx, 502, rc, "%s", vmseal_last_error());
+    if (status < 200 || status > 299) {
+        rc = host_refused(ctx, v.host, status, resp);
+        json_decref(resp);
+        return rc;
+    }
+    /* Reading an encrypted VM's output is a cryptographic access: audited. */
+    if (v.kek[0]) {
+        json_t *nv = json_pack("{s:I}", "tail", (json_int_t)tail);
+        event_add(m, ctx->user, "vm.log", name, NULL, nv);
+        json_decref(nv);
+    }
+    vmseal_http_json(ctx->resp, 200, resp);
+    return 0;
 }

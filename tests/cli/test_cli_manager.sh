@@ -42,8 +42,9 @@ BOBHOME=$TMP/bobhome; mkdir -p "$BOBHOME"
 HOME=$BOBHOME expect_rc 0 "$VMSEAL" --url "$MURL" --ca "$M/ca.crt" login bob --password-file "$TMP/bobpw"
 HOME=$BOBHOME expect_rc 5 "$VMSEAL" kms add nope --server 127.0.0.1:5696
 echo "$OUT" | grep -q "lacks the Cryptographer.ManageKeyServers privilege" || fail "denied message"
-HOME=$BOBHOME expect_rc 0 "$VMSEAL" kms ls
-ok "No cryptography administrator may read but not manage key providers (5)"
+HOME=$BOBHOME expect_rc 5 "$VMSEAL" kms ls
+echo "$OUT" | grep -q "lacks the Cryptographer.ReadKeyServersInfo privilege" || fail "kms ls denied message: $OUT"
+ok "No cryptography administrator may neither read nor manage key providers (5)"
 # a custom role: may read and encrypt, nothing else
 expect_rc 0 "$VMSEAL" role add Encryptor System.Read Cryptographer.Encrypt
 expect_rc 2 "$VMSEAL" role add Bad No.Such.Privilege

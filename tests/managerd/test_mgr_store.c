@@ -52,8 +52,9 @@ static void mgr_open(manager *m)
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->changed, NULL);
     assert_int_equal(store_open(uri, &m->db), 0);
-    static const char *const tables[] = {"sessions", "users", "events", "kms_servers", "kms_providers",
-                                         "keks", "tasks", "vms", "hosts", "roles"};
+    static const char *const tables[] = {"sessions", "permissions", "group_members", "groups",
+                                         "login_failures", "users", "events", "kms_servers",
+                                         "kms_providers", "keks", "tasks", "vms", "hosts", "roles"};
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
         char sql[64];
         snprintf(sql, sizeof(sql), "DELETE FROM %s", tables[i]);
@@ -244,8 +245,196 @@ static void test_users_sessions(void **state)
     assert_int_equal(auth_login(&m, "ghost", "guess", tok2, sizeof(tok2), &exp), -EAGAIN);
     /* other names are not affected */
     assert_int_equal(auth_login(&m, "alice", "alicepassword", tok2, sizeof(tok2), &exp), 0);
+    /* the lock is in the database: a restarted manager still refuses */
+    mgr_close(&m);
+    assert_int_equal(store_open(uri, &m.db), 0);
+    pthread_mutex_init(&m.lock, NULL);
+    pthread_cond_init(&m.changed, NULL);
+    assert_int_equal(auth_login(&m, "bob", "bobpassword", tok2, sizeof(tok2), &exp), -EAGAIN);
 
+    mgr_close(&m);
+}
 
+/* 40 wrong passwords at once: at most five are checked, the rest are
+ * refused as locked (the count is taken before the check, atomically). */
+struct guesser {
+    manager *m;
+    int rc;
+};
+
+static void *guess(void *arg)
+{
+    struct guesser *g = arg;
+    char tok[80];
+    int64_t exp;
+    g->rc = auth_login(g->m, "dora", "wrongpassword", tok, sizeof(tok), &exp);
+    return NULL;
+}
+
+static void test_login_flood(void **state)
+{
+    (void)state;
+    manager m;
+    mgr_open(&m);
+    assert_int_equal(auth_user_create(&m, "-", "dora", "dorapassword", "ReadOnly"), 0);
+    enum { N = 40 };
+    pthread_t t[N];
+    struct guesser g[N];
+    for (int i = 0; i < N; i++) {
+        g[i] = (struct guesser){.m = &m};
+        assert_int_equal(pthread_create(&t[i], NULL, guess, &g[i]), 0);
+    }
+    int checked = 0, locked = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        checked += g[i].rc == -EACCES;
+        locked += g[i].rc == -EAGAIN || g[i].rc == -ENOBUFS;
+    }
+    assert_true(checked <= 5);
+    assert_int_equal(checked + locked, N);
+    char tok[80];
+    int64_t exp;
+    assert_int_equal(auth_login(&m, "dora", "dorapassword", tok, sizeof(tok), &exp), -EAGAIN);
+    mgr_close(&m);
+}
+
+/* Effective privileges: the most specific level wins, user over group,
+ * groups united, propagation. */
+static void grant(manager *m, const char *principal, int is_group, const char *object, const char *role,
+                  int propagate)
+{
+    assert_true(store_execv(m->db, NULL,
+                            "INSERT INTO permissions (principal, is_group, object, role, propagate, created) "
+                            "VALUES ($1, $2, $3, $4, $5, 0)",
+                            principal, is_group ? "1" : "0", object, role, propagate ? "1" : "0", STORE_END) >= 0);
+}
+
+static int may(manager *m, const char *user, const char *object, const char *priv)
+{
+    privset p = 0;
+    assert_int_equal(authz_effective(m, user, object, &p, NULL), 0);
+    return (p >> privset_index(priv)) & 1;
+}
+
+static void test_authz(void **state)
+{
+    (void)state;
+    manager m;
+    mgr_open(&m);
+    assert_int_equal(auth_user_create(&m, "-", "ann", "annpassword", "Administrator"), 0);
+    assert_int_equal(auth_user_create(&m, "-", "ed", "edpassword1", "NoAccess"), 0);
+    assert_true(store_execv(m.db, NULL, "INSERT INTO hosts (name, url, datastore, subject, fingerprint, registered, "
+                                        "last_seen) VALUES ('h1', 'https://x', '/d', 's', 'f', 0, 0)", STORE_END) >= 0);
+    assert_true(store_execv(m.db, NULL, "INSERT INTO vms (uuid, name, host, spec, policy, created, folder) VALUES "
+                                        "('u1', 'vm1', 'h1', '{}', 'none', 0, 'prod'), "
+                                        "('u2', 'vm2', 'h1', '{}', 'none', 0, '')", STORE_END) >= 0);
+    /* the root role reaches everything */
+    assert_true(may(&m, "ann", "vm:vm1", "Cryptographer.Decrypt"));
+    assert_false(may(&m, "ed", "vm:vm1", "System.Read"));
+    /* NoAccess on one VM hides it from an Administrator */
+    grant(&m, "ann", 0, "vm:vm1", "NoAccess", 0);
+    assert_false(may(&m, "ann", "vm:vm1", "System.Read"));
+    assert_true(may(&m, "ann", "vm:vm2", "System.Read"));
+    /* a role on a host reaches its VMs when it propagates, not otherwise */
+    grant(&m, "ed", 0, "host:h1", "ReadOnly", 0);
+    assert_true(may(&m, "ed", "host:h1", "System.Read"));
+    assert_false(may(&m, "ed", "vm:vm2", "System.Read"));
+    assert_true(store_execv(m.db, NULL, "UPDATE permissions SET propagate = 1 WHERE principal = 'ed'", STORE_END) > 0);
+    assert_true(may(&m, "ed", "vm:vm2", "System.Read"));
+    assert_false(may(&m, "ed", "vm:vm2", "VirtualMachine.Interact.PowerOn"));
+    /* groups: united at the same level; the user's own permission wins */
+    assert_true(store_execv(m.db, NULL, "INSERT INTO groups (name, created) VALUES ('ops', 0), ('sec', 0)", STORE_END) >= 0);
+    assert_true(store_execv(m.db, NULL, "INSERT INTO group_members (group_name, user_name) VALUES ('ops', 'ed'), "
+                                        "('sec', 'ed')", STORE_END) >= 0);
+    assert_true(store_execv(m.db, NULL, "INSERT INTO roles (name, privileges, builtin) VALUES "
+                                        "('Power', 'System.Read VirtualMachine.Interact.PowerOn', 0), "
+                                        "('Crypt', 'Cryptographer.Encrypt', 0)", STORE_END) >= 0);
+    grant(&m, "ops", 1, "folder:prod", "Power", 1);
+    grant(&m, "sec", 1, "folder:prod", "Crypt", 1);
+    assert_true(may(&m, "ed", "vm:vm1", "VirtualMachine.Interact.PowerOn"));
+    assert_true(may(&m, "ed", "vm:vm1", "Cryptographer.Encrypt"));
+    assert_false(may(&m, "ed", "vm:vm1", "Cryptographer.Decrypt"));
+    grant(&m, "ed", 0, "folder:prod", "ReadOnly", 1);
+    assert_false(may(&m, "ed", "vm:vm1", "VirtualMachine.Interact.PowerOn"));
+    /* dominance: ann (Administrator) does not hold what ed holds on vm1? ann
+     * has NoAccess there, so she cannot change ed */
+    char obj[96];
+    const char *miss = NULL;
+    assert_int_equal(authz_dominates(&m, "ann", "ed", obj, sizeof(obj), &miss), 0);
+    assert_null(miss);   /* ed's permissions are on host:h1 and folder:prod, where ann is Administrator */
+    grant(&m, "ed", 0, "vm:vm1", "ReadOnly", 0);
+    assert_int_equal(authz_dominates(&m, "ann", "ed", obj, sizeof(obj), &miss), 0);
+    assert_non_null(miss);
+    assert_string_equal(obj, "vm:vm1");
+    assert_int_equal(authz_dominates(&m, "ed", "ann", obj, sizeof(obj), &miss), 0);
+    assert_non_null(miss);
+    mgr_close(&m);
+}
+
+/* The event chain finds an edited, a deleted and a reordered record. */
+static void test_event_chain(void **state)
+{
+    (void)state;
+    manager m;
+    mgr_open(&m);
+    for (int i = 0; i < 6; i++) {
+        json_t *nv = json_pack("{s:i}", "n", i);
+        assert_int_equal(event_record(&m, "alice", "test.event", "obj", NULL, nv, i == 3 ? "denied" : "ok"), 0);
+        json_decref(nv);
+    }
+    json_t *out = NULL;
+    assert_int_equal(events_verify(&m, &out), 0);
+    assert_true(json_is_true(json_object_get(out, "ok")));
+    assert_int_equal(json_integer_value(json_object_get(out, "records")), 6);
+    json_decref(out);
+    store_rows *r = NULL;
+    assert_int_equal(store_execv(m.db, &r, "SELECT id FROM events ORDER BY id", STORE_END), 0);
+    long long id0 = atoll(store_rows_get(r, 0, 0));
+    store_rows_free(r);
+    char id[32], id2[32];
+    /* filters: result and user */
+    events_filter f = {.result = "denied"};
+    assert_int_equal(events_list(&m, &f, 0, 100, 0, &out), 0);
+    assert_int_equal(json_array_size(json_object_get(out, "events")), 1);
+    json_decref(out);
+    events_filter f2 = {.user = "bob"};
+    assert_int_equal(events_list(&m, &f2, 0, 100, 0, &out), 0);
+    assert_int_equal(json_array_size(json_object_get(out, "events")), 0);
+    json_decref(out);
+    events_filter f3 = {.action = "test."};
+    assert_int_equal(events_list(&m, &f3, 0, 100, 0, &out), 0);
+    assert_int_equal(json_array_size(json_object_get(out, "events")), 6);
+    json_decref(out);
+    /* edit one record: "denied" made "ok" */
+    snprintf(id, sizeof(id), "%lld", id0 + 3);
+    assert_true(store_execv(m.db, NULL, "UPDATE events SET result = 'ok' WHERE id = $1", id, STORE_END) > 0);
+    assert_int_equal(events_verify(&m, &out), 0);
+    assert_false(json_is_true(json_object_get(out, "ok")));
+    assert_int_equal(json_integer_value(json_object_get(out, "first_bad")), id0 + 3);
+    assert_non_null(strstr(json_string_value(json_object_get(out, "reason")), "edited"));
+    json_decref(out);
+    /* the true value again: intact */
+    assert_true(store_execv(m.db, NULL, "UPDATE events SET result = 'denied' WHERE id = $1", id, STORE_END) > 0);
+    assert_int_equal(events_verify(&m, &out), 0);
+    assert_true(json_is_true(json_object_get(out, "ok")));
+    json_decref(out);
+    /* swap the contents of two records (reorder) */
+    snprintf(id, sizeof(id), "%lld", id0 + 1);
+    snprintf(id2, sizeof(id2), "%lld", id0 + 4);
+    assert_true(store_execv(m.db, NULL, "UPDATE events SET new_value = '{\"n\":4}' WHERE id = $1", id, STORE_END) > 0);
+    assert_true(store_execv(m.db, NULL, "UPDATE events SET new_value = '{\"n\":1}' WHERE id = $1", id2, STORE_END) > 0);
+    assert_int_equal(events_verify(&m, &out), 0);
+    assert_int_equal(json_integer_value(json_object_get(out, "first_bad")), id0 + 1);
+    json_decref(out);
+    assert_true(store_execv(m.db, NULL, "UPDATE events SET new_value = '{\"n\":1}' WHERE id = $1", id, STORE_END) > 0);
+    assert_true(store_execv(m.db, NULL, "UPDATE events SET new_value = '{\"n\":4}' WHERE id = $1", id2, STORE_END) > 0);
+    /* delete record 2: record 3 is named */
+    assert_true(store_execv(m.db, NULL, "DELETE FROM events WHERE id = $1", id, STORE_END) > 0);
+    assert_int_equal(events_verify(&m, &out), 0);
+    assert_false(json_is_true(json_object_get(out, "ok")));
+    assert_int_equal(json_integer_value(json_object_get(out, "first_bad")), id0 + 2);
+    assert_int_equal(json_integer_value(json_object_get(out, "records")), 1);
+    json_decref(out);
     mgr_close(&m);
 }
 
@@ -258,7 +447,7 @@ struct waiter {
 static void *wait_events(void *arg)
 {
     struct waiter *w = arg;
-    if (events_list(w->m, w->since, 10, 5, &w->out) < 0)
+    if (events_list(w->m, NULL, w->since, 10, 5, &w->out) < 0)
         w->out = NULL;
     return NULL;
 }
@@ -273,7 +462,7 @@ static void test_events(void **state)
     assert_int_equal(event_add(&m, "alice", "vm.reconfigure", "vm1", ov, nv), 0);
     assert_int_equal(event_add(&m, "bob", "kms.add", "k1", NULL, nv), 0);
     json_t *out = NULL;
-    assert_int_equal(events_list(&m, 0, 100, 0, &out), 0);
+    assert_int_equal(events_list(&m, NULL, 0, 100, 0, &out), 0);
     json_t *evs = json_object_get(out, "events");
     assert_int_equal(json_array_size(evs), 2);
     json_t *e0 = json_array_get(evs, 0);
@@ -288,20 +477,20 @@ static void test_events(void **state)
     assert_true(last > first);
     json_decref(out);
     /* since and limit */
-    assert_int_equal(events_list(&m, first, 100, 0, &out), 0);
+    assert_int_equal(events_list(&m, NULL, first, 100, 0, &out), 0);
     assert_int_equal(json_array_size(json_object_get(out, "events")), 1);
     json_decref(out);
-    assert_int_equal(events_list(&m, 0, 1, 0, &out), 0);
+    assert_int_equal(events_list(&m, NULL, 0, 1, 0, &out), 0);
     assert_int_equal(json_array_size(json_object_get(out, "events")), 1);
     json_decref(out);
     /* negative since: the last N */
-    assert_int_equal(events_list(&m, -1, 100, 0, &out), 0);
+    assert_int_equal(events_list(&m, NULL, -1, 100, 0, &out), 0);
     assert_int_equal(json_array_size(json_object_get(out, "events")), 1);
     assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(out, "events"), 0),
                                                           "action")), "kms.add");
     json_decref(out);
     /* nothing new: returns empty after the wait */
-    assert_int_equal(events_list(&m, last, 100, 1, &out), 0);
+    assert_int_equal(events_list(&m, NULL, last, 100, 1, &out), 0);
     assert_int_equal(json_array_size(json_object_get(out, "events")), 0);
     assert_int_equal(json_integer_value(json_object_get(out, "last")), last);
     json_decref(out);
@@ -331,6 +520,9 @@ int main(void)
         cmocka_unit_test(test_password_hash),
         cmocka_unit_test(test_users_sessions),
         cmocka_unit_test(test_events),
+        cmocka_unit_test(test_login_flood),
+        cmocka_unit_test(test_authz),
+        cmocka_unit_test(test_event_chain),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
