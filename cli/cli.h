@@ -81,6 +81,14 @@ int cmd_task(cli *c, int argc, char **argv);
 int cmd_events(cli *c, int argc, char **argv);
 int cmd_user(cli *c, int argc, char **argv);
 int cmd_role(cli *c, int argc, char **argv);
+/* cmd_access.c */
+int cmd_permission(cli *c, int argc, char **argv);
+int cmd_group(cli *c, int argc, char **argv);
+int cmd_keys(cli *c, int argc, char **argv);
+int cmd_diagnostics(cli *c, int argc, char **argv);
+int whoami_on(cli *c, const char *object);
+int role_set(cli *c, int argc, char **argv);
+int events_verify(cli *c);
 
 /* Wait for a manager task with a progress bar; returns an exit code. */
 int wait_task(cli *c, long long id, const char *label);

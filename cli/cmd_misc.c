@@ -1,9 +1,11 @@
 /* vmseal CLI — login, logout, whoami, hosts, events, users, roles, tasks. */
+#include <ctype.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -110,6 +112,10 @@ int cmd_logout(cli *c, int argc, char **argv)
 
 int cmd_whoami(cli *c, int argc, char **argv)
 {
+    if (argc == 3 && !strcmp(argv[1], "--on"))
+        return whoami_on(c, argv[2]);
+    if (argc != 1)
+        return EXIT_USAGE;
     json_t *resp = NULL;
     int rc = cli_call(c, "GET", "/api/v1/session", NULL, &resp);
     if (rc != EXIT_OK)
@@ -150,6 +156,15 @@ int cmd_host(cli *c, int argc, char **argv)
             table_print(t, stdout);
             table_free(t);
         }
+    } else if (!strcmp(argv[1], "default-policy") && argc == 4) {
+        char path[256], esc[200];
+        cli_escape(argv[2], esc, sizeof(esc));
+        snprintf(path, sizeof(path), "/api/v1/hosts/%s/default-policy", esc);
+        json_t *body = json_pack("{s:s}", "policy", argv[3]);
+        rc = cli_call(c, "PUT", path, body, &resp);
+        json_decref(body);
+        if (rc == EXIT_OK && !c->quiet)
+            printf("New VMs on %s get the policy %s unless told otherwise\n", argv[2], argv[3]);
     } else if (!strcmp(argv[1], "rm") && argc == 3) {
         char path[256], esc[200];
         cli_escape(argv[2], esc, sizeof(esc));
@@ -177,8 +192,10 @@ static void print_event(const json_t *e)
     fmt_time(json_integer_value(json_object_get(e, "time")), t, sizeof(t));
     char *ov = json_dumps(json_object_get(e, "old"), JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
     char *nv = json_dumps(json_object_get(e, "new"), JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-    printf("%-6lld %s  %-14s %-18s %-20s", (long long)json_integer_value(json_object_get(e, "id")), t,
-           jstr(e, "user"), jstr(e, "action"), jstr(e, "object"));
+    printf("%-6lld %s  %-14s %-15s %-18s %-20s", (long long)json_integer_value(json_object_get(e, "id")), t,
+           jstr(e, "user"), jstr(e, "source"), jstr(e, "action"), jstr(e, "object"));
+    if (strcmp(jstr(e, "result"), "ok") != 0)
+        printf(" [%s]", jstr(e, "result"));
     if (ov && strcmp(ov, "null") != 0)
         printf(" old=%s", ov);
     if (nv && strcmp(nv, "null") != 0)
@@ -189,14 +206,65 @@ static void print_event(const json_t *e)
     free(nv);
 }
 
+/* unix seconds, or YYYY-MM-DD[THH:MM[:SS]] in UTC */
+static int parse_when(const char *s, long long *out)
+{
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*s && !*end && v >= 0) {
+        *out = v;
+        return 0;
+    }
+    struct tm tm = {0};
+    const char *r = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!r || *r) {
+        memset(&tm, 0, sizeof(tm));
+        r = strptime(s, "%Y-%m-%dT%H:%M", &tm);
+    }
+    if (!r || *r) {
+        memset(&tm, 0, sizeof(tm));
+        r = strptime(s, "%Y-%m-%d", &tm);
+    }
+    if (!r || *r)
+        return -1;
+    *out = (long long)timegm(&tm);
+    return 0;
+}
+
+static void add_query(char *q, size_t len, const char *key, const char *value)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = strlen(q);
+    o += (size_t)snprintf(q + o, len - o, "&%s=", key);
+    for (const unsigned char *p = (const unsigned char *)value; *p && o + 4 < len; p++) {
+        if (isalnum(*p) || *p == '.' || *p == '-' || *p == '_' || *p == ':') {
+            q[o++] = (char)*p;
+        } else {
+            q[o++] = '%';
+            q[o++] = hex[*p >> 4];
+            q[o++] = hex[*p & 15];
+        }
+    }
+    q[o] = '\0';
+}
+
 int cmd_events(cli *c, int argc, char **argv)
 {
-    long long since = -20;
+    if (argc == 2 && !strcmp(argv[1], "verify"))
+        return events_verify(c);
+    long long since = -20, t;
     int follow = 0, limit = 1000, ch, since_set = 0;
+    char filter[768] = "";
     static const struct option opts[] = {
         {"since", required_argument, NULL, 's'},
         {"follow", no_argument, NULL, 'f'},
         {"limit", required_argument, NULL, 'n'},
+        {"user", required_argument, NULL, 'u'},
+        {"object", required_argument, NULL, 'o'},
+        {"action", required_argument, NULL, 'a'},
+        {"result", required_argument, NULL, 'r'},
+        {"from", required_argument, NULL, 'F'},
+        {"to", required_argument, NULL, 'T'},
         OPT_END,
     };
     optind = 1;
@@ -205,6 +273,22 @@ int cmd_events(cli *c, int argc, char **argv)
         case 's': since = atoll(optarg); since_set = 1; break;
         case 'f': follow = 1; break;
         case 'n': limit = atoi(optarg); break;
+        case 'u': add_query(filter, sizeof(filter), "user", optarg); break;
+        case 'o': add_query(filter, sizeof(filter), "object", optarg); break;
+        case 'a': add_query(filter, sizeof(filter), "action", optarg); break;
+        case 'r': add_query(filter, sizeof(filter), "result", optarg); break;
+        case 'F':
+        case 'T': {
+            if (parse_when(optarg, &t) < 0) {
+                fprintf(stderr, "vmseal events: %s: give unix seconds or YYYY-MM-DDTHH:MM:SS (UTC)\n", optarg);
+                cli_reported = 1;
+                return EXIT_USAGE;
+            }
+            char n[32];
+            snprintf(n, sizeof(n), "%lld", t);
+            add_query(filter, sizeof(filter), ch == 'F' ? "from" : "to", n);
+            break;
+        }
         default: return EXIT_USAGE;
         }
     }
@@ -217,9 +301,9 @@ int cmd_events(cli *c, int argc, char **argv)
     signal(SIGINT, on_int);
     int first = 1;
     for (;;) {
-        char path[128];
-        snprintf(path, sizeof(path), "/api/v1/events?since=%lld&limit=%d%s", since, limit,
-                 follow && !first ? "&wait=25" : "");
+        char path[1024];
+        snprintf(path, sizeof(path), "/api/v1/events?since=%lld&limit=%d%s%s", since, limit,
+                 follow && !first ? "&wait=25" : "", filter);
         json_t *resp = NULL;
         int rc = cli_call_timeout(c, "GET", path, NULL, &resp, 40000);
         if (rc != EXIT_OK)
@@ -328,7 +412,8 @@ int cmd_user(cli *c, int argc, char **argv)
         char prompt[160];
         snprintf(prompt, sizeof(prompt), "New password for %s: ", name);
         vmseal_secret *pw = NULL, *old = NULL;
-        if (oldfile && read_password(oldfile, -1, "", 0, &old) < 0)
+        int self = c->session && !strcmp(name, jstr(c->session, "user"));
+        if ((oldfile || self) && read_password(oldfile, -1, "Current password: ", 0, &old) < 0)
             return EXIT_USAGE;
         if (read_password(pwfile, pwfd, prompt, 1, &pw) < 0) {
             vmseal_secret_free(old);
@@ -386,6 +471,8 @@ int cmd_role(cli *c, int argc, char **argv)
         json_decref(resp);
         return rc;
     }
+    if (argc >= 3 && !strcmp(argv[1], "set"))
+        return role_set(c, argc, argv);
     if (argc == 3 && !strcmp(argv[1], "rm")) {
         char path[256], esc[200];
         cli_escape(argv[2], esc, sizeof(esc));

@@ -110,8 +110,13 @@ int cmd_vm(cli *c, int argc, char **argv)
         {"firmware", required_argument, NULL, 'F'},
         {"deep", no_argument, NULL, 'D'},
         {"no-wait", no_argument, NULL, 'n'},
+        {"no-encrypt", no_argument, NULL, 'E'},
+        {"folder", required_argument, NULL, 'f'},
+        {"tail", required_argument, NULL, 't'},
         {0, 0, 0, 0},
     };
+    const char *folder = NULL;
+    long tail = 0;
     optind = 2;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -141,6 +146,13 @@ int cmd_vm(cli *c, int argc, char **argv)
         case 'F': fw = optarg; break;
         case 'D': deep = 1; break;
         case 'n': nowait = 1; break;
+        case 'E': encrypt = -1; break;
+        case 'f': folder = optarg; break;
+        case 't':
+            tail = strtol(optarg, &end, 10);
+            if (*end || tail < 1 || tail > (1 << 20))
+                return EXIT_USAGE;
+            break;
         default: return EXIT_USAGE;
         }
     }
@@ -172,6 +184,15 @@ int cmd_vm(cli *c, int argc, char **argv)
         json_decref(resp);
         return EXIT_OK;
     }
+    if (!strcmp(sub, "move") && nargs == 2) {
+        /* vm move NAME FOLDER ("" = out of any folder) */
+        body = json_pack("{s:s}", "folder", args[1]);
+        vm_path(path, sizeof(path), args[0], "");
+        rc = cli_call(c, "PATCH", path, body, &resp);
+        if (rc == EXIT_OK && !c->json && !c->quiet)
+            printf(*args[1] ? "VM %s moved to folder %s\n" : "VM %s is in no folder%s\n", args[0], args[1]);
+        goto out;
+    }
     if (nargs != 1)
         return EXIT_USAGE;
     const char *name = args[0];
@@ -180,7 +201,11 @@ int cmd_vm(cli *c, int argc, char **argv)
             fprintf(stderr, "vmseal vm create: --host HOST is required\n");
             return EXIT_USAGE;
         }
-        body = json_pack("{s:s,s:s,s:s}", "name", name, "host", host, "policy", encrypt ? "encrypted" : "none");
+        body = json_pack("{s:s,s:s}", "name", name, "host", host);
+        /* Neither --encrypt nor --no-encrypt: the host's default policy. */
+        if (encrypt)
+            json_object_set_new(body, "policy", json_string(encrypt > 0 ? "encrypted" : "none"));
+        set_str_if(body, "folder", folder);
         if (cpus)
             json_object_set_new(body, "cpus", json_integer(cpus));
         if (mem)
@@ -230,6 +255,15 @@ int cmd_vm(cli *c, int argc, char **argv)
                 }
                 printf("\n");
             }
+        }
+    } else if (!strcmp(sub, "log")) {
+        vm_path(path, sizeof(path), name, "/log");
+        if (tail)
+            snprintf(path + strlen(path), sizeof(path) - strlen(path), "?tail=%ld", tail);
+        rc = cli_call(c, "GET", path, NULL, &resp);
+        if (rc == EXIT_OK && !c->json) {
+            fputs(jstr(resp, "log"), stdout);
+            fflush(stdout);
         }
     } else if (!strcmp(sub, "info")) {
         vm_path(path, sizeof(path), name, "");
@@ -281,6 +315,7 @@ int cmd_vm(cli *c, int argc, char **argv)
     } else {
         return EXIT_USAGE;
     }
+out:
     if (rc == EXIT_OK && c->json)
         print_json(resp);
     json_decref(body);

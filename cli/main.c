@@ -14,17 +14,19 @@ static void usage(FILE *f)
             "\n"
             "  login [USER] [--password-file FILE|-] [--password-fd N]\n"
             "                                 log in; the session is kept in ~/.config/vmseal (0600)\n"
-            "  logout | whoami\n"
+            "  logout | whoami [--on OBJECT]\n"
             "  kms ls | status NAME | add NAME --server HOST:PORT... [--default] | rm NAME\n"
             "  kms default NAME | servers NAME --server HOST:PORT...\n"
             "  kms trust NAME [--ca FILE] [--yes]       the manager trusts the KMS (its CA certificate)\n"
             "  kms csr NAME [--cn CN] [--out FILE]      key pair + CSR for the KMS to sign\n"
             "  kms client-cert NAME --cert FILE [--key FILE]\n"
             "                                 the manager's KMIP client certificate (the KMS trusts us)\n"
-            "  host ls | rm NAME\n"
+            "  host ls | rm NAME | default-policy NAME encrypted|none\n"
             "  vm ls | info NAME | start NAME | stop NAME | rm NAME\n"
-            "  vm create NAME --host HOST [--cpus N] [--memory MB] [--disk MB]... [--encrypt] [--kms NAME]\n"
-            "            [--kernel FILE --initrd FILE --append ARGS] [--firmware bios|uefi]\n"
+            "  vm create NAME --host HOST [--cpus N] [--memory MB] [--disk MB]... [--encrypt|--no-encrypt]\n"
+            "            [--kms NAME] [--folder F] [--kernel FILE --initrd FILE --append ARGS]\n"
+            "            [--firmware bios|uefi]   (no --encrypt/--no-encrypt: the host's default policy)\n"
+            "  vm move NAME FOLDER | vm log NAME [--tail BYTES]\n"
             "  vm set NAME [--cpus N] [--memory MB] [--kernel FILE] [--initrd FILE] [--append ARGS]\n"
             "                                 reconfigure a powered-off VM (\"\" removes kernel/initrd/append)\n"
             "  vm encrypt NAME [--kms NAME] [--no-wait]  apply the VM Encryption policy\n"
@@ -32,10 +34,17 @@ static void usage(FILE *f)
             "  vm rekey NAME [--deep] [--kms NAME] [--no-wait]\n"
             "                                 new KEK (shallow) or new KEK and disk keys (deep)\n"
             "  task ls | info ID | wait ID\n"
-            "  events [--since ID] [--limit N] [--follow]\n"
+            "  events [--since ID] [--limit N] [--follow] [--user U] [--object O] [--action A]\n"
+            "         [--result ok|denied|failed] [--from T] [--to T]     T: unix time or YYYY-MM-DDTHH:MM:SS\n"
+            "  events verify                  check the event log's hash chain\n"
             "  user ls | add NAME --role ROLE | passwd [NAME] | rm NAME | role NAME ROLE\n"
             "       passwords: --password-file FILE|-, --password-fd N, or a prompt (never argv)\n"
-            "  role ls | add NAME PRIVILEGE... | rm NAME\n"
+            "  role ls | add NAME PRIVILEGE... | set NAME PRIVILEGE... | rm NAME\n"
+            "  group ls | add NAME | rm NAME | add-user GROUP USER | rm-user GROUP USER\n"
+            "  permission ls [OBJECT] | add OBJECT --user U|--group G --role R [--no-propagate]\n"
+            "             | rm OBJECT --user U|--group G     OBJECT: root, host:H, folder:F, vm:V\n"
+            "  keys ls [--vm NAME]            KEK ids the manager recorded and their state\n"
+            "  diagnostics\n"
             "\n"
             "The manager: --url or $VMSEAL_URL (https://HOST:PORT), verified with --ca or $VMSEAL_CA;\n"
             "after `vmseal login` both are remembered.\n"
@@ -102,6 +111,14 @@ int main(int argc, char **argv)
         rc = cmd_user(&c, sub_argc, sub_argv);
     else if (!strcmp(cmd, "role"))
         rc = cmd_role(&c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "permission"))
+        rc = cmd_permission(&c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "group"))
+        rc = cmd_group(&c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "keys"))
+        rc = cmd_keys(&c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "diagnostics"))
+        rc = cmd_diagnostics(&c, sub_argc, sub_argv);
     else
         rc = EXIT_USAGE;
     if (rc == EXIT_USAGE && !cli_reported)

@@ -410,6 +410,8 @@ void api_session_privileges(api_ctx *ctx)
         vmseal_http_error(ctx->resp, 400, "%s", vmseal_last_error());
         return;
     }
+    if (api_authorize(ctx, "whoami.on", object) < 0)
+        return;
     privset p = 0;
     int encrypted = 0;
     int rc = authz_effective(ctx->m, ctx->user, object, &p, &encrypted);

@@ -60,7 +60,7 @@ const api_op mgr_api_ops[] = {
     {"session.login", "POST", "/session", NULL, NULL, "root", "login", "no token needed"},
     {"session.get", "GET", "/session", NULL, NULL, "root", "whoami", NULL},
     {"session.logout", "DELETE", "/session", NULL, NULL, "root", "logout", NULL},
-    {"whoami.on", "GET", "/session/privileges", NULL, NULL, "object", "whoami --on OBJECT",
+    {"whoami.on", "GET", "/session/privileges", "System.View", NULL, "object", "whoami --on OBJECT",
      "?object=vm:NAME|host:NAME|folder:NAME|root"},
     /* users */
     {"user.list", "GET", "/users", "System.Read", NULL, "root", "user ls", NULL},
@@ -117,14 +117,14 @@ const api_op mgr_api_ops[] = {
      "root", "kms client-cert", NULL},
     {"key.list", "GET", "/keys", "Cryptographer.ManageKeys", NULL, "root", "keys ls", NULL},
     /* hosts (host agents use /hosts/register and /hosts/self/... with their certificate) */
-    {"host.list", "GET", "/hosts", "System.Read", NULL, "root", "host ls", "lists the hosts one may read"},
+    {"host.list", "GET", "/hosts", NULL, NULL, "root", "host ls", "lists the hosts one may read (System.Read)"},
     {"host.get", "GET", "/hosts/{host}", "System.Read", NULL, "host", "host show", NULL},
     {"host.remove", "DELETE", "/hosts/{host}", "Host.Inventory.RemoveHost", NULL, "host", "host rm", NULL},
     {"host.default-policy", "PUT", "/hosts/{host}/default-policy",
      "Host.Config.Settings Cryptographer.ManageEncryptionPolicy", NULL, "host", "host default-policy",
      NULL},
     /* VMs */
-    {"vm.list", "GET", "/vms", "System.Read", NULL, "root", "vm ls", "lists the VMs one may read"},
+    {"vm.list", "GET", "/vms", NULL, NULL, "root", "vm ls", "lists the VMs one may read (System.Read)"},
     {"vm.create", "POST", "/vms", "VirtualMachine.Inventory.Create", NULL, "host", "vm create",
      "on the VM's host"},
     {"vm.create-encrypted", "POST", "/vms", "VirtualMachine.Inventory.Create Cryptographer.EncryptNew",

@@ -35,13 +35,13 @@ static void usage(FILE *f)
             "        certificate for host agent NAME (CN=NAME), signed by the manager CA\n"
             "  passwd USER --password-file FILE\n"
             "        set a user's password offline (e.g. a lost Administrator password)\n"
-            "\n"
             "  events-verify\n"
             "        check the event log's hash chain in the database (exit 1 names the\n"
             "        first edited, deleted or reordered record)\n"
             "  api-table\n"
             "        print the privilege catalogue and which privilege each API operation\n"
             "        and CLI verb needs, as JSON\n"
+            "\n"
             "CONFIG defaults to $VMSEAL_MANAGERD_CONFIG, then ./managerd.conf; it may name\n"
             "the folder that holds managerd.conf.\n");
 }
@@ -98,9 +98,9 @@ static int cmd_serve(const char *cfgpath, int argc, char **argv)
     rc = store_open(m.cfg->database, &m.db);
     if (rc >= 0)
         rc = auth_seed_roles(m.db);
-    if (rc < 0) {
     if (rc >= 0)
         rc = events_chain_legacy(&m);
+    if (rc < 0) {
         fprintf(stderr, "vmseal-managerd: %s\n", vmseal_last_error());
         mgr_config_free(m.cfg);
         return 1;
@@ -320,16 +320,6 @@ static int cmd_passwd(const char *cfgpath, int argc, char **argv)
     return 0;
 }
 
-int main(int argc, char **argv)
-{
-    const char *cfg = getenv("VMSEAL_MANAGERD_CONFIG");
-    int i = 1;
-    if (i < argc && (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))) {
-        usage(stdout);
-        return 0;
-    }
-    if (i + 1 < argc && !strcmp(argv[i], "-c")) {
-        cfg = argv[i + 1];
 static int cmd_events_verify(const char *cfgpath)
 {
     mgr_config *cfg = NULL;
@@ -363,6 +353,16 @@ static int cmd_events_verify(const char *cfgpath)
     return rc < 0 ? 1 : 0;
 }
 
+int main(int argc, char **argv)
+{
+    const char *cfg = getenv("VMSEAL_MANAGERD_CONFIG");
+    int i = 1;
+    if (i < argc && (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))) {
+        usage(stdout);
+        return 0;
+    }
+    if (i + 1 < argc && !strcmp(argv[i], "-c")) {
+        cfg = argv[i + 1];
         i += 2;
     }
     if (!cfg)
@@ -379,9 +379,6 @@ static int cmd_events_verify(const char *cfgpath)
         return cmd_issue_host(cfg, sub_argc, sub_argv);
     if (!strcmp(cmd, "passwd"))
         return cmd_passwd(cfg, sub_argc, sub_argv);
-    usage(stderr);
-    return 2;
-}
     if (!strcmp(cmd, "events-verify"))
         return cmd_events_verify(cfg);
     if (!strcmp(cmd, "api-table")) {
@@ -391,3 +388,6 @@ static int cmd_events_verify(const char *cfgpath)
         json_decref(t);
         return 0;
     }
+    usage(stderr);
+    return 2;
+}
