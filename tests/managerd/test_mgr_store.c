@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "managerd.h"
 
@@ -438,6 +439,71 @@ static void test_event_chain(void **state)
     mgr_close(&m);
 }
 
+/* A schema 1 database (as the previous release wrote it) is migrated:
+ * new columns, RecryptVM renamed in stored roles, old events chained. */
+static void test_migrate_schema1(void **state)
+{
+    (void)state;
+    if (getenv("VMSEAL_TEST_PG") && *getenv("VMSEAL_TEST_PG"))
+        skip();
+    char path[128];
+    snprintf(path, sizeof(path), "%s/v1.db", dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    const char *v1 =
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema', '1');"
+        "CREATE TABLE roles (name TEXT PRIMARY KEY, privileges TEXT NOT NULL, builtin INTEGER NOT NULL DEFAULT 0);"
+        "INSERT INTO roles VALUES ('Rekeyer', 'System.Read Cryptographer.RecryptVM', 0);"
+        "CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, role TEXT NOT NULL "
+        "REFERENCES roles(name), pwhash TEXT NOT NULL, created INTEGER NOT NULL, pw_changed INTEGER NOT NULL);"
+        "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, user_name TEXT NOT NULL, "
+        "action TEXT NOT NULL, object TEXT NOT NULL, old_value TEXT, new_value TEXT);"
+        "INSERT INTO events (time, user_name, action, object, old_value, new_value) VALUES "
+        "(1, 'a', 'user.create', 'a', NULL, '{\"role\":\"Administrator\"}'), (2, 'a', 'kms.add', 'k', NULL, NULL);"
+        "CREATE TABLE hosts (name TEXT PRIMARY KEY, url TEXT NOT NULL, datastore TEXT NOT NULL, subject TEXT NOT NULL, "
+        "fingerprint TEXT NOT NULL, registered INTEGER NOT NULL, last_seen INTEGER NOT NULL);"
+        "INSERT INTO hosts VALUES ('h', 'https://h', '/d', 's', 'f', 0, 0);"
+        "CREATE TABLE vms (uuid TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, host TEXT NOT NULL, spec TEXT NOT NULL, "
+        "policy TEXT NOT NULL, kek_id TEXT, provider TEXT, created INTEGER NOT NULL);"
+        "INSERT INTO vms VALUES ('u', 'vm', 'h', '{}', 'none', NULL, NULL, 0);";
+    assert_int_equal(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    manager m = {.cfg = &cfg};
+    pthread_mutex_init(&m.lock, NULL);
+    pthread_cond_init(&m.changed, NULL);
+    assert_int_equal(store_open(path, &m.db), 0);
+    assert_int_equal(auth_seed_roles(m.db), 0);
+    assert_int_equal(events_chain_legacy(&m), 0);
+    store_rows *r = NULL;
+    assert_int_equal(store_execv(m.db, &r, "SELECT privileges FROM roles WHERE name = 'Rekeyer'", STORE_END), 0);
+    assert_string_equal(store_rows_get(r, 0, 0), "System.Read Cryptographer.Recrypt");
+    store_rows_free(r);
+    assert_int_equal(store_execv(m.db, &r, "SELECT value FROM meta WHERE key = 'schema'", STORE_END), 0);
+    assert_string_equal(store_rows_get(r, 0, 0), STORE_SCHEMA_VERSION);
+    store_rows_free(r);
+    assert_int_equal(store_execv(m.db, &r, "SELECT folder FROM vms", STORE_END), 0);
+    assert_string_equal(store_rows_get(r, 0, 0), "");
+    store_rows_free(r);
+    json_t *out = NULL;
+    assert_int_equal(events_verify(&m, &out), 0);
+    assert_true(json_is_true(json_object_get(out, "ok")));
+    assert_int_equal(json_integer_value(json_object_get(out, "records")), 2);
+    json_decref(out);
+    /* new events continue the chain */
+    assert_int_equal(event_add(&m, "b", "vm.create", "x", NULL, NULL), 0);
+    assert_int_equal(events_verify(&m, &out), 0);
+    assert_true(json_is_true(json_object_get(out, "ok")));
+    json_decref(out);
+    /* chaining happens once: a hash removed later is a failure, not refilled */
+    assert_true(store_execv(m.db, NULL, "UPDATE events SET hash = NULL WHERE id = 1", STORE_END) > 0);
+    assert_int_equal(events_chain_legacy(&m), 0);
+    assert_int_equal(events_verify(&m, &out), 0);
+    assert_false(json_is_true(json_object_get(out, "ok")));
+    json_decref(out);
+    mgr_close(&m);
+}
+
 struct waiter {
     manager *m;
     long long since;
@@ -523,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_login_flood),
         cmocka_unit_test(test_authz),
         cmocka_unit_test(test_event_chain),
+        cmocka_unit_test(test_migrate_schema1),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
