@@ -8,6 +8,7 @@
 #include <vmseal/conffile.h>
 
 #include "config.h"
+#include "syslog_fwd.h"
 
 static char *resolve(const mgr_config *c, const char *v)
 {
@@ -37,6 +38,11 @@ void mgr_config_free(mgr_config *c)
     free(c->ca_key_file);
     free(c->host_ca_file);
     free(c->kms_dir);
+    free(c->syslog_target);
+    free(c->syslog_ca);
+    free(c->syslog_cert);
+    free(c->syslog_key);
+    free(c->syslog_hostname);
     free(c);
 }
 
@@ -58,6 +64,7 @@ int mgr_config_load(const char *path, mgr_config **out)
     c->task_poll_ms = 500;
     c->kms_timeout_ms = 5000;
     c->host_timeout_ms = 30000;
+    c->syslog_retry_max_s = 30;
 
     vmseal_conffile *cf = NULL;
     int rc = vmseal_conffile_open(c->path, &cf);
@@ -104,6 +111,24 @@ int mgr_config_load(const char *path, mgr_config **out)
         } else if (!strcmp(k, "host_timeout_ms")) {
             if (parse_int(v, 100, 600000, &c->host_timeout_ms) < 0)
                 rc = vmseal_fail(EINVAL, "%s:%d: bad host_timeout_ms", c->path, lineno);
+        } else if (!strcmp(k, "syslog_target")) {
+            syslog_target t;
+            if (*v && syslog_target_parse(v, &t) < 0)
+                rc = vmseal_fail(EINVAL, "%s:%d: %s", c->path, lineno, vmseal_last_error());
+            slot = &c->syslog_target;
+            is_path = 0;
+        } else if (!strcmp(k, "syslog_ca")) {
+            slot = &c->syslog_ca;
+        } else if (!strcmp(k, "syslog_cert")) {
+            slot = &c->syslog_cert;
+        } else if (!strcmp(k, "syslog_key")) {
+            slot = &c->syslog_key;
+        } else if (!strcmp(k, "syslog_hostname")) {
+            slot = &c->syslog_hostname;
+            is_path = 0;
+        } else if (!strcmp(k, "syslog_retry_max")) {
+            if (parse_int(v, 1, 3600, &c->syslog_retry_max_s) < 0)
+                rc = vmseal_fail(EINVAL, "%s:%d: syslog_retry_max is 1..3600 seconds", c->path, lineno);
         } else {
             rc = vmseal_fail(EINVAL, "%s:%d: unknown setting '%s'", c->path, lineno, k);
         }
@@ -121,6 +146,10 @@ int mgr_config_load(const char *path, mgr_config **out)
     vmseal_conffile_close(cf);
     if (rc == 0 && (!c->cert_file || !c->key_file || !c->ca_file || !c->database))
         rc = vmseal_fail(EINVAL, "%s: cert, key, ca and database are required", c->path);
+    if (rc == 0 && c->syslog_target && !strncmp(c->syslog_target, "tls://", 6) && !c->syslog_ca)
+        rc = vmseal_fail(EINVAL, "%s: syslog_target %s needs syslog_ca", c->path, c->syslog_target);
+    if (rc == 0 && (c->syslog_cert == NULL) != (c->syslog_key == NULL))
+        rc = vmseal_fail(EINVAL, "%s: syslog_cert and syslog_key go together", c->path);
     if (rc == 0 && !c->host_ca_file)
         c->host_ca_file = strdup(c->ca_file);
     if (rc == 0 && !c->kms_dir)

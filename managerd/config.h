@@ -19,6 +19,12 @@ typedef struct mgr_config {
     int task_poll_ms;       /* how often running host tasks are polled, default 500 */
     int kms_timeout_ms;     /* KMIP connect/IO timeout, default 5000 */
     int host_timeout_ms;    /* host agent call timeout, default 30000 */
+    char *syslog_target;    /* tcp://HOST:PORT or tls://HOST:PORT; NULL = no forwarding */
+    char *syslog_ca;        /* CA the collector's TLS certificate must chain to */
+    char *syslog_cert;      /* optional client certificate and key for the collector */
+    char *syslog_key;
+    char *syslog_hostname;  /* HOSTNAME in the messages (default gethostname()) */
+    int syslog_retry_max_s; /* longest wait between tries, default 30 */
 } mgr_config;
 
 /* Load a configuration file, or a folder holding managerd.conf. */

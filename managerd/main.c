@@ -19,6 +19,7 @@
 #include <vmseal/secret.h>
 
 #include "managerd.h"
+#include "syslog_fwd.h"
 
 static void usage(FILE *f)
 {
@@ -105,6 +106,13 @@ static int cmd_serve(const char *cfgpath, int argc, char **argv)
         mgr_config_free(m.cfg);
         return 1;
     }
+    syslog_fwd *fwd = NULL;   /* events to the syslog collector, if configured */
+    if (syslog_fwd_start(&m, &fwd) < 0) {
+        fprintf(stderr, "vmseal-managerd: %s\n", vmseal_last_error());
+        store_close(m.db);
+        mgr_config_free(m.cfg);
+        return 1;
+    }
     vmseal_https_config hc = {
         .bind_addr = listen ? listen : m.cfg->listen_address,
         .port = port >= 0 ? port : m.cfg->port,
@@ -117,6 +125,7 @@ static int cmd_serve(const char *cfgpath, int argc, char **argv)
     rc = vmseal_https_server_start(&hc, &m.srv);
     if (rc < 0) {
         fprintf(stderr, "vmseal-managerd: %s\n", vmseal_last_error());
+        syslog_fwd_stop(fwd);
         store_close(m.db);
         mgr_config_free(m.cfg);
         return 1;
@@ -142,6 +151,7 @@ static int cmd_serve(const char *cfgpath, int argc, char **argv)
     pthread_mutex_unlock(&m.lock);
     vmseal_https_server_stop(m.srv);
     tasks_stop_watcher(&m);
+    syslog_fwd_stop(fwd);
     store_close(m.db);
     mgr_config_free(m.cfg);
     pthread_cond_destroy(&m.changed);
