@@ -245,6 +245,12 @@ int hosts_push_key(manager *m, const char *host, const char *provider, const cha
         rc = vmseal_fail(EIO, "host %s refused key %s: HTTP %ld: %s", host, kek_id, status,
                          vmseal_http_error_text(resp));
     json_decref(resp);
+    /* A KEK handed to a host is a cryptographic operation: audited. */
+    char object[96];
+    snprintf(object, sizeof(object), "host:%s", host);
+    json_t *nv = json_pack("{s:s,s:s}", "kek_id", kek_id, "kms", provider);
+    event_record(m, "-", "key.push", object, NULL, nv, rc < 0 ? "failed" : "ok");
+    json_decref(nv);
     return rc < 0 ? rc : 0;
 }
 
@@ -280,6 +286,17 @@ int hosts_keys_for(manager *m, const char *host, const json_t *kek_ids, json_t *
     mgr_log("host %s asked for %zu KEK(s): %zu given, %zu denied, %zu failed", host,
             json_array_size(kek_ids), json_array_size(keys), json_array_size(denied),
             json_array_size(failed));
+    if (json_array_size(kek_ids)) {
+        char object[96];
+        snprintf(object, sizeof(object), "host:%s", host);
+        json_t *given = json_array();
+        json_array_foreach(keys, i, idv)
+            json_array_append(given, json_object_get(idv, "kek_id"));
+        json_t *nv = json_pack("{s:o,s:O,s:I}", "given", given, "denied", denied, "failed",
+                               (json_int_t)json_array_size(failed));
+        event_record(m, host, "key.deliver", object, NULL, nv, json_array_size(denied) ? "denied" : "ok");
+        json_decref(nv);
+    }
     *out = json_pack("{s:o,s:o,s:o}", "keys", keys, "denied", denied, "failed", failed);
     return 0;
 }
