@@ -141,8 +141,9 @@ int cmd_host(cli *c, int argc, char **argv)
         if (c->json) {
             print_json(resp);
         } else {
-            static const char *const h[] = {"NAME", "URL", "DATASTORE", "VMS", "LAST SEEN", "CERTIFICATE SHA-256"};
-            table *t = table_new(6, h);
+            static const char *const h[] = {"NAME", "URL", "DATASTORE", "VMS", "LAST SEEN", "CERTIFICATE SHA-256",
+                                            "WAITING FOR APPROVAL"};
+            table *t = table_new(7, h);
             size_t i;
             json_t *x;
             json_array_foreach(json_object_get(resp, "hosts"), i, x) {
@@ -150,12 +151,29 @@ int cmd_host(cli *c, int argc, char **argv)
                 snprintf(vms, sizeof(vms), "%lld", (long long)json_integer_value(json_object_get(x, "vms")));
                 fmt_time(json_integer_value(json_object_get(x, "last_seen")), seen, sizeof(seen));
                 const char *row[] = {jstr(x, "name"), jstr(x, "url"), jstr(x, "datastore"), vms, seen,
-                                     jstr(x, "fingerprint")};
+                                     *jstr(x, "fingerprint") ? jstr(x, "fingerprint") : "(revoked)",
+                                     jstr(x, "pending_fingerprint")};
                 table_add(t, row);
             }
             table_print(t, stdout);
             table_free(t);
         }
+    } else if (!strcmp(argv[1], "approve-cert") && argc == 5 && !strcmp(argv[3], "--fingerprint")) {
+        char path[256], esc[200];
+        cli_escape(argv[2], esc, sizeof(esc));
+        snprintf(path, sizeof(path), "/api/v1/hosts/%s/approve-cert", esc);
+        json_t *body = json_pack("{s:s}", "fingerprint", argv[4]);
+        rc = cli_call(c, "POST", path, body, &resp);
+        json_decref(body);
+        if (rc == EXIT_OK && !c->quiet)
+            printf("Host %s now presents certificate %s; the old one is revoked\n", argv[2], argv[4]);
+    } else if (!strcmp(argv[1], "revoke-cert") && argc == 3) {
+        char path[256], esc[200];
+        cli_escape(argv[2], esc, sizeof(esc));
+        snprintf(path, sizeof(path), "/api/v1/hosts/%s/revoke-cert", esc);
+        rc = cli_call(c, "POST", path, NULL, &resp);
+        if (rc == EXIT_OK && !c->quiet)
+            printf("The certificate of host %s is revoked: it gets no keys until a new one is approved\n", argv[2]);
     } else if (!strcmp(argv[1], "default-policy") && argc == 4) {
         char path[256], esc[200];
         cli_escape(argv[2], esc, sizeof(esc));

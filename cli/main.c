@@ -22,6 +22,7 @@ static void usage(FILE *f)
             "  kms client-cert NAME --cert FILE [--key FILE]\n"
             "                                 the manager's KMIP client certificate (the KMS trusts us)\n"
             "  host ls | rm NAME | default-policy NAME encrypted|none\n"
+            "  host approve-cert NAME --fingerprint SHA256 | revoke-cert NAME\n"
             "  vm ls | info NAME | start NAME | stop NAME | rm NAME\n"
             "  vm create NAME --host HOST [--cpus N] [--memory MB] [--disk MB]... [--encrypt|--no-encrypt]\n"
             "            [--kms NAME] [--folder F] [--kernel FILE --initrd FILE --append ARGS]\n"

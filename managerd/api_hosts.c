@@ -6,6 +6,8 @@
  * Users (session token):
  *   GET /hosts, GET /hosts/{name}, DELETE /hosts/{name}
  *   PUT /hosts/{name}/default-policy {policy}: what new VMs get by default
+ *   POST /hosts/{name}/approve-cert {fingerprint}: accept the certificate waiting
+ *   POST /hosts/{name}/revoke-cert
  */
 #include <errno.h>
 #include <string.h>
@@ -80,6 +82,24 @@ void api_hosts(api_ctx *ctx)
         if (rc >= 0)
             out = json_pack("{s:s,s:O}", "name", ctx->seg[1], "default_policy", json_object_get(b, "policy"));
         json_decref(b);
+        goto done;
+    }
+    if (ctx->nseg == 3 && !strcmp(ctx->seg[2], "approve-cert") && !strcmp(m, "POST")) {
+        if (api_authorize(ctx, "host.approve-cert", ctx->seg[1]) < 0 ||
+            api_body(ctx, &schema_host_cert, &b) < 0)
+            return;
+        rc = hosts_approve_cert(ctx->m, ctx->user, ctx->seg[1], json_string_value(json_object_get(b, "fingerprint")));
+        if (rc >= 0)
+            out = json_pack("{s:s,s:O}", "name", ctx->seg[1], "fingerprint", json_object_get(b, "fingerprint"));
+        json_decref(b);
+        goto done;
+    }
+    if (ctx->nseg == 3 && !strcmp(ctx->seg[2], "revoke-cert") && !strcmp(m, "POST")) {
+        if (api_authorize(ctx, "host.revoke-cert", ctx->seg[1]) < 0)
+            return;
+        rc = hosts_revoke_cert(ctx->m, ctx->user, ctx->seg[1]);
+        if (rc >= 0)
+            out = json_pack("{s:s,s:b}", "name", ctx->seg[1], "revoked", 1);
         goto done;
     }
     if (ctx->nseg == 2 && !strcmp(m, "GET")) {

@@ -346,6 +346,11 @@ static const api_field f_default_policy[] = {
 };
 SCHEMA(schema_default_policy, "default_policy", f_default_policy);
 
+static const api_field f_host_cert[] = {
+    {.name = "fingerprint", .type = F_STRING, .required = 1, .min = 64, .max = 64},
+};
+SCHEMA(schema_host_cert, "host_cert", f_host_cert);
+
 static const api_field f_vm_rekey[] = {
     {.name = "deep", .type = F_BOOL},
     {.name = "kms", .type = F_NAME},
@@ -356,6 +361,6 @@ const api_schema *const api_all_schemas[] = {
     &schema_session, &schema_user_add, &schema_user_patch, &schema_password, &schema_role_add,
     &schema_kms_add, &schema_kms_patch, &schema_kms_trust, &schema_kms_client_cert, &schema_kms_csr,
     &schema_host_register, &schema_host_keys, &schema_vm_create, &schema_vm_patch, &schema_vm_rekey,
-    &schema_role_patch, &schema_group_add, &schema_permission, &schema_default_policy,
+    &schema_role_patch, &schema_group_add, &schema_permission, &schema_default_policy, &schema_host_cert,
 };
 const size_t api_n_schemas = N(api_all_schemas);

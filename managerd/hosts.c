@@ -5,9 +5,12 @@
  * must chain to the manager's host CA (managerd.conf `ca`, by default the
  * CA made by `vmseal-managerd init`; `vmseal-managerd issue-host NAME`
  * issues host certificates) and whose CN must equal the host name it
- * registers. Registration records the certificate's SHA-256 fingerprint;
- * later host calls (hosts/self/...) are matched by that fingerprint. A
- * renewed certificate (same CN, same CA) simply re-registers.
+ * registers. The first registration pins the certificate's SHA-256
+ * fingerprint; later host calls (hosts/self/...) are matched by it. Another
+ * certificate for a known host (renewed, or stolen CA key) is not accepted
+ * by itself: it waits until an administrator approves it (host
+ * approve-cert, which revokes the old one). A revoked certificate
+ * (host revoke-cert) never registers or gets a key again.
  * The manager calls hosts with its own certificate (clientAuth) and checks
  * the host's server certificate against host_ca.
  */
@@ -63,13 +66,49 @@ int hosts_register(manager *m, const vmseal_http_request *req, const json_t *bod
     char base[600];
     snprintf(base, sizeof(base), "%.*s", (int)(url[ul - 1] == '/' ? ul - 1 : ul), url);
     store_rows *r = NULL;
-    int rc = store_execv(m->db, &r, "SELECT url, datastore, fingerprint FROM hosts WHERE name = $1",
-                         name, STORE_END);
+    int rc = store_execv(m->db, &r, "SELECT host FROM revoked_certs WHERE fingerprint = $1",
+                         req->peer_fingerprint, STORE_END);
+    if (rc < 0)
+        return rc;
+    int revoked = store_rows_count(r) > 0;
+    store_rows_free(r);
+    char who[100];
+    snprintf(who, sizeof(who), "host:%s", name);
+    if (revoked) {
+        json_t *nv = json_pack("{s:s,s:s}", "fingerprint", req->peer_fingerprint, "reason", "revoked");
+        event_record(m, who, "host.register", name, NULL, nv, "denied");
+        json_decref(nv);
+        return vmseal_fail(EACCES, "certificate %s of host %s was revoked", req->peer_fingerprint, name);
+    }
+    r = NULL;
+    rc = store_execv(m->db, &r, "SELECT url, datastore, fingerprint, pending_fingerprint FROM hosts WHERE name = $1",
+                     name, STORE_END);
     if (rc < 0)
         return rc;
     json_t *old = NULL;
     char now[32];
     snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
+    if (store_rows_count(r) && strcmp(store_rows_get(r, 0, 2), req->peer_fingerprint) != 0) {
+        /* Another certificate for a known host: held for approval. */
+        const char *pending = store_rows_get(r, 0, 3);
+        int is_new = !pending || strcmp(pending, req->peer_fingerprint) != 0;
+        store_rows_free(r);
+        if (is_new) {
+            rc = store_execv(m->db, NULL,
+                             "UPDATE hosts SET pending_fingerprint = $2, pending_subject = $3 WHERE name = $1", name,
+                             req->peer_fingerprint, req->peer_subject, STORE_END);
+            json_t *nv = json_pack("{s:s,s:s}", "pending_fingerprint", req->peer_fingerprint, "subject",
+                                   req->peer_subject);
+            event_record(m, who, "host.cert-pending", name, NULL, nv, "denied");
+            json_decref(nv);
+            if (rc < 0)
+                return rc;
+        }
+        return vmseal_fail(EACCES,
+                           "host %s registered with another certificate; this one (SHA-256 %s) waits for an "
+                           "administrator: vmseal host approve-cert %s --fingerprint %s",
+                           name, req->peer_fingerprint, name, req->peer_fingerprint);
+    }
     if (store_rows_count(r)) {
         old = json_pack("{s:s,s:s,s:s}", "url", store_rows_get(r, 0, 0), "datastore",
                         store_rows_get(r, 0, 1), "fingerprint", store_rows_get(r, 0, 2));
@@ -88,8 +127,6 @@ int hosts_register(manager *m, const vmseal_http_request *req, const json_t *bod
         json_t *nv = json_pack("{s:s,s:s,s:s}", "url", base, "datastore", ds, "fingerprint",
                                req->peer_fingerprint);
         int changed = !old || !json_equal(old, nv);
-        char who[100];
-        snprintf(who, sizeof(who), "host:%s", name);
         if (changed)
             event_add(m, who, old ? "host.reregister" : "host.register", name, old, nv);
         json_decref(nv);
@@ -127,7 +164,8 @@ int hosts_list(manager *m, json_t **out)
     store_rows *r = NULL;
     int rc = store_execv(m->db, &r,
                          "SELECT h.name, h.url, h.datastore, h.subject, h.fingerprint, h.registered, "
-                         "h.last_seen, (SELECT COUNT(*) FROM vms v WHERE v.host = h.name), h.default_policy "
+                         "h.last_seen, (SELECT COUNT(*) FROM vms v WHERE v.host = h.name), h.default_policy, "
+                         "h.pending_fingerprint "
                          "FROM hosts h ORDER BY h.name",
                          STORE_END);
     if (rc < 0)
@@ -135,13 +173,13 @@ int hosts_list(manager *m, json_t **out)
     json_t *arr = json_array();
     for (size_t i = 0; i < store_rows_count(r); i++)
         json_array_append_new(
-            arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s}", "name", store_rows_get(r, i, 0), "url",
+            arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:s?}", "name", store_rows_get(r, i, 0), "url",
                            store_rows_get(r, i, 1), "datastore", store_rows_get(r, i, 2), "subject",
                            store_rows_get(r, i, 3), "fingerprint", store_rows_get(r, i, 4), "registered",
                            (json_int_t)atoll(store_rows_get(r, i, 5)), "last_seen",
                            (json_int_t)atoll(store_rows_get(r, i, 6)), "vms",
                            (json_int_t)atoll(store_rows_get(r, i, 7)), "default_policy",
-                           store_rows_get(r, i, 8)));
+                           store_rows_get(r, i, 8), "pending_fingerprint", store_rows_get(r, i, 9)));
     store_rows_free(r);
     *out = json_pack("{s:o}", "hosts", arr);
     return 0;
@@ -262,9 +300,14 @@ int hosts_keys_for(manager *m, const char *host, const json_t *kek_ids, json_t *
     json_array_foreach(kek_ids, i, idv) {
         const char *id = json_string_value(idv);
         store_rows *r = NULL;
+        /* Only what the host's VMs need: a VM's current KEK, a KEK being
+         * put in place, and the KEKs of a VM while an operation on it runs.
+         * Retired and unused KEKs are refused. */
         int rc = store_execv(m->db, &r,
                              "SELECT k.provider FROM keks k JOIN vms v ON v.uuid = k.vm_uuid "
-                             "WHERE k.kek_id = $1 AND v.host = $2 AND k.state <> 'destroyed'",
+                             "WHERE k.kek_id = $1 AND v.host = $2 AND (v.kek_id = k.kek_id "
+                             "OR k.state IN ('active', 'pending') OR EXISTS (SELECT 1 FROM tasks t "
+                             "WHERE t.vm_uuid = v.uuid AND t.state = 'running'))",
                              id, host, STORE_END);
         const char *provider = rc >= 0 ? store_rows_get(r, 0, 0) : NULL;
         if (!provider) {
@@ -321,4 +364,83 @@ int hosts_set_default_policy(manager *m, const char *actor, const char *name, co
     }
     json_decref(ov);
     return rc < 0 ? rc : 0;
+}
+
+/* Approve the certificate a known host presented (pending): it becomes the
+ * pinned one and the old one is revoked. fingerprint must match the pending
+ * one, so the administrator approves what they saw. */
+int hosts_approve_cert(manager *m, const char *actor, const char *name, const char *fingerprint)
+{
+    store_rows *r = NULL;
+    int rc = store_execv(m->db, &r, "SELECT fingerprint, pending_fingerprint, pending_subject FROM hosts WHERE name = $1",
+                         name, STORE_END);
+    if (rc < 0)
+        return rc;
+    if (store_rows_count(r) == 0) {
+        store_rows_free(r);
+        return vmseal_fail(ENOENT, "no host named %s", name);
+    }
+    const char *pending = store_rows_get(r, 0, 1);
+    if (!pending) {
+        store_rows_free(r);
+        return vmseal_fail(ENOENT, "host %s has no certificate waiting for approval", name);
+    }
+    if (strcmp(pending, fingerprint) != 0) {
+        store_rows_free(r);
+        return vmseal_fail(EINVAL, "the certificate waiting for host %s has another fingerprint (%s)", name, pending);
+    }
+    char old[80], sub[512], now[32];
+    snprintf(old, sizeof(old), "%s", store_rows_get(r, 0, 0));
+    snprintf(sub, sizeof(sub), "%s", store_rows_get(r, 0, 2) ? store_rows_get(r, 0, 2) : "");
+    store_rows_free(r);
+    snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
+    if (old[0])
+        rc = store_execv(m->db, NULL, "INSERT INTO revoked_certs (fingerprint, host, revoked) VALUES ($1, $2, $3)",
+                         old, name, now, STORE_END);
+    if (rc == -EEXIST)
+        rc = 0;
+    if (rc >= 0)
+        rc = store_execv(m->db, NULL,
+                         "UPDATE hosts SET fingerprint = $2, subject = $3, pending_fingerprint = NULL, "
+                         "pending_subject = NULL WHERE name = $1",
+                         name, fingerprint, sub, STORE_END);
+    if (rc < 0)
+        return rc;
+    json_t *ov = json_pack("{s:s}", "fingerprint", old), *nv = json_pack("{s:s}", "fingerprint", fingerprint);
+    event_add(m, actor, "host.approve-cert", name, ov, nv);
+    json_decref(ov);
+    json_decref(nv);
+    return 0;
+}
+
+/* Revoke the host's pinned certificate: it can no longer call the manager
+ * or get keys; a new certificate then needs approval. */
+int hosts_revoke_cert(manager *m, const char *actor, const char *name)
+{
+    store_rows *r = NULL;
+    int rc = store_execv(m->db, &r, "SELECT fingerprint FROM hosts WHERE name = $1", name, STORE_END);
+    if (rc < 0)
+        return rc;
+    if (store_rows_count(r) == 0) {
+        store_rows_free(r);
+        return vmseal_fail(ENOENT, "no host named %s", name);
+    }
+    char fp[80], now[32];
+    snprintf(fp, sizeof(fp), "%s", store_rows_get(r, 0, 0));
+    store_rows_free(r);
+    if (!fp[0])
+        return vmseal_fail(EEXIST, "host %s has no certificate in force", name);
+    snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
+    rc = store_execv(m->db, NULL, "INSERT INTO revoked_certs (fingerprint, host, revoked) VALUES ($1, $2, $3)", fp,
+                     name, now, STORE_END);
+    if (rc == -EEXIST)
+        rc = 0;
+    if (rc >= 0)
+        rc = store_execv(m->db, NULL, "UPDATE hosts SET fingerprint = '' WHERE name = $1", name, STORE_END);
+    if (rc < 0)
+        return rc;
+    json_t *ov = json_pack("{s:s}", "fingerprint", fp);
+    event_add(m, actor, "host.revoke-cert", name, ov, NULL);
+    json_decref(ov);
+    return 0;
 }

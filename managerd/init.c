@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <vmseal/pki.h>
 
@@ -227,6 +229,19 @@ int mgr_issue_host(const mgr_config *cfg, const char *name, const char *outdir,
         return vmseal_fail(EINVAL, "invalid host name %s", name);
     if (!cfg->ca_key_file)
         return vmseal_fail(EINVAL, "%s names no ca_key: cannot issue host certificates", cfg->path);
+    /* A host certificate must never carry the manager's name: hosts that
+     * recognise the manager by its subject would take it for the manager. */
+    X509 *mine = NULL;
+    if (vmseal_pki_read_cert(cfg->cert_file, &mine) == 0) {
+        char cn[256] = "";
+        X509_NAME_get_text_by_NID(X509_get_subject_name(mine), NID_commonName, cn, sizeof(cn));
+        int clash = strcasecmp(cn, name) == 0 || X509_check_host(mine, name, 0, 0, NULL) == 1;
+        X509_free(mine);
+        if (clash)
+            return vmseal_fail(EINVAL, "%s is the manager's own name: a host certificate cannot carry it", name);
+    }
+    if (!strcasecmp(name, "vmseal-manager"))
+        return vmseal_fail(EINVAL, "%s is the manager's default name: choose another host name", name);
     X509 *ca = NULL;
     EVP_PKEY *cakey = NULL;
     int rc = vmseal_pki_read_cert(cfg->ca_file, &ca);

@@ -183,6 +183,10 @@ int hosts_register(manager *m, const vmseal_http_request *req, const json_t *bod
 int hosts_identify(manager *m, const vmseal_http_request *req, char *out, size_t outlen);
 int hosts_list(manager *m, json_t **out);
 int hosts_remove(manager *m, const char *actor, const char *name);
+/* Host certificates: approve the one waiting (fingerprint must match), or
+ * revoke the pinned one. */
+int hosts_approve_cert(manager *m, const char *actor, const char *name, const char *fingerprint);
+int hosts_revoke_cert(manager *m, const char *actor, const char *name);
 /* The encryption policy new VMs on the host get when none is asked for. */
 int hosts_set_default_policy(manager *m, const char *actor, const char *name, const char *policy);
 /* Call a host agent (mutual TLS with the manager certificate). */

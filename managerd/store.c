@@ -44,7 +44,8 @@ static const char *const schema[] = {
     "PRIMARY KEY (provider, pos))",
     "CREATE TABLE IF NOT EXISTS hosts (name TEXT PRIMARY KEY, url TEXT NOT NULL, "
     "datastore TEXT NOT NULL, subject TEXT NOT NULL, fingerprint TEXT NOT NULL, "
-    "registered {BIG} NOT NULL, last_seen {BIG} NOT NULL, default_policy TEXT NOT NULL DEFAULT 'none')",
+    "registered {BIG} NOT NULL, last_seen {BIG} NOT NULL, default_policy TEXT NOT NULL DEFAULT 'none', "
+    "pending_fingerprint TEXT, pending_subject TEXT)",
     "CREATE TABLE IF NOT EXISTS vms (uuid TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
     "host TEXT NOT NULL, spec TEXT NOT NULL, policy TEXT NOT NULL, kek_id TEXT, provider TEXT, "
     "created {BIG} NOT NULL, folder TEXT NOT NULL DEFAULT '')",
@@ -62,6 +63,8 @@ static const char *const schema[] = {
     "CREATE TABLE IF NOT EXISTS permissions (principal TEXT NOT NULL, is_group INTEGER NOT NULL, "
     "object TEXT NOT NULL, role TEXT NOT NULL REFERENCES roles(name), propagate INTEGER NOT NULL, "
     "created {BIG} NOT NULL, PRIMARY KEY (principal, is_group, object))",
+    "CREATE TABLE IF NOT EXISTS revoked_certs (fingerprint TEXT PRIMARY KEY, host TEXT NOT NULL, "
+    "revoked {BIG} NOT NULL)",
     "CREATE TABLE IF NOT EXISTS login_failures (user_name TEXT PRIMARY KEY, failures INTEGER NOT NULL, "
     "first {BIG} NOT NULL, locked_until {BIG} NOT NULL)",
 };
@@ -76,6 +79,8 @@ static const char *const migrate_1_2[] = {
     "ALTER TABLE events ADD COLUMN hash TEXT",
     "ALTER TABLE vms ADD COLUMN folder TEXT NOT NULL DEFAULT ''",
     "ALTER TABLE hosts ADD COLUMN default_policy TEXT NOT NULL DEFAULT 'none'",
+    "ALTER TABLE hosts ADD COLUMN pending_fingerprint TEXT",
+    "ALTER TABLE hosts ADD COLUMN pending_subject TEXT",
     "UPDATE roles SET privileges = REPLACE(privileges, 'Cryptographer.RecryptVM', 'Cryptographer.Recrypt')",
 };
 

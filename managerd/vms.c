@@ -970,6 +970,18 @@ static void poll_task(manager *m, json_t *t)
         event_add(m, user, ev, object, ov, nv);
         json_decref(ov);
         json_decref(nv);
+        /* The old KEK is retired: the host forgets it now (it would also
+         * not get it back after a restart). */
+        const char *old_kek = json_string_value(json_object_get(p, "old_kek_id"));
+        if (old_kek && (strcmp(action, "encrypt") != 0)) {
+            char kpath[300];
+            long kst = 0;
+            json_t *kr = NULL;
+            snprintf(kpath, sizeof(kpath), "/v1/keys/%s", old_kek);
+            if (hosts_call(m, host, "DELETE", kpath, NULL, &kst, &kr) < 0 || (kst != 204 && kst != 404))
+                mgr_log("task %s: host %s did not drop retired KEK %s (HTTP %ld)", id, host, old_kek, kst);
+            json_decref(kr);
+        }
     } else {
         json_t *nv = json_pack("{s:I,s:s,s:s?}", "task", (json_int_t)json_integer_value(json_object_get(t, "id")),
                                "action", action, "error", error);

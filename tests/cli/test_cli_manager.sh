@@ -167,6 +167,45 @@ expect_rc 0 "$VMSEAL" host ls
 echo "$OUT" | grep -q "^esx1 .*https://127.0.0.1:9 .*/srv/vmseal/esx1" || fail "host ls: $OUT"
 ok "hosts register with a CA-signed certificate whose CN is their name"
 
+# --- host identity: the first certificate is pinned ------------------------
+fp() { openssl x509 -in "$1" -noout -fingerprint -sha256 | sed 's/.*=//; s/://g' | tr A-F a-f; }
+"$MGRD" -c "$M" issue-host esx1 --out "$TMP/esx1b" >/dev/null || fail "issue-host (second certificate)"
+[ "$(reg "$TMP/esx1b" esx1 esx1)" = 403 ] || fail "a second certificate for esx1 is held"
+grep -q "waits for an administrator" "$TMP/reg.out" || fail "pending message: $(cat "$TMP/reg.out")"
+code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$M/ca.crt" --cert "$TMP/esx1b/esx1.crt" --key "$TMP/esx1b/esx1.key" \
+  -d '{"kek_ids":[]}' "$MURL/api/v1/hosts/self/keys")
+[ "$code" = 403 ] || fail "the pending certificate asks for keys: $code"
+expect_rc 0 "$VMSEAL" --json host ls
+new=$(fp "$TMP/esx1b/esx1.crt")
+echo "$OUT" | grep -q "\"pending_fingerprint\": \"$new\"" || fail "host ls shows the pending certificate: $OUT"
+expect_rc 2 "$VMSEAL" host approve-cert esx1 --fingerprint "$(fp "$TMP/esx1/esx1.crt")"
+expect_rc 0 "$VMSEAL" host approve-cert esx1 --fingerprint "$new"
+[ "$(reg "$TMP/esx1b" esx1 esx1)" = 200 ] || fail "the approved certificate registers"
+[ "$(reg "$TMP/esx1" esx1 esx1)" = 403 ] || fail "the replaced certificate still registers"
+grep -q "revoked" "$TMP/reg.out" || fail "revoked message: $(cat "$TMP/reg.out")"
+expect_rc 0 "$VMSEAL" host revoke-cert esx1
+code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$M/ca.crt" --cert "$TMP/esx1b/esx1.crt" --key "$TMP/esx1b/esx1.key" \
+  -d '{"kek_ids":[]}' "$MURL/api/v1/hosts/self/keys")
+[ "$code" = 403 ] || fail "a revoked certificate asks for keys: $code"
+[ "$(reg "$TMP/esx1b" esx1 esx1)" = 403 ] || fail "a revoked certificate registers again"
+# a third certificate after revocation: approved, works
+"$MGRD" -c "$M" issue-host esx1 --out "$TMP/esx1c" >/dev/null || fail "issue-host (third certificate)"
+[ "$(reg "$TMP/esx1c" esx1 esx1)" = 403 ] || fail "after revocation a new certificate waits"
+expect_rc 0 "$VMSEAL" host approve-cert esx1 --fingerprint "$(fp "$TMP/esx1c/esx1.crt")"
+[ "$(reg "$TMP/esx1c" esx1 esx1)" = 200 ] || fail "the approved third certificate registers"
+cp "$TMP/esx1c/esx1.crt" "$TMP/esx1/esx1.crt"; cp "$TMP/esx1c/esx1.key" "$TMP/esx1/esx1.key"
+# issue-host refuses the manager's own names
+"$MGRD" -c "$M" issue-host vmseal-manager --out "$TMP/fake" >/dev/null 2>"$TMP/err" && fail "issue-host vmseal-manager"
+"$MGRD" -c "$M" issue-host localhost --out "$TMP/fake" >/dev/null 2>"$TMP/err" && fail "issue-host localhost (a name of the manager)"
+grep -q "manager's own name" "$TMP/err" || fail "issue-host message: $(cat "$TMP/err")"
+expect_rc 0 "$VMSEAL" --json events --action host.
+echo "$OUT" | $PY -c '
+import json,sys
+ev=json.load(sys.stdin); acts=[(e["action"],e["result"]) for e in ev]
+for a in [("host.cert-pending","denied"),("host.approve-cert","ok"),("host.revoke-cert","ok"),("host.register","denied")]:
+    assert a in acts, (a, acts)' || fail "host certificate events: $OUT"
+ok "host certificates: first pinned, another held for approval, approve revokes the old, revoke-cert cuts a host off; issue-host refuses the manager's names"
+
 # a VM on a host whose agent is down: refused, nothing left behind
 expect_rc 1 "$VMSEAL" vm create vm1 --host esx1 --disk 16
 expect_rc 0 "$VMSEAL" --json vm ls

@@ -143,6 +143,8 @@ def setup(op):
         body = {"ca_pem": "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"}
     elif oid == "kms.client-cert":
         body = {"cert_pem": "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"}
+    elif oid == "host.approve-cert":
+        body = {"fingerprint": "ab" * 32}
     elif oid == "host.default-policy":
         body = {"policy": "none"}
     elif oid == "vm.create":
