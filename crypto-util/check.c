@@ -29,7 +29,7 @@ static const char *const status_name[] = {"encrypted", "keysafe", "plain", "erro
 
 typedef struct result {
     enum status st;
-    char format[32];          /* luks1, luks2, sealed, disk-descriptor, config, raw */
+    char format[32];          /* luks1, luks2, sealed, sealed-log, disk-descriptor, config, raw */
     char detail[256];
     char provider[VMSEAL_KEYSAFE_PROVIDER_MAX + 1];
     char kek_id[VMSEAL_KEYSAFE_KEK_ID_MAX + 1];
@@ -95,6 +95,57 @@ static void check_vm_disk(const char *path, const vmseal_disk_info *di, result *
                      "; unfinished '%s' operation", vmseal_vmconf_get(d.conf, "op"));
     }
     cu_vmdisk_clear(&d);
+}
+
+/* A segment of a VM's sealed console log: its key is the VM secret of the
+ * vm.conf beside it (vm.keysafe). */
+static void check_slog(const char *path, const uint8_t *buf, size_t n, result *r)
+{
+    vmseal_slog_info si;
+    snprintf(r->format, sizeof(r->format), "sealed-log");
+    int rc = vmseal_slog_probe_header(buf, n, &si);
+    if (rc == -ENODATA) {
+        set_error(r, "%s", "sealed log segment truncated inside its header");
+        return;
+    }
+    if (rc < 0) {
+        set_error(r, "%s", vmseal_last_error());
+        return;
+    }
+    r->st = ST_ENCRYPTED;
+    snprintf(r->uuid, sizeof(r->uuid), "%s", si.uuid);
+    snprintf(r->detail, sizeof(r->detail), "sealed console log v%u, segment %llu of VM %s",
+             si.version, (unsigned long long)si.seq, si.uuid);
+    char *dir = strdup(path);
+    char *slash = dir ? strrchr(dir, '/') : NULL;
+    char conf_path[512];
+    if (slash)
+        slash[0] = '\0';
+    snprintf(conf_path, sizeof(conf_path), "%s/vm.conf", slash ? dir : ".");
+    free(dir);
+    vmseal_vmconf *c = NULL;
+    if (vmseal_vmconf_load(conf_path, &c) < 0) {
+        vmseal_clear_error();
+        size_t l = strlen(r->detail);
+        snprintf(r->detail + l, sizeof(r->detail) - l, "; no vm.conf beside it (key unknown)");
+        return;
+    }
+    const char *u = vmseal_vmconf_get(c, "uuid"), *ks = vmseal_vmconf_get(c, "vm.keysafe");
+    if (!u || strcasecmp(u, si.uuid) != 0) {
+        set_error(r, "%s is the vm.conf of VM %s, but this segment belongs to VM %s", conf_path,
+                  u ? u : "(none)", si.uuid);
+    } else if (!ks) {
+        set_error(r, "%s has no vm.keysafe (the VM is not encrypted): the log key is gone",
+                  conf_path);
+    } else {
+        size_t l = strlen(r->detail);
+        snprintf(r->detail + l, sizeof(r->detail) - l, "; key from vm.keysafe in %s", conf_path);
+        take_keysafe(r, ks);
+        r->keysafes = 1;
+        snprintf(r->vm_config, sizeof(r->vm_config), "%s", conf_path);
+        snprintf(r->vm_key, sizeof(r->vm_key), "vm.keysafe");
+    }
+    vmseal_vmconf_free(c);
 }
 
 static void check_luks(const char *path, const uint8_t *buf, size_t n, result *r)
@@ -278,6 +329,8 @@ static void check_one(const char *path, result *r)
             snprintf(r->detail, sizeof(r->detail), "sealed file v%u, %u KiB chunks", si.version,
                      si.chunk_size / 1024);
         }
+    } else if (n >= 8 && memcmp(buf, VMSEAL_SLOG_MAGIC, 8) == 0) {
+        check_slog(path, buf, n, r);
     } else if (!memchr(buf, 0, n)) {
         check_text(path, (const char *)buf, n, r);
     }
@@ -372,6 +425,7 @@ static void usage(FILE *f)
         "  LUKS1 disk      (with the KEK named by its <image>.vmdesc descriptor, or,\n"
         "                  in a VM home folder, by the key safe in the vm.conf beside it)\n"
         "  sealed file     (VM home files: NVRAM, memory, core dumps, vTPM)\n"
+        "  sealed log      (an encrypted VM's console log; key from the vm.conf beside it)\n"
         "  key safe        (disk descriptor or config file holding wrapped keys)\n"
         "  not encrypted\n"
         "Exit status: 0 every file is encrypted or holds only wrapped keys,\n"

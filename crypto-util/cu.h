@@ -101,6 +101,7 @@ int cu_check_main(int argc, char **argv);
 int cu_seal_main(int argc, char **argv);
 int cu_unseal_main(int argc, char **argv);
 int cu_coredump_main(int argc, char **argv);
+int cu_log_main(int argc, char **argv);
 int cu_disk_main(int argc, char **argv);
 int cu_bench_main(int argc, char **argv);
 

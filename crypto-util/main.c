@@ -29,6 +29,7 @@ static void usage(FILE *f)
         "  seal IN OUT                seal a VM home file ('-' = stdin/stdout)\n"
         "  unseal IN OUT              verify and decrypt a sealed file\n"
         "  coredump decrypt IN OUT    decrypt an encrypted core dump (= unseal)\n"
+        "  log VMHOME [OUT]           verify and decrypt an encrypted VM's sealed console log\n"
         "  bench                      in-memory throughput of the disk and sealing data paths\n"
         "\n"
         "Keys never come from the command line: --kek-file FILE (mode 0600, 32 raw\n"
@@ -76,6 +77,8 @@ dispatch:
         return cu_unseal_main(argc, argv);
     if (!strcmp(verb, "coredump"))
         return cu_coredump_main(argc, argv);
+    if (!strcmp(verb, "log"))
+        return cu_log_main(argc, argv);
     if (!strcmp(verb, "bench"))
         return cu_bench_main(argc, argv);
     cu_err("unknown verb '%s'", verb);
