@@ -18,6 +18,7 @@
 #include <vmseal/keysafe.h>
 
 #include "host.h"
+#include "serial.h"
 #include "strutil.h"
 
 #define MAX_TASKS_KEPT 256
@@ -270,7 +271,7 @@ void vmseal_host_tick(vmseal_host *h)
         memcpy(copy, h->vms, n * sizeof(*copy));
     pthread_mutex_unlock(&h->lock);
     for (size_t i = 0; copy && i < n; i++)
-        (void)vmseal_vm_running(copy[i]);
+        vmseal_vm_tick(copy[i], &h->env);
     free(copy);
 }
 
@@ -472,6 +473,7 @@ static int http_status_for(int r)
     case EBUSY:
     case EALREADY:
     case ENOKEY:
+    case ELOOP:     /* a symlink where a file of the VM goes: not followed */
         return 409;
     case EKEYREJECTED:
     case EBADMSG:
@@ -852,18 +854,86 @@ static void api_reconfigure(vmseal_host *h, vmseal_vm *vm, const char *body, siz
     reply(status, resp, 200, out);
 }
 
+static const char *after(const char *path, const char *prefix);
+
+/* GET /v1/vms/{uuid}/log?tail=N: the guest's serial console. */
+static void api_vm_log(vmseal_host *h, vmseal_vm *vm, const char *query, int *status, json_t **resp)
+{
+    size_t tail = VMSEAL_CONSOLE_TAIL_DEFAULT;
+    if (query && *query) {
+        const char *v = after(query, "tail=");
+        size_t n = v ? strlen(v) : 0;
+        if (!v || n == 0 || n > 12 || strspn(v, "0123456789") != n) {
+            reply_error(status, resp, 400, "the only query parameter is tail=N (bytes, 0 to %u)",
+                        VMSEAL_CONSOLE_TAIL_MAX);
+            return;
+        }
+        unsigned long long t = strtoull(v, NULL, 10);
+        tail = t > VMSEAL_CONSOLE_TAIL_MAX ? VMSEAL_CONSOLE_TAIL_MAX : (size_t)t;
+    }
+    uint8_t *raw = NULL;
+    size_t len = 0;
+    uint64_t total = 0;
+    int enc = 0;
+    int r = vmseal_vm_serial_log(vm, &h->env, tail, &raw, &len, &total, &enc);
+    if (r < 0) {
+        switch (-r) {
+        case ENOKEY:
+        case EBUSY:
+            reply_error(status, resp, 409, "%s", vmseal_last_error());
+            break;
+        case EPROTO:
+        case EBADMSG:
+        case ENOTSUP:
+        case ELOOP:
+        case E2BIG:
+            hlog(h, "VM %s: serial log damaged: %s", vmseal_vm_name(vm), vmseal_last_error());
+            reply_error(status, resp, 422, "serial log damaged: %s", vmseal_last_error());
+            break;
+        default:
+            reply_fail(status, resp, r);
+        }
+        return;
+    }
+    size_t tlen = 0;
+    char *txt = vmseal_console_utf8(raw, len, total > len, &tlen);
+    vmseal_console_text_free(raw, len);
+    json_t *j = txt ? json_stringn(txt, tlen) : NULL;
+    vmseal_console_text_free(txt, tlen);
+    if (!j) {
+        reply_error(status, resp, 500, "out of memory");
+        return;
+    }
+    /* jansson's copy is wiped when freed (vmseal_json_wipe_on_free) */
+    reply(status, resp, 200, json_pack("{s:o, s:b, s:I}", "log", j, "encrypted", enc, "bytes",
+                                       (json_int_t)total));
+}
+
 static const char *after(const char *path, const char *prefix)
 {
     size_t n = strlen(prefix);
     return strncmp(path, prefix, n) == 0 ? path + n : NULL;
 }
 
-void vmseal_host_handle(vmseal_host *h, const char *method, const char *path, const char *body,
-                        size_t body_len, const char *peer_subject, int *status, json_t **resp)
+void vmseal_host_handle(vmseal_host *h, const char *method, const char *full_path,
+                        const char *body, size_t body_len, const char *peer_subject, int *status,
+                        json_t **resp)
 {
     *status = 500;
     *resp = NULL;
     vmseal_clear_error();
+    /* "path?query": only GET .../log takes a query (tail=N) */
+    char path[1024];
+    const char *query = NULL;
+    size_t plen = strcspn(full_path, "?");
+    if (plen >= sizeof(path)) {
+        reply_error(status, resp, 404, "no such endpoint");
+        return;
+    }
+    memcpy(path, full_path, plen);
+    path[plen] = '\0';
+    if (full_path[plen] == '?')
+        query = full_path + plen + 1;
     if (h->allowed_subject && (!peer_subject || strcmp(peer_subject, h->allowed_subject) != 0)) {
         reply_error(status, resp, 403, "client certificate %s is not the manager's",
                     peer_subject && *peer_subject ? peer_subject : "(none)");
@@ -940,6 +1010,13 @@ void vmseal_host_handle(vmseal_host *h, const char *method, const char *path, co
         pthread_mutex_unlock(&h->lock);
         if (!vm) {
             reply_error(status, resp, 404, "no VM %s on this host", uuid);
+            return;
+        }
+        if (slash && strcmp(slash + 1, "log") == 0) {
+            if (get)
+                api_vm_log(h, vm, query, status, resp);
+            else
+                reply_error(status, resp, 405, "use GET");
             return;
         }
         if (!slash) {

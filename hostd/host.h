@@ -57,11 +57,13 @@ void vmseal_host_note_key(vmseal_host *h, const char *kek_id, const char *reason
  * restart) for VMs whose keys are now present. Returns how many started. */
 int vmseal_host_resume_pending(vmseal_host *h);
 
-/* Periodic housekeeping: notice guests that powered themselves off. */
+/* Periodic housekeeping: notice guests that powered themselves off; seal
+ * the console of VMs re-attached after a restart once their KEK is here. */
 void vmseal_host_tick(vmseal_host *h);
 
-/* One API request. peer_subject: the verified client certificate subject
- * ("" when none). *status and *resp (new ref, may be NULL for 204). */
+/* One API request. path may carry a query ("?tail=N" of GET
+ * /v1/vms/{uuid}/log). peer_subject: the verified client certificate
+ * subject ("" when none). *status and *resp (new ref, may be NULL for 204). */
 void vmseal_host_handle(vmseal_host *h, const char *method, const char *path, const char *body,
                         size_t body_len, const char *peer_subject, int *status, json_t **resp);
 

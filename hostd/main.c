@@ -134,8 +134,16 @@ static void handler(void *arg, const vmseal_http_request *req, vmseal_http_respo
     vmseal_host *h = arg;
     int status = 500;
     json_t *out = NULL;
-    vmseal_host_handle(h, req->method, req->path, req->body, req->body_len, req->peer_subject,
-                       &status, &out);
+    /* The server gives the path without its query: pass tail=N on (the
+     * only query parameter of the API, GET /v1/vms/{uuid}/log). */
+    char path[1200];
+    const char *tail = vmseal_http_query(req, "tail");
+    if (tail && snprintf(path, sizeof(path), "%s?tail=%s", req->path, tail) < (int)sizeof(path))
+        vmseal_host_handle(h, req->method, path, req->body, req->body_len, req->peer_subject,
+                           &status, &out);
+    else
+        vmseal_host_handle(h, req->method, req->path, req->body, req->body_len,
+                           req->peer_subject, &status, &out);
     if (out)
         vmseal_http_json(resp, status, out);
     else

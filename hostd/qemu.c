@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -17,8 +19,9 @@
 #include <vmseal/diskdesc.h>
 
 #include "qemu.h"
-#include "strutil.h"
 #include "qmp.h"
+#include "serial.h"
+#include "strutil.h"
 
 #define MAX_DISKS 16
 #define DEFAULT_TIMEOUT_MS 15000
@@ -31,6 +34,7 @@ struct vmseal_qemu {
     char *sock_path;
     vmseal_qmp *qmp;    /* NULL when not connected */
     int timeout_ms;
+    int serial_fd;      /* connected console socket not yet taken, or -1 */
 };
 
 /* ---- small helpers ---- */
@@ -132,7 +136,9 @@ static const char *qemu_binary(const char *given)
  * stderr appended to log_path. Only async-signal-safe calls in the child. */
 /* die_with_parent: the child gets SIGKILL when hostd exits (the KVM probe);
  * VM QEMUs are left running on purpose so a restarted hostd adopts them. */
-static int spawn(char *const argv[], const char *log_path, int die_with_parent, pid_t *pid_out)
+/* pass_fd >= 0: given to the child as descriptor 3 (QEMU's -add-fd fd=3). */
+static int spawn(char *const argv[], const char *log_path, int die_with_parent, int pass_fd,
+                 pid_t *pid_out)
 {
     pid_t parent = getpid();
     int logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -165,7 +171,14 @@ static int spawn(char *const argv[], const char *log_path, int die_with_parent, 
         signal(SIGPIPE, SIG_DFL);
         if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
             _exit(126);
-        closefrom(3);
+        if (pass_fd >= 0) {
+            /* dup2 onto itself keeps close-on-exec: clear it explicitly */
+            if ((pass_fd == 3 ? fcntl(3, F_SETFD, 0) : dup2(pass_fd, 3)) < 0)
+                _exit(126);
+            closefrom(4);
+        } else {
+            closefrom(3);
+        }
         execvp(argv[0], argv);
         static const char msg[] = "vmseal: cannot execute QEMU\n";
         ssize_t w = write(2, msg, sizeof(msg) - 1);
@@ -358,10 +371,41 @@ int vmseal_qemu_power_off(vmseal_qemu *vm, int grace_ms)
     return 1;
 }
 
+int vmseal_qemu_take_serial(vmseal_qemu *vm)
+{
+    int fd = vm->serial_fd;
+    vm->serial_fd = -1;
+    return fd;
+}
+
+int vmseal_qemu_connect_serial(const char *run_dir, int timeout_ms)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", run_dir, VMSEAL_CONSOLE_SOCKET);
+    if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
+        return vmseal_fail(ENAMETOOLONG, "QEMU: console socket path is too long");
+    int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS);
+    for (;;) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return vmseal_fail(errno, "socket: %s", strerror(errno));
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+            return fd;
+        int e = errno;
+        close(fd);
+        if ((e != ENOENT && e != ECONNREFUSED && e != EAGAIN) || now_ms() >= deadline)
+            return vmseal_fail(e, "QEMU: cannot connect to the console socket %s: %s",
+                               sa.sun_path, strerror(e));
+        sleep_ms(20);
+    }
+}
+
 void vmseal_qemu_free(vmseal_qemu *vm)
 {
     if (!vm)
         return;
+    if (vm->serial_fd >= 0)
+        close(vm->serial_fd);
     vmseal_qmp_close(vm->qmp);
     if (vm->is_child && !vm->exited)
         (void)pid_alive(vm->pid, 1);   /* reap if it has just exited */
@@ -397,8 +441,19 @@ static int build_argv(const vmseal_qemu_spec *s, argv_buf *a)
     /* QEMU may not spawn helpers, gain privileges or use obsolete calls. */
     arg_add(a, "-sandbox");
     arg_add(a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
-    arg_add(a, "-chardev");
-    arg_add_owned(a, hostd_asprintf("file,id=vmseal-serial,path=%s/serial.log,append=on", rd));
+    if (s->serial_socket) {
+        /* Encrypted VM: QEMU serves the console; hostd reads and seals it
+         * (hostd/serial.h). Nothing is written in clear. */
+        arg_add(a, "-chardev");
+        arg_add_owned(a, hostd_asprintf("socket,id=vmseal-serial,path=%s/%s,server=on,wait=off",
+                                        rd, VMSEAL_CONSOLE_SOCKET));
+    } else {
+        /* serial.log, opened by hostd (O_NOFOLLOW, 0600), is descriptor 3. */
+        arg_add(a, "-add-fd");
+        arg_add(a, "fd=3,set=1,opaque=vmseal-serial");
+        arg_add(a, "-chardev");
+        arg_add(a, "file,id=vmseal-serial,path=/dev/fdset/1,append=on");
+    }
     arg_add(a, "-serial");
     arg_add(a, "chardev:vmseal-serial");
     arg_add(a, "-chardev");
@@ -621,17 +676,20 @@ int vmseal_qemu_start(const vmseal_qemu_spec *s, vmseal_qemu **out)
     if (!vm)
         return vmseal_fail(ENOMEM, "out of memory");
     vm->timeout_ms = timeout;
+    vm->serial_fd = -1;
     vm->run_dir = strdup(s->run_dir);
     vm->sock_path = hostd_asprintf("%s/qmp.sock", s->run_dir);
     char *log_path = hostd_asprintf("%s/qemu.log", s->run_dir);
     char *pid_path = hostd_asprintf("%s/qemu.pid", s->run_dir);
+    char *serial_path = hostd_asprintf("%s/%s", s->run_dir, VMSEAL_CONSOLE_SOCKET);
+    int serial_file = -1;
     argv_buf a = {0};
-    if (!vm->run_dir || !vm->sock_path || !log_path || !pid_path) {
+    if (!vm->run_dir || !vm->sock_path || !log_path || !pid_path || !serial_path) {
         r = vmseal_fail(ENOMEM, "out of memory");
         goto fail;
     }
-    if (strlen(vm->sock_path) >= 108) {
-        r = vmseal_fail(ENAMETOOLONG, "QEMU: monitor socket path %s is too long", vm->sock_path);
+    if (strlen(vm->sock_path) >= 108 || strlen(serial_path) >= 108) {
+        r = vmseal_fail(ENAMETOOLONG, "QEMU: socket path %s is too long", serial_path);
         goto fail;
     }
     /* Refuse to start a second QEMU on the same home. */
@@ -641,11 +699,22 @@ int vmseal_qemu_start(const vmseal_qemu_spec *s, vmseal_qemu **out)
     }
     unlink(vm->sock_path);
     unlink(pid_path);
+    unlink(serial_path);
+    if (!s->serial_socket) {
+        serial_file = vmseal_console_open_plain(s->run_dir);
+        if (serial_file < 0) {
+            r = vmseal_fail(-serial_file, "QEMU: serial console: %s", vmseal_last_error());
+            goto fail;
+        }
+    }
 
     r = build_argv(s, &a);
     if (r < 0)
         goto fail;
-    r = spawn(a.v, log_path, 0, &vm->pid);
+    r = spawn(a.v, log_path, 0, serial_file, &vm->pid);
+    if (serial_file >= 0)
+        close(serial_file);
+    serial_file = -1;
     if (r < 0)
         goto fail;
     vm->is_child = 1;
@@ -670,6 +739,15 @@ int vmseal_qemu_start(const vmseal_qemu_spec *s, vmseal_qemu **out)
         sleep_ms(20);
     }
 
+    /* The console reader is there before the guest runs: nothing is lost. */
+    if (s->serial_socket) {
+        vm->serial_fd = vmseal_qemu_connect_serial(s->run_dir, timeout);
+        if (vm->serial_fd < 0) {
+            r = vm->serial_fd;
+            vm->serial_fd = -1;
+            goto fail;
+        }
+    }
     if (s->firmware_code && s->nvram) {
         r = attach_nvram(vm, s);
         if (r < 0)
@@ -685,6 +763,7 @@ int vmseal_qemu_start(const vmseal_qemu_spec *s, vmseal_qemu **out)
     argv_free(&a);
     free(log_path);
     free(pid_path);
+    free(serial_path);
     vmseal_clear_error();
     *out = vm;
     return 0;
@@ -699,9 +778,12 @@ fail:
         }
         vmseal_fail(r, "%s", msg);
     }
+    if (serial_file >= 0)
+        close(serial_file);
     argv_free(&a);
     free(log_path);
     free(pid_path);
+    free(serial_path);
     vm->exited = 1;
     vmseal_qemu_free(vm);
     return r;
@@ -741,6 +823,7 @@ int vmseal_qemu_attach(const char *run_dir, const char *uuid, int timeout_ms, vm
     if (!vm)
         return vmseal_fail(ENOMEM, "out of memory");
     vm->pid = (pid_t)pid;
+    vm->serial_fd = -1;
     vm->timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
     vm->run_dir = strdup(run_dir);
     vm->sock_path = hostd_asprintf("%s/qmp.sock", run_dir);
@@ -883,7 +966,7 @@ int vmseal_qemu_probe_kvm(const vmseal_kvm_probe *p)
     int works = 0;
     pid_t pid = 0;
     int stopped = 0;
-    if (!a.oom && spawn(a.v, log, 1, &pid) == 0) {
+    if (!a.oom && spawn(a.v, log, 1, -1, &pid) == 0) {
         int timeout = p->timeout_ms > 0 ? p->timeout_ms : 20000;
         int64_t deadline = now_ms() + timeout;
         int exited = 0;

@@ -8,7 +8,12 @@
  * QEMU has opened the volume key. Then `cont`.
  *
  * The VM's run directory (its home) receives:
- *   serial.log   the guest's serial console (clear text, appended)
+ *   serial.log   the guest's serial console (clear text, appended; mode
+ *                0600, opened by hostd without following symlinks and
+ *                handed to QEMU as a descriptor), or, with serial_socket
+ *                (encrypted VMs),
+ *   serial.sock  the console served by QEMU for hostd, which seals it
+ *                (hostd/serial.h) — nothing of it is written in clear
  *   qemu.log     QEMU's own messages (clear text, appended)
  *   qmp.sock     the monitor socket (the directory should be mode 0700)
  *   qemu.pid     QEMU's pid (written and locked by QEMU)
@@ -54,6 +59,8 @@ typedef struct vmseal_qemu_spec {
     const vmseal_qemu_disk *disks;
     size_t ndisks;             /* at most 16 */
     int timeout_ms;            /* for start-up and each monitor command; 0: 15000 */
+    int serial_socket;         /* console on run_dir/serial.sock, connected before the
+                                  guest runs (vmseal_qemu_take_serial); else serial.log */
 } vmseal_qemu_spec;
 
 typedef struct vmseal_qemu vmseal_qemu;
@@ -69,6 +76,15 @@ int vmseal_qemu_attach(const char *run_dir, const char *uuid, int timeout_ms,
                        vmseal_qemu **out) VMSEAL_MUST_CHECK;
 
 pid_t vmseal_qemu_pid(const vmseal_qemu *vm);
+
+/* The console socket connected at start (serial_socket), handed over to the
+ * caller; -1 when there is none (or it was taken). */
+int vmseal_qemu_take_serial(vmseal_qemu *vm);
+
+/* Connect to the console socket of a QEMU running in run_dir (after a
+ * restart of hostd): the descriptor or -errno. QEMU serves one reader at a
+ * time and drops console output while none is connected. */
+int vmseal_qemu_connect_serial(const char *run_dir, int timeout_ms);
 
 /* The connected monitor (NULL once QEMU has exited), e.g. for queries. */
 struct vmseal_qmp *vmseal_qemu_monitor(vmseal_qemu *vm);

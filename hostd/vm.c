@@ -13,7 +13,9 @@
 
 #include <vmseal/diskdesc.h>
 #include <vmseal/keysafe.h>
+#include <vmseal/sealed.h>
 
+#include "serial.h"
 #include "strutil.h"
 #include "vm.h"
 #include <vmseal/vmconf.h>
@@ -26,6 +28,7 @@ struct vmseal_vm {
     char name[65];
     vmseal_vmconf *conf;    /* replaced as a whole by the busy holder */
     vmseal_qemu *qemu;
+    vmseal_console *console; /* encrypted VM: the sealed console log of this run */
     const char *busy;       /* what runs now, or NULL */
     int deleted;
 };
@@ -221,6 +224,43 @@ static int new_wrapped_secret(const vmseal_host_env *env, const char *kek_id, co
     return r;
 }
 
+/* ------------------------------------------------------ console log */
+
+static void console_note(void *arg, const char *line)
+{
+    vmseal_vm_log(arg, "%s", line);
+}
+
+/* The log key of the sealed console log, from the key safe `ks_key`
+ * (vm.keysafe, or vm.next.keysafe while encrypting). -ENOKEY "VM locked"
+ * when the KEK is not loaded. */
+static int log_key_from(vmseal_vm *vm, const vmseal_host_env *env, const char *line,
+                        vmseal_secret **lk)
+{
+    *lk = NULL;
+    char id[VMSEAL_KEYSAFE_KEK_ID_MAX + 1];
+    if (!line || kek_id_of_line(line, id, sizeof(id)) < 0)
+        return vmseal_fail(EPROTO, "VM %s: vm.conf has no valid vm.keysafe", vm->name);
+    if (!vmseal_keystore_has(env->keys, id))
+        return vmseal_fail(ENOKEY, "VM locked: KEK %s is not loaded on this host", id);
+    char obj[64];
+    snprintf(obj, sizeof(obj), "vm:%s", vm->uuid);
+    vmseal_secret *s = NULL;
+    int r = unwrap_line(env, line, obj, &s);
+    if (r == 0)
+        r = vmseal_slog_key(s, vm->uuid, lk);
+    vmseal_secret_free(s);
+    return r;
+}
+
+/* Detach the console (lock held); the caller frees it without the lock. */
+static vmseal_console *console_detach_locked(vmseal_vm *vm)
+{
+    vmseal_console *c = vm->console;
+    vm->console = NULL;
+    return c;
+}
+
 /* ------------------------------------------------------- state handling */
 
 static int vm_begin(vmseal_vm *vm, const char *what)
@@ -270,8 +310,10 @@ static int qemu_running_owned(vmseal_vm *vm)
     pthread_mutex_lock(&vm->lock);
     vmseal_qemu *q = vm->qemu;
     vm->qemu = NULL;
+    vmseal_console *con = console_detach_locked(vm);
     pthread_mutex_unlock(&vm->lock);
     vmseal_qemu_free(q);
+    vmseal_console_free(con);
     vmseal_vm_log(vm, "guest powered off");
     return 0;
 }
@@ -282,7 +324,9 @@ int vmseal_vm_running(vmseal_vm *vm)
     if (vm->qemu && !vm->busy && !vmseal_qemu_alive(vm->qemu)) {
         vmseal_qemu_free(vm->qemu);
         vm->qemu = NULL;
+        vmseal_console *con = console_detach_locked(vm);
         pthread_mutex_unlock(&vm->lock);
+        vmseal_console_free(con);   /* QEMU closed the console: seals the rest, ends the segment */
         vmseal_vm_log(vm, "guest powered off");
         return 0;
     }
@@ -447,6 +491,7 @@ void vmseal_vm_free(vmseal_vm *vm)
 {
     if (!vm)
         return;
+    vmseal_console_free(vm->console);   /* QEMU keeps running; the next hostd reads on */
     vmseal_qemu_free(vm->qemu);
     vmseal_vmconf_free(vm->conf);
     free(vm->home);
@@ -471,6 +516,23 @@ int vmseal_vm_load(const char *home, vmseal_vm **out)
     }
     if (vmseal_qemu_attach(home, vm->uuid, 5000, &vm->qemu) < 0)
         vm->qemu = NULL;
+    if (vm->qemu && conf_encrypted(vm->conf)) {
+        /* Read the console at once; it is sealed when the KEK comes
+         * (vmseal_vm_tick), buffered in memory until then. */
+        int fd = vmseal_qemu_connect_serial(home, 2000);
+        vmseal_console *con = NULL;
+        if (fd >= 0 && vmseal_console_new(home, vm->uuid, NULL, console_note, vm, &con) == 0) {
+            if (vmseal_console_attach(con, fd) == 0)
+                vm->console = con;
+            else
+                vmseal_console_free(con);
+        } else if (fd >= 0) {
+            close(fd);
+        }
+        if (!vm->console)
+            vmseal_vm_log(vm, "serial log: cannot read the console of the running VM: %s",
+                          vmseal_last_error());
+    }
     vmseal_clear_error();
     *out = vm;
     return 0;
@@ -843,9 +905,28 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
             goto out;
         disks[i].passphrase = pass[i];
     }
+    vmseal_console *con = NULL;
+    if (vm_secret) {
+        /* Encrypted: the console goes to hostd, which seals it. The log is
+         * prepared before QEMU starts (a planted symlink stops it here). */
+        vmseal_secret *lk = NULL;
+        r = vmseal_slog_key(vm_secret, vm->uuid, &lk);
+        if (r == 0)
+            r = vmseal_console_new(vm->home, vm->uuid, lk, console_note, vm, &con);
+        if (r < 0) {
+            vmseal_vm_log(vm, "power on failed: %s", vmseal_last_error());
+            goto out;
+        }
+        pthread_mutex_lock(&vm->lock);
+        vmseal_console *old = console_detach_locked(vm);
+        vm->console = con;
+        pthread_mutex_unlock(&vm->lock);
+        vmseal_console_free(old);
+    }
     vmseal_qemu_spec spec = {
         .qemu = env->qemu,
         .run_dir = vm->home,
+        .serial_socket = con != NULL,
         .name = vm->name,
         .uuid = vm->uuid,
         .accel = env->accel,
@@ -876,8 +957,19 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
     }
     vmseal_qemu *q = NULL;
     r = vmseal_qemu_start(&spec, &q);
+    if (r == 0 && con && (r = vmseal_console_attach(con, vmseal_qemu_take_serial(q))) < 0) {
+        char msg[512];
+        hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
+        vmseal_qemu_kill(q);
+        vmseal_qemu_free(q);
+        vmseal_fail(-r, "%s", msg);
+    }
     if (r < 0) {
         vmseal_vm_log(vm, "power on failed: %s", vmseal_last_error());
+        pthread_mutex_lock(&vm->lock);
+        con = console_detach_locked(vm);
+        pthread_mutex_unlock(&vm->lock);
+        vmseal_console_free(con);
         goto out;
     }
     pthread_mutex_lock(&vm->lock);
@@ -910,8 +1002,10 @@ int vmseal_vm_power_off(vmseal_vm *vm, int grace_ms)
     pthread_mutex_lock(&vm->lock);
     vmseal_qemu *q = vm->qemu;
     vm->qemu = NULL;
+    vmseal_console *con = console_detach_locked(vm);
     pthread_mutex_unlock(&vm->lock);
     vmseal_qemu_free(q);
+    vmseal_console_free(con);
     vmseal_vm_log(vm, r == 0 ? "powered off (guest shut down)" : "powered off (QEMU stopped after %d ms)",
                   grace_ms);
     vm_end(vm);
@@ -1099,6 +1193,20 @@ static int run_convert(vmseal_vm *vm, const vmseal_host_env *env, int to_luks,
         r = convert_one(vm, env, -1, to_luks, prog, &st);
     if (r < 0)
         return r;
+    /* The console log follows the policy: a clear serial.log is sealed
+     * under the new VM secret; a sealed log is written out in clear while
+     * its key safe still exists. */
+    const char *lks = to_luks && vmseal_vmconf_get(vm->conf, "vm.next.keysafe")
+                          ? vmseal_vmconf_get(vm->conf, "vm.next.keysafe")
+                          : vmseal_vmconf_get(vm->conf, "vm.keysafe");
+    vmseal_secret *lk = NULL;
+    r = log_key_from(vm, env, lks, &lk);
+    if (r == 0)
+        r = to_luks ? vmseal_console_seal_plain(vm->home, vm->uuid, lk, console_note, vm)
+                    : vmseal_console_unseal_to_plain(vm->home, vm->uuid, lk, console_note, vm);
+    vmseal_secret_free(lk);
+    if (r < 0)
+        return vmseal_fail(-r, "serial log: %s", vmseal_last_error());
     vmseal_vmconf *n = vmseal_vmconf_dup(vm->conf);
     if (!n)
         return vmseal_fail(ENOMEM, "out of memory");
@@ -1659,4 +1767,54 @@ json_t *vmseal_vm_describe(vmseal_vm *vm, const vmseal_host_env *env)
     json_object_set_new(j, "home", json_string(vm->home));
     pthread_mutex_unlock(&vm->lock);
     return j;
+}
+
+/* ---------------------------------------------------------- console */
+
+void vmseal_vm_tick(vmseal_vm *vm, const vmseal_host_env *env)
+{
+    if (!vmseal_vm_running(vm))
+        return;
+    /* re-attached after a restart: seal the console once the KEK is here */
+    pthread_mutex_lock(&vm->lock);
+    if (vm->console && !vmseal_console_has_key(vm->console)) {
+        vmseal_secret *lk = NULL;
+        if (log_key_from(vm, env, vmseal_vmconf_get(vm->conf, "vm.keysafe"), &lk) == 0)
+            (void)vmseal_console_set_key(vm->console, lk);
+        vmseal_clear_error();
+    }
+    pthread_mutex_unlock(&vm->lock);
+}
+
+int vmseal_vm_serial_log(vmseal_vm *vm, const vmseal_host_env *env, size_t tail, uint8_t **text,
+                         size_t *len, uint64_t *total, int *encrypted)
+{
+    *text = NULL;
+    *len = 0;
+    *total = 0;
+    (void)vmseal_vm_running(vm);
+    pthread_mutex_lock(&vm->lock);
+    int enc = conf_encrypted(vm->conf);
+    *encrypted = enc;
+    int r;
+    if (vm->busy && (strcmp(vm->busy, "encrypting") == 0 || strcmp(vm->busy, "decrypting") == 0)) {
+        r = vmseal_fail(EBUSY, "VM %s is busy (%s): its serial log is being converted", vm->name,
+                        vm->busy);
+    } else if (!enc) {
+        r = vmseal_console_read_plain(vm->home, tail, text, len, total);
+    } else {
+        vmseal_secret *lk = NULL;
+        r = log_key_from(vm, env, vmseal_vmconf_get(vm->conf, "vm.keysafe"), &lk);
+        if (r == 0 && vm->console && !vmseal_console_has_key(vm->console)) {
+            r = vmseal_console_set_key(vm->console, lk);
+            lk = NULL;
+        }
+        if (r == 0)
+            r = vm->console ? vmseal_console_read(vm->console, tail, text, len, total)
+                            : vmseal_console_read_sealed(vm->home, vm->uuid, lk, tail, text, len,
+                                                         total);
+        vmseal_secret_free(lk);
+    }
+    pthread_mutex_unlock(&vm->lock);
+    return r;
 }

@@ -10,8 +10,13 @@
  *   diskN.img    raw image (VM without encryption)
  *   nvram.luks   UEFI variable store as LUKS1 — passphrase hex(VM secret)
  *   nvram.fd     the same without encryption
- *   vm.log       what hostd did to the VM (clear text)
- *   serial.log, qemu.log, qmp.sock, qemu.pid   see hostd/qemu.h
+ *   vm.log       what hostd did to the VM (clear text; never guest output)
+ *   serial.log   the console of a VM without encryption (0600)
+ *   serial-NNNNNNNN.vmslog  the sealed console log of an encrypted VM
+ *                (hostd/serial.h, docs/formats.md "Sealed log") under a
+ *                key derived from the per-VM secret; encrypting a VM seals
+ *                its serial.log, decrypting writes the sealed log out
+ *   serial.sock, qemu.log, qmp.sock, qemu.pid   see hostd/qemu.h
  *
  * Long operations (encrypt, decrypt, deep recrypt, create) first record
  * what they are about to do in vm.conf ("op = ..." plus the new key safes),
@@ -140,6 +145,20 @@ int vmseal_vm_reconfigure(vmseal_vm *vm, unsigned cpus, unsigned memory_mb, cons
 /* Powered off only: delete the home folder. The handle stays valid for
  * vmseal_vm_free only. */
 int vmseal_vm_destroy(vmseal_vm *vm) VMSEAL_MUST_CHECK;
+
+/* Periodic: notice a guest that powered itself off; give the console of a
+ * VM re-attached after a restart its log key once the KEK is loaded. */
+void vmseal_vm_tick(vmseal_vm *vm, const vmseal_host_env *env);
+
+/* The last `tail` bytes (at most 1 MiB) of the guest's serial console log
+ * and the log's total length. Plain serial.log, or for an encrypted VM the
+ * sealed log, verified and decrypted with the log key from vm.keysafe.
+ * *text is malloc'd (wipe and free with vmseal_console_text_free), not
+ * NUL-terminated. -ENOKEY "VM locked: KEK ... not loaded"; -EPROTO,
+ * -EBADMSG, -ENOTSUP, -ELOOP: the log is damaged (message says where);
+ * -EBUSY during encrypt/decrypt. */
+int vmseal_vm_serial_log(vmseal_vm *vm, const vmseal_host_env *env, size_t tail, uint8_t **text,
+                         size_t *len, uint64_t *total, int *encrypted) VMSEAL_MUST_CHECK;
 
 /* Append a line to the VM's vm.log (clear text; never key material). */
 void vmseal_vm_log(vmseal_vm *vm, const char *fmt, ...) VMSEAL_PRINTF(2, 3);

@@ -110,12 +110,32 @@ wait_off() {
   done
   fail "VM $1 did not power off"
 }
+# The guest's console through GET /v1/vms/{uuid}/log (sealed for encrypted VMs)
+log_bytes() { expect 200 GET "/v1/vms/$1/log?tail=0"; jget bytes; }
+log_since() {  # UUID OFFSET: the console text after log byte OFFSET
+  local total
+  total=$(log_bytes "$1")
+  expect 200 GET "/v1/vms/$1/log?tail=$((total - $2))"
+  jget log
+}
+wait_log() {  # UUID OFFSET TEXT
+  local i
+  local out
+  for i in $(seq 300); do
+    out=$(log_since "$1" "$2")
+    grep -q "$3" <<<"$out" && return 0
+    sleep 0.2
+  done
+  fail "no $3 on the console of $1"
+}
 boot() {  # UUID HOME APPEND EXPECT: boot, guest acts and powers off
+  local since out
+  since=$(log_bytes "$1")
   expect 200 PATCH "/v1/vms/$1" "{\"append\": \"console=ttyS0 quiet $3\"}"
-  : > "$2/serial.log" 2>/dev/null || true
   expect 200 POST "/v1/vms/$1/power-on"
   wait_off "$1"
-  grep -q "$4" "$2/serial.log" || { tail -5 "$2/serial.log" >&2; fail "no $4 on the console"; }
+  out=$(log_since "$1" "$since")
+  grep -q "$4" <<<"$out" || { tail -5 <<<"$out" >&2; fail "no $4 on the console"; }
 }
 
 start_hostd
@@ -145,6 +165,16 @@ boot "$VM1" "$HOME1" vmseal.marker=APIMARK1 "VMSEAL-MARKER-WRITTEN vda"
 [ "$(grep -c APIMARK1 "$HOME1/disk0.luks")" = 0 ] || fail "marker in clear in the image"
 boot "$VM1" "$HOME1" vmseal.check=APIMARK1 VMSEAL-CHECK-OK
 ok "encrypted VM: marker written and read back, image holds no clear text"
+[ -e "$HOME1/serial.log" ] && fail "an encrypted VM has a clear serial.log"
+grep -rqa -e VMSEAL-GUEST-BOOT -e VMSEAL-CHECK "$HOME1" && fail "console text in clear in the VM home"
+ls "$HOME1"/serial-00000001.vmslog >/dev/null || fail "no sealed console log"
+expect 200 GET "/v1/vms/$VM1/log?tail=50"
+[ "$(jget encrypted)" = true ] && [ "$(jget bytes)" -gt 50 ] || fail "log: $BODY"
+[ "$(python3 -c 'import json,sys; print(len(json.loads(sys.argv[1])["log"]))' "$BODY")" = 50 ] \
+  || fail "tail=50 through HTTPS: $BODY"
+expect 400 GET "/v1/vms/$VM1/log?tail=x"
+expect 405 POST "/v1/vms/$VM1/log"
+ok "encrypted VM: the console is sealed on disk and read through GET .../log?tail=N"
 
 # ---- existing VM without encryption: encrypt, decrypt
 expect 201 POST /v1/vms "{\"name\": \"db01\", \"disks\": [{\"size_mb\": 16}, {\"size_mb\": 16}],
@@ -164,11 +194,12 @@ ok "decrypted again; data intact"
 
 # ---- shallow recrypt while running, deep recrypt powered off
 expect 200 PATCH "/v1/vms/$VM1" '{"append": "console=ttyS0 quiet vmseal.wait=1"}'
+since1=$(log_bytes "$VM1")
 expect 200 POST "/v1/vms/$VM1/power-on"
 task "$VM1" recrypt '{"new_kek_id": "kek-2", "deep": false}'
 expect 200 GET "/v1/vms/$VM1"
 [ "$(jget kek_id)" = kek-2 ] && [ "$(jget power_state)" = on ] || fail "shallow recrypt: $BODY"
-for _ in $(seq 300); do grep -q VMSEAL-READY "$HOME1/serial.log" && break; sleep 0.1; done
+wait_log "$VM1" "$since1" VMSEAL-READY
 expect 200 POST "/v1/vms/$VM1/power-off" '{"grace_seconds": 60}'
 expect 200 PUT /v1/keys/kek-3 "{\"key\": \"$K3\"}"
 before=$(sha256sum < "$HOME1/disk0.luks")
@@ -198,11 +229,14 @@ expect 200 GET "/v1/vms/$VM2"
 for _ in $(seq 300); do grep -q VMSEAL-READY "$HOME2/serial.log" && break; sleep 0.1; done
 expect 200 POST "/v1/vms/$VM2/power-off" '{"grace_seconds": 60}'
 grep -q VMSEAL-POWER-BUTTON "$HOME2/serial.log" || fail "re-attached VM did not get the power button"
+[ "$(stat -c %a "$HOME2/serial.log")" = 600 ] || fail "serial.log of a VM without encryption is not 0600"
 ok "a VM runs on across a hostd restart and is re-attached"
 expect 200 GET "/v1/vms/$VM1"
 [ "$(jget locked)" = true ] || fail "VM not locked after restart: $BODY"
 case "$(jget locked_reason)" in *kek-3*) ;; *) fail "locked reason: $(jget locked_reason)";; esac
 expect 409 POST "/v1/vms/$VM1/power-on"
+expect 409 GET "/v1/vms/$VM1/log"
+case "$BODY" in *"VM locked: KEK kek-3"*) ;; *) fail "log of a locked VM: $BODY";; esac
 expect 200 PUT /v1/keys/kek-3 "{\"key\": \"$K3\"}"
 expect 200 GET "/v1/vms/$VM1"
 [ "$(jget locked)" = false ] || fail "still locked with its KEK back"

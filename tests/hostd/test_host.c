@@ -159,24 +159,72 @@ static void run_task_ok(const char *uuid, const char *action, const char *body)
     json_decref(t);
 }
 
+/* ---- the guest's console through GET /v1/vms/{uuid}/log ---- */
+
+/* The log's total length. */
+static uint64_t log_bytes(const char *uuid)
+{
+    char p[160];
+    vm_path(p, sizeof(p), uuid, "/log?tail=0");
+    json_t *j = call(200, "GET", p, NULL);
+    assert_true(json_is_integer(json_object_get(j, "bytes")));
+    uint64_t n = (uint64_t)json_integer_value(json_object_get(j, "bytes"));
+    assert_int_equal(json_string_length(json_object_get(j, "log")), 0);
+    json_decref(j);
+    return n;
+}
+
+/* What the console printed after log byte `since` (malloc'd). */
+static char *log_since(const char *uuid, uint64_t since)
+{
+    uint64_t total = log_bytes(uuid);
+    assert_true(total >= since);
+    char p[200];
+    vm_path(p, sizeof(p), uuid, "");
+    snprintf(p + strlen(p), sizeof(p) - strlen(p), "/log?tail=%llu",
+             (unsigned long long)(total - since));
+    json_t *j = call(200, "GET", p, NULL);
+    char *text = strdup(jstr(j, "log"));
+    json_decref(j);
+    return text;
+}
+
+/* Wait until the console shows `expect` after byte `since`. */
+static void wait_log(const char *uuid, uint64_t since, const char *expect, int timeout_s)
+{
+    for (int i = 0; i < timeout_s * 5; i++) {
+        char *t = log_since(uuid, since);
+        int found = strstr(t, expect) != NULL;
+        free(t);
+        if (found)
+            return;
+        usleep(200000);
+    }
+    char *t = log_since(uuid, since);
+    fprintf(stderr, "console:\n%s\n", t);
+    free(t);
+    fail_msg("the console of %s did not show %s", uuid, expect);
+}
+
 /* Boot the VM with this kernel command line and wait until the guest has
- * powered itself off; the serial log must then show `expect`. */
+ * powered itself off; its console during this boot must show `expect`. */
 static void boot_with(const char *uuid, const char *home, const char *append, const char *expect)
 {
+    (void)home;
+    uint64_t since = log_bytes(uuid);
     char p[160];
     vm_path(p, sizeof(p), uuid, "");
     json_decref(call(200, "PATCH", p, "{\"append\": \"console=ttyS0 quiet %s\"}", append));
     vm_path(p, sizeof(p), uuid, "/power-on");
     json_decref(call(200, "POST", p, NULL));
     wait_power_off(uuid, 90);
-    char serial[600];
-    snprintf(serial, sizeof(serial), "%s/serial.log", home);
-    if (testutil_count_in_file(serial, expect) <= 0) {
-        testutil_run("tail -20 %s >&2", serial);
-        fail_msg("serial console of %s lacks %s", home, expect);
+    char *t = log_since(uuid, since);
+    if (!strstr(t, expect)) {
+        fprintf(stderr, "console:\n%s\n", t);
+        free(t);
+        fail_msg("serial console of %s lacks %s", uuid, expect);
     }
-    /* the next boot's expectations start from an empty log */
-    assert_int_equal(truncate(serial, 0), 0);
+    free(t);
 }
 
 /* Passphrase of disk N from vm.conf with a KEK, as the test's own
@@ -364,6 +412,301 @@ static void test_encrypt_decrypt_existing(void **state)
     json_decref(call(404, "GET", p, NULL));
 }
 
+/* ---------------------------------------------------- the console log */
+
+/* Occurrences of needle in every file under dir (sockets skipped), by a
+ * walk of our own; *files counts the files read. */
+static long scan_tree(const char *dir, const char *needle, int *files)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "find %s -type f", dir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char line[1100];
+    long total = 0;
+    *files = 0;
+    while (fgets(line, sizeof(line), p)) {
+        line[strcspn(line, "\n")] = '\0';
+        long n = testutil_count_in_file(line, needle);
+        if (n < 0)
+            fail_msg("cannot read %s", line);
+        if (n > 0)
+            fprintf(stderr, "found %s in %s\n", needle, line);
+        total += n;
+        (*files)++;
+    }
+    pclose(p);
+    return total;
+}
+
+static json_t *get_log(int expect, const char *uuid, const char *query)
+{
+    char p[200];
+    vm_path(p, sizeof(p), uuid, "/log");
+    if (query)
+        snprintf(p + strlen(p), sizeof(p) - strlen(p), "?%s", query);
+    return call(expect, "GET", p, NULL);
+}
+
+static void seg_file(char *buf, size_t len, const char *home, int seq)
+{
+    snprintf(buf, len, "%s/serial-%08d.vmslog", home, seq);
+}
+
+/* Expect 422 "serial log damaged" naming `what`. */
+static void expect_damaged(const char *uuid, const char *what)
+{
+    json_t *e = get_log(422, uuid, NULL);
+    const char *msg = jstr(e, "error");
+    if (!strstr(msg, "serial log damaged") || !strstr(msg, what))
+        fail_msg("damage report \"%s\" does not say \"%s\"", msg, what);
+    json_decref(e);
+}
+
+/* An encrypted VM's console never reaches the host's disk in clear: it is
+ * sealed by hostd and read back through GET .../log; damage to the sealed
+ * log is reported; symlinks are not followed; a hostd restart while the VM
+ * runs loses nothing once the KEK is back. A VM without encryption keeps a
+ * 0600 serial.log, which encrypting it seals and decrypting writes back. */
+static void test_serial_log(void **state)
+{
+    (void)state;
+    /* the guest prints "VMSEAL-DISK vda <sectors> sectors": a random disk
+     * size makes it a marker found nowhere else (vm.conf has bytes) */
+    unsigned char rnd;
+    assert_int_equal(RAND_bytes(&rnd, 1), 1);
+    unsigned mb = 5 + rnd % 40;
+    char marker[64], boot_marker[] = "VMSEAL-GUEST-BOOT";
+    snprintf(marker, sizeof(marker), "VMSEAL-DISK vda %u sectors", mb * 2048);
+    json_t *vm = call(201, "POST", "/v1/vms",
+                      "{\"name\": \"con1\", \"disks\": [{\"size_mb\": %u}], \"kernel\": \"%s\", "
+                      "\"initrd\": \"%s\", \"append\": \"console=ttyS0 quiet\", "
+                      "\"policy\": \"encrypted\", \"kek_id\": \"kek-1\"}", mb, kernel, initrd);
+    char uuid[40], home[600], p[200], f[700], g[700];
+    snprintf(uuid, sizeof(uuid), "%s", jstr(vm, "uuid"));
+    snprintf(home, sizeof(home), "%s", jstr(vm, "home"));
+    json_decref(vm);
+    /* nothing logged yet: an empty log */
+    json_t *j = get_log(200, uuid, NULL);
+    assert_true(json_is_true(json_object_get(j, "encrypted")));
+    assert_int_equal(json_integer_value(json_object_get(j, "bytes")), 0);
+    json_decref(j);
+
+    boot_with(uuid, home, "vmseal.marker=CONSOLEMARK", "VMSEAL-MARKER-WRITTEN vda");
+    j = get_log(200, uuid, NULL);
+    const char *text = jstr(j, "log");
+    assert_non_null(strstr(text, marker));
+    assert_non_null(strstr(text, boot_marker));
+    assert_true(json_is_true(json_object_get(j, "encrypted")));
+    json_int_t total = json_integer_value(json_object_get(j, "bytes"));
+    assert_int_equal((size_t)total, json_string_length(json_object_get(j, "log")));
+    json_decref(j);
+    /* in no file of the VM home (= its run directory), not even in part */
+    int files = 0;
+    assert_int_equal(scan_tree(home, marker, &files), 0);
+    assert_int_equal(scan_tree(home, boot_marker, &files), 0);
+    assert_int_equal(scan_tree(home, "VMSEAL-MARKER-WRITTEN", &files), 0);
+    assert_true(files >= 4);   /* vm.conf, vm.log, qemu.log, disk0.luks, a segment */
+    snprintf(f, sizeof(f), "%s/serial.log", home);
+    assert_int_not_equal(access(f, F_OK), 0);
+    seg_file(f, sizeof(f), home, 1);
+    struct stat st;
+    assert_int_equal(lstat(f, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(st.st_mode & 07777, 0600);
+
+    /* tail: the last N bytes; bad values refused, big ones bounded */
+    j = get_log(200, uuid, "tail=10");
+    assert_int_equal(json_string_length(json_object_get(j, "log")), 10);
+    assert_int_equal(json_integer_value(json_object_get(j, "bytes")), total);
+    json_decref(j);
+    json_decref(get_log(200, uuid, "tail=99999999999"));
+    json_decref(get_log(400, uuid, "tail=ten"));
+    json_decref(get_log(400, uuid, "tail=-1"));
+    json_decref(get_log(400, uuid, "lines=3"));
+    vm_path(p, sizeof(p), uuid, "/log");
+    json_decref(call(405, "POST", p, NULL));
+
+    /* while the VM runs, the console is sealed within about a second */
+    uint64_t since = log_bytes(uuid);
+    vm_path(p, sizeof(p), uuid, "");
+    json_decref(call(200, "PATCH", p, "{\"append\": \"console=ttyS0 quiet vmseal.wait=1\"}"));
+    vm_path(p, sizeof(p), uuid, "/power-on");
+    json_decref(call(200, "POST", p, NULL));
+    wait_log(uuid, since, "VMSEAL-READY", 90);
+    assert_int_equal(scan_tree(home, "VMSEAL-READY", &files), 0);
+    assert_int_equal(scan_tree(home, marker, &files), 0);
+
+    /* hostd restarts while the VM runs: locked until the KEK is back, then
+     * the console is sealed again (into a new segment) */
+    vmseal_host_close(host);
+    host = NULL;
+    open_host();
+    json_t *e = get_log(409, uuid, NULL);
+    assert_non_null(strstr(jstr(e, "error"), "VM locked: KEK kek-1 is not loaded"));
+    json_decref(e);
+    put_kek(&K1);
+    vmseal_host_tick(host);
+    vm_path(p, sizeof(p), uuid, "/power-off");
+    json_decref(call(200, "POST", p, "{\"grace_seconds\": 60}"));
+    wait_log(uuid, since, "VMSEAL-POWER-BUTTON", 10);
+    char *t = log_since(uuid, since);
+    assert_true(strstr(t, "VMSEAL-READY") < strstr(t, "VMSEAL-POWER-BUTTON"));
+    free(t);
+    assert_int_equal(scan_tree(home, "VMSEAL-POWER-BUTTON", &files), 0);
+    seg_file(f, sizeof(f), home, 3);
+    assert_int_equal(access(f, F_OK), 0);   /* boot, wait boot, after the restart */
+
+    /* the KEK leaves: the log is locked, with a clear message */
+    json_decref(call(204, "DELETE", "/v1/keys/kek-1", NULL));
+    e = get_log(409, uuid, "tail=100");
+    assert_non_null(strstr(jstr(e, "error"), "VM locked: KEK kek-1 is not loaded on this host"));
+    json_decref(e);
+    put_kek(&K1);
+    json_decref(get_log(200, uuid, NULL));
+
+    /* damage: every kind is reported, nothing crashes */
+    snprintf(g, sizeof(g), "%s/seg.keep", tmpdir);
+    seg_file(f, sizeof(f), home, 2);
+    assert_int_equal(testutil_run("cp -p %s %s", f, g), 0);
+    assert_int_equal(stat(f, &st), 0);
+    /* a byte of the first record changed (header 144 bytes, then the record) */
+    assert_int_equal(testutil_run("printf 'X' | dd of=%s bs=1 seek=160 conv=notrunc status=none",
+                                  f), 0);
+    expect_damaged(uuid, "fails authentication");
+    /* cut inside a record */
+    assert_int_equal(testutil_run("cp -p %s %s", g, f), 0);
+    assert_int_equal(truncate(f, st.st_size - 7), 0);
+    expect_damaged(uuid, "truncated inside record");
+    /* cut at a record boundary: the end record gone */
+    assert_int_equal(truncate(f, st.st_size - 20), 0);
+    expect_damaged(uuid, "has no end record");
+    /* a segment removed */
+    unlink(f);
+    expect_damaged(uuid, "serial-00000002.vmslog is missing");
+    /* the header changed */
+    assert_int_equal(testutil_run("cp -p %s %s", g, f), 0);
+    assert_int_equal(testutil_run("printf '\\377' | dd of=%s bs=1 seek=70 conv=notrunc status=none",
+                                  f), 0);
+    expect_damaged(uuid, "header");
+    assert_int_equal(testutil_run("cp -p %s %s", g, f), 0);
+    json_decref(get_log(200, uuid, NULL));
+
+    /* offline, with the KEK: vmseal-crypto-util log and check */
+    {
+        char cu[700], kf[700], bad[700], outf[700];
+        snprintf(cu, sizeof(cu), "%s/crypto-util/vmseal-crypto-util", getenv("VMSEAL_BUILD"));
+        snprintf(kf, sizeof(kf), "%s/kek1.key", tmpdir);
+        snprintf(bad, sizeof(bad), "%s/kek2.key", tmpdir);
+        snprintf(outf, sizeof(outf), "%s/console.txt", tmpdir);
+        int fd = open(kf, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, K1.raw, 32), 32);
+        close(fd);
+        fd = open(bad, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, K2.raw, 32), 32);
+        close(fd);
+        total = (json_int_t)log_bytes(uuid);
+        assert_int_equal(testutil_run("%s log --quiet --kek-file %s %s %s", cu, kf, home, outf), 0);
+        assert_int_equal(stat(outf, &st), 0);
+        assert_int_equal(st.st_size, total);
+        assert_int_equal(st.st_mode & 07777, 0600);
+        assert_true(testutil_count_in_file(outf, marker) >= 1);
+        unlink(outf);
+        assert_int_equal(testutil_run("%s log --quiet --kek-file %s --tail 10 %s/vm.conf %s", cu,
+                                      kf, home, outf), 0);
+        assert_int_equal(stat(outf, &st), 0);
+        assert_int_equal(st.st_size, 10);
+        unlink(outf);
+        assert_int_equal(testutil_run("%s log --quiet --kek-file %s %s %s 2>/dev/null", cu, bad,
+                                      home, outf), 2);
+        assert_int_not_equal(access(outf, F_OK), 0);
+        assert_int_equal(testutil_run("%s check %s/serial-00000001.vmslog", cu, home), 0);
+        seg_file(f, sizeof(f), home, 2);
+        assert_int_equal(truncate(f, 150), 0);   /* cut inside its first record */
+        assert_int_equal(testutil_run("%s log --quiet --kek-file %s %s %s", cu, kf, home, outf), 2);
+        assert_int_not_equal(access(outf, F_OK), 0);
+        assert_int_equal(testutil_run("cp -p %s %s", g, f), 0);
+        assert_int_equal(testutil_run("%s log --quiet --kek-file %s %s >/dev/null", cu, kf, home), 0);
+        unlink(kf);
+        unlink(bad);
+    }
+
+    /* a symlink where the next segment goes: power-on refused, not followed */
+    char target[700];
+    snprintf(target, sizeof(target), "%s/symlink-target", tmpdir);
+    seg_file(f, sizeof(f), home, 4);
+    assert_int_equal(symlink(target, f), 0);
+    vm_path(p, sizeof(p), uuid, "/power-on");
+    e = call(409, "POST", p, NULL);
+    assert_non_null(strstr(jstr(e, "error"), "symbolic link"));
+    json_decref(e);
+    expect_damaged(uuid, "symbolic link");
+    assert_int_not_equal(access(target, F_OK), 0);
+    unlink(f);
+    json_decref(get_log(200, uuid, NULL));
+
+    /* ---- without encryption: serial.log, 0600, no symlink followed */
+    vm = call(201, "POST", "/v1/vms",
+              "{\"name\": \"con2\", \"disks\": [{\"size_mb\": %u}], \"kernel\": \"%s\", "
+              "\"initrd\": \"%s\", \"policy\": \"none\"}", mb, kernel, initrd);
+    char uuid2[40], home2[600];
+    snprintf(uuid2, sizeof(uuid2), "%s", jstr(vm, "uuid"));
+    snprintf(home2, sizeof(home2), "%s", jstr(vm, "home"));
+    json_decref(vm);
+    boot_with(uuid2, home2, "vmseal.marker=PLAINCON", "VMSEAL-MARKER-WRITTEN vda");
+    j = get_log(200, uuid2, NULL);
+    assert_false(json_is_true(json_object_get(j, "encrypted")));
+    assert_non_null(strstr(jstr(j, "log"), marker));
+    json_int_t total2 = json_integer_value(json_object_get(j, "bytes"));
+    json_decref(j);
+    snprintf(f, sizeof(f), "%s/serial.log", home2);
+    assert_int_equal(lstat(f, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    assert_int_equal(st.st_size, total2);
+    assert_true(scan_tree(home2, marker, &files) >= 1);   /* the scan does find clear text */
+    assert_int_equal(testutil_run("cp -p %s %s", f, g), 0);
+    unlink(f);
+    assert_int_equal(symlink(target, f), 0);
+    vm_path(p, sizeof(p), uuid2, "/power-on");
+    e = call(409, "POST", p, NULL);
+    assert_non_null(strstr(jstr(e, "error"), "symbolic link"));
+    json_decref(e);
+    assert_int_not_equal(access(target, F_OK), 0);
+    expect_damaged(uuid2, "symbolic link");
+    unlink(f);
+    assert_int_equal(testutil_run("cp -p %s %s", g, f), 0);
+
+    /* encrypting seals serial.log; decrypting writes it back */
+    run_task_ok(uuid2, "/encrypt", "{\"kek_id\": \"kek-1\"}");
+    assert_int_not_equal(access(f, F_OK), 0);
+    assert_int_equal(scan_tree(home2, marker, &files), 0);
+    j = get_log(200, uuid2, NULL);
+    assert_true(json_is_true(json_object_get(j, "encrypted")));
+    assert_non_null(strstr(jstr(j, "log"), marker));
+    assert_int_equal(json_integer_value(json_object_get(j, "bytes")), total2);
+    json_decref(j);
+    run_task_ok(uuid2, "/decrypt", "");
+    assert_int_equal(lstat(f, &st), 0);
+    assert_int_equal(st.st_size, total2);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    seg_file(g, sizeof(g), home2, 1);
+    assert_int_not_equal(access(g, F_OK), 0);
+    j = get_log(200, uuid2, NULL);
+    assert_false(json_is_true(json_object_get(j, "encrypted")));
+    assert_non_null(strstr(jstr(j, "log"), marker));
+    json_decref(j);
+
+    /* the log never went to vm.log or hostd's messages */
+    snprintf(f, sizeof(f), "%s/vm.log", home);
+    assert_int_equal(testutil_count_in_file(f, marker), 0);
+    vm_path(p, sizeof(p), uuid, "");
+    json_decref(call(204, "DELETE", p, NULL));
+    vm_path(p, sizeof(p), uuid2, "");
+    json_decref(call(204, "DELETE", p, NULL));
+}
+
 static void test_recrypt(void **state)
 {
     (void)state;
@@ -377,6 +720,7 @@ static void test_recrypt(void **state)
     boot_with(uuid, home, "vmseal.marker=RECMARK", "VMSEAL-MARKER-WRITTEN vda");
 
     /* shallow recrypt while the VM runs */
+    uint64_t since_on = log_bytes(uuid);
     vm_path(p, sizeof(p), uuid, "");
     json_decref(call(200, "PATCH", p, "{\"append\": \"console=ttyS0 quiet vmseal.wait=1\"}"));
     vm_path(p, sizeof(p), uuid, "/power-on");
@@ -401,15 +745,10 @@ static void test_recrypt(void **state)
     assert_string_equal(jstr(t, "state"), "error");
     json_decref(t);
     /* the guest is up and listens to the power button */
-    char serial[700];
-    snprintf(serial, sizeof(serial), "%s/serial.log", home);
-    for (int i = 0; i < 600 && testutil_count_in_file(serial, "VMSEAL-READY") <= 0; i++)
-        usleep(100000);
-    assert_true(testutil_count_in_file(serial, "VMSEAL-READY") > 0);
+    wait_log(uuid, since_on, "VMSEAL-READY", 60);
     vm_path(p, sizeof(p), uuid, "/power-off");
     json_decref(call(200, "POST", p, "{\"grace_seconds\": 60}"));
-    assert_true(testutil_count_in_file(serial, "VMSEAL-POWER-BUTTON") > 0);
-    assert_int_equal(truncate(serial, 0), 0);
+    wait_log(uuid, since_on, "VMSEAL-POWER-BUTTON", 5);
     json_decref(call(409, "POST", p, NULL));   /* already off */
 
     /* the old KEK is no longer needed */
@@ -581,6 +920,7 @@ int main(void)
         cmocka_unit_test(test_keys_api),
         cmocka_unit_test(test_encrypted_vm_marker),
         cmocka_unit_test(test_encrypt_decrypt_existing),
+        cmocka_unit_test(test_serial_log),
         cmocka_unit_test(test_recrypt),
         cmocka_unit_test(test_uefi_nvram),
         cmocka_unit_test(test_restart_locks),

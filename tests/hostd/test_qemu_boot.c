@@ -142,6 +142,11 @@ static void boot_and_wait(vmseal_qemu_spec *s, const char *expect)
         testutil_run("cat %s >&2", serial);
         fail_msg("serial console lacks %s", expect);
     }
+    /* hostd made it (O_NOFOLLOW) and QEMU got it as a descriptor: 0600 */
+    struct stat st;
+    assert_int_equal(lstat(serial, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(st.st_mode & 07777, 0600);
 }
 
 /* ---- tests ---- */
@@ -324,6 +329,36 @@ static void test_refuses_second_start(void **state)
     vmseal_qemu_free(att);
 }
 
+/* The console log is never opened through a symlink (or a hard link):
+ * QEMU is not started; the target stays as it was. */
+static void test_serial_log_symlink_refused(void **state)
+{
+    (void)state;
+    char home[512], target[600], lnk[600];
+    make_home(home, sizeof(home), "vm-symlink");
+    snprintf(target, sizeof(target), "%s/elsewhere", tmpdir);
+    snprintf(lnk, sizeof(lnk), "%s/serial.log", home);
+    assert_int_equal(symlink(target, lnk), 0);
+    vmseal_qemu_spec s = base_spec(home, "console=ttyS0 quiet");
+    vmseal_qemu *vm = NULL;
+    assert_int_equal(vmseal_qemu_start(&s, &vm), -ELOOP);
+    assert_non_null(strstr(vmseal_last_error(), "symbolic link"));
+    assert_int_not_equal(access(target, F_OK), 0);   /* not created through the link */
+    unlink(lnk);
+    /* a hard link to another file */
+    int fd = open(target, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(link(target, lnk) == 0 ? 0 : -1, 0);
+    assert_int_equal(vmseal_qemu_start(&s, &vm), -EPROTO);
+    assert_non_null(strstr(vmseal_last_error(), "hard link"));
+    struct stat st;
+    assert_int_equal(stat(target, &st), 0);
+    assert_int_equal(st.st_size, 0);
+    unlink(lnk);
+    unlink(target);
+}
+
 static void test_bad_spec(void **state)
 {
     (void)state;
@@ -458,6 +493,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_spec),
+        cmocka_unit_test(test_serial_log_symlink_refused),
         cmocka_unit_test(test_marker_through_luks),
         cmocka_unit_test(test_secret_not_in_argv_env_and_deleted),
         cmocka_unit_test(test_wrong_passphrase),
