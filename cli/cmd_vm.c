@@ -113,9 +113,10 @@ int cmd_vm(cli *c, int argc, char **argv)
         {"no-encrypt", no_argument, NULL, 'E'},
         {"folder", required_argument, NULL, 'f'},
         {"tail", required_argument, NULL, 't'},
+        {"name", required_argument, NULL, 'N'},
         {0, 0, 0, 0},
     };
-    const char *folder = NULL;
+    const char *folder = NULL, *vm_name_opt = NULL;
     long tail = 0;
     optind = 2;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -148,6 +149,7 @@ int cmd_vm(cli *c, int argc, char **argv)
         case 'n': nowait = 1; break;
         case 'E': encrypt = -1; break;
         case 'f': folder = optarg; break;
+        case 'N': vm_name_opt = optarg; break;
         case 't':
             tail = strtol(optarg, &end, 10);
             if (*end || tail < 1 || tail > (1 << 20))
@@ -183,6 +185,17 @@ int cmd_vm(cli *c, int argc, char **argv)
         }
         json_decref(resp);
         return EXIT_OK;
+    }
+    if (!strcmp(sub, "register") && nargs == 2) {
+        /* vm register HOST UUID [--name N] [--kms P]: a VM the host has */
+        body = json_pack("{s:s,s:s}", "host", args[0], "uuid", args[1]);
+        set_str_if(body, "name", vm_name_opt);
+        set_str_if(body, "kms", kms);
+        rc = cli_call(c, "POST", "/api/v1/vms/register", body, &resp);
+        if (rc == EXIT_OK && !c->json && !c->quiet)
+            printf("VM %s (%s) on %s is in the inventory%s%s\n", jstr(resp, "name"), args[1], args[0],
+                   *jstr(resp, "kek_id") ? ", encrypted with KEK " : "", jstr(resp, "kek_id"));
+        goto out;
     }
     if (!strcmp(sub, "move") && nargs == 2) {
         /* vm move NAME FOLDER ("" = out of any folder) */
@@ -256,6 +269,12 @@ int cmd_vm(cli *c, int argc, char **argv)
                 printf("\n");
             }
         }
+    } else if (!strcmp(sub, "unregister")) {
+        vm_path(path, sizeof(path), name, "/unregister");
+        rc = cli_call(c, "POST", path, NULL, &resp);
+        if (rc == EXIT_OK && !c->json && !c->quiet)
+            printf("VM %s left the inventory; its host keeps it (vmseal vm register %s %s)\n", name, "HOST",
+                   jstr(resp, "uuid"));
     } else if (!strcmp(sub, "log")) {
         vm_path(path, sizeof(path), name, "/log");
         if (tail)

@@ -28,6 +28,8 @@ static void usage(FILE *f)
             "            [--kms NAME] [--folder F] [--kernel FILE --initrd FILE --append ARGS]\n"
             "            [--firmware bios|uefi]   (no --encrypt/--no-encrypt: the host's default policy)\n"
             "  vm move NAME FOLDER | vm log NAME [--tail BYTES]\n"
+            "  vm unregister NAME | vm register HOST UUID [--name NAME] [--kms P]\n"
+            "                                 leave the inventory (the host keeps the VM) / take it back\n"
             "  vm set NAME [--cpus N] [--memory MB] [--kernel FILE] [--initrd FILE] [--append ARGS]\n"
             "                                 reconfigure a powered-off VM (\"\" removes kernel/initrd/append)\n"
             "  vm encrypt NAME [--kms NAME] [--no-wait]  apply the VM Encryption policy\n"

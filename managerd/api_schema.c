@@ -351,6 +351,14 @@ static const api_field f_host_cert[] = {
 };
 SCHEMA(schema_host_cert, "host_cert", f_host_cert);
 
+static const api_field f_vm_register[] = {
+    {.name = "host", .type = F_NAME, .required = 1},
+    {.name = "uuid", .type = F_STRING, .required = 1, .min = 36, .max = 36},
+    {.name = "name", .type = F_NAME},
+    {.name = "kms", .type = F_NAME},
+};
+SCHEMA(schema_vm_register, "vm_register", f_vm_register);
+
 static const api_field f_vm_rekey[] = {
     {.name = "deep", .type = F_BOOL},
     {.name = "kms", .type = F_NAME},
@@ -362,5 +370,6 @@ const api_schema *const api_all_schemas[] = {
     &schema_kms_add, &schema_kms_patch, &schema_kms_trust, &schema_kms_client_cert, &schema_kms_csr,
     &schema_host_register, &schema_host_keys, &schema_vm_create, &schema_vm_patch, &schema_vm_rekey,
     &schema_role_patch, &schema_group_add, &schema_permission, &schema_default_policy, &schema_host_cert,
+    &schema_vm_register,
 };
 const size_t api_n_schemas = N(api_all_schemas);

@@ -10,6 +10,8 @@
  *   POST   /vms/{name}/power-on | power-off
  *   GET    /vms/{name}/log?tail=BYTES  guest console output (sealed on the host when encrypted)
  *   DELETE /vms/{name}
+ *   POST   /vms/{name}/unregister     leave the inventory; the host keeps the VM
+ *   POST   /vms/register              {host, uuid, name?, kms?}: take a host's VM back in
  * Which privilege each needs: api_table.c.
  *   GET    /tasks, GET /tasks/{id}
  */
@@ -48,6 +50,13 @@ void api_vms(api_ctx *ctx)
         if (api_body(ctx, &schema_vm_create, &b) < 0)
             return;
         (void)vms_create(ctx->m, ctx, b);
+        json_decref(b);
+        return;
+    }
+    if (ctx->nseg == 2 && !strcmp(ctx->seg[1], "register") && !strcmp(m, "POST")) {
+        if (api_body(ctx, &schema_vm_register, &b) < 0)
+            return;
+        (void)vms_register(ctx->m, ctx, b);
         json_decref(b);
         return;
     }
@@ -106,6 +115,10 @@ void api_vms(api_ctx *ctx)
         (void)vms_rekey(ctx->m, ctx, name, b ? b : empty);
         json_decref(b);
         json_decref(empty);
+        return;
+    }
+    if (sub && !strcmp(sub, "unregister") && !strcmp(m, "POST")) {
+        (void)vms_unregister(ctx->m, ctx, name);
         return;
     }
     if (sub && !strcmp(sub, "log") && !strcmp(m, "GET")) {

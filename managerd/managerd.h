@@ -211,6 +211,9 @@ int vms_power(manager *m, api_ctx *ctx, const char *name, int on);
 int vms_delete(manager *m, api_ctx *ctx, const char *name);
 /* PATCH {folder}: move the VM to a folder ("" = none). */
 int vms_move(manager *m, api_ctx *ctx, const char *name, const char *folder);
+/* POST /vms/{name}/unregister, POST /vms/register {host, uuid, name?, kms?} */
+int vms_unregister(manager *m, api_ctx *ctx, const char *name);
+int vms_register(manager *m, api_ctx *ctx, const json_t *req);
 /* GET /vms/{name}/log: the guest's console output, from its host. */
 int vms_log(manager *m, api_ctx *ctx, const char *name, long long tail);
 int tasks_get(manager *m, long long id, json_t **out);

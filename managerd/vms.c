@@ -22,6 +22,7 @@
 #include <openssl/rand.h>
 
 #include <vmseal/common.h>
+#include <vmseal/diskdesc.h>
 
 #include "managerd.h"
 
@@ -725,7 +726,11 @@ int vms_delete(manager *m, api_ctx *ctx, const char *name)
         return rc;
     }
     json_decref(resp);
+    char vobj[96];
+    snprintf(vobj, sizeof(vobj), "vm:%s", name);
     rc = store_execv(m->db, NULL, "DELETE FROM vms WHERE uuid = $1", uuid, STORE_END);
+    if (rc >= 0)
+        rc = store_execv(m->db, NULL, "DELETE FROM permissions WHERE object = $1", vobj, STORE_END);
     if (rc >= 0)
         rc = store_execv(m->db, NULL, "UPDATE keks SET state = 'retired' WHERE vm_uuid = $1 AND state <> 'unused'",
                          uuid, STORE_END);
@@ -1115,4 +1120,158 @@ int vms_log(manager *m, api_ctx *ctx, const char *name, long long tail)
     }
     vmseal_http_json(ctx->resp, 200, resp);
     return 0;
+}
+
+/* Unregister: the VM leaves the inventory; the host keeps it (its files
+ * and its key safes), and its KEK record stays so it can come back. */
+int vms_unregister(manager *m, api_ctx *ctx, const char *name)
+{
+    if (api_authorize(ctx, "vm.unregister", name) < 0)
+        return -EACCES;
+    store_rows *r = NULL;
+    int rc = load_vm(m, name, &r);
+    if (rc < 0)
+        return reply(ctx, 404, rc, "%s", vmseal_last_error());
+    json_t *old = vm_json(r, 0);
+    char uuid[40];
+    snprintf(uuid, sizeof(uuid), "%s", store_rows_get(r, 0, 0));
+    store_rows_free(r);
+    int t = running_task(m, uuid);
+    if (t) {
+        json_decref(old);
+        return reply(ctx, 409, -EBUSY, "VM %s is busy with task %d", name, t);
+    }
+    char vobj[96];
+    snprintf(vobj, sizeof(vobj), "vm:%s", name);
+    rc = store_execv(m->db, NULL, "DELETE FROM vms WHERE uuid = $1", uuid, STORE_END);
+    /* Permissions set on it go with it: a later VM of the same name must
+     * not inherit them. */
+    if (rc >= 0)
+        rc = store_execv(m->db, NULL, "DELETE FROM permissions WHERE object = $1", vobj, STORE_END);
+    if (rc < 0) {
+        json_decref(old);
+        return reply(ctx, 500, rc, "%s", vmseal_last_error());
+    }
+    event_add(m, ctx->user, "vm.unregister", name, old, NULL);
+    json_decref(old);
+    vmseal_http_json(ctx->resp, 200, json_pack("{s:s,s:s,s:b}", "name", name, "uuid", uuid, "registered", 0));
+    return 0;
+}
+
+/* Register a VM that exists on a host but not in the inventory (after an
+ * unregister, or a manager restored from an older backup): the host's view
+ * gives its settings and KEK id; an encrypted VM needs
+ * Cryptographer.RegisterVM on the host as well. */
+int vms_register(manager *m, api_ctx *ctx, const json_t *req)
+{
+    const char *host = json_string_value(json_object_get(req, "host"));
+    const char *uuid = json_string_value(json_object_get(req, "uuid"));
+    const char *want_name = json_string_value(json_object_get(req, "name"));
+    const char *kms = json_string_value(json_object_get(req, "kms"));
+    if (api_authorize(ctx, "vm.register", host) < 0)
+        return -EACCES;
+    if (!vmseal_uuid_valid(uuid))
+        return reply(ctx, 400, -EINVAL, "uuid: not a UUID");
+    store_rows *r = NULL;
+    int rc = store_execv(m->db, &r, "SELECT name FROM vms WHERE uuid = $1", uuid, STORE_END);
+    if (rc >= 0 && store_rows_count(r)) {
+        rc = reply(ctx, 409, -EEXIST, "VM %s is registered already as %s", uuid, store_rows_get(r, 0, 0));
+        store_rows_free(r);
+        return rc;
+    }
+    store_rows_free(r);
+    r = NULL;
+    rc = store_execv(m->db, &r, "SELECT name FROM hosts WHERE name = $1", host, STORE_END);
+    int known = rc >= 0 && store_rows_count(r) == 1;
+    store_rows_free(r);
+    if (!known)
+        return reply(ctx, 400, -ENOENT, "no host named %s", host);
+    json_t *vm = NULL;
+    char err[512];
+    if (vm_runtime(m, host, uuid, &vm, err, sizeof(err)) < 0)
+        return reply(ctx, strstr(err, "HTTP 404") ? 404 : 502, -EIO, "%s", err);
+    int encrypted = json_is_true(json_object_get(vm, "encrypted"));
+    const char *kek = json_string_value(json_object_get(vm, "kek_id"));
+    char hobj[96];
+    snprintf(hobj, sizeof(hobj), "host:%s", host);
+    if (encrypted && api_authorize_set(ctx, "vm.register", hobj,
+                                       privset_parse(api_op_find("vm.register-encrypted")->privileges)) < 0) {
+        json_decref(vm);
+        return -EACCES;
+    }
+    const char *name = want_name ? want_name : json_string_value(json_object_get(vm, "name"));
+    if (!name || !api_valid_name(name)) {
+        json_decref(vm);
+        return reply(ctx, 400, -EINVAL, "give the VM a name (the host's is not a valid one)");
+    }
+    /* The key provider: asked for, else the one that recorded this KEK,
+     * else the default. */
+    char *provider = NULL;
+    if (encrypted && kek) {
+        if (kms) {
+            provider = strdup(kms);
+        } else {
+            r = NULL;
+            if (store_execv(m->db, &r, "SELECT provider FROM keks WHERE kek_id = $1", kek, STORE_END) >= 0 &&
+                store_rows_count(r) == 1)
+                provider = strdup(store_rows_get(r, 0, 0));
+            store_rows_free(r);
+            if (!provider && kms_provider_default(m, &provider) < 0) {
+                json_decref(vm);
+                return reply(ctx, 400, -EINVAL, "say which key provider holds KEK %s (kms)", kek);
+            }
+        }
+    }
+    json_t *spec = json_object();
+    static const char *const keep[] = {"cpus", "memory_mb", "firmware"};
+    for (size_t i = 0; i < 3; i++)
+        if (json_object_get(vm, keep[i]))
+            json_object_set(spec, keep[i], json_object_get(vm, keep[i]));
+    json_t *disks = json_array();
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(vm, "disks"), i, d)
+        json_array_append_new(disks, json_pack("{s:O}", "size_mb", json_object_get(d, "size_mb")));
+    json_object_set_new(spec, "disks", disks);
+    char *spec_s = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
+    char now[32];
+    snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
+    rc = store_execv(m->db, NULL,
+                     "INSERT INTO vms (uuid, name, host, spec, policy, kek_id, provider, created) "
+                     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                     uuid, name, host, spec_s, encrypted ? "encrypted" : "none", encrypted ? kek : NULL,
+                     encrypted ? provider : NULL, now, STORE_END);
+    free(spec_s);
+    if (rc >= 0 && encrypted && kek) {
+        rc = store_execv(m->db, NULL, "UPDATE keks SET state = 'active', vm_uuid = $3 WHERE provider = $1 AND kek_id = $2",
+                         provider, kek, uuid, STORE_END);
+        if (rc == 0)
+            rc = record_kek(m, kek, provider, uuid, "active");
+    }
+    if (rc < 0) {
+        rc = reply(ctx, rc == -EEXIST ? 409 : 500, rc, rc == -EEXIST ? "a VM named %s exists already" : "%s",
+                   rc == -EEXIST ? name : vmseal_last_error());
+        (void)store_execv(m->db, NULL, "DELETE FROM vms WHERE uuid = $1", uuid, STORE_END);
+        goto out;
+    }
+    json_t *nv = json_deep_copy(spec);
+    json_object_set_new(nv, "uuid", json_string(uuid));
+    json_object_set_new(nv, "host", json_string(host));
+    if (encrypted && kek) {
+        json_object_set_new(nv, "kek_id", json_string(kek));
+        json_object_set_new(nv, "kms", json_string(provider));
+    }
+    event_add(m, ctx->user, "vm.register", name, NULL, nv);
+    json_decref(nv);
+    json_t *out = NULL;
+    rc = vms_get(m, name, 0, &out);
+    if (rc >= 0)
+        vmseal_http_json(ctx->resp, 201, out);
+    else
+        reply(ctx, 500, rc, "%s", vmseal_last_error());
+out:
+    json_decref(spec);
+    json_decref(vm);
+    free(provider);
+    return rc;
 }

@@ -84,6 +84,7 @@ tokens = {u: login(u, PW) for u in subjects}
 
 ENCRYPTED = {"sealed"}
 counter = [0]
+spares = [0]
 
 
 def fresh(prefix):
@@ -151,6 +152,13 @@ def setup(op):
         body = {"name": fresh("newvm"), "host": "h1", "policy": "none"}
     elif oid == "vm.create-encrypted":
         body = {"name": fresh("newvm"), "host": "h1", "policy": "encrypted"}
+    elif oid in ("vm.register", "vm.register-encrypted"):
+        # the host agent is down: allowed means it got as far as asking it
+        body = {"host": "h1", "uuid": "33333333-3333-4333-8333-33333333333%d" % (counter[0] % 10)}
+    elif oid == "vm.unregister":
+        # one of the spare VMs the test put on h1, a fresh one each time
+        spares.append(spares[-1] + 1)
+        sub["{vm}"] = "spare%d" % spares[-1]
     elif oid == "vm.encrypt":
         body = {"policy": "encrypted"}
     elif oid == "vm.decrypt":
@@ -190,6 +198,8 @@ def expected_missing(user, op, sub):
     root, objs = subjects[user]
     obj = object_of(op, sub)
     have = objs.get(obj, root) if obj != "root" else root
+    if user == "m-hostadmin" and obj.startswith("vm:spare"):
+        have = roles["Administrator"]   # a VM of h1
     groups = [(op.get("privileges") or "").split()]
     if op.get("crypto") and op["on"] == "vm" and sub["{vm}"] in ENCRYPTED:
         groups.append(op["crypto"].split())
@@ -207,7 +217,10 @@ n_allowed = n_denied = 0
 for op in table["operations"]:
     for k in ("privileges", "crypto"):
         checked_privs.update((op.get(k) or "").split())
-    if op["id"] in ("session.login",):
+    # session.login needs no session; vm.register-encrypted learns that the
+    # VM is encrypted from its host, which is down here: both are driven in
+    # tests/system/test_e2e_register.sh with a live host
+    if op["id"] in ("session.login", "vm.register-encrypted"):
         continue
     for user in subjects:
         path, body, sub = setup(op)
@@ -246,5 +259,5 @@ assert st == 200 and r["role"] == "Administrator", (st, r)
 for f in failures:
     print("not ok -", f)
 print("ok - %d operations x %d users: %d allowed, %d denied as the table says" %
-      (len(table["operations"]) - 1, len(subjects), n_allowed, n_denied))
+      (len(table["operations"]) - 2, len(subjects), n_allowed, n_denied))
 sys.exit(1 if failures else 0)

@@ -26,8 +26,10 @@ mgr_stop
 $PY - "$M/managerd.db" <<'PY' || fail "VM rows"
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
-for uuid, name, kek in [("11111111-1111-4111-8111-111111111111", "plain", None),
-                        ("22222222-2222-4222-8222-222222222222", "sealed", "kek-1")]:
+vms = [("11111111-1111-4111-8111-111111111111", "plain", None),
+       ("22222222-2222-4222-8222-222222222222", "sealed", "kek-1")]
+vms += [("44444444-4444-4444-8444-%012d" % i, "spare%d" % i, None) for i in range(1, 9)]
+for uuid, name, kek in vms:
     db.execute("INSERT INTO vms (uuid, name, host, spec, policy, kek_id, provider, created) "
                "VALUES (?, ?, 'h1', '{\"cpus\":1}', ?, ?, ?, 0)",
                (uuid, name, "encrypted" if kek else "none", kek, "kp" if kek else None))
