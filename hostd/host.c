@@ -922,10 +922,14 @@ void vmseal_host_handle(vmseal_host *h, const char *method, const char *full_pat
     *status = 500;
     *resp = NULL;
     vmseal_clear_error();
-    /* "path?query": only GET .../log takes a query (tail=N) */
+    /* "/v1/vms/{uuid}/log?query": the only path with a query (tail=N);
+     * anywhere else '?' is part of the path (a KEK id may hold one). */
     char path[1024];
     const char *query = NULL;
     size_t plen = strcspn(full_path, "?");
+    if (full_path[plen] != '?' || plen < 12 || strncmp(full_path, "/v1/vms/", 8) != 0 ||
+        strncmp(full_path + plen - 4, "/log", 4) != 0)
+        plen = strlen(full_path);
     if (plen >= sizeof(path)) {
         reply_error(status, resp, 404, "no such endpoint");
         return;

@@ -138,7 +138,10 @@ static void handler(void *arg, const vmseal_http_request *req, vmseal_http_respo
      * only query parameter of the API, GET /v1/vms/{uuid}/log). */
     char path[1200];
     const char *tail = vmseal_http_query(req, "tail");
-    if (tail && snprintf(path, sizeof(path), "%s?tail=%s", req->path, tail) < (int)sizeof(path))
+    size_t pl = strlen(req->path);
+    if (tail && pl > 12 && strncmp(req->path, "/v1/vms/", 8) == 0 &&
+        strcmp(req->path + pl - 4, "/log") == 0 &&
+        snprintf(path, sizeof(path), "%s?tail=%s", req->path, tail) < (int)sizeof(path))
         vmseal_host_handle(h, req->method, path, req->body, req->body_len, req->peer_subject,
                            &status, &out);
     else

@@ -312,6 +312,10 @@ static void test_keys_api(void **state)
     json_decref(call(400, "PUT", "/v1/keys/bad", "{\"key\": \"****************************************!!!=\"}"));
     json_decref(call(400, "PUT", "/v1/keys/bad", "not json"));
     json_decref(call(404, "DELETE", "/v1/keys/never-put", NULL));
+    /* '?' is part of a path (only GET .../log takes a query) */
+    json_decref(call(200, "PUT", "/v1/keys/odd?id=1", "{\"key\": \"%s\"}", K2.b64));
+    json_decref(call(404, "DELETE", "/v1/keys/odd", NULL));
+    json_decref(call(204, "DELETE", "/v1/keys/odd?id=1", NULL));
     /* only the manager's certificate may call */
     int status = 0;
     json_t *resp = NULL;
