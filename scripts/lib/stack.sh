@@ -26,6 +26,7 @@
 #   stack_hostd_setup esx1 [auto|tcg|kvm]; stack_hostd_start esx1
 #   vmseal vm create ...              # the CLI, with the stack's session
 #   vmseal vm set VM --append ARGS; stack_vm_boot esx1 VM     # guest output
+#   stack_vm_console VM [OFFSET]; stack_vm_console_has VM PATTERN  # via vm log
 #   stack_hostd_stop esx1; stack_hostd_start esx1             # restart
 # Failures call stack_fail (default: message and exit 1; callers may
 # redefine it, e.g. tests map it to testlib's fail).
@@ -351,25 +352,48 @@ stack_guest() {
 # stack_vm_uuid NAME
 stack_vm_uuid() { vmseal --json vm info "$1" | jq -r .uuid; }
 
+# stack_vm_console NAME [OFFSET]: the guest's serial console as the manager
+# shows it (vmseal vm log: sealed on the host for an encrypted VM), from byte
+# OFFSET of the log on; "" if the VM has no output yet.
+stack_vm_console() {
+  local j
+  j=$(vmseal --json vm log "$1" --tail 1048576 2>/dev/null) || return 0
+  /usr/bin/python3 -c '
+import json, sys
+j = json.loads(sys.argv[1]); off = int(sys.argv[2])
+log = j.get("log", "").encode(); total = int(j.get("bytes", len(log)))
+new = total - off
+sys.stdout.write((log[-new:] if 0 < new <= len(log) else (log if new > len(log) else b"")).decode(errors="replace"))
+' "$j" "${2:-0}"
+}
+
+# stack_vm_console_bytes NAME: how many bytes the console log holds now.
+stack_vm_console_bytes() {
+  vmseal --json vm log "$1" --tail 1 2>/dev/null | jq -r '.bytes // 0' 2>/dev/null || echo 0
+}
+
+# stack_vm_console_has NAME PATTERN: the console shows PATTERN (grep -E).
+stack_vm_console_has() { stack_vm_console "$1" | grep -Eaq "$2"; }
+
 # stack_vm_boot HOST NAME [SECONDS]: power the VM on through the manager,
 # wait until the guest has powered itself off, and print what it wrote to
-# its serial port during this boot. Fails (status 1) if power-on fails or
-# the guest does not finish in time.
+# its serial port during this boot (read through the manager: vm log).
+# Fails (status 1) if power-on fails or the guest does not finish in time.
 stack_vm_boot() {
-  local host=$1 name=$2 secs=${3:-180} log off=0 i
-  log=$(stack_vm_home "$host" "$name")/serial.log
-  [ -f "$log" ] && off=$(stat -c %s "$log")
+  local name=$2 secs=${3:-180} off i out
+  off=$(stack_vm_console_bytes "$name")
   vmseal vm start "$name" >/dev/null || return 1
-  for ((i = 0; i < secs * 5; i++)); do
-    if [ -f "$log" ] && tail -c +$((off + 1)) "$log" | grep -q 'VMSEAL-POWEROFF\|reboot: Power down'; then
+  for ((i = 0; i < secs * 2; i++)); do
+    out=$(stack_vm_console "$name" "$off")
+    if grep -aq 'VMSEAL-POWEROFF\|reboot: Power down' <<<"$out"; then
       stack_until 30 stack_vm_is_off "$name" || { echo "VM $name did not power off" >&2; return 1; }
-      tail -c +$((off + 1)) "$log" | tr -d '\r' | grep -a '^VMSEAL-'
+      stack_vm_console "$name" "$off" | tr -d '\r' | grep -a '^VMSEAL-'
       return 0
     fi
-    sleep 0.2
+    sleep 0.5
   done
   echo "guest $name did not finish within ${secs}s" >&2
-  [ -f "$log" ] && tail -c +$((off + 1)) "$log" | tail -n 20 >&2
+  stack_vm_console "$name" "$off" | tail -n 20 >&2
   return 1
 }
 

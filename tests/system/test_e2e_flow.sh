@@ -45,7 +45,7 @@ grep -q "nothing to change" <<<"$OUT" || fail "vm set without a change: $OUT"
 expect_rc 2 vmseal vm set vm1
 ok "vm set through the manager: host and inventory updated, vm.reconfigure event with old and new values"
 expect_rc 0 vmseal vm start vm1
-stack_until 120 grep -q VMSEAL-READY "$HOME1/serial.log" || fail "guest did not come up"
+stack_until 120 stack_vm_console_has vm1 VMSEAL-READY || fail "guest did not come up"
 expect_rc 6 vmseal vm set vm1 --memory 256
 grep -q "must be powered off to reconfigure" <<<"$OUT" || fail "vm set while running: $OUT"
 [ "$(vmseal --json vm info vm1 | jq .memory_mb)" = 320 ] || fail "refused vm set changed the inventory"

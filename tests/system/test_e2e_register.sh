@@ -51,4 +51,13 @@ stack_hostd_start esx1
 stack_until 60 vm_unlocked reg1-back || fail "reg1-back still locked after the host restart: $(vm_locked reg1-back)"
 boot_check esx1 reg1-back registermark
 ok "after a host restart the registered VM unlocks through the manager and reads its marker"
+
+# its console output: sealed on the host, shown to whoever holds Cryptographer.Access
+expect_rc 0 vmseal vm log reg1-back
+grep -q 'VMSEAL-CHECK-OK' <<<"$OUT" || fail "vm log shows the guest's output: $OUT"
+if grep -rqa 'VMSEAL-CHECK-OK' "$H"; then fail "the guest's output is in clear in the VM home"; fi
+OUT=$(bob vm log reg1-back 2>&1) && fail "bob read an encrypted VM's console"
+grep -q "lacks the Cryptographer.Access privilege on vm:reg1-back" <<<"$OUT" || fail "vm log message: $OUT"
+vmseal --json events --action vm.log --result denied --user bob | jq -e 'length == 1' >/dev/null || fail "denied vm.log not audited"
+ok "vm log: the sealed console for Cryptographer.Access only; nothing in clear on the host"
 finish
