@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 
 #include <vmseal/common.h>
+#include <vmseal/kekdelivery.h>
 
 #include "managerd.h"
 
@@ -56,6 +57,12 @@ int hosts_register(manager *m, const vmseal_http_request *req, const json_t *bod
     const char *name = json_string_value(json_object_get(body, "name"));
     const char *url = json_string_value(json_object_get(body, "url"));
     const char *ds = json_string_value(json_object_get(body, "datastore"));
+    const char *custody = json_string_value(json_object_get(body, "custody_key"));
+    uint8_t ck[VMSEAL_KD_PUB_LEN];
+    /* TRANSITION: a host agent without a custody key still registers and
+     * gets plain KEKs until hostd's key-custody split lands. */
+    if (custody && vmseal_kd_unb64(custody, ck, sizeof(ck)) < 0)
+        return vmseal_fail(EINVAL, "custody_key: base64 of the 32-byte key-custody public key");
     char cn[128];
     if (subject_cn(req->peer_subject, cn, sizeof(cn)) < 0 || strcmp(cn, name) != 0)
         return vmseal_fail(EACCES, "certificate subject %s does not name host %s", req->peer_subject,
@@ -114,13 +121,13 @@ int hosts_register(manager *m, const vmseal_http_request *req, const json_t *bod
                         store_rows_get(r, 0, 1), "fingerprint", store_rows_get(r, 0, 2));
         rc = store_execv(m->db, NULL,
                          "UPDATE hosts SET url = $2, datastore = $3, subject = $4, fingerprint = $5, "
-                         "last_seen = $6 WHERE name = $1",
-                         name, base, ds, req->peer_subject, req->peer_fingerprint, now, STORE_END);
+                         "last_seen = $6, custody_key = $7 WHERE name = $1",
+                         name, base, ds, req->peer_subject, req->peer_fingerprint, now, custody, STORE_END);
     } else {
         rc = store_execv(m->db, NULL,
                          "INSERT INTO hosts (name, url, datastore, subject, fingerprint, registered, "
-                         "last_seen) VALUES ($1, $2, $3, $4, $5, $6, $6)",
-                         name, base, ds, req->peer_subject, req->peer_fingerprint, now, STORE_END);
+                         "last_seen, custody_key) VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
+                         name, base, ds, req->peer_subject, req->peer_fingerprint, now, custody, STORE_END);
     }
     store_rows_free(r);
     if (rc >= 0) {
@@ -244,16 +251,42 @@ int hosts_call(manager *m, const char *host, const char *method, const char *pat
     return 0;
 }
 
-static json_t *key_b64(const vmseal_secret *key)
+/* A KEK sealed to the host's key-custody public key (kekdelivery.h), as
+ * base64: the raw KEK never enters a JSON string or an ordinary heap
+ * buffer; it lives in the vmseal_secret keys_get() made, freed at once. */
+static int sealed_for(manager *m, const char *host, const char *provider, const char *kek_id,
+                      const vmseal_secret *key, json_t **out)
 {
-    size_t n = vmseal_secret_len(key);
-    char buf[4 * ((1024 + 2) / 3) + 1];
-    if (n > 1024)
-        return NULL;
-    EVP_EncodeBlock((unsigned char *)buf, vmseal_secret_cdata(key), (int)n);
-    json_t *s = json_string(buf);
-    OPENSSL_cleanse(buf, sizeof(buf));
-    return s;
+    store_rows *r = NULL;
+    int rc = store_execv(m->db, &r, "SELECT custody_key FROM hosts WHERE name = $1", host, STORE_END);
+    if (rc < 0)
+        return rc;
+    const char *ck = store_rows_get(r, 0, 0);
+    uint8_t pub[VMSEAL_KD_PUB_LEN], blob[VMSEAL_KD_BLOB_LEN];
+    char b64[4 * ((VMSEAL_KD_BLOB_LEN + 2) / 3) + 1];
+    if (!ck) {
+        /* TRANSITION (see hosts_register): the plain key, for a host agent
+         * that has no custody key yet. */
+        store_rows_free(r);
+        size_t n = vmseal_secret_len(key);
+        char buf[64];
+        if (n > 32)
+            return vmseal_fail(EINVAL, "KEK too long");
+        EVP_EncodeBlock((unsigned char *)buf, vmseal_secret_cdata(key), (int)n);
+        *out = json_string(buf);
+        OPENSSL_cleanse(buf, sizeof(buf));
+        return *out ? 1 : vmseal_fail(ENOMEM, "out of memory");
+    }
+    if (vmseal_kd_unb64(ck, pub, sizeof(pub)) < 0)
+        rc = vmseal_fail(EPROTO, "host %s has not told its key-custody key: it cannot receive KEKs", host);
+    store_rows_free(r);
+    if (rc >= 0)
+        rc = vmseal_kd_seal(pub, host, kek_id, provider, key, blob);
+    if (rc >= 0)
+        rc = vmseal_kd_b64(blob, sizeof(blob), b64, sizeof(b64));
+    if (rc >= 0 && !(*out = json_string(b64)))
+        rc = vmseal_fail(ENOMEM, "out of memory");
+    return rc < 0 ? rc : 0;   /* 0: sealed; 1 (above): plain, transition only */
 }
 
 int hosts_push_key(manager *m, const char *host, const char *provider, const char *kek_id)
@@ -262,15 +295,17 @@ int hosts_push_key(manager *m, const char *host, const char *provider, const cha
     int rc = keys_get(m, provider, kek_id, &key);
     if (rc < 0)
         return rc;
-    json_t *body = json_object();
-    json_t *k = key_b64(key);
+    json_t *k = NULL;
+    rc = sealed_for(m, host, provider, kek_id, key, &k);
     vmseal_secret_free(key);
-    if (!body || !k) {
-        json_decref(body);
+    if (rc < 0)
+        return rc;
+    json_t *body = json_object();
+    if (!body) {
         json_decref(k);
         return vmseal_fail(ENOMEM, "out of memory");
     }
-    json_object_set_new(body, "key", k);
+    json_object_set_new(body, rc == 1 ? "key" : "sealed_key", k);
     /* key safes on the host are bound to the provider name */
     json_object_set_new(body, "provider", json_string(provider));
     char path[300];
@@ -320,9 +355,14 @@ int hosts_keys_for(manager *m, const char *host, const json_t *kek_ids, json_t *
         if (rc < 0) {
             json_array_append_new(failed, json_pack("{s:s,s:s}", "kek_id", id, "error", vmseal_last_error()));
         } else {
-            json_array_append_new(keys, json_pack("{s:s,s:s,s:o}", "kek_id", id, "provider", provider,
-                                                  "key", key_b64(key)));
+            json_t *k = NULL;
+            rc = sealed_for(m, host, provider, id, key, &k);
             vmseal_secret_free(key);
+            if (rc < 0)
+                json_array_append_new(failed, json_pack("{s:s,s:s}", "kek_id", id, "error", vmseal_last_error()));
+            else
+                json_array_append_new(keys, json_pack("{s:s,s:s,s:o}", "kek_id", id, "provider", provider,
+                                                      rc == 1 ? "key" : "sealed_key", k));
         }
         store_rows_free(r);
     }

@@ -45,7 +45,7 @@ static const char *const schema[] = {
     "CREATE TABLE IF NOT EXISTS hosts (name TEXT PRIMARY KEY, url TEXT NOT NULL, "
     "datastore TEXT NOT NULL, subject TEXT NOT NULL, fingerprint TEXT NOT NULL, "
     "registered {BIG} NOT NULL, last_seen {BIG} NOT NULL, default_policy TEXT NOT NULL DEFAULT 'none', "
-    "pending_fingerprint TEXT, pending_subject TEXT)",
+    "pending_fingerprint TEXT, pending_subject TEXT, custody_key TEXT)",
     "CREATE TABLE IF NOT EXISTS vms (uuid TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
     "host TEXT NOT NULL, spec TEXT NOT NULL, policy TEXT NOT NULL, kek_id TEXT, provider TEXT, "
     "created {BIG} NOT NULL, folder TEXT NOT NULL DEFAULT '')",
@@ -81,6 +81,7 @@ static const char *const migrate_1_2[] = {
     "ALTER TABLE hosts ADD COLUMN default_policy TEXT NOT NULL DEFAULT 'none'",
     "ALTER TABLE hosts ADD COLUMN pending_fingerprint TEXT",
     "ALTER TABLE hosts ADD COLUMN pending_subject TEXT",
+    "ALTER TABLE hosts ADD COLUMN custody_key TEXT",
     "UPDATE roles SET privileges = REPLACE(privileges, 'Cryptographer.RecryptVM', 'Cryptographer.Recrypt')",
 };
 

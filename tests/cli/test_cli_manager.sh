@@ -143,7 +143,7 @@ expect_rc 0 "$VMSEAL" kms rm k1
 reg() {   # reg CERTDIR NAME HOSTNAME -> HTTP status
   curl -s -o "$TMP/reg.out" -w '%{http_code}' --cacert "$M/ca.crt" --cert "$1/$2.crt" --key "$1/$2.key" \
     -H 'Content-Type: application/json' \
-    -d "{\"name\":\"$3\",\"url\":\"https://127.0.0.1:9/\",\"datastore\":\"/srv/vmseal/$3\"}" \
+    -d "{\"name\":\"$3\",\"url\":\"https://127.0.0.1:9/\",\"datastore\":\"/srv/vmseal/$3\",\"custody_key\":\"CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=\"}" \
     "$MURL/api/v1/hosts/register" || true
 }
 [ "$(reg "$TMP/esx1" esx1 esx1)" = 200 ] || fail "esx1 registers"
@@ -153,7 +153,7 @@ grep -q "does not name host esx1" "$TMP/reg.out" || fail "CN mismatch message"
 "$MGRD" -c "$TMP/other" issue-host esx1 --out "$TMP/rogue" >/dev/null
 [ "$(reg "$TMP/rogue" esx1 esx1)" = 000 ] || fail "foreign CA refused"
 # no certificate at all
-code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$M/ca.crt" -d '{"name":"esx1","url":"https://x:1","datastore":"d"}' \
+code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$M/ca.crt" -d '{"name":"esx1","url":"https://x:1","datastore":"d","custody_key":"CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk="}' \
   "$MURL/api/v1/hosts/register")
 [ "$code" = 403 ] || fail "register without a certificate: $code"
 # a registered host asks for keys of VMs it does not run: denied

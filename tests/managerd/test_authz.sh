@@ -19,7 +19,7 @@ mgr_start "$M"
 # a host whose agent is down (calls to it fail after the access check)
 code=$(curl -s -o "$TMP/reg.out" -w '%{http_code}' --cacert "$M/ca.crt" --cert "$TMP/h1/h1.crt" \
   --key "$TMP/h1/h1.key" -H 'Content-Type: application/json' \
-  -d '{"name":"h1","url":"https://127.0.0.1:9/","datastore":"/srv/vmseal/h1"}' "$MURL/api/v1/hosts/register")
+  -d '{"name":"h1","url":"https://127.0.0.1:9/","datastore":"/srv/vmseal/h1","custody_key":"CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk="}' "$MURL/api/v1/hosts/register")
 [ "$code" = 200 ] || fail "host registers: $code $(cat "$TMP/reg.out")"
 # two VMs on it, one encrypted, written into the inventory directly
 mgr_stop
