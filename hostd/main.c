@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -86,7 +87,49 @@ static void usage(FILE *f)
             "  accel = auto|kvm|tcg      auto: kvm only if a probe guest boots (default auto)\n"
             "  probe_kernel, probe_initrd  guest for the KVM probe (tests/guest/build-guest.sh)\n"
             "  qemu = PATH               default qemu-system-x86_64\n"
-            "  grace_seconds = N         power-off grace before QEMU is stopped (default 30)\n");
+            "  grace_seconds = N         power-off grace before QEMU is stopped (default 30)\n"
+            "  allow_unlocked_memory = yes|no  start even when secrets cannot be locked in\n"
+            "                            memory (they may be swapped to disk; default no)\n");
+}
+
+/* Secure memory hostd needs: a locked page per KEK kept (256 VMs) and the
+ * disk secrets and passphrases handed to QEMU. */
+#define HOSTD_LOCKED_NEED (1u << 20)
+
+static void on_unlocked_secret(size_t bytes, int err)
+{
+    unsigned long n = vmseal_secret_unlocked_count();
+    for (unsigned long p = 1; p <= n && p <= ULONG_MAX / 10; p *= 10)
+        if (p == n) {
+            logf_("WARNING: %zu bytes of key material in UNLOCKED memory (mlock: %s; %lu "
+                  "time(s) so far): allow_unlocked_memory = yes", bytes, strerror(err), n);
+            break;
+        }
+}
+
+/* Locked memory or nothing: refuse to start when secrets cannot be locked,
+ * unless allow_unlocked_memory = yes (then say so loudly). */
+static int check_locked_memory(const char *value, const char *cfg_path)
+{
+    int allow = value && (!strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "1") ||
+                          !strcmp(value, "on"));
+    if (value && !allow && strcmp(value, "no") && strcmp(value, "false") && strcmp(value, "0") &&
+        strcmp(value, "off"))
+        return vmseal_fail(EINVAL, "%s: allow_unlocked_memory is yes or no", cfg_path);
+    vmseal_secret_allow_unlocked(allow);
+    if (allow) {
+        vmseal_secret_set_unlocked_hook(on_unlocked_secret);
+        logf_("WARNING: allow_unlocked_memory = yes: when memory cannot be locked, key material "
+              "is kept in memory that may be swapped to disk");
+    }
+    if (vmseal_secret_check_lockable(HOSTD_LOCKED_NEED) == 0)
+        return 0;
+    if (!allow)
+        return vmseal_fail(ENOMEM, "%s; or set allow_unlocked_memory = yes in %s (key material "
+                           "may then be swapped to disk)", vmseal_last_error(), cfg_path);
+    logf_("WARNING: %s; starting anyway because allow_unlocked_memory = yes: KEY MATERIAL MAY "
+          "BE SWAPPED TO DISK", vmseal_last_error());
+    return 0;
 }
 
 static volatile sig_atomic_t stopping;
@@ -170,7 +213,7 @@ static int check_keys(const vmseal_vmconf *c)
     static const char *const known[] = {
         "name", "datastore", "listen", "port", "cert", "key", "ca", "manager_subject",
         "manager_url", "manager_ca", "url", "provider", "accel", "probe_kernel", "probe_initrd",
-        "qemu", "grace_seconds", NULL};
+        "qemu", "grace_seconds", "allow_unlocked_memory", NULL};
     for (size_t i = 0; i < vmseal_vmconf_count(c); i++) {
         const char *k = vmseal_vmconf_key_at(c, i);
         int ok = 0;
@@ -221,6 +264,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "vmseal-hostd: %s: %s\n", cfg_path, vmseal_last_error());
         vmseal_vmconf_free(conf);
         return 2;
+    }
+    if (check_locked_memory(vmseal_vmconf_get(conf, "allow_unlocked_memory"), cfg_path) < 0) {
+        fprintf(stderr, "vmseal-hostd: %s\n", vmseal_last_error());
+        vmseal_vmconf_free(conf);
+        return 1;
     }
     char hostname[256] = "localhost";
     gethostname(hostname, sizeof(hostname) - 1);

@@ -35,6 +35,35 @@ static int parse_bool(const char *v, int *out)
     return 0;
 }
 
+/* Bytes, with an optional binary suffix: 4096, 64K, 4M, 1G (also KiB/MiB/GiB). */
+static int parse_size(const char *v, unsigned long long lo, unsigned long long hi, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (end == v || errno || *v == '-' || *v == '+')
+        return -1;
+    unsigned shift = 0;
+    if (*end == 'K' || *end == 'k')
+        shift = 10;
+    else if (*end == 'M')
+        shift = 20;
+    else if (*end == 'G')
+        shift = 30;
+    if (shift) {
+        end++;
+        if (!strcmp(end, "iB") || !strcmp(end, "B"))
+            end += strlen(end);
+    }
+    if (*end || n > (hi >> shift))
+        return -1;
+    n <<= shift;
+    if (n < lo || n > hi)
+        return -1;
+    *out = (size_t)n;
+    return 0;
+}
+
 static void set_str(char **slot, char *v)
 {
     free(*slot);
@@ -55,6 +84,10 @@ static int set_defaults(kmsd_config *c)
     c->max_message_size = 1u << 20;
     c->database = resolve(c, "kmsd.db");
     if (!c->listen_address || !c->journal_mode || !c->pkcs11_key_label || !c->database)
+    c->max_locked_memory = 64u << 20;
+    c->max_connection_locked_memory = 4u << 20;
+    c->max_connection_secrets = 256;
+    c->max_batch_items = 64;
         return -ENOMEM;
     return 0;
 }
@@ -171,6 +204,24 @@ int kmsd_config_load(const char *path, kmsd_config **out)
                 break;
             }
             c->admins[c->n_admins++] = strdup(v);
+        } else if (!strcmp(k, "allow_unlocked_memory")) {
+            if (parse_bool(v, &b) < 0)
+                goto bad;
+            c->allow_unlocked_memory = b;
+        } else if (!strcmp(k, "max_locked_memory")) {
+            if (parse_size(v, 1u << 20, 1ull << 40, &c->max_locked_memory) < 0)
+                goto bad;
+        } else if (!strcmp(k, "max_connection_locked_memory")) {
+            if (parse_size(v, 64u << 10, 1ull << 40, &c->max_connection_locked_memory) < 0)
+                goto bad;
+        } else if (!strcmp(k, "max_connection_secrets")) {
+            if (vmseal_conffile_int(v, 8, 1000000, &n) < 0)
+                goto bad;
+            c->max_connection_secrets = (size_t)n;
+        } else if (!strcmp(k, "max_batch_items")) {
+            if (vmseal_conffile_int(v, 1, 100000, &n) < 0)
+                goto bad;
+            c->max_batch_items = (int)n;
         } else if (!strcmp(k, "user")) {
             /* user = NAME pbkdf2-sha256$... */
             char *sp = v;
@@ -211,6 +262,16 @@ bad:
     *out = c;
     return 0;
 }
+    /* one connection must be able to hold its largest message plus the
+     * secrets of the answer, and the server at least one connection */
+    if (rc == 0 && c->max_connection_locked_memory < c->max_message_size + (256u << 10))
+        rc = vmseal_fail(EINVAL, "%s: max_connection_locked_memory (%zu) must be at least "
+                         "max_message_size + 256 KiB (%zu)", file, c->max_connection_locked_memory,
+                         c->max_message_size + (256u << 10));
+    if (rc == 0 && c->max_locked_memory < c->max_connection_locked_memory)
+        rc = vmseal_fail(EINVAL, "%s: max_locked_memory (%zu) is below "
+                         "max_connection_locked_memory (%zu)", file, c->max_locked_memory,
+                         c->max_connection_locked_memory);
 
 void kmsd_config_free(kmsd_config *c)
 {

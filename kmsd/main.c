@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -93,6 +94,43 @@ static int drop_privileges(const char *user)
     return 0;
 }
 
+/* Logged when a secret had to go to unlocked memory (allow_unlocked_memory):
+ * the 1st, 10th, 100th, ... time. */
+static void on_unlocked_secret(size_t bytes, int err)
+{
+    unsigned long n = vmseal_secret_unlocked_count();
+    for (unsigned long p = 1; p <= n && p <= ULONG_MAX / 10; p *= 10)
+        if (p == n) {
+            kmsd_warn("WARNING: %zu bytes of key material in UNLOCKED memory (mlock: %s; "
+                      "%lu time(s) so far): allow_unlocked_memory = yes", bytes, strerror(err), n);
+            break;
+        }
+}
+
+/* Locked memory or nothing: can this process lock what one connection may
+ * hold? Refuse to run otherwise, unless allow_unlocked_memory. Then cap the
+ * server's secure memory (max_locked_memory, or RLIMIT_MEMLOCK if lower). */
+static int check_locked_memory(const kmsd_config *cfg, const char *when)
+{
+    size_t need = cfg->max_connection_locked_memory;
+    if (vmseal_secret_check_lockable(need) < 0) {
+        if (!cfg->allow_unlocked_memory)
+            return vmseal_fail(ENOMEM, "%s: %s; or set allow_unlocked_memory = yes in %s "
+                               "(key material may then be swapped to disk)", when,
+                               vmseal_last_error(), cfg->path);
+        kmsd_warn("WARNING: %s: %s; starting anyway because allow_unlocked_memory = yes: "
+                  "KEY MATERIAL MAY BE SWAPPED TO DISK", when, vmseal_last_error());
+    }
+    size_t budget = cfg->max_locked_memory, lim = vmseal_secret_memlock_limit();
+    if (!cfg->allow_unlocked_memory && lim < budget) {
+        kmsd_info("secure memory limited to %zu bytes by RLIMIT_MEMLOCK (max_locked_memory is "
+                  "%zu)", lim, budget);
+        budget = lim;
+    }
+    vmseal_secret_set_limit(budget);
+    return 0;
+}
+
 static int cmd_serve(kmsd_config *cfg, int argc, char **argv)
 {
     const char *listen_addr = cfg->listen_address, *port_file = NULL;
@@ -118,6 +156,13 @@ static int cmd_serve(kmsd_config *cfg, int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (kmsd_log_open(cfg->log_file, cfg->log_level) < 0)
         return die("log");
+    if (cfg->allow_unlocked_memory) {
+        vmseal_secret_set_unlocked_hook(on_unlocked_secret);
+        kmsd_warn("WARNING: allow_unlocked_memory = yes: when memory cannot be locked, key "
+                  "material is kept in memory that may be swapped to disk");
+    }
+    if (check_locked_memory(cfg, "at start") < 0)
+        return die("locked memory");
 
     kmsd_server srv = {.cfg = cfg, .lock_fd = -1, .wake = {-1, -1}};
     pthread_mutex_init(&srv.conn_lock, NULL);
@@ -137,8 +182,13 @@ static int cmd_serve(kmsd_config *cfg, int argc, char **argv)
     srv.tls = vmseal_tls_server_ctx_new(&tc);
     if (!srv.tls)
         return die("TLS");
-    if (cfg->run_as_user && getuid() == 0 && drop_privileges(cfg->run_as_user) < 0)
-        return die("privileges");
+    if (cfg->run_as_user && getuid() == 0) {
+        if (drop_privileges(cfg->run_as_user) < 0)
+            return die("privileges");
+        /* CAP_IPC_LOCK is gone: RLIMIT_MEMLOCK binds from here on */
+        if (check_locked_memory(cfg, "as run_as_user") < 0)
+            return die("locked memory");
+    }
     if (kmsd_store_open(cfg->database, cfg->journal_mode, srv.mk, 1, &srv.store) < 0)
         return die("store");
     if (kmsd_audit_open(cfg->audit_log) < 0)
@@ -467,6 +517,7 @@ int main(int argc, char **argv)
     kmsd_config *cfg;
     if (kmsd_config_load(config, &cfg) < 0)
         return die("configuration");
+    vmseal_secret_allow_unlocked(cfg->allow_unlocked_memory);
     int r;
     if (!strcmp(cmd, "serve"))
         r = cmd_serve(cfg, sub_argc, sub_argv);

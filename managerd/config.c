@@ -129,6 +129,13 @@ int mgr_config_load(const char *path, mgr_config **out)
         } else if (!strcmp(k, "syslog_retry_max")) {
             if (parse_int(v, 1, 3600, &c->syslog_retry_max_s) < 0)
                 rc = vmseal_fail(EINVAL, "%s:%d: syslog_retry_max is 1..3600 seconds", c->path, lineno);
+        } else if (!strcmp(k, "allow_unlocked_memory")) {
+            if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "on"))
+                c->allow_unlocked_memory = 1;
+            else if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "off"))
+                c->allow_unlocked_memory = 0;
+            else
+                rc = vmseal_fail(EINVAL, "%s:%d: allow_unlocked_memory is yes or no", c->path, lineno);
         } else {
             rc = vmseal_fail(EINVAL, "%s:%d: unknown setting '%s'", c->path, lineno, k);
         }

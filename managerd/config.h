@@ -25,6 +25,7 @@ typedef struct mgr_config {
     char *syslog_key;
     char *syslog_hostname;  /* HOSTNAME in the messages (default gethostname()) */
     int syslog_retry_max_s; /* longest wait between tries, default 30 */
+    int allow_unlocked_memory; /* run (loudly) when secrets cannot be mlock'd; default 0 */
 } mgr_config;
 
 /* Load a configuration file, or a folder holding managerd.conf. */

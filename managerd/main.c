@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -57,6 +58,41 @@ static void access_log(void *arg, const char *method, const char *path, int stat
         mgr_log("%s %s %s -> %d%s%s", remote, method, path, status, *peer ? " cert " : "", peer);
 }
 
+/* Secure memory the manager needs at once: a KMIP answer (up to 1 MiB, read
+ * into a secret) and the KEKs passing through on their way to hosts. */
+#define MGR_LOCKED_NEED (2u << 20)
+
+static void on_unlocked_secret(size_t bytes, int err)
+{
+    unsigned long n = vmseal_secret_unlocked_count();
+    for (unsigned long p = 1; p <= n && p <= ULONG_MAX / 10; p *= 10)
+        if (p == n) {
+            mgr_log("WARNING: %zu bytes of key material in UNLOCKED memory (mlock: %s; %lu "
+                    "time(s) so far): allow_unlocked_memory = yes", bytes, strerror(err), n);
+            break;
+        }
+}
+
+/* Locked memory or nothing: refuse to start when secrets cannot be locked,
+ * unless allow_unlocked_memory = yes (then say so loudly). */
+static int check_locked_memory(const mgr_config *cfg)
+{
+    vmseal_secret_allow_unlocked(cfg->allow_unlocked_memory);
+    if (cfg->allow_unlocked_memory) {
+        vmseal_secret_set_unlocked_hook(on_unlocked_secret);
+        mgr_log("WARNING: allow_unlocked_memory = yes: when memory cannot be locked, key "
+                "material is kept in memory that may be swapped to disk");
+    }
+    if (vmseal_secret_check_lockable(MGR_LOCKED_NEED) == 0)
+        return 0;
+    if (!cfg->allow_unlocked_memory)
+        return vmseal_fail(ENOMEM, "%s; or set allow_unlocked_memory = yes in %s (key material "
+                           "may then be swapped to disk)", vmseal_last_error(), cfg->path);
+    mgr_log("WARNING: %s; starting anyway because allow_unlocked_memory = yes: KEY MATERIAL "
+            "MAY BE SWAPPED TO DISK", vmseal_last_error());
+    return 0;
+}
+
 static int cmd_serve(const char *cfgpath, int argc, char **argv)
 {
     const char *listen = NULL, *port_file = NULL;
@@ -94,6 +130,11 @@ static int cmd_serve(const char *cfgpath, int argc, char **argv)
     int rc = mgr_config_load(cfgpath, &m.cfg);
     if (rc < 0) {
         fprintf(stderr, "vmseal-managerd: %s\n", vmseal_last_error());
+        return 1;
+    }
+    if (check_locked_memory(m.cfg) < 0) {
+        fprintf(stderr, "vmseal-managerd: %s\n", vmseal_last_error());
+        mgr_config_free(m.cfg);
         return 1;
     }
     rc = store_open(m.cfg->database, &m.db);
