@@ -1094,17 +1094,19 @@ int vms_log(manager *m, api_ctx *ctx, const char *name, long long tail)
     int rc = get_vm_row(m, ctx, name, &v);
     if (rc < 0)
         return rc;
-    if (v.kek[0]) {
-        /* The host unseals the log with the VM's KEK. */
-        rc = hosts_push_key(m, v.host, v.prov, v.kek);
-        if (rc < 0)
-            return reply(ctx, 502, rc, "%s", vmseal_last_error());
-    }
     char path[160];
     snprintf(path, sizeof(path), "/v1/vms/%s/log?tail=%lld", v.uuid, tail);
     long status = 0;
     json_t *resp = NULL;
     rc = hosts_call(m, v.host, "GET", path, NULL, &status, &resp);
+    if (rc >= 0 && status == 409 && v.kek[0]) {
+        /* The host unseals the log with the VM's KEK: give it, once. */
+        json_decref(resp);
+        resp = NULL;
+        rc = hosts_push_key(m, v.host, v.prov, v.kek);
+        if (rc >= 0)
+            rc = hosts_call(m, v.host, "GET", path, NULL, &status, &resp);
+    }
     if (rc < 0)
         return reply(ctx, 502, rc, "%s", vmseal_last_error());
     if (status < 200 || status > 299) {
