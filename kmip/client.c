@@ -42,36 +42,56 @@ struct vmseal_kmip_client {
 
 /* ---- setup --------------------------------------------------------------- */
 
-static int parse_server(const char *s, server *out)
+int vmseal_kmip_parse_server(const char *s, char *host, size_t hlen, int *port)
 {
-    const char *host = s, *colon;
-    size_t hlen;
+    const char *colon;
+    size_t n;
+    if (!s)
+        return vmseal_fail(EINVAL, "KMIP server address missing");
     if (s[0] == '[') {
-        const char *end = strchr(s, ']');
-        if (!end)
-            return vmseal_fail(EINVAL, "KMIP client: bad server address %s", s);
-        host = s + 1;
-        hlen = (size_t)(end - host);
-        colon = end[1] == ':' ? end + 1 : NULL;
-        if (end[1] && !colon)
-            return vmseal_fail(EINVAL, "KMIP client: bad server address %s", s);
+        const char *rb = strchr(s, ']');
+        if (!rb)
+            return vmseal_fail(EINVAL, "bad KMIP server address %.80s", s);
+        n = (size_t)(rb - s - 1);
+        colon = rb[1] == ':' ? rb + 1 : NULL;
+        if (n == 0 || n >= hlen || (rb[1] && !colon))
+            return vmseal_fail(EINVAL, "bad KMIP server address %.80s", s);
+        memcpy(host, s + 1, n);
     } else {
         colon = strrchr(s, ':');
-        hlen = colon ? (size_t)(colon - s) : strlen(s);
+        n = colon ? (size_t)(colon - s) : strlen(s);
+        if (n == 0 || n >= hlen || memchr(s, ':', n))
+            return vmseal_fail(EINVAL, "bad KMIP server address %.80s (HOST[:PORT] or [V6][:PORT])", s);
+        memcpy(host, s, n);
     }
-    if (hlen == 0)
-        return vmseal_fail(EINVAL, "KMIP client: empty host in %s", s);
-    long port = DEFAULT_PORT;
+    host[n] = '\0';
+    for (const char *p = host; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' ||
+              *p == '-' || *p == ':' || *p == '_'))
+            return vmseal_fail(EINVAL, "bad character in KMIP server host %.80s", s);
+    *port = DEFAULT_PORT;
     if (colon) {
         char *end;
         errno = 0;
-        port = strtol(colon + 1, &end, 10);
-        if (errno || *end || end == colon + 1 || port < 1 || port > 65535)
-            return vmseal_fail(EINVAL, "KMIP client: bad port in %s", s);
+        long v = strtol(colon + 1, &end, 10);
+        if (errno || *end || end == colon + 1 || v < 1 || v > 65535)
+            return vmseal_fail(EINVAL, "bad port in KMIP server address %.80s", s);
+        *port = (int)v;
     }
+    return 0;
+}
+
+static int parse_server(const char *s, server *out)
+{
+    char host[256];
+    int port;
+    int rc = vmseal_kmip_parse_server(s, host, sizeof(host), &port);
+    if (rc < 0)
+        return rc;
+    size_t hlen = strlen(host);
     out->host = strndup(host, hlen);
     out->label = strdup(s);
-    out->port = (int)port;
+    out->port = port;
     if (!out->host || !out->label)
         return vmseal_fail(ENOMEM, "KMIP client: out of memory");
     return 0;

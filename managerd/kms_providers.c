@@ -40,44 +40,10 @@
 
 /* ------------------------------------------------------------- helpers */
 
-/* "host:port" / "[v6]:port" / "host" (port 5696). */
+/* "host:port" / "[v6]:port" / "host" (port 5696): the KMIP client's own parser. */
 static int parse_server(const char *s, char *host, size_t hlen, int *port)
 {
-    const char *colon;
-    size_t n;
-    if (s[0] == '[') {
-        const char *rb = strchr(s, ']');
-        if (!rb)
-            return -1;
-        n = (size_t)(rb - s - 1);
-        if (n == 0 || n >= hlen)
-            return -1;
-        memcpy(host, s + 1, n);
-        host[n] = '\0';
-        colon = rb[1] == ':' ? rb + 1 : NULL;
-        if (rb[1] && rb[1] != ':')
-            return -1;
-    } else {
-        colon = strrchr(s, ':');
-        n = colon ? (size_t)(colon - s) : strlen(s);
-        if (n == 0 || n >= hlen || memchr(s, ':', n))
-            return -1;
-        memcpy(host, s, n);
-        host[n] = '\0';
-    }
-    for (const char *p = host; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              *p == '.' || *p == '-' || *p == ':' || *p == '_'))
-            return -1;
-    *port = 5696;
-    if (colon) {
-        char *end;
-        long v = strtol(colon + 1, &end, 10);
-        if (*end || end == colon + 1 || v < 1 || v > 65535)
-            return -1;
-        *port = (int)v;
-    }
-    return 0;
+    return vmseal_kmip_parse_server(s, host, hlen, port) < 0 ? -1 : 0;
 }
 
 static char *provider_dir(manager *m, const char *name)

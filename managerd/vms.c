@@ -126,22 +126,6 @@ int vms_get(manager *m, const char *name, int live, json_t **out)
     return 0;
 }
 
-static void make_uuid(char out[37])
-{
-    unsigned char b[16];
-    if (RAND_bytes(b, sizeof(b)) != 1) {
-        /* RAND_bytes does not fail on Linux with a seeded DRBG; be safe. */
-        FILE *f = fopen("/dev/urandom", "re");
-        if (!f || fread(b, 1, sizeof(b), f) != sizeof(b))
-            abort();
-        fclose(f);
-    }
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
-}
-
 /* Fail the request with an HTTP status and message. */
 static int reply(api_ctx *ctx, int status, int rc, const char *fmt, ...) VMSEAL_PRINTF(4, 5);
 static int reply(api_ctx *ctx, int status, int rc, const char *fmt, ...)
@@ -279,7 +263,8 @@ int vms_create(manager *m, api_ctx *ctx, const json_t *req)
         if (json_object_get(req, opt[i]))
             json_object_set(spec, opt[i], json_object_get(req, opt[i]));
     char uuid[37], now[32];
-    make_uuid(uuid);
+    if (vmseal_uuid_random(uuid) < 0)
+        return reply(ctx, 500, -EIO, "%s", vmseal_last_error());
     snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
     char *spec_s = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
     /* Reserve the name first. */

@@ -37,6 +37,10 @@ typedef struct vmseal_kmip_client_config {
 } vmseal_kmip_client_config;
 
 /* Copies what it needs from cfg; does not connect yet. */
+/* "host", "host:port", "[v6]" or "[v6]:port" (port 5696 by default) into
+ * host (hlen bytes) and port; -EINVAL for anything else. */
+int vmseal_kmip_parse_server(const char *s, char *host, size_t hlen, int *port) VMSEAL_MUST_CHECK;
+
 int vmseal_kmip_client_new(const vmseal_kmip_client_config *cfg, vmseal_kmip_client **out)
     VMSEAL_MUST_CHECK;
 void vmseal_kmip_client_free(vmseal_kmip_client *c);
