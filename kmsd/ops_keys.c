@@ -190,7 +190,8 @@ static int read_key_block(kmsd_op *op, const vmseal_ttlv *kb, int symmetric, uin
         *bits = (int32_t)(len * 8);
     }
     if (vmseal_ttlv_get_secret(km, material) < 0)
-        return kmsd_op_fail(op, VMSEAL_KMIP_REASON_GENERAL_FAILURE, "out of memory");
+        return kmsd_op_fail(op, VMSEAL_KMIP_REASON_GENERAL_FAILURE,
+                            "no secure memory for the key material: %s", vmseal_last_error());
     return 0;
 }
 
@@ -318,7 +319,10 @@ int kmsd_op_get(kmsd_op *op, const vmseal_ttlv *req, vmseal_ttlv *resp)
         vmseal_ttlv_add_secret_space(kv, VMSEAL_KMIP_TAG_KEY_MATERIAL, keylen, &dst);
     if (!dst) {
         free(blob);
-        return kmsd_op_fail(op, VMSEAL_KMIP_REASON_GENERAL_FAILURE, "out of secure memory");
+        return kmsd_op_fail(op, VMSEAL_KMIP_REASON_GENERAL_FAILURE,
+                            "no secure memory for the key of object %s: the limit of this "
+                            "connection (max_connection_secrets, max_connection_locked_memory) "
+                            "or of the server (max_locked_memory) is reached", uid);
     }
     r = kmsd_mk_unwrap_into(op->srv->mk, uid, blob, bl, dst, keylen);
     free(blob);

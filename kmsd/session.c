@@ -1,11 +1,20 @@
 /* One client connection: TLS handshake (failures logged with the plain
  * reason and the peer address), identity from the client certificate, then
  * request messages read with length checks and answered batch item by batch
- * item (Batch Error Continuation Option honoured, one audit line each). */
+ * item (Batch Error Continuation Option honoured, one audit line each).
+ *
+ * Locked memory one client can make the server hold is bounded: a message
+ * buffer grows only with the bytes that arrived (large ones from 3/4 of
+ * max_locked_memory at most), batch items and key-material values are
+ * counted on the raw bytes before decoding (max_batch_items, half of
+ * max_connection_secrets), and every secret of the connection's thread is
+ * charged to its quota (max_connection_locked_memory, max_connection_secrets).
+ * Nothing is held between requests. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 
@@ -18,57 +27,107 @@
 
 #define WRITE_TIMEOUT_MS 30000
 #define BODY_TIMEOUT_MS 30000
-#define IOBUF_SIZE 65536
+/* A message is read into a secure buffer of at most this size first; a
+ * larger one grows by doubling as its bytes arrive. */
+#define FIRST_BUF 16384
 
-/* Read one message into the connection's secure buffer (or, when larger, a
- * secret of its own in *big). 0 with *len 0: the peer closed cleanly. */
-static int recv_message(kmsd_server *srv, SSL *ssl, vmseal_secret *iobuf, vmseal_secret **big,
-                        const uint8_t **data, size_t *len)
+static int64_t now_ms(void)
 {
-    *big = NULL;
-    *data = NULL;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Message buffers beyond FIRST_BUF may use at most 3/4 of the server's
+ * secure memory: the last quarter stays for ordinary requests, so clients
+ * sending large messages cannot starve the others. */
+static int large_buffer_allowed(size_t more)
+{
+    size_t lim = vmseal_secret_limit();
+    return !lim || vmseal_secret_in_use() + more <= lim / 4 * 3;
+}
+
+/* Read one message into a secure buffer (*msg, *len bytes). The buffer
+ * holds at most twice the bytes that actually arrived (or FIRST_BUF), so a
+ * client announcing a large message and then stalling pins little locked
+ * memory. 0 with *msg NULL: the peer closed cleanly between messages. */
+static int recv_message(kmsd_server *srv, SSL *ssl, vmseal_secret **msg, size_t *len)
+{
+    *msg = NULL;
     *len = 0;
-    uint8_t *b = vmseal_secret_data(iobuf);
-    int r = vmseal_tls_read_full(ssl, b, 8, srv->cfg->idle_timeout_ms);
+    uint8_t hdr[8]; /* tag, type, length: no key material */
+    int r = vmseal_tls_read_full(ssl, hdr, sizeof(hdr), srv->cfg->idle_timeout_ms);
     if (r <= 0)
         return r;
     size_t total;
-    r = vmseal_ttlv_frame_len(b, srv->cfg->max_message_size, &total);
+    r = vmseal_ttlv_frame_len(hdr, srv->cfg->max_message_size, &total);
     if (r < 0)
         return r;
-    if (total > vmseal_secret_len(iobuf)) {
-        *big = vmseal_secret_new(total);
-        if (!*big)
-            return vmseal_fail(ENOMEM, "no secure memory for a %zu-byte message", total);
-        memcpy(vmseal_secret_data(*big), b, 8);
-        b = vmseal_secret_data(*big);
+    int64_t deadline = now_ms() + BODY_TIMEOUT_MS;
+    size_t cap = total < FIRST_BUF ? total : FIRST_BUF;
+    vmseal_secret *b = vmseal_secret_new(cap);
+    if (!b)
+        return vmseal_fail(errno, "no secure memory for a %zu-byte message: %s", total,
+                           vmseal_last_error());
+    memcpy(vmseal_secret_data(b), hdr, sizeof(hdr));
+    size_t got = sizeof(hdr);
+    while (got < total) {
+        if (got == cap) {
+            size_t ncap = cap < total / 2 ? cap * 2 : total;
+            vmseal_secret *nb = NULL;
+            if (!large_buffer_allowed(ncap))
+                r = vmseal_fail(EBUSY, "server busy: the secure memory for large messages is "
+                                "in use (%zu-byte message); try again later", total);
+            else if (!(nb = vmseal_secret_new(ncap)))
+                r = vmseal_fail(errno, "no secure memory for a %zu-byte message: %s", total,
+                                vmseal_last_error());
+            if (!nb) {
+                vmseal_secret_free(b);
+                return r;
+            }
+            memcpy(vmseal_secret_data(nb), vmseal_secret_cdata(b), got);
+            vmseal_secret_free(b);
+            b = nb;
+            cap = ncap;
+        }
+        int64_t left = deadline - now_ms();
+        r = left > 0 ? vmseal_tls_read_full(ssl, vmseal_secret_data(b) + got, cap - got, (int)left)
+                     : vmseal_fail(ETIMEDOUT, "a %zu-byte message took longer than %d ms", total,
+                                   BODY_TIMEOUT_MS);
+        if (r >= 0 && (size_t)r != cap - got)
+            r = vmseal_fail(ECONNRESET, "connection closed inside a %zu-byte message", total);
+        if (r < 0) {
+            vmseal_secret_free(b);
+            return r;
+        }
+        got = cap;
     }
-    r = vmseal_tls_read_full(ssl, b + 8, total - 8, BODY_TIMEOUT_MS);
-    if (r >= 0 && (size_t)r != total - 8)
-        r = vmseal_fail(ECONNRESET, "connection closed inside a %zu-byte message", total);
-    if (r < 0) {
-        vmseal_secret_free(*big);
-        *big = NULL;
-        return r;
-    }
-    *data = b;
+    *msg = b;
     *len = total;
     return 0;
 }
 
-/* Encode into the connection's buffer and send; large answers go through a
- * secret of their own. The bytes are wiped afterwards. */
-static int send_message(SSL *ssl, vmseal_secret *iobuf, const vmseal_ttlv *resp)
+/* Encode, free the tree (its key material goes before the write may
+ * block on a slow reader), send, wipe. plain_ok: the message holds no key
+ * material, so it may be encoded in ordinary memory when secure memory is
+ * short (error answers). */
+static int send_message(SSL *ssl, vmseal_ttlv *resp, int plain_ok)
 {
-    size_t n;
-    uint8_t *b = vmseal_secret_data(iobuf);
-    int r = vmseal_ttlv_encode_into(resp, b, vmseal_secret_len(iobuf), &n);
-    if (r == -ENOSPC)
-        return vmseal_kmip_send(ssl, resp, WRITE_TIMEOUT_MS);
+    vmseal_secret *enc = NULL;
+    uint8_t *plain = NULL;
+    size_t n = 0;
+    int r = vmseal_ttlv_encode_secret(resp, &enc);
+    if (r < 0 && plain_ok)
+        r = vmseal_ttlv_encode(resp, &plain, &n);
+    vmseal_ttlv_free(resp);
     if (r < 0)
         return r;
-    r = vmseal_tls_write_full(ssl, b, n, WRITE_TIMEOUT_MS);
-    OPENSSL_cleanse(b, n);
+    const uint8_t *p = enc ? vmseal_secret_cdata(enc) : plain;
+    if (enc)
+        n = vmseal_secret_len(enc);
+    r = vmseal_tls_write_full(ssl, p, n, WRITE_TIMEOUT_MS);
+    vmseal_secret_free(enc);
+    vmseal_ttlv_buf_free(plain, n);
     return r < 0 ? r : 0;
 }
 
@@ -122,19 +181,125 @@ static int check_auth(kmsd_server *srv, const vmseal_kmip_request *req, char *wh
     return 0;
 }
 
+/* ---- limits checked on the raw bytes, before decoding --------------------
+ * The decoder keeps every key-material value (Key Material, Password, ...)
+ * in a secure buffer of its own (at least one locked page each), so a
+ * request of thousands of tiny such values would pin a lot of locked memory
+ * before any handler runs. Count batch items and those values first. */
+
+#define SCAN_MAX_DEPTH 32 /* deeper messages are refused by the decoder anyway */
+
+typedef struct req_scan {
+    size_t batch_items;
+    size_t secrets;           /* variable-length values the decoder keeps in secure memory */
+    vmseal_kmip_version version; /* from the Request Header, when readable */
+} req_scan;
+
+static uint32_t scan_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Walk the items of one structure's value p[0..len); stop quietly at
+ * anything malformed (the decoder will say what is wrong). path holds the
+ * tags from the root down to this structure. */
+static void scan_struct(const uint8_t *p, size_t len, unsigned depth, int sensitive,
+                        uint32_t path[SCAN_MAX_DEPTH], req_scan *sc)
+{
+    size_t off = 0;
+    while (len - off >= 8) {
+        const uint8_t *it = p + off;
+        uint32_t tag = (uint32_t)it[0] << 16 | (uint32_t)it[1] << 8 | it[2];
+        unsigned type = it[3];
+        uint32_t vlen = scan_be32(it + 4);
+        size_t padded = ((size_t)vlen + 7) & ~(size_t)7;
+        if (padded > len - off - 8)
+            return;
+        int sens = sensitive || vmseal_kmip_tag_is_sensitive(tag);
+        if (depth == 1 && tag == VMSEAL_KMIP_TAG_BATCH_ITEM)
+            sc->batch_items++;
+        if (type == VMSEAL_TTLV_STRUCTURE) {
+            if (depth + 1 < SCAN_MAX_DEPTH) {
+                path[depth] = tag;
+                scan_struct(it + 8, vlen, depth + 1, sens, path, sc);
+            }
+        } else if (type == VMSEAL_TTLV_TEXT || type == VMSEAL_TTLV_BYTES ||
+                   type == VMSEAL_TTLV_BIGINT) {
+            sc->secrets += sens;
+        } else if (type == VMSEAL_TTLV_INTEGER && vlen == 4 && depth == 3 &&
+                   path[1] == VMSEAL_KMIP_TAG_REQUEST_HEADER &&
+                   path[2] == VMSEAL_KMIP_TAG_PROTOCOL_VERSION) {
+            if (tag == VMSEAL_KMIP_TAG_PROTOCOL_VERSION_MAJOR)
+                sc->version.major = (int32_t)scan_be32(it + 8);
+            else if (tag == VMSEAL_KMIP_TAG_PROTOCOL_VERSION_MINOR)
+                sc->version.minor = (int32_t)scan_be32(it + 8);
+        }
+        off += 8 + padded;
+    }
+}
+
+static void scan_request(const uint8_t *buf, size_t len, req_scan *sc)
+{
+    *sc = (req_scan){.version = {1, 0}};
+    uint32_t path[SCAN_MAX_DEPTH] = {0};
+    if (len < 8 || buf[3] != VMSEAL_TTLV_STRUCTURE)
+        return;
+    size_t vlen = scan_be32(buf + 4);
+    path[0] = (uint32_t)buf[0] << 16 | (uint32_t)buf[1] << 8 | buf[2];
+    if (path[0] == VMSEAL_KMIP_TAG_REQUEST_MESSAGE && vlen <= len - 8)
+        scan_struct(buf + 8, vlen, 1, 0, path, sc);
+    if (!vmseal_kmip_version_supported(&sc->version))
+        sc->version = (vmseal_kmip_version){1, 0};
+}
+
+/* A refused request: Invalid Message for the whole message, logged and audited. */
+static vmseal_ttlv *refuse_request(const char *identity, const char *peer,
+                                   const vmseal_kmip_version *v, uint32_t reason, const char *why)
+{
+    kmsd_warn("request from %s (%s) refused: %s", peer, identity, why);
+    kmsd_audit(peer, identity, "-", "", "Failed", why);
+    return vmseal_kmip_error_response(v, reason, why);
+}
+
 vmseal_ttlv *kmsd_process_message(kmsd_server *srv, const char *identity, const char *peer,
                                   const uint8_t *buf, size_t len)
 {
     vmseal_kmip_request *req;
     vmseal_kmip_version seen = {1, 0};
     vmseal_ttlv_limits limits = {.max_size = srv->cfg->max_message_size};
+    const kmsd_config *cfg = srv->cfg;
+    req_scan sc;
+    scan_request(buf, len, &sc);
+    char why[300];
+    if (sc.batch_items > (size_t)cfg->max_batch_items) {
+        snprintf(why, sizeof(why), "the request has %zu batch items; at most %d are accepted "
+                 "(max_batch_items)", sc.batch_items, cfg->max_batch_items);
+        return refuse_request(identity, peer, &sc.version, VMSEAL_KMIP_REASON_INVALID_MESSAGE, why);
+    }
+    if (sc.secrets > cfg->max_connection_secrets / 2) {
+        snprintf(why, sizeof(why), "the request carries %zu key-material values; at most %zu "
+                 "are accepted (half of max_connection_secrets)", sc.secrets,
+                 cfg->max_connection_secrets / 2);
+        return refuse_request(identity, peer, &sc.version, VMSEAL_KMIP_REASON_INVALID_MESSAGE, why);
+    }
+    vmseal_secret_quota *quota = vmseal_secret_quota_current();
+    unsigned long refused = vmseal_secret_quota_refusals(quota);
     int r = vmseal_kmip_request_parse(buf, len, &limits, &req, &seen);
     if (r < 0) {
-        char why[300];
-        snprintf(why, sizeof(why), "%s", vmseal_last_error());
-        kmsd_warn("invalid request from %s (%s): %s", peer, identity, why);
-        kmsd_audit(peer, identity, "-", "", "Failed", why);
-        return vmseal_kmip_error_response(&seen, VMSEAL_KMIP_REASON_INVALID_MESSAGE, why);
+        uint32_t reason = VMSEAL_KMIP_REASON_INVALID_MESSAGE;
+        if (vmseal_secret_quota_refusals(quota) != refused) {
+            snprintf(why, sizeof(why), "decoding the request needs more secure memory than one "
+                     "connection may hold (max_connection_locked_memory %zu bytes, "
+                     "max_connection_secrets %zu)", cfg->max_connection_locked_memory,
+                     cfg->max_connection_secrets);
+            reason = VMSEAL_KMIP_REASON_GENERAL_FAILURE;
+        } else if (r == -ENOMEM) {
+            snprintf(why, sizeof(why), "no secure memory to decode the request; try again later");
+            reason = VMSEAL_KMIP_REASON_GENERAL_FAILURE;
+        } else {
+            snprintf(why, sizeof(why), "%s", vmseal_last_error());
+        }
+        return refuse_request(identity, peer, &seen, reason, why);
     }
     vmseal_ttlv *resp = vmseal_kmip_response_new(&req->version, 0);
     char auth_why[128];
@@ -226,28 +391,33 @@ void kmsd_session_run(kmsd_server *srv, kmsd_conn *c)
     }
     kmsd_debug("connection from %s: %s (%s%s)", c->peer, identity, SSL_get_version(ssl),
                SSL_session_reused(ssl) ? ", resumed" : "");
-    vmseal_secret *iobuf = vmseal_secret_new(IOBUF_SIZE);
-    if (!iobuf) {
-        kmsd_warn("connection from %s dropped: no secure memory", c->peer);
+    /* what this connection may hold in secure memory at once */
+    vmseal_secret_quota *quota = vmseal_secret_quota_new(srv->cfg->max_connection_locked_memory,
+                                                         srv->cfg->max_connection_secrets);
+    if (!quota) {
+        kmsd_warn("connection from %s dropped: out of memory", c->peer);
         goto done;
     }
+    vmseal_secret_quota *prev_quota = vmseal_secret_quota_enter(quota);
     for (;;) {
-        vmseal_secret *big = NULL;
-        const uint8_t *data;
+        vmseal_secret *msg = NULL;
         size_t len;
-        r = recv_message(srv, ssl, iobuf, &big, &data, &len);
-        if (r == 0 && !data)
+        r = recv_message(srv, ssl, &msg, &len);
+        if (r == 0 && !msg)
             break;
-        if (r == -EPROTO || r == -EMSGSIZE) {
+        if (r == -EPROTO || r == -EMSGSIZE || r == -ENOMEM || r == -EDQUOT || r == -EBUSY) {
             /* the stream cannot be resynchronised: answer, then close */
             char why[300];
             snprintf(why, sizeof(why), "%s", vmseal_last_error());
-            kmsd_warn("bad message from %s (%s): %s; closing", c->peer, identity, why);
+            int bad = r == -EPROTO || r == -EMSGSIZE;
+            kmsd_warn("%s from %s (%s): %s; closing", bad ? "bad message" : "message refused",
+                      c->peer, identity, why);
             kmsd_audit(c->peer, identity, "-", "", "Failed", why);
-            vmseal_ttlv *e = vmseal_kmip_error_response(NULL, VMSEAL_KMIP_REASON_INVALID_MESSAGE, why);
-            if (e && send_message(ssl, iobuf, e) < 0)
+            vmseal_ttlv *e = vmseal_kmip_error_response(
+                NULL, bad ? VMSEAL_KMIP_REASON_INVALID_MESSAGE : VMSEAL_KMIP_REASON_GENERAL_FAILURE,
+                why);
+            if (e && send_message(ssl, e, 1) < 0)
                 kmsd_debug("connection from %s: cannot send the error", c->peer);
-            vmseal_ttlv_free(e);
             break;
         }
         if (r < 0) {
@@ -257,13 +427,10 @@ void kmsd_session_run(kmsd_server *srv, kmsd_conn *c)
                 kmsd_debug("connection from %s: %s", c->peer, vmseal_last_error());
             break;
         }
-        vmseal_ttlv *resp = kmsd_process_message(srv, identity, c->peer, data, len);
-        if (big)
-            vmseal_secret_free(big);
-        else
-            OPENSSL_cleanse(vmseal_secret_data(iobuf), len);
-        r = resp ? send_message(ssl, iobuf, resp) : -ENOMEM;
-        vmseal_ttlv_free(resp);
+        vmseal_ttlv *resp = kmsd_process_message(srv, identity, c->peer,
+                                                 vmseal_secret_cdata(msg), len);
+        vmseal_secret_free(msg);
+        r = resp ? send_message(ssl, resp, 0) : -ENOMEM;
         if (r < 0) {
             kmsd_debug("connection from %s: sending failed: %s", c->peer, vmseal_last_error());
             break;
@@ -271,7 +438,8 @@ void kmsd_session_run(kmsd_server *srv, kmsd_conn *c)
         if (atomic_load(&srv->stopping))
             break;
     }
-    vmseal_secret_free(iobuf);
+    vmseal_secret_quota_enter(prev_quota);
+    vmseal_secret_quota_free(quota);
 done:
     (void)kmsd_conn_set_open(srv, c, 0);
     vmseal_tls_close(ssl);
