@@ -139,6 +139,10 @@ int vmseal_kmip_client_new(const vmseal_kmip_client_config *cfg, vmseal_kmip_cli
             goto fail;
     }
     c->ctx = vmseal_tls_client_ctx_new(&cfg->tls);
+    /* Key material arrives in TLS records: OpenSSL wipes each record's
+     * plaintext once read, so no copy of a KEK stays in its buffers. */
+    if (c->ctx)
+        SSL_CTX_set_options(c->ctx, SSL_OP_CLEANSE_PLAINTEXT);
     if (!c->ctx) {
         rc = -EINVAL;
         vmseal_fail(EINVAL, "KMIP client: %s", vmseal_last_error());

@@ -102,6 +102,23 @@ PY
 done
 ok "no KEK (raw, hex, base64) in any file of the manager, the host agent or the CLI"
 
+# ... nor in the memory of the manager, a network-facing process: a KEK
+# passes through it in locked memory only, sealed for the host and wiped at
+# once. The scan is shown to work: it finds a KEK planted in a process.
+for k in "$kek0" "$kek1" "$kek2"; do
+  stack_kmip kms1 get "$k" --reveal-to-fd 3 3>&1 >/dev/null | xxd -p -c 64
+done > "$TMP/keks.hex"
+[ "$(wc -l < "$TMP/keks.hex")" = 3 ] || fail "KEKs from the KMS"
+$PY -c 'import sys,time; k=bytes.fromhex(open(sys.argv[1]).readline().strip()); x=k.hex(); print("ready", flush=True); time.sleep(30)' \
+  "$TMP/keks.hex" > "$TMP/plant.out" & plant=$!
+stack_until 10 grep -q ready "$TMP/plant.out" || fail "planted process"
+set +e; $PY "$VMSEAL_SRC/tests/system/memscan.py" "$plant" < "$TMP/keks.hex" > "$TMP/scan.out"; rc=$?; set -e
+kill $plant 2>/dev/null; wait $plant 2>/dev/null || true
+[ $rc = 1 ] || fail "the memory scan does not find a planted KEK ($rc): $(cat "$TMP/scan.out")"
+set +e; $PY "$VMSEAL_SRC/tests/system/memscan.py" "${STACK_PID[manager]}" < "$TMP/keks.hex" > "$TMP/scan.out"; rc=$?; set -e
+[ $rc = 0 ] || fail "KEK bytes in vmseal-managerd's memory ($rc): $(head -5 "$TMP/scan.out")"
+ok "no KEK (raw, hex, base64) in the memory of vmseal-managerd after the lifecycle; the scan finds a planted one"
+
 expect_rc 0 vmseal --json events --since 0
 for a in vm.create vm.rekey vm.power-on host.register kms.add; do
   jq -e --arg a "$a" 'map(select(.action == $a)) | length > 0' <<<"$OUT" >/dev/null || fail "no $a event"
