@@ -178,7 +178,7 @@ static int cmd_serve(kmsd_config *cfg, int argc, char **argv)
         return die("master key");
     vmseal_tls_config tc = {.cert_file = cfg->cert_file, .key_file = cfg->key_file,
                             .ca_file = cfg->ca_file, .require_client_cert = 1,
-                            .require_eku = cfg->require_client_eku};
+                            .require_eku = cfg->require_client_eku, .fs_aead_only = 1};
     srv.tls = vmseal_tls_server_ctx_new(&tc);
     if (!srv.tls)
         return die("TLS");

@@ -302,6 +302,13 @@ SSL_CTX *vmseal_tls_server_ctx_new(const vmseal_tls_config *cfg)
     SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
     SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* TLS 1.2: forward secrecy and AEAD only (the TLS 1.3 suites, all
+     * AEAD with ephemeral key exchange, are set apart and stay) */
+    if (cfg->fs_aead_only && SSL_CTX_set_cipher_list(ctx, VMSEAL_TLS12_FS_AEAD_SUITES) != 1) {
+        ERR_clear_error();
+        vmseal_fail(EINVAL, "tls: cannot set the TLS 1.2 cipher suites");
+        goto fail;
+    }
     return ctx;
 fail:
     SSL_CTX_free(ctx);

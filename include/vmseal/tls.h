@@ -22,8 +22,18 @@ typedef struct vmseal_tls_config {
     int legacy_cbc_suites;     /* client: also offer TLS 1.2 CBC suites
                                   (ECDHE-RSA-AES256-SHA384, AES256-SHA256)
                                   that pykmip-server needs */
+    int fs_aead_only;          /* server: TLS 1.2 suites limited to forward-secret AEAD
+                                  ones (VMSEAL_TLS12_FS_AEAD_SUITES); TLS 1.3 unchanged */
     const char *server_name;   /* client: name to verify (NULL: host given to connect) */
 } vmseal_tls_config;
+
+/* TLS 1.2 suites of fs_aead_only servers: ECDHE key exchange (forward
+ * secrecy) with AES-GCM or ChaCha20-Poly1305 (AEAD), ECDSA or RSA
+ * certificates. No static-RSA key exchange, no CBC, no SHA-1 MACs. */
+#define VMSEAL_TLS12_FS_AEAD_SUITES                                                  \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                     \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"                     \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
 
 /* Build contexts; NULL on failure with vmseal_last_error() set. Server
  * contexts enable session resumption (cache + tickets). */
