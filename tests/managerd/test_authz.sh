@@ -163,6 +163,39 @@ HOME=$C expect_rc 5 "$VMSEAL" --json whoami --on vm:sealed   # left the group: c
 HOME=$A2 expect_rc 2 "$VMSEAL" permission add vm:../x --user carol --role ReadOnly
 ok "permissions on host, folder and VM; NoAccess hides; groups; whoami --on"
 
+# --- login flood: password hashing is bounded ---------------------------------
+# 60 logins at once, each for another name (so the lockout does not stop
+# them): at most 4 scrypt hashes (32 MiB each) run at a time, so the
+# manager's peak memory stays far below 60 x 32 MiB (connections over the
+# per-address handshake limit may be shed before they get that far).
+$PY - "$MURL" "$M/ca.crt" <<'PY' || fail "login flood"
+import json, ssl, sys, threading, urllib.request, urllib.error
+url, ca = sys.argv[1], sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+codes = []
+def one(i):
+    req = urllib.request.Request(url + "/api/v1/session", method="POST",
+        data=json.dumps({"user": "flood%d" % i, "password": "wrongpassword"}).encode())
+    try:
+        urllib.request.urlopen(req, context=ctx, timeout=60)
+        codes.append(200)
+    except urllib.error.HTTPError as e:
+        codes.append(e.code)
+    except Exception as e:
+        codes.append(str(e))
+ts = [threading.Thread(target=one, args=(i,)) for i in range(60)]
+[t.start() for t in ts]; [t.join() for t in ts]
+# 401 (checked), 503 (too many at once) or a connection the server's
+# per-address handshake limit shed; never a success, never a 500
+assert all(c in (401, 503) or isinstance(c, str) for c in codes), codes
+assert codes.count(401) >= 4, codes
+print("login flood: %d x 401, %d x 503, %d shed" % (codes.count(401), codes.count(503),
+      sum(isinstance(c, str) for c in codes)))
+PY
+hwm=$(awk '/VmHWM/ {print $2}' "/proc/$MPID/status")
+[ "$hwm" -lt 400000 ] || fail "the manager's peak memory reached $hwm kB under a login flood"
+ok "60 parallel logins: refused, the manager's peak memory stayed at $((hwm / 1024)) MiB"
+
 # --- 4. docs/api.md lists the table ------------------------------------------
 $PY "$VMSEAL_SRC/scripts/api-table-doc" --check "$TMP/table.json" "$VMSEAL_SRC/docs/api.md" \
   || fail "docs/api.md is out of date with the access table: run scripts/api-table-doc"
