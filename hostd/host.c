@@ -54,6 +54,8 @@ struct vmseal_host {
     size_t ntasks, captasks;
     volatile sig_atomic_t cancel;
     json_t *key_notes;            /* kek_id -> why the manager could not give it */
+    char *name;                   /* host name sealed KEKs are bound to */
+    vmseal_kd_keypair *custody;   /* KEKs arrive sealed to its public half */
     void (*log)(void *arg, const char *line);
     void *log_arg;
 };
@@ -125,9 +127,15 @@ int vmseal_host_open(const vmseal_host_config *cfg, vmseal_host **out)
     h->ovmf_code = dup_or(cfg->ovmf_code, "/usr/share/OVMF/OVMF_CODE_4M.fd");
     h->ovmf_vars = dup_or(cfg->ovmf_vars, "/usr/share/OVMF/OVMF_VARS_4M.fd");
     h->allowed_subject = dup_or(cfg->allowed_subject, NULL);
+    h->name = dup_or(cfg->name, "localhost");
+    if (vmseal_kd_keypair_new(&h->custody) < 0) {
+        vmseal_host_close(h);
+        return vmseal_fail(EIO, "cannot make the KEK custody key pair: %s", vmseal_last_error());
+    }
     h->grace_ms = cfg->power_off_grace_ms > 0 ? cfg->power_off_grace_ms : 30000;
     h->env.keys = vmseal_keystore_new(h->provider ? h->provider : "vmseal");
-    if (!h->datastore || !h->provider || !h->ovmf_code || !h->ovmf_vars || !h->env.keys) {
+    if (!h->datastore || !h->provider || !h->ovmf_code || !h->ovmf_vars || !h->env.keys ||
+        !h->name) {
         vmseal_host_close(h);
         return vmseal_fail(EINVAL, "bad host configuration (provider name?)");
     }
@@ -215,6 +223,8 @@ void vmseal_host_close(vmseal_host *h)
     free(h->ovmf_code);
     free(h->ovmf_vars);
     free(h->allowed_subject);
+    free(h->name);
+    vmseal_kd_keypair_free(h->custody);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }
@@ -427,16 +437,27 @@ void vmseal_host_note_key(vmseal_host *h, const char *kek_id, const char *reason
     pthread_mutex_unlock(&h->lock);
 }
 
-static int b64_key(const char *b64, vmseal_secret **out);
-
-int vmseal_host_put_key_b64(vmseal_host *h, const char *kek_id, const char *provider,
-                            const char *b64)
+int vmseal_host_put_sealed(vmseal_host *h, const char *kek_id, const char *provider,
+                           const uint8_t *blob, size_t bloblen)
 {
+    if (!vmseal_keysafe_kek_id_valid(kek_id))
+        return vmseal_fail(EINVAL, "invalid KEK id");
+    if (!provider)
+        provider = h->provider;
+    if (!vmseal_keysafe_provider_valid(provider))
+        return vmseal_fail(EINVAL, "invalid provider name");
     vmseal_secret *kek = NULL;
-    int r = b64_key(b64, &kek);
+    int r = vmseal_kd_open(h->custody, h->name, kek_id, provider, blob, bloblen, &kek);
     if (r < 0)
-        return r;
+        return vmseal_fail(EBADMSG, "KEK %s: the sealed key does not open on host %s (sealed for "
+                           "another host, KEK id or provider, or changed on the way)", kek_id,
+                           h->name);
     return vmseal_host_put_key(h, kek_id, provider, kek);
+}
+
+void vmseal_host_custody_public(const vmseal_host *h, uint8_t pub[VMSEAL_KD_PUB_LEN])
+{
+    vmseal_kd_public(h->custody, pub);
 }
 
 /* ------------------------------------------------------------------ API */
@@ -491,26 +512,6 @@ static void reply_fail(int *status, json_t **resp, int r)
                                                                                : strerror(-r));
 }
 
-/* Decode canonical base64 of exactly 32 bytes into a secret. */
-static int b64_key(const char *b64, vmseal_secret **out)
-{
-    *out = NULL;
-    size_t n = b64 ? strlen(b64) : 0;
-    if (n != 44 || b64[43] != '=' || b64[42] == '=')
-        return vmseal_fail(EINVAL, "key must be the base64 of 32 bytes");
-    vmseal_secret *tmp = vmseal_secret_new(33);
-    if (!tmp)
-        return vmseal_fail(ENOMEM, "out of memory");
-    int got = EVP_DecodeBlock(vmseal_secret_data(tmp), (const unsigned char *)b64, 44);
-    if (got != 33) {
-        vmseal_secret_free(tmp);
-        return vmseal_fail(EINVAL, "key must be the base64 of 32 bytes");
-    }
-    int r = vmseal_secret_from(vmseal_secret_cdata(tmp), 32, out);
-    vmseal_secret_free(tmp);
-    return r;
-}
-
 static json_t *vm_json_locked(vmseal_host *h, vmseal_vm *vm)
 {
     json_t *j = vmseal_vm_describe(vm, &h->env);
@@ -561,6 +562,8 @@ static json_t *parse_optional_body(const char *body, size_t len, int *status, js
     return parse_body(body, len, status, resp);
 }
 
+/* PUT /v1/keys/{id} {"sealed_key": base64 of the blob, "provider": NAME}:
+ * only the monitor's custody key opens it (a KEK in clear is refused). */
 static void api_put_key(vmseal_host *h, const char *kek_id, const char *body, size_t len,
                         int *status, json_t **resp)
 {
@@ -571,20 +574,27 @@ static void api_put_key(vmseal_host *h, const char *kek_id, const char *body, si
     json_t *j = parse_body(body, len, status, resp);
     if (!j)
         return;
-    json_t *k = json_object_get(j, "key");
-    const char *provider = json_string_value(json_object_get(j, "provider"));
-    vmseal_secret *kek = NULL;
-    int r = b64_key(json_string_value(k), &kek);
-    /* jansson's copy of the base64 text: wipe it before it is freed */
-    if (json_is_string(k))
-        OPENSSL_cleanse((void *)json_string_value(k), json_string_length(k));
-    if (r == 0 && provider && !vmseal_keysafe_provider_valid(provider))
-        r = vmseal_fail(EINVAL, "invalid provider name");
-    if (r == 0) {
-        r = vmseal_host_put_key(h, kek_id, provider, kek);
-        kek = NULL;
+    if (json_object_get(j, "key")) {
+        /* a KEK in clear crossed the network process: wipe it, refuse */
+        json_t *k = json_object_get(j, "key");
+        if (json_is_string(k))
+            OPENSSL_cleanse((void *)json_string_value(k), json_string_length(k));
+        json_decref(j);
+        reply_error(status, resp, 400, "send sealed_key (a KEK sealed to this host's custody_key)");
+        return;
     }
-    vmseal_secret_free(kek);
+    const char *sealed = json_string_value(json_object_get(j, "sealed_key"));
+    json_t *pj = json_object_get(j, "provider");
+    const char *provider = json_string_value(pj);
+    uint8_t blob[VMSEAL_KD_BLOB_LEN];
+    int r = 0;
+    if (pj && !json_is_null(pj) && (!provider || !vmseal_keysafe_provider_valid(provider)))
+        r = vmseal_fail(EINVAL, "invalid provider name");
+    else if (!sealed || vmseal_kd_unb64(sealed, blob, sizeof(blob)) < 0)
+        r = vmseal_fail(EINVAL, "sealed_key must be the base64 of a %d-byte sealed KEK",
+                        VMSEAL_KD_BLOB_LEN);
+    if (r == 0)
+        r = vmseal_host_put_sealed(h, kek_id, provider, blob, sizeof(blob));
     json_decref(j);
     if (r < 0) {
         reply_fail(status, resp, r);
@@ -949,9 +959,15 @@ void vmseal_host_handle(vmseal_host *h, const char *method, const char *full_pat
 
     if (strcmp(path, "/v1/host") == 0 && get) {
         pthread_mutex_lock(&h->lock);
-        json_t *j = json_pack("{s:s, s:s, s:i, s:i}", "datastore", h->datastore, "accel",
+        uint8_t pub[VMSEAL_KD_PUB_LEN];
+        char pub64[64];
+        vmseal_kd_public(h->custody, pub);
+        if (vmseal_kd_b64(pub, sizeof(pub), pub64, sizeof(pub64)) < 0)
+            pub64[0] = '\0';
+        json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:s}", "name", h->name, "datastore",
+                              h->datastore, "accel",
                               h->env.accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg", "vms", (int)h->nvms,
-                              "keks", (int)vmseal_keystore_count(h->env.keys));
+                              "keks", (int)vmseal_keystore_count(h->env.keys), "custody_key", pub64);
         pthread_mutex_unlock(&h->lock);
         reply(status, resp, 200, j);
         return;

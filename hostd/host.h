@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include <vmseal/common.h>
+#include <vmseal/kekdelivery.h>
 
 #include "vm.h"
 
@@ -26,12 +27,15 @@ typedef struct vmseal_host_config {
     int power_off_grace_ms;         /* default for power-off; 0: 30000 */
     const char *allowed_subject;    /* only this client certificate subject may call
                                        the API (NULL: any verified client) */
+    const char *name;               /* host name as registered with the manager: sealed
+                                       KEKs are bound to it (NULL: "localhost") */
 } vmseal_host_config;
 
 typedef struct vmseal_host vmseal_host;
 
 /* Load every VM found in the datastore (a folder with a vm.conf). VMs that
- * fail to load are reported in the log and skipped. */
+ * fail to load are reported in the log and skipped. Makes the host's KEK
+ * custody key pair (lib/kek_delivery.c): KEKs arrive only sealed to it. */
 int vmseal_host_open(const vmseal_host_config *cfg, vmseal_host **out) VMSEAL_MUST_CHECK;
 
 /* Cancel running tasks (they stay resumable), wait for them, free. QEMUs
@@ -45,9 +49,14 @@ json_t *vmseal_host_kek_ids(vmseal_host *h);
 int vmseal_host_put_key(vmseal_host *h, const char *kek_id, const char *provider,
                         vmseal_secret *kek);
 
-/* The same from canonical base64 (44 characters for 32 bytes). */
-int vmseal_host_put_key_b64(vmseal_host *h, const char *kek_id, const char *provider,
-                            const char *b64);
+/* Open a KEK sealed to this host's custody key for (host name, kek_id,
+ * provider) and store it. -EBADMSG when it does not open here. provider
+ * NULL: the host's default provider. */
+int vmseal_host_put_sealed(vmseal_host *h, const char *kek_id, const char *provider,
+                           const uint8_t *blob, size_t bloblen) VMSEAL_MUST_CHECK;
+
+/* The custody public key (X25519) sealed KEKs are made for. */
+void vmseal_host_custody_public(const vmseal_host *h, uint8_t pub[VMSEAL_KD_PUB_LEN]);
 
 /* Remember why a KEK could not be had (shown in the VM's locked_reason);
  * reason NULL forgets. */

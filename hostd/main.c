@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,7 +22,8 @@
 #include <vmseal/secret.h>
 
 #include "host.h"
-#include "manager_link.h"
+#include "monitor.h"
+#include "netchild.h"
 #include <vmseal/vmconf.h>
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -56,16 +59,6 @@ static void host_log(void *arg, const char *line)
     logf_("%s", line);
 }
 
-static void access_log(void *arg, const char *method, const char *path, int status,
-                       const char *peer, const char *remote)
-{
-    (void)arg;
-    if (status == 0)
-        logf_("TLS handshake from %s failed: %s", remote, path);
-    else
-        logf_("%s %s %s -> %d%s%s", remote, method, path, status, *peer ? " cert " : "", peer);
-}
-
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -90,6 +83,9 @@ static void usage(FILE *f)
             "  grace_seconds = N         power-off grace before QEMU is stopped (default 30)\n"
             "  allow_unlocked_memory = yes|no  start even when secrets cannot be locked in\n"
             "                            memory (they may be swapped to disk; default no)\n");
+    fprintf(f, "  network_user = USER       the network process (HTTPS server, calls to the\n"
+               "                            manager) runs as USER once its TLS files are read\n"
+               "                            (default: stays root; it never holds a KEK anyway)\n");
 }
 
 /* Secure memory hostd needs: a locked page per KEK kept (256 VMs) and the
@@ -135,24 +131,26 @@ static int check_locked_memory(const char *value, const char *cfg_path)
 static volatile sig_atomic_t stopping;
 
 typedef struct manager_ctx {
-    vmseal_manager_link link;
+    hostd_monitor *mon;
     vmseal_host *host;
+    const char *name, *url, *datastore, *manager_url;
 } manager_ctx;
 
-/* Register with the manager and fetch the KEKs; retried until it works or
- * the daemon stops (the manager may start after us). */
+/* Register with the manager and fetch the KEKs (sealed to our custody key),
+ * through the network process; retried until it works or the daemon stops
+ * (the manager may start after us). */
 static void *manager_thread(void *arg)
 {
     manager_ctx *m = arg;
     int registered = 0, delay = 1;
-    while (!stopping) {
-        int r = registered ? 0 : vmseal_manager_register(&m->link);
+    while (!stopping && hostd_monitor_alive(m->mon)) {
+        int r = registered ? 0 : hostd_monitor_register(m->mon, m->name, m->url, m->datastore);
         if (r == 0 && !registered) {
             registered = 1;
-            logf_("registered with the manager at %s as %s", m->link.url, m->link.name);
+            logf_("registered with the manager at %s as %s", m->manager_url, m->name);
         }
         if (r == 0) {
-            r = vmseal_manager_fetch_keys(&m->link, m->host);
+            r = hostd_monitor_fetch_keys(m->mon);
             if (r >= 0) {
                 logf_("the manager gave %d KEK(s)", r);
                 int resumed = vmseal_host_resume_pending(m->host);
@@ -161,8 +159,10 @@ static void *manager_thread(void *arg)
                 return NULL;
             }
         }
+        if (!hostd_monitor_alive(m->mon))
+            break;
         logf_("manager: %s (retrying in %d s)", vmseal_last_error(), delay);
-        for (int i = 0; i < delay * 10 && !stopping; i++) {
+        for (int i = 0; i < delay * 10 && !stopping && hostd_monitor_alive(m->mon); i++) {
             struct timespec ts = {0, 100000000L};
             nanosleep(&ts, NULL);
         }
@@ -172,28 +172,21 @@ static void *manager_thread(void *arg)
     return NULL;
 }
 
-static void handler(void *arg, const vmseal_http_request *req, vmseal_http_response *resp)
+/* SIGTERM the network child and reap it (SIGKILL after 10 s). */
+static void stop_child(pid_t child)
 {
-    vmseal_host *h = arg;
-    int status = 500;
-    json_t *out = NULL;
-    /* The server gives the path without its query: pass tail=N on (the
-     * only query parameter of the API, GET /v1/vms/{uuid}/log). */
-    char path[1200];
-    const char *tail = vmseal_http_query(req, "tail");
-    size_t pl = strlen(req->path);
-    if (tail && pl > 12 && strncmp(req->path, "/v1/vms/", 8) == 0 &&
-        strcmp(req->path + pl - 4, "/log") == 0 &&
-        snprintf(path, sizeof(path), "%s?tail=%s", req->path, tail) < (int)sizeof(path))
-        vmseal_host_handle(h, req->method, path, req->body, req->body_len, req->peer_subject,
-                           &status, &out);
-    else
-        vmseal_host_handle(h, req->method, req->path, req->body, req->body_len,
-                           req->peer_subject, &status, &out);
-    if (out)
-        vmseal_http_json(resp, status, out);
-    else
-        resp->status = status;
+    kill(child, SIGTERM);
+    for (int i = 0; i < 200; i++) {
+        int st;
+        pid_t r = waitpid(child, &st, WNOHANG);
+        if (r == child || (r < 0 && errno != EINTR))
+            return;
+        struct timespec ts = {0, 50000000L};
+        nanosleep(&ts, NULL);
+    }
+    logf_("the network process did not stop within 10 s: killed");
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
 }
 
 static void on_signal(int sig)
@@ -213,7 +206,7 @@ static int check_keys(const vmseal_vmconf *c)
     static const char *const known[] = {
         "name", "datastore", "listen", "port", "cert", "key", "ca", "manager_subject",
         "manager_url", "manager_ca", "url", "provider", "accel", "probe_kernel", "probe_initrd",
-        "qemu", "grace_seconds", "allow_unlocked_memory", NULL};
+        "qemu", "grace_seconds", "network_user", "allow_unlocked_memory", NULL};
     for (size_t i = 0; i < vmseal_vmconf_count(c); i++) {
         const char *k = vmseal_vmconf_key_at(c, i);
         int ok = 0;
@@ -324,6 +317,50 @@ int main(int argc, char **argv)
     }
     logf_("accelerator: %s", accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg");
 
+    /* Privilege separation: the network process is forked here, before
+     * any network code runs and before this process holds any key. It
+     * serves HTTPS and calls the manager; this process (the monitor) keeps
+     * the VMs, the KEKs and everything else (docs/architecture.md). */
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        fprintf(stderr, "vmseal-hostd: socketpair: %s\n", strerror(errno));
+        vmseal_vmconf_free(conf);
+        return 1;
+    }
+    pid_t parent = getpid();
+    fflush(stderr);
+    pid_t child = fork();
+    if (child < 0) {
+        fprintf(stderr, "vmseal-hostd: fork: %s\n", strerror(errno));
+        vmseal_vmconf_free(conf);
+        return 1;
+    }
+    if (child == 0) {
+        close(sv[0]);
+        char *title_end = argv[argc - 1] + strlen(argv[argc - 1]);
+        hostd_net_config nc = {
+            .fd = sv[1],
+            .parent = parent,
+            .listen = listen,
+            .port = port,
+            .cert = cert,
+            .key = key,
+            .ca = ca,
+            .manager_subject = subject,
+            .manager_url = cget(conf, "manager_url"),
+            .manager_ca = cget(conf, "manager_ca") ? cget(conf, "manager_ca") : ca,
+            .user = cget(conf, "network_user"),
+            .stopping = &stopping,
+            .log = host_log,
+            .title = argv[0],
+            .title_len = (size_t)(title_end - argv[0]) + 1,
+        };
+        int rc = hostd_net_main(&nc);
+        vmseal_vmconf_free(conf);
+        return rc;
+    }
+    close(sv[1]);
+
     vmseal_host_config hc = {
         .datastore = datastore,
         .provider = cget(conf, "provider"),
@@ -331,33 +368,35 @@ int main(int argc, char **argv)
         .accel = accel,
         .power_off_grace_ms = grace * 1000,
         .allowed_subject = subject,
+        .name = name,
     };
     vmseal_host *h = NULL;
+    hostd_monitor *mon = NULL;
     if (vmseal_host_open(&hc, &h) < 0) {
         fprintf(stderr, "vmseal-hostd: %s\n", vmseal_last_error());
+        close(sv[0]);
+        stop_child(child);
         vmseal_vmconf_free(conf);
         return 1;
     }
     vmseal_host_set_logger(h, host_log, NULL);
-
-    vmseal_https_config sc = {
-        .bind_addr = listen,
-        .port = port,
-        .tls = {.cert_file = cert, .key_file = key, .ca_file = ca, .require_client_cert = 1,
-                .require_eku = 1},
-        .handler = handler,
-        .handler_arg = h,
-        .log = access_log,
-    };
-    vmseal_https_server *srv = NULL;
-    if (vmseal_https_server_start(&sc, &srv) < 0) {
-        fprintf(stderr, "vmseal-hostd: %s\n", vmseal_last_error());
+    hostd_monitor_config mcfg = {.host = h, .fd = sv[0], .log = host_log};
+    if (hostd_monitor_start(&mcfg, &mon) < 0 ||
+        hostd_monitor_wait_ready(mon, 60000, &stopping, &port) < 0) {
+        int quiet = stopping;
+        if (!quiet)
+            fprintf(stderr, "vmseal-hostd: %s\n", vmseal_last_error());
+        stop_child(child);
+        if (mon)
+            hostd_monitor_stop(mon);
+        else
+            close(sv[0]);
         vmseal_host_close(h);
         vmseal_vmconf_free(conf);
-        return 1;
+        return quiet ? 0 : 1;
     }
-    port = vmseal_https_server_port(srv);
-    logf_("serving https://%s:%d/v1 for %s, datastore %s", listen, port, subject, datastore);
+    logf_("serving https://%s:%d/v1 for %s, datastore %s (network process %ld)", listen, port,
+          subject, datastore, (long)child);
     if (port_file) {
         char tmp[4200];
         snprintf(tmp, sizeof(tmp), "%s.tmp", port_file);
@@ -366,37 +405,46 @@ int main(int argc, char **argv)
             logf_("cannot write %s", port_file);
     }
 
-    manager_ctx mc = {.host = h};
     char self_url[600];
+    snprintf(self_url, sizeof(self_url), "https://%s:%d", listen, port);
+    manager_ctx mc = {.mon = mon, .host = h, .name = name, .datastore = datastore,
+                      .url = cget(conf, "url") ? cget(conf, "url") : self_url,
+                      .manager_url = cget(conf, "manager_url")};
     pthread_t mthread;
     int have_mthread = 0;
-    if (cget(conf, "manager_url")) {
-        snprintf(self_url, sizeof(self_url), "https://%s:%d", listen, port);
-        mc.link = (vmseal_manager_link){
-            .url = cget(conf, "manager_url"),
-            .ca_file = cget(conf, "manager_ca") ? cget(conf, "manager_ca") : ca,
-            .cert_file = cert,
-            .key_file = key,
-            .name = name,
-            .self_url = cget(conf, "url") ? cget(conf, "url") : self_url,
-            .datastore = datastore,
-        };
+    if (mc.manager_url)
         have_mthread = pthread_create(&mthread, NULL, manager_thread, &mc) == 0;
-    } else {
-        /* No manager: pending operations wait for their KEKs to be PUT. */
+    else /* No manager: pending operations wait for their KEKs to be PUT. */
         logf_("no manager_url: waiting for KEKs over the API");
-    }
 
-    while (!stopping) {
-        struct timespec ts = {1, 0};
-        nanosleep(&ts, NULL);
+    while (!stopping && hostd_monitor_alive(mon)) {
+        for (int i = 0; i < 10 && !stopping && hostd_monitor_alive(mon); i++) {
+            struct timespec ts = {0, 100000000L};
+            nanosleep(&ts, NULL);
+        }
         vmseal_host_tick(h);
     }
-    logf_("stopping (running VMs keep running)");
+    /* A network process that ends on its own (crash, protocol error, a
+     * stray signal) ends hostd with status 1: the service manager starts it
+     * again; VMs keep running as over any restart. A stop signal to both
+     * (a process group) may reach the child first: wait a moment for ours. */
+    for (int i = 0; i < 10 && !stopping; i++) {
+        struct timespec ts = {0, 100000000L};
+        nanosleep(&ts, NULL);
+    }
+    int rc = 0;
+    if (!stopping) {
+        logf_("the network process ended (%s): stopping with an error (running VMs keep running)",
+              hostd_monitor_error(mon));
+        rc = 1;
+    } else {
+        logf_("stopping (running VMs keep running)");
+    }
+    stop_child(child);
     if (have_mthread)
         pthread_join(mthread, NULL);
-    vmseal_https_server_stop(srv);
+    hostd_monitor_stop(mon);
     vmseal_host_close(h);
     vmseal_vmconf_free(conf);
-    return 0;
+    return rc;
 }

@@ -1,32 +1,39 @@
-/* vmseal-hostd — calls to the manager (vmseal-managerd), mutual TLS with
- * the host's own certificate (whose CN is the host name):
- *   POST /api/v1/hosts/register    {name, url, datastore}
+/* vmseal-hostd — calls to the manager (vmseal-managerd), made by the
+ * network process with the host's own certificate (mutual TLS; its CN is
+ * the host name):
+ *   POST /api/v1/hosts/register    {name, url, datastore, custody_key}
  *   POST /api/v1/hosts/self/keys   {kek_ids: [...]}
- *        -> {keys: [{kek_id, key}], denied: [...], failed: [{kek_id, error}]}
- *           (a map {"keys": {id: base64}} is accepted too)
+ *        -> {keys: [{kek_id, provider, sealed_key}], denied: [...],
+ *            failed: [{kek_id, error}]}
+ * KEKs arrive sealed to the monitor's custody key (lib/kek_delivery.c):
+ * this side only checks their shape and hands the blobs on.
  */
 #ifndef VMSEAL_HOSTD_MANAGER_LINK_H
 #define VMSEAL_HOSTD_MANAGER_LINK_H
 
+#include <jansson.h>
+
 #include <vmseal/common.h>
 
-#include "host.h"
+#include "privsep.h"
 
 typedef struct vmseal_manager_link {
     const char *url;           /* https://manager:port (no trailing /api) */
     const char *ca_file;       /* CA the manager's certificate chains to */
     const char *cert_file;     /* our certificate (clientAuth) */
     const char *key_file;
-    const char *name;          /* our host name (= CN of cert_file) */
-    const char *self_url;      /* where the manager reaches our API */
-    const char *datastore;
+    /* or the same in memory (network_user: read before privileges are
+     * dropped); used when set */
+    const char *ca_pem, *cert_pem, *key_pem;
 } vmseal_manager_link;
 
-int vmseal_manager_register(const vmseal_manager_link *l) VMSEAL_MUST_CHECK;
+/* custody_b64: base64 of the custody public key. */
+int vmseal_manager_register(const vmseal_manager_link *l, const char *name, const char *self_url,
+                            const char *datastore, const char *custody_b64) VMSEAL_MUST_CHECK;
 
-/* Ask for the KEKs the host's VMs need and store those given; the others
- * are noted (vmseal_host_note_key) so locked VMs say why. Returns the number
- * of keys stored. */
-int vmseal_manager_fetch_keys(const vmseal_manager_link *l, vmseal_host *h) VMSEAL_MUST_CHECK;
+/* Ask for the KEKs named in ids (JSON array of strings); out->keys,
+ * denied and failed are filled (out->id is left alone). */
+int vmseal_manager_fetch_keys(const vmseal_manager_link *l, json_t *ids, ps_keys *out)
+    VMSEAL_MUST_CHECK;
 
 #endif

@@ -13,6 +13,7 @@
 struct vmseal_http_client {
     CURL *curl;
     char *ca_file, *cert_file, *key_file, *pinned;
+    const char *ca_pem, *cert_pem, *key_pem;   /* the caller's, outlive the client */
     char *auth_header;          /* "Authorization: Bearer ..." (wiped) */
     long connect_timeout_ms, timeout_ms;
     size_t max_response;
@@ -104,9 +105,10 @@ int vmseal_http_client_new(const vmseal_http_client_config *cfg, vmseal_http_cli
     pthread_once(&global_once, global_init);
     if (global_rc != CURLE_OK)
         return vmseal_fail(EIO, "http: libcurl initialisation failed");
-    if (!cfg->ca_file)
+    if (!cfg->ca_file && !cfg->ca_pem)
         return vmseal_fail(EINVAL, "http: a CA file is required to verify the server");
-    if ((cfg->cert_file == NULL) != (cfg->key_file == NULL))
+    if ((cfg->cert_file == NULL) != (cfg->key_file == NULL) ||
+        (cfg->cert_pem == NULL) != (cfg->key_pem == NULL))
         return vmseal_fail(EINVAL, "http: client certificate and key go together");
     vmseal_http_client *c = calloc(1, sizeof(*c));
     if (!c)
@@ -115,11 +117,14 @@ int vmseal_http_client_new(const vmseal_http_client_config *cfg, vmseal_http_cli
     c->cert_file = dup_or_null(cfg->cert_file);
     c->key_file = dup_or_null(cfg->key_file);
     c->pinned = dup_or_null(cfg->pinned_pubkey);
+    c->ca_pem = cfg->ca_pem;
+    c->cert_pem = cfg->cert_pem;
+    c->key_pem = cfg->key_pem;
     c->connect_timeout_ms = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 5000;
     c->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 30000;
     c->max_response = cfg->max_response ? cfg->max_response : (16u << 20);
     c->curl = curl_easy_init();
-    if (!c->curl || !c->ca_file || (cfg->cert_file && (!c->cert_file || !c->key_file)) ||
+    if (!c->curl || (cfg->ca_file && !c->ca_file) || (cfg->cert_file && (!c->cert_file || !c->key_file)) ||
         (cfg->pinned_pubkey && !c->pinned)) {
         vmseal_http_client_free(c);
         return vmseal_fail(ENOMEM, "http: out of memory");
@@ -235,6 +240,19 @@ int vmseal_http_call(vmseal_http_client *c, const char *method, const char *url,
     if (c->cert_file) {
         curl_easy_setopt(h, CURLOPT_SSLCERT, c->cert_file);
         curl_easy_setopt(h, CURLOPT_SSLKEY, c->key_file);
+    }
+    if (c->ca_pem) {
+        struct curl_blob b = {(void *)c->ca_pem, strlen(c->ca_pem), CURL_BLOB_COPY};
+        curl_easy_setopt(h, CURLOPT_CAINFO, NULL);
+        curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &b);
+    }
+    if (c->cert_pem) {
+        struct curl_blob cb = {(void *)c->cert_pem, strlen(c->cert_pem), CURL_BLOB_COPY};
+        struct curl_blob kb = {(void *)c->key_pem, strlen(c->key_pem), CURL_BLOB_COPY};
+        curl_easy_setopt(h, CURLOPT_SSLCERT_BLOB, &cb);
+        curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
+        curl_easy_setopt(h, CURLOPT_SSLKEY_BLOB, &kb);
+        curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
     }
     if (c->pinned)
         curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, c->pinned);

@@ -21,6 +21,9 @@ typedef struct vmseal_http_client_config {
     const char *cert_file;      /* client certificate (PEM), optional */
     const char *key_file;       /* its private key (PEM), with cert_file */
     const char *pinned_pubkey;  /* optional: "sha256//BASE64[;sha256//...]" */
+    /* Optional, instead of the files above: the same PEM text in memory
+     * (for a process that read them before dropping privileges). */
+    const char *ca_pem, *cert_pem, *key_pem;
     long connect_timeout_ms;    /* default 5000 */
     long timeout_ms;            /* whole request, default 30000 */
     size_t max_response;        /* default 16 MiB */

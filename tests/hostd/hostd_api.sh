@@ -3,10 +3,13 @@
 # made here with openssl: keys, create, power, marker through the encrypted
 # disk, encrypt/decrypt of an existing VM, shallow and deep recrypt, only the
 # manager's certificate admitted, and a restart that leaves encrypted VMs
-# locked until their KEK is PUT again.
+# locked until their KEK is PUT again. KEKs are PUT sealed to the host's
+# custody key (GET /v1/host), as the manager does; a KEK in clear and keys
+# sealed for another host or provider are refused.
 source "$VMSEAL_SRC/tests/testlib.sh"
 
 HOSTD=$VMSEAL_BUILD/hostd/vmseal-hostd
+KT=$VMSEAL_BUILD/tests/hostd/kek_tool
 guest=$("$VMSEAL_SRC/tests/guest/build-guest.sh" "$VMSEAL_BUILD/guest")
 KERNEL=$guest/vmlinuz INITRD=$guest/initrd.gz
 
@@ -55,6 +58,8 @@ start_hostd() {
   for _ in $(seq 100); do [ -s port ] && break; sleep 0.1; done
   [ -s port ] || { cat hostd.log >&2; fail "hostd did not start"; }
   PORT=$(cat port)
+  expect 200 GET /v1/host
+  CUSTODY=$(jget custody_key)   # a new custody key pair at every start
 }
 stop_hostd() {  # a clean stop exits 0 (sanitizer reports make it fail)
   [ -n "$HPID" ] || return 0
@@ -110,6 +115,13 @@ wait_off() {
   done
   fail "VM $1 did not power off"
 }
+# put_key WANT KEK_ID KEY_B64 [HOST [PROVIDER_SEALED [PROVIDER_SENT]]]: PUT a
+# KEK sealed to the host's custody key, as the manager does
+put_key() {
+  local blob
+  blob=$("$KT" seal "$CUSTODY" "${4:-host-a}" "$2" "${5:-vmseal}" "$3") || fail "kek_tool seal"
+  expect "$1" PUT "/v1/keys/$2" "{\"sealed_key\": \"$blob\", \"provider\": \"${6:-${5:-vmseal}}\"}"
+}
 # The guest's console through GET /v1/vms/{uuid}/log (sealed for encrypted VMs)
 log_bytes() { expect 200 GET "/v1/vms/$1/log?tail=0"; jget bytes; }
 log_since() {  # UUID OFFSET: the console text after log byte OFFSET
@@ -149,10 +161,19 @@ ok "intruder certificate 403, no certificate refused at TLS"
 
 # ---- keys
 K1=$(openssl rand -base64 32) K2=$(openssl rand -base64 32) K3=$(openssl rand -base64 32)
-expect 200 PUT /v1/keys/kek-1 "{\"key\": \"$K1\"}"
-expect 200 PUT /v1/keys/kek-2 "{\"key\": \"$K2\"}"
-expect 400 PUT /v1/keys/kek-x '{"key": "c2hvcnQ="}'
-ok "KEKs stored; a short key refused"
+put_key 200 kek-1 "$K1"
+put_key 200 kek-2 "$K2"
+expect 400 PUT /v1/keys/kek-x '{"sealed_key": "c2hvcnQ=", "provider": "vmseal"}'
+expect 400 PUT /v1/keys/kek-x "{\"key\": \"$K1\"}"
+case "$BODY" in *"send sealed_key"*) ;; *) fail "a KEK in clear: $BODY";; esac
+put_key 422 kek-x "$K1" host-b                # sealed for another host
+put_key 422 kek-x "$K1" host-a other          # ... for another provider
+put_key 422 kek-x "$K1" host-a vmseal other   # ... sent as another provider
+blob=$("$KT" seal "$CUSTODY" host-a kek-1 vmseal "$K1")
+expect 422 PUT /v1/keys/kek-x "{\"sealed_key\": \"$blob\", \"provider\": \"vmseal\"}"  # another KEK id
+expect 200 GET /v1/host
+[ "$(jget keks)" = 2 ] || fail "a refused key was stored: $BODY"
+ok "sealed KEKs stored; a short one, one in clear, and ones for another host, provider or id refused"
 
 # ---- new encrypted VM, marker through the encrypted disk
 expect 201 POST /v1/vms "{\"name\": \"web01\", \"cpus\": 1, \"memory_mb\": 256, \"disks\": [{\"size_mb\": 32}],
@@ -201,7 +222,7 @@ expect 200 GET "/v1/vms/$VM1"
 [ "$(jget kek_id)" = kek-2 ] && [ "$(jget power_state)" = on ] || fail "shallow recrypt: $BODY"
 wait_log "$VM1" "$since1" VMSEAL-READY
 expect 200 POST "/v1/vms/$VM1/power-off" '{"grace_seconds": 60}'
-expect 200 PUT /v1/keys/kek-3 "{\"key\": \"$K3\"}"
+put_key 200 kek-3 "$K3"
 before=$(sha256sum < "$HOME1/disk0.luks")
 task "$VM1" recrypt '{"new_kek_id": "kek-3", "deep": true}'
 [ "$(sha256sum < "$HOME1/disk0.luks")" != "$before" ] || fail "deep recrypt left the image as it was"
@@ -237,7 +258,7 @@ case "$(jget locked_reason)" in *kek-3*) ;; *) fail "locked reason: $(jget locke
 expect 409 POST "/v1/vms/$VM1/power-on"
 expect 409 GET "/v1/vms/$VM1/log"
 case "$BODY" in *"VM locked: KEK kek-3"*) ;; *) fail "log of a locked VM: $BODY";; esac
-expect 200 PUT /v1/keys/kek-3 "{\"key\": \"$K3\"}"
+put_key 200 kek-3 "$K3"
 expect 200 GET "/v1/vms/$VM1"
 [ "$(jget locked)" = false ] || fail "still locked with its KEK back"
 boot "$VM1" "$HOME1" vmseal.check=APIMARK1 VMSEAL-CHECK-OK
@@ -270,11 +291,11 @@ finish_after_restart() {  # UUID [KEK_ID KEY]...: the last KEK put lets it resum
   [ "$(jget pending_operation)" != null ] || fail "no unfinished operation recorded: $BODY"
   expect 409 POST "/v1/vms/$vm/power-on"
   while [ $# -gt 2 ]; do
-    expect 200 PUT "/v1/keys/$1" "{\"key\": \"$2\"}"
+    put_key 200 "$1" "$2"
     [ "$(jget resumed_tasks)" = 0 ] || fail "resumed without all its KEKs: $BODY"
     shift 2
   done
-  expect 200 PUT "/v1/keys/$1" "{\"key\": \"$2\"}"
+  put_key 200 "$1" "$2"
   [ "$(jget resumed_tasks)" = 1 ] || fail "the unfinished operation was not resumed: $BODY"
   set -- "$vm"
   for _ in $(seq 600); do
@@ -284,7 +305,7 @@ finish_after_restart() {  # UUID [KEK_ID KEY]...: the last KEK put lets it resum
   done
   fail "the resumed operation did not finish: $BODY"
 }
-expect 200 PUT /v1/keys/kek-3 "{\"key\": \"$K3\"}"
+put_key 200 kek-3 "$K3"
 crash_during "$VM3" encrypt '{"kek_id": "kek-3"}'
 finish_after_restart "$VM3" kek-3 "$K3"
 expect 200 GET "/v1/vms/$VM3"
@@ -293,7 +314,7 @@ expect 200 GET "/v1/vms/$VM3"
 [ "$(grep -c CRASHMARK "$HOME3/disk0.luks")" = 0 ] || fail "clear text in the image"
 boot "$VM3" "$HOME3" vmseal.check=CRASHMARK VMSEAL-CHECK-OK
 ok "encrypt killed midway, finished after restart; data intact"
-expect 200 PUT /v1/keys/kek-2 "{\"key\": \"$K2\"}"
+put_key 200 kek-2 "$K2"
 crash_during "$VM3" recrypt '{"new_kek_id": "kek-2", "deep": true}'
 finish_after_restart "$VM3" kek-3 "$K3" kek-2 "$K2"   # old and new KEK
 expect 200 GET "/v1/vms/$VM3"

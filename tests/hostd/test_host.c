@@ -26,6 +26,7 @@
 #include <openssl/rand.h>
 
 #include <vmseal/disk.h>
+#include <vmseal/kekdelivery.h>
 #include <vmseal/keysafe.h>
 #include <vmseal/vmconf.h>
 
@@ -89,11 +90,26 @@ static void make_kek(kek *k, const char *id)
     EVP_EncodeBlock((unsigned char *)k->b64, k->raw, 32);
 }
 
+/* PUT /v1/keys/{id} with the KEK sealed to the host's custody key, as the
+ * manager sends it, for host name hname and provider prov (sent as such). */
+static json_t *put_sealed(int expect, const kek *k, const char *id, const char *hname,
+                          const char *prov)
+{
+    uint8_t pub[VMSEAL_KD_PUB_LEN], blob[VMSEAL_KD_BLOB_LEN];
+    char b64[200], path[300];
+    vmseal_host_custody_public(host, pub);
+    vmseal_secret *s = NULL;
+    assert_int_equal(vmseal_secret_from(k->raw, 32, &s), 0);
+    assert_int_equal(vmseal_kd_seal(pub, hname, id, prov, s, blob), 0);
+    vmseal_secret_free(s);
+    assert_int_equal(vmseal_kd_b64(blob, sizeof(blob), b64, sizeof(b64)), 0);
+    snprintf(path, sizeof(path), "/v1/keys/%s", id);
+    return call(expect, "PUT", path, "{\"sealed_key\": \"%s\", \"provider\": \"vmseal\"}", b64);
+}
+
 static void put_kek(const kek *k)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/keys/%s", k->id);
-    json_decref(call(200, "PUT", path, "{\"key\": \"%s\"}", k->b64));
+    json_decref(put_sealed(200, k, k->id, "host-test", "vmseal"));
 }
 
 static const char *jstr(json_t *j, const char *key)
@@ -295,6 +311,7 @@ static void open_host(void)
         .accel = VMSEAL_ACCEL_TCG,
         .allowed_subject = "CN=manager",
         .power_off_grace_ms = 30000,
+        .name = "host-test",
     };
     assert_int_equal(vmseal_host_open(&cfg, &host), 0);
 }
@@ -311,9 +328,14 @@ static void test_keys_api(void **state)
                      "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
     json_decref(call(400, "PUT", "/v1/keys/bad", "{\"key\": \"****************************************!!!=\"}"));
     json_decref(call(400, "PUT", "/v1/keys/bad", "not json"));
+    json_decref(call(400, "PUT", "/v1/keys/bad", "{\"sealed_key\": \"AAAA\"}"));
+    /* sealed for another host or provider: 422, nothing stored */
+    json_decref(put_sealed(422, &K2, "kek-2", "host-other", "vmseal"));
+    json_decref(put_sealed(422, &K2, "kek-2", "host-test", "other"));
+    json_decref(call(404, "DELETE", "/v1/keys/kek-2", NULL));
     json_decref(call(404, "DELETE", "/v1/keys/never-put", NULL));
     /* '?' is part of a path (only GET .../log takes a query) */
-    json_decref(call(200, "PUT", "/v1/keys/odd?id=1", "{\"key\": \"%s\"}", K2.b64));
+    json_decref(put_sealed(200, &K2, "odd?id=1", "host-test", "vmseal"));
     json_decref(call(404, "DELETE", "/v1/keys/odd", NULL));
     json_decref(call(204, "DELETE", "/v1/keys/odd?id=1", NULL));
     /* only the manager's certificate may call */
@@ -866,7 +888,7 @@ static void test_interrupted_encrypt_resumes(void **state)
     json_decref(vm);
     vm_path(p, sizeof(p), uuid, "/power-on");
     json_decref(call(409, "POST", p, NULL));
-    json_t *r = call(200, "PUT", "/v1/keys/kek-3", "{\"key\": \"%s\"}", K3.b64);
+    json_t *r = put_sealed(200, &K3, "kek-3", "host-test", "vmseal");
     assert_int_equal(json_integer_value(json_object_get(r, "resumed_tasks")), 1);
     json_decref(r);
     for (int i = 0; i < 1200; i++) {
@@ -903,7 +925,7 @@ static int setup(void **state)
     make_kek(&K2, "kek-2");
     make_kek(&K3, "kek-3");
     vmseal_host_config cfg = {.datastore = datastore, .accel = VMSEAL_ACCEL_TCG,
-                              .allowed_subject = "CN=manager"};
+                              .allowed_subject = "CN=manager", .name = "host-test"};
     return vmseal_host_open(&cfg, &host);
 }
 

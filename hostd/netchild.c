@@ -1,0 +1,469 @@
+/* vmseal-hostd — the network child (netchild.h). */
+#include <dirent.h>
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include <vmseal/https_server.h>
+
+#include "manager_link.h"
+#include "netchild.h"
+#include "privsep.h"
+#include "strutil.h"
+
+typedef struct pending {
+    struct pending *next;
+    uint64_t id;
+    int done;
+    int status;
+    uint8_t *text;          /* the RESPONSE message; JSON at text + off */
+    size_t text_len, off, msg_len;
+} pending;
+
+typedef struct mgr_job {
+    uint32_t type;
+    uint8_t *data;
+    size_t len;
+} mgr_job;
+
+#define MGR_QUEUE 4
+
+static struct {
+    const hostd_net_config *cfg;
+    ps_chan chan;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int dead;
+    uint64_t next_id;
+    pending *pend;
+    mgr_job q[MGR_QUEUE];
+    unsigned nq;
+    vmseal_manager_link link;
+} N = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static void nlog(const char *fmt, ...) VMSEAL_PRINTF(1, 2);
+static void nlog(const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    N.cfg->log(N.cfg->log_arg, line);
+}
+
+static void die(const char *why)
+{
+    pthread_mutex_lock(&N.lock);
+    if (!N.dead)
+        nlog("network: link to the monitor lost: %s", why);
+    N.dead = 1;
+    shutdown(N.chan.fd, SHUT_RDWR);
+    pthread_cond_broadcast(&N.cond);
+    pthread_mutex_unlock(&N.lock);
+}
+
+/* ------------------------------------------------------------- HTTPS */
+
+static void access_log(void *arg, const char *method, const char *path, int status,
+                       const char *peer, const char *remote)
+{
+    (void)arg;
+    if (status == 0)
+        nlog("TLS handshake from %s failed: %s", remote, path);
+    else
+        nlog("%s %s %s -> %d%s%s", remote, method, path, status, *peer ? " cert " : "", peer);
+}
+
+static void handler(void *arg, const vmseal_http_request *req, vmseal_http_response *resp)
+{
+    (void)arg;
+    const hostd_net_config *c = N.cfg;
+    /* the manager's certificate only (the monitor checks again) */
+    if (strcmp(req->peer_subject, c->manager_subject) != 0) {
+        vmseal_http_error(resp, 403, "client certificate %s is not the manager's",
+                          *req->peer_subject ? req->peer_subject : "(none)");
+        return;
+    }
+    uint32_t method = ps_method_of(req->method);
+    if (!method) {
+        vmseal_http_error(resp, 405, "method %s not allowed", req->method);
+        return;
+    }
+    /* the only query parameter of the API: GET /v1/vms/{uuid}/log?tail=N */
+    char path[PS_PATH_MAX + 1];
+    const char *tail = vmseal_http_query(req, "tail");
+    size_t pl = strlen(req->path);
+    int n;
+    if (tail && pl > 12 && strncmp(req->path, "/v1/vms/", 8) == 0 &&
+        strcmp(req->path + pl - 4, "/log") == 0)
+        n = snprintf(path, sizeof(path), "%s?tail=%s", req->path, tail);
+    else
+        n = snprintf(path, sizeof(path), "%s", req->path);
+    if (n < 0 || (size_t)n >= sizeof(path) || path[0] != '/') {
+        vmseal_http_error(resp, 404, "no such endpoint");
+        return;
+    }
+    pending p = {0};
+    pthread_mutex_lock(&N.lock);
+    p.id = ++N.next_id;
+    p.next = N.pend;
+    N.pend = &p;
+    int dead = N.dead;
+    pthread_mutex_unlock(&N.lock);
+    int r = -EPIPE;
+    if (!dead) {
+        ps_buf b = {0};
+        ps_put_u64(&b, p.id);
+        ps_put_u32(&b, method);
+        ps_put_str(&b, path);
+        ps_put_str(&b, req->peer_subject);
+        ps_put_str(&b, req->peer_fingerprint ? req->peer_fingerprint : "");
+        ps_put_bytes(&b, req->body, req->body_len);
+        r = ps_send(&N.chan, PS_REQUEST, &b);
+        ps_buf_free(&b);
+    }
+    pthread_mutex_lock(&N.lock);
+    while (r == 0 && !p.done && !N.dead)
+        pthread_cond_wait(&N.cond, &N.lock);
+    for (pending **pp = &N.pend; *pp; pp = &(*pp)->next)
+        if (*pp == &p) {
+            *pp = p.next;
+            break;
+        }
+    pthread_mutex_unlock(&N.lock);
+    if (!p.done) {
+        vmseal_http_error(resp, 503, "the host agent is not available");
+        return;
+    }
+    if (p.text_len == 0) {
+        resp->status = p.status;
+    } else {
+        json_error_t err;
+        json_t *j = json_loadb((const char *)p.text + p.off, p.text_len, 0, &err);
+        if (j)
+            vmseal_http_json(resp, p.status, j);
+        else
+            vmseal_http_error(resp, 502, "the host agent answered no JSON");
+    }
+    ps_msg_free(p.text, p.msg_len);
+}
+
+/* ------------------------------------------------------- manager calls */
+
+static int send_result(uint64_t id, int err, const char *msg)
+{
+    ps_buf b = {0};
+    ps_put_u64(&b, id);
+    ps_put_u32(&b, (uint32_t)(err < 0 ? -err : err));
+    char m[PS_TEXT_MAX + 1];
+    hostd_copy_str(m, sizeof(m), msg);
+    ps_put_str(&b, m);
+    int r = ps_send(&N.chan, PS_RESULT, &b);
+    ps_buf_free(&b);
+    return r;
+}
+
+static int do_register(const uint8_t *data, size_t len)
+{
+    ps_rd rd = {.p = data, .len = len};
+    uint64_t id = ps_get_u64(&rd);
+    char name[PS_TEXT_MAX + 1], url[PS_TEXT_MAX + 1], ds[PS_TEXT_MAX + 1], pub64[64];
+    ps_get_str(&rd, name, sizeof(name), PS_TEXT_MAX);
+    ps_get_str(&rd, url, sizeof(url), PS_TEXT_MAX);
+    ps_get_str(&rd, ds, sizeof(ds), PS_TEXT_MAX);
+    size_t pl = 0;
+    const uint8_t *pub = ps_get_bytes(&rd, VMSEAL_KD_PUB_LEN, &pl);
+    if (ps_rd_end(&rd) < 0 || pl != VMSEAL_KD_PUB_LEN ||
+        vmseal_kd_b64(pub, pl, pub64, sizeof(pub64)) < 0)
+        return vmseal_fail(EPROTO, "privsep: malformed REGISTER");
+    int r = N.link.url ? vmseal_manager_register(&N.link, name, url, ds, pub64)
+                       : vmseal_fail(ENOTCONN, "no manager_url");
+    return send_result(id, r, r < 0 ? vmseal_last_error() : "");
+}
+
+static int do_fetch(const uint8_t *data, size_t len)
+{
+    ps_rd rd = {.p = data, .len = len};
+    uint64_t id = ps_get_u64(&rd);
+    uint32_t n = ps_get_u32(&rd);
+    if (rd.err || n > PS_KEYS_MAX)
+        return vmseal_fail(EPROTO, "privsep: malformed FETCH_KEYS");
+    json_t *ids = json_array();
+    for (uint32_t i = 0; i < n && !rd.err; i++) {
+        char kid[VMSEAL_KEYSAFE_KEK_ID_MAX + 1];
+        ps_get_str(&rd, kid, sizeof(kid), VMSEAL_KEYSAFE_KEK_ID_MAX);
+        json_array_append_new(ids, json_string(kid));
+    }
+    if (ps_rd_end(&rd) < 0) {
+        json_decref(ids);
+        return vmseal_fail(EPROTO, "privsep: malformed FETCH_KEYS");
+    }
+    ps_keys k = {.id = id};
+    int r = N.link.url ? vmseal_manager_fetch_keys(&N.link, ids, &k)
+                       : vmseal_fail(ENOTCONN, "no manager_url");
+    json_decref(ids);
+    if (r < 0) {
+        k.err = (uint32_t)-r;
+        hostd_copy_str(k.message, sizeof(k.message), vmseal_last_error());
+    }
+    ps_buf b = {0};
+    ps_keys_encode(&k, &b);
+    ps_keys_free(&k);
+    r = ps_send(&N.chan, PS_KEYS, &b);
+    ps_buf_free(&b);
+    return r;
+}
+
+static void *mgr_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&N.lock);
+        while (N.nq == 0 && !N.dead)
+            pthread_cond_wait(&N.cond, &N.lock);
+        if (N.nq == 0) {
+            pthread_mutex_unlock(&N.lock);
+            return NULL;
+        }
+        mgr_job j = N.q[0];
+        memmove(&N.q[0], &N.q[1], (--N.nq) * sizeof(N.q[0]));
+        pthread_mutex_unlock(&N.lock);
+        /* errors of the manager go back in the reply; a failure here is
+         * a malformed message or a broken link */
+        int r = j.type == PS_REGISTER ? do_register(j.data, j.len) : do_fetch(j.data, j.len);
+        if (r < 0)
+            die(vmseal_last_error());
+        ps_msg_free(j.data, j.len);
+    }
+}
+
+static void *reader_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        uint32_t type;
+        uint8_t *data;
+        size_t len;
+        int r = ps_recv(&N.chan, &type, &data, &len);
+        if (r < 0) {
+            die(r == -EPIPE ? "end of file" : vmseal_last_error());
+            return NULL;
+        }
+        if (type == PS_RESPONSE) {
+            ps_rd rd = {.p = data, .len = len};
+            uint64_t id = ps_get_u64(&rd);
+            uint32_t status = ps_get_u32(&rd);
+            size_t tl = 0;
+            const uint8_t *t = ps_get_bytes(&rd, PS_RESPONSE_MAX, &tl);
+            if (ps_rd_end(&rd) < 0 || status < 100 || status > 599) {
+                ps_msg_free(data, len);
+                die("malformed RESPONSE");
+                return NULL;
+            }
+            pthread_mutex_lock(&N.lock);
+            pending *p = N.pend;
+            while (p && p->id != id)
+                p = p->next;
+            if (p && !p->done) {
+                p->done = 1;
+                p->status = (int)status;
+                p->text = data;
+                p->msg_len = len;
+                p->off = (size_t)(t - data);
+                p->text_len = tl;
+                data = NULL;
+                pthread_cond_broadcast(&N.cond);
+            }
+            pthread_mutex_unlock(&N.lock);
+            ps_msg_free(data, len);
+        } else if (type == PS_REGISTER || type == PS_FETCH_KEYS) {
+            pthread_mutex_lock(&N.lock);
+            int full = N.nq == MGR_QUEUE;
+            if (!full)
+                N.q[N.nq++] = (mgr_job){type, data, len};
+            pthread_cond_broadcast(&N.cond);
+            pthread_mutex_unlock(&N.lock);
+            if (full) {
+                ps_msg_free(data, len);
+                die("too many manager calls at once");
+                return NULL;
+            }
+        } else {
+            ps_msg_free(data, len);
+            die("a message type the monitor does not send");
+            return NULL;
+        }
+    }
+}
+
+/* ----------------------------------------------------------- the child */
+
+/* Close every descriptor but stdin/out/err and keep. */
+static void close_others(int keep)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) {
+        for (int fd = 3; fd < 4096; fd++)
+            if (fd != keep)
+                close(fd);
+        return;
+    }
+    int dfd = dirfd(d), fds[1024], n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL && n < 1024) {
+        int fd = atoi(de->d_name);
+        if (de->d_name[0] >= '0' && de->d_name[0] <= '9' && fd > 2 && fd != keep && fd != dfd)
+            fds[n++] = fd;
+    }
+    closedir(d);
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = path ? fopen(path, "re") : NULL;
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            char *nb = malloc(cap = cap * 2 + 8192);
+            if (!nb)
+                break;
+            if (buf) {
+                memcpy(nb, buf, len);
+                OPENSSL_cleanse(buf, len);
+                free(buf);
+            }
+            buf = nb;
+        }
+        size_t r = fread(buf + len, 1, 4096, f);
+        len += r;
+        if (r == 0 || len > (1u << 20))
+            break;
+    }
+    fclose(f);
+    if (buf)
+        buf[len] = '\0';
+    return buf;
+}
+
+static void free_pem(char *p)
+{
+    if (p) {
+        OPENSSL_cleanse(p, strlen(p));
+        free(p);
+    }
+}
+
+int hostd_net_main(const hostd_net_config *c)
+{
+    N.cfg = c;
+    if (c->title && c->title_len > 1) {
+        memset(c->title, 0, c->title_len);
+        hostd_copy_str(c->title, c->title_len, "vmseal-hostd: network");
+    }
+    prctl(PR_SET_NAME, "hostd: network", 0, 0, 0);
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) != 0 || getppid() != c->parent) {
+        nlog("network: the monitor is gone");
+        return 1;
+    }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+        nlog("network: prctl: %s", strerror(errno));
+        return 1;
+    }
+    close_others(c->fd);
+    ps_chan_init(&N.chan, c->fd);
+    N.link = (vmseal_manager_link){.url = c->manager_url, .ca_file = c->manager_ca,
+                                   .cert_file = c->cert, .key_file = c->key};
+
+    struct passwd *pw = NULL;
+    char *ca_pem = NULL, *cert_pem = NULL, *key_pem = NULL;
+    if (c->user) {
+        if (!(pw = getpwnam(c->user))) {
+            nlog("network: network_user %s does not exist", c->user);
+            return 1;
+        }
+        /* the client side reads these per call: keep them in memory */
+        ca_pem = slurp(c->manager_ca);
+        cert_pem = slurp(c->cert);
+        key_pem = slurp(c->key);
+        if (!ca_pem || !cert_pem || !key_pem) {
+            nlog("network: cannot read the TLS files before dropping privileges");
+            free_pem(ca_pem), free_pem(cert_pem), free_pem(key_pem);
+            return 1;
+        }
+        N.link = (vmseal_manager_link){.url = c->manager_url, .ca_pem = ca_pem,
+                                       .cert_pem = cert_pem, .key_pem = key_pem};
+    }
+
+    vmseal_https_config sc = {
+        .bind_addr = c->listen,
+        .port = c->port,
+        .tls = {.cert_file = c->cert, .key_file = c->key, .ca_file = c->ca,
+                .require_client_cert = 1, .require_eku = 1},
+        .handler = handler,
+        .log = access_log,
+    };
+    vmseal_https_server *srv = NULL;
+    int rc = 1;
+    if (vmseal_https_server_start(&sc, &srv) < 0) {
+        nlog("network: %s", vmseal_last_error());
+        goto out;
+    }
+    if (pw && (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0 ||
+               setuid(0) == 0)) {
+        nlog("network: cannot become %s: %s", c->user, strerror(errno));
+        goto out;
+    }
+    pthread_t reader, mgr;
+    if (pthread_create(&reader, NULL, reader_main, NULL) != 0)
+        goto out;
+    if (pthread_create(&mgr, NULL, mgr_main, NULL) != 0) {
+        die("no thread");
+        pthread_join(reader, NULL);
+        goto out;
+    }
+    ps_buf b = {0};
+    ps_put_u32(&b, (uint32_t)vmseal_https_server_port(srv));
+    if (ps_send(&N.chan, PS_READY, &b) < 0)
+        die(vmseal_last_error());
+    ps_buf_free(&b);
+    nlog("network: serving https://%s:%d/v1 as %s", c->listen, vmseal_https_server_port(srv),
+         pw ? c->user : "root");
+    for (;;) {
+        pthread_mutex_lock(&N.lock);
+        int dead = N.dead;
+        pthread_mutex_unlock(&N.lock);
+        if (dead || *c->stopping)
+            break;
+        struct timespec ts = {0, 100000000L};
+        nanosleep(&ts, NULL);
+    }
+    rc = *c->stopping ? 0 : 1;
+    /* the server's handlers may still wait for the monitor: stop them first */
+    vmseal_https_server_stop(srv);
+    srv = NULL;
+    die(rc == 0 ? "stopping" : "the monitor is gone");
+    pthread_join(reader, NULL);
+    pthread_join(mgr, NULL);
+out:
+    vmseal_https_server_stop(srv);
+    ps_chan_destroy(&N.chan);
+    close(c->fd);
+    free_pem(ca_pem), free_pem(cert_pem), free_pem(key_pem);
+    return rc;
+}
