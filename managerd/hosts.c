@@ -426,8 +426,9 @@ int hosts_approve_cert(manager *m, const char *actor, const char *name, const ch
         return vmseal_fail(ENOENT, "host %s has no certificate waiting for approval", name);
     }
     if (strcmp(pending, fingerprint) != 0) {
+        rc = vmseal_fail(EINVAL, "the certificate waiting for host %s has another fingerprint (%s)", name, pending);
         store_rows_free(r);
-        return vmseal_fail(EINVAL, "the certificate waiting for host %s has another fingerprint (%s)", name, pending);
+        return rc;
     }
     char old[80], sub[512], now[32];
     snprintf(old, sizeof(old), "%s", store_rows_get(r, 0, 0));
