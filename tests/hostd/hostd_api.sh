@@ -167,7 +167,7 @@ expect 400 PUT /v1/keys/kek-x '{"sealed_key": "c2hvcnQ=", "provider": "vmseal"}'
 expect 400 PUT /v1/keys/kek-x "{\"key\": \"$K1\"}"
 case "$BODY" in *"send sealed_key"*) ;; *) fail "a KEK in clear: $BODY";; esac
 put_key 422 kek-x "$K1" host-b                # sealed for another host
-put_key 422 kek-x "$K1" host-a other          # ... for another provider
+put_key 422 kek-x "$K1" host-a other vmseal   # ... for another provider
 put_key 422 kek-x "$K1" host-a vmseal other   # ... sent as another provider
 blob=$("$KT" seal "$CUSTODY" host-a kek-1 vmseal "$K1")
 expect 422 PUT /v1/keys/kek-x "{\"sealed_key\": \"$blob\", \"provider\": \"vmseal\"}"  # another KEK id
