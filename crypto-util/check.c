@@ -160,7 +160,7 @@ static void check_luks(const char *path, const uint8_t *buf, size_t n, result *r
     vmseal_disk_info di;
     if (vmseal_disk_probe(path, &di) < 0) {
         snprintf(r->format, sizeof(r->format), "luks1");
-        set_error(r, "damaged LUKS header: %s", vmseal_last_error());
+        set_error(r, "damaged LUKS header: %s", cu_msg_after(vmseal_last_error(), path));
         return;
     }
     r->st = ST_ENCRYPTED;

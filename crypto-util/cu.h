@@ -40,8 +40,12 @@ int cu_passphrase_load(const char *file, int fd, vmseal_secret **out);
 
 /* Error output: "vmseal-crypto-util: <verb>: <message>". */
 void cu_err(const char *fmt, ...) VMSEAL_PRINTF(1, 2);
-/* cu_err with vmseal_last_error() appended; returns CU_ERROR. */
+/* cu_err with vmseal_last_error() appended; returns CU_ERROR. A message
+ * that already starts with "WHAT: " (a file the library named) is not
+ * prefixed twice. */
 int cu_fail(const char *what);
+/* msg without a leading "what: " */
+const char *cu_msg_after(const char *msg, const char *what);
 void cu_info(const char *fmt, ...) VMSEAL_PRINTF(1, 2);
 
 /* Parse a non-negative integer / size with K M G T (binary) suffix. */

@@ -30,9 +30,15 @@ void cu_err(const char *fmt, ...)
     va_end(ap);
 }
 
+const char *cu_msg_after(const char *msg, const char *what)
+{
+    size_t n = strlen(what);
+    return n && strncmp(msg, what, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ' ? msg + n + 2 : msg;
+}
+
 int cu_fail(const char *what)
 {
-    cu_err("%s: %s", what, vmseal_last_error());
+    cu_err("%s: %s", what, cu_msg_after(vmseal_last_error(), what));
     return CU_ERROR;
 }
 

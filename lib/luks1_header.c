@@ -18,6 +18,18 @@
  *   592  end
  * Every check below turns bad input into -EPROTO with a message; nothing
  * here trusts a length or offset before bounding it.
+ *
+ * Work bounds: opening a disk runs PBKDF2 once per enabled keyslot (its
+ * iterations) plus the volume-key digest (its iterations) per slot tried,
+ * so a header with 2^31 iterations would keep `disk verify` or a VM start
+ * busy for hours. Counts above LUKS1_MAX_ITERATIONS are refused here, before
+ * libcryptsetup (or QEMU) ever runs PBKDF2. Why 2^25 (33,554,432):
+ * cryptsetup and qemu-img time the keyslot PBKDF2 to 2 s by default (the
+ * digest to 1/8 s and 1/8 of that); the fastest PBKDF2-SHA256 we measured
+ * (x86-64 with SHA extensions, `cryptsetup benchmark`) does 4.9 M
+ * iterations/s for a 256-bit key, i.e. headers of ~10 M iterations. 2^25
+ * leaves 3x headroom for faster CPUs or a longer --iter-time, and caps one
+ * keyslot at ~7 s there (~35 s at 1 M/s). vmseal itself writes 1000.
  */
 #include <errno.h>
 #include <string.h>
@@ -31,6 +43,11 @@
 #define LUKS_SLOT_DISABLED 0x0000DEADu
 #define LUKS_STRIPES 4000u
 #define SECTOR 512u
+#define LUKS1_MAX_ITERATIONS (1u << 25)
+/* The header area (header + key material before the payload) is 2 MiB with
+ * cryptsetup's and qemu-img's defaults; --align-payload may make it larger,
+ * but not beyond 1 GiB. */
+#define LUKS1_MAX_PAYLOAD_SECTORS (1u << 21)
 
 static uint32_t be32(const uint8_t *p)
 {
@@ -104,10 +121,17 @@ int vmseal_luks1_header_parse(const uint8_t *buf, size_t len, vmseal_disk_info *
     memcpy(in.mk_digest, buf + 112, sizeof(in.mk_digest));
     if (payload == 0)
         return vmseal_fail(ENOTSUP, "LUKS1 header: payload offset 0 (detached header) is not supported");
+    if (payload > LUKS1_MAX_PAYLOAD_SECTORS)
+        return vmseal_fail(EPROTO, "LUKS1 header: payload offset %u sectors exceeds the bound "
+                           "of %u sectors (1 GiB)", payload, LUKS1_MAX_PAYLOAD_SECTORS);
     if (key_bytes < 16 || key_bytes > 64 || key_bytes % 8)
-        return vmseal_fail(EPROTO, "LUKS1 header: invalid key size %u bytes", key_bytes);
+        return vmseal_fail(EPROTO, "LUKS1 header: invalid key size %u bytes (key bytes must be "
+                           "16..64, a multiple of 8)", key_bytes);
     if (in.mk_digest_iterations == 0)
         return vmseal_fail(EPROTO, "LUKS1 header: zero volume-key digest iterations");
+    if (in.mk_digest_iterations > LUKS1_MAX_ITERATIONS)
+        return vmseal_fail(EPROTO, "LUKS1 header: volume-key digest iterations %u exceed the "
+                           "bound of %u", in.mk_digest_iterations, LUKS1_MAX_ITERATIONS);
     in.key_bits = key_bytes * 8;
     in.payload_offset_bytes = (uint64_t)payload * SECTOR;
 
@@ -124,6 +148,9 @@ int vmseal_luks1_header_parse(const uint8_t *buf, size_t len, vmseal_disk_info *
         if (active == LUKS_SLOT_ACTIVE) {
             if (iters == 0)
                 return vmseal_fail(EPROTO, "LUKS1 header: keyslot %d has zero iterations", i);
+            if (iters > LUKS1_MAX_ITERATIONS)
+                return vmseal_fail(EPROTO, "LUKS1 header: keyslot %d iterations %u exceed the "
+                                   "bound of %u", i, iters, LUKS1_MAX_ITERATIONS);
             in.slot_mask |= 1u << i;
             in.active_slots++;
             in.slot_iterations[i] = iters;
@@ -134,9 +161,13 @@ int vmseal_luks1_header_parse(const uint8_t *buf, size_t len, vmseal_disk_info *
             return vmseal_fail(EPROTO, "LUKS1 header: keyslot %d has %u stripes (expected %u)", i,
                                stripes, LUKS_STRIPES);
         if (km_off < first_allowed)
-            return vmseal_fail(EPROTO, "LUKS1 header: keyslot %d key material overlaps the header", i);
+            return vmseal_fail(EPROTO, "LUKS1 header: keyslot %d key material overlaps the header "
+                               "(key-material offset %u sectors, at least %llu)", i, km_off,
+                               (unsigned long long)first_allowed);
         if ((uint64_t)km_off + area_sectors > payload)
-            return vmseal_fail(EPROTO, "LUKS1 header: keyslot %d key material runs into the payload", i);
+            return vmseal_fail(EPROTO, "LUKS1 header: keyslot %d key material runs into the payload "
+                               "(key-material offset %u + %llu sectors, payload offset %u)", i,
+                               km_off, (unsigned long long)area_sectors, payload);
         start[i] = km_off;
         for (int j = 0; j < i; j++) {
             if (start[i] < start[j] + area_sectors && start[j] < start[i] + area_sectors)
