@@ -82,12 +82,12 @@ static int set_defaults(kmsd_config *c)
     c->handshake_timeout_ms = 10000;
     c->idle_timeout_ms = 300000;
     c->max_message_size = 1u << 20;
-    c->database = resolve(c, "kmsd.db");
-    if (!c->listen_address || !c->journal_mode || !c->pkcs11_key_label || !c->database)
     c->max_locked_memory = 64u << 20;
     c->max_connection_locked_memory = 4u << 20;
     c->max_connection_secrets = 256;
     c->max_batch_items = 64;
+    c->database = resolve(c, "kmsd.db");
+    if (!c->listen_address || !c->journal_mode || !c->pkcs11_key_label || !c->database)
         return -ENOMEM;
     return 0;
 }
@@ -194,16 +194,6 @@ int kmsd_config_load(const char *path, kmsd_config **out)
             if (vmseal_conffile_int(v, 1024, 64L << 20, &n) < 0)
                 goto bad;
             c->max_message_size = (size_t)n;
-        } else if (!strcmp(k, "require_credential")) {
-            if (parse_bool(v, &b) < 0)
-                goto bad;
-            c->require_credential = b;
-        } else if (!strcmp(k, "admin")) {
-            if (c->n_admins >= KMSD_MAX_ADMINS) {
-                rc = vmseal_fail(EINVAL, "%s:%d: too many admins", file, lineno);
-                break;
-            }
-            c->admins[c->n_admins++] = strdup(v);
         } else if (!strcmp(k, "allow_unlocked_memory")) {
             if (parse_bool(v, &b) < 0)
                 goto bad;
@@ -222,6 +212,16 @@ int kmsd_config_load(const char *path, kmsd_config **out)
             if (vmseal_conffile_int(v, 1, 100000, &n) < 0)
                 goto bad;
             c->max_batch_items = (int)n;
+        } else if (!strcmp(k, "require_credential")) {
+            if (parse_bool(v, &b) < 0)
+                goto bad;
+            c->require_credential = b;
+        } else if (!strcmp(k, "admin")) {
+            if (c->n_admins >= KMSD_MAX_ADMINS) {
+                rc = vmseal_fail(EINVAL, "%s:%d: too many admins", file, lineno);
+                break;
+            }
+            c->admins[c->n_admins++] = strdup(v);
         } else if (!strcmp(k, "user")) {
             /* user = NAME pbkdf2-sha256$... */
             char *sp = v;
@@ -252,16 +252,6 @@ bad:
         rc = vmseal_fail(EINVAL, "%s: master_key_file or pkcs11_module is required", file);
     if (rc == 0 && c->master_key_file && c->pkcs11_module)
         rc = vmseal_fail(EINVAL, "%s: master_key_file and pkcs11_module exclude each other", file);
-    if (rc == 0 && c->pkcs11_module && (!c->pkcs11_token || !c->pkcs11_pin_file))
-        rc = vmseal_fail(EINVAL, "%s: pkcs11_module needs pkcs11_token and pkcs11_pin_file", file);
-    free(file);
-    if (rc < 0) {
-        kmsd_config_free(c);
-        return rc;
-    }
-    *out = c;
-    return 0;
-}
     /* one connection must be able to hold its largest message plus the
      * secrets of the answer, and the server at least one connection */
     if (rc == 0 && c->max_connection_locked_memory < c->max_message_size + (256u << 10))
@@ -272,6 +262,16 @@ bad:
         rc = vmseal_fail(EINVAL, "%s: max_locked_memory (%zu) is below "
                          "max_connection_locked_memory (%zu)", file, c->max_locked_memory,
                          c->max_connection_locked_memory);
+    if (rc == 0 && c->pkcs11_module && (!c->pkcs11_token || !c->pkcs11_pin_file))
+        rc = vmseal_fail(EINVAL, "%s: pkcs11_module needs pkcs11_token and pkcs11_pin_file", file);
+    free(file);
+    if (rc < 0) {
+        kmsd_config_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
 
 void kmsd_config_free(kmsd_config *c)
 {

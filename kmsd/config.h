@@ -37,14 +37,14 @@ typedef struct kmsd_config {
     int idle_timeout_ms;     /* default 300000 */
     size_t max_message_size; /* default 1 MiB */
     int require_credential;  /* every request must carry a valid username/password */
-    char *admins[KMSD_MAX_ADMINS];
-    size_t n_admins;
     /* secure (locked) memory: see docs/kmsd.md, "Locked memory" */
     int allow_unlocked_memory;      /* default 0: locked memory or nothing */
     size_t max_locked_memory;       /* all secrets of the server, default 64 MiB */
     size_t max_connection_locked_memory; /* one connection, default 4 MiB */
     size_t max_connection_secrets;  /* secure buffers one connection holds, default 256 */
     int max_batch_items;            /* batch items in one request, default 64 */
+    char *admins[KMSD_MAX_ADMINS];
+    size_t n_admins;
     kmsd_user users[KMSD_MAX_USERS];
     size_t n_users;
 } kmsd_config;
