@@ -7,8 +7,16 @@
  * of a fresh socketpair, gives that end to MHD (MHD_add_connection; MHD runs
  * one thread per connection, without a listen socket), then copies bytes
  * both ways until either side closes. MHD's connection-start notification
- * moves the identity into the connection's socket context, where the request
- * handler finds it.
+ * puts the connection record into the connection's socket context, where the
+ * request handler finds the identity.
+ *
+ * Abuse limits (include/vmseal/conn_guard.h): the accept thread admits a
+ * connection only within the per-address handshake cap and the totals,
+ * shedding the biggest address's oldest handshaking or idle connections
+ * when full; a pump thread exists only for an admitted connection, so
+ * threads are bounded by max_connections. The handshake has its deadline
+ * (handshake_timeout_ms); between requests MHD's connection timeout
+ * (idle_timeout_s) applies, never while a handler runs (long polls).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,30 +26,51 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 
+#include <vmseal/conn_guard.h>
 #include <vmseal/https_server.h>
 
 #define DEFAULT_MAX_BODY (1u << 20)
+#define DEFAULT_MAX_CONNECTIONS 64
+#define DEFAULT_HANDSHAKE_TIMEOUT_MS 5000
+#define DEFAULT_IDLE_TIMEOUT_S 30
+#define DEFAULT_MAX_HANDSHAKES_PER_ADDR 16
 #define PUMP_BUF 16384
 
-/* Identity of one TLS connection, owned by MHD's socket context once the
- * connection started. */
+/* One accepted connection: the pump thread's, and once MHD started it, also
+ * MHD's socket context (refs counts both). */
 struct peer_info {
+    vmseal_https_server *srv;
+    int tcp_fd;                /* the accepted socket, open until the slot is
+                                  released (the TLS session runs on a dup) */
+    vmseal_conn_slot *slot;    /* admission slot, NULL once released */
+    int busy;                  /* a handler runs (no idle timeout) */
+    int refs;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
     int fd;                    /* MHD's end of the socketpair (lookup key) */
     char subject[512];
     char fingerprint[65];
     char remote[INET6_ADDRSTRLEN + 8];
     struct peer_info *next;    /* pending list */
+};
+
+/* At most one log line a second for a kind of event under attack. */
+struct log_limit {
+    time_t last;
+    unsigned long suppressed;
 };
 
 struct vmseal_https_server {
@@ -59,6 +88,8 @@ struct vmseal_https_server {
     unsigned active;           /* pump threads alive */
     int stopping;
     struct peer_info *pending; /* identities waiting for MHD's STARTED */
+    vmseal_conn_guard *guard;  /* per-address admission */
+    struct log_limit refused_log, shed_log;
 };
 
 /* Per-request state (MHD's con_cls). */
@@ -68,12 +99,6 @@ struct req_ctx {
     int too_large;
 };
 
-struct pump_arg {
-    vmseal_https_server *srv;
-    int fd;
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
-};
 
 /* ------------------------------------------------------------ responses */
 
@@ -133,6 +158,69 @@ static void wipe_free(void *p)
 void vmseal_json_wipe_on_free(void)
 {
     json_set_alloc_funcs(wipe_malloc, wipe_free);
+}
+
+/* ------------------------------------------------------ connections */
+
+static void conn_unref(vmseal_https_server *srv, struct peer_info *p)
+{
+    pthread_mutex_lock(&srv->lock);
+    int last = --p->refs == 0;
+    pthread_mutex_unlock(&srv->lock);
+    if (last)
+        free(p);
+}
+
+/* A handler starts or ends: an ACTIVE connection is never shed and has no
+ * idle timeout in the pump. */
+static void conn_set_busy(vmseal_https_server *srv, struct peer_info *p, int busy)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&srv->lock);
+    p->busy = busy;
+    if (p->slot)
+        vmseal_conn_guard_set_state(srv->guard, p->slot,
+                                    busy ? VMSEAL_CONN_ACTIVE : VMSEAL_CONN_IDLE);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+static int conn_busy(vmseal_https_server *srv, struct peer_info *p)
+{
+    pthread_mutex_lock(&srv->lock);
+    int b = p->busy;
+    pthread_mutex_unlock(&srv->lock);
+    return b;
+}
+
+/* Log "what: why" at most once a second per kind; the others are counted
+ * into the next line. */
+static void log_limited(vmseal_https_server *srv, struct log_limit *ll, const char *remote,
+                        const char *what, const char *why)
+{
+    if (!srv->cfg.log)
+        return;
+    time_t now = time(NULL);
+    unsigned long more = 0;
+    pthread_mutex_lock(&srv->lock);
+    int emit = now != ll->last;
+    if (emit) {
+        more = ll->suppressed;
+        ll->suppressed = 0;
+        ll->last = now;
+    } else {
+        ll->suppressed++;
+    }
+    pthread_mutex_unlock(&srv->lock);
+    if (!emit)
+        return;
+    char msg[400];
+    if (more)
+        snprintf(msg, sizeof(msg), "%s: %s (and %lu more since the last such line)", what, why,
+                 more);
+    else
+        snprintf(msg, sizeof(msg), "%s: %s", what, why);
+    srv->cfg.log(srv->cfg.log_arg, "TLS", msg, 0, "", remote);
 }
 
 /* ------------------------------------------------------- MHD callbacks */
@@ -275,6 +363,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         .internal = c,
     };
     vmseal_http_response resp = {.status = 500};
+    conn_set_busy(srv, p, 1);
     srv->cfg.handler(srv->cfg.handler_arg, &req, &resp);
     if (resp.status < 100 || resp.status > 599) {
         response_clear(&resp);
@@ -289,6 +378,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    (void)toe;
+    conn_set_busy(cls, conn_peer(c), 0);
     struct req_ctx *rc = *con_cls;
     if (!rc)
         return;
@@ -315,13 +406,15 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
                 struct peer_info *p = *pp;
                 *pp = p->next;
                 p->next = NULL;
+                p->refs++;
                 *socket_context = p;
                 break;
             }
         }
         pthread_mutex_unlock(&srv->lock);
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-        free(*socket_context);
+        if (*socket_context)
+            conn_unref(srv, *socket_context);
         *socket_context = NULL;
     }
 }
@@ -334,7 +427,7 @@ static void unlink_pending(vmseal_https_server *srv, struct peer_info *p)
     for (struct peer_info **pp = &srv->pending; *pp; pp = &(*pp)->next) {
         if (*pp == p) {
             *pp = p->next;
-            free(p);
+            p->next = NULL;
             break;
         }
     }
@@ -342,8 +435,10 @@ static void unlink_pending(vmseal_https_server *srv, struct peer_info *p)
 }
 
 /* Copy between the TLS session and MHD's socketpair until both are done or
- * the server stops. */
-static void pump(vmseal_https_server *srv, SSL *ssl, int sp)
+ * the server stops. MHD closes idle connections (idle_timeout_s between
+ * requests); the pump gives up on its own only after a longer silence and
+ * never while a handler runs. */
+static void pump(vmseal_https_server *srv, struct peer_info *p, SSL *ssl, int sp)
 {
     unsigned char *in = malloc(PUMP_BUF), *out = malloc(PUMP_BUF);
     size_t in_len = 0, in_off = 0, out_len = 0;
@@ -436,7 +531,7 @@ static void pump(vmseal_https_server *srv, SSL *ssl, int sp)
             {.fd = srv->stop_pipe[0], .events = POLLIN},
         };
         int r = poll(pfd, 3, idle_ms);
-        if (r == 0)
+        if (r == 0 && !conn_busy(srv, p))
             goto done;
         if (r < 0 && errno != EINTR)
             goto done;
@@ -475,34 +570,42 @@ static void format_addr(const struct sockaddr_storage *ss, char *buf, size_t len
 
 static void *pump_main(void *argp)
 {
-    struct pump_arg *a = argp;
-    vmseal_https_server *srv = a->srv;
+    struct peer_info *p = argp;
+    vmseal_https_server *srv = p->srv;
     SSL *ssl = NULL;
-    struct peer_info *p = calloc(1, sizeof(*p));
     int sp[2] = {-1, -1};
-    char remote[INET6_ADDRSTRLEN + 8] = "";
-    format_addr(&a->addr, remote, sizeof(remote));
+    /* A write to a connection that was shed or reset (TLS 1.3 tickets,
+     * close_notify) must not kill a process that did not ignore SIGPIPE:
+     * blocked here, such a signal stays pending in this thread and goes
+     * with it. */
+    sigset_t pipe_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
+    format_addr(&p->addr, p->remote, sizeof(p->remote));
 
-    if (!p) {
-        close(a->fd);
+    /* The handshake runs on a dup: vmseal_tls_accept closes its descriptor
+     * on failure, while tcp_fd stays open for the guard until the slot is
+     * released. */
+    int hs = fcntl(p->tcp_fd, F_DUPFD_CLOEXEC, 0);
+    if (hs < 0)
+        goto out;
+    if (vmseal_tls_accept(srv->ctx, hs, srv->cfg.handshake_timeout_ms, &ssl) < 0) {
+        /* vmseal_tls_accept closed hs. */
+        if (vmseal_conn_guard_was_shed(srv->guard, p->slot))
+            log_limited(srv, &srv->shed_log, p->remote, "handshake dropped",
+                        "room made for other addresses (connection limits)");
+        else if (srv->cfg.log)
+            srv->cfg.log(srv->cfg.log_arg, "TLS", vmseal_last_error(), 0, "", p->remote);
         goto out;
     }
-    snprintf(p->remote, sizeof(p->remote), "%s", remote);
-    if (vmseal_tls_accept(srv->ctx, a->fd, srv->cfg.handshake_timeout_ms, &ssl) < 0) {
-        /* vmseal_tls_accept closed the socket. */
-        if (srv->cfg.log)
-            srv->cfg.log(srv->cfg.log_arg, "TLS", vmseal_last_error(), 0, "", remote);
-        free(p);
-        goto out;
-    }
+    conn_set_busy(srv, p, 0);   /* HANDSHAKE -> IDLE */
     if (vmseal_tls_peer_subject(ssl, p->subject, sizeof(p->subject)) < 0)
         p->subject[0] = '\0';
     if (p->subject[0] == '\0' || vmseal_tls_peer_fingerprint(ssl, p->fingerprint) < 0)
         p->fingerprint[0] = '\0';
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
-        free(p);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0)
         goto out;
-    }
     int fl = fcntl(sp[1], F_GETFL);
     fcntl(sp[1], F_SETFL, fl | O_NONBLOCK);
     p->fd = sp[0];
@@ -511,18 +614,25 @@ static void *pump_main(void *argp)
     srv->pending = p;
     pthread_mutex_unlock(&srv->lock);
     /* MHD owns sp[0] from here on (and closes it even on failure). */
-    if (MHD_add_connection(srv->mhd, sp[0], (const struct sockaddr *)&a->addr, a->addrlen) != MHD_YES) {
-        unlink_pending(srv, p);
-        goto out;
-    }
-    pump(srv, ssl, sp[1]);
+    if (MHD_add_connection(srv->mhd, sp[0], (const struct sockaddr *)&p->addr, p->addrlen) ==
+        MHD_YES)
+        pump(srv, p, ssl, sp[1]);
+    /* MHD starts the connection in its own thread (STARTED takes p off the
+     * pending list) or, failing, closes its end without starting it. */
+    unlink_pending(srv, p);
 out:
     if (sp[1] >= 0)
         close(sp[1]);
     vmseal_tls_close(ssl);
     ERR_clear_error();
     OPENSSL_thread_stop();
-    free(a);
+    pthread_mutex_lock(&srv->lock);
+    vmseal_conn_slot *slot = p->slot;
+    p->slot = NULL;
+    pthread_mutex_unlock(&srv->lock);
+    vmseal_conn_guard_release(srv->guard, slot);
+    close(p->tcp_fd);
+    conn_unref(srv, p);
     pthread_mutex_lock(&srv->lock);
     srv->active--;
     pthread_cond_broadcast(&srv->idle);
@@ -532,9 +642,55 @@ out:
 
 /* -------------------------------------------------------------- accept */
 
+/* One accepted socket: admit it (or refuse it at once) and start its pump
+ * thread. */
+static void admit(vmseal_https_server *srv, int fd, const struct sockaddr_storage *addr,
+                  socklen_t addrlen, pthread_attr_t *attr)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct peer_info *p = calloc(1, sizeof(*p));
+    if (!p) {
+        close(fd);
+        return;
+    }
+    const char *why = NULL;
+    p->slot = vmseal_conn_guard_admit(srv->guard, fd, (const struct sockaddr *)addr, addrlen, &why);
+    if (!p->slot) {
+        close(fd);
+        format_addr(addr, p->remote, sizeof(p->remote));
+        log_limited(srv, &srv->refused_log, p->remote, "connection refused",
+                    why ? why : "connection limits");
+        free(p);
+        return;
+    }
+    p->srv = srv;
+    p->tcp_fd = fd;
+    p->refs = 1;
+    p->fd = -1;
+    p->addr = *addr;
+    p->addrlen = addrlen;
+    pthread_mutex_lock(&srv->lock);
+    srv->active++;
+    pthread_mutex_unlock(&srv->lock);
+    pthread_t t;
+    if (pthread_create(&t, attr, pump_main, p) != 0) {
+        vmseal_conn_guard_release(srv->guard, p->slot);
+        close(fd);
+        free(p);
+        pthread_mutex_lock(&srv->lock);
+        srv->active--;
+        pthread_cond_broadcast(&srv->idle);
+        pthread_mutex_unlock(&srv->lock);
+    }
+}
+
 static void *accept_main(void *arg)
 {
     vmseal_https_server *srv = arg;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     for (;;) {
         struct pollfd pfd[2] = {
             {.fd = srv->listen_fd, .events = POLLIN},
@@ -549,45 +705,22 @@ static void *accept_main(void *arg)
             break;
         if (!(pfd[0].revents & POLLIN))
             continue;
-        struct pump_arg *a = calloc(1, sizeof(*a));
-        if (!a)
-            continue;
-        a->srv = srv;
-        a->addrlen = sizeof(a->addr);
-        a->fd = accept4(srv->listen_fd, (struct sockaddr *)&a->addr, &a->addrlen, SOCK_CLOEXEC);
-        if (a->fd < 0) {
-            free(a);
-            if (errno == EMFILE || errno == ENFILE)
-                usleep(100000);
-            continue;
-        }
-        int one = 1;
-        setsockopt(a->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        pthread_mutex_lock(&srv->lock);
-        int refuse = srv->active >= srv->cfg.max_connections;
-        if (!refuse)
-            srv->active++;
-        pthread_mutex_unlock(&srv->lock);
-        if (refuse) {
-            close(a->fd);
-            free(a);
-            continue;
-        }
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int e = pthread_create(&t, &attr, pump_main, a);
-        pthread_attr_destroy(&attr);
-        if (e != 0) {
-            close(a->fd);
-            free(a);
-            pthread_mutex_lock(&srv->lock);
-            srv->active--;
-            pthread_cond_broadcast(&srv->idle);
-            pthread_mutex_unlock(&srv->lock);
+        /* Drain the backlog (the listening socket is non-blocking): under a
+         * flood the kernel queue must not fill, or other clients' SYNs are
+         * dropped and retried only a second later. */
+        for (int i = 0; i < 256; i++) {
+            struct sockaddr_storage addr;
+            socklen_t addrlen = sizeof(addr);
+            int fd = accept4(srv->listen_fd, (struct sockaddr *)&addr, &addrlen, SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno == EMFILE || errno == ENFILE)
+                    usleep(100000);
+                break;
+            }
+            admit(srv, fd, &addr, addrlen, &attr);
         }
     }
+    pthread_attr_destroy(&attr);
     return NULL;
 }
 
@@ -610,7 +743,7 @@ static int listen_on(const char *addr, int port, int *port_out)
     } else {
         return vmseal_fail(EINVAL, "https: bind address %s is not an IP address", addr);
     }
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return vmseal_fail(errno, "https: socket: %s", strerror(errno));
     int one = 1;
@@ -620,7 +753,7 @@ static int listen_on(const char *addr, int port, int *port_out)
         close(fd);
         return vmseal_fail(e, "https: cannot bind %s:%d: %s", addr, port, strerror(e));
     }
-    if (listen(fd, 128) != 0) {
+    if (listen(fd, 1024) != 0) {
         int e = errno;
         close(fd);
         return vmseal_fail(e, "https: listen: %s", strerror(e));
@@ -645,17 +778,31 @@ int vmseal_https_server_start(const vmseal_https_config *cfg, vmseal_https_serve
     if (!srv->cfg.max_body)
         srv->cfg.max_body = DEFAULT_MAX_BODY;
     if (!srv->cfg.max_connections)
-        srv->cfg.max_connections = 64;
-    if (!srv->cfg.handshake_timeout_ms)
-        srv->cfg.handshake_timeout_ms = 10000;
+        srv->cfg.max_connections = DEFAULT_MAX_CONNECTIONS;
+    if (srv->cfg.handshake_timeout_ms <= 0)
+        srv->cfg.handshake_timeout_ms = DEFAULT_HANDSHAKE_TIMEOUT_MS;
     if (!srv->cfg.idle_timeout_s)
-        srv->cfg.idle_timeout_s = 120;
+        srv->cfg.idle_timeout_s = DEFAULT_IDLE_TIMEOUT_S;
+    if (!srv->cfg.max_handshakes || srv->cfg.max_handshakes > srv->cfg.max_connections)
+        srv->cfg.max_handshakes = srv->cfg.max_connections > 1 ? srv->cfg.max_connections / 2 : 1;
+    if (!srv->cfg.max_handshakes_per_addr)
+        srv->cfg.max_handshakes_per_addr = DEFAULT_MAX_HANDSHAKES_PER_ADDR;
+    if (srv->cfg.max_handshakes_per_addr > srv->cfg.max_handshakes)
+        srv->cfg.max_handshakes_per_addr = srv->cfg.max_handshakes;
     srv->listen_fd = -1;
     srv->stop_pipe[0] = srv->stop_pipe[1] = -1;
     pthread_mutex_init(&srv->lock, NULL);
     pthread_cond_init(&srv->idle, NULL);
     int rc;
 
+    vmseal_conn_limits lim = {.max_conns = srv->cfg.max_connections,
+                              .max_handshakes = srv->cfg.max_handshakes,
+                              .max_handshakes_per_addr = srv->cfg.max_handshakes_per_addr};
+    srv->guard = vmseal_conn_guard_new(&lim);
+    if (!srv->guard) {
+        rc = vmseal_fail(ENOMEM, "https: out of memory");
+        goto fail;
+    }
     srv->ctx = vmseal_tls_server_ctx_new(&cfg->tls);
     if (!srv->ctx) {
         rc = vmseal_fail(EINVAL, "https: %s", vmseal_last_error());
@@ -676,7 +823,12 @@ int vmseal_https_server_start(const vmseal_https_config *cfg, vmseal_https_serve
         0, NULL, NULL, on_request, srv,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)srv->cfg.max_connections,
+        /* Admission is the guard's (it sheds; MHD would only refuse, and
+         * counts a closed connection until its cleanup runs): MHD's limit
+         * is a backstop above the guard's bound on live connections. */
+        MHD_OPTION_CONNECTION_LIMIT, 2 * (unsigned)srv->cfg.max_connections + 8,
+        /* Between requests, and while a request is being read; not while
+         * a handler runs (one thread per connection). */
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv->cfg.idle_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
         MHD_OPTION_END);
@@ -719,23 +871,21 @@ void vmseal_https_server_stop(vmseal_https_server *srv)
     if (srv->listen_fd >= 0)
         close(srv->listen_fd);
     /* Pumps see the stop pipe and close their ends; handshakes in progress
-     * end within handshake_timeout_ms. */
+     * are cut short. */
+    if (srv->guard)
+        vmseal_conn_guard_shutdown(srv->guard, 1u << VMSEAL_CONN_HANDSHAKE);
     pthread_mutex_lock(&srv->lock);
     while (srv->active > 0)
         pthread_cond_wait(&srv->idle, &srv->lock);
     pthread_mutex_unlock(&srv->lock);
     if (srv->mhd)
-        MHD_stop_daemon(srv->mhd);
-    while (srv->pending) {
-        struct peer_info *p = srv->pending;
-        srv->pending = p->next;
-        free(p);
-    }
+        MHD_stop_daemon(srv->mhd);   /* frees the connections MHD held */
     if (srv->stop_pipe[0] >= 0)
         close(srv->stop_pipe[0]);
     if (srv->stop_pipe[1] >= 0)
         close(srv->stop_pipe[1]);
     SSL_CTX_free(srv->ctx);
+    vmseal_conn_guard_free(srv->guard);
     pthread_cond_destroy(&srv->idle);
     pthread_mutex_destroy(&srv->lock);
     free(srv);

@@ -76,9 +76,19 @@ typedef struct vmseal_https_config {
     int port;                       /* 0: pick a free port (see vmseal_https_server_port) */
     vmseal_tls_config tls;          /* server certificate, key, client CA, require_client_cert */
     size_t max_body;                /* default 1 MiB */
+    /* Abuse limits (include/vmseal/conn_guard.h, docs/architecture.md):
+     * a full server drops the oldest unfinished handshake or idle
+     * connection of the address holding the most, never a running
+     * handler. */
     unsigned max_connections;       /* default 64 */
-    int handshake_timeout_ms;       /* default 10000 */
-    unsigned idle_timeout_s;        /* connection idle timeout, default 120 */
+    int handshake_timeout_ms;       /* default 5000 */
+    unsigned idle_timeout_s;        /* between requests (not while a handler
+                                       runs), default 30 */
+    unsigned max_handshakes;        /* connections still in the TLS handshake,
+                                       default max_connections / 2 */
+    unsigned max_handshakes_per_addr; /* of them from one source address
+                                         (IPv6: /64); more are closed at once;
+                                         default 16 */
     vmseal_http_handler handler;
     void *handler_arg;
     /* Optional: called for every finished request (for access logs):
