@@ -81,6 +81,8 @@ static int set_defaults(kmsd_config *c)
     c->max_connections = 1024;
     c->handshake_timeout_ms = 10000;
     c->idle_timeout_ms = 300000;
+    c->max_handshakes = 256;
+    c->max_handshakes_per_address = 16;
     c->max_message_size = 1u << 20;
     c->max_locked_memory = 64u << 20;
     c->max_connection_locked_memory = 4u << 20;
@@ -190,6 +192,14 @@ int kmsd_config_load(const char *path, kmsd_config **out)
             if (vmseal_conffile_int(v, 100, 86400000, &n) < 0)
                 goto bad;
             c->idle_timeout_ms = (int)n;
+        } else if (!strcmp(k, "max_handshakes")) {
+            if (vmseal_conffile_int(v, 1, 100000, &n) < 0)
+                goto bad;
+            c->max_handshakes = (int)n;
+        } else if (!strcmp(k, "max_handshakes_per_address")) {
+            if (vmseal_conffile_int(v, 1, 100000, &n) < 0)
+                goto bad;
+            c->max_handshakes_per_address = (int)n;
         } else if (!strcmp(k, "max_message_size")) {
             if (vmseal_conffile_int(v, 1024, 64L << 20, &n) < 0)
                 goto bad;

@@ -35,6 +35,8 @@ typedef struct kmsd_config {
     int max_connections;     /* default 1024 */
     int handshake_timeout_ms;/* default 10000 */
     int idle_timeout_ms;     /* default 300000 */
+    int max_handshakes;      /* connections in the TLS handshake, default 256 */
+    int max_handshakes_per_address; /* of them from one source address, default 16 */
     size_t max_message_size; /* default 1 MiB */
     int require_credential;  /* every request must carry a valid username/password */
     /* secure (locked) memory: see docs/kmsd.md, "Locked memory" */
