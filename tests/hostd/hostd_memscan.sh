@@ -9,6 +9,10 @@
 source "$VMSEAL_SRC/tests/testlib.sh"
 
 HOSTD=$VMSEAL_BUILD/hostd/vmseal-hostd
+# A sanitizer build maps terabytes of shadow memory: not scannable in time.
+if ldd "$HOSTD" 2>/dev/null | grep -q -e libasan -e libtsan -e libmsan; then
+  echo "1..0 # SKIP sanitizer build (its shadow memory is too large to scan)"; exit 77
+fi
 KT=$VMSEAL_BUILD/tests/hostd/kek_tool
 SCAN=$VMSEAL_SRC/tests/hostd/memscan.py
 guest=$("$VMSEAL_SRC/tests/guest/build-guest.sh" "$VMSEAL_BUILD/guest")
