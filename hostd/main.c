@@ -1,6 +1,7 @@
 /* vmseal-hostd — the host agent (the ESXi role): runs QEMU guests on LUKS1
  * disks, keeps KEKs in locked memory only, serves the manager over mutual
  * TLS (docs/api.md, "Host agent API"). */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -71,8 +72,10 @@ static void usage(FILE *f)
             "  port = N                  default 9443 (0: any free port)\n"
             "  cert = FILE, key = FILE   our certificate (serverAuth + clientAuth) and key\n"
             "  ca = FILE                 CA of the manager's client certificate\n"
-            "  manager_subject = SUBJ    the only client certificate subject accepted,\n"
-            "                            e.g. CN=manager,O=vmseal (required)\n"
+            "  manager_fingerprint = SHA256  the manager's certificate (required; written by\n"
+            "                            vmseal-managerd issue-host to OUT/manager.sha256)\n"
+            "  manager_subject = SUBJ    and, if set, its subject too,\n"
+            "                            e.g. CN=manager,O=vmseal (optional)\n"
             "  manager_url = URL         https://manager:port: register and fetch KEKs at start\n"
             "  manager_ca = FILE         CA of the manager's server certificate (default: ca)\n"
             "  url = URL                 how the manager reaches us (default https://LISTEN:PORT)\n"
@@ -204,7 +207,7 @@ static const char *cget(const vmseal_vmconf *c, const char *k)
 static int check_keys(const vmseal_vmconf *c)
 {
     static const char *const known[] = {
-        "name", "datastore", "listen", "port", "cert", "key", "ca", "manager_subject",
+        "name", "datastore", "listen", "port", "cert", "key", "ca", "manager_subject", "manager_fingerprint",
         "manager_url", "manager_ca", "url", "provider", "accel", "probe_kernel", "probe_initrd",
         "qemu", "grace_seconds", "network_user", "allow_unlocked_memory", NULL};
     for (size_t i = 0; i < vmseal_vmconf_count(c); i++) {
@@ -270,6 +273,29 @@ int main(int argc, char **argv)
     const char *listen = cget(conf, "listen") ? cget(conf, "listen") : "127.0.0.1";
     const char *cert = cget(conf, "cert"), *key = cget(conf, "key"), *ca = cget(conf, "ca");
     const char *subject = cget(conf, "manager_subject");
+    /* manager_fingerprint: the SHA-256 of the manager's certificate, hex,
+     * colons and case as openssl prints them are fine */
+    char manager_fp[65] = "";
+    const char *fps = cget(conf, "manager_fingerprint");
+    if (fps) {
+        size_t n = 0;
+        for (const char *p = fps; *p && n < 65; p++) {
+            if (*p == ':')
+                continue;
+            if (!isxdigit((unsigned char)*p)) {
+                n = 65;
+                break;
+            }
+            manager_fp[n++] = (char)tolower((unsigned char)*p);
+        }
+        if (n != 64) {
+            fprintf(stderr, "vmseal-hostd: %s: manager_fingerprint must be the SHA-256 of the manager's "
+                            "certificate (64 hex digits)\n", cfg_path);
+            vmseal_vmconf_free(conf);
+            return 2;
+        }
+        manager_fp[64] = '\0';
+    }
     const char *accel_s = cget(conf, "accel") ? cget(conf, "accel") : "auto";
     uint64_t v;
     int port = vmseal_vmconf_get_u64(conf, "port", &v) == 0 && v < 65536 ? (int)v : 9443;
@@ -277,7 +303,7 @@ int main(int argc, char **argv)
         port = port_override;
     int grace = vmseal_vmconf_get_u64(conf, "grace_seconds", &v) == 0 && v <= 3600 ? (int)v : 30;
     const char *missing = !datastore ? "datastore" : !cert ? "cert" : !key ? "key" : !ca ? "ca"
-                        : !subject ? "manager_subject" : NULL;
+                        : !fps ? "manager_fingerprint" : NULL;
     if (missing) {
         fprintf(stderr, "vmseal-hostd: %s: %s is required\n", cfg_path, missing);
         vmseal_vmconf_free(conf);
@@ -347,6 +373,7 @@ int main(int argc, char **argv)
             .key = key,
             .ca = ca,
             .manager_subject = subject,
+            .manager_fingerprint = manager_fp,
             .manager_url = cget(conf, "manager_url"),
             .manager_ca = cget(conf, "manager_ca") ? cget(conf, "manager_ca") : ca,
             .user = cget(conf, "network_user"),
@@ -380,7 +407,7 @@ int main(int argc, char **argv)
         return 1;
     }
     vmseal_host_set_logger(h, host_log, NULL);
-    hostd_monitor_config mcfg = {.host = h, .fd = sv[0], .log = host_log};
+    hostd_monitor_config mcfg = {.host = h, .fd = sv[0], .log = host_log, .manager_fingerprint = manager_fp};
     if (hostd_monitor_start(&mcfg, &mon) < 0 ||
         hostd_monitor_wait_ready(mon, 60000, &stopping, &port) < 0) {
         int quiet = stopping;

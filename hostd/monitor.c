@@ -22,6 +22,7 @@ typedef struct job {
 
 struct hostd_monitor {
     vmseal_host *host;
+    char manager_fp[65];
     ps_chan chan;
     void (*log)(void *arg, const char *line);
     void *log_arg;
@@ -105,8 +106,14 @@ static void serve(hostd_monitor *m, const uint8_t *data, size_t len)
     }
     int status = 500;
     json_t *out = NULL;
-    vmseal_host_handle(m->host, ps_method_name(rq->method), rq->path, (const char *)rq->body,
-                       rq->body_len, rq->subject, &status, &out);
+    if (m->manager_fp[0] && strcmp(rq->fingerprint, m->manager_fp) != 0) {
+        /* the child let through a certificate that is not the manager's */
+        status = 403;
+        out = json_pack("{s:s}", "error", "client certificate is not the manager's (fingerprint)");
+    } else {
+        vmseal_host_handle(m->host, ps_method_name(rq->method), rq->path, (const char *)rq->body,
+                           rq->body_len, rq->subject, &status, &out);
+    }
     size_t n = out ? json_dumpb(out, NULL, 0, JSON_COMPACT) : 0;
     char *text = n ? malloc(n) : NULL;
     if (n && (!text || json_dumpb(out, text, n, JSON_COMPACT) != n))
@@ -267,6 +274,7 @@ int hostd_monitor_start(const hostd_monitor_config *cfg, hostd_monitor **out)
     hostd_monitor *m = calloc(1, sizeof(*m));
     if (!m)
         return vmseal_fail(ENOMEM, "out of memory");
+    snprintf(m->manager_fp, sizeof(m->manager_fp), "%s", cfg->manager_fingerprint ? cfg->manager_fingerprint : "");
     m->host = cfg->host;
     ps_chan_init(&m->chan, cfg->fd);
     m->log = cfg->log;

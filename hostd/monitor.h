@@ -18,6 +18,8 @@ typedef struct hostd_monitor_config {
     int fd;                       /* our end of the socketpair (taken: closed at stop) */
     unsigned workers;             /* request threads (default 8) */
     unsigned queue_max;           /* requests waiting for a thread (default 64; more: 503) */
+    const char *manager_fingerprint; /* SHA-256 (64 lower-case hex) of the only client
+                                        certificate that may call (checked again here) */
     void (*log)(void *arg, const char *line);
     void *log_arg;
 } hostd_monitor_config;

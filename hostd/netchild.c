@@ -89,8 +89,11 @@ static void handler(void *arg, const vmseal_http_request *req, vmseal_http_respo
 {
     (void)arg;
     const hostd_net_config *c = N.cfg;
-    /* the manager's certificate only (the monitor checks again) */
-    if (strcmp(req->peer_subject, c->manager_subject) != 0) {
+    /* the manager's certificate only, by its fingerprint (the monitor checks
+     * again): a host certificate from the same CA with the manager's
+     * subject is not the manager */
+    if (strcmp(req->peer_fingerprint, c->manager_fingerprint) != 0 ||
+        (c->manager_subject && strcmp(req->peer_subject, c->manager_subject) != 0)) {
         vmseal_http_error(resp, 403, "client certificate %s is not the manager's",
                           *req->peer_subject ? req->peer_subject : "(none)");
         return;

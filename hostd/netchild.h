@@ -16,7 +16,8 @@ typedef struct hostd_net_config {
     const char *listen;
     int port;
     const char *cert, *key, *ca;    /* ca: of the manager's client certificate */
-    const char *manager_subject;
+    const char *manager_subject;    /* NULL: any (the fingerprint decides) */
+    const char *manager_fingerprint; /* SHA-256 of the manager's certificate, 64 hex */
     const char *manager_url;        /* NULL: no calls to the manager */
     const char *manager_ca;
     const char *user;               /* network_user: setuid to it after loading TLS (NULL: stay) */

@@ -276,7 +276,7 @@ static const api_field f_host_register[] = {
     {.name = "name", .type = F_NAME, .required = 1},
     {.name = "url", .type = F_STRING, .required = 1, .min = 9, .max = 512},
     {.name = "datastore", .type = F_STRING, .required = 1, .min = 1, .max = 1024},
-    {.name = "custody_key", .type = F_STRING, .min = 44, .max = 44},
+    {.name = "custody_key", .type = F_STRING, .required = 1, .min = 44, .max = 44},
 };
 SCHEMA(schema_host_register, "host_register", f_host_register);
 

@@ -59,9 +59,7 @@ int hosts_register(manager *m, const vmseal_http_request *req, const json_t *bod
     const char *ds = json_string_value(json_object_get(body, "datastore"));
     const char *custody = json_string_value(json_object_get(body, "custody_key"));
     uint8_t ck[VMSEAL_KD_PUB_LEN];
-    /* TRANSITION: a host agent without a custody key still registers and
-     * gets plain KEKs until hostd's key-custody split lands. */
-    if (custody && vmseal_kd_unb64(custody, ck, sizeof(ck)) < 0)
+    if (vmseal_kd_unb64(custody, ck, sizeof(ck)) < 0)
         return vmseal_fail(EINVAL, "custody_key: base64 of the 32-byte key-custody public key");
     char cn[128];
     if (subject_cn(req->peer_subject, cn, sizeof(cn)) < 0 || strcmp(cn, name) != 0)
@@ -264,20 +262,7 @@ static int sealed_for(manager *m, const char *host, const char *provider, const 
     const char *ck = store_rows_get(r, 0, 0);
     uint8_t pub[VMSEAL_KD_PUB_LEN], blob[VMSEAL_KD_BLOB_LEN];
     char b64[4 * ((VMSEAL_KD_BLOB_LEN + 2) / 3) + 1];
-    if (!ck) {
-        /* TRANSITION (see hosts_register): the plain key, for a host agent
-         * that has no custody key yet. */
-        store_rows_free(r);
-        size_t n = vmseal_secret_len(key);
-        char buf[64];
-        if (n > 32)
-            return vmseal_fail(EINVAL, "KEK too long");
-        EVP_EncodeBlock((unsigned char *)buf, vmseal_secret_cdata(key), (int)n);
-        *out = json_string(buf);
-        OPENSSL_cleanse(buf, sizeof(buf));
-        return *out ? 1 : vmseal_fail(ENOMEM, "out of memory");
-    }
-    if (vmseal_kd_unb64(ck, pub, sizeof(pub)) < 0)
+    if (!ck || vmseal_kd_unb64(ck, pub, sizeof(pub)) < 0)
         rc = vmseal_fail(EPROTO, "host %s has not told its key-custody key: it cannot receive KEKs", host);
     store_rows_free(r);
     if (rc >= 0)
@@ -286,7 +271,7 @@ static int sealed_for(manager *m, const char *host, const char *provider, const 
         rc = vmseal_kd_b64(blob, sizeof(blob), b64, sizeof(b64));
     if (rc >= 0 && !(*out = json_string(b64)))
         rc = vmseal_fail(ENOMEM, "out of memory");
-    return rc < 0 ? rc : 0;   /* 0: sealed; 1 (above): plain, transition only */
+    return rc < 0 ? rc : 0;
 }
 
 int hosts_push_key(manager *m, const char *host, const char *provider, const char *kek_id)
@@ -305,7 +290,7 @@ int hosts_push_key(manager *m, const char *host, const char *provider, const cha
         json_decref(k);
         return vmseal_fail(ENOMEM, "out of memory");
     }
-    json_object_set_new(body, rc == 1 ? "key" : "sealed_key", k);
+    json_object_set_new(body, "sealed_key", k);
     /* key safes on the host are bound to the provider name */
     json_object_set_new(body, "provider", json_string(provider));
     char path[300];
@@ -362,7 +347,7 @@ int hosts_keys_for(manager *m, const char *host, const json_t *kek_ids, json_t *
                 json_array_append_new(failed, json_pack("{s:s,s:s}", "kek_id", id, "error", vmseal_last_error()));
             else
                 json_array_append_new(keys, json_pack("{s:s,s:s,s:o}", "kek_id", id, "provider", provider,
-                                                      rc == 1 ? "key" : "sealed_key", k));
+                                                      "sealed_key", k));
         }
         store_rows_free(r);
     }

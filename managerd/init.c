@@ -271,6 +271,25 @@ int mgr_issue_host(const mgr_config *cfg, const char *name, const char *outdir,
     rc = issue_leaf(name, names, n, ca, cakey, crt, key);
     if (rc >= 0 && access(cacopy, F_OK) != 0)
         rc = vmseal_pki_write_cert(cacopy, ca, 0);
+    /* The host knows the manager by its certificate's fingerprint
+     * (hostd.conf manager_fingerprint): write it beside the host's files. */
+    if (rc >= 0) {
+        X509 *mgr = NULL;
+        unsigned char md[32];
+        unsigned int mdlen = 0;
+        char hex[65], fpath[4096];
+        rc = vmseal_pki_read_cert(cfg->cert_file, &mgr);
+        if (rc >= 0 && X509_digest(mgr, EVP_sha256(), md, &mdlen) != 1)
+            rc = vmseal_fail(EIO, "cannot hash the manager's certificate");
+        X509_free(mgr);
+        if (rc >= 0) {
+            vmseal_hex_encode(md, 32, hex);
+            path_in(fpath, sizeof(fpath), outdir, "manager.sha256");
+            FILE *f = fopen(fpath, "we");
+            if (!f || fprintf(f, "%s\n", hex) < 0 || fclose(f) != 0)
+                rc = vmseal_fail(EIO, "cannot write %s", fpath);
+        }
+    }
 out:
     X509_free(ca);
     EVP_PKEY_free(cakey);

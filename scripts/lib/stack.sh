@@ -254,6 +254,7 @@ stack_hostd_setup() {
     echo "cert = $d/$n.crt"
     echo "key = $d/$n.key"
     echo "ca = $d/ca.crt"
+    echo "manager_fingerprint = $(cat "$d/manager.sha256")"
     echo "manager_subject = $STACK_MANAGER_SUBJECT"
     echo "manager_url = $STACK_URL"
     echo "manager_ca = $m/ca.crt"

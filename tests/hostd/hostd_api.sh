@@ -34,6 +34,8 @@ subjectAltName=$4"
 leaf manager "/O=vmseal/CN=manager" clientAuth
 leaf host "/O=vmseal/CN=host-a" serverAuth,clientAuth "IP:127.0.0.1,DNS:localhost"
 leaf intruder "/O=vmseal/CN=intruder" clientAuth
+# same CA, the manager's own subject: the manager is known by its fingerprint
+leaf impostor "/O=vmseal/CN=manager" clientAuth
 ok "certificates made"
 
 mkdir -p ds
@@ -45,6 +47,7 @@ port = 0
 cert = $TMP/host.crt
 key = $TMP/host.key
 ca = $TMP/ca.crt
+manager_fingerprint = $(openssl x509 -in "$TMP/manager.crt" -noout -fingerprint -sha256 | sed 's/.*=//')
 manager_subject = CN=manager,O=vmseal
 accel = tcg
 grace_seconds = 30
@@ -155,9 +158,10 @@ ok "hostd listens on $PORT"
 
 # ---- only the manager gets in
 expect 403 GET /v1/vms "" intruder
+expect 403 GET /v1/vms "" impostor
 curl -sS --max-time 10 --cacert ca.crt "https://127.0.0.1:$PORT/v1/vms" >/dev/null 2>&1 \
   && fail "a client without certificate was served"
-ok "intruder certificate 403, no certificate refused at TLS"
+ok "intruder certificate 403, a certificate with the manager's subject but not its fingerprint 403, no certificate refused at TLS"
 
 # ---- keys
 K1=$(openssl rand -base64 32) K2=$(openssl rand -base64 32) K3=$(openssl rand -base64 32)

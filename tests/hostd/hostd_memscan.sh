@@ -41,6 +41,7 @@ port = 0
 cert = $TMP/host.crt
 key = $TMP/host.key
 ca = $TMP/ca.crt
+manager_fingerprint = $(openssl x509 -in "$TMP/manager.crt" -noout -fingerprint -sha256 | sed 's/.*=//')
 manager_subject = CN=manager,O=vmseal
 accel = tcg
 EOF2

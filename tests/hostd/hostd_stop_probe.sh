@@ -60,6 +60,7 @@ port = 0
 cert = $TMP/host.crt
 key = $TMP/host.key
 ca = $TMP/host.crt
+manager_fingerprint = 0000000000000000000000000000000000000000000000000000000000000000
 manager_subject = CN=manager
 accel = auto
 probe_kernel = $guest/vmlinuz
