@@ -75,6 +75,15 @@ static int chain_hash(const char *id, const char *time, const char *user, const 
     return 0;
 }
 
+/* The hash of stored row i of a query whose first nine columns are id,
+ * time, user_name, source, action, object, old_value, new_value, result. */
+static int row_hash(store_rows *r, size_t i, const char *prev, char out[65])
+{
+    return chain_hash(store_rows_get(r, i, 0), store_rows_get(r, i, 1), store_rows_get(r, i, 2),
+                      store_rows_get(r, i, 3), store_rows_get(r, i, 4), store_rows_get(r, i, 5),
+                      store_rows_get(r, i, 6), store_rows_get(r, i, 7), store_rows_get(r, i, 8), prev, out);
+}
+
 struct add_args {
     const char *now, *user, *source, *action, *object, *ov, *nv, *result;
     char id[32];
@@ -163,9 +172,7 @@ int events_verify(manager *m, json_t **out)
             const char *id = store_rows_get(r, i, 0);
             const char *ph = store_rows_get(r, i, 9), *hh = store_rows_get(r, i, 10);
             char want[65];
-            rc = chain_hash(id, store_rows_get(r, i, 1), store_rows_get(r, i, 2), store_rows_get(r, i, 3),
-                            store_rows_get(r, i, 4), store_rows_get(r, i, 5), store_rows_get(r, i, 6),
-                            store_rows_get(r, i, 7), store_rows_get(r, i, 8), ph, want);
+            rc = row_hash(r, i, ph, want);
             if (rc < 0) {
                 store_rows_free(r);
                 return rc;
@@ -227,9 +234,7 @@ static int chain_legacy_tx(store *db, void *arg)
         }
         char h[65];
         const char *id = store_rows_get(r, i, 0);
-        rc = chain_hash(id, store_rows_get(r, i, 1), store_rows_get(r, i, 2), store_rows_get(r, i, 3),
-                        store_rows_get(r, i, 4), store_rows_get(r, i, 5), store_rows_get(r, i, 6),
-                        store_rows_get(r, i, 7), store_rows_get(r, i, 8), prev, h);
+        rc = row_hash(r, i, prev, h);
         if (rc >= 0)
             rc = store_execv(db, NULL, "UPDATE events SET prev_hash = $2, hash = $3 WHERE id = $1", id,
                              prev, h, STORE_END);

@@ -677,24 +677,50 @@ int vms_power(manager *m, api_ctx *ctx, const char *name, int on)
     return 0;
 }
 
-int vms_delete(manager *m, api_ctx *ctx, const char *name)
+/* The VM a delete or unregister removes from the inventory: authorised,
+ * loaded (its JSON in *old, for the event), and not busy. */
+static int vm_to_remove(manager *m, api_ctx *ctx, const char *op, const char *name, json_t **old,
+                        char uuid[40], char host[80])
 {
-    if (api_authorize(ctx, "vm.delete", name) < 0)
+    *old = NULL;
+    if (api_authorize(ctx, op, name) < 0)
         return -EACCES;
     store_rows *r = NULL;
     int rc = load_vm(m, name, &r);
     if (rc < 0)
         return reply(ctx, 404, rc, "%s", vmseal_last_error());
-    json_t *old = vm_json(r, 0);
-    char uuid[40], host[80];
-    snprintf(uuid, sizeof(uuid), "%s", store_rows_get(r, 0, 0));
-    snprintf(host, sizeof(host), "%s", store_rows_get(r, 0, 2));
+    *old = vm_json(r, 0);
+    snprintf(uuid, 40, "%s", store_rows_get(r, 0, 0));
+    snprintf(host, 80, "%s", store_rows_get(r, 0, 2));
     store_rows_free(r);
     int t = running_task(m, uuid);
     if (t) {
-        json_decref(old);
+        json_decref(*old);
+        *old = NULL;
         return reply(ctx, 409, -EBUSY, "VM %s is busy with task %d", name, t);
     }
+    return 0;
+}
+
+/* Drop the VM's row and the permissions set on it: a later VM of the same
+ * name must not inherit them. */
+static int forget_vm(manager *m, const char *uuid, const char *name)
+{
+    char vobj[96];
+    snprintf(vobj, sizeof(vobj), "vm:%s", name);
+    int rc = store_execv(m->db, NULL, "DELETE FROM vms WHERE uuid = $1", uuid, STORE_END);
+    if (rc >= 0)
+        rc = store_execv(m->db, NULL, "DELETE FROM permissions WHERE object = $1", vobj, STORE_END);
+    return rc;
+}
+
+int vms_delete(manager *m, api_ctx *ctx, const char *name)
+{
+    json_t *old = NULL;
+    char uuid[40], host[80];
+    int rc = vm_to_remove(m, ctx, "vm.delete", name, &old, uuid, host);
+    if (rc < 0)
+        return rc;
     char path[128];
     snprintf(path, sizeof(path), "/v1/vms/%s", uuid);
     long status = 0;
@@ -711,11 +737,7 @@ int vms_delete(manager *m, api_ctx *ctx, const char *name)
         return rc;
     }
     json_decref(resp);
-    char vobj[96];
-    snprintf(vobj, sizeof(vobj), "vm:%s", name);
-    rc = store_execv(m->db, NULL, "DELETE FROM vms WHERE uuid = $1", uuid, STORE_END);
-    if (rc >= 0)
-        rc = store_execv(m->db, NULL, "DELETE FROM permissions WHERE object = $1", vobj, STORE_END);
+    rc = forget_vm(m, uuid, name);
     if (rc >= 0)
         rc = store_execv(m->db, NULL, "UPDATE keks SET state = 'retired' WHERE vm_uuid = $1 AND state <> 'unused'",
                          uuid, STORE_END);
@@ -1113,28 +1135,12 @@ int vms_log(manager *m, api_ctx *ctx, const char *name, long long tail)
  * and its key safes), and its KEK record stays so it can come back. */
 int vms_unregister(manager *m, api_ctx *ctx, const char *name)
 {
-    if (api_authorize(ctx, "vm.unregister", name) < 0)
-        return -EACCES;
-    store_rows *r = NULL;
-    int rc = load_vm(m, name, &r);
+    json_t *old = NULL;
+    char uuid[40], host[80];
+    int rc = vm_to_remove(m, ctx, "vm.unregister", name, &old, uuid, host);
     if (rc < 0)
-        return reply(ctx, 404, rc, "%s", vmseal_last_error());
-    json_t *old = vm_json(r, 0);
-    char uuid[40];
-    snprintf(uuid, sizeof(uuid), "%s", store_rows_get(r, 0, 0));
-    store_rows_free(r);
-    int t = running_task(m, uuid);
-    if (t) {
-        json_decref(old);
-        return reply(ctx, 409, -EBUSY, "VM %s is busy with task %d", name, t);
-    }
-    char vobj[96];
-    snprintf(vobj, sizeof(vobj), "vm:%s", name);
-    rc = store_execv(m->db, NULL, "DELETE FROM vms WHERE uuid = $1", uuid, STORE_END);
-    /* Permissions set on it go with it: a later VM of the same name must
-     * not inherit them. */
-    if (rc >= 0)
-        rc = store_execv(m->db, NULL, "DELETE FROM permissions WHERE object = $1", vobj, STORE_END);
+        return rc;
+    rc = forget_vm(m, uuid, name);
     if (rc < 0) {
         json_decref(old);
         return reply(ctx, 500, rc, "%s", vmseal_last_error());
