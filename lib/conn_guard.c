@@ -198,7 +198,11 @@ vmseal_conn_slot *vmseal_conn_guard_admit(vmseal_conn_guard *g, int fd, const st
     struct addr_rec *a = addr_find(g, key);
     if (g->live >= 2 * g->lim.max_conns) {
         reason = "too many connections still closing";
-    } else if (a && a->handshakes >= g->lim.max_handshakes_per_addr) {
+    } else if (a && a->handshakes >= g->lim.max_handshakes_per_addr &&
+               2 * g->handshakes >= g->lim.max_handshakes) {
+        /* the per-address cap binds once half the handshake slots are in
+         * use: a burst of honest clients behind one address gets through
+         * an idle server, a flood from one address takes at most half */
         reason = "too many TLS handshakes in progress from this address";
     } else if (g->handshakes >= g->lim.max_handshakes && make_room(g, a, 1) < 0) {
         reason = "too many TLS handshakes in progress";

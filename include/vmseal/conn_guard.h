@@ -9,8 +9,9 @@
  * and is counted against its source address (IPv4 address, IPv6 /64).
  *
  * Limits: at most max_handshakes_per_addr connections from one address in
- * HANDSHAKE (more are refused at once), max_handshakes in HANDSHAKE in all,
- * max_conns in all. When a total is reached, room is made by shedding a
+ * HANDSHAKE once half of max_handshakes are in use (more are refused at
+ * once; below that, a burst of clients behind one address gets through),
+ * max_handshakes in HANDSHAKE in all, max_conns in all. When a total is reached, room is made by shedding a
  * connection of the address that holds the most slots — provided it holds
  * at least two more than the newcomer's address — its oldest HANDSHAKE
  * connection first, else its least recently used IDLE one; failing that, the
@@ -44,7 +45,8 @@ typedef enum vmseal_conn_state {
 typedef struct vmseal_conn_limits {
     unsigned max_conns;               /* all connections (required, > 0) */
     unsigned max_handshakes;          /* in HANDSHAKE, all addresses; 0: max_conns */
-    unsigned max_handshakes_per_addr; /* in HANDSHAKE from one address; 0: max_handshakes */
+    unsigned max_handshakes_per_addr; /* in HANDSHAKE from one address, once half of
+                                         max_handshakes are in use; 0: max_handshakes */
 } vmseal_conn_limits;
 
 /* NULL on out of memory. */

@@ -87,8 +87,9 @@ typedef struct vmseal_https_config {
     unsigned max_handshakes;        /* connections still in the TLS handshake,
                                        default max_connections / 2 */
     unsigned max_handshakes_per_addr; /* of them from one source address
-                                         (IPv6: /64); more are closed at once;
-                                         default 16 */
+                                         (IPv6: /64) once half of
+                                         max_handshakes are in use; more are
+                                         closed at once; default 16 */
     vmseal_http_handler handler;
     void *handler_arg;
     /* Optional: called for every finished request (for access logs):

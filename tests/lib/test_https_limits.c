@@ -230,14 +230,16 @@ static void test_handshake_deadline(void **state)
 static void test_handshakes_per_address(void **state)
 {
     (void)state;
-    vmseal_https_config cfg = {.max_handshakes_per_addr = 4, .handshake_timeout_ms = 20000};
+    vmseal_https_config cfg = {.max_handshakes = 8, .max_handshakes_per_addr = 2,
+                               .handshake_timeout_ms = 20000};
     vmseal_https_server *srv = start(&cfg);
     enum { N = 40 };
     int fd[N];
     for (int i = 0; i < N; i++)
         fd[i] = attacker_connect(srv);
     usleep(200000);
-    /* 4 kept for their handshake, the rest closed at once */
+    /* the cap (2) binds from half the handshake slots (4) on: 4 kept for
+     * their handshake, the rest closed at once */
     int closed = 0;
     for (int i = 0; i < N; i++)
         closed += closed_within(fd[i], 300);
@@ -248,6 +250,28 @@ static void test_handshakes_per_address(void **state)
     assert_int_equal(get(c, srv, "/x"), 200);
     assert_true(now_s() - t0 < 1.0);
     vmseal_http_client_free(c);
+    for (int i = 0; i < N; i++)
+        close(fd[i]);
+    vmseal_https_server_stop(srv);
+}
+
+static void test_burst_from_one_address(void **state)
+{
+    (void)state;
+    /* below half the handshake slots (16 of 32) one address is not held to
+     * its cap (4): a burst of clients behind one address gets through */
+    vmseal_https_config cfg = {.max_handshakes = 32, .max_handshakes_per_addr = 4,
+                               .handshake_timeout_ms = 20000};
+    vmseal_https_server *srv = start(&cfg);
+    enum { N = 24 };
+    int fd[N];
+    for (int i = 0; i < N; i++)
+        fd[i] = attacker_connect(srv);
+    usleep(200000);
+    int closed = 0;
+    for (int i = 0; i < N; i++)
+        closed += closed_within(fd[i], 300);
+    assert_int_equal(closed, N - 16);
     for (int i = 0; i < N; i++)
         close(fd[i]);
     vmseal_https_server_stop(srv);
@@ -322,6 +346,7 @@ int main(void)
         cmocka_unit_test(test_idle_connection_closed),
         cmocka_unit_test(test_handshake_deadline),
         cmocka_unit_test(test_handshakes_per_address),
+        cmocka_unit_test(test_burst_from_one_address),
         cmocka_unit_test(test_full_server_sheds_oldest_idle),
     };
     return cmocka_run_group_tests(tests, setup_pki, teardown_pki);
