@@ -139,6 +139,7 @@ port = 0
 cert = $TMP/h/host.crt
 key = $TMP/h/host.key
 ca = $TMP/h/ca.crt
+manager_fingerprint = $(openssl x509 -in "$TMP/h/manager.crt" -noout -fingerprint -sha256 | sed 's/.*=//')
 manager_subject = CN=manager,O=vmseal
 accel = tcg
 EOF
