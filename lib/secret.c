@@ -2,6 +2,7 @@
  * Locked memory or nothing: a secret whose pages cannot be mlock'd is not
  * handed out unless the process allowed unlocked secrets. */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <stdatomic.h>
@@ -38,6 +39,7 @@ struct vmseal_secret {
     size_t len;
     int locked;
     vmseal_secret_quota *quota; /* charged to it (NULL: none) */
+    vmseal_secret *next;   /* in the reuse pool */
 };
 
 static atomic_int allow_unlocked;
@@ -96,8 +98,11 @@ static void describe_memlock(char *buf, size_t len)
                  has_cap_ipc_lock() ? ", but CAP_IPC_LOCK lifts it" : "");
 }
 
+static void pool_drain(void);
+
 int vmseal_secret_check_lockable(size_t need)
 {
+    pool_drain();
     size_t ps = page_size();
     if (need == 0)
         need = 1;
@@ -218,6 +223,101 @@ static void refund(size_t inner, vmseal_secret_quota *q)
 
 /* ---- the buffer ----------------------------------------------------------- */
 
+/* Reuse pool: freed secrets of up to POOL_MAX_PAGES pages are wiped and kept
+ * (mapped, guarded, locked) for the next allocation of the same size, at
+ * most POOL_PER_SIZE per size (40 pages, 160 KiB with 4 KiB pages, in all):
+ * a KMIP request allocates a few small secrets, and mmap + mlock + munmap
+ * each time costs a third of kmsd's throughput. Only locked mappings are
+ * pooled; the pool is dropped when a fresh mapping cannot be locked (so
+ * RLIMIT_MEMLOCK is not taken by it) and, in a forked child, forgotten
+ * (MADV_DONTFORK: the child has none of these mappings). */
+#define POOL_MAX_PAGES 4
+#define POOL_PER_SIZE 4
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static vmseal_secret *pool[POOL_MAX_PAGES + 1];
+static unsigned pool_n[POOL_MAX_PAGES + 1];
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void pool_prepare(void) { pthread_mutex_lock(&pool_lock); }
+static void pool_parent(void) { pthread_mutex_unlock(&pool_lock); }
+static void pool_child(void)
+{
+    for (size_t i = 0; i <= POOL_MAX_PAGES; i++) {
+        while (pool[i]) { /* the mappings are not in the child: forget them */
+            vmseal_secret *n = pool[i]->next;
+            free(pool[i]);
+            pool[i] = n;
+        }
+        pool_n[i] = 0;
+    }
+    pthread_mutex_unlock(&pool_lock);
+}
+static void pool_init(void) { pthread_atfork(pool_prepare, pool_parent, pool_child); }
+
+static void unmap_secret(vmseal_secret *s)
+{
+    size_t inner = s->map_len - 2 * page_size();
+    if (s->locked)
+        munlock(s->base + page_size(), inner);
+    munmap(s->base, s->map_len);
+    OPENSSL_cleanse(s, sizeof(*s));
+    free(s);
+}
+
+static vmseal_secret *pool_take(size_t pages)
+{
+    if (pages > POOL_MAX_PAGES)
+        return NULL;
+    pthread_mutex_lock(&pool_lock);
+    vmseal_secret *s = pool[pages];
+    if (s) {
+        pool[pages] = s->next;
+        pool_n[pages]--;
+        s->next = NULL;
+    }
+    pthread_mutex_unlock(&pool_lock);
+    return s;
+}
+
+/* Keep a wiped, locked secret for reuse; 0 when the pool is full. */
+static int pool_put(vmseal_secret *s, size_t pages)
+{
+    if (pages > POOL_MAX_PAGES || !s->locked)
+        return 0;
+    pthread_once(&pool_once, pool_init);
+    pthread_mutex_lock(&pool_lock);
+    int ok = pool_n[pages] < POOL_PER_SIZE;
+    if (ok) {
+        s->next = pool[pages];
+        pool[pages] = s;
+        pool_n[pages]++;
+    }
+    pthread_mutex_unlock(&pool_lock);
+    return ok;
+}
+
+static void pool_drain(void)
+{
+    vmseal_secret *all = NULL;
+    pthread_mutex_lock(&pool_lock);
+    for (size_t i = 0; i <= POOL_MAX_PAGES; i++) {
+        while (pool[i]) {
+            vmseal_secret *n = pool[i]->next;
+            pool[i]->next = all;
+            all = pool[i];
+            pool[i] = n;
+        }
+        pool_n[i] = 0;
+    }
+    pthread_mutex_unlock(&pool_lock);
+    while (all) {
+        vmseal_secret *n = all->next;
+        unmap_secret(all);
+        all = n;
+    }
+}
+
+
 vmseal_secret *vmseal_secret_new(size_t len)
 {
     if (len == 0 || len > SECRET_MAX) {
@@ -233,7 +333,15 @@ vmseal_secret *vmseal_secret_new(size_t len)
         errno = -rc;
         return NULL;
     }
-    vmseal_secret *s = calloc(1, sizeof(*s));
+    vmseal_secret *s = pool_take(inner / ps);
+    if (s) { /* wiped (zeros) when it was freed */
+        s->quota = q;
+        s->data = s->base + ps + inner - len;
+        s->cap = len;
+        s->len = len;
+        return s;
+    }
+    s = calloc(1, sizeof(*s));
     if (!s) {
         refund(inner, q);
         vmseal_fail(ENOMEM, "secret: out of memory");
@@ -265,6 +373,10 @@ vmseal_secret *vmseal_secret_new(size_t len)
     (void)madvise(inner_start, inner, MADV_DONTDUMP);
     (void)madvise(inner_start, inner, MADV_DONTFORK);
     s->locked = mlock(inner_start, inner) == 0;
+    if (!s->locked) { /* pooled pages may hold RLIMIT_MEMLOCK: drop them, try again */
+        pool_drain();
+        s->locked = mlock(inner_start, inner) == 0;
+    }
     if (!s->locked) {
         int e = errno;
         if (!atomic_load(&allow_unlocked)) {
@@ -297,12 +409,12 @@ void vmseal_secret_free(vmseal_secret *s)
     size_t ps = page_size();
     size_t inner = s->map_len - 2 * ps;
     OPENSSL_cleanse(s->base + ps, inner);
-    if (s->locked)
-        munlock(s->base + ps, inner);
-    munmap(s->base, s->map_len);
     refund(inner, s->quota);
-    OPENSSL_cleanse(s, sizeof(*s));
-    free(s);
+    s->quota = NULL;
+    s->data = NULL;
+    s->cap = s->len = 0;
+    if (!pool_put(s, inner / ps))
+        unmap_secret(s);
 }
 
 int vmseal_secret_random(size_t len, vmseal_secret **out)

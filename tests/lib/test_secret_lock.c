@@ -237,6 +237,37 @@ static void test_quota(void **state)
     vmseal_secret_free(b); /* frees the quota (ASan would flag a leak or a use after free) */
 }
 
+/* Freed small secrets are kept for reuse: wiped, and forgotten in a forked
+ * child (whose address space lacks them: MADV_DONTFORK). */
+static void pool_child(void)
+{
+    vmseal_secret *s = vmseal_secret_new(100);
+    CHECK(s != NULL);
+    memset(vmseal_secret_data(s), 0x5a, 100); /* faults if the mapping is not ours */
+    vmseal_secret_free(s);
+}
+
+static void test_pool(void **state)
+{
+    (void)state;
+    size_t base = vmseal_secret_in_use();
+    for (int round = 0; round < 3; round++) {
+        vmseal_secret *s = vmseal_secret_new(100);
+        assert_non_null(s);
+        for (size_t i = 0; i < 100; i++)
+            assert_int_equal(vmseal_secret_data(s)[i], 0);
+        memset(vmseal_secret_data(s), 0xa5, 100);
+        assert_true(vmseal_secret_is_locked(s));
+        vmseal_secret_free(s);
+        assert_int_equal(vmseal_secret_in_use(), base);
+    }
+    assert_int_equal(run_child(pool_child), 0);
+    vmseal_secret *t = vmseal_secret_new(100);
+    assert_non_null(t);
+    assert_int_equal(vmseal_secret_data(t)[0], 0);
+    vmseal_secret_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -245,6 +276,7 @@ int main(void)
         cmocka_unit_test(test_check_lockable_as_root),
         cmocka_unit_test(test_process_limit),
         cmocka_unit_test(test_quota),
+        cmocka_unit_test(test_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
