@@ -93,6 +93,10 @@ openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/O=vmseal/
 openssl x509 -req -in host.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out host.crt \
   -extfile <(printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1\n') 2>/dev/null
 chmod 600 host.key
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/O=vmseal/CN=manager" \
+  -keyout manager.key -out manager.csr 2>/dev/null
+openssl x509 -req -in manager.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out manager.crt \
+  -extfile <(printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n') 2>/dev/null
 cat > hostd.conf <<EOF
 name = host-a
 datastore = $TMP/h/ds
@@ -102,6 +106,7 @@ cert = $TMP/h/host.crt
 key = $TMP/h/host.key
 ca = $TMP/h/ca.crt
 manager_subject = CN=manager,O=vmseal
+manager_fingerprint = $(openssl x509 -in manager.crt -noout -fingerprint -sha256 | sed 's/.*=//')
 accel = tcg
 EOF
 refuses vmseal-hostd "$TMP/h/refused.log" "$HOSTD" -c hostd.conf --port-file port
