@@ -41,6 +41,7 @@ port = 0
 cert = $TMP/esx1/esx1.crt
 key = $TMP/esx1/esx1.key
 ca = $TMP/esx1/ca.crt
+manager_fingerprint = $(cat "$TMP/esx1/manager.sha256")
 manager_subject = $MSUBJ
 manager_url = $MURL
 accel = tcg

@@ -16,6 +16,7 @@
 
 #include <openssl/evp.h>
 
+#include <vmseal/kekdelivery.h>
 #include <vmseal/kmip_client.h>
 
 #include "managerd.h"
@@ -131,11 +132,18 @@ int main(int argc, char **argv)
     printf(tags ? "ok - KEKs are Active and tagged x-Vendor/x-Product/x-Component/x-Identifier/x-Name\n"
                 : "ok - KEKs are Active (this server has no AddAttribute: untagged)\n");
 
-    /* hand-out: a host gets only the KEKs of the VMs it runs */
+    /* hand-out: a host gets only the KEKs of the VMs it runs, sealed to
+     * its key-custody key */
     const char *now = "1";
+    vmseal_kd_keypair *custody = NULL;
+    CHECK(vmseal_kd_keypair_new(&custody) == 0, "custody key pair");
+    uint8_t cpub[VMSEAL_KD_PUB_LEN];
+    char cpub64[64];
+    vmseal_kd_public(custody, cpub);
+    CHECK(vmseal_kd_b64(cpub, sizeof(cpub), cpub64, sizeof(cpub64)) == 0, "custody key base64");
     CHECK(store_execv(m.db, NULL, "INSERT INTO hosts (name, url, datastore, subject, fingerprint, registered, "
-                      "last_seen) VALUES ('esx1', 'https://127.0.0.1:1', '/d', 'CN=esx1', 'f1', $1, $1)",
-                      now, STORE_END) == 1, "host");
+                      "last_seen, custody_key) VALUES ('esx1', 'https://127.0.0.1:1', '/d', 'CN=esx1', 'f1', $1, $1, $2)",
+                      now, cpub64, STORE_END) == 1, "host");
     CHECK(store_execv(m.db, NULL, "INSERT INTO vms (uuid, name, host, spec, policy, kek_id, provider, created) "
                       "VALUES ($1, 'vm-one', 'esx1', '{}', 'encrypted', $2, 'kp', 1), "
                       "($3, 'vm-two', 'esx2', '{}', 'encrypted', $4, 'kp', 1)",
@@ -150,10 +158,17 @@ int main(int argc, char **argv)
     CHECK(json_array_size(keys) == 1, "one key for esx1");
     json_t *k0 = json_array_get(keys, 0);
     CHECK(!strcmp(json_string_value(json_object_get(k0, "kek_id")), k1), "the key of vm-one");
-    unsigned char raw[48];
-    int len = EVP_DecodeBlock(raw, (const unsigned char *)json_string_value(json_object_get(k0, "key")),
-                              (int)json_string_length(json_object_get(k0, "key")));
-    CHECK(len >= 32 && memcmp(raw, vmseal_secret_cdata(s1), 32) == 0, "the key bytes of KEK 1");
+    CHECK(json_object_get(k0, "key") == NULL, "no plain key in the answer");
+    uint8_t blob[VMSEAL_KD_BLOB_LEN];
+    vmseal_secret *opened = NULL;
+    CHECK(vmseal_kd_unb64(json_string_value(json_object_get(k0, "sealed_key")), blob, sizeof(blob)) == 0,
+          "sealed_key is 80 bytes of base64");
+    CHECK(vmseal_kd_open(custody, "esx1", k1, "kp", blob, sizeof(blob), &opened) == 0, "the host opens it");
+    CHECK(vmseal_secret_cmp(opened, s1) == 0, "the key bytes of KEK 1");
+    vmseal_secret_free(opened);
+    opened = NULL;
+    CHECK(vmseal_kd_open(custody, "esx2", k1, "kp", blob, sizeof(blob), &opened) < 0, "bound to the host");
+    vmseal_kd_keypair_free(custody);
     CHECK(json_array_size(json_object_get(out, "denied")) == 2, "KEK 2 (other host) and a bogus id denied");
     json_decref(out);
     json_decref(ids);
