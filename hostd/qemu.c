@@ -2,11 +2,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -25,6 +27,7 @@
 
 #define MAX_DISKS 16
 #define DEFAULT_TIMEOUT_MS 15000
+#define SPAWN_MAX_FDS 48   /* serial, kernel, initrd, 2 per disk and for the NVRAM */
 
 struct vmseal_qemu {
     pid_t pid;
@@ -137,8 +140,14 @@ static const char *qemu_binary(const char *given)
 /* die_with_parent: the child gets SIGKILL when hostd exits (the KVM probe);
  * VM QEMUs are left running on purpose so a restarted hostd adopts them. */
 /* pass_fd >= 0: given to the child as descriptor 3 (QEMU's -add-fd fd=3). */
-static int spawn(char *const argv[], const char *log_path, int die_with_parent, int pass_fd,
-                 pid_t *pid_out)
+/* pass[0..npass-1]: given to the child as descriptors 3, 4, ... (QEMU's
+ * -add-fd fd=N and /proc/self/fd/N). The child sets PR_SET_NO_NEW_PRIVS:
+ * QEMU can never gain privileges (with -runas it only drops them). */
+/* confine: QEMU starts as root only to drop to -runas: keep nothing in the
+ * capability bounding set but CAP_SETUID and CAP_SETGID (exec'd as root it
+ * gets the bounding set), which the drop itself then clears. */
+static int spawn(char *const argv[], const char *log_path, int die_with_parent, const int *pass,
+                 size_t npass, int confine, pid_t *pid_out)
 {
     pid_t parent = getpid();
     int logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -171,14 +180,23 @@ static int spawn(char *const argv[], const char *log_path, int die_with_parent, 
         signal(SIGPIPE, SIG_DFL);
         if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
             _exit(126);
-        if (pass_fd >= 0) {
-            /* dup2 onto itself keeps close-on-exec: clear it explicitly */
-            if ((pass_fd == 3 ? fcntl(3, F_SETFD, 0) : dup2(pass_fd, 3)) < 0)
+        if (confine)
+            for (int cap = 0; cap <= 63; cap++)
+                if (cap != CAP_SETUID && cap != CAP_SETGID &&
+                    prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+                    _exit(126);
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+            _exit(126);
+        /* Move the descriptors out of the way first (a source may sit on a
+         * target number), then onto 3, 4, ...; dup2 clears close-on-exec. */
+        int high[SPAWN_MAX_FDS];
+        for (size_t i = 0; i < npass && i < SPAWN_MAX_FDS; i++)
+            if ((high[i] = fcntl(pass[i], F_DUPFD_CLOEXEC, 64 + SPAWN_MAX_FDS)) < 0)
                 _exit(126);
-            closefrom(4);
-        } else {
-            closefrom(3);
-        }
+        for (size_t i = 0; i < npass && i < SPAWN_MAX_FDS; i++)
+            if (dup2(high[i], 3 + (int)i) < 0)
+                _exit(126);
+        closefrom(3 + (int)npass);
         execvp(argv[0], argv);
         static const char msg[] = "vmseal: cannot execute QEMU\n";
         ssize_t w = write(2, msg, sizeof(msg) - 1);
@@ -416,7 +434,95 @@ void vmseal_qemu_free(vmseal_qemu *vm)
 
 /* ---- start ---- */
 
-static int build_argv(const vmseal_qemu_spec *s, argv_buf *a)
+/* Descriptors hostd opened for QEMU: handed over as 3, 4, ... */
+typedef struct fd_list {
+    int fd[SPAWN_MAX_FDS];
+    size_t n;
+} fd_list;
+
+/* The number the descriptor will have in QEMU, or -1 when full. */
+static int fds_add(fd_list *l, int fd)
+{
+    if (l->n >= SPAWN_MAX_FDS)
+        return -1;
+    l->fd[l->n] = fd;
+    return 3 + (int)l->n++;
+}
+
+static void fds_close(fd_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        close(l->fd[i]);
+    l->n = 0;
+}
+
+/* What build_argv needs to know about the descriptors handed over. */
+typedef struct fd_map {
+    int kernel, initrd;                 /* QEMU's number, or -1 */
+    int disk_fd[MAX_DISKS][2];          /* read-write (or -1), read-only */
+    int nvram_fd[2];
+} fd_map;
+
+#define FDSET_NVRAM 9
+#define FDSET_DISK0 10
+
+/* Open an image for QEMU without following a symlink: a regular file only. */
+static int open_image(const char *path, int flags)
+{
+    int fd = open(path, flags | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ELOOP)
+            return vmseal_fail(ELOOP, "QEMU: disk %s is a symlink (not followed)", path);
+        return vmseal_fail(e, "QEMU: disk %s: %s", path, strerror(e));
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return vmseal_fail(EINVAL, "QEMU: disk %s is not a regular file", path);
+    }
+    return fd;
+}
+
+/* Open one image (read-write and read-only descriptors; QEMU's file driver
+ * picks the one matching the access it wants from the fdset). */
+static int hand_image(fd_list *l, const vmseal_qemu_disk *d, int out[2])
+{
+    out[0] = out[1] = -1;
+    if (!d->read_only) {
+        int fd = open_image(d->path, O_RDWR);
+        if (fd < 0)
+            return fd;
+        if ((out[0] = fds_add(l, fd)) < 0) {
+            close(fd);
+            return vmseal_fail(EMFILE, "QEMU: too many descriptors");
+        }
+    }
+    int fd = open_image(d->path, O_RDONLY);
+    if (fd < 0)
+        return fd;
+    if ((out[1] = fds_add(l, fd)) < 0) {
+        close(fd);
+        return vmseal_fail(EMFILE, "QEMU: too many descriptors");
+    }
+    return 0;
+}
+
+static void arg_add_fdset(argv_buf *a, const int fds[2], int set)
+{
+    for (int k = 0; k < 2; k++)
+        if (fds[k] >= 0) {
+            arg_add(a, "-add-fd");
+            arg_add_owned(a, hostd_asprintf("fd=%d,set=%d", fds[k], set));
+        }
+}
+
+static int confined(const vmseal_qemu_spec *s)
+{
+    return s->run_as && *s->run_as && geteuid() == 0;
+}
+
+static int build_argv(const vmseal_qemu_spec *s, const fd_map *m, argv_buf *a)
 {
     char *rd = opt_escape(s->run_dir);
     if (!rd)
@@ -438,9 +544,13 @@ static int build_argv(const vmseal_qemu_spec *s, argv_buf *a)
     arg_add(a, "-nographic");
     arg_add(a, "-msg");
     arg_add(a, "timestamp=on");
-    /* QEMU may not spawn helpers, gain privileges or use obsolete calls. */
+    /* QEMU may not spawn helpers, gain privileges or use obsolete calls.
+     * With -runas the set*id calls are QEMU's own drop to the user (the
+     * filter is installed before it): they stay allowed, and once dropped
+     * (no capabilities, no_new_privs) they cannot raise anything. */
     arg_add(a, "-sandbox");
-    arg_add(a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+    arg_add(a, confined(s) ? "on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny"
+                           : "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
     if (s->serial_socket) {
         /* Encrypted VM: QEMU serves the console; hostd reads and seals it
          * (hostd/serial.h). Nothing is written in clear. */
@@ -463,13 +573,33 @@ static int build_argv(const vmseal_qemu_spec *s, argv_buf *a)
     arg_add(a, "chardev=vmseal-qmp,mode=control");
     arg_add(a, "-pidfile");
     arg_add_owned(a, hostd_asprintf("%s/qemu.pid", s->run_dir));
-    if (s->kernel) {
+    /* Kernel and initrd were opened by hostd (images folder, no symlink):
+     * QEMU reads the very files opened, through its own descriptors. */
+    if (m->kernel >= 0) {
+        arg_add(a, "-kernel");
+        arg_add_owned(a, hostd_asprintf("/proc/self/fd/%d", m->kernel));
+    } else if (s->kernel) {
         arg_add(a, "-kernel");
         arg_add(a, s->kernel);
     }
-    if (s->initrd) {
+    if (m->initrd >= 0) {
+        arg_add(a, "-initrd");
+        arg_add_owned(a, hostd_asprintf("/proc/self/fd/%d", m->initrd));
+    } else if (s->initrd) {
         arg_add(a, "-initrd");
         arg_add(a, s->initrd);
+    }
+    /* Disk images: descriptors in fdsets, opened by QEMU as /dev/fdset/N
+     * (a dup, no path lookup: works after -runas drops privileges). */
+    for (size_t i = 0; i < s->ndisks; i++)
+        arg_add_fdset(a, m->disk_fd[i], FDSET_DISK0 + (int)i);
+    if (s->nvram)
+        arg_add_fdset(a, m->nvram_fd, FDSET_NVRAM);
+    if (confined(s)) {
+        /* Everything QEMU needs is open before it drops to the user:
+         * sockets, pid file, /dev/kvm, kernel, initrd, disk descriptors. */
+        arg_add(a, "-runas");
+        arg_add(a, s->run_as);
     }
     if (s->append) {
         arg_add(a, "-append");
@@ -500,10 +630,12 @@ static int build_argv(const vmseal_qemu_spec *s, argv_buf *a)
 
 /* blockdev-add for one image; for a LUKS image the secret `sec_id` must
  * already exist. */
-static int add_blockdev(vmseal_qmp *q, const char *node, const vmseal_qemu_disk *d,
+static int add_blockdev(vmseal_qmp *q, const char *node, const vmseal_qemu_disk *d, int fdset,
                         const char *sec_id, int timeout_ms)
 {
-    json_t *file = json_pack("{s:s, s:s, s:b}", "driver", "file", "filename", d->path,
+    char fname[32];
+    snprintf(fname, sizeof(fname), "/dev/fdset/%d", fdset);
+    json_t *file = json_pack("{s:s, s:s, s:b}", "driver", "file", "filename", fname,
                              "read-only", d->read_only ? 1 : 0);
     json_t *args;
     if (sec_id)
@@ -540,7 +672,7 @@ static int attach_nvram(vmseal_qemu *vm, const vmseal_qemu_spec *s)
         if (r < 0)
             return r;
     }
-    r = add_blockdev(q, node, d, d->passphrase ? sec : NULL, t);
+    r = add_blockdev(q, node, d, FDSET_NVRAM, d->passphrase ? sec : NULL, t);
     if (d->passphrase) {
         int rd = del_object(q, sec, t);
         if (r == 0 && rd < 0)
@@ -577,7 +709,7 @@ static int attach_disks(vmseal_qemu *vm, const vmseal_qemu_spec *s)
             if (r < 0)
                 return r;
         }
-        r = add_blockdev(q, node, d, d->passphrase ? sec : NULL, t);
+        r = add_blockdev(q, node, d, FDSET_DISK0 + (int)i, d->passphrase ? sec : NULL, t);
         if (d->passphrase) {
             /* The LUKS driver has unlocked the volume key: the passphrase
              * object is no longer needed inside QEMU. */
@@ -609,18 +741,18 @@ static int check_spec(const vmseal_qemu_spec *s)
         return vmseal_fail(EINVAL, "QEMU: at most %d disks", MAX_DISKS);
     if (s->nvram && !s->firmware_code)
         return vmseal_fail(EINVAL, "QEMU: a UEFI variable store needs the firmware code image");
-    if (s->nvram && (!s->nvram->path || access(s->nvram->path, R_OK | W_OK) != 0))
-        return vmseal_fail(ENOENT, "QEMU: UEFI variable store %s is not writable",
-                           s->nvram->path ? s->nvram->path : "(null)");
+    if (confined(s) && !getpwnam(s->run_as))
+        return vmseal_fail(ENOENT, "QEMU: user %s (qemu_user) does not exist", s->run_as);
+    if (s->nvram && !s->nvram->path)
+        return vmseal_fail(EINVAL, "QEMU: UEFI variable store without a path");
     if (s->firmware_code && access(s->firmware_code, R_OK) != 0)
         return vmseal_fail(ENOENT, "QEMU: firmware %s is not readable", s->firmware_code);
     struct stat st;
     if (stat(s->run_dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return vmseal_fail(ENOENT, "QEMU: run directory %s does not exist", s->run_dir);
     for (size_t i = 0; i < s->ndisks; i++)
-        if (!s->disks[i].path || access(s->disks[i].path, R_OK) != 0)
-            return vmseal_fail(ENOENT, "QEMU: disk %s is not readable",
-                               s->disks[i].path ? s->disks[i].path : "(null)");
+        if (!s->disks[i].path)
+            return vmseal_fail(EINVAL, "QEMU: disk %zu has no path", i);
     return 0;
 }
 
@@ -682,7 +814,8 @@ int vmseal_qemu_start(const vmseal_qemu_spec *s, vmseal_qemu **out)
     char *log_path = hostd_asprintf("%s/qemu.log", s->run_dir);
     char *pid_path = hostd_asprintf("%s/qemu.pid", s->run_dir);
     char *serial_path = hostd_asprintf("%s/%s", s->run_dir, VMSEAL_CONSOLE_SOCKET);
-    int serial_file = -1;
+    fd_list fds = {.n = 0};
+    fd_map map = {.kernel = -1, .initrd = -1};
     argv_buf a = {0};
     if (!vm->run_dir || !vm->sock_path || !log_path || !pid_path || !serial_path) {
         r = vmseal_fail(ENOMEM, "out of memory");
@@ -701,20 +834,32 @@ int vmseal_qemu_start(const vmseal_qemu_spec *s, vmseal_qemu **out)
     unlink(pid_path);
     unlink(serial_path);
     if (!s->serial_socket) {
-        serial_file = vmseal_console_open_plain(s->run_dir);
+        int serial_file = vmseal_console_open_plain(s->run_dir);
         if (serial_file < 0) {
             r = vmseal_fail(-serial_file, "QEMU: serial console: %s", vmseal_last_error());
             goto fail;
         }
+        (void)fds_add(&fds, serial_file);   /* descriptor 3: -add-fd fd=3 */
     }
-
-    r = build_argv(s, &a);
+    if (s->kernel_fd > 0 && (map.kernel = fds_add(&fds, dup(s->kernel_fd))) < 0)
+        r = vmseal_fail(EMFILE, "QEMU: too many descriptors");
+    if (r == 0 && s->initrd_fd > 0 && (map.initrd = fds_add(&fds, dup(s->initrd_fd))) < 0)
+        r = vmseal_fail(EMFILE, "QEMU: too many descriptors");
+    for (size_t i = 0; r == 0 && i < s->ndisks; i++)
+        r = hand_image(&fds, &s->disks[i], map.disk_fd[i]);
+    if (r == 0 && s->nvram)
+        r = hand_image(&fds, s->nvram, map.nvram_fd);
+    for (size_t i = 0; r == 0 && i < fds.n; i++)
+        if (fds.fd[i] < 0)
+            r = vmseal_fail(errno, "QEMU: dup: %s", strerror(errno));
     if (r < 0)
         goto fail;
-    r = spawn(a.v, log_path, 0, serial_file, &vm->pid);
-    if (serial_file >= 0)
-        close(serial_file);
-    serial_file = -1;
+
+    r = build_argv(s, &map, &a);
+    if (r < 0)
+        goto fail;
+    r = spawn(a.v, log_path, 0, fds.fd, fds.n, confined(s), &vm->pid);
+    fds_close(&fds);
     if (r < 0)
         goto fail;
     vm->is_child = 1;
@@ -778,8 +923,7 @@ fail:
         }
         vmseal_fail(r, "%s", msg);
     }
-    if (serial_file >= 0)
-        close(serial_file);
+    fds_close(&fds);
     argv_free(&a);
     free(log_path);
     free(pid_path);
@@ -966,7 +1110,7 @@ int vmseal_qemu_probe_kvm(const vmseal_kvm_probe *p)
     int works = 0;
     pid_t pid = 0;
     int stopped = 0;
-    if (!a.oom && spawn(a.v, log, 1, -1, &pid) == 0) {
+    if (!a.oom && spawn(a.v, log, 1, NULL, 0, 0, &pid) == 0) {
         int timeout = p->timeout_ms > 0 ? p->timeout_ms : 20000;
         int64_t deadline = now_ms() + timeout;
         int exited = 0;

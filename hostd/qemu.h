@@ -35,7 +35,8 @@ typedef enum vmseal_accel {
 } vmseal_accel;
 
 typedef struct vmseal_qemu_disk {
-    const char *path;                  /* image file */
+    const char *path;                  /* image file: opened by hostd (O_NOFOLLOW, regular
+                                          files only) and handed to QEMU in an fdset */
     const vmseal_secret *passphrase;   /* LUKS1 passphrase (borrowed); NULL: raw image */
     int read_only;
 } vmseal_qemu_disk;
@@ -48,8 +49,12 @@ typedef struct vmseal_qemu_spec {
     unsigned cpus;             /* 0: 1 */
     unsigned memory_mb;        /* 0: 256 */
     vmseal_accel accel;
-    const char *kernel;        /* direct kernel boot (optional) */
+    const char *kernel;        /* direct kernel boot (optional): a path QEMU opens */
     const char *initrd;
+    int kernel_fd, initrd_fd;  /* > 0: the opened kernel / initrd, used instead of the
+                                  paths (QEMU reads them as /proc/self/fd/N); 0: none */
+    const char *run_as;        /* hostd runs as root: QEMU drops to this user (-runas)
+                                  once everything is open; NULL: hostd's user */
     const char *append;
     const char *firmware_code; /* UEFI: firmware code image (OVMF_CODE_4M.fd); alone it is
                                   loaded with -bios (a combined image such as OVMF.fd) */

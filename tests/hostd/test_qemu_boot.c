@@ -467,6 +467,113 @@ static void test_kvm_probe(void **state)
     }
 }
 
+/* QEMU confined: with run_as it runs as that user with no capabilities
+ * (and no way to gain any), boots from kernel/initrd descriptors opened by
+ * the caller and reads its LUKS disk through descriptors handed over in
+ * fdsets (it cannot open the 0700 root-owned home itself). */
+static char qemu_user[32];
+
+static void remove_qemu_user(void)
+{
+    if (qemu_user[0])
+        testutil_run("userdel %s >/dev/null 2>&1", qemu_user);
+}
+
+static long proc_status_field(pid_t pid, const char *field, int hex)
+{
+    static char buf[8192];
+    int n = read_proc_file(pid, "status", buf, sizeof(buf) - 1);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    char *p = strstr(buf, field);
+    if (!p)
+        return -1;
+    return strtol(p + strlen(field), NULL, hex ? 16 : 10);
+}
+
+static void test_confined_qemu(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    snprintf(qemu_user, sizeof(qemu_user), "vmsq%d", (int)getpid() % 100000);
+    if (testutil_run("useradd --system --no-create-home --shell /usr/sbin/nologin %s", qemu_user) != 0) {
+        qemu_user[0] = '\0';
+        fail_msg("useradd failed");
+    }
+    atexit(remove_qemu_user);
+    char idcmd[128], uidtxt[32] = "";
+    snprintf(idcmd, sizeof(idcmd), "id -u %s", qemu_user);
+    FILE *f = popen(idcmd, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(uidtxt, sizeof(uidtxt), f));
+    pclose(f);
+    long uid = strtol(uidtxt, NULL, 10);
+    assert_true(uid > 0);
+
+    luks_disk d;
+    make_luks_disk(&d, "confined", "32M");
+    char home[512];
+    make_home(home, sizeof(home), "vm-confined");
+    int kfd = open(kernel, O_RDONLY | O_CLOEXEC), ifd = open(initrd, O_RDONLY | O_CLOEXEC);
+    assert_true(kfd > 0 && ifd > 0);
+    char append[200];
+    snprintf(append, sizeof(append), "console=ttyS0 quiet vmseal.marker=CONFINED%d vmseal.wait=1",
+             (int)getpid());
+    vmseal_qemu_disk disk = {.path = d.path, .passphrase = d.pass};
+    vmseal_qemu_spec s = base_spec(home, append);
+    s.kernel = s.initrd = NULL;
+    s.kernel_fd = kfd;
+    s.initrd_fd = ifd;
+    s.run_as = qemu_user;
+    s.disks = &disk;
+    s.ndisks = 1;
+    vmseal_qemu *vm = NULL;
+    if (vmseal_qemu_start(&s, &vm) != 0)
+        fail_msg("start: %s", vmseal_last_error());
+    track(vm);
+    pid_t pid = vmseal_qemu_pid(vm);
+    char serial[600];
+    snprintf(serial, sizeof(serial), "%s/serial.log", home);
+    if (wait_for_text(serial, "VMSEAL-READY", 90000) != 0) {
+        testutil_run("cat %s %s/qemu.log >&2", serial, home);
+        fail_msg("the confined guest did not come up");
+    }
+    assert_true(testutil_count_in_file(serial, "VMSEAL-MARKER-WRITTEN vda") > 0);
+    /* the process: the user's uid (real, effective, saved, fs), no
+     * capabilities, no_new_privs */
+    assert_int_equal(proc_status_field(pid, "Uid:\t", 0), uid);
+    char *status = NULL;
+    static char buf[8192];
+    int n = read_proc_file(pid, "status", buf, sizeof(buf) - 1);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    status = strstr(buf, "Uid:\t");
+    char want[128];
+    snprintf(want, sizeof(want), "Uid:\t%ld\t%ld\t%ld\t%ld\n", uid, uid, uid, uid);
+    assert_non_null(status);
+    assert_memory_equal(status, want, strlen(want));
+    assert_int_equal(proc_status_field(pid, "CapEff:\t", 1), 0);
+    assert_int_equal(proc_status_field(pid, "CapPrm:\t", 1), 0);
+    assert_int_equal(proc_status_field(pid, "NoNewPrivs:\t", 0), 1);
+    /* no path to the kernel, initrd or disk on its command line */
+    n = read_proc_file(pid, "cmdline", buf, sizeof(buf) - 1);
+    assert_true(n > 0);
+    assert_null(memmem(buf, (size_t)n, kernel, strlen(kernel)));
+    assert_null(memmem(buf, (size_t)n, d.path, strlen(d.path)));
+    assert_int_equal(vmseal_qemu_power_off(vm, 60000), 0);
+    vmseal_qemu_free(vm);
+
+    /* a second confined boot reads the marker back through LUKS */
+    snprintf(append, sizeof(append), "console=ttyS0 quiet vmseal.check=CONFINED%d", (int)getpid());
+    s.append = append;
+    boot_and_wait(&s, "VMSEAL-CHECK-OK");
+    close(kfd);
+    close(ifd);
+    free_luks_disk(&d);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -501,6 +608,7 @@ int main(void)
         cmocka_unit_test(test_refuses_second_start),
         cmocka_unit_test(test_uefi_encrypted_nvram),
         cmocka_unit_test(test_kvm_probe),
+        cmocka_unit_test(test_confined_qemu),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
