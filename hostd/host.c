@@ -1,6 +1,7 @@
 /* The host: inventory of VMs, KEKs, asynchronous tasks, JSON API. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -44,6 +45,7 @@ typedef struct task {
 struct vmseal_host {
     pthread_mutex_t lock;
     char *datastore, *provider, *qemu, *ovmf_code, *ovmf_vars, *allowed_subject;
+    char *images, *qemu_user;
     int grace_ms;
     vmseal_host_env env;
     vmseal_vm **vms;
@@ -128,6 +130,8 @@ int vmseal_host_open(const vmseal_host_config *cfg, vmseal_host **out)
     h->ovmf_vars = dup_or(cfg->ovmf_vars, "/usr/share/OVMF/OVMF_VARS_4M.fd");
     h->allowed_subject = dup_or(cfg->allowed_subject, NULL);
     h->name = dup_or(cfg->name, "localhost");
+    h->qemu_user = dup_or(cfg->qemu_user, NULL);
+    h->env.images_fd = -1;
     if (vmseal_kd_keypair_new(&h->custody) < 0) {
         vmseal_host_close(h);
         return vmseal_fail(EIO, "cannot make the KEK custody key pair: %s", vmseal_last_error());
@@ -144,6 +148,25 @@ int vmseal_host_open(const vmseal_host_config *cfg, vmseal_host **out)
     h->env.ovmf_code = h->ovmf_code;
     h->env.ovmf_vars = h->ovmf_vars;
     h->env.threads = cfg->threads;
+    h->env.qemu_user = h->qemu_user;
+    /* Boot files come only from the images folder (default DATASTORE/.images:
+     * a VM name never starts with '.'). */
+    h->images = cfg->images ? strdup(cfg->images) : hostd_asprintf("%s/.images", h->datastore);
+    if (!h->images || (!cfg->images && mkdir(h->images, 0755) != 0 && errno != EEXIST)) {
+        int e = h->images ? errno : ENOMEM;
+        vmseal_host_close(h);
+        return vmseal_fail(e, "images folder: %s", strerror(e));
+    }
+    h->env.images = h->images;
+    h->env.images_fd = open(h->images, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (h->env.images_fd < 0) {
+        int e = errno;
+        char *msg = hostd_asprintf("images folder %s: %s", h->images, strerror(e));
+        vmseal_host_close(h);
+        vmseal_fail(e, "%s", msg ? msg : "images folder");
+        free(msg);
+        return -e;
+    }
 
     DIR *d = opendir(h->datastore);
     if (!d) {
@@ -218,6 +241,10 @@ void vmseal_host_close(vmseal_host *h)
     vmseal_keystore_free(h->env.keys);
     json_decref(h->key_notes);
     free(h->datastore);
+    free(h->images);
+    free(h->qemu_user);
+    if (h->env.images_fd >= 0)
+        close(h->env.images_fd);
     free(h->provider);
     free(h->qemu);
     free(h->ovmf_code);
@@ -852,7 +879,7 @@ static void api_reconfigure(vmseal_host *h, vmseal_vm *vm, const char *body, siz
     if (r == 0)
         r = get_opt_string(j, "append", &append);
     if (r == 0)
-        r = vmseal_vm_reconfigure(vm, (unsigned)cpus, (unsigned)mem, kernel, initrd, append);
+        r = vmseal_vm_reconfigure(vm, &h->env, (unsigned)cpus, (unsigned)mem, kernel, initrd, append);
     json_decref(j);
     if (r < 0) {
         reply_fail(status, resp, r);

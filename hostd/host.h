@@ -29,6 +29,10 @@ typedef struct vmseal_host_config {
                                        the API (NULL: any verified client) */
     const char *name;               /* host name as registered with the manager: sealed
                                        KEKs are bound to it (NULL: "localhost") */
+    const char *images;             /* boot files (kernel, initrd): the API names files
+                                       in this folder (NULL: DATASTORE/.images, made) */
+    const char *qemu_user;          /* QEMU runs as this user when hostd is root
+                                       (NULL: hostd's user) */
 } vmseal_host_config;
 
 typedef struct vmseal_host vmseal_host;

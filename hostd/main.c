@@ -83,6 +83,12 @@ static void usage(FILE *f)
             "  accel = auto|kvm|tcg      auto: kvm only if a probe guest boots (default auto)\n"
             "  probe_kernel, probe_initrd  guest for the KVM probe (tests/guest/build-guest.sh)\n"
             "  qemu = PATH               default qemu-system-x86_64\n"
+            "  images = DIR              the only folder VMs boot from: the API's kernel and\n"
+            "                            initrd are file names in it, opened without\n"
+            "                            following symlinks (default DATASTORE/.images)\n"
+            "  qemu_user = USER          hostd as root: QEMU drops to USER (-runas) with no\n"
+            "                            capabilities once hostd has opened its files\n"
+            "                            (default: QEMU runs as hostd's user)\n"
             "  grace_seconds = N         power-off grace before QEMU is stopped (default 30)\n"
             "  allow_unlocked_memory = yes|no  start even when secrets cannot be locked in\n"
             "                            memory (they may be swapped to disk; default no)\n");
@@ -209,7 +215,7 @@ static int check_keys(const vmseal_vmconf *c)
     static const char *const known[] = {
         "name", "datastore", "listen", "port", "cert", "key", "ca", "manager_subject", "manager_fingerprint",
         "manager_url", "manager_ca", "url", "provider", "accel", "probe_kernel", "probe_initrd",
-        "qemu", "grace_seconds", "network_user", "allow_unlocked_memory", NULL};
+        "qemu", "grace_seconds", "network_user", "allow_unlocked_memory", "images", "qemu_user", NULL};
     for (size_t i = 0; i < vmseal_vmconf_count(c); i++) {
         const char *k = vmseal_vmconf_key_at(c, i);
         int ok = 0;
@@ -396,6 +402,8 @@ int main(int argc, char **argv)
         .power_off_grace_ms = grace * 1000,
         .allowed_subject = subject,
         .name = name,
+        .images = cget(conf, "images"),
+        .qemu_user = cget(conf, "qemu_user"),
     };
     vmseal_host *h = NULL;
     hostd_monitor *mon = NULL;

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -124,10 +126,115 @@ static char *home_path(const vmseal_vm *vm, const char *file)
     return hostd_asprintf("%s/%s", vm->home, file);
 }
 
+/* A file of the VM home, opened relative to the folder without following a
+ * symlink (O_NOFOLLOW; the folder itself neither). -errno, message set. */
+static int home_openat(const char *home, const char *file, int flags, mode_t mode)
+{
+    int dfd = open(home, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return vmseal_fail(errno, "%s: %s", home, strerror(errno));
+    int fd = openat(dfd, file, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, mode);
+    int e = errno;
+    close(dfd);
+    if (fd < 0)
+        return e == ELOOP ? vmseal_fail(ELOOP, "%s is a symlink (not followed)", file)
+                          : vmseal_fail(e, "%s: %s", file, strerror(e));
+    return fd;
+}
+
+/* lstat of a file of the VM home: 1 a regular file, 0 absent, -ELOOP a
+ * symlink or anything else (never followed). */
+static int home_file_state(const char *path)
+{
+    struct stat st;
+    if (fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return errno == ENOENT ? 0 : vmseal_fail(errno, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return vmseal_fail(ELOOP, "%s is %s (not followed)", path,
+                           S_ISLNK(st.st_mode) ? "a symlink" : "not a regular file");
+    return 1;
+}
+
+/* The same, for a file the operation needs: absent is an error too. */
+static int home_file_regular(const char *path)
+{
+    int r = home_file_state(path);
+    if (r == 0)
+        return vmseal_fail(ENOENT, "%s does not exist", path);
+    return r < 0 ? r : 0;
+}
+
 static uint64_t file_size(const char *path)
 {
     struct stat st;
-    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+    return fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)
+               ? (uint64_t)st.st_size : 0;
+}
+
+int vmseal_vm_boot_name_valid(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > 255 || name[0] == '/')
+        return 0;
+    const char *comp = name;
+    for (size_t i = 0; i <= n; i++) {
+        char c = name[i];
+        if (c == '/' || c == '\0') {
+            size_t len = (size_t)(name + i - comp);
+            if (len == 0 || (len == 1 && comp[0] == '.') ||
+                (len == 2 && comp[0] == '.' && comp[1] == '.'))
+                return 0;
+            comp = name + i + 1;
+            continue;
+        }
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int vmseal_vm_open_boot_file(const vmseal_host_env *env, const char *what, const char *name)
+{
+    const char *folder = env->images ? env->images : "(images folder)";
+    if (!vmseal_vm_boot_name_valid(name))
+        return vmseal_fail(EINVAL, "%s must be a file name in the host's images folder %s "
+                           "(components of [A-Za-z0-9._-], no '..', no leading '/'): %s",
+                           what, folder, name ? name : "");
+    if (env->images_fd < 0)
+        return vmseal_fail(EINVAL, "%s %s: the host has no images folder", what, name);
+    struct open_how how = {
+        .flags = O_RDONLY | O_CLOEXEC | O_NOCTTY,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    int fd = (int)syscall(SYS_openat2, env->images_fd, name, &how, sizeof(how));
+    if (fd < 0) {
+        int e = errno;
+        if (e == ELOOP || e == EXDEV)
+            return vmseal_fail(EINVAL, "%s %s: a symlink in the images folder %s is not followed",
+                               what, name, folder);
+        return vmseal_fail(EINVAL, "%s %s: not in the images folder %s: %s", what, name, folder,
+                           strerror(e));
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return vmseal_fail(EINVAL, "%s %s is not a regular file in the images folder %s", what,
+                           name, folder);
+    }
+    return fd;
+}
+
+/* Check boot file names (create, reconfigure): each must open. */
+static int check_boot_file(const vmseal_host_env *env, const char *what, const char *name)
+{
+    if (!name || !*name)
+        return 0;
+    int fd = vmseal_vm_open_boot_file(env, what, name);
+    if (fd < 0)
+        return fd;
+    close(fd);
+    return 0;
 }
 
 void vmseal_vm_log(vmseal_vm *vm, const char *fmt, ...)
@@ -142,11 +249,11 @@ void vmseal_vm_log(vmseal_vm *vm, const char *fmt, ...)
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    char *path = home_path(vm, "vm.log");
-    if (!path)
-        return;
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    free(path);
+    /* relative to the home, never through a symlink */
+    char err[512];
+    hostd_copy_str(err, sizeof(err), vmseal_last_error());
+    int fd = home_openat(vm->home, "vm.log", O_WRONLY | O_CREAT | O_APPEND, 0600);
+    vmseal_fail(0, "%s", err);   /* leave the caller's message as it was */
     if (fd < 0)
         return;
     dprintf(fd, "%s %s\n", ts, msg);
@@ -636,9 +743,10 @@ static int run_create(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm
             r = pass_from_line(env, ks, obj, &pass);
             if (r == 0) {
                 vmseal_disk_opts o = disk_opts(env, prog, &st, luuid);
-                if (access(path, F_OK) == 0)
+                r = home_file_state(path);
+                if (r == 1)
                     r = vmseal_disk_verify_passphrase(path, pass);
-                else
+                else if (r == 0)
                     r = vmseal_disk_create(path, size, pass, &o);
             }
             vmseal_secret_free(pass);
@@ -652,7 +760,8 @@ static int run_create(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm
         char *path = home_path(vm, nv);
         if (!path)
             return vmseal_fail(ENOMEM, "out of memory");
-        if (access(path, F_OK) != 0) {
+        r = home_file_state(path);
+        if (r == 0) {
             if (!env->ovmf_vars)
                 r = vmseal_fail(EINVAL, "no UEFI variable store template configured");
             else if (conf_encrypted(c)) {
@@ -662,7 +771,12 @@ static int run_create(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm
                 r = pass_from_line(env, vmseal_vmconf_get(c, "vm.keysafe"), obj, &pass);
                 if (r == 0) {
                     vmseal_disk_opts o = disk_opts(env, prog, &st, NULL);
-                    r = vmseal_disk_encrypt(env->ovmf_vars, path, pass, &o);
+                    /* the template is the host's (a distribution may make it
+                     * a symlink); the library opens images with O_NOFOLLOW */
+                    char *tmpl = realpath(env->ovmf_vars, NULL);
+                    r = tmpl ? vmseal_disk_encrypt(tmpl, path, pass, &o)
+                             : vmseal_fail(errno, "%s: %s", env->ovmf_vars, strerror(errno));
+                    free(tmpl);
                 }
                 vmseal_secret_free(pass);
             } else {
@@ -719,10 +833,9 @@ int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
     for (size_t i = 0; i < 3; i++)
         if (paths[i] && !vmseal_vmconf_value_valid(paths[i]))
             return vmseal_fail(EINVAL, "kernel, initrd and append must be printable text");
-    if (req->kernel && access(req->kernel, R_OK) != 0)
-        return vmseal_fail(ENOENT, "kernel %s is not readable", req->kernel);
-    if (req->initrd && access(req->initrd, R_OK) != 0)
-        return vmseal_fail(ENOENT, "initrd %s is not readable", req->initrd);
+    if (check_boot_file(env, "kernel", req->kernel) < 0 ||
+        check_boot_file(env, "initrd", req->initrd) < 0)
+        return -EINVAL;
     if (req->firmware == VMSEAL_FIRMWARE_UEFI &&
         (!env->ovmf_code || !env->ovmf_vars || access(env->ovmf_code, R_OK) != 0 ||
          access(env->ovmf_vars, R_OK) != 0))
@@ -854,6 +967,7 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
     char *paths[VMSEAL_VM_MAX_DISKS] = {0}, *nv_path = NULL;
     vmseal_qemu_disk disks[VMSEAL_VM_MAX_DISKS];
     vmseal_qemu_disk nvram = {0};
+    int kernel_fd = -1, initrd_fd = -1;
     size_t nd = conf_ndisks(c);
     char reason[300];
     if (qemu_running_owned(vm)) {
@@ -890,7 +1004,9 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
         /* The key safe is bound to the LUKS UUID in the disk's own header:
          * a key safe next to another disk does not open it. */
         vmseal_disk_info info;
-        r = vmseal_disk_probe(paths[i], &info);
+        r = home_file_regular(paths[i]);
+        if (r == 0)
+            r = vmseal_disk_probe(paths[i], &info);
         if (r < 0)
             goto out;
         const char *want = cget(c, "disk%zu.luks.uuid", i);
@@ -904,6 +1020,19 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
         if (r < 0)
             goto out;
         disks[i].passphrase = pass[i];
+    }
+    /* Kernel and initrd: opened beneath the images folder now and handed to
+     * QEMU as descriptors (a file swapped in later changes nothing). */
+    const char *kname = vmseal_vmconf_get(c, "kernel"), *iname = vmseal_vmconf_get(c, "initrd");
+    if (kname && (kernel_fd = vmseal_vm_open_boot_file(env, "kernel", kname)) < 0) {
+        r = kernel_fd;
+        vmseal_vm_log(vm, "power on failed: %s", vmseal_last_error());
+        goto out;
+    }
+    if (iname && (initrd_fd = vmseal_vm_open_boot_file(env, "initrd", iname)) < 0) {
+        r = initrd_fd;
+        vmseal_vm_log(vm, "power on failed: %s", vmseal_last_error());
+        goto out;
     }
     vmseal_console *con = NULL;
     if (vm_secret) {
@@ -930,12 +1059,13 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
         .name = vm->name,
         .uuid = vm->uuid,
         .accel = env->accel,
-        .kernel = vmseal_vmconf_get(c, "kernel"),
-        .initrd = vmseal_vmconf_get(c, "initrd"),
+        .run_as = env->qemu_user,
         .append = vmseal_vmconf_get(c, "append"),
         .disks = disks,
         .ndisks = nd,
     };
+    spec.kernel_fd = kernel_fd > 0 ? kernel_fd : 0;
+    spec.initrd_fd = initrd_fd > 0 ? initrd_fd : 0;
     uint64_t v;
     spec.cpus = vmseal_vmconf_get_u64(c, "cpus", &v) == 0 && v <= 64 ? (unsigned)v : 1;
     spec.memory_mb = vmseal_vmconf_get_u64(c, "memory", &v) == 0 && v <= 65536 ? (unsigned)v : 256;
@@ -985,6 +1115,10 @@ out:
         free(paths[i]);
     }
     free(nv_path);
+    if (kernel_fd >= 0)
+        close(kernel_fd);
+    if (initrd_fd >= 0)
+        close(initrd_fd);
     vm_end(vm);
     return r;
 }
@@ -1117,6 +1251,11 @@ static int convert_one(vmseal_vm *vm, const vmseal_host_env *env, long idx, int 
         }
     }
     uint64_t in_size = in ? file_size(in) : 0;
+    /* Neither image may be a symlink: the input is read, the output written. */
+    if (r == 0)
+        r = home_file_regular(in);
+    if (r == 0 && (r = home_file_state(out)) > 0)
+        r = 0;
     if (r == 0) {
         vmseal_disk_opts o = disk_opts(env, prog, st, luks_uuid);
         if (to_luks) {
@@ -1639,8 +1778,9 @@ int vmseal_vm_resume(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_
 
 /* ------------------------------------------------------------ reconfigure */
 
-int vmseal_vm_reconfigure(vmseal_vm *vm, unsigned cpus, unsigned memory_mb, const char *kernel,
-                          const char *initrd, const char *append)
+int vmseal_vm_reconfigure(vmseal_vm *vm, const vmseal_host_env *env, unsigned cpus,
+                          unsigned memory_mb, const char *kernel, const char *initrd,
+                          const char *append)
 {
     if ((cpus && cpus > 64) || (memory_mb && (memory_mb < 16 || memory_mb > 65536)))
         return vmseal_fail(EINVAL, "cpus must be 1..64 and memory_mb 16..65536");
@@ -1650,8 +1790,8 @@ int vmseal_vm_reconfigure(vmseal_vm *vm, unsigned cpus, unsigned memory_mb, cons
         if (vals[i] && *vals[i] && !vmseal_vmconf_value_valid(vals[i]))
             return vmseal_fail(EINVAL, "%s must be printable text", keys[i]);
     for (size_t i = 0; i < 2; i++)
-        if (vals[i] && *vals[i] && access(vals[i], R_OK) != 0)
-            return vmseal_fail(ENOENT, "%s %s is not readable", keys[i], vals[i]);
+        if (check_boot_file(env, keys[i], vals[i]) < 0)
+            return -EINVAL;
     int r = vm_begin(vm, "reconfiguring");
     if (r < 0)
         return r;

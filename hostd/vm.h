@@ -56,6 +56,11 @@ typedef struct vmseal_host_env {
     const char *ovmf_code;          /* UEFI code image */
     const char *ovmf_vars;          /* UEFI variable store template */
     unsigned threads;               /* for disk conversion; 0 = all CPUs */
+    const char *images;             /* the images folder (boot files), for messages */
+    int images_fd;                  /* that folder (O_PATH); kernel and initrd are
+                                       names beneath it, opened with openat2 */
+    const char *qemu_user;          /* QEMU runs as this user (-runas) when hostd is
+                                       root; NULL: as hostd's user */
 } vmseal_host_env;
 
 typedef struct vmseal_vm_create_req {
@@ -66,7 +71,8 @@ typedef struct vmseal_vm_create_req {
     const uint64_t *disk_sizes;     /* bytes, each a multiple of 1 MiB, 1 MiB..1 TiB */
     size_t ndisks;                  /* 0..VMSEAL_VM_MAX_DISKS */
     vmseal_firmware firmware;
-    const char *kernel, *initrd, *append;   /* direct kernel boot (optional) */
+    const char *kernel, *initrd, *append;   /* direct kernel boot (optional); kernel and
+                                               initrd: names in the images folder */
     int encrypted;
     const char *kek_id;             /* required when encrypted; must be in the keystore */
 } vmseal_vm_create_req;
@@ -82,6 +88,16 @@ typedef struct vmseal_vm_progress {
 typedef struct vmseal_vm vmseal_vm;
 
 int vmseal_vm_name_valid(const char *name);
+
+/* A boot file (kernel, initrd) is a relative name in the images folder:
+ * '/'-separated components of [A-Za-z0-9._-], none "." or "..", at most
+ * 255 characters; no leading '/'. */
+int vmseal_vm_boot_name_valid(const char *name);
+
+/* Open a boot file beneath env->images_fd (openat2 RESOLVE_BENEATH |
+ * RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS), a regular file only: the
+ * descriptor, or -EINVAL with a message naming `what`. */
+int vmseal_vm_open_boot_file(const vmseal_host_env *env, const char *what, const char *name);
 
 /* Create the home folder, configuration and images. On failure nothing is
  * left behind. -EEXIST when the name is taken. */
@@ -139,8 +155,9 @@ int vmseal_vm_resume(vmseal_vm *vm, const vmseal_host_env *env,
 
 /* Powered off only: change what is given (0 / NULL: keep; "" removes
  * kernel, initrd or append). */
-int vmseal_vm_reconfigure(vmseal_vm *vm, unsigned cpus, unsigned memory_mb, const char *kernel,
-                          const char *initrd, const char *append) VMSEAL_MUST_CHECK;
+int vmseal_vm_reconfigure(vmseal_vm *vm, const vmseal_host_env *env, unsigned cpus,
+                          unsigned memory_mb, const char *kernel, const char *initrd,
+                          const char *append) VMSEAL_MUST_CHECK;
 
 /* Powered off only: delete the home folder. The handle stays valid for
  * vmseal_vm_free only. */

@@ -207,7 +207,7 @@ int vmseal_disk_encrypt(const char *plain_in, const char *luks_out, const vmseal
     int resumed = 0;
     struct ckpt_ctx k = {.c = {.op = BULK_ENCRYPT}};
     if (rc == 0) {
-        r.in = open(plain_in, O_RDONLY | O_CLOEXEC);
+        r.in = open(plain_in, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (r.in < 0)
             rc = vmseal_fail(errno, "%s: %s", plain_in, strerror(errno));
     }
@@ -294,7 +294,7 @@ int vmseal_disk_decrypt(const char *luks_in, const char *plain_out, const vmseal
     int resumed = 0;
     struct ckpt_ctx k = {.c = {.op = BULK_DECRYPT}};
     if (rc == 0) {
-        r.in = open(luks_in, O_RDONLY | O_CLOEXEC);
+        r.in = open(luks_in, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (r.in < 0)
             rc = vmseal_fail(errno, "%s: %s", luks_in, strerror(errno));
     }

@@ -89,7 +89,7 @@ int vmseal_disk_probe_fd(int fd, const char *path, vmseal_disk_info *info)
 int vmseal_disk_probe(const char *path, vmseal_disk_info *info)
 {
     memset(info, 0, sizeof(*info));
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return vmseal_fail(errno, "%s: %s", path, strerror(errno));
     int rc = vmseal_disk_probe_fd(fd, path, info);

@@ -155,7 +155,7 @@ int vmseal_disk_rekey(const char *path, const vmseal_secret *pass, const vmseal_
     if (!r.ckpt)
         rc = vmseal_fail(ENOMEM, "out of memory");
     if (rc == 0) {
-        r.img = open(path, O_RDWR | O_CLOEXEC);
+        r.img = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
         if (r.img < 0)
             rc = vmseal_fail(errno, "%s: %s", path, strerror(errno));
     }

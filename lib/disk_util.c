@@ -113,7 +113,7 @@ int vmseal_lock_shared_read(int fd, const char *path)
 
 int vmseal_disk_check_unused(const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return vmseal_fail(errno, "%s: %s", path, strerror(errno));
     int r = vmseal_lock_shared_read(fd, path);

@@ -35,6 +35,7 @@
 
 static char kernel[1200], initrd[1200];
 static char tmpdir[256], datastore[300];
+static char guest_kernel[1200];   /* the guest kernel outside the images folder */
 static vmseal_host *host;
 
 typedef struct kek {
@@ -910,6 +911,107 @@ static void test_interrupted_encrypt_resumes(void **state)
     json_decref(call(204, "DELETE", p, NULL));
 }
 
+/* Boot files come only from the images folder, by name (issue 9, 1). */
+static void test_boot_files_from_images_only(void **state)
+{
+    (void)state;
+    char secret[600], link[700];
+    snprintf(secret, sizeof(secret), "%s/host-tls.key", tmpdir);
+    assert_int_equal(testutil_run("echo HOST-PRIVATE-KEY > %s", secret), 0);
+    /* a symlink in the images folder, and a folder symlinked there */
+    snprintf(link, sizeof(link), "%s/.images/evil.img", datastore);
+    assert_int_equal(symlink(secret, link), 0);
+    snprintf(link, sizeof(link), "%s/.images/up", datastore);
+    assert_int_equal(symlink(tmpdir, link), 0);
+    const char *bad[] = {secret, guest_kernel, "../host-tls.key", "guest/../../host-tls.key",
+                         "evil.img", "up/host-tls.key", "/guest/vmlinuz", "guest//vmlinuz",
+                         "./guest/vmlinuz", "guest/nothere", "guest", "guest/vml$inuz"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *e = call(400, "POST", "/v1/vms",
+                         "{\"name\": \"boot%zu\", \"cpus\": 1, \"memory_mb\": 256, \"disks\": [], "
+                         "\"kernel\": \"%s\", \"initrd\": \"%s\", \"policy\": \"none\"}",
+                         i, kernel, bad[i]);
+        const char *msg = jstr(e, "error");
+        if (!strstr(msg, "images folder"))
+            fail_msg("initrd %s: %s", bad[i], msg);
+        json_decref(e);
+        e = call(400, "POST", "/v1/vms",
+                 "{\"name\": \"bootk%zu\", \"cpus\": 1, \"memory_mb\": 256, \"disks\": [], "
+                 "\"kernel\": \"%s\", \"policy\": \"none\"}", i, bad[i]);
+        json_decref(e);
+    }
+    /* nothing was made for the refused VMs */
+    char home[700];
+    snprintf(home, sizeof(home), "%s/boot0", datastore);
+    assert_int_not_equal(access(home, F_OK), 0);
+    /* the same on PATCH */
+    json_t *vm = create_vm("bootok", "none", NULL, "bios", 0);
+    char uuid[40], p[160];
+    snprintf(uuid, sizeof(uuid), "%s", jstr(vm, "uuid"));
+    json_decref(vm);
+    vm_path(p, sizeof(p), uuid, "");
+    json_decref(call(400, "PATCH", p, "{\"initrd\": \"%s\"}", secret));
+    json_decref(call(400, "PATCH", p, "{\"kernel\": \"evil.img\"}"));
+    json_decref(call(400, "PATCH", p, "{\"initrd\": \"../host-tls.key\"}"));
+    vm = call(200, "PATCH", p, "{\"initrd\": \"guest/initrd.gz\"}");
+    json_decref(vm);
+    json_decref(call(204, "DELETE", p, NULL));
+    snprintf(link, sizeof(link), "%s/.images/evil.img", datastore);
+    unlink(link);
+    snprintf(link, sizeof(link), "%s/.images/up", datastore);
+    unlink(link);
+}
+
+/* Symlinks in a VM home are not followed (issue 9, 3). */
+static void test_vm_home_symlinks(void **state)
+{
+    (void)state;
+    json_t *vm = create_vm("symvm", "none", NULL, "bios", 1);
+    char uuid[40], home[600], f[700], outside[600], outlog[600], p[160];
+    snprintf(uuid, sizeof(uuid), "%s", jstr(vm, "uuid"));
+    snprintf(home, sizeof(home), "%s", jstr(vm, "home"));
+    json_decref(vm);
+    /* the disk replaced by a symlink to a file outside */
+    snprintf(outside, sizeof(outside), "%s/outside.img", tmpdir);
+    assert_int_equal(testutil_run("head -c 16777216 /dev/zero | tr '\\0' 'O' > %s && "
+                                  "sha256sum < %s > %s.sum", outside, outside, outside), 0);
+    snprintf(f, sizeof(f), "%s/disk0.img", home);
+    assert_int_equal(unlink(f), 0);
+    assert_int_equal(symlink(outside, f), 0);
+    vm_path(p, sizeof(p), uuid, "/encrypt");
+    json_t *t = call(202, "POST", p, "{\"kek_id\": \"kek-1\"}");
+    char id[40];
+    snprintf(id, sizeof(id), "%s", jstr(t, "task_id"));
+    json_decref(t);
+    t = wait_task(id, 60);
+    assert_string_equal(jstr(t, "state"), "error");
+    json_decref(t);
+    assert_int_equal(testutil_run("sha256sum < %s | cmp -s - %s.sum", outside, outside), 0);
+    snprintf(f, sizeof(f), "%s/disk0.luks", home);
+    assert_int_not_equal(access(f, F_OK), 0);
+    /* power-on refuses it too */
+    vm_path(p, sizeof(p), uuid, "/power-on");
+    json_t *e = call(409, "POST", p, NULL);
+    json_decref(e);
+    assert_int_equal(testutil_run("sha256sum < %s | cmp -s - %s.sum", outside, outside), 0);
+
+    /* vm.log replaced by a symlink: hostd's next line does not go through it */
+    snprintf(outlog, sizeof(outlog), "%s/outside.log", tmpdir);
+    assert_int_equal(testutil_run("echo ORIGINAL > %s", outlog), 0);
+    snprintf(f, sizeof(f), "%s/vm.log", home);
+    assert_int_equal(unlink(f), 0);
+    assert_int_equal(symlink(outlog, f), 0);
+    vm_path(p, sizeof(p), uuid, "");
+    json_decref(call(200, "PATCH", p, "{\"cpus\": 2}"));
+    assert_int_equal(testutil_run("test \"$(cat %s)\" = ORIGINAL", outlog), 0);
+    struct stat st;
+    assert_int_equal(lstat(f, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    json_decref(call(204, "DELETE", p, NULL));
+    assert_int_equal(testutil_run("test \"$(cat %s)\" = ORIGINAL", outlog), 0);
+    assert_int_equal(testutil_run("sha256sum < %s | cmp -s - %s.sum", outside, outside), 0);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -926,7 +1028,18 @@ static int setup(void **state)
     make_kek(&K3, "kek-3");
     vmseal_host_config cfg = {.datastore = datastore, .accel = VMSEAL_ACCEL_TCG,
                               .allowed_subject = "CN=manager", .name = "host-test"};
-    return vmseal_host_open(&cfg, &host);
+    if (vmseal_host_open(&cfg, &host) != 0)
+        return -1;
+    /* the host made its images folder (DATASTORE/.images): the guest goes
+     * there, and VMs name its files */
+    snprintf(guest_kernel, sizeof(guest_kernel), "%s", kernel);
+    if (testutil_run("mkdir -p %s/.images/guest && cp %s %s/.images/guest/vmlinuz && "
+                     "cp %s %s/.images/guest/initrd.gz", datastore, kernel, datastore, initrd,
+                     datastore) != 0)
+        return -1;
+    snprintf(kernel, sizeof(kernel), "guest/vmlinuz");
+    snprintf(initrd, sizeof(initrd), "guest/initrd.gz");
+    return 0;
 }
 
 static int teardown(void **state)
@@ -944,6 +1057,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keys_api),
+        cmocka_unit_test(test_boot_files_from_images_only),
+        cmocka_unit_test(test_vm_home_symlinks),
         cmocka_unit_test(test_encrypted_vm_marker),
         cmocka_unit_test(test_encrypt_decrypt_existing),
         cmocka_unit_test(test_serial_log),
