@@ -281,10 +281,10 @@ static void check_one(const char *path, result *r)
 {
     memset(r, 0, sizeof(*r));
     r->st = ST_PLAIN;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     struct stat st;
     if (fd < 0) {
-        set_error(r, "%s", strerror(errno));
+        set_error(r, "%s", errno == ELOOP ? "a symlink (not followed)" : strerror(errno));
         return;
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -112,14 +112,16 @@ int cu_vmhome_lookup(const char *image, cu_vmdisk *d)
 {
     memset(d, 0, sizeof(*d));
     struct stat ist, cst;
-    if (stat(image, &ist) != 0)
+    if (lstat(image, &ist) != 0)
         return vmseal_fail(errno, "%s: %s", image, strerror(errno));
+    if (S_ISLNK(ist.st_mode))   /* a VM home's files are never followed */
+        return vmseal_fail(ELOOP, "%s is a symlink (not followed)", image);
     char *dir = dir_of(image);
     d->conf_path = dir ? join(dir, "vm.conf") : NULL;
     free(dir);
     if (!d->conf_path)
         return vmseal_fail(ENOMEM, "out of memory");
-    if (stat(d->conf_path, &cst) != 0)
+    if (lstat(d->conf_path, &cst) != 0 || !S_ISREG(cst.st_mode))
         return 0;
     int r = vmseal_vmconf_load(d->conf_path, &d->conf);
     if (r < 0)
@@ -140,7 +142,7 @@ int cu_vmhome_lookup(const char *image, cu_vmdisk *d)
         if (pick(d, which) < 0)
             continue;
         struct stat st;
-        if (stat(d->image, &st) == 0 && st.st_dev == ist.st_dev && st.st_ino == ist.st_ino)
+        if (lstat(d->image, &st) == 0 && st.st_dev == ist.st_dev && st.st_ino == ist.st_ino)
             return 1;
     }
     return 0;

@@ -243,12 +243,14 @@ stack_kms_add() {
 # guest, fall back to TCG), kvm or tcg (default: $STACK_ACCEL or tcg).
 stack_hostd_setup() {
   local n=$1 accel=${2:-${STACK_ACCEL:-tcg}} d=$STACK_DIR/$1 m=$STACK_DIR/manager
-  mkdir -p "$d/datastore"
+  mkdir -p "$d/datastore" "$d/images"
+  stack_images_fill "$d/images"
   "$STACK_MGRD" -c "$m" issue-host "$n" --out "$d" --host 127.0.0.1 >/dev/null 2>"$d/issue.log" ||
     { cat "$d/issue.log" >&2; stack_fail "vmseal-managerd issue-host $n"; }
   {
     echo "name = $n"
     echo "datastore = $d/datastore"
+    echo "images = $d/images"
     echo "listen = 127.0.0.1"
     echo "port = 0"
     echo "cert = $d/$n.crt"
@@ -348,6 +350,16 @@ stack_cleanup() {
 stack_guest() {
   local src=${STACK_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
   STACK_GUEST=$("$src/tests/guest/build-guest.sh" "$STACK_BUILD/guest") || stack_fail "building the test guest"
+  local h
+  for h in "$STACK_DIR"/*/images; do [ -d "$h" ] && stack_images_fill "$h"; done
+  return 0
+}
+
+# stack_images_fill DIR: the test guest into a host's images folder (VMs boot
+# only from there; the API names the files: --kernel vmlinuz --initrd initrd.gz).
+stack_images_fill() {
+  [ -n "${STACK_GUEST:-}" ] || return 0
+  cp -f "$STACK_GUEST/vmlinuz" "$STACK_GUEST/initrd.gz" "$1/" || stack_fail "copying the guest into $1"
 }
 
 # stack_vm_uuid NAME

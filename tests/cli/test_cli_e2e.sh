@@ -32,10 +32,12 @@ ok "KMS and manager trust each other"
 
 # --- a host agent with a certificate from the manager CA
 "$MGRD" -c "$M" issue-host esx1 --out "$TMP/esx1" >/dev/null || fail "issue-host"
-mkdir -p "$TMP/ds"
+mkdir -p "$TMP/ds" "$TMP/images"
+cp "$guest/vmlinuz" "$guest/initrd.gz" "$TMP/images/"
 cat > "$TMP/hostd.conf" <<EOC
 name = esx1
 datastore = $TMP/ds
+images = $TMP/images
 listen = 127.0.0.1
 port = 0
 cert = $TMP/esx1/esx1.crt
@@ -79,7 +81,7 @@ vmfield() { "$VMSEAL" --json vm info "$1" | $PY -c "import json,sys; v=json.load
 
 # --- an encrypted VM, created with the VM Encryption policy
 expect_rc 0 "$VMSEAL" vm create vm1 --host esx1 --disk 16 --memory 128 --encrypt \
-  --kernel "$guest/vmlinuz" --initrd "$guest/initrd.gz" --append "console=ttyS0"
+  --kernel vmlinuz --initrd initrd.gz --append "console=ttyS0"
 expect_rc 0 "$VMSEAL" --json vm info vm1
 K1=$(echo "$OUT" | $PY -c 'import json,sys; v=json.load(sys.stdin); assert v["encrypted"] and v["policy"]=="encrypted" and v["runtime"]["encrypted"], v; print(v["kek_id"])') \
   || fail "vm1 encrypted: $OUT"

@@ -11,7 +11,7 @@ source "$VMSEAL_SRC/tests/testlib.sh"
 HOSTD=$VMSEAL_BUILD/hostd/vmseal-hostd
 KT=$VMSEAL_BUILD/tests/hostd/kek_tool
 guest=$("$VMSEAL_SRC/tests/guest/build-guest.sh" "$VMSEAL_BUILD/guest")
-KERNEL=$guest/vmlinuz INITRD=$guest/initrd.gz
+KERNEL=vmlinuz INITRD=initrd.gz   # names in the images folder
 
 # ---- certificates: one CA; the manager (clientAuth), the host (serverAuth
 # + clientAuth), and an intruder signed by the same CA
@@ -38,10 +38,19 @@ leaf intruder "/O=vmseal/CN=intruder" clientAuth
 leaf impostor "/O=vmseal/CN=manager" clientAuth
 ok "certificates made"
 
-mkdir -p ds
+mkdir -p ds images
+cp "$guest/vmlinuz" "$guest/initrd.gz" images/
+# QEMU confined to a user of its own (hostd runs as root here)
+QUSER=
+if [ "$(id -u)" = 0 ]; then
+  QUSER=vmsqapi$$
+  useradd --system --no-create-home --shell /usr/sbin/nologin "$QUSER" || fail "useradd $QUSER"
+  at_exit "userdel $QUSER >/dev/null 2>&1"
+fi
 cat > hostd.conf <<EOF
 name = host-a
 datastore = $TMP/ds
+images = $TMP/images
 listen = 127.0.0.1
 port = 0
 cert = $TMP/host.crt
@@ -51,6 +60,7 @@ manager_fingerprint = $(openssl x509 -in "$TMP/manager.crt" -noout -fingerprint 
 manager_subject = CN=manager,O=vmseal
 accel = tcg
 grace_seconds = 30
+${QUSER:+qemu_user = $QUSER}
 EOF
 
 HPID=
@@ -179,6 +189,14 @@ expect 200 GET /v1/host
 [ "$(jget keks)" = 2 ] || fail "a refused key was stored: $BODY"
 ok "sealed KEKs stored; a short one, one in clear, and ones for another host, provider or id refused"
 
+# ---- boot files: names in the images folder only
+expect 400 POST /v1/vms "{\"name\": \"leak01\", \"disks\": [], \"kernel\": \"$KERNEL\",
+  \"initrd\": \"$TMP/host.key\", \"policy\": \"none\"}"
+grep -q "images folder" <<<"$BODY" || fail "no clear message: $BODY"
+expect 400 POST /v1/vms "{\"name\": \"leak02\", \"disks\": [], \"kernel\": \"../images/vmlinuz\", \"policy\": \"none\"}"
+[ -e "$TMP/ds/leak01" ] && fail "a refused VM left a folder"
+ok "kernel/initrd outside the images folder refused (400)"
+
 # ---- new encrypted VM, marker through the encrypted disk
 expect 201 POST /v1/vms "{\"name\": \"web01\", \"cpus\": 1, \"memory_mb\": 256, \"disks\": [{\"size_mb\": 32}],
   \"firmware\": \"bios\", \"kernel\": \"$KERNEL\", \"initrd\": \"$INITRD\", \"policy\": \"encrypted\", \"kek_id\": \"kek-1\"}"
@@ -225,6 +243,15 @@ task "$VM1" recrypt '{"new_kek_id": "kek-2", "deep": false}'
 expect 200 GET "/v1/vms/$VM1"
 [ "$(jget kek_id)" = kek-2 ] && [ "$(jget power_state)" = on ] || fail "shallow recrypt: $BODY"
 wait_log "$VM1" "$since1" VMSEAL-READY
+if [ -n "$QUSER" ]; then
+  qpid=$(cat "$HOME1/qemu.pid")
+  st=$(cat "/proc/$qpid/status")
+  quid=$(id -u "$QUSER")
+  grep -q "^Uid:[[:space:]]*$quid[[:space:]]*$quid[[:space:]]*$quid[[:space:]]*$quid\$" <<<"$st" || fail "QEMU uid: $(grep ^Uid <<<"$st")"
+  grep -q '^CapEff:[[:space:]]*0*$' <<<"$st" || fail "QEMU capabilities: $(grep ^Cap <<<"$st")"
+  grep -q '^NoNewPrivs:[[:space:]]*1$' <<<"$st" || fail "QEMU may gain privileges"
+  ok "QEMU runs as $QUSER ($quid) with no capabilities, and its encrypted guest runs"
+fi
 expect 200 POST "/v1/vms/$VM1/power-off" '{"grace_seconds": 60}'
 put_key 200 kek-3 "$K3"
 before=$(sha256sum < "$HOME1/disk0.luks")

@@ -16,7 +16,7 @@ fi
 KT=$VMSEAL_BUILD/tests/hostd/kek_tool
 SCAN=$VMSEAL_SRC/tests/hostd/memscan.py
 guest=$("$VMSEAL_SRC/tests/guest/build-guest.sh" "$VMSEAL_BUILD/guest")
-KERNEL=$guest/vmlinuz INITRD=$guest/initrd.gz
+KERNEL=vmlinuz INITRD=initrd.gz   # names in the images folder
 
 cd "$TMP"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
@@ -32,10 +32,12 @@ leaf() {  # name subject eku
 }
 leaf manager "/O=vmseal/CN=manager" clientAuth
 leaf host "/O=vmseal/CN=host-a" serverAuth,clientAuth
-mkdir -p ds
+mkdir -p ds images
+cp "$guest/vmlinuz" "$guest/initrd.gz" images/
 cat > hostd.conf <<EOF2
 name = host-a
 datastore = $TMP/ds
+images = $TMP/images
 listen = 127.0.0.1
 port = 0
 cert = $TMP/host.crt

@@ -143,3 +143,23 @@ expect_rc 2 $U disk decrypt --kek-file kek1 ds/vmop/$f0 x.raw
 # rekey/keyslot work on VM disks belongs to vmseal-hostd
 expect_rc 64 $U disk rekey --kek-file kek1 --vm-config "$H1/vm.conf" --disk 0
 ok "refused: wrong KEK, wrong --kek-id, vm.conf copied to another VM's folder (UUID check and key safe binding), image held by a running QEMU, unfinished hostd operation (check names the new image's KEK)"
+
+# --- symlinks in a VM home are not followed (issue 9) ------------------------
+# vm2's disk replaced by a symlink to an image outside the home: the verbs
+# on the VM home refuse it and the outside file is left as it was.
+mv "$e0" outside.luks
+ln -s "$TMP/outside.luks" "$e0"
+sum=$(sha256sum < outside.luks)
+expect_rc 2 $U disk decrypt --kek-file kek2 --vm-config "$H2/vm.conf" --disk 0 sym.raw
+grep -qi "symlink\|too many levels" err.txt || fail "disk decrypt through a symlink: $(cat err.txt)"
+[ ! -e sym.raw ] || fail "disk decrypt through a symlink wrote its output"
+expect_rc 2 $U disk decrypt --kek-file kek2 "$e0" sym2.raw
+expect_rc 2 $U disk verify --kek-file kek2 --vm-config "$H2/vm.conf" --disk 0
+expect_rc 2 $U disk passphrase --kek-file kek2 --vm-config "$H2/vm.conf" --disk 0 --out-file sym.pass
+[ ! -s sym.pass ] || fail "passphrase given for an image behind a symlink"
+$U check "$e0" >out.txt 2>&1 || true
+grep -q "symlink" out.txt || fail "check follows a symlink: $(cat out.txt)"
+[ "$(sha256sum < outside.luks)" = "$sum" ] || fail "the symlink's target was changed"
+rm "$e0"; mv outside.luks "$e0"
+expect_rc 0 $U disk verify --kek-file kek2 --vm-config "$H2/vm.conf" --disk 0
+ok "a VM disk replaced by a symlink: decrypt, verify, passphrase and check refuse it; the target is untouched"

@@ -8,7 +8,7 @@ source "$VMSEAL_SRC/tests/system/system_lib.sh"
 
 base_stack
 expect_rc 0 vmseal vm create big1 --host esx1 --disk 1536 \
-  --kernel "$STACK_GUEST/vmlinuz" --initrd "$STACK_GUEST/initrd.gz" --append "console=ttyS0 quiet"
+  --kernel vmlinuz --initrd initrd.gz --append "console=ttyS0 quiet"
 H=$(stack_vm_home esx1 big1)
 # data all over the disk (written on the host: the VM is plain and off), so
 # the conversion takes long enough to be interrupted

@@ -10,7 +10,7 @@ source "$VMSEAL_SRC/tests/system/system_lib.sh"
 
 base_stack
 expect_rc 0 vmseal vm create uefi1 --host esx1 --firmware uefi --disk 16 --disk 8 \
-  --kernel "$STACK_GUEST/vmlinuz" --initrd "$STACK_GUEST/initrd.gz" --append "console=ttyS0 quiet"
+  --kernel vmlinuz --initrd initrd.gz --append "console=ttyS0 quiet"
 H=$(stack_vm_home esx1 uefi1)
 [ -f "$H/disk0.img" ] && [ -f "$H/disk1.img" ] && [ -f "$H/nvram.fd" ] || { ls -l "$H" >&2; fail "plain VM files"; }
 [ "$(vmseal --json vm info uefi1 | jq -r .encrypted)" = false ] || fail "uefi1 encrypted at creation"

@@ -9,7 +9,7 @@ source "$VMSEAL_SRC/tests/system/system_lib.sh"
 
 base_stack
 expect_rc 0 vmseal vm create vm1 --host esx1 --disk 32 --encrypt \
-  --kernel "$STACK_GUEST/vmlinuz" --initrd "$STACK_GUEST/initrd.gz" --append "console=ttyS0 quiet"
+  --kernel vmlinuz --initrd initrd.gz --append "console=ttyS0 quiet"
 HOME1=$(stack_vm_home esx1 vm1)
 kek0=$(vmseal --json vm info vm1 | jq -r .kek_id)
 [ -n "$kek0" ] && [ "$kek0" != null ] || fail "no KEK id for vm1"

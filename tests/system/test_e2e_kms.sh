@@ -9,9 +9,9 @@ source "$VMSEAL_SRC/tests/system/system_lib.sh"
 
 base_stack
 expect_rc 0 vmseal vm create vm1 --host esx1 --disk 16 --encrypt \
-  --kernel "$STACK_GUEST/vmlinuz" --initrd "$STACK_GUEST/initrd.gz" --append "console=ttyS0 quiet"
+  --kernel vmlinuz --initrd initrd.gz --append "console=ttyS0 quiet"
 expect_rc 0 vmseal vm create plain1 --host esx1 --disk 16 \
-  --kernel "$STACK_GUEST/vmlinuz" --initrd "$STACK_GUEST/initrd.gz" --append "console=ttyS0 quiet"
+  --kernel vmlinuz --initrd initrd.gz --append "console=ttyS0 quiet"
 boot_mark esx1 vm1 kmsmark1
 ok "encrypted VM vm1 wrote its marker"
 

@@ -8,7 +8,7 @@ source "$VMSEAL_SRC/tests/system/system_lib.sh"
 
 base_stack
 expect_rc 0 vmseal vm create reg1 --host esx1 --disk 16 --encrypt \
-  --kernel "$STACK_GUEST/vmlinuz" --initrd "$STACK_GUEST/initrd.gz" --append "console=ttyS0 quiet"
+  --kernel vmlinuz --initrd initrd.gz --append "console=ttyS0 quiet"
 expect_rc 0 vmseal vm create plain1 --host esx1 --disk 16 --no-encrypt
 uuid=$(vmseal --json vm info reg1 | jq -r .uuid)
 kek=$(vmseal --json vm info reg1 | jq -r .kek_id)

@@ -9,7 +9,7 @@ source "$VMSEAL_SRC/tests/system/system_lib.sh"
 base_stack
 for v in vm1 vm2; do
   expect_rc 0 vmseal vm create "$v" --host esx1 --disk 16 --encrypt \
-    --kernel "$STACK_GUEST/vmlinuz" --initrd "$STACK_GUEST/initrd.gz" --append "console=ttyS0 quiet"
+    --kernel vmlinuz --initrd initrd.gz --append "console=ttyS0 quiet"
 done
 kek1=$(vmseal --json vm info vm1 | jq -r .kek_id)
 kek2=$(vmseal --json vm info vm2 | jq -r .kek_id)
