@@ -224,8 +224,8 @@ int cu_log_main(int argc, char **argv)
     if (cu_kek_load(&ko, &kek) < 0)
         goto out;
     char obj[64];
-    snprintf(obj, sizeof(obj), "vm:%s", uuid);
-    if (vmseal_keysafe_unwrap(kek, line, obj, &vm_secret) < 0) {
+    if (vmseal_keysafe_object_id("vm", uuid, obj, sizeof(obj)) < 0 ||
+        vmseal_keysafe_unwrap(kek, line, obj, &vm_secret) < 0) {
         cu_err("vm.keysafe of %s (KEK '%s' at provider '%s'): %s", conf_path, ki.kek_id,
                ki.provider, vmseal_last_error());
         goto out;

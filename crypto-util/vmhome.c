@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <vmseal/keysafe.h>
 #include <vmseal/vmconf.h>
 
 #include "cu.h"
@@ -64,7 +65,8 @@ static int pick(cu_vmdisk *d, const char *which_arg)
         if (!file)
             return vmseal_fail(ENOENT, "%s: the VM has no %s", d->conf_path, key);
         snprintf(d->key, sizeof(d->key), "vm%s.keysafe", nx);
-        snprintf(d->object, sizeof(d->object), "vm:%s", uuid);
+        if (vmseal_keysafe_object_id("vm", uuid, d->object, sizeof(d->object)) < 0)
+            return vmseal_fail(EPROTO, "%s: %s", d->conf_path, vmseal_last_error());
         d->uuid[0] = '\0';
     } else {
         uint64_t n, nd;
@@ -81,7 +83,10 @@ static int pick(cu_vmdisk *d, const char *which_arg)
         const char *lu = vmseal_vmconf_get(c, key);
         snprintf(d->uuid, sizeof(d->uuid), "%s", lu ? lu : "");
         snprintf(d->key, sizeof(d->key), "disk%d%s.keysafe", d->index, nx);
-        snprintf(d->object, sizeof(d->object), "disk:%s", d->uuid);
+        /* a plain disk has no LUKS UUID: no object (its key safe, if one
+         * were there, would not open) */
+        if (vmseal_keysafe_object_id("disk", d->uuid, d->object, sizeof(d->object)) < 0)
+            d->object[0] = '\0';
     }
     if (strchr(file, '/'))
         return vmseal_fail(EPROTO, "%s: image name '%s' is not a plain file name", d->conf_path,

@@ -351,9 +351,10 @@ static int log_key_from(vmseal_vm *vm, const vmseal_host_env *env, const char *l
     if (!vmseal_keystore_has(env->keys, id))
         return vmseal_fail(ENOKEY, "VM locked: KEK %s is not loaded on this host", id);
     char obj[64];
-    snprintf(obj, sizeof(obj), "vm:%s", vm->uuid);
     vmseal_secret *s = NULL;
-    int r = unwrap_line(env, line, obj, &s);
+    int r = vmseal_keysafe_object_id("vm", vm->uuid, obj, sizeof(obj));
+    if (r == 0)
+        r = unwrap_line(env, line, obj, &s);
     if (r == 0)
         r = vmseal_slog_key(s, vm->uuid, lk);
     vmseal_secret_free(s);
@@ -738,9 +739,10 @@ static int run_create(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm
         if (ks) {
             const char *luuid = cget(c, "disk%zu.luks.uuid", i);
             char obj[64];
-            snprintf(obj, sizeof(obj), "disk:%s", luuid ? luuid : "");
             vmseal_secret *pass = NULL;
-            r = pass_from_line(env, ks, obj, &pass);
+            r = vmseal_keysafe_object_id("disk", luuid, obj, sizeof(obj));
+            if (r == 0)
+                r = pass_from_line(env, ks, obj, &pass);
             if (r == 0) {
                 vmseal_disk_opts o = disk_opts(env, prog, &st, luuid);
                 r = home_file_state(path);
@@ -766,9 +768,10 @@ static int run_create(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm
                 r = vmseal_fail(EINVAL, "no UEFI variable store template configured");
             else if (conf_encrypted(c)) {
                 char obj[64];
-                snprintf(obj, sizeof(obj), "vm:%s", vm->uuid);
                 vmseal_secret *pass = NULL;
-                r = pass_from_line(env, vmseal_vmconf_get(c, "vm.keysafe"), obj, &pass);
+                r = vmseal_keysafe_object_id("vm", vm->uuid, obj, sizeof(obj));
+                if (r == 0)
+                    r = pass_from_line(env, vmseal_vmconf_get(c, "vm.keysafe"), obj, &pass);
                 if (r == 0) {
                     vmseal_disk_opts o = disk_opts(env, prog, &st, NULL);
                     /* the template is the host's (a distribution may make it
@@ -894,8 +897,9 @@ int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
         r = vmseal_vmconf_set(c, "append", req->append);
     if (r == 0 && req->encrypted) {
         char obj[64];
-        snprintf(obj, sizeof(obj), "vm:%s", uuid);
-        r = new_wrapped_secret(env, req->kek_id, obj, &line);
+        r = vmseal_keysafe_object_id("vm", uuid, obj, sizeof(obj));
+        if (r == 0)
+            r = new_wrapped_secret(env, req->kek_id, obj, &line);
         if (r == 0)
             r = vmseal_vmconf_set(c, "vm.keysafe", line);
         free(line);
@@ -916,7 +920,8 @@ int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
         if (r == 0 && req->encrypted) {
             char luuid[37], obj[64];
             r = vmseal_uuid_random(luuid);
-            snprintf(obj, sizeof(obj), "disk:%s", luuid);
+            if (r == 0)
+                r = vmseal_keysafe_object_id("disk", luuid, obj, sizeof(obj));
             if (r == 0)
                 r = cset(c, luuid, "disk%zu.luks.uuid", i);
             if (r == 0)
@@ -985,9 +990,10 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
     }
     char obj[64];
     if (conf_encrypted(c)) {
-        snprintf(obj, sizeof(obj), "vm:%s", vm->uuid);
-        r = unwrap_line(env, vmseal_vmconf_get(c, "vm.keysafe") ? vmseal_vmconf_get(c, "vm.keysafe") : "",
-                        obj, &vm_secret);
+        r = vmseal_keysafe_object_id("vm", vm->uuid, obj, sizeof(obj));
+        if (r == 0)
+            r = unwrap_line(env, vmseal_vmconf_get(c, "vm.keysafe") ? vmseal_vmconf_get(c, "vm.keysafe") : "",
+                            obj, &vm_secret);
         if (r < 0)
             goto out;
     }
@@ -1015,8 +1021,9 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
                             paths[i], info.uuid);
             goto out;
         }
-        snprintf(obj, sizeof(obj), "disk:%s", info.uuid);
-        r = pass_from_line(env, ks, obj, &pass[i]);
+        r = vmseal_keysafe_object_id("disk", info.uuid, obj, sizeof(obj));
+        if (r == 0)
+            r = pass_from_line(env, ks, obj, &pass[i]);
         if (r < 0)
             goto out;
         disks[i].passphrase = pass[i];
@@ -1236,18 +1243,21 @@ static int convert_one(vmseal_vm *vm, const vmseal_host_env *env, long idx, int 
             /* the NVRAM is opened with the VM secret */
             const char *ks = to_luks ? vmseal_vmconf_get(c, "vm.next.keysafe")
                                      : vmseal_vmconf_get(c, "vm.keysafe");
-            snprintf(obj, sizeof(obj), "vm:%s", vm->uuid);
-            r = pass_from_line(env, ks ? ks : "", obj, &pass);
+            r = vmseal_keysafe_object_id("vm", vm->uuid, obj, sizeof(obj));
+            if (r == 0)
+                r = pass_from_line(env, ks ? ks : "", obj, &pass);
         } else if (to_luks) {
             luks_uuid = cget(c, "%s.next.luks.uuid", pre);
-            snprintf(obj, sizeof(obj), "disk:%s", luks_uuid ? luks_uuid : "");
             const char *ks = cget(c, "%s.next.keysafe", pre);
-            r = pass_from_line(env, ks ? ks : "", obj, &pass);
+            r = vmseal_keysafe_object_id("disk", luks_uuid, obj, sizeof(obj));
+            if (r == 0)
+                r = pass_from_line(env, ks ? ks : "", obj, &pass);
         } else {
             const char *u = cget(c, "%s.luks.uuid", pre);
-            snprintf(obj, sizeof(obj), "disk:%s", u ? u : "");
             const char *ks = cget(c, "%s.keysafe", pre);
-            r = pass_from_line(env, ks ? ks : "", obj, &pass);
+            r = vmseal_keysafe_object_id("disk", u, obj, sizeof(obj));
+            if (r == 0)
+                r = pass_from_line(env, ks ? ks : "", obj, &pass);
         }
     }
     uint64_t in_size = in ? file_size(in) : 0;
@@ -1423,8 +1433,9 @@ int vmseal_vm_encrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *kek
         goto out;
     }
     char obj[64], *line = NULL;
-    snprintf(obj, sizeof(obj), "vm:%s", vm->uuid);
-    r = new_wrapped_secret(env, kek_id, obj, &line);
+    r = vmseal_keysafe_object_id("vm", vm->uuid, obj, sizeof(obj));
+    if (r == 0)
+        r = new_wrapped_secret(env, kek_id, obj, &line);
     if (r == 0)
         r = vmseal_vmconf_set(n, "vm.next.keysafe", line);
     free(line);
@@ -1434,7 +1445,8 @@ int vmseal_vm_encrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *kek
         char luuid[37], fname[32];
         snprintf(fname, sizeof(fname), "disk%zu.luks", i);
         r = vmseal_uuid_random(luuid);
-        snprintf(obj, sizeof(obj), "disk:%s", luuid);
+        if (r == 0)
+            r = vmseal_keysafe_object_id("disk", luuid, obj, sizeof(obj));
         if (r == 0)
             r = new_wrapped_secret(env, kek_id, obj, &line);
         if (r == 0)
@@ -1546,22 +1558,25 @@ static int rewrap_all(vmseal_vm *vm, const vmseal_host_env *env, vmseal_vmconf *
     size_t nd = conf_ndisks(n);
     for (size_t i = 0; i <= nd && r == 0; i++) {
         char key[32], obj[64];
-        const char *line;
+        const char *line, *kind, *uuid;
         if (i < nd) {
             snprintf(key, sizeof(key), "disk%zu.keysafe", i);
             line = vmseal_vmconf_get(n, key);
-            const char *u = cget(n, "disk%zu.luks.uuid", i);
-            snprintf(obj, sizeof(obj), "disk:%s", u ? u : "");
+            kind = "disk";
+            uuid = cget(n, "disk%zu.luks.uuid", i);
         } else {
             snprintf(key, sizeof(key), "vm.keysafe");
             line = vmseal_vmconf_get(n, key);
-            snprintf(obj, sizeof(obj), "vm:%s", vm->uuid);
+            kind = "vm";
+            uuid = vm->uuid;
         }
         if (!line)
             continue;
         char id[VMSEAL_KEYSAFE_KEK_ID_MAX + 1];
         vmseal_secret *old_kek = NULL;
-        r = kek_id_of_line(line, id, sizeof(id));
+        r = vmseal_keysafe_object_id(kind, uuid, obj, sizeof(obj));
+        if (r == 0)
+            r = kek_id_of_line(line, id, sizeof(id));
         if (r == 0)
             r = vmseal_keystore_get(env->keys, id, &old_kek, NULL);
         char *nl = NULL;
@@ -1593,23 +1608,27 @@ static int run_rekey(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_
     for (size_t i = 0; i <= nd && r == 0; i++) {
         const vmseal_vmconf *c = vm->conf;
         char mark[32], obj[64];
-        const char *file, *line;
+        const char *file, *line, *kind, *uuid;
         if (i < nd) {
             snprintf(mark, sizeof(mark), "disk%zu.rekeyed", i);
             file = cget(c, "disk%zu.file", i);
             line = cget(c, "disk%zu.keysafe", i);
-            const char *u = cget(c, "disk%zu.luks.uuid", i);
-            snprintf(obj, sizeof(obj), "disk:%s", u ? u : "");
+            kind = "disk";
+            uuid = cget(c, "disk%zu.luks.uuid", i);
         } else {
             snprintf(mark, sizeof(mark), "nvram.rekeyed");
             file = conf_uefi(c) ? vmseal_vmconf_get(c, "nvram.file") : NULL;
             line = vmseal_vmconf_get(c, "vm.keysafe");
-            snprintf(obj, sizeof(obj), "vm:%s", vm->uuid);
+            kind = "vm";
+            uuid = vm->uuid;
         }
         if (!file || !line || vmseal_vmconf_get(c, mark))
             continue;
         if (cancelled(prog))
             return vmseal_fail(ECANCELED, "cancelled");
+        r = vmseal_keysafe_object_id(kind, uuid, obj, sizeof(obj));
+        if (r < 0)
+            return r;
         char *path = home_path(vm, file);
         vmseal_secret *pass = NULL;
         r = path ? pass_from_line(env, line, obj, &pass) : vmseal_fail(ENOMEM, "out of memory");

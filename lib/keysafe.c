@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include <vmseal/diskdesc.h>
 #include <vmseal/keysafe.h>
 
 #include "gcm.h"
@@ -51,6 +52,18 @@ int vmseal_keysafe_kek_id_valid(const char *id)
 {
     size_t n = id ? strlen(id) : 0;
     return n >= 1 && n <= VMSEAL_KEYSAFE_KEK_ID_MAX;
+}
+
+int vmseal_keysafe_object_id(const char *kind, const char *uuid, char *out, size_t outlen)
+{
+    if (!kind || (strcmp(kind, "vm") != 0 && strcmp(kind, "disk") != 0))
+        return vmseal_fail(EINVAL, "key safe object: unknown kind %s", kind ? kind : "(none)");
+    if (!uuid || !vmseal_uuid_valid(uuid))
+        return vmseal_fail(EINVAL, "key safe object: %s needs a UUID, not \"%.40s\"", kind, uuid ? uuid : "");
+    int n = snprintf(out, outlen, "%s:%s", kind, uuid);
+    if (n < 0 || (size_t)n >= outlen)
+        return vmseal_fail(ENOSPC, "key safe object: buffer too small");
+    return 0;
 }
 
 int vmseal_keysafe_object_id_valid(const char *id)

@@ -47,6 +47,13 @@ int vmseal_keysafe_provider_valid(const char *provider);
 int vmseal_keysafe_kek_id_valid(const char *kek_id);
 int vmseal_keysafe_object_id_valid(const char *object_id);
 
+/* The one spelling of the object a VM's key safe is bound to:
+ * "vm:<VM UUID>" (kind "vm") or "disk:<LUKS UUID>" (kind "disk", also the
+ * VM secret's NVRAM uses "vm"). -EINVAL, and nothing written, for another
+ * kind or a UUID that is missing or not an RFC 4122 UUID: a key safe is
+ * never bound to "disk:" alone. */
+int vmseal_keysafe_object_id(const char *kind, const char *uuid, char *out, size_t outlen) VMSEAL_MUST_CHECK;
+
 /* Wrap `payload` under `kek` (32 bytes) for `object_id`. *line receives a
  * malloc'd NUL-terminated line without newline (caller frees). */
 int vmseal_keysafe_wrap(const vmseal_secret *kek, const char *provider, const char *kek_id,

@@ -309,6 +309,22 @@ static void test_rewrap(void **state)
     free(line);
 }
 
+/* The one spelling of key-safe objects; never bound to a missing UUID. */
+static void test_object_id(void **state)
+{
+    (void)state;
+    char o[64];
+    assert_int_equal(vmseal_keysafe_object_id("vm", "6f1c2a3e-1111-4222-8333-944455556666", o, sizeof(o)), 0);
+    assert_string_equal(o, "vm:6f1c2a3e-1111-4222-8333-944455556666");
+    assert_int_equal(vmseal_keysafe_object_id("disk", "6f1c2a3e-1111-4222-8333-944455556666", o, sizeof(o)), 0);
+    assert_string_equal(o, "disk:6f1c2a3e-1111-4222-8333-944455556666");
+    assert_int_equal(vmseal_keysafe_object_id("disk", "", o, sizeof(o)), -EINVAL);
+    assert_int_equal(vmseal_keysafe_object_id("disk", NULL, o, sizeof(o)), -EINVAL);
+    assert_int_equal(vmseal_keysafe_object_id("disk", "not-a-uuid", o, sizeof(o)), -EINVAL);
+    assert_int_equal(vmseal_keysafe_object_id("nvram", "6f1c2a3e-1111-4222-8333-944455556666", o, sizeof(o)), -EINVAL);
+    assert_int_equal(vmseal_keysafe_object_id("vm", "6f1c2a3e-1111-4222-8333-944455556666", o, 10), -ENOSPC);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -320,6 +336,7 @@ int main(void)
         cmocka_unit_test(test_malformed_lines),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_rewrap),
+        cmocka_unit_test(test_object_id),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
