@@ -46,19 +46,8 @@ typedef struct dst {
 static int fd_write(void *ctx, const void *buf, size_t len)
 {
     dst *d = ctx;
-    int fd = d->fd;
-    const char *p = buf;
     d->written += len;
-    while (len) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return w < 0 ? -errno : -EIO;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
+    return vmseal_write_all(d->fd, buf, len);
 }
 
 static void seal_usage(FILE *f, const char *verb, int sealing)

@@ -82,19 +82,7 @@ void vmseal_console_text_free(void *p, size_t len)
 
 static int write_all(int fd, const void *buf, size_t len)
 {
-    const uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        if (w == 0)
-            return -EIO;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
+    return vmseal_write_all(fd, buf, len);
 }
 
 static int fd_write_cb(void *ctx, const void *buf, size_t len)

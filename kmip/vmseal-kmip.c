@@ -79,16 +79,7 @@ static int parse_reason(const char *s, uint32_t *out)
 
 static int write_all(int fd, const unsigned char *p, size_t len)
 {
-    while (len) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
+    return vmseal_write_all(fd, p, len) < 0 ? -1 : 0;
 }
 
 static int fail(const char *what)

@@ -1,5 +1,6 @@
 /* Thread-local last-error message and small shared helpers. */
 #include <errno.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -72,6 +73,23 @@ int vmseal_hex_decode(const char *in, size_t inlen, uint8_t *out, size_t outlen)
     if (bad) {
         OPENSSL_cleanse(out, outlen);
         return vmseal_fail(EPROTO, "hex: invalid character");
+    }
+    return 0;
+}
+
+int vmseal_write_all(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        if (w == 0)
+            return -EIO;
+        p += w;
+        len -= (size_t)w;
     }
     return 0;
 }

@@ -434,20 +434,7 @@ static ssize_t fd_read(void *ctx, void *buf, size_t len)
 
 static int fd_write(void *ctx, const void *buf, size_t len)
 {
-    int fd = *(int *)ctx;
-    const uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        if (w == 0)
-            return -EIO;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
+    return vmseal_write_all(*(int *)ctx, buf, len);
 }
 
 int vmseal_seal_stream(const vmseal_secret *kek, const char *provider, const char *kek_id,

@@ -350,16 +350,7 @@ char *vmseal_vmconf_format(const vmseal_vmconf *c)
 
 static int write_all(int fd, const char *buf, size_t len)
 {
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return vmseal_write_all(fd, buf, len);
 }
 
 int vmseal_vmconf_save(const vmseal_vmconf *c, const char *path)

@@ -38,6 +38,10 @@ int vmseal_memcmp_ct(const void *a, const void *b, size_t len) VMSEAL_MUST_CHECK
 /* Lower-case hex encoding; out must have room for 2*len+1 bytes. */
 void vmseal_hex_encode(const uint8_t *in, size_t len, char *out);
 
+/* Write all of buf to fd, retrying short writes and EINTR: 0, or -errno
+ * (-EIO when write makes no progress). */
+int vmseal_write_all(int fd, const void *buf, size_t len) VMSEAL_MUST_CHECK;
+
 /* Strict hex decoding of exactly 2*outlen characters; -EPROTO on error. */
 int vmseal_hex_decode(const char *in, size_t inlen, uint8_t *out, size_t outlen)
     VMSEAL_MUST_CHECK;
