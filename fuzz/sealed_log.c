@@ -1,4 +1,4 @@
-/* libFuzzer target: the sealed-log segment reader (lib/sealed_file.c,
+/* libFuzzer target: the sealed-log segment reader (lib/crypto/sealed_file.c,
  * docs/formats.md "Sealed log") over a memory stream with the fixed test
  * key as the log key, plus the header probe and the segment name parser.
  * Beyond "no crash": probe and reader agree on the header; what the reader

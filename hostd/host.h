@@ -39,7 +39,7 @@ typedef struct vmseal_host vmseal_host;
 
 /* Load every VM found in the datastore (a folder with a vm.conf). VMs that
  * fail to load are reported in the log and skipped. Makes the host's KEK
- * custody key pair (lib/kek_delivery.c): KEKs arrive only sealed to it. */
+ * custody key pair (lib/crypto/kek_delivery.c): KEKs arrive only sealed to it. */
 int vmseal_host_open(const vmseal_host_config *cfg, vmseal_host **out) VMSEAL_MUST_CHECK;
 
 /* Cancel running tasks (they stay resumable), wait for them, free. QEMUs

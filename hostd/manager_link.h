@@ -5,7 +5,7 @@
  *   POST /api/v1/hosts/self/keys   {kek_ids: [...]}
  *        -> {keys: [{kek_id, provider, sealed_key}], denied: [...],
  *            failed: [{kek_id, error}]}
- * KEKs arrive sealed to the monitor's custody key (lib/kek_delivery.c):
+ * KEKs arrive sealed to the monitor's custody key (lib/crypto/kek_delivery.c):
  * this side only checks their shape and hands the blobs on.
  */
 #ifndef VMSEAL_HOSTD_MANAGER_LINK_H

@@ -1,5 +1,5 @@
 /* The guest's serial console log: plain for VMs without encryption, sealed
- * (lib/sealed_file.c "sealed logs") for encrypted ones. See serial.h. */
+ * (lib/crypto/sealed_file.c "sealed logs") for encrypted ones. See serial.h. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>

@@ -1,4 +1,4 @@
-/* KMIP message framing over a TLS connection (lib/tls.c does the I/O). */
+/* KMIP message framing over a TLS connection (lib/net/tls.c does the I/O). */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>

@@ -21,7 +21,7 @@
 
 #define MiB (1024u * 1024u)
 
-/* Internal (lib/disk_internal.h): refuses ciphers other than aes-xts-plain64. */
+/* Internal (lib/disk/disk_internal.h): refuses ciphers other than aes-xts-plain64. */
 int vmseal_disk_check_cipher(const char *path, const vmseal_disk_info *info);
 
 static char dir[64];

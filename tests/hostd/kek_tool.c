@@ -1,7 +1,7 @@
 /* Test helper (not part of the daemon): what the manager does to hand a KEK
  * to a host, and what a test needs to look for keys in memory.
  *   kek_tool seal CUSTODY_KEY_B64 HOST KEK_ID PROVIDER KEK_B64
- *       -> base64 of the sealed KEK (lib/kek_delivery.c) for PUT /v1/keys
+ *       -> base64 of the sealed KEK (lib/crypto/kek_delivery.c) for PUT /v1/keys
  *   kek_tool unwrap KEK_B64 OBJECT_ID KEYSAFE_LINE
  *       -> hex of the secret in a key safe (a disk secret, "disk:<LUKS UUID>")
  */

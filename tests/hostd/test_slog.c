@@ -1,4 +1,4 @@
-/* Sealed logs (lib/sealed_file.c, docs/formats.md "Sealed log"): one
+/* Sealed logs (lib/crypto/sealed_file.c, docs/formats.md "Sealed log"): one
  * segment written and read back, every truncation and every bit flip
  * refused, records from another segment refused, an unfinished segment
  * closed; a folder of segments with every inconsistency a reader must

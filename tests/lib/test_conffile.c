@@ -1,4 +1,4 @@
-/* "key = value" configuration files (lib/conffile.c). */
+/* "key = value" configuration files (lib/conf/conffile.c). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>

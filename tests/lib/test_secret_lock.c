@@ -1,4 +1,4 @@
-/* Locked memory or nothing (lib/secret.c): an mlock failure fails the
+/* Locked memory or nothing (lib/crypto/secret.c): an mlock failure fails the
  * allocation unless unlocked secrets were allowed; the process-wide limit;
  * per-thread quotas (bytes and count, refunds from any thread, a quota
  * outliving its owner's free); the start-up lock check.

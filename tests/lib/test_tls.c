@@ -1,6 +1,6 @@
 /* TLS contexts: mutual TLS, EKU checks, name checks, resumption, timeouts and
  * the plain-language reasons for refused handshakes. Certificates are made
- * by the test itself (lib/pki.c, OpenSSL API). */
+ * by the test itself (lib/crypto/pki.c, OpenSSL API). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>

@@ -3,7 +3,7 @@
  * Outputs are built as "<out>.partial" and renamed into place (never over
  * an existing file) only once complete and fsync'd, so a half-written
  * output never looks valid. Next to the partial output lives
- * "<out>.partial.ckpt" (lib/disk_checkpoint.c): written only after the data
+ * "<out>.partial.ckpt" (lib/disk/disk_checkpoint.c): written only after the data
  * it covers was fdatasync'd, authenticated with a key derived from the
  * volume key, and bound to the input file and to the partial's LUKS header.
  * Calling the same function again after a crash, kill or cancel resumes

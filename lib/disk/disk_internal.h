@@ -9,7 +9,7 @@
 #include <vmseal/secret.h>
 #include <vmseal/xts.h>
 
-/* ---- bulk sector conversion (lib/disk_bulk.c) ---- */
+/* ---- bulk sector conversion (lib/disk/disk_bulk.c) ---- */
 
 enum bulk_op { BULK_ENCRYPT = 1, BULK_DECRYPT = 2, BULK_REKEY = 3 };
 
@@ -40,7 +40,7 @@ typedef struct bulk_job {
  * last checkpoint) or a negative errno. */
 int vmseal_bulk_run(const bulk_job *job);
 
-/* ---- checkpoint file (lib/disk_checkpoint.c) ---- */
+/* ---- checkpoint file (lib/disk/disk_checkpoint.c) ---- */
 
 typedef struct disk_checkpoint {
     uint32_t op;                   /* enum bulk_op */
@@ -60,7 +60,7 @@ int vmseal_checkpoint_read(const char *path, const vmseal_secret *key, disk_chec
 /* Identity of an input file for binding a checkpoint to it. */
 int vmseal_checkpoint_bind_source(int fd, disk_checkpoint *c);
 
-/* ---- header work (lib/disk_header.c) ---- */
+/* ---- header work (lib/disk/disk_header.c) ---- */
 
 /* Strict probe of an open image (header parse + size checks). */
 int vmseal_disk_probe_fd(int fd, const char *path, vmseal_disk_info *info);
@@ -81,7 +81,7 @@ int vmseal_luks_format(const char *path, int fd, uint64_t payload_bytes,
                        const vmseal_secret *pass, const char *uuid,
                        vmseal_secret **vk_out, uint64_t *payload_off);
 
-/* ---- helpers shared by lib/disk*.c (lib/disk_util.c) ---- */
+/* ---- helpers shared by lib/disk*.c (lib/disk/disk_util.c) ---- */
 
 /* fsync the directory holding path. */
 int vmseal_fsync_parent_dir(const char *path);
