@@ -803,7 +803,11 @@ int vmseal_https_server_start(const vmseal_https_config *cfg, vmseal_https_serve
         rc = vmseal_fail(ENOMEM, "https: out of memory");
         goto fail;
     }
-    srv->ctx = vmseal_tls_server_ctx_new(&cfg->tls);
+    /* Every HTTPS server (manager, host agent) offers TLS 1.2 with forward
+     * secrecy and AEAD only, as kmsd does; TLS 1.3 stays. */
+    vmseal_tls_config tls = cfg->tls;
+    tls.fs_aead_only = 1;
+    srv->ctx = vmseal_tls_server_ctx_new(&tls);
     if (!srv->ctx) {
         rc = vmseal_fail(EINVAL, "https: %s", vmseal_last_error());
         goto fail;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -183,6 +184,46 @@ static void ssl_free_all(SSL **s, int n)
 
 /* ------------------------------------------------------------- tests */
 
+/* TLS 1.2 suites without forward secrecy or with CBC/SHA-1 are refused by
+ * every HTTPS server (manager and host agent); ECDHE+AEAD and TLS 1.3 work. */
+static int handshake_with(vmseal_https_server *srv, int max_version, const char *suites)
+{
+    SSL_CTX *ctx = attacker_ctx();
+    SSL_CTX_set_max_proto_version(ctx, max_version);
+    if (suites)
+        assert_int_equal(SSL_CTX_set_cipher_list(ctx, suites), 1);
+    int fd = attacker_connect(srv);
+    SSL *ssl = SSL_new(ctx);
+    assert_non_null(ssl);
+    SSL_set_fd(ssl, fd);
+    int ok = SSL_connect(ssl) == 1;
+    ERR_clear_error();
+    SSL_free(ssl);
+    close(fd);
+    SSL_CTX_free(ctx);
+    return ok;
+}
+
+static void test_tls12_forward_secret_aead_only(void **state)
+{
+    (void)state;
+    vmseal_https_config cfg = {0};
+    vmseal_https_server *srv = start(&cfg);
+    static const char *refused[] = {"AES128-SHA", "AES256-GCM-SHA384", "AES256-SHA256",
+                                    "ECDHE+AES128+SHA1", "ECDHE+AES256+SHA384:!AESGCM", "ECDHE-RSA-AES128-SHA", "ECDHE-ECDSA-AES128-SHA",
+                                    "DHE-RSA-AES256-GCM-SHA384"};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        if (handshake_with(srv, TLS1_2_VERSION, refused[i])) {
+            fprintf(stderr, "TLS 1.2 %s accepted\n", refused[i]);
+            fail();
+        }
+    }
+    assert_true(handshake_with(srv, TLS1_2_VERSION, "ECDHE+AESGCM"));
+    assert_true(handshake_with(srv, TLS1_2_VERSION, "ECDHE+CHACHA20"));
+    assert_true(handshake_with(srv, TLS1_3_VERSION, NULL));
+    vmseal_https_server_stop(srv);
+}
+
 static void test_handler_longer_than_idle_timeout(void **state)
 {
     (void)state;
@@ -342,6 +383,7 @@ static void test_full_server_sheds_oldest_idle(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tls12_forward_secret_aead_only),
         cmocka_unit_test(test_handler_longer_than_idle_timeout),
         cmocka_unit_test(test_idle_connection_closed),
         cmocka_unit_test(test_handshake_deadline),
