@@ -54,7 +54,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         kmsd_store_open(srv.cfg->database, "wal", srv.mk, 1, &srv.store) < 0 ||
         kmsd_audit_open("/dev/null") < 0)
         abort();
-    kmsd_log_open(NULL, KMSD_LOG_ERROR);
+    kmsd_log_open(NULL, KMSD_LOG_ERROR, 0);
     return 0;
 }
 

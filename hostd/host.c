@@ -17,6 +17,7 @@
 
 #include <vmseal/diskdesc.h>
 #include <vmseal/keysafe.h>
+#include <vmseal/log.h>
 
 #include "host.h"
 #include "serial.h"
@@ -64,18 +65,21 @@ struct vmseal_host {
 
 /* ------------------------------------------------------------ helpers */
 
+/* Through the shared logger (include/vmseal/log.h), or to the hook a test
+ * set with vmseal_host_set_logger. */
 static void hlog(vmseal_host *h, const char *fmt, ...) VMSEAL_PRINTF(2, 3);
 static void hlog(vmseal_host *h, const char *fmt, ...)
 {
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    if (h->log)
+    if (h->log) {
+        char line[1024];
+        vsnprintf(line, sizeof(line), fmt, ap);
         h->log(h->log_arg, line);
-    else
-        fprintf(stderr, "vmseal-hostd: %s\n", line);
+    } else {
+        vmseal_logv(VMSEAL_LOG_INFO, fmt, ap);
+    }
+    va_end(ap);
 }
 
 void vmseal_host_set_logger(vmseal_host *h, void (*log)(void *arg, const char *line), void *arg)

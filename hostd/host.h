@@ -80,7 +80,8 @@ void vmseal_host_tick(vmseal_host *h);
 void vmseal_host_handle(vmseal_host *h, const char *method, const char *path, const char *body,
                         size_t body_len, const char *peer_subject, int *status, json_t **resp);
 
-/* Log callback (default: stderr). Never receives key material. */
+/* Log callback instead of the shared logger (include/vmseal/log.h; what
+ * tests use to read the log). Never receives key material. */
 void vmseal_host_set_logger(vmseal_host *h, void (*log)(void *arg, const char *line), void *arg);
 
 #endif

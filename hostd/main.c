@@ -20,6 +20,7 @@
 
 #include <vmseal/common.h>
 #include <vmseal/https_server.h>
+#include <vmseal/log.h>
 #include <vmseal/secret.h>
 
 #include "host.h"
@@ -27,38 +28,10 @@
 #include "netchild.h"
 #include <vmseal/vmconf.h>
 
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void logv(const char *fmt, va_list ap) VMSEAL_PRINTF(1, 0);
-static void logv(const char *fmt, va_list ap)
-{
-    char ts[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    pthread_mutex_lock(&log_lock);
-    fprintf(stderr, "%s vmseal-hostd: ", ts);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    fflush(stderr);
-    pthread_mutex_unlock(&log_lock);
-}
-
-static void logf_(const char *fmt, ...) VMSEAL_PRINTF(1, 2);
-static void logf_(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    logv(fmt, ap);
-    va_end(ap);
-}
-
-static void host_log(void *arg, const char *line)
-{
-    (void)arg;
-    logf_("%s", line);
-}
+/* The shared logger (include/vmseal/log.h), tagged vmseal-hostd[monitor]. */
+#define log_err(...) vmseal_log(VMSEAL_LOG_ERROR, __VA_ARGS__)
+#define log_warn(...) vmseal_log(VMSEAL_LOG_WARNING, __VA_ARGS__)
+#define log_info(...) vmseal_log(VMSEAL_LOG_INFO, __VA_ARGS__)
 
 static void usage(FILE *f)
 {
@@ -91,7 +64,9 @@ static void usage(FILE *f)
             "                            (default: QEMU runs as hostd's user)\n"
             "  grace_seconds = N         power-off grace before QEMU is stopped (default 30)\n"
             "  allow_unlocked_memory = yes|no  start even when secrets cannot be locked in\n"
-            "                            memory (they may be swapped to disk; default no)\n");
+            "                            memory (they may be swapped to disk; default no)\n"
+            "  log_level = LEVEL         error, warning, info (default) or debug\n"
+            "  log_output = OUT          stderr (default), syslog or stderr,syslog\n");
     fprintf(f, "  network_user = USER       the network process (HTTPS server, calls to the\n"
                "                            manager) runs as USER once its TLS files are read\n"
                "                            (default: stays root; it never holds a KEK anyway)\n");
@@ -106,8 +81,8 @@ static void on_unlocked_secret(size_t bytes, int err)
     unsigned long n = vmseal_secret_unlocked_count();
     for (unsigned long p = 1; p <= n && p <= ULONG_MAX / 10; p *= 10)
         if (p == n) {
-            logf_("WARNING: %zu bytes of key material in UNLOCKED memory (mlock: %s; %lu "
-                  "time(s) so far): allow_unlocked_memory = yes", bytes, strerror(err), n);
+            log_warn("WARNING: %zu bytes of key material in UNLOCKED memory (mlock: %s; %lu "
+                     "time(s) so far): allow_unlocked_memory = yes", bytes, strerror(err), n);
             break;
         }
 }
@@ -124,16 +99,16 @@ static int check_locked_memory(const char *value, const char *cfg_path)
     vmseal_secret_allow_unlocked(allow);
     if (allow) {
         vmseal_secret_set_unlocked_hook(on_unlocked_secret);
-        logf_("WARNING: allow_unlocked_memory = yes: when memory cannot be locked, key material "
-              "is kept in memory that may be swapped to disk");
+        log_warn("WARNING: allow_unlocked_memory = yes: when memory cannot be locked, key material "
+                 "is kept in memory that may be swapped to disk");
     }
     if (vmseal_secret_check_lockable(HOSTD_LOCKED_NEED) == 0)
         return 0;
     if (!allow)
         return vmseal_fail(ENOMEM, "%s; or set allow_unlocked_memory = yes in %s (key material "
                            "may then be swapped to disk)", vmseal_last_error(), cfg_path);
-    logf_("WARNING: %s; starting anyway because allow_unlocked_memory = yes: KEY MATERIAL MAY "
-          "BE SWAPPED TO DISK", vmseal_last_error());
+    log_warn("WARNING: %s; starting anyway because allow_unlocked_memory = yes: KEY MATERIAL MAY "
+             "BE SWAPPED TO DISK", vmseal_last_error());
     return 0;
 }
 
@@ -156,21 +131,21 @@ static void *manager_thread(void *arg)
         int r = registered ? 0 : hostd_monitor_register(m->mon, m->name, m->url, m->datastore);
         if (r == 0 && !registered) {
             registered = 1;
-            logf_("registered with the manager at %s as %s", m->manager_url, m->name);
+            log_info("registered with the manager at %s as %s", m->manager_url, m->name);
         }
         if (r == 0) {
             r = hostd_monitor_fetch_keys(m->mon);
             if (r >= 0) {
-                logf_("the manager gave %d KEK(s)", r);
+                log_info("the manager gave %d KEK(s)", r);
                 int resumed = vmseal_host_resume_pending(m->host);
                 if (resumed)
-                    logf_("resuming %d interrupted operation(s)", resumed);
+                    log_info("resuming %d interrupted operation(s)", resumed);
                 return NULL;
             }
         }
         if (!hostd_monitor_alive(m->mon))
             break;
-        logf_("manager: %s (retrying in %d s)", vmseal_last_error(), delay);
+        log_warn("manager: %s (retrying in %d s)", vmseal_last_error(), delay);
         for (int i = 0; i < delay * 10 && !stopping && hostd_monitor_alive(m->mon); i++) {
             struct timespec ts = {0, 100000000L};
             nanosleep(&ts, NULL);
@@ -193,7 +168,7 @@ static void stop_child(pid_t child)
         struct timespec ts = {0, 50000000L};
         nanosleep(&ts, NULL);
     }
-    logf_("the network process did not stop within 10 s: killed");
+    log_warn("the network process did not stop within 10 s: killed");
     kill(child, SIGKILL);
     waitpid(child, NULL, 0);
 }
@@ -215,7 +190,8 @@ static int check_keys(const vmseal_vmconf *c)
     static const char *const known[] = {
         "name", "datastore", "listen", "port", "cert", "key", "ca", "manager_subject", "manager_fingerprint",
         "manager_url", "manager_ca", "url", "provider", "accel", "probe_kernel", "probe_initrd",
-        "qemu", "grace_seconds", "network_user", "allow_unlocked_memory", "images", "qemu_user", NULL};
+        "qemu", "grace_seconds", "network_user", "allow_unlocked_memory", "images", "qemu_user",
+        "log_level", "log_output", NULL};
     for (size_t i = 0; i < vmseal_vmconf_count(c); i++) {
         const char *k = vmseal_vmconf_key_at(c, i);
         int ok = 0;
@@ -225,6 +201,21 @@ static int check_keys(const vmseal_vmconf *c)
             return vmseal_fail(EINVAL, "unknown setting %s", k);
     }
     return 0;
+}
+
+/* The diagnostic log: hostd.conf log_level and log_output. This process
+ * is the monitor; the network child tags its own lines (netchild.c). */
+static int open_log(const vmseal_vmconf *conf, const char *cfg_path)
+{
+    vmseal_log_config lc = {.program = "vmseal-hostd", .process = "monitor",
+                            .level = VMSEAL_LOG_INFO, .outputs = VMSEAL_LOG_STDERR};
+    const char *v = conf ? cget(conf, "log_level") : NULL;
+    if (v && vmseal_log_level_parse(v, &lc.level) < 0)
+        return vmseal_fail(EINVAL, "%s: %s", cfg_path, vmseal_last_error());
+    v = conf ? cget(conf, "log_output") : NULL;
+    if (v && vmseal_log_outputs_parse(v, &lc.outputs) < 0)
+        return vmseal_fail(EINVAL, "%s: %s", cfg_path, vmseal_last_error());
+    return vmseal_log_open(&lc);
 }
 
 int main(int argc, char **argv)
@@ -255,20 +246,27 @@ int main(int argc, char **argv)
     }
     if (!cfg_path)
         cfg_path = "hostd.conf";
+    if (open_log(NULL, cfg_path) < 0)
+        return 1;
 
     if (vmseal_harden_process() < 0)
-        logf_("warning: %s", vmseal_last_error());
+        log_warn("%s", vmseal_last_error());
     vmseal_json_wipe_on_free();
     signal(SIGPIPE, SIG_IGN);
 
     vmseal_vmconf *conf = NULL;
     if (vmseal_vmconf_load(cfg_path, &conf) < 0 || check_keys(conf) < 0) {
-        fprintf(stderr, "vmseal-hostd: %s: %s\n", cfg_path, vmseal_last_error());
+        log_err("%s: %s", cfg_path, vmseal_last_error());
+        vmseal_vmconf_free(conf);
+        return 2;
+    }
+    if (open_log(conf, cfg_path) < 0) {
+        log_err("%s", vmseal_last_error());
         vmseal_vmconf_free(conf);
         return 2;
     }
     if (check_locked_memory(vmseal_vmconf_get(conf, "allow_unlocked_memory"), cfg_path) < 0) {
-        fprintf(stderr, "vmseal-hostd: %s\n", vmseal_last_error());
+        log_err("%s", vmseal_last_error());
         vmseal_vmconf_free(conf);
         return 1;
     }
@@ -295,8 +293,8 @@ int main(int argc, char **argv)
             manager_fp[n++] = (char)tolower((unsigned char)*p);
         }
         if (n != 64) {
-            fprintf(stderr, "vmseal-hostd: %s: manager_fingerprint must be the SHA-256 of the manager's "
-                            "certificate (64 hex digits)\n", cfg_path);
+            log_err("%s: manager_fingerprint must be the SHA-256 of the manager's "
+                    "certificate (64 hex digits)", cfg_path);
             vmseal_vmconf_free(conf);
             return 2;
         }
@@ -311,7 +309,7 @@ int main(int argc, char **argv)
     const char *missing = !datastore ? "datastore" : !cert ? "cert" : !key ? "key" : !ca ? "ca"
                         : !fps ? "manager_fingerprint" : NULL;
     if (missing) {
-        fprintf(stderr, "vmseal-hostd: %s: %s is required\n", cfg_path, missing);
+        log_err("%s: %s is required", cfg_path, missing);
         vmseal_vmconf_free(conf);
         return 2;
     }
@@ -338,16 +336,16 @@ int main(int argc, char **argv)
     else if (strcmp(accel_s, "auto") == 0 && probe.kernel)
         accel = vmseal_qemu_pick_accel(&probe);
     else if (strcmp(accel_s, "tcg") != 0 && strcmp(accel_s, "auto") != 0) {
-        fprintf(stderr, "vmseal-hostd: accel must be auto, kvm or tcg\n");
+        log_err("accel must be auto, kvm or tcg");
         vmseal_vmconf_free(conf);
         return 2;
     }
     if (stopping) {
-        logf_("stopping (during the KVM probe)");
+        log_info("stopping (during the KVM probe)");
         vmseal_vmconf_free(conf);
         return 0;
     }
-    logf_("accelerator: %s", accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg");
+    log_info("accelerator: %s", accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg");
 
     /* Privilege separation: the network process is forked here, before
      * any network code runs and before this process holds any key. It
@@ -355,7 +353,7 @@ int main(int argc, char **argv)
      * the VMs, the KEKs and everything else (docs/architecture.md). */
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
-        fprintf(stderr, "vmseal-hostd: socketpair: %s\n", strerror(errno));
+        log_err("socketpair: %s", strerror(errno));
         vmseal_vmconf_free(conf);
         return 1;
     }
@@ -363,7 +361,7 @@ int main(int argc, char **argv)
     fflush(stderr);
     pid_t child = fork();
     if (child < 0) {
-        fprintf(stderr, "vmseal-hostd: fork: %s\n", strerror(errno));
+        log_err("fork: %s", strerror(errno));
         vmseal_vmconf_free(conf);
         return 1;
     }
@@ -384,7 +382,6 @@ int main(int argc, char **argv)
             .manager_ca = cget(conf, "manager_ca") ? cget(conf, "manager_ca") : ca,
             .user = cget(conf, "network_user"),
             .stopping = &stopping,
-            .log = host_log,
             .title = argv[0],
             .title_len = (size_t)(title_end - argv[0]) + 1,
         };
@@ -408,19 +405,18 @@ int main(int argc, char **argv)
     vmseal_host *h = NULL;
     hostd_monitor *mon = NULL;
     if (vmseal_host_open(&hc, &h) < 0) {
-        fprintf(stderr, "vmseal-hostd: %s\n", vmseal_last_error());
+        log_err("%s", vmseal_last_error());
         close(sv[0]);
         stop_child(child);
         vmseal_vmconf_free(conf);
         return 1;
     }
-    vmseal_host_set_logger(h, host_log, NULL);
-    hostd_monitor_config mcfg = {.host = h, .fd = sv[0], .log = host_log, .manager_fingerprint = manager_fp};
+    hostd_monitor_config mcfg = {.host = h, .fd = sv[0], .manager_fingerprint = manager_fp};
     if (hostd_monitor_start(&mcfg, &mon) < 0 ||
         hostd_monitor_wait_ready(mon, 60000, &stopping, &port) < 0) {
         int quiet = stopping;
         if (!quiet)
-            fprintf(stderr, "vmseal-hostd: %s\n", vmseal_last_error());
+            log_err("%s", vmseal_last_error());
         stop_child(child);
         if (mon)
             hostd_monitor_stop(mon);
@@ -430,14 +426,14 @@ int main(int argc, char **argv)
         vmseal_vmconf_free(conf);
         return quiet ? 0 : 1;
     }
-    logf_("serving https://%s:%d/v1 for %s, datastore %s (network process %ld)", listen, port,
-          subject, datastore, (long)child);
+    log_info("serving https://%s:%d/v1 for %s, datastore %s (network process %ld)",
+             listen, port, subject ? subject : "the manager's certificate", datastore, (long)child);
     if (port_file) {
         char tmp[4200];
         snprintf(tmp, sizeof(tmp), "%s.tmp", port_file);
         FILE *f = fopen(tmp, "we");
         if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 || rename(tmp, port_file) != 0)
-            logf_("cannot write %s", port_file);
+            log_warn("cannot write %s", port_file);
     }
 
     char self_url[600];
@@ -450,7 +446,7 @@ int main(int argc, char **argv)
     if (mc.manager_url)
         have_mthread = pthread_create(&mthread, NULL, manager_thread, &mc) == 0;
     else /* No manager: pending operations wait for their KEKs to be PUT. */
-        logf_("no manager_url: waiting for KEKs over the API");
+        log_info("no manager_url: waiting for KEKs over the API");
 
     while (!stopping && hostd_monitor_alive(mon)) {
         for (int i = 0; i < 10 && !stopping && hostd_monitor_alive(mon); i++) {
@@ -469,11 +465,11 @@ int main(int argc, char **argv)
     }
     int rc = 0;
     if (!stopping) {
-        logf_("the network process ended (%s): stopping with an error (running VMs keep running)",
-              hostd_monitor_error(mon));
+        log_err("the network process ended (%s): stopping with an error (running VMs keep running)",
+                hostd_monitor_error(mon));
         rc = 1;
     } else {
-        logf_("stopping (running VMs keep running)");
+        log_info("stopping (running VMs keep running)");
     }
     stop_child(child);
     if (have_mthread)

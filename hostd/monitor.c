@@ -10,6 +10,8 @@
 
 #include <openssl/crypto.h>
 
+#include <vmseal/log.h>
+
 #include "monitor.h"
 #include "privsep.h"
 #include "strutil.h"
@@ -48,18 +50,22 @@ struct hostd_monitor {
     int have_reply;
 };
 
-static void mlog(hostd_monitor *m, const char *fmt, ...) VMSEAL_PRINTF(2, 3);
-static void mlog(hostd_monitor *m, const char *fmt, ...)
+/* Through the shared logger (include/vmseal/log.h), or to the config's
+ * log hook (tests). */
+static void mlog(hostd_monitor *m, vmseal_log_level level, const char *fmt, ...)
+    VMSEAL_PRINTF(3, 4);
+static void mlog(hostd_monitor *m, vmseal_log_level level, const char *fmt, ...)
 {
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    if (m->log)
+    if (m->log) {
+        char line[1024];
+        vsnprintf(line, sizeof(line), fmt, ap);
         m->log(m->log_arg, line);
-    else
-        fprintf(stderr, "vmseal-hostd: %s\n", line);
+    } else {
+        vmseal_logv(level, fmt, ap);
+    }
+    va_end(ap);
 }
 
 /* The link is dead (lock held): wake everyone, shut the socket. */
@@ -90,7 +96,7 @@ static void send_error(hostd_monitor *m, uint64_t id, int status, const char *ms
     char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (send_response(m, id, status, t ? t : "", t ? strlen(t) : 0) < 0)
-        mlog(m, "cannot answer the network process: %s", vmseal_last_error());
+        mlog(m, VMSEAL_LOG_ERROR, "cannot answer the network process: %s", vmseal_last_error());
     free(t);
 }
 
@@ -127,7 +133,7 @@ static void serve(hostd_monitor *m, const uint8_t *data, size_t len)
     else
         r = send_response(m, rq->id, status, text, n);
     if (r < 0)
-        mlog(m, "cannot answer the network process: %s", vmseal_last_error());
+        mlog(m, VMSEAL_LOG_ERROR, "cannot answer the network process: %s", vmseal_last_error());
     if (text) {
         OPENSSL_cleanse(text, n);   /* a console log may be in it */
         free(text);
@@ -246,7 +252,8 @@ static void *reader_main(void *arg)
                 }
                 pthread_mutex_unlock(&m->lock);
                 if (data)
-                    mlog(m, "privsep: a reply nobody waits for (id %llu) dropped",
+                    mlog(m, VMSEAL_LOG_WARNING,
+                         "privsep: a reply nobody waits for (id %llu) dropped",
                          (unsigned long long)id);
                 break;
             }
@@ -259,7 +266,7 @@ static void *reader_main(void *arg)
         if (r < 0) {
             char why[600];
             snprintf(why, sizeof(why), "dropping the network process: %s", vmseal_last_error());
-            mlog(m, "%s", why);
+            mlog(m, VMSEAL_LOG_ERROR, "%s", why);
             pthread_mutex_lock(&m->lock);
             die_locked(m, why);
             pthread_mutex_unlock(&m->lock);
@@ -500,7 +507,7 @@ int hostd_monitor_fetch_keys(hostd_monitor *m)
                                    k.keys[i].blob, VMSEAL_KD_BLOB_LEN) == 0) {
             stored++;
         } else if (vmseal_keysafe_kek_id_valid(kid)) {
-            mlog(m, "%s", vmseal_last_error());
+            mlog(m, VMSEAL_LOG_WARNING, "%s", vmseal_last_error());
             vmseal_host_note_key(m->host, kid, "the manager sent a sealed key that does not open "
                                  "here (sealed for another host or provider?)");
         }

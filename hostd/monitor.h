@@ -20,7 +20,7 @@ typedef struct hostd_monitor_config {
     unsigned queue_max;           /* requests waiting for a thread (default 64; more: 503) */
     const char *manager_fingerprint; /* SHA-256 (64 lower-case hex) of the only client
                                         certificate that may call (checked again here) */
-    void (*log)(void *arg, const char *line);
+    void (*log)(void *arg, const char *line); /* NULL: the shared logger (tests set it) */
     void *log_arg;
 } hostd_monitor_config;
 

@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 
 #include <vmseal/https_server.h>
+#include <vmseal/log.h>
 
 #include "manager_link.h"
 #include "netchild.h"
@@ -51,22 +52,15 @@ static struct {
     vmseal_manager_link link;
 } N = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
-static void nlog(const char *fmt, ...) VMSEAL_PRINTF(1, 2);
-static void nlog(const char *fmt, ...)
-{
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    N.cfg->log(N.cfg->log_arg, line);
-}
+/* The shared logger, tagged vmseal-hostd[network] (hostd_net_main). */
+#define nlog(level, ...) vmseal_log(VMSEAL_LOG_##level, __VA_ARGS__)
 
 static void die(const char *why)
 {
     pthread_mutex_lock(&N.lock);
     if (!N.dead)
-        nlog("network: link to the monitor lost: %s", why);
+        vmseal_log(*N.cfg->stopping ? VMSEAL_LOG_INFO : VMSEAL_LOG_ERROR,
+                   "link to the monitor lost: %s", why);
     N.dead = 1;
     shutdown(N.chan.fd, SHUT_RDWR);
     pthread_cond_broadcast(&N.cond);
@@ -80,9 +74,9 @@ static void access_log(void *arg, const char *method, const char *path, int stat
 {
     (void)arg;
     if (status == 0)
-        nlog("TLS handshake from %s failed: %s", remote, path);
+        nlog(WARNING, "TLS handshake from %s failed: %s", remote, path);
     else
-        nlog("%s %s %s -> %d%s%s", remote, method, path, status, *peer ? " cert " : "", peer);
+        nlog(INFO, "%s %s %s -> %d%s%s", remote, method, path, status, *peer ? " cert " : "", peer);
 }
 
 static void handler(void *arg, const vmseal_http_request *req, vmseal_http_response *resp)
@@ -375,17 +369,20 @@ static void free_pem(char *p)
 int hostd_net_main(const hostd_net_config *c)
 {
     N.cfg = c;
+    /* tag our lines; also drops the syslog connection shared with the
+     * monitor before close_others() closes its descriptor */
+    vmseal_log_set_process("network");
     if (c->title && c->title_len > 1) {
         memset(c->title, 0, c->title_len);
         hostd_copy_str(c->title, c->title_len, "vmseal-hostd: network");
     }
     prctl(PR_SET_NAME, "hostd: network", 0, 0, 0);
     if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) != 0 || getppid() != c->parent) {
-        nlog("network: the monitor is gone");
+        nlog(ERROR, "the monitor is gone");
         return 1;
     }
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
-        nlog("network: prctl: %s", strerror(errno));
+        nlog(ERROR, "prctl: %s", strerror(errno));
         return 1;
     }
     close_others(c->fd);
@@ -397,7 +394,7 @@ int hostd_net_main(const hostd_net_config *c)
     char *ca_pem = NULL, *cert_pem = NULL, *key_pem = NULL;
     if (c->user) {
         if (!(pw = getpwnam(c->user))) {
-            nlog("network: network_user %s does not exist", c->user);
+            nlog(ERROR, "network_user %s does not exist", c->user);
             return 1;
         }
         /* the client side reads these per call: keep them in memory */
@@ -405,7 +402,7 @@ int hostd_net_main(const hostd_net_config *c)
         cert_pem = slurp(c->cert);
         key_pem = slurp(c->key);
         if (!ca_pem || !cert_pem || !key_pem) {
-            nlog("network: cannot read the TLS files before dropping privileges");
+            nlog(ERROR, "cannot read the TLS files before dropping privileges");
             free_pem(ca_pem), free_pem(cert_pem), free_pem(key_pem);
             return 1;
         }
@@ -424,12 +421,12 @@ int hostd_net_main(const hostd_net_config *c)
     vmseal_https_server *srv = NULL;
     int rc = 1;
     if (vmseal_https_server_start(&sc, &srv) < 0) {
-        nlog("network: %s", vmseal_last_error());
+        nlog(ERROR, "%s", vmseal_last_error());
         goto out;
     }
     if (pw && (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0 ||
                setuid(0) == 0)) {
-        nlog("network: cannot become %s: %s", c->user, strerror(errno));
+        nlog(ERROR, "cannot become %s: %s", c->user, strerror(errno));
         goto out;
     }
     pthread_t reader, mgr;
@@ -445,7 +442,7 @@ int hostd_net_main(const hostd_net_config *c)
     if (ps_send(&N.chan, PS_READY, &b) < 0)
         die(vmseal_last_error());
     ps_buf_free(&b);
-    nlog("network: serving https://%s:%d/v1 as %s", c->listen, vmseal_https_server_port(srv),
+    nlog(INFO, "serving https://%s:%d/v1 as %s", c->listen, vmseal_https_server_port(srv),
          pw ? c->user : "root");
     for (;;) {
         pthread_mutex_lock(&N.lock);

@@ -22,8 +22,6 @@ typedef struct hostd_net_config {
     const char *manager_ca;
     const char *user;               /* network_user: setuid to it after loading TLS (NULL: stay) */
     volatile sig_atomic_t *stopping;
-    void (*log)(void *arg, const char *line);
-    void *log_arg;
     char *title;                    /* argv[0]'s memory, for the process title */
     size_t title_len;
 } hostd_net_config;

@@ -13,6 +13,7 @@
 
 #include <vmseal/common.h>
 #include <vmseal/conffile.h>
+#include <vmseal/log.h>
 
 #include "config.h"
 
@@ -77,7 +78,8 @@ static int set_defaults(kmsd_config *c)
     c->require_client_eku = 1;
     c->journal_mode = strdup("wal");
     c->pkcs11_key_label = strdup("vmseal-kmsd-master");
-    c->log_level = 2;
+    c->log_level = VMSEAL_LOG_INFO;
+    c->log_outputs = VMSEAL_LOG_STDERR;
     c->max_connections = 1024;
     c->handshake_timeout_ms = 10000;
     c->idle_timeout_ms = 300000;
@@ -168,15 +170,12 @@ int kmsd_config_load(const char *path, kmsd_config **out)
         else if (!strcmp(k, "log_file"))
             set_str(&c->log_file, resolve(c, v));
         else if (!strcmp(k, "log_level")) {
-            if (!strcmp(v, "error"))
-                c->log_level = 0;
-            else if (!strcmp(v, "warning"))
-                c->log_level = 1;
-            else if (!strcmp(v, "info"))
-                c->log_level = 2;
-            else if (!strcmp(v, "debug"))
-                c->log_level = 3;
-            else
+            vmseal_log_level l;
+            if (vmseal_log_level_parse(v, &l) < 0)
+                goto bad;
+            c->log_level = (int)l;
+        } else if (!strcmp(k, "log_output")) {
+            if (vmseal_log_outputs_parse(v, &c->log_outputs) < 0)
                 goto bad;
         } else if (!strcmp(k, "run_as_user"))
             set_str(&c->run_as_user, strdup(v));

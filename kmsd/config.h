@@ -29,8 +29,9 @@ typedef struct kmsd_config {
     char *pkcs11_key_label;  /* AES key object label, default "vmseal-kmsd-master" */
     char *ca_key_file;       /* for enroll (kept beside the CA) */
     char *audit_log;         /* audit lines; "-" or empty = stderr */
-    char *log_file;          /* diagnostics besides stderr */
+    char *log_file;          /* diagnostics also to this file */
     int log_level;           /* 0 error .. 3 debug */
+    unsigned log_outputs;    /* VMSEAL_LOG_STDERR and/or VMSEAL_LOG_SYSLOG (default stderr) */
     char *run_as_user;       /* drop privileges to this user after binding */
     int max_connections;     /* default 1024 */
     int handshake_timeout_ms;/* default 10000 */

@@ -70,6 +70,14 @@ static int die(const char *what)
     return 1;
 }
 
+/* The server cannot run: why, in the log (stderr until kmsd.conf's log
+ * settings are applied). */
+static int fatal(const char *what)
+{
+    kmsd_err("%s%s%s", what, *vmseal_last_error() ? ": " : "", vmseal_last_error());
+    return 1;
+}
+
 static int open_masterkey(const kmsd_config *cfg, kmsd_masterkey **mk)
 {
     if (cfg->pkcs11_module) {
@@ -152,53 +160,53 @@ static int cmd_serve(kmsd_config *cfg, int argc, char **argv)
             return 2;
     }
     if (vmseal_harden_process() < 0)
-        return die("cannot harden the process");
+        return fatal("cannot harden the process");
     signal(SIGPIPE, SIG_IGN);
-    if (kmsd_log_open(cfg->log_file, cfg->log_level) < 0)
-        return die("log");
+    if (kmsd_log_open(cfg->log_file, cfg->log_level, cfg->log_outputs) < 0)
+        return fatal("log");
     if (cfg->allow_unlocked_memory) {
         vmseal_secret_set_unlocked_hook(on_unlocked_secret);
         kmsd_warn("WARNING: allow_unlocked_memory = yes: when memory cannot be locked, key "
                   "material is kept in memory that may be swapped to disk");
     }
     if (check_locked_memory(cfg, "at start") < 0)
-        return die("locked memory");
+        return fatal("locked memory");
 
     kmsd_server srv = {.cfg = cfg, .lock_fd = -1, .wake = {-1, -1}};
     pthread_mutex_init(&srv.conn_lock, NULL);
     pthread_cond_init(&srv.conn_cond, NULL);
     if (pipe2(srv.wake, O_CLOEXEC | O_NONBLOCK) < 0)
-        return die("pipe");
+        return fatal("pipe");
     srv.lock_fd = kmsd_store_lock(cfg->database);
     if (srv.lock_fd < 0)
-        return die("cannot start");
+        return fatal("cannot start");
     if (kmsd_listen(&srv, listen_addr, port) < 0)
-        return die("cannot start");
+        return fatal("cannot start");
     if (open_masterkey(cfg, &srv.mk) < 0)
-        return die("master key");
+        return fatal("master key");
     vmseal_tls_config tc = {.cert_file = cfg->cert_file, .key_file = cfg->key_file,
                             .ca_file = cfg->ca_file, .require_client_cert = 1,
                             .require_eku = cfg->require_client_eku, .fs_aead_only = 1};
     srv.tls = vmseal_tls_server_ctx_new(&tc);
     if (!srv.tls)
-        return die("TLS");
+        return fatal("TLS");
     if (cfg->run_as_user && getuid() == 0) {
         if (drop_privileges(cfg->run_as_user) < 0)
-            return die("privileges");
+            return fatal("privileges");
         /* CAP_IPC_LOCK is gone: RLIMIT_MEMLOCK binds from here on */
         if (check_locked_memory(cfg, "as run_as_user") < 0)
-            return die("locked memory");
+            return fatal("locked memory");
     }
     if (kmsd_store_open(cfg->database, cfg->journal_mode, srv.mk, 1, &srv.store) < 0)
-        return die("store");
+        return fatal("store");
     if (kmsd_audit_open(cfg->audit_log) < 0)
-        return die("audit log");
+        return fatal("audit log");
     if (port_file) {
         char tmp[4096];
         snprintf(tmp, sizeof(tmp), "%s.tmp", port_file);
         FILE *f = fopen(tmp, "w");
         if (!f || fprintf(f, "%d\n", srv.port) < 0 || fclose(f) != 0 || rename(tmp, port_file) < 0)
-            return die("cannot write the port file");
+            return fatal("cannot write the port file");
     }
     g_srv = &srv;
     struct sigaction sa = {.sa_handler = on_signal};

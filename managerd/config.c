@@ -6,6 +6,7 @@
 
 #include <vmseal/common.h>
 #include <vmseal/conffile.h>
+#include <vmseal/log.h>
 
 #include "config.h"
 #include "syslog_fwd.h"
@@ -65,6 +66,8 @@ int mgr_config_load(const char *path, mgr_config **out)
     c->kms_timeout_ms = 5000;
     c->host_timeout_ms = 30000;
     c->syslog_retry_max_s = 30;
+    c->log_level = VMSEAL_LOG_INFO;
+    c->log_outputs = VMSEAL_LOG_STDERR;
 
     vmseal_conffile *cf = NULL;
     int rc = vmseal_conffile_open(c->path, &cf);
@@ -136,6 +139,15 @@ int mgr_config_load(const char *path, mgr_config **out)
                 c->allow_unlocked_memory = 0;
             else
                 rc = vmseal_fail(EINVAL, "%s:%d: allow_unlocked_memory is yes or no", c->path, lineno);
+        } else if (!strcmp(k, "log_level")) {
+            vmseal_log_level l;
+            if (vmseal_log_level_parse(v, &l) < 0)
+                rc = vmseal_fail(EINVAL, "%s:%d: %s", c->path, lineno, vmseal_last_error());
+            else
+                c->log_level = (int)l;
+        } else if (!strcmp(k, "log_output")) {
+            if (vmseal_log_outputs_parse(v, &c->log_outputs) < 0)
+                rc = vmseal_fail(EINVAL, "%s:%d: %s", c->path, lineno, vmseal_last_error());
         } else {
             rc = vmseal_fail(EINVAL, "%s:%d: unknown setting '%s'", c->path, lineno, k);
         }

@@ -26,6 +26,8 @@ typedef struct mgr_config {
     char *syslog_hostname;  /* HOSTNAME in the messages (default gethostname()) */
     int syslog_retry_max_s; /* longest wait between tries, default 30 */
     int allow_unlocked_memory; /* run (loudly) when secrets cannot be mlock'd; default 0 */
+    int log_level;          /* diagnostic log: VMSEAL_LOG_ERROR..DEBUG, default info */
+    unsigned log_outputs;   /* VMSEAL_LOG_STDERR and/or VMSEAL_LOG_SYSLOG, default stderr */
 } mgr_config;
 
 /* Load a configuration file, or a folder holding managerd.conf. */

@@ -1,7 +1,10 @@
-/* vmseal-managerd — clock and log lines (stderr, UTC timestamps). */
+/* vmseal-managerd — clock and log lines: mgr_log writes through the shared
+ * logger (include/vmseal/log.h) at level info; main.c configures it from
+ * managerd.conf (log_level, log_output). */
 #include <stdarg.h>
-#include <stdio.h>
 #include <time.h>
+
+#include <vmseal/log.h>
 
 #include "managerd.h"
 
@@ -12,14 +15,8 @@ int64_t mgr_now(void)
 
 void mgr_log(const char *fmt, ...)
 {
-    char msg[2048], ts[32];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    vmseal_logv(VMSEAL_LOG_INFO, fmt, ap);
     va_end(ap);
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    fprintf(stderr, "%s vmseal-managerd: %s\n", ts, msg);
 }

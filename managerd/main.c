@@ -17,6 +17,7 @@
 #include <openssl/crypto.h>
 
 #include <vmseal/common.h>
+#include <vmseal/log.h>
 #include <vmseal/secret.h>
 
 #include "managerd.h"
@@ -53,7 +54,7 @@ static void access_log(void *arg, const char *method, const char *path, int stat
 {
     (void)arg;
     if (status == 0)
-        mgr_log("TLS handshake from %s failed: %s", remote, path);
+        vmseal_log(VMSEAL_LOG_WARNING, "TLS handshake from %s failed: %s", remote, path);
     else
         mgr_log("%s %s %s -> %d%s%s", remote, method, path, status, *peer ? " cert " : "", peer);
 }
@@ -67,8 +68,9 @@ static void on_unlocked_secret(size_t bytes, int err)
     unsigned long n = vmseal_secret_unlocked_count();
     for (unsigned long p = 1; p <= n && p <= ULONG_MAX / 10; p *= 10)
         if (p == n) {
-            mgr_log("WARNING: %zu bytes of key material in UNLOCKED memory (mlock: %s; %lu "
-                    "time(s) so far): allow_unlocked_memory = yes", bytes, strerror(err), n);
+            vmseal_log(VMSEAL_LOG_WARNING, "WARNING: %zu bytes of key material in UNLOCKED memory "
+                       "(mlock: %s; %lu time(s) so far): allow_unlocked_memory = yes", bytes,
+                       strerror(err), n);
             break;
         }
 }
@@ -80,16 +82,16 @@ static int check_locked_memory(const mgr_config *cfg)
     vmseal_secret_allow_unlocked(cfg->allow_unlocked_memory);
     if (cfg->allow_unlocked_memory) {
         vmseal_secret_set_unlocked_hook(on_unlocked_secret);
-        mgr_log("WARNING: allow_unlocked_memory = yes: when memory cannot be locked, key "
-                "material is kept in memory that may be swapped to disk");
+        vmseal_log(VMSEAL_LOG_WARNING, "WARNING: allow_unlocked_memory = yes: when memory cannot "
+                   "be locked, key material is kept in memory that may be swapped to disk");
     }
     if (vmseal_secret_check_lockable(MGR_LOCKED_NEED) == 0)
         return 0;
     if (!cfg->allow_unlocked_memory)
         return vmseal_fail(ENOMEM, "%s; or set allow_unlocked_memory = yes in %s (key material "
                            "may then be swapped to disk)", vmseal_last_error(), cfg->path);
-    mgr_log("WARNING: %s; starting anyway because allow_unlocked_memory = yes: KEY MATERIAL "
-            "MAY BE SWAPPED TO DISK", vmseal_last_error());
+    vmseal_log(VMSEAL_LOG_WARNING, "WARNING: %s; starting anyway because allow_unlocked_memory = "
+               "yes: KEY MATERIAL MAY BE SWAPPED TO DISK", vmseal_last_error());
     return 0;
 }
 
@@ -114,7 +116,7 @@ static int cmd_serve(const char *cfgpath, int argc, char **argv)
         }
     }
     if (vmseal_harden_process() < 0)
-        mgr_log("warning: %s", vmseal_last_error());
+        vmseal_log(VMSEAL_LOG_WARNING, "%s", vmseal_last_error());
     vmseal_json_wipe_on_free();
     signal(SIGPIPE, SIG_IGN);
     sigset_t set;
@@ -129,11 +131,19 @@ static int cmd_serve(const char *cfgpath, int argc, char **argv)
     pthread_cond_init(&m.changed, NULL);
     int rc = mgr_config_load(cfgpath, &m.cfg);
     if (rc < 0) {
-        fprintf(stderr, "vmseal-managerd: %s\n", vmseal_last_error());
+        vmseal_log(VMSEAL_LOG_ERROR, "%s", vmseal_last_error());
+        return 1;
+    }
+    vmseal_log_config lc = {.program = "vmseal-managerd",
+                            .level = (vmseal_log_level)m.cfg->log_level,
+                            .outputs = m.cfg->log_outputs};
+    if (vmseal_log_open(&lc) < 0) {
+        vmseal_log(VMSEAL_LOG_ERROR, "%s", vmseal_last_error());
+        mgr_config_free(m.cfg);
         return 1;
     }
     if (check_locked_memory(m.cfg) < 0) {
-        fprintf(stderr, "vmseal-managerd: %s\n", vmseal_last_error());
+        vmseal_log(VMSEAL_LOG_ERROR, "%s", vmseal_last_error());
         mgr_config_free(m.cfg);
         return 1;
     }
@@ -143,13 +153,13 @@ static int cmd_serve(const char *cfgpath, int argc, char **argv)
     if (rc >= 0)
         rc = events_chain_legacy(&m);
     if (rc < 0) {
-        fprintf(stderr, "vmseal-managerd: %s\n", vmseal_last_error());
+        vmseal_log(VMSEAL_LOG_ERROR, "%s", vmseal_last_error());
         mgr_config_free(m.cfg);
         return 1;
     }
     syslog_fwd *fwd = NULL;   /* events to the syslog collector, if configured */
     if (syslog_fwd_start(&m, &fwd) < 0) {
-        fprintf(stderr, "vmseal-managerd: %s\n", vmseal_last_error());
+        vmseal_log(VMSEAL_LOG_ERROR, "%s", vmseal_last_error());
         store_close(m.db);
         mgr_config_free(m.cfg);
         return 1;
@@ -165,7 +175,7 @@ static int cmd_serve(const char *cfgpath, int argc, char **argv)
     };
     rc = vmseal_https_server_start(&hc, &m.srv);
     if (rc < 0) {
-        fprintf(stderr, "vmseal-managerd: %s\n", vmseal_last_error());
+        vmseal_log(VMSEAL_LOG_ERROR, "%s", vmseal_last_error());
         syslog_fwd_stop(fwd);
         store_close(m.db);
         mgr_config_free(m.cfg);
@@ -177,10 +187,10 @@ static int cmd_serve(const char *cfgpath, int argc, char **argv)
         snprintf(tmp, sizeof(tmp), "%s.tmp", port_file);
         FILE *f = fopen(tmp, "we");
         if (!f || fprintf(f, "%d\n", bound) < 0 || fclose(f) != 0 || rename(tmp, port_file) != 0)
-            mgr_log("warning: cannot write %s", port_file);
+            vmseal_log(VMSEAL_LOG_WARNING, "cannot write %s", port_file);
     }
     if (tasks_start_watcher(&m) < 0)
-        mgr_log("warning: %s", vmseal_last_error());
+        vmseal_log(VMSEAL_LOG_WARNING, "%s", vmseal_last_error());
     mgr_log("serving https://%s:%d/api/v1 (database: %s, KMIP client: %s)", hc.bind_addr, bound,
             store_backend(m.db), keys_available() ? "yes" : "not built in");
     int sig = 0;
@@ -408,6 +418,10 @@ int main(int argc, char **argv)
 {
     const char *cfg = getenv("VMSEAL_MANAGERD_CONFIG");
     int i = 1;
+    /* stderr at level info until `serve` reads managerd.conf */
+    vmseal_log_config lc = {.program = "vmseal-managerd", .level = VMSEAL_LOG_INFO};
+    if (vmseal_log_open(&lc) < 0)
+        return 1;
     if (i < argc && (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))) {
         usage(stdout);
         return 0;

@@ -33,7 +33,7 @@ static int setup(void **state)
     if (!mkdtemp(dir))
         return -1;
     snprintf(path, sizeof(path), "%s/audit.log", dir);
-    kmsd_log_open(NULL, KMSD_LOG_ERROR);
+    kmsd_log_open(NULL, KMSD_LOG_ERROR, 0);
     return 0;
 }
 

@@ -51,7 +51,7 @@ static int setup(void **state)
         kmsd_store_open(srv.cfg->database, "wal", srv.mk, 1, &srv.store) < 0 ||
         kmsd_audit_open(srv.cfg->audit_log) < 0)
         return -1;
-    kmsd_log_open(NULL, KMSD_LOG_ERROR);
+    kmsd_log_open(NULL, KMSD_LOG_ERROR, 0);
     return 0;
 }
 
