@@ -723,8 +723,10 @@ int kms_provider_peer_cert(manager *m, const char *name, json_t **out)
             continue;
         SSL *ssl = NULL;
         rc = vmseal_tls_connect(ctx, host, port, m->cfg->kms_timeout_ms, NULL, &ssl);
-        if (rc < 0)
+        if (rc < 0) {
+            rc = vmseal_fail(EREMOTEIO, "%s", vmseal_last_error());   /* the KMS's failure: 502 */
             continue;
+        }
         STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
         json_t *arr = json_array();
         for (int k = 0; chain && k < sk_X509_num(chain); k++) {

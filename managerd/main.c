@@ -19,7 +19,7 @@
 #include <vmseal/common.h>
 #include <vmseal/secret.h>
 
-#include "managerd.h"
+#include "api.h"
 #include "syslog_fwd.h"
 
 static void usage(FILE *f)
