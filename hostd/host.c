@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 
 #include <vmseal/diskdesc.h>
+#include <vmseal/http_status.h>
 #include <vmseal/keysafe.h>
 #include <vmseal/log.h>
 
@@ -512,35 +513,12 @@ static void reply_error(int *status, json_t **resp, int code, const char *fmt, .
     *resp = json_pack("{s:s}", "error", msg);
 }
 
-static int http_status_for(int r)
-{
-    switch (-r) {
-    case EINVAL:
-    case EPROTO:
-    case E2BIG:
-        return 400;
-    case ENOENT:
-        return 404;
-    case EEXIST:
-    case EBUSY:
-    case EALREADY:
-    case ENOKEY:
-    case ELOOP:     /* a symlink where a file of the VM goes: not followed */
-        return 409;
-    case EKEYREJECTED:
-    case EBADMSG:
-        return 422;
-    case ENOTSUP:
-        return 501;
-    default:
-        return 500;
-    }
-}
-
+/* The status for a failure: the one errno -> HTTP table of both daemons
+ * (include/vmseal/http_status.h, docs/api.md "Errors"). */
 static void reply_fail(int *status, json_t **resp, int r)
 {
-    reply_error(status, resp, http_status_for(r), "%s", vmseal_last_error()[0] ? vmseal_last_error()
-                                                                               : strerror(-r));
+    reply_error(status, resp, vmseal_http_status_for(r), "%s",
+                vmseal_last_error()[0] ? vmseal_last_error() : strerror(-r));
 }
 
 static json_t *vm_json_locked(vmseal_host *h, vmseal_vm *vm)

@@ -11,8 +11,9 @@
 #include <string.h>
 
 #include <vmseal/common.h>
+#include <vmseal/http_status.h>
 
-#include "managerd.h"
+#include "api.h"
 
 int api_body(api_ctx *ctx, const api_schema *s, json_t **out)
 {
@@ -25,29 +26,18 @@ int api_body(api_ctx *ctx, const api_schema *s, json_t **out)
 
 void api_fail(api_ctx *ctx, int rc)
 {
-    int status;
-    switch (-rc) {
-    case ENOENT: status = 404; break;
-    case EEXIST:
-    case EBUSY:
-    case ENOTEMPTY: status = 409; break;
-    case ENOBUFS: status = 503; break;   /* too many logins at once */
-    case EINVAL:
-    case EPROTO:
-    case ERANGE: status = 400; break;
-    case EACCES:
-    case EPERM: status = 403; break;
-    case ENOTSUP: status = 501; break;
-    case ECONNREFUSED:
-    case ETIMEDOUT:
-    case EHOSTUNREACH:
-    case ECONNRESET:
-    case EKEYREJECTED:
-    case EBADMSG: status = 502; break;
-    default: status = 500;
-    }
     const char *msg = vmseal_last_error();
-    vmseal_http_error(ctx->resp, status, "%s", *msg ? msg : strerror(-rc));
+    vmseal_http_error(ctx->resp, vmseal_http_status_for(rc), "%s", *msg ? msg : strerror(-rc));
+}
+
+void api_reply(api_ctx *ctx, int rc, int status, json_t *out)
+{
+    if (rc < 0) {
+        json_decref(out);
+        api_fail(ctx, rc);
+    } else {
+        vmseal_http_json(ctx->resp, status, out);
+    }
 }
 
 static int split(api_ctx *ctx, const char *path)
@@ -93,7 +83,8 @@ void api_handle(void *arg, const vmseal_http_request *req, vmseal_http_response 
         api_hosts(&ctx);
         goto out;
     }
-    int rc = auth_session(ctx.m, bearer(req), &ctx);
+    int rc = auth_session(ctx.m, bearer(req), ctx.user, sizeof(ctx.user), ctx.role, sizeof(ctx.role),
+                          &ctx.privileges);
     if (rc < 0 && rc != -EACCES) {
         vmseal_http_error(resp, 503, "cannot check the session: %s", vmseal_last_error());
         goto out;

@@ -6,8 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "managerd.h"
-#include "vmseal_version.h"
+#include "api.h"
 
 static int int_arg(api_ctx *ctx, const char *name, long long lo, long long hi, long long def, long long *out)
 {
@@ -81,25 +80,7 @@ void api_diagnostics(api_ctx *ctx)
     }
     if (api_authorize(ctx, "diagnostics.get", NULL) < 0)
         return;
-    store_rows *r = NULL;
-    int rc = store_execv(ctx->m->db, &r,
-                         "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM hosts), "
-                         "(SELECT COUNT(*) FROM vms), (SELECT COUNT(*) FROM events), "
-                         "(SELECT COUNT(*) FROM sessions), (SELECT COUNT(*) FROM tasks WHERE state = 'running'), "
-                         "(SELECT value FROM meta WHERE key = 'schema')",
-                         STORE_END);
-    if (rc < 0) {
-        api_fail(ctx, rc);
-        return;
-    }
-    json_t *out = json_pack("{s:s,s:s,s:s?,s:I,s:I,s:I,s:I,s:I,s:I}", "version", VMSEAL_VERSION_STRING,
-                            "database", store_backend(ctx->m->db), "schema", store_rows_get(r, 0, 6), "users",
-                            (json_int_t)atoll(store_rows_get(r, 0, 0)), "hosts",
-                            (json_int_t)atoll(store_rows_get(r, 0, 1)), "vms",
-                            (json_int_t)atoll(store_rows_get(r, 0, 2)), "events",
-                            (json_int_t)atoll(store_rows_get(r, 0, 3)), "sessions",
-                            (json_int_t)atoll(store_rows_get(r, 0, 4)), "running_tasks",
-                            (json_int_t)atoll(store_rows_get(r, 0, 5)));
-    store_rows_free(r);
-    vmseal_http_json(ctx->resp, 200, out);
+    json_t *out = NULL;
+    int rc = diagnostics_get(ctx->m, &out);
+    api_reply(ctx, rc, 200, out);
 }

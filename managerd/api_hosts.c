@@ -12,7 +12,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "managerd.h"
+#include "api.h"
 
 void api_hosts(api_ctx *ctx)
 {
@@ -24,7 +24,7 @@ void api_hosts(api_ctx *ctx)
             goto notfound;
         if (api_body(ctx, &schema_host_register, &b) < 0)
             return;
-        rc = hosts_register(ctx->m, ctx->req, b, &out);
+        rc = hosts_register(ctx->m, ctx->req->peer_fingerprint, ctx->req->peer_subject, b, &out);
         json_decref(b);
         if (rc == -EACCES) {
             vmseal_http_error(ctx->resp, 403, "%s", vmseal_last_error());
@@ -33,7 +33,8 @@ void api_hosts(api_ctx *ctx)
         goto done;
     }
     if (ctx->nseg >= 2 && !strcmp(ctx->seg[1], "self")) {
-        rc = hosts_identify(ctx->m, ctx->req, ctx->host, sizeof(ctx->host));
+        rc = hosts_identify(ctx->m, ctx->req->peer_fingerprint, ctx->req->peer_subject, ctx->host,
+                            sizeof(ctx->host));
         if (rc < 0) {
             vmseal_http_error(ctx->resp, 403, "%s", vmseal_last_error());
             return;

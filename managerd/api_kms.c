@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "managerd.h"
+#include "api.h"
 
 void api_kms(api_ctx *ctx)
 {
@@ -130,23 +130,7 @@ void api_keys(api_ctx *ctx)
     }
     if (api_authorize(ctx, "key.list", NULL) < 0)
         return;
-    const char *vm = vmseal_http_query(ctx->req, "vm");
-    store_rows *r = NULL;
-    int rc = store_execv(ctx->m->db, &r,
-                         "SELECT k.kek_id, k.provider, k.vm_uuid, v.name, k.state, k.created FROM keks k "
-                         "LEFT JOIN vms v ON v.uuid = k.vm_uuid WHERE $1 = '' OR v.name = $1 "
-                         "ORDER BY k.created, k.kek_id",
-                         vm ? vm : "", STORE_END);
-    if (rc < 0) {
-        api_fail(ctx, rc);
-        return;
-    }
-    json_t *arr = json_array();
-    for (size_t i = 0; i < store_rows_count(r); i++)
-        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s?,s:s,s:I}", "kek_id", store_rows_get(r, i, 0),
-                                             "kms", store_rows_get(r, i, 1), "vm_uuid", store_rows_get(r, i, 2),
-                                             "vm", store_rows_get(r, i, 3), "state", store_rows_get(r, i, 4),
-                                             "created", (json_int_t)atoll(store_rows_get(r, i, 5))));
-    store_rows_free(r);
-    vmseal_http_json(ctx->resp, 200, json_pack("{s:o}", "keys", arr));
+    json_t *out = NULL;
+    int rc = keys_list(ctx->m, vmseal_http_query(ctx->req, "vm"), &out);
+    api_reply(ctx, rc, 200, out);
 }

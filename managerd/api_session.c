@@ -4,7 +4,7 @@
 
 #include <openssl/crypto.h>
 
-#include "managerd.h"
+#include "api.h"
 
 void api_session(api_ctx *ctx)
 {
@@ -22,15 +22,19 @@ void api_session(api_ctx *ctx)
                             sizeof(token), &expires);
         if (rc < 0) {
             json_decref(b);
-            vmseal_http_error(ctx->resp,
-                              rc == -EAGAIN ? 429 : rc == -EACCES ? 401 : rc == -ENOBUFS ? 503 : 500, "%s",
-                              vmseal_last_error());
+            /* a wrong user name or password is a failed authentication
+             * (401); the rest as everywhere (429 locked, 503 busy) */
+            if (rc == -EACCES)
+                vmseal_http_error(ctx->resp, 401, "%s", vmseal_last_error());
+            else
+                api_fail(ctx, rc);
             if (rc == -EAGAIN)
                 vmseal_http_add_header(ctx->resp, "Retry-After", "60");
             return;
         }
         api_ctx who = {.m = ctx->m};
-        if (auth_session(ctx->m, token, &who) < 0) {
+        if (auth_session(ctx->m, token, who.user, sizeof(who.user), who.role, sizeof(who.role),
+                         &who.privileges) < 0) {
             json_decref(b);
             OPENSSL_cleanse(token, sizeof(token));
             api_fail(ctx, -EIO);

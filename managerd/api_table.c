@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "managerd.h"
+#include "api.h"
 
 /* Every privilege, with vSphere's names where vSphere has one. */
 const mgr_privilege mgr_privileges[] = {

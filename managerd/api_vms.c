@@ -20,7 +20,104 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "managerd.h"
+#include "api.h"
+
+/* POST /vms: the policy asked for, or the host's default, decides which
+ * operation (and so which privileges) it is. */
+static void vm_create(api_ctx *ctx, const json_t *req)
+{
+    const char *host = json_string_value(json_object_get(req, "host"));
+    const char *folder = json_string_value(json_object_get(req, "folder"));
+    const char *policy = json_string_value(json_object_get(req, "policy"));
+    char host_default[16];
+    (void)vms_host_default_policy(ctx->m, host, host_default, sizeof(host_default));
+    if (!policy)
+        policy = host_default;
+    const char *op = !strcmp(policy, "encrypted") ? "vm.create-encrypted" : "vm.create";
+    char fobj[80];
+    snprintf(fobj, sizeof(fobj), "folder:%s", folder ? folder : "");
+    if (api_authorize(ctx, op, host) < 0 ||
+        (folder && api_authorize_set(ctx, op, fobj, privset_parse(api_op_find(op)->privileges)) < 0))
+        return;
+    json_t *out = NULL;
+    int rc = vms_create(ctx->m, ctx->user, req, policy, &out);
+    api_reply(ctx, rc, 201, out);
+}
+
+/* POST /vms/register: an encrypted VM needs Cryptographer.RegisterVM on the
+ * host as well, which only the host's view tells. */
+static void vm_register(api_ctx *ctx, const json_t *req)
+{
+    const char *host = json_string_value(json_object_get(req, "host"));
+    if (api_authorize(ctx, "vm.register", host) < 0)
+        return;
+    json_t *vm = NULL;
+    int rc = vms_register_probe(ctx->m, host, json_string_value(json_object_get(req, "uuid")), &vm);
+    if (rc < 0) {
+        api_fail(ctx, rc);
+        return;
+    }
+    char hobj[96];
+    snprintf(hobj, sizeof(hobj), "host:%s", host);
+    if (json_is_true(json_object_get(vm, "encrypted")) &&
+        api_authorize_set(ctx, "vm.register", hobj,
+                          privset_parse(api_op_find("vm.register-encrypted")->privileges)) < 0) {
+        json_decref(vm);
+        return;
+    }
+    json_t *out = NULL;
+    rc = vms_register(ctx->m, ctx->user, req, vm, &out);
+    json_decref(vm);
+    api_reply(ctx, rc, 201, out);
+}
+
+/* PATCH {folder}: the privilege on the VM and on the folder it goes to
+ * (else a VM could be moved to where someone holds more on it). */
+static void vm_move(api_ctx *ctx, const char *name, const char *folder)
+{
+    if (*folder && !api_valid_name(folder)) {
+        vmseal_http_error(ctx->resp, 400, "invalid folder name %s", folder);
+        return;
+    }
+    char dest[96];
+    snprintf(dest, sizeof(dest), "folder:%s", folder);
+    if (api_authorize(ctx, "vm.move", name) < 0 ||
+        (*folder && api_authorize_set(ctx, "vm.move", dest, privset_parse(api_op_find("vm.move")->privileges)) < 0))
+        return;
+    json_t *out = NULL;
+    int rc = vms_move(ctx->m, ctx->user, name, folder, &out);
+    api_reply(ctx, rc, 200, out);
+}
+
+/* PATCH {policy, kms?}: encrypt or decrypt (202 {task}), or nothing to do
+ * (200 VM). */
+static void vm_set_policy(api_ctx *ctx, const char *name, const json_t *req)
+{
+    int rc = vms_find(ctx->m, name);
+    if (rc < 0) {
+        api_fail(ctx, rc);
+        return;
+    }
+    const char *want = json_string_value(json_object_get(req, "policy"));
+    if (api_authorize(ctx, !strcmp(want, "encrypted") ? "vm.encrypt" : "vm.decrypt", name) < 0)
+        return;
+    json_t *out = NULL;
+    rc = vms_set_policy(ctx->m, ctx->user, name, want, json_string_value(json_object_get(req, "kms")), &out);
+    api_reply(ctx, rc, rc == 1 ? 202 : 200, out);
+}
+
+/* PATCH {cpus?, memory_mb?, kernel?, initrd?, append?}: changing how a VM
+ * boots is a cryptographic act when the VM is encrypted (a new kernel or
+ * initrd could read its data out). */
+static void vm_reconfigure(api_ctx *ctx, const char *name, const json_t *req)
+{
+    int boot = json_object_get(req, "kernel") || json_object_get(req, "initrd") || json_object_get(req, "append");
+    if (api_authorize(ctx, boot ? "vm.reconfigure-boot" : "vm.reconfigure", name) < 0)
+        return;
+    json_t *out = NULL;
+    int rc = vms_reconfigure(ctx->m, ctx->user, name, req, &out);
+    api_reply(ctx, rc, 200, out);
+}
 
 void api_vms(api_ctx *ctx)
 {
@@ -49,14 +146,14 @@ void api_vms(api_ctx *ctx)
     if (ctx->nseg == 1 && !strcmp(m, "POST")) {
         if (api_body(ctx, &schema_vm_create, &b) < 0)
             return;
-        (void)vms_create(ctx->m, ctx, b);
+        vm_create(ctx, b);
         json_decref(b);
         return;
     }
     if (ctx->nseg == 2 && !strcmp(ctx->seg[1], "register") && !strcmp(m, "POST")) {
         if (api_body(ctx, &schema_vm_register, &b) < 0)
             return;
-        (void)vms_register(ctx->m, ctx, b);
+        vm_register(ctx, b);
         json_decref(b);
         return;
     }
@@ -71,10 +168,7 @@ void api_vms(api_ctx *ctx)
             return;
         const char *live = vmseal_http_query(ctx->req, "live");
         rc = vms_get(ctx->m, name, !(live && !strcmp(live, "0")), &out);
-        if (rc < 0)
-            api_fail(ctx, rc);
-        else
-            vmseal_http_json(ctx->resp, 200, out);
+        api_reply(ctx, rc, 200, out);
         return;
     }
     if (!sub && !strcmp(m, "PATCH")) {
@@ -86,7 +180,7 @@ void api_vms(api_ctx *ctx)
         if (folder && n > 1)
             vmseal_http_error(ctx->resp, 400, "move a VM (folder) in a request of its own");
         else if (folder)
-            (void)vms_move(ctx->m, ctx, name, json_string_value(json_object_get(b, "folder")));
+            vm_move(ctx, name, json_string_value(json_object_get(b, "folder")));
         else if (policy && n > (json_object_get(b, "kms") ? 2u : 1u))
             vmseal_http_error(ctx->resp, 400,
                               "change the policy and the settings (cpus, memory_mb, kernel, "
@@ -98,27 +192,37 @@ void api_vms(api_ctx *ctx)
                               "nothing to change: give policy, or cpus, memory_mb, kernel, initrd "
                               "or append");
         else if (policy)
-            (void)vms_set_policy(ctx->m, ctx, name, b);
+            vm_set_policy(ctx, name, b);
         else
-            (void)vms_reconfigure(ctx->m, ctx, name, b);
+            vm_reconfigure(ctx, name, b);
         json_decref(b);
         return;
     }
     if (!sub && !strcmp(m, "DELETE")) {
-        (void)vms_delete(ctx->m, ctx, name);
+        if (api_authorize(ctx, "vm.delete", name) < 0)
+            return;
+        rc = vms_delete(ctx->m, ctx->user, name);
+        api_reply(ctx, rc, 200, rc < 0 ? NULL : json_pack("{s:s,s:b}", "name", name, "deleted", 1));
         return;
     }
     if (sub && !strcmp(sub, "rekey") && !strcmp(m, "POST")) {
         if (ctx->req->body_len && api_body(ctx, &schema_vm_rekey, &b) < 0)
             return;
-        json_t *empty = b ? NULL : json_object();
-        (void)vms_rekey(ctx->m, ctx, name, b ? b : empty);
+        if (api_authorize(ctx, "vm.rekey", name) >= 0) {
+            rc = vms_rekey(ctx->m, ctx->user, name, json_is_true(json_object_get(b, "deep")),
+                           json_string_value(json_object_get(b, "kms")), &out);
+            api_reply(ctx, rc, 202, out);
+        }
         json_decref(b);
-        json_decref(empty);
         return;
     }
     if (sub && !strcmp(sub, "unregister") && !strcmp(m, "POST")) {
-        (void)vms_unregister(ctx->m, ctx, name);
+        if (api_authorize(ctx, "vm.unregister", name) < 0)
+            return;
+        char uuid[40] = "";
+        rc = vms_unregister(ctx->m, ctx->user, name, uuid);
+        api_reply(ctx, rc, 200,
+                  rc < 0 ? NULL : json_pack("{s:s,s:s,s:b}", "name", name, "uuid", uuid, "registered", 0));
         return;
     }
     if (sub && !strcmp(sub, "log") && !strcmp(m, "GET")) {
@@ -132,11 +236,18 @@ void api_vms(api_ctx *ctx)
                 return;
             }
         }
-        (void)vms_log(ctx->m, ctx, name, tail);
+        if (api_authorize(ctx, "vm.log", name) < 0)
+            return;
+        rc = vms_log(ctx->m, ctx->user, name, tail, &out);
+        api_reply(ctx, rc, 200, out);
         return;
     }
     if (sub && (!strcmp(sub, "power-on") || !strcmp(sub, "power-off")) && !strcmp(m, "POST")) {
-        (void)vms_power(ctx->m, ctx, name, !strcmp(sub, "power-on"));
+        int on = !strcmp(sub, "power-on");
+        if (api_authorize(ctx, on ? "vm.power-on" : "vm.power-off", name) < 0)
+            return;
+        rc = vms_power(ctx->m, ctx->user, name, on, &out);
+        api_reply(ctx, rc, 200, out);
         return;
     }
     vmseal_http_error(ctx->resp, 404, "no such resource or method: %s %s", m, ctx->req->path);
@@ -163,8 +274,5 @@ void api_tasks(api_ctx *ctx)
         }
         rc = tasks_get(ctx->m, id, &out);
     }
-    if (rc < 0)
-        api_fail(ctx, rc);
-    else
-        vmseal_http_json(ctx->resp, 200, out);
+    api_reply(ctx, rc, 200, out);
 }

@@ -1,4 +1,5 @@
-/* vmseal-managerd — users, roles, privileges, password hashes, sessions.
+/* vmseal-managerd — password hashes, logins, sessions, the built-in roles,
+ * creating a user (users.c: changing and removing users and roles).
  *
  * Passwords: scrypt (OpenSSL EVP_PBE_scrypt, N=2^15, r=8, p=1, 16-byte
  * salt), stored as "scrypt$15$8$1$SALTHEX$HASHHEX"; compared in constant
@@ -345,7 +346,8 @@ int auth_logout(manager *m, const char *token)
     return rc < 0 ? rc : 0;
 }
 
-int auth_session(manager *m, const char *token, api_ctx *ctx)
+int auth_session(manager *m, const char *token, char *user, size_t ulen, char *role, size_t rlen,
+                 char **privileges)
 {
     if (!token || strlen(token) != 64)
         return vmseal_fail(EACCES, "missing or malformed session token");
@@ -363,16 +365,16 @@ int auth_session(manager *m, const char *token, api_ctx *ctx)
         store_rows_free(r);
         return vmseal_fail(EACCES, "session expired or unknown; log in again");
     }
-    snprintf(ctx->user, sizeof(ctx->user), "%s", store_rows_get(r, 0, 0));
-    snprintf(ctx->role, sizeof(ctx->role), "%s", store_rows_get(r, 0, 1));
+    snprintf(user, ulen, "%s", store_rows_get(r, 0, 0));
+    snprintf(role, rlen, "%s", store_rows_get(r, 0, 1));
     store_rows_free(r);
     privset p = 0;
-    rc = authz_effective(m, ctx->user, "root", &p, NULL);
+    rc = authz_effective(m, user, "root", &p, NULL);
     if (rc < 0)
         return rc;
-    free(ctx->privileges);
-    ctx->privileges = privset_string(p);
-    return ctx->privileges ? 0 : vmseal_fail(ENOMEM, "out of memory");
+    free(*privileges);
+    *privileges = privset_string(p);
+    return *privileges ? 0 : vmseal_fail(ENOMEM, "out of memory");
 }
 
 int auth_set_password(manager *m, const char *user, const char *password, const char *keep_token)
@@ -397,21 +399,4 @@ int auth_set_password(manager *m, const char *user, const char *password, const 
     rc = store_execv(m->db, NULL, "DELETE FROM sessions WHERE user_name = $1 AND token_hash <> $2", user, th,
                      STORE_END);
     return rc < 0 ? rc : 0;
-}
-
-int auth_has(const api_ctx *ctx, const char *privilege)
-{
-    if (!ctx->privileges)
-        return 0;
-    size_t n = strlen(privilege);
-    for (const char *p = ctx->privileges; *p;) {
-        const char *e = strchr(p, ' ');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len == n && strncmp(p, privilege, n) == 0)
-            return 1;
-        if (!e)
-            break;
-        p = e + 1;
-    }
-    return 0;
 }

@@ -50,9 +50,10 @@ static int subject_cn(const char *subject, char *out, size_t len)
     return -1;
 }
 
-int hosts_register(manager *m, const vmseal_http_request *req, const json_t *body, json_t **out)
+int hosts_register(manager *m, const char *fingerprint, const char *subject, const json_t *body,
+                   json_t **out)
 {
-    if (!req->peer_fingerprint[0])
+    if (!fingerprint[0])
         return vmseal_fail(EACCES, "host agents authenticate with their client certificate");
     const char *name = json_string_value(json_object_get(body, "name"));
     const char *url = json_string_value(json_object_get(body, "url"));
@@ -62,8 +63,8 @@ int hosts_register(manager *m, const vmseal_http_request *req, const json_t *bod
     if (vmseal_kd_unb64(custody, ck, sizeof(ck)) < 0)
         return vmseal_fail(EINVAL, "custody_key: base64 of the 32-byte key-custody public key");
     char cn[128];
-    if (subject_cn(req->peer_subject, cn, sizeof(cn)) < 0 || strcmp(cn, name) != 0)
-        return vmseal_fail(EACCES, "certificate subject %s does not name host %s", req->peer_subject,
+    if (subject_cn(subject, cn, sizeof(cn)) < 0 || strcmp(cn, name) != 0)
+        return vmseal_fail(EACCES, "certificate subject %s does not name host %s", subject,
                            name);
     if (strncmp(url, "https://", 8) != 0 || strpbrk(url, " \t\r\n"))
         return vmseal_fail(EINVAL, "url must be https://HOST:PORT");
@@ -72,7 +73,7 @@ int hosts_register(manager *m, const vmseal_http_request *req, const json_t *bod
     snprintf(base, sizeof(base), "%.*s", (int)(url[ul - 1] == '/' ? ul - 1 : ul), url);
     store_rows *r = NULL;
     int rc = store_execv(m->db, &r, "SELECT host FROM revoked_certs WHERE fingerprint = $1",
-                         req->peer_fingerprint, STORE_END);
+                         fingerprint, STORE_END);
     if (rc < 0)
         return rc;
     int revoked = store_rows_count(r) > 0;
@@ -80,10 +81,10 @@ int hosts_register(manager *m, const vmseal_http_request *req, const json_t *bod
     char who[100];
     snprintf(who, sizeof(who), "host:%s", name);
     if (revoked) {
-        json_t *nv = json_pack("{s:s,s:s}", "fingerprint", req->peer_fingerprint, "reason", "revoked");
+        json_t *nv = json_pack("{s:s,s:s}", "fingerprint", fingerprint, "reason", "revoked");
         event_record(m, who, "host.register", name, NULL, nv, "denied");
         json_decref(nv);
-        return vmseal_fail(EACCES, "certificate %s of host %s was revoked", req->peer_fingerprint, name);
+        return vmseal_fail(EACCES, "certificate %s of host %s was revoked", fingerprint, name);
     }
     r = NULL;
     rc = store_execv(m->db, &r, "SELECT url, datastore, fingerprint, pending_fingerprint FROM hosts WHERE name = $1",
@@ -93,17 +94,17 @@ int hosts_register(manager *m, const vmseal_http_request *req, const json_t *bod
     json_t *old = NULL;
     char now[32];
     snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
-    if (store_rows_count(r) && strcmp(store_rows_get(r, 0, 2), req->peer_fingerprint) != 0) {
+    if (store_rows_count(r) && strcmp(store_rows_get(r, 0, 2), fingerprint) != 0) {
         /* Another certificate for a known host: held for approval. */
         const char *pending = store_rows_get(r, 0, 3);
-        int is_new = !pending || strcmp(pending, req->peer_fingerprint) != 0;
+        int is_new = !pending || strcmp(pending, fingerprint) != 0;
         store_rows_free(r);
         if (is_new) {
             rc = store_execv(m->db, NULL,
                              "UPDATE hosts SET pending_fingerprint = $2, pending_subject = $3 WHERE name = $1", name,
-                             req->peer_fingerprint, req->peer_subject, STORE_END);
-            json_t *nv = json_pack("{s:s,s:s}", "pending_fingerprint", req->peer_fingerprint, "subject",
-                                   req->peer_subject);
+                             fingerprint, subject, STORE_END);
+            json_t *nv = json_pack("{s:s,s:s}", "pending_fingerprint", fingerprint, "subject",
+                                   subject);
             event_record(m, who, "host.cert-pending", name, NULL, nv, "denied");
             json_decref(nv);
             if (rc < 0)
@@ -112,7 +113,7 @@ int hosts_register(manager *m, const vmseal_http_request *req, const json_t *bod
         return vmseal_fail(EACCES,
                            "host %s registered with another certificate; this one (SHA-256 %s) waits for an "
                            "administrator: vmseal host approve-cert %s --fingerprint %s",
-                           name, req->peer_fingerprint, name, req->peer_fingerprint);
+                           name, fingerprint, name, fingerprint);
     }
     if (store_rows_count(r)) {
         old = json_pack("{s:s,s:s,s:s}", "url", store_rows_get(r, 0, 0), "datastore",
@@ -120,41 +121,42 @@ int hosts_register(manager *m, const vmseal_http_request *req, const json_t *bod
         rc = store_execv(m->db, NULL,
                          "UPDATE hosts SET url = $2, datastore = $3, subject = $4, fingerprint = $5, "
                          "last_seen = $6, custody_key = $7 WHERE name = $1",
-                         name, base, ds, req->peer_subject, req->peer_fingerprint, now, custody, STORE_END);
+                         name, base, ds, subject, fingerprint, now, custody, STORE_END);
     } else {
         rc = store_execv(m->db, NULL,
                          "INSERT INTO hosts (name, url, datastore, subject, fingerprint, registered, "
                          "last_seen, custody_key) VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
-                         name, base, ds, req->peer_subject, req->peer_fingerprint, now, custody, STORE_END);
+                         name, base, ds, subject, fingerprint, now, custody, STORE_END);
     }
     store_rows_free(r);
     if (rc >= 0) {
         json_t *nv = json_pack("{s:s,s:s,s:s}", "url", base, "datastore", ds, "fingerprint",
-                               req->peer_fingerprint);
+                               fingerprint);
         int changed = !old || !json_equal(old, nv);
         if (changed)
             event_add(m, who, old ? "host.reregister" : "host.register", name, old, nv);
         json_decref(nv);
-        *out = json_pack("{s:s,s:s,s:b}", "name", name, "fingerprint", req->peer_fingerprint,
+        *out = json_pack("{s:s,s:s,s:b}", "name", name, "fingerprint", fingerprint,
                          "registered", 1);
     }
     json_decref(old);
     return rc < 0 ? rc : 0;
 }
 
-int hosts_identify(manager *m, const vmseal_http_request *req, char *out, size_t outlen)
+int hosts_identify(manager *m, const char *fingerprint, const char *subject, char *out,
+                   size_t outlen)
 {
-    if (!req->peer_fingerprint[0])
+    if (!fingerprint[0])
         return vmseal_fail(EACCES, "host agents authenticate with their client certificate");
     store_rows *r = NULL;
     int rc = store_execv(m->db, &r, "SELECT name FROM hosts WHERE fingerprint = $1",
-                         req->peer_fingerprint, STORE_END);
+                         fingerprint, STORE_END);
     if (rc < 0)
         return rc;
     if (store_rows_count(r) != 1) {
         store_rows_free(r);
         return vmseal_fail(EACCES, "this certificate (%s) belongs to no registered host; register first",
-                           req->peer_subject);
+                           subject);
     }
     snprintf(out, outlen, "%s", store_rows_get(r, 0, 0));
     store_rows_free(r);

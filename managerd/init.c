@@ -71,29 +71,6 @@ static int issue_leaf(const char *cn, const char *const *names, size_t n_names, 
     return rc;
 }
 
-static int copy_file(const char *from, const char *to, mode_t mode)
-{
-    FILE *in = fopen(from, "re");
-    if (!in)
-        return vmseal_fail(errno, "cannot read %s: %s", from, strerror(errno));
-    int fd = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-    FILE *out = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (!out) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        fclose(in);
-        return vmseal_fail(e, "cannot create %s: %s", to, strerror(e));
-    }
-    char buf[8192];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
-        fwrite(buf, 1, n, out);
-    OPENSSL_cleanse(buf, sizeof(buf));
-    fclose(in);
-    return fclose(out) == 0 ? 0 : vmseal_fail(EIO, "cannot write %s", to);
-}
-
 int mgr_init(const char *dir, const mgr_init_opts *o)
 {
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
@@ -118,10 +95,11 @@ int mgr_init(const char *dir, const mgr_init_opts *o)
             rc = vmseal_pki_read_key(o->ca_key, &cakey);
         if (rc >= 0 && X509_check_private_key(ca, cakey) != 1)
             rc = vmseal_fail(EINVAL, "CA key %s does not match %s", o->ca_key, o->ca_cert);
+        /* written as a made one is: the library's PEM writers (key 0600) */
         if (rc >= 0)
-            rc = copy_file(o->ca_cert, p_ca, 0644);
+            rc = vmseal_pki_write_cert(p_ca, ca, 0);
         if (rc >= 0)
-            rc = copy_file(o->ca_key, p_cakey, 0600);
+            rc = vmseal_pki_write_key(p_cakey, cakey, 0);
     } else {
         vmseal_pki_req req = {
             .common_name = "vmseal manager CA", .organization = "vmseal",

@@ -4,7 +4,8 @@
  * x-Product, x-Identifier = VM UUID, x-Component "Virtual Machine",
  * x-Name = VM name), then activated. The manager records only the KEK's
  * identifier; key bytes pass through memory (vmseal_secret) on their way to
- * a host. Servers of a provider are tried in order (failover). */
+ * a host. Servers of a provider are tried in order (failover). keys_list:
+ * the KEK ids recorded (GET /api/v1/keys). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,5 +129,26 @@ int keys_get(manager *m, const char *provider, const char *kek_id, vmseal_secret
     if (rc < 0)
         return vmseal_fail(rc, "key provider %s: cannot get KEK %s: %s", provider, kek_id,
                            vmseal_last_error());
+    return 0;
+}
+
+int keys_list(manager *m, const char *vm, json_t **out)
+{
+    store_rows *r = NULL;
+    int rc = store_execv(m->db, &r,
+                         "SELECT k.kek_id, k.provider, k.vm_uuid, v.name, k.state, k.created FROM keks k "
+                         "LEFT JOIN vms v ON v.uuid = k.vm_uuid WHERE $1 = '' OR v.name = $1 "
+                         "ORDER BY k.created, k.kek_id",
+                         vm ? vm : "", STORE_END);
+    if (rc < 0)
+        return rc;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < store_rows_count(r); i++)
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s?,s:s,s:I}", "kek_id", store_rows_get(r, i, 0),
+                                             "kms", store_rows_get(r, i, 1), "vm_uuid", store_rows_get(r, i, 2),
+                                             "vm", store_rows_get(r, i, 3), "state", store_rows_get(r, i, 4),
+                                             "created", (json_int_t)atoll(store_rows_get(r, i, 5))));
+    store_rows_free(r);
+    *out = json_pack("{s:o}", "keys", arr);
     return 0;
 }

@@ -40,12 +40,6 @@
 
 /* ------------------------------------------------------------- helpers */
 
-/* "host:port" / "[v6]:port" / "host" (port 5696): the KMIP client's own parser. */
-static int parse_server(const char *s, char *host, size_t hlen, int *port)
-{
-    return vmseal_kmip_parse_server(s, host, hlen, port) < 0 ? -1 : 0;
-}
-
 static char *provider_dir(manager *m, const char *name)
 {
     size_t n = strlen(m->cfg->kms_dir) + strlen(name) + 2;
@@ -78,16 +72,11 @@ static int write_file(const char *path, const char *data, size_t len, mode_t mod
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
     if (fd < 0)
         return vmseal_fail(errno, "cannot write %s: %s", tmp, strerror(errno));
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return vmseal_fail(e, "cannot write %s: %s", tmp, strerror(e));
-        }
-        off += (size_t)w;
+    int w = vmseal_write_all(fd, data, len);
+    if (w < 0) {
+        close(fd);
+        unlink(tmp);
+        return vmseal_fail(-w, "cannot write %s: %s", tmp, strerror(-w));
     }
     if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
         int e = errno;
@@ -330,7 +319,7 @@ static int check_servers(const json_t *servers)
     json_array_foreach(servers, i, s) {
         char host[256];
         int port;
-        if (parse_server(json_string_value(s), host, sizeof(host), &port) < 0)
+        if (vmseal_kmip_parse_server(json_string_value(s), host, sizeof(host), &port) < 0)
             return vmseal_fail(EINVAL, "server %zu: expected host:port, got '%.64s'", i + 1,
                                json_string_value(s));
         for (size_t k = 0; k < i; k++)
@@ -594,7 +583,7 @@ static json_t *server_status(const kms_conn *c, const char *addr, int timeout_ms
     char host[256], err[512] = "";
     int port = 0;
     json_t *s = json_pack("{s:s}", "address", addr);
-    if (parse_server(addr, host, sizeof(host), &port) < 0) {
+    if (vmseal_kmip_parse_server(addr, host, sizeof(host), &port) < 0) {
         json_object_set_new(s, "reachable", json_false());
         json_object_set_new(s, "last_error", json_string("bad address"));
         return s;
@@ -719,12 +708,14 @@ int kms_provider_peer_cert(manager *m, const char *name, json_t **out)
     for (size_t i = 0; i < c.n_servers; i++) {
         char host[256];
         int port;
-        if (parse_server(c.servers[i], host, sizeof(host), &port) < 0)
+        if (vmseal_kmip_parse_server(c.servers[i], host, sizeof(host), &port) < 0)
             continue;
         SSL *ssl = NULL;
         rc = vmseal_tls_connect(ctx, host, port, m->cfg->kms_timeout_ms, NULL, &ssl);
-        if (rc < 0)
+        if (rc < 0) {
+            rc = vmseal_fail(EREMOTEIO, "%s", vmseal_last_error());   /* the KMS's failure: 502 */
             continue;
+        }
         STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
         json_t *arr = json_array();
         for (int k = 0; chain && k < sk_X509_num(chain); k++) {

@@ -20,7 +20,7 @@
 #include <vmseal/log.h>
 #include <vmseal/secret.h>
 
-#include "managerd.h"
+#include "api.h"
 #include "syslog_fwd.h"
 
 static void usage(FILE *f)

@@ -1,15 +1,31 @@
-/* vmseal-managerd — the manager's shared state and the functions the API
- * handlers use. One file per concern:
- *   config.c        managerd.conf
- *   store*.c        the database (SQLite or PostgreSQL)
- *   auth.c          users, roles and privileges, password hashes, sessions
- *   events.c        the event log (who changed what from what to what)
- *   kms_providers.c key providers (KMIP server clusters), trust, status
- *   keys.c          KEKs on the key server (create, tag, get), via KMIP
- *   hosts.c         host agents: registration, calls to them
- *   vms.c           VMs, encryption policy, power, recrypt, tasks
- *   api*.c          the REST API (routing; one file per resource)
- *   init.c          `vmseal-managerd init` / `issue-host`
+/* vmseal-managerd — the manager's shared state and its domain functions.
+ *
+ * Two layers (docs/architecture.md, "The manager's layers"):
+ *
+ *   API layer (api.h, api*.c): parses the request, authenticates, checks
+ *   privileges (api_authz.c with the table of api_table.c), calls a domain
+ *   function, and maps its result to HTTP and JSON: the status of a failure
+ *   comes from its errno through the one table of lib/net/http_status.c.
+ *
+ *   Domain (this header): take typed arguments, return 0 (or data: structs,
+ *   json_t objects the API layer serialises) or -errno with
+ *   vmseal_last_error(); never an HTTP status. Only they (and store*.c) run
+ *   SQL. A failure of a peer the manager called — a host agent or a key
+ *   provider — is -EREMOTEIO (502), whatever errno it had; a host's own
+ *   400, 404 and 409 come back as -EINVAL, -ENOENT and -EBUSY.
+ *     config.c        managerd.conf
+ *     store*.c        the database (SQLite or PostgreSQL)
+ *     auth.c          password hashes, logins, sessions, creating users
+ *     authz.c         effective privileges on objects
+ *     users.c         users and roles
+ *     perms.c         groups and permissions
+ *     events.c        the event log (who changed what from what to what)
+ *     kms_providers.c key providers (KMIP server clusters), trust, status
+ *     keys.c          KEKs on the key server (create, tag, get), via KMIP
+ *     hosts.c         host agents: registration, calls to them
+ *     vms.c           VMs, encryption policy, power, recrypt, tasks
+ *     diagnostics.c   manager facts for support
+ *     init.c          `vmseal-managerd init` / `issue-host`
  */
 #ifndef VMSEAL_MANAGERD_H
 #define VMSEAL_MANAGERD_H
@@ -39,24 +55,10 @@ typedef struct manager {
     pthread_mutex_t kms_lock;      /* serialises KMIP client use */
 } manager;
 
-/* One API request while it is handled. */
-typedef struct api_ctx {
-    manager *m;
-    const vmseal_http_request *req;
-    vmseal_http_response *resp;
-    char user[80];                 /* authenticated user ("" if none) */
-    char role[80];
-    char *privileges;              /* space-separated, malloc'd */
-    char host[80];                 /* host agent identified by its certificate */
-    const char *seg[8];            /* path segments after /api/v1/ */
-    char segbuf[1024];
-    size_t nseg;
-} api_ctx;
-
 int64_t mgr_now(void);
 void mgr_log(const char *fmt, ...) VMSEAL_PRINTF(1, 2);
 
-/* ---- api_table.c: the privilege catalogue and the endpoint table ---------- */
+/* ---- api_table.c: the privilege catalogue -------------------------------- */
 
 typedef struct mgr_privilege {
     const char *name;       /* "Cryptographer.Encrypt" */
@@ -64,18 +66,7 @@ typedef struct mgr_privilege {
     const char *planned;    /* NULL, or the issue whose feature will check it */
 } mgr_privilege;
 extern const mgr_privilege mgr_privileges[];     /* NULL-terminated */
-
-typedef struct api_op {
-    const char *id, *method, *path;
-    const char *privileges;  /* all needed, space-separated; NULL = any user */
-    const char *crypto;      /* also needed when the VM is encrypted */
-    const char *on;          /* root, vm, host, object */
-    const char *cli, *note;
-} api_op;
-extern const api_op mgr_api_ops[];               /* NULL-terminated */
-const api_op *api_op_find(const char *id);
 int mgr_privilege_known(const char *name);
-json_t *api_table_json(void);
 
 /* ---- authz.c: effective privileges on objects ----------------------------- */
 
@@ -106,14 +97,67 @@ int auth_user_create(manager *m, const char *actor, const char *name, const char
 int auth_login(manager *m, const char *user, const char *password, char *token, size_t tlen,
                int64_t *expires) VMSEAL_MUST_CHECK;
 int auth_logout(manager *m, const char *token);
-/* Resolve "Authorization: Bearer TOKEN" into ctx->user/role/privileges.
- * -EACCES when missing, unknown or expired. */
-int auth_session(manager *m, const char *token, api_ctx *ctx) VMSEAL_MUST_CHECK;
-/* Whether the session's user holds privilege on the root. */
-int auth_has(const api_ctx *ctx, const char *privilege);
+/* Resolve a session token ("Authorization: Bearer TOKEN") into its user,
+ * role and privileges on the root (space-separated, malloc'd; *privileges
+ * is freed first). -EACCES when missing, unknown or expired. */
+int auth_session(manager *m, const char *token, char *user, size_t ulen, char *role, size_t rlen,
+                 char **privileges) VMSEAL_MUST_CHECK;
 /* Set a user's password (8..1024 bytes) and end the user's sessions but
  * keep_token's (may be NULL). */
 int auth_set_password(manager *m, const char *user, const char *password, const char *keep_token);
+
+/* ---- users.c: users and roles ------------------------------------------------
+ * The last Administrator can be neither demoted nor deleted: -EBUSY and a
+ * "failed" event. */
+
+int users_list(manager *m, json_t **out);                          /* {"users": [...]} */
+int users_get(manager *m, const char *name, json_t **out);         /* -ENOENT */
+int users_exists(manager *m, const char *name);                    /* 1, 0 or -errno */
+/* The user's current password: 0, -EACCES when wrong or NULL, -ENOBUFS when
+ * too many are being checked at once, -ENOENT for no such user. */
+int users_check_password(manager *m, const char *name, const char *password);
+int users_set_role(manager *m, const char *actor, const char *name, const char *role);
+/* auth_set_password, and the event. */
+int users_set_password(manager *m, const char *actor, const char *name, const char *password,
+                       const char *keep_token);
+int users_delete(manager *m, const char *actor, const char *name);
+int roles_list(manager *m, json_t **out);                          /* {"roles", "all_privileges"} */
+/* A role one may change or remove (what: "changed", "removed"): its
+ * privileges (space-separated, malloc'd); -ENOENT, or -EPERM for a built-in
+ * role. */
+int roles_get_custom(manager *m, const char *name, const char *what, char **privileges);
+/* privileges: known names, space-separated; *out = {name, privileges[]} */
+int roles_create(manager *m, const char *actor, const char *name, const char *privileges,
+                 json_t **out);
+int roles_update(manager *m, const char *actor, const char *name, const char *privileges,
+                 json_t **out);
+int roles_delete(manager *m, const char *actor, const char *name);   /* -EBUSY while in use */
+
+/* ---- perms.c: groups and permissions --------------------------------------- */
+
+int groups_list(manager *m, json_t **out);                         /* {"groups": [...]} */
+int groups_exists(manager *m, const char *name);                   /* 1, 0 or -errno */
+int groups_create(manager *m, const char *actor, const char *name, json_t **out);
+int groups_delete(manager *m, const char *actor, const char *name);
+/* What the group's permissions grant: [{object, role}]. */
+int groups_grants(manager *m, const char *group, json_t **out);
+/* Add (add = 1) or remove a member; no event when nothing changes. */
+int groups_member(manager *m, const char *actor, const char *group, const char *user, int add);
+/* object NULL: all; the users' own roles are their permissions on the root. */
+int perms_list(manager *m, const char *object, json_t **out);     /* {"permissions": [...]} */
+/* The permission of principal (a user, or a group when is_group) on object:
+ * its role (rlen >= 80) and propagate flag; -ENOENT when there is none. */
+int perms_get(manager *m, const char *principal, int is_group, const char *object, char *role,
+              size_t rlen, int *propagate);
+/* Set (replace) it; *out = {object, user|group, role, propagate}. */
+int perms_set(manager *m, const char *actor, const char *object, const char *principal, int is_group,
+              const char *role, int propagate, json_t **out);
+int perms_remove(manager *m, const char *actor, const char *object, const char *principal,
+                 int is_group);
+
+/* ---- diagnostics.c --------------------------------------------------------- */
+
+int diagnostics_get(manager *m, json_t **out);
 
 /* ---- events.c -------------------------------------------------------------- */
 
@@ -173,14 +217,21 @@ int keys_create_kek(manager *m, const char *provider, const char *vm_uuid, const
                     char **kek_id);
 /* Fetch a KEK's bytes from the provider (servers in failover order). */
 int keys_get(manager *m, const char *provider, const char *kek_id, vmseal_secret **key);
+/* The KEK ids recorded, with their VM and state (vm NULL: all); never key
+ * material. */
+int keys_list(manager *m, const char *vm, json_t **out);
 /* Whether the KMIP client is built in (always, since it landed). */
 int keys_available(void);
 
 /* ---- hosts.c --------------------------------------------------------------- */
 
-int hosts_register(manager *m, const vmseal_http_request *req, const json_t *body, json_t **out);
+/* Register the host agent whose verified client certificate has this
+ * SHA-256 fingerprint and subject ("" when it sent none: -EACCES). */
+int hosts_register(manager *m, const char *fingerprint, const char *subject, const json_t *body,
+                   json_t **out);
 /* Identify a host agent by its client certificate: name into out. */
-int hosts_identify(manager *m, const vmseal_http_request *req, char *out, size_t outlen);
+int hosts_identify(manager *m, const char *fingerprint, const char *subject, char *out,
+                   size_t outlen);
 int hosts_list(manager *m, json_t **out);
 int hosts_remove(manager *m, const char *actor, const char *name);
 /* Host certificates: approve the one waiting (fingerprint must match), or
@@ -201,60 +252,43 @@ int hosts_keys_for(manager *m, const char *host, const json_t *kek_ids, json_t *
 
 int vms_list(manager *m, json_t **out);
 int vms_get(manager *m, const char *name, int live, json_t **out);
-/* The functions below set an HTTP status and message on failure. */
-int vms_create(manager *m, api_ctx *ctx, const json_t *req);
-int vms_set_policy(manager *m, api_ctx *ctx, const char *name, const json_t *req);
-/* PATCH {cpus?, memory_mb?, kernel?, initrd?, append?}: powered off only. */
-int vms_reconfigure(manager *m, api_ctx *ctx, const char *name, const json_t *req);
-int vms_rekey(manager *m, api_ctx *ctx, const char *name, const json_t *req);
-int vms_power(manager *m, api_ctx *ctx, const char *name, int on);
-int vms_delete(manager *m, api_ctx *ctx, const char *name);
-/* PATCH {folder}: move the VM to a folder ("" = none). */
-int vms_move(manager *m, api_ctx *ctx, const char *name, const char *folder);
-/* POST /vms/{name}/unregister, POST /vms/register {host, uuid, name?, kms?} */
-int vms_unregister(manager *m, api_ctx *ctx, const char *name);
-int vms_register(manager *m, api_ctx *ctx, const json_t *req);
-/* GET /vms/{name}/log: the guest's console output, from its host. */
-int vms_log(manager *m, api_ctx *ctx, const char *name, long long tail);
+/* 0, or -ENOENT when there is no VM of that name. */
+int vms_find(manager *m, const char *name);
+/* The policy a new VM on host gets when none is asked for ("encrypted" or
+ * "none"): 1, or 0 for an unknown host ("none"). */
+int vms_host_default_policy(manager *m, const char *host, char *policy, size_t len);
+/* req: the checked body of POST /vms; policy: the one applied. *out = VM. */
+int vms_create(manager *m, const char *user, const json_t *req, const char *policy, json_t **out);
+/* Apply policy "encrypted" (with kms, NULL: the default) or "none": 1 and
+ * *out = {task} when a host task started, 0 and *out = the VM when the VM
+ * has that policy already. */
+int vms_set_policy(manager *m, const char *user, const char *name, const char *policy,
+                   const char *kms, json_t **out);
+/* req {cpus?, memory_mb?, kernel?, initrd?, append?}: powered off only;
+ * *out = the VM with "changed". */
+int vms_reconfigure(manager *m, const char *user, const char *name, const json_t *req, json_t **out);
+/* *out = {task} */
+int vms_rekey(manager *m, const char *user, const char *name, int deep, const char *kms,
+              json_t **out);
+/* *out = the host's answer */
+int vms_power(manager *m, const char *user, const char *name, int on, json_t **out);
+int vms_delete(manager *m, const char *user, const char *name);
+/* Move the VM to a folder (a valid name, or "" = none); *out = the VM. */
+int vms_move(manager *m, const char *user, const char *name, const char *folder, json_t **out);
+/* Leave the inventory; the host keeps the VM. uuid: the VM's. */
+int vms_unregister(manager *m, const char *user, const char *name, char uuid[40]);
+/* Registering a VM found on a host: first the host's view of it (*vm),
+ * checked (a UUID, not in the inventory, a known host); then, once the
+ * caller may (an encrypted VM needs more), the registration. req: the
+ * checked body {host, uuid, name?, kms?}; *out = the VM. */
+int vms_register_probe(manager *m, const char *host, const char *uuid, json_t **vm);
+int vms_register(manager *m, const char *user, const json_t *req, const json_t *vm, json_t **out);
+/* The guest's console output, from its host. */
+int vms_log(manager *m, const char *user, const char *name, long long tail, json_t **out);
 int tasks_get(manager *m, long long id, json_t **out);
 int tasks_list(manager *m, json_t **out);
 int tasks_start_watcher(manager *m);
 void tasks_stop_watcher(manager *m);
-
-/* ---- api.c ----------------------------------------------------------------- */
-
-void api_handle(void *arg, const vmseal_http_request *req, vmseal_http_response *resp);
-/* Helpers for handlers. */
-int api_body(api_ctx *ctx, const api_schema *s, json_t **out);      /* 400 on failure */
-/* Check the op's privileges (api_table.c) on the object the op names
- * (name: VM/host name, or a whole "kind:name" for ops "on" object); 403
- * naming the missing privilege and a "denied" event on failure. */
-int api_authorize(api_ctx *ctx, const char *op, const char *name);
-/* 403 + "denied" event for op on object; why replaces the default text. */
-int api_deny(api_ctx *ctx, const char *op, const char *object, const char *privilege, const char *why);
-/* Need every privilege of want on object (granting, assigning roles). */
-int api_authorize_set(api_ctx *ctx, const char *op, const char *object, privset want);
-/* Need every privilege target holds (changing or removing a user). */
-int api_require_dominance(api_ctx *ctx, const char *op, const char *target);
-/* Whether the user holds privilege on object (no reply, no event). */
-int api_may(api_ctx *ctx, const char *privilege, const char *object);
-/* Map a negative errno from a module to an HTTP error with vmseal_last_error(). */
-void api_fail(api_ctx *ctx, int rc);
-
-/* Resource handlers (api_<resource>.c): they fill ctx->resp. */
-void api_session(api_ctx *ctx);
-void api_users(api_ctx *ctx);
-void api_roles(api_ctx *ctx);
-void api_events(api_ctx *ctx);
-void api_kms(api_ctx *ctx);
-void api_hosts(api_ctx *ctx);
-void api_vms(api_ctx *ctx);
-void api_tasks(api_ctx *ctx);
-void api_groups(api_ctx *ctx);
-void api_session_privileges(api_ctx *ctx);
-void api_permissions(api_ctx *ctx);
-void api_keys(api_ctx *ctx);
-void api_diagnostics(api_ctx *ctx);
 
 /* ---- init.c ---------------------------------------------------------------- */
 

@@ -12,14 +12,16 @@
  * Long host work runs as a host task; the manager keeps a task row per
  * operation, polls the host (task watcher thread) and, when the task ends,
  * records the new state and an event with the old and new values.
+ *
+ * Domain code (managerd.h): the API layer (api_vms.c) has checked the
+ * caller's privileges; failures are -errno with a message, -EREMOTEIO when
+ * the host or the key provider failed.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include <openssl/rand.h>
 
 #include <vmseal/common.h>
 #include <vmseal/diskdesc.h>
@@ -126,31 +128,33 @@ int vms_get(manager *m, const char *name, int live, json_t **out)
     return 0;
 }
 
-/* Fail the request with an HTTP status and message. */
-static int reply(api_ctx *ctx, int status, int rc, const char *fmt, ...) VMSEAL_PRINTF(4, 5);
-static int reply(api_ctx *ctx, int status, int rc, const char *fmt, ...)
+/* A failure of the VM's host or of a key provider is the peer's: -EREMOTEIO
+ * (502 at the API), whatever errno it had; the message stays. */
+static int peer_failure(void)
 {
-    char msg[600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    vmseal_http_error(ctx->resp, status, "%s", msg);
-    return rc < 0 ? rc : -EIO;
+    return vmseal_fail(EREMOTEIO, "%s", vmseal_last_error());
 }
 
-/* The parts of VM `name`'s row the actions need (a 404 reply when there is
- * no such VM). */
+/* A failure of the manager's own records (inventory, KEKs, tasks) once the
+ * request was accepted: -EIO (500), whatever errno the database gave; the
+ * message stays. */
+static int own_failure(void)
+{
+    return vmseal_fail(EIO, "%s", vmseal_last_error());
+}
+
+/* The parts of VM `name`'s row the actions need (-ENOENT when there is no
+ * such VM). */
 typedef struct vm_row {
     char uuid[40], host[80], policy[16], kek[160], prov[80];
 } vm_row;
 
-static int get_vm_row(manager *m, api_ctx *ctx, const char *name, vm_row *v)
+static int get_vm_row(manager *m, const char *name, vm_row *v)
 {
     store_rows *r = NULL;
     int rc = load_vm(m, name, &r);
     if (rc < 0)
-        return reply(ctx, 404, rc, "%s", vmseal_last_error());
+        return rc;
     memset(v, 0, sizeof(*v));
     snprintf(v->uuid, sizeof(v->uuid), "%s", store_rows_get(r, 0, 0));
     snprintf(v->host, sizeof(v->host), "%s", store_rows_get(r, 0, 2));
@@ -164,12 +168,19 @@ static int get_vm_row(manager *m, api_ctx *ctx, const char *name, vm_row *v)
     return 0;
 }
 
-/* The host answered with an error status: pass it on (4xx as 409/400/404,
- * other failures as 502). */
-static int host_refused(api_ctx *ctx, const char *host, long status, const json_t *resp)
+int vms_find(manager *m, const char *name)
 {
-    int s = status == 409 || status == 400 || status == 404 ? (int)status : 502;
-    return reply(ctx, s, -EIO, "host %s: %s", host, vmseal_http_error_text(resp));
+    vm_row v;
+    return get_vm_row(m, name, &v);
+}
+
+/* The host answered with an error status: its 409, 400 and 404 are passed
+ * on (-EBUSY, -EINVAL, -ENOENT), anything else is the host's failure
+ * (-EREMOTEIO). */
+static int host_refused(const char *host, long status, const json_t *resp)
+{
+    int e = status == 409 ? EBUSY : status == 400 ? EINVAL : status == 404 ? ENOENT : EREMOTEIO;
+    return vmseal_fail(e, "host %s: %s", host, vmseal_http_error_text(resp));
 }
 
 static int record_kek(manager *m, const char *kek_id, const char *provider, const char *uuid,
@@ -188,12 +199,22 @@ static int set_kek_state(manager *m, const char *provider, const char *kek_id, c
                        provider, kek_id, state, STORE_END);
 }
 
+/* A KEK made for an operation that failed: "unused". The failure being
+ * reported stays this thread's error message. */
+static void kek_unused(manager *m, const char *provider, const char *kek_id)
+{
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", vmseal_last_error());
+    (void)set_kek_state(m, provider, kek_id, "unused");
+    (void)vmseal_fail(0, "%s", msg);
+}
+
 /* New KEK for a VM on provider (NULL: the default), recorded as pending,
- * pushed to the host. */
-static int new_kek_for(api_ctx *ctx, const char *want_provider, const char *uuid, const char *name,
+ * pushed to the host. An unknown provider asked for is -EINVAL, no default
+ * provider -ENOKEY. */
+static int new_kek_for(manager *m, const char *want_provider, const char *uuid, const char *name,
                        const char *host, char **provider, char **kek_id)
 {
-    manager *m = ctx->m;
     *kek_id = NULL;
     *provider = NULL;
     int rc;
@@ -202,53 +223,50 @@ static int new_kek_for(api_ctx *ctx, const char *want_provider, const char *uuid
         rc = kms_provider_get(m, want_provider, &p);
         json_decref(p);
         if (rc < 0)
-            return reply(ctx, 400, rc, "%s", vmseal_last_error());
+            return rc == -ENOENT ? vmseal_fail(EINVAL, "%s", vmseal_last_error()) : rc;
         *provider = strdup(want_provider);
     } else {
         rc = kms_provider_default(m, provider);
         if (rc < 0)
-            return reply(ctx, 409, rc, "%s", vmseal_last_error());
+            return rc == -ENOENT ? vmseal_fail(ENOKEY, "%s", vmseal_last_error()) : rc;
     }
     rc = keys_create_kek(m, *provider, uuid, name, kek_id);
     if (rc < 0)
-        return reply(ctx, 502, rc, "key provider %s: cannot create a key: %s", *provider,
-                     vmseal_last_error());
+        return vmseal_fail(EREMOTEIO, "key provider %s: cannot create a key: %s", *provider,
+                           vmseal_last_error());
     rc = record_kek(m, *kek_id, *provider, uuid, "pending");
     if (rc < 0)
-        return reply(ctx, 500, rc, "%s", vmseal_last_error());
+        return own_failure();
     rc = hosts_push_key(m, host, *provider, *kek_id);
     if (rc < 0) {
-        (void)set_kek_state(m, *provider, *kek_id, "unused");
-        return reply(ctx, 502, rc, "%s", vmseal_last_error());
+        rc = peer_failure();
+        kek_unused(m, *provider, *kek_id);
+        return rc;
     }
     return 0;
 }
 
-int vms_create(manager *m, api_ctx *ctx, const json_t *req)
+int vms_host_default_policy(manager *m, const char *host, char *policy, size_t len)
+{
+    store_rows *r = NULL;
+    int rc = store_execv(m->db, &r, "SELECT default_policy FROM hosts WHERE name = $1", host, STORE_END);
+    int known = rc >= 0 && store_rows_count(r) == 1;
+    snprintf(policy, len, "%s",
+             known && !strcmp(store_rows_get(r, 0, 0), "encrypted") ? "encrypted" : "none");
+    store_rows_free(r);
+    return known;
+}
+
+int vms_create(manager *m, const char *user, const json_t *req, const char *policy, json_t **out)
 {
     const char *name = json_string_value(json_object_get(req, "name"));
     const char *host = json_string_value(json_object_get(req, "host"));
     const char *folder = json_string_value(json_object_get(req, "folder"));
-    const char *policy = json_string_value(json_object_get(req, "policy"));
-    store_rows *r = NULL;
-    int rc = store_execv(m->db, &r, "SELECT default_policy FROM hosts WHERE name = $1", host, STORE_END);
-    int known = rc >= 0 && store_rows_count(r) == 1;
-    char host_default[16] = "none";
-    if (known)
-        snprintf(host_default, sizeof(host_default), "%s", store_rows_get(r, 0, 0));
-    store_rows_free(r);
-    /* No policy given: the host's default encryption policy applies. */
-    if (!policy)
-        policy = !strcmp(host_default, "encrypted") ? "encrypted" : "none";
     int encrypted = !strcmp(policy, "encrypted");
-    const char *op = encrypted ? "vm.create-encrypted" : "vm.create";
-    char fobj[80];
-    snprintf(fobj, sizeof(fobj), "folder:%s", folder ? folder : "");
-    if (api_authorize(ctx, op, host) < 0 ||
-        (folder && api_authorize_set(ctx, op, fobj, privset_parse(api_op_find(op)->privileges)) < 0))
-        return -EACCES;
-    if (!known)
-        return reply(ctx, 400, -ENOENT, "no host named %s", host);
+    char host_default[16];
+    *out = NULL;
+    if (vms_host_default_policy(m, host, host_default, sizeof(host_default)) != 1)
+        return vmseal_fail(EINVAL, "no host named %s", host);
 
     json_t *spec = json_object();
     const json_t *v;
@@ -263,24 +281,25 @@ int vms_create(manager *m, api_ctx *ctx, const json_t *req)
         if (json_object_get(req, opt[i]))
             json_object_set(spec, opt[i], json_object_get(req, opt[i]));
     char uuid[37], now[32];
-    if (vmseal_uuid_random(uuid) < 0)
-        return reply(ctx, 500, -EIO, "%s", vmseal_last_error());
+    if (vmseal_uuid_random(uuid) < 0) {
+        json_decref(spec);
+        return vmseal_fail(EIO, "%s", vmseal_last_error());
+    }
     snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
     char *spec_s = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
     /* Reserve the name first. */
-    rc = store_execv(m->db, NULL,
-                     "INSERT INTO vms (uuid, name, host, spec, policy, created, folder) "
-                     "VALUES ($1, $2, $3, $4, 'none', $5, $6)",
-                     uuid, name, host, spec_s, now, folder ? folder : "", STORE_END);
+    int rc = store_execv(m->db, NULL,
+                         "INSERT INTO vms (uuid, name, host, spec, policy, created, folder) "
+                         "VALUES ($1, $2, $3, $4, 'none', $5, $6)",
+                         uuid, name, host, spec_s, now, folder ? folder : "", STORE_END);
     free(spec_s);
     if (rc < 0) {
         json_decref(spec);
-        return reply(ctx, rc == -EEXIST ? 409 : 500, rc, rc == -EEXIST ? "a VM named %s exists already" : "%s",
-                     rc == -EEXIST ? name : vmseal_last_error());
+        return rc == -EEXIST ? vmseal_fail(EEXIST, "a VM named %s exists already", name) : own_failure();
     }
     char *provider = NULL, *kek_id = NULL;
     if (encrypted) {
-        rc = new_kek_for(ctx, json_string_value(json_object_get(req, "kms")), uuid, name, host,
+        rc = new_kek_for(m, json_string_value(json_object_get(req, "kms")), uuid, name, host,
                          &provider, &kek_id);
         if (rc < 0)
             goto undo;
@@ -296,11 +315,11 @@ int vms_create(manager *m, api_ctx *ctx, const json_t *req)
     rc = hosts_call(m, host, "POST", "/v1/vms", body, &status, &resp);
     json_decref(body);
     if (rc < 0) {
-        reply(ctx, 502, rc, "%s", vmseal_last_error());
+        rc = peer_failure();
         goto undo;
     }
     if (status < 200 || status > 299) {
-        rc = host_refused(ctx, host, status, resp);
+        rc = host_refused(host, status, resp);
         json_decref(resp);
         goto undo;
     }
@@ -312,7 +331,7 @@ int vms_create(manager *m, api_ctx *ctx, const json_t *req)
         if (rc >= 0)
             rc = set_kek_state(m, provider, kek_id, "active");
         if (rc < 0) {
-            reply(ctx, 500, rc, "%s", vmseal_last_error());
+            rc = own_failure();
             goto undo;
         }
     }
@@ -326,22 +345,20 @@ int vms_create(manager *m, api_ctx *ctx, const json_t *req)
         json_object_set_new(nv, "kek_id", json_string(kek_id));
         json_object_set_new(nv, "kms", json_string(provider));
     }
-    event_add(m, ctx->user, "vm.create", name, NULL, nv);
+    event_add(m, user, "vm.create", name, NULL, nv);
     json_decref(nv);
-    json_t *out = NULL;
-    rc = vms_get(m, name, 0, &out);
-    if (rc >= 0)
-        vmseal_http_json(ctx->resp, 201, out);
-    else
-        api_fail(ctx, rc);
+    rc = vms_get(m, name, 0, out);
     json_decref(spec);
     free(provider);
     free(kek_id);
-    return 0;
-undo:
+    return rc < 0 ? rc : 0;
+undo:;
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", vmseal_last_error());
     (void)store_execv(m->db, NULL, "DELETE FROM vms WHERE uuid = $1", uuid, STORE_END);
+    (void)vmseal_fail(0, "%s", msg);
     if (kek_id)
-        (void)set_kek_state(m, provider, kek_id, "unused");
+        kek_unused(m, provider, kek_id);
     json_decref(spec);
     free(provider);
     free(kek_id);
@@ -357,18 +374,18 @@ static int running_task(manager *m, const char *uuid)
     return (int)id;
 }
 
-/* Start a host task and record it; replies 202 {task}. */
-static int start_task(api_ctx *ctx, const char *uuid, const char *name, const char *host,
-                      const char *action, const char *path, const json_t *body, const json_t *params)
+/* Start a host task and record it; *out = {task}. */
+static int start_task(manager *m, const char *user, const char *uuid, const char *name,
+                      const char *host, const char *action, const char *path, const json_t *body,
+                      const json_t *params, json_t **out)
 {
-    manager *m = ctx->m;
     long status = 0;
     json_t *resp = NULL;
     int rc = hosts_call(m, host, "POST", path, body, &status, &resp);
     if (rc < 0)
-        return reply(ctx, 502, rc, "%s", vmseal_last_error());
+        return peer_failure();
     if (status < 200 || status > 299) {
-        rc = host_refused(ctx, host, status, resp);
+        rc = host_refused(host, status, resp);
         json_decref(resp);
         return rc;
     }
@@ -380,7 +397,7 @@ static int start_task(api_ctx *ctx, const char *uuid, const char *name, const ch
         snprintf(htask, sizeof(htask), "%s", json_string_value(tid));
     else {
         json_decref(resp);
-        return reply(ctx, 502, -EPROTO, "host %s did not return a task_id", host);
+        return vmseal_fail(EREMOTEIO, "host %s did not return a task_id", host);
     }
     json_decref(resp);
     char now[32];
@@ -391,92 +408,89 @@ static int start_task(api_ctx *ctx, const char *uuid, const char *name, const ch
                      "INSERT INTO tasks (vm_uuid, action, host, host_task, state, progress, user_name, "
                      "params, created, updated) VALUES ($1, $2, $3, $4, 'running', 0, $5, $6, $7, $7) "
                      "RETURNING id",
-                     uuid, action, host, htask, ctx->user, ps, now, STORE_END);
+                     uuid, action, host, htask, user, ps, now, STORE_END);
     free(ps);
     if (rc < 0)
-        return reply(ctx, 500, rc, "%s", vmseal_last_error());
+        return own_failure();
     long long id = atoll(store_rows_get(r, 0, 0));
     store_rows_free(r);
     json_t *ev = json_deep_copy(params);
     json_object_set_new(ev, "task", json_integer(id));
     json_object_set_new(ev, "action", json_string(action));
-    event_add(m, ctx->user, "task.start", name, NULL, ev);
+    event_add(m, user, "task.start", name, NULL, ev);
     json_decref(ev);
-    json_t *out = NULL;
-    if (tasks_get(m, id, &out) < 0)
-        out = json_pack("{s:I}", "id", (json_int_t)id);
-    vmseal_http_json(ctx->resp, 202, json_pack("{s:o}", "task", out));
+    json_t *t = NULL;
+    if (tasks_get(m, id, &t) < 0)
+        t = json_pack("{s:I}", "id", (json_int_t)id);
+    *out = json_pack("{s:o}", "task", t);
     return 0;
 }
 
 /* Encrypt, decrypt and deep recrypt need the VM powered off (as in
- * vSphere); say so before any key is made. */
-static int require_off(api_ctx *ctx, const char *host, const char *uuid, const char *name,
+ * vSphere); say so before any key is made. A VM its host does not know is
+ * -ESTALE. */
+static int require_off(manager *m, const char *host, const char *uuid, const char *name,
                        const char *what)
 {
     json_t *rt = NULL;
     char err[512];
-    int rc = vm_runtime(ctx->m, host, uuid, &rt, err, sizeof(err));
+    int rc = vm_runtime(m, host, uuid, &rt, err, sizeof(err));
     if (rc < 0)
-        return reply(ctx, rc == -ENOENT ? 409 : 502, rc, "%s", err);
+        return vmseal_fail(rc == -ENOENT ? ESTALE : EREMOTEIO, "%s", err);
     const char *ps = json_string_value(json_object_get(rt, "power_state"));
     int on = ps && !strcmp(ps, "on");
     json_decref(rt);
     if (on)
-        return reply(ctx, 409, -EBUSY, "VM %s must be powered off to %s it", name, what);
+        return vmseal_fail(EBUSY, "VM %s must be powered off to %s it", name, what);
     return 0;
 }
 
-int vms_set_policy(manager *m, api_ctx *ctx, const char *name, const json_t *req)
+int vms_set_policy(manager *m, const char *user, const char *name, const char *want,
+                   const char *kms, json_t **out)
 {
+    *out = NULL;
     vm_row v;
-    int rc = get_vm_row(m, ctx, name, &v);
+    int rc = get_vm_row(m, name, &v);
     if (rc < 0)
         return rc;
-    const char *want = json_string_value(json_object_get(req, "policy"));
     int encrypt = !strcmp(want, "encrypted");
-    if (api_authorize(ctx, encrypt ? "vm.encrypt" : "vm.decrypt", name) < 0)
-        return -EACCES;
     if (!strcmp(v.policy, want)) {
-        json_t *out = NULL;
-        rc = vms_get(m, name, 0, &out);
+        rc = vms_get(m, name, 0, out);
         if (rc < 0)
-            return reply(ctx, 500, rc, "%s", vmseal_last_error());
-        json_object_set_new(out, "changed", json_false());
-        vmseal_http_json(ctx->resp, 200, out);
+            return own_failure();
+        json_object_set_new(*out, "changed", json_false());
         return 0;
     }
     int t = running_task(m, v.uuid);
     if (t)
-        return reply(ctx, 409, -EBUSY, "VM %s is busy with task %d", name, t);
-    rc = require_off(ctx, v.host, v.uuid, name, encrypt ? "encrypt" : "decrypt");
+        return vmseal_fail(EBUSY, "VM %s is busy with task %d", name, t);
+    rc = require_off(m, v.host, v.uuid, name, encrypt ? "encrypt" : "decrypt");
     if (rc < 0)
         return rc;
     if (encrypt) {
         char *provider = NULL, *kek_id = NULL;
-        rc = new_kek_for(ctx, json_string_value(json_object_get(req, "kms")), v.uuid, name, v.host,
-                         &provider, &kek_id);
+        rc = new_kek_for(m, kms, v.uuid, name, v.host, &provider, &kek_id);
         if (rc >= 0) {
             json_t *body = json_pack("{s:s}", "kek_id", kek_id);
             json_t *params = json_pack("{s:s,s:s,s:s,s:s}", "old_policy", v.policy, "policy", want,
                                        "kek_id", kek_id, "kms", provider);
             char path[128];
             snprintf(path, sizeof(path), "/v1/vms/%s/encrypt", v.uuid);
-            rc = start_task(ctx, v.uuid, name, v.host, "encrypt", path, body, params);
+            rc = start_task(m, user, v.uuid, name, v.host, "encrypt", path, body, params, out);
             if (rc < 0)
-                (void)set_kek_state(m, provider, kek_id, "unused");
+                kek_unused(m, provider, kek_id);
             json_decref(body);
             json_decref(params);
         }
         free(provider);
         free(kek_id);
-        return rc;
+        return rc < 0 ? rc : 1;
     }
     /* decrypt: the host needs the current KEK to open the disks */
     if (v.kek[0]) {
         rc = hosts_push_key(m, v.host, v.prov, v.kek);
         if (rc < 0)
-            return reply(ctx, 502, rc, "%s", vmseal_last_error());
+            return peer_failure();
     }
     json_t *params = json_pack("{s:s,s:s,s:s?,s:s?}", "old_policy", v.policy, "policy", want,
                                "old_kek_id", v.kek[0] ? v.kek : NULL, "kms",
@@ -484,42 +498,38 @@ int vms_set_policy(manager *m, api_ctx *ctx, const char *name, const json_t *req
     char path[128];
     snprintf(path, sizeof(path), "/v1/vms/%s/decrypt", v.uuid);
     json_t *body = json_object();
-    rc = start_task(ctx, v.uuid, name, v.host, "decrypt", path, body, params);
+    rc = start_task(m, user, v.uuid, name, v.host, "decrypt", path, body, params, out);
     json_decref(body);
     json_decref(params);
-    return rc;
+    return rc < 0 ? rc : 1;
 }
 
 /* Settings a powered-off VM can change (the host's PATCH /v1/vms/{uuid}):
  * forwarded to the host, then stored in the VM's spec; the event holds the
  * old and new values of the fields that changed ("" removes kernel, initrd
  * or append: null in the event). */
-int vms_reconfigure(manager *m, api_ctx *ctx, const char *name, const json_t *req)
+int vms_reconfigure(manager *m, const char *user, const char *name, const json_t *req, json_t **out)
 {
-    /* Changing how a VM boots is a cryptographic act when the VM is
-     * encrypted: a new kernel or initrd could read its data out. */
-    int boot = json_object_get(req, "kernel") || json_object_get(req, "initrd") || json_object_get(req, "append");
-    if (api_authorize(ctx, boot ? "vm.reconfigure-boot" : "vm.reconfigure", name) < 0)
-        return -EACCES;
+    *out = NULL;
     vm_row v;
-    int rc = get_vm_row(m, ctx, name, &v);
+    int rc = get_vm_row(m, name, &v);
     if (rc < 0)
         return rc;
     int t = running_task(m, v.uuid);
     if (t)
-        return reply(ctx, 409, -EBUSY, "VM %s is busy with task %d", name, t);
-    rc = require_off(ctx, v.host, v.uuid, name, "reconfigure");
+        return vmseal_fail(EBUSY, "VM %s is busy with task %d", name, t);
+    rc = require_off(m, v.host, v.uuid, name, "reconfigure");
     if (rc < 0)
         return rc;
     store_rows *r = NULL;
     rc = load_vm(m, name, &r);
     if (rc < 0)
-        return reply(ctx, 404, rc, "%s", vmseal_last_error());
+        return rc;
     json_t *spec = json_loads(store_rows_get(r, 0, 3), 0, NULL);
     store_rows_free(r);
     if (!json_is_object(spec)) {
         json_decref(spec);
-        return reply(ctx, 500, -EIO, "VM %s: stored spec is not a JSON object", name);
+        return vmseal_fail(EIO, "VM %s: stored spec is not a JSON object", name);
     }
     static const char *const keys[] = {"cpus", "memory_mb", "kernel", "initrd", "append"};
     json_t *ov = json_object(), *nv = json_object();
@@ -542,11 +552,11 @@ int vms_reconfigure(manager *m, api_ctx *ctx, const char *name, const json_t *re
      * the stored spec is brought in line too. */
     rc = hosts_call(m, v.host, "PATCH", path, (json_t *)req, &status, &resp);
     if (rc < 0) {
-        rc = reply(ctx, 502, rc, "%s", vmseal_last_error());
+        rc = peer_failure();
         goto out;
     }
     if (status < 200 || status > 299) {
-        rc = host_refused(ctx, v.host, status, resp);
+        rc = host_refused(v.host, status, resp);
         goto out;
     }
     int changed = json_object_size(nv) > 0;
@@ -565,20 +575,18 @@ int vms_reconfigure(manager *m, api_ctx *ctx, const char *name, const json_t *re
                     : vmseal_fail(ENOMEM, "out of memory");
         free(spec_s);
         if (rc < 0) {
-            rc = reply(ctx, 500, rc, "the host changed VM %s but the inventory was not updated: %s",
-                       name, vmseal_last_error());
+            rc = vmseal_fail(EIO, "the host changed VM %s but the inventory was not updated: %s",
+                             name, vmseal_last_error());
             goto out;
         }
-        event_add(m, ctx->user, "vm.reconfigure", name, ov, nv);
+        event_add(m, user, "vm.reconfigure", name, ov, nv);
     }
-    json_t *o = NULL;
-    rc = vms_get(m, name, 0, &o);
+    rc = vms_get(m, name, 0, out);
     if (rc < 0) {
-        rc = reply(ctx, 500, rc, "%s", vmseal_last_error());
+        rc = own_failure();
         goto out;
     }
-    json_object_set_new(o, "changed", json_boolean(changed));
-    vmseal_http_json(ctx->resp, 200, o);
+    json_object_set_new(*out, "changed", json_boolean(changed));
     rc = 0;
 out:
     json_decref(resp);
@@ -588,28 +596,26 @@ out:
     return rc;
 }
 
-int vms_rekey(manager *m, api_ctx *ctx, const char *name, const json_t *req)
+int vms_rekey(manager *m, const char *user, const char *name, int deep, const char *kms,
+              json_t **out)
 {
-    if (api_authorize(ctx, "vm.rekey", name) < 0)
-        return -EACCES;
+    *out = NULL;
     vm_row v;
-    int rc = get_vm_row(m, ctx, name, &v);
+    int rc = get_vm_row(m, name, &v);
     if (rc < 0)
         return rc;
     if (!v.kek[0])
-        return reply(ctx, 409, -EINVAL, "VM %s is not encrypted", name);
+        return vmseal_fail(ENOKEY, "VM %s is not encrypted", name);
     int t = running_task(m, v.uuid);
     if (t)
-        return reply(ctx, 409, -EBUSY, "VM %s is busy with task %d", name, t);
-    int deep = json_is_true(json_object_get(req, "deep"));
-    if (deep && (rc = require_off(ctx, v.host, v.uuid, name, "deep-rekey")) < 0)
+        return vmseal_fail(EBUSY, "VM %s is busy with task %d", name, t);
+    if (deep && (rc = require_off(m, v.host, v.uuid, name, "deep-rekey")) < 0)
         return rc;
     rc = hosts_push_key(m, v.host, v.prov, v.kek);   /* the host needs the old KEK too */
     if (rc < 0)
-        return reply(ctx, 502, rc, "%s", vmseal_last_error());
-    const char *want = json_string_value(json_object_get(req, "kms"));
+        return peer_failure();
     char *provider = NULL, *kek_id = NULL;
-    rc = new_kek_for(ctx, want ? want : v.prov, v.uuid, name, v.host, &provider, &kek_id);
+    rc = new_kek_for(m, kms ? kms : v.prov, v.uuid, name, v.host, &provider, &kek_id);
     if (rc < 0) {
         free(provider);
         free(kek_id);
@@ -620,10 +626,10 @@ int vms_rekey(manager *m, api_ctx *ctx, const char *name, const json_t *req)
                                "kek_id", kek_id, "kms", provider, "deep", deep);
     char path[128];
     snprintf(path, sizeof(path), "/v1/vms/%s/recrypt", v.uuid);
-    rc = start_task(ctx, v.uuid, name, v.host, deep ? "recrypt-deep" : "recrypt-shallow", path,
-                    body, params);
+    rc = start_task(m, user, v.uuid, name, v.host, deep ? "recrypt-deep" : "recrypt-shallow", path,
+                    body, params, out);
     if (rc < 0)
-        (void)set_kek_state(m, provider, kek_id, "unused");
+        kek_unused(m, provider, kek_id);
     json_decref(body);
     json_decref(params);
     free(provider);
@@ -631,19 +637,18 @@ int vms_rekey(manager *m, api_ctx *ctx, const char *name, const json_t *req)
     return rc;
 }
 
-int vms_power(manager *m, api_ctx *ctx, const char *name, int on)
+int vms_power(manager *m, const char *user, const char *name, int on, json_t **out)
 {
-    if (api_authorize(ctx, on ? "vm.power-on" : "vm.power-off", name) < 0)
-        return -EACCES;
+    *out = NULL;
     vm_row v;
-    int rc = get_vm_row(m, ctx, name, &v);
+    int rc = get_vm_row(m, name, &v);
     if (rc < 0)
         return rc;
     if (on && v.kek[0]) {
         /* The host must hold the VM's KEK to power it on. */
         rc = hosts_push_key(m, v.host, v.prov, v.kek);
         if (rc < 0)
-            return reply(ctx, 502, rc, "%s", vmseal_last_error());
+            return peer_failure();
     }
     json_t *before = NULL;
     char err[512];
@@ -659,36 +664,33 @@ int vms_power(manager *m, api_ctx *ctx, const char *name, int on)
     json_decref(body);
     if (rc < 0) {
         json_decref(before);
-        return reply(ctx, 502, rc, "%s", vmseal_last_error());
+        return peer_failure();
     }
     if (status < 200 || status > 299) {
-        rc = host_refused(ctx, v.host, status, resp);
+        rc = host_refused(v.host, status, resp);
         json_decref(resp);
         json_decref(before);
         return rc;
     }
     json_t *ov = json_pack("{s:s?}", "power_state", old_state);
     json_t *nv = json_pack("{s:s}", "power_state", on ? "on" : "off");
-    event_add(m, ctx->user, on ? "vm.power-on" : "vm.power-off", name, ov, nv);
+    event_add(m, user, on ? "vm.power-on" : "vm.power-off", name, ov, nv);
     json_decref(ov);
     json_decref(nv);
     json_decref(before);
-    vmseal_http_json(ctx->resp, 200, resp ? resp : json_pack("{s:s}", "power", on ? "on" : "off"));
+    *out = resp ? resp : json_pack("{s:s}", "power", on ? "on" : "off");
     return 0;
 }
 
-/* The VM a delete or unregister removes from the inventory: authorised,
- * loaded (its JSON in *old, for the event), and not busy. */
-static int vm_to_remove(manager *m, api_ctx *ctx, const char *op, const char *name, json_t **old,
-                        char uuid[40], char host[80])
+/* The VM a delete or unregister removes from the inventory: loaded (its
+ * JSON in *old, for the event), and not busy. */
+static int vm_to_remove(manager *m, const char *name, json_t **old, char uuid[40], char host[80])
 {
     *old = NULL;
-    if (api_authorize(ctx, op, name) < 0)
-        return -EACCES;
     store_rows *r = NULL;
     int rc = load_vm(m, name, &r);
     if (rc < 0)
-        return reply(ctx, 404, rc, "%s", vmseal_last_error());
+        return rc;
     *old = vm_json(r, 0);
     snprintf(uuid, 40, "%s", store_rows_get(r, 0, 0));
     snprintf(host, 80, "%s", store_rows_get(r, 0, 2));
@@ -697,7 +699,7 @@ static int vm_to_remove(manager *m, api_ctx *ctx, const char *op, const char *na
     if (t) {
         json_decref(*old);
         *old = NULL;
-        return reply(ctx, 409, -EBUSY, "VM %s is busy with task %d", name, t);
+        return vmseal_fail(EBUSY, "VM %s is busy with task %d", name, t);
     }
     return 0;
 }
@@ -714,11 +716,11 @@ static int forget_vm(manager *m, const char *uuid, const char *name)
     return rc;
 }
 
-int vms_delete(manager *m, api_ctx *ctx, const char *name)
+int vms_delete(manager *m, const char *user, const char *name)
 {
     json_t *old = NULL;
     char uuid[40], host[80];
-    int rc = vm_to_remove(m, ctx, "vm.delete", name, &old, uuid, host);
+    int rc = vm_to_remove(m, name, &old, uuid, host);
     if (rc < 0)
         return rc;
     char path[128];
@@ -728,10 +730,10 @@ int vms_delete(manager *m, api_ctx *ctx, const char *name)
     rc = hosts_call(m, host, "DELETE", path, NULL, &status, &resp);
     if (rc < 0) {
         json_decref(old);
-        return reply(ctx, 502, rc, "%s", vmseal_last_error());
+        return peer_failure();
     }
     if ((status < 200 || status > 299) && status != 404) {
-        rc = host_refused(ctx, host, status, resp);
+        rc = host_refused(host, status, resp);
         json_decref(resp);
         json_decref(old);
         return rc;
@@ -743,11 +745,10 @@ int vms_delete(manager *m, api_ctx *ctx, const char *name)
                          uuid, STORE_END);
     if (rc < 0) {
         json_decref(old);
-        return reply(ctx, 500, rc, "%s", vmseal_last_error());
+        return own_failure();
     }
-    event_add(m, ctx->user, "vm.delete", name, old, NULL);
+    event_add(m, user, "vm.delete", name, old, NULL);
     json_decref(old);
-    vmseal_http_json(ctx->resp, 200, json_pack("{s:s,s:b}", "name", name, "deleted", 1));
     return 0;
 }
 
@@ -1057,21 +1058,14 @@ void tasks_stop_watcher(manager *m)
     m->task_thread_started = 0;
 }
 
-int vms_move(manager *m, api_ctx *ctx, const char *name, const char *folder)
+
+int vms_move(manager *m, const char *user, const char *name, const char *folder, json_t **out)
 {
-    if (*folder && !api_valid_name(folder))
-        return reply(ctx, 400, -EINVAL, "invalid folder name %s", folder);
-    /* Moving needs the privilege on the VM and on the folder it goes to:
-     * else a VM could be moved to where someone holds more on it. */
-    char dest[96];
-    snprintf(dest, sizeof(dest), "folder:%s", folder);
-    if (api_authorize(ctx, "vm.move", name) < 0 ||
-        (*folder && api_authorize_set(ctx, "vm.move", dest, privset_parse(api_op_find("vm.move")->privileges)) < 0))
-        return -EACCES;
+    *out = NULL;
     store_rows *r = NULL;
     int rc = load_vm(m, name, &r);
     if (rc < 0)
-        return reply(ctx, 404, rc, "%s", vmseal_last_error());
+        return rc;
     json_t *ov = json_pack("{s:s}", "folder", store_rows_get(r, 0, 8));
     char uuid[40];
     snprintf(uuid, sizeof(uuid), "%s", store_rows_get(r, 0, 0));
@@ -1079,26 +1073,21 @@ int vms_move(manager *m, api_ctx *ctx, const char *name, const char *folder)
     rc = store_execv(m->db, NULL, "UPDATE vms SET folder = $2 WHERE uuid = $1", uuid, folder, STORE_END);
     if (rc < 0) {
         json_decref(ov);
-        return reply(ctx, 500, rc, "%s", vmseal_last_error());
+        return own_failure();
     }
     json_t *nv = json_pack("{s:s}", "folder", folder);
-    event_add(m, ctx->user, "vm.move", name, ov, nv);
+    event_add(m, user, "vm.move", name, ov, nv);
     json_decref(ov);
     json_decref(nv);
-    json_t *out = NULL;
-    rc = vms_get(m, name, 0, &out);
-    if (rc < 0)
-        return reply(ctx, 500, rc, "%s", vmseal_last_error());
-    vmseal_http_json(ctx->resp, 200, out);
-    return 0;
+    rc = vms_get(m, name, 0, out);
+    return rc < 0 ? own_failure() : 0;
 }
 
-int vms_log(manager *m, api_ctx *ctx, const char *name, long long tail)
+int vms_log(manager *m, const char *user, const char *name, long long tail, json_t **out)
 {
-    if (api_authorize(ctx, "vm.log", name) < 0)
-        return -EACCES;
+    *out = NULL;
     vm_row v;
-    int rc = get_vm_row(m, ctx, name, &v);
+    int rc = get_vm_row(m, name, &v);
     if (rc < 0)
         return rc;
     char path[160];
@@ -1115,60 +1104,53 @@ int vms_log(manager *m, api_ctx *ctx, const char *name, long long tail)
             rc = hosts_call(m, v.host, "GET", path, NULL, &status, &resp);
     }
     if (rc < 0)
-        return reply(ctx, 502, rc, "%s", vmseal_last_error());
+        return peer_failure();
     if (status < 200 || status > 299) {
-        rc = host_refused(ctx, v.host, status, resp);
+        rc = host_refused(v.host, status, resp);
         json_decref(resp);
         return rc;
     }
     /* Reading an encrypted VM's output is a cryptographic access: audited. */
     if (v.kek[0]) {
         json_t *nv = json_pack("{s:I}", "tail", (json_int_t)tail);
-        event_add(m, ctx->user, "vm.log", name, NULL, nv);
+        event_add(m, user, "vm.log", name, NULL, nv);
         json_decref(nv);
     }
-    vmseal_http_json(ctx->resp, 200, resp);
+    *out = resp;
     return 0;
 }
 
 /* Unregister: the VM leaves the inventory; the host keeps it (its files
  * and its key safes), and its KEK record stays so it can come back. */
-int vms_unregister(manager *m, api_ctx *ctx, const char *name)
+int vms_unregister(manager *m, const char *user, const char *name, char uuid[40])
 {
     json_t *old = NULL;
-    char uuid[40], host[80];
-    int rc = vm_to_remove(m, ctx, "vm.unregister", name, &old, uuid, host);
+    char host[80];
+    int rc = vm_to_remove(m, name, &old, uuid, host);
     if (rc < 0)
         return rc;
     rc = forget_vm(m, uuid, name);
     if (rc < 0) {
         json_decref(old);
-        return reply(ctx, 500, rc, "%s", vmseal_last_error());
+        return own_failure();
     }
-    event_add(m, ctx->user, "vm.unregister", name, old, NULL);
+    event_add(m, user, "vm.unregister", name, old, NULL);
     json_decref(old);
-    vmseal_http_json(ctx->resp, 200, json_pack("{s:s,s:s,s:b}", "name", name, "uuid", uuid, "registered", 0));
     return 0;
 }
 
 /* Register a VM that exists on a host but not in the inventory (after an
  * unregister, or a manager restored from an older backup): the host's view
- * gives its settings and KEK id; an encrypted VM needs
- * Cryptographer.RegisterVM on the host as well. */
-int vms_register(manager *m, api_ctx *ctx, const json_t *req)
+ * gives its settings and KEK id. */
+int vms_register_probe(manager *m, const char *host, const char *uuid, json_t **vm)
 {
-    const char *host = json_string_value(json_object_get(req, "host"));
-    const char *uuid = json_string_value(json_object_get(req, "uuid"));
-    const char *want_name = json_string_value(json_object_get(req, "name"));
-    const char *kms = json_string_value(json_object_get(req, "kms"));
-    if (api_authorize(ctx, "vm.register", host) < 0)
-        return -EACCES;
+    *vm = NULL;
     if (!vmseal_uuid_valid(uuid))
-        return reply(ctx, 400, -EINVAL, "uuid: not a UUID");
+        return vmseal_fail(EINVAL, "uuid: not a UUID");
     store_rows *r = NULL;
     int rc = store_execv(m->db, &r, "SELECT name FROM vms WHERE uuid = $1", uuid, STORE_END);
     if (rc >= 0 && store_rows_count(r)) {
-        rc = reply(ctx, 409, -EEXIST, "VM %s is registered already as %s", uuid, store_rows_get(r, 0, 0));
+        rc = vmseal_fail(EEXIST, "VM %s is registered already as %s", uuid, store_rows_get(r, 0, 0));
         store_rows_free(r);
         return rc;
     }
@@ -1178,41 +1160,40 @@ int vms_register(manager *m, api_ctx *ctx, const json_t *req)
     int known = rc >= 0 && store_rows_count(r) == 1;
     store_rows_free(r);
     if (!known)
-        return reply(ctx, 400, -ENOENT, "no host named %s", host);
-    json_t *vm = NULL;
+        return vmseal_fail(EINVAL, "no host named %s", host);
     char err[512];
-    if (vm_runtime(m, host, uuid, &vm, err, sizeof(err)) < 0)
-        return reply(ctx, strstr(err, "HTTP 404") ? 404 : 502, -EIO, "%s", err);
+    rc = vm_runtime(m, host, uuid, vm, err, sizeof(err));
+    if (rc < 0)
+        return vmseal_fail(rc == -ENOENT ? ENOENT : EREMOTEIO, "%s", err);
+    return 0;
+}
+
+int vms_register(manager *m, const char *user, const json_t *req, const json_t *vm, json_t **out)
+{
+    const char *host = json_string_value(json_object_get(req, "host"));
+    const char *uuid = json_string_value(json_object_get(req, "uuid"));
+    const char *want_name = json_string_value(json_object_get(req, "name"));
+    const char *kms = json_string_value(json_object_get(req, "kms"));
+    *out = NULL;
     int encrypted = json_is_true(json_object_get(vm, "encrypted"));
     const char *kek = json_string_value(json_object_get(vm, "kek_id"));
-    char hobj[96];
-    snprintf(hobj, sizeof(hobj), "host:%s", host);
-    if (encrypted && api_authorize_set(ctx, "vm.register", hobj,
-                                       privset_parse(api_op_find("vm.register-encrypted")->privileges)) < 0) {
-        json_decref(vm);
-        return -EACCES;
-    }
     const char *name = want_name ? want_name : json_string_value(json_object_get(vm, "name"));
-    if (!name || !api_valid_name(name)) {
-        json_decref(vm);
-        return reply(ctx, 400, -EINVAL, "give the VM a name (the host's is not a valid one)");
-    }
+    if (!name || !api_valid_name(name))
+        return vmseal_fail(EINVAL, "give the VM a name (the host's is not a valid one)");
     /* The key provider: asked for, else the one that recorded this KEK,
      * else the default. */
     char *provider = NULL;
+    store_rows *r = NULL;
     if (encrypted && kek) {
         if (kms) {
             provider = strdup(kms);
         } else {
-            r = NULL;
             if (store_execv(m->db, &r, "SELECT provider FROM keks WHERE kek_id = $1", kek, STORE_END) >= 0 &&
                 store_rows_count(r) == 1)
                 provider = strdup(store_rows_get(r, 0, 0));
             store_rows_free(r);
-            if (!provider && kms_provider_default(m, &provider) < 0) {
-                json_decref(vm);
-                return reply(ctx, 400, -EINVAL, "say which key provider holds KEK %s (kms)", kek);
-            }
+            if (!provider && kms_provider_default(m, &provider) < 0)
+                return vmseal_fail(EINVAL, "say which key provider holds KEK %s (kms)", kek);
         }
     }
     json_t *spec = json_object();
@@ -1229,11 +1210,11 @@ int vms_register(manager *m, api_ctx *ctx, const json_t *req)
     char *spec_s = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
     char now[32];
     snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
-    rc = store_execv(m->db, NULL,
-                     "INSERT INTO vms (uuid, name, host, spec, policy, kek_id, provider, created) "
-                     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                     uuid, name, host, spec_s, encrypted ? "encrypted" : "none", encrypted ? kek : NULL,
-                     encrypted ? provider : NULL, now, STORE_END);
+    int rc = store_execv(m->db, NULL,
+                         "INSERT INTO vms (uuid, name, host, spec, policy, kek_id, provider, created) "
+                         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                         uuid, name, host, spec_s, encrypted ? "encrypted" : "none", encrypted ? kek : NULL,
+                         encrypted ? provider : NULL, now, STORE_END);
     free(spec_s);
     if (rc >= 0 && encrypted && kek) {
         rc = store_execv(m->db, NULL, "UPDATE keks SET state = 'active', vm_uuid = $3 WHERE provider = $1 AND kek_id = $2",
@@ -1242,9 +1223,11 @@ int vms_register(manager *m, api_ctx *ctx, const json_t *req)
             rc = record_kek(m, kek, provider, uuid, "active");
     }
     if (rc < 0) {
-        rc = reply(ctx, rc == -EEXIST ? 409 : 500, rc, rc == -EEXIST ? "a VM named %s exists already" : "%s",
-                   rc == -EEXIST ? name : vmseal_last_error());
+        rc = rc == -EEXIST ? vmseal_fail(EEXIST, "a VM named %s exists already", name) : own_failure();
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", vmseal_last_error());
         (void)store_execv(m->db, NULL, "DELETE FROM vms WHERE uuid = $1", uuid, STORE_END);
+        (void)vmseal_fail(0, "%s", msg);
         goto out;
     }
     json_t *nv = json_deep_copy(spec);
@@ -1254,17 +1237,13 @@ int vms_register(manager *m, api_ctx *ctx, const json_t *req)
         json_object_set_new(nv, "kek_id", json_string(kek));
         json_object_set_new(nv, "kms", json_string(provider));
     }
-    event_add(m, ctx->user, "vm.register", name, NULL, nv);
+    event_add(m, user, "vm.register", name, NULL, nv);
     json_decref(nv);
-    json_t *out = NULL;
-    rc = vms_get(m, name, 0, &out);
-    if (rc >= 0)
-        vmseal_http_json(ctx->resp, 201, out);
-    else
-        reply(ctx, 500, rc, "%s", vmseal_last_error());
+    rc = vms_get(m, name, 0, out);
+    if (rc < 0)
+        rc = own_failure();
 out:
     json_decref(spec);
-    json_decref(vm);
     free(provider);
-    return rc;
+    return rc < 0 ? rc : 0;
 }

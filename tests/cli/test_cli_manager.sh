@@ -22,6 +22,16 @@ expect_rc 3 "$VMSEAL" --url "$MURL" --ca "$M/ca.crt" login administrator --passw
 echo "$OUT" | grep -q "wrong user name or password" || fail "bad password message"
 # a CA that did not sign the manager's certificate
 "$MGRD" init "$TMP/other" >/dev/null 2>&1
+# init with an existing CA: its certificate and key are taken over (key
+# 0600) and sign the new manager's certificate; a key of another CA is refused
+mgr_init "$TMP/reuse" --ca-cert "$TMP/other/ca.crt" --ca-key "$TMP/other/ca.key"
+cmp -s "$TMP/other/ca.crt" "$TMP/reuse/ca.crt" || fail "init --ca-cert: ca.crt differs"
+[ "$(stat -c %a "$TMP/reuse/ca.key")" = 600 ] || fail "init --ca-key: ca.key is not 0600"
+[ "$(openssl pkey -in "$TMP/reuse/ca.key" -pubout)" = "$(openssl x509 -in "$TMP/other/ca.crt" -noout -pubkey)" ] \
+  || fail "init --ca-key: not the CA's key"
+openssl verify -CAfile "$TMP/other/ca.crt" "$TMP/reuse/server.crt" >/dev/null || fail "init --ca-cert: server.crt"
+expect_rc 1 "$MGRD" init "$TMP/mismatch" --ca-cert "$TMP/other/ca.crt" --ca-key "$M/ca.key"
+echo "$OUT" | grep -q "does not match" || fail "init with a CA key of another CA"
 expect_rc 7 "$VMSEAL" --url "$MURL" --ca "$TMP/other/ca.crt" login --password-file "$M/admin-password"
 expect_rc 0 "$VMSEAL" --url "$MURL" --ca "$M/ca.crt" login --password-file "$M/admin-password"
 [ "$(stat -c %a "$HOME/.config/vmseal/session.json")" = 600 ] || fail "session file mode"
