@@ -44,6 +44,7 @@
 #include <vmseal/keysafe.h>
 #include <vmseal/vmconf.h>
 
+#define VMSEAL_VMREC_FILE "vm.conf"     /* its name in the VM home */
 #define VMSEAL_VMREC_VERSION 1
 #define VMSEAL_VMREC_MAX_DISKS 8
 #define VMSEAL_VMREC_NAME_MAX 64          /* VM name */
@@ -181,5 +182,8 @@ size_t vmseal_vmrec_keysafes(const vmseal_vmrec *r,
 int vmseal_vmrec_name_valid(const char *name);
 int vmseal_vmrec_uuid_valid(const char *uuid);
 int vmseal_vmrec_file_name_valid(const char *file);
+/* kernel, initrd, append: printable text (no control characters, no blank
+ * at either end) of at most VMSEAL_VMCONF_VALUE_MAX bytes. */
+int vmseal_vmrec_text_valid(const char *text);
 
 #endif

@@ -165,6 +165,11 @@ int vmseal_vmrec_file_name_valid(const char *f)
            (ends_with(f, ".luks") || ends_with(f, ".img") || ends_with(f, ".fd"));
 }
 
+int vmseal_vmrec_text_valid(const char *text)
+{
+    return vmseal_vmconf_value_valid(text);
+}
+
 int vmseal_vmrec_is_vmconf(const vmseal_vmconf *c)
 {
     return c && vmseal_vmconf_get(c, top_names[K_VERSION]) != NULL;
@@ -512,7 +517,7 @@ static int check_record(const vmseal_vmrec *r, const vmseal_vmconf *src)
     const char *texts[] = {r->kernel, r->initrd, r->append};
     const enum top_key tk[] = {K_KERNEL, K_INITRD, K_APPEND};
     for (size_t i = 0; i < 3; i++)
-        if (texts[i] && !vmseal_vmconf_value_valid(texts[i]))
+        if (texts[i] && !vmseal_vmrec_text_valid(texts[i]))
             return fail_key(src, top_names[tk[i]], EPROTO, "printable text of at most %d bytes",
                             VMSEAL_VMCONF_VALUE_MAX);
     if (r->ndisks > VMSEAL_VMREC_MAX_DISKS)

@@ -826,10 +826,21 @@ static void test_restart_locks(void **state)
     (void)state;
     vmseal_host_close(host);
     host = NULL;
+    /* Homes a datastore user made are not taken as VMs (vm.conf is checked
+     * as a whole, nothing is followed): enc1's folder copied with a vm.conf
+     * naming 9 disks, one whose vm.conf is a symlink to enc1's, one that is
+     * a symlink to enc1's folder. None of them is touched. */
+    assert_int_equal(testutil_run("cd %s && cp -a enc1 evil1 && sed -i 's/^disks = .*/disks = 9/' "
+                                  "evil1/vm.conf && cp -a enc1 evil2 && rm evil2/vm.conf && "
+                                  "ln -s ../enc1/vm.conf evil2/vm.conf && ln -s enc1 evil3 && "
+                                  "sha256sum evil1/vm.conf enc1/vm.conf > %s/evil.sum",
+                                  datastore, tmpdir), 0);
     open_host();
     json_t *list = call(200, "GET", "/v1/vms", NULL);
     json_t *vms = json_object_get(list, "vms");
     assert_int_equal(json_array_size(vms), 3);   /* enc1, rec1, uefi1 */
+    assert_int_equal(testutil_run("cd %s && sha256sum -c --quiet %s/evil.sum && rm -rf evil1 evil2 "
+                                  "evil3", datastore, tmpdir), 0);
     size_t i;
     json_t *v;
     char rec_uuid[40] = "";
