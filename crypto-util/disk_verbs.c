@@ -15,7 +15,7 @@
 #include <vmseal/diskdesc.h>
 #include <vmseal/keysafe.h>
 
-#include <vmseal/vmconf.h>
+#include <vmseal/vmrecord.h>
 
 #include "cu.h"
 
@@ -285,10 +285,10 @@ static int vm_disk_secret(const cu_vmdisk *vd, const cu_kek_opts *ko, const vmse
                           vmseal_secret **secret)
 {
     *secret = NULL;
-    const char *op = vmseal_vmconf_get(vd->conf, "op");
-    if (op)
+    if (vd->rec->op != VMSEAL_VMREC_OP_NONE)
         return vmseal_fail(EBUSY, "%s: the VM has an unfinished '%s' operation; let "
-                                  "vmseal-hostd finish it first", vd->conf_path, op);
+                                  "vmseal-hostd finish it first", vd->conf_path,
+                           vmseal_vmrec_op_name(vd->rec->op));
     if (!vd->keysafe)
         return vmseal_fail(ENOENT, "%s: %s is not encrypted (no %s)", vd->conf_path, vd->image,
                            vd->key);
