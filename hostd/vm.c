@@ -1,7 +1,7 @@
 /* One VM: home folder, vm.conf, key safes, images, QEMU. */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -63,53 +63,49 @@ static char *take_str(char **field)
     return v;
 }
 
-static char *home_path(const vmseal_vm *vm, const char *file)
-{
-    return hostd_asprintf("%s/%s", vm->home, file);
-}
+/* Files of the VM home are named relative to the home's descriptor
+ * (vm->home_fd) and never followed when they are symlinks; the path is
+ * only for messages. */
 
-/* A file of the VM home, opened relative to the folder without following a
- * symlink (O_NOFOLLOW; the folder itself neither). -errno, message set. */
-static int home_openat(const char *home, const char *file, int flags, mode_t mode)
+/* Open a file of the VM home (O_NOFOLLOW). -errno, message set. */
+static int home_openat(const vmseal_vm *vm, const char *file, int flags, mode_t mode)
 {
-    int dfd = open(home, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (dfd < 0)
-        return vmseal_fail(errno, "%s: %s", home, strerror(errno));
-    int fd = openat(dfd, file, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, mode);
-    int e = errno;
-    close(dfd);
-    if (fd < 0)
-        return e == ELOOP ? vmseal_fail(ELOOP, "%s is a symlink (not followed)", file)
-                          : vmseal_fail(e, "%s: %s", file, strerror(e));
+    int fd = openat(vm->home_fd, file, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, mode);
+    if (fd < 0) {
+        int e = errno;
+        return e == ELOOP ? vmseal_fail(ELOOP, "%s/%s is a symlink (not followed)", vm->home, file)
+                          : vmseal_fail(e, "%s/%s: %s", vm->home, file, strerror(e));
+    }
     return fd;
 }
 
 /* lstat of a file of the VM home: 1 a regular file, 0 absent, -ELOOP a
  * symlink or anything else (never followed). */
-static int home_file_state(const char *path)
+static int home_file_state(const vmseal_vm *vm, const char *file)
 {
     struct stat st;
-    if (fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) != 0)
-        return errno == ENOENT ? 0 : vmseal_fail(errno, "%s: %s", path, strerror(errno));
+    if (fstatat(vm->home_fd, file, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return errno == ENOENT ? 0
+                               : vmseal_fail(errno, "%s/%s: %s", vm->home, file, strerror(errno));
     if (!S_ISREG(st.st_mode))
-        return vmseal_fail(ELOOP, "%s is %s (not followed)", path,
+        return vmseal_fail(ELOOP, "%s/%s is %s (not followed)", vm->home, file,
                            S_ISLNK(st.st_mode) ? "a symlink" : "not a regular file");
     return 1;
 }
 
 /* The same, for a file the operation needs: absent is an error too. */
-static int home_file_regular(const char *path)
+static int home_file_regular(const vmseal_vm *vm, const char *file)
 {
-    int r = home_file_state(path);
+    int r = home_file_state(vm, file);
     if (r == 0)
-        return vmseal_fail(ENOENT, "%s does not exist", path);
+        return vmseal_fail(ENOENT, "%s/%s does not exist", vm->home, file);
     return r < 0 ? r : 0;
 }
 
-static uint64_t file_size(const char *path)
+static uint64_t file_size(const vmseal_vm *vm, const char *file)
 {
     struct stat st;
-    return fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)
+    return fstatat(vm->home_fd, file, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)
                ? (uint64_t)st.st_size : 0;
 }
 
@@ -194,7 +190,7 @@ void vmseal_vm_log(vmseal_vm *vm, const char *fmt, ...)
     /* relative to the home, never through a symlink */
     char err[512];
     hostd_copy_str(err, sizeof(err), vmseal_last_error());
-    int fd = home_openat(vm->home, "vm.log", O_WRONLY | O_CREAT | O_APPEND, 0600);
+    int fd = home_openat(vm, "vm.log", O_WRONLY | O_CREAT | O_APPEND, 0600);
     vmseal_fail(0, "%s", err);   /* leave the caller's message as it was */
     if (fd < 0)
         return;
@@ -577,38 +573,52 @@ int vmseal_vm_load(const char *home, vmseal_vm **out)
 
 /* ---------------------------------------------------------------- create */
 
-static int make_plain_image(const char *path, uint64_t size)
+/* A raw image of `size` bytes in the VM home: an existing regular file is
+ * sized, a new one is created (O_EXCL); a symlink is not followed. */
+static int make_plain_image(const vmseal_vm *vm, const char *file, uint64_t size)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int fd = home_openat(vm, file, O_RDWR | O_NONBLOCK, 0);
+    if (fd == -ENOENT)
+        fd = home_openat(vm, file, O_RDWR | O_CREAT | O_EXCL, 0600);
     if (fd < 0)
-        return vmseal_fail(errno, "%s: %s", path, strerror(errno));
+        return fd;
     struct stat st;
     int r = 0;
     if (fstat(fd, &st) != 0)
-        r = vmseal_fail(errno, "%s: %s", path, strerror(errno));
+        r = vmseal_fail(errno, "%s/%s: %s", vm->home, file, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        r = vmseal_fail(ELOOP, "%s/%s is not a regular file", vm->home, file);
     else if ((uint64_t)st.st_size != size && ftruncate(fd, (off_t)size) != 0)
-        r = vmseal_fail(errno, "%s: %s", path, strerror(errno));
+        r = vmseal_fail(errno, "%s/%s: %s", vm->home, file, strerror(errno));
     else if (fsync(fd) != 0)
-        r = vmseal_fail(errno, "%s: %s", path, strerror(errno));
+        r = vmseal_fail(errno, "%s/%s: %s", vm->home, file, strerror(errno));
     close(fd);
     return r;
 }
 
-static int copy_file(const char *from, const char *to)
+/* Copy the host file `from` (a template of the host's, which may be a
+ * symlink of the distribution's) into the VM home as `to`: written as
+ * TO.partial (created new, never through a symlink), fsync'd, renamed into
+ * place relative to the home. */
+static int copy_into_home(const vmseal_vm *vm, const char *from, const char *to)
 {
-    char *tmp = hostd_asprintf("%s.partial", to);
-    if (!tmp)
-        return vmseal_fail(ENOMEM, "out of memory");
-    int in = open(from, O_RDONLY | O_CLOEXEC);
-    if (in < 0) {
-        free(tmp);
+    char tmp[VMSEAL_VMREC_FILE_MAX + 16];
+    snprintf(tmp, sizeof(tmp), "%s.partial", to);
+    int in = open(from, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (in < 0)
         return vmseal_fail(errno, "%s: %s", from, strerror(errno));
+    struct stat st;
+    if (fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(in);
+        return vmseal_fail(EINVAL, "%s is not a regular file", from);
     }
-    int outfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     int r = 0;
+    if (unlinkat(vm->home_fd, tmp, 0) != 0 && errno != ENOENT)
+        r = vmseal_fail(errno, "%s/%s: %s", vm->home, tmp, strerror(errno));
+    int outfd = r < 0 ? r : home_openat(vm, tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (outfd < 0) {
-        r = vmseal_fail(errno, "%s: %s", tmp, strerror(errno));
-        goto out;
+        close(in);
+        return outfd;
     }
     char buf[65536];
     for (;;) {
@@ -621,29 +631,22 @@ static int copy_file(const char *from, const char *to)
         }
         if (n == 0)
             break;
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(outfd, buf + off, (size_t)(n - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0) {
-                r = vmseal_fail(errno, "%s: %s", tmp, strerror(errno));
-                break;
-            }
-            off += w;
-        }
-        if (r < 0)
+        int w = vmseal_write_all(outfd, buf, (size_t)n);
+        if (w < 0) {
+            r = vmseal_fail(-w, "%s/%s: %s", vm->home, tmp, strerror(-w));
             break;
+        }
     }
     if (r == 0 && fsync(outfd) != 0)
-        r = vmseal_fail(errno, "%s: %s", tmp, strerror(errno));
+        r = vmseal_fail(errno, "%s/%s: %s", vm->home, tmp, strerror(errno));
     close(outfd);
-    if (r == 0 && rename(tmp, to) != 0)
-        r = vmseal_fail(errno, "%s: %s", to, strerror(errno));
-    if (r < 0)
-        unlink(tmp);
-out:
     close(in);
-    free(tmp);
+    if (r == 0 && renameat(vm->home_fd, tmp, vm->home_fd, to) != 0)
+        r = vmseal_fail(errno, "%s/%s: %s", vm->home, to, strerror(errno));
+    if (r == 0 && fsync(vm->home_fd) != 0)
+        r = vmseal_fail(errno, "fsync of %s: %s", vm->home, strerror(errno));
+    if (r < 0)
+        (void)unlinkat(vm->home_fd, tmp, 0);
     return r;
 }
 
@@ -656,9 +659,7 @@ static int run_create(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm
     int r = 0;
     for (size_t i = 0; i < nd && r == 0; i++) {
         uint64_t size = c->disks[i].size;
-        char *path = home_path(vm, c->disks[i].file);
-        if (!path)
-            return vmseal_fail(ENOMEM, "out of memory");
+        const char *file = c->disks[i].file;
         const char *ks = c->disks[i].keysafe;
         if (ks) {
             const char *luuid = c->disks[i].luks_uuid;
@@ -669,24 +670,20 @@ static int run_create(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm
                 r = pass_from_line(env, ks, obj, &pass);
             if (r == 0) {
                 vmseal_disk_opts o = disk_opts(env, prog, &st, luuid);
-                r = home_file_state(path);
+                r = home_file_state(vm, file);
                 if (r == 1)
-                    r = vmseal_disk_verify_passphrase(path, pass);
+                    r = vmseal_disk_verify_passphrase_at(vm->home_fd, file, pass);
                 else if (r == 0)
-                    r = vmseal_disk_create(path, size, pass, &o);
+                    r = vmseal_disk_create_at(vm->home_fd, file, size, pass, &o);
             }
             vmseal_secret_free(pass);
         } else {
-            r = make_plain_image(path, size);
+            r = make_plain_image(vm, file, size);
         }
-        free(path);
     }
     const char *nv = c->nvram.file;
     if (r == 0 && nv[0]) {
-        char *path = home_path(vm, nv);
-        if (!path)
-            return vmseal_fail(ENOMEM, "out of memory");
-        r = home_file_state(path);
+        r = home_file_state(vm, nv);
         if (r == 0) {
             if (!env->ovmf_vars)
                 r = vmseal_fail(EINVAL, "no UEFI variable store template configured");
@@ -701,16 +698,15 @@ static int run_create(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm
                     /* the template is the host's (a distribution may make it
                      * a symlink); the library opens images with O_NOFOLLOW */
                     char *tmpl = realpath(env->ovmf_vars, NULL);
-                    r = tmpl ? vmseal_disk_encrypt(tmpl, path, pass, &o)
+                    r = tmpl ? vmseal_disk_encrypt_at(AT_FDCWD, tmpl, vm->home_fd, nv, pass, &o)
                              : vmseal_fail(errno, "%s: %s", env->ovmf_vars, strerror(errno));
                     free(tmpl);
                 }
                 vmseal_secret_free(pass);
             } else {
-                r = copy_file(env->ovmf_vars, path);
+                r = copy_into_home(vm, env->ovmf_vars, nv);
             }
         }
-        free(path);
     }
     if (r < 0)
         return r;
@@ -722,19 +718,62 @@ static int run_create(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm
     return vm_commit(vm, next);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+/* Remove everything in the folder dirfd, relative to it: sub-folders
+ * (a VM home has none of its own) are emptied the same way, symlinks are
+ * removed, never followed. */
+static int empty_dir_at(int dirfd, int depth)
 {
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return vmseal_fail(e, "cannot list a folder: %s", strerror(e));
+    }
+    int r = 0;
+    struct dirent *de;
+    while (r == 0 && (de = readdir(d)) != NULL) {
+        const char *n = de->d_name;
+        if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0)
+            continue;
+        struct stat st;
+        if (fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue;
+        int flags = 0;
+        if (S_ISDIR(st.st_mode)) {
+            int sub = depth < 8 ? openat(dirfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                                : -1;
+            if (sub < 0) {
+                r = vmseal_fail(errno ? errno : ELOOP, "cannot remove the folder %s", n);
+                break;
+            }
+            r = empty_dir_at(sub, depth + 1);
+            close(sub);
+            flags = AT_REMOVEDIR;
+        }
+        if (r == 0 && unlinkat(dirfd, n, flags) != 0 && errno != ENOENT)
+            r = vmseal_fail(errno, "cannot remove %s: %s", n, strerror(errno));
+    }
+    closedir(d);
+    return r;
 }
 
-static int remove_tree(const char *path)
+/* Delete the VM's home: its files through the home's descriptor, then the
+ * (now empty) folder by name. */
+static int remove_home(vmseal_vm *vm)
 {
-    if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-        return vmseal_fail(errno ? errno : EIO, "cannot remove %s: %s", path, strerror(errno));
-    return 0;
+    /* the home's name must still be this folder (not moved, not replaced
+     * by a symlink or another folder): else nothing is removed */
+    struct stat a, b;
+    if (fstat(vm->home_fd, &a) != 0 || fstatat(AT_FDCWD, vm->home, &b, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISDIR(b.st_mode) || a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+        return vmseal_fail(ELOOP, "%s is no longer the VM's folder (moved or replaced): "
+                           "nothing removed", vm->home);
+    int r = empty_dir_at(vm->home_fd, 0);
+    if (r == 0 && rmdir(vm->home) != 0 && errno != ENOENT)
+        r = vmseal_fail(errno, "cannot remove %s: %s", vm->home, strerror(errno));
+    return r;
 }
 
 int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
@@ -794,7 +833,7 @@ int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
     if (r < 0) {
         char msg[512];
         hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
-        (void)remove_tree(home);
+        (void)rmdir(home);
         free(home);
         return vmseal_fail(-r, "%s", msg);
     }
@@ -854,7 +893,7 @@ int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
         char msg[512];
         hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
         if (r != -ECANCELED)
-            (void)remove_tree(vm->home);
+            (void)remove_home(vm);
         vmseal_vm_free(vm);
         return vmseal_fail(r, "%s", msg);
     }
@@ -875,7 +914,6 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
         return r;
     const vmseal_vmrec *c = vm->rec;
     vmseal_secret *vm_secret = NULL, *nv_pass = NULL, *pass[VMSEAL_VM_MAX_DISKS] = {0};
-    char *paths[VMSEAL_VM_MAX_DISKS] = {0}, *nv_path = NULL;
     vmseal_qemu_disk disks[VMSEAL_VM_MAX_DISKS];
     vmseal_qemu_disk nvram = {0};
     int kernel_fd = -1, initrd_fd = -1;
@@ -903,27 +941,24 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
             goto out;
     }
     for (size_t i = 0; i < nd; i++) {
-        paths[i] = home_path(vm, c->disks[i].file);
-        if (!paths[i]) {
-            r = vmseal_fail(ENOMEM, "out of memory");
-            goto out;
-        }
-        disks[i] = (vmseal_qemu_disk){.path = paths[i]};
+        const char *file = c->disks[i].file;
+        disks[i] = (vmseal_qemu_disk){.path = file, .dir_fd = vm->home_fd};
         const char *ks = c->disks[i].keysafe;
         if (!ks)
             continue;
         /* The key safe is bound to the LUKS UUID in the disk's own header:
          * a key safe next to another disk does not open it. */
         vmseal_disk_info info;
-        r = home_file_regular(paths[i]);
+        r = home_file_regular(vm, file);
         if (r == 0)
-            r = vmseal_disk_probe(paths[i], &info);
+            r = vmseal_disk_probe_at(vm->home_fd, file, &info);
         if (r < 0)
             goto out;
         const char *want = c->disks[i].luks_uuid;
         if (strcmp(want, info.uuid) != 0) {
-            r = vmseal_fail(EKEYREJECTED, "%s is not the disk its key safe belongs to (LUKS UUID %s)",
-                            paths[i], info.uuid);
+            r = vmseal_fail(EKEYREJECTED,
+                            "%s/%s is not the disk its key safe belongs to (LUKS UUID %s)",
+                            vm->home, file, info.uuid);
             goto out;
         }
         r = vmseal_keysafe_object_id("disk", info.uuid, obj, sizeof(obj));
@@ -981,12 +1016,8 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
     spec.cpus = c->cpus;
     spec.memory_mb = c->memory_mb;
     if (rec_uefi(c)) {
-        nv_path = home_path(vm, c->nvram.file);
-        if (!nv_path) {
-            r = vmseal_fail(ENOMEM, "out of memory");
-            goto out;
-        }
-        nvram.path = nv_path;
+        nvram.path = c->nvram.file;
+        nvram.dir_fd = vm->home_fd;
         if (vm_secret) {
             r = vmseal_disk_passphrase_from_secret(vm_secret, &nv_pass);
             if (r < 0)
@@ -1021,11 +1052,8 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
 out:
     vmseal_secret_free(vm_secret);
     vmseal_secret_free(nv_pass);
-    for (size_t i = 0; i < VMSEAL_VM_MAX_DISKS; i++) {
+    for (size_t i = 0; i < VMSEAL_VM_MAX_DISKS; i++)
         vmseal_secret_free(pass[i]);
-        free(paths[i]);
-    }
-    free(nv_path);
     if (kernel_fd >= 0)
         close(kernel_fd);
     if (initrd_fd >= 0)
@@ -1071,18 +1099,11 @@ static int finish_cleanups(vmseal_vm *vm)
         const char *f = vmseal_vmrec_image_at_const(c, idx)->old_file;
         if (!f[0])
             continue;
-        char *p = home_path(vm, f);
-        if (!p) {
-            vmseal_vmrec_free(next);
-            return vmseal_fail(ENOMEM, "out of memory");
-        }
-        if (unlink(p) != 0 && errno != ENOENT) {
+        if (unlinkat(vm->home_fd, f, 0) != 0 && errno != ENOENT) {
             int e = errno;
-            free(p);
             vmseal_vmrec_free(next);
             return vmseal_fail(e, "cannot remove %s: %s", f, strerror(e));
         }
-        free(p);
         if (!next && !(next = vm_next(vm)))
             return -ENOMEM;
         vmseal_vmrec_image_at(next, idx)->old_file[0] = '\0';
@@ -1103,10 +1124,7 @@ static uint64_t pending_bytes(vmseal_vm *vm, int rekey)
             continue;
         if (!im->file[0])
             continue;
-        char *p = home_path(vm, im->file);
-        if (p)
-            total += file_size(p);
-        free(p);
+        total += file_size(vm, im->file);
     }
     return total ? total : 1;
 }
@@ -1125,9 +1143,8 @@ static int convert_one(vmseal_vm *vm, const vmseal_host_env *env, long idx, int 
         return r;
     if (!im->next_file[0])
         return 0;   /* done already */
-    char *in = home_path(vm, im->file), *out = home_path(vm, im->next_file);
+    const char *in = im->file, *out = im->next_file;
     vmseal_secret *pass = NULL;
-    r = (in && out) ? 0 : vmseal_fail(ENOMEM, "out of memory");
     char obj[64];
     const char *luks_uuid = NULL;
     if (r == 0) {
@@ -1147,27 +1164,25 @@ static int convert_one(vmseal_vm *vm, const vmseal_host_env *env, long idx, int 
         if (r == 0)
             r = pass_from_line(env, ks ? ks : "", obj, &pass);
     }
-    uint64_t in_size = in ? file_size(in) : 0;
+    uint64_t in_size = file_size(vm, in);
     /* Neither image may be a symlink: the input is read, the output written. */
     if (r == 0)
-        r = home_file_regular(in);
-    if (r == 0 && (r = home_file_state(out)) > 0)
+        r = home_file_regular(vm, in);
+    if (r == 0 && (r = home_file_state(vm, out)) > 0)
         r = 0;
     if (r == 0) {
         vmseal_disk_opts o = disk_opts(env, prog, st, luks_uuid);
         if (to_luks) {
-            r = vmseal_disk_encrypt(in, out, pass, &o);
+            r = vmseal_disk_encrypt_at(vm->home_fd, in, vm->home_fd, out, pass, &o);
             if (r == -EEXIST)   /* finished before a crash: check it is ours */
-                r = vmseal_disk_verify_passphrase(out, pass);
+                r = vmseal_disk_verify_passphrase_at(vm->home_fd, out, pass);
         } else {
-            r = vmseal_disk_decrypt(in, out, pass, &o);
+            r = vmseal_disk_decrypt_at(vm->home_fd, in, vm->home_fd, out, pass, &o);
             if (r == -EEXIST)   /* outputs only appear complete */
                 r = 0;
         }
     }
     vmseal_secret_free(pass);
-    free(in);
-    free(out);
     if (r < 0)
         return r;
     st->base += in_size;
@@ -1488,16 +1503,16 @@ static int run_rekey(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_
         r = vmseal_keysafe_object_id(kind, uuid, obj, sizeof(obj));
         if (r < 0)
             return r;
-        char *path = home_path(vm, file);
         vmseal_secret *pass = NULL;
-        r = path ? pass_from_line(env, line, obj, &pass) : vmseal_fail(ENOMEM, "out of memory");
-        uint64_t size = path ? file_size(path) : 0;
+        r = pass_from_line(env, line, obj, &pass);
+        uint64_t size = file_size(vm, file);
+        if (r == 0)
+            r = home_file_regular(vm, file);
         if (r == 0) {
             vmseal_disk_opts o = disk_opts(env, prog, &st, NULL);
-            r = vmseal_disk_rekey(path, pass, &o);
+            r = vmseal_disk_rekey_at(vm->home_fd, file, pass, &o);
         }
         vmseal_secret_free(pass);
-        free(path);
         if (r < 0)
             return r;
         st.base += size;
@@ -1700,7 +1715,7 @@ int vmseal_vm_destroy(vmseal_vm *vm)
         vm_end(vm);
         return vmseal_fail(EBUSY, "VM %s must be powered off to delete it", vm->name);
     }
-    r = remove_tree(vm->home);
+    r = remove_home(vm);
     pthread_mutex_lock(&vm->lock);
     if (r == 0)
         vm->deleted = 1;

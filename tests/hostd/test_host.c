@@ -1018,6 +1018,25 @@ static void test_vm_home_symlinks(void **state)
     struct stat st;
     assert_int_equal(lstat(f, &st), 0);
     assert_true(S_ISLNK(st.st_mode));
+
+    /* The home renamed and its name made a symlink to a decoy folder:
+     * hostd keeps working in the VM's own folder (its descriptor), writes
+     * nothing into the decoy, and deletes nothing there. */
+    char moved[640], decoy[600];
+    snprintf(moved, sizeof(moved), "%s.moved", home);
+    snprintf(decoy, sizeof(decoy), "%s/decoy", tmpdir);
+    assert_int_equal(testutil_run("mkdir %s && echo DECOY > %s/keep && mv %s %s && ln -s %s %s",
+                                  decoy, decoy, home, moved, decoy, home), 0);
+    json_decref(call(200, "PATCH", p, "{\"cpus\": 3}"));
+    snprintf(f, sizeof(f), "%s/vm.conf", moved);
+    assert_int_equal(testutil_count_in_file(f, "cpus = 3"), 1);
+    assert_int_equal(testutil_run("test \"$(ls %s)\" = keep", decoy), 0);
+    e = call(409, "DELETE", p, NULL);
+    assert_non_null(strstr(jstr(e, "error"), "no longer the VM's folder"));
+    json_decref(e);
+    assert_int_equal(testutil_run("test \"$(cat %s/keep)\" = DECOY && test -f %s/vm.conf", decoy,
+                                  moved), 0);
+    assert_int_equal(testutil_run("rm %s && mv %s %s", home, moved, home), 0);
     json_decref(call(204, "DELETE", p, NULL));
     assert_int_equal(testutil_run("test \"$(cat %s)\" = ORIGINAL", outlog), 0);
     assert_int_equal(testutil_run("sha256sum < %s | cmp -s - %s.sum", outside, outside), 0);
