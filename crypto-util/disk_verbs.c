@@ -617,27 +617,19 @@ static int do_passphrase(const dopts *o)
             goto out;
         }
     }
-    const unsigned char *p = vmseal_secret_cdata(pass);
-    size_t left = vmseal_secret_len(pass);
-    while (left) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            cu_err("writing the passphrase: %s", w < 0 ? strerror(errno) : "short write");
-            break;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
+    int w = vmseal_write_all(fd, vmseal_secret_cdata(pass), vmseal_secret_len(pass));
+    if (w < 0)
+        cu_err("writing the passphrase: %s", strerror(-w));
     if (o->out_file) {
-        if (left == 0 && fsync(fd) != 0)
-            left = 1;
+        if (w == 0 && fsync(fd) != 0) {
+            cu_err("writing the passphrase: %s", strerror(errno));
+            w = -EIO;
+        }
         close(fd);
-        if (left)
+        if (w < 0)
             unlink(o->out_file);
     }
-    rc = left ? CU_ERROR : CU_OK;
+    rc = w < 0 ? CU_ERROR : CU_OK;
 out:
     vmseal_secret_free(pass);
     return rc;

@@ -62,16 +62,11 @@ static int put(sink *s, const uint8_t *buf, size_t len)
                              : buf[i];
             p = tmp;
         }
-        for (size_t off = 0; off < n;) {
-            ssize_t w = write(s->fd, p + off, n - off);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0) {
-                s->err = w < 0 ? errno : EIO;
-                OPENSSL_cleanse(tmp, sizeof(tmp));
-                return -s->err;
-            }
-            off += (size_t)w;
+        int w = vmseal_write_all(s->fd, p, n);
+        if (w < 0) {
+            s->err = -w;
+            OPENSSL_cleanse(tmp, sizeof(tmp));
+            return w;
         }
         s->written += n;
         buf += n;
@@ -222,7 +217,7 @@ int cu_log_main(int argc, char **argv)
     if (cu_kek_load(&ko, &kek) < 0)
         goto out;
     char obj[64];
-    if (vmseal_keysafe_object_id("vm", uuid, obj, sizeof(obj)) < 0 ||
+    if (vmseal_vmrec_keysafe_object(conf, -1, 0, obj, sizeof(obj)) < 0 ||
         vmseal_keysafe_unwrap(kek, line, obj, &vm_secret) < 0) {
         cu_err("%s of %s (KEK '%s' at provider '%s'): %s", key, conf_path, ki.kek_id,
                ki.provider, vmseal_last_error());

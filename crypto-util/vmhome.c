@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <vmseal/keysafe.h>
 #include <vmseal/vmrecord.h>
 
 #include "cu.h"
@@ -78,17 +77,15 @@ static int pick(cu_vmdisk *d, const char *which_arg)
     if (idx < 0) {
         d->keysafe = d->next ? c->vm_next_keysafe : c->vm_keysafe;
         d->uuid[0] = '\0';
-        if (vmseal_keysafe_object_id("vm", c->uuid, d->object, sizeof(d->object)) < 0)
-            return vmseal_fail(EPROTO, "%s: %s", d->conf_path, vmseal_last_error());
     } else {
         d->keysafe = d->next ? im->next_keysafe : im->keysafe;
         snprintf(d->uuid, sizeof(d->uuid), "%s", d->next ? im->next_luks_uuid : im->luks_uuid);
-        /* a plain disk has no LUKS UUID: no object (its key safe, if one
-         * were there, would not open) */
-        if (vmseal_keysafe_object_id("disk", d->uuid, d->object, sizeof(d->object)) < 0)
-            d->object[0] = '\0';
-        vmseal_clear_error();
     }
+    /* a plain disk has no LUKS UUID: no object (its key safe, if one were
+     * there, would not open) */
+    if (vmseal_vmrec_keysafe_object(c, idx, d->next, d->object, sizeof(d->object)) < 0)
+        d->object[0] = '\0';
+    vmseal_clear_error();
     char *dir = dir_of(d->conf_path);
     free(d->image);
     d->image = dir ? join(dir, file) : NULL;

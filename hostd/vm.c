@@ -291,7 +291,7 @@ static int log_key_from(vmseal_vm *vm, const vmseal_host_env *env, const char *l
         return vmseal_fail(ENOKEY, "VM locked: KEK %s is not loaded on this host", id);
     char obj[64];
     vmseal_secret *s = NULL;
-    int r = vmseal_keysafe_object_id("vm", vm->uuid, obj, sizeof(obj));
+    int r = vmseal_vmrec_keysafe_object(vm->rec, -1, 0, obj, sizeof(obj));
     if (r == 0)
         r = unwrap_line(env, line, obj, &s);
     if (r == 0)
@@ -665,7 +665,7 @@ static int run_create(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm
             const char *luuid = c->disks[i].luks_uuid;
             char obj[64];
             vmseal_secret *pass = NULL;
-            r = vmseal_keysafe_object_id("disk", luuid, obj, sizeof(obj));
+            r = vmseal_vmrec_keysafe_object(c, (long)i, 0, obj, sizeof(obj));
             if (r == 0)
                 r = pass_from_line(env, ks, obj, &pass);
             if (r == 0) {
@@ -690,7 +690,7 @@ static int run_create(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm
             else if (rec_encrypted(c)) {
                 char obj[64];
                 vmseal_secret *pass = NULL;
-                r = vmseal_keysafe_object_id("vm", vm->uuid, obj, sizeof(obj));
+                r = vmseal_vmrec_keysafe_object(c, -1, 0, obj, sizeof(obj));
                 if (r == 0)
                     r = pass_from_line(env, c->vm_keysafe, obj, &pass);
                 if (r == 0) {
@@ -860,7 +860,7 @@ int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
         r = vmseal_vmrec_set_str(&c->append, req->append);
     if (r == 0 && req->encrypted) {
         char obj[64];
-        r = vmseal_keysafe_object_id("vm", uuid, obj, sizeof(obj));
+        r = vmseal_vmrec_keysafe_object(c, -1, 0, obj, sizeof(obj));
         if (r == 0)
             r = new_wrapped_secret(env, req->kek_id, obj, &c->vm_keysafe);
     }
@@ -874,7 +874,7 @@ int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
             char obj[64];
             r = vmseal_uuid_random(d->luks_uuid);
             if (r == 0)
-                r = vmseal_keysafe_object_id("disk", d->luks_uuid, obj, sizeof(obj));
+                r = vmseal_vmrec_keysafe_object(c, (long)i, 0, obj, sizeof(obj));
             if (r == 0)
                 r = new_wrapped_secret(env, req->kek_id, obj, &d->keysafe);
         }
@@ -934,7 +934,7 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
     }
     char obj[64];
     if (rec_encrypted(c)) {
-        r = vmseal_keysafe_object_id("vm", vm->uuid, obj, sizeof(obj));
+        r = vmseal_vmrec_keysafe_object(c, -1, 0, obj, sizeof(obj));
         if (r == 0)
             r = unwrap_line(env, c->vm_keysafe ? c->vm_keysafe : "", obj, &vm_secret);
         if (r < 0)
@@ -961,7 +961,7 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
                             vm->home, file, info.uuid);
             goto out;
         }
-        r = vmseal_keysafe_object_id("disk", info.uuid, obj, sizeof(obj));
+        r = vmseal_vmrec_keysafe_object(c, (long)i, 0, obj, sizeof(obj));   /* = info.uuid */
         if (r == 0)
             r = pass_from_line(env, ks, obj, &pass[i]);
         if (r < 0)
@@ -1152,15 +1152,13 @@ static int convert_one(vmseal_vm *vm, const vmseal_host_env *env, long idx, int 
         if (idx < 0) {
             /* the NVRAM is opened with the VM secret */
             ks = to_luks ? c->vm_next_keysafe : c->vm_keysafe;
-            r = vmseal_keysafe_object_id("vm", vm->uuid, obj, sizeof(obj));
         } else if (to_luks) {
             luks_uuid = im->next_luks_uuid;
             ks = im->next_keysafe;
-            r = vmseal_keysafe_object_id("disk", luks_uuid, obj, sizeof(obj));
         } else {
             ks = im->keysafe;
-            r = vmseal_keysafe_object_id("disk", im->luks_uuid, obj, sizeof(obj));
         }
+        r = vmseal_vmrec_keysafe_object(c, idx, to_luks, obj, sizeof(obj));
         if (r == 0)
             r = pass_from_line(env, ks ? ks : "", obj, &pass);
     }
@@ -1321,14 +1319,14 @@ int vmseal_vm_encrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *kek
         goto out;
     }
     char obj[64];
-    r = vmseal_keysafe_object_id("vm", vm->uuid, obj, sizeof(obj));
+    r = vmseal_vmrec_keysafe_object(n, -1, 1, obj, sizeof(obj));
     if (r == 0)
         r = new_wrapped_secret(env, kek_id, obj, &n->vm_next_keysafe);
     for (size_t i = 0; i < n->ndisks && r == 0; i++) {
         vmseal_vmrec_image *d = &n->disks[i];
         r = vmseal_uuid_random(d->next_luks_uuid);
         if (r == 0)
-            r = vmseal_keysafe_object_id("disk", d->next_luks_uuid, obj, sizeof(obj));
+            r = vmseal_vmrec_keysafe_object(n, (long)i, 1, obj, sizeof(obj));
         if (r == 0)
             r = new_wrapped_secret(env, kek_id, obj, &d->next_keysafe);
         if (r == 0)
@@ -1431,23 +1429,13 @@ static int rewrap_all(vmseal_vm *vm, const vmseal_host_env *env, vmseal_vmrec *n
     for (size_t i = 0; i <= nd && r == 0; i++) {
         long idx = i < nd ? (long)i : -1;
         char key[VMSEAL_VMREC_KEY_MAX], obj[64];
-        char **line;
-        const char *kind, *uuid;
-        if (idx >= 0) {
-            line = &n->disks[i].keysafe;
-            kind = "disk";
-            uuid = n->disks[i].luks_uuid;
-        } else {
-            line = &n->vm_keysafe;
-            kind = "vm";
-            uuid = vm->uuid;
-        }
+        char **line = idx >= 0 ? &n->disks[i].keysafe : &n->vm_keysafe;
         if (!*line)
             continue;
         (void)vmseal_vmrec_keysafe_key(idx, 0, key, sizeof(key));
         char id[VMSEAL_KEYSAFE_KEK_ID_MAX + 1];
         vmseal_secret *old_kek = NULL;
-        r = vmseal_keysafe_object_id(kind, uuid, obj, sizeof(obj));
+        r = vmseal_vmrec_keysafe_object(n, idx, 0, obj, sizeof(obj));
         if (r == 0)
             r = kek_id_of_line(*line, id, sizeof(id));
         if (r == 0)
@@ -1484,23 +1472,13 @@ static int run_rekey(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_
         long idx = i < nd ? (long)i : -1;
         const vmseal_vmrec_image *im = vmseal_vmrec_image_at_const(c, idx);
         char obj[64];
-        const char *file, *line, *kind, *uuid;
-        if (idx >= 0) {
-            file = im->file;
-            line = im->keysafe;
-            kind = "disk";
-            uuid = im->luks_uuid;
-        } else {
-            file = rec_uefi(c) ? im->file : "";
-            line = c->vm_keysafe;
-            kind = "vm";
-            uuid = vm->uuid;
-        }
+        const char *file = idx >= 0 || rec_uefi(c) ? im->file : "";
+        const char *line = idx >= 0 ? im->keysafe : c->vm_keysafe;
         if (!file[0] || !line || im->rekeyed)
             continue;
         if (cancelled(prog))
             return vmseal_fail(ECANCELED, "cancelled");
-        r = vmseal_keysafe_object_id(kind, uuid, obj, sizeof(obj));
+        r = vmseal_vmrec_keysafe_object(c, idx, 0, obj, sizeof(obj));
         if (r < 0)
             return r;
         vmseal_secret *pass = NULL;

@@ -164,6 +164,13 @@ int vmseal_vmrec_keysafe_key(long idx, int next, char *buf, size_t len);
 int vmseal_vmrec_image_label(long idx, char *buf, size_t len);
 int vmseal_vmrec_image_file_name(long idx, int encrypted, char *buf, size_t len);
 
+/* The object the key safe of image idx is bound to (the AAD of its wrap):
+ * "disk:<LUKS UUID>" of that disk (next: of the image an operation is
+ * writing), or for the NVRAM (idx -1), the VM's secret: "vm:<VM uuid>".
+ * -EINVAL when the disk has no LUKS UUID (a plain disk: no key safe). */
+int vmseal_vmrec_keysafe_object(const vmseal_vmrec *r, long idx, int next, char *buf,
+                                size_t len) VMSEAL_MUST_CHECK;
+
 /* Every key safe the record holds, in the schema's order. */
 typedef struct vmseal_vmrec_keysafe_ref {
     char key[VMSEAL_VMREC_KEY_MAX];             /* e.g. "disk0.keysafe" */

@@ -280,6 +280,16 @@ const vmseal_vmrec_image *vmseal_vmrec_image_at_const(const vmseal_vmrec *r, lon
     return vmseal_vmrec_image_at((vmseal_vmrec *)r, idx);
 }
 
+int vmseal_vmrec_keysafe_object(const vmseal_vmrec *r, long idx, int next, char *buf, size_t len)
+{
+    if (idx == -1)
+        return vmseal_keysafe_object_id("vm", r->uuid, buf, len);
+    const vmseal_vmrec_image *im = vmseal_vmrec_image_at_const(r, idx);
+    if (!im)
+        return vmseal_fail(EINVAL, "no image %ld", idx);
+    return vmseal_keysafe_object_id("disk", next ? im->next_luks_uuid : im->luks_uuid, buf, len);
+}
+
 size_t vmseal_vmrec_keysafes(const vmseal_vmrec *r,
                              vmseal_vmrec_keysafe_ref out[VMSEAL_VMREC_KEYSAFES_MAX])
 {

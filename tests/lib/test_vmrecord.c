@@ -165,6 +165,18 @@ static void test_examples_fields(void **state)
     assert_string_equal(ks[0].key, "vm.next.keysafe");
     assert_int_equal(ks[0].next, 1);
     assert_string_equal(ks[3].key, "disk2.next.keysafe");
+    /* what each key safe is bound to */
+    char obj[80], want[80];
+    assert_int_equal(vmseal_vmrec_keysafe_object(r, -1, 1, obj, sizeof(obj)), 0);
+    snprintf(want, sizeof(want), "vm:%s", r->uuid);
+    assert_string_equal(obj, want);
+    assert_int_equal(vmseal_vmrec_keysafe_object(r, 2, 1, obj, sizeof(obj)), 0);
+    snprintf(want, sizeof(want), "disk:%s", r->disks[2].next_luks_uuid);
+    assert_string_equal(obj, want);
+    assert_int_equal(vmseal_vmrec_keysafe_object(r, 0, 0, obj, sizeof(obj)), 0);
+    assert_string_equal(obj, "disk:d016c901-bb28-49f3-b613-904f68023e9c");
+    assert_int_equal(vmseal_vmrec_keysafe_object(r, 2, 0, obj, sizeof(obj)), -EINVAL);  /* plain */
+    assert_int_equal(vmseal_vmrec_keysafe_object(r, 8, 0, obj, sizeof(obj)), -EINVAL);
     vmseal_vmrec_free(r);
 
     r = example("op-recrypt-deep-mid");
