@@ -19,6 +19,7 @@
 #include <vmseal/keysafe.h>
 #include <vmseal/sealed.h>
 #include <vmseal/vmconf.h>
+#include <vmseal/vmrecord.h>
 
 #include "cu.h"
 
@@ -36,7 +37,7 @@ typedef struct result {
     char uuid[40];
     char error[512];
     int keysafes;
-    vmseal_vmconf *conf;      /* a VM config: its key safes are listed */
+    vmseal_vmrec *conf;       /* a VM config: its key safes are listed */
     char vm_config[512];      /* a VM's disk or NVRAM: the vm.conf holding its key safe */
     char vm_key[48];          /* ... and the key there */
 } result;
@@ -78,7 +79,7 @@ static void check_vm_disk(const char *path, const vmseal_disk_info *di, result *
         set_error(r, "%s: %s belongs to disk %s, but this disk is %s (vm.conf of another VM?)",
                   d.conf_path, d.key, d.uuid[0] ? d.uuid : "(none)", di->uuid);
     } else {
-        const char *name = vmseal_vmconf_get(d.conf, "name");
+        const char *name = d.rec->name;
         const char *nx = d.next ? "new image of " : "";
         if (d.index >= 0)
             snprintf(r->detail + l, sizeof(r->detail) - l, "; %sdisk %d of VM '%s', key safe %s in %s",
@@ -90,9 +91,9 @@ static void check_vm_disk(const char *path, const vmseal_disk_info *di, result *
         r->keysafes = 1;
         snprintf(r->vm_config, sizeof(r->vm_config), "%s", d.conf_path);
         snprintf(r->vm_key, sizeof(r->vm_key), "%s", d.key);
-        if (r->st != ST_ERROR && vmseal_vmconf_get(d.conf, "op"))
+        if (r->st != ST_ERROR && d.rec->op != VMSEAL_VMREC_OP_NONE)
             snprintf(r->detail + strlen(r->detail), sizeof(r->detail) - strlen(r->detail),
-                     "; unfinished '%s' operation", vmseal_vmconf_get(d.conf, "op"));
+                     "; unfinished '%s' operation", vmseal_vmrec_op_name(d.rec->op));
     }
     cu_vmdisk_clear(&d);
 }
@@ -121,31 +122,36 @@ static void check_slog(const char *path, const uint8_t *buf, size_t n, result *r
     char conf_path[512];
     if (slash)
         slash[0] = '\0';
-    snprintf(conf_path, sizeof(conf_path), "%s/vm.conf", slash ? dir : ".");
+    snprintf(conf_path, sizeof(conf_path), "%s/%s", slash ? dir : ".", VMSEAL_VMREC_FILE);
     free(dir);
-    vmseal_vmconf *c = NULL;
-    if (vmseal_vmconf_load(conf_path, &c) < 0) {
-        vmseal_clear_error();
+    struct stat cst;
+    if (lstat(conf_path, &cst) != 0) {
         size_t l = strlen(r->detail);
         snprintf(r->detail + l, sizeof(r->detail) - l, "; no vm.conf beside it (key unknown)");
         return;
     }
-    const char *u = vmseal_vmconf_get(c, "uuid"), *ks = vmseal_vmconf_get(c, "vm.keysafe");
-    if (!u || strcasecmp(u, si.uuid) != 0) {
+    vmseal_vmrec *c = NULL;
+    if (vmseal_vmrec_load(conf_path, &c) < 0) {
+        set_error(r, "the vm.conf beside it: %s", vmseal_last_error());
+        return;
+    }
+    char key[VMSEAL_VMREC_KEY_MAX];
+    (void)vmseal_vmrec_keysafe_key(-1, 0, key, sizeof(key));
+    if (strcasecmp(c->uuid, si.uuid) != 0) {
         set_error(r, "%s is the vm.conf of VM %s, but this segment belongs to VM %s", conf_path,
-                  u ? u : "(none)", si.uuid);
-    } else if (!ks) {
-        set_error(r, "%s has no vm.keysafe (the VM is not encrypted): the log key is gone",
-                  conf_path);
+                  c->uuid, si.uuid);
+    } else if (!c->vm_keysafe) {
+        set_error(r, "%s has no %s (the VM is not encrypted): the log key is gone", conf_path,
+                  key);
     } else {
         size_t l = strlen(r->detail);
-        snprintf(r->detail + l, sizeof(r->detail) - l, "; key from vm.keysafe in %s", conf_path);
-        take_keysafe(r, ks);
+        snprintf(r->detail + l, sizeof(r->detail) - l, "; key from %s in %s", key, conf_path);
+        take_keysafe(r, c->vm_keysafe);
         r->keysafes = 1;
         snprintf(r->vm_config, sizeof(r->vm_config), "%s", conf_path);
-        snprintf(r->vm_key, sizeof(r->vm_key), "vm.keysafe");
+        snprintf(r->vm_key, sizeof(r->vm_key), "%s", key);
     }
-    vmseal_vmconf_free(c);
+    vmseal_vmrec_free(c);
 }
 
 static void check_luks(const char *path, const uint8_t *buf, size_t n, result *r)
@@ -215,41 +221,35 @@ static void check_text(const char *path, const char *buf, size_t n, result *r)
         take_keysafe(r, d.keysafe);
         return;
     }
-    /* A vmseal-hostd VM config (config.version set): every key whose name
-     * ends in "keysafe". */
-    vmseal_vmconf *conf = NULL;
+    /* A vmseal-hostd VM config (config.version set): checked as vmseal-hostd
+     * reads it; its key safes are listed. */
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
-    if (strcmp(base, "vm.conf") == 0 && vmseal_vmconf_parse(buf, n, &conf) == 0 &&
-        !vmseal_vmconf_get(conf, "config.version")) {
-        vmseal_vmconf_free(conf);   /* not written by vmseal-hostd: scanned as text */
-        conf = NULL;
-    }
-    if (conf) {
+    vmseal_vmconf *file = NULL;
+    if (strcmp(base, VMSEAL_VMREC_FILE) == 0 && vmseal_vmconf_parse(buf, n, &file) == 0 &&
+        vmseal_vmrec_is_vmconf(file)) {
+        vmseal_vmrec *conf = NULL;
         snprintf(r->format, sizeof(r->format), "vm-config");
-        for (size_t i = 0; i < vmseal_vmconf_count(conf); i++) {
-            const char *k = vmseal_vmconf_key_at(conf, i);
-            if (!ends_with(k, "keysafe"))
-                continue;
-            r->keysafes++;
-            take_keysafe(r, vmseal_vmconf_value_at(conf, i));
-            if (r->st == ST_ERROR) {
-                size_t l = strlen(r->error);
-                snprintf(r->error + l, sizeof(r->error) - l, " (%s)", k);
-                vmseal_vmconf_free(conf);
-                return;
-            }
+        int rc = vmseal_vmrec_from_conf(file, &conf);
+        vmseal_vmconf_free(file);
+        if (rc < 0) {
+            set_error(r, "%s", vmseal_last_error());
+            return;
         }
-        const char *name = vmseal_vmconf_get(conf, "name");
+        vmseal_vmrec_keysafe_ref ks[VMSEAL_VMREC_KEYSAFES_MAX];
+        r->keysafes = (int)vmseal_vmrec_keysafes(conf, ks);
+        for (int i = 0; i < r->keysafes; i++)
+            take_keysafe(r, ks[i].line);   /* each parses: checked above */
         r->st = r->keysafes ? ST_KEYSAFE : ST_PLAIN;
         snprintf(r->detail, sizeof(r->detail), "VM config of '%s' with %d key safe%s",
-                 name ? name : "?", r->keysafes, r->keysafes == 1 ? "" : "s");
+                 conf->name, r->keysafes, r->keysafes == 1 ? "" : "s");
         if (r->keysafes)
             r->conf = conf;
         else
-            vmseal_vmconf_free(conf);
+            vmseal_vmrec_free(conf);
         return;
     }
+    vmseal_vmconf_free(file);   /* not written by vmseal-hostd: scanned as text */
     /* Any text file (VM config, ...): every key safe in it must parse. */
     const char *p = buf, *end = buf + n;
     size_t plen = strlen(VMSEAL_KEYSAFE_PREFIX);
@@ -354,13 +354,13 @@ static void print_text(const char *path, const result *r)
                r->detail);
         if (r->conf) {
             printf("\n");
-            for (size_t i = 0; i < vmseal_vmconf_count(r->conf); i++) {
-                const char *k = vmseal_vmconf_key_at(r->conf, i);
+            vmseal_vmrec_keysafe_ref ks[VMSEAL_VMREC_KEYSAFES_MAX];
+            size_t nks = vmseal_vmrec_keysafes(r->conf, ks);
+            for (size_t i = 0; i < nks; i++) {
                 vmseal_keysafe_info ki;
-                if (!ends_with(k, "keysafe") ||
-                    vmseal_keysafe_parse(vmseal_vmconf_value_at(r->conf, i), &ki) < 0)
+                if (vmseal_keysafe_parse(ks[i].line, &ki) < 0)
                     continue;
-                printf("  %s: KEK '%s' at provider '%s'\n", k, ki.kek_id, ki.provider);
+                printf("  %s: KEK '%s' at provider '%s'\n", ks[i].key, ki.kek_id, ki.provider);
             }
             break;
         }
@@ -396,14 +396,14 @@ static json_t *to_json(const char *path, const result *r)
     if (r->conf) {
         /* One entry per key safe: which key of vm.conf, which KEK. */
         json_t *arr = json_array();
-        for (size_t i = 0; i < vmseal_vmconf_count(r->conf); i++) {
-            const char *k = vmseal_vmconf_key_at(r->conf, i);
+        vmseal_vmrec_keysafe_ref ks[VMSEAL_VMREC_KEYSAFES_MAX];
+        size_t nks = vmseal_vmrec_keysafes(r->conf, ks);
+        for (size_t i = 0; i < nks; i++) {
             vmseal_keysafe_info ki;
-            if (!ends_with(k, "keysafe") ||
-                vmseal_keysafe_parse(vmseal_vmconf_value_at(r->conf, i), &ki) < 0)
+            if (vmseal_keysafe_parse(ks[i].line, &ki) < 0)
                 continue;
             json_t *e = json_object(), *id = json_string(ki.kek_id);
-            json_object_set_new(e, "key", json_string(k));
+            json_object_set_new(e, "key", json_string(ks[i].key));
             json_object_set_new(e, "kek_id", id ? id : json_null());
             json_object_set_new(e, "provider", json_string(ki.provider));
             json_array_append_new(arr, e);
@@ -461,7 +461,7 @@ int cu_check_main(int argc, char **argv)
             json_array_append_new(arr, to_json(argv[i], &r));
         else
             print_text(argv[i], &r);
-        vmseal_vmconf_free(r.conf);
+        vmseal_vmrec_free(r.conf);
     }
     if (json) {
         char *s = json_dumps(arr, JSON_INDENT(2) | JSON_ENSURE_ASCII);

@@ -81,18 +81,19 @@ void cu_out_abort(cu_out *o);
 double cu_now(void);
 
 /* A disk (or the NVRAM) of a vmseal-hostd VM home folder: its key safe is
- * in the folder's vm.conf (crypto-util/vmhome.c). */
-typedef struct vmseal_vmconf vmseal_vmconf;
+ * in the folder's vm.conf (crypto-util/vmhome.c, read through the schema
+ * module include/vmseal/vmrecord.h). */
+typedef struct vmseal_vmrec vmseal_vmrec;
 typedef struct cu_vmdisk {
-    vmseal_vmconf *conf;
+    vmseal_vmrec *rec;     /* the VM's configuration */
     char *conf_path;
     char *image;           /* folder of vm.conf + the image's file name */
     int index;             /* disk N, -1 for the NVRAM */
     int next;              /* the image an unfinished operation is writing */
-    char key[48];          /* "diskN[.next].keysafe" or "vm[.next].keysafe" */
-    const char *keysafe;   /* that key's value (in conf), NULL when absent */
+    char key[48];          /* the key safe's key in vm.conf (e.g. disk0.keysafe) */
+    const char *keysafe;   /* that key safe (in rec), NULL when absent */
     char object[64];       /* what the key safe is bound to: disk:<uuid>, vm:<uuid> */
-    char uuid[40];         /* diskN.luks.uuid ("" for the NVRAM) */
+    char uuid[40];         /* the disk's LUKS UUID in vm.conf ("" for the NVRAM) */
 } cu_vmdisk;
 /* vm.conf at conf_path, which = "N" or "nvram" (+ ".next"). 0 or -errno. */
 int cu_vmhome_open(const char *conf_path, const char *which, cu_vmdisk *d);

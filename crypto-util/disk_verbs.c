@@ -15,7 +15,7 @@
 #include <vmseal/diskdesc.h>
 #include <vmseal/keysafe.h>
 
-#include <vmseal/vmconf.h>
+#include <vmseal/vmrecord.h>
 
 #include "cu.h"
 
@@ -285,10 +285,10 @@ static int vm_disk_secret(const cu_vmdisk *vd, const cu_kek_opts *ko, const vmse
                           vmseal_secret **secret)
 {
     *secret = NULL;
-    const char *op = vmseal_vmconf_get(vd->conf, "op");
-    if (op)
+    if (vd->rec->op != VMSEAL_VMREC_OP_NONE)
         return vmseal_fail(EBUSY, "%s: the VM has an unfinished '%s' operation; let "
-                                  "vmseal-hostd finish it first", vd->conf_path, op);
+                                  "vmseal-hostd finish it first", vd->conf_path,
+                           vmseal_vmrec_op_name(vd->rec->op));
     if (!vd->keysafe)
         return vmseal_fail(ENOENT, "%s: %s is not encrypted (no %s)", vd->conf_path, vd->image,
                            vd->key);
@@ -617,27 +617,19 @@ static int do_passphrase(const dopts *o)
             goto out;
         }
     }
-    const unsigned char *p = vmseal_secret_cdata(pass);
-    size_t left = vmseal_secret_len(pass);
-    while (left) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            cu_err("writing the passphrase: %s", w < 0 ? strerror(errno) : "short write");
-            break;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
+    int w = vmseal_write_all(fd, vmseal_secret_cdata(pass), vmseal_secret_len(pass));
+    if (w < 0)
+        cu_err("writing the passphrase: %s", strerror(-w));
     if (o->out_file) {
-        if (left == 0 && fsync(fd) != 0)
-            left = 1;
+        if (w == 0 && fsync(fd) != 0) {
+            cu_err("writing the passphrase: %s", strerror(errno));
+            w = -EIO;
+        }
         close(fd);
-        if (left)
+        if (w < 0)
             unlink(o->out_file);
     }
-    rc = left ? CU_ERROR : CU_OK;
+    rc = w < 0 ? CU_ERROR : CU_OK;
 out:
     vmseal_secret_free(pass);
     return rc;

@@ -14,7 +14,7 @@
 #include <vmseal/diskdesc.h>
 #include <vmseal/keysafe.h>
 #include <vmseal/sealed.h>
-#include <vmseal/vmconf.h>
+#include <vmseal/vmrecord.h>
 
 #include "cu.h"
 
@@ -29,8 +29,8 @@ static void log_usage(FILE *f)
         "\n"
         "Verify and decrypt the sealed serial console log of an encrypted VM\n"
         "(VMHOME/serial-NNNNNNNN.vmslog, written by vmseal-hostd) into OUT\n"
-        "(default '-': stdout). The log key comes from the VM's secret in the\n"
-        "vm.conf of VMHOME (vm.keysafe), unwrapped with the KEK. Every kept segment\n"
+        "(default '-': stdout). The log key comes from the VM's secret, whose key\n"
+        "safe is in the vm.conf of VMHOME, unwrapped with the KEK. Every kept segment\n"
         "is verified; damage (a changed, cut, missing, renamed or foreign segment)\n"
         "is an error. --allow-open accepts a last segment without its end record\n"
         "(the VM is running, or hostd stopped while it ran). --tail N writes only\n"
@@ -62,16 +62,11 @@ static int put(sink *s, const uint8_t *buf, size_t len)
                              : buf[i];
             p = tmp;
         }
-        for (size_t off = 0; off < n;) {
-            ssize_t w = write(s->fd, p + off, n - off);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0) {
-                s->err = w < 0 ? errno : EIO;
-                OPENSSL_cleanse(tmp, sizeof(tmp));
-                return -s->err;
-            }
-            off += (size_t)w;
+        int w = vmseal_write_all(s->fd, p, n);
+        if (w < 0) {
+            s->err = -w;
+            OPENSSL_cleanse(tmp, sizeof(tmp));
+            return w;
         }
         s->written += n;
         buf += n;
@@ -121,10 +116,10 @@ static int split_home(const char *arg, char **dir, char **conf)
         return vmseal_fail(errno, "%s: %s", arg, strerror(errno));
     if (S_ISDIR(st.st_mode)) {
         *dir = strdup(arg);
-        size_t n = strlen(arg) + 16;
+        size_t n = strlen(arg) + sizeof(VMSEAL_VMREC_FILE) + 1;
         *conf = malloc(n);
         if (*conf)
-            snprintf(*conf, n, "%s/vm.conf", arg);
+            snprintf(*conf, n, "%s/%s", arg, VMSEAL_VMREC_FILE);
     } else {
         *conf = strdup(arg);
         *dir = strdup(arg);
@@ -187,7 +182,7 @@ int cu_log_main(int argc, char **argv)
     const char *home_arg = argv[optind];
     const char *out = argc - optind == 2 ? argv[optind + 1] : "-";
     char *dir = NULL, *conf_path = NULL;
-    vmseal_vmconf *conf = NULL;
+    vmseal_vmrec *conf = NULL;
     vmseal_secret *kek = NULL, *vm_secret = NULL, *lk = NULL;
     sink s = {.fd = -1};
     cu_out o = {.fd = -1};
@@ -197,19 +192,17 @@ int cu_log_main(int argc, char **argv)
         cu_fail("log");
         goto out;
     }
-    if (vmseal_vmconf_load(conf_path, &conf) < 0) {
+    if (vmseal_vmrec_load(conf_path, &conf) < 0) {
         cu_fail(conf_path);
         goto out;
     }
-    const char *uuid = vmseal_vmconf_get(conf, "uuid");
-    const char *line = vmseal_vmconf_get(conf, "vm.keysafe");
-    if (!uuid || !vmseal_uuid_valid(uuid)) {
-        cu_err("%s: no valid uuid", conf_path);
-        goto out;
-    }
+    const char *uuid = conf->uuid;
+    const char *line = conf->vm_keysafe;
+    char key[VMSEAL_VMREC_KEY_MAX];
+    (void)vmseal_vmrec_keysafe_key(-1, 0, key, sizeof(key));
     if (!line) {
-        cu_err("%s: no vm.keysafe: the VM is not encrypted (its console log is %s/serial.log)",
-               conf_path, dir);
+        cu_err("%s: no %s: the VM is not encrypted (its console log is %s/serial.log)",
+               conf_path, key, dir);
         goto out;
     }
     vmseal_keysafe_info ki;
@@ -224,9 +217,9 @@ int cu_log_main(int argc, char **argv)
     if (cu_kek_load(&ko, &kek) < 0)
         goto out;
     char obj[64];
-    if (vmseal_keysafe_object_id("vm", uuid, obj, sizeof(obj)) < 0 ||
+    if (vmseal_vmrec_keysafe_object(conf, -1, 0, obj, sizeof(obj)) < 0 ||
         vmseal_keysafe_unwrap(kek, line, obj, &vm_secret) < 0) {
-        cu_err("vm.keysafe of %s (KEK '%s' at provider '%s'): %s", conf_path, ki.kek_id,
+        cu_err("%s of %s (KEK '%s' at provider '%s'): %s", key, conf_path, ki.kek_id,
                ki.provider, vmseal_last_error());
         goto out;
     }
@@ -297,7 +290,7 @@ out:
     vmseal_secret_free(kek);
     vmseal_secret_free(vm_secret);
     vmseal_secret_free(lk);
-    vmseal_vmconf_free(conf);
+    vmseal_vmrec_free(conf);
     free(dir);
     free(conf_path);
     return rc;

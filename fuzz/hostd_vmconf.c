@@ -1,4 +1,4 @@
-/* libFuzzer target: the vm.conf parser (hostd/vmconf.c). Beyond "no
+/* libFuzzer target: the vm.conf parser (lib/conf/vmconf.c). Beyond "no
  * crash": whatever parses is written back and parses to the same entries. */
 #include <stdint.h>
 #include <stdlib.h>

@@ -467,9 +467,11 @@ typedef struct fd_map {
 #define FDSET_DISK0 10
 
 /* Open an image for QEMU without following a symlink: a regular file only. */
-static int open_image(const char *path, int flags)
+static int open_image(const vmseal_qemu_disk *d, int flags)
 {
-    int fd = open(path, flags | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+    const char *path = d->path;
+    int fd = openat(d->dir_fd > 0 ? d->dir_fd : AT_FDCWD, path,
+                    flags | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         int e = errno;
         if (e == ELOOP)
@@ -481,6 +483,13 @@ static int open_image(const char *path, int flags)
         close(fd);
         return vmseal_fail(EINVAL, "QEMU: disk %s is not a regular file", path);
     }
+    /* O_NONBLOCK only kept a planted FIFO from blocking the open */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        int e = errno;
+        close(fd);
+        return vmseal_fail(e, "QEMU: disk %s: %s", path, strerror(e));
+    }
     return fd;
 }
 
@@ -490,7 +499,7 @@ static int hand_image(fd_list *l, const vmseal_qemu_disk *d, int out[2])
 {
     out[0] = out[1] = -1;
     if (!d->read_only) {
-        int fd = open_image(d->path, O_RDWR);
+        int fd = open_image(d, O_RDWR);
         if (fd < 0)
             return fd;
         if ((out[0] = fds_add(l, fd)) < 0) {
@@ -498,7 +507,7 @@ static int hand_image(fd_list *l, const vmseal_qemu_disk *d, int out[2])
             return vmseal_fail(EMFILE, "QEMU: too many descriptors");
         }
     }
-    int fd = open_image(d->path, O_RDONLY);
+    int fd = open_image(d, O_RDONLY);
     if (fd < 0)
         return fd;
     if ((out[1] = fds_add(l, fd)) < 0) {

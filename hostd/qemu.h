@@ -37,6 +37,8 @@ typedef enum vmseal_accel {
 typedef struct vmseal_qemu_disk {
     const char *path;                  /* image file: opened by hostd (O_NOFOLLOW, regular
                                           files only) and handed to QEMU in an fdset */
+    int dir_fd;                        /* > 0: path is a file name in this folder (the VM
+                                          home's descriptor, openat); 0: path as given */
     const vmseal_secret *passphrase;   /* LUKS1 passphrase (borrowed); NULL: raw image */
     int read_only;
 } vmseal_qemu_disk;

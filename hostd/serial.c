@@ -103,7 +103,8 @@ static ssize_t fd_read_cb(void *ctx, void *buf, size_t len)
 
 static int open_home(const char *home)
 {
-    int fd = open(home, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    /* the home itself is not followed if it is a symlink */
+    int fd = open(home, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return vmseal_fail(errno, "%s: %s", home, strerror(errno));
     return fd;

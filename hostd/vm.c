@@ -1,7 +1,7 @@
 /* One VM: home folder, vm.conf, key safes, images, QEMU. */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,19 +16,20 @@
 #include <vmseal/diskdesc.h>
 #include <vmseal/keysafe.h>
 #include <vmseal/sealed.h>
+#include <vmseal/vmrecord.h>
 
 #include "serial.h"
 #include "strutil.h"
 #include "vm.h"
-#include <vmseal/vmconf.h>
 
 struct vmseal_vm {
-    pthread_mutex_t lock;   /* guards conf (pointer swap), qemu, busy */
+    pthread_mutex_t lock;   /* guards rec (pointer swap), qemu, busy */
     char *home;
-    char *conf_path;
+    int home_fd;            /* the home folder (opened without following a symlink):
+                               vm.conf is read and replaced relative to it */
     char uuid[37];
     char name[65];
-    vmseal_vmconf *conf;    /* replaced as a whole by the busy holder */
+    vmseal_vmrec *rec;      /* vm.conf; replaced as a whole by the busy holder */
     vmseal_qemu *qemu;
     vmseal_console *console; /* encrypted VM: the sealed console log of this run */
     const char *busy;       /* what runs now, or NULL */
@@ -37,137 +38,74 @@ struct vmseal_vm {
 
 /* ---------------------------------------------------------------- helpers */
 
-/* VM UUIDs name directories: lower-case 8-4-4-4-12 only. */
-static int uuid_valid(const char *s)
-{
-    if (!vmseal_uuid_valid(s))
-        return 0;
-    for (; *s; s++)
-        if (*s >= 'A' && *s <= 'F')
-            return 0;
-    return 1;
-}
-
+/* VM names and image names: the vm.conf schema's rules
+ * (include/vmseal/vmrecord.h). */
 int vmseal_vm_name_valid(const char *name)
 {
-    size_t n = name ? strlen(name) : 0;
-    if (n == 0 || n > 64 || name[0] == '.' || name[0] == '-')
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
+    return vmseal_vmrec_name_valid(name);
+}
+
+static int rec_encrypted(const vmseal_vmrec *r)
+{
+    return r->policy == VMSEAL_POLICY_ENCRYPTED;
+}
+
+static int rec_uefi(const vmseal_vmrec *r)
+{
+    return r->firmware == VMSEAL_FIRMWARE_UEFI;
+}
+
+/* Move a string out of a record field (the field is left NULL). */
+static char *take_str(char **field)
+{
+    char *v = *field;
+    *field = NULL;
+    return v;
+}
+
+/* Files of the VM home are named relative to the home's descriptor
+ * (vm->home_fd) and never followed when they are symlinks; the path is
+ * only for messages. */
+
+/* Open a file of the VM home (O_NOFOLLOW). -errno, message set. */
+static int home_openat(const vmseal_vm *vm, const char *file, int flags, mode_t mode)
+{
+    int fd = openat(vm->home_fd, file, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, mode);
+    if (fd < 0) {
+        int e = errno;
+        return e == ELOOP ? vmseal_fail(ELOOP, "%s/%s is a symlink (not followed)", vm->home, file)
+                          : vmseal_fail(e, "%s/%s: %s", vm->home, file, strerror(e));
     }
-    return 1;
-}
-
-/* Image file names in vm.conf are plain names inside the home folder. */
-static int file_name_ok(const char *f)
-{
-    return vmseal_vm_name_valid(f);
-}
-
-static const char *cget(const vmseal_vmconf *c, const char *fmt, ...) VMSEAL_PRINTF(2, 3);
-static const char *cget(const vmseal_vmconf *c, const char *fmt, ...)
-{
-    char key[VMSEAL_VMCONF_KEY_MAX + 1];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(key, sizeof(key), fmt, ap);
-    va_end(ap);
-    return vmseal_vmconf_get(c, key);
-}
-
-static int cset(vmseal_vmconf *c, const char *value, const char *fmt, ...) VMSEAL_PRINTF(3, 4);
-static int cset(vmseal_vmconf *c, const char *value, const char *fmt, ...)
-{
-    char key[VMSEAL_VMCONF_KEY_MAX + 1];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(key, sizeof(key), fmt, ap);
-    va_end(ap);
-    return vmseal_vmconf_set(c, key, value);
-}
-
-static void cunset(vmseal_vmconf *c, const char *fmt, ...) VMSEAL_PRINTF(2, 3);
-static void cunset(vmseal_vmconf *c, const char *fmt, ...)
-{
-    char key[VMSEAL_VMCONF_KEY_MAX + 1];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(key, sizeof(key), fmt, ap);
-    va_end(ap);
-    vmseal_vmconf_unset(c, key);
-}
-
-static size_t conf_ndisks(const vmseal_vmconf *c)
-{
-    uint64_t n = 0;
-    if (vmseal_vmconf_get_u64(c, "disks", &n) < 0 || n > VMSEAL_VM_MAX_DISKS)
-        return 0;
-    return (size_t)n;
-}
-
-static int conf_encrypted(const vmseal_vmconf *c)
-{
-    const char *p = vmseal_vmconf_get(c, "policy");
-    return p && strcmp(p, "encrypted") == 0;
-}
-
-static int conf_uefi(const vmseal_vmconf *c)
-{
-    const char *f = vmseal_vmconf_get(c, "firmware");
-    return f && strcmp(f, "uefi") == 0;
-}
-
-static char *home_path(const vmseal_vm *vm, const char *file)
-{
-    return hostd_asprintf("%s/%s", vm->home, file);
-}
-
-/* A file of the VM home, opened relative to the folder without following a
- * symlink (O_NOFOLLOW; the folder itself neither). -errno, message set. */
-static int home_openat(const char *home, const char *file, int flags, mode_t mode)
-{
-    int dfd = open(home, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (dfd < 0)
-        return vmseal_fail(errno, "%s: %s", home, strerror(errno));
-    int fd = openat(dfd, file, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, mode);
-    int e = errno;
-    close(dfd);
-    if (fd < 0)
-        return e == ELOOP ? vmseal_fail(ELOOP, "%s is a symlink (not followed)", file)
-                          : vmseal_fail(e, "%s: %s", file, strerror(e));
     return fd;
 }
 
 /* lstat of a file of the VM home: 1 a regular file, 0 absent, -ELOOP a
  * symlink or anything else (never followed). */
-static int home_file_state(const char *path)
+static int home_file_state(const vmseal_vm *vm, const char *file)
 {
     struct stat st;
-    if (fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) != 0)
-        return errno == ENOENT ? 0 : vmseal_fail(errno, "%s: %s", path, strerror(errno));
+    if (fstatat(vm->home_fd, file, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return errno == ENOENT ? 0
+                               : vmseal_fail(errno, "%s/%s: %s", vm->home, file, strerror(errno));
     if (!S_ISREG(st.st_mode))
-        return vmseal_fail(ELOOP, "%s is %s (not followed)", path,
+        return vmseal_fail(ELOOP, "%s/%s is %s (not followed)", vm->home, file,
                            S_ISLNK(st.st_mode) ? "a symlink" : "not a regular file");
     return 1;
 }
 
 /* The same, for a file the operation needs: absent is an error too. */
-static int home_file_regular(const char *path)
+static int home_file_regular(const vmseal_vm *vm, const char *file)
 {
-    int r = home_file_state(path);
+    int r = home_file_state(vm, file);
     if (r == 0)
-        return vmseal_fail(ENOENT, "%s does not exist", path);
+        return vmseal_fail(ENOENT, "%s/%s does not exist", vm->home, file);
     return r < 0 ? r : 0;
 }
 
-static uint64_t file_size(const char *path)
+static uint64_t file_size(const vmseal_vm *vm, const char *file)
 {
     struct stat st;
-    return fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)
+    return fstatat(vm->home_fd, file, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)
                ? (uint64_t)st.st_size : 0;
 }
 
@@ -252,7 +190,7 @@ void vmseal_vm_log(vmseal_vm *vm, const char *fmt, ...)
     /* relative to the home, never through a symlink */
     char err[512];
     hostd_copy_str(err, sizeof(err), vmseal_last_error());
-    int fd = home_openat(vm->home, "vm.log", O_WRONLY | O_CREAT | O_APPEND, 0600);
+    int fd = home_openat(vm, "vm.log", O_WRONLY | O_CREAT | O_APPEND, 0600);
     vmseal_fail(0, "%s", err);   /* leave the caller's message as it was */
     if (fd < 0)
         return;
@@ -347,12 +285,13 @@ static int log_key_from(vmseal_vm *vm, const vmseal_host_env *env, const char *l
     *lk = NULL;
     char id[VMSEAL_KEYSAFE_KEK_ID_MAX + 1];
     if (!line || kek_id_of_line(line, id, sizeof(id)) < 0)
-        return vmseal_fail(EPROTO, "VM %s: vm.conf has no valid vm.keysafe", vm->name);
+        return vmseal_fail(EPROTO, "VM %s: vm.conf holds no valid key safe of the VM's secret",
+                           vm->name);
     if (!vmseal_keystore_has(env->keys, id))
         return vmseal_fail(ENOKEY, "VM locked: KEK %s is not loaded on this host", id);
     char obj[64];
     vmseal_secret *s = NULL;
-    int r = vmseal_keysafe_object_id("vm", vm->uuid, obj, sizeof(obj));
+    int r = vmseal_vmrec_keysafe_object(vm->rec, -1, 0, obj, sizeof(obj));
     if (r == 0)
         r = unwrap_line(env, line, obj, &s);
     if (r == 0)
@@ -392,20 +331,30 @@ static void vm_end(vmseal_vm *vm)
     pthread_mutex_unlock(&vm->lock);
 }
 
-/* Save `next` as vm.conf (atomically) and make it current; takes next. */
-static int vm_commit(vmseal_vm *vm, vmseal_vmconf *next)
+/* Save `next` as vm.conf (checked, atomically) and make it current; takes
+ * next. */
+static int vm_commit(vmseal_vm *vm, vmseal_vmrec *next)
 {
-    int r = vmseal_vmconf_save(next, vm->conf_path);
+    int r = vmseal_vmrec_saveat(next, vm->home_fd, VMSEAL_VMREC_FILE);
     if (r < 0) {
-        vmseal_vmconf_free(next);
+        vmseal_vmrec_free(next);
         return r;
     }
     pthread_mutex_lock(&vm->lock);
-    vmseal_vmconf *old = vm->conf;
-    vm->conf = next;
+    vmseal_vmrec *old = vm->rec;
+    vm->rec = next;
     pthread_mutex_unlock(&vm->lock);
-    vmseal_vmconf_free(old);
+    vmseal_vmrec_free(old);
     return 0;
+}
+
+/* A copy of the current record to change and commit. */
+static vmseal_vmrec *vm_next(vmseal_vm *vm)
+{
+    vmseal_vmrec *n = vmseal_vmrec_dup(vm->rec);
+    if (!n)
+        vmseal_fail(ENOMEM, "out of memory");
+    return n;
 }
 
 /* Busy holder only: is QEMU running? */
@@ -450,8 +399,7 @@ const char *vmseal_vm_home(const vmseal_vm *vm) { return vm->home; }
 void vmseal_vm_pending_op(vmseal_vm *vm, char *buf, size_t len)
 {
     pthread_mutex_lock(&vm->lock);
-    const char *op = vmseal_vmconf_get(vm->conf, "op");
-    hostd_copy_str(buf, len, op ? op : "");
+    hostd_copy_str(buf, len, vmseal_vmrec_op_name(vm->rec->op));
     pthread_mutex_unlock(&vm->lock);
 }
 
@@ -465,19 +413,18 @@ static void add_id(json_t *arr, const char *id)
     json_array_append_new(arr, json_string(id));
 }
 
-static json_t *kek_ids_of(const vmseal_vmconf *c)
+static json_t *kek_ids_of(const vmseal_vmrec *r)
 {
     json_t *arr = json_array();
-    for (size_t i = 0; i < vmseal_vmconf_count(c); i++) {
-        const char *k = vmseal_vmconf_key_at(c, i), *v = vmseal_vmconf_value_at(c, i);
-        size_t kl = strlen(k);
+    vmseal_vmrec_keysafe_ref ks[VMSEAL_VMREC_KEYSAFES_MAX];
+    size_t n = vmseal_vmrec_keysafes(r, ks);
+    for (size_t i = 0; i < n; i++) {
         char id[VMSEAL_KEYSAFE_KEK_ID_MAX + 1];
-        if (kl >= 7 && strcmp(k + kl - 7, "keysafe") == 0 && kek_id_of_line(v, id, sizeof(id)) == 0)
+        if (kek_id_of_line(ks[i].line, id, sizeof(id)) == 0)
             add_id(arr, id);
     }
-    const char *opk = vmseal_vmconf_get(c, "op.kek");
-    if (opk)
-        add_id(arr, opk);
+    if (r->op_kek[0])
+        add_id(arr, r->op_kek);
     vmseal_clear_error();
     return arr;
 }
@@ -485,7 +432,7 @@ static json_t *kek_ids_of(const vmseal_vmconf *c)
 json_t *vmseal_vm_kek_ids(vmseal_vm *vm)
 {
     pthread_mutex_lock(&vm->lock);
-    json_t *a = kek_ids_of(vm->conf);
+    json_t *a = kek_ids_of(vm->rec);
     pthread_mutex_unlock(&vm->lock);
     return a;
 }
@@ -544,55 +491,31 @@ static int cancelled(const vmseal_vm_progress *p)
 
 /* ------------------------------------------------------------ load/free */
 
-static int check_conf(const vmseal_vmconf *c, char *name, char *uuid)
+/* A handle on the home folder `home` (the folder itself is not followed
+ * if it is a symlink). */
+static int vm_alloc(const char *home, vmseal_vm **out)
 {
-    const char *n = vmseal_vmconf_get(c, "name"), *u = vmseal_vmconf_get(c, "uuid");
-    if (!n || !vmseal_vm_name_valid(n))
-        return vmseal_fail(EPROTO, "vm.conf: name missing or invalid");
-    if (!u || !uuid_valid(u))
-        return vmseal_fail(EPROTO, "vm.conf: uuid missing or invalid");
-    uint64_t nd;
-    if (vmseal_vmconf_get_u64(c, "disks", &nd) < 0 || nd > VMSEAL_VM_MAX_DISKS)
-        return vmseal_fail(EPROTO, "vm.conf: disks missing or more than %d", VMSEAL_VM_MAX_DISKS);
-    for (size_t i = 0; i < nd; i++) {
-        const char *f = cget(c, "disk%zu.file", i);
-        if (!f || !file_name_ok(f))
-            return vmseal_fail(EPROTO, "vm.conf: disk%zu.file missing or not a plain file name", i);
-        const char *nf = cget(c, "disk%zu.next.file", i);
-        if (nf && !file_name_ok(nf))
-            return vmseal_fail(EPROTO, "vm.conf: disk%zu.next.file is not a plain file name", i);
-        const char *of = cget(c, "disk%zu.old.file", i);
-        if (of && !file_name_ok(of))
-            return vmseal_fail(EPROTO, "vm.conf: disk%zu.old.file is not a plain file name", i);
-    }
-    const char *keys[] = {"nvram.file", "nvram.next.file", "nvram.old.file"};
-    for (size_t i = 0; i < 3; i++) {
-        const char *f = vmseal_vmconf_get(c, keys[i]);
-        if (f && !file_name_ok(f))
-            return vmseal_fail(EPROTO, "vm.conf: %s is not a plain file name", keys[i]);
-    }
-    if (conf_uefi(c) && !vmseal_vmconf_get(c, "nvram.file"))
-        return vmseal_fail(EPROTO, "vm.conf: UEFI VM without nvram.file");
-    hostd_copy_str(name, 65, n);
-    hostd_copy_str(uuid, 37, u);
-    return 0;
-}
-
-static vmseal_vm *vm_alloc(const char *home)
-{
+    *out = NULL;
     vmseal_vm *vm = calloc(1, sizeof(*vm));
     if (!vm)
-        return NULL;
+        return vmseal_fail(ENOMEM, "out of memory");
     pthread_mutex_init(&vm->lock, NULL);
+    vm->home_fd = -1;
     vm->home = strdup(home);
-    vm->conf_path = hostd_asprintf("%s/vm.conf", home);
-    if (!vm->home || !vm->conf_path) {
-        free(vm->home);
-        free(vm->conf_path);
-        free(vm);
-        return NULL;
+    if (!vm->home) {
+        vmseal_vm_free(vm);
+        return vmseal_fail(ENOMEM, "out of memory");
     }
-    return vm;
+    vm->home_fd = open(home, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (vm->home_fd < 0) {
+        int e = errno;
+        vmseal_vm_free(vm);
+        return vmseal_fail(e, "%s: %s", home,
+                           e == ELOOP || e == ENOTDIR ? "not a folder (a symlink is not followed)"
+                                                      : strerror(e));
+    }
+    *out = vm;
+    return 0;
 }
 
 void vmseal_vm_free(vmseal_vm *vm)
@@ -601,9 +524,10 @@ void vmseal_vm_free(vmseal_vm *vm)
         return;
     vmseal_console_free(vm->console);   /* QEMU keeps running; the next hostd reads on */
     vmseal_qemu_free(vm->qemu);
-    vmseal_vmconf_free(vm->conf);
+    vmseal_vmrec_free(vm->rec);
+    if (vm->home_fd >= 0)
+        close(vm->home_fd);
     free(vm->home);
-    free(vm->conf_path);
     pthread_mutex_destroy(&vm->lock);
     free(vm);
 }
@@ -611,20 +535,21 @@ void vmseal_vm_free(vmseal_vm *vm)
 int vmseal_vm_load(const char *home, vmseal_vm **out)
 {
     *out = NULL;
-    vmseal_vm *vm = vm_alloc(home);
-    if (!vm)
-        return vmseal_fail(ENOMEM, "out of memory");
-    int r = vmseal_vmconf_load(vm->conf_path, &vm->conf);
-    if (r == 0)
-        r = check_conf(vm->conf, vm->name, vm->uuid);
+    vmseal_vm *vm = NULL;
+    int r = vm_alloc(home, &vm);
+    if (r < 0)
+        return r;
+    r = vmseal_vmrec_loadat(vm->home_fd, VMSEAL_VMREC_FILE, &vm->rec);
     if (r < 0) {
-        r = vmseal_fail(r, "%s: %s", home, vmseal_last_error());
+        r = vmseal_fail(-r, "%s: %s", home, vmseal_last_error());
         vmseal_vm_free(vm);
         return r;
     }
+    hostd_copy_str(vm->name, sizeof(vm->name), vm->rec->name);
+    hostd_copy_str(vm->uuid, sizeof(vm->uuid), vm->rec->uuid);
     if (vmseal_qemu_attach(home, vm->uuid, 5000, &vm->qemu) < 0)
         vm->qemu = NULL;
-    if (vm->qemu && conf_encrypted(vm->conf)) {
+    if (vm->qemu && rec_encrypted(vm->rec)) {
         /* Read the console at once; it is sealed when the KEK comes
          * (vmseal_vm_tick), buffered in memory until then. */
         int fd = vmseal_qemu_connect_serial(home, 2000);
@@ -648,38 +573,52 @@ int vmseal_vm_load(const char *home, vmseal_vm **out)
 
 /* ---------------------------------------------------------------- create */
 
-static int make_plain_image(const char *path, uint64_t size)
+/* A raw image of `size` bytes in the VM home: an existing regular file is
+ * sized, a new one is created (O_EXCL); a symlink is not followed. */
+static int make_plain_image(const vmseal_vm *vm, const char *file, uint64_t size)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int fd = home_openat(vm, file, O_RDWR | O_NONBLOCK, 0);
+    if (fd == -ENOENT)
+        fd = home_openat(vm, file, O_RDWR | O_CREAT | O_EXCL, 0600);
     if (fd < 0)
-        return vmseal_fail(errno, "%s: %s", path, strerror(errno));
+        return fd;
     struct stat st;
     int r = 0;
     if (fstat(fd, &st) != 0)
-        r = vmseal_fail(errno, "%s: %s", path, strerror(errno));
+        r = vmseal_fail(errno, "%s/%s: %s", vm->home, file, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        r = vmseal_fail(ELOOP, "%s/%s is not a regular file", vm->home, file);
     else if ((uint64_t)st.st_size != size && ftruncate(fd, (off_t)size) != 0)
-        r = vmseal_fail(errno, "%s: %s", path, strerror(errno));
+        r = vmseal_fail(errno, "%s/%s: %s", vm->home, file, strerror(errno));
     else if (fsync(fd) != 0)
-        r = vmseal_fail(errno, "%s: %s", path, strerror(errno));
+        r = vmseal_fail(errno, "%s/%s: %s", vm->home, file, strerror(errno));
     close(fd);
     return r;
 }
 
-static int copy_file(const char *from, const char *to)
+/* Copy the host file `from` (a template of the host's, which may be a
+ * symlink of the distribution's) into the VM home as `to`: written as
+ * TO.partial (created new, never through a symlink), fsync'd, renamed into
+ * place relative to the home. */
+static int copy_into_home(const vmseal_vm *vm, const char *from, const char *to)
 {
-    char *tmp = hostd_asprintf("%s.partial", to);
-    if (!tmp)
-        return vmseal_fail(ENOMEM, "out of memory");
-    int in = open(from, O_RDONLY | O_CLOEXEC);
-    if (in < 0) {
-        free(tmp);
+    char tmp[VMSEAL_VMREC_FILE_MAX + 16];
+    snprintf(tmp, sizeof(tmp), "%s.partial", to);
+    int in = open(from, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (in < 0)
         return vmseal_fail(errno, "%s: %s", from, strerror(errno));
+    struct stat st;
+    if (fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(in);
+        return vmseal_fail(EINVAL, "%s is not a regular file", from);
     }
-    int outfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     int r = 0;
+    if (unlinkat(vm->home_fd, tmp, 0) != 0 && errno != ENOENT)
+        r = vmseal_fail(errno, "%s/%s: %s", vm->home, tmp, strerror(errno));
+    int outfd = r < 0 ? r : home_openat(vm, tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (outfd < 0) {
-        r = vmseal_fail(errno, "%s: %s", tmp, strerror(errno));
-        goto out;
+        close(in);
+        return outfd;
     }
     char buf[65536];
     for (;;) {
@@ -692,125 +631,149 @@ static int copy_file(const char *from, const char *to)
         }
         if (n == 0)
             break;
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(outfd, buf + off, (size_t)(n - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0) {
-                r = vmseal_fail(errno, "%s: %s", tmp, strerror(errno));
-                break;
-            }
-            off += w;
-        }
-        if (r < 0)
+        int w = vmseal_write_all(outfd, buf, (size_t)n);
+        if (w < 0) {
+            r = vmseal_fail(-w, "%s/%s: %s", vm->home, tmp, strerror(-w));
             break;
+        }
     }
     if (r == 0 && fsync(outfd) != 0)
-        r = vmseal_fail(errno, "%s: %s", tmp, strerror(errno));
+        r = vmseal_fail(errno, "%s/%s: %s", vm->home, tmp, strerror(errno));
     close(outfd);
-    if (r == 0 && rename(tmp, to) != 0)
-        r = vmseal_fail(errno, "%s: %s", to, strerror(errno));
-    if (r < 0)
-        unlink(tmp);
-out:
     close(in);
-    free(tmp);
+    if (r == 0 && renameat(vm->home_fd, tmp, vm->home_fd, to) != 0)
+        r = vmseal_fail(errno, "%s/%s: %s", vm->home, to, strerror(errno));
+    if (r == 0 && fsync(vm->home_fd) != 0)
+        r = vmseal_fail(errno, "fsync of %s: %s", vm->home, strerror(errno));
+    if (r < 0)
+        (void)unlinkat(vm->home_fd, tmp, 0);
     return r;
 }
 
 /* Make every image the configuration names that does not exist yet. */
 static int run_create(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_progress *prog)
 {
-    const vmseal_vmconf *c = vm->conf;
-    size_t nd = conf_ndisks(c);
+    const vmseal_vmrec *c = vm->rec;
+    size_t nd = c->ndisks;
     prog_state st = {.p = prog};
     int r = 0;
     for (size_t i = 0; i < nd && r == 0; i++) {
-        uint64_t size;
-        char key[32];
-        snprintf(key, sizeof(key), "disk%zu.size", i);
-        r = vmseal_vmconf_get_u64(c, key, &size);
-        if (r < 0)
-            break;
-        char *path = home_path(vm, cget(c, "disk%zu.file", i));
-        if (!path)
-            return vmseal_fail(ENOMEM, "out of memory");
-        const char *ks = cget(c, "disk%zu.keysafe", i);
+        uint64_t size = c->disks[i].size;
+        const char *file = c->disks[i].file;
+        const char *ks = c->disks[i].keysafe;
         if (ks) {
-            const char *luuid = cget(c, "disk%zu.luks.uuid", i);
+            const char *luuid = c->disks[i].luks_uuid;
             char obj[64];
             vmseal_secret *pass = NULL;
-            r = vmseal_keysafe_object_id("disk", luuid, obj, sizeof(obj));
+            r = vmseal_vmrec_keysafe_object(c, (long)i, 0, obj, sizeof(obj));
             if (r == 0)
                 r = pass_from_line(env, ks, obj, &pass);
             if (r == 0) {
                 vmseal_disk_opts o = disk_opts(env, prog, &st, luuid);
-                r = home_file_state(path);
+                r = home_file_state(vm, file);
                 if (r == 1)
-                    r = vmseal_disk_verify_passphrase(path, pass);
+                    r = vmseal_disk_verify_passphrase_at(vm->home_fd, file, pass);
                 else if (r == 0)
-                    r = vmseal_disk_create(path, size, pass, &o);
+                    r = vmseal_disk_create_at(vm->home_fd, file, size, pass, &o);
             }
             vmseal_secret_free(pass);
         } else {
-            r = make_plain_image(path, size);
+            r = make_plain_image(vm, file, size);
         }
-        free(path);
     }
-    const char *nv = vmseal_vmconf_get(c, "nvram.file");
-    if (r == 0 && nv) {
-        char *path = home_path(vm, nv);
-        if (!path)
-            return vmseal_fail(ENOMEM, "out of memory");
-        r = home_file_state(path);
+    const char *nv = c->nvram.file;
+    if (r == 0 && nv[0]) {
+        r = home_file_state(vm, nv);
         if (r == 0) {
             if (!env->ovmf_vars)
                 r = vmseal_fail(EINVAL, "no UEFI variable store template configured");
-            else if (conf_encrypted(c)) {
+            else if (rec_encrypted(c)) {
                 char obj[64];
                 vmseal_secret *pass = NULL;
-                r = vmseal_keysafe_object_id("vm", vm->uuid, obj, sizeof(obj));
+                r = vmseal_vmrec_keysafe_object(c, -1, 0, obj, sizeof(obj));
                 if (r == 0)
-                    r = pass_from_line(env, vmseal_vmconf_get(c, "vm.keysafe"), obj, &pass);
+                    r = pass_from_line(env, c->vm_keysafe, obj, &pass);
                 if (r == 0) {
                     vmseal_disk_opts o = disk_opts(env, prog, &st, NULL);
                     /* the template is the host's (a distribution may make it
                      * a symlink); the library opens images with O_NOFOLLOW */
                     char *tmpl = realpath(env->ovmf_vars, NULL);
-                    r = tmpl ? vmseal_disk_encrypt(tmpl, path, pass, &o)
+                    r = tmpl ? vmseal_disk_encrypt_at(AT_FDCWD, tmpl, vm->home_fd, nv, pass, &o)
                              : vmseal_fail(errno, "%s: %s", env->ovmf_vars, strerror(errno));
                     free(tmpl);
                 }
                 vmseal_secret_free(pass);
             } else {
-                r = copy_file(env->ovmf_vars, path);
+                r = copy_into_home(vm, env->ovmf_vars, nv);
             }
         }
-        free(path);
     }
     if (r < 0)
         return r;
-    vmseal_vmconf *next = vmseal_vmconf_dup(c);
+    vmseal_vmrec *next = vm_next(vm);
     if (!next)
-        return vmseal_fail(ENOMEM, "out of memory");
-    vmseal_vmconf_unset(next, "op");
-    vmseal_vmconf_unset(next, "op.kek");
+        return -ENOMEM;
+    next->op = VMSEAL_VMREC_OP_NONE;
+    next->op_kek[0] = '\0';
     return vm_commit(vm, next);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+/* Remove everything in the folder dirfd, relative to it: sub-folders
+ * (a VM home has none of its own) are emptied the same way, symlinks are
+ * removed, never followed. */
+static int empty_dir_at(int dirfd, int depth)
 {
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return vmseal_fail(e, "cannot list a folder: %s", strerror(e));
+    }
+    int r = 0;
+    struct dirent *de;
+    while (r == 0 && (de = readdir(d)) != NULL) {
+        const char *n = de->d_name;
+        if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0)
+            continue;
+        struct stat st;
+        if (fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue;
+        int flags = 0;
+        if (S_ISDIR(st.st_mode)) {
+            int sub = depth < 8 ? openat(dirfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                                : -1;
+            if (sub < 0) {
+                r = vmseal_fail(errno ? errno : ELOOP, "cannot remove the folder %s", n);
+                break;
+            }
+            r = empty_dir_at(sub, depth + 1);
+            close(sub);
+            flags = AT_REMOVEDIR;
+        }
+        if (r == 0 && unlinkat(dirfd, n, flags) != 0 && errno != ENOENT)
+            r = vmseal_fail(errno, "cannot remove %s: %s", n, strerror(errno));
+    }
+    closedir(d);
+    return r;
 }
 
-static int remove_tree(const char *path)
+/* Delete the VM's home: its files through the home's descriptor, then the
+ * (now empty) folder by name. */
+static int remove_home(vmseal_vm *vm)
 {
-    if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-        return vmseal_fail(errno ? errno : EIO, "cannot remove %s: %s", path, strerror(errno));
-    return 0;
+    /* the home's name must still be this folder (not moved, not replaced
+     * by a symlink or another folder): else nothing is removed */
+    struct stat a, b;
+    if (fstat(vm->home_fd, &a) != 0 || fstatat(AT_FDCWD, vm->home, &b, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISDIR(b.st_mode) || a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+        return vmseal_fail(ELOOP, "%s is no longer the VM's folder (moved or replaced): "
+                           "nothing removed", vm->home);
+    int r = empty_dir_at(vm->home_fd, 0);
+    if (r == 0 && rmdir(vm->home) != 0 && errno != ENOENT)
+        r = vmseal_fail(errno, "cannot remove %s: %s", vm->home, strerror(errno));
+    return r;
 }
 
 int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
@@ -820,7 +783,7 @@ int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
     *out = NULL;
     if (!vmseal_vm_name_valid(req->name))
         return vmseal_fail(EINVAL, "VM name must be 1-64 of [A-Za-z0-9._-], not starting with . or -");
-    if (req->uuid && !uuid_valid(req->uuid))
+    if (req->uuid && !vmseal_vmrec_uuid_valid(req->uuid))
         return vmseal_fail(EINVAL, "uuid must be a lower-case RFC 4122 UUID");
     if (req->cpus < 1 || req->cpus > 64)
         return vmseal_fail(EINVAL, "cpus must be 1..64");
@@ -834,7 +797,7 @@ int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
             return vmseal_fail(EINVAL, "disk sizes must be whole MiB, 1 MiB to 1 TiB");
     const char *paths[] = {req->kernel, req->initrd, req->append};
     for (size_t i = 0; i < 3; i++)
-        if (paths[i] && !vmseal_vmconf_value_valid(paths[i]))
+        if (paths[i] && !vmseal_vmrec_text_valid(paths[i]))
             return vmseal_fail(EINVAL, "kernel, initrd and append must be printable text");
     if (check_boot_file(env, "kernel", req->kernel) < 0 ||
         check_boot_file(env, "initrd", req->initrd) < 0)
@@ -865,80 +828,62 @@ int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
         free(home);
         return r;
     }
-    vmseal_vm *vm = vm_alloc(home);
+    vmseal_vm *vm = NULL;
+    int r = vm_alloc(home, &vm);
+    if (r < 0) {
+        char msg[512];
+        hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
+        (void)rmdir(home);
+        free(home);
+        return vmseal_fail(-r, "%s", msg);
+    }
     free(home);
-    if (!vm)
-        return vmseal_fail(ENOMEM, "out of memory");
     hostd_copy_str(vm->name, sizeof(vm->name), req->name);
     hostd_copy_str(vm->uuid, sizeof(vm->uuid), uuid);
 
-    vmseal_vmconf *c = vmseal_vmconf_new();
-    int r = c ? 0 : vmseal_fail(ENOMEM, "out of memory");
-    char *line = NULL;
+    vmseal_vmrec *c = vmseal_vmrec_new();
+    r = c ? 0 : vmseal_fail(ENOMEM, "out of memory");
+    if (r == 0) {
+        hostd_copy_str(c->name, sizeof(c->name), req->name);
+        hostd_copy_str(c->uuid, sizeof(c->uuid), uuid);
+        c->cpus = req->cpus;
+        c->memory_mb = req->memory_mb;
+        c->firmware = req->firmware;
+        c->policy = req->encrypted ? VMSEAL_POLICY_ENCRYPTED : VMSEAL_POLICY_NONE;
+        c->ndisks = req->ndisks;
+        c->op = VMSEAL_VMREC_OP_CREATE;
+        r = vmseal_vmrec_set_str(&c->kernel, req->kernel);
+    }
     if (r == 0)
-        r = vmseal_vmconf_set(c, "config.version", "1");
+        r = vmseal_vmrec_set_str(&c->initrd, req->initrd);
     if (r == 0)
-        r = vmseal_vmconf_set(c, "name", req->name);
-    if (r == 0)
-        r = vmseal_vmconf_set(c, "uuid", uuid);
-    if (r == 0)
-        r = vmseal_vmconf_setf(c, "cpus", "%u", req->cpus);
-    if (r == 0)
-        r = vmseal_vmconf_setf(c, "memory", "%u", req->memory_mb);
-    if (r == 0)
-        r = vmseal_vmconf_set(c, "firmware", req->firmware == VMSEAL_FIRMWARE_UEFI ? "uefi" : "bios");
-    if (r == 0)
-        r = vmseal_vmconf_set(c, "policy", req->encrypted ? "encrypted" : "none");
-    if (r == 0 && req->kernel)
-        r = vmseal_vmconf_set(c, "kernel", req->kernel);
-    if (r == 0 && req->initrd)
-        r = vmseal_vmconf_set(c, "initrd", req->initrd);
-    if (r == 0 && req->append)
-        r = vmseal_vmconf_set(c, "append", req->append);
+        r = vmseal_vmrec_set_str(&c->append, req->append);
     if (r == 0 && req->encrypted) {
         char obj[64];
-        r = vmseal_keysafe_object_id("vm", uuid, obj, sizeof(obj));
+        r = vmseal_vmrec_keysafe_object(c, -1, 0, obj, sizeof(obj));
         if (r == 0)
-            r = new_wrapped_secret(env, req->kek_id, obj, &line);
-        if (r == 0)
-            r = vmseal_vmconf_set(c, "vm.keysafe", line);
-        free(line);
-        line = NULL;
+            r = new_wrapped_secret(env, req->kek_id, obj, &c->vm_keysafe);
     }
     if (r == 0 && req->firmware == VMSEAL_FIRMWARE_UEFI)
-        r = vmseal_vmconf_set(c, "nvram.file", req->encrypted ? "nvram.luks" : "nvram.fd");
-    if (r == 0)
-        r = vmseal_vmconf_setf(c, "disks", "%zu", req->ndisks);
+        r = vmseal_vmrec_image_file_name(-1, req->encrypted, c->nvram.file, sizeof(c->nvram.file));
     for (size_t i = 0; i < req->ndisks && r == 0; i++) {
-        char fname[32];
-        snprintf(fname, sizeof(fname), "disk%zu.%s", i, req->encrypted ? "luks" : "img");
-        r = cset(c, fname, "disk%zu.file", i);
-        char size[32];
-        snprintf(size, sizeof(size), "%llu", (unsigned long long)req->disk_sizes[i]);
-        if (r == 0)
-            r = cset(c, size, "disk%zu.size", i);
+        vmseal_vmrec_image *d = &c->disks[i];
+        r = vmseal_vmrec_image_file_name((long)i, req->encrypted, d->file, sizeof(d->file));
+        d->size = req->disk_sizes[i];
         if (r == 0 && req->encrypted) {
-            char luuid[37], obj[64];
-            r = vmseal_uuid_random(luuid);
+            char obj[64];
+            r = vmseal_uuid_random(d->luks_uuid);
             if (r == 0)
-                r = vmseal_keysafe_object_id("disk", luuid, obj, sizeof(obj));
+                r = vmseal_vmrec_keysafe_object(c, (long)i, 0, obj, sizeof(obj));
             if (r == 0)
-                r = cset(c, luuid, "disk%zu.luks.uuid", i);
-            if (r == 0)
-                r = new_wrapped_secret(env, req->kek_id, obj, &line);
-            if (r == 0)
-                r = cset(c, line, "disk%zu.keysafe", i);
-            free(line);
-            line = NULL;
+                r = new_wrapped_secret(env, req->kek_id, obj, &d->keysafe);
         }
     }
-    if (r == 0)
-        r = vmseal_vmconf_set(c, "op", "create");
     if (r == 0) {
         r = vm_commit(vm, c);
         c = NULL;
     }
-    vmseal_vmconf_free(c);
+    vmseal_vmrec_free(c);
     if (r == 0) {
         vm->busy = "creating";
         r = run_create(vm, env, prog);
@@ -948,7 +893,7 @@ int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
         char msg[512];
         hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
         if (r != -ECANCELED)
-            (void)remove_tree(vm->home);
+            (void)remove_home(vm);
         vmseal_vm_free(vm);
         return vmseal_fail(r, "%s", msg);
     }
@@ -967,21 +912,20 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
     int r = vm_begin(vm, "powering on");
     if (r < 0)
         return r;
-    const vmseal_vmconf *c = vm->conf;
+    const vmseal_vmrec *c = vm->rec;
     vmseal_secret *vm_secret = NULL, *nv_pass = NULL, *pass[VMSEAL_VM_MAX_DISKS] = {0};
-    char *paths[VMSEAL_VM_MAX_DISKS] = {0}, *nv_path = NULL;
     vmseal_qemu_disk disks[VMSEAL_VM_MAX_DISKS];
     vmseal_qemu_disk nvram = {0};
     int kernel_fd = -1, initrd_fd = -1;
-    size_t nd = conf_ndisks(c);
+    size_t nd = c->ndisks;
     char reason[300];
     if (qemu_running_owned(vm)) {
         r = vmseal_fail(EALREADY, "VM %s is already powered on", vm->name);
         goto out;
     }
-    if (vmseal_vmconf_get(c, "op")) {
+    if (c->op != VMSEAL_VMREC_OP_NONE) {
         r = vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
-                        vmseal_vmconf_get(c, "op"));
+                        vmseal_vmrec_op_name(c->op));
         goto out;
     }
     if (vmseal_vm_locked(vm, env, reason, sizeof(reason))) {
@@ -989,39 +933,35 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
         goto out;
     }
     char obj[64];
-    if (conf_encrypted(c)) {
-        r = vmseal_keysafe_object_id("vm", vm->uuid, obj, sizeof(obj));
+    if (rec_encrypted(c)) {
+        r = vmseal_vmrec_keysafe_object(c, -1, 0, obj, sizeof(obj));
         if (r == 0)
-            r = unwrap_line(env, vmseal_vmconf_get(c, "vm.keysafe") ? vmseal_vmconf_get(c, "vm.keysafe") : "",
-                            obj, &vm_secret);
+            r = unwrap_line(env, c->vm_keysafe ? c->vm_keysafe : "", obj, &vm_secret);
         if (r < 0)
             goto out;
     }
     for (size_t i = 0; i < nd; i++) {
-        paths[i] = home_path(vm, cget(c, "disk%zu.file", i));
-        if (!paths[i]) {
-            r = vmseal_fail(ENOMEM, "out of memory");
-            goto out;
-        }
-        disks[i] = (vmseal_qemu_disk){.path = paths[i]};
-        const char *ks = cget(c, "disk%zu.keysafe", i);
+        const char *file = c->disks[i].file;
+        disks[i] = (vmseal_qemu_disk){.path = file, .dir_fd = vm->home_fd};
+        const char *ks = c->disks[i].keysafe;
         if (!ks)
             continue;
         /* The key safe is bound to the LUKS UUID in the disk's own header:
          * a key safe next to another disk does not open it. */
         vmseal_disk_info info;
-        r = home_file_regular(paths[i]);
+        r = home_file_regular(vm, file);
         if (r == 0)
-            r = vmseal_disk_probe(paths[i], &info);
+            r = vmseal_disk_probe_at(vm->home_fd, file, &info);
         if (r < 0)
             goto out;
-        const char *want = cget(c, "disk%zu.luks.uuid", i);
-        if (!want || strcmp(want, info.uuid) != 0) {
-            r = vmseal_fail(EKEYREJECTED, "%s is not the disk its key safe belongs to (LUKS UUID %s)",
-                            paths[i], info.uuid);
+        const char *want = c->disks[i].luks_uuid;
+        if (strcmp(want, info.uuid) != 0) {
+            r = vmseal_fail(EKEYREJECTED,
+                            "%s/%s is not the disk its key safe belongs to (LUKS UUID %s)",
+                            vm->home, file, info.uuid);
             goto out;
         }
-        r = vmseal_keysafe_object_id("disk", info.uuid, obj, sizeof(obj));
+        r = vmseal_vmrec_keysafe_object(c, (long)i, 0, obj, sizeof(obj));   /* = info.uuid */
         if (r == 0)
             r = pass_from_line(env, ks, obj, &pass[i]);
         if (r < 0)
@@ -1030,7 +970,7 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
     }
     /* Kernel and initrd: opened beneath the images folder now and handed to
      * QEMU as descriptors (a file swapped in later changes nothing). */
-    const char *kname = vmseal_vmconf_get(c, "kernel"), *iname = vmseal_vmconf_get(c, "initrd");
+    const char *kname = c->kernel, *iname = c->initrd;
     if (kname && (kernel_fd = vmseal_vm_open_boot_file(env, "kernel", kname)) < 0) {
         r = kernel_fd;
         vmseal_vm_log(vm, "power on failed: %s", vmseal_last_error());
@@ -1067,22 +1007,17 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
         .uuid = vm->uuid,
         .accel = env->accel,
         .run_as = env->qemu_user,
-        .append = vmseal_vmconf_get(c, "append"),
+        .append = c->append,
         .disks = disks,
         .ndisks = nd,
     };
     spec.kernel_fd = kernel_fd > 0 ? kernel_fd : 0;
     spec.initrd_fd = initrd_fd > 0 ? initrd_fd : 0;
-    uint64_t v;
-    spec.cpus = vmseal_vmconf_get_u64(c, "cpus", &v) == 0 && v <= 64 ? (unsigned)v : 1;
-    spec.memory_mb = vmseal_vmconf_get_u64(c, "memory", &v) == 0 && v <= 65536 ? (unsigned)v : 256;
-    if (conf_uefi(c)) {
-        nv_path = home_path(vm, vmseal_vmconf_get(c, "nvram.file"));
-        if (!nv_path) {
-            r = vmseal_fail(ENOMEM, "out of memory");
-            goto out;
-        }
-        nvram.path = nv_path;
+    spec.cpus = c->cpus;
+    spec.memory_mb = c->memory_mb;
+    if (rec_uefi(c)) {
+        nvram.path = c->nvram.file;
+        nvram.dir_fd = vm->home_fd;
         if (vm_secret) {
             r = vmseal_disk_passphrase_from_secret(vm_secret, &nv_pass);
             if (r < 0)
@@ -1117,11 +1052,8 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
 out:
     vmseal_secret_free(vm_secret);
     vmseal_secret_free(nv_pass);
-    for (size_t i = 0; i < VMSEAL_VM_MAX_DISKS; i++) {
+    for (size_t i = 0; i < VMSEAL_VM_MAX_DISKS; i++)
         vmseal_secret_free(pass[i]);
-        free(paths[i]);
-    }
-    free(nv_path);
     if (kernel_fd >= 0)
         close(kernel_fd);
     if (initrd_fd >= 0)
@@ -1155,64 +1087,44 @@ int vmseal_vm_power_off(vmseal_vm *vm, int grace_ms)
 
 /* ---------------------------------------------------- encrypt / decrypt */
 
-/* Remove files a finished step left for deletion (diskN.old.file,
- * nvram.old.file). */
+/* Remove the images a finished step left for deletion (an image's
+ * old_file). */
 static int finish_cleanups(vmseal_vm *vm)
 {
-    const vmseal_vmconf *c = vm->conf;
-    vmseal_vmconf *next = NULL;
-    size_t nd = conf_ndisks(c);
-    for (size_t i = 0; i <= nd; i++) {
-        char key[32];
-        if (i < nd)
-            snprintf(key, sizeof(key), "disk%zu.old.file", i);
-        else
-            snprintf(key, sizeof(key), "nvram.old.file");
-        const char *f = vmseal_vmconf_get(c, key);
-        if (!f)
+    const vmseal_vmrec *c = vm->rec;
+    vmseal_vmrec *next = NULL;
+    /* the disks first, then the NVRAM */
+    for (long i = 0; i <= (long)c->ndisks; i++) {
+        long idx = i < (long)c->ndisks ? i : -1;
+        const char *f = vmseal_vmrec_image_at_const(c, idx)->old_file;
+        if (!f[0])
             continue;
-        char *p = home_path(vm, f);
-        if (!p) {
-            vmseal_vmconf_free(next);
-            return vmseal_fail(ENOMEM, "out of memory");
-        }
-        if (unlink(p) != 0 && errno != ENOENT) {
+        if (unlinkat(vm->home_fd, f, 0) != 0 && errno != ENOENT) {
             int e = errno;
-            free(p);
-            vmseal_vmconf_free(next);
+            vmseal_vmrec_free(next);
             return vmseal_fail(e, "cannot remove %s: %s", f, strerror(e));
         }
-        free(p);
-        if (!next && !(next = vmseal_vmconf_dup(c)))
-            return vmseal_fail(ENOMEM, "out of memory");
-        vmseal_vmconf_unset(next, key);
+        if (!next && !(next = vm_next(vm)))
+            return -ENOMEM;
+        vmseal_vmrec_image_at(next, idx)->old_file[0] = '\0';
     }
     return next ? vm_commit(vm, next) : 0;
 }
 
-/* Bytes the pending conversions will read (for progress). */
-static uint64_t pending_bytes(vmseal_vm *vm, const char *disk_marker, const char *marker_nvram,
-                              int marker_means_done)
+/* Bytes the pending conversions (rekey = 0: images with a next_file) or
+ * rekeys (rekey = 1: images not yet rekeyed) will read (for progress). */
+static uint64_t pending_bytes(vmseal_vm *vm, int rekey)
 {
-    const vmseal_vmconf *c = vm->conf;
+    const vmseal_vmrec *c = vm->rec;
     uint64_t total = 0;
-    size_t nd = conf_ndisks(c);
-    for (size_t i = 0; i <= nd; i++) {
-        char key[48];
-        if (i < nd)
-            snprintf(key, sizeof(key), "disk%zu.%s", i, disk_marker);
-        else
-            snprintf(key, sizeof(key), "%s", marker_nvram);
-        int has = vmseal_vmconf_get(c, key) != NULL;
-        if (has == marker_means_done)
+    for (long i = 0; i <= (long)c->ndisks; i++) {
+        const vmseal_vmrec_image *im =
+            vmseal_vmrec_image_at_const(c, i < (long)c->ndisks ? i : -1);
+        if (rekey ? im->rekeyed : !im->next_file[0])
             continue;
-        const char *f = i < nd ? cget(c, "disk%zu.file", i) : vmseal_vmconf_get(c, "nvram.file");
-        if (!f)
+        if (!im->file[0])
             continue;
-        char *p = home_path(vm, f);
-        if (p)
-            total += file_size(p);
-        free(p);
+        total += file_size(vm, im->file);
     }
     return total ? total : 1;
 }
@@ -1223,103 +1135,82 @@ static uint64_t pending_bytes(vmseal_vm *vm, const char *disk_marker, const char
 static int convert_one(vmseal_vm *vm, const vmseal_host_env *env, long idx, int to_luks,
                        const vmseal_vm_progress *prog, prog_state *st)
 {
-    const vmseal_vmconf *c = vm->conf;
-    char pre[32];
-    if (idx >= 0)
-        snprintf(pre, sizeof(pre), "disk%ld", idx);
-    else
-        snprintf(pre, sizeof(pre), "nvram");
-    const char *next_file = cget(c, "%s.next.file", pre);
-    if (!next_file)
+    const vmseal_vmrec *c = vm->rec;
+    const vmseal_vmrec_image *im = vmseal_vmrec_image_at_const(c, idx);
+    char label[16];
+    int r = vmseal_vmrec_image_label(idx, label, sizeof(label));
+    if (r < 0)
+        return r;
+    if (!im->next_file[0])
         return 0;   /* done already */
-    const char *cur_file = cget(c, "%s.file", pre);
-    char *in = home_path(vm, cur_file), *out = home_path(vm, next_file);
+    const char *in = im->file, *out = im->next_file;
     vmseal_secret *pass = NULL;
-    int r = (in && out) ? 0 : vmseal_fail(ENOMEM, "out of memory");
     char obj[64];
     const char *luks_uuid = NULL;
     if (r == 0) {
+        const char *ks;
         if (idx < 0) {
             /* the NVRAM is opened with the VM secret */
-            const char *ks = to_luks ? vmseal_vmconf_get(c, "vm.next.keysafe")
-                                     : vmseal_vmconf_get(c, "vm.keysafe");
-            r = vmseal_keysafe_object_id("vm", vm->uuid, obj, sizeof(obj));
-            if (r == 0)
-                r = pass_from_line(env, ks ? ks : "", obj, &pass);
+            ks = to_luks ? c->vm_next_keysafe : c->vm_keysafe;
         } else if (to_luks) {
-            luks_uuid = cget(c, "%s.next.luks.uuid", pre);
-            const char *ks = cget(c, "%s.next.keysafe", pre);
-            r = vmseal_keysafe_object_id("disk", luks_uuid, obj, sizeof(obj));
-            if (r == 0)
-                r = pass_from_line(env, ks ? ks : "", obj, &pass);
+            luks_uuid = im->next_luks_uuid;
+            ks = im->next_keysafe;
         } else {
-            const char *u = cget(c, "%s.luks.uuid", pre);
-            const char *ks = cget(c, "%s.keysafe", pre);
-            r = vmseal_keysafe_object_id("disk", u, obj, sizeof(obj));
-            if (r == 0)
-                r = pass_from_line(env, ks ? ks : "", obj, &pass);
+            ks = im->keysafe;
         }
+        r = vmseal_vmrec_keysafe_object(c, idx, to_luks, obj, sizeof(obj));
+        if (r == 0)
+            r = pass_from_line(env, ks ? ks : "", obj, &pass);
     }
-    uint64_t in_size = in ? file_size(in) : 0;
+    uint64_t in_size = file_size(vm, in);
     /* Neither image may be a symlink: the input is read, the output written. */
     if (r == 0)
-        r = home_file_regular(in);
-    if (r == 0 && (r = home_file_state(out)) > 0)
+        r = home_file_regular(vm, in);
+    if (r == 0 && (r = home_file_state(vm, out)) > 0)
         r = 0;
     if (r == 0) {
         vmseal_disk_opts o = disk_opts(env, prog, st, luks_uuid);
         if (to_luks) {
-            r = vmseal_disk_encrypt(in, out, pass, &o);
+            r = vmseal_disk_encrypt_at(vm->home_fd, in, vm->home_fd, out, pass, &o);
             if (r == -EEXIST)   /* finished before a crash: check it is ours */
-                r = vmseal_disk_verify_passphrase(out, pass);
+                r = vmseal_disk_verify_passphrase_at(vm->home_fd, out, pass);
         } else {
-            r = vmseal_disk_decrypt(in, out, pass, &o);
+            r = vmseal_disk_decrypt_at(vm->home_fd, in, vm->home_fd, out, pass, &o);
             if (r == -EEXIST)   /* outputs only appear complete */
                 r = 0;
         }
     }
     vmseal_secret_free(pass);
-    free(in);
-    free(out);
     if (r < 0)
         return r;
     st->base += in_size;
 
-    vmseal_vmconf *n = vmseal_vmconf_dup(c);
+    vmseal_vmrec *n = vm_next(vm);
     if (!n)
-        return vmseal_fail(ENOMEM, "out of memory");
-    char *old = strdup(cur_file), *nf = strdup(next_file);
-    r = old && nf ? 0 : vmseal_fail(ENOMEM, "out of memory");
-    if (r == 0)
-        r = cset(n, nf, "%s.file", pre);
-    if (r == 0)
-        r = cset(n, old, "%s.old.file", pre);
-    if (r == 0 && idx >= 0) {
+        return -ENOMEM;
+    vmseal_vmrec_image *ni = vmseal_vmrec_image_at(n, idx);
+    char nf[sizeof(ni->file)];
+    hostd_copy_str(nf, sizeof(nf), ni->next_file);
+    hostd_copy_str(ni->old_file, sizeof(ni->old_file), ni->file);
+    hostd_copy_str(ni->file, sizeof(ni->file), ni->next_file);
+    if (idx >= 0) {
         if (to_luks) {
-            r = cset(n, cget(c, "%s.next.luks.uuid", pre), "%s.luks.uuid", pre);
-            if (r == 0)
-                r = cset(n, cget(c, "%s.next.keysafe", pre), "%s.keysafe", pre);
+            hostd_copy_str(ni->luks_uuid, sizeof(ni->luks_uuid), ni->next_luks_uuid);
+            free(ni->keysafe);
+            ni->keysafe = take_str(&ni->next_keysafe);
         } else {
-            cunset(n, "%s.luks.uuid", pre);
-            cunset(n, "%s.keysafe", pre);
+            ni->luks_uuid[0] = '\0';
+            free(take_str(&ni->keysafe));
         }
     }
-    cunset(n, "%s.next.file", pre);
-    cunset(n, "%s.next.luks.uuid", pre);
-    cunset(n, "%s.next.keysafe", pre);
-    if (r < 0) {
-        free(old);
-        free(nf);
-        vmseal_vmconf_free(n);
-        return r;
-    }
-    r = vm_commit(vm, n);   /* c, cur_file and next_file are gone from here on */
+    ni->next_file[0] = '\0';
+    ni->next_luks_uuid[0] = '\0';
+    free(take_str(&ni->next_keysafe));
+    r = vm_commit(vm, n);   /* c and im are gone from here on */
     if (r == 0)
         r = finish_cleanups(vm);
     if (r == 0)
-        vmseal_vm_log(vm, "%s %s: now %s", to_luks ? "encrypted" : "decrypted", pre, nf);
-    free(old);
-    free(nf);
+        vmseal_vm_log(vm, "%s %s: now %s", to_luks ? "encrypted" : "decrypted", label, nf);
     return r;
 }
 
@@ -1329,25 +1220,24 @@ static int run_convert(vmseal_vm *vm, const vmseal_host_env *env, int to_luks,
     int r = finish_cleanups(vm);
     if (r < 0)
         return r;
-    prog_state st = {.p = prog, .total = pending_bytes(vm, "next.file", "nvram.next.file", 0)};
+    prog_state st = {.p = prog, .total = pending_bytes(vm, 0)};
     if (prog && prog->fn)
         prog->fn(0, st.total, prog->ctx);
-    size_t nd = conf_ndisks(vm->conf);
+    size_t nd = vm->rec->ndisks;
     for (size_t i = 0; i < nd && r == 0; i++) {
         if (cancelled(prog))
             return vmseal_fail(ECANCELED, "cancelled");
         r = convert_one(vm, env, (long)i, to_luks, prog, &st);
     }
-    if (r == 0 && vmseal_vmconf_get(vm->conf, "nvram.next.file"))
+    if (r == 0 && vm->rec->nvram.next_file[0])
         r = convert_one(vm, env, -1, to_luks, prog, &st);
     if (r < 0)
         return r;
     /* The console log follows the policy: a clear serial.log is sealed
      * under the new VM secret; a sealed log is written out in clear while
      * its key safe still exists. */
-    const char *lks = to_luks && vmseal_vmconf_get(vm->conf, "vm.next.keysafe")
-                          ? vmseal_vmconf_get(vm->conf, "vm.next.keysafe")
-                          : vmseal_vmconf_get(vm->conf, "vm.keysafe");
+    const char *lks = to_luks && vm->rec->vm_next_keysafe ? vm->rec->vm_next_keysafe
+                                                          : vm->rec->vm_keysafe;
     vmseal_secret *lk = NULL;
     r = log_key_from(vm, env, lks, &lk);
     if (r == 0)
@@ -1356,26 +1246,22 @@ static int run_convert(vmseal_vm *vm, const vmseal_host_env *env, int to_luks,
     vmseal_secret_free(lk);
     if (r < 0)
         return vmseal_fail(-r, "serial log: %s", vmseal_last_error());
-    vmseal_vmconf *n = vmseal_vmconf_dup(vm->conf);
+    vmseal_vmrec *n = vm_next(vm);
     if (!n)
-        return vmseal_fail(ENOMEM, "out of memory");
+        return -ENOMEM;
     if (to_luks) {
-        const char *ks = vmseal_vmconf_get(vm->conf, "vm.next.keysafe");
-        if (ks)
-            r = vmseal_vmconf_set(n, "vm.keysafe", ks);
-        if (r == 0)
-            r = vmseal_vmconf_set(n, "policy", "encrypted");
+        if (n->vm_next_keysafe) {
+            free(n->vm_keysafe);
+            n->vm_keysafe = take_str(&n->vm_next_keysafe);
+        }
+        n->policy = VMSEAL_POLICY_ENCRYPTED;
     } else {
-        vmseal_vmconf_unset(n, "vm.keysafe");
-        r = vmseal_vmconf_set(n, "policy", "none");
+        free(take_str(&n->vm_keysafe));
+        n->policy = VMSEAL_POLICY_NONE;
     }
-    vmseal_vmconf_unset(n, "vm.next.keysafe");
-    vmseal_vmconf_unset(n, "op");
-    vmseal_vmconf_unset(n, "op.kek");
-    if (r < 0) {
-        vmseal_vmconf_free(n);
-        return r;
-    }
+    free(take_str(&n->vm_next_keysafe));
+    n->op = VMSEAL_VMREC_OP_NONE;
+    n->op_kek[0] = '\0';
     r = vm_commit(vm, n);
     if (r == 0 && prog && prog->fn)
         prog->fn(st.total, st.total, prog->ctx);
@@ -1396,18 +1282,18 @@ int vmseal_vm_encrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *kek
     int r = vm_begin(vm, "encrypting");
     if (r < 0)
         return r;
-    const vmseal_vmconf *c = vm->conf;
-    const char *op = vmseal_vmconf_get(c, "op");
+    const vmseal_vmrec *c = vm->rec;
+    const char *op = c->op ? vmseal_vmrec_op_name(c->op) : NULL;
     if ((r = check_offline(vm, "encrypt it")) < 0)
         goto out;
     if (!kek_id || !vmseal_keysafe_kek_id_valid(kek_id)) {
         r = vmseal_fail(EINVAL, "invalid kek_id");
         goto out;
     }
-    if (op && strcmp(op, "encrypt") == 0) {
-        const char *k = vmseal_vmconf_get(c, "op.kek");
-        if (!k || strcmp(k, kek_id) != 0) {
-            r = vmseal_fail(EBUSY, "an unfinished encrypt under KEK %s must be resumed first", k ? k : "?");
+    if (c->op == VMSEAL_VMREC_OP_ENCRYPT) {
+        const char *k = c->op_kek;
+        if (strcmp(k, kek_id) != 0) {
+            r = vmseal_fail(EBUSY, "an unfinished encrypt under KEK %s must be resumed first", k);
             goto out;
         }
         vmseal_vm_log(vm, "resuming encryption under KEK %s", kek_id);
@@ -1418,7 +1304,7 @@ int vmseal_vm_encrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *kek
         r = vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name, op);
         goto out;
     }
-    if (conf_encrypted(c)) {
+    if (rec_encrypted(c)) {
         r = vmseal_fail(EALREADY, "VM %s is encrypted already", vm->name);
         goto out;
     }
@@ -1427,45 +1313,31 @@ int vmseal_vm_encrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *kek
         goto out;
     }
     /* Record the plan with the new key safes before touching any data. */
-    vmseal_vmconf *n = vmseal_vmconf_dup(c);
+    vmseal_vmrec *n = vm_next(vm);
     if (!n) {
-        r = vmseal_fail(ENOMEM, "out of memory");
+        r = -ENOMEM;
         goto out;
     }
-    char obj[64], *line = NULL;
-    r = vmseal_keysafe_object_id("vm", vm->uuid, obj, sizeof(obj));
+    char obj[64];
+    r = vmseal_vmrec_keysafe_object(n, -1, 1, obj, sizeof(obj));
     if (r == 0)
-        r = new_wrapped_secret(env, kek_id, obj, &line);
-    if (r == 0)
-        r = vmseal_vmconf_set(n, "vm.next.keysafe", line);
-    free(line);
-    line = NULL;
-    size_t nd = conf_ndisks(c);
-    for (size_t i = 0; i < nd && r == 0; i++) {
-        char luuid[37], fname[32];
-        snprintf(fname, sizeof(fname), "disk%zu.luks", i);
-        r = vmseal_uuid_random(luuid);
+        r = new_wrapped_secret(env, kek_id, obj, &n->vm_next_keysafe);
+    for (size_t i = 0; i < n->ndisks && r == 0; i++) {
+        vmseal_vmrec_image *d = &n->disks[i];
+        r = vmseal_uuid_random(d->next_luks_uuid);
         if (r == 0)
-            r = vmseal_keysafe_object_id("disk", luuid, obj, sizeof(obj));
+            r = vmseal_vmrec_keysafe_object(n, (long)i, 1, obj, sizeof(obj));
         if (r == 0)
-            r = new_wrapped_secret(env, kek_id, obj, &line);
+            r = new_wrapped_secret(env, kek_id, obj, &d->next_keysafe);
         if (r == 0)
-            r = cset(n, fname, "disk%zu.next.file", i);
-        if (r == 0)
-            r = cset(n, luuid, "disk%zu.next.luks.uuid", i);
-        if (r == 0)
-            r = cset(n, line, "disk%zu.next.keysafe", i);
-        free(line);
-        line = NULL;
+            r = vmseal_vmrec_image_file_name((long)i, 1, d->next_file, sizeof(d->next_file));
     }
-    if (r == 0 && conf_uefi(c))
-        r = vmseal_vmconf_set(n, "nvram.next.file", "nvram.luks");
-    if (r == 0)
-        r = vmseal_vmconf_set(n, "op", "encrypt");
-    if (r == 0)
-        r = vmseal_vmconf_set(n, "op.kek", kek_id);
+    if (r == 0 && rec_uefi(n))
+        r = vmseal_vmrec_image_file_name(-1, 1, n->nvram.next_file, sizeof(n->nvram.next_file));
+    n->op = VMSEAL_VMREC_OP_ENCRYPT;
+    hostd_copy_str(n->op_kek, sizeof(n->op_kek), kek_id);
     if (r < 0) {
-        vmseal_vmconf_free(n);
+        vmseal_vmrec_free(n);
         goto out;
     }
     r = vm_commit(vm, n);
@@ -1487,12 +1359,12 @@ int vmseal_vm_decrypt(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm
     int r = vm_begin(vm, "decrypting");
     if (r < 0)
         return r;
-    const vmseal_vmconf *c = vm->conf;
-    const char *op = vmseal_vmconf_get(c, "op");
+    const vmseal_vmrec *c = vm->rec;
+    const char *op = c->op ? vmseal_vmrec_op_name(c->op) : NULL;
     char reason[300];
     if ((r = check_offline(vm, "decrypt it")) < 0)
         goto out;
-    if (op && strcmp(op, "decrypt") == 0) {
+    if (c->op == VMSEAL_VMREC_OP_DECRYPT) {
         vmseal_vm_log(vm, "resuming decryption");
         r = run_convert(vm, env, 0, prog);
         goto out;
@@ -1501,7 +1373,7 @@ int vmseal_vm_decrypt(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm
         r = vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name, op);
         goto out;
     }
-    if (!conf_encrypted(c)) {
+    if (!rec_encrypted(c)) {
         r = vmseal_fail(EALREADY, "VM %s is not encrypted", vm->name);
         goto out;
     }
@@ -1509,25 +1381,21 @@ int vmseal_vm_decrypt(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm
         r = vmseal_fail(ENOKEY, "VM %s is locked: %s", vm->name, reason);
         goto out;
     }
-    vmseal_vmconf *n = vmseal_vmconf_dup(c);
+    vmseal_vmrec *n = vm_next(vm);
     if (!n) {
-        r = vmseal_fail(ENOMEM, "out of memory");
+        r = -ENOMEM;
         goto out;
     }
-    size_t nd = conf_ndisks(c);
-    for (size_t i = 0; i < nd && r == 0; i++) {
-        if (!cget(c, "disk%zu.keysafe", i))
-            continue;
-        char fname[32];
-        snprintf(fname, sizeof(fname), "disk%zu.img", i);
-        r = cset(n, fname, "disk%zu.next.file", i);
+    for (size_t i = 0; i < n->ndisks && r == 0; i++) {
+        vmseal_vmrec_image *d = &n->disks[i];
+        if (d->keysafe)
+            r = vmseal_vmrec_image_file_name((long)i, 0, d->next_file, sizeof(d->next_file));
     }
-    if (r == 0 && conf_uefi(c))
-        r = vmseal_vmconf_set(n, "nvram.next.file", "nvram.fd");
-    if (r == 0)
-        r = vmseal_vmconf_set(n, "op", "decrypt");
+    if (r == 0 && rec_uefi(n))
+        r = vmseal_vmrec_image_file_name(-1, 0, n->nvram.next_file, sizeof(n->nvram.next_file));
+    n->op = VMSEAL_VMREC_OP_DECRYPT;
     if (r < 0) {
-        vmseal_vmconf_free(n);
+        vmseal_vmrec_free(n);
         goto out;
     }
     r = vm_commit(vm, n);
@@ -1546,8 +1414,9 @@ out:
 
 /* ---------------------------------------------------------------- recrypt */
 
-/* Rewrap every key safe of conf `n` under new_kek_id (in place). */
-static int rewrap_all(vmseal_vm *vm, const vmseal_host_env *env, vmseal_vmconf *n,
+/* Rewrap every key safe of record `n` (the VM's and the disks', not those
+ * of an unfinished operation) under new_kek_id, in place. */
+static int rewrap_all(vmseal_vm *vm, const vmseal_host_env *env, vmseal_vmrec *n,
                       const char *new_kek_id)
 {
     vmseal_secret *new_kek = NULL;
@@ -1555,39 +1424,32 @@ static int rewrap_all(vmseal_vm *vm, const vmseal_host_env *env, vmseal_vmconf *
     int r = vmseal_keystore_get(env->keys, new_kek_id, &new_kek, provider);
     if (r < 0)
         return r;
-    size_t nd = conf_ndisks(n);
+    size_t nd = n->ndisks;
+    /* the disks first, then the VM's */
     for (size_t i = 0; i <= nd && r == 0; i++) {
-        char key[32], obj[64];
-        const char *line, *kind, *uuid;
-        if (i < nd) {
-            snprintf(key, sizeof(key), "disk%zu.keysafe", i);
-            line = vmseal_vmconf_get(n, key);
-            kind = "disk";
-            uuid = cget(n, "disk%zu.luks.uuid", i);
-        } else {
-            snprintf(key, sizeof(key), "vm.keysafe");
-            line = vmseal_vmconf_get(n, key);
-            kind = "vm";
-            uuid = vm->uuid;
-        }
-        if (!line)
+        long idx = i < nd ? (long)i : -1;
+        char key[VMSEAL_VMREC_KEY_MAX], obj[64];
+        char **line = idx >= 0 ? &n->disks[i].keysafe : &n->vm_keysafe;
+        if (!*line)
             continue;
+        (void)vmseal_vmrec_keysafe_key(idx, 0, key, sizeof(key));
         char id[VMSEAL_KEYSAFE_KEK_ID_MAX + 1];
         vmseal_secret *old_kek = NULL;
-        r = vmseal_keysafe_object_id(kind, uuid, obj, sizeof(obj));
+        r = vmseal_vmrec_keysafe_object(n, idx, 0, obj, sizeof(obj));
         if (r == 0)
-            r = kek_id_of_line(line, id, sizeof(id));
+            r = kek_id_of_line(*line, id, sizeof(id));
         if (r == 0)
             r = vmseal_keystore_get(env->keys, id, &old_kek, NULL);
         char *nl = NULL;
         if (r == 0)
-            r = vmseal_keysafe_rewrap(old_kek, line, obj, new_kek, provider, new_kek_id, &nl);
+            r = vmseal_keysafe_rewrap(old_kek, *line, obj, new_kek, provider, new_kek_id, &nl);
         vmseal_secret_free(old_kek);
-        if (r == 0)
-            r = vmseal_vmconf_set(n, key, nl);
-        free(nl);
+        if (r == 0) {
+            free(*line);
+            *line = nl;
+        }
         if (r < 0)
-            r = vmseal_fail(r, "%s: %s", key, vmseal_last_error());
+            r = vmseal_fail(-r, "%s: %s", key, vmseal_last_error());
     }
     vmseal_secret_free(new_kek);
     return r;
@@ -1595,78 +1457,65 @@ static int rewrap_all(vmseal_vm *vm, const vmseal_host_env *env, vmseal_vmconf *
 
 static int run_rekey(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_progress *prog)
 {
-    const char *new_kek = vmseal_vmconf_get(vm->conf, "op.kek");
-    if (!new_kek)
-        return vmseal_fail(EPROTO, "vm.conf: recrypt-deep without op.kek");
+    if (!vm->rec->op_kek[0])
+        return vmseal_fail(EPROTO, "vm.conf: a deep recrypt without the KEK it moves to");
     char kek_id[VMSEAL_KEYSAFE_KEK_ID_MAX + 1];
-    hostd_copy_str(kek_id, sizeof(kek_id), new_kek);
-    prog_state st = {.p = prog, .total = pending_bytes(vm, "rekeyed", "nvram.rekeyed", 1)};
+    hostd_copy_str(kek_id, sizeof(kek_id), vm->rec->op_kek);
+    prog_state st = {.p = prog, .total = pending_bytes(vm, 1)};
     if (prog && prog->fn)
         prog->fn(0, st.total, prog->ctx);
-    size_t nd = conf_ndisks(vm->conf);
+    size_t nd = vm->rec->ndisks;
     int r = 0;
+    /* the disks first, then the NVRAM (under the VM's secret) */
     for (size_t i = 0; i <= nd && r == 0; i++) {
-        const vmseal_vmconf *c = vm->conf;
-        char mark[32], obj[64];
-        const char *file, *line, *kind, *uuid;
-        if (i < nd) {
-            snprintf(mark, sizeof(mark), "disk%zu.rekeyed", i);
-            file = cget(c, "disk%zu.file", i);
-            line = cget(c, "disk%zu.keysafe", i);
-            kind = "disk";
-            uuid = cget(c, "disk%zu.luks.uuid", i);
-        } else {
-            snprintf(mark, sizeof(mark), "nvram.rekeyed");
-            file = conf_uefi(c) ? vmseal_vmconf_get(c, "nvram.file") : NULL;
-            line = vmseal_vmconf_get(c, "vm.keysafe");
-            kind = "vm";
-            uuid = vm->uuid;
-        }
-        if (!file || !line || vmseal_vmconf_get(c, mark))
+        const vmseal_vmrec *c = vm->rec;
+        long idx = i < nd ? (long)i : -1;
+        const vmseal_vmrec_image *im = vmseal_vmrec_image_at_const(c, idx);
+        char obj[64];
+        const char *file = idx >= 0 || rec_uefi(c) ? im->file : "";
+        const char *line = idx >= 0 ? im->keysafe : c->vm_keysafe;
+        if (!file[0] || !line || im->rekeyed)
             continue;
         if (cancelled(prog))
             return vmseal_fail(ECANCELED, "cancelled");
-        r = vmseal_keysafe_object_id(kind, uuid, obj, sizeof(obj));
+        r = vmseal_vmrec_keysafe_object(c, idx, 0, obj, sizeof(obj));
         if (r < 0)
             return r;
-        char *path = home_path(vm, file);
         vmseal_secret *pass = NULL;
-        r = path ? pass_from_line(env, line, obj, &pass) : vmseal_fail(ENOMEM, "out of memory");
-        uint64_t size = path ? file_size(path) : 0;
+        r = pass_from_line(env, line, obj, &pass);
+        uint64_t size = file_size(vm, file);
+        if (r == 0)
+            r = home_file_regular(vm, file);
         if (r == 0) {
             vmseal_disk_opts o = disk_opts(env, prog, &st, NULL);
-            r = vmseal_disk_rekey(path, pass, &o);
+            r = vmseal_disk_rekey_at(vm->home_fd, file, pass, &o);
         }
         vmseal_secret_free(pass);
-        free(path);
         if (r < 0)
             return r;
         st.base += size;
-        char fname[80];
+        char fname[VMSEAL_VMREC_FILE_MAX + 1];
         hostd_copy_str(fname, sizeof(fname), file);
-        vmseal_vmconf *n = vmseal_vmconf_dup(c);
+        vmseal_vmrec *n = vm_next(vm);
         if (!n)
-            return vmseal_fail(ENOMEM, "out of memory");
-        r = vmseal_vmconf_set(n, mark, "1");
-        if (r == 0)
-            r = vm_commit(vm, n);   /* c, file and line are gone from here on */
-        else
-            vmseal_vmconf_free(n);
+            return -ENOMEM;
+        vmseal_vmrec_image_at(n, idx)->rekeyed = 1;
+        r = vm_commit(vm, n);   /* c, im, file and line are gone from here on */
         if (r == 0)
             vmseal_vm_log(vm, "new volume key for %s", fname);
     }
     if (r < 0)
         return r;
-    vmseal_vmconf *n = vmseal_vmconf_dup(vm->conf);
+    vmseal_vmrec *n = vm_next(vm);
     if (!n)
-        return vmseal_fail(ENOMEM, "out of memory");
+        return -ENOMEM;
     r = rewrap_all(vm, env, n, kek_id);
-    vmseal_vmconf_unset_prefix(n, "op");
-    for (size_t i = 0; i < nd; i++)
-        cunset(n, "disk%zu.rekeyed", i);
-    vmseal_vmconf_unset(n, "nvram.rekeyed");
+    n->op = VMSEAL_VMREC_OP_NONE;
+    n->op_kek[0] = '\0';
+    for (long i = -1; i < (long)nd; i++)
+        vmseal_vmrec_image_at(n, i)->rekeyed = 0;
     if (r < 0) {
-        vmseal_vmconf_free(n);
+        vmseal_vmrec_free(n);
         return r;
     }
     r = vm_commit(vm, n);
@@ -1681,18 +1530,18 @@ int vmseal_vm_recrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *new
     int r = vm_begin(vm, deep ? "deep recrypt" : "shallow recrypt");
     if (r < 0)
         return r;
-    const vmseal_vmconf *c = vm->conf;
-    const char *op = vmseal_vmconf_get(c, "op");
+    const vmseal_vmrec *c = vm->rec;
+    const char *op = c->op ? vmseal_vmrec_op_name(c->op) : NULL;
     char reason[300];
     if (!new_kek_id || !vmseal_keysafe_kek_id_valid(new_kek_id)) {
         r = vmseal_fail(EINVAL, "invalid new_kek_id");
         goto out;
     }
-    if (deep && op && strcmp(op, "recrypt-deep") == 0) {
-        const char *k = vmseal_vmconf_get(c, "op.kek");
-        if (!k || strcmp(k, new_kek_id) != 0) {
+    if (deep && c->op == VMSEAL_VMREC_OP_RECRYPT_DEEP) {
+        const char *k = c->op_kek;
+        if (strcmp(k, new_kek_id) != 0) {
             r = vmseal_fail(EBUSY, "an unfinished deep recrypt to KEK %s must be resumed first",
-                            k ? k : "?");
+                            k);
             goto out;
         }
         if ((r = check_offline(vm, "deep recrypt it")) < 0)
@@ -1705,7 +1554,7 @@ int vmseal_vm_recrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *new
         r = vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name, op);
         goto out;
     }
-    if (!conf_encrypted(c)) {
+    if (!rec_encrypted(c)) {
         r = vmseal_fail(EINVAL, "VM %s is not encrypted", vm->name);
         goto out;
     }
@@ -1719,12 +1568,12 @@ int vmseal_vm_recrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *new
     }
     if (!deep) {
         /* Only the key safes change: one atomic replacement of vm.conf. */
-        vmseal_vmconf *n = vmseal_vmconf_dup(c);
-        r = n ? rewrap_all(vm, env, n, new_kek_id) : vmseal_fail(ENOMEM, "out of memory");
+        vmseal_vmrec *n = vm_next(vm);
+        r = n ? rewrap_all(vm, env, n, new_kek_id) : -ENOMEM;
         if (r == 0)
             r = vm_commit(vm, n);
         else
-            vmseal_vmconf_free(n);
+            vmseal_vmrec_free(n);
         if (r == 0)
             vmseal_vm_log(vm, "key safes rewrapped under KEK %s (shallow recrypt)", new_kek_id);
         goto out;
@@ -1732,23 +1581,19 @@ int vmseal_vm_recrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *new
     if ((r = check_offline(vm, "deep recrypt it")) < 0)
         goto out;
     /* Check every key safe opens before changing anything. */
-    vmseal_vmconf *probe = vmseal_vmconf_dup(c);
-    r = probe ? rewrap_all(vm, env, probe, new_kek_id) : vmseal_fail(ENOMEM, "out of memory");
-    vmseal_vmconf_free(probe);
+    vmseal_vmrec *probe = vm_next(vm);
+    r = probe ? rewrap_all(vm, env, probe, new_kek_id) : -ENOMEM;
+    vmseal_vmrec_free(probe);
     if (r < 0)
         goto out;
-    vmseal_vmconf *n = vmseal_vmconf_dup(c);
+    vmseal_vmrec *n = vm_next(vm);
     if (!n) {
-        r = vmseal_fail(ENOMEM, "out of memory");
+        r = -ENOMEM;
         goto out;
     }
-    r = vmseal_vmconf_set(n, "op", "recrypt-deep");
-    if (r == 0)
-        r = vmseal_vmconf_set(n, "op.kek", new_kek_id);
-    if (r == 0)
-        r = vm_commit(vm, n);
-    else
-        vmseal_vmconf_free(n);
+    n->op = VMSEAL_VMREC_OP_RECRYPT_DEEP;
+    hostd_copy_str(n->op_kek, sizeof(n->op_kek), new_kek_id);
+    r = vm_commit(vm, n);
     if (r < 0)
         goto out;
     vmseal_vm_log(vm, "deep recrypt to KEK %s", new_kek_id);
@@ -1767,28 +1612,25 @@ int vmseal_vm_resume(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_
     int r = vm_begin(vm, "resuming");
     if (r < 0)
         return r;
-    const char *op = vmseal_vmconf_get(vm->conf, "op");
-    char opname[32];
-    hostd_copy_str(opname, sizeof(opname), op ? op : "");
+    vmseal_vmrec_op op = vm->rec->op;
+    const char *opname = vmseal_vmrec_op_name(op);
     char reason[300];
-    if (!op) {
+    if (op == VMSEAL_VMREC_OP_NONE) {
         r = finish_cleanups(vm);
     } else if (vmseal_vm_locked(vm, env, reason, sizeof(reason))) {
         r = vmseal_fail(ENOKEY, "cannot finish %s: %s", opname, reason);
     } else if (qemu_running_owned(vm)) {
         r = vmseal_fail(EBUSY, "VM %s runs during an unfinished %s", vm->name, opname);
-    } else if (strcmp(opname, "create") == 0) {
+    } else if (op == VMSEAL_VMREC_OP_CREATE) {
         r = run_create(vm, env, prog);
-    } else if (strcmp(opname, "encrypt") == 0) {
+    } else if (op == VMSEAL_VMREC_OP_ENCRYPT) {
         r = run_convert(vm, env, 1, prog);
-    } else if (strcmp(opname, "decrypt") == 0) {
+    } else if (op == VMSEAL_VMREC_OP_DECRYPT) {
         r = run_convert(vm, env, 0, prog);
-    } else if (strcmp(opname, "recrypt-deep") == 0) {
-        r = run_rekey(vm, env, prog);
     } else {
-        r = vmseal_fail(EPROTO, "vm.conf: unknown op %s", opname);
+        r = run_rekey(vm, env, prog);
     }
-    if (op)
+    if (op != VMSEAL_VMREC_OP_NONE)
         vmseal_vm_log(vm, r == 0 ? "finished interrupted %s" : "could not finish %s: %s", opname,
                       r == 0 ? "" : vmseal_last_error());
     vm_end(vm);
@@ -1806,7 +1648,7 @@ int vmseal_vm_reconfigure(vmseal_vm *vm, const vmseal_host_env *env, unsigned cp
     const char *vals[] = {kernel, initrd, append};
     const char *keys[] = {"kernel", "initrd", "append"};
     for (size_t i = 0; i < 3; i++)
-        if (vals[i] && *vals[i] && !vmseal_vmconf_value_valid(vals[i]))
+        if (vals[i] && *vals[i] && !vmseal_vmrec_text_valid(vals[i]))
             return vmseal_fail(EINVAL, "%s must be printable text", keys[i]);
     for (size_t i = 0; i < 2; i++)
         if (check_boot_file(env, keys[i], vals[i]) < 0)
@@ -1818,24 +1660,22 @@ int vmseal_vm_reconfigure(vmseal_vm *vm, const vmseal_host_env *env, unsigned cp
         vm_end(vm);
         return vmseal_fail(EBUSY, "VM %s must be powered off to reconfigure it", vm->name);
     }
-    vmseal_vmconf *n = vmseal_vmconf_dup(vm->conf);
-    r = n ? 0 : vmseal_fail(ENOMEM, "out of memory");
-    if (r == 0 && cpus)
-        r = vmseal_vmconf_setf(n, "cpus", "%u", cpus);
-    if (r == 0 && memory_mb)
-        r = vmseal_vmconf_setf(n, "memory", "%u", memory_mb);
-    for (size_t i = 0; i < 3 && r == 0; i++) {
-        if (!vals[i])
-            continue;
-        if (*vals[i])
-            r = vmseal_vmconf_set(n, keys[i], vals[i]);
-        else
-            vmseal_vmconf_unset(n, keys[i]);
+    vmseal_vmrec *n = vm_next(vm);
+    r = n ? 0 : -ENOMEM;
+    if (r == 0) {
+        if (cpus)
+            n->cpus = cpus;
+        if (memory_mb)
+            n->memory_mb = memory_mb;
+        char **fields[] = {&n->kernel, &n->initrd, &n->append};
+        for (size_t i = 0; i < 3 && r == 0; i++)
+            if (vals[i])
+                r = vmseal_vmrec_set_str(fields[i], *vals[i] ? vals[i] : NULL);
     }
     if (r == 0)
         r = vm_commit(vm, n);
     else
-        vmseal_vmconf_free(n);
+        vmseal_vmrec_free(n);
     if (r == 0)
         vmseal_vm_log(vm, "reconfigured");
     vm_end(vm);
@@ -1853,7 +1693,7 @@ int vmseal_vm_destroy(vmseal_vm *vm)
         vm_end(vm);
         return vmseal_fail(EBUSY, "VM %s must be powered off to delete it", vm->name);
     }
-    r = remove_tree(vm->home);
+    r = remove_home(vm);
     pthread_mutex_lock(&vm->lock);
     if (r == 0)
         vm->deleted = 1;
@@ -1870,21 +1710,18 @@ json_t *vmseal_vm_describe(vmseal_vm *vm, const vmseal_host_env *env)
     char reason[300];
     int locked = vmseal_vm_locked(vm, env, reason, sizeof(reason));
     pthread_mutex_lock(&vm->lock);
-    const vmseal_vmconf *c = vm->conf;
+    const vmseal_vmrec *c = vm->rec;
     json_t *j = json_object();
     json_object_set_new(j, "uuid", json_string(vm->uuid));
     json_object_set_new(j, "name", json_string(vm->name));
-    uint64_t v;
-    json_object_set_new(j, "cpus", json_integer(vmseal_vmconf_get_u64(c, "cpus", &v) == 0 ? (json_int_t)v : 0));
-    json_object_set_new(j, "memory_mb",
-                        json_integer(vmseal_vmconf_get_u64(c, "memory", &v) == 0 ? (json_int_t)v : 0));
-    json_object_set_new(j, "firmware", json_string(conf_uefi(c) ? "uefi" : "bios"));
-    int enc = conf_encrypted(c);
+    json_object_set_new(j, "cpus", json_integer((json_int_t)c->cpus));
+    json_object_set_new(j, "memory_mb", json_integer((json_int_t)c->memory_mb));
+    json_object_set_new(j, "firmware", json_string(rec_uefi(c) ? "uefi" : "bios"));
+    int enc = rec_encrypted(c);
     json_object_set_new(j, "policy", json_string(enc ? "encrypted" : "none"));
     json_object_set_new(j, "encrypted", json_boolean(enc));
     char kek[VMSEAL_KEYSAFE_KEK_ID_MAX + 1];
-    const char *vks = vmseal_vmconf_get(c, "vm.keysafe");
-    if (vks && kek_id_of_line(vks, kek, sizeof(kek)) == 0)
+    if (c->vm_keysafe && kek_id_of_line(c->vm_keysafe, kek, sizeof(kek)) == 0)
         json_object_set_new(j, "kek_id", json_string(kek));
     else
         json_object_set_new(j, "kek_id", json_null());
@@ -1892,37 +1729,31 @@ json_t *vmseal_vm_describe(vmseal_vm *vm, const vmseal_host_env *env)
     json_object_set_new(j, "busy", vm->busy ? json_string(vm->busy) : json_null());
     json_object_set_new(j, "locked", json_boolean(locked));
     json_object_set_new(j, "locked_reason", locked ? json_string(reason) : json_null());
-    const char *op = vmseal_vmconf_get(c, "op");
-    json_object_set_new(j, "pending_operation", op ? json_string(op) : json_null());
+    json_object_set_new(j, "pending_operation",
+                        c->op ? json_string(vmseal_vmrec_op_name(c->op)) : json_null());
     json_t *disks = json_array();
-    size_t nd = conf_ndisks(c);
-    for (size_t i = 0; i < nd; i++) {
-        json_t *d = json_object();
-        json_object_set_new(d, "index", json_integer((json_int_t)i));
-        const char *f = cget(c, "disk%zu.file", i);
-        json_object_set_new(d, "file", json_string(f ? f : ""));
-        char key[32];
-        snprintf(key, sizeof(key), "disk%zu.size", i);
-        json_object_set_new(d, "size_mb",
-                            json_integer(vmseal_vmconf_get_u64(c, key, &v) == 0 ? (json_int_t)(v >> 20) : 0));
-        const char *u = cget(c, "disk%zu.luks.uuid", i);
-        json_object_set_new(d, "encrypted", json_boolean(cget(c, "disk%zu.keysafe", i) != NULL));
-        json_object_set_new(d, "luks_uuid", u ? json_string(u) : json_null());
-        json_array_append_new(disks, d);
+    for (size_t i = 0; i < c->ndisks; i++) {
+        const vmseal_vmrec_image *d = &c->disks[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "index", json_integer((json_int_t)i));
+        json_object_set_new(o, "file", json_string(d->file));
+        json_object_set_new(o, "size_mb", json_integer((json_int_t)(d->size >> 20)));
+        json_object_set_new(o, "encrypted", json_boolean(d->keysafe != NULL));
+        json_object_set_new(o, "luks_uuid", d->luks_uuid[0] ? json_string(d->luks_uuid) : json_null());
+        json_array_append_new(disks, o);
     }
     json_object_set_new(j, "disks", disks);
-    const char *nv = vmseal_vmconf_get(c, "nvram.file");
-    if (nv) {
+    const char *nv = c->nvram.file;
+    if (nv[0]) {
         size_t nl = strlen(nv);
         json_object_set_new(j, "nvram",
                             json_pack("{s:s, s:b}", "file", nv, "encrypted",
                                       nl > 5 && strcmp(nv + nl - 5, ".luks") == 0));
     }
     const char *txt[] = {"kernel", "initrd", "append"};
-    for (size_t i = 0; i < 3; i++) {
-        const char *val = vmseal_vmconf_get(c, txt[i]);
-        json_object_set_new(j, txt[i], val ? json_string(val) : json_null());
-    }
+    const char *vals[] = {c->kernel, c->initrd, c->append};
+    for (size_t i = 0; i < 3; i++)
+        json_object_set_new(j, txt[i], vals[i] ? json_string(vals[i]) : json_null());
     json_object_set_new(j, "home", json_string(vm->home));
     pthread_mutex_unlock(&vm->lock);
     return j;
@@ -1938,7 +1769,7 @@ void vmseal_vm_tick(vmseal_vm *vm, const vmseal_host_env *env)
     pthread_mutex_lock(&vm->lock);
     if (vm->console && !vmseal_console_has_key(vm->console)) {
         vmseal_secret *lk = NULL;
-        if (log_key_from(vm, env, vmseal_vmconf_get(vm->conf, "vm.keysafe"), &lk) == 0)
+        if (log_key_from(vm, env, vm->rec->vm_keysafe, &lk) == 0)
             (void)vmseal_console_set_key(vm->console, lk);
         vmseal_clear_error();
     }
@@ -1953,7 +1784,7 @@ int vmseal_vm_serial_log(vmseal_vm *vm, const vmseal_host_env *env, size_t tail,
     *total = 0;
     (void)vmseal_vm_running(vm);
     pthread_mutex_lock(&vm->lock);
-    int enc = conf_encrypted(vm->conf);
+    int enc = rec_encrypted(vm->rec);
     *encrypted = enc;
     int r;
     if (vm->busy && (strcmp(vm->busy, "encrypting") == 0 || strcmp(vm->busy, "decrypting") == 0)) {
@@ -1963,7 +1794,7 @@ int vmseal_vm_serial_log(vmseal_vm *vm, const vmseal_host_env *env, size_t tail,
         r = vmseal_console_read_plain(vm->home, tail, text, len, total);
     } else {
         vmseal_secret *lk = NULL;
-        r = log_key_from(vm, env, vmseal_vmconf_get(vm->conf, "vm.keysafe"), &lk);
+        r = log_key_from(vm, env, vm->rec->vm_keysafe, &lk);
         if (r == 0 && vm->console && !vmseal_console_has_key(vm->console)) {
             r = vmseal_console_set_key(vm->console, lk);
             lk = NULL;

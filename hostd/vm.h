@@ -2,10 +2,11 @@
  * its keys and its QEMU.
  *
  * Home folder <datastore>/<name>/:
- *   vm.conf      human-readable configuration (hostd/vmconf.h) with the key
- *                safes: vm.keysafe (the per-VM secret, object "vm:<uuid>")
- *                and diskN.keysafe (each disk's secret, object
- *                "disk:<LUKS UUID of that disk>"), all wrapped by the KEK
+ *   vm.conf      human-readable configuration, read and written only through
+ *                the schema module (include/vmseal/vmrecord.h), with the key
+ *                safes: the per-VM secret (object "vm:<uuid>") and each
+ *                disk's secret (object "disk:<LUKS UUID of that disk>"), all
+ *                wrapped by the KEK
  *   diskN.luks   LUKS1 image (encrypted VM) — passphrase hex(disk secret)
  *   diskN.img    raw image (VM without encryption)
  *   nvram.luks   UEFI variable store as LUKS1 — passphrase hex(VM secret)
@@ -37,16 +38,12 @@
 
 #include <vmseal/common.h>
 #include <vmseal/disk.h>
+#include <vmseal/vmrecord.h>
 
 #include "keystore.h"
 #include "qemu.h"
 
-#define VMSEAL_VM_MAX_DISKS 8
-
-typedef enum vmseal_firmware {
-    VMSEAL_FIRMWARE_BIOS = 0,
-    VMSEAL_FIRMWARE_UEFI = 1,
-} vmseal_firmware;
+#define VMSEAL_VM_MAX_DISKS VMSEAL_VMREC_MAX_DISKS
 
 /* Host-wide settings the VM code needs. */
 typedef struct vmseal_host_env {

@@ -124,6 +124,27 @@ int vmseal_disk_check_unused(const char *path) VMSEAL_MUST_CHECK;
 /* 0 if pass opens a keyslot, -EKEYREJECTED if not. */
 int vmseal_disk_verify_passphrase(const char *path, const vmseal_secret *pass) VMSEAL_MUST_CHECK;
 
+/* The same for an image named relative to a folder descriptor: dirfd is a
+ * folder opened with O_RDONLY | O_DIRECTORY (or O_PATH), name a file name
+ * in it (no '/'); AT_FDCWD takes name as a path, as the functions above.
+ * The folder is reached through the descriptor, never by a path that a
+ * rename or a symlink could redirect; the image is not followed if it is a
+ * symlink (-ELOOP) and its ".partial" and checkpoint files are made in the
+ * same folder. Messages name the image by `name`. */
+int vmseal_disk_probe_at(int dirfd, const char *name, vmseal_disk_info *info);
+int vmseal_disk_create_at(int dirfd, const char *name, uint64_t size, const vmseal_secret *pass,
+                          const vmseal_disk_opts *o);
+int vmseal_disk_encrypt_at(int in_dirfd, const char *plain_in, int out_dirfd,
+                           const char *luks_out, const vmseal_secret *pass,
+                           const vmseal_disk_opts *o);
+int vmseal_disk_decrypt_at(int in_dirfd, const char *luks_in, int out_dirfd,
+                           const char *plain_out, const vmseal_secret *pass,
+                           const vmseal_disk_opts *o) VMSEAL_MUST_CHECK;
+int vmseal_disk_rekey_at(int dirfd, const char *name, const vmseal_secret *pass,
+                         const vmseal_disk_opts *o) VMSEAL_MUST_CHECK;
+int vmseal_disk_verify_passphrase_at(int dirfd, const char *name, const vmseal_secret *pass)
+    VMSEAL_MUST_CHECK;
+
 /* Recover the volume key (for a host's own bulk conversion through
  * include/vmseal/xts.h). info (optional) receives the header. */
 int vmseal_disk_volume_key(const char *path, const vmseal_secret *pass,

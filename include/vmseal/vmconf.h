@@ -12,7 +12,8 @@
  * order. At most 1024 entries, 1 MiB of file.
  *
  * vmseal_vmconf_save replaces the file atomically: a temporary file in the
- * same directory, fsync, rename over the old one, fsync of the directory.
+ * same directory (created new, never through a symlink), fsync, rename over
+ * the old one, fsync of the directory.
  * A crash leaves either the old or the new file, never a mix.
  */
 #ifndef VMSEAL_VMCONF_H
@@ -36,10 +37,18 @@ vmseal_vmconf *vmseal_vmconf_dup(const vmseal_vmconf *c);
 /* Strict parse of untrusted bytes; -EPROTO with "line N: what" on error. */
 int vmseal_vmconf_parse(const char *text, size_t len, vmseal_vmconf **out) VMSEAL_MUST_CHECK;
 int vmseal_vmconf_load(const char *path, vmseal_vmconf **out) VMSEAL_MUST_CHECK;
+/* The file `name` (no '/') in the folder dirfd, not followed when it is a
+ * symlink (-ELOOP); only a regular file is read. */
+int vmseal_vmconf_loadat(int dirfd, const char *name, vmseal_vmconf **out) VMSEAL_MUST_CHECK;
 
 /* Text form (malloc'd, NUL-terminated). */
 char *vmseal_vmconf_format(const vmseal_vmconf *c);
 int vmseal_vmconf_save(const vmseal_vmconf *c, const char *path) VMSEAL_MUST_CHECK;
+/* The same relative to the folder dirfd (which may be O_PATH): NAME.tmp is
+ * created with O_EXCL | O_NOFOLLOW (a stale one, or a symlink planted
+ * there, is removed first, never written through), renamed over NAME with
+ * renameat, and the folder fsync'd. */
+int vmseal_vmconf_saveat(const vmseal_vmconf *c, int dirfd, const char *name) VMSEAL_MUST_CHECK;
 
 /* NULL when absent. */
 const char *vmseal_vmconf_get(const vmseal_vmconf *c, const char *key);
@@ -58,6 +67,11 @@ void vmseal_vmconf_unset_prefix(vmseal_vmconf *c, const char *prefix);
 size_t vmseal_vmconf_count(const vmseal_vmconf *c);
 const char *vmseal_vmconf_key_at(const vmseal_vmconf *c, size_t i);
 const char *vmseal_vmconf_value_at(const vmseal_vmconf *c, size_t i);
+/* The line of the file an entry was parsed from (1..); 0 for an entry
+ * added in memory or a key that is absent. dup keeps it, and so does a set
+ * that replaces a value in place. */
+unsigned vmseal_vmconf_line_at(const vmseal_vmconf *c, size_t i);
+unsigned vmseal_vmconf_line_of(const vmseal_vmconf *c, const char *key);
 
 int vmseal_vmconf_key_valid(const char *key);
 int vmseal_vmconf_value_valid(const char *value);

@@ -14,6 +14,7 @@
 typedef struct entry {
     char *key;
     char *value;
+    unsigned line;      /* where parse found it; 0 when set in memory */
 } entry;
 
 struct vmseal_vmconf {
@@ -111,7 +112,8 @@ int vmseal_vmconf_get_u64(const vmseal_vmconf *c, const char *key, uint64_t *out
     return 0;
 }
 
-static int append(vmseal_vmconf *c, const char *key, size_t kl, const char *val, size_t vl)
+static int append(vmseal_vmconf *c, const char *key, size_t kl, const char *val, size_t vl,
+                  unsigned line)
 {
     if (c->n >= VMSEAL_VMCONF_ENTRIES_MAX)
         return vmseal_fail(E2BIG, "vm.conf: more than %d entries", VMSEAL_VMCONF_ENTRIES_MAX);
@@ -131,6 +133,7 @@ static int append(vmseal_vmconf *c, const char *key, size_t kl, const char *val,
     }
     c->e[c->n].key = k;
     c->e[c->n].value = v;
+    c->e[c->n].line = line;
     c->n++;
     return 0;
 }
@@ -150,7 +153,7 @@ int vmseal_vmconf_set(vmseal_vmconf *c, const char *key, const char *value)
         e->value = v;
         return 0;
     }
-    return append(c, key, strlen(key), value, strlen(value));
+    return append(c, key, strlen(key), value, strlen(value), 0);
 }
 
 int vmseal_vmconf_setf(vmseal_vmconf *c, const char *key, const char *fmt, ...)
@@ -198,6 +201,13 @@ void vmseal_vmconf_unset_prefix(vmseal_vmconf *c, const char *prefix)
 size_t vmseal_vmconf_count(const vmseal_vmconf *c) { return c->n; }
 const char *vmseal_vmconf_key_at(const vmseal_vmconf *c, size_t i) { return i < c->n ? c->e[i].key : NULL; }
 const char *vmseal_vmconf_value_at(const vmseal_vmconf *c, size_t i) { return i < c->n ? c->e[i].value : NULL; }
+unsigned vmseal_vmconf_line_at(const vmseal_vmconf *c, size_t i) { return i < c->n ? c->e[i].line : 0; }
+
+unsigned vmseal_vmconf_line_of(const vmseal_vmconf *c, const char *key)
+{
+    entry *e = find(c, key);
+    return e ? e->line : 0;
+}
 
 vmseal_vmconf *vmseal_vmconf_dup(const vmseal_vmconf *c)
 {
@@ -205,7 +215,8 @@ vmseal_vmconf *vmseal_vmconf_dup(const vmseal_vmconf *c)
     if (!d)
         return NULL;
     for (size_t i = 0; i < c->n; i++)
-        if (append(d, c->e[i].key, strlen(c->e[i].key), c->e[i].value, strlen(c->e[i].value)) < 0) {
+        if (append(d, c->e[i].key, strlen(c->e[i].key), c->e[i].value, strlen(c->e[i].value),
+                   c->e[i].line) < 0) {
             vmseal_vmconf_free(d);
             return NULL;
         }
@@ -278,7 +289,7 @@ int vmseal_vmconf_parse(const char *text, size_t len, vmseal_vmconf **out)
             r = vmseal_fail(EPROTO, "vm.conf: line %u: %s given twice", lineno, key);
             goto fail;
         }
-        r = append(c, key, kl, line + vs, b - vs);
+        r = append(c, key, kl, line + vs, b - vs, lineno);
         if (r < 0)
             goto fail;
     }
@@ -289,16 +300,14 @@ fail:
     return r;
 }
 
-int vmseal_vmconf_load(const char *path, vmseal_vmconf **out)
+/* Read the open file fd (closed here) and parse it; `label` names it in
+ * messages. */
+static int load_fd(int fd, const char *label, vmseal_vmconf **out)
 {
-    *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return vmseal_fail(errno, "%s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > VMSEAL_VMCONF_FILE_MAX) {
         close(fd);
-        return vmseal_fail(EPROTO, "%s: not a regular file of at most 1 MiB", path);
+        return vmseal_fail(EPROTO, "%s: not a regular file of at most 1 MiB", label);
     }
     size_t size = (size_t)st.st_size;
     char *buf = malloc(size + 1);
@@ -319,8 +328,31 @@ int vmseal_vmconf_load(const char *path, vmseal_vmconf **out)
     int r = vmseal_vmconf_parse(buf, got, out);
     free(buf);
     if (r < 0)
-        return vmseal_fail(r, "%s: %s", path, vmseal_last_error());
+        return vmseal_fail(r, "%s: %s", label, vmseal_last_error());
     return 0;
+}
+
+int vmseal_vmconf_load(const char *path, vmseal_vmconf **out)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return vmseal_fail(errno, "%s: %s", path, strerror(errno));
+    return load_fd(fd, path, out);
+}
+
+int vmseal_vmconf_loadat(int dirfd, const char *name, vmseal_vmconf **out)
+{
+    *out = NULL;
+    if (!name || !*name || strchr(name, '/'))
+        return vmseal_fail(EINVAL, "vm.conf: a file name, not a path, is needed");
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        int e = errno;
+        return e == ELOOP ? vmseal_fail(ELOOP, "%s is a symlink (not followed)", name)
+                          : vmseal_fail(e, "%s: %s", name, strerror(e));
+    }
+    return load_fd(fd, name, out);
 }
 
 char *vmseal_vmconf_format(const vmseal_vmconf *c)
@@ -348,56 +380,74 @@ char *vmseal_vmconf_format(const vmseal_vmconf *c)
     return out;
 }
 
-static int write_all(int fd, const char *buf, size_t len)
+int vmseal_vmconf_saveat(const vmseal_vmconf *c, int dirfd, const char *name)
 {
-    return vmseal_write_all(fd, buf, len);
-}
-
-int vmseal_vmconf_save(const vmseal_vmconf *c, const char *path)
-{
+    if (!name || !*name || strchr(name, '/') || strlen(name) > 250)
+        return vmseal_fail(EINVAL, "vm.conf: a file name, not a path, is needed");
     char *text = vmseal_vmconf_format(c);
     if (!text)
         return vmseal_fail(ENOMEM, "out of memory");
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 16);
-    char *dircopy = strdup(path);
-    if (!tmp || !dircopy) {
+    char tmp[256];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+    /* A left-over temporary file (or anything planted under its name) is
+     * removed, never written through. */
+    if (unlinkat(dirfd, tmp, 0) != 0 && errno != ENOENT) {
+        int e = errno;
         free(text);
-        free(tmp);
-        free(dircopy);
-        return vmseal_fail(ENOMEM, "out of memory");
+        return vmseal_fail(e, "%s: %s", tmp, strerror(e));
     }
-    snprintf(tmp, pl + 16, "%s.tmp", path);
     int r = 0;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY,
+                    0600);
     if (fd < 0) {
         r = vmseal_fail(errno, "%s: %s", tmp, strerror(errno));
         goto out;
     }
-    int w = write_all(fd, text, strlen(text));
+    int w = vmseal_write_all(fd, text, strlen(text));
     if (w == 0 && fsync(fd) != 0)
         w = -errno;
     if (close(fd) != 0 && w == 0)
         w = -errno;
     if (w < 0) {
-        unlink(tmp);
+        unlinkat(dirfd, tmp, 0);
         r = vmseal_fail(-w, "%s: %s", tmp, strerror(-w));
         goto out;
     }
-    if (rename(tmp, path) != 0) {
-        r = vmseal_fail(errno, "rename %s: %s", path, strerror(errno));
-        unlink(tmp);
+    if (renameat(dirfd, tmp, dirfd, name) != 0) {
+        r = vmseal_fail(errno, "rename %s: %s", name, strerror(errno));
+        unlinkat(dirfd, tmp, 0);
         goto out;
     }
-    int dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         if (fsync(dfd) != 0)
-            r = vmseal_fail(errno, "fsync of %s: %s", path, strerror(errno));
+            r = vmseal_fail(errno, "fsync of %s: %s", name, strerror(errno));
         close(dfd);
     }
 out:
     free(text);
-    free(tmp);
+    return r;
+}
+
+int vmseal_vmconf_save(const vmseal_vmconf *c, const char *path)
+{
+    char *dircopy = strdup(path), *basecopy = strdup(path);
+    if (!dircopy || !basecopy) {
+        free(dircopy);
+        free(basecopy);
+        return vmseal_fail(ENOMEM, "out of memory");
+    }
+    int r;
+    int dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        r = vmseal_fail(errno, "%s: %s", path, strerror(errno));
+    } else {
+        r = vmseal_vmconf_saveat(c, dfd, basename(basecopy));
+        if (r < 0)
+            r = vmseal_fail(-r, "%s: %s", path, vmseal_last_error());
+        close(dfd);
+    }
     free(dircopy);
+    free(basecopy);
     return r;
 }

@@ -112,7 +112,14 @@ int vmseal_checkpoint_write(const char *path, const disk_checkpoint *c, const vm
     char *tmp = vmseal_path_with_suffix(path, ".tmp");
     if (!tmp)
         return vmseal_fail(ENOMEM, "checkpoint: out of memory");
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* whatever sits under the temporary name (a stale file, a planted
+     * symlink) is removed, never written through */
+    if (unlink(tmp) != 0 && errno != ENOENT) {
+        rc = vmseal_fail(errno, "checkpoint %s: %s", tmp, strerror(errno));
+        free(tmp);
+        return rc;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         rc = vmseal_fail(errno, "checkpoint %s: %s", tmp, strerror(errno));
         free(tmp);

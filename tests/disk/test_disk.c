@@ -622,6 +622,61 @@ static void test_damaged_images(void **state)
     vmseal_secret_free(pass);
 }
 
+/* The ..._at variants: images named in a folder descriptor (a VM home);
+ * the folder is not found again by path, names are not followed; a symlink
+ * planted as the checkpoint's temporary file is not written through. */
+static void test_at_variants(void **state)
+{
+    (void)state;
+    vmseal_secret *pass = passphrase();
+    assert_int_equal(mkdir(p("home"), 0700), 0);
+    assert_int_equal(mkdir(p("decoy"), 0700), 0);
+    int dfd = open(p("home"), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    assert_true(dfd >= 0);
+    assert_int_equal(vmseal_disk_create_at(dfd, "d0.luks", 4 * MiB, pass, NULL), 0);
+    assert_int_equal(vmseal_disk_verify_passphrase_at(dfd, "d0.luks", pass), 0);
+    vmseal_disk_info info;
+    assert_int_equal(vmseal_disk_probe_at(dfd, "d0.luks", &info), 0);
+    assert_int_equal(info.payload_bytes, 4 * MiB);
+    make_plain(p("home/plain"), 16 * MiB);
+    /* the checkpoint's temporary file planted as a symlink to a victim */
+    assert_int_equal(system("echo VICTIM > /tmp/vmseal-disk-victim.txt"), 0);
+    assert_int_equal(symlinkat("/tmp/vmseal-disk-victim.txt", dfd, "e.luks.partial.ckpt.tmp"), 0);
+    struct prog pg;
+    vmseal_disk_opts o = opts_for(&pg, 1);
+    assert_int_equal(vmseal_disk_encrypt_at(dfd, "plain", dfd, "e.luks", pass, &o), 0);
+    size_t vl;
+    uint8_t *v = slurp("/tmp/vmseal-disk-victim.txt", &vl);
+    assert_int_equal(vl, 7);
+    assert_memory_equal(v, "VICTIM\n", 7);
+    free(v);
+    unlink("/tmp/vmseal-disk-victim.txt");
+    assert_int_equal(vmseal_disk_decrypt_at(dfd, "e.luks", dfd, "d.raw", pass, NULL), 0);
+    assert_same_content(p("home/plain"), p("home/d.raw"));
+    assert_int_equal(vmseal_disk_rekey_at(dfd, "e.luks", pass, NULL), 0);
+    assert_int_equal(vmseal_disk_verify_passphrase_at(dfd, "e.luks", pass), 0);
+    /* AT_FDCWD: name is a path */
+    assert_int_equal(vmseal_disk_probe_at(AT_FDCWD, p("home/e.luks"), &info), 0);
+    /* names only; a symlink is not followed, and the message names it */
+    assert_int_equal(vmseal_disk_probe_at(dfd, "../home/d0.luks", &info), -EINVAL);
+    assert_int_equal(vmseal_disk_probe_at(dfd, "..", &info), -EINVAL);
+    assert_int_equal(vmseal_disk_create_at(dfd, "", MiB, pass, NULL), -EINVAL);
+    assert_int_equal(symlinkat("d0.luks", dfd, "link.luks"), 0);
+    assert_int_equal(vmseal_disk_probe_at(dfd, "link.luks", &info), -ELOOP);
+    assert_int_equal(vmseal_disk_decrypt_at(dfd, "link.luks", dfd, "x.raw", pass, NULL), -ELOOP);
+    assert_non_null(strstr(vmseal_last_error(), "link.luks"));
+    assert_null(strstr(vmseal_last_error(), "/proc/self/fd"));
+    /* the folder renamed and its name made a symlink to a decoy: the work
+     * still happens in the folder the descriptor holds */
+    assert_int_equal(rename(p("home"), p("moved")), 0);
+    assert_int_equal(symlink(p("decoy"), p("home")), 0);
+    assert_int_equal(vmseal_disk_create_at(dfd, "after.luks", MiB, pass, NULL), 0);
+    assert_true(exists(p("moved/after.luks")));
+    assert_false(exists(p("decoy/after.luks")));
+    close(dfd);
+    vmseal_secret_free(pass);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -636,6 +691,7 @@ int main(void)
         cmocka_unit_test(test_keyslots),
         cmocka_unit_test(test_header_parse),
         cmocka_unit_test(test_damaged_images),
+        cmocka_unit_test(test_at_variants),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -826,10 +826,21 @@ static void test_restart_locks(void **state)
     (void)state;
     vmseal_host_close(host);
     host = NULL;
+    /* Homes a datastore user made are not taken as VMs (vm.conf is checked
+     * as a whole, nothing is followed): enc1's folder copied with a vm.conf
+     * naming 9 disks, one whose vm.conf is a symlink to enc1's, one that is
+     * a symlink to enc1's folder. None of them is touched. */
+    assert_int_equal(testutil_run("cd %s && cp -a enc1 evil1 && sed -i 's/^disks = .*/disks = 9/' "
+                                  "evil1/vm.conf && cp -a enc1 evil2 && rm evil2/vm.conf && "
+                                  "ln -s ../enc1/vm.conf evil2/vm.conf && ln -s enc1 evil3 && "
+                                  "sha256sum evil1/vm.conf enc1/vm.conf > %s/evil.sum",
+                                  datastore, tmpdir), 0);
     open_host();
     json_t *list = call(200, "GET", "/v1/vms", NULL);
     json_t *vms = json_object_get(list, "vms");
     assert_int_equal(json_array_size(vms), 3);   /* enc1, rec1, uefi1 */
+    assert_int_equal(testutil_run("cd %s && sha256sum -c --quiet %s/evil.sum && rm -rf evil1 evil2 "
+                                  "evil3", datastore, tmpdir), 0);
     size_t i;
     json_t *v;
     char rec_uuid[40] = "";
@@ -1007,6 +1018,25 @@ static void test_vm_home_symlinks(void **state)
     struct stat st;
     assert_int_equal(lstat(f, &st), 0);
     assert_true(S_ISLNK(st.st_mode));
+
+    /* The home renamed and its name made a symlink to a decoy folder:
+     * hostd keeps working in the VM's own folder (its descriptor), writes
+     * nothing into the decoy, and deletes nothing there. */
+    char moved[640], decoy[600];
+    snprintf(moved, sizeof(moved), "%s.moved", home);
+    snprintf(decoy, sizeof(decoy), "%s/decoy", tmpdir);
+    assert_int_equal(testutil_run("mkdir %s && echo DECOY > %s/keep && mv %s %s && ln -s %s %s",
+                                  decoy, decoy, home, moved, decoy, home), 0);
+    json_decref(call(200, "PATCH", p, "{\"cpus\": 3}"));
+    snprintf(f, sizeof(f), "%s/vm.conf", moved);
+    assert_int_equal(testutil_count_in_file(f, "cpus = 3"), 1);
+    assert_int_equal(testutil_run("test \"$(ls %s)\" = keep", decoy), 0);
+    e = call(409, "DELETE", p, NULL);
+    assert_non_null(strstr(jstr(e, "error"), "no longer the VM's folder"));
+    json_decref(e);
+    assert_int_equal(testutil_run("test \"$(cat %s/keep)\" = DECOY && test -f %s/vm.conf", decoy,
+                                  moved), 0);
+    assert_int_equal(testutil_run("rm %s && mv %s %s", home, moved, home), 0);
     json_decref(call(204, "DELETE", p, NULL));
     assert_int_equal(testutil_run("test \"$(cat %s)\" = ORIGINAL", outlog), 0);
     assert_int_equal(testutil_run("sha256sum < %s | cmp -s - %s.sum", outside, outside), 0);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -150,6 +151,60 @@ static void test_atomic_save(void **state)
     rmdir(dir);
 }
 
+/* Line numbers are kept for messages; loadat/saveat work relative to a
+ * folder and never through a symlink. */
+static void test_lines_and_at(void **state)
+{
+    (void)state;
+    vmseal_vmconf *c = parse_ok("# head\n\nname = a\n  # c\ndisks = 1\n");
+    assert_int_equal(vmseal_vmconf_line_at(c, 0), 3);
+    assert_int_equal(vmseal_vmconf_line_of(c, "disks"), 5);
+    assert_int_equal(vmseal_vmconf_line_of(c, "none"), 0);
+    assert_int_equal(vmseal_vmconf_set(c, "name", "b"), 0);
+    assert_int_equal(vmseal_vmconf_line_of(c, "name"), 3);
+    assert_int_equal(vmseal_vmconf_set(c, "added", "x"), 0);
+    assert_int_equal(vmseal_vmconf_line_of(c, "added"), 0);
+    vmseal_vmconf *d = vmseal_vmconf_dup(c);
+    assert_int_equal(vmseal_vmconf_line_of(d, "disks"), 5);
+    vmseal_vmconf_free(d);
+
+    char dir[] = "/tmp/vmseal-vmconf-at.XXXXXX", victim[64], path[96];
+    assert_non_null(mkdtemp(dir));
+    int dfd = open(dir, O_PATH | O_DIRECTORY);
+    assert_true(dfd >= 0);
+    assert_int_equal(vmseal_vmconf_saveat(c, dfd, "vm.conf"), 0);
+    vmseal_vmconf *back = NULL;
+    assert_int_equal(vmseal_vmconf_loadat(dfd, "vm.conf", &back), 0);
+    assert_string_equal(vmseal_vmconf_get(back, "name"), "b");
+    vmseal_vmconf_free(back);
+    assert_int_equal(vmseal_vmconf_loadat(dfd, "../vm.conf", &back), -EINVAL);
+    /* a symlink planted as the temporary file is removed, not written through */
+    snprintf(victim, sizeof(victim), "%s.victim", dir);
+    FILE *f = fopen(victim, "w");
+    assert_non_null(f);
+    fputs("untouched\n", f);
+    fclose(f);
+    assert_int_equal(symlinkat(victim, dfd, "vm.conf.tmp"), 0);
+    assert_int_equal(vmseal_vmconf_saveat(c, dfd, "vm.conf"), 0);
+    char got[32] = "";
+    f = fopen(victim, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(got, sizeof(got), f));
+    fclose(f);
+    assert_string_equal(got, "untouched\n");
+    /* vm.conf itself replaced by a symlink: not read */
+    assert_int_equal(unlinkat(dfd, "vm.conf", 0), 0);
+    assert_int_equal(symlinkat(victim, dfd, "vm.conf"), 0);
+    assert_int_equal(vmseal_vmconf_loadat(dfd, "vm.conf", &back), -ELOOP);
+    assert_null(back);
+    assert_int_equal(unlinkat(dfd, "vm.conf", 0), 0);
+    close(dfd);
+    snprintf(path, sizeof(path), "%s", dir);
+    assert_int_equal(rmdir(path), 0);
+    unlink(victim);
+    vmseal_vmconf_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -157,6 +212,7 @@ int main(void)
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_edit_and_format),
         cmocka_unit_test(test_atomic_save),
+        cmocka_unit_test(test_lines_and_at),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

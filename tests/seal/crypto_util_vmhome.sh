@@ -140,9 +140,24 @@ expect_rc 2 $U disk verify --kek-file kek1 --vm-config ds/vmop/vm.conf --disk 0.
 grep -q "unfinished 'encrypt' operation" err.txt || fail "unfinished operation not refused: $(cat err.txt)"
 expect_rc 2 $U disk decrypt --kek-file kek1 ds/vmop/$f0 x.raw
 [ ! -e x.raw ] || fail "unfinished operation: output written"
+# A vm.conf vmseal-hostd would refuse (read through the same schema module):
+# check reports it naming the key and line, the disk verbs do not use it.
+cp -a "$H1" ds/vmbad
+sed -i 's/^disks = .*/disks = 9/' ds/vmbad/vm.conf
+line=$(grep -n '^disks = ' ds/vmbad/vm.conf | cut -d: -f1)
+expect_rc 2 $U check ds/vmbad/vm.conf
+grep -q "vm.conf line $line: disks: 9 is out of range" out.txt || fail "check of a bad vm.conf: $(cat out.txt)"
+expect_rc 2 $U check ds/vmbad/$f0
+grep -q "disks: 9 is out of range" out.txt || fail "check of a disk beside a bad vm.conf: $(cat out.txt)"
+expect_rc 2 $U disk verify --kek-file kek1 --vm-config ds/vmbad/vm.conf --disk 0
+grep -q "line $line: disks" err.txt || fail "disk verify with a bad vm.conf: $(cat err.txt)"
+sed -i -e 's/^disks = .*/disks = 2/' -e 's/^disk1.file = .*/disk1.file = disk0.luks/' ds/vmbad/vm.conf
+expect_rc 2 $U disk decrypt --kek-file kek1 --vm-config ds/vmbad/vm.conf --disk 1 x.raw
+grep -q "disk1.file: disk0.luks is already disk0.file" err.txt || fail "two disks on one image: $(cat err.txt)"
+[ ! -e x.raw ] || fail "bad vm.conf: output written"
 # rekey/keyslot work on VM disks belongs to vmseal-hostd
 expect_rc 64 $U disk rekey --kek-file kek1 --vm-config "$H1/vm.conf" --disk 0
-ok "refused: wrong KEK, wrong --kek-id, vm.conf copied to another VM's folder (UUID check and key safe binding), image held by a running QEMU, unfinished hostd operation (check names the new image's KEK)"
+ok "refused: wrong KEK, wrong --kek-id, vm.conf copied to another VM's folder (UUID check and key safe binding), image held by a running QEMU, unfinished hostd operation (check names the new image's KEK), a vm.conf hostd would refuse (key and line named)"
 
 # --- symlinks in a VM home are not followed (issue 9) ------------------------
 # vm2's disk replaced by a symlink to an image outside the home: the verbs
