@@ -1001,8 +1001,13 @@ static int pg_audit_append(kmsd_db *db, const char *const *bodies, const size_t 
         return vmseal_fail(EINVAL, "store: audit batch of %zu records", n);
     uint64_t seq;
     unsigned char prev[32];
+    /* audit records are not waited for (no fsync per batch): they reach the
+     * disk with PostgreSQL's WAL writer, within wal_writer_delay */
+    int r = pg_run(db, -1, "SET LOCAL synchronous_commit TO off", NULL, NULL, "audit append");
+    if (r < 0)
+        return r;
     /* the row lock serialises the appends of every node until COMMIT */
-    int r = head_row(db, P_AUDIT_LOCK, &seq, prev);
+    r = head_row(db, P_AUDIT_LOCK, &seq, prev);
     if (r < 0)
         return r;
     char *lines[AUDIT_BATCH_MAX] = {0};
@@ -1075,6 +1080,9 @@ static int pg_audit_read(kmsd_db *db, uint64_t after, size_t max, kmsd_audit_row
 
 static int pg_heartbeat(kmsd_db *db, const kmsd_node_info *n, int stopping)
 {
+    int r = pg_run(db, -1, "SET LOCAL synchronous_commit TO off", NULL, NULL, "heartbeat");
+    if (r < 0)
+        return r;
     pgq q = {0};
     q_text(&q, n->name);
     q_text(&q, n->address);
