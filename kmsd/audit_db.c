@@ -21,6 +21,7 @@
 
 #define BATCH 64
 #define RETRY_NS 500000000LL
+#define GATHER_NS 5000000LL   /* a batch waits up to 5 ms for more records */
 #define VERIFY_CHUNK 1000
 
 static struct {
@@ -76,7 +77,8 @@ int kmsd_audit_db_submit(const char *ts, const char *rest, size_t rest_len)
         q.items[at] = line;
         q.lens[at] = (size_t)n;
         q.n++;
-        pthread_cond_signal(&q.cond);
+        if (q.n == 1 || q.n == BATCH) /* the first of a batch, or a full one */
+            pthread_cond_signal(&q.cond);
         pthread_mutex_unlock(&q.lock);
         return 1;
     }
@@ -120,6 +122,14 @@ static void *flusher(void *arg)
         if (retry_at && mono_ns() < retry_at) {
             wait_until(q.stop && q.stop_deadline < retry_at ? q.stop_deadline : retry_at);
             continue;
+        }
+        /* one transaction per record would cost as much as the operations
+         * themselves: let a batch gather (records are queued already, the
+         * operations do not wait for this) */
+        if (q.n < BATCH && !q.stop && !retry_at) {
+            int64_t until = mono_ns() + GATHER_NS;
+            while (q.n < BATCH && !q.stop && mono_ns() < until)
+                wait_until(until);
         }
         size_t k = q.n < BATCH ? q.n : BATCH;
         const char *bodies[BATCH];

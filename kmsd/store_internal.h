@@ -72,6 +72,7 @@ struct kmsd_db {
     uint64_t prepared;        /* statements prepared on this connection (bit per id) */
     int broken;               /* the connection failed: close it, never pool it */
     int fresh;                /* just connected (not taken from the pool) */
+    int rollback_sent;        /* a read's ROLLBACK is sent, its answer not read yet */
 };
 
 struct kmsd_store {

@@ -586,7 +586,7 @@ static void release(kmsd_store *st, kmsd_db *db)
 {
     struct kmsd_pg *pg = st->pg;
     db->writer = 0;
-    if (!db->broken && PQtransactionStatus(db->pc) == PQTRANS_IDLE) {
+    if (!db->broken && (db->rollback_sent || PQtransactionStatus(db->pc) == PQTRANS_IDLE)) {
         pthread_mutex_lock(&pg->lock);
         if (pg->n_idle < KMSD_POOL_MAX) {
             pg->idle[pg->n_idle++] = db;
@@ -605,8 +605,22 @@ static int begin(kmsd_store *st, kmsd_db **out, int write)
         if (r < 0)
             return r;
         db->writer = write;
-        r = pg_run(db, -1, write ? "BEGIN" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-                   NULL, NULL, "begin");
+        r = 0;
+        if (db->rollback_sent) {
+            /* the answer to the last read's ROLLBACK (normally here already) */
+            PGresult *res;
+            db->rollback_sent = 0;
+            int64_t deadline = mono_ns() + (int64_t)st->pg->timeout_ms * 1000000;
+            r = collect(db, deadline, &res, "rollback");
+            if (r == 0) {
+                if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                    r = result_error(db, res, "rollback");
+                PQclear(res);
+            }
+        }
+        if (r == 0)
+            r = pg_run(db, -1, write ? "BEGIN" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                       NULL, NULL, "begin");
         if (r == 0) {
             *out = db;
             return 0;
@@ -650,6 +664,13 @@ static int pg_end(kmsd_store *st, kmsd_db *db, int commit)
             r = vmseal_fail(-r, "%s; the change may or may not have been committed",
                             vmseal_last_error());
         }
+    } else if (!db->broken && !db->writer) {
+        /* a read changed nothing: its ROLLBACK need not be waited for; the
+         * next user of the connection reads the answer (begin) */
+        if (PQsendQuery(db->pc, "ROLLBACK") && PQflush(db->pc) == 0)
+            db->rollback_sent = 1;
+        else
+            db->broken = 1;
     } else if (!db->broken) {
         (void)pg_run(db, -1, "ROLLBACK", NULL, NULL, "rollback");
     }
