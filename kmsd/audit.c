@@ -311,7 +311,9 @@ void kmsd_audit(const char *peer, const char *identity, const char *op, const ch
     char line[BODY_MAX + SUFFIX_MAX], ts[32];
     kmsd_timestamp(ts);
     size_t n = 0;
-    put_fmt(line, &n, "%s audit peer=%s identity=", ts, peer ? peer : "-");
+    put_fmt(line, &n, "%s audit ", ts);
+    size_t rest = n; /* the database's copy puts node=NAME here */
+    put_fmt(line, &n, "peer=%s identity=", peer ? peer : "-");
     n += put_quoted(line + n, room_left(n, 256), identity ? identity : "");
     put_fmt(line, &n, " op=%s uid=", op ? op : "-");
     n += put_quoted(line + n, room_left(n, 128) < 80 ? room_left(n, 128) : 80, uid ? uid : "");
@@ -322,8 +324,10 @@ void kmsd_audit(const char *peer, const char *identity, const char *op, const ch
     }
     if (n > BODY_MAX - 2)
         n = BODY_MAX - 2;
+    int in_db = kmsd_audit_db_submit(ts, line + rest, n - rest);
     pthread_mutex_lock(&audit_lock);
-    emit(line, n);
+    if (audit_chained || !in_db) /* with the database, stderr only as a fallback */
+        emit(line, n);
     pthread_mutex_unlock(&audit_lock);
 }
 

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store.h"
+
 /* Longest line the verifier accepts (kmsd writes at most ~2.3 KiB). */
 #define KMSD_AUDIT_LINE_MAX 8192
 
@@ -24,6 +26,22 @@ int kmsd_audit_open(const char *path);
 void kmsd_audit_close(void);
 void kmsd_audit(const char *peer, const char *identity, const char *op, const char *uid,
                 const char *result, const char *reason);
+
+/* With store = postgresql the chain lives in the database (audit_db.c):
+ * kmsd_audit() queues each record, with " node=NAME" after "audit", and a
+ * background thread appends the queue in batches (kmsd_db_audit_append:
+ * the chain head row is locked, so the appends of every node form one
+ * chain). The queue holds at most KMSD_AUDIT_DB_QUEUE records while the
+ * database is unavailable; beyond, records go to stderr. A file given by
+ * kmsd_audit_open() still gets its own chain besides. */
+#define KMSD_AUDIT_DB_QUEUE 8192
+int kmsd_audit_db_start(kmsd_store *st, const char *node);
+/* Write what is queued (trying for at most timeout_ms), then stop; records
+ * left are written to stderr. */
+void kmsd_audit_db_stop(int timeout_ms);
+/* For kmsd_audit(): queue the record "TS audit node=NAME REST" when the
+ * database sink runs. 1 when queued (or sent to stderr), 0 when it is off. */
+int kmsd_audit_db_submit(const char *ts, const char *rest, size_t rest_len);
 
 /* One parsed audit line (without its newline). */
 typedef struct {
@@ -72,5 +90,9 @@ int kmsd_audit_verify_end(kmsd_audit_verifier *v);
 /* The whole file, read in bounded chunks. 0 intact, -1 a bad record
  * (v->error), -2 the file cannot be read (vmseal_last_error()). */
 int kmsd_audit_verify_file(const char *path, kmsd_audit_verifier *v);
+/* The chain in a PostgreSQL store, read in bounded chunks up to the head
+ * row (records appended meanwhile are left for the next run); the last
+ * record must match the head. Same results as kmsd_audit_verify_file. */
+int kmsd_audit_verify_db(kmsd_store *st, kmsd_audit_verifier *v);
 
 #endif

@@ -1,6 +1,7 @@
 /* Store lock (one server per store), online backup (VACUUM INTO, a
  * consistent snapshot while the server writes) and restore (integrity,
- * schema and master-key checks before the store is replaced). */
+ * schema and master-key checks before the store is replaced), and the
+ * import of a SQLite store into a PostgreSQL one. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -165,5 +166,97 @@ out:
     if (r < 0)
         unlink(tmp);
     close(lock);
+    return r;
+}
+
+/* ---- import into a PostgreSQL store --------------------------------------- */
+
+static int import_rows(kmsd_db *src, kmsd_db *dst, size_t *n_objects)
+{
+    sqlite3_stmt *s;
+    int r = 0;
+    if (sqlite3_prepare_v2(src->h, "SELECT uid, owner, object_type, state, material, created,"
+                           " changed, key_format, subtype, alg, bits FROM objects ORDER BY id",
+                           -1, &s, NULL) != SQLITE_OK)
+        return kmsd_db_error(src->h, "import");
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        kmsd_obj o = {0};
+        snprintf(o.uid, sizeof(o.uid), "%s", (const char *)sqlite3_column_text(s, 0));
+        snprintf(o.owner, sizeof(o.owner), "%s", (const char *)sqlite3_column_text(s, 1));
+        o.object_type = (uint32_t)sqlite3_column_int64(s, 2);
+        o.state = (uint32_t)sqlite3_column_int64(s, 3);
+        o.created = sqlite3_column_int64(s, 5);
+        o.changed = sqlite3_column_int64(s, 6);
+        o.key_format = (uint32_t)sqlite3_column_int64(s, 7);
+        o.subtype = (uint32_t)sqlite3_column_int64(s, 8);
+        o.alg = (uint32_t)sqlite3_column_int64(s, 9);
+        o.bits = (int32_t)sqlite3_column_int64(s, 10);
+        const uint8_t *m = sqlite3_column_blob(s, 4);
+        int ml = sqlite3_column_bytes(s, 4);
+        /* the wrapped key is bound to its uid, which stays: copied as is */
+        if ((r = kmsd_db_import_object(dst, &o, m && ml > 0 ? m : NULL, m ? (size_t)ml : 0)) < 0)
+            break;
+        (*n_objects)++;
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = kmsd_db_error(src->h, "import objects");
+    sqlite3_finalize(s);
+    if (r < 0)
+        return r;
+    if (sqlite3_prepare_v2(src->h, "SELECT uid, name, idx, value FROM attributes"
+                           " ORDER BY uid, name, idx", -1, &s, NULL) != SQLITE_OK)
+        return kmsd_db_error(src->h, "import");
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *uid = (const char *)sqlite3_column_text(s, 0);
+        const char *name = (const char *)sqlite3_column_text(s, 1);
+        if ((r = kmsd_db_attr_put(dst, uid, name, sqlite3_column_int(s, 2),
+                                  sqlite3_column_blob(s, 3),
+                                  (size_t)sqlite3_column_bytes(s, 3))) < 0)
+            break;
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = kmsd_db_error(src->h, "import attributes");
+    sqlite3_finalize(s);
+    if (r < 0)
+        return r;
+    if (sqlite3_prepare_v2(src->h, "SELECT uid, identity FROM grants", -1, &s, NULL) != SQLITE_OK)
+        return kmsd_db_error(src->h, "import");
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        if ((r = kmsd_db_grant(dst, (const char *)sqlite3_column_text(s, 0),
+                               (const char *)sqlite3_column_text(s, 1))) < 0)
+            break;
+    if (r == 0 && rc != SQLITE_DONE)
+        r = kmsd_db_error(src->h, "import grants");
+    sqlite3_finalize(s);
+    return r;
+}
+
+int kmsd_store_import_sqlite(kmsd_store *dst, const char *sqlite_path, size_t *n_objects)
+{
+    *n_objects = 0;
+    if (dst->be == &kmsd_sqlite_backend)
+        return vmseal_fail(ENOTSUP, "import: the configured store is SQLite already");
+    /* a server still writing the old store would make keys the import misses */
+    int lock = kmsd_store_lock(sqlite_path);
+    if (lock < 0)
+        return vmseal_fail(-lock, "import: %s (stop the server of the SQLite store first)",
+                           vmseal_last_error());
+    kmsd_db *src = NULL, *db = NULL;
+    int r = kmsd_db_open(sqlite_path, SQLITE_OPEN_READONLY, NULL, &src);
+    if (r == 0 && (r = kmsd_store_check_schema(src)) == 0)
+        r = kmsd_store_check_masterkey(src, dst->mk, 0);
+    if (r == 0 && sqlite3_exec(src->h, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        r = kmsd_db_error(src->h, "import");
+    if (r == 0 && (r = kmsd_store_write_begin(dst, &db)) == 0) {
+        r = import_rows(src, db, n_objects);
+        int c = kmsd_store_end(dst, db, r == 0);
+        if (r == 0)
+            r = c;
+    }
+    kmsd_db_close(src);
+    close(lock);
+    if (r < 0)
+        *n_objects = 0;
     return r;
 }

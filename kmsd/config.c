@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -65,6 +66,18 @@ static int parse_size(const char *v, unsigned long long lo, unsigned long long h
     return 0;
 }
 
+/* A node name: 1-63 letters, digits, - _ . (it is written into audit lines). */
+int kmsd_node_name_ok(const char *v)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > KMSD_NODE_NAME_MAX)
+        return 0;
+    for (const char *p = v; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
+            return 0;
+    return 1;
+}
+
 static void set_str(char **slot, char *v)
 {
     free(*slot);
@@ -91,7 +104,16 @@ static int set_defaults(kmsd_config *c)
     c->max_connection_secrets = 256;
     c->max_batch_items = 64;
     c->database = resolve(c, "kmsd.db");
-    if (!c->listen_address || !c->journal_mode || !c->pkcs11_key_label || !c->database)
+    c->pg_synchronous_commit = strdup("on");
+    c->pg_timeout_ms = 5000;
+    c->pg_connect_timeout = 2;
+    char host[256] = "";
+    if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
+        snprintf(host, sizeof(host), "kmsd");
+    host[KMSD_NODE_NAME_MAX] = '\0';
+    c->node_name = strdup(host);
+    if (!c->listen_address || !c->journal_mode || !c->pkcs11_key_label || !c->database ||
+        !c->pg_synchronous_commit || !c->node_name)
         return -ENOMEM;
     return 0;
 }
@@ -149,8 +171,35 @@ int kmsd_config_load(const char *path, kmsd_config **out)
             if (parse_bool(v, &b) < 0)
                 goto bad;
             c->require_client_eku = b;
+        } else if (!strcmp(k, "store")) {
+            if (!strcmp(v, "sqlite"))
+                c->store = KMSD_STORE_SQLITE;
+            else if (!strcmp(v, "postgresql"))
+                c->store = KMSD_STORE_POSTGRESQL;
+            else
+                goto bad;
         } else if (!strcmp(k, "database"))
             set_str(&c->database, resolve(c, v));
+        else if (!strcmp(k, "database_conninfo_file"))
+            set_str(&c->conninfo_file, resolve(c, v));
+        else if (!strcmp(k, "node_name")) {
+            if (!kmsd_node_name_ok(v))
+                goto bad;
+            set_str(&c->node_name, strdup(v));
+        } else if (!strcmp(k, "pg_synchronous_commit")) {
+            if (strcmp(v, "on") && strcmp(v, "remote_apply") && strcmp(v, "remote_write") &&
+                strcmp(v, "local"))
+                goto bad; /* "off" would answer Creates that a crash can lose */
+            set_str(&c->pg_synchronous_commit, strdup(v));
+        } else if (!strcmp(k, "pg_timeout_ms")) {
+            if (vmseal_conffile_int(v, 100, 600000, &n) < 0)
+                goto bad;
+            c->pg_timeout_ms = (int)n;
+        } else if (!strcmp(k, "pg_connect_timeout")) {
+            if (vmseal_conffile_int(v, 2, 600, &n) < 0)
+                goto bad;
+            c->pg_connect_timeout = (int)n;
+        }
         else if (!strcmp(k, "journal_mode")) {
             if (strcmp(v, "wal") && strcmp(v, "delete"))
                 goto bad;
@@ -271,6 +320,8 @@ bad:
         rc = vmseal_fail(EINVAL, "%s: max_locked_memory (%zu) is below "
                          "max_connection_locked_memory (%zu)", file, c->max_locked_memory,
                          c->max_connection_locked_memory);
+    if (rc == 0 && c->store == KMSD_STORE_POSTGRESQL && (!c->conninfo_file || !*c->conninfo_file))
+        rc = vmseal_fail(EINVAL, "%s: store = postgresql needs database_conninfo_file", file);
     if (rc == 0 && c->pkcs11_module && (!c->pkcs11_token || !c->pkcs11_pin_file))
         rc = vmseal_fail(EINVAL, "%s: pkcs11_module needs pkcs11_token and pkcs11_pin_file", file);
     free(file);
@@ -290,7 +341,8 @@ void kmsd_config_free(kmsd_config *c)
                      &c->ca_file, &c->database, &c->journal_mode, &c->master_key_file,
                      &c->pkcs11_module, &c->pkcs11_token, &c->pkcs11_pin_file,
                      &c->pkcs11_key_label, &c->ca_key_file, &c->audit_log, &c->log_file,
-                     &c->run_as_user};
+                     &c->run_as_user, &c->conninfo_file, &c->node_name,
+                     &c->pg_synchronous_commit};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         free(*strs[i]);
     for (size_t i = 0; i < c->n_admins; i++)

@@ -8,6 +8,8 @@
 #define KMSD_MAX_ADMINS 32
 #define KMSD_MAX_USERS 64
 
+enum { KMSD_STORE_SQLITE = 0, KMSD_STORE_POSTGRESQL = 1 };
+
 typedef struct kmsd_user {
     char *name;
     char *hash;   /* "pbkdf2-sha256$ITER$SALTHEX$HASHHEX" */
@@ -20,8 +22,14 @@ typedef struct kmsd_config {
     int port;                /* 5696 */
     char *cert_file, *key_file, *ca_file;
     int require_client_eku;  /* default 1 */
-    char *database;          /* kmsd.db */
+    int store;               /* KMSD_STORE_SQLITE (default) or KMSD_STORE_POSTGRESQL */
+    char *database;          /* kmsd.db (SQLite) */
     char *journal_mode;      /* "wal" (default) or "delete" */
+    char *conninfo_file;     /* PostgreSQL: libpq connection string, 0600 file */
+    char *node_name;         /* this node in a cluster (default: the host name) */
+    char *pg_synchronous_commit; /* "on" (default), "remote_apply", "remote_write", "local" */
+    int pg_timeout_ms;       /* bound on each database statement, default 5000 */
+    int pg_connect_timeout;  /* seconds per database host, default 2 */
     char *master_key_file;   /* file backend */
     char *pkcs11_module;     /* PKCS#11 backend (module path) */
     char *pkcs11_token;      /* token label */
@@ -51,6 +59,10 @@ typedef struct kmsd_config {
     kmsd_user users[KMSD_MAX_USERS];
     size_t n_users;
 } kmsd_config;
+
+/* Node names: 1-63 of [A-Za-z0-9._-]. */
+#define KMSD_NODE_NAME_MAX 63
+int kmsd_node_name_ok(const char *name);
 
 /* Load a configuration file (or a folder holding kmsd.conf). */
 int kmsd_config_load(const char *path, kmsd_config **out);

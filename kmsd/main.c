@@ -1,5 +1,6 @@
-/* vmseal-kmsd: command line (serve, init, enroll, grant, revoke-access,
- * grants, backup, restore, passwd, audit-verify) and daemon start-up. */
+/* vmseal-kmsd: command line (serve, init, join, enroll, grant,
+ * revoke-access, grants, backup, restore, import-sqlite, passwd,
+ * audit-verify, cluster status) and daemon start-up. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -22,6 +23,7 @@
 #include <vmseal/tls.h>
 
 #include "audit.h"
+#include "cluster.h"
 #include "config.h"
 #include "log.h"
 #include "masterkey.h"
@@ -37,8 +39,16 @@ static const char usage[] =
     "  init DIR [--ec] [--host NAME]... [--listen ADDR] [--port N]\n"
     "        [--pkcs11-module SO --pkcs11-token LABEL --pkcs11-pin-file FILE\n"
     "         [--pkcs11-key-label LABEL]]\n"
+    "        [--store postgresql --conninfo-file FILE [--node-name NAME]]\n"
     "        new setup in DIR: master key, CA, server certificate, kmsd.conf,\n"
-    "        store, admin client certificate (DIR/clients/admin)\n"
+    "        store, admin client certificate (DIR/clients/admin); with\n"
+    "        --store postgresql the store is made in that (empty) database\n"
+    "  join DIR --conninfo-file FILE --ca CA.crt --ca-key CA.key\n"
+    "        (--master-key-file FILE | --pkcs11-module SO --pkcs11-token LABEL\n"
+    "         --pkcs11-pin-file FILE [--pkcs11-key-label LABEL])\n"
+    "        [--node-name NAME] [--host NAME]... [--listen ADDR] [--port N] [--ec]\n"
+    "        another node on the cluster's PostgreSQL store; refused when the\n"
+    "        master key does not open that store\n"
     "  enroll NAME [--out DIR] [--ec] [--days N]\n"
     "        issue a client certificate (clientAuth) for identity CN=NAME,O=vmseal\n"
     "  grant OBJECT IDENTITY        let IDENTITY use object OBJECT\n"
@@ -46,10 +56,14 @@ static const char usage[] =
     "  grants                       list access grants\n"
     "  backup FILE                  consistent online copy of the store\n"
     "  restore FILE                 replace the store with a backup (server stopped)\n"
+    "  import-sqlite FILE           copy a SQLite store (its server stopped) into the\n"
+    "                               PostgreSQL store, ids unchanged\n"
+    "  cluster status               database hosts (primary, standby, lag), nodes\n"
     "  passwd NAME                  read a password on stdin, print a `user =` line\n"
     "  audit-verify [FILE]          check the hash chain of the audit log (default:\n"
-    "                               audit_log of the configuration); exit 1 names\n"
-    "                               the first bad record\n"
+    "                               audit_log of the configuration, or the chain in\n"
+    "                               the database with store = postgresql); exit 1\n"
+    "                               names the first bad record\n"
     "\n"
     "CONFIG defaults to $VMSEAL_KMSD_CONFIG, then ./kmsd.conf; it may name the\n"
     "folder that holds kmsd.conf.\n";
@@ -87,6 +101,29 @@ static int open_masterkey(const kmsd_config *cfg, kmsd_masterkey **mk)
         return kmsd_mk_open_pkcs11(&p, 0, mk);
     }
     return kmsd_mk_open_file(cfg->master_key_file, mk);
+}
+
+/* The configured store; ci: the conninfo read earlier (serve reads it
+ * before dropping privileges), else it is read here. */
+static int open_store(const kmsd_config *cfg, kmsd_masterkey *mk, int create,
+                      const vmseal_secret *ci, kmsd_store **st)
+{
+    if (cfg->store == KMSD_STORE_SQLITE)
+        return kmsd_store_open(cfg->database, cfg->journal_mode, mk, create, st);
+    vmseal_secret *own = NULL;
+    if (!ci) {
+        int r = kmsd_pg_read_conninfo(cfg->conninfo_file, &own);
+        if (r < 0)
+            return r;
+        ci = own;
+    }
+    kmsd_pg_params p = {.conninfo = ci, .node = cfg->node_name,
+                        .synchronous_commit = cfg->pg_synchronous_commit,
+                        .timeout_ms = cfg->pg_timeout_ms,
+                        .connect_timeout_s = cfg->pg_connect_timeout};
+    int r = kmsd_store_open_pg(&p, mk, KMSD_PG_OPEN, st);
+    vmseal_secret_free(own);
+    return r;
 }
 
 static int drop_privileges(const char *user)
@@ -177,9 +214,18 @@ static int cmd_serve(kmsd_config *cfg, int argc, char **argv)
     pthread_cond_init(&srv.conn_cond, NULL);
     if (pipe2(srv.wake, O_CLOEXEC | O_NONBLOCK) < 0)
         return fatal("pipe");
-    srv.lock_fd = kmsd_store_lock(cfg->database);
-    if (srv.lock_fd < 0)
-        return fatal("cannot start");
+    int pg = cfg->store == KMSD_STORE_POSTGRESQL;
+    vmseal_secret *conninfo = NULL;
+    if (pg) {
+        /* several nodes share the database: no lock file; the conninfo is
+         * read now, before privileges are dropped */
+        if (kmsd_pg_read_conninfo(cfg->conninfo_file, &conninfo) < 0)
+            return fatal("database");
+    } else {
+        srv.lock_fd = kmsd_store_lock(cfg->database);
+        if (srv.lock_fd < 0)
+            return fatal("cannot start");
+    }
     if (kmsd_listen(&srv, listen_addr, port) < 0)
         return fatal("cannot start");
     if (open_masterkey(cfg, &srv.mk) < 0)
@@ -197,10 +243,25 @@ static int cmd_serve(kmsd_config *cfg, int argc, char **argv)
         if (check_locked_memory(cfg, "as run_as_user") < 0)
             return fatal("locked memory");
     }
-    if (kmsd_store_open(cfg->database, cfg->journal_mode, srv.mk, 1, &srv.store) < 0)
+    if (open_store(cfg, srv.mk, 1, conninfo, &srv.store) < 0)
         return fatal("store");
+    vmseal_secret_free(conninfo);
     if (kmsd_audit_open(cfg->audit_log) < 0)
         return fatal("audit log");
+    if (pg) {
+        char where[192];
+        const char *a = listen_addr && *listen_addr ? listen_addr : "0.0.0.0";
+        if (!strcmp(a, "0.0.0.0") || !strcmp(a, "::")) {
+            char host[128] = "";
+            a = gethostname(host, sizeof(host) - 1) == 0 && host[0] ? host : a;
+            snprintf(where, sizeof(where), "%s:%d", a, srv.port);
+        } else {
+            snprintf(where, sizeof(where), "%s:%d", a, srv.port);
+        }
+        if (kmsd_audit_db_start(srv.store, cfg->node_name) < 0 ||
+            kmsd_cluster_start(srv.store, cfg->node_name, where) < 0)
+            return fatal("cluster");
+    }
     if (port_file) {
         char tmp[4096];
         snprintf(tmp, sizeof(tmp), "%s.tmp", port_file);
@@ -213,9 +274,15 @@ static int cmd_serve(kmsd_config *cfg, int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    kmsd_info("listening on %s port %d; master key: %s; store: %s (%s journal)",
-              listen_addr && *listen_addr ? listen_addr : "*", srv.port, srv.mk->desc,
-              cfg->database, cfg->journal_mode);
+    char sdesc[512];
+    kmsd_store_describe(srv.store, sdesc, sizeof(sdesc));
+    if (pg)
+        kmsd_info("listening on %s port %d; master key: %s; store: %s; node %s; audit chain in "
+                  "the database", listen_addr && *listen_addr ? listen_addr : "*", srv.port,
+                  srv.mk->desc, sdesc, cfg->node_name);
+    else
+        kmsd_info("listening on %s port %d; master key: %s; store: %s",
+                  listen_addr && *listen_addr ? listen_addr : "*", srv.port, srv.mk->desc, sdesc);
     int r = kmsd_serve(&srv);
     if (r == -EBUSY) {
         /* sessions still running: do not free what they use */
@@ -223,12 +290,15 @@ static int cmd_serve(kmsd_config *cfg, int argc, char **argv)
         _exit(1);
     }
     kmsd_info("stopped");
+    kmsd_cluster_stop();
+    kmsd_audit_db_stop(5000);
     kmsd_store_close(srv.store);
     SSL_CTX_free(srv.tls);
     kmsd_mk_free(srv.mk);
     kmsd_audit_close();
     kmsd_log_close();
-    close(srv.lock_fd);
+    if (srv.lock_fd >= 0)
+        close(srv.lock_fd);
     close(srv.wake[0]);
     close(srv.wake[1]);
     return 0;
@@ -246,11 +316,18 @@ static int cmd_init(int argc, char **argv)
                                          {"pkcs11-token", required_argument, 0, 't'},
                                          {"pkcs11-pin-file", required_argument, 0, 'i'},
                                          {"pkcs11-key-label", required_argument, 0, 'k'},
+                                         {"store", required_argument, 0, 's'},
+                                         {"conninfo-file", required_argument, 0, 'C'},
+                                         {"node-name", required_argument, 0, 'N'},
                                          {0, 0, 0, 0}};
     int ch;
+    const char *store = "sqlite";
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
+        case 's': store = optarg; break;
+        case 'C': o.conninfo_file = optarg; break;
+        case 'N': o.node_name = optarg; break;
         case 'e': o.key_type = VMSEAL_PKI_EC_P256; break;
         case 'r': o.key_type = VMSEAL_PKI_RSA2048; break;
         case 'h':
@@ -270,6 +347,15 @@ static int cmd_init(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
+    if (strcmp(store, "sqlite") && strcmp(store, "postgresql")) {
+        fprintf(stderr, "vmseal-kmsd: init: --store sqlite or postgresql\n");
+        return 2;
+    }
+    if (!strcmp(store, "postgresql") != !!o.conninfo_file) {
+        fprintf(stderr, "vmseal-kmsd: init: --store postgresql and --conninfo-file FILE go "
+                        "together\n");
+        return 2;
+    }
     const char *dir = argv[optind];
     if (kmsd_init(dir, &o) < 0)
         return die("init");
@@ -278,6 +364,105 @@ static int cmd_init(int argc, char **argv)
            "  clients: vmseal-kmsd -c %s/kmsd.conf enroll NAME\n"
            "  admin client certificate: %s/clients/admin/\n",
            dir, dir, dir, dir);
+    return 0;
+}
+
+static int cmd_join(int argc, char **argv)
+{
+    kmsd_join_opts o = {.key_type = VMSEAL_PKI_RSA2048};
+    static const struct option opts[] = {{"ec", no_argument, 0, 'e'},
+                                         {"host", required_argument, 0, 'h'},
+                                         {"port", required_argument, 0, 'p'},
+                                         {"listen", required_argument, 0, 'l'},
+                                         {"conninfo-file", required_argument, 0, 'C'},
+                                         {"node-name", required_argument, 0, 'N'},
+                                         {"master-key-file", required_argument, 0, 'M'},
+                                         {"ca", required_argument, 0, 'a'},
+                                         {"ca-key", required_argument, 0, 'K'},
+                                         {"pkcs11-module", required_argument, 0, 'm'},
+                                         {"pkcs11-token", required_argument, 0, 't'},
+                                         {"pkcs11-pin-file", required_argument, 0, 'i'},
+                                         {"pkcs11-key-label", required_argument, 0, 'k'},
+                                         {0, 0, 0, 0}};
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'e': o.key_type = VMSEAL_PKI_EC_P256; break;
+        case 'h':
+            if (o.n_hosts < 16)
+                o.hosts[o.n_hosts++] = optarg;
+            break;
+        case 'p': o.port = atoi(optarg); break;
+        case 'l': o.listen_address = optarg; break;
+        case 'C': o.conninfo_file = optarg; break;
+        case 'N': o.node_name = optarg; break;
+        case 'M': o.master_key_file = optarg; break;
+        case 'a': o.ca_file = optarg; break;
+        case 'K': o.ca_key_file = optarg; break;
+        case 'm': o.pkcs11_module = optarg; break;
+        case 't': o.pkcs11_token = optarg; break;
+        case 'i': o.pkcs11_pin_file = optarg; break;
+        case 'k': o.pkcs11_key_label = optarg; break;
+        default: return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *dir = argv[optind];
+    if (kmsd_join(dir, &o) < 0)
+        return die("join");
+    printf("vmseal-kmsd: %s joins the cluster's store\n"
+           "  start:   vmseal-kmsd -c %s/kmsd.conf\n"
+           "  status:  vmseal-kmsd -c %s/kmsd.conf cluster status\n",
+           dir, dir, dir);
+    if (o.master_key_file)
+        printf("  the master key was copied to %s/master.key: delete the transferred copy %s\n",
+               dir, o.master_key_file);
+    return 0;
+}
+
+static int cmd_cluster(kmsd_config *cfg, int argc, char **argv)
+{
+    if (argc != 2 || strcmp(argv[1], "status")) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    int r = kmsd_cluster_status(cfg, stdout);
+    if (r < 0)
+        return die("cluster status");
+    return r;
+}
+
+static int cmd_import_sqlite(kmsd_config *cfg, int argc, char **argv)
+{
+    if (argc != 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    if (cfg->store != KMSD_STORE_POSTGRESQL) {
+        fprintf(stderr, "vmseal-kmsd: import-sqlite: %s has store = sqlite; it imports into a "
+                        "PostgreSQL store\n", cfg->path);
+        return 2;
+    }
+    kmsd_masterkey *mk;
+    kmsd_store *st;
+    if (open_masterkey(cfg, &mk) < 0)
+        return die("master key");
+    if (open_store(cfg, mk, 0, NULL, &st) < 0) {
+        kmsd_mk_free(mk);
+        return die("store");
+    }
+    size_t n;
+    int r = kmsd_store_import_sqlite(st, argv[1], &n);
+    kmsd_store_close(st);
+    kmsd_mk_free(mk);
+    if (r < 0)
+        return die("import-sqlite");
+    printf("vmseal-kmsd: %zu objects of %s imported with their identifiers, attributes and "
+           "grants\n", n, argv[1]);
     return 0;
 }
 
@@ -322,7 +507,7 @@ static int open_store_rw(kmsd_config *cfg, kmsd_masterkey **mk, kmsd_store **st)
 {
     if (open_masterkey(cfg, mk) < 0)
         return -1;
-    if (kmsd_store_open(cfg->database, cfg->journal_mode, *mk, 0, st) < 0) {
+    if (open_store(cfg, *mk, 0, NULL, st) < 0) {
         kmsd_mk_free(*mk);
         return -1;
     }
@@ -389,12 +574,24 @@ static int cmd_grants(kmsd_config *cfg)
     return r < 0 ? die("grants") : 0;
 }
 
+/* backup and restore copy SQLite files; a PostgreSQL store has its own. */
+static int sqlite_only(const kmsd_config *cfg, const char *cmd)
+{
+    if (cfg->store == KMSD_STORE_SQLITE)
+        return 0;
+    fprintf(stderr, "vmseal-kmsd: %s: the store is in PostgreSQL: use its backups "
+                    "(pg_dump, pg_basebackup with WAL archiving); see docs/kmsd.md\n", cmd);
+    return 2;
+}
+
 static int cmd_backup(kmsd_config *cfg, int argc, char **argv)
 {
     if (argc != 2) {
         fputs(usage, stderr);
         return 2;
     }
+    if (sqlite_only(cfg, "backup"))
+        return 2;
     if (kmsd_store_backup(cfg->database, argv[1]) < 0)
         return die("backup");
     fprintf(stderr, "vmseal-kmsd: store backed up to %s (keys stay wrapped by the master key)\n",
@@ -408,6 +605,8 @@ static int cmd_restore(kmsd_config *cfg, int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
+    if (sqlite_only(cfg, "restore"))
+        return 2;
     kmsd_masterkey *mk;
     if (open_masterkey(cfg, &mk) < 0)
         return die("master key");
@@ -454,6 +653,39 @@ static int cmd_passwd(int argc, char **argv)
     return 0;
 }
 
+static void print_head(const kmsd_audit_verifier *v)
+{
+    if (v->records) {
+        char h[65];
+        vmseal_hex_encode(v->prev, 32, h);
+        printf("  last record: seq=%" PRIu64 " hash=%s\n", v->next_seq - 1, h);
+    }
+}
+
+/* The chain in the database of a PostgreSQL store (no master key needed). */
+static int audit_verify_db(const kmsd_config *cfg)
+{
+    kmsd_store *st;
+    if (open_store(cfg, NULL, 0, NULL, &st) < 0) {
+        die("audit-verify");
+        return 2;
+    }
+    kmsd_audit_verifier v;
+    int r = kmsd_audit_verify_db(st, &v);
+    kmsd_store_close(st);
+    if (r == -2) {
+        die("audit-verify");
+        return 2;
+    }
+    if (r < 0) {
+        printf("audit chain in the database: %s\n", v.error);
+        return 1;
+    }
+    printf("audit chain in the database: %" PRIu64 " records, chain intact\n", v.records);
+    print_head(&v);
+    return 0;
+}
+
 static int cmd_audit_verify(const kmsd_config *cfg, int argc, char **argv)
 {
     if (argc > 2) {
@@ -461,6 +693,8 @@ static int cmd_audit_verify(const kmsd_config *cfg, int argc, char **argv)
         return 2;
     }
     const char *file = argc == 2 ? argv[1] : cfg ? cfg->audit_log : NULL;
+    if (argc == 1 && cfg && cfg->store == KMSD_STORE_POSTGRESQL)
+        return audit_verify_db(cfg);
     if (!file || !*file) {
         fprintf(stderr, "vmseal-kmsd: audit-verify: audit_log is unset or \"-\": the audit lines "
                         "go to stderr, there is no chained file; name one: audit-verify FILE\n");
@@ -480,11 +714,7 @@ static int cmd_audit_verify(const kmsd_config *cfg, int argc, char **argv)
     if (v.skipped)
         printf("  %" PRIu64 " torn line(s) skipped, each named by the audit.recovered record "
                "after it\n", v.skipped);
-    if (v.records) {
-        char h[65];
-        vmseal_hex_encode(v.prev, 32, h);
-        printf("  last record: seq=%" PRIu64 " hash=%s\n", v.next_seq - 1, h);
-    }
+    print_head(&v);
     return 0;
 }
 
@@ -516,6 +746,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "init"))
         return cmd_init(sub_argc, sub_argv);
+    if (!strcmp(cmd, "join"))
+        return cmd_join(sub_argc, sub_argv);
     if (!strcmp(cmd, "passwd"))
         return cmd_passwd(sub_argc, sub_argv);
     if (!strcmp(cmd, "audit-verify") && sub_argc == 2)
@@ -543,6 +775,10 @@ int main(int argc, char **argv)
         r = cmd_restore(cfg, sub_argc, sub_argv);
     else if (!strcmp(cmd, "audit-verify"))
         r = cmd_audit_verify(cfg, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "import-sqlite"))
+        r = cmd_import_sqlite(cfg, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "cluster"))
+        r = cmd_cluster(cfg, sub_argc, sub_argv);
     else {
         fprintf(stderr, "vmseal-kmsd: unknown command \"%s\"\n\n%s", cmd, usage);
         r = 2;

@@ -54,6 +54,10 @@ int kmsd_mk_open_file(const char *path, kmsd_masterkey **out) VMSEAL_MUST_CHECK;
 /* Create a new random master key file (0600, refuses to overwrite). */
 int kmsd_mk_create_file(const char *path) VMSEAL_MUST_CHECK;
 
+/* Copy a master key file (checked as by kmsd_mk_open_file) to a new file
+ * dst (hex, 0600, refuses to overwrite): another node of a cluster. */
+int kmsd_mk_copy_file(const char *src, const char *dst) VMSEAL_MUST_CHECK;
+
 /* PKCS#11 backend: module path, token label, PIN file (0600), key label.
  * With create, a new non-extractable AES-256 key is generated on the token
  * (refused when one with this label exists). */

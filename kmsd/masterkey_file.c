@@ -85,19 +85,15 @@ int kmsd_mk_open_file(const char *path, kmsd_masterkey **out)
     return 0;
 }
 
-int kmsd_mk_create_file(const char *path)
+/* Write a 32-byte key as hex to a new 0600 file. */
+static int write_key_file(const char *path, const vmseal_secret *k)
 {
-    vmseal_secret *k;
-    int r = vmseal_secret_random(32, &k);
-    if (r < 0)
-        return r;
     char hex[65];
     vmseal_hex_encode(vmseal_secret_cdata(k), 32, hex);
-    vmseal_secret_free(k);
     hex[64] = '\n';
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
-        r = errno;
+        int r = errno;
         OPENSSL_cleanse(hex, sizeof(hex));
         return vmseal_fail(r, "cannot create master key file %s: %s", path, strerror(r));
     }
@@ -110,4 +106,26 @@ int kmsd_mk_create_file(const char *path)
     }
     close(fd);
     return 0;
+}
+
+int kmsd_mk_create_file(const char *path)
+{
+    vmseal_secret *k;
+    int r = vmseal_secret_random(32, &k);
+    if (r < 0)
+        return r;
+    r = write_key_file(path, k);
+    vmseal_secret_free(k);
+    return r;
+}
+
+int kmsd_mk_copy_file(const char *src, const char *dst)
+{
+    vmseal_secret *k;
+    int r = vmseal_secret_read_keyfile(src, 32, &k);
+    if (r < 0)
+        return vmseal_fail(-r, "master key file %s: %s", src, vmseal_last_error());
+    r = write_key_file(dst, k);
+    vmseal_secret_free(k);
+    return r;
 }

@@ -18,11 +18,34 @@ typedef struct kmsd_init_opts {
     const char *pkcs11_pin_file;
     const char *pkcs11_key_label;
     int ca_days, cert_days;    /* 0: 3650 / 825 */
+    const char *conninfo_file; /* store = postgresql: this database (must hold no store) */
+    const char *node_name;     /* NULL: the host name */
 } kmsd_init_opts;
 
 /* Create dir (0700) with master key, CA, server certificate, kmsd.conf,
  * the store, and an admin client certificate in dir/clients/admin. */
 int kmsd_init(const char *dir, const kmsd_init_opts *o);
+
+/* Another node of a cluster on PostgreSQL: dir gets the cluster's CA
+ * (ca.crt, ca.key), a server certificate signed by it, a copy of the
+ * master key file (or the same PKCS#11 token settings) and a kmsd.conf on
+ * the same database. Refused, before anything is written, when the master
+ * key does not open the store in the database (-EKEYREJECTED) or there is
+ * no store (-ENOENT). */
+typedef struct kmsd_join_opts {
+    int key_type;              /* of the server key; 0: RSA 2048 */
+    const char *hosts[16];
+    size_t n_hosts;
+    int port;
+    const char *listen_address;
+    const char *conninfo_file;
+    const char *node_name;
+    const char *master_key_file;
+    const char *pkcs11_module, *pkcs11_token, *pkcs11_pin_file, *pkcs11_key_label;
+    const char *ca_file, *ca_key_file;
+    int cert_days;
+} kmsd_join_opts;
+int kmsd_join(const char *dir, const kmsd_join_opts *o);
 
 /* Issue a client certificate "CN=name,O=vmseal" (clientAuth EKU) with its
  * key (0600) and the CA into outdir (NULL: <config dir>/clients/<name>).

@@ -1,5 +1,5 @@
 /* SQLite object store: schema, pooled connections, object/attribute/grant
- * queries, online backup and restore. */
+ * queries (the backend table at the end; backup and restore in backup.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -19,8 +19,6 @@
 #include "store_internal.h"
 
 #define SCHEMA_VERSION 1
-#define POOL_MAX 64
-#define CHECK_UID "__master_key_check__"
 
 enum {
     S_BEGIN, S_BEGIN_IMM, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO,
@@ -90,26 +88,6 @@ static const char schema_sql[] =
     " PRIMARY KEY(uid, identity)) WITHOUT ROWID;";
 
 
-struct kmsd_store {
-    char *path;
-    char *journal;
-    kmsd_masterkey *mk;
-    /* group commit (see kmsd_store_end) */
-    pthread_mutex_t wlock;
-    pthread_cond_t committed;
-    atomic_int queued;        /* threads waiting for wlock */
-    int txn_open;             /* a write transaction is open on the writer */
-    int pending;              /* finished changes in it, not yet committed */
-    int64_t txn_start_ns;
-    uint64_t gen;             /* generation of the open transaction */
-    uint64_t done_gen;        /* generations < done_gen are committed */
-    int gen_rc[64];           /* commit result by generation % 64 */
-    kmsd_db *writer;
-    pthread_mutex_t plock;
-    kmsd_db *pool[POOL_MAX];
-    int n_pool;
-};
-
 int kmsd_db_error(sqlite3 *h, const char *what)
 {
     int code = h ? sqlite3_errcode(h) : SQLITE_ERROR;
@@ -161,6 +139,7 @@ int kmsd_db_open(const char *path, int flags, const char *journal, kmsd_db **out
     kmsd_db *db = calloc(1, sizeof(*db));
     if (!db)
         return -ENOMEM;
+    db->be = &kmsd_sqlite_backend;
     if (sqlite3_open_v2(path, &db->h, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         int r = kmsd_db_error(db->h, "open");
         kmsd_db_close(db);
@@ -230,8 +209,6 @@ static int meta_put(kmsd_db *db, const char *k, const void *v, size_t len)
     return r == SQLITE_DONE ? 0 : kmsd_db_error(db->h, "meta");
 }
 
-static const uint8_t check_plain[32] = "vmseal-kmsd master key probe v1";
-
 /* Verify (or, in a new store, record) that this master key opens the store. */
 int kmsd_store_check_masterkey(kmsd_db *db, kmsd_masterkey *mk, int may_create)
 {
@@ -243,7 +220,7 @@ int kmsd_store_check_masterkey(kmsd_db *db, kmsd_masterkey *mk, int may_create)
             return vmseal_fail(EBADMSG, "store has no master key probe: not a vmseal-kmsd store");
         uint8_t *blob;
         size_t bl;
-        if ((r = kmsd_mk_wrap(mk, CHECK_UID, check_plain, sizeof(check_plain), &blob, &bl)) < 0)
+        if ((r = kmsd_probe_make(mk, &blob, &bl)) < 0)
             return r;
         r = meta_put(db, "mk_check", blob, bl);
         free(blob);
@@ -256,16 +233,9 @@ int kmsd_store_check_masterkey(kmsd_db *db, kmsd_masterkey *mk, int may_create)
     }
     if (r < 0)
         return r;
-    vmseal_secret *s;
-    r = kmsd_mk_unwrap(mk, CHECK_UID, v, len, &s);
+    r = kmsd_probe_check(mk, v, len);
     free(v);
-    if (r < 0)
-        return vmseal_fail(EKEYREJECTED, "the master key (%s) is not the one this store was "
-                                         "created with", mk->desc);
-    int same = vmseal_secret_len(s) == sizeof(check_plain) &&
-               vmseal_memcmp_ct(vmseal_secret_cdata(s), check_plain, sizeof(check_plain)) == 0;
-    vmseal_secret_free(s);
-    return same ? 0 : vmseal_fail(EKEYREJECTED, "master key probe mismatch");
+    return r;
 }
 
 int kmsd_store_check_schema(kmsd_db *db)
@@ -294,6 +264,7 @@ int kmsd_store_open(const char *path, const char *journal_mode, kmsd_masterkey *
     kmsd_store *st = calloc(1, sizeof(*st));
     if (!st)
         return -ENOMEM;
+    st->be = &kmsd_sqlite_backend;
     st->path = strdup(path);
     st->journal = strdup(journal_mode ? journal_mode : "wal");
     st->mk = mk;
@@ -343,7 +314,7 @@ int kmsd_store_open(const char *path, const char *journal_mode, kmsd_masterkey *
     return 0;
 }
 
-void kmsd_store_close(kmsd_store *st)
+static void sq_close(kmsd_store *st)
 {
     if (!st)
         return;
@@ -358,12 +329,7 @@ void kmsd_store_close(kmsd_store *st)
     free(st);
 }
 
-kmsd_masterkey *kmsd_store_masterkey(kmsd_store *st)
-{
-    return st->mk;
-}
-
-int kmsd_store_read_begin(kmsd_store *st, kmsd_db **out)
+static int sq_read_begin(kmsd_store *st, kmsd_db **out)
 {
     kmsd_db *db = NULL;
     pthread_mutex_lock(&st->plock);
@@ -415,7 +381,7 @@ static int group_commit(kmsd_store *st)
     return r;
 }
 
-int kmsd_store_write_begin(kmsd_store *st, kmsd_db **out)
+static int sq_write_begin(kmsd_store *st, kmsd_db **out)
 {
     atomic_fetch_add(&st->queued, 1);
     pthread_mutex_lock(&st->wlock);
@@ -482,13 +448,13 @@ static int write_end(kmsd_store *st, int commit)
     return r;
 }
 
-int kmsd_store_end(kmsd_store *st, kmsd_db *db, int commit)
+static int sq_end(kmsd_store *st, kmsd_db *db, int commit)
 {
     if (db->writer)
         return write_end(st, commit);
     (void)exec_stmt(db, S_ROLLBACK, "rollback"); /* read transactions end */
     pthread_mutex_lock(&st->plock);
-    if (st->n_pool < POOL_MAX) {
+    if (st->n_pool < KMSD_POOL_MAX) {
         st->pool[st->n_pool++] = db;
         db = NULL;
     }
@@ -499,7 +465,7 @@ int kmsd_store_end(kmsd_store *st, kmsd_db *db, int commit)
 
 /* ---- objects ------------------------------------------------------------- */
 
-int kmsd_db_next_uid(kmsd_db *db, char uid[KMSD_UID_MAX])
+static int sq_next_uid(kmsd_db *db, char uid[KMSD_UID_MAX])
 {
     sqlite3_stmt *s = stmt(db, S_NEXT_UID);
     if (!s)
@@ -511,7 +477,7 @@ int kmsd_db_next_uid(kmsd_db *db, char uid[KMSD_UID_MAX])
     return 0;
 }
 
-int kmsd_db_insert(kmsd_db *db, const kmsd_obj *o, const uint8_t *wrapped, size_t len)
+static int sq_insert(kmsd_db *db, const kmsd_obj *o, const uint8_t *wrapped, size_t len)
 {
     sqlite3_stmt *s = stmt(db, S_INSERT);
     if (!s)
@@ -540,7 +506,7 @@ int kmsd_db_insert(kmsd_db *db, const kmsd_obj *o, const uint8_t *wrapped, size_
     return r == SQLITE_DONE ? 0 : kmsd_db_error(db->h, "insert");
 }
 
-int kmsd_db_get(kmsd_db *db, const char *uid, kmsd_obj *o)
+static int sq_get(kmsd_db *db, const char *uid, kmsd_obj *o)
 {
     sqlite3_stmt *s = stmt(db, S_GET);
     if (!s)
@@ -569,7 +535,7 @@ int kmsd_db_get(kmsd_db *db, const char *uid, kmsd_obj *o)
     return 0;
 }
 
-int kmsd_db_material(kmsd_db *db, const char *uid, uint8_t **blob, size_t *len)
+static int sq_material(kmsd_db *db, const char *uid, uint8_t **blob, size_t *len)
 {
     *blob = NULL;
     *len = 0;
@@ -618,24 +584,24 @@ static int update_uid(kmsd_db *db, int id, const char *uid, int64_t a, int64_t b
     return sqlite3_changes(db->h) ? 0 : -ENOENT;
 }
 
-int kmsd_db_set_state(kmsd_db *db, const char *uid, uint32_t state, int64_t now)
+static int sq_set_state(kmsd_db *db, const char *uid, uint32_t state, int64_t now)
 {
     return update_uid(db, S_SET_STATE, uid, state, now, 2, "set state");
 }
 
-int kmsd_db_erase_material(kmsd_db *db, const char *uid)
+static int sq_erase_material(kmsd_db *db, const char *uid)
 {
     return update_uid(db, S_ERASE, uid, 0, 0, 0, "erase");
 }
 
-int kmsd_db_touch(kmsd_db *db, const char *uid, int64_t now)
+static int sq_touch(kmsd_db *db, const char *uid, int64_t now)
 {
     return update_uid(db, S_TOUCH, uid, now, 0, 1, "touch");
 }
 
 /* ---- attributes ---------------------------------------------------------- */
 
-int kmsd_db_attrs(kmsd_db *db, const char *uid, const char *name, kmsd_attr_cb cb, void *ctx)
+static int sq_attrs(kmsd_db *db, const char *uid, const char *name, kmsd_attr_cb cb, void *ctx)
 {
     sqlite3_stmt *s = stmt(db, name ? S_ATTRS_NAME : S_ATTRS_ALL);
     if (!s)
@@ -657,7 +623,7 @@ int kmsd_db_attrs(kmsd_db *db, const char *uid, const char *name, kmsd_attr_cb c
     return r == SQLITE_DONE ? n : kmsd_db_error(db->h, "attributes");
 }
 
-int kmsd_db_attr_put(kmsd_db *db, const char *uid, const char *name, int idx, const uint8_t *v,
+static int sq_attr_put(kmsd_db *db, const char *uid, const char *name, int idx, const uint8_t *v,
                      size_t len)
 {
     sqlite3_stmt *s = stmt(db, S_ATTR_PUT);
@@ -685,17 +651,17 @@ static int count_query(kmsd_db *db, int id, const char *uid, const char *name)
     return v >= 0 ? v : kmsd_db_error(db->h, "attribute");
 }
 
-int kmsd_db_attr_next_index(kmsd_db *db, const char *uid, const char *name)
+static int sq_attr_next_index(kmsd_db *db, const char *uid, const char *name)
 {
     return count_query(db, S_ATTR_NEXT, uid, name);
 }
 
-int kmsd_db_attr_count(kmsd_db *db, const char *uid, const char *name)
+static int sq_attr_count(kmsd_db *db, const char *uid, const char *name)
 {
     return count_query(db, S_ATTR_COUNT, uid, name);
 }
 
-int kmsd_db_attr_delete(kmsd_db *db, const char *uid, const char *name, int idx)
+static int sq_attr_delete(kmsd_db *db, const char *uid, const char *name, int idx)
 {
     sqlite3_stmt *s = stmt(db, idx < 0 ? S_ATTR_DEL_ALL : S_ATTR_DEL);
     if (!s)
@@ -711,7 +677,7 @@ int kmsd_db_attr_delete(kmsd_db *db, const char *uid, const char *name, int idx)
 
 /* ---- locate -------------------------------------------------------------- */
 
-int kmsd_db_locate(kmsd_db *db, const char *identity, uint32_t object_type, uint32_t state,
+static int sq_locate(kmsd_db *db, const char *identity, uint32_t object_type, uint32_t state,
                    const kmsd_filter *filters, size_t n_filters, int64_t max_items,
                    int64_t offset, kmsd_uid_cb cb, void *ctx)
 {
@@ -778,23 +744,23 @@ static int grant_stmt(kmsd_db *db, int id, const char *uid, const char *identity
     return id == S_GRANTED ? 0 : sqlite3_changes(db->h);
 }
 
-int kmsd_db_granted(kmsd_db *db, const char *uid, const char *identity)
+static int sq_granted(kmsd_db *db, const char *uid, const char *identity)
 {
     return grant_stmt(db, S_GRANTED, uid, identity, "grant lookup");
 }
 
-int kmsd_db_grant(kmsd_db *db, const char *uid, const char *identity)
+static int sq_grant(kmsd_db *db, const char *uid, const char *identity)
 {
     int r = grant_stmt(db, S_GRANT, uid, identity, "grant");
     return r < 0 ? r : 0;
 }
 
-int kmsd_db_revoke_access(kmsd_db *db, const char *uid, const char *identity)
+static int sq_revoke_access(kmsd_db *db, const char *uid, const char *identity)
 {
     return grant_stmt(db, S_REVOKE, uid, identity, "revoke access");
 }
 
-int kmsd_db_grants(kmsd_db *db, kmsd_grant_cb cb, void *ctx)
+static int sq_grants(kmsd_db *db, kmsd_grant_cb cb, void *ctx)
 {
     sqlite3_stmt *s = stmt(db, S_GRANTS);
     if (!s)
@@ -812,3 +778,34 @@ int kmsd_db_grants(kmsd_db *db, kmsd_grant_cb cb, void *ctx)
     sqlite3_reset(s);
     return r == SQLITE_DONE ? n : kmsd_db_error(db->h, "grants");
 }
+
+static void sq_describe(kmsd_store *st, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s (%s journal)", st->path, st->journal);
+}
+
+const kmsd_backend kmsd_sqlite_backend = {
+    .name = "sqlite",
+    .close = sq_close,
+    .describe = sq_describe,
+    .read_begin = sq_read_begin,
+    .write_begin = sq_write_begin,
+    .end = sq_end,
+    .next_uid = sq_next_uid,
+    .insert = sq_insert,
+    .get = sq_get,
+    .material = sq_material,
+    .set_state = sq_set_state,
+    .erase_material = sq_erase_material,
+    .touch = sq_touch,
+    .attrs = sq_attrs,
+    .attr_put = sq_attr_put,
+    .attr_next_index = sq_attr_next_index,
+    .attr_count = sq_attr_count,
+    .attr_delete = sq_attr_delete,
+    .locate = sq_locate,
+    .granted = sq_granted,
+    .grant = sq_grant,
+    .revoke_access = sq_revoke_access,
+    .grants = sq_grants,
+};
