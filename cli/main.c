@@ -17,6 +17,7 @@ static void usage(FILE *f)
             "  logout | whoami [--on OBJECT]\n"
             "  kms ls | status NAME | add NAME --server HOST:PORT... [--default] | rm NAME\n"
             "  kms default NAME | servers NAME --server HOST:PORT...\n"
+            "  kms credentials NAME --username USER [--password-file F] | --clear\n"
             "  kms trust NAME [--ca FILE] [--yes]       the manager trusts the KMS (its CA certificate)\n"
             "  kms csr NAME [--cn CN] [--out FILE]      key pair + CSR for the KMS to sign\n"
             "  kms client-cert NAME --cert FILE [--key FILE]\n"

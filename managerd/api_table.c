@@ -106,7 +106,7 @@ const api_op mgr_api_ops[] = {
     {"kms.add", "POST", "/kms", "Cryptographer.ManageKeyServers", NULL, "root", "kms add", NULL},
     {"kms.get", "GET", "/kms/{kms}", "Cryptographer.ReadKeyServersInfo", NULL, "root", "kms show", NULL},
     {"kms.update", "PATCH", "/kms/{kms}", "Cryptographer.ManageKeyServers", NULL, "root",
-     "kms servers | kms default", NULL},
+     "kms servers | kms default | kms credentials", NULL},
     {"kms.remove", "DELETE", "/kms/{kms}", "Cryptographer.ManageKeyServers", NULL, "root", "kms rm", NULL},
     {"kms.status", "GET", "/kms/{kms}/status", "Cryptographer.ReadKeyServersInfo", NULL, "root",
      "kms status", NULL},

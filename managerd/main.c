@@ -125,7 +125,10 @@ static int cmd_serve(const char *cfgpath, int argc, char **argv)
 
     manager m = {0};
     pthread_mutex_init(&m.lock, NULL);
-    pthread_mutex_init(&m.kms_lock, NULL);
+    if (keys_pool_init(&m) < 0) {
+        fprintf(stderr, "vmseal-managerd: %s\n", vmseal_last_error());
+        return 1;
+    }
     pthread_cond_init(&m.changed, NULL);
     int rc = mgr_config_load(cfgpath, &m.cfg);
     if (rc < 0) {
@@ -197,7 +200,7 @@ static int cmd_serve(const char *cfgpath, int argc, char **argv)
     mgr_config_free(m.cfg);
     pthread_cond_destroy(&m.changed);
     pthread_mutex_destroy(&m.lock);
-    pthread_mutex_destroy(&m.kms_lock);
+    keys_pool_free(&m);
     mgr_log("stopped");
     return 0;
 }

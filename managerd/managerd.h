@@ -36,7 +36,7 @@ typedef struct manager {
     int stopping;
     pthread_t task_thread;
     int task_thread_started;
-    pthread_mutex_t kms_lock;      /* serialises KMIP client use */
+    struct keys_pool *kpool;       /* open KMIP connections per key provider (keys.c) */
 } manager;
 
 /* One API request while it is handled. */
@@ -160,7 +160,11 @@ typedef struct kms_conn {
     char **servers;
     size_t n_servers;
     char *ca_file, *cert_file, *key_file;
+    char *username;                /* KMIP Username/Password credential, or NULL */
+    vmseal_secret *password;       /* NUL-terminated, or NULL */
+    char config_id[65];            /* SHA-256 (hex) of all of the above: changes with any setting */
 } kms_conn;
+#define KMS_PASSWORD_MAX 256
 int kms_provider_conn(manager *m, const char *name, kms_conn *out);
 void kms_conn_free(kms_conn *c);
 
@@ -171,8 +175,23 @@ void kms_conn_free(kms_conn *c);
  * its ID. kek_id is malloc'd. */
 int keys_create_kek(manager *m, const char *provider, const char *vm_uuid, const char *vm_name,
                     char **kek_id);
-/* Fetch a KEK's bytes from the provider (servers in failover order). */
+/* Fetch a KEK's bytes from the provider: each server in turn until one
+ * holds the key and, when the key is tagged, tagged for the VM the manager
+ * recorded it for. */
 int keys_get(manager *m, const char *provider, const char *kek_id, vmseal_secret **key);
+/* Many KEKs of one provider in batched requests; each has its own result.
+ * Returns < 0 only when the provider cannot be used at all. */
+typedef struct keys_want {
+    const char *kek_id;            /* in */
+    vmseal_secret *key;            /* out (caller frees), NULL on failure */
+    int rc;                        /* out: 0 or -errno */
+    char error[320];               /* out: why not */
+    char server[128];              /* out: the server that gave it */
+} keys_want;
+int keys_get_many(manager *m, const char *provider, keys_want *want, size_t n);
+typedef struct keys_pool keys_pool;
+int keys_pool_init(manager *m);
+void keys_pool_free(manager *m);
 /* Whether the KMIP client is built in (always, since it landed). */
 int keys_available(void);
 
