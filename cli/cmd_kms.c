@@ -188,6 +188,8 @@ int cmd_kms(cli *c, int argc, char **argv)
     if (argc < 2)
         return EXIT_USAGE;
     const char *sub = argv[1];
+    if (!strcmp(sub, "key"))          /* kms key ls|info|cleanup: as "keys" (govc kms.key.*) */
+        return cmd_keys(c, argc - 1, argv + 1);
     const char *servers[16], *ca = NULL, *cert = NULL, *key = NULL, *cn = NULL, *out = NULL, *user = NULL;
     const char *pwfile = NULL;
     size_t ns = 0;

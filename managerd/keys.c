@@ -119,10 +119,12 @@ static void drop_idle(pool_entry *e)
 
 /* A connected client of this provider's pool: connected to the first server
  * in order that is not marked down, else to any that answers. */
-typedef struct lease {
-    pool_entry *entry;
-    pool_client *pc;
-} lease;
+typedef keys_lease lease;
+
+vmseal_kmip_client *keys_lease_client(keys_lease *l)
+{
+    return l->pc ? l->pc->k : NULL;
+}
 
 static int check_conn(const char *provider, const kms_conn *c)
 {
@@ -183,7 +185,7 @@ static int connect_live(keys_pool *p, pool_entry *e, vmseal_kmip_client *k)
     return rc;
 }
 
-static int lease_get(manager *m, const char *provider, lease *l)
+int keys_lease_get(manager *m, const char *provider, keys_lease *l)
 {
     memset(l, 0, sizeof(*l));
     keys_pool *p = m->kpool;
@@ -250,7 +252,7 @@ static int lease_get(manager *m, const char *provider, lease *l)
 
 /* Back to the pool (or freed when its provider changed meanwhile). A
  * client is kept even when its last call failed: it reconnects on demand. */
-static void lease_put(manager *m, lease *l)
+void keys_lease_put(manager *m, keys_lease *l)
 {
     keys_pool *p = m->kpool;
     if (!l->pc)
@@ -289,12 +291,17 @@ int keys_create_kek(manager *m, const char *provider, const char *vm_uuid, const
 {
     *kek_id = NULL;
     lease l;
-    int rc = lease_get(m, provider, &l);
+    int rc = keys_lease_get(m, provider, &l);
     if (rc < 0) {
-        lease_put(m, &l);
+        keys_lease_put(m, &l);
         return rc;
     }
     vmseal_kmip_client *k = l.pc->k;
+    char me[40];
+    if ((rc = keys_manager_id(m, me)) < 0) {
+        keys_lease_put(m, &l);
+        return rc;
+    }
     vmseal_kmip_create_opts o = {.bits = 256};
     char *uid = NULL;
     rc = vmseal_kmip_create_aes(k, &o, &uid);
@@ -306,6 +313,7 @@ int keys_create_kek(manager *m, const char *provider, const char *vm_uuid, const
             {"x-Component", "Virtual Machine"},
             {"x-Identifier", vm_uuid},
             {"x-Name", vm_name},
+            {"x-Manager", me},     /* which manager made it: its orphans are its own */
         };
         /* Servers that do not list AddAttribute in Query (pykmip-server)
          * get untagged keys: the tags are a courtesy to KMS administrators
@@ -327,7 +335,7 @@ int keys_create_kek(manager *m, const char *provider, const char *vm_uuid, const
     } else {
         free(uid);
     }
-    lease_put(m, &l);
+    keys_lease_put(m, &l);
     return rc < 0 ? rc : 0;
 }
 
@@ -354,9 +362,9 @@ int keys_get_many(manager *m, const char *provider, keys_want *want, size_t n)
     if (n == 0)
         return 0;
     lease l;
-    int rc = lease_get(m, provider, &l);
+    int rc = keys_lease_get(m, provider, &l);
     if (rc < 0) {
-        lease_put(m, &l);
+        keys_lease_put(m, &l);
         for (size_t i = 0; i < n; i++) {
             want[i].rc = rc;
             snprintf(want[i].error, sizeof(want[i].error), "%s", vmseal_last_error());
@@ -454,7 +462,7 @@ out:
     free(items);
     free(idx);
     free(owner);
-    lease_put(m, &l);
+    keys_lease_put(m, &l);
     if (rc < 0) {
         for (size_t i = 0; i < n; i++) {
             vmseal_secret_free(want[i].key);

@@ -182,6 +182,8 @@ static int cmd_serve(const char *cfgpath, int argc, char **argv)
         if (!f || fprintf(f, "%d\n", bound) < 0 || fclose(f) != 0 || rename(tmp, port_file) != 0)
             mgr_log("warning: cannot write %s", port_file);
     }
+    if (keys_retire_start(&m) < 0)
+        mgr_log("%s", vmseal_last_error());
     if (tasks_start_watcher(&m) < 0)
         mgr_log("warning: %s", vmseal_last_error());
     mgr_log("serving https://%s:%d/api/v1 (database: %s, KMIP client: %s)", hc.bind_addr, bound,
@@ -195,6 +197,7 @@ static int cmd_serve(const char *cfgpath, int argc, char **argv)
     pthread_mutex_unlock(&m.lock);
     vmseal_https_server_stop(m.srv);
     tasks_stop_watcher(&m);
+    keys_retire_stop(&m);
     syslog_fwd_stop(fwd);
     store_close(m.db);
     mgr_config_free(m.cfg);

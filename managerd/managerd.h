@@ -37,6 +37,8 @@ typedef struct manager {
     pthread_t task_thread;
     int task_thread_started;
     struct keys_pool *kpool;       /* open KMIP connections per key provider (keys.c) */
+    pthread_t retire_thread;       /* key_retire.c */
+    int retire_thread_started;
 } manager;
 
 /* One API request while it is handled. */
@@ -192,6 +194,39 @@ int keys_get_many(manager *m, const char *provider, keys_want *want, size_t n);
 typedef struct keys_pool keys_pool;
 int keys_pool_init(manager *m);
 void keys_pool_free(manager *m);
+/* A pooled KMIP client of a provider, connected, for one thread until put
+ * back (keys_lease_put also after a failed get). */
+typedef struct keys_lease {
+    struct pool_entry *entry;
+    struct pool_client *pc;
+} keys_lease;
+struct vmseal_kmip_client;
+int keys_lease_get(manager *m, const char *provider, keys_lease *l);
+void keys_lease_put(manager *m, keys_lease *l);
+struct vmseal_kmip_client *keys_lease_client(keys_lease *l);
+
+/* ---- key_retire.c ---------------------------------------------------------- */
+
+/* One clean-up pass: KEKs retired or unused for kek_destroy_grace seconds
+ * that no VM, task or host needs are revoked and destroyed on the KMS;
+ * orphans (keys this manager made but never recorded) are revoked. report:
+ * {destroyed: [...], kept: [...], orphans_revoked: [...]} (may be NULL). */
+int keys_retire_pass(manager *m, json_t **report);
+/* Revoke (and destroy) one key on the server of the provider that holds it
+ * for vm_uuid. */
+int keys_revoke_destroy(manager *m, const char *provider, const char *kek_id, const char *vm_uuid,
+                        int destroy);
+/* Keys of this manager on the provider's servers that it never recorded:
+ * [{kek_id, server, vm_uuid}] */
+int keys_orphans(manager *m, const char *provider, json_t **out);
+/* This manager's id (meta 'instance', a UUID made once), tagged on its
+ * keys as x-Manager. */
+int keys_manager_id(manager *m, char id[40]);
+/* GET /keys and GET /keys/{kek} */
+int keys_list(manager *m, const char *vm, json_t **out);
+int keys_info(manager *m, const char *kek_id, const char *provider, json_t **out);
+int keys_retire_start(manager *m);
+void keys_retire_stop(manager *m);
 /* Whether the KMIP client is built in (always, since it landed). */
 int keys_available(void);
 

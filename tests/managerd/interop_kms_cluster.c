@@ -268,6 +268,102 @@ int main(int argc, char **argv)
     CHECK(after <= before + 1, "30 Gets left %d sockets open (before: %d)", after, before);
     printf("ok - 30 sequential Gets reuse pooled connections (%d sockets before, %d after)\n", before, after);
 
+    /* ---- the end of a KEK's life ---- */
+    const char *vm_gone = "11111111-2222-4333-8444-555555555510", *vm_live = "11111111-2222-4333-8444-555555555511";
+    const char *vm_busy = "11111111-2222-4333-8444-555555555512";
+    char *kgone = fresh(&m, k2, vm_gone), *klive = fresh(&m, k1, vm_live), *kbusy = fresh(&m, k2, vm_busy);
+    CHECK(store_execv(m.db, NULL, "UPDATE keks SET state = 'retired' WHERE provider = 'kp' AND kek_id IN ($1, $2, $3)",
+                      kgone, klive, kbusy, STORE_END) == 3, "retire");
+    CHECK(store_execv(m.db, NULL, "INSERT INTO vms (uuid, name, host, spec, policy, kek_id, provider, created) "
+                      "VALUES ($1, 'live', 'h', '{}', 'encrypted', $2, 'kp', 1)", vm_live, klive, STORE_END) == 1,
+          "a VM still using its KEK");
+    CHECK(store_execv(m.db, NULL, "INSERT INTO tasks (vm_uuid, action, host, state, progress, user_name, params, "
+                      "created, updated) VALUES ($1, 'rekey', 'h', 'running', 0, 'u', '{}', 1, 1)", vm_busy,
+                      STORE_END) == 1, "a running task");
+    cfg.kek_destroy_grace_s = 3600;
+    json_t *rep = NULL;
+    CHECK(keys_retire_pass(&m, &rep) == 0, "pass with a grace period");
+    CHECK(json_array_size(json_object_get(rep, "destroyed")) == 0, "nothing destroyed during the grace period");
+    json_decref(rep);
+    /* a registered host that does not answer stops the whole pass */
+    CHECK(store_execv(m.db, NULL, "INSERT INTO hosts (name, url, datastore, subject, fingerprint, registered, "
+                      "last_seen) VALUES ('esx-down', 'https://127.0.0.1:9', '/d', 'CN=esx-down', 'f', 1, 1)",
+                      STORE_END) == 1, "host");
+    cfg.kek_destroy_grace_s = 0;
+    cfg.host_timeout_ms = 1000;
+    CHECK(keys_retire_pass(&m, &rep) == -EHOSTUNREACH, "a host that cannot be asked stops the pass");
+    CHECK(strstr(vmseal_last_error(), "esx-down"), "the reason names the host");
+    vmseal_secret *still = NULL;
+    CHECK(vmseal_kmip_get_key(k2, kgone, &still) == 0, "KEK kept while a host cannot be asked");
+    vmseal_secret_free(still);
+    CHECK(store_execv(m.db, NULL, "DELETE FROM hosts WHERE name = 'esx-down'", STORE_END) == 1, "host rm");
+    CHECK(keys_retire_pass(&m, &rep) == 0, "pass");
+    json_t *d = json_object_get(rep, "destroyed");
+    CHECK(json_array_size(d) == 1 && !strcmp(json_string_value(json_object_get(json_array_get(d, 0), "kek_id")), kgone),
+          "exactly the unused KEK destroyed: %s", json_dumps(rep, JSON_COMPACT));
+    json_decref(rep);
+    CHECK(vmseal_kmip_get_key(k2, kgone, &still) < 0, "the destroyed KEK cannot be read from its server");
+    CHECK(vmseal_kmip_get_key(k1, klive, &still) == 0, "the KEK of a VM is kept");
+    vmseal_secret_free(still);
+    CHECK(vmseal_kmip_get_key(k2, kbusy, &still) == 0, "the KEK of a VM with a running task is kept");
+    vmseal_secret_free(still);
+    store_rows *st = NULL;
+    CHECK(store_execv(m.db, &st, "SELECT state FROM keks WHERE provider = 'kp' AND kek_id = $1", kgone, STORE_END) >= 0 &&
+          !strcmp(store_rows_get(st, 0, 0), "destroyed"), "recorded as destroyed");
+    store_rows_free(st);
+    st = NULL;
+    CHECK(store_execv(m.db, &st, "SELECT COUNT(*) FROM events WHERE action = 'key.destroy' AND result = 'ok' AND "
+                      "new_value LIKE '%' || $1 || '%'", vm_gone, STORE_END) >= 0 &&
+          !strcmp(store_rows_get(st, 0, 0), "1"), "a key.destroy event");
+    store_rows_free(st);
+    printf("ok - a retired KEK is revoked and destroyed after the grace period; a VM's KEK, a KEK a running task "
+           "needs and every KEK while a host cannot be asked are kept\n");
+
+    /* ---- orphans: made by this manager, never recorded ---- */
+    char *orphan = NULL;
+    CHECK(keys_create_kek(&m, "kp", vm_gone, "lost", &orphan) == 0, "a key whose record is lost");
+    char *foreign = NULL;
+    make_key(k1, vm_gone, &foreign);   /* another manager's (no x-Manager of ours) */
+    json_t *orph = NULL;
+    CHECK(keys_orphans(&m, "kp", &orph) == 0, "orphans");
+    int seen = 0;
+    size_t oi;
+    json_t *ov;
+    json_array_foreach(orph, oi, ov) {
+        seen += !strcmp(json_string_value(json_object_get(ov, "kek_id")), orphan);
+        CHECK(strcmp(json_string_value(json_object_get(ov, "kek_id")), foreign) != 0 ||
+              strcmp(json_string_value(json_object_get(ov, "server")), n1) != 0, "another manager's key listed");
+    }
+    CHECK(seen == 1, "the orphan %s is listed once: %s", orphan, json_dumps(orph, JSON_COMPACT));
+    json_decref(orph);
+    CHECK(keys_retire_pass(&m, &rep) == 0, "pass");
+    CHECK(json_array_size(json_object_get(rep, "orphans_revoked")) >= 1, "orphan revoked: %s",
+          json_dumps(rep, JSON_COMPACT));
+    json_decref(rep);
+    vmseal_kmip_client *ko = direct(n1);
+    const char *sn[] = {"State"};
+    vmseal_ttlv *oa = NULL;
+    uint32_t ostate = 0;
+    vmseal_kmip_client *holder = vmseal_kmip_get_attributes(ko, orphan, sn, 1, &oa) == 0 ? ko : k2;
+    if (holder == k2)
+        CHECK(vmseal_kmip_get_attributes(k2, orphan, sn, 1, &oa) == 0, "orphan attributes");
+    CHECK(vmseal_ttlv_get_enum(vmseal_kmip_attr_value(oa, "State", 0), &ostate) == 0 &&
+          ostate == VMSEAL_KMIP_STATE_DEACTIVATED, "the orphan is Deactivated (state %u)", ostate);
+    vmseal_ttlv_free(oa);
+    vmseal_kmip_client_free(ko);
+    oa = NULL;
+    CHECK(vmseal_kmip_get_attributes(k1, foreign, sn, 1, &oa) == 0 &&
+          vmseal_ttlv_get_enum(vmseal_kmip_attr_value(oa, "State", 0), &ostate) == 0 &&
+          ostate == VMSEAL_KMIP_STATE_ACTIVE, "another manager's key stays Active");
+    vmseal_ttlv_free(oa);
+    printf("ok - a key this manager made but never recorded is listed as an orphan and revoked; another "
+           "manager's key is left alone\n");
+    free(orphan);
+    free(foreign);
+    free(kgone);
+    free(klive);
+    free(kbusy);
+
     /* ---- server 1 killed ---- */
     vmseal_kmip_client_free(k1);
     CHECK(kill(node1_pid, SIGKILL) == 0, "kill server 1");
