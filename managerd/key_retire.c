@@ -475,8 +475,12 @@ int keys_info(manager *m, const char *kek_id, const char *provider, json_t **out
                           store_rows_get(r, 0, 1), "state", store_rows_get(r, 0, 2), "created",
                           (json_int_t)atoll(store_rows_get(r, 0, 3)), "vm", store_rows_get(r, 0, 4), "host",
                           store_rows_get(r, 0, 5), "used_by", used, "running_tasks", tasks);
-    if (since)
-        json_object_set_new(o, "destroy_after", json_integer(atoll(since) + m->cfg->kek_destroy_grace_s));
+    /* retired or unused: destroyed after the grace period counted from the
+     * first clean-up pass that saw it so (from now when none has yet) */
+    const char *state = store_rows_get(r, 0, 2);
+    if (!strcmp(state, "retired") || !strcmp(state, "unused"))
+        json_object_set_new(o, "destroy_after", json_integer((since ? atoll(since) : (long long)mgr_now()) +
+                                                            m->cfg->kek_destroy_grace_s));
     store_rows_free(r);
     *out = o;
     return 0;
