@@ -236,8 +236,96 @@ int events_verify(cli *c)
     return ok ? EXIT_OK : EXIT_FAIL;
 }
 
+static int keys_info_cmd(cli *c, const char *kek, const char *kms)
+{
+    char path[512], e1[200], e2[200];
+    cli_escape(kek, e1, sizeof(e1));
+    if (kms) {
+        query_escape(kms, e2, sizeof(e2));
+        snprintf(path, sizeof(path), "/api/v1/keys/%s?kms=%s", e1, e2);
+    } else {
+        snprintf(path, sizeof(path), "/api/v1/keys/%s", e1);
+    }
+    json_t *resp = NULL;
+    int rc = cli_call(c, "GET", path, NULL, &resp);
+    if (rc != EXIT_OK || c->json)
+        return done(c, rc, resp, NULL);
+    char when[40];
+    printf("KEK %s (key provider %s): %s, created %s\n", jstr(resp, "kek_id"), jstr(resp, "kms"),
+           jstr(resp, "state"), fmt_time(json_integer_value(json_object_get(resp, "created")), when, sizeof(when)));
+    printf("  made for VM %s (%s)%s%s\n", *jstr(resp, "vm") ? jstr(resp, "vm") : "(gone)", jstr(resp, "vm_uuid"),
+           *jstr(resp, "host") ? " on host " : "", jstr(resp, "host"));
+    size_t i;
+    json_t *u;
+    json_array_foreach(json_object_get(resp, "used_by"), i, u)
+        printf("  in use by VM %s on host %s\n", jstr(u, "vm"), jstr(u, "host"));
+    json_array_foreach(json_object_get(resp, "running_tasks"), i, u)
+        printf("  needed by running task %s (%s)\n", jstr(u, "id"), jstr(u, "action"));
+    if (json_object_get(resp, "destroy_after"))
+        printf("  to be revoked and destroyed after %s, unless a VM or host needs it\n",
+               fmt_time(json_integer_value(json_object_get(resp, "destroy_after")), when, sizeof(when)));
+    json_decref(resp);
+    return EXIT_OK;
+}
+
+static int keys_orphans_cmd(cli *c, const char *kms)
+{
+    char path[300], e[200];
+    cli_escape(kms, e, sizeof(e));
+    snprintf(path, sizeof(path), "/api/v1/kms/%s/orphans", e);
+    json_t *resp = NULL;
+    int rc = cli_call(c, "GET", path, NULL, &resp);
+    if (rc != EXIT_OK || c->json)
+        return done(c, rc, resp, NULL);
+    static const char *const h[] = {"KEK ID", "SERVER", "STATE", "TAGGED FOR VM"};
+    table *t = table_new(4, h);
+    size_t i;
+    json_t *k;
+    json_array_foreach(json_object_get(resp, "orphans"), i, k) {
+        const char *row[] = {jstr(k, "kek_id"), jstr(k, "server"), jstr(k, "state"), jstr(k, "vm_uuid")};
+        table_add(t, row);
+    }
+    if (json_array_size(json_object_get(resp, "orphans")))
+        table_print(t, stdout);
+    else if (!c->quiet)
+        printf("No orphan keys of this manager on key provider %s\n", kms);
+    table_free(t);
+    json_decref(resp);
+    return EXIT_OK;
+}
+
+static int keys_cleanup_cmd(cli *c)
+{
+    json_t *resp = NULL, *body = json_object();
+    int rc = cli_call(c, "POST", "/api/v1/keys/cleanup", body, &resp);
+    json_decref(body);
+    if (rc != EXIT_OK || c->json)
+        return done(c, rc, resp, NULL);
+    size_t i;
+    json_t *k;
+    json_array_foreach(json_object_get(resp, "destroyed"), i, k)
+        printf("KEK %s (key provider %s): revoked and destroyed\n", jstr(k, "kek_id"), jstr(k, "kms"));
+    json_array_foreach(json_object_get(resp, "orphans_revoked"), i, k)
+        printf("orphan key %s (key provider %s): revoked\n", jstr(k, "kek_id"), jstr(k, "kms"));
+    json_array_foreach(json_object_get(resp, "kept"), i, k)
+        printf("KEK %s (key provider %s): kept: %s%s\n", jstr(k, "kek_id"), jstr(k, "kms"),
+               *jstr(k, "needed_by") ? "host " : "", *jstr(k, "needed_by") ? jstr(k, "needed_by") : jstr(k, "error"));
+    json_decref(resp);
+    return EXIT_OK;
+}
+
+/* keys ls [--vm NAME] | keys ls --orphans KMS | keys info ID [--kms NAME] |
+ * keys cleanup (also as "kms key ...") */
 int cmd_keys(cli *c, int argc, char **argv)
 {
+    if (argc == 3 && !strcmp(argv[1], "info"))
+        return keys_info_cmd(c, argv[2], NULL);
+    if (argc == 5 && !strcmp(argv[1], "info") && !strcmp(argv[3], "--kms"))
+        return keys_info_cmd(c, argv[2], argv[4]);
+    if (argc == 4 && !strcmp(argv[1], "ls") && !strcmp(argv[2], "--orphans"))
+        return keys_orphans_cmd(c, argv[3]);
+    if (argc == 2 && !strcmp(argv[1], "cleanup"))
+        return keys_cleanup_cmd(c);
     const char *vm = NULL;
     if (argc == 4 && !strcmp(argv[1], "ls") && !strcmp(argv[2], "--vm"))
         vm = argv[3];

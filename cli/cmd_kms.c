@@ -188,9 +188,12 @@ int cmd_kms(cli *c, int argc, char **argv)
     if (argc < 2)
         return EXIT_USAGE;
     const char *sub = argv[1];
+    if (!strcmp(sub, "key"))          /* kms key ls|info|cleanup: as "keys" (govc kms.key.*) */
+        return cmd_keys(c, argc - 1, argv + 1);
     const char *servers[16], *ca = NULL, *cert = NULL, *key = NULL, *cn = NULL, *out = NULL, *user = NULL;
+    const char *pwfile = NULL;
     size_t ns = 0;
-    int def = 0, yes = 0, ch;
+    int def = 0, yes = 0, clear = 0, pwfd = -1, ch;
     static const struct option opts[] = {
         {"server", required_argument, NULL, 's'},
         {"default", no_argument, NULL, 'd'},
@@ -201,6 +204,9 @@ int cmd_kms(cli *c, int argc, char **argv)
         {"out", required_argument, NULL, 'o'},
         {"username", required_argument, NULL, 'u'},
         {"yes", no_argument, NULL, 'y'},
+        {"password-file", required_argument, NULL, 'f'},
+        {"password-fd", required_argument, NULL, 'F'},
+        {"clear", no_argument, NULL, 'C'},
         {0, 0, 0, 0},
     };
     optind = 2;
@@ -221,6 +227,9 @@ int cmd_kms(cli *c, int argc, char **argv)
         case 'o': out = optarg; break;
         case 'u': user = optarg; break;
         case 'y': yes = 1; break;
+        case 'f': pwfile = optarg; break;
+        case 'F': pwfd = atoi(optarg); break;
+        case 'C': clear = 1; break;
         default: return EXIT_USAGE;
         }
     }
@@ -282,6 +291,24 @@ int cmd_kms(cli *c, int argc, char **argv)
         rc = cli_call(c, "PATCH", path, body, &resp);
         if (rc == EXIT_OK && !c->json && !c->quiet)
             print_provider(resp);
+    } else if (!strcmp(sub, "credentials") && nargs == 1 && (clear != (user != NULL))) {
+        /* The KMIP Username/Password the manager sends to this provider's
+         * servers (the password from a file, a descriptor or a prompt). */
+        if (clear) {
+            body = json_pack("{s:s}", "username", "");
+        } else {
+            vmseal_secret *pw = NULL;
+            if (read_password(pwfile, pwfd, "KMIP password: ", 0, &pw) < 0)
+                return EXIT_USAGE;
+            body = json_pack("{s:s,s:s%}", "username", user, "password",
+                             (const char *)vmseal_secret_cdata(pw), vmseal_secret_len(pw));
+            vmseal_secret_free(pw);
+        }
+        snprintf(path, sizeof(path), "/api/v1/kms/%s", esc);
+        rc = cli_call(c, "PATCH", path, body, &resp);
+        if (rc == EXIT_OK && !c->json && !c->quiet)
+            printf(clear ? "Key provider %s: no KMIP credentials\n"
+                         : "Key provider %s: KMIP credentials set\n", args[0]);
     } else if (!strcmp(sub, "status") && nargs == 1) {
         return kms_status(c, args[0]);
     } else if (!strcmp(sub, "trust") && nargs == 1) {

@@ -1004,8 +1004,10 @@ void vmseal_host_handle(vmseal_host *h, const char *method, const char *full_pat
         json_array_foreach(ids, i, v)
             if (vmseal_keystore_has(h->env.keys, json_string_value(v)))
                 json_array_append(held, v);
-        json_decref(ids);
-        reply(status, resp, 200, json_pack("{s:o, s:i}", "needed_and_held", held, "count",
+        /* needed: every KEK a VM's configuration here names (key safes,
+         * pending operations), held or not: the manager destroys no KEK a
+         * host still lists */
+        reply(status, resp, 200, json_pack("{s:o, s:o, s:i}", "needed", ids, "needed_and_held", held, "count",
                                            (int)vmseal_keystore_count(h->env.keys)));
         return;
     }

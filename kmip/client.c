@@ -180,6 +180,21 @@ vmseal_kmip_version vmseal_kmip_client_version(const vmseal_kmip_client *c)
     return c ? c->version : (vmseal_kmip_version){0, 0};
 }
 
+size_t vmseal_kmip_client_n_servers(const vmseal_kmip_client *c)
+{
+    return c ? c->n : 0;
+}
+
+int vmseal_kmip_client_current(const vmseal_kmip_client *c)
+{
+    return c && c->ssl ? (int)c->cur : -1;
+}
+
+const char *vmseal_kmip_client_server_label(const vmseal_kmip_client *c, size_t i)
+{
+    return c && i < c->n ? c->servers[i].label : NULL;
+}
+
 void vmseal_kmip_client_disconnect(vmseal_kmip_client *c)
 {
     if (!c || !c->ssl)
@@ -362,6 +377,21 @@ int vmseal_kmip_client_connect(vmseal_kmip_client *c)
     int rc = connect_any(c, skip, errs, sizeof(errs));
     free(skip);
     return rc;
+}
+
+static int connect_server(vmseal_kmip_client *c, size_t i);
+
+int vmseal_kmip_client_connect_to(vmseal_kmip_client *c, size_t i)
+{
+    if (!c || i >= c->n)
+        return vmseal_fail(EINVAL, "KMIP client: no server %zu", i + 1);
+    if (c->ssl && c->cur == i)
+        return 0;
+    vmseal_kmip_client_disconnect(c);
+    int rc = connect_server(c, i);
+    if (rc < 0)
+        return vmseal_fail(rc, "KMIP: %s: %s", c->servers[i].label, vmseal_last_error());
+    return 0;
 }
 
 static int transport_error(int rc)
@@ -644,6 +674,44 @@ int vmseal_kmip_create_aes(vmseal_kmip_client *c, const vmseal_kmip_create_opts 
     return rc;
 }
 
+/* The key bytes of a Get Response Payload (a Symmetric Key, Raw or
+ * Transparent, not wrapped) into secure memory. */
+static int get_payload_key(const vmseal_ttlv *payload, const char *uid, vmseal_secret **key)
+{
+    *key = NULL;
+    uint32_t type = 0;
+    vmseal_ttlv *kb = vmseal_ttlv_dig(payload, VMSEAL_KMIP_TAG_SYMMETRIC_KEY, VMSEAL_KMIP_TAG_KEY_BLOCK, 0);
+    if (vmseal_ttlv_find_enum(payload, VMSEAL_KMIP_TAG_OBJECT_TYPE, &type) < 0 ||
+        type != VMSEAL_KMIP_OBJ_SYMMETRIC_KEY || !kb)
+        return vmseal_fail(EPROTO, "KMIP Get %s: not a symmetric key", uid);
+    if (vmseal_ttlv_find(kb, VMSEAL_KMIP_TAG_KEY_WRAPPING_DATA))
+        return vmseal_fail(ENOTSUP, "KMIP Get %s: the server returned a wrapped key", uid);
+    uint32_t fmt = 0;
+    if (vmseal_ttlv_find_enum(kb, VMSEAL_KMIP_TAG_KEY_FORMAT_TYPE, &fmt) < 0)
+        fmt = 0;
+    vmseal_ttlv *km = vmseal_ttlv_dig(kb, VMSEAL_KMIP_TAG_KEY_VALUE, VMSEAL_KMIP_TAG_KEY_MATERIAL, 0);
+    if (fmt == VMSEAL_KMIP_KEYFMT_TRANSPARENT_SYMMETRIC_KEY)
+        km = vmseal_ttlv_find(km, VMSEAL_KMIP_TAG_KEY);
+    else if (fmt != VMSEAL_KMIP_KEYFMT_RAW)
+        return vmseal_fail(ENOTSUP, "KMIP Get %s: key format %s is not supported", uid,
+                           vmseal_kmip_enum_name(VMSEAL_KMIP_TAG_KEY_FORMAT_TYPE, fmt)
+                               ? vmseal_kmip_enum_name(VMSEAL_KMIP_TAG_KEY_FORMAT_TYPE, fmt) : "?");
+    int rc = vmseal_ttlv_get_secret(km, key);
+    if (rc < 0)
+        return vmseal_fail(rc == -ENODATA ? EPROTO : rc, "KMIP Get %s: no key material (%s)", uid,
+                           vmseal_last_error());
+    int32_t bits;
+    if (vmseal_ttlv_find_int(kb, VMSEAL_KMIP_TAG_CRYPTOGRAPHIC_LENGTH, &bits) == 0 &&
+        (size_t)bits != 8 * vmseal_secret_len(*key)) {
+        size_t got = vmseal_secret_len(*key);
+        vmseal_secret_free(*key);
+        *key = NULL;
+        return vmseal_fail(EPROTO, "KMIP Get %s: %zu key bytes but Cryptographic Length %d", uid, got, bits);
+    }
+    vmseal_clear_error();
+    return 0;
+}
+
 int vmseal_kmip_get_key(vmseal_kmip_client *c, const char *uid, vmseal_secret **key)
 {
     *key = NULL;
@@ -655,46 +723,84 @@ int vmseal_kmip_get_key(vmseal_kmip_client *c, const char *uid, vmseal_secret **
     vmseal_ttlv_add_text(new_request(c, VMSEAL_KMIP_OP_GET, &msg), VMSEAL_KMIP_TAG_UNIQUE_IDENTIFIER, uid);
     if ((rc = call_one(c, msg, "Get", &resp, &payload)) < 0)
         return rc;
-    uint32_t type = 0;
-    vmseal_ttlv *kb = vmseal_ttlv_dig(payload, VMSEAL_KMIP_TAG_SYMMETRIC_KEY, VMSEAL_KMIP_TAG_KEY_BLOCK, 0);
-    if (vmseal_ttlv_find_enum(payload, VMSEAL_KMIP_TAG_OBJECT_TYPE, &type) < 0 ||
-        type != VMSEAL_KMIP_OBJ_SYMMETRIC_KEY || !kb) {
-        rc = vmseal_fail(EPROTO, "KMIP Get %s: not a symmetric key", uid);
-        goto out;
-    }
-    if (vmseal_ttlv_find(kb, VMSEAL_KMIP_TAG_KEY_WRAPPING_DATA)) {
-        rc = vmseal_fail(ENOTSUP, "KMIP Get %s: the server returned a wrapped key", uid);
-        goto out;
-    }
-    uint32_t fmt = 0;
-    if (vmseal_ttlv_find_enum(kb, VMSEAL_KMIP_TAG_KEY_FORMAT_TYPE, &fmt) < 0)
-        fmt = 0;
-    vmseal_ttlv *km = vmseal_ttlv_dig(kb, VMSEAL_KMIP_TAG_KEY_VALUE, VMSEAL_KMIP_TAG_KEY_MATERIAL, 0);
-    if (fmt == VMSEAL_KMIP_KEYFMT_TRANSPARENT_SYMMETRIC_KEY)
-        km = vmseal_ttlv_find(km, VMSEAL_KMIP_TAG_KEY);
-    else if (fmt != VMSEAL_KMIP_KEYFMT_RAW) {
-        rc = vmseal_fail(ENOTSUP, "KMIP Get %s: key format %s is not supported", uid,
-                         vmseal_kmip_enum_name(VMSEAL_KMIP_TAG_KEY_FORMAT_TYPE, fmt)
-                             ? vmseal_kmip_enum_name(VMSEAL_KMIP_TAG_KEY_FORMAT_TYPE, fmt) : "?");
-        goto out;
-    }
-    if ((rc = vmseal_ttlv_get_secret(km, key)) < 0) {
-        rc = vmseal_fail(rc == -ENODATA ? EPROTO : rc, "KMIP Get %s: no key material (%s)", uid,
-                         vmseal_last_error());
-        goto out;
-    }
-    int32_t bits;
-    if (vmseal_ttlv_find_int(kb, VMSEAL_KMIP_TAG_CRYPTOGRAPHIC_LENGTH, &bits) == 0 &&
-        (size_t)bits != 8 * vmseal_secret_len(*key)) {
-        size_t got = vmseal_secret_len(*key);
-        vmseal_secret_free(*key);
-        *key = NULL;
-        rc = vmseal_fail(EPROTO, "KMIP Get %s: %zu key bytes but Cryptographic Length %d", uid, got, bits);
-        goto out;
-    }
-    vmseal_clear_error();
-out:
+    rc = get_payload_key(payload, uid, key);
     vmseal_kmip_response_free(resp);
+    return rc;
+}
+
+/* One batch of at most VMSEAL_KMIP_GET_BATCH keys. */
+static int get_keys_batch(vmseal_kmip_client *c, vmseal_kmip_get_item *items, size_t n)
+{
+    vmseal_kmip_request_opts o = request_opts(c);
+    o.batch_error_option = VMSEAL_KMIP_BATCH_CONTINUE;
+    vmseal_ttlv *msg = vmseal_kmip_request_new(&c->version, &o);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t ubi[4];
+        uint32_t u = ++c->ubi_counter;
+        memcpy(ubi, "vb", 2);
+        ubi[2] = (uint8_t)(u >> 8);
+        ubi[3] = (uint8_t)u;
+        vmseal_ttlv *p = vmseal_kmip_request_add(msg, VMSEAL_KMIP_OP_GET_ATTRIBUTES, ubi, sizeof(ubi));
+        vmseal_ttlv_add_text(p, VMSEAL_KMIP_TAG_UNIQUE_IDENTIFIER, items[i].uid);
+        vmseal_ttlv_add_text(p, VMSEAL_KMIP_TAG_ATTRIBUTE_NAME, "x-Identifier");
+        u = ++c->ubi_counter;
+        ubi[2] = (uint8_t)(u >> 8);
+        ubi[3] = (uint8_t)u;
+        p = vmseal_kmip_request_add(msg, VMSEAL_KMIP_OP_GET, ubi, sizeof(ubi));
+        vmseal_ttlv_add_text(p, VMSEAL_KMIP_TAG_UNIQUE_IDENTIFIER, items[i].uid);
+    }
+    vmseal_kmip_response *resp = NULL;
+    int rc = vmseal_kmip_client_call(c, msg, &resp);
+    vmseal_ttlv_free(msg);
+    if (rc < 0)
+        return vmseal_fail(rc, "KMIP Get: %s", vmseal_last_error());
+    for (size_t i = 0; i < n; i++) {
+        vmseal_kmip_get_item *it = &items[i];
+        const vmseal_kmip_response_item *ga = &resp->items[2 * i], *g = &resp->items[2 * i + 1];
+        /* The identity: a server without custom attributes answers without
+         * one (or refuses the Get Attributes); the Get decides. */
+        if (vmseal_kmip_result_errno(ga) == 0 && ga->payload) {
+            vmseal_ttlv *v = vmseal_kmip_attr_value(ga->payload, "x-Identifier", 0);
+            const char *t;
+            size_t tl;
+            if (v && vmseal_ttlv_get_text(v, &t, &tl) == 0 && tl < sizeof(it->identifier)) {
+                memcpy(it->identifier, t, tl);
+                it->identifier[tl] = '\0';
+            }
+        }
+        if ((it->rc = vmseal_kmip_result_errno(g)) == 0) {
+            if (!g->payload)
+                it->rc = vmseal_fail(EPROTO, "KMIP Get %s: the server sent no Response Payload", it->uid);
+            else
+                it->rc = get_payload_key(g->payload, it->uid, &it->key);
+        }
+        if (it->rc < 0)
+            snprintf(it->error, sizeof(it->error), "%s", vmseal_last_error());
+    }
+    vmseal_kmip_response_free(resp);
+    vmseal_clear_error();
+    return 0;
+}
+
+int vmseal_kmip_get_keys(vmseal_kmip_client *c, vmseal_kmip_get_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        items[i].key = NULL;
+        items[i].identifier[0] = '\0';
+        items[i].error[0] = '\0';
+        items[i].rc = check_uid(items[i].uid, "Get");
+        if (items[i].rc < 0)
+            return items[i].rc;
+    }
+    int rc = prepare(c);
+    for (size_t i = 0; rc >= 0 && i < n; i += VMSEAL_KMIP_GET_BATCH)
+        rc = get_keys_batch(c, items + i, n - i < VMSEAL_KMIP_GET_BATCH ? n - i : VMSEAL_KMIP_GET_BATCH);
+    if (rc < 0) {
+        for (size_t i = 0; i < n; i++) {
+            vmseal_secret_free(items[i].key);
+            items[i].key = NULL;
+        }
+    }
     return rc;
 }
 

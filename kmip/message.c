@@ -338,6 +338,8 @@ vmseal_ttlv *vmseal_kmip_request_new(const vmseal_kmip_version *v, const vmseal_
         if (opts->password)
             vmseal_ttlv_add_text(val, VMSEAL_KMIP_TAG_PASSWORD, opts->password);
     }
+    if (opts && opts->batch_error_option)
+        vmseal_ttlv_add_enum(h, VMSEAL_KMIP_TAG_BATCH_ERROR_CONTINUATION_OPTION, opts->batch_error_option);
     if (opts && opts->timestamp)
         vmseal_ttlv_add_datetime(h, VMSEAL_KMIP_TAG_TIME_STAMP, (int64_t)time(NULL));
     vmseal_ttlv_add_int(h, VMSEAL_KMIP_TAG_BATCH_COUNT, 0);

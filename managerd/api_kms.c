@@ -10,7 +10,10 @@
  *   PUT    /kms/{name}/trust            {ca_pem}: the manager trusts the KMS
  *   POST   /kms/{name}/csr              {common_name?} -> {csr_pem}
  *   PUT    /kms/{name}/client-certificate {cert_pem, key_pem?}: the KMS trusts us
+ *   GET    /kms/{name}/orphans          keys of this manager on the servers it never recorded
  *   GET    /keys                        the KEKs the manager has recorded
+ *   GET    /keys/{kek}                  one KEK and who uses it
+ *   POST   /keys/cleanup                revoke and destroy KEKs nothing needs (now)
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -55,6 +58,17 @@ void api_kms(api_ctx *ctx)
         if (api_authorize(ctx, "kms.get", NULL) < 0)
             return;
         rc = kms_provider_get(ctx->m, name, &out);
+    } else if (sub && !strcmp(sub, "orphans") && !strcmp(m, "GET")) {
+        if (api_authorize(ctx, "kms.orphans", NULL) < 0)
+            return;
+        json_t *arr = NULL;
+        rc = kms_provider_get(ctx->m, name, &out);
+        json_decref(out);
+        out = NULL;
+        if (rc >= 0)
+            rc = keys_orphans(ctx->m, name, &arr);
+        if (rc >= 0)
+            out = json_pack("{s:s,s:o}", "kms", name, "orphans", arr);
     } else if (!sub && !strcmp(m, "PATCH")) {
         if (api_authorize(ctx, "kms.update", NULL) < 0 ||
             api_body(ctx, &schema_kms_patch, &b) < 0)
@@ -120,17 +134,33 @@ notfound:
     vmseal_http_error(ctx->resp, 404, "no such resource or method: %s %s", m, ctx->req->path);
 }
 
-/* GET /keys[?vm=NAME]: the KEK ids the manager recorded, with their VM and
- * state (pending, active, retired, unused); never key material. */
+/* GET  /keys[?vm=NAME]   the KEK ids the manager recorded, with their VM
+ *                         and state; never key material
+ * GET  /keys/{kek}[?kms=NAME]  one KEK: its VM, the VMs and host using it,
+ *                         running tasks, when it will be destroyed
+ * POST /keys/cleanup      run the KEK clean-up pass now (key_retire.c) */
 void api_keys(api_ctx *ctx)
 {
-    if (ctx->nseg != 1 || strcmp(ctx->req->method, "GET") != 0) {
-        vmseal_http_error(ctx->resp, 404, "use GET /api/v1/keys");
+    const char *m = ctx->req->method;
+    json_t *out = NULL;
+    int rc;
+    if (ctx->nseg == 1 && !strcmp(m, "GET")) {
+        if (api_authorize(ctx, "key.list", NULL) < 0)
+            return;
+        rc = keys_list(ctx->m, vmseal_http_query(ctx->req, "vm"), &out);
+    } else if (ctx->nseg == 2 && !strcmp(m, "POST") && !strcmp(ctx->seg[1], "cleanup")) {
+        if (api_authorize(ctx, "key.cleanup", NULL) < 0)
+            return;
+        rc = keys_retire_pass(ctx->m, &out);
+        if (rc >= 0)
+            event_add(ctx->m, ctx->user, "key.cleanup", "root", NULL, out);
+    } else if (ctx->nseg == 2 && !strcmp(m, "GET")) {
+        if (api_authorize(ctx, "key.info", NULL) < 0)
+            return;
+        rc = keys_info(ctx->m, ctx->seg[1], vmseal_http_query(ctx->req, "kms"), &out);
+    } else {
+        vmseal_http_error(ctx->resp, 404, "no such resource or method: %s %s", m, ctx->req->path);
         return;
     }
-    if (api_authorize(ctx, "key.list", NULL) < 0)
-        return;
-    json_t *out = NULL;
-    int rc = keys_list(ctx->m, vmseal_http_query(ctx->req, "vm"), &out);
     api_reply(ctx, rc, 200, out);
 }

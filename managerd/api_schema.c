@@ -253,6 +253,8 @@ SCHEMA(schema_kms_add, "kms_add", f_kms_add);
 static const api_field f_kms_patch[] = {
     {.name = "servers", .type = F_STR_ARRAY, .min = 1, .max = 16, .item_max = 262},
     {.name = "default", .type = F_BOOL},
+    {.name = "username", .type = F_STRING, .min = 0, .max = 256},
+    {.name = "password", .type = F_STRING, .min = 1, .max = 256},   /* KMS_PASSWORD_MAX */
 };
 SCHEMA(schema_kms_patch, "kms_patch", f_kms_patch);
 

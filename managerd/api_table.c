@@ -8,7 +8,7 @@
  *   id         the op id, also the action of the "denied" event
  *   method     HTTP method
  *   path       path under /api/v1 ({vm}, {host}, {kms}, {user}, {role},
- *              {group}, {id} are names)
+ *              {group}, {id}, {kek} are names)
  *   privileges every one of these is needed (space-separated), on `on`
  *   crypto     also needed when the VM is encrypted (VM ops only)
  *   on         where the privileges are checked: root, vm, host, object
@@ -106,7 +106,7 @@ const api_op mgr_api_ops[] = {
     {"kms.add", "POST", "/kms", "Cryptographer.ManageKeyServers", NULL, "root", "kms add", NULL},
     {"kms.get", "GET", "/kms/{kms}", "Cryptographer.ReadKeyServersInfo", NULL, "root", "kms show", NULL},
     {"kms.update", "PATCH", "/kms/{kms}", "Cryptographer.ManageKeyServers", NULL, "root",
-     "kms servers | kms default", NULL},
+     "kms servers | kms default | kms credentials", NULL},
     {"kms.remove", "DELETE", "/kms/{kms}", "Cryptographer.ManageKeyServers", NULL, "root", "kms rm", NULL},
     {"kms.status", "GET", "/kms/{kms}/status", "Cryptographer.ReadKeyServersInfo", NULL, "root",
      "kms status", NULL},
@@ -118,6 +118,9 @@ const api_op mgr_api_ops[] = {
     {"kms.client-cert", "PUT", "/kms/{kms}/client-certificate", "Cryptographer.ManageKeyServers", NULL,
      "root", "kms client-cert", NULL},
     {"key.list", "GET", "/keys", "Cryptographer.ManageKeys", NULL, "root", "keys ls", NULL},
+    {"key.info", "GET", "/keys/{kek}", "Cryptographer.ManageKeys", NULL, "root", "keys info", NULL},
+    {"key.cleanup", "POST", "/keys/cleanup", "Cryptographer.ManageKeys", NULL, "root", "keys cleanup", NULL},
+    {"kms.orphans", "GET", "/kms/{kms}/orphans", "Cryptographer.ManageKeys", NULL, "root", "keys orphans", NULL},
     /* hosts (host agents use /hosts/register and /hosts/self/... with their certificate) */
     {"host.list", "GET", "/hosts", NULL, NULL, "root", "host ls", "lists the hosts one may read (System.Read)"},
     {"host.get", "GET", "/hosts/{host}", "System.Read", NULL, "host", "host show", NULL},

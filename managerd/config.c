@@ -64,6 +64,8 @@ int mgr_config_load(const char *path, mgr_config **out)
     c->token_ttl_s = 28800;
     c->task_poll_ms = 500;
     c->kms_timeout_ms = 5000;
+    c->kek_destroy_grace_s = 7 * 86400;
+    c->kek_cleanup_interval_s = 300;
     c->host_timeout_ms = 30000;
     c->syslog_retry_max_s = 30;
     c->log_level = VMSEAL_LOG_INFO;
@@ -111,6 +113,12 @@ int mgr_config_load(const char *path, mgr_config **out)
         } else if (!strcmp(k, "kms_timeout_ms")) {
             if (parse_int(v, 100, 600000, &c->kms_timeout_ms) < 0)
                 rc = vmseal_fail(EINVAL, "%s:%d: bad kms_timeout_ms", c->path, lineno);
+        } else if (!strcmp(k, "kek_destroy_grace")) {
+            if (parse_int(v, 0, 3650 * 86400, &c->kek_destroy_grace_s) < 0)
+                rc = vmseal_fail(EINVAL, "%s:%d: kek_destroy_grace is 0..315360000 seconds", c->path, lineno);
+        } else if (!strcmp(k, "kek_cleanup_interval")) {
+            if (parse_int(v, 1, 86400, &c->kek_cleanup_interval_s) < 0)
+                rc = vmseal_fail(EINVAL, "%s:%d: kek_cleanup_interval is 1..86400 seconds", c->path, lineno);
         } else if (!strcmp(k, "host_timeout_ms")) {
             if (parse_int(v, 100, 600000, &c->host_timeout_ms) < 0)
                 rc = vmseal_fail(EINVAL, "%s:%d: bad host_timeout_ms", c->path, lineno);

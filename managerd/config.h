@@ -18,6 +18,8 @@ typedef struct mgr_config {
     int token_ttl_s;        /* session lifetime, default 28800 */
     int task_poll_ms;       /* how often running host tasks are polled, default 500 */
     int kms_timeout_ms;     /* KMIP connect/IO timeout, default 5000 */
+    int kek_destroy_grace_s;    /* unused KEKs are destroyed after this long, default 7 days */
+    int kek_cleanup_interval_s; /* how often the clean-up runs, default 300 */
     int host_timeout_ms;    /* host agent call timeout, default 30000 */
     char *syslog_target;    /* tcp://HOST:PORT or tls://HOST:PORT; NULL = no forwarding */
     char *syslog_ca;        /* CA the collector's TLS certificate must chain to */

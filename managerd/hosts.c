@@ -317,8 +317,20 @@ int hosts_push_key(manager *m, const char *host, const char *provider, const cha
 int hosts_keys_for(manager *m, const char *host, const json_t *kek_ids, json_t **out)
 {
     json_t *keys = json_array(), *denied = json_array(), *failed = json_array();
-    size_t i;
+    size_t i, n = json_array_size(kek_ids);
     json_t *idv;
+    /* Which ids this host may have, and their providers. */
+    keys_want *want = calloc(n ? n : 1, sizeof(*want));
+    char **prov = calloc(n ? n : 1, sizeof(*prov));
+    if (!want || !prov) {
+        free(want);
+        free(prov);
+        json_decref(keys);
+        json_decref(denied);
+        json_decref(failed);
+        return vmseal_fail(ENOMEM, "out of memory");
+    }
+    size_t nw = 0;
     json_array_foreach(kek_ids, i, idv) {
         const char *id = json_string_value(idv);
         store_rows *r = NULL;
@@ -334,25 +346,56 @@ int hosts_keys_for(manager *m, const char *host, const json_t *kek_ids, json_t *
         const char *provider = rc >= 0 ? store_rows_get(r, 0, 0) : NULL;
         if (!provider) {
             json_array_append_new(denied, json_string(id));
-            store_rows_free(r);
-            continue;
-        }
-        vmseal_secret *key = NULL;
-        rc = keys_get(m, provider, id, &key);
-        if (rc < 0) {
-            json_array_append_new(failed, json_pack("{s:s,s:s}", "kek_id", id, "error", vmseal_last_error()));
         } else {
-            json_t *k = NULL;
-            rc = sealed_for(m, host, provider, id, key, &k);
-            vmseal_secret_free(key);
-            if (rc < 0)
-                json_array_append_new(failed, json_pack("{s:s,s:s}", "kek_id", id, "error", vmseal_last_error()));
-            else
-                json_array_append_new(keys, json_pack("{s:s,s:s,s:o}", "kek_id", id, "provider", provider,
-                                                      "sealed_key", k));
+            want[nw].kek_id = id;
+            prov[nw++] = strdup(provider);
         }
         store_rows_free(r);
     }
+    /* One batched fetch per provider. */
+    keys_want *batch = calloc(nw ? nw : 1, sizeof(*batch));
+    size_t *at = calloc(nw ? nw : 1, sizeof(*at));
+    for (size_t a = 0; batch && at && a < nw; a++) {
+        if (!prov[a] || want[a].rc == 1)
+            continue;                     /* done with another provider's batch */
+        size_t nb = 0;
+        for (size_t b = a; b < nw; b++)
+            if (prov[b] && want[b].rc != 1 && !strcmp(prov[a], prov[b])) {
+                batch[nb] = (keys_want){.kek_id = want[b].kek_id};
+                at[nb++] = b;
+                want[b].rc = 1;
+            }
+        (void)keys_get_many(m, prov[a], batch, nb);
+        for (size_t j = 0; j < nb; j++) {
+            keys_want *w = &batch[j];
+            const char *provider = prov[at[j]];
+            if (w->rc < 0 || !w->key) {
+                json_array_append_new(failed, json_pack("{s:s,s:s}", "kek_id", w->kek_id, "error",
+                                                        w->error[0] ? w->error : "no key"));
+                continue;
+            }
+            json_t *k = NULL;
+            int rc = sealed_for(m, host, provider, w->kek_id, w->key, &k);
+            vmseal_secret_free(w->key);
+            w->key = NULL;
+            if (rc < 0)
+                json_array_append_new(failed, json_pack("{s:s,s:s}", "kek_id", w->kek_id, "error",
+                                                        vmseal_last_error()));
+            else
+                json_array_append_new(keys, json_pack("{s:s,s:s,s:o}", "kek_id", w->kek_id, "provider",
+                                                      provider, "sealed_key", k));
+        }
+    }
+    if (!batch || !at)
+        for (size_t a = 0; a < nw; a++)
+            json_array_append_new(failed, json_pack("{s:s,s:s}", "kek_id", want[a].kek_id, "error",
+                                                    "out of memory"));
+    free(batch);
+    free(at);
+    for (size_t a = 0; a < nw; a++)
+        free(prov[a]);
+    free(prov);
+    free(want);
     mgr_log("host %s asked for %zu KEK(s): %zu given, %zu denied, %zu failed", host,
             json_array_size(kek_ids), json_array_size(keys), json_array_size(denied),
             json_array_size(failed));

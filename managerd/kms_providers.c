@@ -361,6 +361,7 @@ struct patch_tx {
     const char *name;
     const json_t *servers;
     int set_default;
+    const char *username;          /* NULL: unchanged; "": none */
 };
 
 static int patch_fn(store *db, void *arg)
@@ -371,6 +372,44 @@ static int patch_fn(store *db, void *arg)
         rc = set_servers(db, p->name, p->servers);
     if (rc >= 0 && p->set_default)
         rc = make_default(db, p->name);
+    if (rc >= 0 && p->username)
+        rc = store_execv(db, NULL, "UPDATE kms_providers SET kmip_user = $2 WHERE name = $1", p->name,
+                         p->username[0] ? p->username : NULL, STORE_END);
+    return rc;
+}
+
+/* The KMIP password goes to kms_dir/NAME/kmip.password (0600, replaced
+ * atomically), never to the database or an event; NULL removes it. */
+static int store_password(manager *m, const char *name, const char *password)
+{
+    char *p = provider_file(m, name, "kmip.password");
+    char *t = provider_file(m, name, ".kmip.password.tmp");
+    char *d = provider_dir(m, name);
+    int rc = p && t && d ? 0 : vmseal_fail(ENOMEM, "out of memory");
+    if (rc >= 0 && !password) {
+        if (unlink(p) != 0 && errno != ENOENT)
+            rc = vmseal_fail(errno, "cannot remove %s: %s", p, strerror(errno));
+    } else if (rc >= 0) {
+        rc = ensure_dir(m->cfg->kms_dir);
+        if (rc >= 0)
+            rc = ensure_dir(d);
+        (void)unlink(t);
+        int fd = rc >= 0 ? open(t, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600) : -1;
+        if (rc >= 0 && fd < 0)
+            rc = vmseal_fail(errno, "cannot create %s: %s", t, strerror(errno));
+        if (fd >= 0) {
+            if (vmseal_write_all(fd, password, strlen(password)) < 0 || fsync(fd) != 0)
+                rc = vmseal_fail(EIO, "cannot write %s", t);
+            close(fd);
+            if (rc >= 0 && rename(t, p) != 0)
+                rc = vmseal_fail(errno, "cannot rename %s: %s", t, strerror(errno));
+            if (rc < 0)
+                (void)unlink(t);
+        }
+    }
+    free(p);
+    free(t);
+    free(d);
     return rc;
 }
 
@@ -388,13 +427,35 @@ int kms_provider_patch(manager *m, const char *actor, const char *name, const js
         return vmseal_fail(EINVAL, "make another provider the default instead");
     if (servers && (rc = check_servers(servers)) < 0)
         return rc;
+    const char *user = json_string_value(json_object_get(req, "username"));
+    const char *password = json_string_value(json_object_get(req, "password"));
+    if (password && (!user || !user[0]))
+        return vmseal_fail(EINVAL, "a KMIP password goes with a username");
+    if (user && user[0] && !password)
+        return vmseal_fail(EINVAL, "give the KMIP password with the username");
+    for (const char *c = user; c && *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return vmseal_fail(EINVAL, "a KMIP username has no control characters");
+    for (const char *c = password; c && *c; c++)
+        if (*c == '\0' || (unsigned char)*c < 0x20)
+            return vmseal_fail(EINVAL, "a KMIP password has no control characters");
     json_t *old = json_pack("{s:o,s:b}", "servers", servers_of(m, name), "default", was_default);
-    struct patch_tx p = {.name = name, .servers = servers, .set_default = json_is_true(def)};
-    rc = store_tx(m->db, patch_fn, &p);
+    struct patch_tx p = {.name = name, .servers = servers, .set_default = json_is_true(def),
+                         .username = user};
+    if (user)
+        rc = store_password(m, name, user[0] ? password : NULL);
+    if (rc >= 0)
+        rc = store_tx(m->db, patch_fn, &p);
     if (rc >= 0) {
         json_t *nv = json_pack("{s:o,s:b}", "servers", servers_of(m, name), "default",
                                was_default || p.set_default);
-        event_add(m, actor, p.set_default && !servers ? "kms.default" : "kms.update", name, old, nv);
+        if (user) {
+            /* who, and that a password is set: never the password */
+            json_object_set_new(nv, "kmip_user", user[0] ? json_string(user) : json_null());
+            json_object_set_new(nv, "kmip_password", json_string(user[0] ? "set" : "none"));
+        }
+        event_add(m, actor, user ? "kms.credentials" : p.set_default && !servers ? "kms.default" : "kms.update",
+                  name, old, nv);
         json_decref(nv);
     }
     json_decref(old);
@@ -420,8 +481,8 @@ int kms_provider_remove(manager *m, const char *actor, const char *name)
     if (rc >= 0)
         rc = store_execv(m->db, NULL, "DELETE FROM kms_providers WHERE name = $1", name, STORE_END);
     if (rc >= 0) {
-        const char *files[] = {"ca.crt", "client.crt", "client.key"};
-        for (size_t i = 0; i < 3; i++) {
+        const char *files[] = {"ca.crt", "client.crt", "client.key", "kmip.password"};
+        for (size_t i = 0; i < 4; i++) {
             char *f = provider_file(m, name, files[i]);
             if (f)
                 unlink(f);
@@ -473,7 +534,57 @@ void kms_conn_free(kms_conn *c)
     free(c->ca_file);
     free(c->cert_file);
     free(c->key_file);
+    free(c->username);
+    vmseal_secret_free(c->password);
     memset(c, 0, sizeof(*c));
+}
+
+/* The KMIP password of a provider (kms_dir/NAME/kmip.password, 0600, set by
+ * kms_provider_set_credentials), into locked memory, NUL-terminated; NULL
+ * when there is none. */
+static int read_password(manager *m, const char *name, vmseal_secret **out)
+{
+    *out = NULL;
+    char *p = provider_file(m, name, "kmip.password");
+    if (!p)
+        return vmseal_fail(ENOMEM, "out of memory");
+    int fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    free(p);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : vmseal_fail(errno, "key provider %s: cannot read its KMIP password: %s",
+                                                 name, strerror(errno));
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 1 || st.st_size > KMS_PASSWORD_MAX) {
+        rc = vmseal_fail(EINVAL, "key provider %s: its KMIP password file is not a file of 1..%d bytes",
+                         name, KMS_PASSWORD_MAX);
+    } else if (!(*out = vmseal_secret_new((size_t)st.st_size + 1))) {
+        rc = vmseal_fail(ENOMEM, "key provider %s: %s", name, vmseal_last_error());
+    } else {
+        size_t got = 0;
+        while (got < (size_t)st.st_size) {
+            ssize_t r = read(fd, vmseal_secret_data(*out) + got, (size_t)st.st_size - got);
+            if (r <= 0) {
+                rc = vmseal_fail(EIO, "key provider %s: cannot read its KMIP password", name);
+                break;
+            }
+            got += (size_t)r;
+        }
+        vmseal_secret_data(*out)[st.st_size] = '\0';
+        if (rc < 0) {
+            vmseal_secret_free(*out);
+            *out = NULL;
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+static void digest_str(EVP_MD_CTX *d, const char *tag, const char *v)
+{
+    EVP_DigestUpdate(d, tag, strlen(tag) + 1);
+    if (v)
+        EVP_DigestUpdate(d, v, strlen(v) + 1);
 }
 
 int kms_provider_conn(manager *m, const char *name, kms_conn *out)
@@ -488,7 +599,10 @@ int kms_provider_conn(manager *m, const char *name, kms_conn *out)
         rc = sync_file(m, name, "client.crt", store_rows_get(r, 0, 3), &out->cert_file);
     if (rc >= 0 && out->cert_file && store_rows_get(r, 0, 4))
         out->key_file = strdup(store_rows_get(r, 0, 4));
-    store_rows_free(r);
+    if (rc >= 0 && store_rows_get(r, 0, 6) && !(out->username = strdup(store_rows_get(r, 0, 6))))
+        rc = vmseal_fail(ENOMEM, "out of memory");
+    if (rc >= 0)
+        rc = read_password(m, name, &out->password);
     json_t *servers = servers_of(m, name);
     out->n_servers = json_array_size(servers);
     out->servers = calloc(out->n_servers ? out->n_servers : 1, sizeof(char *));
@@ -497,6 +611,27 @@ int kms_provider_conn(manager *m, const char *name, kms_conn *out)
     json_decref(servers);
     if (rc >= 0 && !out->servers)
         rc = vmseal_fail(ENOMEM, "out of memory");
+    /* One id for all settings, so that open connections are dropped when
+     * any of them changes. */
+    EVP_MD_CTX *d = rc >= 0 ? EVP_MD_CTX_new() : NULL;
+    unsigned char h[32];
+    if (rc >= 0 && (!d || EVP_DigestInit_ex(d, EVP_sha256(), NULL) != 1))
+        rc = vmseal_fail(ENOMEM, "out of memory");
+    if (rc >= 0) {
+        for (size_t i = 0; i < out->n_servers; i++)
+            digest_str(d, "server", out->servers[i]);
+        digest_str(d, "ca", store_rows_get(r, 0, 2));
+        digest_str(d, "cert", store_rows_get(r, 0, 3));
+        digest_str(d, "key", store_rows_get(r, 0, 4));
+        digest_str(d, "user", out->username);
+        digest_str(d, "password", out->password ? (const char *)vmseal_secret_cdata(out->password) : NULL);
+        unsigned hl = 0;
+        EVP_DigestFinal_ex(d, h, &hl);
+        for (size_t i = 0; i < 32; i++)
+            snprintf(out->config_id + 2 * i, 3, "%02x", h[i]);
+    }
+    EVP_MD_CTX_free(d);
+    store_rows_free(r);
     if (rc < 0)
         kms_conn_free(out);
     return rc < 0 ? rc : 0;

@@ -127,7 +127,10 @@ static int cmd_serve(const char *cfgpath, int argc, char **argv)
 
     manager m = {0};
     pthread_mutex_init(&m.lock, NULL);
-    pthread_mutex_init(&m.kms_lock, NULL);
+    if (keys_pool_init(&m) < 0) {
+        fprintf(stderr, "vmseal-managerd: %s\n", vmseal_last_error());
+        return 1;
+    }
     pthread_cond_init(&m.changed, NULL);
     int rc = mgr_config_load(cfgpath, &m.cfg);
     if (rc < 0) {
@@ -189,6 +192,8 @@ static int cmd_serve(const char *cfgpath, int argc, char **argv)
         if (!f || fprintf(f, "%d\n", bound) < 0 || fclose(f) != 0 || rename(tmp, port_file) != 0)
             vmseal_log(VMSEAL_LOG_WARNING, "cannot write %s", port_file);
     }
+    if (keys_retire_start(&m) < 0)
+        mgr_log("%s", vmseal_last_error());
     if (tasks_start_watcher(&m) < 0)
         vmseal_log(VMSEAL_LOG_WARNING, "%s", vmseal_last_error());
     mgr_log("serving https://%s:%d/api/v1 (database: %s, KMIP client: %s)", hc.bind_addr, bound,
@@ -202,12 +207,13 @@ static int cmd_serve(const char *cfgpath, int argc, char **argv)
     pthread_mutex_unlock(&m.lock);
     vmseal_https_server_stop(m.srv);
     tasks_stop_watcher(&m);
+    keys_retire_stop(&m);
     syslog_fwd_stop(fwd);
     store_close(m.db);
     mgr_config_free(m.cfg);
     pthread_cond_destroy(&m.changed);
     pthread_mutex_destroy(&m.lock);
-    pthread_mutex_destroy(&m.kms_lock);
+    keys_pool_free(&m);
     mgr_log("stopped");
     return 0;
 }

@@ -52,7 +52,9 @@ typedef struct manager {
     int stopping;
     pthread_t task_thread;
     int task_thread_started;
-    pthread_mutex_t kms_lock;      /* serialises KMIP client use */
+    struct keys_pool *kpool;       /* open KMIP connections per key provider (keys.c) */
+    pthread_t retire_thread;       /* key_retire.c */
+    int retire_thread_started;
 } manager;
 
 int64_t mgr_now(void);
@@ -204,7 +206,11 @@ typedef struct kms_conn {
     char **servers;
     size_t n_servers;
     char *ca_file, *cert_file, *key_file;
+    char *username;                /* KMIP Username/Password credential, or NULL */
+    vmseal_secret *password;       /* NUL-terminated, or NULL */
+    char config_id[65];            /* SHA-256 (hex) of all of the above: changes with any setting */
 } kms_conn;
+#define KMS_PASSWORD_MAX 256
 int kms_provider_conn(manager *m, const char *name, kms_conn *out);
 void kms_conn_free(kms_conn *c);
 
@@ -215,11 +221,58 @@ void kms_conn_free(kms_conn *c);
  * its ID. kek_id is malloc'd. */
 int keys_create_kek(manager *m, const char *provider, const char *vm_uuid, const char *vm_name,
                     char **kek_id);
-/* Fetch a KEK's bytes from the provider (servers in failover order). */
+/* Fetch a KEK's bytes from the provider: each server in turn until one
+ * holds the key and, when the key is tagged, tagged for the VM the manager
+ * recorded it for. */
 int keys_get(manager *m, const char *provider, const char *kek_id, vmseal_secret **key);
 /* The KEK ids recorded, with their VM and state (vm NULL: all); never key
  * material. */
 int keys_list(manager *m, const char *vm, json_t **out);
+/* Many KEKs of one provider in batched requests; each has its own result.
+ * Returns < 0 only when the provider cannot be used at all. */
+typedef struct keys_want {
+    const char *kek_id;            /* in */
+    vmseal_secret *key;            /* out (caller frees), NULL on failure */
+    int rc;                        /* out: 0 or -errno */
+    char error[320];               /* out: why not */
+    char server[128];              /* out: the server that gave it */
+} keys_want;
+int keys_get_many(manager *m, const char *provider, keys_want *want, size_t n);
+typedef struct keys_pool keys_pool;
+int keys_pool_init(manager *m);
+void keys_pool_free(manager *m);
+/* A pooled KMIP client of a provider, connected, for one thread until put
+ * back (keys_lease_put also after a failed get). */
+typedef struct keys_lease {
+    struct pool_entry *entry;
+    struct pool_client *pc;
+} keys_lease;
+struct vmseal_kmip_client;
+int keys_lease_get(manager *m, const char *provider, keys_lease *l);
+void keys_lease_put(manager *m, keys_lease *l);
+struct vmseal_kmip_client *keys_lease_client(keys_lease *l);
+
+/* ---- key_retire.c ---------------------------------------------------------- */
+
+/* One clean-up pass: KEKs retired or unused for kek_destroy_grace seconds
+ * that no VM, task or host needs are revoked and destroyed on the KMS;
+ * orphans (keys this manager made but never recorded) are revoked. report:
+ * {destroyed: [...], kept: [...], orphans_revoked: [...]} (may be NULL). */
+int keys_retire_pass(manager *m, json_t **report);
+/* Revoke (and destroy) one key on the server of the provider that holds it
+ * for vm_uuid. */
+int keys_revoke_destroy(manager *m, const char *provider, const char *kek_id, const char *vm_uuid,
+                        int destroy);
+/* Keys of this manager on the provider's servers that it never recorded:
+ * [{kek_id, server, vm_uuid}] */
+int keys_orphans(manager *m, const char *provider, json_t **out);
+/* This manager's id (meta 'instance', a UUID made once), tagged on its
+ * keys as x-Manager. */
+int keys_manager_id(manager *m, char id[40]);
+/* GET /keys/{kek} */
+int keys_info(manager *m, const char *kek_id, const char *provider, json_t **out);
+int keys_retire_start(manager *m);
+void keys_retire_stop(manager *m);
 /* Whether the KMIP client is built in (always, since it landed). */
 int keys_available(void);
 

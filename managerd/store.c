@@ -67,6 +67,10 @@ static const char *const schema[] = {
     "revoked {BIG} NOT NULL)",
     "CREATE TABLE IF NOT EXISTS login_failures (user_name TEXT PRIMARY KEY, failures INTEGER NOT NULL, "
     "first {BIG} NOT NULL, locked_until {BIG} NOT NULL)",
+    /* KEKs waiting for their destruction, orphans for their revocation
+     * (key_retire.c): since when */
+    "CREATE TABLE IF NOT EXISTS kek_retire (provider TEXT NOT NULL, kek_id TEXT NOT NULL, "
+    "since {BIG} NOT NULL, PRIMARY KEY (provider, kek_id))",
 };
 
 /* Steps from one schema version to the next: schema 1 -> 2 adds the event

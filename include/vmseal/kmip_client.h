@@ -54,6 +54,14 @@ void vmseal_kmip_client_disconnect(vmseal_kmip_client *c);
 const char *vmseal_kmip_client_server(const vmseal_kmip_client *c);
 /* The protocol version in use ({0,0} before the first connection). */
 vmseal_kmip_version vmseal_kmip_client_version(const vmseal_kmip_client *c);
+/* How many servers the client knows, which one it is connected to (-1:
+ * none), and a connection to server i alone (0-based; the current one is
+ * closed first). With these a caller can ask each server of a cluster in
+ * turn, e.g. when one answers "not found" for a key another one holds. */
+size_t vmseal_kmip_client_n_servers(const vmseal_kmip_client *c);
+int vmseal_kmip_client_current(const vmseal_kmip_client *c);
+const char *vmseal_kmip_client_server_label(const vmseal_kmip_client *c, size_t i);
+int vmseal_kmip_client_connect_to(vmseal_kmip_client *c, size_t i) VMSEAL_MUST_CHECK;
 
 /* Send a request built with vmseal_kmip_request_new()/_add() — using
  * vmseal_kmip_client_version() after vmseal_kmip_client_connect(), and
@@ -102,6 +110,22 @@ int vmseal_kmip_create_aes(vmseal_kmip_client *c, const vmseal_kmip_create_opts 
 int vmseal_kmip_get_key(vmseal_kmip_client *c, const char *uid, vmseal_secret **key) VMSEAL_MUST_CHECK;
 
 int vmseal_kmip_activate(vmseal_kmip_client *c, const char *uid) VMSEAL_MUST_CHECK;
+
+/* Many keys in as few requests as possible: per key a Get Attributes of
+ * x-Identifier (the VM a vmseal/vCenter key belongs to) and a Get, batched
+ * VMSEAL_KMIP_GET_BATCH keys per request with Batch Error Continuation
+ * "Continue", so one missing key does not fail the others. The call fails
+ * only when no server answers; each item has its own result. */
+#define VMSEAL_KMIP_GET_BATCH 16
+typedef struct vmseal_kmip_get_item {
+    const char *uid;             /* in */
+    vmseal_secret *key;          /* out: the key bytes, NULL on failure (caller frees) */
+    char identifier[128];        /* out: x-Identifier, "" when the key has none
+                                  * (or the server does not keep custom attributes) */
+    int rc;                      /* out: 0 or -errno (-ENOENT: this server has no such key) */
+    char error[256];             /* out: the reason when rc < 0 */
+} vmseal_kmip_get_item;
+int vmseal_kmip_get_keys(vmseal_kmip_client *c, vmseal_kmip_get_item *items, size_t n) VMSEAL_MUST_CHECK;
 
 typedef struct vmseal_kmip_locate_filter {
     const char *name;            /* Name (text), NULL: any */

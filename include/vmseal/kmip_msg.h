@@ -89,6 +89,7 @@ typedef struct vmseal_kmip_request_opts {
     const char *username;        /* NULL: no Authentication */
     const char *password;        /* NULL: Username only */
     bool timestamp;              /* send a Time Stamp */
+    uint32_t batch_error_option; /* VMSEAL_KMIP_BATCH_*; 0: not sent (the server's default, Stop) */
 } vmseal_kmip_request_opts;
 vmseal_ttlv *vmseal_kmip_request_new(const vmseal_kmip_version *v, const vmseal_kmip_request_opts *opts);
 /* Append a Batch Item (Operation + optional Unique Batch Item ID), keep

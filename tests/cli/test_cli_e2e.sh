@@ -21,6 +21,8 @@ kmsd_start "$K"
 KPORT=$PORT
 M=$TMP/m
 mgr_init "$M" --host mgr.test
+# KEKs nothing uses are destroyed at once, when asked (keys cleanup)
+printf 'kek_destroy_grace = 0\nkek_cleanup_interval = 86400\n' >> "$M/managerd.conf"
 mgr_start "$M"
 MSUBJ=$(openssl x509 -in "$M/server.crt" -noout -subject -nameopt RFC2253 | sed 's/^subject=//')
 expect_rc 0 "$VMSEAL" --url "$MURL" --ca "$M/ca.crt" login --password-file "$M/admin-password"
@@ -183,6 +185,36 @@ for e in ev:
     assert "key" not in (e["new"] or {}), e
 ' || fail "events: $OUT"
 ok "events: policy changes and rekeys with old and new values"
+
+# --- the end of KEKs: the KMS back (on a new port)
+kmsd_start "$K"
+expect_rc 0 "$VMSEAL" kms servers kms1 --server "127.0.0.1:$PORT"
+expect_rc 0 "$VMSEAL" keys info "$K2"
+echo "$OUT" | grep -q "KEK $K2 (key provider kms1): retired" || fail "keys info: $OUT"
+echo "$OUT" | grep -q "to be revoked and destroyed after" || fail "keys info names the destruction: $OUT"
+# the manager loses track of vm1's KEK (as a record gone wrong would): the
+# host still names it in vm1's configuration, so it must be kept
+sqlite() { $PY -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2], sys.argv[3:]); c.commit()' "$M/managerd.db" "$@"; }
+sqlite "UPDATE keks SET state = 'retired' WHERE kek_id = ?" "$K1B"
+sqlite "UPDATE vms SET kek_id = NULL WHERE name = 'vm1'"
+expect_rc 0 "$VMSEAL" keys cleanup
+for k in "$K1" "$K2" "$K3" "$K4"; do
+  echo "$OUT" | grep -q "KEK $k (key provider kms1): revoked and destroyed" || fail "KEK $k destroyed: $OUT"
+  grep -q "op=Destroy uid=\"$k\"" "$K/audit.log" || fail "Destroy of $k on the KMS"
+done
+echo "$OUT" | grep -q "KEK $K1B (key provider kms1): kept: host esx1" || fail "vm1's KEK kept: $OUT"
+! grep -q "op=Destroy uid=\"$K1B\"" "$K/audit.log" || fail "vm1's KEK destroyed on the KMS"
+sqlite "UPDATE vms SET kek_id = ? WHERE name = 'vm1'" "$K1B"
+sqlite "UPDATE keks SET state = 'active' WHERE kek_id = ?" "$K1B"
+expect_rc 0 "$VMSEAL" vm start vm1
+expect_rc 0 "$VMSEAL" vm stop vm1
+expect_rc 0 "$VMSEAL" --json events --since 0
+echo "$OUT" | $PY -c '
+import json,sys
+ev=[e for e in json.load(sys.stdin) if e["action"]=="key.destroy"]
+assert len(ev)==4 and all(e["result"]=="ok" for e in ev), ev
+' || fail "key.destroy events: $OUT"
+ok "KEKs of a decrypted VM and replaced ones revoked and destroyed on the KMS; a KEK a host still names is kept"
 
 expect_rc 0 "$VMSEAL" vm rm vm2
 hostd_stop

@@ -96,7 +96,7 @@ def setup(op):
     """The path and body for one attempt at op (objects made as admin)."""
     p = op["path"]
     body = None
-    sub = {"{vm}": "plain", "{host}": "h1", "{kms}": "kp", "{id}": "1"}
+    sub = {"{vm}": "plain", "{host}": "h1", "{kms}": "kp", "{id}": "1", "{kek}": "1"}
     oid = op["id"]
     if oid in ("user.get", "user.role", "user.password", "user.delete"):
         victim = fresh("victim")

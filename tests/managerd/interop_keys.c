@@ -64,7 +64,7 @@ int main(int argc, char **argv)
     mgr_config cfg = {.kms_dir = kmsdir, .kms_timeout_ms = 3000, .token_ttl_s = 60};
     manager m = {.cfg = &cfg};
     pthread_mutex_init(&m.lock, NULL);
-    pthread_mutex_init(&m.kms_lock, NULL);
+    CHECK(keys_pool_init(&m) == 0, "key pool");
     pthread_cond_init(&m.changed, NULL);
     CHECK(store_open(db, &m.db) == 0, "store");
     CHECK(auth_seed_roles(m.db) == 0, "roles");
