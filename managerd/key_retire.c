@@ -281,28 +281,34 @@ int keys_orphans(manager *m, const char *provider, json_t **out)
             break;
         }
         for (size_t i = 0; i < nu; i++) {
+            const char *names[] = {"x-Identifier", "State"};
+            vmseal_ttlv *attrs = NULL;
+            const char *vm = NULL;
+            size_t tl = 0;
+            uint32_t st = 0;
+            if (vmseal_kmip_get_attributes(k, uids[i], names, 2, &attrs) == 0) {
+                vmseal_ttlv *v = vmseal_kmip_attr_value(attrs, "x-Identifier", 0);
+                if (!v || vmseal_ttlv_get_text(v, &vm, &tl) < 0)
+                    vm = NULL;
+                if (vmseal_ttlv_get_enum(vmseal_kmip_attr_value(attrs, "State", 0), &st) < 0)
+                    st = 0;
+            }
+            char vmbuf[64] = "";
+            if (vm && tl < sizeof(vmbuf))
+                memcpy(vmbuf, vm, tl);
+            /* recorded: this id for this key's VM (servers that hand out
+             * the same ids: the id alone may be another VM's record) */
             store_rows *r = NULL;
-            if (store_execv(m->db, &r, "SELECT 1 FROM keks WHERE provider = $1 AND kek_id = $2", provider,
-                            uids[i], STORE_END) >= 0 && store_rows_count(r) == 0) {
-                const char *names[] = {"x-Identifier", "State"};
-                vmseal_ttlv *attrs = NULL;
-                const char *vm = NULL;
-                uint32_t st = 0;
-                if (vmseal_kmip_get_attributes(k, uids[i], names, 2, &attrs) == 0) {
-                    vmseal_ttlv *v = vmseal_kmip_attr_value(attrs, "x-Identifier", 0);
-                    size_t tl;
-                    if (!v || vmseal_ttlv_get_text(v, &vm, &tl) < 0)
-                        vm = NULL;
-                    if (vmseal_ttlv_get_enum(vmseal_kmip_attr_value(attrs, "State", 0), &st) < 0)
-                        st = 0;
-                }
+            if (store_execv(m->db, &r, "SELECT 1 FROM keks WHERE provider = $1 AND kek_id = $2 AND "
+                            "($3 = '' OR vm_uuid = $3)", provider, uids[i], vmbuf, STORE_END) >= 0 &&
+                store_rows_count(r) == 0) {
                 const char *sn = vmseal_kmip_enum_name(VMSEAL_KMIP_TAG_STATE, st);
                 json_array_append_new(arr, json_pack("{s:s,s:s,s:s?,s:s?}", "kek_id", uids[i], "server",
-                                                     vmseal_kmip_client_server_label(k, s), "vm_uuid", vm,
-                                                     "state", sn));
-                vmseal_ttlv_free(attrs);
+                                                     vmseal_kmip_client_server_label(k, s), "vm_uuid",
+                                                     vmbuf[0] ? vmbuf : NULL, "state", sn));
             }
             store_rows_free(r);
+            vmseal_ttlv_free(attrs);
         }
         vmseal_kmip_uids_free(uids, nu);
     }

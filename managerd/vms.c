@@ -193,19 +193,23 @@ static int record_kek(manager *m, const char *kek_id, const char *provider, cons
                        kek_id, provider, uuid, state, now, STORE_END);
 }
 
-static int set_kek_state(manager *m, const char *provider, const char *kek_id, const char *state)
+/* Only the record of this VM's KEK: a KEK id another VM's record holds
+ * (servers that hand out the same ids) is never changed from here. */
+static int set_kek_state(manager *m, const char *provider, const char *kek_id, const char *uuid,
+                         const char *state)
 {
-    return store_execv(m->db, NULL, "UPDATE keks SET state = $3 WHERE provider = $1 AND kek_id = $2",
-                       provider, kek_id, state, STORE_END);
+    return store_execv(m->db, NULL,
+                       "UPDATE keks SET state = $3 WHERE provider = $1 AND kek_id = $2 AND vm_uuid = $4",
+                       provider, kek_id, state, uuid, STORE_END);
 }
 
-/* A KEK made for an operation that failed: "unused". The failure being
- * reported stays this thread's error message. */
-static void kek_unused(manager *m, const char *provider, const char *kek_id)
+/* A KEK made for an operation on VM uuid that failed: "unused". The
+ * failure being reported stays this thread's error message. */
+static void kek_unused(manager *m, const char *provider, const char *kek_id, const char *uuid)
 {
     char msg[512];
     snprintf(msg, sizeof(msg), "%s", vmseal_last_error());
-    (void)set_kek_state(m, provider, kek_id, "unused");
+    (void)set_kek_state(m, provider, kek_id, uuid, "unused");
     (void)vmseal_fail(0, "%s", msg);
 }
 
@@ -235,12 +239,20 @@ static int new_kek_for(manager *m, const char *want_provider, const char *uuid, 
         return vmseal_fail(EREMOTEIO, "key provider %s: cannot create a key: %s", *provider,
                            vmseal_last_error());
     rc = record_kek(m, *kek_id, *provider, uuid, "pending");
-    if (rc < 0)
-        return own_failure();
+    if (rc < 0) {
+        /* e.g. the id is recorded for another VM already: that record is
+         * left alone; the new key is an orphan (keys ls --orphans) */
+        rc = rc == -EEXIST ? vmseal_fail(EEXIST, "key provider %s gave KEK id %s, which is recorded for "
+                                         "another VM: not used", *provider, *kek_id)
+                           : own_failure();
+        free(*kek_id);
+        *kek_id = NULL;
+        return rc;
+    }
     rc = hosts_push_key(m, host, *provider, *kek_id);
     if (rc < 0) {
         rc = peer_failure();
-        kek_unused(m, *provider, *kek_id);
+        kek_unused(m, *provider, *kek_id, uuid);
         return rc;
     }
     return 0;
@@ -329,7 +341,7 @@ int vms_create(manager *m, const char *user, const json_t *req, const char *poli
                          "UPDATE vms SET policy = 'encrypted', kek_id = $2, provider = $3 WHERE uuid = $1",
                          uuid, kek_id, provider, STORE_END);
         if (rc >= 0)
-            rc = set_kek_state(m, provider, kek_id, "active");
+            rc = set_kek_state(m, provider, kek_id, uuid, "active");
         if (rc < 0) {
             rc = own_failure();
             goto undo;
@@ -358,7 +370,7 @@ undo:;
     (void)store_execv(m->db, NULL, "DELETE FROM vms WHERE uuid = $1", uuid, STORE_END);
     (void)vmseal_fail(0, "%s", msg);
     if (kek_id)
-        kek_unused(m, provider, kek_id);
+        kek_unused(m, provider, kek_id, uuid);
     json_decref(spec);
     free(provider);
     free(kek_id);
@@ -478,7 +490,7 @@ int vms_set_policy(manager *m, const char *user, const char *name, const char *w
             snprintf(path, sizeof(path), "/v1/vms/%s/encrypt", v.uuid);
             rc = start_task(m, user, v.uuid, name, v.host, "encrypt", path, body, params, out);
             if (rc < 0)
-                kek_unused(m, provider, kek_id);
+                kek_unused(m, provider, kek_id, v.uuid);
             json_decref(body);
             json_decref(params);
         }
@@ -629,7 +641,7 @@ int vms_rekey(manager *m, const char *user, const char *name, int deep, const ch
     rc = start_task(m, user, v.uuid, name, v.host, deep ? "recrypt-deep" : "recrypt-shallow", path,
                     body, params, out);
     if (rc < 0)
-        kek_unused(m, provider, kek_id);
+        kek_unused(m, provider, kek_id, v.uuid);
     json_decref(body);
     json_decref(params);
     free(provider);
@@ -838,25 +850,25 @@ static int finish_fn(store *db, void *arg)
             rc = store_execv(db, NULL, "UPDATE vms SET policy = 'encrypted', kek_id = $2, provider = $3 WHERE uuid = $1",
                              uuid, kek, kms, STORE_END);
         if (rc >= 0)
-            rc = store_execv(db, NULL, "UPDATE keks SET state = $3 WHERE provider = $1 AND kek_id = $2", kms,
-                             kek, ok ? "active" : "unused", STORE_END);
+            rc = store_execv(db, NULL, "UPDATE keks SET state = $3 WHERE provider = $1 AND kek_id = $2 AND vm_uuid = $4",
+                             kms, kek, ok ? "active" : "unused", uuid, STORE_END);
     } else if (!strcmp(action, "decrypt")) {
         if (ok)
             rc = store_execv(db, NULL, "UPDATE vms SET policy = 'none', kek_id = NULL, provider = NULL WHERE uuid = $1",
                              uuid, STORE_END);
         if (rc >= 0 && ok && old_kek)
-            rc = store_execv(db, NULL, "UPDATE keks SET state = 'retired' WHERE provider = $1 AND kek_id = $2",
-                             kms, old_kek, STORE_END);
+            rc = store_execv(db, NULL, "UPDATE keks SET state = 'retired' WHERE provider = $1 AND kek_id = $2 AND vm_uuid = $3",
+                             old_kms ? old_kms : kms, old_kek, uuid, STORE_END);
     } else if (!strncmp(action, "recrypt", 7)) {
         if (ok)
             rc = store_execv(db, NULL, "UPDATE vms SET kek_id = $2, provider = $3 WHERE uuid = $1", uuid, kek,
                              kms, STORE_END);
         if (rc >= 0)
-            rc = store_execv(db, NULL, "UPDATE keks SET state = $3 WHERE provider = $1 AND kek_id = $2", kms,
-                             kek, ok ? "active" : "unused", STORE_END);
+            rc = store_execv(db, NULL, "UPDATE keks SET state = $3 WHERE provider = $1 AND kek_id = $2 AND vm_uuid = $4",
+                             kms, kek, ok ? "active" : "unused", uuid, STORE_END);
         if (rc >= 0 && ok)
-            rc = store_execv(db, NULL, "UPDATE keks SET state = 'retired' WHERE provider = $1 AND kek_id = $2",
-                             old_kms, old_kek, STORE_END);
+            rc = store_execv(db, NULL, "UPDATE keks SET state = 'retired' WHERE provider = $1 AND kek_id = $2 AND vm_uuid = $3",
+                             old_kms, old_kek, uuid, STORE_END);
     }
     return rc;
 }

@@ -186,8 +186,53 @@ int main(int argc, char **argv)
     printf("ok - KMIP credentials: none and a wrong password refused by the servers, the right one works; "
            "the password is in no event\n");
 
-    /* ---- a key held by server 2 only ---- */
     vmseal_kmip_client *k1 = direct(n1), *k2 = direct(n2);
+
+    /* ---- a create that gets an id recorded for another VM ---- */
+    {
+        /* VM a's KEK has the id server 1 will hand out next (two stores
+         * with small-integer ids, as in the issue) */
+        char *probe_id = NULL;
+        make_key(k1, vm_a, &probe_id);
+        char next[32];
+        snprintf(next, sizeof(next), "%lld", atoll(probe_id) + 1);
+        free(probe_id);
+        CHECK(store_execv(m.db, NULL, "INSERT INTO hosts (name, url, datastore, subject, fingerprint, registered, "
+                          "last_seen) VALUES ('h', 'https://127.0.0.1:9', '/d', 'CN=h', 'fh', 1, 1)", STORE_END) == 1,
+              "host h");
+        CHECK(store_execv(m.db, NULL, "INSERT INTO vms (uuid, name, host, spec, policy, kek_id, provider, created) "
+                          "VALUES ($1, 'vma', 'h', '{}', 'encrypted', $2, 'kp', 1)", vm_a, next, STORE_END) == 1, "vm a");
+        record(&m, next, vm_a);
+        json_t *creq = json_pack("{s:s,s:s}", "name", "vmb", "host", "h"), *cout = NULL;
+        CHECK(vms_create(&m, "tester", creq, "encrypted", &cout) < 0, "the create must fail");
+        CHECK(strstr(vmseal_last_error(), "recorded for another VM"), "the reason names the clash");
+        json_decref(creq);
+        store_rows *sr = NULL;
+        CHECK(store_execv(m.db, &sr, "SELECT state, vm_uuid FROM keks WHERE provider = 'kp' AND kek_id = $1", next,
+                          STORE_END) >= 0 && !strcmp(store_rows_get(sr, 0, 0), "active") &&
+              !strcmp(store_rows_get(sr, 0, 1), vm_a), "VM a's KEK record is unchanged (%s)", store_rows_get(sr, 0, 0));
+        store_rows_free(sr);
+        sr = NULL;
+        CHECK(store_execv(m.db, &sr, "SELECT COUNT(*) FROM vms WHERE name = 'vmb'", STORE_END) >= 0 &&
+              !strcmp(store_rows_get(sr, 0, 0), "0"), "no VM b left behind");
+        store_rows_free(sr);
+        json_t *orph = NULL;
+        CHECK(keys_orphans(&m, "kp", &orph) == 0, "orphans");
+        int found = 0;
+        size_t oi;
+        json_t *ov;
+        json_array_foreach(orph, oi, ov)
+            found |= !strcmp(json_string_value(json_object_get(ov, "kek_id")), next) &&
+                     !strcmp(json_string_value(json_object_get(ov, "server")), n1);
+        CHECK(found, "the key made for VM b is listed as an orphan: %s", json_dumps(orph, JSON_COMPACT));
+        json_decref(orph);
+        CHECK(store_execv(m.db, NULL, "DELETE FROM vms WHERE name = 'vma'", STORE_END) == 1, "vm a rm");
+        CHECK(store_execv(m.db, NULL, "DELETE FROM hosts WHERE name = 'h'", STORE_END) == 1, "host h rm");
+        printf("ok - a create that gets a KEK id recorded for another VM fails without touching that VM's KEK; "
+               "its key is an orphan\n");
+    }
+
+    /* ---- a key held by server 2 only ---- */
     char *on2 = NULL, *on1 = NULL;
     make_key(k2, vm_b, &on2);
     vmseal_secret *probe = NULL;
