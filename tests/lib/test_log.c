@@ -398,8 +398,8 @@ static void test_threads(void **state)
         nl = strchr(line, '\n');
         assert_non_null(nl);
         *nl = '\0';
-        int t, i, off = 0;
-        size_t n;
+        int t = 0, i = 0, off = 0;
+        size_t n = 0;
         char *m = strstr(line, " vmseal-test[worker] info: thread ");
         if (!m || m - line != 24 ||
             sscanf(m, " vmseal-test[worker] info: thread %d message %d len %zu %n", &t, &i, &n, &off) != 3 ||
