@@ -67,8 +67,10 @@ async function route() {
   cleanup = null;
   renderShell();
   const [page, ...args] = parseRoute();
-  const el = main();
-  fill(el);
+  // each route renders into a fresh container: a slower earlier render
+  // that finishes late writes into a detached one
+  const el = h('div', { class: 'page' });
+  fill(main(), el);
   try {
     switch (page || 'inventory') {
       case 'inventory': cleanup = await inventory.render(el, null); break;
@@ -91,6 +93,7 @@ async function route() {
 function append404(el, e) {
   el.appendChild(errorBox(e));
 }
+
 
 async function start() {
   await loadTable();
