@@ -380,7 +380,7 @@ def main():
         ok("power on and off from the VM page")
 
         # ---- the sealed console (read-only)
-        go(d, "vm/webvm/console")
+        click(d, 'button[data-op="vm.log"]')
         until(lambda: "Sealed log" in one(d, "#console-info").text, "the sealed console")
         shot(d, "13-console")
         ok("serial console of the encrypted VM shown read-only (sealed log)")
@@ -432,6 +432,9 @@ def main():
         b = one(d, 'button[data-op="vm.rekey"]')
         if b.is_enabled() or b.get_attribute("data-missing") != "Cryptographer.Recrypt":
             fail("bob's rekey button is not disabled with Cryptographer.Recrypt named")
+        b = one(d, 'button[data-op="vm.log"]')
+        if b.is_enabled() or b.get_attribute("data-missing") != "Cryptographer.Access":
+            fail("bob's console button is not disabled with Cryptographer.Access named")
         if not one(d, 'button[data-op="vm.power-on"]').is_enabled():
             fail("bob may power VMs on, yet the button is disabled")
         shot(d, "16-nocrypto-vm")

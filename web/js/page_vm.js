@@ -144,8 +144,7 @@ export async function render(detail, name, ctx) {
             + 'stopped after its grace time.'), 'Power off', true)) act('Power off', () => api('POST', path('/vms', name, 'power-off')));
         }),
         enc ? opButton('Re-encrypt…', 'vm.rekey', privs, enc, rekey) : null,
-        h('a', { href: `#/vm/${encodeURIComponent(name)}/console`, class: 'button secondary', id: 'vm-console-link' },
-          'Serial console'),
+        opButton('Serial console', 'vm.log', privs, enc, () => { location.hash = `#/vm/${encodeURIComponent(name)}/console`; }),
         h('span', { class: 'op-denied' }, h('button', { type: 'button', disabled: true, dataset: { op: 'vm.migrate' } }, 'Migrate'),
           h('span', { class: 'needs' }, 'not available yet (issue 10)')))),
       taskBox,
