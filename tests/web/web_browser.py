@@ -273,6 +273,17 @@ def main():
         if pwned(d):
             fail("HTML in a KMS certificate subject became markup")
         shot(d, "06-kms-rogue")
+        # not trusted; the manager makes a CSR for it instead
+        click(d, "#kw-skip-trust")
+        one(d, "#kw-cn").send_keys("manager-web")
+        click(d, "#kw-csr")
+        pem = until(lambda: one(d, "#kw-csr-pem").get_attribute("value"), "the CSR")
+        r = subprocess.run(["openssl", "req", "-noout", "-subject", "-verify"], input=pem, capture_output=True, text=True)
+        if r.returncode != 0 or "manager-web" not in r.stdout:
+            fail(f"the CSR the wizard shows does not verify or lacks its CN: {r.stdout} {r.stderr}")
+        shot(d, "06b-kms-csr")
+        if provider("rogue").get("trusted"):
+            fail("the rogue KMS became trusted")
         # and an address of HTML: the manager's error echoes it, as text
         go(d, "kms-add")
         one(d, "#kw-name").send_keys("rogue2")
@@ -281,7 +292,7 @@ def main():
         err = until(lambda: css(d, "#kw-msg .error")[0].text, "the refusal of a bad address")
         if "<img" not in err or pwned(d):
             fail(f"an error message echoing HTML was not shown as text: {err!r}")
-        ok("a rogue KMS certificate subject and an error echoing HTML are shown as text; no element is made of them")
+        ok("a rogue KMS certificate subject and an error echoing HTML are shown as text; no element is made of them; the wizard's CSR verifies")
 
         go(d, "kms")
         until(lambda: css(d, 'tr[data-kms="prov1"] .badge.default'), "prov1 marked default")
@@ -347,6 +358,13 @@ def main():
         create = until(lambda: css(d, 'tr[data-action="vm.create"]'), "the vm.create event")[0]
         if xss not in create.text or pwned(d):
             fail("the event's HTML value is not text")
+        d.execute_script("document.getElementById('ev-to').value = '2001-01-01T00:00:00'")
+        click(d, "#ev-apply")
+        until(lambda: not css(d, "#events-table tr[data-event]") and "0 event(s)" in one(d, "#ev-status").text,
+              "no events before 2001")
+        d.execute_script("document.getElementById('ev-to').value = ''")
+        click(d, "#ev-apply")
+        until(lambda: css(d, 'tr[data-action="vm.policy"]'), "the events again")
         click(d, "#ev-follow")
         time.sleep(1)
         cli("vm", "set", "webvm", "--cpus", "2")
@@ -386,8 +404,27 @@ def main():
         ok("serial console of the encrypted VM shown read-only (sealed log)")
 
         go(d, "admin/users")
-        until(lambda: css(d, 'tr[data-user="bob"]'), "users")
+        until(lambda: "NoCryptoAdmin" in css(d, 'tr[data-user="bob"]')[0].text, "bob in the users")
         shot(d, "14-users")
+        go(d, "admin/roles")
+        until(lambda: css(d, 'tr[data-role="NoCryptoAdmin"]'), "roles")
+        shot(d, "14b-roles")
+        go(d, "admin/permissions")
+        one(d, "#np-object").send_keys("vm:webvm")
+        one(d, "#np-who").send_keys("bob")
+        Select(one(d, "#np-role")).select_by_value("ReadOnly")
+        click(d, 'button[data-op="permission.add"]')
+        until(lambda: any("bob" in tr.text and "ReadOnly" in tr.text for tr in css(d, "#admin-permissions tbody tr")),
+              "bob's permission on vm:webvm listed")
+        perms = api_admin(["permission", "ls", "vm:webvm"])
+        plist = perms["permissions"] if isinstance(perms, dict) else perms
+        if not any(p.get("user") == "bob" and p.get("role") == "ReadOnly" for p in plist):
+            fail(f"the permission added in the page is not on the manager: {perms}")
+        shot(d, "14c-permissions")
+        # bob keeps his NoCryptoAdmin reach below: take it back
+        click(d, '#admin-permissions button[data-op="permission.remove"]')
+        until(lambda: not any("ReadOnly" in tr.text for tr in css(d, "#admin-permissions tbody tr")), "the permission removed")
+        ok("administration: users with their roles, roles, a permission on a VM added and removed in the page")
         go(d, "inventory")
         until(lambda: css(d, 'li[data-vm="webvm"] .power.off'), "the tree with power states")
         shot(d, "15-inventory")

@@ -88,7 +88,7 @@ export async function render(main, existing) {
       pick < 0 ? h('p', { class: 'error' }, 'No certificate in the chain is a CA or self-signed: ask the KMS administrator for the CA certificate.') : null,
       msg,
       h('div', { class: 'buttons' },
-        h('button', { type: 'button', class: 'secondary', onclick: () => go(2) }, 'Skip'),
+        h('button', { type: 'button', class: 'secondary', id: 'kw-skip-trust', onclick: () => go(2) }, 'Skip'),
         h('button', { type: 'button', class: 'primary', id: 'kw-trust', disabled: pick < 0, onclick: async () => {
           const i = radios.findIndex((r) => r.checked);
           if (i < 0) return;
