@@ -271,6 +271,25 @@ st, h, j, _, _ = req("DELETE", "/api/v1/users/webuser", None, dict(ck, **{"X-CSR
 expect(st, 200, "cookie DELETE with the CSRF token and no Origin (same-origin fetch without Origin)", j)
 ok("with the session's CSRF token, state-changing requests work")
 
+# changing one's own password from the browser keeps this session, ends the others
+st, h, j, _, _ = req("POST", "/api/v1/users", {"name": "carol", "password": "carolpass1", "role": "ReadOnly"}, auth)
+expect(st, 201, "user carol", j)
+sess = []
+for _ in range(2):
+    st, h, jc, _, hd = cookie_login(user="carol", password="carolpass1")
+    expect(st, 201, "carol's cookie login", jc)
+    t = re.search(r"=([0-9a-f]{64});", [v for k, v in hd if k.lower() == "set-cookie"][0]).group(1)
+    SECRETS.append(t)
+    sess.append((t, jc["csrf"]))
+st, h, j, _, _ = req("PUT", "/api/v1/users/carol/password", {"password": "carolpass2", "old_password": "carolpass1"},
+                     {"Cookie": f"{COOKIE}={sess[0][0]}", "X-CSRF-Token": sess[0][1]})
+expect(st, 200, "carol changes her password in the browser", j)
+st, h, j, _, _ = req("GET", "/api/v1/session", headers={"Cookie": f"{COOKIE}={sess[0][0]}"})
+expect(st, 200, "carol's own browser session after her password change", j)
+st, h, j, _, _ = req("GET", "/api/v1/session", headers={"Cookie": f"{COOKIE}={sess[1][0]}"})
+expect(st, 401, "carol's other browser session after her password change", j)
+ok("a password changed in the browser keeps that browser's session and ends the others")
+
 # refusals are events
 st, h, j, _, _ = req("GET", "/api/v1/events?action=web.csrf&since=-50&limit=50", headers=auth)
 expect(st, 200, "events", j)

@@ -50,6 +50,7 @@ async function doLogout() {
 
 function showLogin(message) {
   loggedIn = false;
+  generation++;
   if (cleanup) cleanup();
   cleanup = null;
   tasks.stop();
@@ -61,33 +62,39 @@ function showLogin(message) {
   });
 }
 
+let generation = 0;
+
 async function route() {
   if (!loggedIn) return;
   if (cleanup) { try { cleanup(); } catch (e) { /* page gone */ } }
   cleanup = null;
+  const gen = ++generation;
   renderShell();
   const [page, ...args] = parseRoute();
   // each route renders into a fresh container: a slower earlier render
   // that finishes late writes into a detached one
   const el = h('div', { class: 'page' });
   fill(main(), el);
+  let done = null;
   try {
     switch (page || 'inventory') {
-      case 'inventory': cleanup = await inventory.render(el, null); break;
-      case 'host': cleanup = await inventory.render(el, { host: args[0] }); break;
+      case 'inventory': done = await inventory.render(el, null); break;
+      case 'host': done = await inventory.render(el, { host: args[0] }); break;
       case 'vm':
-        if (args[1] === 'console') cleanup = await consolePage.render(el, args[0]);
-        else cleanup = await inventory.render(el, { vm: args[0] }, vmPage);
+        if (args[1] === 'console') done = await consolePage.render(el, args[0]);
+        else done = await inventory.render(el, { vm: args[0] }, vmPage);
         break;
-      case 'kms': cleanup = await (args[1] === 'setup' ? wizard.render(el, args[0]) : kmsPage.render(el)); break;
-      case 'kms-add': cleanup = await wizard.render(el, null); break;
-      case 'events': cleanup = await eventsPage.render(el); break;
-      case 'admin': cleanup = await admin.render(el, args[0] || 'users'); break;
+      case 'kms': done = await (args[1] === 'setup' ? wizard.render(el, args[0]) : kmsPage.render(el)); break;
+      case 'kms-add': done = await wizard.render(el, null); break;
+      case 'events': done = await eventsPage.render(el); break;
+      case 'admin': done = await admin.render(el, args[0] || 'users'); break;
       default: fill(el, h('h1', {}, 'Not found'), h('p', {}, 'No such page.'));
     }
   } catch (e) {
     append404(el, e);
   }
+  // a page that finished after the user moved on stops at once
+  if (gen !== generation) { if (done) done(); } else cleanup = done;
 }
 
 function append404(el, e) {
