@@ -1,9 +1,14 @@
 /* vmseal-managerd — REST API entry: routing, authentication, helpers.
  *
+ * /, /ui/...                 the web client's static files (api_web.c)
  * /api/v1/session            log in (no token needed)
  * /api/v1/hosts/register     host agents, authenticated by client certificate
  * /api/v1/hosts/self/...     host agents, authenticated by client certificate
- * everything else            "Authorization: Bearer TOKEN" from a session
+ * everything else            "Authorization: Bearer TOKEN" from a session, or
+ *                            (no Authorization header) the web client's
+ *                            session cookie, with its CSRF token on every
+ *                            state-changing request (docs/web.md)
+ * Every answer carries the security headers of api_web_headers().
  */
 #include <errno.h>
 #include <stdio.h>
@@ -67,8 +72,13 @@ static const char *bearer(const vmseal_http_request *req)
 void api_handle(void *arg, const vmseal_http_request *req, vmseal_http_response *resp)
 {
     api_ctx ctx = {.m = arg, .req = req, .resp = resp};
+    api_web_headers(resp);
     vmseal_clear_error();
     event_set_source(req->remote_addr);
+    if (api_web_path(req->path)) {
+        api_web(&ctx);
+        goto out;
+    }
     if (strlen(req->path) >= sizeof(ctx.segbuf) || split(&ctx, req->path) < 0) {
         vmseal_http_error(resp, 404, "no such resource: %s", req->path);
         return;
@@ -83,7 +93,15 @@ void api_handle(void *arg, const vmseal_http_request *req, vmseal_http_response 
         api_hosts(&ctx);
         goto out;
     }
-    int rc = auth_session(ctx.m, bearer(req), ctx.user, sizeof(ctx.user), ctx.role, sizeof(ctx.role),
+    /* A Bearer token wins; the cookie counts only when the request has no
+     * Authorization header at all (so API clients never meet the CSRF
+     * rules, and a browser's cookie never adds to a token). */
+    ctx.token = bearer(req);
+    if (!vmseal_http_header(req, "Authorization")) {
+        ctx.token = vmseal_http_cookie(req, API_COOKIE);
+        ctx.cookie = ctx.token != NULL;
+    }
+    int rc = auth_session(ctx.m, ctx.token, ctx.user, sizeof(ctx.user), ctx.role, sizeof(ctx.role),
                           &ctx.privileges);
     if (rc < 0 && rc != -EACCES) {
         vmseal_http_error(resp, 503, "cannot check the session: %s", vmseal_last_error());
@@ -92,8 +110,12 @@ void api_handle(void *arg, const vmseal_http_request *req, vmseal_http_response 
     if (rc < 0) {
         vmseal_http_error(resp, 401, "%s", vmseal_last_error());
         vmseal_http_add_header(resp, "WWW-Authenticate", "Bearer realm=\"vmseal\"");
+        if (ctx.cookie)
+            api_web_set_cookie(resp, NULL, 0);   /* a stale cookie goes */
         goto out;
     }
+    if (ctx.cookie && api_web_csrf_check(&ctx) < 0)
+        goto out;
     if (!strcmp(s0, "session") && ctx.nseg == 2 && !strcmp(ctx.seg[1], "privileges") &&
         !strcmp(req->method, "GET"))
         api_session_privileges(&ctx);

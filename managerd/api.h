@@ -22,6 +22,8 @@ typedef struct api_ctx {
     char role[80];
     char *privileges;              /* space-separated, malloc'd */
     char host[80];                 /* host agent identified by its certificate */
+    const char *token;             /* the session token the request carried */
+    int cookie;                    /* ...in the web client's cookie (not Bearer) */
     const char *seg[8];            /* path segments after /api/v1/ */
     char segbuf[1024];
     size_t nseg;
@@ -81,5 +83,42 @@ void api_session_privileges(api_ctx *ctx);
 void api_permissions(api_ctx *ctx);
 void api_keys(api_ctx *ctx);
 void api_diagnostics(api_ctx *ctx);
+
+/* ---- api_web.c: the web client (docs/web.md) ------------------------------- */
+
+/* The session cookie of the web client (HttpOnly, Secure, SameSite=Strict;
+ * the __Host- prefix binds it to this origin and path /). */
+#define API_COOKIE "__Host-vmseal-session"
+/* Header the web client sends its session's CSRF token in. */
+#define API_CSRF_HEADER "X-CSRF-Token"
+
+/* The security headers every answer of the manager carries (CSP without
+ * inline script or eval, Trusted Types, no framing, no sniffing, no
+ * referrer). */
+void api_web_headers(vmseal_http_response *resp);
+/* Whether path is the web client's (/, /ui, /ui/...). */
+int api_web_path(const char *path);
+/* GET / and /ui/...: the embedded static files; /ui/api-table.json is the
+ * operation table (api_table.c). */
+void api_web(api_ctx *ctx);
+/* Set-Cookie for a new session (token, lifetime in seconds) or, token
+ * NULL, one that removes the cookie. */
+void api_web_set_cookie(vmseal_http_response *resp, const char *token, long long max_age);
+/* For a request authenticated by the cookie: refuse (403, "denied" event,
+ * -EACCES) a state-changing method that is cross-site or lacks the
+ * session's CSRF token; 0 when it may go on. */
+int api_web_csrf_check(api_ctx *ctx);
+/* A browser's login (cookie mode): refuse one that is not same-origin
+ * JSON (login CSRF); 0 when it may go on. */
+int api_web_login_check(api_ctx *ctx);
+
+/* Embedded static files (generated from web/ by web/embed.py). */
+typedef struct web_asset {
+    const char *path;           /* "/ui/js/app.js" */
+    const char *type;           /* Content-Type */
+    const unsigned char *data;
+    size_t len;
+} web_asset;
+extern const web_asset web_assets[];  /* path NULL ends it */
 
 #endif

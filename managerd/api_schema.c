@@ -215,6 +215,7 @@ int api_parse(const char *body, size_t len, const api_schema *s, json_t **out, c
 static const api_field f_session[] = {
     {.name = "user", .type = F_NAME, .required = 1},
     {.name = "password", .type = F_STRING, .required = 1, .min = 1, .max = 1024},
+    {.name = "cookie", .type = F_BOOL},   /* the web client: token in a cookie */
 };
 SCHEMA(schema_session, "session", f_session);
 

@@ -118,9 +118,9 @@ static void user_password(api_ctx *ctx, const char *name)
         json_decref(b);
         return;
     }
-    const char *bearer = vmseal_http_header(ctx->req, "Authorization");
+    /* one's own session (Bearer or the web client's cookie) stays */
     rc = users_set_password(ctx->m, ctx->user, name, json_string_value(json_object_get(b, "password")),
-                            self && bearer && strlen(bearer) > 7 ? bearer + 7 : NULL);
+                            self ? ctx->token : NULL);
     json_decref(b);
     api_reply(ctx, rc, 200, rc < 0 ? NULL : json_pack("{s:s,s:b}", "name", name, "password_changed", 1));
 }

@@ -202,6 +202,25 @@ static void token_hash(const char *token, char out[65])
     vmseal_hex_encode(md, 32, out);
 }
 
+void auth_csrf_token(const char *token, char out[65])
+{
+    static const char label[] = "vmseal-csrf-v1:";
+    unsigned char md[32];
+    unsigned int n = 0;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(c, label, sizeof(label) - 1) != 1 ||
+        EVP_DigestUpdate(c, token, strlen(token)) != 1 || EVP_DigestFinal_ex(c, md, &n) != 1) {
+        /* never a usable value: no request can match it */
+        memset(out, 0, 65);
+        EVP_MD_CTX_free(c);
+        return;
+    }
+    EVP_MD_CTX_free(c);
+    vmseal_hex_encode(md, 32, out);
+    OPENSSL_cleanse(md, sizeof(md));
+}
+
 /* A fixed hash to burn the same time for unknown users. */
 static const char dummy_hash[] =
     "scrypt$15$8$1$00000000000000000000000000000000$"

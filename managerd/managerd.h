@@ -99,6 +99,11 @@ int auth_user_create(manager *m, const char *actor, const char *name, const char
 int auth_login(manager *m, const char *user, const char *password, char *token, size_t tlen,
                int64_t *expires) VMSEAL_MUST_CHECK;
 int auth_logout(manager *m, const char *token);
+/* The CSRF token of a session (a browser's cookie session, docs/web.md):
+ * hex SHA-256 of "vmseal-csrf-v1:" and the session token, so it is fixed
+ * for the session, needs no storage, and tells nothing about the token
+ * (nor is it the token's stored hash). out: 65 bytes. */
+void auth_csrf_token(const char *token, char out[65]);
 /* Resolve a session token ("Authorization: Bearer TOKEN") into its user,
  * role and privileges on the root (space-separated, malloc'd; *privileges
  * is freed first). -EACCES when missing, unknown or expired. */

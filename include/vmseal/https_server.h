@@ -43,8 +43,12 @@ typedef struct vmseal_http_request {
 const char *vmseal_http_header(const vmseal_http_request *req, const char *name);
 /* Query-string argument (percent-decoded) or NULL. */
 const char *vmseal_http_query(const vmseal_http_request *req, const char *name);
+/* Cookie (from the Cookie request header, by exact name) or NULL. */
+const char *vmseal_http_cookie(const vmseal_http_request *req, const char *name);
 
-#define VMSEAL_HTTP_MAX_EXTRA_HEADERS 4
+/* Room for a handler's own headers plus a web client's security headers
+ * (Content-Security-Policy and the like, set on every manager response). */
+#define VMSEAL_HTTP_MAX_EXTRA_HEADERS 12
 
 /* What the handler fills in. Default: status 500, no body. */
 typedef struct vmseal_http_response {

@@ -140,6 +140,11 @@ const char *vmseal_http_query(const vmseal_http_request *req, const char *name)
                                        MHD_GET_ARGUMENT_KIND, name);
 }
 
+const char *vmseal_http_cookie(const vmseal_http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value((struct MHD_Connection *)req->internal, MHD_COOKIE_KIND, name);
+}
+
 /* --------------------------------------------------- jansson wipe-on-free */
 
 static void *wipe_malloc(size_t n)
