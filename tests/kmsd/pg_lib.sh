@@ -7,6 +7,7 @@
 #                              (application_name = NAME for synchronous_standby_names)
 #   pg_start NAME / pg_stop NAME [MODE] / pg_promote NAME
 #   pg_sql NAME SQL...         psql -tA on database kmsd as user vmseal
+#   pg_sync_standby PRIMARY STANDBY   make STANDBY the synchronous standby
 
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -x "$PGBIN/initdb" ] || fail "PostgreSQL server binaries not found (scripts/deps installs postgresql)"
@@ -73,6 +74,21 @@ pg_standby() {
     -R -X stream -c fast >"$d/basebackup.log" 2>&1 || { cat "$d/basebackup.log" >&2; fail "pg_basebackup $n"; }
   pg_start "$n"
   at_exit "pg_stop $n immediate"
+}
+
+# pg_sync_standby PRIMARY STANDBY: a Create is acknowledged once STANDBY has
+# it on disk too (set on the primary only: a promoted standby runs alone);
+# waits until the primary reports STANDBY as sync.
+pg_sync_standby() {
+  local p=$1 sb=$2 i q
+  q="SELECT sync_state FROM pg_stat_replication WHERE application_name='$sb'"
+  pg_sql "$p" "ALTER SYSTEM SET synchronous_standby_names = '$sb'" >/dev/null
+  pg_sql "$p" "SELECT pg_reload_conf()" >/dev/null
+  for ((i = 0; i < 100; i++)); do
+    [ "$(pg_sql "$p" "$q")" = sync ] && return 0
+    sleep 0.1
+  done
+  fail "$sb is not a synchronous standby of $p"
 }
 
 # pg_conninfo FILE NAME...: a 0600 conninfo file listing the servers NAME...
