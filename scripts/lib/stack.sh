@@ -98,7 +98,7 @@ stack_stop_pid() {
   stack_probe_children() {
     local c
     for c in $(pgrep -P "$1" 2>/dev/null); do
-      tr '\0' ' ' < "/proc/$c/cmdline" 2>/dev/null | grep -q 'qemu-system.*vmseal-kvm-probe' && echo "$c"
+      tr '\0' ' ' 2>/dev/null < "/proc/$c/cmdline" | grep -q 'qemu-system.*vmseal-kvm-probe' && echo "$c"
     done
     return 0
   }
@@ -375,7 +375,7 @@ stack_cleanup() {
   while IFS= read -r f; do
     pid=$(cat "$f" 2>/dev/null) || continue
     [[ $pid =~ ^[0-9]+$ ]] || continue
-    if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "qemu-system.*$STACK_DIR"; then
+    if tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline" | grep -q "qemu-system.*$STACK_DIR"; then
       kill -KILL "$pid" 2>/dev/null || true
     fi
   done < <(find "$STACK_DIR" -name qemu.pid 2>/dev/null)
