@@ -108,6 +108,9 @@ static void print_cluster(const char *server, const json_t *cl)
         else
             printf("bytes behind unknown (the database user lacks pg_monitor)\n");
     }
+    long long sb_total = (long long)json_integer_value(json_object_get(cl, "standbys_total"));
+    if (sb_total > (long long)json_array_size(json_object_get(cl, "standbys")))
+        printf("  (%lld standbys in all; %zu shown)\n", sb_total, json_array_size(json_object_get(cl, "standbys")));
     json_array_foreach(json_object_get(cl, "nodes"), i, x)
         printf("  node %s  %s  %s  last seen %s ago  vmseal-kmsd %s\n", jstr(x, "name"), jstr(x, "address"),
                jstr(x, "state"), fmt_ms(json_object_get(x, "seen_ago_ms"), b, sizeof(b)), jstr(x, "version"));
