@@ -66,6 +66,59 @@ static void print_provider(const json_t *p)
         printf("  manager certificate: none (vmseal kms csr / vmseal kms client-cert)\n");
 }
 
+/* "1.234 s" from milliseconds, "?" when the server did not know. */
+static const char *fmt_ms(const json_t *v, char *buf, size_t len)
+{
+    if (!json_is_integer(v))
+        return "?";
+    snprintf(buf, len, "%.3f s", (double)json_integer_value(v) / 1000.0);
+    return buf;
+}
+
+/* The cluster a vmseal-kmsd node reports (its Query's Server Information). */
+static void print_cluster(const char *server, const json_t *cl)
+{
+    char a[32], b[32];
+    if (strcmp(jstr(cl, "store"), "postgresql")) {
+        printf("Server %s: store %s (one node)\n", server, jstr(cl, "store"));
+        return;
+    }
+    printf("Server %s: node %s of a cluster on PostgreSQL (as it saw it %s ago)\n", server, jstr(cl, "node"),
+           fmt_ms(json_object_get(cl, "facts_age_ms"), a, sizeof(a)));
+    const json_t *db = json_object_get(cl, "database");
+    int primary = !strcmp(jstr(db, "role"), "primary");
+    if (primary)
+        printf("  database: primary %s, PostgreSQL %s, synchronous_commit=%s, synchronous_standby_names='%s'\n",
+               jstr(db, "address"), jstr(db, "version"), jstr(db, "synchronous_commit"),
+               jstr(db, "synchronous_standby_names"));
+    else
+        printf("  database: %s: %s\n", json_is_object(db) ? jstr(db, "role") : "not reported",
+               jstr(db, "error"));
+    size_t i;
+    json_t *x;
+    if (primary && json_array_size(json_object_get(cl, "standbys")) == 0)
+        printf("  standbys: none connected\n");
+    json_array_foreach(json_object_get(cl, "standbys"), i, x) {
+        const json_t *bb = json_object_get(x, "bytes_behind");
+        printf("  standby %s: %s, %s, replay lag %s, ", jstr(x, "name"),
+               *jstr(x, "state") ? jstr(x, "state") : "?", *jstr(x, "sync_state") ? jstr(x, "sync_state") : "?",
+               fmt_ms(json_object_get(x, "replay_lag_ms"), a, sizeof(a)));
+        if (json_is_integer(bb))
+            printf("%lld bytes behind\n", (long long)json_integer_value(bb));
+        else
+            printf("bytes behind unknown (the database user lacks pg_monitor)\n");
+    }
+    long long sb_total = (long long)json_integer_value(json_object_get(cl, "standbys_total"));
+    if (sb_total > (long long)json_array_size(json_object_get(cl, "standbys")))
+        printf("  (%lld standbys in all; %zu shown)\n", sb_total, json_array_size(json_object_get(cl, "standbys")));
+    json_array_foreach(json_object_get(cl, "nodes"), i, x)
+        printf("  node %s  %s  %s  last seen %s ago  vmseal-kmsd %s\n", jstr(x, "name"), jstr(x, "address"),
+               jstr(x, "state"), fmt_ms(json_object_get(x, "seen_ago_ms"), b, sizeof(b)), jstr(x, "version"));
+    long long total = (long long)json_integer_value(json_object_get(cl, "nodes_total"));
+    if (total > (long long)json_array_size(json_object_get(cl, "nodes")))
+        printf("  (%lld nodes in all; %zu shown)\n", total, json_array_size(json_object_get(cl, "nodes")));
+}
+
 static int kms_status(cli *c, const char *name)
 {
     char path[256], esc[200];
@@ -104,6 +157,10 @@ static int kms_status(cli *c, const char *name)
         }
         table_print(t, stdout);
         table_free(t);
+        json_array_foreach(json_object_get(resp, "servers"), i, s) {
+            if (json_is_object(json_object_get(s, "cluster")))
+                print_cluster(jstr(s, "address"), json_object_get(s, "cluster"));
+        }
         json_t *cc = json_object_get(resp, "client_certificate");
         if (json_is_object(cc)) {
             char when[40];

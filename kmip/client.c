@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 
 #include <vmseal/kmip_client.h>
+#include <vmseal/log.h>
 
 #include "transport_internal.h"
 
@@ -637,8 +638,11 @@ int vmseal_kmip_query(vmseal_kmip_client *c, vmseal_kmip_server_info *info)
             info->object_types[info->n_object_types++] = v;
     }
     const char *vendor;
-    if (vmseal_ttlv_find_text(payload, VMSEAL_KMIP_TAG_VENDOR_IDENTIFICATION, &vendor, NULL) == 0)
-        snprintf(info->vendor, sizeof(info->vendor), "%s", vendor);
+    size_t vlen;
+    if (vmseal_ttlv_find_text(payload, VMSEAL_KMIP_TAG_VENDOR_IDENTIFICATION, &vendor, &vlen) == 0)
+        vmseal_log_escape(vendor, vlen, info->vendor, sizeof(info->vendor));
+    vmseal_kmip_cluster_info_parse(vmseal_ttlv_find(payload, VMSEAL_KMIP_TAG_SERVER_INFORMATION),
+                                   &info->cluster);
     vmseal_clear_error();
     vmseal_kmip_response_free(resp);
     return 0;

@@ -101,6 +101,11 @@ bool ttlv_utf8_valid(const char *s, size_t len)
     return utf8_check((const uint8_t *)s, len) == len;
 }
 
+bool vmseal_ttlv_text_valid(const char *s, size_t len)
+{
+    return s && ttlv_utf8_valid(s, len);
+}
+
 bool ttlv_in_sensitive(const struct vmseal_ttlv *t)
 {
     for (; t; t = t->parent)

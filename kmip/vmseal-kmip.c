@@ -206,6 +206,26 @@ int main(int argc, char **argv)
                 const char *n = vmseal_kmip_enum_name(VMSEAL_KMIP_TAG_OBJECT_TYPE, info.object_types[i]);
                 printf("object type: %s\n", n ? n : "?");
             }
+            const vmseal_kmip_cluster_info *ci = &info.cluster;
+            if (ci->present) {
+                printf("store: %s\n", ci->store);
+                if (ci->node[0])
+                    printf("node: %s (facts %lld ms old)\n", ci->node, (long long)ci->facts_age_ms);
+                if (ci->db_role[0])
+                    printf("database: %s %s %s%s%s\n", ci->db_role, ci->db_address, ci->db_version,
+                           ci->db_error[0] ? " " : "", ci->db_error);
+                if (ci->synchronous_commit[0])
+                    printf("synchronous: synchronous_commit=%s synchronous_standby_names='%s'\n",
+                           ci->synchronous_commit, ci->synchronous_standby_names);
+                for (size_t i = 0; i < ci->n_standbys; i++)
+                    printf("standby: %s %s %s replay_lag_ms=%lld bytes_behind=%lld\n", ci->standbys[i].name,
+                           ci->standbys[i].state, ci->standbys[i].sync_state,
+                           (long long)ci->standbys[i].replay_lag_ms, (long long)ci->standbys[i].bytes_behind);
+                for (size_t i = 0; i < ci->n_nodes; i++)
+                    printf("cluster node: %s %s %s seen_ago_ms=%lld version=%s\n", ci->nodes[i].name,
+                           ci->nodes[i].address, ci->nodes[i].state, (long long)ci->nodes[i].seen_ago_ms,
+                           ci->nodes[i].version);
+            }
         }
     } else if (strcmp(cmd, "create") == 0) {
         vmseal_kmip_create_opts co = {.bits = bits, .name = name, .attrs = attrs, .n_attrs = n_attrs};

@@ -25,6 +25,7 @@ static struct {
     pthread_t th;
     kmsd_store *st;
     kmsd_node_info self;
+    kmsd_cluster_facts facts;   /* under lock */
 } hb = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static int beat(int stopping)
@@ -38,6 +39,63 @@ static int beat(int stopping)
     return r < 0 ? r : c;
 }
 
+int64_t kmsd_cluster_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int add_node(void *ctx, const kmsd_node_info *n)
+{
+    kmsd_cluster_facts *f = ctx;
+    if (f->n_nodes < KMSD_FACT_NODES)
+        f->nodes[f->n_nodes++] = *n;
+    f->n_nodes_total++;
+    return 0;
+}
+
+/* Read the cluster's facts (heartbeat thread only) and publish them. */
+static void refresh_facts(void)
+{
+    static kmsd_cluster_facts f;   /* one thread: no need for 6 KiB of stack */
+    memset(&f, 0, sizeof(f));
+    snprintf(f.node, sizeof(f.node), "%s", hb.self.name);
+    kmsd_db *db;
+    int r = kmsd_store_read_begin(hb.st, &db);
+    if (r == 0) {
+        r = kmsd_db_replication_info(db, &f.db);
+        if (r == 0 && (r = kmsd_db_nodes(db, add_node, &f)) > 0)
+            r = 0;
+        if (r < 0)
+            snprintf(f.error, sizeof(f.error), "%s", vmseal_last_error());
+        kmsd_store_end(hb.st, db, 0);
+    } else {
+        snprintf(f.error, sizeof(f.error), "%s", vmseal_last_error());
+    }
+    f.ok = r == 0;
+    if (!f.ok) {
+        if (!f.error[0])
+            kmsd_store_describe(hb.st, f.error, sizeof(f.error));
+        memset(&f.db, 0, sizeof(f.db));
+        f.n_nodes = f.n_nodes_total = 0;
+    }
+    f.taken_ms = kmsd_cluster_now_ms();
+    pthread_mutex_lock(&hb.lock);
+    hb.facts = f;
+    pthread_mutex_unlock(&hb.lock);
+}
+
+int kmsd_cluster_facts_get(kmsd_cluster_facts *out)
+{
+    pthread_mutex_lock(&hb.lock);
+    int running = hb.running;
+    if (running)
+        *out = hb.facts;
+    pthread_mutex_unlock(&hb.lock);
+    return running ? 0 : -ENODATA;
+}
+
 static void *heartbeat_thread(void *arg)
 {
     (void)arg;
@@ -46,6 +104,7 @@ static void *heartbeat_thread(void *arg)
         pthread_mutex_unlock(&hb.lock);
         if (beat(0) < 0)
             kmsd_debug("heartbeat: %s", vmseal_last_error());
+        refresh_facts();
         pthread_mutex_lock(&hb.lock);
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -80,6 +139,8 @@ int kmsd_cluster_start(kmsd_store *st, const char *node, const char *address)
     hb.self.started = (int64_t)time(NULL);
     hb.st = st;
     hb.stop = 0;
+    memset(&hb.facts, 0, sizeof(hb.facts));
+    snprintf(hb.facts.node, sizeof(hb.facts.node), "%s", node);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

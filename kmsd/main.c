@@ -49,6 +49,8 @@ static const char usage[] =
     "        [--node-name NAME] [--host NAME]... [--listen ADDR] [--port N] [--ec]\n"
     "        another node on the cluster's PostgreSQL store; refused when the\n"
     "        master key does not open that store\n"
+    "  init --join DIR ...          the same as join DIR ... (--store postgresql\n"
+    "        may be given, as for the first node)\n"
     "  enroll NAME [--out DIR] [--ec] [--days N]\n"
     "        issue a client certificate (clientAuth) for identity CN=NAME,O=vmseal\n"
     "  grant OBJECT IDENTITY        let IDENTITY use object OBJECT\n"
@@ -424,6 +426,44 @@ static int cmd_join(int argc, char **argv)
     return 0;
 }
 
+/* `init --join DIR ...` (the issue's and some operators' spelling) is
+ * `join DIR ...`; a --store postgresql given as for the first node is
+ * accepted, any other store refused. */
+static int cmd_init_join(int argc, char **argv)
+{
+    char **av = calloc((size_t)argc + 1, sizeof(char *));
+    if (!av)
+        return die("init --join");
+    int n = 0;
+    av[n++] = (char *)"join";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--join"))
+            continue;
+        const char *store = !strncmp(a, "--store=", 8) ? a + 8
+                            : !strcmp(a, "--store") && i + 1 < argc ? argv[++i]
+                                                                    : NULL;
+        if (!strcmp(a, "--store") && !store) {
+            free(av);
+            fputs(usage, stderr);
+            return 2;
+        }
+        if (store) {
+            if (strcmp(store, "postgresql")) {
+                fprintf(stderr, "vmseal-kmsd: init --join: a node joins a cluster on PostgreSQL "
+                                "(--store %s is not one)\n", store);
+                free(av);
+                return 2;
+            }
+            continue;
+        }
+        av[n++] = argv[i];
+    }
+    int r = cmd_join(n, av);
+    free(av);
+    return r;
+}
+
 static int cmd_cluster(kmsd_config *cfg, int argc, char **argv)
 {
     if (argc != 2 || strcmp(argv[1], "status")) {
@@ -744,8 +784,12 @@ int main(int argc, char **argv)
         sub_argv = argv + i - 1;
         sub_argc = argc - i + 1;
     }
-    if (!strcmp(cmd, "init"))
+    if (!strcmp(cmd, "init")) {
+        for (int k = 1; k < sub_argc && strcmp(sub_argv[k], "--"); k++)
+            if (!strcmp(sub_argv[k], "--join"))
+                return cmd_init_join(sub_argc, sub_argv);
         return cmd_init(sub_argc, sub_argv);
+    }
     if (!strcmp(cmd, "join"))
         return cmd_join(sub_argc, sub_argv);
     if (!strcmp(cmd, "passwd"))

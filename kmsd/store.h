@@ -162,6 +162,27 @@ typedef struct kmsd_node_info {
 int kmsd_db_heartbeat(kmsd_db *db, const kmsd_node_info *n, int stopping);
 typedef int (*kmsd_node_cb)(void *ctx, const kmsd_node_info *n);
 int kmsd_db_nodes(kmsd_db *db, kmsd_node_cb cb, void *ctx);
+/* The database as this node sees it: the primary it is connected to, its
+ * synchronous replication settings and its standbys (pg_stat_replication;
+ * states and lags need the pg_monitor role, else they are unknown). */
+#define KMSD_STANDBY_MAX 8
+typedef struct kmsd_standby_info {
+    char name[64];            /* application_name */
+    char state[24];           /* streaming, catchup, ... ("" when not visible) */
+    char sync_state[16];      /* sync, async, potential, quorum ("" when not visible) */
+    int64_t replay_lag_ms;    /* -1: unknown */
+    int64_t bytes_behind;     /* -1: unknown */
+} kmsd_standby_info;
+typedef struct kmsd_db_replication {
+    char primary[160];        /* HOST:PORT of this connection */
+    char version[32];         /* server_version */
+    char synchronous_commit[32];
+    char synchronous_standby_names[128];
+    kmsd_standby_info standby[KMSD_STANDBY_MAX];
+    size_t n_standby;         /* kept (at most KMSD_STANDBY_MAX) */
+    size_t n_standby_total;   /* connected */
+} kmsd_db_replication;
+int kmsd_db_replication_info(kmsd_db *db, kmsd_db_replication *out);
 /* Insert an object with its given uid (import from SQLite); -EEXIST when
  * the uid is taken. */
 int kmsd_db_import_object(kmsd_db *db, const kmsd_obj *o, const uint8_t *wrapped, size_t len);

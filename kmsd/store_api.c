@@ -199,6 +199,14 @@ int kmsd_db_nodes(kmsd_db *db, kmsd_node_cb cb, void *ctx)
     return db->be->nodes(db, cb, ctx);
 }
 
+int kmsd_db_replication_info(kmsd_db *db, kmsd_db_replication *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!db->be->replication)
+        return not_here(db, "replication");
+    return db->be->replication(db, out);
+}
+
 int kmsd_db_import_object(kmsd_db *db, const kmsd_obj *o, const uint8_t *wrapped, size_t len)
 {
     if (!db->be->import_object)

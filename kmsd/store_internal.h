@@ -54,6 +54,7 @@ typedef struct kmsd_backend {
     int (*audit_head)(kmsd_db *db, uint64_t *seq, unsigned char hash[32]);
     int (*heartbeat)(kmsd_db *db, const kmsd_node_info *n, int stopping);
     int (*nodes)(kmsd_db *db, kmsd_node_cb cb, void *ctx);
+    int (*replication)(kmsd_db *db, kmsd_db_replication *out);
     int (*import_object)(kmsd_db *db, const kmsd_obj *o, const uint8_t *wrapped, size_t len);
 } kmsd_backend;
 

@@ -1143,6 +1143,52 @@ static int pg_nodes(kmsd_db *db, kmsd_node_cb cb, void *ctx)
     return rows;
 }
 
+/* The primary this connection talks to, its replication settings and its
+ * standbys (text results: a few values, read every heartbeat). */
+static int pg_replication(kmsd_db *db, kmsd_db_replication *out)
+{
+    PGconn *c = db->pc;
+    const char *h = PQhost(c), *p = PQport(c);
+    snprintf(out->primary, sizeof(out->primary), "%.100s:%.20s", h && *h ? h : "?", p && *p ? p : "5432");
+    PGresult *res;
+    int r = pg_run(db, -1,
+                   "SELECT current_setting('server_version'), current_setting('synchronous_commit'),"
+                   " current_setting('synchronous_standby_names')",
+                   NULL, &res, "replication settings");
+    if (r < 0)
+        return r;
+    if (PQntuples(res) == 1) {
+        snprintf(out->version, sizeof(out->version), "%s", PQgetvalue(res, 0, 0));
+        snprintf(out->synchronous_commit, sizeof(out->synchronous_commit), "%s", PQgetvalue(res, 0, 1));
+        snprintf(out->synchronous_standby_names, sizeof(out->synchronous_standby_names), "%s",
+                 PQgetvalue(res, 0, 2));
+    }
+    PQclear(res);
+    /* A lag PostgreSQL no longer shows (a standby that caught up and sees no
+     * traffic) is 0; without pg_monitor the state and lags are NULL: -1. */
+    r = pg_run(db, -1,
+               "SELECT application_name, COALESCE(state, ''), COALESCE(sync_state, ''),"
+               " COALESCE((EXTRACT(EPOCH FROM replay_lag)*1000)::bigint,"
+               "  CASE WHEN state IS NULL THEN -1 ELSE 0 END),"
+               " COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint, -1)"
+               " FROM pg_stat_replication ORDER BY application_name COLLATE \"C\"",
+               NULL, &res, "pg_stat_replication");
+    if (r < 0)
+        return r;
+    int rows = PQntuples(res);
+    out->n_standby_total = (size_t)rows;
+    for (int i = 0; i < rows && out->n_standby < KMSD_STANDBY_MAX; i++) {
+        kmsd_standby_info *s = &out->standby[out->n_standby++];
+        snprintf(s->name, sizeof(s->name), "%s", PQgetvalue(res, i, 0));
+        snprintf(s->state, sizeof(s->state), "%s", PQgetvalue(res, i, 1));
+        snprintf(s->sync_state, sizeof(s->sync_state), "%s", PQgetvalue(res, i, 2));
+        s->replay_lag_ms = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+        s->bytes_behind = strtoll(PQgetvalue(res, i, 4), NULL, 10);
+    }
+    PQclear(res);
+    return 0;
+}
+
 /* ---- opening ------------------------------------------------------------------------------- */
 
 static void pg_close(kmsd_store *st)
@@ -1397,5 +1443,6 @@ const kmsd_backend kmsd_pg_backend = {
     .audit_head = pg_audit_head,
     .heartbeat = pg_heartbeat,
     .nodes = pg_nodes,
+    .replication = pg_replication,
     .import_object = pg_insert,
 };

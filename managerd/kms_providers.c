@@ -681,8 +681,44 @@ static int tcp_probe(const char *host, int port, int timeout_ms, char *err, size
     return rc;
 }
 
+/* A number the server reported, or null when it did not know. */
+static json_t *fact_num(int64_t v)
+{
+    return v < 0 ? json_null() : json_integer((json_int_t)v);
+}
+
+/* The cluster facts a vmseal-kmsd node sent (already escaped and bounded
+ * by vmseal_kmip_cluster_info_parse: valid UTF-8 without control
+ * characters, so every json_string() below succeeds). */
+static json_t *cluster_json(const vmseal_kmip_cluster_info *ci)
+{
+    json_t *standbys = json_array(), *nodes = json_array();
+    for (size_t i = 0; i < ci->n_standbys; i++) {
+        const vmseal_kmip_cluster_standby *sb = &ci->standbys[i];
+        json_array_append_new(standbys, json_pack("{s:s,s:s,s:s,s:o,s:o}", "name", sb->name, "state",
+                                                  sb->state, "sync_state", sb->sync_state,
+                                                  "replay_lag_ms", fact_num(sb->replay_lag_ms),
+                                                  "bytes_behind", fact_num(sb->bytes_behind)));
+    }
+    for (size_t i = 0; i < ci->n_nodes; i++) {
+        const vmseal_kmip_cluster_node *n = &ci->nodes[i];
+        json_array_append_new(nodes, json_pack("{s:s,s:s,s:s,s:s,s:o}", "name", n->name, "address",
+                                               n->address, "version", n->version, "state", n->state,
+                                               "seen_ago_ms", fact_num(n->seen_ago_ms)));
+    }
+    json_t *db = !ci->db_role[0] ? NULL : json_pack("{s:s,s:s,s:s,s:s,s:s}", "role", ci->db_role, "address", ci->db_address,
+                           "version", ci->db_version, "synchronous_commit", ci->synchronous_commit,
+                           "synchronous_standby_names", ci->synchronous_standby_names);
+    if (db && ci->db_error[0])
+        json_object_set_new(db, "error", json_string(ci->db_error));
+    return json_pack("{s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o}", "store", ci->store, "node", ci->node,
+                     "facts_age_ms", fact_num(ci->facts_age_ms), "database", db ? db : json_null(),
+                     "standbys", standbys, "standbys_total", fact_num(ci->standbys_total), "nodes",
+                     nodes, "nodes_total", fact_num(ci->nodes_total));
+}
+
 /* A KMIP round trip (Query) with the manager's identity: the server speaks
- * KMIP and accepts us. */
+ * KMIP and accepts us; a vmseal-kmsd node also says how its cluster is. */
 static void kmip_probe(const kms_conn *c, const char *addr, int timeout_ms, json_t *s)
 {
     const char *servers[] = {addr};
@@ -704,6 +740,8 @@ static void kmip_probe(const kms_conn *c, const char *addr, int timeout_ms, json
         json_object_set_new(s, "kmip_ok", json_true());
         json_object_set_new(s, "kmip_version", json_string(ver));
         json_object_set_new(s, "vendor", json_string(info.vendor));
+        if (info.cluster.present)
+            json_object_set_new(s, "cluster", cluster_json(&info.cluster));
     } else {
         json_object_set_new(s, "kmip_ok", json_false());
         json_object_set_new(s, "state", json_string("KMIP failed"));

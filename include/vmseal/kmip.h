@@ -71,6 +71,9 @@ vmseal_ttlv *vmseal_ttlv_add_datetime(vmseal_ttlv *parent, uint32_t tag, int64_t
 vmseal_ttlv *vmseal_ttlv_add_interval(vmseal_ttlv *parent, uint32_t tag, uint32_t seconds);
 /* Text: NUL-terminated, or exactly len bytes (must be UTF-8, no NUL). */
 vmseal_ttlv *vmseal_ttlv_add_text(vmseal_ttlv *parent, uint32_t tag, const char *s);
+/* Whether s[0..len) is valid UTF-8, as a Text String must be (the add
+ * functions refuse other text and mark the whole tree failed). */
+bool vmseal_ttlv_text_valid(const char *s, size_t len);
 vmseal_ttlv *vmseal_ttlv_add_text_n(vmseal_ttlv *parent, uint32_t tag, const char *s, size_t len);
 vmseal_ttlv *vmseal_ttlv_add_bytes(vmseal_ttlv *parent, uint32_t tag, const void *p, size_t len);
 /* Byte String kept in secure memory whatever the tag (key material). */

@@ -78,12 +78,62 @@ int vmseal_kmip_client_call(vmseal_kmip_client *c, vmseal_ttlv *request, vmseal_
 int vmseal_kmip_discover_versions(vmseal_kmip_client *c, vmseal_kmip_version *out, size_t max,
                                   size_t *n) VMSEAL_MUST_CHECK;
 
+/* What a vmseal-kmsd node reports of its cluster in the Query's Server
+ * Information (docs/kmsd.md, "Cluster status over KMIP"). A server may send
+ * anything: every text is escaped as the diagnostic log escapes it
+ * (vmseal_log_escape: no control characters, valid UTF-8, "\xHH" for the
+ * rest) and cut to its field ("..." at the end when cut), every number is
+ * -1 (unknown) or within [0, VMSEAL_KMIP_FACT_MAX], and at most
+ * VMSEAL_KMIP_CLUSTER_NODES nodes and VMSEAL_KMIP_CLUSTER_STANDBYS standbys
+ * are kept (the totals say how many the server listed). */
+#define VMSEAL_KMIP_CLUSTER_NODES 16
+#define VMSEAL_KMIP_CLUSTER_STANDBYS 8
+#define VMSEAL_KMIP_FACT_MAX INT64_C(1000000000000000)   /* 10^15 */
+typedef struct vmseal_kmip_cluster_node {
+    char name[72];
+    char address[136];
+    char version[40];
+    char state[24];              /* alive, gone, stopped */
+    int64_t seen_ago_ms;         /* age of its last heartbeat */
+} vmseal_kmip_cluster_node;
+typedef struct vmseal_kmip_cluster_standby {
+    char name[72];               /* its application_name */
+    char state[32];              /* streaming, catchup, ... */
+    char sync_state[24];         /* sync, async, potential, quorum */
+    int64_t replay_lag_ms;
+    int64_t bytes_behind;
+} vmseal_kmip_cluster_standby;
+typedef struct vmseal_kmip_cluster_info {
+    int present;                 /* the server sent vmseal's facts (a vmseal Store item) */
+    char store[24];              /* sqlite, postgresql */
+    char node[72];               /* the node that answered */
+    int64_t facts_age_ms;        /* how old its facts are */
+    char db_role[24];            /* primary, unavailable, unknown ("": not sent) */
+    char db_address[168];        /* HOST:PORT of the primary the node uses */
+    char db_version[40];
+    char db_error[264];
+    char synchronous_commit[40];
+    char synchronous_standby_names[136];
+    vmseal_kmip_cluster_standby standbys[VMSEAL_KMIP_CLUSTER_STANDBYS];
+    size_t n_standbys;
+    int64_t standbys_total;      /* as the server claims, at least as many as it sent */
+    vmseal_kmip_cluster_node nodes[VMSEAL_KMIP_CLUSTER_NODES];
+    size_t n_nodes;
+    int64_t nodes_total;         /* likewise */
+} vmseal_kmip_cluster_info;
+/* Read the facts from a Server Information structure (NULL: none sent).
+ * Items of other vendors, unknown tags and items of the wrong type are
+ * skipped; never fails. */
+void vmseal_kmip_cluster_info_parse(const vmseal_ttlv *server_information,
+                                    vmseal_kmip_cluster_info *out);
+
 typedef struct vmseal_kmip_server_info {
-    char vendor[256];            /* Vendor Identification ("" if not sent) */
+    char vendor[256];            /* Vendor Identification ("" if not sent), escaped as above */
     uint32_t operations[64];     /* operations the server lists */
     size_t n_operations;
     uint32_t object_types[16];
     size_t n_object_types;
+    vmseal_kmip_cluster_info cluster;  /* from Server Information */
 } vmseal_kmip_server_info;
 /* Query Operations, Objects and Server Information. */
 int vmseal_kmip_query(vmseal_kmip_client *c, vmseal_kmip_server_info *info) VMSEAL_MUST_CHECK;

@@ -320,6 +320,28 @@ enum vmseal_kmip_tag {
     VMSEAL_KMIP_TAG_REPLACE_EXISTING                         = 0x420124,
     VMSEAL_KMIP_TAG_EXTENSION_FIRST                          = 0x540000,
     VMSEAL_KMIP_TAG_EXTENSION_LAST                           = 0x54FFFF,
+    /* vmseal's own (docs/kmsd.md, "Cluster status over KMIP"): the cluster
+     * facts kmsd puts in the Query's Server Information */
+    VMSEAL_KMIP_TAG_X_STORE                                  = 0x54C001,
+    VMSEAL_KMIP_TAG_X_NODE                                   = 0x54C002,
+    VMSEAL_KMIP_TAG_X_FACTS_AGE                              = 0x54C003,
+    VMSEAL_KMIP_TAG_X_DATABASE                               = 0x54C004,
+    VMSEAL_KMIP_TAG_X_ROLE                                   = 0x54C005,
+    VMSEAL_KMIP_TAG_X_ADDRESS                                = 0x54C006,
+    VMSEAL_KMIP_TAG_X_VERSION                                = 0x54C007,
+    VMSEAL_KMIP_TAG_X_ERROR                                  = 0x54C008,
+    VMSEAL_KMIP_TAG_X_SYNCHRONOUS_COMMIT                     = 0x54C009,
+    VMSEAL_KMIP_TAG_X_SYNCHRONOUS_STANDBY_NAMES              = 0x54C00A,
+    VMSEAL_KMIP_TAG_X_STANDBY                                = 0x54C00B,
+    VMSEAL_KMIP_TAG_X_NAME                                   = 0x54C00C,
+    VMSEAL_KMIP_TAG_X_STATE                                  = 0x54C00D,
+    VMSEAL_KMIP_TAG_X_SYNC_STATE                             = 0x54C00E,
+    VMSEAL_KMIP_TAG_X_REPLAY_LAG                             = 0x54C00F,
+    VMSEAL_KMIP_TAG_X_BYTES_BEHIND                           = 0x54C010,
+    VMSEAL_KMIP_TAG_X_CLUSTER_NODE                           = 0x54C011,
+    VMSEAL_KMIP_TAG_X_SEEN_AGO                               = 0x54C012,
+    VMSEAL_KMIP_TAG_X_STANDBYS_TOTAL                         = 0x54C013,
+    VMSEAL_KMIP_TAG_X_NODES_TOTAL                            = 0x54C014,
 };
 
 /* Operation (§9.1.3.2.27). */

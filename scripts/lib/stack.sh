@@ -22,6 +22,9 @@
 #   stack_managerd_setup; stack_managerd_start; stack_login
 #   stack_kms_add prov1 kms1 [kms2]   # add + trust + client cert + default
 #   stack_kmsd_replica kms1 kms2      # (a second server of the cluster)
+#   stack_kmsd_pg_setup kms1 CONNINFO; stack_kmsd_pg_setup kms2 CONNINFO kms1
+#                                     # (or: nodes on one PostgreSQL store)
+#   stack_kmsd_kill kms1              # kill -9 a key server (a crash)
 #   stack_guest                       # the test guest -> $STACK_GUEST
 #   stack_hostd_setup esx1 [auto|tcg|kvm]; stack_hostd_start esx1
 #   vmseal vm create ...              # the CLI, with the stack's session
@@ -95,7 +98,7 @@ stack_stop_pid() {
   stack_probe_children() {
     local c
     for c in $(pgrep -P "$1" 2>/dev/null); do
-      tr '\0' ' ' < "/proc/$c/cmdline" 2>/dev/null | grep -q 'qemu-system.*vmseal-kvm-probe' && echo "$c"
+      tr '\0' ' ' 2>/dev/null < "/proc/$c/cmdline" | grep -q 'qemu-system.*vmseal-kvm-probe' && echo "$c"
     done
     return 0
   }
@@ -163,6 +166,42 @@ stack_kmsd_replica() {
   "$STACK_KMSD" -c "$d" restore "$STACK_DIR/$2.backup" >/dev/null 2>&1 ||
     stack_fail "vmseal-kmsd restore into $2"
   rm -f "$STACK_DIR/$2.backup"
+}
+
+# stack_kmsd_pg_setup NAME CONNINFO [FIRST]: a node of a key-server cluster
+# on one PostgreSQL store (docs/kmsd.md, "A cluster on PostgreSQL"), node
+# name NAME. Without FIRST the cluster's first node: `init --store
+# postgresql` makes the store in the (empty) database CONNINFO names, and a
+# client certificate for the manager. With FIRST: `join` with FIRST's CA and
+# master key (same store, same keys), and FIRST's client files for the
+# manager (one CA: the manager's certificate works on every node).
+stack_kmsd_pg_setup() {
+  local n=$1 ci=$2 first=${3:-} d=$STACK_DIR/$1
+  if [ -z "$first" ]; then
+    "$STACK_KMSD" init "$d" --host 127.0.0.1 --store postgresql --conninfo-file "$ci" \
+      --node-name "$n" >"$STACK_DIR/$n.init.log" 2>&1 ||
+      { cat "$STACK_DIR/$n.init.log" >&2; stack_fail "vmseal-kmsd init $n --store postgresql"; }
+    "$STACK_KMSD" -c "$d" enroll manager >>"$STACK_DIR/$n.init.log" 2>&1 ||
+      { cat "$STACK_DIR/$n.init.log" >&2; stack_fail "vmseal-kmsd enroll manager"; }
+  else
+    local f=$STACK_DIR/$first
+    "$STACK_KMSD" join "$d" --conninfo-file "$ci" --ca "$f/ca.crt" --ca-key "$f/ca.key" \
+      --master-key-file "$f/master.key" --node-name "$n" --host 127.0.0.1 \
+      >"$STACK_DIR/$n.init.log" 2>&1 ||
+      { cat "$STACK_DIR/$n.init.log" >&2; stack_fail "vmseal-kmsd join $n"; }
+    mkdir -p "$d/clients"
+    cp -r "$f/clients/manager" "$d/clients/" || stack_fail "copying the manager's client files to $n"
+  fi
+}
+
+# stack_kmsd_kill NAME: kill -9 a key server (a crash: no goodbye, its
+# connections just break); stack_kmsd_start NAME brings it back on its port.
+stack_kmsd_kill() {
+  local pid=${STACK_PID[$1]:-}
+  [ -n "$pid" ] || return 0
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset "STACK_PID[$1]"
 }
 
 # stack_kmsd_start NAME [PORT]: serve on 127.0.0.1 (PORT, default a free
@@ -336,7 +375,7 @@ stack_cleanup() {
   while IFS= read -r f; do
     pid=$(cat "$f" 2>/dev/null) || continue
     [[ $pid =~ ^[0-9]+$ ]] || continue
-    if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "qemu-system.*$STACK_DIR"; then
+    if tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline" | grep -q "qemu-system.*$STACK_DIR"; then
       kill -KILL "$pid" 2>/dev/null || true
     fi
   done < <(find "$STACK_DIR" -name qemu.pid 2>/dev/null)

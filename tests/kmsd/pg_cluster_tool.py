@@ -13,8 +13,14 @@
       mismatched: bytes differ between nodes or from those read at creation).
   pg_cluster_tool.py DIR CLIENT timed-create PORT
       one Create; prints "ok SECONDS uid" or "error SECONDS REASON: message".
+  pg_cluster_tool.py DIR CLIENT server-info PORT
+      a Query for Server Information (PyKMIP keeps it as raw TTLV bytes);
+      prints the vmseal cluster facts in it as JSON (docs/kmsd.md, "Cluster
+      status over KMIP"), decoded here independently of vmseal's code.
 """
+import json
 import os
+import struct
 import sys
 import threading
 import time
@@ -121,6 +127,43 @@ elif cmd == 'timed-create':
         print(f'ok {time.monotonic() - t0:.3f} {uid}')
     except exceptions.KmipOperationFailure as e:
         print(f'error {time.monotonic() - t0:.3f} {e.status.name} {e.reason.name}: {e.message}')
+    close(c)
+elif cmd == 'server-info':
+    NAMES = {0x54C000 + i: n for i, n in enumerate(
+        "_ store node facts_age_ms database role address version error synchronous_commit "
+        "synchronous_standby_names standbys name state sync_state replay_lag_ms bytes_behind "
+        "nodes seen_ago_ms standbys_total nodes_total".split()) if i}
+    LISTS = {'standbys', 'nodes'}
+
+    def decode(buf):
+        out = {}
+        while buf:
+            tag = int.from_bytes(buf[:3], 'big')
+            typ, n = buf[3], int.from_bytes(buf[4:8], 'big')
+            val, buf = buf[8:8 + n], buf[8 + (n + 7) // 8 * 8:]
+            name = NAMES.get(tag, hex(tag))
+            if typ == 1:
+                v = decode(val)
+            elif typ == 2:
+                v = struct.unpack('>i', val)[0]
+            elif typ == 3:
+                v = struct.unpack('>q', val)[0]
+            elif typ == 7:
+                v = val.decode()
+            else:
+                v = val.hex()
+            if name in LISTS:
+                out.setdefault(name, []).append(v)
+            else:
+                out[name] = v
+        return out
+
+    c = connect(args[0])
+    r = c.proxy.query(query_functions=[enums.QueryFunction.QUERY_SERVER_INFORMATION])
+    if r.result_status.value != enums.ResultStatus.SUCCESS:
+        sys.exit(f'Query failed: {r.result_reason} {r.result_message}')
+    print(json.dumps({'vendor': str(r.vendor_identification or ''),
+                      **decode(bytes(r.server_information.data.buffer))}))
     close(c)
 else:
     sys.exit(f'unknown command {cmd}')

@@ -43,6 +43,27 @@ grep -Eq "^  node-a .* alive$" "$TMP/status" && grep -Eq "^  node-b .* alive$" "
   || fail "status: both nodes alive"
 ok "two nodes on the cluster; cluster status shows primary, sync standby and both nodes"
 
+# The same facts over KMIP: a Query for Server Information (what the
+# manager's key-provider status shows), read by PyKMIP and decoded here.
+info() { timeout 60 $PY "$KTESTS/pg_cluster_tool.py" "$A" alice server-info "$1"; }
+si=$(info "$PA") || fail "Query Server Information"
+echo "  node a, Server Information: $si"
+jq -e --arg p "127.0.0.1:${PG_PORT[p1]}" '.vendor | startswith("vmseal vmseal-kmsd")' <<< "$si" >/dev/null \
+  || fail "vendor identification"
+jq -e --arg p "127.0.0.1:${PG_PORT[p1]}" '.store == "postgresql" and .node == "node-a"
+    and .facts_age_ms >= 0 and .facts_age_ms < 3000
+    and .database.role == "primary" and .database.address == $p and (.database.version | length > 0)
+    and .database.synchronous_commit == "on" and .database.synchronous_standby_names == "s1"
+    and .standbys_total == 1 and .standbys[0].name == "s1" and .standbys[0].state == "streaming"
+    and .standbys[0].sync_state == "sync" and .standbys[0].replay_lag_ms >= 0 and .standbys[0].bytes_behind >= 0
+    and .nodes_total == 2 and ([.nodes[] | select(.state == "alive") | .name] == ["node-a", "node-b"])
+    and ([.nodes[].address] == ["127.0.0.1:'"$PA"'", "127.0.0.1:'"$PB"'"])' <<< "$si" >/dev/null \
+  || fail "Server Information of node a: $si"
+si=$(info "$PB") || fail "Query Server Information (node b)"
+jq -e '.node == "node-b" and .database.role == "primary" and .nodes_total == 2' <<< "$si" >/dev/null \
+  || fail "Server Information of node b: $si"
+ok "a KMIP Query for Server Information tells the cluster: primary, synchronous standby with its lag, both nodes alive"
+
 tool() { timeout 60 $PY "$KTESTS/pg_cluster_tool.py" "$A" alice "$@"; }
 : > "$TMP/acked"
 timeout 150 $PY "$KTESTS/pg_cluster_tool.py" "$A" alice load "$TMP/acked" "$TMP/stop" "$PA" "$PB" \
@@ -65,6 +86,16 @@ echo "  node b without a primary: $r"
 [[ $r == "error "* ]] || fail "node b answered a Create without a primary"
 awk '{ exit !($2 < 1.0) }' <<< "$r" || fail "node b took a second or more to answer"
 ok "node b answers Operation Failed at once while there is no primary"
+si=
+for ((i = 0; i < 50; i++)); do
+  si=$(info "$PB") || fail "Query Server Information without a primary"
+  jq -e '.database.role == "unavailable"' <<< "$si" >/dev/null && break
+  sleep 0.2
+done
+jq -e '.database.role == "unavailable" and (.database.error | test("unavailable|refused|connect"))
+       and (.nodes // [] | length == 0)' <<< "$si" >/dev/null \
+  || fail "Server Information without a primary: $si"
+ok "without a primary node b still answers Query, its Server Information says why the database is unavailable"
 pg_promote s1
 t_promoted=$(date +%s.%N)
 for ((i = 0; i < 100; i++)); do
@@ -76,6 +107,15 @@ done
 t_back=$(date +%s.%N)
 ok "standby promoted; node b serves again by itself $(awk -v a="$t_promoted" -v b="$t_back" 'BEGIN{printf "%.1f", b-a}') s after the promotion ($(awk -v a="$t_down" -v b="$t_back" 'BEGIN{printf "%.1f", b-a}') s without a primary)"
 grep -q "connected to the primary at 127.0.0.1:${PG_PORT[s1]}" "$LB" || fail "node b logs its new primary"
+for ((i = 0; i < 50; i++)); do
+  si=$(info "$PB") || fail "Query Server Information after the promotion"
+  jq -e '.database.role == "primary"' <<< "$si" >/dev/null && break
+  sleep 0.2
+done
+jq -e --arg p "127.0.0.1:${PG_PORT[s1]}" '.database.role == "primary" and .database.address == $p
+    and .standbys_total == 0 and (.nodes[] | select(.name == "node-b") | .state == "alive")' <<< "$si" >/dev/null \
+  || fail "Server Information after the promotion: $si"
+ok "after the promotion node b reports the promoted standby as its primary, with no standby"
 
 # node a restarts on the new primary while the load goes on
 kmsd_start "$A"; PA2=$PORT; KA=$KPID; LA=$KLOG

@@ -63,6 +63,24 @@ cmp -s <(tr -d '\n' < "$A/master.key") <(tr -d '\n' < "$B/master.key") || fail "
 [ "$(stat -c %a "$B/master.key")" = 600 ] || fail "master key copy 0600"
 openssl verify -CAfile "$A/ca.crt" "$B/server.crt" >/dev/null || fail "node b's certificate from the cluster CA"
 ok "join: same master key, a server certificate from the cluster's CA"
+# `init --join` is the same command (--store postgresql may be given as for the first node)
+if "$KMSD" init --join "$TMP/j2" --store postgresql --conninfo-file "$TMP/ci" --ca "$A/ca.crt" \
+    --ca-key "$A/ca.key" --master-key-file "$TMP/other/master.key" >/dev/null 2>"$TMP/err"; then
+  fail "init --join with another master key"
+fi
+grep -q "does not open the cluster's store" "$TMP/err" || { cat "$TMP/err"; fail "reason of the init --join refusal"; }
+[ ! -e "$TMP/j2" ] || fail "the refused init --join made files"
+rc=0; "$KMSD" init "$TMP/j2" --join --store sqlite --conninfo-file "$TMP/ci" --ca "$A/ca.crt" --ca-key "$A/ca.key" \
+  --master-key-file "$A/master.key" >/dev/null 2>"$TMP/err" || rc=$?
+[ "$rc" = 2 ] && grep -q "joins a cluster on PostgreSQL" "$TMP/err" || { cat "$TMP/err"; fail "init --join --store sqlite"; }
+"$KMSD" init --join "$TMP/j2" --store=postgresql --conninfo-file "$TMP/ci" --ca "$A/ca.crt" --ca-key "$A/ca.key" \
+  --master-key-file "$A/master.key" --node-name node-j >"$TMP/out" || fail "init --join"
+grep -q "joins the cluster's store" "$TMP/out" || fail "init --join output"
+grep -q '^store *= *postgresql' "$TMP/j2/kmsd.conf" && grep -q '^node_name *= *node-j' "$TMP/j2/kmsd.conf" \
+  || { cat "$TMP/j2/kmsd.conf"; fail "init --join kmsd.conf"; }
+cmp -s <(tr -d '\n' < "$A/master.key") <(tr -d '\n' < "$TMP/j2/master.key") || fail "init --join: master key"
+[ "$(state)" = "$before" ] || fail "init --join changed the database"
+ok "init --join = join: same checks, same result; --store sqlite refused"
 
 # a node whose master key does not match refuses to start
 mkdir -p "$TMP/c"

@@ -11,6 +11,11 @@ echo "$out" | sed 's/^/  /'
 ruid=$(echo "$out" | sed -n 's/^RUID //p')
 [ -n "$ruid" ] || fail "no registered uid"
 ok "PyKMIP client session"
+si=$(timeout 60 $PY "$KTESTS/pg_cluster_tool.py" "$TMP/k" alice server-info "$PORT") || fail "Query Server Information"
+jq -e '.store == "sqlite" and (keys == ["store", "vendor"]) and (.vendor | startswith("vmseal vmseal-kmsd "))' \
+  <<< "$si" >/dev/null \
+  || fail "Server Information of a SQLite node: $si"
+ok "Query Server Information of a SQLite node: store sqlite, nothing else"
 
 bob_get() {
   timeout 60 $PY - "$TMP/k" "$PORT" "$ruid" <<'PY'
