@@ -12,8 +12,10 @@
  * passfd=N: the LUKS passphrase (vmseal: hex of the disk secret) is read
  *   from N instead and opens a keyslot through libcryptsetup.
  * Only the descriptor number is in argv; the key lives in vmseal_secret
- * (locked, not dumped, not inherited by fork). It is read in .after_fork so
- * that nbdkit's daemonising fork cannot lose the MADV_DONTFORK pages.
+ * (locked, not dumped, not inherited by fork). It is read and checked in
+ * .get_ready, before nbdkit binds its socket; nbdkit must run in the
+ * foreground (-f), which .after_fork enforces (the daemonising fork would
+ * lose the MADV_DONTFORK key pages).
  *
  * Data path: every request is whole 512-byte sectors (the plugin advertises
  * minimum block size 512 and refuses anything else with EINVAL before any
@@ -143,8 +145,13 @@ static int verify_volume_key(const vmseal_secret *vk)
     return rc;
 }
 
-static int vs_after_fork(void)
+/* Key and image are checked before nbdkit binds its socket, so a server
+ * with a wrong key never accepts a client. */
+static pid_t ready_pid;
+
+static int vs_get_ready(void)
 {
+    ready_pid = getpid();
     vmseal_disk_info info;
     int rc = vmseal_disk_probe(image_path, &info);
     if (rc < 0 || !info.is_luks) {
@@ -216,6 +223,18 @@ static int vs_after_fork(void)
         return -1;
     }
     tls_key_ok = 1;
+    return 0;
+}
+
+/* vmseal_secret pages are MADV_DONTFORK: nbdkit's daemonising fork would
+ * leave the child without the key. */
+static int vs_after_fork(void)
+{
+    if (getpid() != ready_pid) {
+        nbdkit_error("run nbdkit in the foreground (-f): the volume key does not "
+                     "survive its daemonising fork");
+        return -1;
+    }
     return 0;
 }
 
@@ -365,6 +384,7 @@ static struct nbdkit_plugin plugin = {
                    "keyfd=N       read the volume key from descriptor N, or\n"
                    "passfd=N      read the LUKS passphrase from descriptor N",
     .magic_config_key = "file",
+    .get_ready = vs_get_ready,
     .after_fork = vs_after_fork,
     .unload = vs_unload,
     .open = vs_open,
