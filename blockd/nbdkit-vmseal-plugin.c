@@ -57,7 +57,6 @@ static int image_readonly;
 static uint64_t payload_off, payload_len;
 static vmseal_secret *volume_key;
 static pthread_key_t tls_key;
-static int tls_key_ok;
 
 typedef struct worker {
     vmseal_xts *xts;
@@ -222,7 +221,6 @@ static int vs_get_ready(void)
         nbdkit_error("pthread_key_create failed");
         return -1;
     }
-    tls_key_ok = 1;
     return 0;
 }
 
