@@ -539,7 +539,8 @@ int wait_task(cli *c, long long id, const char *label)
         int pct = (int)json_integer_value(json_object_get(t, "progress"));
         if (!c->json)
             progress_show(label, pct);
-        if (strcmp(state, "running") != 0) {
+        /* pending: recorded, its host not yet known to have it */
+        if (strcmp(state, "running") != 0 && strcmp(state, "pending") != 0) {
             if (!c->json)
                 progress_done();
             if (c->json)

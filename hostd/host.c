@@ -424,6 +424,9 @@ static json_t *task_json(const task *t)
                           "operation", t->op, "state", states[t->state], "progress",
                           atomic_load(&t->progress), "started", (json_int_t)t->started);
     json_object_set_new(j, "error", t->state == TASK_ERROR ? json_string(t->error) : json_null());
+    /* the errno of a failure (the manager decides from it whether to try
+     * again or to roll back) */
+    json_object_set_new(j, "errno", t->state == TASK_ERROR ? json_integer(-t->err) : json_null());
     json_object_set_new(j, "finished", t->finished ? json_integer((json_int_t)t->finished) : json_null());
     return j;
 }
@@ -544,6 +547,13 @@ static json_t *vm_json_locked(vmseal_host *h, vmseal_vm *vm)
     }
     task *t = running_task_locked(h, vmseal_vm_uuid(vm));
     json_object_set_new(j, "task", t ? task_json(t) : json_null());
+    /* the task that ended last on this VM since hostd started (its result
+     * stays readable when the manager lost the task id) */
+    task *last = NULL;
+    for (size_t i = h->ntasks; i-- > 0 && !last;)
+        if (h->tasks[i]->state != TASK_RUNNING && strcmp(h->tasks[i]->vm_uuid, vmseal_vm_uuid(vm)) == 0)
+            last = h->tasks[i];
+    json_object_set_new(j, "last_task", last ? task_json(last) : json_null());
     return j;
 }
 

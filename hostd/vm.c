@@ -1731,6 +1731,8 @@ json_t *vmseal_vm_describe(vmseal_vm *vm, const vmseal_host_env *env)
     json_object_set_new(j, "locked_reason", locked ? json_string(reason) : json_null());
     json_object_set_new(j, "pending_operation",
                         c->op ? json_string(vmseal_vmrec_op_name(c->op)) : json_null());
+    /* the KEK the unfinished operation moves the VM to (op.kek) */
+    json_object_set_new(j, "pending_kek", c->op_kek[0] ? json_string(c->op_kek) : json_null());
     json_t *disks = json_array();
     for (size_t i = 0; i < c->ndisks; i++) {
         const vmseal_vmrec_image *d = &c->disks[i];

@@ -449,8 +449,9 @@ static void test_event_chain(void **state)
     mgr_close(&m);
 }
 
-/* A schema 1 database (as the previous release wrote it) is migrated:
- * new columns, RecryptVM renamed in stored roles, old events chained. */
+/* A schema 1 database (as the previous release wrote it) is migrated to
+ * the current one, step by step: new columns, RecryptVM renamed in stored
+ * roles, old events chained. */
 static void test_migrate_schema1(void **state)
 {
     (void)state;
@@ -495,6 +496,14 @@ static void test_migrate_schema1(void **state)
     assert_int_equal(store_execv(m.db, &r, "SELECT folder FROM vms", STORE_END), 0);
     assert_string_equal(store_rows_get(r, 0, 0), "");
     store_rows_free(r);
+    /* schema 3: a VM's change counter and last host view, task tries */
+    assert_int_equal(store_execv(m.db, &r, "SELECT gen, host_view FROM vms", STORE_END), 0);
+    assert_string_equal(store_rows_get(r, 0, 0), "0");
+    assert_null(store_rows_get(r, 0, 1));
+    store_rows_free(r);
+    assert_int_equal(store_execv(m.db, &r, "SELECT attempts, next_try FROM tasks", STORE_END), 0);
+    assert_int_equal(store_rows_count(r), 0);
+    store_rows_free(r);
     json_t *out = NULL;
     assert_int_equal(events_verify(&m, &out), 0);
     assert_true(json_is_true(json_object_get(out, "ok")));
@@ -512,6 +521,54 @@ static void test_migrate_schema1(void **state)
     assert_false(json_is_true(json_object_get(out, "ok")));
     json_decref(out);
     mgr_close(&m);
+}
+
+/* A schema 2 database with tasks and VMs gets the columns of schema 3
+ * (task tries, a VM's change counter and last host view); its rows stay. */
+static void test_migrate_schema2(void **state)
+{
+    (void)state;
+    if (getenv("VMSEAL_TEST_PG") && *getenv("VMSEAL_TEST_PG"))
+        skip();
+    char path[128];
+    snprintf(path, sizeof(path), "%s/v2.db", dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    const char *v2 =
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema', '2');"
+        "CREATE TABLE vms (uuid TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, host TEXT NOT NULL, spec TEXT NOT NULL, "
+        "policy TEXT NOT NULL, kek_id TEXT, provider TEXT, created INTEGER NOT NULL, folder TEXT NOT NULL DEFAULT '');"
+        "INSERT INTO vms VALUES ('u', 'vm', 'h', '{}', 'encrypted', 'k1', 'p', 0, '');"
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY AUTOINCREMENT, vm_uuid TEXT NOT NULL, action TEXT NOT NULL, "
+        "host TEXT NOT NULL, host_task TEXT, state TEXT NOT NULL, progress INTEGER NOT NULL, error TEXT, "
+        "user_name TEXT NOT NULL, params TEXT NOT NULL, created INTEGER NOT NULL, updated INTEGER NOT NULL);"
+        "INSERT INTO tasks (vm_uuid, action, host, host_task, state, progress, user_name, params, created, updated) "
+        "VALUES ('u', 'decrypt', 'h', 'ht', 'running', 40, 'a', '{}', 1, 2);";
+    assert_int_equal(sqlite3_exec(db, v2, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    store *st = NULL;
+    assert_int_equal(store_open(path, &st), 0);
+    store_rows *r = NULL;
+    assert_int_equal(store_execv(st, &r, "SELECT value FROM meta WHERE key = 'schema'", STORE_END), 0);
+    assert_string_equal(store_rows_get(r, 0, 0), STORE_SCHEMA_VERSION);
+    store_rows_free(r);
+    assert_int_equal(store_execv(st, &r, "SELECT state, progress, attempts, next_try FROM tasks", STORE_END), 0);
+    assert_int_equal(store_rows_count(r), 1);
+    assert_string_equal(store_rows_get(r, 0, 0), "running");
+    assert_string_equal(store_rows_get(r, 0, 1), "40");
+    assert_string_equal(store_rows_get(r, 0, 2), "0");
+    assert_string_equal(store_rows_get(r, 0, 3), "0");
+    store_rows_free(r);
+    assert_int_equal(store_execv(st, &r, "SELECT kek_id, gen, host_view FROM vms", STORE_END), 0);
+    assert_string_equal(store_rows_get(r, 0, 0), "k1");
+    assert_string_equal(store_rows_get(r, 0, 1), "0");
+    assert_null(store_rows_get(r, 0, 2));
+    store_rows_free(r);
+    store_close(st);
+    /* opened again: nothing left to migrate */
+    assert_int_equal(store_open(path, &st), 0);
+    store_close(st);
 }
 
 struct waiter {
@@ -600,6 +657,7 @@ int main(void)
         cmocka_unit_test(test_authz),
         cmocka_unit_test(test_event_chain),
         cmocka_unit_test(test_migrate_schema1),
+        cmocka_unit_test(test_migrate_schema2),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
