@@ -1184,13 +1184,17 @@ static int convert_one(vmseal_vm *vm, const vmseal_host_env *env, long idx, int 
     if (r < 0)
         return r;
     st->base += in_size;
+    vmseal_vm_log(vm, "%s %s into %s", to_luks ? "encrypted" : "decrypted", label, out);
+    return 0;
+}
 
-    vmseal_vmrec *n = vm_next(vm);
-    if (!n)
-        return -ENOMEM;
+/* In record n, image idx moves to the image the operation wrote (its
+ * next_file); the old one is left to be removed (old_file). */
+static void switch_image(vmseal_vmrec *n, long idx, int to_luks)
+{
     vmseal_vmrec_image *ni = vmseal_vmrec_image_at(n, idx);
-    char nf[sizeof(ni->file)];
-    hostd_copy_str(nf, sizeof(nf), ni->next_file);
+    if (!ni->next_file[0])
+        return;
     hostd_copy_str(ni->old_file, sizeof(ni->old_file), ni->file);
     hostd_copy_str(ni->file, sizeof(ni->file), ni->next_file);
     if (idx >= 0) {
@@ -1206,12 +1210,6 @@ static int convert_one(vmseal_vm *vm, const vmseal_host_env *env, long idx, int 
     ni->next_file[0] = '\0';
     ni->next_luks_uuid[0] = '\0';
     free(take_str(&ni->next_keysafe));
-    r = vm_commit(vm, n);   /* c and im are gone from here on */
-    if (r == 0)
-        r = finish_cleanups(vm);
-    if (r == 0)
-        vmseal_vm_log(vm, "%s %s: now %s", to_luks ? "encrypted" : "decrypted", label, nf);
-    return r;
 }
 
 static int run_convert(vmseal_vm *vm, const vmseal_host_env *env, int to_luks,
@@ -1246,9 +1244,13 @@ static int run_convert(vmseal_vm *vm, const vmseal_host_env *env, int to_luks,
     vmseal_secret_free(lk);
     if (r < 0)
         return vmseal_fail(-r, "serial log: %s", vmseal_last_error());
+    /* Every image at once: until this commit vm.conf is the VM as it was
+     * (its images untouched) plus the plan; after it, the new VM. */
     vmseal_vmrec *n = vm_next(vm);
     if (!n)
         return -ENOMEM;
+    for (long i = -1; i < (long)n->ndisks; i++)
+        switch_image(n, i, to_luks);
     if (to_luks) {
         if (n->vm_next_keysafe) {
             free(n->vm_keysafe);
@@ -1263,6 +1265,8 @@ static int run_convert(vmseal_vm *vm, const vmseal_host_env *env, int to_luks,
     n->op = VMSEAL_VMREC_OP_NONE;
     n->op_kek[0] = '\0';
     r = vm_commit(vm, n);
+    if (r == 0)
+        r = finish_cleanups(vm);   /* the old images */
     if (r == 0 && prog && prog->fn)
         prog->fn(st.total, st.total, prog->ctx);
     return r;
@@ -1633,6 +1637,166 @@ int vmseal_vm_resume(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_
     if (op != VMSEAL_VMREC_OP_NONE)
         vmseal_vm_log(vm, r == 0 ? "finished interrupted %s" : "could not finish %s: %s", opname,
                       r == 0 ? "" : vmseal_last_error());
+    vm_end(vm);
+    return r;
+}
+
+/* ------------------------------------------------------------ rollback */
+
+/* Does the VM home hold sealed console segments (serial-*.vmslog)? */
+static int home_has_sealed_log(const vmseal_vm *vm)
+{
+    int fd = openat(vm->home_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    int found = 0;
+    struct dirent *de;
+    while (!found && (de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        found = n > 14 && strncmp(de->d_name, "serial-", 7) == 0 &&
+                strcmp(de->d_name + n - 7, ".vmslog") == 0;
+    }
+    closedir(d);
+    return found;
+}
+
+/* Undo an unfinished encrypt (to_luks) or decrypt. */
+static int rollback_convert(vmseal_vm *vm, const vmseal_host_env *env, int to_luks)
+{
+    const vmseal_vmrec *c = vm->rec;
+    long nd = (long)c->ndisks;
+    /* What cannot be put back: an image a vm.conf of an older hostd
+     * switched over one by one, whose original (or key safe) is gone. */
+    for (long i = -1; i < nd; i++) {
+        const vmseal_vmrec_image *im = vmseal_vmrec_image_at_const(c, i);
+        if (i < 0 && !c->nvram.file[0])
+            continue;
+        if (im->next_file[0])
+            continue;
+        int switched = i >= 0 ? (to_luks ? im->keysafe != NULL : im->keysafe == NULL)
+                              : im->old_file[0] != 0;
+        if (!switched)
+            continue;
+        char label[16];
+        (void)vmseal_vmrec_image_label(i, label, sizeof(label));
+        if (!im->old_file[0] || (!to_luks && i >= 0))
+            return vmseal_fail(ENOTRECOVERABLE, "cannot roll back the %s of VM %s: %s was converted "
+                               "and its original %s is gone; resume the operation instead",
+                               to_luks ? "encrypt" : "decrypt", vm->name, label,
+                               to_luks ? "image" : "key safe");
+    }
+    /* 1. the images being written go first: the room comes back */
+    for (long i = -1; i < nd; i++) {
+        const char *f = vmseal_vmrec_image_at_const(c, i)->next_file;
+        if (!f[0])
+            continue;
+        int r = vmseal_disk_discard_partial_at(vm->home_fd, f);
+        if (r < 0)
+            return r;
+        if (unlinkat(vm->home_fd, f, 0) != 0 && errno != ENOENT)
+            return vmseal_fail(errno, "cannot remove %s/%s: %s", vm->home, f, strerror(errno));
+    }
+    /* 2. the console log back under the old policy, when the operation had
+     * converted it already */
+    int r = 0;
+    vmseal_secret *lk = NULL;
+    if (to_luks && c->vm_next_keysafe && home_has_sealed_log(vm)) {
+        r = log_key_from(vm, env, c->vm_next_keysafe, &lk);
+        if (r == 0)
+            r = vmseal_console_unseal_to_plain(vm->home, vm->uuid, lk, console_note, vm);
+    } else if (!to_luks && c->vm_keysafe && home_file_state(vm, "serial.log") == 1) {
+        r = log_key_from(vm, env, c->vm_keysafe, &lk);
+        if (r == 0)
+            r = vmseal_console_seal_plain(vm->home, vm->uuid, lk, console_note, vm);
+    }
+    vmseal_secret_free(lk);
+    if (r < 0)
+        return vmseal_fail(-r, "serial log: %s", vmseal_last_error());
+    /* 3. vm.conf without the operation */
+    vmseal_vmrec *n = vm_next(vm);
+    if (!n)
+        return -ENOMEM;
+    for (long i = -1; i < nd; i++) {
+        vmseal_vmrec_image *im = vmseal_vmrec_image_at(n, i);
+        if (i < 0 && !n->nvram.file[0])
+            continue;
+        if (!im->next_file[0] && im->old_file[0]) {
+            /* switched by an older hostd: back to its original */
+            char cur[sizeof(im->file)];
+            hostd_copy_str(cur, sizeof(cur), im->file);
+            hostd_copy_str(im->file, sizeof(im->file), im->old_file);
+            hostd_copy_str(im->old_file, sizeof(im->old_file), cur);
+            if (i >= 0) {
+                im->luks_uuid[0] = '\0';
+                free(take_str(&im->keysafe));
+            }
+        }
+        im->next_file[0] = '\0';
+        im->next_luks_uuid[0] = '\0';
+        free(take_str(&im->next_keysafe));
+    }
+    free(take_str(&n->vm_next_keysafe));
+    n->op = VMSEAL_VMREC_OP_NONE;
+    n->op_kek[0] = '\0';
+    r = vm_commit(vm, n);
+    if (r == 0)
+        r = finish_cleanups(vm);
+    return r;
+}
+
+/* Undo an unfinished deep recrypt: the key safes are still the old ones
+ * (they move to the new KEK in its last commit). */
+static int rollback_rekey(vmseal_vm *vm)
+{
+    const vmseal_vmrec *c = vm->rec;
+    for (long i = -1; i < (long)c->ndisks; i++) {
+        const char *f = vmseal_vmrec_image_at_const(c, i)->file;
+        if (!f[0])
+            continue;
+        int r = vmseal_disk_discard_partial_at(vm->home_fd, f);
+        if (r < 0)
+            return r;
+    }
+    vmseal_vmrec *n = vm_next(vm);
+    if (!n)
+        return -ENOMEM;
+    n->op = VMSEAL_VMREC_OP_NONE;
+    n->op_kek[0] = '\0';
+    for (long i = -1; i < (long)n->ndisks; i++)
+        vmseal_vmrec_image_at(n, i)->rekeyed = 0;
+    return vm_commit(vm, n);
+}
+
+int vmseal_vm_rollback(vmseal_vm *vm, const vmseal_host_env *env)
+{
+    int r = vm_begin(vm, "rolling back");
+    if (r < 0)
+        return r;
+    vmseal_vmrec_op op = vm->rec->op;
+    char opname[24], kek[VMSEAL_KEYSAFE_KEK_ID_MAX + 1];
+    hostd_copy_str(opname, sizeof(opname), vmseal_vmrec_op_name(op));
+    hostd_copy_str(kek, sizeof(kek), vm->rec->op_kek);
+    if (qemu_running_owned(vm))
+        r = vmseal_fail(EBUSY, "VM %s runs during an unfinished %s", vm->name, opname);
+    else if (op == VMSEAL_VMREC_OP_NONE)
+        r = finish_cleanups(vm);
+    else if (op == VMSEAL_VMREC_OP_CREATE)
+        r = vmseal_fail(ENOTSUP, "an unfinished create is not rolled back: resume it or delete the VM");
+    else if (op == VMSEAL_VMREC_OP_ENCRYPT || op == VMSEAL_VMREC_OP_DECRYPT)
+        r = rollback_convert(vm, env, op == VMSEAL_VMREC_OP_ENCRYPT);
+    else
+        r = rollback_rekey(vm);
+    if (op != VMSEAL_VMREC_OP_NONE) {
+        if (r == 0)
+            vmseal_vm_log(vm, "rolled back the unfinished %s%s%s: the VM is as it was before", opname,
+                          kek[0] ? " to KEK " : "", kek);
+        else
+            vmseal_vm_log(vm, "could not roll back the unfinished %s: %s", opname, vmseal_last_error());
+    }
     vm_end(vm);
     return r;
 }

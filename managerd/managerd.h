@@ -356,7 +356,7 @@ int vms_log(manager *m, const char *user, const char *name, long long tail, json
 /* ---- tasks.c: intents, host tasks, reconciliation -------------------------- */
 
 /* Task states that are not finished (SQL list): such a task owns its VM. */
-#define TASKS_OPEN_SQL "('pending', 'running')"
+#define TASKS_OPEN_SQL "('pending', 'running', 'cancelling', 'rolling-back', 'blocked')"
 int tasks_get(manager *m, long long id, json_t **out);
 int tasks_list(manager *m, json_t **out);
 /* The id of the VM's unfinished task, 0 when none. */
@@ -375,6 +375,16 @@ typedef struct task_intent {
  * nothing changed); one that cannot be reached leaves it to the watcher,
  * which finds out from the host what happened. */
 int tasks_run(manager *m, const task_intent *in, json_t **out);
+/* Cancel: the task goes back — the host's task is stopped and what it did
+ * rolled back — and ends 'cancelled' (or 'success' when it had finished).
+ * -EALREADY when it has ended. *out = {task}. */
+int tasks_cancel(manager *m, const char *user, long long id, json_t **out);
+/* Resume: a 'running' task waiting to try again, or a 'blocked' one, goes
+ * on forward now with fresh tries; one that ended without doing it
+ * ('error', 'rolled-back', 'cancelled') runs again from the start with the
+ * same intent and KEK (-ESTALE when the VM moved on or the KEK is gone).
+ * *out = {task}. */
+int tasks_resume(manager *m, const char *user, long long id, json_t **out);
 /* Compare the manager's record of the VM with its host's view (GET
  * /v1/vms/{uuid}, vm) and bring the manager in line when the VM has no
  * unfinished task (docs/architecture.md, "who wins"). 1 when it adopted an
@@ -416,6 +426,7 @@ int task_errno_retryable(int e);
 
 typedef struct task_facts {
     const char *action, *state, *old_kek, *new_kek;
+    const char *host_task;         /* the host task last started for it ("" / NULL: none) */
     int attempts;
     int64_t next_try_ms, updated_ms, now_ms;
 } task_facts;
@@ -431,7 +442,12 @@ typedef enum {
     STEP_SUCCESS,     /* the host's VM is where the task goes */
     STEP_RETRY,       /* ask the host again (it resumes an unfinished operation) */
     STEP_ABANDON,     /* a pending intent the host never got: ends, nothing changed */
-    STEP_FAIL,        /* the operation cannot be finished */
+    STEP_FAIL,        /* the operation cannot be finished and changed nothing: ends */
+    STEP_ROLLBACK,    /* the operation cannot be finished: roll back what it did */
+    STEP_HOST_CANCEL, /* going back while the host still works forward: stop its task */
+    STEP_HOST_ROLLBACK, /* ask the host to roll the unfinished operation back */
+    STEP_ROLLED_BACK, /* going back and the VM is as it was: ends (cancelled, rolled back) */
+    STEP_BLOCK,       /* the rollback cannot be done: wait for the user (resume or cancel) */
     STEP_DIVERGED,    /* the VM changed on its host: the task cannot go on */
     STEP_GONE,        /* the host no longer has the VM */
 } task_step_kind;

@@ -171,21 +171,30 @@ static void step(task_step *s, task_step_kind k, const char *fmt, ...)
     }
 }
 
+/* Is the host's last ended task the one the manager started last (so its
+ * failure is the answer to it)? A failure from before a resume is not. */
+static int last_is_ours(const task_facts *t, const host_view *v)
+{
+    return v->last && t->host_task && *t->host_task && !strcmp(v->last_id, t->host_task);
+}
+
 /* Going forward and the host runs nothing for the VM: try again (when due
- * and tries are left) or give up. */
+ * and tries are left) or give up: a VM the operation changed is rolled
+ * back, one it did not change ends the task. */
 static void forward_again(const task_facts *t, const host_view *v, const task_rules *r,
                           task_phase ph, task_step *out)
 {
-    int failed = v->last && !strcmp(v->last_state, "error");
+    int failed = last_is_ours(t, v) && !strcmp(v->last_state, "error") && strcmp(v->last_op, "rollback");
     const char *err = failed && v->last_error[0] ? v->last_error
                       : ph == PHASE_BEFORE ? "the host has no trace of the operation (restarted?)"
                                            : "the operation stopped on the host (restarted?)";
+    task_step_kind give_up = ph == PHASE_PARTIAL ? STEP_ROLLBACK : STEP_FAIL;
     if (failed && v->last_errno && !task_errno_retryable(v->last_errno)) {
-        step(out, STEP_FAIL, "%s", err);
+        step(out, give_up, "%s", err);
         return;
     }
     if (t->attempts >= r->retries) {
-        step(out, STEP_FAIL, "gave up after %d attempts: %s", t->attempts, err);
+        step(out, give_up, "gave up after %d attempts: %s", t->attempts, err);
         return;
     }
     if (t->now_ms < t->next_try_ms) {
@@ -195,15 +204,52 @@ static void forward_again(const task_facts *t, const host_view *v, const task_ru
     step(out, STEP_RETRY, "%s", err);
 }
 
+/* Going back (cancelling, rolling back) and the host runs nothing for the
+ * VM, which still has the unfinished operation: ask the host to roll it
+ * back, or give up and wait for the user. */
+static void backward_again(const task_facts *t, const host_view *v, const task_rules *r,
+                           task_step *out)
+{
+    int failed = last_is_ours(t, v) && !strcmp(v->last_op, "rollback") && !strcmp(v->last_state, "error");
+    const char *err = failed && v->last_error[0] ? v->last_error : "the rollback did not complete";
+    if (failed && v->last_errno && !task_errno_retryable(v->last_errno)) {
+        step(out, STEP_BLOCK, "the host cannot roll it back: %s", err);
+        return;
+    }
+    if (t->attempts >= r->retries) {
+        step(out, STEP_BLOCK, "gave up rolling back after %d attempts: %s", t->attempts, err);
+        return;
+    }
+    if (t->now_ms < t->next_try_ms) {
+        step(out, STEP_WAIT, "waiting to try the rollback again: %s", err);
+        return;
+    }
+    step(out, STEP_HOST_ROLLBACK, "%s", t->attempts ? err : "rolling back what the operation did");
+}
+
 void task_decide(const task_facts *t, const host_view *v, const task_rules *r, task_step *out)
 {
     int pending = !strcmp(t->state, "pending");
+    int back = !strcmp(t->state, "cancelling") || !strcmp(t->state, "rolling-back");
+    int blocked = !strcmp(t->state, "blocked");
     if (!v->found) {
         step(out, STEP_GONE, "the VM is gone from its host");
         return;
     }
     task_phase ph = task_phase_of(t->action, t->old_kek, t->new_kek, v);
     if (v->task_running) {
+        int rolling = !strcmp(v->task_op, "rollback");
+        if (back) {
+            if (rolling)
+                step(out, STEP_PROGRESS, NULL);
+            else
+                step(out, STEP_HOST_CANCEL, "the host still runs %s: stopping it", v->task_op);
+            return;
+        }
+        if (blocked || rolling) {
+            step(out, STEP_WAIT, "the host runs %s on the VM", v->task_op);
+            return;
+        }
         if (!forward_op(t->action, v->task_op)) {
             step(out, STEP_WAIT, "the host runs another operation (%s) on the VM", v->task_op);
             return;
@@ -220,12 +266,21 @@ void task_decide(const task_facts *t, const host_view *v, const task_rules *r, t
     host_view_summary(v, seen, sizeof(seen));
     switch (ph) {
     case PHASE_AFTER:
-        step(out, STEP_SUCCESS, pending ? "the host had done it" : NULL);
+        step(out, STEP_SUCCESS, back ? "it had finished before it could be stopped"
+                                : pending ? "the host had done it" : NULL);
         return;
     case PHASE_OTHER:
         step(out, STEP_DIVERGED, "the VM changed on its host: it is %s", seen);
         return;
     case PHASE_PARTIAL:
+        if (back) {
+            backward_again(t, v, r, out);
+            return;
+        }
+        if (blocked) {
+            step(out, STEP_WAIT, NULL);
+            return;
+        }
         if (pending) {
             step(out, STEP_ADOPT, "the host had started it (%s)", seen);
             return;
@@ -233,6 +288,10 @@ void task_decide(const task_facts *t, const host_view *v, const task_rules *r, t
         forward_again(t, v, r, ph, out);
         return;
     case PHASE_BEFORE:
+        if (back || blocked) {
+            step(out, STEP_ROLLED_BACK, NULL);
+            return;
+        }
         if (pending) {
             if (t->now_ms - t->updated_ms >= r->pending_grace_ms)
                 step(out, STEP_ABANDON, "the host never got the request: nothing was changed");

@@ -147,7 +147,8 @@ static json_t *task_json_of(const task_row *t)
                           t->progress, "error", t->error[0] ? t->error : NULL, "user", t->user,
                           "params", t->params, "created", (json_int_t)t->created, "updated",
                           (json_int_t)t->updated, "attempts", t->attempts);
-    if (t->next_try && !strcmp(t->state, "running"))
+    if (t->next_try && (!strcmp(t->state, "running") || !strcmp(t->state, "rolling-back") ||
+                        !strcmp(t->state, "cancelling")))
         json_object_set_new(o, "next_try", json_integer((json_int_t)(t->next_try / 1000)));
     return o;
 }
@@ -438,9 +439,13 @@ static int end_fn(store *db, void *arg)
         json_decref(ov);
         json_decref(nv);
     } else {
-        json_t *nv = json_pack("{s:I,s:s,s:s?}", "task", (json_int_t)t->id, "action", t->action, "error",
-                               e->error);
-        rc = event_record(m, user, "task.failed", object, NULL, nv, "failed");
+        /* error: ended without doing it; rolled-back: failed part-way and
+         * undone; cancelled: stopped and undone as the user asked */
+        int cancelled = !strcmp(e->state, "cancelled");
+        json_t *nv = json_pack("{s:I,s:s,s:s?,s:s}", "task", (json_int_t)t->id, "action", t->action, "error",
+                               e->error, "state", e->state);
+        rc = event_record(m, user, cancelled ? "task.cancelled" : "task.failed", object, NULL, nv,
+                          cancelled ? "ok" : "failed");
         json_decref(nv);
     }
     return rc;
@@ -461,9 +466,19 @@ static int task_end_x(manager *m, task_row *t, const char *state, const char *er
     }
     if (!e.changed)
         return 0;
-    mgr_log("task %lld: %s of VM %s %s%s%s", t->id, t->action, t->vm[0] ? t->vm : t->vm_uuid,
-            !strcmp(state, "success") ? "succeeded" : "failed", error ? ": " : "", error ? error : "");
+    mgr_log("task %lld: %s of VM %s: %s%s%s", t->id, t->action, t->vm[0] ? t->vm : t->vm_uuid, state,
+            error ? ": " : "", error ? error : "");
     mgr_crash_point("task-finished", t->action);
+    /* undone: the new KEK is not needed on the host any more */
+    const char *nk = new_kek(t);
+    if ((!strcmp(state, "cancelled") || !strcmp(state, "rolled-back")) && nk && !view_names(v, nk)) {
+        char kpath[300];
+        long kst = 0;
+        json_t *kr = NULL;
+        snprintf(kpath, sizeof(kpath), "/v1/keys/%s", nk);
+        (void)hosts_call(m, t->host, "DELETE", kpath, NULL, &kst, &kr);
+        json_decref(kr);
+    }
     /* The old KEK is retired: the host forgets it now (it would also not
      * get it back after a restart). */
     const char *ok = old_kek(t);
@@ -678,6 +693,78 @@ static void adopt(manager *m, task_row *t, const host_view *v, const char *why)
     snprintf(t->state, sizeof(t->state), "running");
 }
 
+/* Move the task from state `from` to `to` (tries counted anew), with the
+ * reason and an event. */
+static void set_state(manager *m, task_row *t, const char *from, const char *to, const char *why,
+                      const char *event, const char *result)
+{
+    char id[32], now[32];
+    num(id, sizeof(id), t->id);
+    num(now, sizeof(now), (long long)mgr_now());
+    int rc = store_execv(m->db, NULL, "UPDATE tasks SET state = $3, error = $4, attempts = 0, next_try = 0, "
+                         "updated = $5 WHERE id = $1 AND state = $2", id, from, to, why, now, STORE_END);
+    if (rc <= 0)
+        return;
+    json_t *nv = json_pack("{s:I,s:s,s:s,s:s?}", "task", (json_int_t)t->id, "action", t->action, "state", to,
+                           "why", why);
+    event_record(m, "-", event, t->vm[0] ? t->vm : t->vm_uuid, NULL, nv, result);
+    json_decref(nv);
+    mgr_log("task %lld: %s of VM %s now %s%s%s", t->id, t->action, t->vm_uuid, to, why ? ": " : "",
+            why ? why : "");
+    snprintf(t->state, sizeof(t->state), "%s", to);
+}
+
+/* Going back while the host still works forward: stop its task (it stops
+ * at its next checkpoint; the next round rolls back). */
+static void host_cancel(manager *m, const task_row *t)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/vms/%s/cancel", t->vm_uuid);
+    long status = 0;
+    json_t *resp = NULL;
+    json_t *body = json_object();
+    if (hosts_call(m, t->host, "POST", path, body, &status, &resp) == 0 && status >= 200 && status < 300)
+        mgr_log("task %lld: asked host %s to stop its task on VM %s", t->id, t->host, t->vm_uuid);
+    json_decref(body);
+    json_decref(resp);
+}
+
+/* Ask the host to roll back the unfinished operation (vm.conf): bounded
+ * and backing off as the tries going forward. */
+static void host_rollback(manager *m, task_row *t, const char *why)
+{
+    char id[32], now[32], att[16], next[32], htask[64] = "", path[160];
+    int attempts = t->attempts + 1;
+    num(id, sizeof(id), t->id);
+    num(now, sizeof(now), (long long)mgr_now());
+    num(att, sizeof(att), attempts);
+    num(next, sizeof(next), (long long)(now_ms() + backoff_ms(m, attempts)));
+    /* the host may need the KEKs to put the console log back */
+    (void)push_keys(m, t);
+    snprintf(path, sizeof(path), "/v1/vms/%s/rollback", t->vm_uuid);
+    long status = 0;
+    json_t *resp = NULL, *body = json_object();
+    int rc = hosts_call(m, t->host, "POST", path, body, &status, &resp);
+    json_decref(body);
+    char msg[1000];
+    if (rc < 0)
+        snprintf(msg, sizeof(msg), "rollback attempt %d: %s", attempts, vmseal_last_error());
+    else if (status < 200 || status > 299)
+        snprintf(msg, sizeof(msg), "rollback attempt %d: host %s: %s", attempts, t->host,
+                 vmseal_http_error_text(resp));
+    else
+        snprintf(msg, sizeof(msg), "%s", t->error[0] ? t->error : why);
+    const char *tid = json_string_value(json_object_get(resp, "task_id"));
+    if (rc == 0 && status >= 200 && status < 300 && tid && strlen(tid) < sizeof(htask))
+        snprintf(htask, sizeof(htask), "%s", tid);
+    json_decref(resp);
+    (void)store_execv(m->db, NULL, "UPDATE tasks SET attempts = $2, next_try = $3, error = $4, updated = $5, "
+                      "host_task = CASE WHEN $6 = '' THEN host_task ELSE $6 END WHERE id = $1 AND state IN "
+                      "('cancelling', 'rolling-back')", id, att, next, msg, now, htask, STORE_END);
+    mgr_log("task %lld: asked host %s to roll back %s of VM %s (attempt %d/%d)%s%s", t->id, t->host,
+            t->action, t->vm_uuid, attempts, m->cfg->task_retries, htask[0] ? "" : ": ", htask[0] ? "" : msg);
+}
+
 static void sync_vm_view(manager *m, const char *uuid, const host_view *v);
 
 /* One round for one unfinished task. */
@@ -690,7 +777,7 @@ static void step_task(manager *m, task_row *t)
     if (rc < 0 && rc != -ENOENT)
         return;   /* the host cannot be asked now: next round */
     task_facts f = {.action = t->action, .state = t->state, .old_kek = old_kek(t), .new_kek = new_kek(t),
-                    .attempts = t->attempts, .next_try_ms = t->next_try,
+                    .host_task = t->host_task, .attempts = t->attempts, .next_try_ms = t->next_try,
                     .updated_ms = t->updated * 1000, .now_ms = now_ms()};
     task_rules r = {.retries = m->cfg->task_retries, .pending_grace_ms = 3000};
     task_step s;
@@ -698,7 +785,7 @@ static void step_task(manager *m, task_row *t)
     char id[32], now[32], prog[16];
     switch (s.kind) {
     case STEP_WAIT:
-        if (!strcmp(t->state, "running"))
+        if (!strcmp(t->state, "running") || !strcmp(t->state, "rolling-back") || !strcmp(t->state, "cancelling"))
             record_error(m, t, s.why);
         return;
     case STEP_PROGRESS:
@@ -706,8 +793,8 @@ static void step_task(manager *m, task_row *t)
         num(now, sizeof(now), (long long)mgr_now());
         num(prog, sizeof(prog), v.task_progress);
         (void)store_execv(m->db, NULL, "UPDATE tasks SET progress = $2, updated = $3, host_task = $4 WHERE "
-                          "id = $1 AND state = 'running' AND (progress <> $2 OR host_task IS NULL OR host_task <> $4)",
-                          id, prog, now, v.task_id, STORE_END);
+                          "id = $1 AND state IN ('running', 'cancelling', 'rolling-back') AND (progress <> $2 OR "
+                          "host_task IS NULL OR host_task <> $4)", id, prog, now, v.task_id, STORE_END);
         return;
     case STEP_ADOPT:
         adopt(m, t, &v, s.why);
@@ -730,6 +817,22 @@ static void step_task(manager *m, task_row *t)
     case STEP_DIVERGED:
         if (task_end(m, t, "error", s.why, &v, "diverged") == 0)
             sync_vm_view(m, t->vm_uuid, &v);   /* the host's vm.conf wins */
+        return;
+    case STEP_ROLLBACK:
+        set_state(m, t, "running", "rolling-back", s.why, "task.rollback", "failed");
+        return;
+    case STEP_HOST_CANCEL:
+        host_cancel(m, t);
+        return;
+    case STEP_HOST_ROLLBACK:
+        host_rollback(m, t, s.why);
+        return;
+    case STEP_ROLLED_BACK:
+        (void)task_end(m, t, !strcmp(t->state, "cancelling") ? "cancelled" : "rolled-back",
+                       !strcmp(t->state, "cancelling") ? NULL : t->error[0] ? t->error : NULL, &v, NULL);
+        return;
+    case STEP_BLOCK:
+        set_state(m, t, t->state, "blocked", s.why, "task.blocked", "failed");
         return;
     }
 }
@@ -953,6 +1056,189 @@ int tasks_sync_vm(manager *m, const char *vm_uuid, const json_t *vm)
     if (host_view_parse(vm, &v) < 0 || load_vm_rec(m, vm_uuid, &vr) < 0 || tasks_open_for(m, vm_uuid))
         return 0;
     return sync_vm(m, &vr, &v);
+}
+
+/* -------------------------------------------------- cancel and resume */
+
+static int task_is_open(const char *state)
+{
+    return !strcmp(state, "pending") || !strcmp(state, "running") || !strcmp(state, "cancelling") ||
+           !strcmp(state, "rolling-back") || !strcmp(state, "blocked");
+}
+
+static void wake(manager *m)
+{
+    pthread_mutex_lock(&m->lock);
+    pthread_cond_broadcast(&m->changed);
+    pthread_mutex_unlock(&m->lock);
+}
+
+static void user_event(manager *m, const char *user, const char *action, const task_row *t,
+                       const char *from, const char *to)
+{
+    json_t *ov = json_pack("{s:s}", "state", from);
+    json_t *nv = json_pack("{s:I,s:s,s:s}", "task", (json_int_t)t->id, "action", t->action, "state", to);
+    event_add(m, user, action, t->vm[0] ? t->vm : t->vm_uuid, ov, nv);
+    json_decref(ov);
+    json_decref(nv);
+}
+
+int tasks_cancel(manager *m, const char *user, long long id, json_t **out)
+{
+    *out = NULL;
+    task_row t;
+    int rc = load_task(m, id, &t);
+    if (rc < 0)
+        return rc;
+    if (!task_is_open(t.state)) {
+        rc = vmseal_fail(EALREADY, "task %lld has ended (%s)", id, t.state);
+        row_free(&t);
+        return rc;
+    }
+    if (strcmp(t.state, "cancelling") != 0) {
+        char ids[32], now[32];
+        num(ids, sizeof(ids), id);
+        num(now, sizeof(now), (long long)mgr_now());
+        rc = store_execv(m->db, NULL, "UPDATE tasks SET state = 'cancelling', attempts = 0, next_try = 0, "
+                         "updated = $3 WHERE id = $1 AND state = $2", ids, t.state, now, STORE_END);
+        if (rc < 0) {
+            row_free(&t);
+            return vmseal_fail(EIO, "%s", vmseal_last_error());
+        }
+        if (rc == 0) {
+            row_free(&t);
+            return vmseal_fail(EBUSY, "task %lld changed meanwhile: try again", id);
+        }
+        user_event(m, user, "task.cancel", &t, t.state, "cancelling");
+        mgr_log("task %lld: %s of VM %s cancelled by %s", id, t.action, t.vm_uuid, user);
+        wake(m);
+    }
+    row_free(&t);
+    json_t *tj = NULL;
+    rc = tasks_get(m, id, &tj);
+    if (rc < 0)
+        return vmseal_fail(EIO, "%s", vmseal_last_error());
+    *out = json_pack("{s:o}", "task", tj);
+    return 0;
+}
+
+struct rerun_tx {
+    task_row *t;
+    int changed;
+};
+
+/* A task that ended without doing it, again: 'pending', its KEK too. */
+static int rerun_fn(store *db, void *arg)
+{
+    struct rerun_tx *x = arg;
+    task_row *t = x->t;
+    char ids[32], now[32];
+    num(ids, sizeof(ids), t->id);
+    num(now, sizeof(now), (long long)mgr_now());
+    int rc = store_execv(db, NULL,
+                         "UPDATE tasks SET state = 'pending', error = NULL, progress = 0, attempts = 0, "
+                         "next_try = 0, host_task = NULL, updated = $3 WHERE id = $1 AND state = $2 AND NOT "
+                         "EXISTS (SELECT 1 FROM tasks o WHERE o.vm_uuid = $4 AND o.state IN " TASKS_OPEN_SQL ")",
+                         ids, t->state, now, t->vm_uuid, STORE_END);
+    if (rc <= 0)
+        return rc;
+    x->changed = 1;
+    const char *nk = new_kek(t), *nkms = new_kms(t);
+    if (nk && nkms)
+        rc = store_execv(db, NULL, "UPDATE keks SET state = 'pending' WHERE provider = $1 AND kek_id = $2 AND "
+                         "vm_uuid = $3 AND state = 'unused'", nkms, nk, t->vm_uuid, STORE_END);
+    if (rc >= 0)
+        rc = store_execv(db, NULL, "UPDATE vms SET gen = gen + 1 WHERE uuid = $1", t->vm_uuid, STORE_END);
+    return rc < 0 ? rc : 0;
+}
+
+/* Is the VM, as the manager records it, where task t starts from? */
+static int vm_before(manager *m, const task_row *t, char *why, size_t len)
+{
+    vm_rec vr;
+    if (load_vm_rec(m, t->vm_uuid, &vr) < 0) {
+        snprintf(why, len, "its VM is gone");
+        return 0;
+    }
+    int enc = !strcmp(vr.policy, "encrypted");
+    const char *ok = old_kek(t);
+    int before = !strcmp(t->action, "encrypt") ? !enc : enc && ok && !strcmp(vr.kek, ok);
+    if (!before)
+        snprintf(why, len, "VM %s is %s%s now", vr.name, enc ? "encrypted under KEK " : "not encrypted",
+                 enc ? vr.kek : "");
+    return before;
+}
+
+int tasks_resume(manager *m, const char *user, long long id, json_t **out)
+{
+    *out = NULL;
+    task_row t;
+    int rc = load_task(m, id, &t);
+    if (rc < 0)
+        return rc;
+    char ids[32], now[32], was[16];
+    num(ids, sizeof(ids), id);
+    num(now, sizeof(now), (long long)mgr_now());
+    snprintf(was, sizeof(was), "%s", t.state);
+    if (!strcmp(t.state, "running") || !strcmp(t.state, "blocked")) {
+        /* go on forward now, with fresh tries */
+        rc = store_execv(m->db, NULL, "UPDATE tasks SET state = 'running', attempts = 0, next_try = 0, "
+                         "host_task = CASE WHEN state = 'blocked' THEN NULL ELSE host_task END, updated = $3 "
+                         "WHERE id = $1 AND state = $2", ids, t.state, now, STORE_END);
+        if (rc == 0)
+            rc = vmseal_fail(EBUSY, "task %lld changed meanwhile: try again", id);
+        if (rc > 0) {
+            user_event(m, user, "task.resume", &t, was, "running");
+            mgr_log("task %lld: %s of VM %s resumed by %s", id, t.action, t.vm_uuid, user);
+            wake(m);
+        }
+    } else if (!strcmp(t.state, "error") || !strcmp(t.state, "rolled-back") ||
+               !strcmp(t.state, "cancelled")) {
+        /* ended without doing it: run it again, from the start */
+        char why[300];
+        const char *nk = new_kek(&t), *nkms = new_kms(&t);
+        store_rows *r = NULL;
+        if (!vm_before(m, &t, why, sizeof(why))) {
+            rc = vmseal_fail(ESTALE, "task %lld cannot run again: %s", id, why);
+        } else if (nk && nkms &&
+                   (store_execv(m->db, &r, "SELECT state FROM keks WHERE provider = $1 AND kek_id = $2 AND "
+                                "vm_uuid = $3", nkms, nk, t.vm_uuid, STORE_END) < 0 ||
+                    store_rows_count(r) == 0 || !strcmp(store_rows_get(r, 0, 0), "destroyed"))) {
+            rc = vmseal_fail(ESTALE, "task %lld cannot run again: its KEK %s is no longer there; start "
+                             "the operation anew", id, nk);
+        } else {
+            struct rerun_tx x = {.t = &t};
+            rc = store_tx(m->db, rerun_fn, &x);
+            if (rc >= 0 && !x.changed)
+                rc = vmseal_fail(EBUSY, "VM %s is busy with another task, or task %lld changed meanwhile",
+                                 t.vm[0] ? t.vm : t.vm_uuid, id);
+        }
+        store_rows_free(r);
+        if (rc >= 0) {
+            user_event(m, user, "task.resume", &t, was, "pending");
+            mgr_log("task %lld: %s of VM %s run again by %s", id, t.action, t.vm_uuid, user);
+            row_free(&t);
+            rc = load_task(m, id, &t);
+            if (rc == 0 && (rc = launching_add(m, id)) == 0) {
+                json_t *o = NULL;
+                rc = launch(m, &t, &o);
+                launching_del(m, id);
+                json_decref(o);
+            }
+        }
+    } else {
+        rc = vmseal_fail(strcmp(t.state, "success") ? EBUSY : EALREADY, "task %lld is %s: nothing to resume",
+                         id, t.state);
+    }
+    row_free(&t);
+    if (rc < 0)
+        return rc;
+    json_t *tj = NULL;
+    rc = tasks_get(m, id, &tj);
+    if (rc < 0)
+        return vmseal_fail(EIO, "%s", vmseal_last_error());
+    *out = json_pack("{s:o}", "task", tj);
+    return 0;
 }
 
 /* Every VM of every host, once. */

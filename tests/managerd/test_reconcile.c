@@ -112,8 +112,8 @@ static task_step_kind decide(const char *action, const char *state, int attempts
 {
     host_view v = view(json);
     task_facts f = {.action = action, .state = state, .old_kek = "k1", .new_kek = "k2",
-                    .attempts = attempts, .next_try_ms = next_try, .updated_ms = updated,
-                    .now_ms = 100000};
+                    .host_task = "h1", .attempts = attempts, .next_try_ms = next_try,
+                    .updated_ms = updated, .now_ms = 100000};
     if (!strcmp(action, "encrypt"))
         f.old_kek = NULL;
     if (!strcmp(action, "decrypt"))
@@ -131,11 +131,17 @@ static void test_decide(void **state)
                               "\"task\": {\"id\": \"h1\", \"operation\": \"encrypt\", \"progress\": 30}}";
     const char *stopped_enc = "{\"encrypted\": false, \"pending_operation\": \"encrypt\", \"pending_kek\": \"k2\"}";
     const char *enospc = "{\"encrypted\": false, \"pending_operation\": \"encrypt\", \"pending_kek\": \"k2\", "
-                         "\"last_task\": {\"operation\": \"encrypt\", \"state\": \"error\", \"errno\": 28, "
-                         "\"error\": \"No space left on device\"}}";
+                         "\"last_task\": {\"id\": \"h1\", \"operation\": \"encrypt\", \"state\": \"error\", "
+                         "\"errno\": 28, \"error\": \"No space left on device\"}}";
     const char *cancelled = "{\"encrypted\": false, \"pending_operation\": \"encrypt\", \"pending_kek\": \"k2\", "
-                            "\"last_task\": {\"operation\": \"encrypt\", \"state\": \"error\", \"errno\": 125, "
-                            "\"error\": \"cancelled\"}}";
+                            "\"last_task\": {\"id\": \"h1\", \"operation\": \"encrypt\", \"state\": \"error\", "
+                            "\"errno\": 125, \"error\": \"cancelled\"}}";
+    /* the same failure, but of a host task from before (a resume since) */
+    const char *stale = "{\"encrypted\": false, \"pending_operation\": \"encrypt\", \"pending_kek\": \"k2\", "
+                        "\"last_task\": {\"id\": \"h0\", \"operation\": \"encrypt\", \"state\": \"error\", "
+                        "\"errno\": 28, \"error\": \"No space left on device\"}}";
+    const char *plain_enospc = "{\"encrypted\": false, \"last_task\": {\"id\": \"h1\", \"operation\": "
+                               "\"encrypt\", \"state\": \"error\", \"errno\": 28}}";
     /* an intent the manager crashed on, before or after the host got it */
     assert_int_equal(decide("encrypt", "pending", 0, 0, 99000, PLAIN), STEP_WAIT);        /* just made */
     assert_int_equal(decide("encrypt", "pending", 0, 0, 90000, PLAIN), STEP_ABANDON);     /* never got it */
@@ -149,8 +155,10 @@ static void test_decide(void **state)
     assert_int_equal(decide("encrypt", "running", 0, 0, 0, stopped_enc), STEP_RETRY);     /* host restarted */
     assert_int_equal(decide("encrypt", "running", 0, 0, 0, cancelled), STEP_RETRY);
     assert_int_equal(decide("encrypt", "running", 1, 200000, 0, cancelled), STEP_WAIT);   /* backing off */
-    assert_int_equal(decide("encrypt", "running", 3, 0, 0, cancelled), STEP_FAIL);        /* tries used up */
-    assert_int_equal(decide("encrypt", "running", 0, 0, 0, enospc), STEP_FAIL);           /* will not fit */
+    assert_int_equal(decide("encrypt", "running", 3, 0, 0, cancelled), STEP_ROLLBACK);    /* tries used up */
+    assert_int_equal(decide("encrypt", "running", 0, 0, 0, enospc), STEP_ROLLBACK);       /* will not fit */
+    assert_int_equal(decide("encrypt", "running", 0, 0, 0, stale), STEP_RETRY);           /* resumed since */
+    assert_int_equal(decide("encrypt", "running", 0, 0, 0, plain_enospc), STEP_FAIL);     /* nothing to undo */
     assert_int_equal(decide("encrypt", "running", 0, 0, 0, PLAIN), STEP_RETRY);           /* host lost it */
     assert_int_equal(decide("encrypt", "running", 0, 0, 0, "{\"found\": 1}"), STEP_RETRY);
     /* the VM changed on its host, or is gone */
@@ -170,6 +178,35 @@ static void test_decide(void **state)
                             "{\"encrypted\": true, \"kek_id\": \"k1\", \"pending_operation\": \"recrypt-deep\", "
                             "\"pending_kek\": \"k2\", \"task\": {\"operation\": \"resume\"}}"),
                      STEP_PROGRESS);
+    /* going back: cancelled or failed part-way */
+    const char *rolling = "{\"encrypted\": false, \"pending_operation\": \"encrypt\", \"pending_kek\": \"k2\", "
+                          "\"task\": {\"id\": \"h2\", \"operation\": \"rollback\", \"progress\": 0}}";
+    const char *rb_failed = "{\"encrypted\": false, \"pending_operation\": \"encrypt\", \"pending_kek\": \"k2\", "
+                            "\"last_task\": {\"id\": \"h1\", \"operation\": \"rollback\", \"state\": \"error\", "
+                            "\"errno\": 21, \"error\": \"Is a directory\"}}";
+    const char *rb_busy = "{\"encrypted\": false, \"pending_operation\": \"encrypt\", \"pending_kek\": \"k2\", "
+                          "\"last_task\": {\"id\": \"h1\", \"operation\": \"rollback\", \"state\": \"error\", "
+                          "\"errno\": 16, \"error\": \"busy\"}}";
+    for (int c = 0; c < 2; c++) {
+        const char *st = c ? "cancelling" : "rolling-back";
+        assert_int_equal(decide("encrypt", st, 0, 0, 0, running_enc), STEP_HOST_CANCEL);
+        assert_int_equal(decide("encrypt", st, 0, 0, 0, rolling), STEP_PROGRESS);
+        assert_int_equal(decide("encrypt", st, 0, 0, 0, stopped_enc), STEP_HOST_ROLLBACK);
+        assert_int_equal(decide("encrypt", st, 1, 200000, 0, rb_busy), STEP_WAIT);
+        assert_int_equal(decide("encrypt", st, 1, 0, 0, rb_busy), STEP_HOST_ROLLBACK);
+        assert_int_equal(decide("encrypt", st, 3, 0, 0, rb_busy), STEP_BLOCK);
+        assert_int_equal(decide("encrypt", st, 1, 0, 0, rb_failed), STEP_BLOCK);
+        assert_int_equal(decide("encrypt", st, 1, 0, 0, PLAIN), STEP_ROLLED_BACK);
+        assert_int_equal(decide("encrypt", st, 1, 0, 0, UNDER("k2")), STEP_SUCCESS);   /* too late */
+        assert_int_equal(decide("encrypt", st, 1, 0, 0, UNDER("k5")), STEP_DIVERGED);
+    }
+    /* blocked: waits for the user, unless the VM got back or through meanwhile */
+    assert_int_equal(decide("encrypt", "blocked", 0, 0, 0, rb_failed), STEP_WAIT);
+    assert_int_equal(decide("encrypt", "blocked", 0, 0, 0, running_enc), STEP_WAIT);
+    assert_int_equal(decide("encrypt", "blocked", 0, 0, 0, PLAIN), STEP_ROLLED_BACK);
+    assert_int_equal(decide("encrypt", "blocked", 0, 0, 0, UNDER("k2")), STEP_SUCCESS);
+    /* a rollback the host runs by itself (no room) while the task goes forward */
+    assert_int_equal(decide("encrypt", "running", 0, 0, 0, rolling), STEP_WAIT);
     /* a shallow rekey is one commit: done or not done */
     assert_int_equal(decide("recrypt-shallow", "running", 0, 0, 0, UNDER("k2")), STEP_SUCCESS);
     assert_int_equal(decide("recrypt-shallow", "running", 0, 0, 0,
