@@ -37,6 +37,7 @@ typedef struct task {
     struct vmseal_host *h;
     atomic_int progress;          /* 0..100 */
     volatile sig_atomic_t cancel; /* set: stop at the next checkpoint (kept for resume) */
+    int rolled_back;              /* it ran out of room and hostd rolled the operation back */
     int state;
     int err;
     char error[512];
@@ -156,6 +157,12 @@ int vmseal_host_open(const vmseal_host_config *cfg, vmseal_host **out)
     h->env.ovmf_vars = h->ovmf_vars;
     h->env.threads = cfg->threads;
     h->env.qemu_user = h->qemu_user;
+    const char *skip = getenv("VMSEAL_TEST_SKIP_SPACE_CHECK");
+    if (skip && *skip && strcmp(skip, "0") != 0) {
+        h->env.skip_space_check = 1;
+        hlog(h, "TEST HOOK VMSEAL_TEST_SKIP_SPACE_CHECK: operations start without checking the "
+                "room they need on the datastore");
+    }
     /* Boot files come only from the images folder (default DATASTORE/.images:
      * a VM name never starts with '.'). */
     h->images = cfg->images ? strdup(cfg->images) : hostd_asprintf("%s/.images", h->datastore);
@@ -354,8 +361,26 @@ static void *task_main(void *arg)
         r = vmseal_vm_resume(t->vm, &h->env, &prog);
     char msg[512];
     hostd_copy_str(msg, sizeof(msg), r < 0 ? vmseal_last_error() : "");
+    int rolled_back = 0;
+    char op[32];
+    vmseal_vm_pending_op(t->vm, op, sizeof(op));
+    if ((r == -ENOSPC || r == -EDQUOT) && op[0] && strcmp(op, "create") != 0 &&
+        strcmp(t->op, "rollback") != 0) {
+        /* The datastore filled up part-way: put the VM back as it was
+         * (bootable) at once, without waiting for the manager; what the
+         * operation wrote goes first, so the room comes back. */
+        if (vmseal_vm_rollback(t->vm, &h->env) == 0) {
+            rolled_back = 1;
+            size_t l = strlen(msg);
+            snprintf(msg + l, sizeof(msg) - l, " (rolled back: the VM is as it was before)");
+        } else {
+            hlog(h, "task %s: could not roll back %s of VM %s after running out of room: %s", t->id, op,
+                 t->vm_uuid, vmseal_last_error());
+        }
+    }
     pthread_mutex_lock(&h->lock);
     t->err = r;
+    t->rolled_back = rolled_back;
     t->state = r == 0 ? TASK_SUCCESS : TASK_ERROR;
     hostd_copy_str(t->error, sizeof(t->error), msg);
     if (r == 0)
@@ -433,6 +458,7 @@ static json_t *task_json(const task *t)
     /* the errno of a failure (the manager decides from it whether to try
      * again or to roll back) */
     json_object_set_new(j, "errno", t->state == TASK_ERROR ? json_integer(-t->err) : json_null());
+    json_object_set_new(j, "rolled_back", json_boolean(t->rolled_back));
     json_object_set_new(j, "finished", t->finished ? json_integer((json_int_t)t->finished) : json_null());
     return j;
 }
@@ -839,6 +865,15 @@ static void api_vm_action(vmseal_host *h, vmseal_vm *vm, const char *action, con
         r = vmseal_fail(EINVAL, "invalid KEK id");
     if (r == 0 && kek && !vmseal_keystore_has(h->env.keys, kek))
         r = vmseal_fail(ENOKEY, "KEK %s is not available on this host", kek);
+    /* room first: a refusal is an answer (507, what it needs and what is
+     * free), not a task that fails */
+    if (r == 0 && strcmp(op, "rollback") != 0 && strcmp(op, "recrypt") != 0)
+        r = vmseal_vm_check_space(vm, &h->env, op);
+    if (r == -ENOSPC) {
+        json_decref(j);
+        reply_error(status, resp, 507, "%s", vmseal_last_error());
+        return;
+    }
     task *t = NULL;
     if (r == 0) {
         pthread_mutex_lock(&h->lock);

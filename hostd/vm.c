@@ -9,6 +9,7 @@
 #include <string.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -1087,6 +1088,9 @@ int vmseal_vm_power_off(vmseal_vm *vm, int grace_ms)
 
 /* ---------------------------------------------------- encrypt / decrypt */
 
+static int check_space_rec(const vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vmrec *c,
+                           const char *what);
+
 /* Remove the images a finished step left for deletion (an image's
  * old_file). */
 static int finish_cleanups(vmseal_vm *vm)
@@ -1300,6 +1304,8 @@ int vmseal_vm_encrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *kek
             r = vmseal_fail(EBUSY, "an unfinished encrypt under KEK %s must be resumed first", k);
             goto out;
         }
+        if ((r = check_space_rec(vm, env, c, "encrypt")) < 0)
+            goto out;
         vmseal_vm_log(vm, "resuming encryption under KEK %s", kek_id);
         r = run_convert(vm, env, 1, prog);
         goto out;
@@ -1316,6 +1322,8 @@ int vmseal_vm_encrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *kek
         r = vmseal_fail(ENOKEY, "KEK %s is not available on this host", kek_id);
         goto out;
     }
+    if ((r = check_space_rec(vm, env, c, "encrypt")) < 0)
+        goto out;
     /* Record the plan with the new key safes before touching any data. */
     vmseal_vmrec *n = vm_next(vm);
     if (!n) {
@@ -1369,6 +1377,8 @@ int vmseal_vm_decrypt(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm
     if ((r = check_offline(vm, "decrypt it")) < 0)
         goto out;
     if (c->op == VMSEAL_VMREC_OP_DECRYPT) {
+        if ((r = check_space_rec(vm, env, c, "decrypt")) < 0)
+            goto out;
         vmseal_vm_log(vm, "resuming decryption");
         r = run_convert(vm, env, 0, prog);
         goto out;
@@ -1385,6 +1395,8 @@ int vmseal_vm_decrypt(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm
         r = vmseal_fail(ENOKEY, "VM %s is locked: %s", vm->name, reason);
         goto out;
     }
+    if ((r = check_space_rec(vm, env, c, "decrypt")) < 0)
+        goto out;
     vmseal_vmrec *n = vm_next(vm);
     if (!n) {
         r = -ENOMEM;
@@ -1548,7 +1560,8 @@ int vmseal_vm_recrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *new
                             k);
             goto out;
         }
-        if ((r = check_offline(vm, "deep recrypt it")) < 0)
+        if ((r = check_offline(vm, "deep recrypt it")) < 0 ||
+            (r = check_space_rec(vm, env, c, "recrypt-deep")) < 0)
             goto out;
         vmseal_vm_log(vm, "resuming deep recrypt to KEK %s", new_kek_id);
         r = run_rekey(vm, env, prog);
@@ -1582,7 +1595,8 @@ int vmseal_vm_recrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *new
             vmseal_vm_log(vm, "key safes rewrapped under KEK %s (shallow recrypt)", new_kek_id);
         goto out;
     }
-    if ((r = check_offline(vm, "deep recrypt it")) < 0)
+    if ((r = check_offline(vm, "deep recrypt it")) < 0 ||
+        (r = check_space_rec(vm, env, c, "recrypt-deep")) < 0)
         goto out;
     /* Check every key safe opens before changing anything. */
     vmseal_vmrec *probe = vm_next(vm);
@@ -1627,6 +1641,8 @@ int vmseal_vm_resume(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_
         r = vmseal_fail(EBUSY, "VM %s runs during an unfinished %s", vm->name, opname);
     } else if (op == VMSEAL_VMREC_OP_CREATE) {
         r = run_create(vm, env, prog);
+    } else if ((r = check_space_rec(vm, env, vm->rec, "resume")) < 0) {
+        /* no room to finish: said so, nothing touched */
     } else if (op == VMSEAL_VMREC_OP_ENCRYPT) {
         r = run_convert(vm, env, 1, prog);
     } else if (op == VMSEAL_VMREC_OP_DECRYPT) {
@@ -1638,6 +1654,97 @@ int vmseal_vm_resume(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_
         vmseal_vm_log(vm, r == 0 ? "finished interrupted %s" : "could not finish %s: %s", opname,
                       r == 0 ? "" : vmseal_last_error());
     vm_end(vm);
+    return r;
+}
+
+/* ------------------------------------------------------------ free space */
+
+/* Bytes the file takes on disk (0 when absent; never followed). */
+static uint64_t file_alloc(const vmseal_vm *vm, const char *file, const char *suffix)
+{
+    char name[VMSEAL_VMREC_FILE_MAX + 32];
+    snprintf(name, sizeof(name), "%s%s", file, suffix);
+    struct stat st;
+    return fstatat(vm->home_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)
+               ? (uint64_t)st.st_blocks * 512 : 0;
+}
+
+#define LUKS_HEADER_BYTES (2ull << 20)   /* payload offset of the images hostd writes */
+#define SPACE_MARGIN (4ull << 20)        /* vm.conf, checkpoints, logs */
+
+static uint64_t left(uint64_t want, uint64_t done)
+{
+    return want > done ? want - done : 0;
+}
+
+/* What `what` still has to write, from record c (see vmseal_vm_check_space). */
+static uint64_t space_needed(const vmseal_vm *vm, const vmseal_vmrec *c, const char *what)
+{
+    if (!strcmp(what, "resume"))
+        what = vmseal_vmrec_op_name(c->op);
+    int enc = !strcmp(what, "encrypt"), dec = !strcmp(what, "decrypt");
+    int deep = !strcmp(what, "recrypt-deep");
+    int planned = c->op != VMSEAL_VMREC_OP_NONE;   /* resuming: next_file says what is left */
+    /* an operation that will be refused for another reason needs nothing */
+    if (planned ? strcmp(vmseal_vmrec_op_name(c->op), what) != 0
+                : (enc ? rec_encrypted(c) : (dec || deep) ? !rec_encrypted(c) : 1))
+        return 0;
+    uint64_t need = 0, largest = 0;
+    for (long i = -1; i < (long)c->ndisks; i++) {
+        const vmseal_vmrec_image *im = vmseal_vmrec_image_at_const(c, i);
+        if (!im->file[0])
+            continue;
+        uint64_t in = file_size(vm, im->file);
+        if (enc || dec) {
+            if (planned && !im->next_file[0])
+                continue;   /* not part of it, or written already (older hostd) */
+            if (planned && home_file_state(vm, im->next_file) == 1)
+                continue;   /* written already */
+            if (dec && i >= 0 && !im->keysafe)
+                continue;   /* a plain disk is not decrypted */
+            uint64_t out = enc ? (in + 511) / 512 * 512 + LUKS_HEADER_BYTES : in;
+            need += planned ? left(out, file_alloc(vm, im->next_file, ".partial")) : out;
+        } else if (deep) {
+            if (im->rekeyed || (i >= 0 && !im->keysafe))
+                continue;
+            uint64_t n = left(file_alloc(vm, im->file, "") + LUKS_HEADER_BYTES,
+                              file_alloc(vm, im->file, ".rekey.partial"));
+            if (n > largest)
+                largest = n;
+        }
+    }
+    vmseal_clear_error();
+    return need + largest + SPACE_MARGIN;
+}
+
+static int check_space_rec(const vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vmrec *c,
+                           const char *what)
+{
+    if (env->skip_space_check)
+        return 0;
+    uint64_t need = space_needed(vm, c, what);
+    struct statvfs sv;
+    if (fstatvfs(vm->home_fd, &sv) != 0)
+        return vmseal_fail(errno, "%s: cannot tell the free space: %s", vm->home, strerror(errno));
+    uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+    if (need <= avail)
+        return 0;
+    const char *op = !strcmp(what, "resume") ? vmseal_vmrec_op_name(c->op) : what;
+    return vmseal_fail(ENOSPC, "not enough room on the datastore for the %s of VM %s: it needs %llu MiB, "
+                       "%llu MiB are free", !strcmp(op, "recrypt-deep") ? "deep recrypt" : op, vm->name,
+                       (unsigned long long)((need + (1u << 20) - 1) >> 20),
+                       (unsigned long long)(avail >> 20));
+}
+
+int vmseal_vm_check_space(vmseal_vm *vm, const vmseal_host_env *env, const char *what)
+{
+    pthread_mutex_lock(&vm->lock);
+    vmseal_vmrec *c = vmseal_vmrec_dup(vm->rec);
+    pthread_mutex_unlock(&vm->lock);
+    if (!c)
+        return vmseal_fail(ENOMEM, "out of memory");
+    int r = check_space_rec(vm, env, c, what);
+    vmseal_vmrec_free(c);
     return r;
 }
 

@@ -411,6 +411,7 @@ typedef struct host_view {
     int last;                      /* a host task ended on the VM since the host started */
     char last_op[24], last_id[64], last_state[16], last_error[512];
     int last_errno;
+    int last_rolled_back;          /* it ran out of room and the host rolled it back */
     int locked;
     char locked_reason[512];
 } host_view;

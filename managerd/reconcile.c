@@ -62,6 +62,7 @@ int host_view_parse(const json_t *vm, host_view *v)
         copy(v->last_state, sizeof(v->last_state), jstr(t, "state"));
         copy(v->last_error, sizeof(v->last_error), jstr(t, "error"));
         v->last_errno = (int)json_integer_value(json_object_get(t, "errno"));
+        v->last_rolled_back = json_is_true(json_object_get(t, "rolled_back"));
     }
     return 0;
 }
@@ -188,7 +189,9 @@ static void forward_again(const task_facts *t, const host_view *v, const task_ru
     const char *err = failed && v->last_error[0] ? v->last_error
                       : ph == PHASE_BEFORE ? "the host has no trace of the operation (restarted?)"
                                            : "the operation stopped on the host (restarted?)";
-    task_step_kind give_up = ph == PHASE_PARTIAL ? STEP_ROLLBACK : STEP_FAIL;
+    /* the host may have rolled it back itself (out of room) */
+    task_step_kind give_up = ph == PHASE_PARTIAL ? STEP_ROLLBACK
+                             : failed && v->last_rolled_back ? STEP_ROLLED_BACK : STEP_FAIL;
     if (failed && v->last_errno && !task_errno_retryable(v->last_errno)) {
         step(out, give_up, "%s", err);
         return;

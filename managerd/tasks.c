@@ -829,7 +829,8 @@ static void step_task(manager *m, task_row *t)
         return;
     case STEP_ROLLED_BACK:
         (void)task_end(m, t, !strcmp(t->state, "cancelling") ? "cancelled" : "rolled-back",
-                       !strcmp(t->state, "cancelling") ? NULL : t->error[0] ? t->error : NULL, &v, NULL);
+                       !strcmp(t->state, "cancelling") ? NULL
+                       : s.why[0] ? s.why : t->error[0] ? t->error : NULL, &v, NULL);
         return;
     case STEP_BLOCK:
         set_state(m, t, t->state, "blocked", s.why, "task.blocked", "failed");

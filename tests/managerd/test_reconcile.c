@@ -159,6 +159,11 @@ static void test_decide(void **state)
     assert_int_equal(decide("encrypt", "running", 0, 0, 0, enospc), STEP_ROLLBACK);       /* will not fit */
     assert_int_equal(decide("encrypt", "running", 0, 0, 0, stale), STEP_RETRY);           /* resumed since */
     assert_int_equal(decide("encrypt", "running", 0, 0, 0, plain_enospc), STEP_FAIL);     /* nothing to undo */
+    /* the host ran out of room and rolled it back itself */
+    assert_int_equal(decide("encrypt", "running", 0, 0, 0,
+                            "{\"encrypted\": false, \"last_task\": {\"id\": \"h1\", \"operation\": "
+                            "\"encrypt\", \"state\": \"error\", \"errno\": 28, \"rolled_back\": true}}"),
+                     STEP_ROLLED_BACK);
     assert_int_equal(decide("encrypt", "running", 0, 0, 0, PLAIN), STEP_RETRY);           /* host lost it */
     assert_int_equal(decide("encrypt", "running", 0, 0, 0, "{\"found\": 1}"), STEP_RETRY);
     /* the VM changed on its host, or is gone */
