@@ -35,6 +35,12 @@ struct vmseal_vm {
     vmseal_console *console; /* encrypted VM: the sealed console log of this run */
     const char *busy;       /* what runs now, or NULL */
     int deleted;
+    uint64_t rec_seq;       /* counts the records committed (rec replaced) */
+    /* vmseal_vm_locked's last answer, for record rec_seq and the keys of
+     * keystore generation lock_gen */
+    int lock_known, lock_state;
+    uint64_t lock_seq, lock_gen;
+    char lock_reason[600];
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -344,6 +350,7 @@ static int vm_commit(vmseal_vm *vm, vmseal_vmrec *next)
     pthread_mutex_lock(&vm->lock);
     vmseal_vmrec *old = vm->rec;
     vm->rec = next;
+    vm->rec_seq++;
     pthread_mutex_unlock(&vm->lock);
     vmseal_vmrec_free(old);
     return 0;
@@ -438,22 +445,75 @@ json_t *vmseal_vm_kek_ids(vmseal_vm *vm)
     return a;
 }
 
-int vmseal_vm_locked(vmseal_vm *vm, const vmseal_host_env *env, char *reason, size_t len)
+/* What the host can prove with the keys it holds: every key safe of record
+ * c unwraps with the KEK it names (that KEK is here, and it is the right
+ * one), and the KEK an unfinished operation moves to is here. 1 and the
+ * first reason when not. */
+static int prove_unlocked(const vmseal_vmrec *c, const vmseal_host_env *env, char *reason, size_t len)
 {
-    json_t *ids = vmseal_vm_kek_ids(vm);
-    size_t i;
-    json_t *v;
-    int locked = 0;
-    json_array_foreach(ids, i, v) {
-        if (!vmseal_keystore_has(env->keys, json_string_value(v))) {
-            snprintf(reason, len, "KEK %s is not available on this host", json_string_value(v));
-            locked = 1;
-            break;
+    vmseal_vmrec_keysafe_ref ks[VMSEAL_VMREC_KEYSAFES_MAX];
+    size_t n = vmseal_vmrec_keysafes(c, ks);
+    for (size_t i = 0; i < n; i++) {
+        char id[VMSEAL_KEYSAFE_KEK_ID_MAX + 1], obj[64];
+        if (kek_id_of_line(ks[i].line, id, sizeof(id)) < 0) {
+            snprintf(reason, len, "%s is not a key safe", ks[i].key);
+            return 1;
+        }
+        if (!vmseal_keystore_has(env->keys, id)) {
+            snprintf(reason, len, "KEK %s is not available on this host", id);
+            return 1;
+        }
+        vmseal_secret *s = NULL;
+        int r = vmseal_vmrec_keysafe_object(c, ks[i].idx, ks[i].next, obj, sizeof(obj));
+        if (r == 0)
+            r = unwrap_line(env, ks[i].line, obj, &s);
+        vmseal_secret_free(s);
+        if (r < 0) {
+            snprintf(reason, len, "KEK %s is on this host but does not open %s (a wrong key, or a "
+                     "key safe that was changed)", id, ks[i].key);
+            return 1;
         }
     }
-    json_decref(ids);
-    if (!locked && len)
-        reason[0] = '\0';
+    if (c->op_kek[0] && !vmseal_keystore_has(env->keys, c->op_kek)) {
+        snprintf(reason, len, "KEK %s is not available on this host", c->op_kek);
+        return 1;
+    }
+    return 0;
+}
+
+int vmseal_vm_locked(vmseal_vm *vm, const vmseal_host_env *env, char *reason, size_t len)
+{
+    uint64_t gen = vmseal_keystore_generation(env->keys);
+    pthread_mutex_lock(&vm->lock);
+    if (vm->lock_known && vm->lock_seq == vm->rec_seq && vm->lock_gen == gen) {
+        int locked = vm->lock_state;
+        if (len)
+            snprintf(reason, len, "%s", locked ? vm->lock_reason : "");
+        pthread_mutex_unlock(&vm->lock);
+        return locked;
+    }
+    uint64_t seq = vm->rec_seq;
+    vmseal_vmrec *c = vmseal_vmrec_dup(vm->rec);
+    pthread_mutex_unlock(&vm->lock);
+    char why[600] = "";
+    int locked = c ? prove_unlocked(c, env, why, sizeof(why)) : 1;
+    if (!c)
+        snprintf(why, sizeof(why), "out of memory");
+    vmseal_vmrec_free(c);
+    char err[512];
+    hostd_copy_str(err, sizeof(err), vmseal_last_error());
+    vmseal_fail(0, "%s", err);   /* the caller's message stays */
+    pthread_mutex_lock(&vm->lock);
+    if (vm->rec_seq == seq && vmseal_keystore_generation(env->keys) == gen) {
+        vm->lock_known = 1;
+        vm->lock_seq = seq;
+        vm->lock_gen = gen;
+        vm->lock_state = locked;
+        hostd_copy_str(vm->lock_reason, sizeof(vm->lock_reason), why);
+    }
+    pthread_mutex_unlock(&vm->lock);
+    if (len)
+        snprintf(reason, len, "%s", locked ? why : "");
     return locked;
 }
 

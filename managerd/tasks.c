@@ -1242,6 +1242,98 @@ int tasks_resume(manager *m, const char *user, long long id, json_t **out)
     return 0;
 }
 
+/* ------------------------------------------------ KEKs a host lacks */
+
+/* A VM its host reports locked because a KEK is missing gets it as soon as
+ * the key provider gives it again (the KMS was down when the host asked):
+ * its lock state is refreshed without a power-on. Only KEKs the host's VMs
+ * name and the manager gives (hosts_keys_for's rule); each one asked for
+ * again backing off from 2 s to 30 s while the provider fails. Watcher
+ * thread only. */
+typedef struct kek_retry {
+    char host[80], kek[VIEW_KEK_MAX];
+    int64_t next_ms, delay_ms;
+} kek_retry;
+static kek_retry kek_retries[64];
+
+static kek_retry *kek_retry_slot(const char *host, const char *kek)
+{
+    kek_retry *free_slot = NULL, *oldest = &kek_retries[0];
+    for (size_t i = 0; i < sizeof(kek_retries) / sizeof(kek_retries[0]); i++) {
+        kek_retry *r = &kek_retries[i];
+        if (r->host[0] && !strcmp(r->host, host) && !strcmp(r->kek, kek))
+            return r;
+        if (!r->host[0] && !free_slot)
+            free_slot = r;
+        if (r->next_ms < oldest->next_ms)
+            oldest = r;
+    }
+    kek_retry *r = free_slot ? free_slot : oldest;
+    memset(r, 0, sizeof(*r));
+    snprintf(r->host, sizeof(r->host), "%s", host);
+    snprintf(r->kek, sizeof(r->kek), "%s", kek);
+    return r;
+}
+
+static void refresh_keys(manager *m, const char *host, const json_t *vms)
+{
+    size_t i;
+    json_t *vm;
+    int locked = 0;
+    json_array_foreach(vms, i, vm)
+        locked |= json_is_true(json_object_get(vm, "locked"));
+    if (!locked)
+        return;
+    long status = 0;
+    json_t *resp = NULL;
+    if (hosts_call(m, host, "GET", "/v1/keys", NULL, &status, &resp) < 0 || status != 200) {
+        json_decref(resp);
+        return;
+    }
+    json_t *held = json_object_get(resp, "needed_and_held"), *id;
+    int64_t now = now_ms();
+    json_array_foreach(json_object_get(resp, "needed"), i, id) {
+        const char *k = json_string_value(id);
+        if (!k || strlen(k) >= VIEW_KEK_MAX)
+            continue;
+        size_t j;
+        json_t *h;
+        int has = 0;
+        json_array_foreach(held, j, h)
+            has |= json_equal(h, id);
+        if (has)
+            continue;
+        store_rows *r = NULL;
+        int rc = store_execv(m->db, &r,
+                             "SELECT k.provider FROM keks k JOIN vms v ON v.uuid = k.vm_uuid WHERE k.kek_id = $1 "
+                             "AND v.host = $2 AND (v.kek_id = k.kek_id OR k.state IN ('active', 'pending') OR "
+                             "EXISTS (SELECT 1 FROM tasks t WHERE t.vm_uuid = v.uuid AND t.state IN "
+                             TASKS_OPEN_SQL ")) ORDER BY k.created DESC LIMIT 1", k, host, STORE_END);
+        char prov[80] = "";
+        if (rc >= 0 && store_rows_count(r))
+            snprintf(prov, sizeof(prov), "%s", store_rows_get(r, 0, 0));
+        store_rows_free(r);
+        if (!prov[0])
+            continue;   /* not one the manager gives this host */
+        kek_retry *slot = kek_retry_slot(host, k);
+        if (now < slot->next_ms)
+            continue;
+        if (hosts_push_key(m, host, prov, k) == 0) {
+            mgr_log("host %s: gave it KEK %s its VMs need (they were locked without it)", host, k);
+            memset(slot, 0, sizeof(*slot));
+        } else {
+            if (!slot->delay_ms)
+                mgr_log("host %s lacks KEK %s and the manager cannot give it now: %s (trying again)", host,
+                        k, vmseal_last_error());
+            slot->delay_ms = slot->delay_ms ? slot->delay_ms * 2 : 2000;
+            if (slot->delay_ms > 30000)
+                slot->delay_ms = 30000;
+            slot->next_ms = now + slot->delay_ms;
+        }
+    }
+    json_decref(resp);
+}
+
 /* Every VM of every host, once. */
 static void reconcile_hosts(manager *m)
 {
@@ -1276,6 +1368,7 @@ static void reconcile_hosts(manager *m)
             }
         store_rows_free(vr);
         json_decref(byid);
+        refresh_keys(m, host, json_object_get(resp, "vms"));
         json_decref(resp);
     }
     store_rows_free(hr);

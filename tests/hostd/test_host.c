@@ -859,8 +859,18 @@ static void test_restart_locks(void **state)
     json_t *err = call(409, "POST", p, NULL);
     assert_non_null(strstr(jstr(err, "error"), "locked"));
     json_decref(err);
-    put_kek(&K3);
+    /* a wrong key under kek-3's id: held, but it opens none of rec1's key
+     * safes, so rec1 stays locked and says so */
+    json_decref(put_sealed(200, &K2, "kek-3", "host-test", "vmseal"));
     json_t *vm = get_vm(rec_uuid);
+    assert_true(json_is_true(json_object_get(vm, "locked")));
+    assert_non_null(strstr(jstr(vm, "locked_reason"), "is on this host but does not open"));
+    json_decref(vm);
+    err = call(409, "POST", p, NULL);
+    assert_non_null(strstr(jstr(err, "error"), "does not open"));
+    json_decref(err);
+    put_kek(&K3);
+    vm = get_vm(rec_uuid);
     assert_false(json_is_true(json_object_get(vm, "locked")));
     char home[600];
     snprintf(home, sizeof(home), "%s", jstr(vm, "home"));
