@@ -385,6 +385,9 @@ int tasks_cancel(manager *m, const char *user, long long id, json_t **out);
  * same intent and KEK (-ESTALE when the VM moved on or the KEK is gone).
  * *out = {task}. */
 int tasks_resume(manager *m, const char *user, long long id, json_t **out);
+/* End the VM's unfinished tasks because it leaves the inventory
+ * (unregister): its host keeps it as it is, no KEK changes state. */
+int tasks_let_go(manager *m, const char *vm_uuid);
 /* Compare the manager's record of the VM with its host's view (GET
  * /v1/vms/{uuid}, vm) and bring the manager in line when the VM has no
  * unfinished task (docs/architecture.md, "who wins"). 1 when it adopted an

@@ -1059,6 +1059,28 @@ int tasks_sync_vm(manager *m, const char *vm_uuid, const json_t *vm)
     return sync_vm(m, &vr, &v);
 }
 
+/* The VM leaves the inventory (unregister) while a task on it is not
+ * finished: the task ends (its host keeps the VM as it is, its KEKs stay
+ * as they are, nothing is destroyed); registering the VM again takes the
+ * host's view. A VM whose host is gone for good is not held forever. */
+int tasks_let_go(manager *m, const char *vm_uuid)
+{
+    char sql[600];
+    snprintf(sql, sizeof(sql), "%s WHERE t.vm_uuid = $1 AND t.state IN " TASKS_OPEN_SQL, task_cols);
+    const char *p[] = {vm_uuid};
+    store_rows *r = NULL;
+    int rc = store_exec(m->db, sql, 1, p, &r);
+    for (size_t i = 0; rc >= 0 && i < store_rows_count(r); i++) {
+        task_row t;
+        row_of(r, i, &t);
+        rc = task_end(m, &t, "error", "the VM was unregistered while the task was unfinished: its host keeps "
+                      "it as it is (register it again to follow it)", NULL, "unregistered");
+        row_free(&t);
+    }
+    store_rows_free(r);
+    return rc < 0 ? rc : 0;
+}
+
 /* -------------------------------------------------- cancel and resume */
 
 static int task_is_open(const char *state)

@@ -795,7 +795,15 @@ int vms_unregister(manager *m, const char *user, const char *name, char uuid[40]
 {
     json_t *old = NULL;
     char host[80];
-    int rc = vm_to_remove(m, name, &old, uuid, host);
+    /* an unfinished task does not hold the VM in the inventory (its host
+     * may be gone for good): it ends, the host keeps the VM as it is */
+    vm_row v;
+    int rc = get_vm_row(m, name, &v);
+    if (rc < 0)
+        return rc;
+    if (tasks_open_for(m, v.uuid) && tasks_let_go(m, v.uuid) < 0)
+        return own_failure();
+    rc = vm_to_remove(m, name, &old, uuid, host);
     if (rc < 0)
         return rc;
     rc = forget_vm(m, uuid, name);

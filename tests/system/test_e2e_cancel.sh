@@ -102,4 +102,29 @@ kek3=$(task_field "$task3" .params.kek_id)
 [ "$(kek_state "$kek2")" = retired ] || fail "the old KEK $kek2 is $(kek_state "$kek2")"
 boot_check esx1 big1 cancelmark
 ok "a deep rekey whose rollback failed is blocked (task $task3), resumed once the folder is gone: KEK $kek3"
+
+# --- the host dies during a task: the VM is let go (unregister) and taken
+# back (register); the manager follows the host's unfinished encrypt ------------
+expect_rc 0 vmseal vm decrypt big1
+expect_rc 0 vmseal --json vm encrypt big1 --no-wait
+task4=$(jq -r .id <<<"$OUT")
+kek4=$(jq -r .params.kek_id <<<"$OUT")
+stack_until 120 sh -c "'$STACK_CLI' --json task info $task4 | jq -e '.progress >= 1'" || fail "encrypt not under way"
+kill -KILL "${STACK_PID[esx1]}"
+wait "${STACK_PID[esx1]}" 2>/dev/null || true
+unset 'STACK_PID[esx1]'
+expect_rc 0 vmseal vm unregister big1
+[ "$(task_field "$task4" .state)" = error ] && task_field "$task4" .error | grep -q unregistered ||
+  fail "task $task4 after the unregister: $(vmseal --json task info "$task4")"
+stack_hostd_start esx1
+jq -e '.pending_operation == "encrypt" and .locked == true' <<<"$(host_vm)" >/dev/null ||
+  fail "the host's VM after its restart: $(host_vm | jq -c '{pending_operation, locked, locked_reason}')"
+expect_rc 0 vmseal vm register esx1 "$UUID" --name big1
+stack_until 120 agree || fail "the manager did not finish the host's unfinished encrypt: $(host_vm | jq -c .)"
+[ "$(vmseal --json vm info big1 | jq -r .kek_id)" = "$kek4" ] || fail "big1 is not under KEK $kek4"
+vmseal --json task ls | jq -e --arg u "$UUID" '[.tasks[] | select(.vm_uuid == $u and .params.adopted == true and
+  .state == "success" and .user == "-")] | length == 1' >/dev/null || fail "no adopted task that succeeded"
+[ "$(kek_state "$kek4")" = active ] || fail "KEK $kek4 is $(kek_state "$kek4")"
+boot_check esx1 big1 cancelmark
+ok "host killed during an encrypt, VM unregistered (its task ended) and registered again: the manager adopts the host's unfinished encrypt and finishes it under KEK $kek4"
 finish
