@@ -523,7 +523,16 @@ int cmd_role(cli *c, int argc, char **argv)
     return EXIT_OK;
 }
 
-int wait_task(cli *c, long long id, const char *label)
+/* A task that has not ended yet (it may still change the VM). */
+static int task_going(const char *state)
+{
+    return !strcmp(state, "pending") || !strcmp(state, "running") || !strcmp(state, "cancelling") ||
+           !strcmp(state, "rolling-back");
+}
+
+/* Wait until the task ends (or is blocked): EXIT_OK when it succeeded, or,
+ * waiting for a cancel (cancel = 1), when it was cancelled. */
+static int wait_task_for(cli *c, long long id, const char *label, int cancel)
 {
     signal(SIGINT, on_int);
     interrupted = 0;
@@ -537,17 +546,35 @@ int wait_task(cli *c, long long id, const char *label)
             break;
         const char *state = jstr(t, "state");
         int pct = (int)json_integer_value(json_object_get(t, "progress"));
+        char shown[160];
+        int back = !strcmp(state, "cancelling") || !strcmp(state, "rolling-back");
+        snprintf(shown, sizeof(shown), "%s%s", label, back ? " (rolling back)" : "");
         if (!c->json)
-            progress_show(label, pct);
-        if (strcmp(state, "running") != 0) {
+            progress_show(shown, pct);
+        if (!task_going(state)) {
             if (!c->json)
                 progress_done();
             if (c->json)
                 print_json(t);
+            const char *err = jstr(t, "error");
             if (!strcmp(state, "success")) {
                 rc = EXIT_OK;
+                if (cancel)
+                    fprintf(stderr, "vmseal: task %lld had finished before it could be cancelled\n", id);
+            } else if (!strcmp(state, "cancelled")) {
+                rc = cancel ? EXIT_OK : EXIT_FAIL;
+                if (!cancel)
+                    fprintf(stderr, "vmseal: task %lld was cancelled; the VM is as it was before\n", id);
+            } else if (!strcmp(state, "rolled-back")) {
+                fprintf(stderr, "vmseal: task %lld failed and was rolled back (the VM is as it was "
+                        "before): %s\n(vmseal task resume %lld runs it again)\n", id, err, id);
+                rc = EXIT_FAIL;
+            } else if (!strcmp(state, "blocked")) {
+                fprintf(stderr, "vmseal: task %lld is blocked: %s\n(vmseal task resume %lld goes on, "
+                        "vmseal task cancel %lld tries the rollback again)\n", id, err, id, id);
+                rc = EXIT_FAIL;
             } else {
-                fprintf(stderr, "vmseal: task %lld failed: %s\n", id, jstr(t, "error"));
+                fprintf(stderr, "vmseal: task %lld failed: %s\n", id, err);
                 rc = EXIT_FAIL;
             }
             json_decref(t);
@@ -563,6 +590,11 @@ int wait_task(cli *c, long long id, const char *label)
         usleep(300000);
     }
     return rc;
+}
+
+int wait_task(cli *c, long long id, const char *label)
+{
+    return wait_task_for(c, id, label, 0);
 }
 
 int cmd_task(cli *c, int argc, char **argv)
@@ -593,6 +625,31 @@ int cmd_task(cli *c, int argc, char **argv)
         }
         json_decref(resp);
         return EXIT_OK;
+    }
+    if ((argc == 3 || (argc == 4 && !strcmp(argv[3], "--no-wait"))) &&
+        (!strcmp(argv[1], "cancel") || !strcmp(argv[1], "resume"))) {
+        /* cancel: go back (stop the host's task, roll back what it did);
+         * resume: go on (try again now, or run an ended task again) */
+        char *end;
+        long long id = strtoll(argv[2], &end, 10);
+        if (*end || id <= 0)
+            return EXIT_USAGE;
+        int cancel = !strcmp(argv[1], "cancel");
+        char path[80], label[64];
+        snprintf(path, sizeof(path), "/api/v1/tasks/%lld/%s", id, argv[1]);
+        json_t *body = json_object();
+        rc = cli_call(c, "POST", path, body, &resp);
+        json_decref(body);
+        if (rc != EXIT_OK)
+            return rc;
+        json_decref(resp);
+        if (argc == 4) {
+            if (!c->quiet && !c->json)
+                printf("task %lld: %s (vmseal task wait %lld)\n", id, cancel ? "cancelling" : "resumed", id);
+            return EXIT_OK;
+        }
+        snprintf(label, sizeof(label), "task %lld%s", id, cancel ? " cancel" : "");
+        return wait_task_for(c, id, label, cancel);
     }
     if (argc == 3 && (!strcmp(argv[1], "info") || !strcmp(argv[1], "wait"))) {
         char *end;

@@ -67,8 +67,10 @@ static void vm_info(const json_t *v)
     } else if (*jstr(v, "runtime_error")) {
         printf("Power:       unknown (%s)\n", jstr(v, "runtime_error"));
     }
-    if (json_object_get(v, "task"))
-        printf("Task:        %lld running\n", (long long)json_integer_value(json_object_get(v, "task")));
+    if (json_object_get(v, "task")) {
+        long long t = (long long)json_integer_value(json_object_get(v, "task"));
+        printf("Task:        %lld not finished (vmseal task info %lld)\n", t, t);
+    }
 }
 
 /* Add a string member only when the option was given. */

@@ -37,7 +37,7 @@ static void usage(FILE *f)
             "  vm decrypt NAME [--no-wait]               back to the datastore default policy\n"
             "  vm rekey NAME [--deep] [--kms NAME] [--no-wait]\n"
             "                                 new KEK (shallow) or new KEK and disk keys (deep)\n"
-            "  task ls | info ID | wait ID\n"
+            "  task ls | info ID | wait ID | cancel ID [--no-wait] | resume ID [--no-wait]\n"
             "  events [--since ID] [--limit N] [--follow] [--user U] [--object O] [--action A]\n"
             "         [--result ok|denied|failed] [--from T] [--to T]     T: unix time or YYYY-MM-DDTHH:MM:SS\n"
             "  events verify                  check the event log's hash chain\n"

@@ -31,11 +31,13 @@ enum task_state { TASK_RUNNING = 0, TASK_SUCCESS = 1, TASK_ERROR = 2 };
 typedef struct task {
     char id[37];
     char vm_uuid[37];
-    char op[24];                  /* encrypt, decrypt, recrypt, recrypt-deep, resume */
+    char op[24];                  /* encrypt, decrypt, recrypt, recrypt-deep, resume, rollback */
     char kek[VMSEAL_KEYSAFE_KEK_ID_MAX + 1];
     vmseal_vm *vm;
     struct vmseal_host *h;
     atomic_int progress;          /* 0..100 */
+    volatile sig_atomic_t cancel; /* set: stop at the next checkpoint (kept for resume) */
+    int rolled_back;              /* it ran out of room and hostd rolled the operation back */
     int state;
     int err;
     char error[512];
@@ -56,8 +58,8 @@ struct vmseal_host {
     size_t ngrave, capgrave;
     task **tasks;
     size_t ntasks, captasks;
-    volatile sig_atomic_t cancel;
     json_t *key_notes;            /* kek_id -> why the manager could not give it */
+    json_t *auto_resumed;         /* VM uuid -> true: resumed by hostd itself once */
     char *name;                   /* host name sealed KEKs are bound to */
     vmseal_kd_keypair *custody;   /* KEKs arrive sealed to its public half */
     void (*log)(void *arg, const char *line);
@@ -128,6 +130,7 @@ int vmseal_host_open(const vmseal_host_config *cfg, vmseal_host **out)
         return vmseal_fail(ENOMEM, "out of memory");
     pthread_mutex_init(&h->lock, NULL);
     h->key_notes = json_object();
+    h->auto_resumed = json_object();
     h->datastore = strdup(cfg->datastore);
     h->provider = dup_or(cfg->provider, "vmseal");
     h->qemu = dup_or(cfg->qemu, NULL);
@@ -154,6 +157,12 @@ int vmseal_host_open(const vmseal_host_config *cfg, vmseal_host **out)
     h->env.ovmf_vars = h->ovmf_vars;
     h->env.threads = cfg->threads;
     h->env.qemu_user = h->qemu_user;
+    const char *skip = getenv("VMSEAL_TEST_SKIP_SPACE_CHECK");
+    if (skip && *skip && strcmp(skip, "0") != 0) {
+        h->env.skip_space_check = 1;
+        hlog(h, "TEST HOOK VMSEAL_TEST_SKIP_SPACE_CHECK: operations start without checking the "
+                "room they need on the datastore");
+    }
     /* Boot files come only from the images folder (default DATASTORE/.images:
      * a VM name never starts with '.'). */
     h->images = cfg->images ? strdup(cfg->images) : hostd_asprintf("%s/.images", h->datastore);
@@ -230,8 +239,9 @@ void vmseal_host_close(vmseal_host *h)
 {
     if (!h)
         return;
-    h->cancel = 1;
     pthread_mutex_lock(&h->lock);
+    for (size_t i = 0; i < h->ntasks; i++)
+        h->tasks[i]->cancel = 1;   /* they stop at a checkpoint and stay resumable */
     join_finished(h, 1);
     pthread_mutex_unlock(&h->lock);
     for (size_t i = 0; i < h->ntasks; i++)
@@ -245,6 +255,7 @@ void vmseal_host_close(vmseal_host *h)
     free(h->grave);
     vmseal_keystore_free(h->env.keys);
     json_decref(h->key_notes);
+    json_decref(h->auto_resumed);
     free(h->datastore);
     free(h->images);
     free(h->qemu_user);
@@ -334,7 +345,7 @@ static void *task_main(void *arg)
 {
     task *t = arg;
     vmseal_host *h = t->h;
-    vmseal_vm_progress prog = {.fn = task_progress, .ctx = t, .cancel = &h->cancel};
+    vmseal_vm_progress prog = {.fn = task_progress, .ctx = t, .cancel = &t->cancel};
     int r;
     if (strcmp(t->op, "encrypt") == 0)
         r = vmseal_vm_encrypt(t->vm, &h->env, t->kek, &prog);
@@ -344,12 +355,32 @@ static void *task_main(void *arg)
         r = vmseal_vm_recrypt(t->vm, &h->env, t->kek, 0, &prog);
     else if (strcmp(t->op, "recrypt-deep") == 0)
         r = vmseal_vm_recrypt(t->vm, &h->env, t->kek, 1, &prog);
+    else if (strcmp(t->op, "rollback") == 0)
+        r = vmseal_vm_rollback(t->vm, &h->env);
     else
         r = vmseal_vm_resume(t->vm, &h->env, &prog);
     char msg[512];
     hostd_copy_str(msg, sizeof(msg), r < 0 ? vmseal_last_error() : "");
+    int rolled_back = 0;
+    char op[32];
+    vmseal_vm_pending_op(t->vm, op, sizeof(op));
+    if ((r == -ENOSPC || r == -EDQUOT) && op[0] && strcmp(op, "create") != 0 &&
+        strcmp(t->op, "rollback") != 0) {
+        /* The datastore filled up part-way: put the VM back as it was
+         * (bootable) at once, without waiting for the manager; what the
+         * operation wrote goes first, so the room comes back. */
+        if (vmseal_vm_rollback(t->vm, &h->env) == 0) {
+            rolled_back = 1;
+            size_t l = strlen(msg);
+            snprintf(msg + l, sizeof(msg) - l, " (rolled back: the VM is as it was before)");
+        } else {
+            hlog(h, "task %s: could not roll back %s of VM %s after running out of room: %s", t->id, op,
+                 t->vm_uuid, vmseal_last_error());
+        }
+    }
     pthread_mutex_lock(&h->lock);
     t->err = r;
+    t->rolled_back = rolled_back;
     t->state = r == 0 ? TASK_SUCCESS : TASK_ERROR;
     hostd_copy_str(t->error, sizeof(t->error), msg);
     if (r == 0)
@@ -424,6 +455,10 @@ static json_t *task_json(const task *t)
                           "operation", t->op, "state", states[t->state], "progress",
                           atomic_load(&t->progress), "started", (json_int_t)t->started);
     json_object_set_new(j, "error", t->state == TASK_ERROR ? json_string(t->error) : json_null());
+    /* the errno of a failure (the manager decides from it whether to try
+     * again or to roll back) */
+    json_object_set_new(j, "errno", t->state == TASK_ERROR ? json_integer(-t->err) : json_null());
+    json_object_set_new(j, "rolled_back", json_boolean(t->rolled_back));
     json_object_set_new(j, "finished", t->finished ? json_integer((json_int_t)t->finished) : json_null());
     return j;
 }
@@ -438,11 +473,17 @@ int vmseal_host_resume_pending(vmseal_host *h)
         vmseal_vm_pending_op(vm, op, sizeof(op));
         if (!op[0] || running_task_locked(h, vmseal_vm_uuid(vm)))
             continue;
+        /* once per VM and hostd run: after that the manager decides (ask
+         * again with back-off, or roll back), not every key that arrives */
+        if (json_object_get(h->auto_resumed, vmseal_vm_uuid(vm)))
+            continue;
         if (vmseal_vm_locked(vm, &h->env, reason, sizeof(reason)))
             continue;
         task *t = NULL;
-        if (start_task_locked(h, vm, "resume", NULL, &t) == 0)
+        if (start_task_locked(h, vm, "resume", NULL, &t) == 0) {
+            json_object_set_new(h->auto_resumed, vmseal_vm_uuid(vm), json_true());
             started++;
+        }
     }
     pthread_mutex_unlock(&h->lock);
     return started;
@@ -544,6 +585,13 @@ static json_t *vm_json_locked(vmseal_host *h, vmseal_vm *vm)
     }
     task *t = running_task_locked(h, vmseal_vm_uuid(vm));
     json_object_set_new(j, "task", t ? task_json(t) : json_null());
+    /* the task that ended last on this VM since hostd started (its result
+     * stays readable when the manager lost the task id) */
+    task *last = NULL;
+    for (size_t i = h->ntasks; i-- > 0 && !last;)
+        if (h->tasks[i]->state != TASK_RUNNING && strcmp(h->tasks[i]->vm_uuid, vmseal_vm_uuid(vm)) == 0)
+            last = h->tasks[i];
+    json_object_set_new(j, "last_task", last ? task_json(last) : json_null());
     return j;
 }
 
@@ -779,6 +827,25 @@ static void api_vm_action(vmseal_host *h, vmseal_vm *vm, const char *action, con
     } else if (strcmp(action, "decrypt") == 0) {
         op = "decrypt";
         r = 0;
+    } else if (strcmp(action, "resume") == 0 || strcmp(action, "rollback") == 0) {
+        /* finish, or undo, what vm.conf records as unfinished (a VM with
+         * nothing unfinished: a task that does nothing) */
+        op = strcmp(action, "resume") == 0 ? "resume" : "rollback";
+        r = 0;
+    } else if (strcmp(action, "cancel") == 0) {
+        /* stop the task running on the VM at its next checkpoint; what it
+         * did stays recorded (resume or roll back afterwards) */
+        pthread_mutex_lock(&h->lock);
+        task *rt = running_task_locked(h, vmseal_vm_uuid(vm));
+        if (rt)
+            rt->cancel = 1;
+        json_t *tj = rt ? task_json(rt) : NULL;
+        pthread_mutex_unlock(&h->lock);
+        if (rt)
+            hlog(h, "task %s: %s of VM %s cancelled", json_string_value(json_object_get(tj, "id")),
+                 json_string_value(json_object_get(tj, "operation")), vmseal_vm_name(vm));
+        reply(status, resp, rt ? 202 : 200, json_pack("{s:o}", "task", tj ? tj : json_null()));
+        return;
     } else if (strcmp(action, "recrypt") == 0) {
         j = parse_body(body, len, status, resp);
         if (!j)
@@ -798,6 +865,15 @@ static void api_vm_action(vmseal_host *h, vmseal_vm *vm, const char *action, con
         r = vmseal_fail(EINVAL, "invalid KEK id");
     if (r == 0 && kek && !vmseal_keystore_has(h->env.keys, kek))
         r = vmseal_fail(ENOKEY, "KEK %s is not available on this host", kek);
+    /* room first: a refusal is an answer (507, what it needs and what is
+     * free), not a task that fails */
+    if (r == 0 && strcmp(op, "rollback") != 0 && strcmp(op, "recrypt") != 0)
+        r = vmseal_vm_check_space(vm, &h->env, op);
+    if (r == -ENOSPC) {
+        json_decref(j);
+        reply_error(status, resp, 507, "%s", vmseal_last_error());
+        return;
+    }
     task *t = NULL;
     if (r == 0) {
         pthread_mutex_lock(&h->lock);

@@ -16,6 +16,7 @@ struct vmseal_keystore {
     pthread_mutex_t lock;
     kek_entry *e;
     size_t n, cap;
+    uint64_t generation;            /* changes with every put and delete */
     char default_provider[VMSEAL_KEYSAFE_PROVIDER_MAX + 1];
 };
 
@@ -84,6 +85,7 @@ int vmseal_keystore_put(vmseal_keystore *ks, const char *kek_id, const char *pro
         vmseal_secret_free(e->kek);
         e->kek = kek;
         strcpy(e->provider, provider);
+        ks->generation++;
         pthread_mutex_unlock(&ks->lock);
         return 0;
     }
@@ -108,6 +110,7 @@ int vmseal_keystore_put(vmseal_keystore *ks, const char *kek_id, const char *pro
     ks->e[ks->n].kek = kek;
     strcpy(ks->e[ks->n].provider, provider);
     ks->n++;
+    ks->generation++;
     pthread_mutex_unlock(&ks->lock);
     return 0;
 }
@@ -150,6 +153,7 @@ int vmseal_keystore_delete(vmseal_keystore *ks, const char *kek_id)
     free(e->id);
     memmove(&ks->e[i], &ks->e[i + 1], (ks->n - i - 1) * sizeof(*e));
     ks->n--;
+    ks->generation++;
     pthread_mutex_unlock(&ks->lock);
     return 0;
 }
@@ -160,4 +164,12 @@ size_t vmseal_keystore_count(vmseal_keystore *ks)
     size_t n = ks->n;
     pthread_mutex_unlock(&ks->lock);
     return n;
+}
+
+uint64_t vmseal_keystore_generation(vmseal_keystore *ks)
+{
+    pthread_mutex_lock(&ks->lock);
+    uint64_t g = ks->generation;
+    pthread_mutex_unlock(&ks->lock);
+    return g;
 }

@@ -8,6 +8,8 @@
 #ifndef VMSEAL_HOSTD_KEYSTORE_H
 #define VMSEAL_HOSTD_KEYSTORE_H
 
+#include <stdint.h>
+
 #include <vmseal/common.h>
 #include <vmseal/keysafe.h>
 #include <vmseal/secret.h>
@@ -33,6 +35,10 @@ int vmseal_keystore_has(vmseal_keystore *ks, const char *kek_id);
 int vmseal_keystore_delete(vmseal_keystore *ks, const char *kek_id);
 
 size_t vmseal_keystore_count(vmseal_keystore *ks);
+
+/* A number that changes whenever a KEK is stored, replaced or deleted (for
+ * caching what was derived from the keys held). */
+uint64_t vmseal_keystore_generation(vmseal_keystore *ks);
 
 const char *vmseal_keystore_default_provider(const vmseal_keystore *ks);
 

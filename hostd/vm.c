@@ -9,6 +9,7 @@
 #include <string.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +35,12 @@ struct vmseal_vm {
     vmseal_console *console; /* encrypted VM: the sealed console log of this run */
     const char *busy;       /* what runs now, or NULL */
     int deleted;
+    uint64_t rec_seq;       /* counts the records committed (rec replaced) */
+    /* vmseal_vm_locked's last answer, for record rec_seq and the keys of
+     * keystore generation lock_gen */
+    int lock_known, lock_state;
+    uint64_t lock_seq, lock_gen;
+    char lock_reason[600];
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -343,6 +350,7 @@ static int vm_commit(vmseal_vm *vm, vmseal_vmrec *next)
     pthread_mutex_lock(&vm->lock);
     vmseal_vmrec *old = vm->rec;
     vm->rec = next;
+    vm->rec_seq++;
     pthread_mutex_unlock(&vm->lock);
     vmseal_vmrec_free(old);
     return 0;
@@ -437,22 +445,75 @@ json_t *vmseal_vm_kek_ids(vmseal_vm *vm)
     return a;
 }
 
-int vmseal_vm_locked(vmseal_vm *vm, const vmseal_host_env *env, char *reason, size_t len)
+/* What the host can prove with the keys it holds: every key safe of record
+ * c unwraps with the KEK it names (that KEK is here, and it is the right
+ * one), and the KEK an unfinished operation moves to is here. 1 and the
+ * first reason when not. */
+static int prove_unlocked(const vmseal_vmrec *c, const vmseal_host_env *env, char *reason, size_t len)
 {
-    json_t *ids = vmseal_vm_kek_ids(vm);
-    size_t i;
-    json_t *v;
-    int locked = 0;
-    json_array_foreach(ids, i, v) {
-        if (!vmseal_keystore_has(env->keys, json_string_value(v))) {
-            snprintf(reason, len, "KEK %s is not available on this host", json_string_value(v));
-            locked = 1;
-            break;
+    vmseal_vmrec_keysafe_ref ks[VMSEAL_VMREC_KEYSAFES_MAX];
+    size_t n = vmseal_vmrec_keysafes(c, ks);
+    for (size_t i = 0; i < n; i++) {
+        char id[VMSEAL_KEYSAFE_KEK_ID_MAX + 1], obj[64];
+        if (kek_id_of_line(ks[i].line, id, sizeof(id)) < 0) {
+            snprintf(reason, len, "%s is not a key safe", ks[i].key);
+            return 1;
+        }
+        if (!vmseal_keystore_has(env->keys, id)) {
+            snprintf(reason, len, "KEK %s is not available on this host", id);
+            return 1;
+        }
+        vmseal_secret *s = NULL;
+        int r = vmseal_vmrec_keysafe_object(c, ks[i].idx, ks[i].next, obj, sizeof(obj));
+        if (r == 0)
+            r = unwrap_line(env, ks[i].line, obj, &s);
+        vmseal_secret_free(s);
+        if (r < 0) {
+            snprintf(reason, len, "KEK %s is on this host but does not open %s (a wrong key, or a "
+                     "key safe that was changed)", id, ks[i].key);
+            return 1;
         }
     }
-    json_decref(ids);
-    if (!locked && len)
-        reason[0] = '\0';
+    if (c->op_kek[0] && !vmseal_keystore_has(env->keys, c->op_kek)) {
+        snprintf(reason, len, "KEK %s is not available on this host", c->op_kek);
+        return 1;
+    }
+    return 0;
+}
+
+int vmseal_vm_locked(vmseal_vm *vm, const vmseal_host_env *env, char *reason, size_t len)
+{
+    uint64_t gen = vmseal_keystore_generation(env->keys);
+    pthread_mutex_lock(&vm->lock);
+    if (vm->lock_known && vm->lock_seq == vm->rec_seq && vm->lock_gen == gen) {
+        int locked = vm->lock_state;
+        if (len)
+            snprintf(reason, len, "%s", locked ? vm->lock_reason : "");
+        pthread_mutex_unlock(&vm->lock);
+        return locked;
+    }
+    uint64_t seq = vm->rec_seq;
+    vmseal_vmrec *c = vmseal_vmrec_dup(vm->rec);
+    pthread_mutex_unlock(&vm->lock);
+    char why[600] = "";
+    int locked = c ? prove_unlocked(c, env, why, sizeof(why)) : 1;
+    if (!c)
+        snprintf(why, sizeof(why), "out of memory");
+    vmseal_vmrec_free(c);
+    char err[512];
+    hostd_copy_str(err, sizeof(err), vmseal_last_error());
+    vmseal_fail(0, "%s", err);   /* the caller's message stays */
+    pthread_mutex_lock(&vm->lock);
+    if (vm->rec_seq == seq && vmseal_keystore_generation(env->keys) == gen) {
+        vm->lock_known = 1;
+        vm->lock_seq = seq;
+        vm->lock_gen = gen;
+        vm->lock_state = locked;
+        hostd_copy_str(vm->lock_reason, sizeof(vm->lock_reason), why);
+    }
+    pthread_mutex_unlock(&vm->lock);
+    if (len)
+        snprintf(reason, len, "%s", locked ? why : "");
     return locked;
 }
 
@@ -1087,6 +1148,9 @@ int vmseal_vm_power_off(vmseal_vm *vm, int grace_ms)
 
 /* ---------------------------------------------------- encrypt / decrypt */
 
+static int check_space_rec(const vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vmrec *c,
+                           const char *what);
+
 /* Remove the images a finished step left for deletion (an image's
  * old_file). */
 static int finish_cleanups(vmseal_vm *vm)
@@ -1184,13 +1248,17 @@ static int convert_one(vmseal_vm *vm, const vmseal_host_env *env, long idx, int 
     if (r < 0)
         return r;
     st->base += in_size;
+    vmseal_vm_log(vm, "%s %s into %s", to_luks ? "encrypted" : "decrypted", label, out);
+    return 0;
+}
 
-    vmseal_vmrec *n = vm_next(vm);
-    if (!n)
-        return -ENOMEM;
+/* In record n, image idx moves to the image the operation wrote (its
+ * next_file); the old one is left to be removed (old_file). */
+static void switch_image(vmseal_vmrec *n, long idx, int to_luks)
+{
     vmseal_vmrec_image *ni = vmseal_vmrec_image_at(n, idx);
-    char nf[sizeof(ni->file)];
-    hostd_copy_str(nf, sizeof(nf), ni->next_file);
+    if (!ni->next_file[0])
+        return;
     hostd_copy_str(ni->old_file, sizeof(ni->old_file), ni->file);
     hostd_copy_str(ni->file, sizeof(ni->file), ni->next_file);
     if (idx >= 0) {
@@ -1206,12 +1274,6 @@ static int convert_one(vmseal_vm *vm, const vmseal_host_env *env, long idx, int 
     ni->next_file[0] = '\0';
     ni->next_luks_uuid[0] = '\0';
     free(take_str(&ni->next_keysafe));
-    r = vm_commit(vm, n);   /* c and im are gone from here on */
-    if (r == 0)
-        r = finish_cleanups(vm);
-    if (r == 0)
-        vmseal_vm_log(vm, "%s %s: now %s", to_luks ? "encrypted" : "decrypted", label, nf);
-    return r;
 }
 
 static int run_convert(vmseal_vm *vm, const vmseal_host_env *env, int to_luks,
@@ -1246,9 +1308,13 @@ static int run_convert(vmseal_vm *vm, const vmseal_host_env *env, int to_luks,
     vmseal_secret_free(lk);
     if (r < 0)
         return vmseal_fail(-r, "serial log: %s", vmseal_last_error());
+    /* Every image at once: until this commit vm.conf is the VM as it was
+     * (its images untouched) plus the plan; after it, the new VM. */
     vmseal_vmrec *n = vm_next(vm);
     if (!n)
         return -ENOMEM;
+    for (long i = -1; i < (long)n->ndisks; i++)
+        switch_image(n, i, to_luks);
     if (to_luks) {
         if (n->vm_next_keysafe) {
             free(n->vm_keysafe);
@@ -1263,6 +1329,8 @@ static int run_convert(vmseal_vm *vm, const vmseal_host_env *env, int to_luks,
     n->op = VMSEAL_VMREC_OP_NONE;
     n->op_kek[0] = '\0';
     r = vm_commit(vm, n);
+    if (r == 0)
+        r = finish_cleanups(vm);   /* the old images */
     if (r == 0 && prog && prog->fn)
         prog->fn(st.total, st.total, prog->ctx);
     return r;
@@ -1296,6 +1364,8 @@ int vmseal_vm_encrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *kek
             r = vmseal_fail(EBUSY, "an unfinished encrypt under KEK %s must be resumed first", k);
             goto out;
         }
+        if ((r = check_space_rec(vm, env, c, "encrypt")) < 0)
+            goto out;
         vmseal_vm_log(vm, "resuming encryption under KEK %s", kek_id);
         r = run_convert(vm, env, 1, prog);
         goto out;
@@ -1312,6 +1382,8 @@ int vmseal_vm_encrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *kek
         r = vmseal_fail(ENOKEY, "KEK %s is not available on this host", kek_id);
         goto out;
     }
+    if ((r = check_space_rec(vm, env, c, "encrypt")) < 0)
+        goto out;
     /* Record the plan with the new key safes before touching any data. */
     vmseal_vmrec *n = vm_next(vm);
     if (!n) {
@@ -1365,6 +1437,8 @@ int vmseal_vm_decrypt(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm
     if ((r = check_offline(vm, "decrypt it")) < 0)
         goto out;
     if (c->op == VMSEAL_VMREC_OP_DECRYPT) {
+        if ((r = check_space_rec(vm, env, c, "decrypt")) < 0)
+            goto out;
         vmseal_vm_log(vm, "resuming decryption");
         r = run_convert(vm, env, 0, prog);
         goto out;
@@ -1381,6 +1455,8 @@ int vmseal_vm_decrypt(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm
         r = vmseal_fail(ENOKEY, "VM %s is locked: %s", vm->name, reason);
         goto out;
     }
+    if ((r = check_space_rec(vm, env, c, "decrypt")) < 0)
+        goto out;
     vmseal_vmrec *n = vm_next(vm);
     if (!n) {
         r = -ENOMEM;
@@ -1544,7 +1620,8 @@ int vmseal_vm_recrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *new
                             k);
             goto out;
         }
-        if ((r = check_offline(vm, "deep recrypt it")) < 0)
+        if ((r = check_offline(vm, "deep recrypt it")) < 0 ||
+            (r = check_space_rec(vm, env, c, "recrypt-deep")) < 0)
             goto out;
         vmseal_vm_log(vm, "resuming deep recrypt to KEK %s", new_kek_id);
         r = run_rekey(vm, env, prog);
@@ -1578,7 +1655,8 @@ int vmseal_vm_recrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *new
             vmseal_vm_log(vm, "key safes rewrapped under KEK %s (shallow recrypt)", new_kek_id);
         goto out;
     }
-    if ((r = check_offline(vm, "deep recrypt it")) < 0)
+    if ((r = check_offline(vm, "deep recrypt it")) < 0 ||
+        (r = check_space_rec(vm, env, c, "recrypt-deep")) < 0)
         goto out;
     /* Check every key safe opens before changing anything. */
     vmseal_vmrec *probe = vm_next(vm);
@@ -1623,6 +1701,8 @@ int vmseal_vm_resume(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_
         r = vmseal_fail(EBUSY, "VM %s runs during an unfinished %s", vm->name, opname);
     } else if (op == VMSEAL_VMREC_OP_CREATE) {
         r = run_create(vm, env, prog);
+    } else if ((r = check_space_rec(vm, env, vm->rec, "resume")) < 0) {
+        /* no room to finish: said so, nothing touched */
     } else if (op == VMSEAL_VMREC_OP_ENCRYPT) {
         r = run_convert(vm, env, 1, prog);
     } else if (op == VMSEAL_VMREC_OP_DECRYPT) {
@@ -1633,6 +1713,257 @@ int vmseal_vm_resume(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_
     if (op != VMSEAL_VMREC_OP_NONE)
         vmseal_vm_log(vm, r == 0 ? "finished interrupted %s" : "could not finish %s: %s", opname,
                       r == 0 ? "" : vmseal_last_error());
+    vm_end(vm);
+    return r;
+}
+
+/* ------------------------------------------------------------ free space */
+
+/* Bytes the file takes on disk (0 when absent; never followed). */
+static uint64_t file_alloc(const vmseal_vm *vm, const char *file, const char *suffix)
+{
+    char name[VMSEAL_VMREC_FILE_MAX + 32];
+    snprintf(name, sizeof(name), "%s%s", file, suffix);
+    struct stat st;
+    return fstatat(vm->home_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)
+               ? (uint64_t)st.st_blocks * 512 : 0;
+}
+
+#define LUKS_HEADER_BYTES (2ull << 20)   /* payload offset of the images hostd writes */
+#define SPACE_MARGIN (4ull << 20)        /* vm.conf, checkpoints, logs */
+
+static uint64_t left(uint64_t want, uint64_t done)
+{
+    return want > done ? want - done : 0;
+}
+
+/* What `what` still has to write, from record c (see vmseal_vm_check_space). */
+static uint64_t space_needed(const vmseal_vm *vm, const vmseal_vmrec *c, const char *what)
+{
+    if (!strcmp(what, "resume"))
+        what = vmseal_vmrec_op_name(c->op);
+    int enc = !strcmp(what, "encrypt"), dec = !strcmp(what, "decrypt");
+    int deep = !strcmp(what, "recrypt-deep");
+    int planned = c->op != VMSEAL_VMREC_OP_NONE;   /* resuming: next_file says what is left */
+    /* an operation that will be refused for another reason needs nothing */
+    if (planned ? strcmp(vmseal_vmrec_op_name(c->op), what) != 0
+                : (enc ? rec_encrypted(c) : (dec || deep) ? !rec_encrypted(c) : 1))
+        return 0;
+    uint64_t need = 0, largest = 0;
+    for (long i = -1; i < (long)c->ndisks; i++) {
+        const vmseal_vmrec_image *im = vmseal_vmrec_image_at_const(c, i);
+        if (!im->file[0])
+            continue;
+        uint64_t in = file_size(vm, im->file);
+        if (enc || dec) {
+            if (planned && !im->next_file[0])
+                continue;   /* not part of it, or written already (older hostd) */
+            if (planned && home_file_state(vm, im->next_file) == 1)
+                continue;   /* written already */
+            if (dec && i >= 0 && !im->keysafe)
+                continue;   /* a plain disk is not decrypted */
+            uint64_t out = enc ? (in + 511) / 512 * 512 + LUKS_HEADER_BYTES : in;
+            need += planned ? left(out, file_alloc(vm, im->next_file, ".partial")) : out;
+        } else if (deep) {
+            if (im->rekeyed || (i >= 0 && !im->keysafe))
+                continue;
+            uint64_t n = left(file_alloc(vm, im->file, "") + LUKS_HEADER_BYTES,
+                              file_alloc(vm, im->file, ".rekey.partial"));
+            if (n > largest)
+                largest = n;
+        }
+    }
+    vmseal_clear_error();
+    return need + largest + SPACE_MARGIN;
+}
+
+static int check_space_rec(const vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vmrec *c,
+                           const char *what)
+{
+    if (env->skip_space_check)
+        return 0;
+    uint64_t need = space_needed(vm, c, what);
+    struct statvfs sv;
+    if (fstatvfs(vm->home_fd, &sv) != 0)
+        return vmseal_fail(errno, "%s: cannot tell the free space: %s", vm->home, strerror(errno));
+    uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+    if (need <= avail)
+        return 0;
+    const char *op = !strcmp(what, "resume") ? vmseal_vmrec_op_name(c->op) : what;
+    return vmseal_fail(ENOSPC, "not enough room on the datastore for the %s of VM %s: it needs %llu MiB, "
+                       "%llu MiB are free", !strcmp(op, "recrypt-deep") ? "deep recrypt" : op, vm->name,
+                       (unsigned long long)((need + (1u << 20) - 1) >> 20),
+                       (unsigned long long)(avail >> 20));
+}
+
+int vmseal_vm_check_space(vmseal_vm *vm, const vmseal_host_env *env, const char *what)
+{
+    pthread_mutex_lock(&vm->lock);
+    vmseal_vmrec *c = vmseal_vmrec_dup(vm->rec);
+    pthread_mutex_unlock(&vm->lock);
+    if (!c)
+        return vmseal_fail(ENOMEM, "out of memory");
+    int r = check_space_rec(vm, env, c, what);
+    vmseal_vmrec_free(c);
+    return r;
+}
+
+/* ------------------------------------------------------------ rollback */
+
+/* Does the VM home hold sealed console segments (serial-*.vmslog)? */
+static int home_has_sealed_log(const vmseal_vm *vm)
+{
+    int fd = openat(vm->home_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    int found = 0;
+    struct dirent *de;
+    while (!found && (de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        found = n > 14 && strncmp(de->d_name, "serial-", 7) == 0 &&
+                strcmp(de->d_name + n - 7, ".vmslog") == 0;
+    }
+    closedir(d);
+    return found;
+}
+
+/* Undo an unfinished encrypt (to_luks) or decrypt. */
+static int rollback_convert(vmseal_vm *vm, const vmseal_host_env *env, int to_luks)
+{
+    const vmseal_vmrec *c = vm->rec;
+    long nd = (long)c->ndisks;
+    /* What cannot be put back: an image a vm.conf of an older hostd
+     * switched over one by one, whose original (or key safe) is gone. */
+    for (long i = -1; i < nd; i++) {
+        const vmseal_vmrec_image *im = vmseal_vmrec_image_at_const(c, i);
+        if (i < 0 && !c->nvram.file[0])
+            continue;
+        if (im->next_file[0])
+            continue;
+        int switched = i >= 0 ? (to_luks ? im->keysafe != NULL : im->keysafe == NULL)
+                              : im->old_file[0] != 0;
+        if (!switched)
+            continue;
+        char label[16];
+        (void)vmseal_vmrec_image_label(i, label, sizeof(label));
+        if (!im->old_file[0] || (!to_luks && i >= 0))
+            return vmseal_fail(ENOTRECOVERABLE, "cannot roll back the %s of VM %s: %s was converted "
+                               "and its original %s is gone; resume the operation instead",
+                               to_luks ? "encrypt" : "decrypt", vm->name, label,
+                               to_luks ? "image" : "key safe");
+    }
+    /* 1. the images being written go first: the room comes back */
+    for (long i = -1; i < nd; i++) {
+        const char *f = vmseal_vmrec_image_at_const(c, i)->next_file;
+        if (!f[0])
+            continue;
+        int r = vmseal_disk_discard_partial_at(vm->home_fd, f);
+        if (r < 0)
+            return r;
+        if (unlinkat(vm->home_fd, f, 0) != 0 && errno != ENOENT)
+            return vmseal_fail(errno, "cannot remove %s/%s: %s", vm->home, f, strerror(errno));
+    }
+    /* 2. the console log back under the old policy, when the operation had
+     * converted it already */
+    int r = 0;
+    vmseal_secret *lk = NULL;
+    if (to_luks && c->vm_next_keysafe && home_has_sealed_log(vm)) {
+        r = log_key_from(vm, env, c->vm_next_keysafe, &lk);
+        if (r == 0)
+            r = vmseal_console_unseal_to_plain(vm->home, vm->uuid, lk, console_note, vm);
+    } else if (!to_luks && c->vm_keysafe && home_file_state(vm, "serial.log") == 1) {
+        r = log_key_from(vm, env, c->vm_keysafe, &lk);
+        if (r == 0)
+            r = vmseal_console_seal_plain(vm->home, vm->uuid, lk, console_note, vm);
+    }
+    vmseal_secret_free(lk);
+    if (r < 0)
+        return vmseal_fail(-r, "serial log: %s", vmseal_last_error());
+    /* 3. vm.conf without the operation */
+    vmseal_vmrec *n = vm_next(vm);
+    if (!n)
+        return -ENOMEM;
+    for (long i = -1; i < nd; i++) {
+        vmseal_vmrec_image *im = vmseal_vmrec_image_at(n, i);
+        if (i < 0 && !n->nvram.file[0])
+            continue;
+        if (!im->next_file[0] && im->old_file[0]) {
+            /* switched by an older hostd: back to its original */
+            char cur[sizeof(im->file)];
+            hostd_copy_str(cur, sizeof(cur), im->file);
+            hostd_copy_str(im->file, sizeof(im->file), im->old_file);
+            hostd_copy_str(im->old_file, sizeof(im->old_file), cur);
+            if (i >= 0) {
+                im->luks_uuid[0] = '\0';
+                free(take_str(&im->keysafe));
+            }
+        }
+        im->next_file[0] = '\0';
+        im->next_luks_uuid[0] = '\0';
+        free(take_str(&im->next_keysafe));
+    }
+    free(take_str(&n->vm_next_keysafe));
+    n->op = VMSEAL_VMREC_OP_NONE;
+    n->op_kek[0] = '\0';
+    r = vm_commit(vm, n);
+    if (r == 0)
+        r = finish_cleanups(vm);
+    return r;
+}
+
+/* Undo an unfinished deep recrypt: the key safes are still the old ones
+ * (they move to the new KEK in its last commit). */
+static int rollback_rekey(vmseal_vm *vm)
+{
+    const vmseal_vmrec *c = vm->rec;
+    for (long i = -1; i < (long)c->ndisks; i++) {
+        const char *f = vmseal_vmrec_image_at_const(c, i)->file;
+        if (!f[0])
+            continue;
+        int r = vmseal_disk_discard_partial_at(vm->home_fd, f);
+        if (r < 0)
+            return r;
+    }
+    vmseal_vmrec *n = vm_next(vm);
+    if (!n)
+        return -ENOMEM;
+    n->op = VMSEAL_VMREC_OP_NONE;
+    n->op_kek[0] = '\0';
+    for (long i = -1; i < (long)n->ndisks; i++)
+        vmseal_vmrec_image_at(n, i)->rekeyed = 0;
+    return vm_commit(vm, n);
+}
+
+int vmseal_vm_rollback(vmseal_vm *vm, const vmseal_host_env *env)
+{
+    int r = vm_begin(vm, "rolling back");
+    if (r < 0)
+        return r;
+    vmseal_vmrec_op op = vm->rec->op;
+    char opname[24], kek[VMSEAL_KEYSAFE_KEK_ID_MAX + 1];
+    hostd_copy_str(opname, sizeof(opname), vmseal_vmrec_op_name(op));
+    hostd_copy_str(kek, sizeof(kek), vm->rec->op_kek);
+    if (qemu_running_owned(vm))
+        r = vmseal_fail(EBUSY, "VM %s runs during an unfinished %s", vm->name, opname);
+    else if (op == VMSEAL_VMREC_OP_NONE)
+        r = finish_cleanups(vm);
+    else if (op == VMSEAL_VMREC_OP_CREATE)
+        r = vmseal_fail(ENOTSUP, "an unfinished create is not rolled back: resume it or delete the VM");
+    else if (op == VMSEAL_VMREC_OP_ENCRYPT || op == VMSEAL_VMREC_OP_DECRYPT)
+        r = rollback_convert(vm, env, op == VMSEAL_VMREC_OP_ENCRYPT);
+    else
+        r = rollback_rekey(vm);
+    if (op != VMSEAL_VMREC_OP_NONE) {
+        if (r == 0)
+            vmseal_vm_log(vm, "rolled back the unfinished %s%s%s: the VM is as it was before", opname,
+                          kek[0] ? " to KEK " : "", kek);
+        else
+            vmseal_vm_log(vm, "could not roll back the unfinished %s: %s", opname, vmseal_last_error());
+    }
     vm_end(vm);
     return r;
 }
@@ -1731,6 +2062,8 @@ json_t *vmseal_vm_describe(vmseal_vm *vm, const vmseal_host_env *env)
     json_object_set_new(j, "locked_reason", locked ? json_string(reason) : json_null());
     json_object_set_new(j, "pending_operation",
                         c->op ? json_string(vmseal_vmrec_op_name(c->op)) : json_null());
+    /* the KEK the unfinished operation moves the VM to (op.kek) */
+    json_object_set_new(j, "pending_kek", c->op_kek[0] ? json_string(c->op_kek) : json_null());
     json_t *disks = json_array();
     for (size_t i = 0; i < c->ndisks; i++) {
         const vmseal_vmrec_image *d = &c->disks[i];

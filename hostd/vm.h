@@ -22,8 +22,11 @@
  * Long operations (encrypt, decrypt, deep recrypt, create) first record
  * what they are about to do in vm.conf ("op = ..." plus the new key safes),
  * so a crash or a cancel at any moment leaves a VM that hostd finishes with
- * vmseal_vm_resume(); each step replaces vm.conf atomically. Disk data is
- * converted with the resumable bulk paths of include/vmseal/disk.h.
+ * vmseal_vm_resume() or puts back as it was with vmseal_vm_rollback(); each
+ * step replaces vm.conf atomically. An encrypt or decrypt writes new images
+ * beside the old ones and switches vm.conf to all of them in one commit at
+ * the end; the old images are removed after it. Disk data is converted
+ * with the resumable bulk paths of include/vmseal/disk.h.
  *
  * Thread-safety: every function may be called from any thread. Operations
  * that change the VM are serialised: while one runs, others get -EBUSY.
@@ -58,6 +61,9 @@ typedef struct vmseal_host_env {
                                        names beneath it, opened with openat2 */
     const char *qemu_user;          /* QEMU runs as this user (-runas) when hostd is
                                        root; NULL: as hostd's user */
+    int skip_space_check;           /* test hook VMSEAL_TEST_SKIP_SPACE_CHECK: operations
+                                       start without checking the room they need (so
+                                       that a test can fill the disk under them) */
 } vmseal_host_env;
 
 typedef struct vmseal_vm_create_req {
@@ -149,6 +155,31 @@ int vmseal_vm_recrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *new
 /* Finish the operation recorded in vm.conf (no-op when none). */
 int vmseal_vm_resume(vmseal_vm *vm, const vmseal_host_env *env,
                      const vmseal_vm_progress *prog) VMSEAL_MUST_CHECK;
+/* Is there room on the VM's datastore for `what` ("encrypt", "decrypt",
+ * "recrypt-deep", or "resume": what vm.conf records as unfinished)? The
+ * bytes it still has to write, counted from vm.conf and the files: an
+ * encrypt writes every image anew beside the old one (dense: payload plus
+ * the LUKS header), a decrypt at most every image's payload, a deep
+ * recrypt the allocated bytes of its largest image not yet rekeyed (its
+ * partial image is beside it); what a previous run wrote counts as done;
+ * plus 4 MiB for vm.conf, checkpoints and logs. 0, or -ENOSPC with a
+ * message naming what it needs and what is free (MiB). Every operation
+ * that writes images (and, when they come, snapshots) asks first; the API
+ * asks too, so that a refusal is an answer and not a task that fails. */
+int vmseal_vm_check_space(vmseal_vm *vm, const vmseal_host_env *env, const char *what)
+    VMSEAL_MUST_CHECK;
+
+/* Undo the unfinished operation recorded in vm.conf, back to the VM as it
+ * was before (no-op when none): the images an encrypt or decrypt was
+ * writing and the partial images of a deep recrypt are removed first (the
+ * room comes back), then vm.conf is replaced once by the record without
+ * the operation. Needs no free space and no KEK, except to put the console
+ * log back under the old policy when the operation had converted it. A
+ * deep recrypt rolled back leaves the disks it had rekeyed with their new
+ * volume keys under the same disk secrets and KEK. An unfinished create,
+ * and a vm.conf an older hostd wrote whose originals are gone, cannot be
+ * rolled back (-ENOTSUP, -ENOTRECOVERABLE: resume instead). */
+int vmseal_vm_rollback(vmseal_vm *vm, const vmseal_host_env *env) VMSEAL_MUST_CHECK;
 
 /* Powered off only: change what is given (0 / NULL: keep; "" removes
  * kernel, initrd or append). */

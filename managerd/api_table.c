@@ -26,6 +26,7 @@ const mgr_privilege mgr_privileges[] = {
     {"System.View", "see that objects exist", NULL},
     {"System.Read", "read objects, events and tasks", NULL},
     {"Global.Diagnostics", "read the manager's diagnostics", NULL},
+    {"Global.CancelTask", "cancel a task (what it did is rolled back)", NULL},
     {"Authorization.ModifyRoles", "create, change and remove roles", NULL},
     {"Authorization.ModifyPermissions", "manage users, groups and permissions", NULL},
     {"Cryptographer.Access", "see an encrypted VM's console and guest output", NULL},
@@ -165,6 +166,14 @@ const api_op mgr_api_ops[] = {
     {"vm.delete", "DELETE", "/vms/{vm}", "VirtualMachine.Inventory.Delete", NULL, "vm", "vm rm", NULL},
     {"task.list", "GET", "/tasks", "System.Read", NULL, "root", "task ls", NULL},
     {"task.get", "GET", "/tasks/{id}", "System.Read", NULL, "root", "task show", NULL},
+    {"task.cancel", "POST", "/tasks/{id}/cancel", "Global.CancelTask", NULL, "vm", "task cancel",
+     "on the task's VM"},
+    {"task.resume-encrypt", "POST", "/tasks/{id}/resume", "Cryptographer.Encrypt", NULL, "vm", "task resume",
+     "a task of action encrypt, on its VM"},
+    {"task.resume-decrypt", "POST", "/tasks/{id}/resume", "Cryptographer.Decrypt", NULL, "vm", "task resume",
+     "a task of action decrypt, on its VM"},
+    {"task.resume-rekey", "POST", "/tasks/{id}/resume", "Cryptographer.Recrypt", NULL, "vm", "task resume",
+     "a task of action recrypt-shallow or recrypt-deep, on its VM"},
     {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -14,6 +14,8 @@
  *   POST   /vms/register              {host, uuid, name?, kms?}: take a host's VM back in
  * Which privilege each needs: api_table.c.
  *   GET    /tasks, GET /tasks/{id}
+ *   POST   /tasks/{id}/cancel     go back: stop the host's task, roll back what it did
+ *   POST   /tasks/{id}/resume     go on: try again now, or run an ended task again
  */
 #include <errno.h>
 #include <stdio.h>
@@ -253,10 +255,46 @@ void api_vms(api_ctx *ctx)
     vmseal_http_error(ctx->resp, 404, "no such resource or method: %s %s", m, ctx->req->path);
 }
 
+/* POST /tasks/{id}/cancel | resume: checked on the task's VM; resuming
+ * needs the privilege of the task's own operation (it carries it out). */
+static void task_act(api_ctx *ctx, long long id, const char *what)
+{
+    json_t *t = NULL;
+    int rc = tasks_get(ctx->m, id, &t);
+    if (rc < 0) {
+        api_fail(ctx, rc);
+        return;
+    }
+    const char *action = json_string_value(json_object_get(t, "action"));
+    const char *vm = json_string_value(json_object_get(t, "vm"));   /* NULL: the VM is gone */
+    const char *op = !strcmp(what, "cancel") ? "task.cancel"
+                     : !strcmp(action, "encrypt") ? "task.resume-encrypt"
+                     : !strcmp(action, "decrypt") ? "task.resume-decrypt" : "task.resume-rekey";
+    rc = api_authorize(ctx, op, vm);
+    json_decref(t);
+    if (rc < 0)
+        return;
+    json_t *out = NULL;
+    rc = !strcmp(what, "cancel") ? tasks_cancel(ctx->m, ctx->user, id, &out)
+                                 : tasks_resume(ctx->m, ctx->user, id, &out);
+    api_reply(ctx, rc, 202, out);
+}
+
 void api_tasks(api_ctx *ctx)
 {
+    if (ctx->nseg == 3 && !strcmp(ctx->req->method, "POST") &&
+        (!strcmp(ctx->seg[2], "cancel") || !strcmp(ctx->seg[2], "resume"))) {
+        char *end;
+        long long id = strtoll(ctx->seg[1], &end, 10);
+        if (*end || id <= 0) {
+            vmseal_http_error(ctx->resp, 404, "no such task");
+            return;
+        }
+        task_act(ctx, id, ctx->seg[2]);
+        return;
+    }
     if (strcmp(ctx->req->method, "GET") != 0 || ctx->nseg > 2) {
-        vmseal_http_error(ctx->resp, 404, "use GET /api/v1/tasks[/ID]");
+        vmseal_http_error(ctx->resp, 404, "use GET /api/v1/tasks[/ID], POST /api/v1/tasks/ID/cancel|resume");
         return;
     }
     if (api_authorize(ctx, ctx->nseg == 1 ? "task.list" : "task.get", NULL) < 0)

@@ -63,6 +63,9 @@ int mgr_config_load(const char *path, mgr_config **out)
     c->port = 8443;
     c->token_ttl_s = 28800;
     c->task_poll_ms = 500;
+    c->task_retries = 5;
+    c->task_retry_delay_ms = 2000;
+    c->reconcile_interval_s = 30;
     c->kms_timeout_ms = 5000;
     c->kek_destroy_grace_s = 7 * 86400;
     c->kek_cleanup_interval_s = 300;
@@ -107,6 +110,15 @@ int mgr_config_load(const char *path, mgr_config **out)
         } else if (!strcmp(k, "token_ttl")) {
             if (parse_int(v, 60, 30 * 86400, &c->token_ttl_s) < 0)
                 rc = vmseal_fail(EINVAL, "%s:%d: token_ttl is 60..2592000 seconds", c->path, lineno);
+        } else if (!strcmp(k, "task_retries")) {
+            if (parse_int(v, 0, 100, &c->task_retries) < 0)
+                rc = vmseal_fail(EINVAL, "%s:%d: task_retries is 0..100", c->path, lineno);
+        } else if (!strcmp(k, "task_retry_delay_ms")) {
+            if (parse_int(v, 10, 600000, &c->task_retry_delay_ms) < 0)
+                rc = vmseal_fail(EINVAL, "%s:%d: task_retry_delay_ms is 10..600000", c->path, lineno);
+        } else if (!strcmp(k, "reconcile_interval")) {
+            if (parse_int(v, 1, 86400, &c->reconcile_interval_s) < 0)
+                rc = vmseal_fail(EINVAL, "%s:%d: reconcile_interval is 1..86400 seconds", c->path, lineno);
         } else if (!strcmp(k, "task_poll_ms")) {
             if (parse_int(v, 20, 60000, &c->task_poll_ms) < 0)
                 rc = vmseal_fail(EINVAL, "%s:%d: bad task_poll_ms", c->path, lineno);

@@ -17,6 +17,9 @@ typedef struct mgr_config {
     char *kms_dir;          /* per-provider KMIP client keys (0700) */
     int token_ttl_s;        /* session lifetime, default 28800 */
     int task_poll_ms;       /* how often running host tasks are polled, default 500 */
+    int task_retries;       /* a failing step of a task is tried this often, default 5 */
+    int task_retry_delay_ms;/* first wait before trying again (doubles, at most 60 s), 2000 */
+    int reconcile_interval_s; /* how often every host's VMs are compared, default 30 */
     int kms_timeout_ms;     /* KMIP connect/IO timeout, default 5000 */
     int kek_destroy_grace_s;    /* unused KEKs are destroyed after this long, default 7 days */
     int kek_cleanup_interval_s; /* how often the clean-up runs, default 300 */

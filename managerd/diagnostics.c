@@ -11,7 +11,7 @@ int diagnostics_get(manager *m, json_t **out)
     int rc = store_execv(m->db, &r,
                          "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM hosts), "
                          "(SELECT COUNT(*) FROM vms), (SELECT COUNT(*) FROM events), "
-                         "(SELECT COUNT(*) FROM sessions), (SELECT COUNT(*) FROM tasks WHERE state = 'running'), "
+                         "(SELECT COUNT(*) FROM sessions), (SELECT COUNT(*) FROM tasks WHERE state IN " TASKS_OPEN_SQL "), "
                          "(SELECT value FROM meta WHERE key = 'schema')",
                          STORE_END);
     if (rc < 0)

@@ -138,6 +138,8 @@ int hosts_register(manager *m, const char *fingerprint, const char *subject, con
         json_decref(nv);
         *out = json_pack("{s:s,s:s,s:b}", "name", name, "fingerprint", fingerprint,
                          "registered", 1);
+        /* a host that (re)starts: compare its VMs with the inventory now */
+        tasks_reconcile_soon(m);
     }
     json_decref(old);
     return rc < 0 ? rc : 0;
@@ -341,7 +343,7 @@ int hosts_keys_for(manager *m, const char *host, const json_t *kek_ids, json_t *
                              "SELECT k.provider FROM keks k JOIN vms v ON v.uuid = k.vm_uuid "
                              "WHERE k.kek_id = $1 AND v.host = $2 AND (v.kek_id = k.kek_id "
                              "OR k.state IN ('active', 'pending') OR EXISTS (SELECT 1 FROM tasks t "
-                             "WHERE t.vm_uuid = v.uuid AND t.state = 'running'))",
+                             "WHERE t.vm_uuid = v.uuid AND t.state IN " TASKS_OPEN_SQL "))",
                              id, host, STORE_END);
         const char *provider = rc >= 0 ? store_rows_get(r, 0, 0) : NULL;
         if (!provider) {

@@ -4,7 +4,8 @@
  * (state 'retired'), or that was made for an operation that never used it
  * ('unused'), is revoked (Cessation of Operation) and then destroyed on its
  * key provider — but only when nothing can still need it:
- *   - no VM in the inventory has it as its KEK, and no task on its VM runs;
+ *   - no VM in the inventory has it as its KEK, and no task on its VM is
+ *     unfinished (TASKS_OPEN_SQL);
  *   - every registered host answered GET /v1/keys and none lists it among
  *     the KEKs its VMs' configurations name (current key safes, pending
  *     operations): one unreachable host stops the whole pass;
@@ -88,7 +89,7 @@ static int due_candidates(manager *m, store_rows **due)
                          "x.provider = k.provider AND x.kek_id = k.kek_id WHERE k.state IN ('retired', 'unused') "
                          "AND x.since <= $1 AND NOT EXISTS (SELECT 1 FROM vms v WHERE v.provider = k.provider "
                          "AND v.kek_id = k.kek_id) AND NOT EXISTS (SELECT 1 FROM tasks t WHERE "
-                         "t.vm_uuid = k.vm_uuid AND t.state = 'running') ORDER BY k.provider, k.kek_id",
+                         "t.vm_uuid = k.vm_uuid AND t.state IN " TASKS_OPEN_SQL ") ORDER BY k.provider, k.kek_id",
                          limit, STORE_END);
     return rc < 0 ? rc : 0;
 }
@@ -449,7 +450,7 @@ int keys_info(manager *m, const char *kek_id, const char *provider, json_t **out
                                                   store_rows_get(u, i, 1)));
     store_rows_free(u);
     u = NULL;
-    if (store_execv(m->db, &u, "SELECT id, action, state FROM tasks WHERE vm_uuid = $1 AND state = 'running'",
+    if (store_execv(m->db, &u, "SELECT id, action, state FROM tasks WHERE vm_uuid = $1 AND state IN " TASKS_OPEN_SQL,
                     store_rows_get(r, 0, 1), STORE_END) >= 0)
         for (size_t i = 0; i < store_rows_count(u); i++)
             json_array_append_new(tasks, json_pack("{s:s,s:s}", "id", store_rows_get(u, i, 0), "action",

@@ -150,6 +150,7 @@ static int cmd_serve(const char *cfgpath, int argc, char **argv)
         mgr_config_free(m.cfg);
         return 1;
     }
+    mgr_crash_init();
     rc = store_open(m.cfg->database, &m.db);
     if (rc >= 0)
         rc = auth_seed_roles(m.db);

@@ -23,7 +23,10 @@
  *     kms_providers.c key providers (KMIP server clusters), trust, status
  *     keys.c          KEKs on the key server (create, tag, get), via KMIP
  *     hosts.c         host agents: registration, calls to them
- *     vms.c           VMs, encryption policy, power, recrypt, tasks
+ *     vms.c           VMs, encryption policy, power, recrypt
+ *     tasks.c         task intents, the task watcher, reconciliation with hosts
+ *     reconcile.c     what a host's view of a VM means for a task (pure)
+ *     crashpoint.c    the test hook that kills the manager at a named step
  *     diagnostics.c   manager facts for support
  *     init.c          `vmseal-managerd init` / `issue-host`
  */
@@ -55,10 +58,21 @@ typedef struct manager {
     struct keys_pool *kpool;       /* open KMIP connections per key provider (keys.c) */
     pthread_t retire_thread;       /* key_retire.c */
     int retire_thread_started;
+    int reconcile_due;             /* tasks.c: compare every host's VMs at the next round */
+    long long launching[16];       /* tasks.c: tasks an API thread is handing to their host */
 } manager;
 
 int64_t mgr_now(void);
 void mgr_log(const char *fmt, ...) VMSEAL_PRINTF(1, 2);
+
+/* ---- crashpoint.c: a test hook ---------------------------------------------
+ * With VMSEAL_TEST_CRASH_AT=POINT[:ACTION] in its environment, the manager
+ * kills itself (SIGKILL, as kill -9 would) when it reaches the named step
+ * (of a task of that action). Unset, it does nothing: the hook is read once
+ * at start (mgr_crash_init logs it loudly) and compared by name. The steps
+ * are listed in docs/architecture.md, "Intents and reconciliation". */
+void mgr_crash_init(void);
+void mgr_crash_point(const char *point, const char *action);
 
 /* ---- api_table.c: the privilege catalogue -------------------------------- */
 
@@ -343,10 +357,114 @@ int vms_register_probe(manager *m, const char *host, const char *uuid, json_t **
 int vms_register(manager *m, const char *user, const json_t *req, const json_t *vm, json_t **out);
 /* The guest's console output, from its host. */
 int vms_log(manager *m, const char *user, const char *name, long long tail, json_t **out);
+
+/* ---- tasks.c: intents, host tasks, reconciliation -------------------------- */
+
+/* Task states that are not finished (SQL list): such a task owns its VM. */
+#define TASKS_OPEN_SQL "('pending', 'running', 'cancelling', 'rolling-back', 'blocked')"
 int tasks_get(manager *m, long long id, json_t **out);
 int tasks_list(manager *m, json_t **out);
+/* The id of the VM's unfinished task, 0 when none. */
+long long tasks_open_for(manager *m, const char *vm_uuid);
+/* An operation on a VM the manager asks a host to carry out. */
+typedef struct task_intent {
+    const char *user, *vm_uuid, *vm_name, *host;
+    const char *action;            /* encrypt, decrypt, recrypt-shallow, recrypt-deep */
+    const json_t *params;          /* old_policy, policy, old_kek_id, old_kms, kek_id, kms, deep */
+    const char *new_kek, *new_kms; /* a KEK made for it, recorded 'pending' with the intent */
+} task_intent;
+/* Record the intent (task 'pending' and its new KEK, one transaction),
+ * then hand it to the host: push the KEKs it needs, ask it to start, and
+ * record that it did ('running'). *out = {task}. -EBUSY when the VM has an
+ * unfinished task already. A host that refuses ends the task ('error',
+ * nothing changed); one that cannot be reached leaves it to the watcher,
+ * which finds out from the host what happened. */
+int tasks_run(manager *m, const task_intent *in, json_t **out);
+/* Cancel: the task goes back — the host's task is stopped and what it did
+ * rolled back — and ends 'cancelled' (or 'success' when it had finished).
+ * -EALREADY when it has ended. *out = {task}. */
+int tasks_cancel(manager *m, const char *user, long long id, json_t **out);
+/* Resume: a 'running' task waiting to try again, or a 'blocked' one, goes
+ * on forward now with fresh tries; one that ended without doing it
+ * ('error', 'rolled-back', 'cancelled') runs again from the start with the
+ * same intent and KEK (-ESTALE when the VM moved on or the KEK is gone).
+ * *out = {task}. */
+int tasks_resume(manager *m, const char *user, long long id, json_t **out);
+/* End the VM's unfinished tasks because it leaves the inventory
+ * (unregister): its host keeps it as it is, no KEK changes state. */
+int tasks_let_go(manager *m, const char *vm_uuid);
+/* Compare the manager's record of the VM with its host's view (GET
+ * /v1/vms/{uuid}, vm) and bring the manager in line when the VM has no
+ * unfinished task (docs/architecture.md, "who wins"). 1 when it adopted an
+ * unfinished operation of the host as a task (the VM is busy), else 0. */
+int tasks_sync_vm(manager *m, const char *vm_uuid, const json_t *vm);
+/* Compare every host's VMs at the watcher's next round (a host came back). */
+void tasks_reconcile_soon(manager *m);
 int tasks_start_watcher(manager *m);
 void tasks_stop_watcher(manager *m);
+
+/* ---- reconcile.c: the host's view against a task (no I/O) ------------------ */
+
+#define VIEW_KEK_MAX 160
+typedef struct host_view {
+    int found;                     /* the host has the VM */
+    int encrypted;
+    char kek[VIEW_KEK_MAX];        /* the KEK of its key safes ("" none) */
+    char op[24];                   /* unfinished operation in vm.conf ("" none) */
+    char op_kek[VIEW_KEK_MAX];     /* the KEK it moves to (op.kek) */
+    int power_on;
+    int task_running;              /* a host task runs on the VM */
+    char task_op[24], task_id[64];
+    int task_progress;
+    int last;                      /* a host task ended on the VM since the host started */
+    char last_op[24], last_id[64], last_state[16], last_error[512];
+    int last_errno;
+    int last_rolled_back;          /* it ran out of room and the host rolled it back */
+    int locked;
+    char locked_reason[512];
+} host_view;
+int host_view_parse(const json_t *vm, host_view *v);
+/* "encrypted under K, unfinished recrypt-deep to K2" */
+void host_view_summary(const host_view *v, char *buf, size_t len);
+
+typedef enum { PHASE_BEFORE, PHASE_AFTER, PHASE_PARTIAL, PHASE_OTHER } task_phase;
+task_phase task_phase_of(const char *action, const char *old_kek, const char *new_kek,
+                         const host_view *v);
+const char *task_phase_name(task_phase p);
+int task_errno_retryable(int e);
+
+typedef struct task_facts {
+    const char *action, *state, *old_kek, *new_kek;
+    const char *host_task;         /* the host task last started for it ("" / NULL: none) */
+    int attempts;
+    int64_t next_try_ms, updated_ms, now_ms;
+} task_facts;
+typedef struct task_rules {
+    int retries;                   /* tries of a failing step */
+    int64_t pending_grace_ms;      /* an intent the host shows no trace of after this long was
+                                      never received */
+} task_rules;
+typedef enum {
+    STEP_WAIT,        /* nothing to do now */
+    STEP_PROGRESS,    /* the host works on it: record its progress */
+    STEP_ADOPT,       /* a pending intent the host had taken: running */
+    STEP_SUCCESS,     /* the host's VM is where the task goes */
+    STEP_RETRY,       /* ask the host again (it resumes an unfinished operation) */
+    STEP_ABANDON,     /* a pending intent the host never got: ends, nothing changed */
+    STEP_FAIL,        /* the operation cannot be finished and changed nothing: ends */
+    STEP_ROLLBACK,    /* the operation cannot be finished: roll back what it did */
+    STEP_HOST_CANCEL, /* going back while the host still works forward: stop its task */
+    STEP_HOST_ROLLBACK, /* ask the host to roll the unfinished operation back */
+    STEP_ROLLED_BACK, /* going back and the VM is as it was: ends (cancelled, rolled back) */
+    STEP_BLOCK,       /* the rollback cannot be done: wait for the user (resume or cancel) */
+    STEP_DIVERGED,    /* the VM changed on its host: the task cannot go on */
+    STEP_GONE,        /* the host no longer has the VM */
+} task_step_kind;
+typedef struct task_step {
+    task_step_kind kind;
+    char why[800];
+} task_step;
+void task_decide(const task_facts *t, const host_view *v, const task_rules *r, task_step *out);
 
 /* ---- init.c ---------------------------------------------------------------- */
 

@@ -48,14 +48,15 @@ static const char *const schema[] = {
     "pending_fingerprint TEXT, pending_subject TEXT, custody_key TEXT)",
     "CREATE TABLE IF NOT EXISTS vms (uuid TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
     "host TEXT NOT NULL, spec TEXT NOT NULL, policy TEXT NOT NULL, kek_id TEXT, provider TEXT, "
-    "created {BIG} NOT NULL, folder TEXT NOT NULL DEFAULT '')",
+    "created {BIG} NOT NULL, folder TEXT NOT NULL DEFAULT '', gen INTEGER NOT NULL DEFAULT 0, "
+    "host_view TEXT)",
     "CREATE TABLE IF NOT EXISTS keks (kek_id TEXT NOT NULL, provider TEXT NOT NULL, "
     "vm_uuid TEXT NOT NULL, state TEXT NOT NULL, created {BIG} NOT NULL, "
     "PRIMARY KEY (provider, kek_id))",
     "CREATE TABLE IF NOT EXISTS tasks (id {ID}, vm_uuid TEXT NOT NULL, action TEXT NOT NULL, "
     "host TEXT NOT NULL, host_task TEXT, state TEXT NOT NULL, progress INTEGER NOT NULL, "
     "error TEXT, user_name TEXT NOT NULL, params TEXT NOT NULL, created {BIG} NOT NULL, "
-    "updated {BIG} NOT NULL)",
+    "updated {BIG} NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_try {BIG} NOT NULL DEFAULT 0)",
     /* schema 2: groups, permissions on objects, failed logins */
     "CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, created {BIG} NOT NULL)",
     "CREATE TABLE IF NOT EXISTS group_members (group_name TEXT NOT NULL REFERENCES groups(name) "
@@ -87,7 +88,24 @@ static const char *const migrate_1_2[] = {
     "ALTER TABLE hosts ADD COLUMN pending_subject TEXT",
     "ALTER TABLE hosts ADD COLUMN custody_key TEXT",
     "UPDATE roles SET privileges = REPLACE(privileges, 'Cryptographer.RecryptVM', 'Cryptographer.Recrypt')",
+    NULL,
 };
+
+/* Schema 2 -> 3: task intents (docs/architecture.md,
+ * "Intents and reconciliation"): how often a task was tried and when it is
+ * tried next; a VM's change counter (gen: a reconciliation applies what a
+ * host said only if nothing changed the VM meanwhile) and the host's view
+ * last compared (host_view: a disagreement is reported once). */
+static const char *const migrate_2_3[] = {
+    "ALTER TABLE tasks ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE tasks ADD COLUMN next_try {BIG} NOT NULL DEFAULT 0",
+    "ALTER TABLE vms ADD COLUMN gen INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE vms ADD COLUMN host_view TEXT",
+    NULL,
+};
+
+/* migrations[v - 1]: the steps from schema v to v + 1 */
+static const char *const *const migrations[] = {migrate_1_2, migrate_2_3};
 
 /* ------------------------------------------------------------- results */
 
@@ -211,6 +229,14 @@ int store_execv(store *s, store_rows **out, const char *sql, ...)
 int store_tx(store *s, int (*fn)(store *s, void *arg), void *arg)
 {
     pthread_mutex_lock(&s->lock);
+    if (s->in_tx) {
+        /* inside this thread's transaction (the lock is held): part of it;
+         * the outer one commits or rolls back */
+        int rc = fn(s, arg);
+        pthread_mutex_unlock(&s->lock);
+        return rc;
+    }
+    s->in_tx = 1;
     int rc = s->ops->exec(s->db, "BEGIN", 0, NULL, NULL);
     if (rc >= 0) {
         rc = fn(s, arg);
@@ -225,8 +251,24 @@ int store_tx(store *s, int (*fn)(store *s, void *arg), void *arg)
             vmseal_fail(-rc, "%s", saved);
         }
     }
+    s->in_tx = 0;
     pthread_mutex_unlock(&s->lock);
     return rc;
+}
+
+/* For "ALTER TABLE T ADD COLUMN C ...": 1 when table T has column C. */
+static int column_exists(store *s, const char *stmt)
+{
+    char t[64], c[64];
+    if (sscanf(stmt, "ALTER TABLE %63s ADD COLUMN %63s", t, c) != 2)
+        return 0;
+    char sql[200];
+    snprintf(sql, sizeof(sql), "SELECT %s FROM %s LIMIT 0", c, t);
+    store_rows *r = NULL;
+    int rc = s->ops->exec(s->db, sql, 0, NULL, &r);
+    store_rows_free(r);
+    vmseal_clear_error();
+    return rc >= 0;
 }
 
 static int ensure_schema(store *s)
@@ -245,13 +287,28 @@ static int ensure_schema(store *s)
     if (rc < 0)
         return rc;
     const char *v = store_rows_get(r, 0, 0);
+    int want = atoi(STORE_SCHEMA_VERSION), have = v ? atoi(v) : 0;
     if (!v) {
         const char *p[] = {STORE_SCHEMA_VERSION};
         rc = s->ops->exec(s->db, "INSERT INTO meta (key, value) VALUES ('schema', $1)", 1, p, NULL);
-    } else if (strcmp(v, "1") == 0) {
+    } else if (have >= 1 && have < want && strspn(v, "0123456789") == strlen(v)) {
+        /* every step from the stored version on, in one transaction; a
+         * column a table made above (CREATE IF NOT EXISTS) already has is
+         * not added again (probed before the transaction: a failed
+         * statement would end a PostgreSQL transaction) */
+        unsigned char skip[8][16] = {{0}};
+        for (int step = have; step < want && step - 1 < 8; step++)
+            for (size_t i = 0; migrations[step - 1][i] && i < 16; i++)
+                skip[step - 1][i] = column_exists(s, migrations[step - 1][i]);
         rc = s->ops->exec(s->db, "BEGIN", 0, NULL, NULL);
-        for (size_t i = 0; rc >= 0 && i < sizeof(migrate_1_2) / sizeof(migrate_1_2[0]); i++)
-            rc = s->ops->exec(s->db, migrate_1_2[i], 0, NULL, NULL);
+        for (int step = have; rc >= 0 && step < want; step++)
+            for (size_t i = 0; rc >= 0 && migrations[step - 1][i]; i++) {
+                if (step - 1 < 8 && i < 16 && skip[step - 1][i])
+                    continue;
+                char *sql = dialect(s->ops, migrations[step - 1][i]);
+                rc = sql ? s->ops->exec(s->db, sql, 0, NULL, NULL) : vmseal_fail(ENOMEM, "out of memory");
+                free(sql);
+            }
         if (rc >= 0)
             rc = s->ops->exec(s->db, "UPDATE meta SET value = '" STORE_SCHEMA_VERSION "' WHERE key = 'schema'",
                               0, NULL, NULL);
@@ -261,7 +318,7 @@ static int ensure_schema(store *s)
             char saved[512];
             snprintf(saved, sizeof(saved), "%s", vmseal_last_error());
             (void)s->ops->exec(s->db, "ROLLBACK", 0, NULL, NULL);
-            rc = vmseal_fail(-rc, "store: migrating schema 1 to " STORE_SCHEMA_VERSION ": %s", saved);
+            rc = vmseal_fail(-rc, "store: migrating schema %s to " STORE_SCHEMA_VERSION ": %s", v, saved);
         }
     } else if (strcmp(v, STORE_SCHEMA_VERSION) != 0) {
         rc = vmseal_fail(ENOTSUP, "store: database schema version %s, this build knows %s", v,

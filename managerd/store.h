@@ -39,7 +39,8 @@ extern const char store_end_marker[];
 int store_execv(store *s, store_rows **out, const char *sql, ...);
 
 /* Run fn(s, arg) inside BEGIN ... COMMIT; a negative return rolls back and
- * is returned. */
+ * is returned. Called from inside fn (the same thread), it runs as part of
+ * the outer transaction. */
 int store_tx(store *s, int (*fn)(store *s, void *arg), void *arg);
 
 size_t store_rows_count(const store_rows *r);
@@ -49,7 +50,7 @@ const char *store_rows_get(const store_rows *r, size_t row, size_t col);
 void store_rows_free(store_rows *r);
 
 /* The schema version this build writes. */
-#define STORE_SCHEMA_VERSION "2"
+#define STORE_SCHEMA_VERSION "3"
 
 /* ---- backends (store_sqlite.c, store_pg.c) ------------------------------- */
 

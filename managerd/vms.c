@@ -119,7 +119,7 @@ int vms_get(manager *m, const char *name, int live, json_t **out)
     }
     store_rows_free(r);
     store_rows *t = NULL;
-    if (store_execv(m->db, &t, "SELECT id FROM tasks WHERE vm_uuid = $1 AND state = 'running'",
+    if (store_execv(m->db, &t, "SELECT id FROM tasks WHERE vm_uuid = $1 AND state IN " TASKS_OPEN_SQL,
                     json_string_value(json_object_get(o, "uuid")), STORE_END) >= 0 &&
         store_rows_count(t))
         json_object_set_new(o, "task", json_integer(atoll(store_rows_get(t, 0, 0))));
@@ -213,11 +213,11 @@ static void kek_unused(manager *m, const char *provider, const char *kek_id, con
     (void)vmseal_fail(0, "%s", msg);
 }
 
-/* New KEK for a VM on provider (NULL: the default), recorded as pending,
- * pushed to the host. An unknown provider asked for is -EINVAL, no default
- * provider -ENOKEY. */
-static int new_kek_for(manager *m, const char *want_provider, const char *uuid, const char *name,
-                       const char *host, char **provider, char **kek_id)
+/* A new KEK for VM uuid on the key provider (NULL: the default), made on
+ * the KMS only: the caller records it. An unknown provider asked for is
+ * -EINVAL, no default provider -ENOKEY. */
+static int kek_make(manager *m, const char *want_provider, const char *uuid, const char *name,
+                    char **provider, char **kek_id)
 {
     *kek_id = NULL;
     *provider = NULL;
@@ -238,6 +238,17 @@ static int new_kek_for(manager *m, const char *want_provider, const char *uuid, 
     if (rc < 0)
         return vmseal_fail(EREMOTEIO, "key provider %s: cannot create a key: %s", *provider,
                            vmseal_last_error());
+    return 0;
+}
+
+/* New KEK for a VM being created: made, recorded as pending, pushed to
+ * the host. */
+static int new_kek_for(manager *m, const char *want_provider, const char *uuid, const char *name,
+                       const char *host, char **provider, char **kek_id)
+{
+    int rc = kek_make(m, want_provider, uuid, name, provider, kek_id);
+    if (rc < 0)
+        return rc;
     rc = record_kek(m, *kek_id, *provider, uuid, "pending");
     if (rc < 0) {
         /* e.g. the id is recorded for another VM already: that record is
@@ -377,70 +388,32 @@ undo:;
     return rc < 0 ? rc : -EIO;
 }
 
-static int running_task(manager *m, const char *uuid)
+/* Before an operation: the host's view of the VM. The manager first takes
+ * what the host's vm.conf says when it differs (tasks_sync_vm: an
+ * unfinished operation found there becomes a task, -EBUSY), then *v is
+ * reloaded. A VM its host does not know is -ESTALE, a host that cannot be
+ * asked -EREMOTEIO; *on says whether it runs. */
+static int host_check(manager *m, const char *name, vm_row *v, int *on)
 {
-    store_rows *r = NULL;
-    int rc = store_execv(m->db, &r, "SELECT id FROM tasks WHERE vm_uuid = $1 AND state = 'running'", uuid, STORE_END);
-    long long id = rc >= 0 && store_rows_count(r) ? atoll(store_rows_get(r, 0, 0)) : 0;
-    store_rows_free(r);
-    return (int)id;
-}
-
-/* Start a host task and record it; *out = {task}. */
-static int start_task(manager *m, const char *user, const char *uuid, const char *name,
-                      const char *host, const char *action, const char *path, const json_t *body,
-                      const json_t *params, json_t **out)
-{
-    long status = 0;
-    json_t *resp = NULL;
-    int rc = hosts_call(m, host, "POST", path, body, &status, &resp);
+    json_t *rt = NULL;
+    char err[512];
+    int rc = vm_runtime(m, v->host, v->uuid, &rt, err, sizeof(err));
     if (rc < 0)
-        return peer_failure();
-    if (status < 200 || status > 299) {
-        rc = host_refused(host, status, resp);
-        json_decref(resp);
-        return rc;
+        return vmseal_fail(rc == -ENOENT ? ESTALE : EREMOTEIO, "%s", err);
+    const char *ps = json_string_value(json_object_get(rt, "power_state"));
+    *on = ps && !strcmp(ps, "on");
+    int adopted = tasks_sync_vm(m, v->uuid, rt);
+    json_decref(rt);
+    if (adopted) {
+        long long t = tasks_open_for(m, v->uuid);
+        return vmseal_fail(EBUSY, "VM %s has an unfinished operation on its host, which task %lld "
+                           "now follows", name, t);
     }
-    json_t *tid = json_object_get(resp, "task_id");
-    char htask[64];
-    if (json_is_integer(tid))
-        snprintf(htask, sizeof(htask), "%lld", (long long)json_integer_value(tid));
-    else if (json_is_string(tid) && json_string_length(tid) < sizeof(htask))
-        snprintf(htask, sizeof(htask), "%s", json_string_value(tid));
-    else {
-        json_decref(resp);
-        return vmseal_fail(EREMOTEIO, "host %s did not return a task_id", host);
-    }
-    json_decref(resp);
-    char now[32];
-    snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
-    char *ps = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
-    store_rows *r = NULL;
-    rc = store_execv(m->db, &r,
-                     "INSERT INTO tasks (vm_uuid, action, host, host_task, state, progress, user_name, "
-                     "params, created, updated) VALUES ($1, $2, $3, $4, 'running', 0, $5, $6, $7, $7) "
-                     "RETURNING id",
-                     uuid, action, host, htask, user, ps, now, STORE_END);
-    free(ps);
-    if (rc < 0)
-        return own_failure();
-    long long id = atoll(store_rows_get(r, 0, 0));
-    store_rows_free(r);
-    json_t *ev = json_deep_copy(params);
-    json_object_set_new(ev, "task", json_integer(id));
-    json_object_set_new(ev, "action", json_string(action));
-    event_add(m, user, "task.start", name, NULL, ev);
-    json_decref(ev);
-    json_t *t = NULL;
-    if (tasks_get(m, id, &t) < 0)
-        t = json_pack("{s:I}", "id", (json_int_t)id);
-    *out = json_pack("{s:o}", "task", t);
-    return 0;
+    return get_vm_row(m, name, v);
 }
 
 /* Encrypt, decrypt and deep recrypt need the VM powered off (as in
- * vSphere); say so before any key is made. A VM its host does not know is
- * -ESTALE. */
+ * vSphere); say so before any key is made. */
 static int require_off(manager *m, const char *host, const char *uuid, const char *name,
                        const char *what)
 {
@@ -466,6 +439,13 @@ int vms_set_policy(manager *m, const char *user, const char *name, const char *w
     if (rc < 0)
         return rc;
     int encrypt = !strcmp(want, "encrypted");
+    long long t = tasks_open_for(m, v.uuid);
+    if (t)
+        return vmseal_fail(EBUSY, "VM %s is busy with task %lld", name, t);
+    int on = 0;
+    int hrc = host_check(m, name, &v, &on);
+    if (hrc == -EBUSY || (hrc < 0 && hrc != -EREMOTEIO && hrc != -ESTALE))
+        return hrc;
     if (!strcmp(v.policy, want)) {
         rc = vms_get(m, name, 0, out);
         if (rc < 0)
@@ -473,45 +453,34 @@ int vms_set_policy(manager *m, const char *user, const char *name, const char *w
         json_object_set_new(*out, "changed", json_false());
         return 0;
     }
-    int t = running_task(m, v.uuid);
-    if (t)
-        return vmseal_fail(EBUSY, "VM %s is busy with task %d", name, t);
-    rc = require_off(m, v.host, v.uuid, name, encrypt ? "encrypt" : "decrypt");
-    if (rc < 0)
-        return rc;
+    if (hrc < 0)
+        return hrc;
+    if (on)
+        return vmseal_fail(EBUSY, "VM %s must be powered off to %s it", name, encrypt ? "encrypt" : "decrypt");
     if (encrypt) {
         char *provider = NULL, *kek_id = NULL;
-        rc = new_kek_for(m, kms, v.uuid, name, v.host, &provider, &kek_id);
+        rc = kek_make(m, kms, v.uuid, name, &provider, &kek_id);
         if (rc >= 0) {
-            json_t *body = json_pack("{s:s}", "kek_id", kek_id);
+            mgr_crash_point("kek-created", "encrypt");
             json_t *params = json_pack("{s:s,s:s,s:s,s:s}", "old_policy", v.policy, "policy", want,
                                        "kek_id", kek_id, "kms", provider);
-            char path[128];
-            snprintf(path, sizeof(path), "/v1/vms/%s/encrypt", v.uuid);
-            rc = start_task(m, user, v.uuid, name, v.host, "encrypt", path, body, params, out);
-            if (rc < 0)
-                kek_unused(m, provider, kek_id, v.uuid);
-            json_decref(body);
+            task_intent in = {.user = user, .vm_uuid = v.uuid, .vm_name = name, .host = v.host,
+                              .action = "encrypt", .params = params, .new_kek = kek_id,
+                              .new_kms = provider};
+            rc = tasks_run(m, &in, out);
             json_decref(params);
         }
         free(provider);
         free(kek_id);
         return rc < 0 ? rc : 1;
     }
-    /* decrypt: the host needs the current KEK to open the disks */
-    if (v.kek[0]) {
-        rc = hosts_push_key(m, v.host, v.prov, v.kek);
-        if (rc < 0)
-            return peer_failure();
-    }
+    /* decrypt: the host gets the current KEK to open the disks */
     json_t *params = json_pack("{s:s,s:s,s:s?,s:s?}", "old_policy", v.policy, "policy", want,
-                               "old_kek_id", v.kek[0] ? v.kek : NULL, "kms",
+                               "old_kek_id", v.kek[0] ? v.kek : NULL, "old_kms",
                                v.prov[0] ? v.prov : NULL);
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/vms/%s/decrypt", v.uuid);
-    json_t *body = json_object();
-    rc = start_task(m, user, v.uuid, name, v.host, "decrypt", path, body, params, out);
-    json_decref(body);
+    task_intent in = {.user = user, .vm_uuid = v.uuid, .vm_name = name, .host = v.host,
+                      .action = "decrypt", .params = params};
+    rc = tasks_run(m, &in, out);
     json_decref(params);
     return rc < 0 ? rc : 1;
 }
@@ -527,7 +496,7 @@ int vms_reconfigure(manager *m, const char *user, const char *name, const json_t
     int rc = get_vm_row(m, name, &v);
     if (rc < 0)
         return rc;
-    int t = running_task(m, v.uuid);
+    int t = (int)tasks_open_for(m, v.uuid);
     if (t)
         return vmseal_fail(EBUSY, "VM %s is busy with task %d", name, t);
     rc = require_off(m, v.host, v.uuid, name, "reconfigure");
@@ -616,34 +585,29 @@ int vms_rekey(manager *m, const char *user, const char *name, int deep, const ch
     int rc = get_vm_row(m, name, &v);
     if (rc < 0)
         return rc;
+    long long t = tasks_open_for(m, v.uuid);
+    if (t)
+        return vmseal_fail(EBUSY, "VM %s is busy with task %lld", name, t);
+    int on = 0;
+    rc = host_check(m, name, &v, &on);
+    if (rc < 0)
+        return rc;
     if (!v.kek[0])
         return vmseal_fail(ENOKEY, "VM %s is not encrypted", name);
-    int t = running_task(m, v.uuid);
-    if (t)
-        return vmseal_fail(EBUSY, "VM %s is busy with task %d", name, t);
-    if (deep && (rc = require_off(m, v.host, v.uuid, name, "deep-rekey")) < 0)
-        return rc;
-    rc = hosts_push_key(m, v.host, v.prov, v.kek);   /* the host needs the old KEK too */
-    if (rc < 0)
-        return peer_failure();
+    if (deep && on)
+        return vmseal_fail(EBUSY, "VM %s must be powered off to deep-rekey it", name);
+    const char *action = deep ? "recrypt-deep" : "recrypt-shallow";
     char *provider = NULL, *kek_id = NULL;
-    rc = new_kek_for(m, kms ? kms : v.prov, v.uuid, name, v.host, &provider, &kek_id);
-    if (rc < 0) {
-        free(provider);
-        free(kek_id);
-        return rc;
+    rc = kek_make(m, kms ? kms : v.prov, v.uuid, name, &provider, &kek_id);
+    if (rc >= 0) {
+        mgr_crash_point("kek-created", action);
+        json_t *params = json_pack("{s:s,s:s,s:s,s:s,s:b}", "old_kek_id", v.kek, "old_kms", v.prov,
+                                   "kek_id", kek_id, "kms", provider, "deep", deep);
+        task_intent in = {.user = user, .vm_uuid = v.uuid, .vm_name = name, .host = v.host,
+                          .action = action, .params = params, .new_kek = kek_id, .new_kms = provider};
+        rc = tasks_run(m, &in, out);
+        json_decref(params);
     }
-    json_t *body = json_pack("{s:s,s:b}", "new_kek_id", kek_id, "deep", deep);
-    json_t *params = json_pack("{s:s,s:s,s:s,s:s,s:b}", "old_kek_id", v.kek, "old_kms", v.prov,
-                               "kek_id", kek_id, "kms", provider, "deep", deep);
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/vms/%s/recrypt", v.uuid);
-    rc = start_task(m, user, v.uuid, name, v.host, deep ? "recrypt-deep" : "recrypt-shallow", path,
-                    body, params, out);
-    if (rc < 0)
-        kek_unused(m, provider, kek_id, v.uuid);
-    json_decref(body);
-    json_decref(params);
     free(provider);
     free(kek_id);
     return rc;
@@ -707,7 +671,7 @@ static int vm_to_remove(manager *m, const char *name, json_t **old, char uuid[40
     snprintf(uuid, 40, "%s", store_rows_get(r, 0, 0));
     snprintf(host, 80, "%s", store_rows_get(r, 0, 2));
     store_rows_free(r);
-    int t = running_task(m, uuid);
+    int t = (int)tasks_open_for(m, uuid);
     if (t) {
         json_decref(*old);
         *old = NULL;
@@ -763,313 +727,6 @@ int vms_delete(manager *m, const char *user, const char *name)
     json_decref(old);
     return 0;
 }
-
-/* ------------------------------------------------------------------ tasks */
-
-static const char task_cols[] =
-    "SELECT t.id, t.vm_uuid, t.action, t.host, t.host_task, t.state, t.progress, t.error, t.user_name, "
-    "t.params, t.created, t.updated, v.name FROM tasks t LEFT JOIN vms v ON v.uuid = t.vm_uuid";
-
-static json_t *task_json(store_rows *r, size_t i)
-{
-    json_t *params = json_loads(store_rows_get(r, i, 9), 0, NULL);
-    return json_pack("{s:I,s:s,s:s?,s:s,s:s,s:s?,s:s,s:I,s:s?,s:s,s:o,s:I,s:I}", "id",
-                     (json_int_t)atoll(store_rows_get(r, i, 0)), "vm_uuid", store_rows_get(r, i, 1),
-                     "vm", store_rows_get(r, i, 12), "action", store_rows_get(r, i, 2), "host",
-                     store_rows_get(r, i, 3), "host_task", store_rows_get(r, i, 4), "state",
-                     store_rows_get(r, i, 5), "progress", (json_int_t)atoll(store_rows_get(r, i, 6)),
-                     "error", store_rows_get(r, i, 7), "user", store_rows_get(r, i, 8), "params",
-                     params ? params : json_object(), "created", (json_int_t)atoll(store_rows_get(r, i, 10)),
-                     "updated", (json_int_t)atoll(store_rows_get(r, i, 11)));
-}
-
-int tasks_get(manager *m, long long id, json_t **out)
-{
-    char sql[512], ids[32];
-    snprintf(sql, sizeof(sql), "%s WHERE t.id = $1", task_cols);
-    snprintf(ids, sizeof(ids), "%lld", id);
-    const char *p[] = {ids};
-    store_rows *r = NULL;
-    int rc = store_exec(m->db, sql, 1, p, &r);
-    if (rc < 0)
-        return rc;
-    if (store_rows_count(r) == 0) {
-        store_rows_free(r);
-        return vmseal_fail(ENOENT, "no task %lld", id);
-    }
-    *out = task_json(r, 0);
-    store_rows_free(r);
-    return 0;
-}
-
-int tasks_list(manager *m, json_t **out)
-{
-    char sql[512];
-    snprintf(sql, sizeof(sql), "%s ORDER BY t.id DESC LIMIT 200", task_cols);
-    store_rows *r = NULL;
-    int rc = store_exec(m->db, sql, 0, NULL, &r);
-    if (rc < 0)
-        return rc;
-    json_t *arr = json_array();
-    for (size_t i = 0; i < store_rows_count(r); i++)
-        json_array_append_new(arr, task_json(r, i));
-    store_rows_free(r);
-    *out = json_pack("{s:o}", "tasks", arr);
-    return 0;
-}
-
-struct finish_tx {
-    json_t *task;
-    const char *state;
-    const char *error;
-    int progress;
-};
-
-/* The host task ended: record the VM's new state. */
-static int finish_fn(store *db, void *arg)
-{
-    struct finish_tx *f = arg;
-    json_t *t = f->task, *p = json_object_get(t, "params");
-    const char *action = json_string_value(json_object_get(t, "action"));
-    const char *uuid = json_string_value(json_object_get(t, "vm_uuid"));
-    const char *kek = json_string_value(json_object_get(p, "kek_id"));
-    const char *kms = json_string_value(json_object_get(p, "kms"));
-    const char *old_kek = json_string_value(json_object_get(p, "old_kek_id"));
-    const char *old_kms = json_string_value(json_object_get(p, "old_kms"));
-    char id[32], now[32], prog[16];
-    snprintf(id, sizeof(id), "%lld", (long long)json_integer_value(json_object_get(t, "id")));
-    snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
-    snprintf(prog, sizeof(prog), "%d", f->progress);
-    int rc = store_execv(db, NULL, "UPDATE tasks SET state = $2, error = $3, progress = $4, updated = $5 WHERE id = $1",
-                         id, f->state, f->error, prog, now, STORE_END);
-    int ok = !strcmp(f->state, "success");
-    if (rc < 0)
-        return rc;
-    if (!strcmp(action, "encrypt")) {
-        if (ok)
-            rc = store_execv(db, NULL, "UPDATE vms SET policy = 'encrypted', kek_id = $2, provider = $3 WHERE uuid = $1",
-                             uuid, kek, kms, STORE_END);
-        if (rc >= 0)
-            rc = store_execv(db, NULL, "UPDATE keks SET state = $3 WHERE provider = $1 AND kek_id = $2 AND vm_uuid = $4",
-                             kms, kek, ok ? "active" : "unused", uuid, STORE_END);
-    } else if (!strcmp(action, "decrypt")) {
-        if (ok)
-            rc = store_execv(db, NULL, "UPDATE vms SET policy = 'none', kek_id = NULL, provider = NULL WHERE uuid = $1",
-                             uuid, STORE_END);
-        if (rc >= 0 && ok && old_kek)
-            rc = store_execv(db, NULL, "UPDATE keks SET state = 'retired' WHERE provider = $1 AND kek_id = $2 AND vm_uuid = $3",
-                             old_kms ? old_kms : kms, old_kek, uuid, STORE_END);
-    } else if (!strncmp(action, "recrypt", 7)) {
-        if (ok)
-            rc = store_execv(db, NULL, "UPDATE vms SET kek_id = $2, provider = $3 WHERE uuid = $1", uuid, kek,
-                             kms, STORE_END);
-        if (rc >= 0)
-            rc = store_execv(db, NULL, "UPDATE keks SET state = $3 WHERE provider = $1 AND kek_id = $2 AND vm_uuid = $4",
-                             kms, kek, ok ? "active" : "unused", uuid, STORE_END);
-        if (rc >= 0 && ok)
-            rc = store_execv(db, NULL, "UPDATE keks SET state = 'retired' WHERE provider = $1 AND kek_id = $2 AND vm_uuid = $3",
-                             old_kms, old_kek, uuid, STORE_END);
-    }
-    return rc;
-}
-
-static const char *map_host_state(const char *s)
-{
-    if (!s)
-        return NULL;
-    if (!strcmp(s, "done") || !strcmp(s, "success") || !strcmp(s, "succeeded") || !strcmp(s, "completed"))
-        return "success";
-    if (!strcmp(s, "error") || !strcmp(s, "failed") || !strcmp(s, "cancelled") || !strcmp(s, "canceled"))
-        return "error";
-    return "running";
-}
-
-/* The host forgot our task: adopt the task it resumed for this VM, or judge
- * by the VM's state whether the operation completed. */
-static void reconcile(manager *m, json_t *t, const char *id, const char **state, const char **error)
-{
-    const char *host = json_string_value(json_object_get(t, "host"));
-    const char *uuid = json_string_value(json_object_get(t, "vm_uuid"));
-    const char *action = json_string_value(json_object_get(t, "action"));
-    json_t *p = json_object_get(t, "params");
-    json_t *vm = NULL;
-    char err[512];
-    int rc = vm_runtime(m, host, uuid, &vm, err, sizeof(err));
-    if (rc == -ENOENT) {
-        *state = "error";
-        *error = "the VM is gone from its host";
-        return;
-    }
-    if (rc < 0)
-        return;   /* try again later */
-    json_t *task = json_object_get(vm, "task");
-    const char *tid = json_string_value(json_object_get(task, "id"));
-    if (json_is_object(task) && tid) {
-        (void)store_execv(m->db, NULL, "UPDATE tasks SET host_task = $2 WHERE id = $1", id, tid, STORE_END);
-        mgr_log("task %s: following host task %s after the host restarted", id, tid);
-        json_decref(vm);
-        return;
-    }
-    if (json_is_string(json_object_get(vm, "pending_operation"))) {
-        json_decref(vm);
-        return;   /* waiting for its KEK; the host resumes once it has it */
-    }
-    int enc = json_is_true(json_object_get(vm, "encrypted"));
-    const char *kek = json_string_value(json_object_get(vm, "kek_id"));
-    const char *want = json_string_value(json_object_get(p, "kek_id"));
-    int done;
-    if (!strcmp(action, "decrypt"))
-        done = !enc;
-    else
-        done = enc && kek && want && !strcmp(kek, want);
-    *state = done ? "success" : "error";
-    *error = done ? NULL : "the host restarted and the operation did not complete; apply it again";
-    json_decref(vm);
-}
-
-static void poll_task(manager *m, json_t *t)
-{
-    const char *host = json_string_value(json_object_get(t, "host"));
-    const char *htask = json_string_value(json_object_get(t, "host_task"));
-    char path[128], id[32];
-    snprintf(path, sizeof(path), "/v1/tasks/%s", htask ? htask : "");
-    snprintf(id, sizeof(id), "%lld", (long long)json_integer_value(json_object_get(t, "id")));
-    long status = 0;
-    json_t *resp = NULL;
-    if (hosts_call(m, host, "GET", path, NULL, &status, &resp) < 0)
-        return;   /* host unreachable for now: try again on the next round */
-    const char *state = NULL, *error = NULL;
-    int progress = 0;
-    if (status == 200) {
-        state = map_host_state(json_string_value(json_object_get(resp, "state")));
-        error = json_string_value(json_object_get(resp, "error"));
-        progress = (int)json_integer_value(json_object_get(resp, "progress"));
-    } else if (status == 404) {
-        /* The host restarted and forgot the task id: it resumes interrupted
-         * operations by itself. Follow the VM instead. */
-        json_decref(resp);
-        resp = NULL;
-        reconcile(m, t, id, &state, &error);
-    }
-    if (!state) {
-        json_decref(resp);
-        return;
-    }
-    char now[32], prog[16];
-    snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
-    snprintf(prog, sizeof(prog), "%d", progress);
-    if (!strcmp(state, "running")) {
-        (void)store_execv(m->db, NULL, "UPDATE tasks SET progress = $2, updated = $3 WHERE id = $1 AND progress <> $2",
-                          id, prog, now, STORE_END);
-        json_decref(resp);
-        return;
-    }
-    struct finish_tx f = {.task = t, .state = state, .error = error,
-                          .progress = !strcmp(state, "success") ? 100 : progress};
-    if (store_tx(m->db, finish_fn, &f) < 0) {
-        mgr_log("task %s: cannot record the end: %s", id, vmseal_last_error());
-        json_decref(resp);
-        return;
-    }
-    /* The event: old and new values of what changed. */
-    json_t *p = json_object_get(t, "params");
-    const char *action = json_string_value(json_object_get(t, "action"));
-    const char *vm = json_string_value(json_object_get(t, "vm"));
-    const char *user = json_string_value(json_object_get(t, "user"));
-    const char *object = vm ? vm : json_string_value(json_object_get(t, "vm_uuid"));
-    if (!strcmp(state, "success")) {
-        json_t *ov = NULL, *nv = NULL;
-        const char *ev = "vm.policy";
-        if (!strcmp(action, "encrypt") || !strcmp(action, "decrypt")) {
-            ov = json_pack("{s:O?,s:O?}", "policy", json_object_get(p, "old_policy"), "kek_id",
-                           json_object_get(p, "old_kek_id"));
-            nv = json_pack("{s:O?,s:O?,s:O?}", "policy", json_object_get(p, "policy"), "kek_id",
-                           json_object_get(p, "kek_id"), "kms", json_object_get(p, "kms"));
-        } else {
-            ev = "vm.rekey";
-            ov = json_pack("{s:O?,s:O?}", "kek_id", json_object_get(p, "old_kek_id"), "kms",
-                           json_object_get(p, "old_kms"));
-            nv = json_pack("{s:O?,s:O?,s:O?}", "kek_id", json_object_get(p, "kek_id"), "kms",
-                           json_object_get(p, "kms"), "deep", json_object_get(p, "deep"));
-        }
-        event_add(m, user, ev, object, ov, nv);
-        json_decref(ov);
-        json_decref(nv);
-        /* The old KEK is retired: the host forgets it now (it would also
-         * not get it back after a restart). */
-        const char *old_kek = json_string_value(json_object_get(p, "old_kek_id"));
-        if (old_kek && (strcmp(action, "encrypt") != 0)) {
-            char kpath[300];
-            long kst = 0;
-            json_t *kr = NULL;
-            snprintf(kpath, sizeof(kpath), "/v1/keys/%s", old_kek);
-            if (hosts_call(m, host, "DELETE", kpath, NULL, &kst, &kr) < 0 || (kst != 204 && kst != 404))
-                mgr_log("task %s: host %s did not drop retired KEK %s (HTTP %ld)", id, host, old_kek, kst);
-            json_decref(kr);
-        }
-    } else {
-        json_t *nv = json_pack("{s:I,s:s,s:s?}", "task", (json_int_t)json_integer_value(json_object_get(t, "id")),
-                               "action", action, "error", error);
-        event_add(m, user, "task.failed", object, NULL, nv);
-        json_decref(nv);
-    }
-    json_decref(resp);
-}
-
-static void *watcher_main(void *arg)
-{
-    manager *m = arg;
-    for (;;) {
-        pthread_mutex_lock(&m->lock);
-        int stop = m->stopping;
-        pthread_mutex_unlock(&m->lock);
-        if (stop)
-            break;
-        char sql[512];
-        snprintf(sql, sizeof(sql), "%s WHERE t.state = 'running' ORDER BY t.id", task_cols);
-        store_rows *r = NULL;
-        if (store_exec(m->db, sql, 0, NULL, &r) >= 0) {
-            for (size_t i = 0; i < store_rows_count(r); i++) {
-                json_t *t = task_json(r, i);
-                poll_task(m, t);
-                json_decref(t);
-            }
-        }
-        store_rows_free(r);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        long ns = ts.tv_nsec + (long)m->cfg->task_poll_ms * 1000000L;
-        ts.tv_sec += ns / 1000000000L;
-        ts.tv_nsec = ns % 1000000000L;
-        pthread_mutex_lock(&m->lock);
-        if (!m->stopping)
-            pthread_cond_timedwait(&m->changed, &m->lock, &ts);
-        pthread_mutex_unlock(&m->lock);
-    }
-    return NULL;
-}
-
-int tasks_start_watcher(manager *m)
-{
-    int e = pthread_create(&m->task_thread, NULL, watcher_main, m);
-    if (e != 0)
-        return vmseal_fail(e, "cannot start the task watcher");
-    m->task_thread_started = 1;
-    return 0;
-}
-
-void tasks_stop_watcher(manager *m)
-{
-    if (!m->task_thread_started)
-        return;
-    pthread_mutex_lock(&m->lock);
-    m->stopping = 1;
-    pthread_cond_broadcast(&m->changed);
-    pthread_mutex_unlock(&m->lock);
-    pthread_join(m->task_thread, NULL);
-    m->task_thread_started = 0;
-}
-
 
 int vms_move(manager *m, const char *user, const char *name, const char *folder, json_t **out)
 {
@@ -1138,7 +795,15 @@ int vms_unregister(manager *m, const char *user, const char *name, char uuid[40]
 {
     json_t *old = NULL;
     char host[80];
-    int rc = vm_to_remove(m, name, &old, uuid, host);
+    /* an unfinished task does not hold the VM in the inventory (its host
+     * may be gone for good): it ends, the host keeps the VM as it is */
+    vm_row v;
+    int rc = get_vm_row(m, name, &v);
+    if (rc < 0)
+        return rc;
+    if (tasks_open_for(m, v.uuid) && tasks_let_go(m, v.uuid) < 0)
+        return own_failure();
+    rc = vm_to_remove(m, name, &old, uuid, host);
     if (rc < 0)
         return rc;
     rc = forget_vm(m, uuid, name);

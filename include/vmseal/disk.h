@@ -145,6 +145,14 @@ int vmseal_disk_rekey_at(int dirfd, const char *name, const vmseal_secret *pass,
 int vmseal_disk_verify_passphrase_at(int dirfd, const char *name, const vmseal_secret *pass)
     VMSEAL_MUST_CHECK;
 
+/* Give up an interrupted operation on image `name` in folder dirfd: remove
+ * what an encrypt or decrypt into `name` (NAME.partial and its checkpoint)
+ * and a deep rekey of `name` (NAME.rekey.partial and its checkpoint) left,
+ * never `name` itself. A partial image that an operation still holds
+ * (its OFD lock) is -EBUSY and nothing of it is removed; nothing there is
+ * 0. Symlinks are removed, never followed. */
+int vmseal_disk_discard_partial_at(int dirfd, const char *name) VMSEAL_MUST_CHECK;
+
 /* Recover the volume key (for a host's own bulk conversion through
  * include/vmseal/xts.h). info (optional) receives the header. */
 int vmseal_disk_volume_key(const char *path, const vmseal_secret *pass,

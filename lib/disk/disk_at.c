@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "disk_internal.h"
 
@@ -105,4 +106,49 @@ int vmseal_disk_verify_passphrase_at(int dirfd, const char *name, const vmseal_s
     at_path a;
     int rc = at_make(dirfd, name, &a);
     return rc < 0 ? rc : at_done(&a, NULL, vmseal_disk_verify_passphrase(a.path, pass));
+}
+
+/* One partial output and its checkpoint files: locked first (an operation
+ * that still runs keeps its partial), then removed relative to dirfd. */
+static int discard_one(int dirfd, const char *name, const char *suffix)
+{
+    char partial[300], ckpt[320], tmp[330];
+    if ((size_t)snprintf(partial, sizeof(partial), "%s%s", name, suffix) >= sizeof(partial))
+        return vmseal_fail(ENAMETOOLONG, "%s: name too long", name);
+    snprintf(ckpt, sizeof(ckpt), "%s.ckpt", partial);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", ckpt);
+    int fd = openat(dirfd, partial, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd >= 0) {
+        int rc = vmseal_lock_exclusive(fd, partial);
+        if (rc < 0) {
+            close(fd);
+            return rc;
+        }
+    } else if (errno != ENOENT && errno != ELOOP) {
+        return vmseal_fail(errno, "%s: %s", partial, strerror(errno));
+    }
+    const char *files[] = {ckpt, tmp, partial};
+    int rc = 0;
+    for (size_t i = 0; i < 3 && rc == 0; i++)
+        if (unlinkat(dirfd, files[i], 0) != 0 && errno != ENOENT)
+            rc = vmseal_fail(errno, "cannot remove %s: %s", files[i], strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+int vmseal_disk_discard_partial_at(int dirfd, const char *name)
+{
+    at_path a;
+    int rc = at_make(dirfd, name, &a);
+    if (rc < 0)
+        return rc;
+    if (dirfd == AT_FDCWD && strchr(name, '/'))
+        return vmseal_fail(EINVAL, "%s: give a folder descriptor and a file name", name);
+    rc = discard_one(dirfd, name, ".partial");
+    if (rc == 0)
+        rc = discard_one(dirfd, name, ".rekey.partial");
+    if (rc == 0 && dirfd != AT_FDCWD && fsync(dirfd) != 0)
+        rc = vmseal_fail(errno, "fsync of the folder of %s: %s", name, strerror(errno));
+    return rc;
 }

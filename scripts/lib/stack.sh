@@ -224,12 +224,16 @@ stack_managerd_setup() {
   local d=$STACK_DIR/manager
   "$STACK_MGRD" init "$d" --host 127.0.0.1 >"$STACK_DIR/manager.init.log" 2>&1 ||
     { cat "$STACK_DIR/manager.init.log" >&2; stack_fail "vmseal-managerd init"; }
-  # poll host tasks often: the stack's operations are short
-  if grep -q '^task_poll_ms' "$d/managerd.conf"; then
-    sed -i 's/^task_poll_ms.*/task_poll_ms = 200/' "$d/managerd.conf"
-  else
-    echo "task_poll_ms = 200" >> "$d/managerd.conf"
-  fi
+  # poll host tasks often, compare the hosts' VMs every 2 s and try a
+  # failed step again soon: the stack's operations are short
+  local kv
+  for kv in "task_poll_ms = 200" "reconcile_interval = 2" "task_retry_delay_ms = 500"; do
+    if grep -q "^${kv%% *}" "$d/managerd.conf"; then
+      sed -i "s/^${kv%% *}.*/$kv/" "$d/managerd.conf"
+    else
+      echo "$kv" >> "$d/managerd.conf"
+    fi
+  done
   STACK_MANAGER_SUBJECT=$(openssl x509 -in "$d/$(stack_conf "$d/managerd.conf" cert server.crt)" \
     -noout -subject -nameopt RFC2253 | sed 's/^subject=//')
 }

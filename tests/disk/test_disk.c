@@ -292,6 +292,76 @@ static void test_encrypt_cancel_resume(void **state)
     vmseal_secret_free(pass);
 }
 
+/* An interrupted encrypt and deep rekey given up: their partial images and
+ * checkpoints go, the input and the image stay as they were; one an
+ * operation still holds is not touched; a planted symlink is removed, its
+ * target is not. */
+static void test_discard_partial(void **state)
+{
+    (void)state;
+    vmseal_secret *pass = passphrase();
+    assert_int_equal(mkdir(p("dhome"), 0700), 0);
+    int dfd = open(p("dhome"), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    assert_true(dfd >= 0);
+    make_plain(p("dhome/plain"), 32 * MiB);
+    size_t before_len;
+    uint8_t *before = slurp(p("dhome/plain"), &before_len);
+    struct prog pg;
+    vmseal_disk_opts o = opts_for(&pg, 1);
+    pg.cancel_when_above_zero = 1;
+    assert_int_equal(vmseal_disk_encrypt_at(dfd, "plain", dfd, "e.luks", pass, &o), -ECANCELED);
+    assert_true(exists(p("dhome/e.luks.partial")));
+    assert_true(exists(p("dhome/e.luks.partial.ckpt")));
+    /* held by a running operation (an OFD lock): -EBUSY, nothing removed */
+    int held = open(p("dhome/e.luks.partial"), O_RDWR);
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    assert_int_equal(fcntl(held, F_OFD_SETLK, &fl), 0);
+    assert_int_equal(vmseal_disk_discard_partial_at(dfd, "e.luks"), -EBUSY);
+    assert_true(exists(p("dhome/e.luks.partial")));
+    close(held);
+    assert_int_equal(vmseal_disk_discard_partial_at(dfd, "e.luks"), 0);
+    assert_false(exists(p("dhome/e.luks.partial")));
+    assert_false(exists(p("dhome/e.luks.partial.ckpt")));
+    assert_false(exists(p("dhome/e.luks")));
+    size_t after_len;
+    uint8_t *after = slurp(p("dhome/plain"), &after_len);
+    assert_int_equal(after_len, before_len);
+    assert_memory_equal(after, before, before_len);
+    free(after);
+    /* nothing left: 0 again */
+    assert_int_equal(vmseal_disk_discard_partial_at(dfd, "e.luks"), 0);
+    /* a deep rekey given up: the image is the old one, still opens */
+    assert_int_equal(vmseal_disk_encrypt_at(dfd, "plain", dfd, "e.luks", pass, NULL), 0);
+    vmseal_disk_info i0, i1;
+    assert_int_equal(vmseal_disk_probe_at(dfd, "e.luks", &i0), 0);
+    o = opts_for(&pg, 1);
+    pg.cancel_when_above_zero = 1;
+    assert_int_equal(vmseal_disk_rekey_at(dfd, "e.luks", pass, &o), -ECANCELED);
+    assert_true(exists(p("dhome/e.luks.rekey.partial")));
+    assert_int_equal(vmseal_disk_discard_partial_at(dfd, "e.luks"), 0);
+    assert_false(exists(p("dhome/e.luks.rekey.partial")));
+    assert_false(exists(p("dhome/e.luks.rekey.partial.ckpt")));
+    assert_int_equal(vmseal_disk_probe_at(dfd, "e.luks", &i1), 0);
+    assert_memory_equal(i0.mk_digest, i1.mk_digest, sizeof(i0.mk_digest));   /* the old volume key */
+    assert_int_equal(vmseal_disk_decrypt_at(dfd, "e.luks", dfd, "back", pass, NULL), 0);
+    assert_same_content(p("dhome/plain"), p("dhome/back"));
+    /* a planted symlink under the partial's name: removed, its target kept */
+    assert_int_equal(system("echo VICTIM > /tmp/vmseal-discard-victim.txt"), 0);
+    assert_int_equal(symlinkat("/tmp/vmseal-discard-victim.txt", dfd, "x.luks.partial"), 0);
+    assert_int_equal(vmseal_disk_discard_partial_at(dfd, "x.luks"), 0);
+    assert_false(exists(p("dhome/x.luks.partial")));
+    size_t vl;
+    uint8_t *v = slurp("/tmp/vmseal-discard-victim.txt", &vl);
+    assert_int_equal(vl, 7);
+    free(v);
+    unlink("/tmp/vmseal-discard-victim.txt");
+    /* a name, not a path */
+    assert_int_equal(vmseal_disk_discard_partial_at(dfd, "../dhome/e.luks"), -EINVAL);
+    free(before);
+    close(dfd);
+    vmseal_secret_free(pass);
+}
+
 static void flip_byte(const char *path, off_t off)
 {
     int fd = open(path, O_RDWR);
@@ -692,6 +762,7 @@ int main(void)
         cmocka_unit_test(test_header_parse),
         cmocka_unit_test(test_damaged_images),
         cmocka_unit_test(test_at_variants),
+        cmocka_unit_test(test_discard_partial),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -859,8 +859,18 @@ static void test_restart_locks(void **state)
     json_t *err = call(409, "POST", p, NULL);
     assert_non_null(strstr(jstr(err, "error"), "locked"));
     json_decref(err);
-    put_kek(&K3);
+    /* a wrong key under kek-3's id: held, but it opens none of rec1's key
+     * safes, so rec1 stays locked and says so */
+    json_decref(put_sealed(200, &K2, "kek-3", "host-test", "vmseal"));
     json_t *vm = get_vm(rec_uuid);
+    assert_true(json_is_true(json_object_get(vm, "locked")));
+    assert_non_null(strstr(jstr(vm, "locked_reason"), "is on this host but does not open"));
+    json_decref(vm);
+    err = call(409, "POST", p, NULL);
+    assert_non_null(strstr(jstr(err, "error"), "does not open"));
+    json_decref(err);
+    put_kek(&K3);
+    vm = get_vm(rec_uuid);
     assert_false(json_is_true(json_object_get(vm, "locked")));
     char home[600];
     snprintf(home, sizeof(home), "%s", jstr(vm, "home"));
@@ -918,6 +928,106 @@ static void test_interrupted_encrypt_resumes(void **state)
     json_decref(vm);
     assert_int_equal(count_in_home(home, "MARKER:BIGMARK"), 0);
     assert_plain_via_qemu_img(home, "disk0.luks", 0, &K3, "VMSEAL-MARKER:BIGMARK:vda");
+    vm_path(p, sizeof(p), uuid, "");
+    json_decref(call(204, "DELETE", p, NULL));
+}
+
+/* Start a task on the VM, wait until it has converted something, cancel it:
+ * the task ends with ECANCELED and vm.conf keeps the unfinished operation. */
+static void start_and_cancel(const char *uuid, const char *action, const char *body, const char *op)
+{
+    char p[160], tp[128];
+    vm_path(p, sizeof(p), uuid, action);
+    json_t *t = call(202, "POST", p, "%s", body);
+    snprintf(tp, sizeof(tp), "/v1/tasks/%s", jstr(t, "task_id"));
+    json_decref(t);
+    for (int i = 0; i < 3000; i++) {
+        t = call(200, "GET", tp, NULL);
+        int going = json_integer_value(json_object_get(t, "progress")) >= 1 ||
+                    strcmp(jstr(t, "state"), "running") != 0;
+        json_decref(t);
+        if (going)
+            break;
+        usleep(2000);
+    }
+    vm_path(p, sizeof(p), uuid, "/cancel");
+    json_decref(call(202, "POST", p, NULL));
+    t = wait_task(strrchr(tp, '/') + 1, 120);
+    assert_string_equal(jstr(t, "state"), "error");
+    assert_int_equal(json_integer_value(json_object_get(t, "errno")), ECANCELED);
+    json_decref(t);
+    json_t *vm = get_vm(uuid);
+    assert_string_equal(jstr(vm, "pending_operation"), op);
+    assert_true(json_is_null(json_object_get(vm, "task")));
+    assert_string_equal(jstr(json_object_get(vm, "last_task"), "state"), "error");
+    json_decref(vm);
+    /* nothing runs now: a cancel is a no-op */
+    vm_path(p, sizeof(p), uuid, "/cancel");
+    json_t *r = call(200, "POST", p, NULL);
+    assert_true(json_is_null(json_object_get(r, "task")));
+    json_decref(r);
+}
+
+/* Cancel stops an encrypt and a deep recrypt at a checkpoint; rollback puts
+ * the VM back as it was (the image untouched, nothing the operation wrote
+ * left, the key safes under the old KEK) and it boots; resume finishes a
+ * cancelled encrypt. */
+static void test_cancel_rollback_resume(void **state)
+{
+    (void)state;
+    json_t *vm = call(201, "POST", "/v1/vms",
+                      "{\"name\": \"can1\", \"disks\": [{\"size_mb\": 384}], \"kernel\": \"%s\", "
+                      "\"initrd\": \"%s\", \"policy\": \"none\"}", kernel, initrd);
+    char uuid[40], home[600], p[160];
+    snprintf(uuid, sizeof(uuid), "%s", jstr(vm, "uuid"));
+    snprintf(home, sizeof(home), "%s", jstr(vm, "home"));
+    json_decref(vm);
+    assert_int_equal(testutil_run("dd if=/dev/urandom of=%s/disk0.img bs=1M count=384 conv=notrunc status=none", home), 0);
+    assert_int_equal(testutil_run("printf 'VMSEAL-MARKER:CANMARK:vda\\n' | dd of=%s/disk0.img bs=512 seek=2048 conv=notrunc status=none", home), 0);
+    assert_int_equal(testutil_run("cd %s && sha256sum disk0.img > %s/can1.sum", home, tmpdir), 0);
+
+    /* encrypt, cancelled, rolled back */
+    start_and_cancel(uuid, "/encrypt", "{\"kek_id\": \"kek-3\"}", "encrypt");
+    vm_path(p, sizeof(p), uuid, "/rollback");
+    run_task_ok(uuid, "/rollback", "{}");
+    vm = get_vm(uuid);
+    assert_true(json_is_null(json_object_get(vm, "pending_operation")));
+    assert_false(json_is_true(json_object_get(vm, "encrypted")));
+    json_decref(vm);
+    assert_int_equal(testutil_run("cd %s && sha256sum -c --quiet %s/can1.sum && ! ls disk0.luks* 2>/dev/null && "
+                                  "! grep -q 'next\\|^op' vm.conf", home, tmpdir), 0);
+    boot_with(uuid, home, "vmseal.check=CANMARK", "VMSEAL-CHECK-OK");
+    /* a rollback with nothing unfinished does nothing */
+    run_task_ok(uuid, "/rollback", "{}");
+
+    /* encrypt, cancelled, resumed: finished, the old image gone */
+    start_and_cancel(uuid, "/encrypt", "{\"kek_id\": \"kek-3\"}", "encrypt");
+    run_task_ok(uuid, "/resume", "{}");
+    vm = get_vm(uuid);
+    assert_true(json_is_null(json_object_get(vm, "pending_operation")));
+    assert_true(json_is_true(json_object_get(vm, "encrypted")));
+    assert_string_equal(jstr(vm, "kek_id"), "kek-3");
+    json_decref(vm);
+    assert_int_equal(testutil_run("cd %s && test ! -e disk0.img && ! ls disk0.luks.* 2>/dev/null", home), 0);
+    assert_plain_via_qemu_img(home, "disk0.luks", 0, &K3, "VMSEAL-MARKER:CANMARK:vda");
+
+    /* deep recrypt to kek-1, cancelled, rolled back: still under kek-3 */
+    put_kek(&K1);
+    assert_int_equal(testutil_run("cd %s && grep keysafe vm.conf > %s/can1.ks", home, tmpdir), 0);
+    start_and_cancel(uuid, "/recrypt", "{\"new_kek_id\": \"kek-1\", \"deep\": true}", "recrypt-deep");
+    vm = get_vm(uuid);
+    assert_string_equal(jstr(vm, "pending_kek"), "kek-1");
+    json_decref(vm);
+    run_task_ok(uuid, "/rollback", "{}");
+    vm = get_vm(uuid);
+    assert_true(json_is_null(json_object_get(vm, "pending_operation")));
+    assert_true(json_is_null(json_object_get(vm, "pending_kek")));
+    assert_string_equal(jstr(vm, "kek_id"), "kek-3");
+    json_decref(vm);
+    assert_int_equal(testutil_run("cd %s && grep keysafe vm.conf | cmp -s - %s/can1.ks && ! ls *.partial* "
+                                  "2>/dev/null && ! grep -q rekeyed vm.conf", home, tmpdir), 0);
+    assert_plain_via_qemu_img(home, "disk0.luks", 0, &K3, "VMSEAL-MARKER:CANMARK:vda");
+    boot_with(uuid, home, "vmseal.check=CANMARK", "VMSEAL-CHECK-OK");
     vm_path(p, sizeof(p), uuid, "");
     json_decref(call(204, "DELETE", p, NULL));
 }
@@ -1096,6 +1206,7 @@ int main(void)
         cmocka_unit_test(test_uefi_nvram),
         cmocka_unit_test(test_restart_locks),
         cmocka_unit_test(test_interrupted_encrypt_resumes),
+        cmocka_unit_test(test_cancel_rollback_resume),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

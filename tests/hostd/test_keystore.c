@@ -36,8 +36,12 @@ static void test_keystore(void **state)
     assert_int_equal(vmseal_keystore_get(ks, "kek/2 with spaces", &k, provider), 0);
     assert_string_equal(provider, "other");
     vmseal_secret_free(k);
-    /* replace */
+    /* replace (the generation changes: what was proven with the old key is
+     * proven again) */
+    uint64_t g0 = vmseal_keystore_generation(ks);
     assert_int_equal(vmseal_keystore_put(ks, "kek-1", NULL, key_of(9)), 0);
+    uint64_t g1 = vmseal_keystore_generation(ks);
+    assert_true(g1 != g0);
     assert_int_equal(vmseal_keystore_count(ks), 2);
     assert_int_equal(vmseal_keystore_get(ks, "kek-1", &k, NULL), 0);
     assert_int_equal(vmseal_secret_cdata(k)[31], 9);
@@ -54,7 +58,9 @@ static void test_keystore(void **state)
     assert_null(k);
     assert_false(vmseal_keystore_has(ks, "kek-3"));
     assert_int_equal(vmseal_keystore_delete(ks, "kek-3"), -ENOKEY);
+    assert_true(vmseal_keystore_generation(ks) == g1);   /* refusals change nothing */
     assert_int_equal(vmseal_keystore_delete(ks, "kek-1"), 0);
+    assert_true(vmseal_keystore_generation(ks) != g1);
     assert_false(vmseal_keystore_has(ks, "kek-1"));
     assert_true(vmseal_keystore_has(ks, "kek/2 with spaces"));
     assert_int_equal(vmseal_keystore_count(ks), 1);

@@ -178,6 +178,14 @@ def setup(op):
         sub["{vm}"] = "sealed"
     elif oid in ("vm.power-on", "vm.power-off"):
         body = {}
+    elif oid == "task.cancel":
+        sub["{id}"] = "101"           # running on plain (its host is down)
+    elif oid == "task.resume-encrypt":
+        sub["{id}"] = "102"           # rolled back, on plain
+    elif oid == "task.resume-decrypt":
+        sub["{id}"], sub["{vm}"] = "103", "sealed"
+    elif oid == "task.resume-rekey":
+        sub["{id}"], sub["{vm}"] = "104", "sealed"
     for k, v in sub.items():
         p = p.replace(k, v)
     return p, body, sub

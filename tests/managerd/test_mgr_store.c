@@ -449,8 +449,9 @@ static void test_event_chain(void **state)
     mgr_close(&m);
 }
 
-/* A schema 1 database (as the previous release wrote it) is migrated:
- * new columns, RecryptVM renamed in stored roles, old events chained. */
+/* A schema 1 database (as the previous release wrote it) is migrated to
+ * the current one, step by step: new columns, RecryptVM renamed in stored
+ * roles, old events chained. */
 static void test_migrate_schema1(void **state)
 {
     (void)state;
@@ -495,6 +496,14 @@ static void test_migrate_schema1(void **state)
     assert_int_equal(store_execv(m.db, &r, "SELECT folder FROM vms", STORE_END), 0);
     assert_string_equal(store_rows_get(r, 0, 0), "");
     store_rows_free(r);
+    /* schema 3: a VM's change counter and last host view, task tries */
+    assert_int_equal(store_execv(m.db, &r, "SELECT gen, host_view FROM vms", STORE_END), 0);
+    assert_string_equal(store_rows_get(r, 0, 0), "0");
+    assert_null(store_rows_get(r, 0, 1));
+    store_rows_free(r);
+    assert_int_equal(store_execv(m.db, &r, "SELECT attempts, next_try FROM tasks", STORE_END), 0);
+    assert_int_equal(store_rows_count(r), 0);
+    store_rows_free(r);
     json_t *out = NULL;
     assert_int_equal(events_verify(&m, &out), 0);
     assert_true(json_is_true(json_object_get(out, "ok")));
@@ -511,6 +520,150 @@ static void test_migrate_schema1(void **state)
     assert_int_equal(events_verify(&m, &out), 0);
     assert_false(json_is_true(json_object_get(out, "ok")));
     json_decref(out);
+    mgr_close(&m);
+}
+
+/* A schema 2 database with tasks and VMs gets the columns of schema 3
+ * (task tries, a VM's change counter and last host view); its rows stay. */
+static void test_migrate_schema2(void **state)
+{
+    (void)state;
+    if (getenv("VMSEAL_TEST_PG") && *getenv("VMSEAL_TEST_PG"))
+        skip();
+    char path[128];
+    snprintf(path, sizeof(path), "%s/v2.db", dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    const char *v2 =
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema', '2');"
+        "CREATE TABLE vms (uuid TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, host TEXT NOT NULL, spec TEXT NOT NULL, "
+        "policy TEXT NOT NULL, kek_id TEXT, provider TEXT, created INTEGER NOT NULL, folder TEXT NOT NULL DEFAULT '');"
+        "INSERT INTO vms VALUES ('u', 'vm', 'h', '{}', 'encrypted', 'k1', 'p', 0, '');"
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY AUTOINCREMENT, vm_uuid TEXT NOT NULL, action TEXT NOT NULL, "
+        "host TEXT NOT NULL, host_task TEXT, state TEXT NOT NULL, progress INTEGER NOT NULL, error TEXT, "
+        "user_name TEXT NOT NULL, params TEXT NOT NULL, created INTEGER NOT NULL, updated INTEGER NOT NULL);"
+        "INSERT INTO tasks (vm_uuid, action, host, host_task, state, progress, user_name, params, created, updated) "
+        "VALUES ('u', 'decrypt', 'h', 'ht', 'running', 40, 'a', '{}', 1, 2);";
+    assert_int_equal(sqlite3_exec(db, v2, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    store *st = NULL;
+    assert_int_equal(store_open(path, &st), 0);
+    store_rows *r = NULL;
+    assert_int_equal(store_execv(st, &r, "SELECT value FROM meta WHERE key = 'schema'", STORE_END), 0);
+    assert_string_equal(store_rows_get(r, 0, 0), STORE_SCHEMA_VERSION);
+    store_rows_free(r);
+    assert_int_equal(store_execv(st, &r, "SELECT state, progress, attempts, next_try FROM tasks", STORE_END), 0);
+    assert_int_equal(store_rows_count(r), 1);
+    assert_string_equal(store_rows_get(r, 0, 0), "running");
+    assert_string_equal(store_rows_get(r, 0, 1), "40");
+    assert_string_equal(store_rows_get(r, 0, 2), "0");
+    assert_string_equal(store_rows_get(r, 0, 3), "0");
+    store_rows_free(r);
+    assert_int_equal(store_execv(st, &r, "SELECT kek_id, gen, host_view FROM vms", STORE_END), 0);
+    assert_string_equal(store_rows_get(r, 0, 0), "k1");
+    assert_string_equal(store_rows_get(r, 0, 1), "0");
+    assert_null(store_rows_get(r, 0, 2));
+    store_rows_free(r);
+    store_close(st);
+    /* opened again: nothing left to migrate */
+    assert_int_equal(store_open(path, &st), 0);
+    store_close(st);
+}
+
+static const char *row1(manager *m, const char *sql, const char *param)
+{
+    static char buf[4][256];
+    static int i;
+    store_rows *r = NULL;
+    assert_true(store_execv(m->db, &r, sql, param, STORE_END) >= 0);
+    char *b = buf[i++ % 4];
+    snprintf(b, 256, "%s", store_rows_count(r) && store_rows_get(r, 0, 0) ? store_rows_get(r, 0, 0) : "");
+    store_rows_free(r);
+    return b;
+}
+
+/* The task journal's statements on this database (SQLite or PostgreSQL),
+ * with hosts and key providers that cannot be reached: an intent recorded,
+ * ended when its KEK cannot be handed over, run again, a host's view of a
+ * VM taken, a host's unfinished operation adopted, cancelled, let go. */
+static void test_tasks_sql(void **state)
+{
+    (void)state;
+    manager m;
+    mgr_open(&m);
+    cfg.task_retries = 3;
+    cfg.task_retry_delay_ms = 100;
+    const char *u = "55555555-5555-4555-8555-555555555555";
+    assert_true(store_execv(m.db, NULL, "INSERT INTO hosts (name, url, datastore, subject, fingerprint, registered, "
+                            "last_seen) VALUES ('h1', 'https://127.0.0.1:9', '/d', 'CN=h1', 'f', 0, 0)",
+                            STORE_END) >= 0);
+    assert_true(store_execv(m.db, NULL, "INSERT INTO vms (uuid, name, host, spec, policy, created) VALUES "
+                            "($1, 'v1', 'h1', '{}', 'none', 0)", u, STORE_END) >= 0);
+    /* an intent: recorded with its KEK, ended when the KEK cannot be pushed */
+    json_t *params = json_pack("{s:s,s:s,s:s,s:s}", "old_policy", "none", "policy", "encrypted", "kek_id", "k1",
+                               "kms", "nokms");
+    task_intent in = {.user = "alice", .vm_uuid = u, .vm_name = "v1", .host = "h1", .action = "encrypt",
+                      .params = params, .new_kek = "k1", .new_kms = "nokms"};
+    json_t *out = NULL;
+    assert_int_equal(tasks_run(&m, &in, &out), -EREMOTEIO);
+    assert_null(out);
+    const char *id = row1(&m, "SELECT id FROM tasks WHERE vm_uuid = $1", u);
+    assert_string_equal(row1(&m, "SELECT state FROM tasks WHERE vm_uuid = $1", u), "error");
+    assert_string_equal(row1(&m, "SELECT state FROM keks WHERE kek_id = $1", "k1"), "unused");
+    assert_int_equal(tasks_open_for(&m, u), 0);
+    /* a second intent with the same KEK id (another VM's): refused, nothing recorded */
+    in.vm_uuid = "66666666-6666-4666-8666-666666666666";
+    assert_int_equal(tasks_run(&m, &in, &out), -EEXIST);
+    in.vm_uuid = u;
+    /* cancel of an ended task: refused; resume: run again (and ended again) */
+    long long tid = atoll(id);
+    assert_int_equal(tasks_cancel(&m, "alice", tid, &out), -EALREADY);
+    assert_int_equal(tasks_resume(&m, "alice", tid, &out), -EREMOTEIO);
+    assert_string_equal(row1(&m, "SELECT state FROM tasks WHERE id = $1", id), "error");
+    assert_string_equal(row1(&m, "SELECT state FROM keks WHERE kek_id = $1", "k1"), "unused");
+    /* the host's view: encrypted under k1 (recorded for this VM) -> taken */
+    json_t *hv = json_pack("{s:b,s:s,s:n}", "encrypted", 1, "kek_id", "k1", "pending_operation");
+    assert_int_equal(tasks_sync_vm(&m, u, hv), 0);
+    json_decref(hv);
+    assert_string_equal(row1(&m, "SELECT policy FROM vms WHERE uuid = $1", u), "encrypted");
+    assert_string_equal(row1(&m, "SELECT kek_id FROM vms WHERE uuid = $1", u), "k1");
+    assert_string_equal(row1(&m, "SELECT state FROM keks WHERE kek_id = $1", "k1"), "active");
+    assert_string_equal(row1(&m, "SELECT action FROM events WHERE object = $1 ORDER BY id DESC LIMIT 1", "v1"),
+                        "vm.reconcile");
+    /* a KEK the manager never recorded for it: not taken */
+    hv = json_pack("{s:b,s:s,s:n}", "encrypted", 1, "kek_id", "k9", "pending_operation");
+    assert_int_equal(tasks_sync_vm(&m, u, hv), 0);
+    json_decref(hv);
+    assert_string_equal(row1(&m, "SELECT kek_id FROM vms WHERE uuid = $1", u), "k1");
+    /* an unfinished deep recrypt on the host: followed as a task */
+    assert_true(store_execv(m.db, NULL, "INSERT INTO keks (kek_id, provider, vm_uuid, state, created) VALUES "
+                            "('k2', 'nokms', $1, 'pending', 1)", u, STORE_END) >= 0);
+    hv = json_pack("{s:b,s:s,s:s,s:s}", "encrypted", 1, "kek_id", "k1", "pending_operation", "recrypt-deep",
+                   "pending_kek", "k2");
+    assert_int_equal(tasks_sync_vm(&m, u, hv), 1);
+    assert_int_equal(tasks_sync_vm(&m, u, hv), 0);   /* one task, not two */
+    json_decref(hv);
+    long long adopted = tasks_open_for(&m, u);
+    assert_true(adopted > tid);
+    assert_int_equal(tasks_get(&m, adopted, &out), 0);
+    assert_string_equal(json_string_value(json_object_get(out, "action")), "recrypt-deep");
+    assert_string_equal(json_string_value(json_object_get(out, "state")), "running");
+    assert_true(json_is_true(json_object_get(json_object_get(out, "params"), "adopted")));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(out, "params"), "kms")), "nokms");
+    json_decref(out);
+    /* cancel, then let go (unregister): ended, k2 left as it was */
+    assert_int_equal(tasks_cancel(&m, "alice", adopted, &out), 0);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(out, "task"), "state")), "cancelling");
+    json_decref(out);
+    assert_int_equal(tasks_resume(&m, "alice", adopted, &out), -EBUSY);   /* going back now */
+    assert_int_equal(tasks_let_go(&m, u), 0);
+    assert_int_equal(tasks_open_for(&m, u), 0);
+    assert_string_equal(row1(&m, "SELECT state FROM keks WHERE kek_id = $1", "k2"), "pending");
+    assert_int_equal(tasks_list(&m, &out), 0);
+    assert_int_equal(json_array_size(json_object_get(out, "tasks")), 2);
+    json_decref(out);
+    json_decref(params);
     mgr_close(&m);
 }
 
@@ -600,6 +753,8 @@ int main(void)
         cmocka_unit_test(test_authz),
         cmocka_unit_test(test_event_chain),
         cmocka_unit_test(test_migrate_schema1),
+        cmocka_unit_test(test_migrate_schema2),
+        cmocka_unit_test(test_tasks_sql),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -33,8 +33,8 @@ ok "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') running on $PGD
 
 VMSEAL_TEST_PG=$URI "$VMSEAL_BUILD/tests/managerd/test_mgr_store" >"$TMP/unit.log" 2>&1 \
   || { cat "$TMP/unit.log"; fail "store unit tests on PostgreSQL"; }
-grep -q "PASSED.*8 test" "$TMP/unit.log" || { cat "$TMP/unit.log"; fail "store unit tests did not all run"; }
-ok "store, users, sessions and events unit tests pass on PostgreSQL"
+grep -q "PASSED.*9 test" "$TMP/unit.log" || { cat "$TMP/unit.log"; fail "store unit tests did not all run"; }
+ok "store, users, sessions, events and task journal unit tests pass on PostgreSQL"
 
 # a clean database for the manager
 "$PGBIN/psql" -q -h "$PGD/sock" -p "$PGPORT" -U vmseal vmseal -c 'DROP SCHEMA public CASCADE; CREATE SCHEMA public' \

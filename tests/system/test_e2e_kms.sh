@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End to end, key server faults: with the KMS down a restarted host agent
 # reports the encrypted VM locked (with the reason) and nothing else breaks;
-# when the KMS is back the VM unlocks and boots. A KMS cluster of two
+# when the KMS is back the VM unlocks by itself (the manager gives the host
+# the KEK; no power-on needed) and boots. A KMS cluster of two
 # servers (the second a replica of the first): with the first one down the
 # manager fails over to the second, for handing out KEKs and for rekeying.
 source "$VMSEAL_SRC/tests/testlib.sh"
@@ -36,9 +37,13 @@ ok "KMS down: vm1 locked ($reason), power-on refused with a clear error, the pla
 
 stack_kmsd_start kms1
 stack_until 30 vmseal kms status prov1 || fail "prov1 not connected after the KMS came back"
+# the manager gives the host the KEK it lacks as soon as the KMS gives it
+# again: vm1 unlocks without anyone powering it on
+stack_until 60 vm_unlocked vm1 || fail "vm1 still locked 60 s after the KMS came back: $(vm_locked vm1)"
+grep -q "host esx1: gave it KEK .* its VMs need" "$STACK_DIR/manager/managerd.log" || fail "no trace of the refresh"
+stack_vm_is_off vm1 || fail "vm1 was powered on"
 boot_check esx1 vm1 kmsmark1
-vm_unlocked vm1 || fail "vm1 still locked after it booted"
-ok "KMS back: vm1 unlocks on power-on and reads its marker"
+ok "KMS back: vm1 unlocks without a power-on, then boots and reads its marker"
 
 # --- a cluster of two servers; the first one goes down ------------------------
 expect_rc 0 vmseal vm rekey vm1                       # KEK made on kms1

@@ -29,14 +29,22 @@ point_to() {
   stack_hostd_start esx1
 }
 
-# --- another VM's KEK: the host holds that key, but it does not open vm1's safes
+# --- another VM's KEK: the host holds that key, but it does not open vm1's
+# safes: the host proves it, vm1 is locked (not "unlocked" because a key of
+# that id is there)
 point_to "$kek2"
-expect_rc 1 vmseal vm start vm1
+reason=
+for ((i = 0; i < 100; i++)); do reason=$(vm_locked vm1) && break; sleep 0.2; done
+[ -n "$reason" ] || fail "vm1 is not reported locked with another VM's KEK: $(stack_vm_json vm1)"
+echo "# locked reason: $reason"
+grep -q "KEK $kek2 is on this host but does not open" <<<"$reason" || fail "the locked reason does not say the key is wrong: $reason"
+expect_rc 6 vmseal vm start vm1      # conflict: the VM is locked
 echo "# power-on error: $OUT"
-grep -qi "key safe\|keysafe\|KEK\|authentic\|unwrap\|wrong key" <<<"$OUT" || fail "unclear error for the wrong KEK: $OUT"
+grep -qi "locked.*does not open" <<<"$OUT" || fail "unclear error for the wrong KEK: $OUT"
 stack_vm_is_off vm1 || fail "vm1 is running with the wrong key"
 [ "$(sha256sum < "$H/disk0.luks")" = "$sum_disk" ] || fail "disk image changed"
-ok "another VM's KEK: power-on refused with a clear error; disk image untouched"
+vm_unlocked vm2 || fail "vm2 locked too"
+ok "another VM's KEK: vm1 locked (the key held does not open its key safes), power-on refused; disk image untouched"
 
 # --- a KEK that does not exist: the VM is locked with the reason
 point_to 987654
