@@ -1,5 +1,5 @@
 /* libFuzzer target: hostd's cleaning of guest console bytes into the JSON
- * text of GET /v1/vms/{uuid}/log (hostd/serial.c vmseal_console_utf8).
+ * text of GET /v1/vms/{uuid}/log (hostd/serial.c hostd_console_utf8).
  * Beyond "no crash": the result is valid UTF-8 without NUL (jansson takes
  * it as a JSON string), its length is right, ASCII text (but NUL) passes
  * unchanged, and it is never more than 3 bytes per input byte. */
@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     for (int cut = 0; cut < 2; cut++) {
         size_t n = 0;
-        char *s = vmseal_console_utf8(data, size, cut, &n);
+        char *s = hostd_console_utf8(data, size, cut, &n);
         if (!s)
             abort();
         if (strlen(s) != n || n > 3 * size)

@@ -27,18 +27,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         off += (size_t)w;
     }
     shutdown(sv[1], SHUT_WR);   /* the client sees EOF after the input */
-    vmseal_qmp *q = NULL;
-    if (vmseal_qmp_open_fd(sv[0], 50, &q) == 0) {
+    hostd_qmp *q = NULL;
+    if (hostd_qmp_open_fd(sv[0], 50, &q) == 0) {
         json_t *ret = NULL;
-        if (vmseal_qmp_execute(q, "query-status", NULL, 50, &ret) == 0)
+        if (hostd_qmp_execute(q, "query-status", NULL, 50, &ret) == 0)
             json_decref(ret);
         json_t *ev = NULL;
-        (void)vmseal_qmp_wait_event(q, "SHUTDOWN", 0, &ev);
+        (void)hostd_qmp_wait_event(q, "SHUTDOWN", 0, &ev);
         json_decref(ev);
-        (void)vmseal_qmp_wait_event(q, NULL, 0, &ev);
+        (void)hostd_qmp_wait_event(q, NULL, 0, &ev);
         json_decref(ev);
-        (void)vmseal_qmp_poll(q);
-        vmseal_qmp_close(q);
+        (void)hostd_qmp_poll(q);
+        hostd_qmp_close(q);
     }
     close(sv[1]);
     return 0;

@@ -33,8 +33,8 @@ typedef struct task {
     char vm_uuid[37];
     char op[24];                  /* encrypt, decrypt, recrypt, recrypt-deep, resume, rollback */
     char kek[VMSEAL_KEYSAFE_KEK_ID_MAX + 1];
-    vmseal_vm *vm;
-    struct vmseal_host *h;
+    hostd_vm *vm;
+    struct hostd_host *h;
     atomic_int progress;          /* 0..100 */
     volatile sig_atomic_t cancel; /* set: stop at the next checkpoint (kept for resume) */
     int rolled_back;              /* it ran out of room and hostd rolled the operation back */
@@ -46,15 +46,15 @@ typedef struct task {
     int joined;
 } task;
 
-struct vmseal_host {
+struct hostd_host {
     pthread_mutex_t lock;
     char *datastore, *provider, *qemu, *ovmf_code, *ovmf_vars, *allowed_subject;
     char *images, *qemu_user;
     int grace_ms;
-    vmseal_host_env env;
-    vmseal_vm **vms;
+    hostd_host_env env;
+    hostd_vm **vms;
     size_t nvms, capvms;
-    vmseal_vm **grave;            /* deleted VMs: freed at close (tasks may still point) */
+    hostd_vm **grave;            /* deleted VMs: freed at close (tasks may still point) */
     size_t ngrave, capgrave;
     task **tasks;
     size_t ntasks, captasks;
@@ -69,9 +69,9 @@ struct vmseal_host {
 /* ------------------------------------------------------------ helpers */
 
 /* Through the shared logger (include/vmseal/log.h), or to the hook a test
- * set with vmseal_host_set_logger. */
-static void hlog(vmseal_host *h, const char *fmt, ...) VMSEAL_PRINTF(2, 3);
-static void hlog(vmseal_host *h, const char *fmt, ...)
+ * set with hostd_host_set_logger. */
+static void hlog(hostd_host *h, const char *fmt, ...) VMSEAL_PRINTF(2, 3);
+static void hlog(hostd_host *h, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -85,7 +85,7 @@ static void hlog(vmseal_host *h, const char *fmt, ...)
     va_end(ap);
 }
 
-void vmseal_host_set_logger(vmseal_host *h, void (*log)(void *arg, const char *line), void *arg)
+void hostd_host_set_logger(hostd_host *h, void (*log)(void *arg, const char *line), void *arg)
 {
     h->log = log;
     h->log_arg = arg;
@@ -114,10 +114,10 @@ static char *dup_or(const char *s, const char *def)
 
 static int vm_cmp_name(const void *a, const void *b)
 {
-    return strcmp(vmseal_vm_name(*(vmseal_vm *const *)a), vmseal_vm_name(*(vmseal_vm *const *)b));
+    return strcmp(hostd_vm_name(*(hostd_vm *const *)a), hostd_vm_name(*(hostd_vm *const *)b));
 }
 
-int vmseal_host_open(const vmseal_host_config *cfg, vmseal_host **out)
+int hostd_host_open(const hostd_host_config *cfg, hostd_host **out)
 {
     *out = NULL;
     if (!cfg->datastore)
@@ -125,7 +125,7 @@ int vmseal_host_open(const vmseal_host_config *cfg, vmseal_host **out)
     struct stat st;
     if (stat(cfg->datastore, &st) != 0 || !S_ISDIR(st.st_mode))
         return vmseal_fail(ENOENT, "datastore %s is not a directory", cfg->datastore);
-    vmseal_host *h = calloc(1, sizeof(*h));
+    hostd_host *h = calloc(1, sizeof(*h));
     if (!h)
         return vmseal_fail(ENOMEM, "out of memory");
     pthread_mutex_init(&h->lock, NULL);
@@ -141,14 +141,14 @@ int vmseal_host_open(const vmseal_host_config *cfg, vmseal_host **out)
     h->qemu_user = dup_or(cfg->qemu_user, NULL);
     h->env.images_fd = -1;
     if (vmseal_kd_keypair_new(&h->custody) < 0) {
-        vmseal_host_close(h);
+        hostd_host_close(h);
         return vmseal_fail(EIO, "cannot make the KEK custody key pair: %s", vmseal_last_error());
     }
     h->grace_ms = cfg->power_off_grace_ms > 0 ? cfg->power_off_grace_ms : 30000;
-    h->env.keys = vmseal_keystore_new(h->provider ? h->provider : "vmseal");
+    h->env.keys = hostd_keystore_new(h->provider ? h->provider : "vmseal");
     if (!h->datastore || !h->provider || !h->ovmf_code || !h->ovmf_vars || !h->env.keys ||
         !h->name) {
-        vmseal_host_close(h);
+        hostd_host_close(h);
         return vmseal_fail(EINVAL, "bad host configuration (provider name?)");
     }
     h->env.qemu = h->qemu;
@@ -168,7 +168,7 @@ int vmseal_host_open(const vmseal_host_config *cfg, vmseal_host **out)
     h->images = cfg->images ? strdup(cfg->images) : hostd_asprintf("%s/.images", h->datastore);
     if (!h->images || (!cfg->images && mkdir(h->images, 0755) != 0 && errno != EEXIST)) {
         int e = h->images ? errno : ENOMEM;
-        vmseal_host_close(h);
+        hostd_host_close(h);
         return vmseal_fail(e, "images folder: %s", strerror(e));
     }
     h->env.images = h->images;
@@ -176,7 +176,7 @@ int vmseal_host_open(const vmseal_host_config *cfg, vmseal_host **out)
     if (h->env.images_fd < 0) {
         int e = errno;
         char *msg = hostd_asprintf("images folder %s: %s", h->images, strerror(e));
-        vmseal_host_close(h);
+        hostd_host_close(h);
         vmseal_fail(e, "%s", msg ? msg : "images folder");
         free(msg);
         return -e;
@@ -185,29 +185,29 @@ int vmseal_host_open(const vmseal_host_config *cfg, vmseal_host **out)
     DIR *d = opendir(h->datastore);
     if (!d) {
         int e = errno;
-        vmseal_host_close(h);
+        hostd_host_close(h);
         return vmseal_fail(e, "datastore %s: %s", cfg->datastore, strerror(e));
     }
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        if (!vmseal_vm_name_valid(de->d_name))
+        if (!hostd_vm_name_valid(de->d_name))
             continue;
         char home[4096], conf[4200];
         snprintf(home, sizeof(home), "%s/%s", h->datastore, de->d_name);
         snprintf(conf, sizeof(conf), "%s/vm.conf", home);
         if (access(conf, F_OK) != 0)
             continue;
-        vmseal_vm *vm = NULL;
-        if (vmseal_vm_load(home, &vm) < 0) {
+        hostd_vm *vm = NULL;
+        if (hostd_vm_load(home, &vm) < 0) {
             hlog(h, "skipping %s: %s", home, vmseal_last_error());
             continue;
         }
         if (push((void ***)&h->vms, &h->nvms, &h->capvms, vm) < 0) {
-            vmseal_vm_free(vm);
+            hostd_vm_free(vm);
             continue;
         }
-        hlog(h, "loaded VM %s (%s)%s", vmseal_vm_name(vm), vmseal_vm_uuid(vm),
-             vmseal_vm_running(vm) ? ", running" : "");
+        hlog(h, "loaded VM %s (%s)%s", hostd_vm_name(vm), hostd_vm_uuid(vm),
+             hostd_vm_running(vm) ? ", running" : "");
     }
     closedir(d);
     if (h->nvms > 1)
@@ -218,7 +218,7 @@ int vmseal_host_open(const vmseal_host_config *cfg, vmseal_host **out)
 
 /* Join task threads that are done (all: every one). Lock held; it is
  * dropped while joining, so the scan restarts after each join. */
-static void join_finished(vmseal_host *h, int all)
+static void join_finished(hostd_host *h, int all)
 {
     for (;;) {
         task *t = NULL;
@@ -235,7 +235,7 @@ static void join_finished(vmseal_host *h, int all)
     }
 }
 
-void vmseal_host_close(vmseal_host *h)
+void hostd_host_close(hostd_host *h)
 {
     if (!h)
         return;
@@ -248,12 +248,12 @@ void vmseal_host_close(vmseal_host *h)
         free(h->tasks[i]);
     free(h->tasks);
     for (size_t i = 0; i < h->nvms; i++)
-        vmseal_vm_free(h->vms[i]);
+        hostd_vm_free(h->vms[i]);
     free(h->vms);
     for (size_t i = 0; i < h->ngrave; i++)
-        vmseal_vm_free(h->grave[i]);
+        hostd_vm_free(h->grave[i]);
     free(h->grave);
-    vmseal_keystore_free(h->env.keys);
+    hostd_keystore_free(h->env.keys);
     json_decref(h->key_notes);
     json_decref(h->auto_resumed);
     free(h->datastore);
@@ -274,15 +274,15 @@ void vmseal_host_close(vmseal_host *h)
 
 /* ------------------------------------------------------------ inventory */
 
-static vmseal_vm *find_vm_locked(vmseal_host *h, const char *uuid)
+static hostd_vm *find_vm_locked(hostd_host *h, const char *uuid)
 {
     for (size_t i = 0; i < h->nvms; i++)
-        if (strcmp(vmseal_vm_uuid(h->vms[i]), uuid) == 0)
+        if (strcmp(hostd_vm_uuid(h->vms[i]), uuid) == 0)
             return h->vms[i];
     return NULL;
 }
 
-static task *running_task_locked(vmseal_host *h, const char *uuid)
+static task *running_task_locked(hostd_host *h, const char *uuid)
 {
     for (size_t i = 0; i < h->ntasks; i++)
         if (h->tasks[i]->state == TASK_RUNNING && strcmp(h->tasks[i]->vm_uuid, uuid) == 0)
@@ -290,12 +290,12 @@ static task *running_task_locked(vmseal_host *h, const char *uuid)
     return NULL;
 }
 
-json_t *vmseal_host_kek_ids(vmseal_host *h)
+json_t *hostd_host_kek_ids(hostd_host *h)
 {
     json_t *all = json_array();
     pthread_mutex_lock(&h->lock);
     for (size_t i = 0; i < h->nvms; i++) {
-        json_t *ids = vmseal_vm_kek_ids(h->vms[i]);
+        json_t *ids = hostd_vm_kek_ids(h->vms[i]);
         size_t k;
         json_t *v;
         json_array_foreach(ids, k, v) {
@@ -314,17 +314,17 @@ json_t *vmseal_host_kek_ids(vmseal_host *h)
     return all;
 }
 
-void vmseal_host_tick(vmseal_host *h)
+void hostd_host_tick(hostd_host *h)
 {
     pthread_mutex_lock(&h->lock);
     join_finished(h, 0);
     size_t n = h->nvms;
-    vmseal_vm **copy = n ? malloc(n * sizeof(*copy)) : NULL;
+    hostd_vm **copy = n ? malloc(n * sizeof(*copy)) : NULL;
     if (copy)
         memcpy(copy, h->vms, n * sizeof(*copy));
     pthread_mutex_unlock(&h->lock);
     for (size_t i = 0; copy && i < n; i++)
-        vmseal_vm_tick(copy[i], &h->env);
+        hostd_vm_tick(copy[i], &h->env);
     free(copy);
 }
 
@@ -344,32 +344,32 @@ static void task_progress(uint64_t done, uint64_t total, void *ctx)
 static void *task_main(void *arg)
 {
     task *t = arg;
-    vmseal_host *h = t->h;
-    vmseal_vm_progress prog = {.fn = task_progress, .ctx = t, .cancel = &t->cancel};
+    hostd_host *h = t->h;
+    hostd_vm_progress prog = {.fn = task_progress, .ctx = t, .cancel = &t->cancel};
     int r;
     if (strcmp(t->op, "encrypt") == 0)
-        r = vmseal_vm_encrypt(t->vm, &h->env, t->kek, &prog);
+        r = hostd_vm_encrypt(t->vm, &h->env, t->kek, &prog);
     else if (strcmp(t->op, "decrypt") == 0)
-        r = vmseal_vm_decrypt(t->vm, &h->env, &prog);
+        r = hostd_vm_decrypt(t->vm, &h->env, &prog);
     else if (strcmp(t->op, "recrypt") == 0)
-        r = vmseal_vm_recrypt(t->vm, &h->env, t->kek, 0, &prog);
+        r = hostd_vm_recrypt(t->vm, &h->env, t->kek, 0, &prog);
     else if (strcmp(t->op, "recrypt-deep") == 0)
-        r = vmseal_vm_recrypt(t->vm, &h->env, t->kek, 1, &prog);
+        r = hostd_vm_recrypt(t->vm, &h->env, t->kek, 1, &prog);
     else if (strcmp(t->op, "rollback") == 0)
-        r = vmseal_vm_rollback(t->vm, &h->env);
+        r = hostd_vm_rollback(t->vm, &h->env);
     else
-        r = vmseal_vm_resume(t->vm, &h->env, &prog);
+        r = hostd_vm_resume(t->vm, &h->env, &prog);
     char msg[512];
     hostd_copy_str(msg, sizeof(msg), r < 0 ? vmseal_last_error() : "");
     int rolled_back = 0;
     char op[32];
-    vmseal_vm_pending_op(t->vm, op, sizeof(op));
+    hostd_vm_pending_op(t->vm, op, sizeof(op));
     if ((r == -ENOSPC || r == -EDQUOT) && op[0] && strcmp(op, "create") != 0 &&
         strcmp(t->op, "rollback") != 0) {
         /* The datastore filled up part-way: put the VM back as it was
          * (bootable) at once, without waiting for the manager; what the
          * operation wrote goes first, so the room comes back. */
-        if (vmseal_vm_rollback(t->vm, &h->env) == 0) {
+        if (hostd_vm_rollback(t->vm, &h->env) == 0) {
             rolled_back = 1;
             size_t l = strlen(msg);
             snprintf(msg + l, sizeof(msg) - l, " (rolled back: the VM is as it was before)");
@@ -401,7 +401,7 @@ static void new_id(char out[37])
 }
 
 /* Drop the oldest finished tasks beyond the history limit (lock held). */
-static void prune_tasks(vmseal_host *h)
+static void prune_tasks(hostd_host *h)
 {
     for (size_t i = 0; h->ntasks > MAX_TASKS_KEPT && i < h->ntasks;) {
         task *t = h->tasks[i];
@@ -416,16 +416,16 @@ static void prune_tasks(vmseal_host *h)
 }
 
 /* Start a task on a VM (lock held). */
-static int start_task_locked(vmseal_host *h, vmseal_vm *vm, const char *op, const char *kek,
+static int start_task_locked(hostd_host *h, hostd_vm *vm, const char *op, const char *kek,
                              task **out)
 {
-    if (running_task_locked(h, vmseal_vm_uuid(vm)))
-        return vmseal_fail(EBUSY, "VM %s has a task running", vmseal_vm_name(vm));
+    if (running_task_locked(h, hostd_vm_uuid(vm)))
+        return vmseal_fail(EBUSY, "VM %s has a task running", hostd_vm_name(vm));
     task *t = calloc(1, sizeof(*t));
     if (!t)
         return vmseal_fail(ENOMEM, "out of memory");
     new_id(t->id);
-    hostd_copy_str(t->vm_uuid, sizeof(t->vm_uuid), vmseal_vm_uuid(vm));
+    hostd_copy_str(t->vm_uuid, sizeof(t->vm_uuid), hostd_vm_uuid(vm));
     hostd_copy_str(t->op, sizeof(t->op), op);
     hostd_copy_str(t->kek, sizeof(t->kek), kek ? kek : "");
     t->vm = vm;
@@ -443,7 +443,7 @@ static int start_task_locked(vmseal_host *h, vmseal_vm *vm, const char *op, cons
         return vmseal_fail(e, "cannot start a task thread: %s", strerror(e));
     }
     prune_tasks(h);
-    hlog(h, "task %s: %s of VM %s started", t->id, op, vmseal_vm_name(vm));
+    hlog(h, "task %s: %s of VM %s started", t->id, op, hostd_vm_name(vm));
     *out = t;
     return 0;
 }
@@ -463,25 +463,25 @@ static json_t *task_json(const task *t)
     return j;
 }
 
-int vmseal_host_resume_pending(vmseal_host *h)
+int hostd_host_resume_pending(hostd_host *h)
 {
     int started = 0;
     pthread_mutex_lock(&h->lock);
     for (size_t i = 0; i < h->nvms; i++) {
-        vmseal_vm *vm = h->vms[i];
+        hostd_vm *vm = h->vms[i];
         char op[32], reason[300];
-        vmseal_vm_pending_op(vm, op, sizeof(op));
-        if (!op[0] || running_task_locked(h, vmseal_vm_uuid(vm)))
+        hostd_vm_pending_op(vm, op, sizeof(op));
+        if (!op[0] || running_task_locked(h, hostd_vm_uuid(vm)))
             continue;
         /* once per VM and hostd run: after that the manager decides (ask
          * again with back-off, or roll back), not every key that arrives */
-        if (json_object_get(h->auto_resumed, vmseal_vm_uuid(vm)))
+        if (json_object_get(h->auto_resumed, hostd_vm_uuid(vm)))
             continue;
-        if (vmseal_vm_locked(vm, &h->env, reason, sizeof(reason)))
+        if (hostd_vm_locked(vm, &h->env, reason, sizeof(reason)))
             continue;
         task *t = NULL;
         if (start_task_locked(h, vm, "resume", NULL, &t) == 0) {
-            json_object_set_new(h->auto_resumed, vmseal_vm_uuid(vm), json_true());
+            json_object_set_new(h->auto_resumed, hostd_vm_uuid(vm), json_true());
             started++;
         }
     }
@@ -489,18 +489,18 @@ int vmseal_host_resume_pending(vmseal_host *h)
     return started;
 }
 
-int vmseal_host_put_key(vmseal_host *h, const char *kek_id, const char *provider,
+int hostd_host_put_key(hostd_host *h, const char *kek_id, const char *provider,
                         vmseal_secret *kek)
 {
-    int r = vmseal_keystore_put(h->env.keys, kek_id, provider, kek);
+    int r = hostd_keystore_put(h->env.keys, kek_id, provider, kek);
     if (r == 0) {
-        vmseal_host_note_key(h, kek_id, NULL);
+        hostd_host_note_key(h, kek_id, NULL);
         hlog(h, "KEK %s stored in memory", kek_id);
     }
     return r;
 }
 
-void vmseal_host_note_key(vmseal_host *h, const char *kek_id, const char *reason)
+void hostd_host_note_key(hostd_host *h, const char *kek_id, const char *reason)
 {
     pthread_mutex_lock(&h->lock);
     if (reason)
@@ -510,7 +510,7 @@ void vmseal_host_note_key(vmseal_host *h, const char *kek_id, const char *reason
     pthread_mutex_unlock(&h->lock);
 }
 
-int vmseal_host_put_sealed(vmseal_host *h, const char *kek_id, const char *provider,
+int hostd_host_put_sealed(hostd_host *h, const char *kek_id, const char *provider,
                            const uint8_t *blob, size_t bloblen)
 {
     if (!vmseal_keysafe_kek_id_valid(kek_id))
@@ -525,10 +525,10 @@ int vmseal_host_put_sealed(vmseal_host *h, const char *kek_id, const char *provi
         return vmseal_fail(EBADMSG, "KEK %s: the sealed key does not open on host %s (sealed for "
                            "another host, KEK id or provider, or changed on the way)", kek_id,
                            h->name);
-    return vmseal_host_put_key(h, kek_id, provider, kek);
+    return hostd_host_put_key(h, kek_id, provider, kek);
 }
 
-void vmseal_host_custody_public(const vmseal_host *h, uint8_t pub[VMSEAL_KD_PUB_LEN])
+void hostd_host_custody_public(const hostd_host *h, uint8_t pub[VMSEAL_KD_PUB_LEN])
 {
     vmseal_kd_public(h->custody, pub);
 }
@@ -562,19 +562,19 @@ static void reply_fail(int *status, json_t **resp, int r)
                 vmseal_last_error()[0] ? vmseal_last_error() : strerror(-r));
 }
 
-static json_t *vm_json_locked(vmseal_host *h, vmseal_vm *vm)
+static json_t *vm_json_locked(hostd_host *h, hostd_vm *vm)
 {
-    json_t *j = vmseal_vm_describe(vm, &h->env);
+    json_t *j = hostd_vm_describe(vm, &h->env);
     json_object_set_new(j, "power", json_incref(json_object_get(j, "power_state")));
     if (json_is_true(json_object_get(j, "locked"))) {
         /* say why the key is missing when the manager told us */
-        json_t *ids = vmseal_vm_kek_ids(vm);
+        json_t *ids = hostd_vm_kek_ids(vm);
         size_t i;
         json_t *v;
         json_array_foreach(ids, i, v) {
             const char *id = json_string_value(v);
             const char *note = json_string_value(json_object_get(h->key_notes, id));
-            if (note && !vmseal_keystore_has(h->env.keys, id)) {
+            if (note && !hostd_keystore_has(h->env.keys, id)) {
                 char msg[700];
                 snprintf(msg, sizeof(msg), "KEK %s is not available on this host: %s", id, note);
                 json_object_set_new(j, "locked_reason", json_string(msg));
@@ -583,13 +583,13 @@ static json_t *vm_json_locked(vmseal_host *h, vmseal_vm *vm)
         }
         json_decref(ids);
     }
-    task *t = running_task_locked(h, vmseal_vm_uuid(vm));
+    task *t = running_task_locked(h, hostd_vm_uuid(vm));
     json_object_set_new(j, "task", t ? task_json(t) : json_null());
     /* the task that ended last on this VM since hostd started (its result
      * stays readable when the manager lost the task id) */
     task *last = NULL;
     for (size_t i = h->ntasks; i-- > 0 && !last;)
-        if (h->tasks[i]->state != TASK_RUNNING && strcmp(h->tasks[i]->vm_uuid, vmseal_vm_uuid(vm)) == 0)
+        if (h->tasks[i]->state != TASK_RUNNING && strcmp(h->tasks[i]->vm_uuid, hostd_vm_uuid(vm)) == 0)
             last = h->tasks[i];
     json_object_set_new(j, "last_task", last ? task_json(last) : json_null());
     return j;
@@ -621,7 +621,7 @@ static json_t *parse_optional_body(const char *body, size_t len, int *status, js
 
 /* PUT /v1/keys/{id} {"sealed_key": base64 of the blob, "provider": NAME}:
  * only the monitor's custody key opens it (a KEK in clear is refused). */
-static void api_put_key(vmseal_host *h, const char *kek_id, const char *body, size_t len,
+static void api_put_key(hostd_host *h, const char *kek_id, const char *body, size_t len,
                         int *status, json_t **resp)
 {
     if (!vmseal_keysafe_kek_id_valid(kek_id)) {
@@ -651,13 +651,13 @@ static void api_put_key(vmseal_host *h, const char *kek_id, const char *body, si
         r = vmseal_fail(EINVAL, "sealed_key must be the base64 of a %d-byte sealed KEK",
                         VMSEAL_KD_BLOB_LEN);
     if (r == 0)
-        r = vmseal_host_put_sealed(h, kek_id, provider, blob, sizeof(blob));
+        r = hostd_host_put_sealed(h, kek_id, provider, blob, sizeof(blob));
     json_decref(j);
     if (r < 0) {
         reply_fail(status, resp, r);
         return;
     }
-    int resumed = vmseal_host_resume_pending(h);
+    int resumed = hostd_host_resume_pending(h);
     reply(status, resp, 200, json_pack("{s:s, s:b, s:i}", "kek_id", kek_id, "stored", 1,
                                        "resumed_tasks", resumed));
 }
@@ -689,12 +689,12 @@ static int get_opt_string(json_t *j, const char *name, const char **out)
     return 0;
 }
 
-static void api_create_vm(vmseal_host *h, const char *body, size_t len, int *status, json_t **resp)
+static void api_create_vm(hostd_host *h, const char *body, size_t len, int *status, json_t **resp)
 {
     json_t *j = parse_body(body, len, status, resp);
     if (!j)
         return;
-    vmseal_vm_create_req req = {0};
+    hostd_vm_create_req req = {0};
     uint64_t sizes[VMSEAL_VM_MAX_DISKS];
     json_int_t cpus = 0, mem = 0;
     const char *fw = NULL, *policy = NULL;
@@ -751,15 +751,15 @@ static void api_create_vm(vmseal_host *h, const char *body, size_t len, int *sta
 
     pthread_mutex_lock(&h->lock);
     for (size_t i = 0; i < h->nvms && r == 0; i++) {
-        if (req.uuid && strcmp(vmseal_vm_uuid(h->vms[i]), req.uuid) == 0)
+        if (req.uuid && strcmp(hostd_vm_uuid(h->vms[i]), req.uuid) == 0)
             r = vmseal_fail(EEXIST, "a VM with uuid %s exists already", req.uuid);
-        if (strcmp(vmseal_vm_name(h->vms[i]), req.name) == 0)
+        if (strcmp(hostd_vm_name(h->vms[i]), req.name) == 0)
             r = vmseal_fail(EEXIST, "a VM named %s exists already", req.name);
     }
-    vmseal_vm *vm = NULL;
+    hostd_vm *vm = NULL;
     /* Creating writes only headers and sparse files: quick, done inline. */
     if (r == 0)
-        r = vmseal_vm_create(&h->env, h->datastore, &req, NULL, &vm);
+        r = hostd_vm_create(&h->env, h->datastore, &req, NULL, &vm);
     if (r == 0)
         r = push((void ***)&h->vms, &h->nvms, &h->capvms, vm);
     if (r < 0) {
@@ -768,7 +768,7 @@ static void api_create_vm(vmseal_host *h, const char *body, size_t len, int *sta
         reply_fail(status, resp, r);
         return;
     }
-    hlog(h, "created VM %s (%s)%s", vmseal_vm_name(vm), vmseal_vm_uuid(vm),
+    hlog(h, "created VM %s (%s)%s", hostd_vm_name(vm), hostd_vm_uuid(vm),
          req.encrypted ? ", encrypted" : "");
     json_t *out = vm_json_locked(h, vm);
     pthread_mutex_unlock(&h->lock);
@@ -776,21 +776,21 @@ static void api_create_vm(vmseal_host *h, const char *body, size_t len, int *sta
     reply(status, resp, 201, out);
 }
 
-static void api_vm_action(vmseal_host *h, vmseal_vm *vm, const char *action, const char *body,
+static void api_vm_action(hostd_host *h, hostd_vm *vm, const char *action, const char *body,
                           size_t len, int *status, json_t **resp)
 {
     int r;
     int on = strcmp(action, "power-on") == 0;
     if (on || strcmp(action, "power-off") == 0) {
         pthread_mutex_lock(&h->lock);
-        task *t = running_task_locked(h, vmseal_vm_uuid(vm));
+        task *t = running_task_locked(h, hostd_vm_uuid(vm));
         pthread_mutex_unlock(&h->lock);
         if (t) {
-            reply_error(status, resp, 409, "VM %s has a task running (%s)", vmseal_vm_name(vm), t->op);
+            reply_error(status, resp, 409, "VM %s has a task running (%s)", hostd_vm_name(vm), t->op);
             return;
         }
         if (on) {
-            r = vmseal_vm_power_on(vm, &h->env);
+            r = hostd_vm_power_on(vm, &h->env);
         } else {
             json_t *j = parse_optional_body(body, len, status, resp);
             if (!j)
@@ -799,7 +799,7 @@ static void api_vm_action(vmseal_host *h, vmseal_vm *vm, const char *action, con
             r = get_uint(j, "grace_seconds", 0, 3600, h->grace_ms / 1000, &grace);
             json_decref(j);
             if (r == 0)
-                r = vmseal_vm_power_off(vm, (int)grace * 1000);
+                r = hostd_vm_power_off(vm, (int)grace * 1000);
             if (r > 0)
                 r = 0;
         }
@@ -807,7 +807,7 @@ static void api_vm_action(vmseal_host *h, vmseal_vm *vm, const char *action, con
             reply_fail(status, resp, r);
             return;
         }
-        hlog(h, "VM %s %s", vmseal_vm_name(vm), on ? "powered on" : "powered off");
+        hlog(h, "VM %s %s", hostd_vm_name(vm), on ? "powered on" : "powered off");
         pthread_mutex_lock(&h->lock);
         json_t *out = vm_json_locked(h, vm);
         pthread_mutex_unlock(&h->lock);
@@ -836,14 +836,14 @@ static void api_vm_action(vmseal_host *h, vmseal_vm *vm, const char *action, con
         /* stop the task running on the VM at its next checkpoint; what it
          * did stays recorded (resume or roll back afterwards) */
         pthread_mutex_lock(&h->lock);
-        task *rt = running_task_locked(h, vmseal_vm_uuid(vm));
+        task *rt = running_task_locked(h, hostd_vm_uuid(vm));
         if (rt)
             rt->cancel = 1;
         json_t *tj = rt ? task_json(rt) : NULL;
         pthread_mutex_unlock(&h->lock);
         if (rt)
             hlog(h, "task %s: %s of VM %s cancelled", json_string_value(json_object_get(tj, "id")),
-                 json_string_value(json_object_get(tj, "operation")), vmseal_vm_name(vm));
+                 json_string_value(json_object_get(tj, "operation")), hostd_vm_name(vm));
         reply(status, resp, rt ? 202 : 200, json_pack("{s:o}", "task", tj ? tj : json_null()));
         return;
     } else if (strcmp(action, "recrypt") == 0) {
@@ -863,12 +863,12 @@ static void api_vm_action(vmseal_host *h, vmseal_vm *vm, const char *action, con
     }
     if (r == 0 && kek && !vmseal_keysafe_kek_id_valid(kek))
         r = vmseal_fail(EINVAL, "invalid KEK id");
-    if (r == 0 && kek && !vmseal_keystore_has(h->env.keys, kek))
+    if (r == 0 && kek && !hostd_keystore_has(h->env.keys, kek))
         r = vmseal_fail(ENOKEY, "KEK %s is not available on this host", kek);
     /* room first: a refusal is an answer (507, what it needs and what is
      * free), not a task that fails */
     if (r == 0 && strcmp(op, "rollback") != 0 && strcmp(op, "recrypt") != 0)
-        r = vmseal_vm_check_space(vm, &h->env, op);
+        r = hostd_vm_check_space(vm, &h->env, op);
     if (r == -ENOSPC) {
         json_decref(j);
         reply_error(status, resp, 507, "%s", vmseal_last_error());
@@ -890,15 +890,15 @@ static void api_vm_action(vmseal_host *h, vmseal_vm *vm, const char *action, con
         reply_fail(status, resp, r);
 }
 
-static void api_delete_vm(vmseal_host *h, vmseal_vm *vm, int *status, json_t **resp)
+static void api_delete_vm(hostd_host *h, hostd_vm *vm, int *status, json_t **resp)
 {
     pthread_mutex_lock(&h->lock);
-    if (running_task_locked(h, vmseal_vm_uuid(vm))) {
+    if (running_task_locked(h, hostd_vm_uuid(vm))) {
         pthread_mutex_unlock(&h->lock);
-        reply_error(status, resp, 409, "VM %s has a task running", vmseal_vm_name(vm));
+        reply_error(status, resp, 409, "VM %s has a task running", hostd_vm_name(vm));
         return;
     }
-    int r = vmseal_vm_destroy(vm);
+    int r = hostd_vm_destroy(vm);
     if (r == 0) {
         for (size_t i = 0; i < h->nvms; i++)
             if (h->vms[i] == vm) {
@@ -915,11 +915,11 @@ static void api_delete_vm(vmseal_host *h, vmseal_vm *vm, int *status, json_t **r
         reply_fail(status, resp, r);
         return;
     }
-    hlog(h, "deleted VM %s", vmseal_vm_name(vm));
+    hlog(h, "deleted VM %s", hostd_vm_name(vm));
     reply(status, resp, 204, NULL);
 }
 
-static void api_reconfigure(vmseal_host *h, vmseal_vm *vm, const char *body, size_t len,
+static void api_reconfigure(hostd_host *h, hostd_vm *vm, const char *body, size_t len,
                             int *status, json_t **resp)
 {
     json_t *j = parse_body(body, len, status, resp);
@@ -937,7 +937,7 @@ static void api_reconfigure(vmseal_host *h, vmseal_vm *vm, const char *body, siz
     if (r == 0)
         r = get_opt_string(j, "append", &append);
     if (r == 0)
-        r = vmseal_vm_reconfigure(vm, &h->env, (unsigned)cpus, (unsigned)mem, kernel, initrd, append);
+        r = hostd_vm_reconfigure(vm, &h->env, (unsigned)cpus, (unsigned)mem, kernel, initrd, append);
     json_decref(j);
     if (r < 0) {
         reply_fail(status, resp, r);
@@ -952,7 +952,7 @@ static void api_reconfigure(vmseal_host *h, vmseal_vm *vm, const char *body, siz
 static const char *after(const char *path, const char *prefix);
 
 /* GET /v1/vms/{uuid}/log?tail=N: the guest's serial console. */
-static void api_vm_log(vmseal_host *h, vmseal_vm *vm, const char *query, int *status, json_t **resp)
+static void api_vm_log(hostd_host *h, hostd_vm *vm, const char *query, int *status, json_t **resp)
 {
     size_t tail = VMSEAL_CONSOLE_TAIL_DEFAULT;
     if (query && *query) {
@@ -970,7 +970,7 @@ static void api_vm_log(vmseal_host *h, vmseal_vm *vm, const char *query, int *st
     size_t len = 0;
     uint64_t total = 0;
     int enc = 0;
-    int r = vmseal_vm_serial_log(vm, &h->env, tail, &raw, &len, &total, &enc);
+    int r = hostd_vm_serial_log(vm, &h->env, tail, &raw, &len, &total, &enc);
     if (r < 0) {
         switch (-r) {
         case ENOKEY:
@@ -982,7 +982,7 @@ static void api_vm_log(vmseal_host *h, vmseal_vm *vm, const char *query, int *st
         case ENOTSUP:
         case ELOOP:
         case E2BIG:
-            hlog(h, "VM %s: serial log damaged: %s", vmseal_vm_name(vm), vmseal_last_error());
+            hlog(h, "VM %s: serial log damaged: %s", hostd_vm_name(vm), vmseal_last_error());
             reply_error(status, resp, 422, "serial log damaged: %s", vmseal_last_error());
             break;
         default:
@@ -991,10 +991,10 @@ static void api_vm_log(vmseal_host *h, vmseal_vm *vm, const char *query, int *st
         return;
     }
     size_t tlen = 0;
-    char *txt = vmseal_console_utf8(raw, len, total > len, &tlen);
-    vmseal_console_text_free(raw, len);
+    char *txt = hostd_console_utf8(raw, len, total > len, &tlen);
+    hostd_console_text_free(raw, len);
     json_t *j = txt ? json_stringn(txt, tlen) : NULL;
-    vmseal_console_text_free(txt, tlen);
+    hostd_console_text_free(txt, tlen);
     if (!j) {
         reply_error(status, resp, 500, "out of memory");
         return;
@@ -1010,7 +1010,7 @@ static const char *after(const char *path, const char *prefix)
     return strncmp(path, prefix, n) == 0 ? path + n : NULL;
 }
 
-void vmseal_host_handle(vmseal_host *h, const char *method, const char *full_path,
+void hostd_host_handle(hostd_host *h, const char *method, const char *full_path,
                         const char *body, size_t body_len, const char *peer_subject, int *status,
                         json_t **resp)
 {
@@ -1052,7 +1052,7 @@ void vmseal_host_handle(vmseal_host *h, const char *method, const char *full_pat
         json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:s}", "name", h->name, "datastore",
                               h->datastore, "accel",
                               h->env.accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg", "vms", (int)h->nvms,
-                              "keks", (int)vmseal_keystore_count(h->env.keys), "custody_key", pub64);
+                              "keks", (int)hostd_keystore_count(h->env.keys), "custody_key", pub64);
         pthread_mutex_unlock(&h->lock);
         reply(status, resp, 200, j);
         return;
@@ -1061,7 +1061,7 @@ void vmseal_host_handle(vmseal_host *h, const char *method, const char *full_pat
         if (put) {
             api_put_key(h, rest, body, body_len, status, resp);
         } else if (del) {
-            int r = vmseal_keystore_delete(h->env.keys, rest);
+            int r = hostd_keystore_delete(h->env.keys, rest);
             if (r < 0)
                 reply_error(status, resp, 404, "KEK %s is not on this host", rest);
             else {
@@ -1074,17 +1074,17 @@ void vmseal_host_handle(vmseal_host *h, const char *method, const char *full_pat
         return;
     }
     if (strcmp(path, "/v1/keys") == 0 && get) {
-        json_t *ids = vmseal_host_kek_ids(h), *held = json_array();
+        json_t *ids = hostd_host_kek_ids(h), *held = json_array();
         size_t i;
         json_t *v;
         json_array_foreach(ids, i, v)
-            if (vmseal_keystore_has(h->env.keys, json_string_value(v)))
+            if (hostd_keystore_has(h->env.keys, json_string_value(v)))
                 json_array_append(held, v);
         /* needed: every KEK a VM's configuration here names (key safes,
          * pending operations), held or not: the manager destroys no KEK a
          * host still lists */
         reply(status, resp, 200, json_pack("{s:o, s:o, s:i}", "needed", ids, "needed_and_held", held, "count",
-                                           (int)vmseal_keystore_count(h->env.keys)));
+                                           (int)hostd_keystore_count(h->env.keys)));
         return;
     }
     if (strcmp(path, "/v1/vms") == 0) {
@@ -1113,7 +1113,7 @@ void vmseal_host_handle(vmseal_host *h, const char *method, const char *full_pat
         memcpy(uuid, rest, ul);
         uuid[ul] = '\0';
         pthread_mutex_lock(&h->lock);
-        vmseal_vm *vm = find_vm_locked(h, uuid);
+        hostd_vm *vm = find_vm_locked(h, uuid);
         pthread_mutex_unlock(&h->lock);
         if (!vm) {
             reply_error(status, resp, 404, "no VM %s on this host", uuid);

@@ -12,7 +12,7 @@ typedef struct kek_entry {
     vmseal_secret *kek;
 } kek_entry;
 
-struct vmseal_keystore {
+struct hostd_keystore {
     pthread_mutex_t lock;
     kek_entry *e;
     size_t n, cap;
@@ -20,13 +20,13 @@ struct vmseal_keystore {
     char default_provider[VMSEAL_KEYSAFE_PROVIDER_MAX + 1];
 };
 
-vmseal_keystore *vmseal_keystore_new(const char *default_provider)
+hostd_keystore *hostd_keystore_new(const char *default_provider)
 {
     if (!default_provider || !vmseal_keysafe_provider_valid(default_provider)) {
         errno = EINVAL;
         return NULL;
     }
-    vmseal_keystore *ks = calloc(1, sizeof(*ks));
+    hostd_keystore *ks = calloc(1, sizeof(*ks));
     if (!ks)
         return NULL;
     pthread_mutex_init(&ks->lock, NULL);
@@ -34,7 +34,7 @@ vmseal_keystore *vmseal_keystore_new(const char *default_provider)
     return ks;
 }
 
-void vmseal_keystore_free(vmseal_keystore *ks)
+void hostd_keystore_free(hostd_keystore *ks)
 {
     if (!ks)
         return;
@@ -47,12 +47,12 @@ void vmseal_keystore_free(vmseal_keystore *ks)
     free(ks);
 }
 
-const char *vmseal_keystore_default_provider(const vmseal_keystore *ks)
+const char *hostd_keystore_default_provider(const hostd_keystore *ks)
 {
     return ks->default_provider;
 }
 
-static kek_entry *find(vmseal_keystore *ks, const char *id)
+static kek_entry *find(hostd_keystore *ks, const char *id)
 {
     for (size_t i = 0; i < ks->n; i++)
         if (strcmp(ks->e[i].id, id) == 0)
@@ -60,7 +60,7 @@ static kek_entry *find(vmseal_keystore *ks, const char *id)
     return NULL;
 }
 
-int vmseal_keystore_put(vmseal_keystore *ks, const char *kek_id, const char *provider,
+int hostd_keystore_put(hostd_keystore *ks, const char *kek_id, const char *provider,
                         vmseal_secret *kek)
 {
     if (!kek)
@@ -115,7 +115,7 @@ int vmseal_keystore_put(vmseal_keystore *ks, const char *kek_id, const char *pro
     return 0;
 }
 
-int vmseal_keystore_get(vmseal_keystore *ks, const char *kek_id, vmseal_secret **kek,
+int hostd_keystore_get(hostd_keystore *ks, const char *kek_id, vmseal_secret **kek,
                         char provider[VMSEAL_KEYSAFE_PROVIDER_MAX + 1])
 {
     *kek = NULL;
@@ -132,7 +132,7 @@ int vmseal_keystore_get(vmseal_keystore *ks, const char *kek_id, vmseal_secret *
     return r;
 }
 
-int vmseal_keystore_has(vmseal_keystore *ks, const char *kek_id)
+int hostd_keystore_has(hostd_keystore *ks, const char *kek_id)
 {
     pthread_mutex_lock(&ks->lock);
     int has = kek_id && find(ks, kek_id) != NULL;
@@ -140,7 +140,7 @@ int vmseal_keystore_has(vmseal_keystore *ks, const char *kek_id)
     return has;
 }
 
-int vmseal_keystore_delete(vmseal_keystore *ks, const char *kek_id)
+int hostd_keystore_delete(hostd_keystore *ks, const char *kek_id)
 {
     pthread_mutex_lock(&ks->lock);
     kek_entry *e = kek_id ? find(ks, kek_id) : NULL;
@@ -158,7 +158,7 @@ int vmseal_keystore_delete(vmseal_keystore *ks, const char *kek_id)
     return 0;
 }
 
-size_t vmseal_keystore_count(vmseal_keystore *ks)
+size_t hostd_keystore_count(hostd_keystore *ks)
 {
     pthread_mutex_lock(&ks->lock);
     size_t n = ks->n;
@@ -166,7 +166,7 @@ size_t vmseal_keystore_count(vmseal_keystore *ks)
     return n;
 }
 
-uint64_t vmseal_keystore_generation(vmseal_keystore *ks)
+uint64_t hostd_keystore_generation(hostd_keystore *ks)
 {
     pthread_mutex_lock(&ks->lock);
     uint64_t g = ks->generation;

@@ -14,32 +14,32 @@
 #include <vmseal/keysafe.h>
 #include <vmseal/secret.h>
 
-typedef struct vmseal_keystore vmseal_keystore;
+typedef struct hostd_keystore hostd_keystore;
 
 /* default_provider: provider name for KEKs stored without one. */
-vmseal_keystore *vmseal_keystore_new(const char *default_provider);
-void vmseal_keystore_free(vmseal_keystore *ks);
+hostd_keystore *hostd_keystore_new(const char *default_provider);
+void hostd_keystore_free(hostd_keystore *ks);
 
 /* Store (or replace) a KEK; the secret is taken over in every case.
  * provider NULL: the default. -EINVAL for a bad id/provider/length. */
-int vmseal_keystore_put(vmseal_keystore *ks, const char *kek_id, const char *provider,
+int hostd_keystore_put(hostd_keystore *ks, const char *kek_id, const char *provider,
                         vmseal_secret *kek);
 
 /* A copy of the KEK (caller frees) and its provider. -ENOKEY when absent. */
-int vmseal_keystore_get(vmseal_keystore *ks, const char *kek_id, vmseal_secret **kek,
+int hostd_keystore_get(hostd_keystore *ks, const char *kek_id, vmseal_secret **kek,
                         char provider[VMSEAL_KEYSAFE_PROVIDER_MAX + 1]) VMSEAL_MUST_CHECK;
 
-int vmseal_keystore_has(vmseal_keystore *ks, const char *kek_id);
+int hostd_keystore_has(hostd_keystore *ks, const char *kek_id);
 
 /* 0, or -ENOKEY when absent. */
-int vmseal_keystore_delete(vmseal_keystore *ks, const char *kek_id);
+int hostd_keystore_delete(hostd_keystore *ks, const char *kek_id);
 
-size_t vmseal_keystore_count(vmseal_keystore *ks);
+size_t hostd_keystore_count(hostd_keystore *ks);
 
 /* A number that changes whenever a KEK is stored, replaced or deleted (for
  * caching what was derived from the keys held). */
-uint64_t vmseal_keystore_generation(vmseal_keystore *ks);
+uint64_t hostd_keystore_generation(hostd_keystore *ks);
 
-const char *vmseal_keystore_default_provider(const vmseal_keystore *ks);
+const char *hostd_keystore_default_provider(const hostd_keystore *ks);
 
 #endif

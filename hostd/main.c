@@ -116,7 +116,7 @@ static volatile sig_atomic_t stopping;
 
 typedef struct manager_ctx {
     hostd_monitor *mon;
-    vmseal_host *host;
+    hostd_host *host;
     const char *name, *url, *datastore, *manager_url;
 } manager_ctx;
 
@@ -137,7 +137,7 @@ static void *manager_thread(void *arg)
             r = hostd_monitor_fetch_keys(m->mon);
             if (r >= 0) {
                 log_info("the manager gave %d KEK(s)", r);
-                int resumed = vmseal_host_resume_pending(m->host);
+                int resumed = hostd_host_resume_pending(m->host);
                 if (resumed)
                     log_info("resuming %d interrupted operation(s)", resumed);
                 return NULL;
@@ -319,7 +319,7 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
 
-    vmseal_kvm_probe probe = {
+    hostd_kvm_probe probe = {
         .qemu = cget(conf, "qemu"),
         .kernel = cget(conf, "probe_kernel"),
         .initrd = cget(conf, "probe_initrd"),
@@ -330,11 +330,11 @@ int main(int argc, char **argv)
     char probe_cache[4200];
     snprintf(probe_cache, sizeof(probe_cache), "%s/.kvm-probe", datastore);
     probe.cache_file = probe_cache;
-    vmseal_accel accel = VMSEAL_ACCEL_TCG;
+    hostd_accel accel = VMSEAL_ACCEL_TCG;
     if (strcmp(accel_s, "kvm") == 0)
         accel = VMSEAL_ACCEL_KVM;
     else if (strcmp(accel_s, "auto") == 0 && probe.kernel)
-        accel = vmseal_qemu_pick_accel(&probe);
+        accel = hostd_qemu_pick_accel(&probe);
     else if (strcmp(accel_s, "tcg") != 0 && strcmp(accel_s, "auto") != 0) {
         log_err("accel must be auto, kvm or tcg");
         vmseal_vmconf_free(conf);
@@ -391,7 +391,7 @@ int main(int argc, char **argv)
     }
     close(sv[1]);
 
-    vmseal_host_config hc = {
+    hostd_host_config hc = {
         .datastore = datastore,
         .provider = cget(conf, "provider"),
         .qemu = cget(conf, "qemu"),
@@ -402,9 +402,9 @@ int main(int argc, char **argv)
         .images = cget(conf, "images"),
         .qemu_user = cget(conf, "qemu_user"),
     };
-    vmseal_host *h = NULL;
+    hostd_host *h = NULL;
     hostd_monitor *mon = NULL;
-    if (vmseal_host_open(&hc, &h) < 0) {
+    if (hostd_host_open(&hc, &h) < 0) {
         log_err("%s", vmseal_last_error());
         close(sv[0]);
         stop_child(child);
@@ -422,7 +422,7 @@ int main(int argc, char **argv)
             hostd_monitor_stop(mon);
         else
             close(sv[0]);
-        vmseal_host_close(h);
+        hostd_host_close(h);
         vmseal_vmconf_free(conf);
         return quiet ? 0 : 1;
     }
@@ -453,7 +453,7 @@ int main(int argc, char **argv)
             struct timespec ts = {0, 100000000L};
             nanosleep(&ts, NULL);
         }
-        vmseal_host_tick(h);
+        hostd_host_tick(h);
     }
     /* A network process that ends on its own (crash, protocol error, a
      * stray signal) ends hostd with status 1: the service manager starts it
@@ -475,7 +475,7 @@ int main(int argc, char **argv)
     if (have_mthread)
         pthread_join(mthread, NULL);
     hostd_monitor_stop(mon);
-    vmseal_host_close(h);
+    hostd_host_close(h);
     vmseal_vmconf_free(conf);
     return rc;
 }

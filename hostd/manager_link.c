@@ -9,7 +9,7 @@
 #include "manager_link.h"
 #include "strutil.h"
 
-static int call(const vmseal_manager_link *l, const char *path, json_t *body, json_t **resp)
+static int call(const hostd_manager_link *l, const char *path, json_t *body, json_t **resp)
 {
     vmseal_http_client_config cc = {
         .ca_file = l->ca_file,
@@ -46,7 +46,7 @@ static int call(const vmseal_manager_link *l, const char *path, json_t *body, js
     return 0;
 }
 
-int vmseal_manager_register(const vmseal_manager_link *l, const char *name, const char *self_url,
+int hostd_manager_register(const hostd_manager_link *l, const char *name, const char *self_url,
                             const char *datastore, const char *custody_b64)
 {
     json_t *body = json_pack("{s:s, s:s, s:s, s:s}", "name", name, "url", self_url, "datastore",
@@ -64,7 +64,7 @@ static int ok_id(const char *id)
     return id && vmseal_keysafe_kek_id_valid(id);
 }
 
-int vmseal_manager_fetch_keys(const vmseal_manager_link *l, json_t *ids, ps_keys *out)
+int hostd_manager_fetch_keys(const hostd_manager_link *l, json_t *ids, ps_keys *out)
 {
     json_t *resp = NULL;
     int r = call(l, "/api/v1/hosts/self/keys", json_pack("{s:O}", "kek_ids", ids), &resp);

@@ -17,7 +17,7 @@
 
 #include "privsep.h"
 
-typedef struct vmseal_manager_link {
+typedef struct hostd_manager_link {
     const char *url;           /* https://manager:port (no trailing /api) */
     const char *ca_file;       /* CA the manager's certificate chains to */
     const char *cert_file;     /* our certificate (clientAuth) */
@@ -25,15 +25,15 @@ typedef struct vmseal_manager_link {
     /* or the same in memory (network_user: read before privileges are
      * dropped); used when set */
     const char *ca_pem, *cert_pem, *key_pem;
-} vmseal_manager_link;
+} hostd_manager_link;
 
 /* custody_b64: base64 of the custody public key. */
-int vmseal_manager_register(const vmseal_manager_link *l, const char *name, const char *self_url,
+int hostd_manager_register(const hostd_manager_link *l, const char *name, const char *self_url,
                             const char *datastore, const char *custody_b64) VMSEAL_MUST_CHECK;
 
 /* Ask for the KEKs named in ids (JSON array of strings); out->keys,
  * denied and failed are filled (out->id is left alone). */
-int vmseal_manager_fetch_keys(const vmseal_manager_link *l, json_t *ids, ps_keys *out)
+int hostd_manager_fetch_keys(const hostd_manager_link *l, json_t *ids, ps_keys *out)
     VMSEAL_MUST_CHECK;
 
 #endif

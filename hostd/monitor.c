@@ -23,7 +23,7 @@ typedef struct job {
 } job;
 
 struct hostd_monitor {
-    vmseal_host *host;
+    hostd_host *host;
     char manager_fp[65];
     ps_chan chan;
     void (*log)(void *arg, const char *line);
@@ -100,7 +100,7 @@ static void send_error(hostd_monitor *m, uint64_t id, int status, const char *ms
     free(t);
 }
 
-/* One REQUEST: vmseal_host_handle() validates path and body strictly. */
+/* One REQUEST: hostd_host_handle() validates path and body strictly. */
 static void serve(hostd_monitor *m, const uint8_t *data, size_t len)
 {
     ps_request *rq = malloc(sizeof(*rq));
@@ -117,7 +117,7 @@ static void serve(hostd_monitor *m, const uint8_t *data, size_t len)
         status = 403;
         out = json_pack("{s:s}", "error", "client certificate is not the manager's (fingerprint)");
     } else {
-        vmseal_host_handle(m->host, ps_method_name(rq->method), rq->path, (const char *)rq->body,
+        hostd_host_handle(m->host, ps_method_name(rq->method), rq->path, (const char *)rq->body,
                            rq->body_len, rq->subject, &status, &out);
     }
     size_t n = out ? json_dumpb(out, NULL, 0, JSON_COMPACT) : 0;
@@ -436,7 +436,7 @@ int hostd_monitor_register(hostd_monitor *m, const char *name, const char *url,
 {
     pthread_mutex_lock(&m->call_lock);
     uint8_t pub[VMSEAL_KD_PUB_LEN];
-    vmseal_host_custody_public(m->host, pub);
+    hostd_host_custody_public(m->host, pub);
     uint64_t id = next_id();
     ps_buf b = {0};
     ps_put_u64(&b, id);
@@ -467,7 +467,7 @@ int hostd_monitor_register(hostd_monitor *m, const char *name, const char *url,
 
 int hostd_monitor_fetch_keys(hostd_monitor *m)
 {
-    json_t *ids = vmseal_host_kek_ids(m->host);
+    json_t *ids = hostd_host_kek_ids(m->host);
     size_t n = json_array_size(ids);
     if (n == 0) {
         json_decref(ids);
@@ -503,25 +503,25 @@ int hostd_monitor_fetch_keys(hostd_monitor *m)
     int stored = 0;
     for (size_t i = 0; i < k.nkeys; i++) {
         const char *kid = k.keys[i].kek_id;
-        if (vmseal_host_put_sealed(m->host, kid, k.keys[i].provider[0] ? k.keys[i].provider : NULL,
+        if (hostd_host_put_sealed(m->host, kid, k.keys[i].provider[0] ? k.keys[i].provider : NULL,
                                    k.keys[i].blob, VMSEAL_KD_BLOB_LEN) == 0) {
             stored++;
         } else if (vmseal_keysafe_kek_id_valid(kid)) {
             mlog(m, VMSEAL_LOG_WARNING, "%s", vmseal_last_error());
-            vmseal_host_note_key(m->host, kid, "the manager sent a sealed key that does not open "
+            hostd_host_note_key(m->host, kid, "the manager sent a sealed key that does not open "
                                  "here (sealed for another host or provider?)");
         }
     }
     for (size_t i = 0; i < k.ndenied; i++)
         if (vmseal_keysafe_kek_id_valid(k.denied[i]))
-            vmseal_host_note_key(m->host, k.denied[i],
+            hostd_host_note_key(m->host, k.denied[i],
                                  "the manager refused it (no VM of this host uses it there)");
     for (size_t i = 0; i < k.nfailed; i++)
         if (vmseal_keysafe_kek_id_valid(k.failed[i].kek_id)) {
             char msg[PS_TEXT_MAX + 100];
             snprintf(msg, sizeof(msg), "the manager could not get it from the key server: %s",
                      k.failed[i].reason[0] ? k.failed[i].reason : "no reason given");
-            vmseal_host_note_key(m->host, k.failed[i].kek_id, msg);
+            hostd_host_note_key(m->host, k.failed[i].kek_id, msg);
         }
     ps_keys_free(&k);
     return stored;

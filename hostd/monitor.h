@@ -1,5 +1,5 @@
 /* vmseal-hostd — the monitor's end of the privilege separation (privsep.h):
- * answers the network child's REQUESTs with vmseal_host_handle() on a
+ * answers the network child's REQUESTs with hostd_host_handle() on a
  * bounded pool of threads, and asks the child to call the manager
  * (REGISTER, FETCH_KEYS). KEKs come back only sealed to the host's custody
  * key and are opened here. Any protocol error drops the child: the link is
@@ -14,7 +14,7 @@
 typedef struct hostd_monitor hostd_monitor;
 
 typedef struct hostd_monitor_config {
-    vmseal_host *host;
+    hostd_host *host;
     int fd;                       /* our end of the socketpair (taken: closed at stop) */
     unsigned workers;             /* request threads (default 8) */
     unsigned queue_max;           /* requests waiting for a thread (default 64; more: 503) */

@@ -49,7 +49,7 @@ static struct {
     pending *pend;
     mgr_job q[MGR_QUEUE];
     unsigned nq;
-    vmseal_manager_link link;
+    hostd_manager_link link;
 } N = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 /* The shared logger, tagged vmseal-hostd[network] (hostd_net_main). */
@@ -184,7 +184,7 @@ static int do_register(const uint8_t *data, size_t len)
     if (ps_rd_end(&rd) < 0 || pl != VMSEAL_KD_PUB_LEN ||
         vmseal_kd_b64(pub, pl, pub64, sizeof(pub64)) < 0)
         return vmseal_fail(EPROTO, "privsep: malformed REGISTER");
-    int r = N.link.url ? vmseal_manager_register(&N.link, name, url, ds, pub64)
+    int r = N.link.url ? hostd_manager_register(&N.link, name, url, ds, pub64)
                        : vmseal_fail(ENOTCONN, "no manager_url");
     return send_result(id, r, r < 0 ? vmseal_last_error() : "");
 }
@@ -207,7 +207,7 @@ static int do_fetch(const uint8_t *data, size_t len)
         return vmseal_fail(EPROTO, "privsep: malformed FETCH_KEYS");
     }
     ps_keys k = {.id = id};
-    int r = N.link.url ? vmseal_manager_fetch_keys(&N.link, ids, &k)
+    int r = N.link.url ? hostd_manager_fetch_keys(&N.link, ids, &k)
                        : vmseal_fail(ENOTCONN, "no manager_url");
     json_decref(ids);
     if (r < 0) {
@@ -387,7 +387,7 @@ int hostd_net_main(const hostd_net_config *c)
     }
     close_others(c->fd);
     ps_chan_init(&N.chan, c->fd);
-    N.link = (vmseal_manager_link){.url = c->manager_url, .ca_file = c->manager_ca,
+    N.link = (hostd_manager_link){.url = c->manager_url, .ca_file = c->manager_ca,
                                    .cert_file = c->cert, .key_file = c->key};
 
     struct passwd *pw = NULL;
@@ -406,7 +406,7 @@ int hostd_net_main(const hostd_net_config *c)
             free_pem(ca_pem), free_pem(cert_pem), free_pem(key_pem);
             return 1;
         }
-        N.link = (vmseal_manager_link){.url = c->manager_url, .ca_pem = ca_pem,
+        N.link = (hostd_manager_link){.url = c->manager_url, .ca_pem = ca_pem,
                                        .cert_pem = cert_pem, .key_pem = key_pem};
     }
 

@@ -29,13 +29,13 @@
 #define DEFAULT_TIMEOUT_MS 15000
 #define SPAWN_MAX_FDS 48   /* serial, kernel, initrd, 2 per disk and for the NVRAM */
 
-struct vmseal_qemu {
+struct hostd_qemu {
     pid_t pid;
     int is_child;       /* we forked it: reap with waitpid */
     int exited;
     char *run_dir;
     char *sock_path;
-    vmseal_qmp *qmp;    /* NULL when not connected */
+    hostd_qmp *qmp;    /* NULL when not connected */
     int timeout_ms;
     int serial_fd;      /* connected console socket not yet taken, or -1 */
 };
@@ -279,67 +279,67 @@ static int wait_pid_exit(pid_t pid, int is_child, int timeout_ms)
 
 /* ---- life cycle ---- */
 
-static int ensure_qmp(vmseal_qemu *vm);
+static int ensure_qmp(hostd_qemu *vm);
 
-pid_t vmseal_qemu_pid(const vmseal_qemu *vm)
+pid_t hostd_qemu_pid(const hostd_qemu *vm)
 {
     return vm->pid;
 }
 
-vmseal_qmp *vmseal_qemu_monitor(vmseal_qemu *vm)
+hostd_qmp *hostd_qemu_monitor(hostd_qemu *vm)
 {
     if (ensure_qmp(vm) < 0)
         return NULL;
     return vm->qmp;
 }
 
-int vmseal_qemu_alive(vmseal_qemu *vm)
+int hostd_qemu_alive(hostd_qemu *vm)
 {
     if (vm->exited)
         return 0;
     if (!pid_alive(vm->pid, vm->is_child)) {
         vm->exited = 1;
-        vmseal_qmp_close(vm->qmp);
+        hostd_qmp_close(vm->qmp);
         vm->qmp = NULL;
         return 0;
     }
     return 1;
 }
 
-int vmseal_qemu_wait_exit(vmseal_qemu *vm, int timeout_ms)
+int hostd_qemu_wait_exit(hostd_qemu *vm, int timeout_ms)
 {
     if (vm->exited)
         return 0;
     int r = wait_pid_exit(vm->pid, vm->is_child, timeout_ms);
     if (r == 0) {
         vm->exited = 1;
-        vmseal_qmp_close(vm->qmp);
+        hostd_qmp_close(vm->qmp);
         vm->qmp = NULL;
         return 0;
     }
     return vmseal_fail(ETIMEDOUT, "QEMU (pid %d) still runs after %d ms", (int)vm->pid, timeout_ms);
 }
 
-static int ensure_qmp(vmseal_qemu *vm)
+static int ensure_qmp(hostd_qemu *vm)
 {
     if (vm->qmp)
         return 0;
-    if (!vmseal_qemu_alive(vm))
+    if (!hostd_qemu_alive(vm))
         return vmseal_fail(ESRCH, "QEMU has exited");
-    return vmseal_qmp_connect(vm->sock_path, vm->timeout_ms, &vm->qmp);
+    return hostd_qmp_connect(vm->sock_path, vm->timeout_ms, &vm->qmp);
 }
 
-int vmseal_qemu_status(vmseal_qemu *vm, char *buf, size_t len)
+int hostd_qemu_status(hostd_qemu *vm, char *buf, size_t len)
 {
-    if (!vmseal_qemu_alive(vm))
+    if (!hostd_qemu_alive(vm))
         return vmseal_fail(ESRCH, "QEMU has exited");
     int r = ensure_qmp(vm);
     if (r < 0)
         return r;
     json_t *ret = NULL;
-    r = vmseal_qmp_execute(vm->qmp, "query-status", NULL, vm->timeout_ms, &ret);
+    r = hostd_qmp_execute(vm->qmp, "query-status", NULL, vm->timeout_ms, &ret);
     if (r < 0) {
-        if (r == -ECONNRESET && !vmseal_qemu_alive(vm))
+        if (r == -ECONNRESET && !hostd_qemu_alive(vm))
             return vmseal_fail(ESRCH, "QEMU has exited");
         return r;
     }
@@ -349,23 +349,23 @@ int vmseal_qemu_status(vmseal_qemu *vm, char *buf, size_t len)
     return 0;
 }
 
-void vmseal_qemu_kill(vmseal_qemu *vm)
+void hostd_qemu_kill(hostd_qemu *vm)
 {
-    if (!vmseal_qemu_alive(vm))
+    if (!hostd_qemu_alive(vm))
         return;
     if (ensure_qmp(vm) == 0) {
-        int r = vmseal_qmp_execute(vm->qmp, "quit", NULL, 3000, NULL);
+        int r = hostd_qmp_execute(vm->qmp, "quit", NULL, 3000, NULL);
         (void)r;
-        if (vmseal_qemu_wait_exit(vm, 5000) == 0)
+        if (hostd_qemu_wait_exit(vm, 5000) == 0)
             return;
     }
     kill(vm->pid, SIGKILL);
-    (void)vmseal_qemu_wait_exit(vm, 10000);
+    (void)hostd_qemu_wait_exit(vm, 10000);
 }
 
-int vmseal_qemu_power_off(vmseal_qemu *vm, int grace_ms)
+int hostd_qemu_power_off(hostd_qemu *vm, int grace_ms)
 {
-    if (!vmseal_qemu_alive(vm))
+    if (!hostd_qemu_alive(vm))
         return 0;
     /* Press the power button again every few seconds: a guest that was
      * still booting may have missed the first press. */
@@ -373,30 +373,30 @@ int vmseal_qemu_power_off(vmseal_qemu *vm, int grace_ms)
     for (;;) {
         int r = ensure_qmp(vm);
         if (r == 0)
-            r = vmseal_qmp_execute(vm->qmp, "system_powerdown", NULL, vm->timeout_ms, NULL);
+            r = hostd_qmp_execute(vm->qmp, "system_powerdown", NULL, vm->timeout_ms, NULL);
         if (r < 0)
             break;
         int64_t left = deadline - now_ms();
         if (left <= 0)
             break;
-        if (vmseal_qemu_wait_exit(vm, left < 5000 ? (int)left : 5000) == 0)
+        if (hostd_qemu_wait_exit(vm, left < 5000 ? (int)left : 5000) == 0)
             return 0;
     }
-    if (!vmseal_qemu_alive(vm))
+    if (!hostd_qemu_alive(vm))
         return 0;
-    vmseal_qemu_kill(vm);
+    hostd_qemu_kill(vm);
     vmseal_clear_error();
     return 1;
 }
 
-int vmseal_qemu_take_serial(vmseal_qemu *vm)
+int hostd_qemu_take_serial(hostd_qemu *vm)
 {
     int fd = vm->serial_fd;
     vm->serial_fd = -1;
     return fd;
 }
 
-int vmseal_qemu_connect_serial(const char *run_dir, int timeout_ms)
+int hostd_qemu_connect_serial(const char *run_dir, int timeout_ms)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", run_dir, VMSEAL_CONSOLE_SOCKET);
@@ -418,13 +418,13 @@ int vmseal_qemu_connect_serial(const char *run_dir, int timeout_ms)
     }
 }
 
-void vmseal_qemu_free(vmseal_qemu *vm)
+void hostd_qemu_free(hostd_qemu *vm)
 {
     if (!vm)
         return;
     if (vm->serial_fd >= 0)
         close(vm->serial_fd);
-    vmseal_qmp_close(vm->qmp);
+    hostd_qmp_close(vm->qmp);
     if (vm->is_child && !vm->exited)
         (void)pid_alive(vm->pid, 1);   /* reap if it has just exited */
     free(vm->run_dir);
@@ -467,7 +467,7 @@ typedef struct fd_map {
 #define FDSET_DISK0 10
 
 /* Open an image for QEMU without following a symlink: a regular file only. */
-static int open_image(const vmseal_qemu_disk *d, int flags)
+static int open_image(const hostd_qemu_disk *d, int flags)
 {
     const char *path = d->path;
     int fd = openat(d->dir_fd > 0 ? d->dir_fd : AT_FDCWD, path,
@@ -495,7 +495,7 @@ static int open_image(const vmseal_qemu_disk *d, int flags)
 
 /* Open one image (read-write and read-only descriptors; QEMU's file driver
  * picks the one matching the access it wants from the fdset). */
-static int hand_image(fd_list *l, const vmseal_qemu_disk *d, int out[2])
+static int hand_image(fd_list *l, const hostd_qemu_disk *d, int out[2])
 {
     out[0] = out[1] = -1;
     if (!d->read_only) {
@@ -526,12 +526,12 @@ static void arg_add_fdset(argv_buf *a, const int fds[2], int set)
         }
 }
 
-static int confined(const vmseal_qemu_spec *s)
+static int confined(const hostd_qemu_spec *s)
 {
     return s->run_as && *s->run_as && geteuid() == 0;
 }
 
-static int build_argv(const vmseal_qemu_spec *s, const fd_map *m, argv_buf *a)
+static int build_argv(const hostd_qemu_spec *s, const fd_map *m, argv_buf *a)
 {
     char *rd = opt_escape(s->run_dir);
     if (!rd)
@@ -639,7 +639,7 @@ static int build_argv(const vmseal_qemu_spec *s, const fd_map *m, argv_buf *a)
 
 /* blockdev-add for one image; for a LUKS image the secret `sec_id` must
  * already exist. */
-static int add_blockdev(vmseal_qmp *q, const char *node, const vmseal_qemu_disk *d, int fdset,
+static int add_blockdev(hostd_qmp *q, const char *node, const hostd_qemu_disk *d, int fdset,
                         const char *sec_id, int timeout_ms)
 {
     char fname[32];
@@ -656,28 +656,28 @@ static int add_blockdev(vmseal_qmp *q, const char *node, const vmseal_qemu_disk 
                          file, "read-only", d->read_only ? 1 : 0, "discard", "unmap");
     if (!args)
         return vmseal_fail(ENOMEM, "out of memory");
-    int r = vmseal_qmp_execute(q, "blockdev-add", args, timeout_ms, NULL);
+    int r = hostd_qmp_execute(q, "blockdev-add", args, timeout_ms, NULL);
     if (r < 0)
         return vmseal_fail(r, "disk %s: %s", d->path, vmseal_last_error());
     return 0;
 }
 
-static int del_object(vmseal_qmp *q, const char *id, int timeout_ms)
+static int del_object(hostd_qmp *q, const char *id, int timeout_ms)
 {
-    return vmseal_qmp_execute(q, "object-del", json_pack("{s:s}", "id", id), timeout_ms, NULL);
+    return hostd_qmp_execute(q, "object-del", json_pack("{s:s}", "id", id), timeout_ms, NULL);
 }
 
 /* In the preconfig state: open the UEFI variable store and make it the
  * machine's pflash1, then let QEMU build the machine. */
-static int attach_nvram(vmseal_qemu *vm, const vmseal_qemu_spec *s)
+static int attach_nvram(hostd_qemu *vm, const hostd_qemu_spec *s)
 {
-    vmseal_qmp *q = vm->qmp;
+    hostd_qmp *q = vm->qmp;
     int t = vm->timeout_ms;
-    const vmseal_qemu_disk *d = s->nvram;
+    const hostd_qemu_disk *d = s->nvram;
     const char *node = "vmseal-nvram", *sec = "vmseal-sec-nvram";
     int r;
     if (d->passphrase) {
-        r = vmseal_qmp_add_secret(q, sec, d->passphrase, t);
+        r = hostd_qmp_add_secret(q, sec, d->passphrase, t);
         if (r < 0)
             return r;
     }
@@ -689,24 +689,24 @@ static int attach_nvram(vmseal_qemu *vm, const vmseal_qemu_spec *s)
     }
     if (r < 0)
         return r;
-    r = vmseal_qmp_execute(q, "qom-set",
+    r = hostd_qmp_execute(q, "qom-set",
                            json_pack("{s:s, s:s, s:s}", "path", "/machine", "property", "pflash1",
                                      "value", node),
                            t, NULL);
     if (r < 0)
         return r;
-    r = vmseal_qmp_execute(q, "x-exit-preconfig", NULL, t, NULL);
+    r = hostd_qmp_execute(q, "x-exit-preconfig", NULL, t, NULL);
     if (r < 0)
         return vmseal_fail(r, "UEFI variable store %s: %s", d->path, vmseal_last_error());
     return 0;
 }
 
-static int attach_disks(vmseal_qemu *vm, const vmseal_qemu_spec *s)
+static int attach_disks(hostd_qemu *vm, const hostd_qemu_spec *s)
 {
-    vmseal_qmp *q = vm->qmp;
+    hostd_qmp *q = vm->qmp;
     int t = vm->timeout_ms;
     for (size_t i = 0; i < s->ndisks; i++) {
-        const vmseal_qemu_disk *d = &s->disks[i];
+        const hostd_qemu_disk *d = &s->disks[i];
         char node[32], sec[32], dev[32], addr[8];
         snprintf(node, sizeof(node), "vmseal-disk%zu", i);
         snprintf(sec, sizeof(sec), "vmseal-sec%zu", i);
@@ -714,7 +714,7 @@ static int attach_disks(vmseal_qemu *vm, const vmseal_qemu_spec *s)
         snprintf(addr, sizeof(addr), "0x%zx", 0x10 + i);   /* stable order: vda, vdb, ... */
         int r;
         if (d->passphrase) {
-            r = vmseal_qmp_add_secret(q, sec, d->passphrase, t);
+            r = hostd_qmp_add_secret(q, sec, d->passphrase, t);
             if (r < 0)
                 return r;
         }
@@ -728,7 +728,7 @@ static int attach_disks(vmseal_qemu *vm, const vmseal_qemu_spec *s)
         }
         if (r < 0)
             return r;
-        r = vmseal_qmp_execute(q, "device_add",
+        r = hostd_qmp_execute(q, "device_add",
                                json_pack("{s:s, s:s, s:s, s:s, s:s}", "driver", "virtio-blk-pci",
                                          "id", dev, "drive", node, "addr", addr, "serial", dev),
                                t, NULL);
@@ -738,7 +738,7 @@ static int attach_disks(vmseal_qemu *vm, const vmseal_qemu_spec *s)
     return 0;
 }
 
-static int check_spec(const vmseal_qemu_spec *s)
+static int check_spec(const hostd_qemu_spec *s)
 {
     if (!s->run_dir || !*s->run_dir)
         return vmseal_fail(EINVAL, "QEMU: no run directory");
@@ -805,7 +805,7 @@ static int home_in_use(const char *run_dir, const char *uuid)
     return busy;
 }
 
-int vmseal_qemu_start(const vmseal_qemu_spec *s, vmseal_qemu **out)
+int hostd_qemu_start(const hostd_qemu_spec *s, hostd_qemu **out)
 {
     *out = NULL;
     int r = check_spec(s);
@@ -813,7 +813,7 @@ int vmseal_qemu_start(const vmseal_qemu_spec *s, vmseal_qemu **out)
         return r;
     int timeout = s->timeout_ms > 0 ? s->timeout_ms : DEFAULT_TIMEOUT_MS;
 
-    vmseal_qemu *vm = calloc(1, sizeof(*vm));
+    hostd_qemu *vm = calloc(1, sizeof(*vm));
     if (!vm)
         return vmseal_fail(ENOMEM, "out of memory");
     vm->timeout_ms = timeout;
@@ -843,7 +843,7 @@ int vmseal_qemu_start(const vmseal_qemu_spec *s, vmseal_qemu **out)
     unlink(pid_path);
     unlink(serial_path);
     if (!s->serial_socket) {
-        int serial_file = vmseal_console_open_plain(s->run_dir);
+        int serial_file = hostd_console_open_plain(s->run_dir);
         if (serial_file < 0) {
             r = vmseal_fail(-serial_file, "QEMU: serial console: %s", vmseal_last_error());
             goto fail;
@@ -883,7 +883,7 @@ int vmseal_qemu_start(const vmseal_qemu_spec *s, vmseal_qemu **out)
             r = vmseal_fail(EIO, "QEMU exited at start: %s", tail[0] ? tail : "(no message)");
             goto fail;
         }
-        r = vmseal_qmp_connect(vm->sock_path, timeout, &vm->qmp);
+        r = hostd_qmp_connect(vm->sock_path, timeout, &vm->qmp);
         if (r == 0)
             break;
         if ((r != -ENOENT && r != -ECONNREFUSED) || now_ms() >= deadline) {
@@ -895,7 +895,7 @@ int vmseal_qemu_start(const vmseal_qemu_spec *s, vmseal_qemu **out)
 
     /* The console reader is there before the guest runs: nothing is lost. */
     if (s->serial_socket) {
-        vm->serial_fd = vmseal_qemu_connect_serial(s->run_dir, timeout);
+        vm->serial_fd = hostd_qemu_connect_serial(s->run_dir, timeout);
         if (vm->serial_fd < 0) {
             r = vm->serial_fd;
             vm->serial_fd = -1;
@@ -910,7 +910,7 @@ int vmseal_qemu_start(const vmseal_qemu_spec *s, vmseal_qemu **out)
     r = attach_disks(vm, s);
     if (r < 0)
         goto fail;
-    r = vmseal_qmp_execute(vm->qmp, "cont", NULL, timeout, NULL);
+    r = hostd_qmp_execute(vm->qmp, "cont", NULL, timeout, NULL);
     if (r < 0)
         goto fail;
 
@@ -938,7 +938,7 @@ fail:
     free(pid_path);
     free(serial_path);
     vm->exited = 1;
-    vmseal_qemu_free(vm);
+    hostd_qemu_free(vm);
     return r;
 }
 
@@ -966,13 +966,13 @@ static int cmdline_has_uuid(pid_t pid, const char *uuid)
     return 0;
 }
 
-int vmseal_qemu_attach(const char *run_dir, const char *uuid, int timeout_ms, vmseal_qemu **out)
+int hostd_qemu_attach(const char *run_dir, const char *uuid, int timeout_ms, hostd_qemu **out)
 {
     *out = NULL;
     pid_t pid = running_pid(run_dir, uuid);
     if (pid <= 0)
         return vmseal_fail(ESRCH, "no QEMU runs in %s", run_dir);
-    vmseal_qemu *vm = calloc(1, sizeof(*vm));
+    hostd_qemu *vm = calloc(1, sizeof(*vm));
     if (!vm)
         return vmseal_fail(ENOMEM, "out of memory");
     vm->pid = (pid_t)pid;
@@ -981,12 +981,12 @@ int vmseal_qemu_attach(const char *run_dir, const char *uuid, int timeout_ms, vm
     vm->run_dir = strdup(run_dir);
     vm->sock_path = hostd_asprintf("%s/qmp.sock", run_dir);
     if (!vm->run_dir || !vm->sock_path) {
-        vmseal_qemu_free(vm);
+        hostd_qemu_free(vm);
         return vmseal_fail(ENOMEM, "out of memory");
     }
-    int r = vmseal_qmp_connect(vm->sock_path, vm->timeout_ms, &vm->qmp);
+    int r = hostd_qmp_connect(vm->sock_path, vm->timeout_ms, &vm->qmp);
     if (r < 0) {
-        vmseal_qemu_free(vm);
+        hostd_qemu_free(vm);
         return r;
     }
     *out = vm;
@@ -1068,7 +1068,7 @@ static int file_contains(const char *path, const char *needle)
     return memmem(buf, n, needle, strlen(needle)) != NULL;
 }
 
-int vmseal_qemu_probe_kvm(const vmseal_kvm_probe *p)
+int hostd_qemu_probe_kvm(const hostd_kvm_probe *p)
 {
     int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
     if (fd < 0)
@@ -1153,14 +1153,14 @@ int vmseal_qemu_probe_kvm(const vmseal_kvm_probe *p)
     return works;
 }
 
-vmseal_accel vmseal_qemu_pick_accel(const vmseal_kvm_probe *probe)
+hostd_accel hostd_qemu_pick_accel(const hostd_kvm_probe *probe)
 {
     const char *env = getenv("VMSEAL_ACCEL");
     if (env && strcmp(env, "kvm") == 0)
         return VMSEAL_ACCEL_KVM;
     if (env && strcmp(env, "tcg") == 0)
         return VMSEAL_ACCEL_TCG;
-    if (probe && vmseal_qemu_probe_kvm(probe) == 1)
+    if (probe && hostd_qemu_probe_kvm(probe) == 1)
         return VMSEAL_ACCEL_KVM;
     return VMSEAL_ACCEL_TCG;
 }

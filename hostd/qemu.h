@@ -18,7 +18,7 @@
  *   qmp.sock     the monitor socket (the directory should be mode 0700)
  *   qemu.pid     QEMU's pid (written and locked by QEMU)
  * QEMU runs in its own session, so it survives a restart of hostd, which
- * then re-attaches with vmseal_qemu_attach().
+ * then re-attaches with hostd_qemu_attach().
  */
 #ifndef VMSEAL_HOSTD_QEMU_H
 #define VMSEAL_HOSTD_QEMU_H
@@ -29,28 +29,28 @@
 #include <vmseal/common.h>
 #include <vmseal/secret.h>
 
-typedef enum vmseal_accel {
+typedef enum hostd_accel {
     VMSEAL_ACCEL_TCG = 0,
     VMSEAL_ACCEL_KVM = 1,
-} vmseal_accel;
+} hostd_accel;
 
-typedef struct vmseal_qemu_disk {
+typedef struct hostd_qemu_disk {
     const char *path;                  /* image file: opened by hostd (O_NOFOLLOW, regular
                                           files only) and handed to QEMU in an fdset */
     int dir_fd;                        /* > 0: path is a file name in this folder (the VM
                                           home's descriptor, openat); 0: path as given */
     const vmseal_secret *passphrase;   /* LUKS1 passphrase (borrowed); NULL: raw image */
     int read_only;
-} vmseal_qemu_disk;
+} hostd_qemu_disk;
 
-typedef struct vmseal_qemu_spec {
+typedef struct hostd_qemu_spec {
     const char *qemu;          /* binary; NULL: $VMSEAL_QEMU or qemu-system-x86_64 */
     const char *run_dir;       /* the VM home (see above); must exist */
     const char *name;          /* [A-Za-z0-9._-]+ */
     const char *uuid;          /* RFC 4122 text form */
     unsigned cpus;             /* 0: 1 */
     unsigned memory_mb;        /* 0: 256 */
-    vmseal_accel accel;
+    hostd_accel accel;
     const char *kernel;        /* direct kernel boot (optional): a path QEMU opens */
     const char *initrd;
     int kernel_fd, initrd_fd;  /* > 0: the opened kernel / initrd, used instead of the
@@ -60,71 +60,71 @@ typedef struct vmseal_qemu_spec {
     const char *append;
     const char *firmware_code; /* UEFI: firmware code image (OVMF_CODE_4M.fd); alone it is
                                   loaded with -bios (a combined image such as OVMF.fd) */
-    const vmseal_qemu_disk *nvram; /* UEFI: the variable store as pflash1 (LUKS1 when a
+    const hostd_qemu_disk *nvram; /* UEFI: the variable store as pflash1 (LUKS1 when a
                                       passphrase is set); its size must be the firmware's
                                       (e.g. that of OVMF_VARS_4M.fd) */
-    const vmseal_qemu_disk *disks;
+    const hostd_qemu_disk *disks;
     size_t ndisks;             /* at most 16 */
     int timeout_ms;            /* for start-up and each monitor command; 0: 15000 */
     int serial_socket;         /* console on run_dir/serial.sock, connected before the
-                                  guest runs (vmseal_qemu_take_serial); else serial.log */
-} vmseal_qemu_spec;
+                                  guest runs (hostd_qemu_take_serial); else serial.log */
+} hostd_qemu_spec;
 
-typedef struct vmseal_qemu vmseal_qemu;
+typedef struct hostd_qemu hostd_qemu;
 
 /* Launch QEMU paused, attach the disks over QMP, resume the guest.
  * On failure QEMU is killed and the reason is in vmseal_last_error(). */
-int vmseal_qemu_start(const vmseal_qemu_spec *spec, vmseal_qemu **out) VMSEAL_MUST_CHECK;
+int hostd_qemu_start(const hostd_qemu_spec *spec, hostd_qemu **out) VMSEAL_MUST_CHECK;
 
 /* Re-attach to a QEMU that a previous hostd started in run_dir. -ESRCH when
  * none runs there (or the pid belongs to a process other than the VM with
  * this uuid). */
-int vmseal_qemu_attach(const char *run_dir, const char *uuid, int timeout_ms,
-                       vmseal_qemu **out) VMSEAL_MUST_CHECK;
+int hostd_qemu_attach(const char *run_dir, const char *uuid, int timeout_ms,
+                       hostd_qemu **out) VMSEAL_MUST_CHECK;
 
-pid_t vmseal_qemu_pid(const vmseal_qemu *vm);
+pid_t hostd_qemu_pid(const hostd_qemu *vm);
 
 /* The console socket connected at start (serial_socket), handed over to the
  * caller; -1 when there is none (or it was taken). */
-int vmseal_qemu_take_serial(vmseal_qemu *vm);
+int hostd_qemu_take_serial(hostd_qemu *vm);
 
 /* Connect to the console socket of a QEMU running in run_dir (after a
  * restart of hostd): the descriptor or -errno. QEMU serves one reader at a
  * time and drops console output while none is connected. */
-int vmseal_qemu_connect_serial(const char *run_dir, int timeout_ms);
+int hostd_qemu_connect_serial(const char *run_dir, int timeout_ms);
 
 /* The connected monitor (NULL once QEMU has exited), e.g. for queries. */
-struct vmseal_qmp *vmseal_qemu_monitor(vmseal_qemu *vm);
+struct hostd_qmp *hostd_qemu_monitor(hostd_qemu *vm);
 
 /* 1 while the QEMU process lives, 0 once it has exited (reaped if ours). */
-int vmseal_qemu_alive(vmseal_qemu *vm);
+int hostd_qemu_alive(hostd_qemu *vm);
 
 /* QEMU's run state ("running", "paused", "shutdown", ...). -ESRCH once
  * QEMU has exited. */
-int vmseal_qemu_status(vmseal_qemu *vm, char *buf, size_t len) VMSEAL_MUST_CHECK;
+int hostd_qemu_status(hostd_qemu *vm, char *buf, size_t len) VMSEAL_MUST_CHECK;
 
 /* Wait up to timeout_ms for QEMU to exit (guest power-off): 0 when it has,
  * -ETIMEDOUT when it still runs. */
-int vmseal_qemu_wait_exit(vmseal_qemu *vm, int timeout_ms);
+int hostd_qemu_wait_exit(hostd_qemu *vm, int timeout_ms);
 
 /* Graceful power-off: ACPI power button (system_powerdown, pressed again
  * every 5 s), wait up to grace_ms for the guest to power off; then `quit`;
  * then SIGKILL.
  * Returns 0 (guest powered off by itself) or 1 (QEMU had to be stopped). */
-int vmseal_qemu_power_off(vmseal_qemu *vm, int grace_ms);
+int hostd_qemu_power_off(hostd_qemu *vm, int grace_ms);
 
 /* Hard stop: `quit`, then SIGKILL. */
-void vmseal_qemu_kill(vmseal_qemu *vm);
+void hostd_qemu_kill(hostd_qemu *vm);
 
 /* Free the handle; does not stop QEMU. */
-void vmseal_qemu_free(vmseal_qemu *vm);
+void hostd_qemu_free(hostd_qemu *vm);
 
 /* Does KVM work here? Boots kernel+initrd under -accel kvm (no disks) and
  * expects `expect` on the serial console within timeout_ms, the guest
  * powering itself off. The answer (1 yes, 0 no) is cached in cache_file
  * (optional), keyed by QEMU binary and host kernel. Without /dev/kvm
  * read-write access the answer is 0 at once. */
-typedef struct vmseal_kvm_probe {
+typedef struct hostd_kvm_probe {
     const char *qemu;
     const char *kernel;
     const char *initrd;
@@ -136,11 +136,11 @@ typedef struct vmseal_kvm_probe {
      * probe QEMU is killed at once and the answer is 0, not cached. The
      * probe QEMU also dies with hostd (PR_SET_PDEATHSIG). */
     const volatile sig_atomic_t *stop;
-} vmseal_kvm_probe;
+} hostd_kvm_probe;
 
-int vmseal_qemu_probe_kvm(const vmseal_kvm_probe *probe);
+int hostd_qemu_probe_kvm(const hostd_kvm_probe *probe);
 
 /* Accelerator to use: $VMSEAL_ACCEL ("kvm"/"tcg") if set, else the probe. */
-vmseal_accel vmseal_qemu_pick_accel(const vmseal_kvm_probe *probe);
+hostd_accel hostd_qemu_pick_accel(const hostd_kvm_probe *probe);
 
 #endif

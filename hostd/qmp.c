@@ -17,7 +17,7 @@
 #define QMP_MAX_LINE (4u << 20)   /* one message; QEMU's are far smaller */
 #define QMP_MAX_EVENTS 256
 
-struct vmseal_qmp {
+struct hostd_qmp {
     int fd;
     char *buf;          /* received bytes not yet consumed */
     size_t len, cap;
@@ -38,12 +38,12 @@ static int remaining(int64_t deadline)
     return left < 0 ? 0 : (int)(left > 1000000 ? 1000000 : left);
 }
 
-int vmseal_qmp_fd(const vmseal_qmp *q)
+int hostd_qmp_fd(const hostd_qmp *q)
 {
     return q->fd;
 }
 
-static int send_all(vmseal_qmp *q, const char *data, size_t len, int64_t deadline)
+static int send_all(hostd_qmp *q, const char *data, size_t len, int64_t deadline)
 {
     size_t off = 0;
     while (off < len) {
@@ -72,7 +72,7 @@ static int send_all(vmseal_qmp *q, const char *data, size_t len, int64_t deadlin
 }
 
 /* Receive more bytes into the buffer. timeout 0: do not block. */
-static int fill(vmseal_qmp *q, int timeout)
+static int fill(hostd_qmp *q, int timeout)
 {
     if (q->len == q->cap) {
         if (q->cap >= QMP_MAX_LINE)
@@ -109,7 +109,7 @@ static int fill(vmseal_qmp *q, int timeout)
 
 /* Take one complete line from the buffer as JSON; 1 if one was taken,
  * 0 if no complete line is buffered. Empty lines are skipped. */
-static int take_line(vmseal_qmp *q, json_t **msg)
+static int take_line(hostd_qmp *q, json_t **msg)
 {
     for (;;) {
         if (q->len == 0)
@@ -138,7 +138,7 @@ static int take_line(vmseal_qmp *q, json_t **msg)
     }
 }
 
-static void queue_event(vmseal_qmp *q, json_t *ev)
+static void queue_event(hostd_qmp *q, json_t *ev)
 {
     if (json_array_size(q->events) >= QMP_MAX_EVENTS)
         json_array_remove(q->events, 0);
@@ -146,7 +146,7 @@ static void queue_event(vmseal_qmp *q, json_t *ev)
 }
 
 /* Next message: blocks until deadline (deadline < 0: do not block). */
-static int next_message(vmseal_qmp *q, int64_t deadline, json_t **msg)
+static int next_message(hostd_qmp *q, int64_t deadline, json_t **msg)
 {
     for (;;) {
         int r = take_line(q, msg);
@@ -158,7 +158,7 @@ static int next_message(vmseal_qmp *q, int64_t deadline, json_t **msg)
     }
 }
 
-int vmseal_qmp_poll(vmseal_qmp *q)
+int hostd_qmp_poll(hostd_qmp *q)
 {
     for (;;) {
         json_t *m = NULL;
@@ -186,7 +186,7 @@ static int reply_error(const char *cmd, json_t *m)
 }
 
 /* Wait for the reply carrying `id`, queueing events. */
-static int await_reply(vmseal_qmp *q, const char *cmd, const char *id, int64_t deadline,
+static int await_reply(hostd_qmp *q, const char *cmd, const char *id, int64_t deadline,
                        json_t **ret)
 {
     for (;;) {
@@ -222,7 +222,7 @@ static int await_reply(vmseal_qmp *q, const char *cmd, const char *id, int64_t d
     }
 }
 
-int vmseal_qmp_execute(vmseal_qmp *q, const char *cmd, json_t *args, int timeout_ms,
+int hostd_qmp_execute(hostd_qmp *q, const char *cmd, json_t *args, int timeout_ms,
                        json_t **ret)
 {
     int64_t deadline = now_ms() + timeout_ms;
@@ -267,7 +267,7 @@ static int id_is_safe(const char *id)
     return 1;
 }
 
-int vmseal_qmp_add_secret(vmseal_qmp *q, const char *id, const vmseal_secret *data,
+int hostd_qmp_add_secret(hostd_qmp *q, const char *id, const vmseal_secret *data,
                           int timeout_ms)
 {
     int64_t deadline = now_ms() + timeout_ms;
@@ -306,7 +306,7 @@ int vmseal_qmp_add_secret(vmseal_qmp *q, const char *id, const vmseal_secret *da
     return await_reply(q, "object-add secret", rid, deadline, NULL);
 }
 
-int vmseal_qmp_wait_event(vmseal_qmp *q, const char *name, int timeout_ms, json_t **event)
+int hostd_qmp_wait_event(hostd_qmp *q, const char *name, int timeout_ms, json_t **event)
 {
     int64_t deadline = now_ms() + timeout_ms;
     if (event)
@@ -336,7 +336,7 @@ int vmseal_qmp_wait_event(vmseal_qmp *q, const char *name, int timeout_ms, json_
     }
 }
 
-int vmseal_qmp_connect(const char *path, int timeout_ms, vmseal_qmp **out)
+int hostd_qmp_connect(const char *path, int timeout_ms, hostd_qmp **out)
 {
     int64_t deadline = now_ms() + timeout_ms;
     *out = NULL;
@@ -353,17 +353,17 @@ int vmseal_qmp_connect(const char *path, int timeout_ms, vmseal_qmp **out)
         close(fd);
         return vmseal_fail(e, "QMP: connect %s: %s", path, strerror(e));
     }
-    int r = vmseal_qmp_open_fd(fd, remaining(deadline), out);
+    int r = hostd_qmp_open_fd(fd, remaining(deadline), out);
     if (r < 0)
         return vmseal_fail(r, "%s (%s)", vmseal_last_error(), path);
     return 0;
 }
 
-int vmseal_qmp_open_fd(int fd, int timeout_ms, vmseal_qmp **out)
+int hostd_qmp_open_fd(int fd, int timeout_ms, hostd_qmp **out)
 {
     int64_t deadline = now_ms() + timeout_ms;
     *out = NULL;
-    vmseal_qmp *q = calloc(1, sizeof(*q));
+    hostd_qmp *q = calloc(1, sizeof(*q));
     if (!q) {
         close(fd);
         return vmseal_fail(ENOMEM, "QMP: out of memory");
@@ -378,25 +378,25 @@ int vmseal_qmp_open_fd(int fd, int timeout_ms, vmseal_qmp **out)
     if (r < 0) {
         if (r == -ETIMEDOUT)
             vmseal_fail(ETIMEDOUT, "QMP: no greeting from QEMU");
-        vmseal_qmp_close(q);
+        hostd_qmp_close(q);
         return r;
     }
     int is_qmp = json_is_object(json_object_get(greeting, "QMP"));
     json_decref(greeting);
     if (!is_qmp) {
-        vmseal_qmp_close(q);
+        hostd_qmp_close(q);
         return vmseal_fail(EPROTO, "QMP: the peer did not greet with QMP");
     }
-    r = vmseal_qmp_execute(q, "qmp_capabilities", NULL, remaining(deadline), NULL);
+    r = hostd_qmp_execute(q, "qmp_capabilities", NULL, remaining(deadline), NULL);
     if (r < 0) {
-        vmseal_qmp_close(q);
+        hostd_qmp_close(q);
         return r;
     }
     *out = q;
     return 0;
 }
 
-void vmseal_qmp_close(vmseal_qmp *q)
+void hostd_qmp_close(hostd_qmp *q)
 {
     if (!q)
         return;

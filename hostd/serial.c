@@ -22,13 +22,13 @@
 #include "serial.h"
 #include "strutil.h"
 
-struct vmseal_console {
+struct hostd_console {
     pthread_mutex_t lock;      /* everything below but the thread's own fields */
     char *home;
     char uuid[37];
     int dirfd;
     vmseal_secret *key;        /* the log key; NULL until known */
-    vmseal_console_note note;
+    hostd_console_note note;
     void *note_arg;
     int prepared;              /* the folder was prepared under the key */
     int broken;                /* preparing failed: text is dropped */
@@ -59,8 +59,8 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void note(vmseal_console *c, const char *fmt, ...) VMSEAL_PRINTF(2, 3);
-static void note(vmseal_console *c, const char *fmt, ...)
+static void note(hostd_console *c, const char *fmt, ...) VMSEAL_PRINTF(2, 3);
+static void note(hostd_console *c, const char *fmt, ...)
 {
     if (!c->note)
         return;
@@ -72,7 +72,7 @@ static void note(vmseal_console *c, const char *fmt, ...)
     c->note(c->note_arg, line);
 }
 
-void vmseal_console_text_free(void *p, size_t len)
+void hostd_console_text_free(void *p, size_t len)
 {
     if (!p)
         return;
@@ -150,7 +150,7 @@ static int open_plain_at(int dirfd, const char *home)
     return fd;
 }
 
-int vmseal_console_open_plain(const char *home)
+int hostd_console_open_plain(const char *home)
 {
     int dirfd = open_home(home);
     if (dirfd < 0)
@@ -175,7 +175,7 @@ static uint64_t keep_from(uint64_t prev_first, uint64_t lowest, uint64_t seq)
 }
 
 /* Remove segments older than c->first. */
-static void drop_old(vmseal_console *c)
+static void drop_old(hostd_console *c)
 {
     size_t count;
     uint64_t lowest, highest;
@@ -194,7 +194,7 @@ static void drop_old(vmseal_console *c)
 /* Make segment c->next_seq: header written to a temporary file, synced,
  * renamed into place (never replacing anything). *fd_out / *w_out: the
  * open segment. */
-static int make_segment(vmseal_console *c, int *fd_out, vmseal_slog_writer **w_out)
+static int make_segment(hostd_console *c, int *fd_out, vmseal_slog_writer **w_out)
 {
     char name[VMSEAL_SLOG_NAME_MAX], tmp[VMSEAL_SLOG_NAME_MAX + 8];
     int r = vmseal_slog_name(name, sizeof(name), VMSEAL_CONSOLE_BASE, c->next_seq);
@@ -231,7 +231,7 @@ static int make_segment(vmseal_console *c, int *fd_out, vmseal_slog_writer **w_o
 }
 
 /* Close segment fd/w with its end record. */
-static int end_segment(vmseal_console *c, int *fd, vmseal_slog_writer **w)
+static int end_segment(hostd_console *c, int *fd, vmseal_slog_writer **w)
 {
     int r = 0;
     if (*w) {
@@ -255,7 +255,7 @@ static int end_segment(vmseal_console *c, int *fd, vmseal_slog_writer **w)
  * (a torn last record cut back first), noted if damaged. Fails only when
  * the file may not be touched (a symlink, not a regular file). Sets
  * c->first and c->next_offset from it. */
-static int recover_last(vmseal_console *c, uint64_t highest, uint64_t lowest)
+static int recover_last(hostd_console *c, uint64_t highest, uint64_t lowest)
 {
     char name[VMSEAL_SLOG_NAME_MAX];
     int r = vmseal_slog_name(name, sizeof(name), VMSEAL_CONSOLE_BASE, highest);
@@ -314,7 +314,7 @@ static int recover_last(vmseal_console *c, uint64_t highest, uint64_t lowest)
 
 /* Seal the clear serial.log (from before the VM was encrypted) into a
  * segment of its own, then remove it. */
-static int import_plain(vmseal_console *c)
+static int import_plain(hostd_console *c)
 {
     int in = openat(c->dirfd, VMSEAL_CONSOLE_PLAIN,
                     O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
@@ -369,7 +369,7 @@ static int import_plain(vmseal_console *c)
 
 /* With the key: close what a previous writer left, seal a clear log, and
  * (boot) open a new segment. Lock held. */
-static int prepare(vmseal_console *c, int boot)
+static int prepare(hostd_console *c, int boot)
 {
     size_t count;
     uint64_t lowest, highest;
@@ -391,7 +391,7 @@ static int prepare(vmseal_console *c, int boot)
 
 /* ------------------------------------------------------------- writing */
 
-static void add_pending(vmseal_console *c, const uint8_t *buf, size_t n)
+static void add_pending(hostd_console *c, const uint8_t *buf, size_t n)
 {
     size_t room = VMSEAL_CONSOLE_PENDING_MAX - c->npending;
     size_t take = n < room ? n : room;
@@ -405,7 +405,7 @@ static void add_pending(vmseal_console *c, const uint8_t *buf, size_t n)
 }
 
 /* Seal the pending text (lock held). */
-static int flush_locked(vmseal_console *c)
+static int flush_locked(hostd_console *c)
 {
     if (c->npending == 0 || !c->key || !c->prepared || c->broken)
         return 0;
@@ -471,7 +471,7 @@ drop:
 
 static void *reader_main(void *arg)
 {
-    vmseal_console *c = arg;
+    hostd_console *c = arg;
     uint8_t buf[16384];
     int eof = 0;
     while (!eof) {
@@ -522,11 +522,11 @@ static void *reader_main(void *arg)
 
 /* ---------------------------------------------------------- lifecycle */
 
-int vmseal_console_new(const char *home, const char *uuid, vmseal_secret *log_key,
-                       vmseal_console_note note_fn, void *note_arg, vmseal_console **out)
+int hostd_console_new(const char *home, const char *uuid, vmseal_secret *log_key,
+                       hostd_console_note note_fn, void *note_arg, hostd_console **out)
 {
     *out = NULL;
-    vmseal_console *c = calloc(1, sizeof(*c));
+    hostd_console *c = calloc(1, sizeof(*c));
     if (!c) {
         vmseal_secret_free(log_key);
         return vmseal_fail(ENOMEM, "out of memory");
@@ -551,14 +551,14 @@ int vmseal_console_new(const char *home, const char *uuid, vmseal_secret *log_ke
     if (r < 0) {
         char msg[600];
         hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
-        vmseal_console_free(c);
+        hostd_console_free(c);
         return vmseal_fail(-r, "%s", msg);
     }
     *out = c;
     return 0;
 }
 
-int vmseal_console_attach(vmseal_console *c, int sock_fd)
+int hostd_console_attach(hostd_console *c, int sock_fd)
 {
     if (c->has_thread) {
         close(sock_fd);
@@ -577,7 +577,7 @@ int vmseal_console_attach(vmseal_console *c, int sock_fd)
     return 0;
 }
 
-int vmseal_console_has_key(vmseal_console *c)
+int hostd_console_has_key(hostd_console *c)
 {
     pthread_mutex_lock(&c->lock);
     int k = c->key != NULL;
@@ -585,7 +585,7 @@ int vmseal_console_has_key(vmseal_console *c)
     return k;
 }
 
-int vmseal_console_set_key(vmseal_console *c, vmseal_secret *log_key)
+int hostd_console_set_key(hostd_console *c, vmseal_secret *log_key)
 {
     pthread_mutex_lock(&c->lock);
     if (c->key) {
@@ -605,7 +605,7 @@ int vmseal_console_set_key(vmseal_console *c, vmseal_secret *log_key)
     return r;
 }
 
-void vmseal_console_free(vmseal_console *c)
+void hostd_console_free(hostd_console *c)
 {
     if (!c)
         return;
@@ -635,7 +635,7 @@ void vmseal_console_free(vmseal_console *c)
     if (c->dirfd >= 0)
         close(c->dirfd);
     vmseal_secret_free(c->key);
-    vmseal_console_text_free(c->pending, VMSEAL_CONSOLE_PENDING_MAX);
+    hostd_console_text_free(c->pending, VMSEAL_CONSOLE_PENDING_MAX);
     free(c->home);
     pthread_mutex_destroy(&c->lock);
     free(c);
@@ -675,7 +675,7 @@ static int tail_take(tailbuf *t, uint8_t **text, size_t *len)
 {
     uint8_t *out = malloc(t->len ? t->len : 1);
     if (!out) {
-        vmseal_console_text_free(t->buf, t->cap);
+        hostd_console_text_free(t->buf, t->cap);
         return vmseal_fail(ENOMEM, "out of memory");
     }
     if (t->len < t->cap) {
@@ -686,7 +686,7 @@ static int tail_take(tailbuf *t, uint8_t **text, size_t *len)
     }
     *text = out;
     *len = t->len;
-    vmseal_console_text_free(t->buf, t->cap);
+    hostd_console_text_free(t->buf, t->cap);
     t->buf = NULL;
     return 0;
 }
@@ -706,14 +706,14 @@ static int read_dir(int dirfd, const char *uuid, const vmseal_secret *key, int f
     vmseal_slog_log_info li;
     int r = vmseal_slog_read_dir(key, dirfd, VMSEAL_CONSOLE_BASE, uuid, flags, tail_emit, &t, &li);
     if (r < 0) {
-        vmseal_console_text_free(t.buf, t.cap);
+        hostd_console_text_free(t.buf, t.cap);
         return r;
     }
     *total = li.total;
     return tail_take(&t, text, len);
 }
 
-int vmseal_console_read(vmseal_console *c, size_t tail, uint8_t **text, size_t *len,
+int hostd_console_read(hostd_console *c, size_t tail, uint8_t **text, size_t *len,
                         uint64_t *total)
 {
     pthread_mutex_lock(&c->lock);
@@ -729,7 +729,7 @@ int vmseal_console_read(vmseal_console *c, size_t tail, uint8_t **text, size_t *
     return r;
 }
 
-int vmseal_console_read_sealed(const char *home, const char *uuid, const vmseal_secret *log_key,
+int hostd_console_read_sealed(const char *home, const char *uuid, const vmseal_secret *log_key,
                                size_t tail, uint8_t **text, size_t *len, uint64_t *total)
 {
     int dirfd = open_home(home);
@@ -740,7 +740,7 @@ int vmseal_console_read_sealed(const char *home, const char *uuid, const vmseal_
     return r;
 }
 
-int vmseal_console_read_plain(const char *home, size_t tail, uint8_t **text, size_t *len,
+int hostd_console_read_plain(const char *home, size_t tail, uint8_t **text, size_t *len,
                               uint64_t *total)
 {
     *text = NULL;
@@ -778,7 +778,7 @@ int vmseal_console_read_plain(const char *home, size_t tail, uint8_t **text, siz
     ssize_t got = n ? pread(fd, buf, n, (off_t)(size - n)) : 0;
     close(fd);
     if (got < 0) {
-        vmseal_console_text_free(buf, n);
+        hostd_console_text_free(buf, n);
         return vmseal_fail(EIO, "%s: %s", VMSEAL_CONSOLE_PLAIN, strerror(errno));
     }
     *text = buf;
@@ -789,15 +789,15 @@ int vmseal_console_read_plain(const char *home, size_t tail, uint8_t **text, siz
 
 /* ------------------------------------------------- policy conversions */
 
-int vmseal_console_seal_plain(const char *home, const char *uuid, const vmseal_secret *log_key,
-                              vmseal_console_note note_fn, void *note_arg)
+int hostd_console_seal_plain(const char *home, const char *uuid, const vmseal_secret *log_key,
+                              hostd_console_note note_fn, void *note_arg)
 {
     vmseal_secret *k = NULL;
     int r = vmseal_secret_dup(log_key, &k);
     if (r < 0)
         return r;
-    vmseal_console *c = NULL;
-    if ((r = vmseal_console_new(home, uuid, NULL, note_fn, note_arg, &c)) < 0) {
+    hostd_console *c = NULL;
+    if ((r = hostd_console_new(home, uuid, NULL, note_fn, note_arg, &c)) < 0) {
         vmseal_secret_free(k);
         return r;
     }
@@ -807,7 +807,7 @@ int vmseal_console_seal_plain(const char *home, const char *uuid, const vmseal_s
     pthread_mutex_unlock(&c->lock);
     char msg[600];
     hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
-    vmseal_console_free(c);
+    hostd_console_free(c);
     return r < 0 ? vmseal_fail(-r, "%s", msg) : 0;
 }
 
@@ -825,8 +825,8 @@ static int plain_emit(void *ctx, const void *buf, size_t len)
     return r;
 }
 
-int vmseal_console_unseal_to_plain(const char *home, const char *uuid,
-                                   const vmseal_secret *log_key, vmseal_console_note note_fn,
+int hostd_console_unseal_to_plain(const char *home, const char *uuid,
+                                   const vmseal_secret *log_key, hostd_console_note note_fn,
                                    void *note_arg)
 {
     int dirfd = open_home(home);
@@ -875,7 +875,7 @@ int vmseal_console_unseal_to_plain(const char *home, const char *uuid,
 
 /* ---------------------------------------------------------- text */
 
-char *vmseal_console_utf8(const uint8_t *b, size_t len, int cut, size_t *out_len)
+char *hostd_console_utf8(const uint8_t *b, size_t len, int cut, size_t *out_len)
 {
     size_t i = 0;
     if (cut)   /* a character split by the cut: drop its continuation bytes */

@@ -1,7 +1,7 @@
 /* vmseal-hostd — the guest's serial console log.
  *
  * VM without encryption: QEMU appends to <home>/serial.log, which hostd
- * opens for it (vmseal_console_open_plain: openat in the home folder,
+ * opens for it (hostd_console_open_plain: openat in the home folder,
  * O_NOFOLLOW, created mode 0600, a regular file with no other hard link)
  * and hands over as a file descriptor. Nothing follows a planted symlink.
  *
@@ -42,71 +42,71 @@
 #define VMSEAL_CONSOLE_TAIL_DEFAULT (64u << 10)
 #define VMSEAL_CONSOLE_TAIL_MAX (1u << 20)
 
-typedef void (*vmseal_console_note)(void *arg, const char *line);
+typedef void (*hostd_console_note)(void *arg, const char *line);
 
-typedef struct vmseal_console vmseal_console;
+typedef struct hostd_console hostd_console;
 
 /* The plain log for QEMU (VM without encryption): a file descriptor open
  * for appending, or -errno (-ELOOP: serial.log is a symbolic link; -EPROTO:
  * not a regular file, or hard-linked elsewhere). */
-int vmseal_console_open_plain(const char *home);
+int hostd_console_open_plain(const char *home);
 
 /* A console for an encrypted VM. log_key (taken; NULL: text is buffered in
- * memory, up to VMSEAL_CONSOLE_PENDING_MAX, until vmseal_console_set_key).
+ * memory, up to VMSEAL_CONSOLE_PENDING_MAX, until hostd_console_set_key).
  * With a key the folder is prepared at once: an unfinished segment closed,
  * a clear serial.log sealed and removed, a new segment made; a failure
  * (e.g. a symlink among the segments: -ELOOP) is returned. */
-int vmseal_console_new(const char *home, const char *uuid, vmseal_secret *log_key,
-                       vmseal_console_note note, void *note_arg,
-                       vmseal_console **out) VMSEAL_MUST_CHECK;
+int hostd_console_new(const char *home, const char *uuid, vmseal_secret *log_key,
+                       hostd_console_note note, void *note_arg,
+                       hostd_console **out) VMSEAL_MUST_CHECK;
 
 /* Start reading the connected console socket (taken) in a thread. */
-int vmseal_console_attach(vmseal_console *c, int sock_fd) VMSEAL_MUST_CHECK;
+int hostd_console_attach(hostd_console *c, int sock_fd) VMSEAL_MUST_CHECK;
 
 /* Give the key to a console made without one (takes log_key); prepares the
  * folder and writes what was buffered. */
-int vmseal_console_set_key(vmseal_console *c, vmseal_secret *log_key);
-int vmseal_console_has_key(vmseal_console *c);
+int hostd_console_set_key(hostd_console *c, vmseal_secret *log_key);
+int hostd_console_has_key(hostd_console *c);
 
 /* Read what is readable now, seal it, close the segment (end record), stop
  * the thread, free. QEMU may keep running (it waits for the next reader). */
-void vmseal_console_free(vmseal_console *c);
+void hostd_console_free(hostd_console *c);
 
 /* The last `tail` bytes of the log and its total length (every byte ever
  * written, including rotated-away segments). *text is malloc'd (free with
- * vmseal_console_text_free), not NUL-terminated, possibly empty. */
-int vmseal_console_read(vmseal_console *c, size_t tail, uint8_t **text, size_t *len,
+ * hostd_console_text_free), not NUL-terminated, possibly empty. */
+int hostd_console_read(hostd_console *c, size_t tail, uint8_t **text, size_t *len,
                         uint64_t *total) VMSEAL_MUST_CHECK;
 
 /* The same without a console (VM off): the sealed log under log_key, every
  * segment must be closed. */
-int vmseal_console_read_sealed(const char *home, const char *uuid, const vmseal_secret *log_key,
+int hostd_console_read_sealed(const char *home, const char *uuid, const vmseal_secret *log_key,
                                size_t tail, uint8_t **text, size_t *len,
                                uint64_t *total) VMSEAL_MUST_CHECK;
 
 /* The plain serial.log (O_NOFOLLOW); a missing file is an empty log. */
-int vmseal_console_read_plain(const char *home, size_t tail, uint8_t **text, size_t *len,
+int hostd_console_read_plain(const char *home, size_t tail, uint8_t **text, size_t *len,
                               uint64_t *total) VMSEAL_MUST_CHECK;
 
 /* Seal <home>/serial.log into the sealed log and remove it (encrypting a
  * VM). 0 also when there is none. */
-int vmseal_console_seal_plain(const char *home, const char *uuid, const vmseal_secret *log_key,
-                              vmseal_console_note note, void *note_arg) VMSEAL_MUST_CHECK;
+int hostd_console_seal_plain(const char *home, const char *uuid, const vmseal_secret *log_key,
+                              hostd_console_note note, void *note_arg) VMSEAL_MUST_CHECK;
 
 /* Append the sealed log to <home>/serial.log in clear and remove the
  * segments (decrypting a VM). A damaged log is exported up to the damage,
  * noted, and removed all the same (its key is about to go). */
-int vmseal_console_unseal_to_plain(const char *home, const char *uuid,
-                                   const vmseal_secret *log_key, vmseal_console_note note,
+int hostd_console_unseal_to_plain(const char *home, const char *uuid,
+                                   const vmseal_secret *log_key, hostd_console_note note,
                                    void *note_arg) VMSEAL_MUST_CHECK;
 
 /* Console bytes as JSON-safe UTF-8 text: invalid sequences and NUL become
  * U+FFFD; when cut (the log goes on before it) a split character at the
  * start is dropped. Returns malloc'd NUL-terminated text (NULL: out of
  * memory); *out_len its length. */
-char *vmseal_console_utf8(const uint8_t *buf, size_t len, int cut, size_t *out_len);
+char *hostd_console_utf8(const uint8_t *buf, size_t len, int cut, size_t *out_len);
 
 /* Wipe and free console text. */
-void vmseal_console_text_free(void *p, size_t len);
+void hostd_console_text_free(void *p, size_t len);
 
 #endif

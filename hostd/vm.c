@@ -23,7 +23,7 @@
 #include "strutil.h"
 #include "vm.h"
 
-struct vmseal_vm {
+struct hostd_vm {
     pthread_mutex_t lock;   /* guards rec (pointer swap), qemu, busy */
     char *home;
     int home_fd;            /* the home folder (opened without following a symlink):
@@ -31,12 +31,12 @@ struct vmseal_vm {
     char uuid[37];
     char name[65];
     vmseal_vmrec *rec;      /* vm.conf; replaced as a whole by the busy holder */
-    vmseal_qemu *qemu;
-    vmseal_console *console; /* encrypted VM: the sealed console log of this run */
+    hostd_qemu *qemu;
+    hostd_console *console; /* encrypted VM: the sealed console log of this run */
     const char *busy;       /* what runs now, or NULL */
     int deleted;
     uint64_t rec_seq;       /* counts the records committed (rec replaced) */
-    /* vmseal_vm_locked's last answer, for record rec_seq and the keys of
+    /* hostd_vm_locked's last answer, for record rec_seq and the keys of
      * keystore generation lock_gen */
     int lock_known, lock_state;
     uint64_t lock_seq, lock_gen;
@@ -47,7 +47,7 @@ struct vmseal_vm {
 
 /* VM names and image names: the vm.conf schema's rules
  * (include/vmseal/vmrecord.h). */
-int vmseal_vm_name_valid(const char *name)
+int hostd_vm_name_valid(const char *name)
 {
     return vmseal_vmrec_name_valid(name);
 }
@@ -75,7 +75,7 @@ static char *take_str(char **field)
  * only for messages. */
 
 /* Open a file of the VM home (O_NOFOLLOW). -errno, message set. */
-static int home_openat(const vmseal_vm *vm, const char *file, int flags, mode_t mode)
+static int home_openat(const hostd_vm *vm, const char *file, int flags, mode_t mode)
 {
     int fd = openat(vm->home_fd, file, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, mode);
     if (fd < 0) {
@@ -88,7 +88,7 @@ static int home_openat(const vmseal_vm *vm, const char *file, int flags, mode_t 
 
 /* lstat of a file of the VM home: 1 a regular file, 0 absent, -ELOOP a
  * symlink or anything else (never followed). */
-static int home_file_state(const vmseal_vm *vm, const char *file)
+static int home_file_state(const hostd_vm *vm, const char *file)
 {
     struct stat st;
     if (fstatat(vm->home_fd, file, &st, AT_SYMLINK_NOFOLLOW) != 0)
@@ -101,7 +101,7 @@ static int home_file_state(const vmseal_vm *vm, const char *file)
 }
 
 /* The same, for a file the operation needs: absent is an error too. */
-static int home_file_regular(const vmseal_vm *vm, const char *file)
+static int home_file_regular(const hostd_vm *vm, const char *file)
 {
     int r = home_file_state(vm, file);
     if (r == 0)
@@ -109,14 +109,14 @@ static int home_file_regular(const vmseal_vm *vm, const char *file)
     return r < 0 ? r : 0;
 }
 
-static uint64_t file_size(const vmseal_vm *vm, const char *file)
+static uint64_t file_size(const hostd_vm *vm, const char *file)
 {
     struct stat st;
     return fstatat(vm->home_fd, file, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)
                ? (uint64_t)st.st_size : 0;
 }
 
-int vmseal_vm_boot_name_valid(const char *name)
+int hostd_vm_boot_name_valid(const char *name)
 {
     size_t n = name ? strlen(name) : 0;
     if (n == 0 || n > 255 || name[0] == '/')
@@ -139,10 +139,10 @@ int vmseal_vm_boot_name_valid(const char *name)
     return 1;
 }
 
-int vmseal_vm_open_boot_file(const vmseal_host_env *env, const char *what, const char *name)
+int hostd_vm_open_boot_file(const hostd_host_env *env, const char *what, const char *name)
 {
     const char *folder = env->images ? env->images : "(images folder)";
-    if (!vmseal_vm_boot_name_valid(name))
+    if (!hostd_vm_boot_name_valid(name))
         return vmseal_fail(EINVAL, "%s must be a file name in the host's images folder %s "
                            "(components of [A-Za-z0-9._-], no '..', no leading '/'): %s",
                            what, folder, name ? name : "");
@@ -171,18 +171,18 @@ int vmseal_vm_open_boot_file(const vmseal_host_env *env, const char *what, const
 }
 
 /* Check boot file names (create, reconfigure): each must open. */
-static int check_boot_file(const vmseal_host_env *env, const char *what, const char *name)
+static int check_boot_file(const hostd_host_env *env, const char *what, const char *name)
 {
     if (!name || !*name)
         return 0;
-    int fd = vmseal_vm_open_boot_file(env, what, name);
+    int fd = hostd_vm_open_boot_file(env, what, name);
     if (fd < 0)
         return fd;
     close(fd);
     return 0;
 }
 
-void vmseal_vm_log(vmseal_vm *vm, const char *fmt, ...)
+void hostd_vm_log(hostd_vm *vm, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
@@ -207,7 +207,7 @@ void vmseal_vm_log(vmseal_vm *vm, const char *fmt, ...)
 
 /* ------------------------------------------------------------ key safes */
 
-static int unwrap_line(const vmseal_host_env *env, const char *line, const char *object,
+static int unwrap_line(const hostd_host_env *env, const char *line, const char *object,
                        vmseal_secret **out)
 {
     *out = NULL;
@@ -216,7 +216,7 @@ static int unwrap_line(const vmseal_host_env *env, const char *line, const char 
     if (r < 0)
         return r;
     vmseal_secret *kek = NULL;
-    r = vmseal_keystore_get(env->keys, info.kek_id, &kek, NULL);
+    r = hostd_keystore_get(env->keys, info.kek_id, &kek, NULL);
     if (r < 0)
         return r;
     r = vmseal_keysafe_unwrap(kek, line, object, out);
@@ -226,12 +226,12 @@ static int unwrap_line(const vmseal_host_env *env, const char *line, const char 
     return 0;
 }
 
-static int wrap_secret(const vmseal_host_env *env, const char *kek_id, const char *object,
+static int wrap_secret(const hostd_host_env *env, const char *kek_id, const char *object,
                        const vmseal_secret *payload, char **line)
 {
     vmseal_secret *kek = NULL;
     char provider[VMSEAL_KEYSAFE_PROVIDER_MAX + 1];
-    int r = vmseal_keystore_get(env->keys, kek_id, &kek, provider);
+    int r = hostd_keystore_get(env->keys, kek_id, &kek, provider);
     if (r < 0)
         return r;
     r = vmseal_keysafe_wrap(kek, provider, kek_id, object, payload, line);
@@ -240,7 +240,7 @@ static int wrap_secret(const vmseal_host_env *env, const char *kek_id, const cha
 }
 
 /* LUKS passphrase from a key safe: hex of the unwrapped secret. */
-static int pass_from_line(const vmseal_host_env *env, const char *line, const char *object,
+static int pass_from_line(const hostd_host_env *env, const char *line, const char *object,
                           vmseal_secret **pass)
 {
     *pass = NULL;
@@ -264,7 +264,7 @@ static int kek_id_of_line(const char *line, char *out, size_t len)
 }
 
 /* A new random secret wrapped for object: the key safe line. */
-static int new_wrapped_secret(const vmseal_host_env *env, const char *kek_id, const char *object,
+static int new_wrapped_secret(const hostd_host_env *env, const char *kek_id, const char *object,
                               char **line)
 {
     vmseal_secret *s = NULL;
@@ -280,13 +280,13 @@ static int new_wrapped_secret(const vmseal_host_env *env, const char *kek_id, co
 
 static void console_note(void *arg, const char *line)
 {
-    vmseal_vm_log(arg, "%s", line);
+    hostd_vm_log(arg, "%s", line);
 }
 
 /* The log key of the sealed console log, from the key safe `ks_key`
  * (vm.keysafe, or vm.next.keysafe while encrypting). -ENOKEY "VM locked"
  * when the KEK is not loaded. */
-static int log_key_from(vmseal_vm *vm, const vmseal_host_env *env, const char *line,
+static int log_key_from(hostd_vm *vm, const hostd_host_env *env, const char *line,
                         vmseal_secret **lk)
 {
     *lk = NULL;
@@ -294,7 +294,7 @@ static int log_key_from(vmseal_vm *vm, const vmseal_host_env *env, const char *l
     if (!line || kek_id_of_line(line, id, sizeof(id)) < 0)
         return vmseal_fail(EPROTO, "VM %s: vm.conf holds no valid key safe of the VM's secret",
                            vm->name);
-    if (!vmseal_keystore_has(env->keys, id))
+    if (!hostd_keystore_has(env->keys, id))
         return vmseal_fail(ENOKEY, "VM locked: KEK %s is not loaded on this host", id);
     char obj[64];
     vmseal_secret *s = NULL;
@@ -308,16 +308,16 @@ static int log_key_from(vmseal_vm *vm, const vmseal_host_env *env, const char *l
 }
 
 /* Detach the console (lock held); the caller frees it without the lock. */
-static vmseal_console *console_detach_locked(vmseal_vm *vm)
+static hostd_console *console_detach_locked(hostd_vm *vm)
 {
-    vmseal_console *c = vm->console;
+    hostd_console *c = vm->console;
     vm->console = NULL;
     return c;
 }
 
 /* ------------------------------------------------------- state handling */
 
-static int vm_begin(vmseal_vm *vm, const char *what)
+static int vm_begin(hostd_vm *vm, const char *what)
 {
     int r = 0;
     pthread_mutex_lock(&vm->lock);
@@ -331,7 +331,7 @@ static int vm_begin(vmseal_vm *vm, const char *what)
     return r;
 }
 
-static void vm_end(vmseal_vm *vm)
+static void vm_end(hostd_vm *vm)
 {
     pthread_mutex_lock(&vm->lock);
     vm->busy = NULL;
@@ -340,7 +340,7 @@ static void vm_end(vmseal_vm *vm)
 
 /* Save `next` as vm.conf (checked, atomically) and make it current; takes
  * next. */
-static int vm_commit(vmseal_vm *vm, vmseal_vmrec *next)
+static int vm_commit(hostd_vm *vm, vmseal_vmrec *next)
 {
     int r = vmseal_vmrec_saveat(next, vm->home_fd, VMSEAL_VMREC_FILE);
     if (r < 0) {
@@ -357,7 +357,7 @@ static int vm_commit(vmseal_vm *vm, vmseal_vmrec *next)
 }
 
 /* A copy of the current record to change and commit. */
-static vmseal_vmrec *vm_next(vmseal_vm *vm)
+static vmseal_vmrec *vm_next(hostd_vm *vm)
 {
     vmseal_vmrec *n = vmseal_vmrec_dup(vm->rec);
     if (!n)
@@ -366,33 +366,33 @@ static vmseal_vmrec *vm_next(vmseal_vm *vm)
 }
 
 /* Busy holder only: is QEMU running? */
-static int qemu_running_owned(vmseal_vm *vm)
+static int qemu_running_owned(hostd_vm *vm)
 {
     if (!vm->qemu)
         return 0;
-    if (vmseal_qemu_alive(vm->qemu))
+    if (hostd_qemu_alive(vm->qemu))
         return 1;
     pthread_mutex_lock(&vm->lock);
-    vmseal_qemu *q = vm->qemu;
+    hostd_qemu *q = vm->qemu;
     vm->qemu = NULL;
-    vmseal_console *con = console_detach_locked(vm);
+    hostd_console *con = console_detach_locked(vm);
     pthread_mutex_unlock(&vm->lock);
-    vmseal_qemu_free(q);
-    vmseal_console_free(con);
-    vmseal_vm_log(vm, "guest powered off");
+    hostd_qemu_free(q);
+    hostd_console_free(con);
+    hostd_vm_log(vm, "guest powered off");
     return 0;
 }
 
-int vmseal_vm_running(vmseal_vm *vm)
+int hostd_vm_running(hostd_vm *vm)
 {
     pthread_mutex_lock(&vm->lock);
-    if (vm->qemu && !vm->busy && !vmseal_qemu_alive(vm->qemu)) {
-        vmseal_qemu_free(vm->qemu);
+    if (vm->qemu && !vm->busy && !hostd_qemu_alive(vm->qemu)) {
+        hostd_qemu_free(vm->qemu);
         vm->qemu = NULL;
-        vmseal_console *con = console_detach_locked(vm);
+        hostd_console *con = console_detach_locked(vm);
         pthread_mutex_unlock(&vm->lock);
-        vmseal_console_free(con);   /* QEMU closed the console: seals the rest, ends the segment */
-        vmseal_vm_log(vm, "guest powered off");
+        hostd_console_free(con);   /* QEMU closed the console: seals the rest, ends the segment */
+        hostd_vm_log(vm, "guest powered off");
         return 0;
     }
     int on = vm->qemu != NULL;
@@ -400,11 +400,11 @@ int vmseal_vm_running(vmseal_vm *vm)
     return on;
 }
 
-const char *vmseal_vm_uuid(const vmseal_vm *vm) { return vm->uuid; }
-const char *vmseal_vm_name(const vmseal_vm *vm) { return vm->name; }
-const char *vmseal_vm_home(const vmseal_vm *vm) { return vm->home; }
+const char *hostd_vm_uuid(const hostd_vm *vm) { return vm->uuid; }
+const char *hostd_vm_name(const hostd_vm *vm) { return vm->name; }
+const char *hostd_vm_home(const hostd_vm *vm) { return vm->home; }
 
-void vmseal_vm_pending_op(vmseal_vm *vm, char *buf, size_t len)
+void hostd_vm_pending_op(hostd_vm *vm, char *buf, size_t len)
 {
     pthread_mutex_lock(&vm->lock);
     hostd_copy_str(buf, len, vmseal_vmrec_op_name(vm->rec->op));
@@ -437,7 +437,7 @@ static json_t *kek_ids_of(const vmseal_vmrec *r)
     return arr;
 }
 
-json_t *vmseal_vm_kek_ids(vmseal_vm *vm)
+json_t *hostd_vm_kek_ids(hostd_vm *vm)
 {
     pthread_mutex_lock(&vm->lock);
     json_t *a = kek_ids_of(vm->rec);
@@ -449,7 +449,7 @@ json_t *vmseal_vm_kek_ids(vmseal_vm *vm)
  * c unwraps with the KEK it names (that KEK is here, and it is the right
  * one), and the KEK an unfinished operation moves to is here. 1 and the
  * first reason when not. */
-static int prove_unlocked(const vmseal_vmrec *c, const vmseal_host_env *env, char *reason, size_t len)
+static int prove_unlocked(const vmseal_vmrec *c, const hostd_host_env *env, char *reason, size_t len)
 {
     vmseal_vmrec_keysafe_ref ks[VMSEAL_VMREC_KEYSAFES_MAX];
     size_t n = vmseal_vmrec_keysafes(c, ks);
@@ -459,7 +459,7 @@ static int prove_unlocked(const vmseal_vmrec *c, const vmseal_host_env *env, cha
             snprintf(reason, len, "%s is not a key safe", ks[i].key);
             return 1;
         }
-        if (!vmseal_keystore_has(env->keys, id)) {
+        if (!hostd_keystore_has(env->keys, id)) {
             snprintf(reason, len, "KEK %s is not available on this host", id);
             return 1;
         }
@@ -474,16 +474,16 @@ static int prove_unlocked(const vmseal_vmrec *c, const vmseal_host_env *env, cha
             return 1;
         }
     }
-    if (c->op_kek[0] && !vmseal_keystore_has(env->keys, c->op_kek)) {
+    if (c->op_kek[0] && !hostd_keystore_has(env->keys, c->op_kek)) {
         snprintf(reason, len, "KEK %s is not available on this host", c->op_kek);
         return 1;
     }
     return 0;
 }
 
-int vmseal_vm_locked(vmseal_vm *vm, const vmseal_host_env *env, char *reason, size_t len)
+int hostd_vm_locked(hostd_vm *vm, const hostd_host_env *env, char *reason, size_t len)
 {
-    uint64_t gen = vmseal_keystore_generation(env->keys);
+    uint64_t gen = hostd_keystore_generation(env->keys);
     pthread_mutex_lock(&vm->lock);
     if (vm->lock_known && vm->lock_seq == vm->rec_seq && vm->lock_gen == gen) {
         int locked = vm->lock_state;
@@ -504,7 +504,7 @@ int vmseal_vm_locked(vmseal_vm *vm, const vmseal_host_env *env, char *reason, si
     hostd_copy_str(err, sizeof(err), vmseal_last_error());
     vmseal_fail(0, "%s", err);   /* the caller's message stays */
     pthread_mutex_lock(&vm->lock);
-    if (vm->rec_seq == seq && vmseal_keystore_generation(env->keys) == gen) {
+    if (vm->rec_seq == seq && hostd_keystore_generation(env->keys) == gen) {
         vm->lock_known = 1;
         vm->lock_seq = seq;
         vm->lock_gen = gen;
@@ -520,7 +520,7 @@ int vmseal_vm_locked(vmseal_vm *vm, const vmseal_host_env *env, char *reason, si
 /* ------------------------------------------------------------- progress */
 
 typedef struct prog_state {
-    const vmseal_vm_progress *p;
+    const hostd_vm_progress *p;
     uint64_t base, total;
 } prog_state;
 
@@ -532,7 +532,7 @@ static void prog_cb(uint64_t done, uint64_t total, void *ctx)
         st->p->fn(st->base + done, st->total, st->p->ctx);
 }
 
-static vmseal_disk_opts disk_opts(const vmseal_host_env *env, const vmseal_vm_progress *p,
+static vmseal_disk_opts disk_opts(const hostd_host_env *env, const hostd_vm_progress *p,
                                   prog_state *st, const char *uuid)
 {
     vmseal_disk_opts o = {
@@ -545,7 +545,7 @@ static vmseal_disk_opts disk_opts(const vmseal_host_env *env, const vmseal_vm_pr
     return o;
 }
 
-static int cancelled(const vmseal_vm_progress *p)
+static int cancelled(const hostd_vm_progress *p)
 {
     return p && p->cancel && *p->cancel;
 }
@@ -554,23 +554,23 @@ static int cancelled(const vmseal_vm_progress *p)
 
 /* A handle on the home folder `home` (the folder itself is not followed
  * if it is a symlink). */
-static int vm_alloc(const char *home, vmseal_vm **out)
+static int vm_alloc(const char *home, hostd_vm **out)
 {
     *out = NULL;
-    vmseal_vm *vm = calloc(1, sizeof(*vm));
+    hostd_vm *vm = calloc(1, sizeof(*vm));
     if (!vm)
         return vmseal_fail(ENOMEM, "out of memory");
     pthread_mutex_init(&vm->lock, NULL);
     vm->home_fd = -1;
     vm->home = strdup(home);
     if (!vm->home) {
-        vmseal_vm_free(vm);
+        hostd_vm_free(vm);
         return vmseal_fail(ENOMEM, "out of memory");
     }
     vm->home_fd = open(home, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (vm->home_fd < 0) {
         int e = errno;
-        vmseal_vm_free(vm);
+        hostd_vm_free(vm);
         return vmseal_fail(e, "%s: %s", home,
                            e == ELOOP || e == ENOTDIR ? "not a folder (a symlink is not followed)"
                                                       : strerror(e));
@@ -579,12 +579,12 @@ static int vm_alloc(const char *home, vmseal_vm **out)
     return 0;
 }
 
-void vmseal_vm_free(vmseal_vm *vm)
+void hostd_vm_free(hostd_vm *vm)
 {
     if (!vm)
         return;
-    vmseal_console_free(vm->console);   /* QEMU keeps running; the next hostd reads on */
-    vmseal_qemu_free(vm->qemu);
+    hostd_console_free(vm->console);   /* QEMU keeps running; the next hostd reads on */
+    hostd_qemu_free(vm->qemu);
     vmseal_vmrec_free(vm->rec);
     if (vm->home_fd >= 0)
         close(vm->home_fd);
@@ -593,38 +593,38 @@ void vmseal_vm_free(vmseal_vm *vm)
     free(vm);
 }
 
-int vmseal_vm_load(const char *home, vmseal_vm **out)
+int hostd_vm_load(const char *home, hostd_vm **out)
 {
     *out = NULL;
-    vmseal_vm *vm = NULL;
+    hostd_vm *vm = NULL;
     int r = vm_alloc(home, &vm);
     if (r < 0)
         return r;
     r = vmseal_vmrec_loadat(vm->home_fd, VMSEAL_VMREC_FILE, &vm->rec);
     if (r < 0) {
         r = vmseal_fail(-r, "%s: %s", home, vmseal_last_error());
-        vmseal_vm_free(vm);
+        hostd_vm_free(vm);
         return r;
     }
     hostd_copy_str(vm->name, sizeof(vm->name), vm->rec->name);
     hostd_copy_str(vm->uuid, sizeof(vm->uuid), vm->rec->uuid);
-    if (vmseal_qemu_attach(home, vm->uuid, 5000, &vm->qemu) < 0)
+    if (hostd_qemu_attach(home, vm->uuid, 5000, &vm->qemu) < 0)
         vm->qemu = NULL;
     if (vm->qemu && rec_encrypted(vm->rec)) {
         /* Read the console at once; it is sealed when the KEK comes
-         * (vmseal_vm_tick), buffered in memory until then. */
-        int fd = vmseal_qemu_connect_serial(home, 2000);
-        vmseal_console *con = NULL;
-        if (fd >= 0 && vmseal_console_new(home, vm->uuid, NULL, console_note, vm, &con) == 0) {
-            if (vmseal_console_attach(con, fd) == 0)
+         * (hostd_vm_tick), buffered in memory until then. */
+        int fd = hostd_qemu_connect_serial(home, 2000);
+        hostd_console *con = NULL;
+        if (fd >= 0 && hostd_console_new(home, vm->uuid, NULL, console_note, vm, &con) == 0) {
+            if (hostd_console_attach(con, fd) == 0)
                 vm->console = con;
             else
-                vmseal_console_free(con);
+                hostd_console_free(con);
         } else if (fd >= 0) {
             close(fd);
         }
         if (!vm->console)
-            vmseal_vm_log(vm, "serial log: cannot read the console of the running VM: %s",
+            hostd_vm_log(vm, "serial log: cannot read the console of the running VM: %s",
                           vmseal_last_error());
     }
     vmseal_clear_error();
@@ -636,7 +636,7 @@ int vmseal_vm_load(const char *home, vmseal_vm **out)
 
 /* A raw image of `size` bytes in the VM home: an existing regular file is
  * sized, a new one is created (O_EXCL); a symlink is not followed. */
-static int make_plain_image(const vmseal_vm *vm, const char *file, uint64_t size)
+static int make_plain_image(const hostd_vm *vm, const char *file, uint64_t size)
 {
     int fd = home_openat(vm, file, O_RDWR | O_NONBLOCK, 0);
     if (fd == -ENOENT)
@@ -661,7 +661,7 @@ static int make_plain_image(const vmseal_vm *vm, const char *file, uint64_t size
  * symlink of the distribution's) into the VM home as `to`: written as
  * TO.partial (created new, never through a symlink), fsync'd, renamed into
  * place relative to the home. */
-static int copy_into_home(const vmseal_vm *vm, const char *from, const char *to)
+static int copy_into_home(const hostd_vm *vm, const char *from, const char *to)
 {
     char tmp[VMSEAL_VMREC_FILE_MAX + 16];
     snprintf(tmp, sizeof(tmp), "%s.partial", to);
@@ -712,7 +712,7 @@ static int copy_into_home(const vmseal_vm *vm, const char *from, const char *to)
 }
 
 /* Make every image the configuration names that does not exist yet. */
-static int run_create(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_progress *prog)
+static int run_create(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_progress *prog)
 {
     const vmseal_vmrec *c = vm->rec;
     size_t nd = c->ndisks;
@@ -822,7 +822,7 @@ static int empty_dir_at(int dirfd, int depth)
 
 /* Delete the VM's home: its files through the home's descriptor, then the
  * (now empty) folder by name. */
-static int remove_home(vmseal_vm *vm)
+static int remove_home(hostd_vm *vm)
 {
     /* the home's name must still be this folder (not moved, not replaced
      * by a symlink or another folder): else nothing is removed */
@@ -837,12 +837,12 @@ static int remove_home(vmseal_vm *vm)
     return r;
 }
 
-int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
-                     const vmseal_vm_create_req *req, const vmseal_vm_progress *prog,
-                     vmseal_vm **out)
+int hostd_vm_create(const hostd_host_env *env, const char *datastore,
+                     const hostd_vm_create_req *req, const hostd_vm_progress *prog,
+                     hostd_vm **out)
 {
     *out = NULL;
-    if (!vmseal_vm_name_valid(req->name))
+    if (!hostd_vm_name_valid(req->name))
         return vmseal_fail(EINVAL, "VM name must be 1-64 of [A-Za-z0-9._-], not starting with . or -");
     if (req->uuid && !vmseal_vmrec_uuid_valid(req->uuid))
         return vmseal_fail(EINVAL, "uuid must be a lower-case RFC 4122 UUID");
@@ -870,7 +870,7 @@ int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
     if (req->encrypted) {
         if (!req->kek_id || !vmseal_keysafe_kek_id_valid(req->kek_id))
             return vmseal_fail(EINVAL, "an encrypted VM needs a kek_id");
-        if (!vmseal_keystore_has(env->keys, req->kek_id))
+        if (!hostd_keystore_has(env->keys, req->kek_id))
             return vmseal_fail(ENOKEY, "KEK %s is not available on this host", req->kek_id);
     }
 
@@ -889,7 +889,7 @@ int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
         free(home);
         return r;
     }
-    vmseal_vm *vm = NULL;
+    hostd_vm *vm = NULL;
     int r = vm_alloc(home, &vm);
     if (r < 0) {
         char msg[512];
@@ -955,10 +955,10 @@ int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
         hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
         if (r != -ECANCELED)
             (void)remove_home(vm);
-        vmseal_vm_free(vm);
+        hostd_vm_free(vm);
         return vmseal_fail(r, "%s", msg);
     }
-    vmseal_vm_log(vm, "created (%s, %zu disk(s), firmware %s)%s%s",
+    hostd_vm_log(vm, "created (%s, %zu disk(s), firmware %s)%s%s",
                   req->encrypted ? "encrypted" : "not encrypted", req->ndisks,
                   req->firmware == VMSEAL_FIRMWARE_UEFI ? "uefi" : "bios",
                   req->encrypted ? " under KEK " : "", req->encrypted ? req->kek_id : "");
@@ -968,15 +968,15 @@ int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
 
 /* ------------------------------------------------------------- power */
 
-int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
+int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
 {
     int r = vm_begin(vm, "powering on");
     if (r < 0)
         return r;
     const vmseal_vmrec *c = vm->rec;
     vmseal_secret *vm_secret = NULL, *nv_pass = NULL, *pass[VMSEAL_VM_MAX_DISKS] = {0};
-    vmseal_qemu_disk disks[VMSEAL_VM_MAX_DISKS];
-    vmseal_qemu_disk nvram = {0};
+    hostd_qemu_disk disks[VMSEAL_VM_MAX_DISKS];
+    hostd_qemu_disk nvram = {0};
     int kernel_fd = -1, initrd_fd = -1;
     size_t nd = c->ndisks;
     char reason[300];
@@ -989,7 +989,7 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
                         vmseal_vmrec_op_name(c->op));
         goto out;
     }
-    if (vmseal_vm_locked(vm, env, reason, sizeof(reason))) {
+    if (hostd_vm_locked(vm, env, reason, sizeof(reason))) {
         r = vmseal_fail(ENOKEY, "VM %s is locked: %s", vm->name, reason);
         goto out;
     }
@@ -1003,7 +1003,7 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
     }
     for (size_t i = 0; i < nd; i++) {
         const char *file = c->disks[i].file;
-        disks[i] = (vmseal_qemu_disk){.path = file, .dir_fd = vm->home_fd};
+        disks[i] = (hostd_qemu_disk){.path = file, .dir_fd = vm->home_fd};
         const char *ks = c->disks[i].keysafe;
         if (!ks)
             continue;
@@ -1032,35 +1032,35 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
     /* Kernel and initrd: opened beneath the images folder now and handed to
      * QEMU as descriptors (a file swapped in later changes nothing). */
     const char *kname = c->kernel, *iname = c->initrd;
-    if (kname && (kernel_fd = vmseal_vm_open_boot_file(env, "kernel", kname)) < 0) {
+    if (kname && (kernel_fd = hostd_vm_open_boot_file(env, "kernel", kname)) < 0) {
         r = kernel_fd;
-        vmseal_vm_log(vm, "power on failed: %s", vmseal_last_error());
+        hostd_vm_log(vm, "power on failed: %s", vmseal_last_error());
         goto out;
     }
-    if (iname && (initrd_fd = vmseal_vm_open_boot_file(env, "initrd", iname)) < 0) {
+    if (iname && (initrd_fd = hostd_vm_open_boot_file(env, "initrd", iname)) < 0) {
         r = initrd_fd;
-        vmseal_vm_log(vm, "power on failed: %s", vmseal_last_error());
+        hostd_vm_log(vm, "power on failed: %s", vmseal_last_error());
         goto out;
     }
-    vmseal_console *con = NULL;
+    hostd_console *con = NULL;
     if (vm_secret) {
         /* Encrypted: the console goes to hostd, which seals it. The log is
          * prepared before QEMU starts (a planted symlink stops it here). */
         vmseal_secret *lk = NULL;
         r = vmseal_slog_key(vm_secret, vm->uuid, &lk);
         if (r == 0)
-            r = vmseal_console_new(vm->home, vm->uuid, lk, console_note, vm, &con);
+            r = hostd_console_new(vm->home, vm->uuid, lk, console_note, vm, &con);
         if (r < 0) {
-            vmseal_vm_log(vm, "power on failed: %s", vmseal_last_error());
+            hostd_vm_log(vm, "power on failed: %s", vmseal_last_error());
             goto out;
         }
         pthread_mutex_lock(&vm->lock);
-        vmseal_console *old = console_detach_locked(vm);
+        hostd_console *old = console_detach_locked(vm);
         vm->console = con;
         pthread_mutex_unlock(&vm->lock);
-        vmseal_console_free(old);
+        hostd_console_free(old);
     }
-    vmseal_qemu_spec spec = {
+    hostd_qemu_spec spec = {
         .qemu = env->qemu,
         .run_dir = vm->home,
         .serial_socket = con != NULL,
@@ -1088,27 +1088,27 @@ int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env)
         spec.firmware_code = env->ovmf_code;
         spec.nvram = &nvram;
     }
-    vmseal_qemu *q = NULL;
-    r = vmseal_qemu_start(&spec, &q);
-    if (r == 0 && con && (r = vmseal_console_attach(con, vmseal_qemu_take_serial(q))) < 0) {
+    hostd_qemu *q = NULL;
+    r = hostd_qemu_start(&spec, &q);
+    if (r == 0 && con && (r = hostd_console_attach(con, hostd_qemu_take_serial(q))) < 0) {
         char msg[512];
         hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
-        vmseal_qemu_kill(q);
-        vmseal_qemu_free(q);
+        hostd_qemu_kill(q);
+        hostd_qemu_free(q);
         vmseal_fail(-r, "%s", msg);
     }
     if (r < 0) {
-        vmseal_vm_log(vm, "power on failed: %s", vmseal_last_error());
+        hostd_vm_log(vm, "power on failed: %s", vmseal_last_error());
         pthread_mutex_lock(&vm->lock);
         con = console_detach_locked(vm);
         pthread_mutex_unlock(&vm->lock);
-        vmseal_console_free(con);
+        hostd_console_free(con);
         goto out;
     }
     pthread_mutex_lock(&vm->lock);
     vm->qemu = q;
     pthread_mutex_unlock(&vm->lock);
-    vmseal_vm_log(vm, "powered on (QEMU pid %d, %s)", (int)vmseal_qemu_pid(q),
+    hostd_vm_log(vm, "powered on (QEMU pid %d, %s)", (int)hostd_qemu_pid(q),
                   env->accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg");
 out:
     vmseal_secret_free(vm_secret);
@@ -1123,7 +1123,7 @@ out:
     return r;
 }
 
-int vmseal_vm_power_off(vmseal_vm *vm, int grace_ms)
+int hostd_vm_power_off(hostd_vm *vm, int grace_ms)
 {
     int r = vm_begin(vm, "powering off");
     if (r < 0)
@@ -1132,15 +1132,15 @@ int vmseal_vm_power_off(vmseal_vm *vm, int grace_ms)
         vm_end(vm);
         return vmseal_fail(EALREADY, "VM %s is not powered on", vm->name);
     }
-    r = vmseal_qemu_power_off(vm->qemu, grace_ms);
+    r = hostd_qemu_power_off(vm->qemu, grace_ms);
     pthread_mutex_lock(&vm->lock);
-    vmseal_qemu *q = vm->qemu;
+    hostd_qemu *q = vm->qemu;
     vm->qemu = NULL;
-    vmseal_console *con = console_detach_locked(vm);
+    hostd_console *con = console_detach_locked(vm);
     pthread_mutex_unlock(&vm->lock);
-    vmseal_qemu_free(q);
-    vmseal_console_free(con);
-    vmseal_vm_log(vm, r == 0 ? "powered off (guest shut down)" : "powered off (QEMU stopped after %d ms)",
+    hostd_qemu_free(q);
+    hostd_console_free(con);
+    hostd_vm_log(vm, r == 0 ? "powered off (guest shut down)" : "powered off (QEMU stopped after %d ms)",
                   grace_ms);
     vm_end(vm);
     return r;
@@ -1148,12 +1148,12 @@ int vmseal_vm_power_off(vmseal_vm *vm, int grace_ms)
 
 /* ---------------------------------------------------- encrypt / decrypt */
 
-static int check_space_rec(const vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vmrec *c,
+static int check_space_rec(const hostd_vm *vm, const hostd_host_env *env, const vmseal_vmrec *c,
                            const char *what);
 
 /* Remove the images a finished step left for deletion (an image's
  * old_file). */
-static int finish_cleanups(vmseal_vm *vm)
+static int finish_cleanups(hostd_vm *vm)
 {
     const vmseal_vmrec *c = vm->rec;
     vmseal_vmrec *next = NULL;
@@ -1177,7 +1177,7 @@ static int finish_cleanups(vmseal_vm *vm)
 
 /* Bytes the pending conversions (rekey = 0: images with a next_file) or
  * rekeys (rekey = 1: images not yet rekeyed) will read (for progress). */
-static uint64_t pending_bytes(vmseal_vm *vm, int rekey)
+static uint64_t pending_bytes(hostd_vm *vm, int rekey)
 {
     const vmseal_vmrec *c = vm->rec;
     uint64_t total = 0;
@@ -1196,8 +1196,8 @@ static uint64_t pending_bytes(vmseal_vm *vm, int rekey)
 /* One image of an encrypt (to_luks) or decrypt: convert, then swap the
  * configuration over to the new file and drop the old one. `idx` is the
  * disk index, or -1 for the NVRAM. */
-static int convert_one(vmseal_vm *vm, const vmseal_host_env *env, long idx, int to_luks,
-                       const vmseal_vm_progress *prog, prog_state *st)
+static int convert_one(hostd_vm *vm, const hostd_host_env *env, long idx, int to_luks,
+                       const hostd_vm_progress *prog, prog_state *st)
 {
     const vmseal_vmrec *c = vm->rec;
     const vmseal_vmrec_image *im = vmseal_vmrec_image_at_const(c, idx);
@@ -1248,7 +1248,7 @@ static int convert_one(vmseal_vm *vm, const vmseal_host_env *env, long idx, int 
     if (r < 0)
         return r;
     st->base += in_size;
-    vmseal_vm_log(vm, "%s %s into %s", to_luks ? "encrypted" : "decrypted", label, out);
+    hostd_vm_log(vm, "%s %s into %s", to_luks ? "encrypted" : "decrypted", label, out);
     return 0;
 }
 
@@ -1276,8 +1276,8 @@ static void switch_image(vmseal_vmrec *n, long idx, int to_luks)
     free(take_str(&ni->next_keysafe));
 }
 
-static int run_convert(vmseal_vm *vm, const vmseal_host_env *env, int to_luks,
-                       const vmseal_vm_progress *prog)
+static int run_convert(hostd_vm *vm, const hostd_host_env *env, int to_luks,
+                       const hostd_vm_progress *prog)
 {
     int r = finish_cleanups(vm);
     if (r < 0)
@@ -1303,8 +1303,8 @@ static int run_convert(vmseal_vm *vm, const vmseal_host_env *env, int to_luks,
     vmseal_secret *lk = NULL;
     r = log_key_from(vm, env, lks, &lk);
     if (r == 0)
-        r = to_luks ? vmseal_console_seal_plain(vm->home, vm->uuid, lk, console_note, vm)
-                    : vmseal_console_unseal_to_plain(vm->home, vm->uuid, lk, console_note, vm);
+        r = to_luks ? hostd_console_seal_plain(vm->home, vm->uuid, lk, console_note, vm)
+                    : hostd_console_unseal_to_plain(vm->home, vm->uuid, lk, console_note, vm);
     vmseal_secret_free(lk);
     if (r < 0)
         return vmseal_fail(-r, "serial log: %s", vmseal_last_error());
@@ -1337,15 +1337,15 @@ static int run_convert(vmseal_vm *vm, const vmseal_host_env *env, int to_luks,
 }
 
 /* Common checks before an offline operation; the caller holds busy. */
-static int check_offline(vmseal_vm *vm, const char *what)
+static int check_offline(hostd_vm *vm, const char *what)
 {
     if (qemu_running_owned(vm))
         return vmseal_fail(EBUSY, "VM %s must be powered off to %s", vm->name, what);
     return 0;
 }
 
-int vmseal_vm_encrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *kek_id,
-                      const vmseal_vm_progress *prog)
+int hostd_vm_encrypt(hostd_vm *vm, const hostd_host_env *env, const char *kek_id,
+                      const hostd_vm_progress *prog)
 {
     int r = vm_begin(vm, "encrypting");
     if (r < 0)
@@ -1366,7 +1366,7 @@ int vmseal_vm_encrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *kek
         }
         if ((r = check_space_rec(vm, env, c, "encrypt")) < 0)
             goto out;
-        vmseal_vm_log(vm, "resuming encryption under KEK %s", kek_id);
+        hostd_vm_log(vm, "resuming encryption under KEK %s", kek_id);
         r = run_convert(vm, env, 1, prog);
         goto out;
     }
@@ -1378,7 +1378,7 @@ int vmseal_vm_encrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *kek
         r = vmseal_fail(EALREADY, "VM %s is encrypted already", vm->name);
         goto out;
     }
-    if (!vmseal_keystore_has(env->keys, kek_id)) {
+    if (!hostd_keystore_has(env->keys, kek_id)) {
         r = vmseal_fail(ENOKEY, "KEK %s is not available on this host", kek_id);
         goto out;
     }
@@ -1415,18 +1415,18 @@ int vmseal_vm_encrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *kek
     r = vm_commit(vm, n);
     if (r < 0)
         goto out;
-    vmseal_vm_log(vm, "encrypting under KEK %s", kek_id);
+    hostd_vm_log(vm, "encrypting under KEK %s", kek_id);
     r = run_convert(vm, env, 1, prog);
 out:
     if (r == 0)
-        vmseal_vm_log(vm, "encrypted under KEK %s", kek_id);
+        hostd_vm_log(vm, "encrypted under KEK %s", kek_id);
     else if (r != -EBUSY && r != -EALREADY && r != -EINVAL)
-        vmseal_vm_log(vm, "encrypt stopped: %s", vmseal_last_error());
+        hostd_vm_log(vm, "encrypt stopped: %s", vmseal_last_error());
     vm_end(vm);
     return r;
 }
 
-int vmseal_vm_decrypt(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_progress *prog)
+int hostd_vm_decrypt(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_progress *prog)
 {
     int r = vm_begin(vm, "decrypting");
     if (r < 0)
@@ -1439,7 +1439,7 @@ int vmseal_vm_decrypt(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm
     if (c->op == VMSEAL_VMREC_OP_DECRYPT) {
         if ((r = check_space_rec(vm, env, c, "decrypt")) < 0)
             goto out;
-        vmseal_vm_log(vm, "resuming decryption");
+        hostd_vm_log(vm, "resuming decryption");
         r = run_convert(vm, env, 0, prog);
         goto out;
     }
@@ -1451,7 +1451,7 @@ int vmseal_vm_decrypt(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm
         r = vmseal_fail(EALREADY, "VM %s is not encrypted", vm->name);
         goto out;
     }
-    if (vmseal_vm_locked(vm, env, reason, sizeof(reason))) {
+    if (hostd_vm_locked(vm, env, reason, sizeof(reason))) {
         r = vmseal_fail(ENOKEY, "VM %s is locked: %s", vm->name, reason);
         goto out;
     }
@@ -1477,13 +1477,13 @@ int vmseal_vm_decrypt(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm
     r = vm_commit(vm, n);
     if (r < 0)
         goto out;
-    vmseal_vm_log(vm, "decrypting");
+    hostd_vm_log(vm, "decrypting");
     r = run_convert(vm, env, 0, prog);
 out:
     if (r == 0)
-        vmseal_vm_log(vm, "decrypted");
+        hostd_vm_log(vm, "decrypted");
     else if (r != -EBUSY && r != -EALREADY)
-        vmseal_vm_log(vm, "decrypt stopped: %s", vmseal_last_error());
+        hostd_vm_log(vm, "decrypt stopped: %s", vmseal_last_error());
     vm_end(vm);
     return r;
 }
@@ -1492,12 +1492,12 @@ out:
 
 /* Rewrap every key safe of record `n` (the VM's and the disks', not those
  * of an unfinished operation) under new_kek_id, in place. */
-static int rewrap_all(vmseal_vm *vm, const vmseal_host_env *env, vmseal_vmrec *n,
+static int rewrap_all(hostd_vm *vm, const hostd_host_env *env, vmseal_vmrec *n,
                       const char *new_kek_id)
 {
     vmseal_secret *new_kek = NULL;
     char provider[VMSEAL_KEYSAFE_PROVIDER_MAX + 1];
-    int r = vmseal_keystore_get(env->keys, new_kek_id, &new_kek, provider);
+    int r = hostd_keystore_get(env->keys, new_kek_id, &new_kek, provider);
     if (r < 0)
         return r;
     size_t nd = n->ndisks;
@@ -1515,7 +1515,7 @@ static int rewrap_all(vmseal_vm *vm, const vmseal_host_env *env, vmseal_vmrec *n
         if (r == 0)
             r = kek_id_of_line(*line, id, sizeof(id));
         if (r == 0)
-            r = vmseal_keystore_get(env->keys, id, &old_kek, NULL);
+            r = hostd_keystore_get(env->keys, id, &old_kek, NULL);
         char *nl = NULL;
         if (r == 0)
             r = vmseal_keysafe_rewrap(old_kek, *line, obj, new_kek, provider, new_kek_id, &nl);
@@ -1531,7 +1531,7 @@ static int rewrap_all(vmseal_vm *vm, const vmseal_host_env *env, vmseal_vmrec *n
     return r;
 }
 
-static int run_rekey(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_progress *prog)
+static int run_rekey(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_progress *prog)
 {
     if (!vm->rec->op_kek[0])
         return vmseal_fail(EPROTO, "vm.conf: a deep recrypt without the KEK it moves to");
@@ -1578,7 +1578,7 @@ static int run_rekey(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_
         vmseal_vmrec_image_at(n, idx)->rekeyed = 1;
         r = vm_commit(vm, n);   /* c, im, file and line are gone from here on */
         if (r == 0)
-            vmseal_vm_log(vm, "new volume key for %s", fname);
+            hostd_vm_log(vm, "new volume key for %s", fname);
     }
     if (r < 0)
         return r;
@@ -1600,8 +1600,8 @@ static int run_rekey(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_
     return r;
 }
 
-int vmseal_vm_recrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *new_kek_id, int deep,
-                      const vmseal_vm_progress *prog)
+int hostd_vm_recrypt(hostd_vm *vm, const hostd_host_env *env, const char *new_kek_id, int deep,
+                      const hostd_vm_progress *prog)
 {
     int r = vm_begin(vm, deep ? "deep recrypt" : "shallow recrypt");
     if (r < 0)
@@ -1623,7 +1623,7 @@ int vmseal_vm_recrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *new
         if ((r = check_offline(vm, "deep recrypt it")) < 0 ||
             (r = check_space_rec(vm, env, c, "recrypt-deep")) < 0)
             goto out;
-        vmseal_vm_log(vm, "resuming deep recrypt to KEK %s", new_kek_id);
+        hostd_vm_log(vm, "resuming deep recrypt to KEK %s", new_kek_id);
         r = run_rekey(vm, env, prog);
         goto out;
     }
@@ -1635,11 +1635,11 @@ int vmseal_vm_recrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *new
         r = vmseal_fail(EINVAL, "VM %s is not encrypted", vm->name);
         goto out;
     }
-    if (vmseal_vm_locked(vm, env, reason, sizeof(reason))) {
+    if (hostd_vm_locked(vm, env, reason, sizeof(reason))) {
         r = vmseal_fail(ENOKEY, "VM %s is locked: %s", vm->name, reason);
         goto out;
     }
-    if (!vmseal_keystore_has(env->keys, new_kek_id)) {
+    if (!hostd_keystore_has(env->keys, new_kek_id)) {
         r = vmseal_fail(ENOKEY, "KEK %s is not available on this host", new_kek_id);
         goto out;
     }
@@ -1652,7 +1652,7 @@ int vmseal_vm_recrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *new
         else
             vmseal_vmrec_free(n);
         if (r == 0)
-            vmseal_vm_log(vm, "key safes rewrapped under KEK %s (shallow recrypt)", new_kek_id);
+            hostd_vm_log(vm, "key safes rewrapped under KEK %s (shallow recrypt)", new_kek_id);
         goto out;
     }
     if ((r = check_offline(vm, "deep recrypt it")) < 0 ||
@@ -1674,18 +1674,18 @@ int vmseal_vm_recrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *new
     r = vm_commit(vm, n);
     if (r < 0)
         goto out;
-    vmseal_vm_log(vm, "deep recrypt to KEK %s", new_kek_id);
+    hostd_vm_log(vm, "deep recrypt to KEK %s", new_kek_id);
     r = run_rekey(vm, env, prog);
     if (r == 0)
-        vmseal_vm_log(vm, "deep recrypt done: new volume keys, key safes under KEK %s", new_kek_id);
+        hostd_vm_log(vm, "deep recrypt done: new volume keys, key safes under KEK %s", new_kek_id);
 out:
     if (r < 0 && r != -EBUSY && r != -EINVAL)
-        vmseal_vm_log(vm, "recrypt stopped: %s", vmseal_last_error());
+        hostd_vm_log(vm, "recrypt stopped: %s", vmseal_last_error());
     vm_end(vm);
     return r;
 }
 
-int vmseal_vm_resume(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_progress *prog)
+int hostd_vm_resume(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_progress *prog)
 {
     int r = vm_begin(vm, "resuming");
     if (r < 0)
@@ -1695,7 +1695,7 @@ int vmseal_vm_resume(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_
     char reason[300];
     if (op == VMSEAL_VMREC_OP_NONE) {
         r = finish_cleanups(vm);
-    } else if (vmseal_vm_locked(vm, env, reason, sizeof(reason))) {
+    } else if (hostd_vm_locked(vm, env, reason, sizeof(reason))) {
         r = vmseal_fail(ENOKEY, "cannot finish %s: %s", opname, reason);
     } else if (qemu_running_owned(vm)) {
         r = vmseal_fail(EBUSY, "VM %s runs during an unfinished %s", vm->name, opname);
@@ -1711,7 +1711,7 @@ int vmseal_vm_resume(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_
         r = run_rekey(vm, env, prog);
     }
     if (op != VMSEAL_VMREC_OP_NONE)
-        vmseal_vm_log(vm, r == 0 ? "finished interrupted %s" : "could not finish %s: %s", opname,
+        hostd_vm_log(vm, r == 0 ? "finished interrupted %s" : "could not finish %s: %s", opname,
                       r == 0 ? "" : vmseal_last_error());
     vm_end(vm);
     return r;
@@ -1720,7 +1720,7 @@ int vmseal_vm_resume(vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vm_
 /* ------------------------------------------------------------ free space */
 
 /* Bytes the file takes on disk (0 when absent; never followed). */
-static uint64_t file_alloc(const vmseal_vm *vm, const char *file, const char *suffix)
+static uint64_t file_alloc(const hostd_vm *vm, const char *file, const char *suffix)
 {
     char name[VMSEAL_VMREC_FILE_MAX + 32];
     snprintf(name, sizeof(name), "%s%s", file, suffix);
@@ -1737,8 +1737,8 @@ static uint64_t left(uint64_t want, uint64_t done)
     return want > done ? want - done : 0;
 }
 
-/* What `what` still has to write, from record c (see vmseal_vm_check_space). */
-static uint64_t space_needed(const vmseal_vm *vm, const vmseal_vmrec *c, const char *what)
+/* What `what` still has to write, from record c (see hostd_vm_check_space). */
+static uint64_t space_needed(const hostd_vm *vm, const vmseal_vmrec *c, const char *what)
 {
     if (!strcmp(what, "resume"))
         what = vmseal_vmrec_op_name(c->op);
@@ -1777,7 +1777,7 @@ static uint64_t space_needed(const vmseal_vm *vm, const vmseal_vmrec *c, const c
     return need + largest + SPACE_MARGIN;
 }
 
-static int check_space_rec(const vmseal_vm *vm, const vmseal_host_env *env, const vmseal_vmrec *c,
+static int check_space_rec(const hostd_vm *vm, const hostd_host_env *env, const vmseal_vmrec *c,
                            const char *what)
 {
     if (env->skip_space_check)
@@ -1796,7 +1796,7 @@ static int check_space_rec(const vmseal_vm *vm, const vmseal_host_env *env, cons
                        (unsigned long long)(avail >> 20));
 }
 
-int vmseal_vm_check_space(vmseal_vm *vm, const vmseal_host_env *env, const char *what)
+int hostd_vm_check_space(hostd_vm *vm, const hostd_host_env *env, const char *what)
 {
     pthread_mutex_lock(&vm->lock);
     vmseal_vmrec *c = vmseal_vmrec_dup(vm->rec);
@@ -1811,7 +1811,7 @@ int vmseal_vm_check_space(vmseal_vm *vm, const vmseal_host_env *env, const char 
 /* ------------------------------------------------------------ rollback */
 
 /* Does the VM home hold sealed console segments (serial-*.vmslog)? */
-static int home_has_sealed_log(const vmseal_vm *vm)
+static int home_has_sealed_log(const hostd_vm *vm)
 {
     int fd = openat(vm->home_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -1832,7 +1832,7 @@ static int home_has_sealed_log(const vmseal_vm *vm)
 }
 
 /* Undo an unfinished encrypt (to_luks) or decrypt. */
-static int rollback_convert(vmseal_vm *vm, const vmseal_host_env *env, int to_luks)
+static int rollback_convert(hostd_vm *vm, const hostd_host_env *env, int to_luks)
 {
     const vmseal_vmrec *c = vm->rec;
     long nd = (long)c->ndisks;
@@ -1874,11 +1874,11 @@ static int rollback_convert(vmseal_vm *vm, const vmseal_host_env *env, int to_lu
     if (to_luks && c->vm_next_keysafe && home_has_sealed_log(vm)) {
         r = log_key_from(vm, env, c->vm_next_keysafe, &lk);
         if (r == 0)
-            r = vmseal_console_unseal_to_plain(vm->home, vm->uuid, lk, console_note, vm);
+            r = hostd_console_unseal_to_plain(vm->home, vm->uuid, lk, console_note, vm);
     } else if (!to_luks && c->vm_keysafe && home_file_state(vm, "serial.log") == 1) {
         r = log_key_from(vm, env, c->vm_keysafe, &lk);
         if (r == 0)
-            r = vmseal_console_seal_plain(vm->home, vm->uuid, lk, console_note, vm);
+            r = hostd_console_seal_plain(vm->home, vm->uuid, lk, console_note, vm);
     }
     vmseal_secret_free(lk);
     if (r < 0)
@@ -1917,7 +1917,7 @@ static int rollback_convert(vmseal_vm *vm, const vmseal_host_env *env, int to_lu
 
 /* Undo an unfinished deep recrypt: the key safes are still the old ones
  * (they move to the new KEK in its last commit). */
-static int rollback_rekey(vmseal_vm *vm)
+static int rollback_rekey(hostd_vm *vm)
 {
     const vmseal_vmrec *c = vm->rec;
     for (long i = -1; i < (long)c->ndisks; i++) {
@@ -1938,7 +1938,7 @@ static int rollback_rekey(vmseal_vm *vm)
     return vm_commit(vm, n);
 }
 
-int vmseal_vm_rollback(vmseal_vm *vm, const vmseal_host_env *env)
+int hostd_vm_rollback(hostd_vm *vm, const hostd_host_env *env)
 {
     int r = vm_begin(vm, "rolling back");
     if (r < 0)
@@ -1959,10 +1959,10 @@ int vmseal_vm_rollback(vmseal_vm *vm, const vmseal_host_env *env)
         r = rollback_rekey(vm);
     if (op != VMSEAL_VMREC_OP_NONE) {
         if (r == 0)
-            vmseal_vm_log(vm, "rolled back the unfinished %s%s%s: the VM is as it was before", opname,
+            hostd_vm_log(vm, "rolled back the unfinished %s%s%s: the VM is as it was before", opname,
                           kek[0] ? " to KEK " : "", kek);
         else
-            vmseal_vm_log(vm, "could not roll back the unfinished %s: %s", opname, vmseal_last_error());
+            hostd_vm_log(vm, "could not roll back the unfinished %s: %s", opname, vmseal_last_error());
     }
     vm_end(vm);
     return r;
@@ -1970,7 +1970,7 @@ int vmseal_vm_rollback(vmseal_vm *vm, const vmseal_host_env *env)
 
 /* ------------------------------------------------------------ reconfigure */
 
-int vmseal_vm_reconfigure(vmseal_vm *vm, const vmseal_host_env *env, unsigned cpus,
+int hostd_vm_reconfigure(hostd_vm *vm, const hostd_host_env *env, unsigned cpus,
                           unsigned memory_mb, const char *kernel, const char *initrd,
                           const char *append)
 {
@@ -2008,14 +2008,14 @@ int vmseal_vm_reconfigure(vmseal_vm *vm, const vmseal_host_env *env, unsigned cp
     else
         vmseal_vmrec_free(n);
     if (r == 0)
-        vmseal_vm_log(vm, "reconfigured");
+        hostd_vm_log(vm, "reconfigured");
     vm_end(vm);
     return r;
 }
 
 /* ---------------------------------------------------------------- destroy */
 
-int vmseal_vm_destroy(vmseal_vm *vm)
+int hostd_vm_destroy(hostd_vm *vm)
 {
     int r = vm_begin(vm, "deleting");
     if (r < 0)
@@ -2035,11 +2035,11 @@ int vmseal_vm_destroy(vmseal_vm *vm)
 
 /* ---------------------------------------------------------------- describe */
 
-json_t *vmseal_vm_describe(vmseal_vm *vm, const vmseal_host_env *env)
+json_t *hostd_vm_describe(hostd_vm *vm, const hostd_host_env *env)
 {
-    int on = vmseal_vm_running(vm);
+    int on = hostd_vm_running(vm);
     char reason[300];
-    int locked = vmseal_vm_locked(vm, env, reason, sizeof(reason));
+    int locked = hostd_vm_locked(vm, env, reason, sizeof(reason));
     pthread_mutex_lock(&vm->lock);
     const vmseal_vmrec *c = vm->rec;
     json_t *j = json_object();
@@ -2094,28 +2094,28 @@ json_t *vmseal_vm_describe(vmseal_vm *vm, const vmseal_host_env *env)
 
 /* ---------------------------------------------------------- console */
 
-void vmseal_vm_tick(vmseal_vm *vm, const vmseal_host_env *env)
+void hostd_vm_tick(hostd_vm *vm, const hostd_host_env *env)
 {
-    if (!vmseal_vm_running(vm))
+    if (!hostd_vm_running(vm))
         return;
     /* re-attached after a restart: seal the console once the KEK is here */
     pthread_mutex_lock(&vm->lock);
-    if (vm->console && !vmseal_console_has_key(vm->console)) {
+    if (vm->console && !hostd_console_has_key(vm->console)) {
         vmseal_secret *lk = NULL;
         if (log_key_from(vm, env, vm->rec->vm_keysafe, &lk) == 0)
-            (void)vmseal_console_set_key(vm->console, lk);
+            (void)hostd_console_set_key(vm->console, lk);
         vmseal_clear_error();
     }
     pthread_mutex_unlock(&vm->lock);
 }
 
-int vmseal_vm_serial_log(vmseal_vm *vm, const vmseal_host_env *env, size_t tail, uint8_t **text,
+int hostd_vm_serial_log(hostd_vm *vm, const hostd_host_env *env, size_t tail, uint8_t **text,
                          size_t *len, uint64_t *total, int *encrypted)
 {
     *text = NULL;
     *len = 0;
     *total = 0;
-    (void)vmseal_vm_running(vm);
+    (void)hostd_vm_running(vm);
     pthread_mutex_lock(&vm->lock);
     int enc = rec_encrypted(vm->rec);
     *encrypted = enc;
@@ -2124,17 +2124,17 @@ int vmseal_vm_serial_log(vmseal_vm *vm, const vmseal_host_env *env, size_t tail,
         r = vmseal_fail(EBUSY, "VM %s is busy (%s): its serial log is being converted", vm->name,
                         vm->busy);
     } else if (!enc) {
-        r = vmseal_console_read_plain(vm->home, tail, text, len, total);
+        r = hostd_console_read_plain(vm->home, tail, text, len, total);
     } else {
         vmseal_secret *lk = NULL;
         r = log_key_from(vm, env, vm->rec->vm_keysafe, &lk);
-        if (r == 0 && vm->console && !vmseal_console_has_key(vm->console)) {
-            r = vmseal_console_set_key(vm->console, lk);
+        if (r == 0 && vm->console && !hostd_console_has_key(vm->console)) {
+            r = hostd_console_set_key(vm->console, lk);
             lk = NULL;
         }
         if (r == 0)
-            r = vm->console ? vmseal_console_read(vm->console, tail, text, len, total)
-                            : vmseal_console_read_sealed(vm->home, vm->uuid, lk, tail, text, len,
+            r = vm->console ? hostd_console_read(vm->console, tail, text, len, total)
+                            : hostd_console_read_sealed(vm->home, vm->uuid, lk, tail, text, len,
                                                          total);
         vmseal_secret_free(lk);
     }

@@ -22,7 +22,7 @@
  * Long operations (encrypt, decrypt, deep recrypt, create) first record
  * what they are about to do in vm.conf ("op = ..." plus the new key safes),
  * so a crash or a cancel at any moment leaves a VM that hostd finishes with
- * vmseal_vm_resume() or puts back as it was with vmseal_vm_rollback(); each
+ * hostd_vm_resume() or puts back as it was with hostd_vm_rollback(); each
  * step replaces vm.conf atomically. An encrypt or decrypt writes new images
  * beside the old ones and switches vm.conf to all of them in one commit at
  * the end; the old images are removed after it. Disk data is converted
@@ -49,10 +49,10 @@
 #define VMSEAL_VM_MAX_DISKS VMSEAL_VMREC_MAX_DISKS
 
 /* Host-wide settings the VM code needs. */
-typedef struct vmseal_host_env {
-    vmseal_keystore *keys;
+typedef struct hostd_host_env {
+    hostd_keystore *keys;
     const char *qemu;               /* NULL: default (hostd/qemu.h) */
-    vmseal_accel accel;
+    hostd_accel accel;
     const char *ovmf_code;          /* UEFI code image */
     const char *ovmf_vars;          /* UEFI variable store template */
     unsigned threads;               /* for disk conversion; 0 = all CPUs */
@@ -64,9 +64,9 @@ typedef struct vmseal_host_env {
     int skip_space_check;           /* test hook VMSEAL_TEST_SKIP_SPACE_CHECK: operations
                                        start without checking the room they need (so
                                        that a test can fill the disk under them) */
-} vmseal_host_env;
+} hostd_host_env;
 
-typedef struct vmseal_vm_create_req {
+typedef struct hostd_vm_create_req {
     const char *name;               /* [A-Za-z0-9._-]{1,64}, not starting with '.' */
     const char *uuid;               /* NULL: random */
     unsigned cpus;                  /* 1..64 */
@@ -78,83 +78,83 @@ typedef struct vmseal_vm_create_req {
                                                initrd: names in the images folder */
     int encrypted;
     const char *kek_id;             /* required when encrypted; must be in the keystore */
-} vmseal_vm_create_req;
+} hostd_vm_create_req;
 
 /* Progress of a long operation over all the VM's images, plus a cancel flag
  * (checked between and inside conversions). */
-typedef struct vmseal_vm_progress {
+typedef struct hostd_vm_progress {
     vmseal_progress_fn fn;
     void *ctx;
     volatile sig_atomic_t *cancel;
-} vmseal_vm_progress;
+} hostd_vm_progress;
 
-typedef struct vmseal_vm vmseal_vm;
+typedef struct hostd_vm hostd_vm;
 
-int vmseal_vm_name_valid(const char *name);
+int hostd_vm_name_valid(const char *name);
 
 /* A boot file (kernel, initrd) is a relative name in the images folder:
  * '/'-separated components of [A-Za-z0-9._-], none "." or "..", at most
  * 255 characters; no leading '/'. */
-int vmseal_vm_boot_name_valid(const char *name);
+int hostd_vm_boot_name_valid(const char *name);
 
 /* Open a boot file beneath env->images_fd (openat2 RESOLVE_BENEATH |
  * RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS), a regular file only: the
  * descriptor, or -EINVAL with a message naming `what`. */
-int vmseal_vm_open_boot_file(const vmseal_host_env *env, const char *what, const char *name);
+int hostd_vm_open_boot_file(const hostd_host_env *env, const char *what, const char *name);
 
 /* Create the home folder, configuration and images. On failure nothing is
  * left behind. -EEXIST when the name is taken. */
-int vmseal_vm_create(const vmseal_host_env *env, const char *datastore,
-                     const vmseal_vm_create_req *req, const vmseal_vm_progress *prog,
-                     vmseal_vm **out) VMSEAL_MUST_CHECK;
+int hostd_vm_create(const hostd_host_env *env, const char *datastore,
+                     const hostd_vm_create_req *req, const hostd_vm_progress *prog,
+                     hostd_vm **out) VMSEAL_MUST_CHECK;
 
 /* Load a VM from its home (reads vm.conf; re-attaches to its QEMU if one
  * still runs). */
-int vmseal_vm_load(const char *home, vmseal_vm **out) VMSEAL_MUST_CHECK;
+int hostd_vm_load(const char *home, hostd_vm **out) VMSEAL_MUST_CHECK;
 
 /* Free the handle (QEMU keeps running). */
-void vmseal_vm_free(vmseal_vm *vm);
+void hostd_vm_free(hostd_vm *vm);
 
 /* Immutable after load. */
-const char *vmseal_vm_uuid(const vmseal_vm *vm);
-const char *vmseal_vm_name(const vmseal_vm *vm);
-const char *vmseal_vm_home(const vmseal_vm *vm);
+const char *hostd_vm_uuid(const hostd_vm *vm);
+const char *hostd_vm_name(const hostd_vm *vm);
+const char *hostd_vm_home(const hostd_vm *vm);
 
 /* KEK ids this VM needs (its key safes, pending operation). Returns a JSON
  * array of strings (new ref). */
-json_t *vmseal_vm_kek_ids(vmseal_vm *vm);
+json_t *hostd_vm_kek_ids(hostd_vm *vm);
 
 /* 1 and a reason when the VM cannot be opened with the keys at hand. */
-int vmseal_vm_locked(vmseal_vm *vm, const vmseal_host_env *env, char *reason, size_t len);
+int hostd_vm_locked(hostd_vm *vm, const hostd_host_env *env, char *reason, size_t len);
 
 /* Name of the interrupted operation recorded in vm.conf, or "" (copied). */
-void vmseal_vm_pending_op(vmseal_vm *vm, char *buf, size_t len);
+void hostd_vm_pending_op(hostd_vm *vm, char *buf, size_t len);
 
 /* 1 when QEMU runs (reaps it when it has exited). */
-int vmseal_vm_running(vmseal_vm *vm);
+int hostd_vm_running(hostd_vm *vm);
 
 /* JSON view for the API (new ref). */
-json_t *vmseal_vm_describe(vmseal_vm *vm, const vmseal_host_env *env);
+json_t *hostd_vm_describe(hostd_vm *vm, const hostd_host_env *env);
 
-int vmseal_vm_power_on(vmseal_vm *vm, const vmseal_host_env *env) VMSEAL_MUST_CHECK;
+int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env) VMSEAL_MUST_CHECK;
 /* ACPI power-off, after grace_ms QEMU is stopped. 0 or 1 as
- * vmseal_qemu_power_off; -EALREADY when not running. */
-int vmseal_vm_power_off(vmseal_vm *vm, int grace_ms);
+ * hostd_qemu_power_off; -EALREADY when not running. */
+int hostd_vm_power_off(hostd_vm *vm, int grace_ms);
 
 /* Powered-off VM without encryption -> encrypted under kek_id. */
-int vmseal_vm_encrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *kek_id,
-                      const vmseal_vm_progress *prog) VMSEAL_MUST_CHECK;
+int hostd_vm_encrypt(hostd_vm *vm, const hostd_host_env *env, const char *kek_id,
+                      const hostd_vm_progress *prog) VMSEAL_MUST_CHECK;
 /* Powered-off encrypted VM -> plain. */
-int vmseal_vm_decrypt(vmseal_vm *vm, const vmseal_host_env *env,
-                      const vmseal_vm_progress *prog) VMSEAL_MUST_CHECK;
+int hostd_vm_decrypt(hostd_vm *vm, const hostd_host_env *env,
+                      const hostd_vm_progress *prog) VMSEAL_MUST_CHECK;
 /* Shallow (deep = 0): key safes rewrapped under new_kek_id; allowed while
  * running. Deep: every image gets a new LUKS volume key (data re-encrypted)
  * and the key safes move to new_kek_id; powered off only. */
-int vmseal_vm_recrypt(vmseal_vm *vm, const vmseal_host_env *env, const char *new_kek_id,
-                      int deep, const vmseal_vm_progress *prog) VMSEAL_MUST_CHECK;
+int hostd_vm_recrypt(hostd_vm *vm, const hostd_host_env *env, const char *new_kek_id,
+                      int deep, const hostd_vm_progress *prog) VMSEAL_MUST_CHECK;
 /* Finish the operation recorded in vm.conf (no-op when none). */
-int vmseal_vm_resume(vmseal_vm *vm, const vmseal_host_env *env,
-                     const vmseal_vm_progress *prog) VMSEAL_MUST_CHECK;
+int hostd_vm_resume(hostd_vm *vm, const hostd_host_env *env,
+                     const hostd_vm_progress *prog) VMSEAL_MUST_CHECK;
 /* Is there room on the VM's datastore for `what` ("encrypt", "decrypt",
  * "recrypt-deep", or "resume": what vm.conf records as unfinished)? The
  * bytes it still has to write, counted from vm.conf and the files: an
@@ -166,7 +166,7 @@ int vmseal_vm_resume(vmseal_vm *vm, const vmseal_host_env *env,
  * message naming what it needs and what is free (MiB). Every operation
  * that writes images (and, when they come, snapshots) asks first; the API
  * asks too, so that a refusal is an answer and not a task that fails. */
-int vmseal_vm_check_space(vmseal_vm *vm, const vmseal_host_env *env, const char *what)
+int hostd_vm_check_space(hostd_vm *vm, const hostd_host_env *env, const char *what)
     VMSEAL_MUST_CHECK;
 
 /* Undo the unfinished operation recorded in vm.conf, back to the VM as it
@@ -179,33 +179,33 @@ int vmseal_vm_check_space(vmseal_vm *vm, const vmseal_host_env *env, const char 
  * volume keys under the same disk secrets and KEK. An unfinished create,
  * and a vm.conf an older hostd wrote whose originals are gone, cannot be
  * rolled back (-ENOTSUP, -ENOTRECOVERABLE: resume instead). */
-int vmseal_vm_rollback(vmseal_vm *vm, const vmseal_host_env *env) VMSEAL_MUST_CHECK;
+int hostd_vm_rollback(hostd_vm *vm, const hostd_host_env *env) VMSEAL_MUST_CHECK;
 
 /* Powered off only: change what is given (0 / NULL: keep; "" removes
  * kernel, initrd or append). */
-int vmseal_vm_reconfigure(vmseal_vm *vm, const vmseal_host_env *env, unsigned cpus,
+int hostd_vm_reconfigure(hostd_vm *vm, const hostd_host_env *env, unsigned cpus,
                           unsigned memory_mb, const char *kernel, const char *initrd,
                           const char *append) VMSEAL_MUST_CHECK;
 
 /* Powered off only: delete the home folder. The handle stays valid for
- * vmseal_vm_free only. */
-int vmseal_vm_destroy(vmseal_vm *vm) VMSEAL_MUST_CHECK;
+ * hostd_vm_free only. */
+int hostd_vm_destroy(hostd_vm *vm) VMSEAL_MUST_CHECK;
 
 /* Periodic: notice a guest that powered itself off; give the console of a
  * VM re-attached after a restart its log key once the KEK is loaded. */
-void vmseal_vm_tick(vmseal_vm *vm, const vmseal_host_env *env);
+void hostd_vm_tick(hostd_vm *vm, const hostd_host_env *env);
 
 /* The last `tail` bytes (at most 1 MiB) of the guest's serial console log
  * and the log's total length. Plain serial.log, or for an encrypted VM the
  * sealed log, verified and decrypted with the log key from vm.keysafe.
- * *text is malloc'd (wipe and free with vmseal_console_text_free), not
+ * *text is malloc'd (wipe and free with hostd_console_text_free), not
  * NUL-terminated. -ENOKEY "VM locked: KEK ... not loaded"; -EPROTO,
  * -EBADMSG, -ENOTSUP, -ELOOP: the log is damaged (message says where);
  * -EBUSY during encrypt/decrypt. */
-int vmseal_vm_serial_log(vmseal_vm *vm, const vmseal_host_env *env, size_t tail, uint8_t **text,
+int hostd_vm_serial_log(hostd_vm *vm, const hostd_host_env *env, size_t tail, uint8_t **text,
                          size_t *len, uint64_t *total, int *encrypted) VMSEAL_MUST_CHECK;
 
 /* Append a line to the VM's vm.log (clear text; never key material). */
-void vmseal_vm_log(vmseal_vm *vm, const char *fmt, ...) VMSEAL_PRINTF(2, 3);
+void hostd_vm_log(hostd_vm *vm, const char *fmt, ...) VMSEAL_PRINTF(2, 3);
 
 #endif

@@ -81,7 +81,7 @@ static uint8_t *read_all(size_t tail, size_t *len, uint64_t *total)
 {
     vmseal_secret *k = log_key();
     uint8_t *t = NULL;
-    int r = vmseal_console_read_sealed(dir, UUID, k, tail, &t, len, total);
+    int r = hostd_console_read_sealed(dir, UUID, k, tail, &t, len, total);
     if (r != 0)
         fail_msg("read: %s", vmseal_last_error());
     vmseal_secret_free(k);
@@ -92,11 +92,11 @@ static void test_flush_on_timer_and_close(void **state)
 {
     (void)state;
     fresh_dir();
-    vmseal_console *c = NULL;
-    assert_int_equal(vmseal_console_new(dir, UUID, log_key(), on_note, NULL, &c), 0);
+    hostd_console *c = NULL;
+    assert_int_equal(hostd_console_new(dir, UUID, log_key(), on_note, NULL, &c), 0);
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    assert_int_equal(vmseal_console_attach(c, sv[0]), 0);
+    assert_int_equal(hostd_console_attach(c, sv[0]), 0);
     off_t empty = seg_size(1);
     assert_int_equal(empty, VMSEAL_SLOG_HEADER_LEN);
     send_all(sv[1], "hello console\n", 14);
@@ -110,11 +110,11 @@ static void test_flush_on_timer_and_close(void **state)
     uint8_t *t = NULL;
     size_t len;
     uint64_t total;
-    assert_int_equal(vmseal_console_read(c, 1000, &t, &len, &total), 0);
+    assert_int_equal(hostd_console_read(c, 1000, &t, &len, &total), 0);
     assert_int_equal(len, 18);
     assert_int_equal(total, 18);
     assert_memory_equal(t, "hello console\nmore", 18);
-    vmseal_console_text_free(t, len);
+    hostd_console_text_free(t, len);
     /* QEMU goes away: the segment gets its end record */
     close(sv[1]);
     usleep(300000);
@@ -122,8 +122,8 @@ static void test_flush_on_timer_and_close(void **state)
     assert_int_equal(len, 4);
     assert_memory_equal(t, "more", 4);
     assert_int_equal(total, 18);
-    vmseal_console_text_free(t, len);
-    vmseal_console_free(c);
+    hostd_console_text_free(t, len);
+    hostd_console_free(c);
     assert_null(strstr(notes, "dropped"));
 }
 
@@ -131,11 +131,11 @@ static void test_rotation_and_retention(void **state)
 {
     (void)state;
     fresh_dir();
-    vmseal_console *c = NULL;
-    assert_int_equal(vmseal_console_new(dir, UUID, log_key(), on_note, NULL, &c), 0);
+    hostd_console *c = NULL;
+    assert_int_equal(hostd_console_new(dir, UUID, log_key(), on_note, NULL, &c), 0);
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    assert_int_equal(vmseal_console_attach(c, sv[0]), 0);
+    assert_int_equal(hostd_console_attach(c, sv[0]), 0);
     /* 11 MiB of numbered lines: rotated at 1 MiB, the newest 8 kept */
     static char chunk[65536];
     uint64_t sent = 0, line = 0;
@@ -148,7 +148,7 @@ static void test_rotation_and_retention(void **state)
         sent += n;
     }
     close(sv[1]);
-    vmseal_console_free(c);   /* joins the reader after it saw the end */
+    hostd_console_free(c);   /* joins the reader after it saw the end */
     size_t len;
     uint64_t total;
     uint8_t *t = read_all(VMSEAL_CONSOLE_TAIL_MAX, &len, &total);
@@ -157,7 +157,7 @@ static void test_rotation_and_retention(void **state)
     char lastline[32];
     snprintf(lastline, sizeof(lastline), "line %012llu\n", (unsigned long long)(line - 1));
     assert_memory_equal(t + len - strlen(lastline), lastline, strlen(lastline));
-    vmseal_console_text_free(t, len);
+    hostd_console_text_free(t, len);
     /* about 11 segments were made; only the newest 8 are kept, every one
      * but the last holding at least 1 MiB */
     int last = 0;
@@ -189,29 +189,29 @@ static void test_no_key_then_key(void **state)
 {
     (void)state;
     fresh_dir();
-    vmseal_console *c = NULL;
-    assert_int_equal(vmseal_console_new(dir, UUID, NULL, on_note, NULL, &c), 0);
+    hostd_console *c = NULL;
+    assert_int_equal(hostd_console_new(dir, UUID, NULL, on_note, NULL, &c), 0);
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    assert_int_equal(vmseal_console_attach(c, sv[0]), 0);
+    assert_int_equal(hostd_console_attach(c, sv[0]), 0);
     send_all(sv[1], "before the key\n", 15);
     usleep(1300000);
     assert_int_equal(seg_size(1), -1);   /* nothing on disk, nothing in clear */
     uint8_t *t = NULL;
     size_t len;
     uint64_t total;
-    assert_int_equal(vmseal_console_read(c, 100, &t, &len, &total), -ENOKEY);
-    assert_false(vmseal_console_has_key(c));
-    assert_int_equal(vmseal_console_set_key(c, log_key()), 0);
-    assert_true(vmseal_console_has_key(c));
+    assert_int_equal(hostd_console_read(c, 100, &t, &len, &total), -ENOKEY);
+    assert_false(hostd_console_has_key(c));
+    assert_int_equal(hostd_console_set_key(c, log_key()), 0);
+    assert_true(hostd_console_has_key(c));
     send_all(sv[1], "after\n", 6);
     usleep(50000);
-    assert_int_equal(vmseal_console_read(c, 100, &t, &len, &total), 0);
+    assert_int_equal(hostd_console_read(c, 100, &t, &len, &total), 0);
     assert_int_equal(len, 21);
     assert_memory_equal(t, "before the key\nafter\n", 21);
-    vmseal_console_text_free(t, len);
+    hostd_console_text_free(t, len);
     close(sv[1]);
-    vmseal_console_free(c);
+    hostd_console_free(c);
 }
 
 /* A segment left open (hostd killed), then one with a torn last record:
@@ -221,22 +221,22 @@ static void test_recover_unfinished(void **state)
     (void)state;
     fresh_dir();
     for (int torn = 0; torn < 2; torn++) {
-        vmseal_console *c = NULL;
-        assert_int_equal(vmseal_console_new(dir, UUID, log_key(), on_note, NULL, &c), 0);
+        hostd_console *c = NULL;
+        assert_int_equal(hostd_console_new(dir, UUID, log_key(), on_note, NULL, &c), 0);
         int sv[2];
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-        assert_int_equal(vmseal_console_attach(c, sv[0]), 0);
+        assert_int_equal(hostd_console_attach(c, sv[0]), 0);
         send_all(sv[1], "first\n", 6);
         usleep(100000);   /* the reader has it */
         uint8_t *t = NULL;
         size_t len;
         uint64_t total;
-        assert_int_equal(vmseal_console_read(c, 100, &t, &len, &total), 0);   /* flushed */
-        vmseal_console_text_free(t, len);
+        assert_int_equal(hostd_console_read(c, 100, &t, &len, &total), 0);   /* flushed */
+        hostd_console_text_free(t, len);
         send_all(sv[1], "second\n", 7);
         usleep(100000);
-        assert_int_equal(vmseal_console_read(c, 100, &t, &len, &total), 0);
-        vmseal_console_text_free(t, len);
+        assert_int_equal(hostd_console_read(c, 100, &t, &len, &total), 0);
+        hostd_console_text_free(t, len);
         /* "crash": copy the open segment aside before the clean close */
         int seq = torn ? 3 : 1;   /* the second round: 2 is the one that closed the first */
         char p[400], keep[420];
@@ -246,7 +246,7 @@ static void test_recover_unfinished(void **state)
         snprintf(cmd, sizeof(cmd), "cp %s %s", p, keep);
         assert_int_equal(system(cmd), 0);
         close(sv[1]);
-        vmseal_console_free(c);
+        hostd_console_free(c);
         assert_int_equal(rename(keep, p), 0);
         if (torn) {
             struct stat st;
@@ -257,17 +257,17 @@ static void test_recover_unfinished(void **state)
         t = NULL;
         /* VM off and the segment open: the log is damaged until ... */
         vmseal_secret *k = log_key();
-        assert_int_equal(vmseal_console_read_sealed(dir, UUID, k, 100, &t, &len, &total), -EPROTO);
+        assert_int_equal(hostd_console_read_sealed(dir, UUID, k, 100, &t, &len, &total), -EPROTO);
         /* ... the next console closes it */
-        assert_int_equal(vmseal_console_new(dir, UUID, log_key(), on_note, NULL, &c), 0);
+        assert_int_equal(hostd_console_new(dir, UUID, log_key(), on_note, NULL, &c), 0);
         assert_non_null(strstr(notes, "was left unfinished"));
         assert_true(!torn || strstr(notes, "partial record was dropped"));
-        vmseal_console_free(c);
-        assert_int_equal(vmseal_console_read_sealed(dir, UUID, k, 1000, &t, &len, &total), 0);
+        hostd_console_free(c);
+        assert_int_equal(hostd_console_read_sealed(dir, UUID, k, 1000, &t, &len, &total), 0);
         const char *want = torn ? "first\nsecond\nfirst\n" : "first\nsecond\n";
         assert_int_equal(len, strlen(want));
         assert_memory_equal(t, want, len);
-        vmseal_console_text_free(t, len);
+        hostd_console_text_free(t, len);
         vmseal_secret_free(k);
     }
 }
@@ -276,14 +276,14 @@ static void test_damaged_kept(void **state)
 {
     (void)state;
     fresh_dir();
-    vmseal_console *c = NULL;
-    assert_int_equal(vmseal_console_new(dir, UUID, log_key(), on_note, NULL, &c), 0);
+    hostd_console *c = NULL;
+    assert_int_equal(hostd_console_new(dir, UUID, log_key(), on_note, NULL, &c), 0);
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    assert_int_equal(vmseal_console_attach(c, sv[0]), 0);
+    assert_int_equal(hostd_console_attach(c, sv[0]), 0);
     send_all(sv[1], "some text\n", 10);
     close(sv[1]);
-    vmseal_console_free(c);
+    hostd_console_free(c);
     char p[400], cmd[600];
     snprintf(p, sizeof(p), "%s/serial-00000001.vmslog", dir);
     snprintf(cmd, sizeof(cmd), "printf 'Z' | dd of=%s bs=1 seek=150 conv=notrunc status=none", p);
@@ -291,16 +291,16 @@ static void test_damaged_kept(void **state)
     struct stat before, after;
     assert_int_equal(stat(p, &before), 0);
     notes[0] = '\0';
-    assert_int_equal(vmseal_console_new(dir, UUID, log_key(), on_note, NULL, &c), 0);
+    assert_int_equal(hostd_console_new(dir, UUID, log_key(), on_note, NULL, &c), 0);
     assert_non_null(strstr(notes, "is damaged"));
-    vmseal_console_free(c);
+    hostd_console_free(c);
     assert_int_equal(stat(p, &after), 0);
     assert_int_equal(before.st_size, after.st_size);   /* not repaired */
     vmseal_secret *k = log_key();
     uint8_t *t = NULL;
     size_t len;
     uint64_t total;
-    assert_int_equal(vmseal_console_read_sealed(dir, UUID, k, 100, &t, &len, &total), -EBADMSG);
+    assert_int_equal(hostd_console_read_sealed(dir, UUID, k, 100, &t, &len, &total), -EBADMSG);
     vmseal_secret_free(k);
 }
 
@@ -308,7 +308,7 @@ static void test_plain_and_symlinks(void **state)
 {
     (void)state;
     fresh_dir();
-    int fd = vmseal_console_open_plain(dir);
+    int fd = hostd_console_open_plain(dir);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, "plain\n", 6), 6);
     close(fd);
@@ -320,27 +320,27 @@ static void test_plain_and_symlinks(void **state)
     uint8_t *t = NULL;
     size_t len;
     uint64_t total;
-    assert_int_equal(vmseal_console_read_plain(dir, 3, &t, &len, &total), 0);
+    assert_int_equal(hostd_console_read_plain(dir, 3, &t, &len, &total), 0);
     assert_int_equal(len, 3);
     assert_int_equal(total, 6);
     assert_memory_equal(t, "in\n", 3);
-    vmseal_console_text_free(t, len);
+    hostd_console_text_free(t, len);
     /* an older 0644 log becomes 0600 */
     assert_int_equal(chmod(p, 0644), 0);
-    fd = vmseal_console_open_plain(dir);
+    fd = hostd_console_open_plain(dir);
     assert_true(fd >= 0);
     close(fd);
     assert_int_equal(stat(p, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0600);
     /* sealing it (the VM gets encrypted) */
     vmseal_secret *k = log_key();
-    assert_int_equal(vmseal_console_seal_plain(dir, UUID, k, on_note, NULL), 0);
+    assert_int_equal(hostd_console_seal_plain(dir, UUID, k, on_note, NULL), 0);
     assert_int_not_equal(access(p, F_OK), 0);
-    assert_int_equal(vmseal_console_read_sealed(dir, UUID, k, 100, &t, &len, &total), 0);
+    assert_int_equal(hostd_console_read_sealed(dir, UUID, k, 100, &t, &len, &total), 0);
     assert_int_equal(len, 6);
-    vmseal_console_text_free(t, len);
+    hostd_console_text_free(t, len);
     /* and back */
-    assert_int_equal(vmseal_console_unseal_to_plain(dir, UUID, k, on_note, NULL), 0);
+    assert_int_equal(hostd_console_unseal_to_plain(dir, UUID, k, on_note, NULL), 0);
     assert_int_equal(stat(p, &st), 0);
     assert_int_equal(st.st_size, 6);
     assert_int_equal(seg_size(1), -1);
@@ -348,13 +348,13 @@ static void test_plain_and_symlinks(void **state)
     unlink(p);
     snprintf(target, sizeof(target), "%s/target", dir);
     assert_int_equal(symlink(target, p), 0);
-    assert_int_equal(vmseal_console_open_plain(dir), -ELOOP);
-    assert_int_equal(vmseal_console_read_plain(dir, 10, &t, &len, &total), -ELOOP);
+    assert_int_equal(hostd_console_open_plain(dir), -ELOOP);
+    assert_int_equal(hostd_console_read_plain(dir, 10, &t, &len, &total), -ELOOP);
     unlink(p);
     snprintf(p, sizeof(p), "%s/serial-00000001.vmslog", dir);
     assert_int_equal(symlink(target, p), 0);
-    vmseal_console *c = NULL;
-    assert_int_equal(vmseal_console_new(dir, UUID, log_key(), on_note, NULL, &c), -ELOOP);
+    hostd_console *c = NULL;
+    assert_int_equal(hostd_console_new(dir, UUID, log_key(), on_note, NULL, &c), -ELOOP);
     assert_null(c);
     assert_int_not_equal(access(target, F_OK), 0);
     vmseal_secret_free(k);
@@ -364,17 +364,17 @@ static void test_utf8(void **state)
 {
     (void)state;
     size_t n;
-    char *s = vmseal_console_utf8((const uint8_t *)"ok \xc3\xa9 \xe2\x82\xac", 9, 0, &n);
+    char *s = hostd_console_utf8((const uint8_t *)"ok \xc3\xa9 \xe2\x82\xac", 9, 0, &n);
     assert_string_equal(s, "ok \xc3\xa9 \xe2\x82\xac");
     free(s);
     /* NUL, a lone continuation byte, an overlong form, a surrogate, a cut sequence */
     static const uint8_t bad[] = {'a', 0, 'b', 0x80, 'c', 0xc0, 0xaf, 'd', 0xed, 0xa0, 0x80, 0xe2, 0x82};
-    s = vmseal_console_utf8(bad, sizeof(bad), 0, &n);
+    s = hostd_console_utf8(bad, sizeof(bad), 0, &n);
     assert_int_equal(strlen(s), n);
     assert_memory_equal(s, "a\xef\xbf\xbd" "b\xef\xbf\xbd" "c", 9);
     free(s);
     /* a tail that starts inside a character drops its continuation bytes */
-    s = vmseal_console_utf8((const uint8_t *)"\x82\xac" "x", 3, 1, &n);
+    s = hostd_console_utf8((const uint8_t *)"\x82\xac" "x", 3, 1, &n);
     assert_string_equal(s, "x");
     free(s);
 }

@@ -36,7 +36,7 @@
 static char kernel[1200], initrd[1200];
 static char tmpdir[256], datastore[300];
 static char guest_kernel[1200];   /* the guest kernel outside the images folder */
-static vmseal_host *host;
+static hostd_host *host;
 
 typedef struct kek {
     char id[32];
@@ -76,7 +76,7 @@ static json_t *call(int expect, const char *method, const char *path, const char
     }
     int status = 0;
     json_t *resp = NULL;
-    vmseal_host_handle(host, method, path, body, strlen(body), "CN=manager", &status, &resp);
+    hostd_host_handle(host, method, path, body, strlen(body), "CN=manager", &status, &resp);
     if (status != expect) {
         char *txt = resp ? json_dumps(resp, 0) : NULL;
         fail_msg("%s %s: status %d (wanted %d): %s", method, path, status, expect, txt ? txt : "");
@@ -98,7 +98,7 @@ static json_t *put_sealed(int expect, const kek *k, const char *id, const char *
 {
     uint8_t pub[VMSEAL_KD_PUB_LEN], blob[VMSEAL_KD_BLOB_LEN];
     char b64[200], path[300];
-    vmseal_host_custody_public(host, pub);
+    hostd_host_custody_public(host, pub);
     vmseal_secret *s = NULL;
     assert_int_equal(vmseal_secret_from(k->raw, 32, &s), 0);
     assert_int_equal(vmseal_kd_seal(pub, hname, id, prov, s, blob), 0);
@@ -135,7 +135,7 @@ static json_t *get_vm(const char *uuid)
 static void wait_power_off(const char *uuid, int timeout_s)
 {
     for (int i = 0; i < timeout_s * 10; i++) {
-        vmseal_host_tick(host);
+        hostd_host_tick(host);
         json_t *v = get_vm(uuid);
         int off = strcmp(jstr(v, "power_state"), "off") == 0;
         json_decref(v);
@@ -307,14 +307,14 @@ static json_t *create_vm(const char *name, const char *policy, const char *kek_i
 
 static void open_host(void)
 {
-    vmseal_host_config cfg = {
+    hostd_host_config cfg = {
         .datastore = datastore,
         .accel = VMSEAL_ACCEL_TCG,
         .allowed_subject = "CN=manager",
         .power_off_grace_ms = 30000,
         .name = "host-test",
     };
-    assert_int_equal(vmseal_host_open(&cfg, &host), 0);
+    assert_int_equal(hostd_host_open(&cfg, &host), 0);
 }
 
 /* --------------------------------------------------------------- tests */
@@ -342,10 +342,10 @@ static void test_keys_api(void **state)
     /* only the manager's certificate may call */
     int status = 0;
     json_t *resp = NULL;
-    vmseal_host_handle(host, "GET", "/v1/vms", "", 0, "CN=intruder", &status, &resp);
+    hostd_host_handle(host, "GET", "/v1/vms", "", 0, "CN=intruder", &status, &resp);
     assert_int_equal(status, 403);
     json_decref(resp);
-    vmseal_host_handle(host, "GET", "/v1/vms", "", 0, "", &status, &resp);
+    hostd_host_handle(host, "GET", "/v1/vms", "", 0, "", &status, &resp);
     assert_int_equal(status, 403);
     json_decref(resp);
     json_decref(call(404, "GET", "/v1/nothing", NULL));
@@ -566,14 +566,14 @@ static void test_serial_log(void **state)
 
     /* hostd restarts while the VM runs: locked until the KEK is back, then
      * the console is sealed again (into a new segment) */
-    vmseal_host_close(host);
+    hostd_host_close(host);
     host = NULL;
     open_host();
     json_t *e = get_log(409, uuid, NULL);
     assert_non_null(strstr(jstr(e, "error"), "VM locked: KEK kek-1 is not loaded"));
     json_decref(e);
     put_kek(&K1);
-    vmseal_host_tick(host);
+    hostd_host_tick(host);
     vm_path(p, sizeof(p), uuid, "/power-off");
     json_decref(call(200, "POST", p, "{\"grace_seconds\": 60}"));
     wait_log(uuid, since, "VMSEAL-POWER-BUTTON", 10);
@@ -824,7 +824,7 @@ static void test_uefi_nvram(void **state)
 static void test_restart_locks(void **state)
 {
     (void)state;
-    vmseal_host_close(host);
+    hostd_host_close(host);
     host = NULL;
     /* Homes a datastore user made are not taken as VMs (vm.conf is checked
      * as a whole, nothing is followed): enc1's folder copied with a vm.conf
@@ -851,7 +851,7 @@ static void test_restart_locks(void **state)
             snprintf(rec_uuid, sizeof(rec_uuid), "%s", jstr(v, "uuid"));
     }
     json_decref(list);
-    json_t *ids = vmseal_host_kek_ids(host);
+    json_t *ids = hostd_host_kek_ids(host);
     assert_int_equal(json_array_size(ids), 2);   /* kek-1 (enc1), kek-3 */
     json_decref(ids);
     char p[160];
@@ -897,7 +897,7 @@ static void test_interrupted_encrypt_resumes(void **state)
     json_t *t = call(202, "POST", p, "{\"kek_id\": \"kek-3\"}");
     json_decref(t);
     usleep(200000);
-    vmseal_host_close(host);   /* cancels the task; it stops at a checkpoint */
+    hostd_host_close(host);   /* cancels the task; it stops at a checkpoint */
     host = NULL;
     char conf[700];
     snprintf(conf, sizeof(conf), "%s/vm.conf", home);
@@ -1166,9 +1166,9 @@ static int setup(void **state)
     make_kek(&K1, "kek-1");
     make_kek(&K2, "kek-2");
     make_kek(&K3, "kek-3");
-    vmseal_host_config cfg = {.datastore = datastore, .accel = VMSEAL_ACCEL_TCG,
+    hostd_host_config cfg = {.datastore = datastore, .accel = VMSEAL_ACCEL_TCG,
                               .allowed_subject = "CN=manager", .name = "host-test"};
-    if (vmseal_host_open(&cfg, &host) != 0)
+    if (hostd_host_open(&cfg, &host) != 0)
         return -1;
     /* the host made its images folder (DATASTORE/.images): the guest goes
      * there, and VMs name its files */
@@ -1185,7 +1185,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    vmseal_host_close(host);
+    hostd_host_close(host);
     /* any QEMU a failed test left behind runs from the datastore */
     testutil_run("for f in %s/*/qemu.pid; do [ -f \"$f\" ] && kill -9 $(cat \"$f\") 2>/dev/null; done; true",
         datastore);

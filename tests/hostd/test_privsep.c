@@ -33,7 +33,7 @@ static void on_log(void *arg, const char *line)
 }
 
 typedef struct rig {
-    vmseal_host *host;
+    hostd_host *host;
     hostd_monitor *mon;
     ps_chan child;        /* the test's end */
 } rig;
@@ -42,10 +42,10 @@ static void rig_up(rig *r)
 {
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-    vmseal_host_config hc = {.datastore = datastore, .accel = VMSEAL_ACCEL_TCG,
+    hostd_host_config hc = {.datastore = datastore, .accel = VMSEAL_ACCEL_TCG,
                              .allowed_subject = "CN=manager", .name = "host-a"};
-    assert_int_equal(vmseal_host_open(&hc, &r->host), 0);
-    vmseal_host_set_logger(r->host, on_log, NULL);
+    assert_int_equal(hostd_host_open(&hc, &r->host), 0);
+    hostd_host_set_logger(r->host, on_log, NULL);
     hostd_monitor_config mc = {.host = r->host, .fd = sv[0], .workers = 3, .queue_max = 8,
                                .log = on_log};
     assert_int_equal(hostd_monitor_start(&mc, &r->mon), 0);
@@ -55,7 +55,7 @@ static void rig_up(rig *r)
 static void rig_down(rig *r)
 {
     hostd_monitor_stop(r->mon);
-    vmseal_host_close(r->host);
+    hostd_host_close(r->host);
     close(r->child.fd);
     ps_chan_destroy(&r->child);
 }
@@ -287,17 +287,17 @@ static void test_sealed_elsewhere(void **state)
     rig r;
     rig_up(&r);
     uint8_t pub[VMSEAL_KD_PUB_LEN], blob[VMSEAL_KD_BLOB_LEN];
-    vmseal_host_custody_public(r.host, pub);
+    hostd_host_custody_public(r.host, pub);
     vmseal_secret *kek = NULL;
     assert_int_equal(vmseal_secret_random(32, &kek), 0);
     /* another host, another provider, another KEK id: refused */
     assert_int_equal(vmseal_kd_seal(pub, "host-b", "kek-1", "vmseal", kek, blob), 0);
-    assert_int_equal(vmseal_host_put_sealed(r.host, "kek-1", "vmseal", blob, sizeof(blob)),
+    assert_int_equal(hostd_host_put_sealed(r.host, "kek-1", "vmseal", blob, sizeof(blob)),
                      -EBADMSG);
     assert_int_equal(vmseal_kd_seal(pub, "host-a", "kek-1", "other", kek, blob), 0);
-    assert_int_equal(vmseal_host_put_sealed(r.host, "kek-1", "vmseal", blob, sizeof(blob)),
+    assert_int_equal(hostd_host_put_sealed(r.host, "kek-1", "vmseal", blob, sizeof(blob)),
                      -EBADMSG);
-    assert_int_equal(vmseal_host_put_sealed(r.host, "kek-2", "other", blob, sizeof(blob)),
+    assert_int_equal(hostd_host_put_sealed(r.host, "kek-2", "other", blob, sizeof(blob)),
                      -EBADMSG);
     /* another host's custody key */
     vmseal_kd_keypair *other = NULL;
@@ -306,7 +306,7 @@ static void test_sealed_elsewhere(void **state)
     vmseal_kd_public(other, opub);
     vmseal_kd_keypair_free(other);
     assert_int_equal(vmseal_kd_seal(opub, "host-a", "kek-1", "vmseal", kek, blob), 0);
-    assert_int_equal(vmseal_host_put_sealed(r.host, "kek-1", "vmseal", blob, sizeof(blob)),
+    assert_int_equal(hostd_host_put_sealed(r.host, "kek-1", "vmseal", blob, sizeof(blob)),
                      -EBADMSG);
     /* the right one; and through a REQUEST as the manager sends it */
     assert_int_equal(vmseal_kd_seal(pub, "host-a", "kek-1", "other", kek, blob), 0);

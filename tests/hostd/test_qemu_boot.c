@@ -37,10 +37,10 @@ static char tmpdir[256];
 static pid_t started[32];
 static size_t nstarted;
 
-static void track(vmseal_qemu *vm)
+static void track(hostd_qemu *vm)
 {
     if (nstarted < 32)
-        started[nstarted++] = vmseal_qemu_pid(vm);
+        started[nstarted++] = hostd_qemu_pid(vm);
 }
 
 /* ---- helpers ---- */
@@ -110,9 +110,9 @@ static void make_home(char *home, size_t len, const char *name)
     assert_int_equal(mkdir(home, 0700), 0);
 }
 
-static vmseal_qemu_spec base_spec(const char *home, const char *append)
+static hostd_qemu_spec base_spec(const char *home, const char *append)
 {
-    vmseal_qemu_spec s = {
+    hostd_qemu_spec s = {
         .run_dir = home,
         .name = "testvm",
         .uuid = "6c1f0b5e-3c55-4a8e-9d0e-1b2b3c4d5e6f",
@@ -127,15 +127,15 @@ static vmseal_qemu_spec base_spec(const char *home, const char *append)
     return s;
 }
 
-static void boot_and_wait(vmseal_qemu_spec *s, const char *expect)
+static void boot_and_wait(hostd_qemu_spec *s, const char *expect)
 {
-    vmseal_qemu *vm = NULL;
-    int r = vmseal_qemu_start(s, &vm);
+    hostd_qemu *vm = NULL;
+    int r = hostd_qemu_start(s, &vm);
     if (r != 0)
         fail_msg("start: %s", vmseal_last_error());
     track(vm);
-    assert_int_equal(vmseal_qemu_wait_exit(vm, 90000), 0);
-    vmseal_qemu_free(vm);
+    assert_int_equal(hostd_qemu_wait_exit(vm, 90000), 0);
+    hostd_qemu_free(vm);
     char serial[1100];
     snprintf(serial, sizeof(serial), "%s/serial.log", s->run_dir);
     if (testutil_count_in_file(serial, expect) <= 0) {
@@ -166,8 +166,8 @@ static void test_marker_through_luks(void **state)
     snprintf(marker, sizeof(marker), "MARK%s", hex);
     snprintf(append, sizeof(append), "console=ttyS0 quiet vmseal.marker=%s", marker);
 
-    vmseal_qemu_disk disk = {.path = d.path, .passphrase = d.pass};
-    vmseal_qemu_spec s = base_spec(home, append);
+    hostd_qemu_disk disk = {.path = d.path, .passphrase = d.pass};
+    hostd_qemu_spec s = base_spec(home, append);
     s.disks = &disk;
     s.ndisks = 1;
     boot_and_wait(&s, "VMSEAL-MARKER-WRITTEN vda");
@@ -200,15 +200,15 @@ static void test_secret_not_in_argv_env_and_deleted(void **state)
     make_luks_disk(&d, "disk1", "32M");
     char home[512];
     make_home(home, sizeof(home), "vm-wait");
-    vmseal_qemu_disk disk = {.path = d.path, .passphrase = d.pass};
-    vmseal_qemu_spec s = base_spec(home, "console=ttyS0 quiet vmseal.wait=1");
+    hostd_qemu_disk disk = {.path = d.path, .passphrase = d.pass};
+    hostd_qemu_spec s = base_spec(home, "console=ttyS0 quiet vmseal.wait=1");
     s.disks = &disk;
     s.ndisks = 1;
-    vmseal_qemu *vm = NULL;
-    if (vmseal_qemu_start(&s, &vm) != 0)
+    hostd_qemu *vm = NULL;
+    if (hostd_qemu_start(&s, &vm) != 0)
         fail_msg("start: %s", vmseal_last_error());
     track(vm);
-    pid_t pid = vmseal_qemu_pid(vm);
+    pid_t pid = hostd_qemu_pid(vm);
     char serial[600];
     snprintf(serial, sizeof(serial), "%s/serial.log", home);
     assert_int_equal(wait_for_text(serial, "VMSEAL-READY", 90000), 0);
@@ -228,10 +228,10 @@ static void test_secret_not_in_argv_env_and_deleted(void **state)
         }
     }
     /* The secret object is gone from QEMU, the disk is open. */
-    vmseal_qmp *q = vmseal_qemu_monitor(vm);
+    hostd_qmp *q = hostd_qemu_monitor(vm);
     assert_non_null(q);
     json_t *ret = NULL;
-    assert_int_equal(vmseal_qmp_execute(q, "qom-list", json_pack("{s:s}", "path", "/objects"),
+    assert_int_equal(hostd_qmp_execute(q, "qom-list", json_pack("{s:s}", "path", "/objects"),
                                         5000, &ret), 0);
     size_t i;
     json_t *o;
@@ -244,15 +244,15 @@ static void test_secret_not_in_argv_env_and_deleted(void **state)
     json_decref(ret);
     assert_false(found_secret);
     char status[32];
-    assert_int_equal(vmseal_qemu_status(vm, status, sizeof(status)), 0);
+    assert_int_equal(hostd_qemu_status(vm, status, sizeof(status)), 0);
     assert_string_equal(status, "running");
 
     /* ACPI power button: the guest powers itself off. */
-    assert_int_equal(vmseal_qemu_power_off(vm, 60000), 0);
-    assert_false(vmseal_qemu_alive(vm));
+    assert_int_equal(hostd_qemu_power_off(vm, 60000), 0);
+    assert_false(hostd_qemu_alive(vm));
     assert_true(testutil_count_in_file(serial, "VMSEAL-POWER-BUTTON") > 0);
-    assert_int_equal(vmseal_qemu_status(vm, status, sizeof(status)), -ESRCH);
-    vmseal_qemu_free(vm);
+    assert_int_equal(hostd_qemu_status(vm, status, sizeof(status)), -ESRCH);
+    hostd_qemu_free(vm);
     free_luks_disk(&d);
 }
 
@@ -266,17 +266,17 @@ static void test_wrong_passphrase(void **state)
     vmseal_secret *wrong = NULL;
     assert_int_equal(vmseal_secret_from("0000000000000000000000000000000000000000000000000000000000000000",
                                         64, &wrong), 0);
-    vmseal_qemu_disk disk = {.path = d.path, .passphrase = wrong};
-    vmseal_qemu_spec s = base_spec(home, "console=ttyS0 quiet");
+    hostd_qemu_disk disk = {.path = d.path, .passphrase = wrong};
+    hostd_qemu_spec s = base_spec(home, "console=ttyS0 quiet");
     s.disks = &disk;
     s.ndisks = 1;
-    vmseal_qemu *vm = NULL;
-    int r = vmseal_qemu_start(&s, &vm);
+    hostd_qemu *vm = NULL;
+    int r = hostd_qemu_start(&s, &vm);
     assert_int_equal(r, -EREMOTEIO);
     assert_null(vm);
     assert_non_null(strstr(vmseal_last_error(), d.path));
     /* no QEMU left running on that home */
-    assert_int_equal(vmseal_qemu_attach(home, s.uuid, 1000, &vm), -ESRCH);
+    assert_int_equal(hostd_qemu_attach(home, s.uuid, 1000, &vm), -ESRCH);
     vmseal_secret_free(wrong);
     free_luks_disk(&d);
 }
@@ -291,8 +291,8 @@ static void test_raw_and_luks_disks(void **state)
     assert_int_equal(testutil_run("truncate -s 16M %s", raw), 0);
     char home[512];
     make_home(home, sizeof(home), "vm-two");
-    vmseal_qemu_disk disks[2] = {{.path = d.path, .passphrase = d.pass}, {.path = raw}};
-    vmseal_qemu_spec s = base_spec(home, "console=ttyS0 quiet vmseal.marker=TWODISKS");
+    hostd_qemu_disk disks[2] = {{.path = d.path, .passphrase = d.pass}, {.path = raw}};
+    hostd_qemu_spec s = base_spec(home, "console=ttyS0 quiet vmseal.marker=TWODISKS");
     s.disks = disks;
     s.ndisks = 2;
     boot_and_wait(&s, "VMSEAL-MARKER-WRITTEN vdb");
@@ -309,24 +309,24 @@ static void test_refuses_second_start(void **state)
     (void)state;
     char home[512];
     make_home(home, sizeof(home), "vm-busy");
-    vmseal_qemu_spec s = base_spec(home, "console=ttyS0 quiet vmseal.wait=1");
-    vmseal_qemu *vm = NULL, *vm2 = NULL, *att = NULL;
-    if (vmseal_qemu_start(&s, &vm) != 0)
+    hostd_qemu_spec s = base_spec(home, "console=ttyS0 quiet vmseal.wait=1");
+    hostd_qemu *vm = NULL, *vm2 = NULL, *att = NULL;
+    if (hostd_qemu_start(&s, &vm) != 0)
         fail_msg("start: %s", vmseal_last_error());
     track(vm);
-    assert_int_equal(vmseal_qemu_start(&s, &vm2), -EBUSY);
+    assert_int_equal(hostd_qemu_start(&s, &vm2), -EBUSY);
     /* re-attach (as a restarted hostd would) finds the same process */
-    vmseal_qmp *q = vmseal_qemu_monitor(vm);
+    hostd_qmp *q = hostd_qemu_monitor(vm);
     assert_non_null(q);
-    vmseal_qemu_free(vm);   /* drops our monitor connection, QEMU keeps running */
-    assert_int_equal(vmseal_qemu_attach(home, s.uuid, 5000, &att), 0);
-    assert_int_equal(vmseal_qemu_attach(home, "00000000-0000-0000-0000-000000000000", 1000, &vm2),
+    hostd_qemu_free(vm);   /* drops our monitor connection, QEMU keeps running */
+    assert_int_equal(hostd_qemu_attach(home, s.uuid, 5000, &att), 0);
+    assert_int_equal(hostd_qemu_attach(home, "00000000-0000-0000-0000-000000000000", 1000, &vm2),
                      -ESRCH);
     char status[32];
-    assert_int_equal(vmseal_qemu_status(att, status, sizeof(status)), 0);
-    vmseal_qemu_kill(att);
-    assert_false(vmseal_qemu_alive(att));
-    vmseal_qemu_free(att);
+    assert_int_equal(hostd_qemu_status(att, status, sizeof(status)), 0);
+    hostd_qemu_kill(att);
+    assert_false(hostd_qemu_alive(att));
+    hostd_qemu_free(att);
 }
 
 /* The console log is never opened through a symlink (or a hard link):
@@ -339,9 +339,9 @@ static void test_serial_log_symlink_refused(void **state)
     snprintf(target, sizeof(target), "%s/elsewhere", tmpdir);
     snprintf(lnk, sizeof(lnk), "%s/serial.log", home);
     assert_int_equal(symlink(target, lnk), 0);
-    vmseal_qemu_spec s = base_spec(home, "console=ttyS0 quiet");
-    vmseal_qemu *vm = NULL;
-    assert_int_equal(vmseal_qemu_start(&s, &vm), -ELOOP);
+    hostd_qemu_spec s = base_spec(home, "console=ttyS0 quiet");
+    hostd_qemu *vm = NULL;
+    assert_int_equal(hostd_qemu_start(&s, &vm), -ELOOP);
     assert_non_null(strstr(vmseal_last_error(), "symbolic link"));
     assert_int_not_equal(access(target, F_OK), 0);   /* not created through the link */
     unlink(lnk);
@@ -350,7 +350,7 @@ static void test_serial_log_symlink_refused(void **state)
     assert_true(fd >= 0);
     close(fd);
     assert_int_equal(link(target, lnk) == 0 ? 0 : -1, 0);
-    assert_int_equal(vmseal_qemu_start(&s, &vm), -EPROTO);
+    assert_int_equal(hostd_qemu_start(&s, &vm), -EPROTO);
     assert_non_null(strstr(vmseal_last_error(), "hard link"));
     struct stat st;
     assert_int_equal(stat(target, &st), 0);
@@ -364,21 +364,21 @@ static void test_bad_spec(void **state)
     (void)state;
     char home[512];
     make_home(home, sizeof(home), "vm-bad");
-    vmseal_qemu *vm = NULL;
-    vmseal_qemu_spec s = base_spec(home, NULL);
+    hostd_qemu *vm = NULL;
+    hostd_qemu_spec s = base_spec(home, NULL);
     s.name = "bad name";
-    assert_int_equal(vmseal_qemu_start(&s, &vm), -EINVAL);
+    assert_int_equal(hostd_qemu_start(&s, &vm), -EINVAL);
     s = base_spec(home, NULL);
     s.uuid = "not-a-uuid";
-    assert_int_equal(vmseal_qemu_start(&s, &vm), -EINVAL);
+    assert_int_equal(hostd_qemu_start(&s, &vm), -EINVAL);
     s = base_spec(home, NULL);
-    vmseal_qemu_disk missing = {.path = "/nonexistent/disk.img"};
+    hostd_qemu_disk missing = {.path = "/nonexistent/disk.img"};
     s.disks = &missing;
     s.ndisks = 1;
-    assert_int_equal(vmseal_qemu_start(&s, &vm), -ENOENT);
+    assert_int_equal(hostd_qemu_start(&s, &vm), -ENOENT);
     s = base_spec(home, NULL);
     s.qemu = "/nonexistent/qemu-system-x86_64";
-    assert_int_equal(vmseal_qemu_start(&s, &vm), -EIO);
+    assert_int_equal(hostd_qemu_start(&s, &vm), -EIO);
     assert_null(vm);
 }
 
@@ -406,9 +406,9 @@ static void test_uefi_encrypted_nvram(void **state)
 
     char home[512];
     make_home(home, sizeof(home), "vm-uefi");
-    vmseal_qemu_disk disk = {.path = d.path, .passphrase = d.pass};
-    vmseal_qemu_disk nvram = {.path = nv.path, .passphrase = nv.pass};
-    vmseal_qemu_spec s = base_spec(home, "console=ttyS0 quiet vmseal.marker=UEFIMARK");
+    hostd_qemu_disk disk = {.path = d.path, .passphrase = d.pass};
+    hostd_qemu_disk nvram = {.path = nv.path, .passphrase = nv.pass};
+    hostd_qemu_spec s = base_spec(home, "console=ttyS0 quiet vmseal.marker=UEFIMARK");
     s.firmware_code = code;
     s.nvram = &nvram;
     s.disks = &disk;
@@ -422,8 +422,8 @@ static void test_uefi_encrypted_nvram(void **state)
     assert_int_equal(vmseal_secret_from("ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
                                         64, &wrong), 0);
     nvram.passphrase = wrong;
-    vmseal_qemu *vm = NULL;
-    assert_int_equal(vmseal_qemu_start(&s, &vm), -EREMOTEIO);
+    hostd_qemu *vm = NULL;
+    assert_int_equal(hostd_qemu_start(&s, &vm), -EREMOTEIO);
     vmseal_secret_free(wrong);
     free_luks_disk(&nv);
     free_luks_disk(&d);
@@ -437,31 +437,31 @@ static void test_kvm_probe(void **state)
     (void)state;
     char cache[400];
     snprintf(cache, sizeof(cache), "%s/kvm-probe.cache", tmpdir);
-    vmseal_kvm_probe p = {
+    hostd_kvm_probe p = {
         .kernel = kernel, .initrd = initrd, .expect = "VMSEAL-POWEROFF",
         .cache_file = cache, .timeout_ms = 15000,
     };
-    int first = vmseal_qemu_probe_kvm(&p);
+    int first = hostd_qemu_probe_kvm(&p);
     assert_true(first == 0 || first == 1);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    assert_int_equal(vmseal_qemu_probe_kvm(&p), first);
+    assert_int_equal(hostd_qemu_probe_kvm(&p), first);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     assert_true(t1.tv_sec - t0.tv_sec < 2);
     if (access("/dev/kvm", R_OK | W_OK) == 0)
         assert_true(testutil_count_in_file(cache, "kvm-probe:") == 1);
     /* the environment overrides the probe */
     setenv("VMSEAL_ACCEL", "tcg", 1);
-    assert_int_equal(vmseal_qemu_pick_accel(&p), VMSEAL_ACCEL_TCG);
+    assert_int_equal(hostd_qemu_pick_accel(&p), VMSEAL_ACCEL_TCG);
     setenv("VMSEAL_ACCEL", "kvm", 1);
-    assert_int_equal(vmseal_qemu_pick_accel(&p), VMSEAL_ACCEL_KVM);
+    assert_int_equal(hostd_qemu_pick_accel(&p), VMSEAL_ACCEL_KVM);
     unsetenv("VMSEAL_ACCEL");
-    assert_int_equal(vmseal_qemu_pick_accel(&p), first ? VMSEAL_ACCEL_KVM : VMSEAL_ACCEL_TCG);
+    assert_int_equal(hostd_qemu_pick_accel(&p), first ? VMSEAL_ACCEL_KVM : VMSEAL_ACCEL_TCG);
     if (first) {
         /* KVM said yes: a guest really boots with it */
         char home[512];
         make_home(home, sizeof(home), "vm-kvm");
-        vmseal_qemu_spec s = base_spec(home, "console=ttyS0 quiet");
+        hostd_qemu_spec s = base_spec(home, "console=ttyS0 quiet");
         s.accel = VMSEAL_ACCEL_KVM;
         boot_and_wait(&s, "VMSEAL-POWEROFF");
     }
@@ -521,19 +521,19 @@ static void test_confined_qemu(void **state)
     char append[200];
     snprintf(append, sizeof(append), "console=ttyS0 quiet vmseal.marker=CONFINED%d vmseal.wait=1",
              (int)getpid());
-    vmseal_qemu_disk disk = {.path = d.path, .passphrase = d.pass};
-    vmseal_qemu_spec s = base_spec(home, append);
+    hostd_qemu_disk disk = {.path = d.path, .passphrase = d.pass};
+    hostd_qemu_spec s = base_spec(home, append);
     s.kernel = s.initrd = NULL;
     s.kernel_fd = kfd;
     s.initrd_fd = ifd;
     s.run_as = qemu_user;
     s.disks = &disk;
     s.ndisks = 1;
-    vmseal_qemu *vm = NULL;
-    if (vmseal_qemu_start(&s, &vm) != 0)
+    hostd_qemu *vm = NULL;
+    if (hostd_qemu_start(&s, &vm) != 0)
         fail_msg("start: %s", vmseal_last_error());
     track(vm);
-    pid_t pid = vmseal_qemu_pid(vm);
+    pid_t pid = hostd_qemu_pid(vm);
     char serial[600];
     snprintf(serial, sizeof(serial), "%s/serial.log", home);
     if (wait_for_text(serial, "VMSEAL-READY", 90000) != 0) {
@@ -562,8 +562,8 @@ static void test_confined_qemu(void **state)
     assert_true(n > 0);
     assert_null(memmem(buf, (size_t)n, kernel, strlen(kernel)));
     assert_null(memmem(buf, (size_t)n, d.path, strlen(d.path)));
-    assert_int_equal(vmseal_qemu_power_off(vm, 60000), 0);
-    vmseal_qemu_free(vm);
+    assert_int_equal(hostd_qemu_power_off(vm, 60000), 0);
+    hostd_qemu_free(vm);
 
     /* a second confined boot reads the marker back through LUKS */
     snprintf(append, sizeof(append), "console=ttyS0 quiet vmseal.check=CONFINED%d", (int)getpid());

@@ -44,11 +44,11 @@ static void start_qemu(void)
     }
 }
 
-static vmseal_qmp *connect_retry(void)
+static hostd_qmp *connect_retry(void)
 {
-    vmseal_qmp *q = NULL;
+    hostd_qmp *q = NULL;
     for (int i = 0; i < 500; i++) {
-        int r = vmseal_qmp_connect(sock_path, 5000, &q);
+        int r = hostd_qmp_connect(sock_path, 5000, &q);
         if (r == 0)
             return q;
         assert_true(r == -ENOENT || r == -ECONNREFUSED);
@@ -70,15 +70,15 @@ static void stop_qemu(void)
 static void test_missing_socket(void **state)
 {
     (void)state;
-    vmseal_qmp *q = NULL;
+    hostd_qmp *q = NULL;
     char p[100];
     snprintf(p, sizeof(p), "%s/none.sock", dir);
-    assert_int_equal(vmseal_qmp_connect(p, 1000, &q), -ENOENT);
+    assert_int_equal(hostd_qmp_connect(p, 1000, &q), -ENOENT);
     assert_null(q);
     char longp[200];
     memset(longp, 'a', sizeof(longp) - 1);
     longp[sizeof(longp) - 1] = '\0';
-    assert_int_equal(vmseal_qmp_connect(longp, 1000, &q), -ENAMETOOLONG);
+    assert_int_equal(hostd_qmp_connect(longp, 1000, &q), -ENAMETOOLONG);
 }
 
 /* A peer that accepts but never speaks: the greeting wait is bounded. */
@@ -92,9 +92,9 @@ static void test_silent_peer_times_out(void **state)
     snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", p);
     assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
     assert_int_equal(listen(ls, 1), 0);
-    vmseal_qmp *q = NULL;
+    hostd_qmp *q = NULL;
     int64_t t0 = now_ms();
-    assert_int_equal(vmseal_qmp_connect(p, 300, &q), -ETIMEDOUT);
+    assert_int_equal(hostd_qmp_connect(p, 300, &q), -ETIMEDOUT);
     int64_t took = now_ms() - t0;
     assert_true(took >= 250 && took < 3000);
     close(ls);
@@ -121,8 +121,8 @@ static void test_not_qmp(void **state)
             usleep(500000);
             _exit(0);
         }
-        vmseal_qmp *q = NULL;
-        assert_int_equal(vmseal_qmp_connect(p, 3000, &q), -EPROTO);
+        hostd_qmp *q = NULL;
+        assert_int_equal(hostd_qmp_connect(p, 3000, &q), -EPROTO);
         waitpid(child, NULL, 0);
     }
     close(ls);
@@ -132,27 +132,27 @@ static void test_commands_errors_events(void **state)
 {
     (void)state;
     start_qemu();
-    vmseal_qmp *q = connect_retry();
+    hostd_qmp *q = connect_retry();
 
     json_t *ret = NULL;
-    assert_int_equal(vmseal_qmp_execute(q, "query-status", NULL, 5000, &ret), 0);
+    assert_int_equal(hostd_qmp_execute(q, "query-status", NULL, 5000, &ret), 0);
     assert_string_equal(json_string_value(json_object_get(ret, "status")), "prelaunch");
     json_decref(ret);
 
-    assert_int_equal(vmseal_qmp_execute(q, "no-such-command", NULL, 5000, NULL), -EREMOTEIO);
+    assert_int_equal(hostd_qmp_execute(q, "no-such-command", NULL, 5000, NULL), -EREMOTEIO);
     assert_non_null(strstr(vmseal_last_error(), "CommandNotFound"));
 
     /* arguments are passed through */
-    assert_int_equal(vmseal_qmp_execute(q, "qom-list", json_pack("{s:s}", "path", "/nowhere"),
+    assert_int_equal(hostd_qmp_execute(q, "qom-list", json_pack("{s:s}", "path", "/nowhere"),
                                         5000, NULL), -EREMOTEIO);
 
     /* secrets: created with base64 data, visible as objects, deletable */
     vmseal_secret *sec = NULL;
     assert_int_equal(vmseal_secret_from("0123456789abcdef\"\\\n", 19, &sec), 0);
-    assert_int_equal(vmseal_qmp_add_secret(q, "bad id", sec, 5000), -EINVAL);
-    assert_int_equal(vmseal_qmp_add_secret(q, "sec-1", sec, 5000), 0);
-    assert_int_equal(vmseal_qmp_add_secret(q, "sec-1", sec, 5000), -EREMOTEIO);
-    assert_int_equal(vmseal_qmp_execute(q, "qom-list", json_pack("{s:s}", "path", "/objects"),
+    assert_int_equal(hostd_qmp_add_secret(q, "bad id", sec, 5000), -EINVAL);
+    assert_int_equal(hostd_qmp_add_secret(q, "sec-1", sec, 5000), 0);
+    assert_int_equal(hostd_qmp_add_secret(q, "sec-1", sec, 5000), -EREMOTEIO);
+    assert_int_equal(hostd_qmp_execute(q, "qom-list", json_pack("{s:s}", "path", "/objects"),
                                         5000, &ret), 0);
     size_t i;
     json_t *o;
@@ -162,31 +162,31 @@ static void test_commands_errors_events(void **state)
             found = 1;
     json_decref(ret);
     assert_true(found);
-    assert_int_equal(vmseal_qmp_execute(q, "object-del", json_pack("{s:s}", "id", "sec-1"), 5000,
+    assert_int_equal(hostd_qmp_execute(q, "object-del", json_pack("{s:s}", "id", "sec-1"), 5000,
                                         NULL), 0);
     vmseal_secret_free(sec);
 
     /* events: none pending -> bounded wait; then STOP/RESUME */
     int64_t t0 = now_ms();
-    assert_int_equal(vmseal_qmp_wait_event(q, "RESUME", 200, NULL), -ETIMEDOUT);
+    assert_int_equal(hostd_qmp_wait_event(q, "RESUME", 200, NULL), -ETIMEDOUT);
     assert_true(now_ms() - t0 < 2000);
-    assert_int_equal(vmseal_qmp_execute(q, "cont", NULL, 5000, NULL), 0);
-    assert_int_equal(vmseal_qmp_execute(q, "stop", NULL, 5000, NULL), 0);
+    assert_int_equal(hostd_qmp_execute(q, "cont", NULL, 5000, NULL), 0);
+    assert_int_equal(hostd_qmp_execute(q, "stop", NULL, 5000, NULL), 0);
     json_t *ev = NULL;
-    assert_int_equal(vmseal_qmp_wait_event(q, "STOP", 5000, &ev), 0);
+    assert_int_equal(hostd_qmp_wait_event(q, "STOP", 5000, &ev), 0);
     assert_string_equal(json_string_value(json_object_get(ev, "event")), "STOP");
     json_decref(ev);
     /* RESUME came before STOP and was kept in the queue */
-    assert_int_equal(vmseal_qmp_wait_event(q, "RESUME", 100, NULL), 0);
-    assert_int_equal(vmseal_qmp_poll(q), 0);
+    assert_int_equal(hostd_qmp_wait_event(q, "RESUME", 100, NULL), 0);
+    assert_int_equal(hostd_qmp_poll(q), 0);
 
     /* quit: the reply, a SHUTDOWN event, then the monitor closes */
-    assert_int_equal(vmseal_qmp_execute(q, "quit", NULL, 5000, NULL), 0);
-    assert_int_equal(vmseal_qmp_wait_event(q, "SHUTDOWN", 5000, NULL), 0);
-    int r = vmseal_qmp_execute(q, "query-status", NULL, 5000, NULL);
+    assert_int_equal(hostd_qmp_execute(q, "quit", NULL, 5000, NULL), 0);
+    assert_int_equal(hostd_qmp_wait_event(q, "SHUTDOWN", 5000, NULL), 0);
+    int r = hostd_qmp_execute(q, "query-status", NULL, 5000, NULL);
     assert_true(r == -ECONNRESET);
-    assert_int_equal(vmseal_qmp_poll(q), -ECONNRESET);
-    vmseal_qmp_close(q);
+    assert_int_equal(hostd_qmp_poll(q), -ECONNRESET);
+    hostd_qmp_close(q);
     waitpid(qemu_pid, NULL, 0);
     qemu_pid = 0;
 }

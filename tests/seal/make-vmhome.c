@@ -30,9 +30,9 @@ int main(int argc, char **argv)
         return 2;
     }
     memset(raw, 0, sizeof(raw));
-    vmseal_host_config cfg = {.datastore = argv[1], .accel = VMSEAL_ACCEL_TCG};
-    vmseal_host *h = NULL;
-    if (vmseal_host_open(&cfg, &h) < 0 || vmseal_host_put_key(h, argv[3], "local", kek) < 0) {
+    hostd_host_config cfg = {.datastore = argv[1], .accel = VMSEAL_ACCEL_TCG};
+    hostd_host *h = NULL;
+    if (hostd_host_open(&cfg, &h) < 0 || hostd_host_put_key(h, argv[3], "local", kek) < 0) {
         fprintf(stderr, "make-vmhome: %s\n", vmseal_last_error());
         return 2;
     }
@@ -48,7 +48,7 @@ int main(int argc, char **argv)
              "\"kek_id\": \"%s\"}", argv[4], disks, argv[6], argv[3]);
     int status = 0;
     json_t *resp = NULL;
-    vmseal_host_handle(h, "POST", "/v1/vms", body, strlen(body), "", &status, &resp);
+    hostd_host_handle(h, "POST", "/v1/vms", body, strlen(body), "", &status, &resp);
     int rc = 0;
     if (status != 201) {
         char *t = resp ? json_dumps(resp, 0) : NULL;
@@ -59,6 +59,6 @@ int main(int argc, char **argv)
         printf("%s\n", json_string_value(json_object_get(resp, "uuid")));
     }
     json_decref(resp);
-    vmseal_host_close(h);
+    hostd_host_close(h);
     return rc;
 }
