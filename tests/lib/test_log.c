@@ -138,7 +138,8 @@ static void test_format(void **state)
     snprintf(ts, sizeof(ts), "%.*s", (int)(m[1].rm_eo - m[1].rm_so), out + m[1].rm_so);
     assert_non_null(strptime(ts, "%Y-%m-%dT%H:%M:%S", &tm));
     time_t t = timegm(&tm);
-    assert_true(t >= before && t <= after);
+    /* time() reads a coarse clock that may lag the logger's by a tick */
+    assert_true(t >= before - 1 && t <= after + 1);
     free(out);
 
     /* without a process part; then another process name */
