@@ -306,44 +306,52 @@ static int cmd_serve(kmsd_config *cfg, int argc, char **argv)
     return 0;
 }
 
+/* The options every node is made with (init and join): long option
+ * entries, and their parser (1: ch was one of them). */
+#define NODE_OPTIONS                                                                    \
+    {"ec", no_argument, 0, 'e'}, {"rsa", no_argument, 0, 'r'},                          \
+        {"host", required_argument, 0, 'h'}, {"port", required_argument, 0, 'p'},       \
+        {"listen", required_argument, 0, 'l'},                                          \
+        {"pkcs11-module", required_argument, 0, 'm'},                                   \
+        {"pkcs11-token", required_argument, 0, 't'},                                    \
+        {"pkcs11-pin-file", required_argument, 0, 'i'},                                \
+        {"pkcs11-key-label", required_argument, 0, 'k'},                                \
+        {"conninfo-file", required_argument, 0, 'C'}, {"node-name", required_argument, 0, 'N'}
+
+static int node_option(int ch, const char *arg, kmsd_node_opts *n)
+{
+    switch (ch) {
+    case 'e': n->key_type = VMSEAL_PKI_EC_P256; return 1;
+    case 'r': n->key_type = VMSEAL_PKI_RSA2048; return 1;
+    case 'h':
+        if (n->n_hosts < 16)
+            n->hosts[n->n_hosts++] = arg;
+        return 1;
+    case 'p': n->port = atoi(arg); return 1;
+    case 'l': n->listen_address = arg; return 1;
+    case 'm': n->pkcs11_module = arg; return 1;
+    case 't': n->pkcs11_token = arg; return 1;
+    case 'i': n->pkcs11_pin_file = arg; return 1;
+    case 'k': n->pkcs11_key_label = arg; return 1;
+    case 'C': n->conninfo_file = arg; return 1;
+    case 'N': n->node_name = arg; return 1;
+    default: return 0;
+    }
+}
+
 static int cmd_init(int argc, char **argv)
 {
-    kmsd_init_opts o = {.key_type = VMSEAL_PKI_RSA2048};
-    static const struct option opts[] = {{"ec", no_argument, 0, 'e'},
-                                         {"rsa", no_argument, 0, 'r'},
-                                         {"host", required_argument, 0, 'h'},
-                                         {"port", required_argument, 0, 'p'},
-                                         {"listen", required_argument, 0, 'l'},
-                                         {"pkcs11-module", required_argument, 0, 'm'},
-                                         {"pkcs11-token", required_argument, 0, 't'},
-                                         {"pkcs11-pin-file", required_argument, 0, 'i'},
-                                         {"pkcs11-key-label", required_argument, 0, 'k'},
-                                         {"store", required_argument, 0, 's'},
-                                         {"conninfo-file", required_argument, 0, 'C'},
-                                         {"node-name", required_argument, 0, 'N'},
+    kmsd_init_opts o = {.node.key_type = VMSEAL_PKI_RSA2048};
+    static const struct option opts[] = {NODE_OPTIONS, {"store", required_argument, 0, 's'},
                                          {0, 0, 0, 0}};
     int ch;
     const char *store = "sqlite";
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 's': store = optarg; break;
-        case 'C': o.conninfo_file = optarg; break;
-        case 'N': o.node_name = optarg; break;
-        case 'e': o.key_type = VMSEAL_PKI_EC_P256; break;
-        case 'r': o.key_type = VMSEAL_PKI_RSA2048; break;
-        case 'h':
-            if (o.n_hosts < 16)
-                o.hosts[o.n_hosts++] = optarg;
-            break;
-        case 'p': o.port = atoi(optarg); break;
-        case 'l': o.listen_address = optarg; break;
-        case 'm': o.pkcs11_module = optarg; break;
-        case 't': o.pkcs11_token = optarg; break;
-        case 'i': o.pkcs11_pin_file = optarg; break;
-        case 'k': o.pkcs11_key_label = optarg; break;
-        default: return 2;
-        }
+        if (ch == 's')
+            store = optarg;
+        else if (!node_option(ch, optarg, &o.node))
+            return 2;
     }
     if (optind != argc - 1) {
         fputs(usage, stderr);
@@ -353,7 +361,7 @@ static int cmd_init(int argc, char **argv)
         fprintf(stderr, "vmseal-kmsd: init: --store sqlite or postgresql\n");
         return 2;
     }
-    if (!strcmp(store, "postgresql") != !!o.conninfo_file) {
+    if (!strcmp(store, "postgresql") != !!o.node.conninfo_file) {
         fprintf(stderr, "vmseal-kmsd: init: --store postgresql and --conninfo-file FILE go "
                         "together\n");
         return 2;
@@ -371,42 +379,22 @@ static int cmd_init(int argc, char **argv)
 
 static int cmd_join(int argc, char **argv)
 {
-    kmsd_join_opts o = {.key_type = VMSEAL_PKI_RSA2048};
-    static const struct option opts[] = {{"ec", no_argument, 0, 'e'},
-                                         {"host", required_argument, 0, 'h'},
-                                         {"port", required_argument, 0, 'p'},
-                                         {"listen", required_argument, 0, 'l'},
-                                         {"conninfo-file", required_argument, 0, 'C'},
-                                         {"node-name", required_argument, 0, 'N'},
+    kmsd_join_opts o = {.node.key_type = VMSEAL_PKI_RSA2048};
+    static const struct option opts[] = {NODE_OPTIONS,
                                          {"master-key-file", required_argument, 0, 'M'},
                                          {"ca", required_argument, 0, 'a'},
                                          {"ca-key", required_argument, 0, 'K'},
-                                         {"pkcs11-module", required_argument, 0, 'm'},
-                                         {"pkcs11-token", required_argument, 0, 't'},
-                                         {"pkcs11-pin-file", required_argument, 0, 'i'},
-                                         {"pkcs11-key-label", required_argument, 0, 'k'},
                                          {0, 0, 0, 0}};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
-        case 'e': o.key_type = VMSEAL_PKI_EC_P256; break;
-        case 'h':
-            if (o.n_hosts < 16)
-                o.hosts[o.n_hosts++] = optarg;
-            break;
-        case 'p': o.port = atoi(optarg); break;
-        case 'l': o.listen_address = optarg; break;
-        case 'C': o.conninfo_file = optarg; break;
-        case 'N': o.node_name = optarg; break;
         case 'M': o.master_key_file = optarg; break;
         case 'a': o.ca_file = optarg; break;
         case 'K': o.ca_key_file = optarg; break;
-        case 'm': o.pkcs11_module = optarg; break;
-        case 't': o.pkcs11_token = optarg; break;
-        case 'i': o.pkcs11_pin_file = optarg; break;
-        case 'k': o.pkcs11_key_label = optarg; break;
-        default: return 2;
+        default:
+            if (!node_option(ch, optarg, &o.node))
+                return 2;
         }
     }
     if (optind != argc - 1) {

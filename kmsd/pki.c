@@ -217,16 +217,56 @@ static int pg_params(const char *conninfo_file, const char *node, vmseal_secret 
     return 0;
 }
 
+/* The node name to record: o->node_name checked, or the host's. */
+static int node_name_for(const kmsd_node_opts *n, char out[KMSD_NODE_MAX])
+{
+    if (n->node_name && !kmsd_node_name_ok(n->node_name))
+        return vmseal_fail(EINVAL, "node name \"%s\": use 1-%d letters, digits, - _ .",
+                           n->node_name, KMSD_NODE_NAME_MAX);
+    default_node(n->node_name, out);
+    return 0;
+}
+
+/* The master key on the node's PKCS#11 token (made when create is set). */
+static int open_token_master_key(const kmsd_node_opts *n, int create, kmsd_masterkey **mk)
+{
+    kmsd_pkcs11_params pp = {.module = n->pkcs11_module, .token_label = n->pkcs11_token,
+                             .pin_file = n->pkcs11_pin_file,
+                             .key_label = n->pkcs11_key_label ? n->pkcs11_key_label
+                                                              : "vmseal-kmsd-master"};
+    if (!pp.token_label || !pp.pin_file)
+        return vmseal_fail(EINVAL, "--pkcs11-module needs --pkcs11-token and --pkcs11-pin-file");
+    return kmsd_mk_open_pkcs11(&pp, create, mk);
+}
+
+/* The node's server certificate (signed by the cluster's CA) and its
+ * kmsd.conf at conf_path. */
+static int write_node(const char *dir, const char *conf_path, const kmsd_node_opts *n, X509 *ca,
+                      EVP_PKEY *cakey, const char *conninfo_abs, const char *node)
+{
+    int r = issue_server(dir, ca, cakey, n->key_type ? n->key_type : VMSEAL_PKI_RSA2048,
+                         n->hosts, n->n_hosts, n->cert_days > 0 ? n->cert_days : 825);
+    if (r < 0)
+        return r;
+    conf_params cp = {.listen_address = n->listen_address, .port = n->port,
+                      .conninfo_file = conninfo_abs, .node_name = node,
+                      .pkcs11_module = n->pkcs11_module, .pkcs11_token = n->pkcs11_token,
+                      .pkcs11_pin_file = n->pkcs11_pin_file,
+                      .pkcs11_key_label = n->pkcs11_key_label};
+    return write_conf(conf_path, &cp);
+}
+
 int kmsd_init(const char *dir, const kmsd_init_opts *o)
 {
+    const kmsd_node_opts *n = &o->node;
     char p[PATH_MAX], q[PATH_MAX];
     int r;
     snprintf(p, sizeof(p), "%s/kmsd.conf", dir);
     if (access(p, F_OK) == 0)
         return vmseal_fail(EEXIST, "%s already exists: this folder is set up", p);
-    int key_type = o->key_type;
+    int key_type = n->key_type ? n->key_type : VMSEAL_PKI_RSA2048;
     int ca_days = o->ca_days > 0 ? o->ca_days : 3650;
-    int cert_days = o->cert_days > 0 ? o->cert_days : 825;
+    int cert_days = n->cert_days > 0 ? n->cert_days : 825;
 
     /* CA */
     vmseal_pki_req careq = {.common_name = "vmseal-kmsd CA", .organization = "vmseal",
@@ -239,14 +279,12 @@ int kmsd_init(const char *dir, const kmsd_init_opts *o)
     vmseal_secret *ci = NULL;
     kmsd_pg_params pgp;
     char node[KMSD_NODE_MAX], conninfo_abs[PATH_MAX];
-    default_node(o->node_name, node);
-    if (o->node_name && !kmsd_node_name_ok(o->node_name))
-        return vmseal_fail(EINVAL, "node name \"%s\": use 1-%d letters, digits, - _ .",
-                           o->node_name, KMSD_NODE_NAME_MAX);
-    if (o->conninfo_file) {
+    if ((r = node_name_for(n, node)) < 0)
+        return r;
+    if (n->conninfo_file) {
         /* before anything is made: the database must hold no store yet */
-        if (!realpath(o->conninfo_file, conninfo_abs))
-            return vmseal_fail(errno, "%s: %s", o->conninfo_file, strerror(errno));
+        if (!realpath(n->conninfo_file, conninfo_abs))
+            return vmseal_fail(errno, "%s: %s", n->conninfo_file, strerror(errno));
         if ((r = pg_params(conninfo_abs, node, &ci, &pgp)) < 0)
             return r;
         r = kmsd_store_open_pg(&pgp, NULL, KMSD_PG_OPEN, &st);
@@ -257,7 +295,7 @@ int kmsd_init(const char *dir, const kmsd_init_opts *o)
             if (r == 0)
                 return vmseal_fail(EEXIST, "the database of %s holds a vmseal-kmsd store "
                                    "already: add this node to it with `vmseal-kmsd join`",
-                                   o->conninfo_file);
+                                   n->conninfo_file);
             return r;
         }
     }
@@ -270,27 +308,16 @@ int kmsd_init(const char *dir, const kmsd_init_opts *o)
     if ((r = write_pair(dir, "ca", ca, cakey)) < 0)
         goto out;
 
-    if ((r = issue_server(dir, ca, cakey, key_type, o->hosts, o->n_hosts, cert_days)) < 0)
-        goto out;
-
     /* master key */
-    if (o->pkcs11_module) {
-        kmsd_pkcs11_params pp = {.module = o->pkcs11_module, .token_label = o->pkcs11_token,
-                                 .pin_file = o->pkcs11_pin_file,
-                                 .key_label = o->pkcs11_key_label ? o->pkcs11_key_label
-                                                                  : "vmseal-kmsd-master"};
-        if (!pp.token_label || !pp.pin_file) {
-            r = vmseal_fail(EINVAL, "--pkcs11-module needs --pkcs11-token and --pkcs11-pin-file");
-            goto out;
-        }
-        if ((r = kmsd_mk_open_pkcs11(&pp, 1, &mk)) < 0)
+    if (n->pkcs11_module) {
+        if ((r = open_token_master_key(n, 1, &mk)) < 0)
             goto out;
     } else {
         snprintf(q, sizeof(q), "%s/master.key", dir);
         if ((r = kmsd_mk_create_file(q)) < 0 || (r = kmsd_mk_open_file(q, &mk)) < 0)
             goto out;
     }
-    if (o->conninfo_file) {
+    if (n->conninfo_file) {
         if ((r = kmsd_store_open_pg(&pgp, mk, KMSD_PG_CREATE, &st)) < 0)
             goto out;
     } else {
@@ -307,13 +334,8 @@ int kmsd_init(const char *dir, const kmsd_init_opts *o)
     if ((r = issue_client(ca, cakey, "admin", q, key_type, cert_days)) < 0)
         goto out;
 
-    /* configuration */
-    conf_params cp = {.listen_address = o->listen_address, .port = o->port,
-                      .conninfo_file = o->conninfo_file ? conninfo_abs : NULL,
-                      .node_name = node, .pkcs11_module = o->pkcs11_module,
-                      .pkcs11_token = o->pkcs11_token, .pkcs11_pin_file = o->pkcs11_pin_file,
-                      .pkcs11_key_label = o->pkcs11_key_label};
-    r = write_conf(p, &cp);
+    /* server certificate and configuration */
+    r = write_node(dir, p, n, ca, cakey, n->conninfo_file ? conninfo_abs : NULL, node);
 out:
     kmsd_store_close(st);
     kmsd_mk_free(mk);
@@ -325,22 +347,22 @@ out:
 
 int kmsd_join(const char *dir, const kmsd_join_opts *o)
 {
-    if (!o->conninfo_file)
+    const kmsd_node_opts *n = &o->node;
+    if (!n->conninfo_file)
         return vmseal_fail(EINVAL, "join needs --conninfo-file (the cluster's database)");
     if (!o->ca_file || !o->ca_key_file)
         return vmseal_fail(EINVAL, "join needs --ca and --ca-key: the cluster's CA (ca.crt, "
                            "ca.key of the first node), so that clients trust every node");
-    if (!o->master_key_file == !o->pkcs11_module)
+    if (!o->master_key_file == !n->pkcs11_module)
         return vmseal_fail(EINVAL, "join needs the cluster's master key: --master-key-file "
                            "(a copy of the first node's master.key) or --pkcs11-module with "
                            "the same token");
-    if (o->node_name && !kmsd_node_name_ok(o->node_name))
-        return vmseal_fail(EINVAL, "node name \"%s\": use 1-%d letters, digits, - _ .",
-                           o->node_name, KMSD_NODE_NAME_MAX);
     char node[KMSD_NODE_MAX], conninfo_abs[PATH_MAX], p[PATH_MAX];
-    default_node(o->node_name, node);
-    if (!realpath(o->conninfo_file, conninfo_abs))
-        return vmseal_fail(errno, "%s: %s", o->conninfo_file, strerror(errno));
+    int r;
+    if ((r = node_name_for(n, node)) < 0)
+        return r;
+    if (!realpath(n->conninfo_file, conninfo_abs))
+        return vmseal_fail(errno, "%s: %s", n->conninfo_file, strerror(errno));
     snprintf(p, sizeof(p), "%s/kmsd.conf", dir);
     if (access(p, F_OK) == 0)
         return vmseal_fail(EEXIST, "%s already exists: this folder is set up", p);
@@ -353,19 +375,10 @@ int kmsd_join(const char *dir, const kmsd_join_opts *o)
     X509 *ca = NULL;
     EVP_PKEY *cakey = NULL;
     kmsd_pg_params pp;
-    int r;
-    if (o->pkcs11_module) {
-        kmsd_pkcs11_params kp = {.module = o->pkcs11_module, .token_label = o->pkcs11_token,
-                                 .pin_file = o->pkcs11_pin_file,
-                                 .key_label = o->pkcs11_key_label ? o->pkcs11_key_label
-                                                                  : "vmseal-kmsd-master"};
-        if (!kp.token_label || !kp.pin_file)
-            return vmseal_fail(EINVAL, "--pkcs11-module needs --pkcs11-token and "
-                               "--pkcs11-pin-file");
-        r = kmsd_mk_open_pkcs11(&kp, 0, &mk);
-    } else {
+    if (n->pkcs11_module)
+        r = open_token_master_key(n, 0, &mk);
+    else
         r = kmsd_mk_open_file(o->master_key_file, &mk);
-    }
     if (r < 0)
         return r;
     if ((r = pg_params(conninfo_abs, node, &ci, &pp)) < 0)
@@ -392,22 +405,13 @@ int kmsd_join(const char *dir, const kmsd_join_opts *o)
         goto out;
     if ((r = write_pair(dir, "ca", ca, cakey)) < 0)
         goto out;
-    int key_type = o->key_type ? o->key_type : VMSEAL_PKI_RSA2048;
-    if ((r = issue_server(dir, ca, cakey, key_type, o->hosts, o->n_hosts,
-                          o->cert_days > 0 ? o->cert_days : 825)) < 0)
-        goto out;
     if (o->master_key_file) {
         char q[PATH_MAX];
         snprintf(q, sizeof(q), "%s/master.key", dir);
         if ((r = kmsd_mk_copy_file(o->master_key_file, q)) < 0)
             goto out;
     }
-    conf_params cp = {.listen_address = o->listen_address, .port = o->port,
-                      .conninfo_file = conninfo_abs, .node_name = node,
-                      .pkcs11_module = o->pkcs11_module, .pkcs11_token = o->pkcs11_token,
-                      .pkcs11_pin_file = o->pkcs11_pin_file,
-                      .pkcs11_key_label = o->pkcs11_key_label};
-    r = write_conf(p, &cp);
+    r = write_node(dir, p, n, ca, cakey, conninfo_abs, node);
 out:
     kmsd_store_close(st);
     kmsd_mk_free(mk);

@@ -7,8 +7,10 @@
 
 #include "config.h"
 
-typedef struct kmsd_init_opts {
-    int key_type;              /* VMSEAL_PKI_RSA2048 (default) or VMSEAL_PKI_EC_P256 */
+/* What every node of a key server is made with, by `init` (the first
+ * node) and `join` (another node of a cluster on PostgreSQL). */
+typedef struct kmsd_node_opts {
+    int key_type;              /* of the server key; 0: RSA 2048 (or VMSEAL_PKI_EC_P256) */
     const char *hosts[16];     /* extra server names / addresses for the SAN */
     size_t n_hosts;
     int port;                  /* 0: 5696 */
@@ -17,9 +19,14 @@ typedef struct kmsd_init_opts {
     const char *pkcs11_token;
     const char *pkcs11_pin_file;
     const char *pkcs11_key_label;
-    int ca_days, cert_days;    /* 0: 3650 / 825 */
-    const char *conninfo_file; /* store = postgresql: this database (must hold no store) */
+    int cert_days;             /* 0: 825 */
+    const char *conninfo_file; /* store = postgresql: this database */
     const char *node_name;     /* NULL: the host name */
+} kmsd_node_opts;
+
+typedef struct kmsd_init_opts {
+    kmsd_node_opts node;       /* conninfo_file: a database that must hold no store yet */
+    int ca_days;               /* 0: 3650 */
 } kmsd_init_opts;
 
 /* Create dir (0700) with master key, CA, server certificate, kmsd.conf,
@@ -33,17 +40,9 @@ int kmsd_init(const char *dir, const kmsd_init_opts *o);
  * key does not open the store in the database (-EKEYREJECTED) or there is
  * no store (-ENOENT). */
 typedef struct kmsd_join_opts {
-    int key_type;              /* of the server key; 0: RSA 2048 */
-    const char *hosts[16];
-    size_t n_hosts;
-    int port;
-    const char *listen_address;
-    const char *conninfo_file;
-    const char *node_name;
+    kmsd_node_opts node;       /* conninfo_file: required, the cluster's database */
     const char *master_key_file;
-    const char *pkcs11_module, *pkcs11_token, *pkcs11_pin_file, *pkcs11_key_label;
     const char *ca_file, *ca_key_file;
-    int cert_days;
 } kmsd_join_opts;
 int kmsd_join(const char *dir, const kmsd_join_opts *o);
 
