@@ -58,6 +58,8 @@ void table_add(table *t, const char *const *cells);
 void table_print(table *t, FILE *f);
 void table_free(table *t);
 void print_json(const json_t *v);
+/* GET path and print the object it answers (--json: as JSON). */
+int show_object(cli *c, const char *path);
 const char *fmt_time(long long t, char *buf, size_t len);
 const char *jstr(const json_t *o, const char *key);  /* "" when missing */
 /* Progress line (TTY: a bar redrawn in place; otherwise one line per 10%). */

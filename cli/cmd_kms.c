@@ -368,6 +368,9 @@ int cmd_kms(cli *c, int argc, char **argv)
                          : "Key provider %s: KMIP credentials set\n", args[0]);
     } else if (!strcmp(sub, "status") && nargs == 1) {
         return kms_status(c, args[0]);
+    } else if (!strcmp(sub, "show") && nargs == 1) {
+        snprintf(path, sizeof(path), "/api/v1/kms/%s", esc);
+        return show_object(c, path);
     } else if (!strcmp(sub, "trust") && nargs == 1) {
         return kms_trust(c, args[0], ca, yes);
     } else if (!strcmp(sub, "csr") && nargs == 1) {

@@ -183,6 +183,11 @@ int cmd_host(cli *c, int argc, char **argv)
         json_decref(body);
         if (rc == EXIT_OK && !c->quiet)
             printf("New VMs on %s get the policy %s unless told otherwise\n", argv[2], argv[3]);
+    } else if (!strcmp(argv[1], "show") && argc == 3) {
+        char path[256], esc[200];
+        cli_escape(argv[2], esc, sizeof(esc));
+        snprintf(path, sizeof(path), "/api/v1/hosts/%s", esc);
+        return show_object(c, path);
     } else if (!strcmp(argv[1], "rm") && argc == 3) {
         char path[256], esc[200];
         cli_escape(argv[2], esc, sizeof(esc));
@@ -456,6 +461,10 @@ int cmd_user(cli *c, int argc, char **argv)
         rc = cli_call(c, "DELETE", path, NULL, &resp);
         if (rc == EXIT_OK && !c->quiet)
             printf("User %s removed\n", args[0]);
+    } else if (!strcmp(sub, "show") && nargs == 1) {
+        cli_escape(args[0], esc, sizeof(esc));
+        snprintf(path, sizeof(path), "/api/v1/users/%s", esc);
+        return show_object(c, path);
     } else if (!strcmp(sub, "role") && nargs == 2) {
         body = json_pack("{s:s}", "role", args[1]);
         cli_escape(args[0], esc, sizeof(esc));

@@ -85,6 +85,53 @@ void print_json(const json_t *v)
     }
 }
 
+static int cmp_key(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* GET path and print the object: --json as it came, otherwise a FIELD /
+ * VALUE table in key order (nested values as compact JSON; control
+ * characters never reach the terminal). */
+int show_object(cli *c, const char *path)
+{
+    json_t *resp = NULL;
+    int rc = cli_call(c, "GET", path, NULL, &resp);
+    if (rc != EXIT_OK)
+        return rc;
+    size_t n = json_is_object(resp) ? json_object_size(resp) : 0, i = 0;
+    const char **keys = n ? calloc(n, sizeof(*keys)) : NULL;
+    if (c->json || !keys) {
+        print_json(resp);
+        json_decref(resp);
+        return EXIT_OK;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(resp, key, v)
+        keys[i++] = key;
+    qsort(keys, n, sizeof(*keys), cmp_key);
+    static const char *const h[] = {"FIELD", "VALUE"};
+    table *t = table_new(2, h);
+    for (i = 0; t && i < n; i++) {
+        v = json_object_get(resp, keys[i]);
+        char *text = json_is_string(v) || json_is_null(v)
+                         ? NULL
+                         : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        const char *row[] = {keys[i], json_is_string(v) ? json_string_value(v)
+                                      : text            ? text
+                                                        : "-"};
+        table_add(t, row);
+        free(text);
+    }
+    if (t)
+        table_print(t, stdout);
+    table_free(t);
+    free(keys);
+    json_decref(resp);
+    return t ? EXIT_OK : EXIT_FAIL;
+}
+
 const char *fmt_time(long long t, char *buf, size_t len)
 {
     if (t <= 0) {

@@ -48,6 +48,9 @@ expect_rc 2 "$VMSEAL" user add carol --role NoSuchRole --password-file "$TMP/bob
 expect_rc 0 "$VMSEAL" --json user ls
 echo "$OUT" | $PY -c 'import json,sys; u={x["name"]:x["role"] for x in json.load(sys.stdin)["users"]}; assert u=={"administrator":"Administrator","bob":"NoCryptoAdmin"}, u' \
   || fail "user ls --json"
+expect_rc 0 "$VMSEAL" user show bob
+echo "$OUT" | grep -q "^role  *NoCryptoAdmin$" || fail "user show: $OUT"
+expect_rc 4 "$VMSEAL" user show nobody
 BOBHOME=$TMP/bobhome; mkdir -p "$BOBHOME"
 HOME=$BOBHOME expect_rc 0 "$VMSEAL" --url "$MURL" --ca "$M/ca.crt" login bob --password-file "$TMP/bobpw"
 HOME=$BOBHOME expect_rc 5 "$VMSEAL" kms add nope --server 127.0.0.1:5696
@@ -102,6 +105,9 @@ expect_rc 0 "$VMSEAL" kms csr k1 --cn vmseal-manager --out "$TMP/mgr.csr"
 grep -q "BEGIN CERTIFICATE REQUEST" "$TMP/mgr.csr" || fail "CSR file"
 expect_rc 0 "$VMSEAL" --json kms ls
 echo "$OUT" | grep -q '"csr_pending": true' || fail "csr pending shown"
+expect_rc 0 "$VMSEAL" kms show k1
+echo "$OUT" | grep -q "^csr_pending  *true$" || fail "kms show: $OUT"
+expect_rc 4 "$VMSEAL" kms show nosuchkms
 printf 'extendedKeyUsage = clientAuth\n' > "$TMP/ext"
 openssl x509 -req -in "$TMP/mgr.csr" -CA "$K/ca.crt" -CAkey "$K/ca.key" -CAcreateserial -days 30 \
   -extfile "$TMP/ext" -out "$TMP/mgr.crt" 2>/dev/null || fail "openssl signs the CSR"
@@ -175,6 +181,10 @@ code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$M/ca.crt" --cert "$TMP/
 [ "$code" = 403 ] || fail "an unregistered host may not ask for keys: $code"
 expect_rc 0 "$VMSEAL" host ls
 echo "$OUT" | grep -q "^esx1 .*https://127.0.0.1:9 .*/srv/vmseal/esx1" || fail "host ls: $OUT"
+expect_rc 0 "$VMSEAL" host show esx1
+echo "$OUT" | grep -q "^datastore  *\(/srv/vmseal/esx1\)$" || fail "host show: $OUT"
+expect_rc 0 "$VMSEAL" --json host show esx1
+echo "$OUT" | $PY -c 'import json,sys; assert json.load(sys.stdin)["name"] == "esx1"' || fail "host show --json"
 ok "hosts register with a CA-signed certificate whose CN is their name"
 
 # --- host identity: the first certificate is pinned ------------------------

@@ -212,3 +212,7 @@ ok "60 parallel logins: refused, the manager's peak memory stayed at $((hwm / 10
 $PY "$VMSEAL_SRC/scripts/api-table-doc" --check "$TMP/table.json" "$VMSEAL_SRC/docs/api.md" \
   || fail "docs/api.md is out of date with the access table: run scripts/api-table-doc"
 ok "docs/api.md lists every operation with the privileges the code checks"
+"$VMSEAL" --help > "$TMP/help.txt" 2>&1 || true
+$PY "$VMSEAL_SRC/tests/cli/cli_verbs.py" "$TMP/table.json" "$TMP/help.txt" \
+  || fail "the access table names CLI verbs that \`vmseal --help\` does not have"
+ok "every CLI verb the access table names is in vmseal --help"
