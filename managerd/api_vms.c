@@ -255,8 +255,12 @@ void api_vms(api_ctx *ctx)
     vmseal_http_error(ctx->resp, 404, "no such resource or method: %s %s", m, ctx->req->path);
 }
 
-/* POST /tasks/{id}/cancel | resume: checked on the task's VM; resuming
- * needs the privilege of the task's own operation (it carries it out). */
+/* POST /tasks/{id}/cancel | resume: checked on the task's VM. Resuming
+ * needs the privilege of the task's own operation (it carries it out);
+ * cancelling needs Global.CancelTask and that privilege too, since rolling
+ * an encrypt, decrypt or rekey back decides the VM's encryption as much as
+ * running it (a No Cryptography Administrator may not keep a VM from being
+ * encrypted). */
 static void task_act(api_ctx *ctx, long long id, const char *what)
 {
     json_t *t = NULL;
@@ -267,15 +271,24 @@ static void task_act(api_ctx *ctx, long long id, const char *what)
     }
     const char *action = json_string_value(json_object_get(t, "action"));
     const char *vm = json_string_value(json_object_get(t, "vm"));   /* NULL: the VM is gone */
-    const char *op = !strcmp(what, "cancel") ? "task.cancel"
-                     : !strcmp(action, "encrypt") ? "task.resume-encrypt"
-                     : !strcmp(action, "decrypt") ? "task.resume-decrypt" : "task.resume-rekey";
+    int cancel = !strcmp(what, "cancel");
+    const char *op = !action                       ? NULL
+                     : !strcmp(action, "encrypt")  ? (cancel ? "task.cancel-encrypt" : "task.resume-encrypt")
+                     : !strcmp(action, "decrypt")  ? (cancel ? "task.cancel-decrypt" : "task.resume-decrypt")
+                     : !strncmp(action, "recrypt", 7) ? (cancel ? "task.cancel-rekey" : "task.resume-rekey")
+                                                   : NULL;
+    if (!op) {
+        json_decref(t);
+        vmseal_http_error(ctx->resp, 409, "task %lld (%s) cannot be %s", id, action ? action : "?",
+                          cancel ? "cancelled" : "resumed");
+        return;
+    }
     rc = api_authorize(ctx, op, vm);
     json_decref(t);
     if (rc < 0)
         return;
     json_t *out = NULL;
-    rc = !strcmp(what, "cancel") ? tasks_cancel(ctx->m, ctx->user, id, &out)
+    rc = cancel ? tasks_cancel(ctx->m, ctx->user, id, &out)
                                  : tasks_resume(ctx->m, ctx->user, id, &out);
     api_reply(ctx, rc, 202, out);
 }

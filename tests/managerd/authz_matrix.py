@@ -178,8 +178,12 @@ def setup(op):
         sub["{vm}"] = "sealed"
     elif oid in ("vm.power-on", "vm.power-off"):
         body = {}
-    elif oid == "task.cancel":
+    elif oid == "task.cancel-encrypt":
         sub["{id}"] = "101"           # running on plain (its host is down)
+    elif oid == "task.cancel-decrypt":
+        sub["{id}"], sub["{vm}"] = "105", "sealed"
+    elif oid == "task.cancel-rekey":
+        sub["{id}"], sub["{vm}"] = "106", "sealed"
     elif oid == "task.resume-encrypt":
         sub["{id}"] = "102"           # rolled back, on plain
     elif oid == "task.resume-decrypt":

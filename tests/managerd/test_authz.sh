@@ -33,13 +33,17 @@ for uuid, name, kek in vms:
     db.execute("INSERT INTO vms (uuid, name, host, spec, policy, kek_id, provider, created) "
                "VALUES (?, ?, 'h1', '{\"cpus\":1}', ?, ?, ?, 0)",
                (uuid, name, "encrypted" if kek else "none", kek, "kp" if kek else None))
-# tasks to cancel and resume: one running on plain, three that were rolled back
+# tasks to cancel and resume: running ones (encrypt on plain, decrypt and rekey on
+# sealed) and three that were rolled back
 plain, sealed = vms[0][0], vms[1][0]
 tasks = [(101, plain, "encrypt", "running", '{"kek_id":"kek-9","kms":"kp"}'),
          (102, plain, "encrypt", "rolled-back", '{"kek_id":"kek-8","kms":"kp"}'),
          (103, sealed, "decrypt", "rolled-back", '{"old_kek_id":"kek-1","old_kms":"kp"}'),
          (104, sealed, "recrypt-deep", "rolled-back",
-          '{"old_kek_id":"kek-1","old_kms":"kp","kek_id":"kek-7","kms":"kp","deep":true}')]
+          '{"old_kek_id":"kek-1","old_kms":"kp","kek_id":"kek-7","kms":"kp","deep":true}'),
+         (105, sealed, "decrypt", "running", '{"old_kek_id":"kek-1","old_kms":"kp"}'),
+         (106, sealed, "recrypt-shallow", "running",
+          '{"old_kek_id":"kek-1","old_kms":"kp","kek_id":"kek-6","kms":"kp"}')]
 for tid, vm, action, state, params in tasks:
     db.execute("INSERT INTO tasks (id, vm_uuid, action, host, state, progress, user_name, params, created, "
                "updated) VALUES (?, ?, ?, 'h1', ?, 0, 'administrator', ?, 0, 0)", (tid, vm, action, state, params))
