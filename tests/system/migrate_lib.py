@@ -61,7 +61,7 @@ class Guest:
     """One QEMU process (TCG) running the busybox test guest."""
 
     def __init__(self, workdir, name, guestdir, mem_mib, append, incoming=False,
-                 netns=None, smp=1):
+                 netns=None, smp=1, disk=None):
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.qmp_path = os.path.join(self.dir, "qmp.sock")
@@ -76,6 +76,9 @@ class Guest:
                 "-append", "console=ttyS0 quiet " + append,
                 "-serial", "file:" + self.log,
                 "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path]
+        if disk:
+            # a raw image on the shared folder both hosts see
+            argv += ["-drive", "file=%s,format=raw,if=virtio,cache=none" % disk]
         if incoming:
             argv += ["-incoming", "defer"]
         if netns:
