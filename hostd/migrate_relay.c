@@ -217,7 +217,7 @@ static int do_accept(const char *addr, const char *peer, int ready_fd, int secs)
             continue;
         if (peer && !same_host(&ss, peer)) {
             /* not the source host: not even a byte is read */
-            fprintf(stderr, "vmseal-migrate-relay: refused a connection not from %s\n", peer);
+            vmseal_log(VMSEAL_LOG_WARNING, "refused a connection not from %s", peer);
             close(fd);
             continue;
         }
@@ -262,7 +262,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     if (vmseal_harden_process() < 0) {
-        fprintf(stderr, "vmseal-migrate-relay: cannot harden the process\n");
+        vmseal_log(VMSEAL_LOG_ERROR, "cannot harden the process");
         return 1;
     }
 
@@ -301,7 +301,7 @@ int main(int argc, char **argv)
     if (rc == 0) {
         if (sender)
             shutdown(net, SHUT_WR);
-        fprintf(stderr, "vmseal-migrate-relay: %s %llu bytes in %llu frames, %.3f s\n",
+        vmseal_log(VMSEAL_LOG_INFO, "%s %llu bytes in %llu frames, %.3f s",
                 sender ? "sent" : "received", (unsigned long long)vmseal_mig_bytes(s),
                 (unsigned long long)vmseal_mig_frames(s), secs_used);
         /* sender: wait for the receiver to close (it read the end frame) */
@@ -311,7 +311,7 @@ int main(int argc, char **argv)
             }
         }
     } else {
-        fprintf(stderr, "vmseal-migrate-relay: migration stream failed after %llu bytes: %s\n",
+        vmseal_log(VMSEAL_LOG_ERROR, "migration stream failed after %llu bytes: %s",
                 s ? (unsigned long long)vmseal_mig_bytes(s) : 0ULL, vmseal_last_error());
         shutdown(qemu_fd, SHUT_RDWR);
     }
