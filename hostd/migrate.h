@@ -7,10 +7,11 @@
  * it over TCP. The monitor never opens a network socket: the relay does,
  * and it holds the one-time key and that socket only. It is started with
  * fork + exec (no copy of the monitor's memory: vmseal_secret pages are
- * not even mapped in a forked child), with exactly four descriptors: stdin
- * (/dev/null), stderr (hostd's log), the socketpair end, the read end of a
- * pipe carrying the 32-byte key and 8-byte nonce (then closed); and for
- * the destination the write end of a pipe on which it says its port.
+ * not even mapped in a forked child), with only these descriptors: stdin
+ * (/dev/null), hostd's stdout and stderr (the log), the socketpair end, the
+ * read end of a pipe carrying the 32-byte key and 8-byte nonce (then
+ * closed); and for the destination the write end of a pipe on which it
+ * says its port.
  * Nothing secret is in its argv or environment.
  *
  * Source: hostd_migrate_outgoing() then hostd_migrate_wait(); on any
