@@ -14,6 +14,11 @@
 #                       VMSEAL-MARKER-WRITTEN <disk>
 #   vmseal.check=STR    read that block back from every virtio disk and print
 #                       VMSEAL-CHECK-OK or VMSEAL-CHECK-FAIL <disk>
+#   vmseal.mem=STR      keep "VMSEAL-MEM:STR" repeated in guest RAM (a file in
+#                       the initramfs' tmpfs), vmseal.memmib=N MiB of it
+#                       (default 1); prints VMSEAL-MEM-FILLED
+#   vmseal.count=1      print "VMSEAL-COUNT N" (N = 1, 2, ...) every second,
+#                       from a background loop, for as long as it runs
 #   vmseal.wait=1       after the actions stay up (prints VMSEAL-READY) until
 #                       the ACPI power button (system_powerdown) is pressed;
 #                       default: power off at once after the actions
@@ -112,9 +117,12 @@ for m in $(cat /etc/modules.order); do
   insmod /lib/modules/$m.ko 2>/dev/null || echo "vmseal-guest: insmod $m failed"
 done
 
-marker= check= wait=0
+marker= check= wait=0 mem= memmib=1 count=0
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
+    vmseal.mem=*) mem=${arg#vmseal.mem=} ;;
+    vmseal.memmib=*) memmib=${arg#vmseal.memmib=} ;;
+    vmseal.count=*) count=${arg#vmseal.count=} ;;
     vmseal.marker=*) marker=${arg#vmseal.marker=} ;;
     vmseal.check=*) check=${arg#vmseal.check=} ;;
     vmseal.wait=*) wait=${arg#vmseal.wait=} ;;
@@ -167,6 +175,17 @@ if [ -n "$check" ]; then
     fi
   done
   echo "VMSEAL-CHECK-$result"
+fi
+
+if [ -n "$mem" ] && valid "$mem"; then
+  # 1 MiB of the marker, then N copies of it in RAM (not zero pages)
+  yes "VMSEAL-MEM:$mem" | head -c 1048576 > /tmp/mem1
+  i=0
+  while [ $i -lt "$memmib" ]; do cat /tmp/mem1; i=$((i + 1)); done > /tmp/mem
+  echo "VMSEAL-MEM-FILLED $memmib"
+fi
+if [ "$count" = 1 ]; then
+  ( n=1; while :; do echo "VMSEAL-COUNT $n"; n=$((n + 1)); sleep 1; done ) &
 fi
 
 if [ "$wait" = 1 ]; then

@@ -1,0 +1,75 @@
+/* vmseal-hostd — one live migration of a running QEMU, encrypted.
+ *
+ * QEMU migrates to a descriptor (QMP getfd + migrate / migrate-incoming
+ * "fd:NAME"): one end of a socketpair; the other end goes to a
+ * vmseal-migrate-relay process (hostd/migrate_relay.c) that seals the
+ * stream into AES-256-GCM frames (include/vmseal/migstream.h) and carries
+ * it over TCP. The monitor never opens a network socket: the relay does,
+ * and it holds the one-time key and that socket only. It is started with
+ * fork + exec (no copy of the monitor's memory: vmseal_secret pages are
+ * not even mapped in a forked child), with only these descriptors: stdin
+ * (/dev/null), hostd's stdout and stderr (the log), the socketpair end, the
+ * read end of a pipe carrying the 32-byte key and 8-byte nonce (then
+ * closed); and for the destination the write end of a pipe on which it
+ * says its port.
+ * Nothing secret is in its argv or environment.
+ *
+ * Source: hostd_migrate_outgoing() then hostd_migrate_wait(); on any
+ * failure QEMU ends the migration and the guest goes on running here.
+ * Destination: QEMU started with hostd_qemu_spec.incoming (the same VM
+ * config, the same disks on the shared datastore, paused), then
+ * hostd_migrate_incoming() (says the port to give the source), then,
+ * after the source completed, hostd_migrate_wait() and `cont`.
+ */
+#ifndef VMSEAL_HOSTD_MIGRATE_H
+#define VMSEAL_HOSTD_MIGRATE_H
+
+#include <sys/types.h>
+
+#include <vmseal/common.h>
+#include <vmseal/secret.h>
+
+#include "qmp.h"
+
+typedef struct hostd_migrate_spec {
+    const char *relay;          /* vmseal-migrate-relay; NULL: $VMSEAL_MIGRATE_RELAY or the
+                                   one beside /proc/self/exe */
+    const vmseal_secret *key;   /* the one-time key, VMSEAL_MIG_KEY_LEN bytes */
+    uint64_t nonce;             /* the one-time nonce */
+    const char *address;        /* source: the destination relay "HOST:PORT";
+                                   destination: where to listen "ADDR:PORT" (port 0: any) */
+    const char *peer;           /* destination: accept only this source address (NULL: any) */
+    int timeout_s;              /* the relay gives up after this long without progress
+                                   (0: 60) */
+    uint64_t max_bandwidth;     /* source: QEMU's max-bandwidth in bytes/s (0: 1 TiB/s, i.e.
+                                   no cap; QEMU's own default is 128 MiB/s) */
+} hostd_migrate_spec;
+
+typedef struct hostd_migration hostd_migration;
+
+/* Destination: start the receiving relay and point QEMU's migrate-incoming
+ * at it. *port: the TCP port the relay listens on. */
+int hostd_migrate_incoming(hostd_qmp *q, const hostd_migrate_spec *spec, int *port,
+                           hostd_migration **out) VMSEAL_MUST_CHECK;
+
+/* Source: start the sending relay and QEMU's migrate to it. */
+int hostd_migrate_outgoing(hostd_qmp *q, const hostd_migrate_spec *spec,
+                           hostd_migration **out) VMSEAL_MUST_CHECK;
+
+/* Source: wait (up to timeout_ms) for QEMU's migration to end and the
+ * relay to exit: 0 completed and the relay sent the end frame; -EIO failed
+ * (QEMU's or the relay's reason in vmseal_last_error()), -ETIMEDOUT.
+ * Destination (q may be NULL): wait for the relay: 0 when it verified the
+ * whole stream. */
+int hostd_migrate_wait(hostd_migration *m, hostd_qmp *q, int timeout_ms) VMSEAL_MUST_CHECK;
+
+/* Cancel: QMP migrate_cancel (source, q not NULL) and stop the relay. */
+void hostd_migrate_cancel(hostd_migration *m, hostd_qmp *q);
+
+/* The relay's pid (tests look at its argv and environment). */
+pid_t hostd_migrate_relay_pid(const hostd_migration *m);
+
+/* Stop the relay if it still runs, reap it, free. */
+void hostd_migrate_free(hostd_migration *m);
+
+#endif
