@@ -15,6 +15,7 @@ CHECK:
   shell CMD EXPECT      send CMD + CR to the serial console, read until EXPECT
   limit N               N consoles open at once; the next one gets 429
   rfb                   /vnc: the first bytes are the RFB greeting
+  cross-site            the web cookie with a foreign Origin: 403; own Origin: 101
   until-close WORD      attach (prints READY) until the server closes the
                         console with a reason naming WORD
 Exit status 0 when the check holds; prints "ok - ..." lines.
@@ -60,7 +61,7 @@ class WS:
         key = base64.b64encode(os.urandom(16)).decode()
         h = {"Host": "%s:%d" % (HOST, PORT), "Upgrade": "websocket", "Connection": "Upgrade",
              "Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13",
-             "Authorization": "Bearer " + TOKEN}
+             "Authorization": "Bearer %s" % TOKEN}
         h.update(headers or {})
         for d in drop:
             h.pop(d, None)
@@ -267,6 +268,24 @@ elif CHECK == "rfb":
         fail("vnc greeting %r" % greet)
     ws.close()
     print("ok - VNC through the manager's websocket: %r" % greet)
+elif CHECK == "cross-site":
+    # the web client's cookie: a page of another origin cannot open the
+    # console with it (cross-site websocket hijacking); the same origin can
+    body = json.dumps({"user": USER, "password": open(PWFILE).read().strip(), "cookie": True}).encode()
+    req = urllib.request.Request(URL + "/api/v1/session", data=body, method="POST")
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, context=CTX, timeout=30) as r:
+        cookie = r.headers["Set-Cookie"].split(";")[0]
+    TOKEN = None
+    evil = WS(headers={"Cookie": cookie, "Origin": "https://evil.example"}, drop=("Authorization",))
+    if evil.status != 403 or "cross-site" not in evil.error():
+        fail("cookie from another origin: %d %s" % (evil.status, evil.error()))
+    evil.s.close()
+    same = WS(headers={"Cookie": cookie, "Origin": "https://%s:%d" % (HOST, PORT)}, drop=("Authorization",))
+    if same.status != 101:
+        fail("cookie from the manager's origin: %d %s" % (same.status, same.error()))
+    same.close()
+    print("ok - the web cookie opens a console from the manager's origin only (%s)" % evil.error())
 elif CHECK == "until-close":
     ws = WS()
     if ws.status != 101:

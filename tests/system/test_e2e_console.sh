@@ -60,6 +60,7 @@ ok "no Cryptographer.Access: the console of an encrypted VM is refused (403, CLI
 
 # hostile websocket clients
 check administrator "$ADMINPW" handshake con1 || fail "bad upgrade requests"
+check administrator "$ADMINPW" cross-site con1 || fail "cross-site websocket with the web cookie"
 check administrator "$ADMINPW" hostile con1 || fail "hostile frames"
 check administrator "$ADMINPW" shell con1 'echo still-$((1+1))-alive' still-2-alive || fail "console after the attacks"
 ! stack_vm_is_off con1 || fail "con1 is not running any more"
