@@ -79,6 +79,8 @@ int cmd_whoami(cli *c, int argc, char **argv);
 int cmd_kms(cli *c, int argc, char **argv);
 int cmd_host(cli *c, int argc, char **argv);
 int cmd_vm(cli *c, int argc, char **argv);
+/* cmd_console.c: vm console NAME | vm vnc NAME [--listen ADDR:PORT] */
+int cmd_vm_console(cli *c, int argc, char **argv);
 int cmd_task(cli *c, int argc, char **argv);
 int cmd_events(cli *c, int argc, char **argv);
 int cmd_user(cli *c, int argc, char **argv);

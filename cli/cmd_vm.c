@@ -93,6 +93,8 @@ int cmd_vm(cli *c, int argc, char **argv)
     if (argc < 2)
         return EXIT_USAGE;
     const char *sub = argv[1];
+    if (!strcmp(sub, "console") || !strcmp(sub, "vnc"))
+        return cmd_vm_console(c, argc, argv);
     const char *host = NULL, *kms = NULL, *kernel = NULL, *initrd = NULL, *append = NULL, *fw = NULL;
     long cpus = 0, mem = 0, disks[16];
     size_t nd = 0;

@@ -29,6 +29,8 @@ static void usage(FILE *f)
             "            [--kms NAME] [--folder F] [--kernel FILE --initrd FILE --append ARGS]\n"
             "            [--firmware bios|uefi]   (no --encrypt/--no-encrypt: the host's default policy)\n"
             "  vm move NAME FOLDER | vm log NAME [--tail BYTES]\n"
+            "  vm console NAME                the terminal on the guest's serial port (Ctrl-] detaches)\n"
+            "  vm vnc NAME [--listen ADDR:PORT]  a local port for one VNC viewer of the VM's display\n"
             "  vm unregister NAME | vm register HOST UUID [--name NAME] [--kms P]\n"
             "                                 leave the inventory (the host keeps the VM) / take it back\n"
             "  vm set NAME [--cpus N] [--memory MB] [--kernel FILE] [--initrd FILE] [--append ARGS]\n"

@@ -282,6 +282,14 @@ static hostd_vm *find_vm_locked(hostd_host *h, const char *uuid)
     return NULL;
 }
 
+hostd_vm *hostd_host_find_vm(hostd_host *h, const char *uuid)
+{
+    pthread_mutex_lock(&h->lock);
+    hostd_vm *vm = find_vm_locked(h, uuid);
+    pthread_mutex_unlock(&h->lock);
+    return vm;
+}
+
 static task *running_task_locked(hostd_host *h, const char *uuid)
 {
     for (size_t i = 0; i < h->ntasks; i++)

@@ -46,6 +46,10 @@ int hostd_host_open(const hostd_host_config *cfg, hostd_host **out) VMSEAL_MUST_
  * keep running. */
 void hostd_host_close(hostd_host *h);
 
+/* The VM with this uuid or NULL. The handle stays valid until
+ * hostd_host_close (a deleted VM's too). */
+hostd_vm *hostd_host_find_vm(hostd_host *h, const char *uuid);
+
 /* KEK ids the VMs on this host need (JSON array, new ref). */
 json_t *hostd_host_kek_ids(hostd_host *h);
 

@@ -12,6 +12,7 @@
 
 #include <vmseal/log.h>
 
+#include "console_mux.h"
 #include "monitor.h"
 #include "privsep.h"
 #include "strutil.h"
@@ -48,6 +49,8 @@ struct hostd_monitor {
     uint8_t *reply;
     size_t reply_len;
     int have_reply;
+
+    hostd_cmux *cmux;             /* interactive consoles (console_mux.h) */
 };
 
 /* Through the shared logger (include/vmseal/log.h), or to the config's
@@ -257,6 +260,11 @@ static void *reader_main(void *arg)
                          (unsigned long long)id);
                 break;
             }
+            case PS_CONSOLE_OPEN:
+            case PS_CONSOLE_DATA:
+            case PS_CONSOLE_CLOSE:
+                r = hostd_cmux_handle(m->cmux, type, data, len);
+                break;
             default:   /* a monitor-to-child type coming back */
                 r = vmseal_fail(EPROTO, "privsep: message type %u not expected from the "
                                 "network process", type);
@@ -292,7 +300,9 @@ int hostd_monitor_start(const hostd_monitor_config *cfg, hostd_monitor **out)
     pthread_cond_init(&m->cond, NULL);
     unsigned n = cfg->workers ? cfg->workers : 8;
     m->workers = calloc(n, sizeof(*m->workers));
-    if (!m->workers || pthread_create(&m->reader, NULL, reader_main, m) != 0) {
+    if (!m->workers || hostd_cmux_new(m->host, &m->chan, m->manager_fp, &m->cmux) < 0 ||
+        pthread_create(&m->reader, NULL, reader_main, m) != 0) {
+        hostd_cmux_free(m->cmux);
         free(m->workers);
         ps_chan_destroy(&m->chan);
         free(m);
@@ -323,6 +333,7 @@ void hostd_monitor_stop(hostd_monitor *m)
         free(j);
     }
     ps_msg_free(m->reply, m->reply_len);
+    hostd_cmux_free(m->cmux);   /* the link is down: consoles end */
     close(m->chan.fd);
     ps_chan_destroy(&m->chan);
     pthread_cond_destroy(&m->cond);

@@ -1,5 +1,6 @@
 /* vmseal-hostd — the network child (netchild.h). */
 #include <dirent.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
@@ -14,8 +15,11 @@
 
 #include <openssl/crypto.h>
 
+#include <poll.h>
+
 #include <vmseal/https_server.h>
 #include <vmseal/log.h>
+#include <vmseal/websocket.h>
 
 #include "manager_link.h"
 #include "netchild.h"
@@ -30,6 +34,26 @@ typedef struct pending {
     uint8_t *text;          /* the RESPONSE message; JSON at text + off */
     size_t text_len, off, msg_len;
 } pending;
+
+/* An interactive console (console_mux.h on the monitor's side): the
+ * manager's websocket <-> PS_CONSOLE_* messages. Output from the monitor
+ * waits in a bounded queue: a websocket that does not keep up is closed. */
+#define NC_CONSOLE_QUEUE (1u << 20)
+#define NC_CONSOLE_SEND_MS 5000       /* the manager must take a frame within */
+#define NC_CONSOLE_IDLE_MS (3600 * 1000) /* no byte either way: closed */
+#define NC_CONSOLE_OPEN_MS 10000
+
+typedef struct nsess {
+    struct nsess *next;
+    uint64_t id;
+    int answered, status;          /* CONSOLE_OPENED */
+    char msg[PS_TEXT_MAX + 1];
+    int closed;                    /* the monitor closed it (msg: why) */
+    int overflow;
+    uint8_t *q;                    /* guest output for the websocket */
+    size_t qlen;
+    int wake[2];
+} nsess;
 
 typedef struct mgr_job {
     uint32_t type;
@@ -50,6 +74,7 @@ static struct {
     mgr_job q[MGR_QUEUE];
     unsigned nq;
     hostd_manager_link link;
+    nsess *cons;
 } N = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 /* The shared logger, tagged vmseal-hostd[network] (hostd_net_main). */
@@ -79,6 +104,305 @@ static void access_log(void *arg, const char *method, const char *path, int stat
         nlog(INFO, "%s %s %s -> %d%s%s", remote, method, path, status, *peer ? " cert " : "", peer);
 }
 
+
+/* ----------------------------------------------------------- consoles */
+
+static void nsess_wake(nsess *s)
+{
+    if (write(s->wake[1], "x", 1) < 0) {
+        /* full: the session wakes anyway */
+    }
+}
+
+static void nsess_unlink_free(nsess *s)
+{
+    pthread_mutex_lock(&N.lock);
+    for (nsess **pp = &N.cons; *pp; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    pthread_mutex_unlock(&N.lock);
+    if (s->q) {
+        OPENSSL_cleanse(s->q, NC_CONSOLE_QUEUE);   /* guest output */
+        free(s->q);
+    }
+    for (int i = 0; i < 2; i++)
+        if (s->wake[i] >= 0)
+            close(s->wake[i]);
+    free(s);
+}
+
+static int send_console_close(uint64_t id, const char *why)
+{
+    ps_buf b = {0};
+    ps_put_u64(&b, id);
+    char m[PS_TEXT_MAX + 1];
+    hostd_copy_str(m, sizeof(m), why);
+    ps_put_str(&b, m);
+    int r = ps_send(&N.chan, PS_CONSOLE_CLOSE, &b);
+    ps_buf_free(&b);
+    return r;
+}
+
+static int send_console_data(uint64_t id, const uint8_t *p, size_t n)
+{
+    while (n) {
+        size_t k = n < PS_CONSOLE_CHUNK ? n : PS_CONSOLE_CHUNK;
+        ps_buf b = {0};
+        ps_put_u64(&b, id);
+        ps_put_bytes(&b, p, k);
+        int r = ps_send(&N.chan, PS_CONSOLE_DATA, &b);
+        ps_buf_free(&b);
+        if (r < 0)
+            return r;
+        p += k;
+        n -= k;
+    }
+    return 0;
+}
+
+/* The websocket, in its own thread (https_server.h); fd -1: never opened. */
+static void console_session(void *arg, int fd, const char *extra, size_t extra_len)
+{
+    nsess *s = arg;
+    if (fd < 0) {
+        (void)send_console_close(s->id, "the websocket did not open");
+        nsess_unlink_free(s);
+        return;
+    }
+    vmseal_ws *ws = vmseal_ws_new(fd, NULL, 0, VMSEAL_WS_MAX_PAYLOAD);
+    uint8_t *out = malloc(NC_CONSOLE_QUEUE);
+    char why[300] = "closed";
+    int tell = 1;
+    if (!ws || !out || (extra_len && vmseal_ws_feed(ws, extra, extra_len) < 0)) {
+        snprintf(why, sizeof(why), "out of memory");
+        goto done;
+    }
+    struct timespec last;
+    clock_gettime(CLOCK_MONOTONIC, &last);
+    for (;;) {
+        int moved = 0;
+        vmseal_ws_frame f;
+        int r = vmseal_ws_recv(ws, &f, NC_CONSOLE_SEND_MS);
+        if (r < 0) {
+            snprintf(why, sizeof(why), "manager side: %s", vmseal_last_error());
+            break;
+        }
+        if (r > 0 && f.opcode == VMSEAL_WS_CLOSE) {
+            vmseal_ws_close(ws, VMSEAL_WS_NORMAL, "");
+            snprintf(why, sizeof(why), "closed by the manager");
+            break;
+        }
+        if (r > 0 && f.len && send_console_data(s->id, f.payload, f.len) < 0) {
+            snprintf(why, sizeof(why), "the monitor is gone");
+            vmseal_ws_close(ws, VMSEAL_WS_GOING_AWAY, "the host agent is stopping");
+            tell = 0;
+            break;
+        }
+        moved |= r > 0;
+        pthread_mutex_lock(&N.lock);
+        size_t n = s->qlen;
+        memcpy(out, s->q, n);
+        OPENSSL_cleanse(s->q, n);
+        s->qlen = 0;
+        int closed = s->closed, overflow = s->overflow, dead = N.dead;
+        char msg[PS_TEXT_MAX + 1];
+        hostd_copy_str(msg, sizeof(msg), s->msg);
+        pthread_mutex_unlock(&N.lock);
+        for (size_t off = 0; off < n;) {
+            size_t k = n - off < VMSEAL_WS_MAX_PAYLOAD ? n - off : VMSEAL_WS_MAX_PAYLOAD;
+            if (vmseal_ws_send(ws, VMSEAL_WS_BINARY, out + off, k, NC_CONSOLE_SEND_MS) < 0) {
+                snprintf(why, sizeof(why), "manager side: %s", vmseal_last_error());
+                overflow = 1;
+                break;
+            }
+            off += k;
+        }
+        OPENSSL_cleanse(out, n);
+        moved |= n > 0;
+        if (overflow) {
+            vmseal_ws_close(ws, VMSEAL_WS_POLICY, "the console reader is too slow: closed");
+            snprintf(why, sizeof(why), "the console reader is too slow");
+            break;
+        }
+        if (closed) {
+            vmseal_ws_close(ws, VMSEAL_WS_NORMAL, msg);
+            tell = 0;
+            break;
+        }
+        if (dead) {
+            vmseal_ws_close(ws, VMSEAL_WS_GOING_AWAY, "the host agent is stopping");
+            tell = 0;
+            break;
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (moved) {
+            last = now;
+            continue;
+        }
+        if (vmseal_ws_buffered(ws))
+            continue;
+        long idle = (now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000;
+        if (idle >= NC_CONSOLE_IDLE_MS) {
+            vmseal_ws_close(ws, VMSEAL_WS_GOING_AWAY, "idle timeout");
+            snprintf(why, sizeof(why), "idle");
+            break;
+        }
+        struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = s->wake[0], .events = POLLIN}};
+        (void)poll(p, 2, 1000);
+        if (p[1].revents) {
+            char junk[64];
+            while (read(s->wake[0], junk, sizeof(junk)) > 0) {
+            }
+        }
+    }
+done:
+    if (tell)
+        (void)send_console_close(s->id, why);
+    vmseal_clear_error();
+    if (out) {
+        OPENSSL_cleanse(out, NC_CONSOLE_QUEUE);
+        free(out);
+    }
+    vmseal_ws_free(ws);
+    nsess_unlink_free(s);
+}
+
+/* GET /v1/vms/{uuid}/console | /vnc with Upgrade: websocket */
+static void console_open(const vmseal_http_request *req, vmseal_http_response *resp,
+                         uint32_t kind, const char *uuid)
+{
+    int st = vmseal_ws_check_request(req->method, vmseal_http_header(req, "Upgrade"),
+                                     vmseal_http_header(req, "Connection"),
+                                     vmseal_http_header(req, "Sec-WebSocket-Version"),
+                                     vmseal_http_header(req, "Sec-WebSocket-Key"));
+    if (st) {
+        vmseal_http_error(resp, st, "%s", vmseal_last_error());
+        return;
+    }
+    nsess *s = calloc(1, sizeof(*s));
+    if (!s || !(s->q = malloc(NC_CONSOLE_QUEUE)) || pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        if (s)
+            free(s->q);
+        free(s);
+        vmseal_http_error(resp, 503, "out of resources");
+        return;
+    }
+    pthread_mutex_lock(&N.lock);
+    s->id = ++N.next_id;
+    s->next = N.cons;
+    N.cons = s;
+    int dead = N.dead;
+    pthread_mutex_unlock(&N.lock);
+    int r = -EPIPE;
+    if (!dead) {
+        ps_buf b = {0};
+        ps_put_u64(&b, s->id);
+        ps_put_u32(&b, kind);
+        ps_put_str(&b, uuid);
+        ps_put_str(&b, req->peer_fingerprint ? req->peer_fingerprint : "");
+        r = ps_send(&N.chan, PS_CONSOLE_OPEN, &b);
+        ps_buf_free(&b);
+    }
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += NC_CONSOLE_OPEN_MS / 1000;
+    pthread_mutex_lock(&N.lock);
+    while (r == 0 && !s->answered && !N.dead)
+        if (pthread_cond_timedwait(&N.cond, &N.lock, &dl) == ETIMEDOUT)
+            break;
+    int answered = s->answered, status = s->status;
+    char msg[PS_TEXT_MAX + 1];
+    hostd_copy_str(msg, sizeof(msg), s->msg);
+    pthread_mutex_unlock(&N.lock);
+    if (!answered) {
+        if (r == 0)
+            (void)send_console_close(s->id, "no answer in time");
+        nsess_unlink_free(s);
+        vmseal_http_error(resp, 503, "the host agent is not available");
+        return;
+    }
+    if (status != 200) {
+        nsess_unlink_free(s);
+        vmseal_http_error(resp, status, "%s", msg);
+        return;
+    }
+    if (vmseal_http_websocket(req, resp, console_session, s) < 0) {
+        (void)send_console_close(s->id, "bad websocket request");
+        nsess_unlink_free(s);
+    }
+}
+
+/* A console message from the monitor (reader thread: never blocks). */
+static int console_msg(uint32_t type, const uint8_t *data, size_t len)
+{
+    ps_rd rd = {.p = data, .len = len};
+    uint64_t id = ps_get_u64(&rd);
+    uint32_t status = 0;
+    char msg[PS_TEXT_MAX + 1] = "";
+    const uint8_t *p = NULL;
+    size_t n = 0;
+    if (type == PS_CONSOLE_OPENED) {
+        status = ps_get_u32(&rd);
+        ps_get_str(&rd, msg, sizeof(msg), PS_TEXT_MAX);
+        if (status < 200 || status > 599)
+            rd.err = 1;
+    } else if (type == PS_CONSOLE_DATA) {
+        p = ps_get_bytes(&rd, PS_CONSOLE_CHUNK, &n);
+        if (n == 0)
+            rd.err = 1;
+    } else {
+        ps_get_str(&rd, msg, sizeof(msg), PS_TEXT_MAX);
+    }
+    if (ps_rd_end(&rd) < 0)
+        return vmseal_fail(EPROTO, "malformed console message");
+    pthread_mutex_lock(&N.lock);
+    nsess *s = N.cons;
+    while (s && s->id != id)
+        s = s->next;
+    if (s) {
+        if (type == PS_CONSOLE_OPENED && !s->answered) {
+            s->answered = 1;
+            s->status = (int)status;
+            hostd_copy_str(s->msg, sizeof(s->msg), msg);
+            pthread_cond_broadcast(&N.cond);
+        } else if (type == PS_CONSOLE_DATA) {
+            if (n > NC_CONSOLE_QUEUE - s->qlen) {
+                s->overflow = 1;
+            } else {
+                memcpy(s->q + s->qlen, p, n);
+                s->qlen += n;
+            }
+        } else if (type == PS_CONSOLE_CLOSE) {
+            s->closed = 1;
+            hostd_copy_str(s->msg, sizeof(s->msg), msg);
+        }
+        nsess_wake(s);
+    }
+    pthread_mutex_unlock(&N.lock);
+    return 0;   /* a console that just ended: dropped */
+}
+
+/* /v1/vms/{uuid}/console or /vnc: the kind, uuid copied; 0 otherwise. */
+static uint32_t console_path(const char *path, char uuid[PS_UUID_MAX + 1])
+{
+    if (strncmp(path, "/v1/vms/", 8) != 0)
+        return 0;
+    const char *u = path + 8, *sl = strchr(u, '/');
+    if (!sl || sl == u || (size_t)(sl - u) > PS_UUID_MAX)
+        return 0;
+    uint32_t kind = !strcmp(sl, "/console") ? PS_CONSOLE_SERIAL
+                    : !strcmp(sl, "/vnc")   ? PS_CONSOLE_VNC
+                                            : 0;
+    if (kind) {
+        memcpy(uuid, u, (size_t)(sl - u));
+        uuid[sl - u] = '\0';
+    }
+    return kind;
+}
+
 static void handler(void *arg, const vmseal_http_request *req, vmseal_http_response *resp)
 {
     (void)arg;
@@ -90,6 +414,12 @@ static void handler(void *arg, const vmseal_http_request *req, vmseal_http_respo
         (c->manager_subject && strcmp(req->peer_subject, c->manager_subject) != 0)) {
         vmseal_http_error(resp, 403, "client certificate %s is not the manager's",
                           *req->peer_subject ? req->peer_subject : "(none)");
+        return;
+    }
+    char cuuid[PS_UUID_MAX + 1];
+    uint32_t kind = console_path(req->path, cuuid);
+    if (kind) {
+        console_open(req, resp, kind, cuuid);
         return;
     }
     uint32_t method = ps_method_of(req->method);
@@ -284,6 +614,14 @@ static void *reader_main(void *arg)
             }
             pthread_mutex_unlock(&N.lock);
             ps_msg_free(data, len);
+        } else if (type == PS_CONSOLE_OPENED || type == PS_CONSOLE_DATA ||
+                   type == PS_CONSOLE_CLOSE) {
+            int r2 = console_msg(type, data, len);
+            ps_msg_free(data, len);
+            if (r2 < 0) {
+                die(vmseal_last_error());
+                return NULL;
+            }
         } else if (type == PS_REGISTER || type == PS_FETCH_KEYS) {
             pthread_mutex_lock(&N.lock);
             int full = N.nq == MGR_QUEUE;

@@ -25,6 +25,10 @@ size_t ps_max_len(uint32_t type)
                               VMSEAL_KD_BLOB_LEN) +
                PS_KEYS_MAX * (4 + VMSEAL_KEYSAFE_KEK_ID_MAX) +
                PS_KEYS_MAX * (2 * 4 + VMSEAL_KEYSAFE_KEK_ID_MAX + PS_TEXT_MAX);
+    case PS_CONSOLE_OPEN: return 8 + 4 + 4 + PS_UUID_MAX + 4 + PS_FPR_MAX;
+    case PS_CONSOLE_OPENED: return 8 + 4 + 4 + PS_TEXT_MAX;
+    case PS_CONSOLE_DATA: return 8 + 4 + PS_CONSOLE_CHUNK;
+    case PS_CONSOLE_CLOSE: return 8 + 4 + PS_TEXT_MAX;
     default: return 0;
     }
 }

@@ -27,6 +27,15 @@
  *                             u32 n, n x {str kek id, str provider, bytes sealed (80)},
  *                             u32 n, n x str denied kek id,
  *                             u32 n, n x {str kek id, str reason}
+ *   PS_CONSOLE_OPEN   NET->MON  u64 console id (chosen by the child), u32 kind
+ *                               (PS_CONSOLE_SERIAL / PS_CONSOLE_VNC), str VM uuid,
+ *                               str peer fingerprint
+ *   PS_CONSOLE_OPENED MON->NET  u64 id, u32 HTTP status (200: open), str message
+ *   PS_CONSOLE_DATA   both      u64 id, bytes (1..PS_CONSOLE_CHUNK): guest output
+ *                               to the child, keystrokes / VNC client bytes to
+ *                               the monitor (guest data, never key material;
+ *                               neither side logs it)
+ *   PS_CONSOLE_CLOSE  both      u64 id, str reason (the other side lets go)
  */
 #ifndef VMSEAL_HOSTD_PRIVSEP_H
 #define VMSEAL_HOSTD_PRIVSEP_H
@@ -47,7 +56,13 @@ enum ps_type {
     PS_RESULT = 5,
     PS_FETCH_KEYS = 6,
     PS_KEYS = 7,
+    PS_CONSOLE_OPEN = 8,
+    PS_CONSOLE_OPENED = 9,
+    PS_CONSOLE_DATA = 10,
+    PS_CONSOLE_CLOSE = 11,
 };
+
+enum ps_console_kind { PS_CONSOLE_SERIAL = 1, PS_CONSOLE_VNC = 2 };
 
 enum ps_method { PS_GET = 1, PS_POST, PS_PUT, PS_DELETE, PS_PATCH };
 
@@ -59,6 +74,8 @@ enum ps_method { PS_GET = 1, PS_POST, PS_PUT, PS_DELETE, PS_PATCH };
 #define PS_RESPONSE_MAX (16u << 20)
 #define PS_TEXT_MAX 1024          /* names, URLs, messages */
 #define PS_KEYS_MAX 1024          /* KEK ids in one FETCH_KEYS / KEYS */
+#define PS_CONSOLE_CHUNK (16u * 1024) /* console bytes in one CONSOLE_DATA */
+#define PS_UUID_MAX 36
 
 /* Header + payload bound of a type; 0 for an unknown type. */
 size_t ps_max_len(uint32_t type);

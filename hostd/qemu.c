@@ -575,6 +575,13 @@ static int build_argv(const hostd_qemu_spec *s, const fd_map *m, argv_buf *a)
     }
     arg_add(a, "-serial");
     arg_add(a, "chardev:vmseal-serial");
+    /* A display for the VNC console (hostd/console_mux.c), served on a
+     * UNIX socket in the VM home only: never TCP, no password (the
+     * manager's websocket is the only way in). */
+    arg_add(a, "-device");
+    arg_add(a, "VGA");
+    arg_add(a, "-vnc");
+    arg_add_owned(a, hostd_asprintf("unix:%s/%s", rd, HOSTD_VNC_SOCKET));
     arg_add(a, "-chardev");
     arg_add_owned(a,
                   hostd_asprintf("socket,id=vmseal-qmp,path=%s/qmp.sock,server=on,wait=off", rd));

@@ -29,6 +29,10 @@
 #include <vmseal/common.h>
 #include <vmseal/secret.h>
 
+/* QEMU's VNC server: a UNIX socket in the VM home, never TCP (consoles,
+ * hostd/console_mux.c). */
+#define HOSTD_VNC_SOCKET "vnc.sock"
+
 typedef enum hostd_accel {
     VMSEAL_ACCEL_TCG = 0,
     VMSEAL_ACCEL_KVM = 1,

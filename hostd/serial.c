@@ -48,6 +48,9 @@ struct hostd_console {
     pthread_t thread;
     int has_thread;
     atomic_int stop;
+    /* interactive consoles: who sees what the thread read */
+    hostd_console_output out_fn;
+    void *out_arg;
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -502,6 +505,8 @@ static void *reader_main(void *arg)
                 if (c->npending >= VMSEAL_CONSOLE_FLUSH_BYTES)
                     (void)flush_locked(c);
                 pthread_mutex_unlock(&c->lock);
+                if (c->out_fn)   /* the log has it first */
+                    c->out_fn(c->out_arg, buf, (size_t)got);
             }
         }
         pthread_mutex_lock(&c->lock);
@@ -516,8 +521,39 @@ static void *reader_main(void *arg)
     (void)flush_locked(c);
     (void)end_segment(c, &c->seg_fd, &c->w);
     pthread_mutex_unlock(&c->lock);
+    if (c->out_fn)
+        c->out_fn(c->out_arg, NULL, 0);
     vmseal_clear_error();
     return NULL;
+}
+
+void hostd_console_set_output(hostd_console *c, hostd_console_output fn, void *arg)
+{
+    c->out_fn = fn;
+    c->out_arg = arg;
+}
+
+int hostd_console_input(hostd_console *c, const uint8_t *data, size_t len, int timeout_ms)
+{
+    if (c->sock < 0 || atomic_load(&c->stop))
+        return vmseal_fail(ENOTCONN, "the console is not attached");
+    int64_t deadline = now_ms() + timeout_ms;
+    while (len) {
+        ssize_t w = send(c->sock, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            data += w;
+            len -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno != EAGAIN && errno != EINTR)
+            return vmseal_fail(errno, "console: %s", strerror(errno));
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return vmseal_fail(ETIMEDOUT, "console: the guest does not take input");
+        struct pollfd p = {.fd = c->sock, .events = POLLOUT};
+        (void)poll(&p, 1, (int)left);
+    }
+    return 0;
 }
 
 /* ---------------------------------------------------------- lifecycle */

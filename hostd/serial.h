@@ -68,6 +68,18 @@ int hostd_console_attach(hostd_console *c, int sock_fd) VMSEAL_MUST_CHECK;
 int hostd_console_set_key(hostd_console *c, vmseal_secret *log_key);
 int hostd_console_has_key(hostd_console *c);
 
+/* Interactive consoles (hostd/console_mux.c): the log thread stays the
+ * only reader of serial.sock and hands every chunk it read, after adding
+ * it to the log, to the output hook (set before hostd_console_attach; it
+ * must not block), and finally (len 0) when the console ends. */
+typedef void (*hostd_console_output)(void *arg, const uint8_t *data, size_t len);
+void hostd_console_set_output(hostd_console *c, hostd_console_output fn, void *arg);
+
+/* Keystrokes for the guest: written to serial.sock, waiting at most
+ * timeout_ms for QEMU to take them (-ETIMEDOUT: the rest is dropped). */
+int hostd_console_input(hostd_console *c, const uint8_t *data, size_t len, int timeout_ms)
+    VMSEAL_MUST_CHECK;
+
 /* Read what is readable now, seal it, close the segment (end record), stop
  * the thread, free. QEMU may keep running (it waits for the next reader). */
 void hostd_console_free(hostd_console *c);

@@ -9,7 +9,9 @@
 #include <string.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/statvfs.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,6 +43,13 @@ struct hostd_vm {
     int lock_known, lock_state;
     uint64_t lock_seq, lock_gen;
     char lock_reason[600];
+    /* interactive serial consoles attached to this run's console */
+    pthread_mutex_t tap_lock;
+    struct {
+        hostd_vm_tap_fn fn;
+        void *arg;
+    } taps[HOSTD_VM_TAPS_MAX];
+    unsigned ntaps;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -307,6 +316,94 @@ static int log_key_from(hostd_vm *vm, const hostd_host_env *env, const char *lin
     return r;
 }
 
+/* What the console's log thread read, for the attached interactive
+ * consoles (len 0: the console ended; they are all let go). */
+static void console_out(void *arg, const uint8_t *data, size_t len)
+{
+    hostd_vm *vm = arg;
+    pthread_mutex_lock(&vm->tap_lock);
+    for (unsigned i = 0; i < vm->ntaps; i++)
+        vm->taps[i].fn(vm->taps[i].arg, data, len);
+    if (len == 0)
+        vm->ntaps = 0;
+    pthread_mutex_unlock(&vm->tap_lock);
+}
+
+int hostd_vm_console_tap(hostd_vm *vm, hostd_vm_tap_fn fn, void *arg)
+{
+    pthread_mutex_lock(&vm->lock);
+    int r = vm->console ? 0 : vmseal_fail(ENOTCONN, "VM %s has no serial console running", vm->name);
+    pthread_mutex_lock(&vm->tap_lock);
+    if (r == 0 && vm->ntaps == HOSTD_VM_TAPS_MAX)
+        r = vmseal_fail(EUSERS, "VM %s has %d consoles open already", vm->name, HOSTD_VM_TAPS_MAX);
+    if (r == 0) {
+        vm->taps[vm->ntaps].fn = fn;
+        vm->taps[vm->ntaps].arg = arg;
+        vm->ntaps++;
+    }
+    pthread_mutex_unlock(&vm->tap_lock);
+    pthread_mutex_unlock(&vm->lock);
+    return r;
+}
+
+void hostd_vm_console_untap(hostd_vm *vm, void *arg)
+{
+    pthread_mutex_lock(&vm->tap_lock);
+    for (unsigned i = 0; i < vm->ntaps; i++)
+        if (vm->taps[i].arg == arg) {
+            vm->taps[i] = vm->taps[--vm->ntaps];
+            break;
+        }
+    pthread_mutex_unlock(&vm->tap_lock);
+}
+
+int hostd_vm_console_input(hostd_vm *vm, const uint8_t *data, size_t len, int timeout_ms)
+{
+    pthread_mutex_lock(&vm->lock);
+    int r = vm->console ? hostd_console_input(vm->console, data, len, timeout_ms)
+                        : vmseal_fail(ENOTCONN, "VM %s has no serial console running", vm->name);
+    pthread_mutex_unlock(&vm->lock);
+    return r;
+}
+
+int hostd_vm_vnc_connect(hostd_vm *vm)
+{
+    if (!hostd_vm_running(vm))
+        return vmseal_fail(ENOTCONN, "VM %s is not running", vm->name);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return vmseal_fail(errno, "socket: %s", strerror(errno));
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", vm->home, HOSTD_VNC_SOCKET);
+    if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
+        close(fd);
+        return vmseal_fail(ENAMETOOLONG, "VNC socket path too long");
+    }
+    /* QEMU made the socket in the VM home, which hostd owns; connect()
+     * does follow a symlink, so refuse anything but a socket */
+    struct stat st;
+    if (fstatat(vm->home_fd, HOSTD_VNC_SOCKET, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISSOCK(st.st_mode)) {
+        close(fd);
+        return vmseal_fail(ENOTCONN, "VM %s has no VNC display (started before vmseal had one?)",
+                           vm->name);
+    }
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        int e = errno;
+        close(fd);
+        return vmseal_fail(ENOTCONN, "VM %s: VNC display: %s", vm->name, strerror(e));
+    }
+    return fd;
+}
+
+int hostd_vm_encrypted(hostd_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    int e = rec_encrypted(vm->rec);
+    pthread_mutex_unlock(&vm->lock);
+    return e;
+}
+
 /* Detach the console (lock held); the caller frees it without the lock. */
 static hostd_console *console_detach_locked(hostd_vm *vm)
 {
@@ -561,6 +658,7 @@ static int vm_alloc(const char *home, hostd_vm **out)
     if (!vm)
         return vmseal_fail(ENOMEM, "out of memory");
     pthread_mutex_init(&vm->lock, NULL);
+    pthread_mutex_init(&vm->tap_lock, NULL);
     vm->home_fd = -1;
     vm->home = strdup(home);
     if (!vm->home) {
@@ -590,6 +688,7 @@ void hostd_vm_free(hostd_vm *vm)
         close(vm->home_fd);
     free(vm->home);
     pthread_mutex_destroy(&vm->lock);
+    pthread_mutex_destroy(&vm->tap_lock);
     free(vm);
 }
 
@@ -616,6 +715,7 @@ int hostd_vm_load(const char *home, hostd_vm **out)
         int fd = hostd_qemu_connect_serial(home, 2000);
         hostd_console *con = NULL;
         if (fd >= 0 && hostd_console_new(home, vm->uuid, NULL, console_note, vm, &con) == 0) {
+            hostd_console_set_output(con, console_out, vm);
             if (hostd_console_attach(con, fd) == 0)
                 vm->console = con;
             else
@@ -1050,6 +1150,8 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         r = vmseal_slog_key(vm_secret, vm->uuid, &lk);
         if (r == 0)
             r = hostd_console_new(vm->home, vm->uuid, lk, console_note, vm, &con);
+        if (r == 0)
+            hostd_console_set_output(con, console_out, vm);
         if (r < 0) {
             hostd_vm_log(vm, "power on failed: %s", vmseal_last_error());
             goto out;

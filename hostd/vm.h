@@ -205,6 +205,24 @@ void hostd_vm_tick(hostd_vm *vm, const hostd_host_env *env);
 int hostd_vm_serial_log(hostd_vm *vm, const hostd_host_env *env, size_t tail, uint8_t **text,
                          size_t *len, uint64_t *total, int *encrypted) VMSEAL_MUST_CHECK;
 
+/* Interactive consoles (hostd/console_mux.c). A tap sees everything the
+ * serial console's log thread reads (after the sealed log got it) and, with
+ * len 0, the console's end (then it is let go). fn runs on the log thread
+ * and must not block. At most HOSTD_VM_TAPS_MAX taps (-EUSERS); -ENOTCONN
+ * when the VM has no console socket (not running, or not encrypted: the
+ * console of a VM without encryption is a file). After untap returns, fn
+ * is not called again with arg. */
+#define HOSTD_VM_TAPS_MAX 4
+typedef void (*hostd_vm_tap_fn)(void *arg, const uint8_t *data, size_t len);
+int hostd_vm_console_tap(hostd_vm *vm, hostd_vm_tap_fn fn, void *arg) VMSEAL_MUST_CHECK;
+void hostd_vm_console_untap(hostd_vm *vm, void *arg);
+/* Keystrokes to the guest's serial port (-ETIMEDOUT: not taken in time). */
+int hostd_vm_console_input(hostd_vm *vm, const uint8_t *data, size_t len, int timeout_ms)
+    VMSEAL_MUST_CHECK;
+/* A connection to QEMU's VNC server on <home>/vnc.sock, or -errno. */
+int hostd_vm_vnc_connect(hostd_vm *vm);
+int hostd_vm_encrypted(hostd_vm *vm);
+
 /* Append a line to the VM's vm.log (clear text; never key material). */
 void hostd_vm_log(hostd_vm *vm, const char *fmt, ...) VMSEAL_PRINTF(2, 3);
 

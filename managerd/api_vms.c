@@ -165,6 +165,10 @@ void api_vms(api_ctx *ctx)
     }
     const char *name = ctx->seg[1];
     const char *sub = ctx->nseg == 3 ? ctx->seg[2] : NULL;
+    if (sub && (!strcmp(sub, "console") || !strcmp(sub, "vnc"))) {
+        api_vm_console(ctx, name, !strcmp(sub, "vnc"));
+        return;
+    }
     if (!sub && !strcmp(m, "GET")) {
         if (api_authorize(ctx, "vm.get", name) < 0)
             return;

@@ -357,6 +357,25 @@ int vms_register_probe(manager *m, const char *host, const char *uuid, json_t **
 int vms_register(manager *m, const char *user, const json_t *req, const json_t *vm, json_t **out);
 /* The guest's console output, from its host. */
 int vms_log(manager *m, const char *user, const char *name, long long tail, json_t **out);
+/* Where VM name runs: uuid, host, and whether it is encrypted. */
+int vms_locate(manager *m, const char *name, char uuid[40], char host[80], int *encrypted);
+
+/* ---- consoles.c: interactive consoles -------------------------------------- */
+
+/* A console of a VM (serial port or VNC display) is a websocket from the
+ * client to the manager, relayed to a websocket over mutual TLS to the
+ * VM's host agent (docs/architecture.md, "Interactive consoles"). */
+#define CONSOLE_IDLE_MS (15 * 60 * 1000)  /* nothing either way: closed */
+#define CONSOLE_SEND_MS 5000              /* a side must take a frame within */
+typedef struct console_link console_link;
+/* Connect to the VM's host and open its console there. -errno with a
+ * message; when the host answered but refused, *host_status is its HTTP
+ * status (404, 409, 429, ...) and the message its reason. */
+int consoles_open(manager *m, const char *user, const char *name, int vnc, console_link **out,
+                  int *host_status) VMSEAL_MUST_CHECK;
+/* Relay between the client's websocket (fd, after the 101) and the host's
+ * until either ends; frees l. fd -1: the client never switched; just free. */
+void consoles_relay(console_link *l, int fd, const char *extra, size_t extra_len);
 
 /* ---- tasks.c: intents, host tasks, reconciliation -------------------------- */
 

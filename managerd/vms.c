@@ -924,3 +924,17 @@ out:
     free(provider);
     return rc < 0 ? rc : 0;
 }
+
+/* Where a VM's console is: its uuid and host, and whether it is encrypted
+ * (consoles.c). */
+int vms_locate(manager *m, const char *name, char uuid[40], char host[80], int *encrypted)
+{
+    vm_row v;
+    int rc = get_vm_row(m, name, &v);
+    if (rc < 0)
+        return rc;
+    snprintf(uuid, 40, "%s", v.uuid);
+    snprintf(host, 80, "%s", v.host);
+    *encrypted = v.kek[0] != 0;
+    return 0;
+}

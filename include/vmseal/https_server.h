@@ -62,6 +62,13 @@ typedef struct vmseal_http_response {
         char value[256];
     } headers[VMSEAL_HTTP_MAX_EXTRA_HEADERS];
     int n_headers;
+    /* Set by vmseal_http_websocket: after the 101 answer the connection
+     * (decrypted bytes, a socket) belongs to upgrade, run in a thread of
+     * its own; extra: bytes the client sent after its request. upgrade is
+     * called exactly once: with fd -1 when the switch did not happen. It
+     * returns when it is done with fd (the server closes it). */
+    void (*upgrade)(void *arg, int fd, const char *extra, size_t extra_len);
+    void *upgrade_arg;
 } vmseal_http_response;
 
 /* Set resp to {status, {"error": message}} (printf style). */
@@ -71,6 +78,15 @@ void vmseal_http_error(vmseal_http_response *resp, int status, const char *fmt, 
 void vmseal_http_json(vmseal_http_response *resp, int status, json_t *json);
 /* Add a response header (value copied, truncated at 255 bytes). */
 void vmseal_http_add_header(vmseal_http_response *resp, const char *name, const char *value);
+
+/* Accept a WebSocket upgrade request (include/vmseal/websocket.h): checks
+ * the headers, answers 101 with Sec-WebSocket-Accept and hands the
+ * connection to fn. 0, or -1 with an error answer set in resp (fn is then
+ * not called). Upgraded connections have no idle timeout of the server's:
+ * fn bounds its own. */
+int vmseal_http_websocket(const vmseal_http_request *req, vmseal_http_response *resp,
+                          void (*fn)(void *arg, int fd, const char *extra, size_t extra_len),
+                          void *arg);
 
 typedef void (*vmseal_http_handler)(void *arg, const vmseal_http_request *req,
                                     vmseal_http_response *resp);

@@ -41,6 +41,7 @@
 
 #include <vmseal/conn_guard.h>
 #include <vmseal/https_server.h>
+#include <vmseal/websocket.h>
 
 #define DEFAULT_MAX_BODY (1u << 20)
 #define DEFAULT_MAX_CONNECTIONS 64
@@ -57,6 +58,8 @@ struct peer_info {
                                   released (the TLS session runs on a dup) */
     vmseal_conn_slot *slot;    /* admission slot, NULL once released */
     int busy;                  /* a handler runs (no idle timeout) */
+    int upgraded;              /* a websocket owns it (no idle timeout here) */
+    struct upgrade_ctx *up;    /* a websocket answer queued, not yet run */
     int refs;
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -85,7 +88,7 @@ struct vmseal_https_server {
 
     pthread_mutex_t lock;
     pthread_cond_t idle;
-    unsigned active;           /* pump threads alive */
+    unsigned active;           /* pump and websocket threads alive */
     int stopping;
     struct peer_info *pending; /* identities waiting for MHD's STARTED */
     vmseal_conn_guard *guard;  /* per-address admission */
@@ -99,6 +102,20 @@ struct req_ctx {
     int too_large;
 };
 
+
+/* A queued upgrade: the peer's (p->up) until it runs or the connection
+ * closes. */
+struct upgrade_ctx {
+    vmseal_https_server *srv;
+    struct peer_info *p;
+    void (*fn)(void *arg, int fd, const char *extra, size_t extra_len);
+    void *arg;
+    int started;
+    struct MHD_UpgradeResponseHandle *urh;
+    int fd;
+    char *extra;
+    size_t extra_len;
+};
 
 /* ------------------------------------------------------------ responses */
 
@@ -193,7 +210,7 @@ static void conn_set_busy(vmseal_https_server *srv, struct peer_info *p, int bus
 static int conn_busy(vmseal_https_server *srv, struct peer_info *p)
 {
     pthread_mutex_lock(&srv->lock);
-    int b = p->busy;
+    int b = p->busy || p->upgraded;
     pthread_mutex_unlock(&srv->lock);
     return b;
 }
@@ -230,10 +247,15 @@ static void log_limited(vmseal_https_server *srv, struct log_limit *ll, const ch
 
 /* ------------------------------------------------------- MHD callbacks */
 
+static void upgrade_cb(void *cls, struct MHD_Connection *c, void *req_cls, const char *extra_in,
+                       size_t extra_in_size, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh);
+
 static enum MHD_Result queue(struct MHD_Connection *c, vmseal_http_response *r)
 {
     struct MHD_Response *mr;
-    if (r->json) {
+    if (r->upgrade && r->status == 101) {
+        mr = MHD_create_response_for_upgrade(upgrade_cb, r->upgrade_arg);
+    } else if (r->json) {
         char *txt = json_dumps(r->json, JSON_COMPACT);
         size_t n = txt ? strlen(txt) : 0;
         mr = MHD_create_response_from_buffer(n, txt ? txt : (char *)"", MHD_RESPMEM_MUST_COPY);
@@ -374,6 +396,35 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         response_clear(&resp);
         vmseal_http_error(&resp, 500, "internal error: handler returned no status");
     }
+    struct upgrade_ctx *up = NULL;
+    if (resp.upgrade && resp.status == 101) {
+        /* the peer holds it from now: run by upgrade_cb, or cancelled when
+         * the connection closes first */
+        up = calloc(1, sizeof(*up));
+        if (up && p) {
+            *up = (struct upgrade_ctx){.srv = srv, .p = p, .fn = resp.upgrade,
+                                       .arg = resp.upgrade_arg, .fd = -1};
+            pthread_mutex_lock(&srv->lock);
+            if (p->up) {   /* one upgrade per connection */
+                free(up);
+                up = NULL;
+            } else {
+                p->up = up;
+            }
+            pthread_mutex_unlock(&srv->lock);
+        } else {
+            free(up);
+            up = NULL;
+        }
+        if (!up) {
+            resp.upgrade(resp.upgrade_arg, -1, NULL, 0);
+            resp.upgrade = NULL;
+            response_clear(&resp);
+            vmseal_http_error(&resp, 503, "cannot switch protocols now");
+        } else {
+            resp.upgrade_arg = up;
+        }
+    }
     enum MHD_Result ret = queue(c, &resp);
     log_request(srv, method, url, resp.status, p);
     response_clear(&resp);
@@ -418,10 +469,116 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         }
         pthread_mutex_unlock(&srv->lock);
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-        if (*socket_context)
-            conn_unref(srv, *socket_context);
+        struct peer_info *p = *socket_context;
+        if (p) {
+            pthread_mutex_lock(&srv->lock);
+            struct upgrade_ctx *up = p->up;
+            p->up = NULL;
+            pthread_mutex_unlock(&srv->lock);
+            if (up && !up->started) {   /* the switch never happened */
+                up->fn(up->arg, -1, NULL, 0);
+                free(up);
+            }
+            conn_unref(srv, p);
+        }
         *socket_context = NULL;
     }
+}
+
+/* ----------------------------------------------------------- websocket */
+
+int vmseal_http_websocket(const vmseal_http_request *req, vmseal_http_response *resp,
+                          void (*fn)(void *arg, int fd, const char *extra, size_t extra_len),
+                          void *arg)
+{
+    int st = vmseal_ws_check_request(req->method, vmseal_http_header(req, "Upgrade"),
+                                     vmseal_http_header(req, "Connection"),
+                                     vmseal_http_header(req, "Sec-WebSocket-Version"),
+                                     vmseal_http_header(req, "Sec-WebSocket-Key"));
+    char acc[29];
+    if (st == 0 && vmseal_ws_accept_key(vmseal_http_header(req, "Sec-WebSocket-Key"), acc) < 0)
+        st = 400;
+    if (st) {
+        vmseal_http_error(resp, st, "%s", vmseal_last_error());
+        if (st == 426)
+            vmseal_http_add_header(resp, "Sec-WebSocket-Version", "13");
+        return -1;
+    }
+    if (resp->json)
+        json_decref(resp->json);
+    resp->json = NULL;
+    resp->status = 101;
+    vmseal_http_add_header(resp, "Upgrade", "websocket");
+    vmseal_http_add_header(resp, "Sec-WebSocket-Accept", acc);
+    resp->upgrade = fn;
+    resp->upgrade_arg = arg;
+    return 0;
+}
+
+static void *upgrade_main(void *arg)
+{
+    struct upgrade_ctx *up = arg;
+    up->fn(up->arg, up->fd, up->extra, up->extra_len);
+    if (up->extra) {
+        OPENSSL_cleanse(up->extra, up->extra_len);
+        free(up->extra);
+    }
+    vmseal_https_server *srv = up->srv;
+    struct peer_info *p = up->p;
+    MHD_upgrade_action(up->urh, MHD_UPGRADE_ACTION_CLOSE);
+    free(up);
+    conn_unref(srv, p);
+    OPENSSL_thread_stop();
+    pthread_mutex_lock(&srv->lock);
+    srv->active--;
+    pthread_cond_broadcast(&srv->idle);
+    pthread_mutex_unlock(&srv->lock);
+    return NULL;
+}
+
+static void upgrade_cb(void *cls, struct MHD_Connection *c, void *req_cls, const char *extra_in,
+                       size_t extra_in_size, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+    (void)c;
+    (void)req_cls;
+    struct upgrade_ctx *up = cls;
+    vmseal_https_server *srv = up->srv;
+    struct peer_info *p = up->p;
+    pthread_mutex_lock(&srv->lock);
+    up->started = 1;
+    if (p->up == up)
+        p->up = NULL;
+    p->upgraded = 1;
+    p->refs++;           /* the session's */
+    srv->active++;       /* stopping the server waits for it */
+    if (p->slot)
+        vmseal_conn_guard_set_state(srv->guard, p->slot, VMSEAL_CONN_ACTIVE);
+    pthread_mutex_unlock(&srv->lock);
+    up->urh = urh;
+    up->fd = sock;
+    if (extra_in_size) {
+        up->extra = malloc(extra_in_size);
+        if (up->extra) {
+            memcpy(up->extra, extra_in, extra_in_size);
+            up->extra_len = extra_in_size;
+        }
+    }
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &at, upgrade_main, up) != 0) {
+        up->fn(up->arg, -1, NULL, 0);
+        free(up->extra);
+        MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+        free(up);
+        conn_unref(srv, p);
+        pthread_mutex_lock(&srv->lock);
+        srv->active--;
+        pthread_cond_broadcast(&srv->idle);
+        pthread_mutex_unlock(&srv->lock);
+    }
+    pthread_attr_destroy(&at);
 }
 
 /* ---------------------------------------------------------------- pump */
@@ -828,7 +985,7 @@ int vmseal_https_server_start(const vmseal_https_config *cfg, vmseal_https_serve
 
     srv->mhd = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-            MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC,
+            MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC | MHD_ALLOW_UPGRADE,
         0, NULL, NULL, on_request, srv,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,

@@ -22,6 +22,9 @@
 #   vmseal.wait=1       after the actions stay up (prints VMSEAL-READY) until
 #                       the ACPI power button (system_powerdown) is pressed;
 #                       default: power off at once after the actions
+#   vmseal.shell=1      after the actions run a shell on the serial port
+#                       (prints VMSEAL-SHELL-READY; the power button still
+#                       powers off): the console tests type into it
 # STR may hold only [A-Za-z0-9._-]. Output goes to the first serial port.
 set -euo pipefail
 
@@ -117,7 +120,7 @@ for m in $(cat /etc/modules.order); do
   insmod /lib/modules/$m.ko 2>/dev/null || echo "vmseal-guest: insmod $m failed"
 done
 
-marker= check= wait=0 mem= memmib=1 count=0
+marker= check= wait=0 mem= memmib=1 count=0 shell=0
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     vmseal.mem=*) mem=${arg#vmseal.mem=} ;;
@@ -126,6 +129,7 @@ for arg in $(cat /proc/cmdline); do
     vmseal.marker=*) marker=${arg#vmseal.marker=} ;;
     vmseal.check=*) check=${arg#vmseal.check=} ;;
     vmseal.wait=*) wait=${arg#vmseal.wait=} ;;
+    vmseal.shell=*) shell=${arg#vmseal.shell=} ;;
   esac
 done
 valid() { case "$1" in *[!A-Za-z0-9._-]*) return 1 ;; esac; return 0; }
@@ -188,6 +192,12 @@ if [ "$count" = 1 ]; then
   ( n=1; while :; do echo "VMSEAL-COUNT $n"; n=$((n + 1)); sleep 1; done ) &
 fi
 
+if [ "$shell" = 1 ]; then
+  # an interactive shell on the serial port (the console tests type into it)
+  acpid -c /etc/acpi -l /var/log/acpid.log
+  echo "VMSEAL-SHELL-READY"
+  while :; do sh; done
+fi
 if [ "$wait" = 1 ]; then
   acpid -c /etc/acpi -l /var/log/acpid.log
   echo "VMSEAL-READY"

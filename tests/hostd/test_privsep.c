@@ -281,6 +281,108 @@ static void test_wrong_direction_and_fds(void **state)
     rig_down(&r);
 }
 
+/* Console messages from a compromised network process: an open for a VM
+ * that is not there, DATA and CLOSE for a console that does not exist are
+ * answered or dropped quietly; a malformed OPEN, an empty or oversized
+ * DATA, a kind that does not exist and a monitor-only CONSOLE_OPENED drop
+ * the link. */
+static uint32_t console_answer(rig *r, uint64_t want_id, char *msg, size_t msglen)
+{
+    uint32_t type = 0;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    assert_int_equal(ps_recv(&r->child, &type, &data, &len), 0);
+    assert_int_equal(type, PS_CONSOLE_OPENED);
+    ps_rd rd = {.p = data, .len = len};
+    assert_true(ps_get_u64(&rd) == want_id);
+    uint32_t status = ps_get_u32(&rd);
+    ps_get_str(&rd, msg, msglen, PS_TEXT_MAX);
+    assert_int_equal(ps_rd_end(&rd), 0);
+    ps_msg_free(data, len);
+    return status;
+}
+
+static void console_open(ps_buf *b, uint64_t id, uint32_t kind, const char *uuid)
+{
+    ps_put_u64(b, id);
+    ps_put_u32(b, kind);
+    ps_put_str(b, uuid);
+    ps_put_str(b, "00");
+}
+
+static void test_console_messages(void **state)
+{
+    (void)state;
+    rig r;
+    rig_up(&r);
+    char msg[PS_TEXT_MAX + 1];
+    ps_buf b = {0};
+    console_open(&b, 7, PS_CONSOLE_SERIAL, "11111111-2222-4333-8444-555555555555");
+    assert_int_equal(ps_send(&r.child, PS_CONSOLE_OPEN, &b), 0);
+    ps_buf_free(&b);
+    assert_int_equal(console_answer(&r, 7, msg, sizeof(msg)), 404);
+    /* data and close for consoles that do not exist: dropped, link alive */
+    ps_put_u64(&b, 7);
+    ps_put_bytes(&b, "ls\r", 3);
+    assert_int_equal(ps_send(&r.child, PS_CONSOLE_DATA, &b), 0);
+    ps_buf_free(&b);
+    ps_put_u64(&b, 8);
+    ps_put_str(&b, "bye");
+    assert_int_equal(ps_send(&r.child, PS_CONSOLE_CLOSE, &b), 0);
+    ps_buf_free(&b);
+    console_open(&b, 9, PS_CONSOLE_VNC, "../../etc");
+    assert_int_equal(ps_send(&r.child, PS_CONSOLE_OPEN, &b), 0);
+    ps_buf_free(&b);
+    assert_int_equal(console_answer(&r, 9, msg, sizeof(msg)), 404);
+    assert_true(hostd_monitor_alive(r.mon));
+    rig_down(&r);
+
+    /* a kind that does not exist */
+    rig_up(&r);
+    console_open(&b, 1, 3, "x");
+    assert_int_equal(ps_send(&r.child, PS_CONSOLE_OPEN, &b), 0);
+    ps_buf_free(&b);
+    assert_dropped(&r, "malformed CONSOLE_OPEN");
+    rig_down(&r);
+
+    /* a uuid over its bound */
+    rig_up(&r);
+    char longid[PS_UUID_MAX + 2];
+    memset(longid, 'a', sizeof(longid) - 1);
+    longid[sizeof(longid) - 1] = '\0';
+    console_open(&b, 1, PS_CONSOLE_SERIAL, longid);
+    assert_int_equal(ps_send(&r.child, PS_CONSOLE_OPEN, &b), 0);
+    ps_buf_free(&b);
+    assert_dropped(&r, "malformed CONSOLE_OPEN");
+    rig_down(&r);
+
+    /* empty data */
+    rig_up(&r);
+    ps_put_u64(&b, 1);
+    ps_put_bytes(&b, "", 0);
+    assert_int_equal(ps_send(&r.child, PS_CONSOLE_DATA, &b), 0);
+    ps_buf_free(&b);
+    assert_dropped(&r, "malformed CONSOLE_DATA");
+    rig_down(&r);
+
+    /* data over the chunk bound: refused by its header already */
+    rig_up(&r);
+    uint32_t hdr[2] = {PS_CONSOLE_DATA, (uint32_t)ps_max_len(PS_CONSOLE_DATA) + 1};
+    send_raw(&r, hdr, sizeof(hdr));
+    assert_dropped(&r, "(at most 16396)");
+    rig_down(&r);
+
+    /* the monitor's own answer type coming back */
+    rig_up(&r);
+    ps_put_u64(&b, 1);
+    ps_put_u32(&b, 200);
+    ps_put_str(&b, "");
+    assert_int_equal(ps_send(&r.child, PS_CONSOLE_OPENED, &b), 0);
+    ps_buf_free(&b);
+    assert_dropped(&r, "not expected from the network process");
+    rig_down(&r);
+}
+
 static void test_sealed_elsewhere(void **state)
 {
     (void)state;
@@ -343,6 +445,7 @@ int main(void)
         cmocka_unit_test(test_oversized_body),
         cmocka_unit_test(test_wrong_direction_and_fds),
         cmocka_unit_test(test_sealed_elsewhere),
+        cmocka_unit_test(test_console_messages),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     rmdir(datastore);

@@ -11,7 +11,8 @@ whose certificate subject is HTML is shown as text; create a VM whose
 kernel command line is HTML (shown as text), encrypt it by applying the VM
 Encryption policy, watch the task finish, see the badge, the KEK and the
 event with its old -> new difference (and one arriving live); rekey it
-shallow; power it on and off; read its sealed console. As a NoCryptoAdmin:
+shallow; power it on, see its display (noVNC) and power it off; read its
+sealed console. As a NoCryptoAdmin:
 the crypto actions are disabled with the privilege named, and forcing the
 requests anyway gets 403. Attacks: the page's CSP is in force (eval and
 HTML sinks throw), the session token is never in a URL, document.cookie
@@ -392,6 +393,17 @@ def main():
         d.refresh()
         click(d, 'button[data-op="vm.power-on"]')
         until(lambda: css(d, "h1 .badge.on"), "powered on", 60)
+
+        # ---- the VM's display through noVNC and the manager's websocket
+        click(d, 'button[data-op="vm.vnc"]')
+        until(lambda: "Connected" in one(d, "#vnc-status").text, "the VNC console connected", 60)
+        until(lambda: css(d, "#vnc-screen canvas"), "the VNC canvas")
+        shot(d, "12b-vnc")
+        if pwned(d):
+            fail("the VNC page ran injected script")
+        ok("VNC console: noVNC connected through the manager's websocket under the page's CSP")
+        go(d, "vm/webvm")
+
         click(d, 'button[data-op="vm.power-off"]')
         click(d, 'dialog button[data-confirm="yes"]')
         until(lambda: css(d, "h1 .badge.off"), "powered off", 60)

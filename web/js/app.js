@@ -11,6 +11,7 @@ import * as wizard from './page_kms_wizard.js';
 import * as eventsPage from './page_events.js';
 import * as admin from './page_admin.js';
 import * as consolePage from './page_console.js';
+import * as vncPage from './page_vnc.js';
 import * as tasks from './tasks.js';
 
 const main = () => document.getElementById('main');
@@ -82,6 +83,7 @@ async function route() {
       case 'host': done = await inventory.render(el, { host: args[0] }); break;
       case 'vm':
         if (args[1] === 'console') done = await consolePage.render(el, args[0]);
+        else if (args[1] === 'vnc') done = await vncPage.render(el, args[0]);
         else done = await inventory.render(el, { vm: args[0] }, vmPage);
         break;
       case 'kms': done = await (args[1] === 'setup' ? wizard.render(el, args[0]) : kmsPage.render(el)); break;

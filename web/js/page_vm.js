@@ -145,6 +145,7 @@ export async function render(detail, name, ctx) {
         }),
         enc ? opButton('Re-encrypt…', 'vm.rekey', privs, enc, rekey) : null,
         opButton('Serial console', 'vm.log', privs, enc, () => { location.hash = `#/vm/${encodeURIComponent(name)}/console`; }),
+        opButton('Console (VNC)', 'vm.vnc', privs, enc, () => { location.hash = `#/vm/${encodeURIComponent(name)}/vnc`; }),
         h('span', { class: 'op-denied' }, h('button', { type: 'button', disabled: true, dataset: { op: 'vm.migrate' } }, 'Migrate'),
           h('span', { class: 'needs' }, 'not available yet (issue 10)')))),
       taskBox,
