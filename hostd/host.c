@@ -781,7 +781,8 @@ static void api_vm_action(hostd_host *h, hostd_vm *vm, const char *action, const
 {
     int r;
     int on = strcmp(action, "power-on") == 0;
-    if (on || strcmp(action, "power-off") == 0) {
+    int susp = strcmp(action, "suspend") == 0, discard = strcmp(action, "discard-state") == 0;
+    if (on || susp || discard || strcmp(action, "power-off") == 0) {
         pthread_mutex_lock(&h->lock);
         task *t = running_task_locked(h, hostd_vm_uuid(vm));
         pthread_mutex_unlock(&h->lock);
@@ -791,6 +792,10 @@ static void api_vm_action(hostd_host *h, hostd_vm *vm, const char *action, const
         }
         if (on) {
             r = hostd_vm_power_on(vm, &h->env);
+        } else if (susp || discard) {
+            /* suspend: the memory state to a (sealed) file, QEMU ends;
+             * discard-state: a suspended VM forgets it (hostd/vm.h) */
+            r = susp ? hostd_vm_suspend(vm, &h->env) : hostd_vm_discard_state(vm);
         } else {
             json_t *j = parse_optional_body(body, len, status, resp);
             if (!j)
@@ -807,7 +812,8 @@ static void api_vm_action(hostd_host *h, hostd_vm *vm, const char *action, const
             reply_fail(status, resp, r);
             return;
         }
-        hlog(h, "VM %s %s", hostd_vm_name(vm), on ? "powered on" : "powered off");
+        hlog(h, "VM %s %s", hostd_vm_name(vm),
+             on ? "powered on" : susp ? "suspended" : discard ? "saved state discarded" : "powered off");
         pthread_mutex_lock(&h->lock);
         json_t *out = vm_json_locked(h, vm);
         pthread_mutex_unlock(&h->lock);

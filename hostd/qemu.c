@@ -631,6 +631,11 @@ static int build_argv(const hostd_qemu_spec *s, const fd_map *m, argv_buf *a)
         arg_add(a, "--preconfig");
     }
     arg_add(a, "-S");
+    if (s->incoming_defer) {
+        /* resuming saved state: hostd feeds it with migrate-incoming */
+        arg_add(a, "-incoming");
+        arg_add(a, "defer");
+    }
     free(rd);
     if (a->oom)
         return vmseal_fail(ENOMEM, "out of memory");
@@ -910,7 +915,8 @@ int hostd_qemu_start(const hostd_qemu_spec *s, hostd_qemu **out)
     r = attach_disks(vm, s);
     if (r < 0)
         goto fail;
-    r = hostd_qmp_execute(vm->qmp, "cont", NULL, timeout, NULL);
+    if (!s->incoming_defer)
+        r = hostd_qmp_execute(vm->qmp, "cont", NULL, timeout, NULL);
     if (r < 0)
         goto fail;
 

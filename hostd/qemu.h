@@ -68,6 +68,9 @@ typedef struct hostd_qemu_spec {
     int timeout_ms;            /* for start-up and each monitor command; 0: 15000 */
     int serial_socket;         /* console on run_dir/serial.sock, connected before the
                                   guest runs (hostd_qemu_take_serial); else serial.log */
+    int incoming_defer;        /* start with -incoming defer and leave the guest paused:
+                                  the caller loads saved state (hostd/vmstate.h) and
+                                  continues it */
 } hostd_qemu_spec;
 
 typedef struct hostd_qemu hostd_qemu;
