@@ -297,6 +297,16 @@ int cmd_vm(cli *c, int argc, char **argv)
         rc = cli_call(c, "POST", path, body, &resp);
         if (rc == EXIT_OK && !c->json && !c->quiet)
             printf("VM %s powered %s\n", name, !strcmp(sub, "start") ? "on" : "off");
+    } else if (!strcmp(sub, "suspend") || !strcmp(sub, "resume") || !strcmp(sub, "discard-state")) {
+        char act[32];
+        snprintf(act, sizeof(act), "/%s", sub);
+        vm_path(path, sizeof(path), name, act);
+        body = json_object();
+        rc = cli_call(c, "POST", path, body, &resp);
+        if (rc == EXIT_OK && !c->json && !c->quiet)
+            printf("VM %s %s\n", name,
+                   !strcmp(sub, "suspend") ? "suspended (its memory state is sealed in its home)"
+                   : !strcmp(sub, "resume") ? "resumed" : "powered off (saved state discarded)");
     } else if (!strcmp(sub, "rm")) {
         vm_path(path, sizeof(path), name, "");
         rc = cli_call(c, "DELETE", path, NULL, &resp);

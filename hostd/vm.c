@@ -1238,11 +1238,14 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
     if (r == 0 && c->state_file[0])
         r = resume_state(vm, q, vm_secret);   /* suspended: its saved state, then it runs */
     if (r < 0) {
-        hostd_vm_log(vm, "power on failed: %s", vmseal_last_error());
+        char why[700];
+        hostd_copy_str(why, sizeof(why), vmseal_last_error());
+        hostd_vm_log(vm, "power on failed: %s", why);
         pthread_mutex_lock(&vm->lock);
         con = console_detach_locked(vm);
         pthread_mutex_unlock(&vm->lock);
         hostd_console_free(con);
+        vmseal_fail(-r, "%s", why);   /* the console's end may have set another */
         goto out;
     }
     pthread_mutex_lock(&vm->lock);

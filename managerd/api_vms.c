@@ -8,6 +8,7 @@
  *   POST   /vms/{name}/rekey       {deep?, kms?} -> 202 {task}
  *                                  or {folder} -> 200 VM (moved; "" = no folder)
  *   POST   /vms/{name}/power-on | power-off
+ *   POST   /vms/{name}/suspend | resume | discard-state
  *   GET    /vms/{name}/log?tail=BYTES  guest console output (sealed on the host when encrypted)
  *   DELETE /vms/{name}
  *   POST   /vms/{name}/unregister     leave the inventory; the host keeps the VM
@@ -249,6 +250,16 @@ void api_vms(api_ctx *ctx)
         if (api_authorize(ctx, on ? "vm.power-on" : "vm.power-off", name) < 0)
             return;
         rc = vms_power(ctx->m, ctx->user, name, on, &out);
+        api_reply(ctx, rc, 200, out);
+        return;
+    }
+    if (sub && (!strcmp(sub, "suspend") || !strcmp(sub, "resume") || !strcmp(sub, "discard-state")) &&
+        !strcmp(m, "POST")) {
+        char op[32];
+        snprintf(op, sizeof(op), "vm.%s", sub);
+        if (api_authorize(ctx, op, name) < 0)
+            return;
+        rc = vms_state(ctx->m, ctx->user, name, sub, &out);
         api_reply(ctx, rc, 200, out);
         return;
     }

@@ -658,6 +658,63 @@ int vms_power(manager *m, const char *user, const char *name, int on, json_t **o
     return 0;
 }
 
+int vms_state(manager *m, const char *user, const char *name, const char *action, json_t **out)
+{
+    *out = NULL;
+    int resume = !strcmp(action, "resume");
+    if (!resume && strcmp(action, "suspend") != 0 && strcmp(action, "discard-state") != 0)
+        return vmseal_fail(EINVAL, "no such action %s", action);
+    vm_row v;
+    int rc = get_vm_row(m, name, &v);
+    if (rc < 0)
+        return rc;
+    json_t *before = NULL;
+    char err[512];
+    const char *old_state = NULL;
+    if (vm_runtime(m, v.host, v.uuid, &before, err, sizeof(err)) == 0)
+        old_state = json_string_value(json_object_get(before, "power_state"));
+    if (resume && old_state && strcmp(old_state, "suspended") != 0) {
+        json_decref(before);
+        return vmseal_fail(EALREADY, "VM %s is not suspended (it is %s)", name, old_state);
+    }
+    if (v.kek[0] && strcmp(action, "discard-state") != 0) {
+        /* the host needs the VM's KEK to seal or open the saved state */
+        rc = hosts_push_key(m, v.host, v.prov, v.kek);
+        if (rc < 0) {
+            json_decref(before);
+            return peer_failure();
+        }
+    }
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/vms/%s/%s", v.uuid, resume ? "power-on" : action);
+    long status = 0;
+    json_t *resp = NULL;
+    json_t *body = json_object();
+    rc = hosts_call(m, v.host, "POST", path, body, &status, &resp);
+    json_decref(body);
+    if (rc < 0) {
+        json_decref(before);
+        return peer_failure();
+    }
+    if (status < 200 || status > 299) {
+        rc = host_refused(v.host, status, resp);
+        json_decref(resp);
+        json_decref(before);
+        return rc;
+    }
+    const char *now = !strcmp(action, "suspend") ? "suspended" : resume ? "on" : "off";
+    char ev[32];
+    snprintf(ev, sizeof(ev), "vm.%s", action);
+    json_t *ov = json_pack("{s:s?}", "power_state", old_state);
+    json_t *nv = json_pack("{s:s}", "power_state", now);
+    event_add(m, user, ev, name, ov, nv);
+    json_decref(ov);
+    json_decref(nv);
+    json_decref(before);
+    *out = resp ? resp : json_pack("{s:s}", "power", now);
+    return 0;
+}
+
 /* The VM a delete or unregister removes from the inventory: loaded (its
  * JSON in *old, for the event), and not busy. */
 static int vm_to_remove(manager *m, const char *name, json_t **old, char uuid[40], char host[80])
