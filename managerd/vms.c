@@ -401,7 +401,7 @@ static int host_check(manager *m, const char *name, vm_row *v, int *on)
     if (rc < 0)
         return vmseal_fail(rc == -ENOENT ? ESTALE : EREMOTEIO, "%s", err);
     const char *ps = json_string_value(json_object_get(rt, "power_state"));
-    *on = ps && !strcmp(ps, "on");
+    *on = ps && !strcmp(ps, "on") ? 1 : ps && !strcmp(ps, "suspended") ? 2 : 0;
     int adopted = tasks_sync_vm(m, v->uuid, rt);
     json_decref(rt);
     if (adopted) {
@@ -424,9 +424,13 @@ static int require_off(manager *m, const char *host, const char *uuid, const cha
         return vmseal_fail(rc == -ENOENT ? ESTALE : EREMOTEIO, "%s", err);
     const char *ps = json_string_value(json_object_get(rt, "power_state"));
     int on = ps && !strcmp(ps, "on");
+    int suspended = ps && !strcmp(ps, "suspended");
     json_decref(rt);
     if (on)
         return vmseal_fail(EBUSY, "VM %s must be powered off to %s it", name, what);
+    if (suspended)
+        return vmseal_fail(EBUSY, "VM %s is suspended: resume it (or discard its saved state) to "
+                           "%s it", name, what);
     return 0;
 }
 
@@ -594,6 +598,9 @@ int vms_rekey(manager *m, const char *user, const char *name, int deep, const ch
         return rc;
     if (!v.kek[0])
         return vmseal_fail(ENOKEY, "VM %s is not encrypted", name);
+    if (deep && on == 2)
+        return vmseal_fail(EBUSY, "VM %s is suspended: resume it (or discard its saved state) to "
+                           "deep-rekey it", name);
     if (deep && on)
         return vmseal_fail(EBUSY, "VM %s must be powered off to deep-rekey it", name);
     const char *action = deep ? "recrypt-deep" : "recrypt-shallow";
