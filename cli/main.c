@@ -28,7 +28,7 @@ static void usage(FILE *f)
             "  vm create NAME --host HOST [--cpus N] [--memory MB] [--disk MB]... [--encrypt|--no-encrypt]\n"
             "            [--kms NAME] [--folder F] [--kernel FILE --initrd FILE --append ARGS]\n"
             "            [--firmware bios|uefi]   (no --encrypt/--no-encrypt: the host's default policy)\n"
-            "  vm suspend NAME | resume NAME | discard-state NAME\n"
+            "  vm suspend NAME | resume NAME [--host HOST] | discard-state NAME\n"
             "                                 memory state to a sealed file in the VM home and back\n"
             "  vm move NAME FOLDER | vm log NAME [--tail BYTES]\n"
             "  vm unregister NAME | vm register HOST UUID [--name NAME] [--kms P]\n"

@@ -166,6 +166,8 @@ const api_op mgr_api_ops[] = {
      "vm suspend", NULL},
     {"vm.resume", "POST", "/vms/{vm}/resume", "VirtualMachine.Interact.PowerOn", NULL, "vm", "vm resume",
      "a suspended VM (vm start does the same)"},
+    {"vm.resume-host", "POST", "/vms/{vm}/resume", "VirtualMachine.Interact.PowerOn VirtualMachine.Inventory.Move",
+     NULL, "vm", "vm resume --host", "{\"host\"}: on another host that sees the VM's datastore"},
     {"vm.discard-state", "POST", "/vms/{vm}/discard-state", "VirtualMachine.Interact.PowerOff", NULL, "vm",
      "vm discard-state", "a suspended VM: it is then powered off"},
     {"vm.log", "GET", "/vms/{vm}/log", "VirtualMachine.Interact.ConsoleInteract", "Cryptographer.Access",

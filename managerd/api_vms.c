@@ -255,12 +255,16 @@ void api_vms(api_ctx *ctx)
     }
     if (sub && (!strcmp(sub, "suspend") || !strcmp(sub, "resume") || !strcmp(sub, "discard-state")) &&
         !strcmp(m, "POST")) {
-        char op[32];
-        snprintf(op, sizeof(op), "vm.%s", sub);
-        if (api_authorize(ctx, op, name) < 0)
+        if (!strcmp(sub, "resume") && ctx->req->body_len && api_body(ctx, &schema_vm_resume, &b) < 0)
             return;
-        rc = vms_state(ctx->m, ctx->user, name, sub, &out);
-        api_reply(ctx, rc, 200, out);
+        const char *to = json_string_value(json_object_get(b, "host"));
+        char op[32];
+        snprintf(op, sizeof(op), "vm.%s%s", sub, to ? "-host" : "");
+        if (api_authorize(ctx, op, name) >= 0) {
+            rc = vms_state(ctx->m, ctx->user, name, sub, to, &out);
+            api_reply(ctx, rc, 200, out);
+        }
+        json_decref(b);
         return;
     }
     vmseal_http_error(ctx->resp, 404, "no such resource or method: %s %s", m, ctx->req->path);

@@ -8,7 +8,8 @@
 # marker and counter (no new boot). A shallow rekey of a suspended VM keeps
 # its state usable; a deep one is refused. The control: a VM without
 # encryption keeps a clear state file, in which the same grep finds its
-# marker.
+# marker. Then the VM is suspended again and resumed on a second host
+# agent that sees the same datastore.
 source "$VMSEAL_SRC/tests/testlib.sh"
 source "$VMSEAL_SRC/tests/system/system_lib.sh"
 
@@ -84,6 +85,23 @@ b2=$(stack_vm_console vm1 | grep -ac '^VMSEAL-GUEST-BOOT' || true)
 grep -q '^state.file' "$HOME1/vm.conf" && fail "state.file left in vm.conf"
 expect_rc 6 vmseal vm resume vm1
 ok "resumed: same marker $MARK, counter past $N, no new boot, state file removed"
+
+# another host that sees the same datastore resumes it; the inventory moves
+# the VM there and the first host forgets it (its files stay)
+N=$(ram_line vm1 | cut -d' ' -f3)
+expect_rc 0 vmseal vm suspend vm1
+stack_hostd_setup esx2
+sed -i "s|^datastore = .*|datastore = $(dirname "$HOME1")|" "$STACK_DIR/esx2/hostd.conf"
+stack_hostd_start esx2
+expect_rc 0 vmseal vm resume vm1 --host esx2
+[ "$(stack_vm_field vm1 .host)" = esx2 ] || fail "the inventory does not name esx2 for vm1"
+[ "$(state_of vm1)" = on ] || fail "vm1 is $(state_of vm1) after the resume on esx2"
+stack_until 240 counter_past vm1 "$MARK" "$N" || fail "after resume on esx2: $(ram_line vm1)"
+b3=$(stack_vm_console vm1 | grep -ac '^VMSEAL-GUEST-BOOT' || true)
+[ "$b3" = "$boots" ] || fail "the guest booted again on esx2 ($boots -> $b3)"
+stack_host_api esx1 GET /v1/vms | head -n -1 | jq -e --arg u "$(stack_vm_uuid vm1)" \
+  'all(.vms[]; .uuid != $u)' >/dev/null || fail "esx1 still lists vm1"
+ok "suspended on esx1, resumed on esx2 (shared datastore): same marker, the inventory names esx2, esx1 forgot it"
 
 # events
 expect_rc 0 vmseal --json events --since 0
