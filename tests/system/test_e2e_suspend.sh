@@ -36,6 +36,7 @@ MARK=$(cut -d' ' -f2 <<<"$line")
 boots=$(stack_vm_console vm1 | grep -ac '^VMSEAL-GUEST-BOOT' || true)
 ok "encrypted guest runs with marker $MARK in RAM"
 
+stack_until 120 counter_past vm1 "$MARK" 2 || fail "the guest's counter does not go on: $(ram_line vm1)"
 expect_rc 0 vmseal vm suspend vm1
 [ "$(state_of vm1)" = suspended ] || fail "vm1 is not suspended: $(state_of vm1)"
 N=$(ram_line vm1 | cut -d' ' -f3)
