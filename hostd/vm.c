@@ -594,6 +594,72 @@ void hostd_vm_free(hostd_vm *vm)
     free(vm);
 }
 
+/* At load, after a hostd that stopped in the middle of a suspend or a
+ * resume (QEMU outlives it): vm.conf names a state file and QEMU runs the
+ * guest -> it was resumed: drop the file; names one and QEMU is there but
+ * the guest is not running -> saved, or not yet loaded: QEMU ends, the VM
+ * stays suspended (the guest has not run since the state was saved).
+ * vm.conf names none, QEMU is there -> state files left over are removed
+ * and a guest a suspend had stopped goes on. */
+static void recover_state(hostd_vm *vm)
+{
+    char st[40] = "";
+    if (vm->qemu && hostd_qemu_status(vm->qemu, st, sizeof(st)) < 0)
+        st[0] = '\0';
+    const char *sf = vm->rec->state_file;
+    if (sf[0] && vm->qemu) {
+        if (strcmp(st, "running") == 0) {
+            char file[VMSEAL_VMREC_FILE_MAX + 1];
+            hostd_copy_str(file, sizeof(file), sf);
+            vmseal_vmrec *n = vm_next(vm);
+            if (n) {
+                n->state_file[0] = '\0';
+                if (vm_commit(vm, n) == 0) {
+                    unlinkat(vm->home_fd, file, 0);
+                    hostd_vm_log(vm, "the resume from %s had finished when hostd stopped: the "
+                                 "saved state is dropped", file);
+                }
+            }
+        } else {
+            hostd_qemu_kill(vm->qemu);
+            hostd_qemu_free(vm->qemu);
+            vm->qemu = NULL;
+            /* the console stays: once it has the log key (the next log read
+             * or power-on) it closes the segment this run left open */
+            hostd_vm_log(vm, "hostd stopped during a suspend or resume (QEMU %s): QEMU ended, "
+                         "the VM stays suspended from %s", st[0] ? st : "not answering", sf);
+        }
+        return;
+    }
+    /* Only where the QEMU of an unfinished suspend runs: another host that
+     * sees the datastore must not take files a suspend there is writing. */
+    if (!vm->qemu)
+        return;
+    int dfd = dup(vm->home_fd);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        return;
+    }
+    int removed = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        int partial;
+        if ((sf[0] && strcmp(de->d_name, sf) == 0) ||
+            !hostd_vmstate_is_state_name(de->d_name, &partial))
+            continue;
+        if (unlinkat(vm->home_fd, de->d_name, 0) == 0) {
+            removed++;
+            hostd_vm_log(vm, "removed %s, left by a suspend that did not finish", de->d_name);
+        }
+    }
+    closedir(d);
+    if (removed && !sf[0] && strcmp(st, "running") != 0 &&
+        hostd_qmp_execute(hostd_qemu_monitor(vm->qemu), "cont", NULL, 15000, NULL) == 0)
+        hostd_vm_log(vm, "the guest a suspend had stopped goes on");
+}
+
 int hostd_vm_load(const char *home, hostd_vm **out)
 {
     *out = NULL;
@@ -628,6 +694,7 @@ int hostd_vm_load(const char *home, hostd_vm **out)
             hostd_vm_log(vm, "serial log: cannot read the console of the running VM: %s",
                           vmseal_last_error());
     }
+    recover_state(vm);
     vmseal_clear_error();
     *out = vm;
     return 0;
@@ -997,6 +1064,7 @@ static int resume_state(hostd_vm *vm, hostd_qemu *q, const vmseal_secret *vm_sec
     if (r == 0 && !n)
         r = -ENOMEM;
     if (r == 0) {
+        hostd_vmstate_crash_point("resume-continued");
         n->state_file[0] = '\0';
         r = vm_commit(vm, n);
     }
@@ -1048,12 +1116,15 @@ int hostd_vm_suspend(hostd_vm *vm, const hostd_host_env *env)
         hostd_vm_log(vm, "suspend failed (the VM runs on): %s", vmseal_last_error());
         goto out;
     }
+    hostd_vmstate_crash_point("suspend-saved");
     vmseal_vmrec *n = vm_next(vm);
     r = n ? 0 : -ENOMEM;
     if (r == 0) {
         hostd_copy_str(n->state_file, sizeof(n->state_file), file);
         r = vm_commit(vm, n);
     }
+    if (r == 0)
+        hostd_vmstate_crash_point("suspend-recorded");
     if (r < 0) {
         hostd_vm_log(vm, "suspend failed (the VM runs on): %s", vmseal_last_error());
         unlinkat(vm->home_fd, file, 0);

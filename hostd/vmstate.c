@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,29 @@ int hostd_vmstate_key(const vmseal_secret *vm_secret, const char *uuid, const ch
     if (n < 0 || (size_t)n >= label_len)
         return vmseal_fail(ENAMETOOLONG, "state file label too long");
     return vmseal_vmfile_key(vm_secret, uuid, purpose, key);
+}
+
+void hostd_vmstate_crash_point(const char *point)
+{
+    const char *v = getenv("VMSEAL_TEST_CRASH_AT");
+    if (!v || strcmp(v, point) != 0)
+        return;
+    fprintf(stderr, "vmseal-hostd: TEST HOOK VMSEAL_TEST_CRASH_AT: killed at %s\n", point);
+    raise(SIGKILL);
+}
+
+int hostd_vmstate_is_state_name(const char *name, int *partial)
+{
+    char base[VMSEAL_VMREC_FILE_MAX + 1];
+    size_t n = strlen(name);
+    *partial = n > 8 && strcmp(name + n - 8, ".partial") == 0;
+    if (*partial)
+        n -= 8;
+    if (n >= sizeof(base) || strncmp(name, "suspend-", 8) != 0)
+        return 0;
+    memcpy(base, name, n);
+    base[n] = '\0';
+    return vmseal_vmrec_state_file_valid(base, 1) || vmseal_vmrec_state_file_valid(base, 0);
 }
 
 int hostd_vmstate_send_fd(hostd_qmp *q, int fd, const char *fdname, int timeout_ms)

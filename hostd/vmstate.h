@@ -55,6 +55,16 @@ int hostd_vmstate_save(hostd_qmp *q, int dirfd, const char *name, const vmseal_s
 int hostd_vmstate_load(hostd_qmp *q, int dirfd, const char *name, const vmseal_secret *key,
                        hostd_vmstate_note note, void *ctx, int timeout_ms) VMSEAL_MUST_CHECK;
 
+/* Test hook: with VMSEAL_TEST_CRASH_AT=POINT in its environment, hostd
+ * kills itself (SIGKILL) when it gets to POINT ("suspend-saved": the state
+ * file is complete, vm.conf does not name it yet; "suspend-recorded":
+ * vm.conf names it, QEMU still runs; "resume-continued": the guest runs
+ * again, vm.conf still names the file). */
+void hostd_vmstate_crash_point(const char *point);
+
+/* Is `name` a state file (or its .partial) that hostd writes? */
+int hostd_vmstate_is_state_name(const char *name, int *partial);
+
 /* Hand a descriptor to QEMU under `fdname` (SCM_RIGHTS, then getfd). */
 int hostd_vmstate_send_fd(hostd_qmp *q, int fd, const char *fdname, int timeout_ms)
     VMSEAL_MUST_CHECK;

@@ -17,7 +17,7 @@ base_stack
 APPEND="console=ttyS0 quiet vmseal.wait=1 vmseal.ramtick=1"
 
 # ram_line VM: the last "VMSEAL-RAM <marker> <n>" line of its console
-ram_line() { stack_vm_console "$1" | grep -a '^VMSEAL-RAM VMRAM' | tail -n1 | tr -d '\r'; }
+ram_line() { { stack_vm_console "$1" | grep -a '^VMSEAL-RAM VMRAM' || true; } | tail -n1 | tr -d '\r'; }
 has_ram_line() { [ -n "$(ram_line "$1")" ]; }
 counter_past() { # VM MARKER N: the guest printed MARKER with a counter above N
   local l; l=$(ram_line "$1")
@@ -86,6 +86,39 @@ b2=$(stack_vm_console vm1 | grep -ac '^VMSEAL-GUEST-BOOT' || true)
 grep -q '^state.file' "$HOME1/vm.conf" && fail "state.file left in vm.conf"
 expect_rc 6 vmseal vm resume vm1
 ok "resumed: same marker $MARK, counter past $N, no new boot, state file removed"
+
+# the host agent killed in the middle (test hook VMSEAL_TEST_CRASH_AT,
+# hostd/vmstate.h): restarted, it leaves the VM consistent at each point
+crash_at() { # POINT CMD...: run CMD against a hostd that dies at POINT, then restart it
+  local point=$1; shift
+  stack_hostd_stop esx1
+  export VMSEAL_TEST_CRASH_AT=$point
+  stack_hostd_start esx1
+  unset VMSEAL_TEST_CRASH_AT
+  "$@" >/dev/null 2>&1 && fail "$* succeeded although hostd was to die at $point"
+  wait "${STACK_PID[esx1]}" 2>/dev/null || true
+  unset 'STACK_PID[esx1]'
+  grep -q "killed at $point" "$STACK_DIR/esx1/hostd.log" || fail "hostd did not die at $point"
+  stack_hostd_start esx1
+  stack_until 60 vm_unlocked vm1 || fail "vm1 locked after the restart"
+}
+no_state_files() { ! ls "$HOME1" | grep -q '^suspend-'; }
+N=$(ram_line vm1 | cut -d' ' -f3)
+crash_at suspend-saved vmseal vm suspend vm1
+[ "$(state_of vm1)" = on ] || fail "after a crash before vm.conf named the state: vm1 is $(state_of vm1)"
+stack_until 120 counter_past vm1 "$MARK" "$N" || fail "the guest stopped by the unfinished suspend does not go on"
+no_state_files || fail "state files left: $(ls "$HOME1")"
+ok "killed after the state was written, before vm.conf named it: the guest goes on, the file is removed"
+crash_at suspend-recorded vmseal vm suspend vm1
+[ "$(state_of vm1)" = suspended ] || fail "after a crash once vm.conf named the state: vm1 is $(state_of vm1)"
+N=$(ram_line vm1 | cut -d' ' -f3)
+[ -n "$N" ] || fail "the console log of the VM suspended by the recovery does not read"
+crash_at resume-continued vmseal vm resume vm1
+[ "$(state_of vm1)" = on ] || fail "after a crash once the guest ran again: vm1 is $(state_of vm1)"
+grep -q '^state.file' "$HOME1/vm.conf" && fail "state.file left in vm.conf after the recovered resume"
+no_state_files || fail "state files left: $(ls "$HOME1")"
+stack_until 120 counter_past vm1 "$MARK" "$N" || fail "after the recovered resume: $(ram_line vm1)"
+ok "killed once vm.conf named the state: suspended; killed once the resumed guest ran: it runs, the state is dropped"
 
 # another host that sees the same datastore resumes it; the inventory moves
 # the VM there and the first host forgets it (its files stay)
