@@ -132,7 +132,8 @@ expect_rc 0 vmseal vm resume vm1 --host esx2
 [ "$(state_of vm1)" = on ] || fail "vm1 is $(state_of vm1) after the resume on esx2"
 stack_until 240 counter_past vm1 "$MARK" "$N" || fail "after resume on esx2: $(ram_line vm1)"
 b3=$(stack_vm_console vm1 | grep -ac '^VMSEAL-GUEST-BOOT' || true)
-[ "$b3" = "$boots" ] || fail "the guest booted again on esx2 ($boots -> $b3)"
+# (old console segments rotate away: the count may only go down)
+[ "$b3" -le "$boots" ] || fail "the guest booted again on esx2 ($boots -> $b3)"
 stack_host_api esx1 GET /v1/vms | head -n -1 | jq -e --arg u "$(stack_vm_uuid vm1)" \
   'all(.vms[]; .uuid != $u)' >/dev/null || fail "esx1 still lists vm1"
 ok "suspended on esx1, resumed on esx2 (shared datastore): same marker, the inventory names esx2, esx1 forgot it"
