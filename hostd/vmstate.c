@@ -157,6 +157,7 @@ typedef struct pump {
     void *note_ctx;
     const char *what;               /* "saved", "loaded" */
     int rc;
+    volatile int done;              /* the thread has finished */
     char err[600];
 } pump;
 
@@ -246,6 +247,7 @@ static void *pump_main(void *arg)
     p->rc = r;
     if (r < 0)
         hostd_copy_str(p->err, sizeof(p->err), vmseal_last_error());
+    __atomic_store_n(&p->done, 1, __ATOMIC_RELEASE);
     /* the pipe end goes at once: QEMU sees the end (or a broken pipe) */
     if (p->sealing) {
         close(p->in_fd);
@@ -288,6 +290,25 @@ static int wait_migration(hostd_qmp *q, pump *p, int timeout_ms, const char *wha
         }
         sleep_ms(POLL_MS);
     }
+}
+
+/* Join the pump; once QEMU is done with the stream it has timeout_ms to
+ * finish (QEMU closing its end ends it), then it is told to stop. */
+static void pump_join(pthread_t th, pump *p, int timeout_ms)
+{
+    int64_t until = now_ms() + timeout_ms;
+    while (!__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) && !p->stop && now_ms() < until)
+        sleep_ms(POLL_MS / 2);
+    if (!__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) && !p->stop) {
+        p->stop = 1;
+        pthread_join(th, NULL);
+        if (p->rc == 0 || p->rc == -ECANCELED) {
+            p->rc = -ETIMEDOUT;
+            snprintf(p->err, sizeof(p->err), "QEMU did not close the state stream in time");
+        }
+        return;
+    }
+    pthread_join(th, NULL);
 }
 
 /* Was the guest running? */
@@ -353,7 +374,7 @@ int hostd_vmstate_save(hostd_qmp *q, int dirfd, const char *name, const vmseal_s
     if (started) {
         if (r < 0)
             p.stop = 1;
-        pthread_join(th, NULL);
+        pump_join(th, &p, timeout_ms);
     } else {
         close(pp[0]);
     }
@@ -428,7 +449,7 @@ int hostd_vmstate_load(hostd_qmp *q, int dirfd, const char *name, const vmseal_s
     if (started) {
         if (r < 0)
             p.stop = 1;
-        pthread_join(th, NULL);
+        pump_join(th, &p, timeout_ms);
     } else {
         close(pp[1]);
     }
