@@ -299,6 +299,22 @@ int cmd_vm(cli *c, int argc, char **argv)
         rc = cli_call(c, "POST", path, body, &resp);
         if (rc == EXIT_OK && !c->json && !c->quiet)
             printf("VM %s powered %s\n", name, !strcmp(sub, "start") ? "on" : "off");
+    } else if (!strcmp(sub, "suspend") || !strcmp(sub, "resume") || !strcmp(sub, "discard-state")) {
+        char act[32];
+        snprintf(act, sizeof(act), "/%s", sub);
+        vm_path(path, sizeof(path), name, act);
+        if (host && strcmp(sub, "resume") != 0)
+            return EXIT_USAGE;
+        body = json_object();
+        if (host)
+            json_object_set_new(body, "host", json_string(host));   /* resume on that host */
+        rc = cli_call(c, "POST", path, body, &resp);
+        if (rc == EXIT_OK && !c->json && !c->quiet)
+            printf("VM %s %s%s%s\n", name,
+                   !strcmp(sub, "suspend") ? "suspended (its memory state is sealed in its home)"
+                   : !strcmp(sub, "resume") ? "resumed"
+                                            : "powered off (saved state discarded)",
+                   host ? " on " : "", host ? host : "");
     } else if (!strcmp(sub, "rm")) {
         vm_path(path, sizeof(path), name, "");
         rc = cli_call(c, "DELETE", path, NULL, &resp);

@@ -789,7 +789,8 @@ static void api_vm_action(hostd_host *h, hostd_vm *vm, const char *action, const
 {
     int r;
     int on = strcmp(action, "power-on") == 0;
-    if (on || strcmp(action, "power-off") == 0) {
+    int susp = strcmp(action, "suspend") == 0, discard = strcmp(action, "discard-state") == 0;
+    if (on || susp || discard || strcmp(action, "power-off") == 0) {
         pthread_mutex_lock(&h->lock);
         task *t = running_task_locked(h, hostd_vm_uuid(vm));
         pthread_mutex_unlock(&h->lock);
@@ -799,6 +800,10 @@ static void api_vm_action(hostd_host *h, hostd_vm *vm, const char *action, const
         }
         if (on) {
             r = hostd_vm_power_on(vm, &h->env);
+        } else if (susp || discard) {
+            /* suspend: the memory state to a (sealed) file, QEMU ends;
+             * discard-state: a suspended VM forgets it (hostd/vm.h) */
+            r = susp ? hostd_vm_suspend(vm, &h->env) : hostd_vm_discard_state(vm);
         } else {
             json_t *j = parse_optional_body(body, len, status, resp);
             if (!j)
@@ -815,7 +820,8 @@ static void api_vm_action(hostd_host *h, hostd_vm *vm, const char *action, const
             reply_fail(status, resp, r);
             return;
         }
-        hlog(h, "VM %s %s", hostd_vm_name(vm), on ? "powered on" : "powered off");
+        hlog(h, "VM %s %s", hostd_vm_name(vm),
+             on ? "powered on" : susp ? "suspended" : discard ? "saved state discarded" : "powered off");
         pthread_mutex_lock(&h->lock);
         json_t *out = vm_json_locked(h, vm);
         pthread_mutex_unlock(&h->lock);
@@ -896,6 +902,95 @@ static void api_vm_action(hostd_host *h, hostd_vm *vm, const char *action, const
     json_decref(j);
     if (r < 0)
         reply_fail(status, resp, r);
+}
+
+/* POST /v1/vms/adopt {"name", "uuid"}: take the VM in <datastore>/<name>
+ * into this host's list (a suspended VM another host that sees the same
+ * datastore left, resumed here); a copy loaded before is read again, unless
+ * it runs or has a task here. */
+static void api_adopt_vm(hostd_host *h, const char *body, size_t len, int *status, json_t **resp)
+{
+    json_t *j = parse_body(body, len, status, resp);
+    if (!j)
+        return;
+    const char *name = NULL, *uuid = NULL;
+    int r = get_opt_string(j, "name", &name);
+    if (r == 0)
+        r = get_opt_string(j, "uuid", &uuid);
+    if (r == 0 && (!name || !hostd_vm_name_valid(name)))
+        r = vmseal_fail(EINVAL, "name must be a VM name");
+    if (r == 0 && (!uuid || !vmseal_vmrec_uuid_valid(uuid)))
+        r = vmseal_fail(EINVAL, "uuid must be a VM UUID (lower case)");
+    hostd_vm *vm = NULL;
+    if (r == 0) {
+        char home[4096];
+        snprintf(home, sizeof(home), "%s/%s", h->datastore, name);
+        r = hostd_vm_load(home, &vm);
+    }
+    if (r == 0 && strcmp(hostd_vm_uuid(vm), uuid) != 0)
+        r = vmseal_fail(EEXIST, "the VM in %s/%s is %s, not %s", h->datastore, name,
+                        hostd_vm_uuid(vm), uuid);
+    json_decref(j);   /* name and uuid point into it: from here on, the VM's own */
+    if (r < 0) {
+        hostd_vm_free(vm);
+        reply_fail(status, resp, r);
+        return;
+    }
+    uuid = hostd_vm_uuid(vm);
+    pthread_mutex_lock(&h->lock);
+    hostd_vm *old = find_vm_locked(h, uuid);
+    for (size_t i = 0; i < h->nvms && r == 0; i++)
+        if (h->vms[i] != old && strcmp(hostd_vm_name(h->vms[i]), hostd_vm_name(vm)) == 0)
+            r = vmseal_fail(EEXIST, "another VM named %s is on this host", hostd_vm_name(vm));
+    if (r == 0 && old && (running_task_locked(h, uuid) || hostd_vm_running(old)))
+        r = vmseal_fail(EBUSY, "VM %s runs on this host (or has a task)", hostd_vm_name(vm));
+    if (r == 0 && old) {
+        for (size_t i = 0; i < h->nvms; i++)
+            if (h->vms[i] == old)
+                h->vms[i] = vm;
+        if (push((void ***)&h->grave, &h->ngrave, &h->capgrave, old) < 0) {
+            /* cannot park it: leak rather than free memory others may use */
+        }
+    } else if (r == 0) {
+        r = push((void ***)&h->vms, &h->nvms, &h->capvms, vm);
+    }
+    if (r < 0) {
+        pthread_mutex_unlock(&h->lock);
+        hostd_vm_free(vm);
+        reply_fail(status, resp, r);
+        return;
+    }
+    json_t *out = vm_json_locked(h, vm);
+    pthread_mutex_unlock(&h->lock);
+    hlog(h, "adopted VM %s (%s) from the datastore%s", hostd_vm_name(vm), uuid,
+         old ? " (read again)" : "");
+    reply(status, resp, 200, out);
+}
+
+/* POST /v1/vms/{uuid}/release: forget a VM that does not run here (another
+ * host resumes it from the shared datastore); its files stay. */
+static void api_release_vm(hostd_host *h, hostd_vm *vm, int *status, json_t **resp)
+{
+    pthread_mutex_lock(&h->lock);
+    int r = 0;
+    if (running_task_locked(h, hostd_vm_uuid(vm)) || hostd_vm_running(vm))
+        r = vmseal_fail(EBUSY, "VM %s runs on this host (or has a task)", hostd_vm_name(vm));
+    for (size_t i = 0; r == 0 && i < h->nvms; i++)
+        if (h->vms[i] == vm) {
+            memmove(&h->vms[i], &h->vms[i + 1], (h->nvms - i - 1) * sizeof(*h->vms));
+            h->nvms--;
+            if (push((void ***)&h->grave, &h->ngrave, &h->capgrave, vm) < 0) {
+                /* cannot park it: leak rather than free memory others may use */
+            }
+            break;
+        }
+    pthread_mutex_unlock(&h->lock);
+    if (r < 0) {
+        reply_fail(status, resp, r);
+        return;
+    }
+    hlog(h, "released VM %s (its files stay on the datastore)", hostd_vm_name(vm));
+    reply(status, resp, 200, json_pack("{s:s, s:b}", "uuid", hostd_vm_uuid(vm), "released", 1));
 }
 
 static void api_delete_vm(hostd_host *h, hostd_vm *vm, int *status, json_t **resp)
@@ -1110,6 +1205,10 @@ void hostd_host_handle(hostd_host *h, const char *method, const char *full_path,
         }
         return;
     }
+    if (strcmp(path, "/v1/vms/adopt") == 0 && post) {
+        api_adopt_vm(h, body, body_len, status, resp);
+        return;
+    }
     if ((rest = after(path, "/v1/vms/")) != NULL) {
         char uuid[64];
         const char *slash = strchr(rest, '/');
@@ -1153,7 +1252,10 @@ void hostd_host_handle(hostd_host *h, const char *method, const char *full_path,
             reply_error(status, resp, 405, "use POST");
             return;
         }
-        api_vm_action(h, vm, slash + 1, body, body_len, status, resp);
+        if (strcmp(slash + 1, "release") == 0)
+            api_release_vm(h, vm, status, resp);
+        else
+            api_vm_action(h, vm, slash + 1, body, body_len, status, resp);
         return;
     }
     if ((rest = after(path, "/v1/tasks/")) != NULL && get) {

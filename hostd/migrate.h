@@ -16,7 +16,7 @@
  *
  * Source: hostd_migrate_outgoing() then hostd_migrate_wait(); on any
  * failure QEMU ends the migration and the guest goes on running here.
- * Destination: QEMU started with hostd_qemu_spec.incoming (the same VM
+ * Destination: QEMU started with hostd_qemu_spec.incoming_defer (the same VM
  * config, the same disks on the shared datastore, paused), then
  * hostd_migrate_incoming() (says the port to give the source), then,
  * after the source completed, hostd_migrate_wait() and `cont`.

@@ -638,7 +638,9 @@ static int build_argv(const hostd_qemu_spec *s, const fd_map *m, argv_buf *a)
         arg_add(a, "--preconfig");
     }
     arg_add(a, "-S");
-    if (s->incoming) {
+    if (s->incoming_defer) {
+        /* a live-migration destination or saved state being resumed: hostd
+         * feeds the stream with migrate-incoming */
         arg_add(a, "-incoming");
         arg_add(a, "defer");
     }
@@ -921,7 +923,7 @@ int hostd_qemu_start(const hostd_qemu_spec *s, hostd_qemu **out)
     r = attach_disks(vm, s);
     if (r < 0)
         goto fail;
-    if (!s->incoming)
+    if (!s->incoming_defer)
         r = hostd_qmp_execute(vm->qmp, "cont", NULL, timeout, NULL);
     if (r < 0)
         goto fail;

@@ -72,9 +72,10 @@ typedef struct hostd_qemu_spec {
     int timeout_ms;            /* for start-up and each monitor command; 0: 15000 */
     int serial_socket;         /* console on run_dir/serial.sock, connected before the
                                   guest runs (hostd_qemu_take_serial); else serial.log */
-    int incoming;              /* live-migration destination: -incoming defer; once the
-                                  disks are attached the guest stays paused for
-                                  hostd_migrate_incoming() (hostd/migrate.h), then `cont` */
+    int incoming_defer;        /* start with -incoming defer and leave the guest paused:
+                                  the caller feeds the stream (a live-migration
+                                  destination, hostd/migrate.h; saved state,
+                                  hostd/vmstate.h) and continues it */
 } hostd_qemu_spec;
 
 typedef struct hostd_qemu hostd_qemu;

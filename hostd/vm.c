@@ -24,6 +24,7 @@
 #include "serial.h"
 #include "strutil.h"
 #include "vm.h"
+#include "vmstate.h"
 
 struct hostd_vm {
     pthread_mutex_t lock;   /* guards rec (pointer swap), qemu, busy */
@@ -692,6 +693,72 @@ void hostd_vm_free(hostd_vm *vm)
     free(vm);
 }
 
+/* At load, after a hostd that stopped in the middle of a suspend or a
+ * resume (QEMU outlives it): vm.conf names a state file and QEMU runs the
+ * guest -> it was resumed: drop the file; names one and QEMU is there but
+ * the guest is not running -> saved, or not yet loaded: QEMU ends, the VM
+ * stays suspended (the guest has not run since the state was saved).
+ * vm.conf names none, QEMU is there -> state files left over are removed
+ * and a guest a suspend had stopped goes on. */
+static void recover_state(hostd_vm *vm)
+{
+    char st[40] = "";
+    if (vm->qemu && hostd_qemu_status(vm->qemu, st, sizeof(st)) < 0)
+        st[0] = '\0';
+    const char *sf = vm->rec->state_file;
+    if (sf[0] && vm->qemu) {
+        if (strcmp(st, "running") == 0) {
+            char file[VMSEAL_VMREC_FILE_MAX + 1];
+            hostd_copy_str(file, sizeof(file), sf);
+            vmseal_vmrec *n = vm_next(vm);
+            if (n) {
+                n->state_file[0] = '\0';
+                if (vm_commit(vm, n) == 0) {
+                    unlinkat(vm->home_fd, file, 0);
+                    hostd_vm_log(vm, "the resume from %s had finished when hostd stopped: the "
+                                 "saved state is dropped", file);
+                }
+            }
+        } else {
+            hostd_qemu_kill(vm->qemu);
+            hostd_qemu_free(vm->qemu);
+            vm->qemu = NULL;
+            /* the console stays: once it has the log key (the next log read
+             * or power-on) it closes the segment this run left open */
+            hostd_vm_log(vm, "hostd stopped during a suspend or resume (QEMU %s): QEMU ended, "
+                         "the VM stays suspended from %s", st[0] ? st : "not answering", sf);
+        }
+        return;
+    }
+    /* Only where the QEMU of an unfinished suspend runs: another host that
+     * sees the datastore must not take files a suspend there is writing. */
+    if (!vm->qemu)
+        return;
+    int dfd = dup(vm->home_fd);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        return;
+    }
+    int removed = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        int partial;
+        if ((sf[0] && strcmp(de->d_name, sf) == 0) ||
+            !hostd_vmstate_is_state_name(de->d_name, &partial))
+            continue;
+        if (unlinkat(vm->home_fd, de->d_name, 0) == 0) {
+            removed++;
+            hostd_vm_log(vm, "removed %s, left by a suspend that did not finish", de->d_name);
+        }
+    }
+    closedir(d);
+    if (removed && !sf[0] && strcmp(st, "running") != 0 &&
+        hostd_qmp_execute(hostd_qemu_monitor(vm->qemu), "cont", NULL, 15000, NULL) == 0)
+        hostd_vm_log(vm, "the guest a suspend had stopped goes on");
+}
+
 int hostd_vm_load(const char *home, hostd_vm **out)
 {
     *out = NULL;
@@ -727,6 +794,7 @@ int hostd_vm_load(const char *home, hostd_vm **out)
             hostd_vm_log(vm, "serial log: cannot read the console of the running VM: %s",
                           vmseal_last_error());
     }
+    recover_state(vm);
     vmseal_clear_error();
     *out = vm;
     return 0;
@@ -1068,6 +1136,146 @@ int hostd_vm_create(const hostd_host_env *env, const char *datastore,
 
 /* ------------------------------------------------------------- power */
 
+static void state_note(void *arg, const char *line)
+{
+    hostd_vm_log(arg, "%s", line);
+}
+
+#define STATE_TIMEOUT_MS 120000   /* a wait without progress while saving or loading */
+
+/* Power on of a suspended VM (busy held, QEMU started with incoming_defer):
+ * load the saved state, then the record without it; the file goes last.
+ * On failure QEMU is ended here and the VM stays suspended. */
+static int resume_state(hostd_vm *vm, hostd_qemu *q, const vmseal_secret *vm_secret)
+{
+    const vmseal_vmrec *c = vm->rec;
+    vmseal_secret *key = NULL;
+    char label[VMSEAL_KEYSAFE_KEK_ID_MAX + 1];
+    int r = 0;
+    if (vm_secret)
+        r = hostd_vmstate_key(vm_secret, vm->uuid, c->state_file, &key, label, sizeof(label));
+    if (r == 0)
+        r = hostd_vmstate_load(hostd_qemu_monitor(q), vm->home_fd, c->state_file, key, state_note,
+                               vm, STATE_TIMEOUT_MS);
+    vmseal_secret_free(key);
+    char file[VMSEAL_VMREC_FILE_MAX + 1];
+    hostd_copy_str(file, sizeof(file), c->state_file);
+    vmseal_vmrec *n = r == 0 ? vm_next(vm) : NULL;
+    if (r == 0 && !n)
+        r = -ENOMEM;
+    if (r == 0) {
+        hostd_vmstate_crash_point("resume-continued");
+        n->state_file[0] = '\0';
+        r = vm_commit(vm, n);
+    }
+    if (r < 0) {
+        char msg[700];
+        hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
+        hostd_qemu_kill(q);
+        hostd_qemu_free(q);
+        return vmseal_fail(-r, "resume of VM %s failed (it stays suspended): %s", vm->name, msg);
+    }
+    if (unlinkat(vm->home_fd, file, 0) < 0)
+        hostd_vm_log(vm, "cannot remove the saved state %s: %s", file, strerror(errno));
+    hostd_vm_log(vm, "resumed from %s", file);
+    return 0;
+}
+
+int hostd_vm_suspend(hostd_vm *vm, const hostd_host_env *env)
+{
+    int r = vm_begin(vm, "suspending");
+    if (r < 0)
+        return r;
+    const vmseal_vmrec *c = vm->rec;
+    vmseal_secret *vm_secret = NULL, *key = NULL;
+    char file[VMSEAL_VMREC_FILE_MAX + 1], label[VMSEAL_KEYSAFE_KEK_ID_MAX + 1], obj[64];
+    int enc = rec_encrypted(c);
+    if (!qemu_running_owned(vm)) {
+        r = vmseal_fail(EALREADY, "VM %s is not powered on", vm->name);
+        goto out;
+    }
+    if (c->op != VMSEAL_VMREC_OP_NONE) {
+        r = vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
+                        vmseal_vmrec_op_name(c->op));
+        goto out;
+    }
+    if (enc) {
+        r = vmseal_vmrec_keysafe_object(c, -1, 0, obj, sizeof(obj));
+        if (r == 0)
+            r = unwrap_line(env, c->vm_keysafe ? c->vm_keysafe : "", obj, &vm_secret);
+        if (r < 0)
+            goto out;
+    }
+    r = hostd_vmstate_new_name("suspend", enc, file, sizeof(file));
+    if (r == 0 && enc)
+        r = hostd_vmstate_key(vm_secret, vm->uuid, file, &key, label, sizeof(label));
+    if (r == 0)
+        r = hostd_vmstate_save(hostd_qemu_monitor(vm->qemu), vm->home_fd, file, key,
+                               enc ? label : NULL, state_note, vm, STATE_TIMEOUT_MS, NULL);
+    if (r < 0) {
+        hostd_vm_log(vm, "suspend failed (the VM runs on): %s", vmseal_last_error());
+        goto out;
+    }
+    hostd_vmstate_crash_point("suspend-saved");
+    vmseal_vmrec *n = vm_next(vm);
+    r = n ? 0 : -ENOMEM;
+    if (r == 0) {
+        hostd_copy_str(n->state_file, sizeof(n->state_file), file);
+        r = vm_commit(vm, n);
+    }
+    if (r == 0)
+        hostd_vmstate_crash_point("suspend-recorded");
+    if (r < 0) {
+        hostd_vm_log(vm, "suspend failed (the VM runs on): %s", vmseal_last_error());
+        unlinkat(vm->home_fd, file, 0);
+        if (hostd_qmp_execute(hostd_qemu_monitor(vm->qemu), "cont", NULL, 15000, NULL) < 0)
+            hostd_vm_log(vm, "the guest could not be continued: %s", vmseal_last_error());
+        goto out;
+    }
+    /* the state is saved: QEMU ends (the guest never ran since) */
+    hostd_qemu_kill(vm->qemu);
+    pthread_mutex_lock(&vm->lock);
+    hostd_qemu *q = vm->qemu;
+    vm->qemu = NULL;
+    hostd_console *con = console_detach_locked(vm);
+    pthread_mutex_unlock(&vm->lock);
+    hostd_qemu_free(q);
+    hostd_console_free(con);
+    hostd_vm_log(vm, "suspended (state in %s)", file);
+out:
+    vmseal_secret_free(vm_secret);
+    vmseal_secret_free(key);
+    vm_end(vm);
+    return r;
+}
+
+int hostd_vm_discard_state(hostd_vm *vm)
+{
+    int r = vm_begin(vm, "discarding its saved state");
+    if (r < 0)
+        return r;
+    char file[VMSEAL_VMREC_FILE_MAX + 1];
+    hostd_copy_str(file, sizeof(file), vm->rec->state_file);
+    vmseal_vmrec *n = NULL;
+    if (qemu_running_owned(vm))
+        r = vmseal_fail(EBUSY, "VM %s is powered on", vm->name);
+    else if (!file[0])
+        r = vmseal_fail(EALREADY, "VM %s is not suspended", vm->name);
+    else if (!(n = vm_next(vm)))
+        r = -ENOMEM;
+    if (r == 0) {
+        n->state_file[0] = '\0';
+        r = vm_commit(vm, n);
+    }
+    if (r == 0) {
+        if (unlinkat(vm->home_fd, file, 0) < 0 && errno != ENOENT)
+            hostd_vm_log(vm, "cannot remove the saved state %s: %s", file, strerror(errno));
+        hostd_vm_log(vm, "saved state %s discarded (the VM is powered off)", file);
+    }
+    vm_end(vm);
+    return r;
+}
+
 int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
 {
     int r = vm_begin(vm, "powering on");
@@ -1173,6 +1381,7 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         .append = c->append,
         .disks = disks,
         .ndisks = nd,
+        .incoming_defer = c->state_file[0] != 0,
     };
     spec.kernel_fd = kernel_fd > 0 ? kernel_fd : 0;
     spec.initrd_fd = initrd_fd > 0 ? initrd_fd : 0;
@@ -1199,12 +1408,17 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         hostd_qemu_free(q);
         vmseal_fail(-r, "%s", msg);
     }
+    if (r == 0 && c->state_file[0])
+        r = resume_state(vm, q, vm_secret);   /* suspended: its saved state, then it runs */
     if (r < 0) {
-        hostd_vm_log(vm, "power on failed: %s", vmseal_last_error());
+        char why[700];
+        hostd_copy_str(why, sizeof(why), vmseal_last_error());
+        hostd_vm_log(vm, "power on failed: %s", why);
         pthread_mutex_lock(&vm->lock);
         con = console_detach_locked(vm);
         pthread_mutex_unlock(&vm->lock);
         hostd_console_free(con);
+        vmseal_fail(-r, "%s", why);   /* the console's end may have set another */
         goto out;
     }
     pthread_mutex_lock(&vm->lock);
@@ -1443,6 +1657,9 @@ static int check_offline(hostd_vm *vm, const char *what)
 {
     if (qemu_running_owned(vm))
         return vmseal_fail(EBUSY, "VM %s must be powered off to %s", vm->name, what);
+    if (vm->rec->state_file[0])
+        return vmseal_fail(EBUSY, "VM %s is suspended: resume it (or discard its saved state) "
+                           "to %s", vm->name, what);
     return 0;
 }
 
@@ -2093,6 +2310,11 @@ int hostd_vm_reconfigure(hostd_vm *vm, const hostd_host_env *env, unsigned cpus,
         vm_end(vm);
         return vmseal_fail(EBUSY, "VM %s must be powered off to reconfigure it", vm->name);
     }
+    if (vm->rec->state_file[0]) {
+        vm_end(vm);
+        return vmseal_fail(EBUSY, "VM %s is suspended: resume it (or discard its saved state) "
+                           "to reconfigure it", vm->name);
+    }
     vmseal_vmrec *n = vm_next(vm);
     r = n ? 0 : -ENOMEM;
     if (r == 0) {
@@ -2158,7 +2380,9 @@ json_t *hostd_vm_describe(hostd_vm *vm, const hostd_host_env *env)
         json_object_set_new(j, "kek_id", json_string(kek));
     else
         json_object_set_new(j, "kek_id", json_null());
-    json_object_set_new(j, "power_state", json_string(on ? "on" : "off"));
+    json_object_set_new(j, "power_state",
+                        json_string(on ? "on" : c->state_file[0] ? "suspended" : "off"));
+    json_object_set_new(j, "state_file", c->state_file[0] ? json_string(c->state_file) : json_null());
     json_object_set_new(j, "busy", vm->busy ? json_string(vm->busy) : json_null());
     json_object_set_new(j, "locked", json_boolean(locked));
     json_object_set_new(j, "locked_reason", locked ? json_string(reason) : json_null());

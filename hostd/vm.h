@@ -141,6 +141,20 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env) VMSEAL_MUST_CHECK
  * hostd_qemu_power_off; -EALREADY when not running. */
 int hostd_vm_power_off(hostd_vm *vm, int grace_ms);
 
+/* Suspend: the guest's memory state goes to a file in the home (sealed
+ * under a key derived from the per-VM secret for an encrypted VM:
+ * hostd/vmstate.h), vm.conf records it (state.file) and QEMU ends. On
+ * failure the guest runs on. Powering on a suspended VM resumes it from
+ * that file (which is removed once the guest runs); when the file is
+ * damaged the power-on fails with a message saying so and the VM stays
+ * suspended. Encrypt, decrypt, deep recrypt and reconfigure refuse a
+ * suspended VM (EBUSY); a shallow recrypt keeps the per-VM secret, so the
+ * state file stays valid. -EALREADY when not powered on. */
+int hostd_vm_suspend(hostd_vm *vm, const hostd_host_env *env) VMSEAL_MUST_CHECK;
+/* A suspended VM, not running: forget and remove its saved state (it is
+ * then powered off). -EALREADY when not suspended. */
+int hostd_vm_discard_state(hostd_vm *vm) VMSEAL_MUST_CHECK;
+
 /* Powered-off VM without encryption -> encrypted under kek_id. */
 int hostd_vm_encrypt(hostd_vm *vm, const hostd_host_env *env, const char *kek_id,
                       const hostd_vm_progress *prog) VMSEAL_MUST_CHECK;

@@ -8,6 +8,7 @@
  *   POST   /vms/{name}/rekey       {deep?, kms?} -> 202 {task}
  *                                  or {folder} -> 200 VM (moved; "" = no folder)
  *   POST   /vms/{name}/power-on | power-off
+ *   POST   /vms/{name}/suspend | resume | discard-state
  *   GET    /vms/{name}/log?tail=BYTES  guest console output (sealed on the host when encrypted)
  *   DELETE /vms/{name}
  *   POST   /vms/{name}/unregister     leave the inventory; the host keeps the VM
@@ -254,6 +255,20 @@ void api_vms(api_ctx *ctx)
             return;
         rc = vms_power(ctx->m, ctx->user, name, on, &out);
         api_reply(ctx, rc, 200, out);
+        return;
+    }
+    if (sub && (!strcmp(sub, "suspend") || !strcmp(sub, "resume") || !strcmp(sub, "discard-state")) &&
+        !strcmp(m, "POST")) {
+        if (!strcmp(sub, "resume") && ctx->req->body_len && api_body(ctx, &schema_vm_resume, &b) < 0)
+            return;
+        const char *to = json_string_value(json_object_get(b, "host"));
+        char op[32];
+        snprintf(op, sizeof(op), "vm.%s%s", sub, to ? "-host" : "");
+        if (api_authorize(ctx, op, name) >= 0) {
+            rc = vms_state(ctx->m, ctx->user, name, sub, to, &out);
+            api_reply(ctx, rc, 200, out);
+        }
+        json_decref(b);
         return;
     }
     vmseal_http_error(ctx->resp, 404, "no such resource or method: %s %s", m, ctx->req->path);

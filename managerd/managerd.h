@@ -344,6 +344,14 @@ int vms_rekey(manager *m, const char *user, const char *name, int deep, const ch
               json_t **out);
 /* *out = the host's answer */
 int vms_power(manager *m, const char *user, const char *name, int on, json_t **out);
+/* Suspend a running VM, resume a suspended one (the host loads its saved
+ * state), or discard that state: action "suspend", "resume" or
+ * "discard-state" (the host's POST /v1/vms/{uuid}/suspend | power-on |
+ * discard-state); an event vm.<action> with the power state before and
+ * after. to_host (resume only, NULL: where it is): resume on that host, which
+ * sees the same datastore; the inventory then names it. */
+int vms_state(manager *m, const char *user, const char *name, const char *action, const char *to_host,
+              json_t **out);
 int vms_delete(manager *m, const char *user, const char *name);
 /* Move the VM to a folder (a valid name, or "" = none); *out = the VM. */
 int vms_move(manager *m, const char *user, const char *name, const char *folder, json_t **out);

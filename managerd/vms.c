@@ -401,7 +401,7 @@ static int host_check(manager *m, const char *name, vm_row *v, int *on)
     if (rc < 0)
         return vmseal_fail(rc == -ENOENT ? ESTALE : EREMOTEIO, "%s", err);
     const char *ps = json_string_value(json_object_get(rt, "power_state"));
-    *on = ps && !strcmp(ps, "on");
+    *on = ps && !strcmp(ps, "on") ? 1 : ps && !strcmp(ps, "suspended") ? 2 : 0;
     int adopted = tasks_sync_vm(m, v->uuid, rt);
     json_decref(rt);
     if (adopted) {
@@ -424,9 +424,13 @@ static int require_off(manager *m, const char *host, const char *uuid, const cha
         return vmseal_fail(rc == -ENOENT ? ESTALE : EREMOTEIO, "%s", err);
     const char *ps = json_string_value(json_object_get(rt, "power_state"));
     int on = ps && !strcmp(ps, "on");
+    int suspended = ps && !strcmp(ps, "suspended");
     json_decref(rt);
     if (on)
         return vmseal_fail(EBUSY, "VM %s must be powered off to %s it", name, what);
+    if (suspended)
+        return vmseal_fail(EBUSY, "VM %s is suspended: resume it (or discard its saved state) to "
+                           "%s it", name, what);
     return 0;
 }
 
@@ -594,6 +598,9 @@ int vms_rekey(manager *m, const char *user, const char *name, int deep, const ch
         return rc;
     if (!v.kek[0])
         return vmseal_fail(ENOKEY, "VM %s is not encrypted", name);
+    if (deep && on == 2)
+        return vmseal_fail(EBUSY, "VM %s is suspended: resume it (or discard its saved state) to "
+                           "deep-rekey it", name);
     if (deep && on)
         return vmseal_fail(EBUSY, "VM %s must be powered off to deep-rekey it", name);
     const char *action = deep ? "recrypt-deep" : "recrypt-shallow";
@@ -655,6 +662,147 @@ int vms_power(manager *m, const char *user, const char *name, int on, json_t **o
     json_decref(nv);
     json_decref(before);
     *out = resp ? resp : json_pack("{s:s}", "power", on ? "on" : "off");
+    return 0;
+}
+
+/* Resume on another host that sees the VM's datastore: that host takes the
+ * VM from the datastore (adopt) and gets the KEK; once the guest runs
+ * there the inventory names the new host and the old one forgets the VM
+ * (release; its files stay). When the resume fails the new host forgets it
+ * again and the VM stays suspended where it was. */
+static int resume_elsewhere(manager *m, const char *user, const char *name, vm_row *v,
+                            const char *to, json_t **out)
+{
+    char def[16];
+    if (vms_host_default_policy(m, to, def, sizeof(def)) != 1)
+        return vmseal_fail(EINVAL, "no host named %s", to);
+    long status = 0;
+    json_t *resp = NULL;
+    json_t *body = json_pack("{s:s, s:s}", "name", name, "uuid", v->uuid);
+    int rc = hosts_call(m, to, "POST", "/v1/vms/adopt", body, &status, &resp);
+    json_decref(body);
+    if (rc < 0)
+        return peer_failure();
+    if (status < 200 || status > 299) {
+        rc = host_refused(to, status, resp);
+        json_decref(resp);
+        return rc;
+    }
+    const char *ps = json_string_value(json_object_get(resp, "power_state"));
+    if (!ps || strcmp(ps, "suspended") != 0) {
+        rc = vmseal_fail(EALREADY, "VM %s is not suspended on the datastore host %s sees (%s)", name,
+                         to, ps ? ps : "no state");
+        json_decref(resp);
+        return rc;
+    }
+    json_decref(resp);
+    resp = NULL;
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/vms/%s/release", v->uuid);
+    if (v->kek[0] && hosts_push_key(m, to, v->prov, v->kek) < 0) {
+        rc = peer_failure();
+        (void)hosts_call(m, to, "POST", path, NULL, &status, &resp);
+        json_decref(resp);
+        return rc;
+    }
+    snprintf(path, sizeof(path), "/v1/vms/%s/power-on", v->uuid);
+    body = json_object();
+    rc = hosts_call(m, to, "POST", path, body, &status, &resp);
+    json_decref(body);
+    if (rc < 0 || status < 200 || status > 299) {
+        rc = rc < 0 ? peer_failure() : host_refused(to, status, resp);
+        char msg[700];
+        snprintf(msg, sizeof(msg), "%s", vmseal_last_error());
+        json_decref(resp);
+        resp = NULL;
+        snprintf(path, sizeof(path), "/v1/vms/%s/release", v->uuid);
+        (void)hosts_call(m, to, "POST", path, NULL, &status, &resp);
+        json_decref(resp);
+        return vmseal_fail(-rc, "%s", msg);
+    }
+    rc = store_execv(m->db, NULL, "UPDATE vms SET host = $2 WHERE uuid = $1", v->uuid, to, STORE_END);
+    if (rc < 0) {
+        json_decref(resp);
+        return vmseal_fail(EIO, "VM %s runs on %s but the inventory was not updated: %s", name, to,
+                           vmseal_last_error());
+    }
+    json_t *gone = NULL;
+    snprintf(path, sizeof(path), "/v1/vms/%s/release", v->uuid);
+    if (hosts_call(m, v->host, "POST", path, NULL, &status, &gone) < 0 || status != 200)
+        mgr_log("VM %s: host %s did not release it after the resume on %s: %s", name, v->host, to,
+                vmseal_last_error());
+    json_decref(gone);
+    json_t *ov = json_pack("{s:s, s:s}", "power_state", "suspended", "host", v->host);
+    json_t *nv = json_pack("{s:s, s:s}", "power_state", "on", "host", to);
+    event_add(m, user, "vm.resume", name, ov, nv);
+    json_decref(ov);
+    json_decref(nv);
+    *out = resp;
+    return 0;
+}
+
+int vms_state(manager *m, const char *user, const char *name, const char *action, const char *to_host,
+              json_t **out)
+{
+    *out = NULL;
+    int resume = !strcmp(action, "resume");
+    if (!resume && strcmp(action, "suspend") != 0 && strcmp(action, "discard-state") != 0)
+        return vmseal_fail(EINVAL, "no such action %s", action);
+    vm_row v;
+    int rc = get_vm_row(m, name, &v);
+    if (rc < 0)
+        return rc;
+    if (to_host && !resume)
+        return vmseal_fail(EINVAL, "only a resume goes to another host");
+    long long busy = tasks_open_for(m, v.uuid);
+    if (busy)
+        return vmseal_fail(EBUSY, "VM %s is busy with task %lld", name, busy);
+    if (to_host && strcmp(to_host, v.host) != 0)
+        return resume_elsewhere(m, user, name, &v, to_host, out);
+    json_t *before = NULL;
+    char err[512];
+    const char *old_state = NULL;
+    if (vm_runtime(m, v.host, v.uuid, &before, err, sizeof(err)) == 0)
+        old_state = json_string_value(json_object_get(before, "power_state"));
+    if (resume && old_state && strcmp(old_state, "suspended") != 0) {
+        json_decref(before);
+        return vmseal_fail(EALREADY, "VM %s is not suspended (it is %s)", name, old_state);
+    }
+    if (v.kek[0] && strcmp(action, "discard-state") != 0) {
+        /* the host needs the VM's KEK to seal or open the saved state */
+        rc = hosts_push_key(m, v.host, v.prov, v.kek);
+        if (rc < 0) {
+            json_decref(before);
+            return peer_failure();
+        }
+    }
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/vms/%s/%s", v.uuid, resume ? "power-on" : action);
+    long status = 0;
+    json_t *resp = NULL;
+    json_t *body = json_object();
+    rc = hosts_call(m, v.host, "POST", path, body, &status, &resp);
+    json_decref(body);
+    if (rc < 0) {
+        json_decref(before);
+        return peer_failure();
+    }
+    if (status < 200 || status > 299) {
+        rc = host_refused(v.host, status, resp);
+        json_decref(resp);
+        json_decref(before);
+        return rc;
+    }
+    const char *now = !strcmp(action, "suspend") ? "suspended" : resume ? "on" : "off";
+    char ev[32];
+    snprintf(ev, sizeof(ev), "vm.%s", action);
+    json_t *ov = json_pack("{s:s?}", "power_state", old_state);
+    json_t *nv = json_pack("{s:s}", "power_state", now);
+    event_add(m, user, ev, name, ov, nv);
+    json_decref(ov);
+    json_decref(nv);
+    json_decref(before);
+    *out = resp ? resp : json_pack("{s:s}", "power", now);
     return 0;
 }
 

@@ -145,6 +145,18 @@ typedef struct vmseal_slog_state {
 int vmseal_slog_key(const vmseal_secret *vm_secret, const char *vm_uuid,
                     vmseal_secret **log_key) VMSEAL_MUST_CHECK;
 
+/* The key of a sealed file that belongs to a VM (suspend state, snapshot
+ * memory): HKDF-SHA256(VM secret, info "vmseal vm file v1" NUL
+ * "vm:<uuid>" NUL purpose), 32 bytes. purpose: 1..VMSEAL_VMFILE_PURPOSE_MAX
+ * printable ASCII characters without blanks naming the file's role and
+ * identity (hostd uses "state:<file name>"), so a file sealed for one
+ * role or name does not open as another. Such a file's header names
+ * provider VMSEAL_VMFILE_PROVIDER and KEK id "vm:<uuid>/<purpose>". */
+#define VMSEAL_VMFILE_PURPOSE_MAX 128u
+#define VMSEAL_VMFILE_PROVIDER "vmseal-vm"
+int vmseal_vmfile_key(const vmseal_secret *vm_secret, const char *vm_uuid, const char *purpose,
+                      vmseal_secret **key) VMSEAL_MUST_CHECK;
+
 /* Parse a segment header (no key, nothing verified): 0, -EPROTO, -ENOTSUP,
  * -ENODATA when len is too short. */
 int vmseal_slog_probe_header(const uint8_t *buf, size_t len, vmseal_slog_info *info);

@@ -22,10 +22,11 @@
  *   op, op.kek, vm.next.keysafe, diskN.next.file|luks.uuid|keysafe,
  *   diskN.old.file, diskN.rekeyed, nvram.next.file|old.file|rekeyed
  *                                 while an operation is unfinished
+ *   state.file                    the saved memory state of a suspended VM
  *
  * Unknown keys: a key in vmseal's namespaces (its first component is one of
  * config, name, uuid, cpus, memory, firmware, policy, kernel, initrd,
- * append, vm, nvram, op, or starts with "disk"; or its last component is
+ * append, vm, nvram, op, state, or starts with "disk"; or its last component is
  * "keysafe") that is not one of the keys above is refused. Any other key
  * (e.g. `x-owner = ...`) is kept as it is, in its place, when the record is
  * written back; vmseal gives it no meaning.
@@ -110,6 +111,9 @@ typedef struct vmseal_vmrec {
     vmseal_vmrec_image nvram;                   /* file "" on a BIOS VM */
     vmseal_vmrec_op op;
     char op_kek[VMSEAL_KEYSAFE_KEK_ID_MAX + 1]; /* op.kek ("" none) */
+    char state_file[VMSEAL_VMREC_FILE_MAX + 1]; /* state.file: the VM is suspended, its
+                                                   memory state is this file in the home
+                                                   ("" not suspended) */
     vmseal_vmconf *source;                      /* private: the file as read (the
                                                    order of its keys, unknown keys) */
 } vmseal_vmrec;
@@ -192,5 +196,10 @@ int vmseal_vmrec_file_name_valid(const char *file);
 /* kernel, initrd, append: printable text (no control characters, no blank
  * at either end) of at most VMSEAL_VMCONF_VALUE_MAX bytes. */
 int vmseal_vmrec_text_valid(const char *text);
+/* A suspended VM's state file: a VM name ending in ".vmss" (sealed: an
+ * encrypted VM) or ".vmstate" (clear: a VM without encryption). */
+#define VMSEAL_VMREC_STATE_SEALED_EXT ".vmss"
+#define VMSEAL_VMREC_STATE_PLAIN_EXT ".vmstate"
+int vmseal_vmrec_state_file_valid(const char *file, int sealed);
 
 #endif

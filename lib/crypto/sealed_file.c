@@ -582,6 +582,46 @@ int vmseal_slog_key(const vmseal_secret *vm_secret, const char *vm_uuid, vmseal_
     return 0;
 }
 
+#define VMFILE_INFO_KEY "vmseal vm file v1"
+
+int vmseal_vmfile_key(const vmseal_secret *vm_secret, const char *vm_uuid, const char *purpose,
+                      vmseal_secret **key)
+{
+    *key = NULL;
+    uint8_t u[16];
+    if (!vm_secret || vmseal_secret_len(vm_secret) < 16)
+        return vmseal_fail(EINVAL, "VM file key: the VM secret is too short");
+    size_t pl = purpose ? strlen(purpose) : 0;
+    if (pl == 0 || pl > VMSEAL_VMFILE_PURPOSE_MAX)
+        return vmseal_fail(EINVAL, "VM file key: the purpose must be 1..%u bytes",
+                           VMSEAL_VMFILE_PURPOSE_MAX);
+    for (size_t i = 0; i < pl; i++)
+        if ((unsigned char)purpose[i] < 0x21 || (unsigned char)purpose[i] > 0x7e)
+            return vmseal_fail(EINVAL, "VM file key: the purpose must be printable ASCII");
+    int r = uuid_to_bytes(vm_uuid, u);
+    if (r < 0)
+        return r;
+    char canon[37];
+    uuid_from_bytes(u, canon);
+    char info[sizeof(VMFILE_INFO_KEY) + 48 + VMSEAL_VMFILE_PURPOSE_MAX];
+    size_t il = strlen(VMFILE_INFO_KEY) + 1;
+    memcpy(info, VMFILE_INFO_KEY, il);   /* with its NUL */
+    il += (size_t)snprintf(info + il, sizeof(info) - il, "vm:%s", canon) + 1;   /* and a NUL */
+    memcpy(info + il, purpose, pl);
+    il += pl;
+    vmseal_secret *k = vmseal_secret_new(32);
+    if (!k)
+        return vmseal_fail(ENOMEM, "VM file key: out of memory");
+    r = hkdf(vmseal_secret_cdata(vm_secret), vmseal_secret_len(vm_secret), info, il,
+             vmseal_secret_data(k), 32);
+    if (r < 0) {
+        vmseal_secret_free(k);
+        return r;
+    }
+    *key = k;
+    return 0;
+}
+
 int vmseal_slog_probe_header(const uint8_t *b, size_t len, vmseal_slog_info *info)
 {
     if (info)

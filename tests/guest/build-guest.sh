@@ -120,7 +120,7 @@ for m in $(cat /etc/modules.order); do
   insmod /lib/modules/$m.ko 2>/dev/null || echo "vmseal-guest: insmod $m failed"
 done
 
-marker= check= wait=0 mem= memmib=1 count=0 shell=0
+marker= check= wait=0 mem= memmib=1 count=0 shell=0 ramtick=0
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     vmseal.mem=*) mem=${arg#vmseal.mem=} ;;
@@ -130,6 +130,7 @@ for arg in $(cat /proc/cmdline); do
     vmseal.check=*) check=${arg#vmseal.check=} ;;
     vmseal.wait=*) wait=${arg#vmseal.wait=} ;;
     vmseal.shell=*) shell=${arg#vmseal.shell=} ;;
+    vmseal.ramtick=*) ramtick=${arg#vmseal.ramtick=} ;;
   esac
 done
 valid() { case "$1" in *[!A-Za-z0-9._-]*) return 1 ;; esac; return 0; }
@@ -201,6 +202,16 @@ fi
 if [ "$wait" = 1 ]; then
   acpid -c /etc/acpi -l /var/log/acpid.log
   echo "VMSEAL-READY"
+  if [ "$ramtick" = 1 ]; then
+    # a marker made here, held only in RAM (never on a disk, the command
+    # line or the host), printed with a counter every second: after a
+    # resume the same marker and a counter that goes on prove the memory
+    # came back (suspend / snapshot tests)
+    head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' > /run/ram-hex
+    echo "VMRAM$(cat /run/ram-hex)" > /run/ram-marker
+    n=0
+    while :; do n=$((n + 1)); echo "VMSEAL-RAM $(cat /run/ram-marker) $n"; sleep 1; done
+  fi
   while :; do sleep 3600; done
 fi
 echo "VMSEAL-POWEROFF"

@@ -3,7 +3,7 @@
  * datastore), on 127.0.0.1:
  *
  * - a counting guest migrates to a destination QEMU started with
- *   hostd_qemu_spec.incoming (paused, the same disk and passphrase); after
+ *   hostd_qemu_spec.incoming_defer (paused, the same disk and passphrase); after
  *   `cont` it counts on, without a reboot; the relays' argv and environment
  *   hold neither the key nor the nonce, the relay has only its descriptors;
  * - a destination relay with another key refuses the first frame: the
@@ -83,7 +83,7 @@ static hostd_qemu *start_vm(const char *name, const char *append, int incoming)
         .run_dir = home, .name = "migvm", .uuid = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
         .cpus = 1, .memory_mb = 160, .accel = VMSEAL_ACCEL_TCG, .kernel = kernel,
         .initrd = initrd, .append = append, .timeout_ms = 60000, .disks = &disk, .ndisks = 1,
-        .incoming = incoming,
+        .incoming_defer = incoming,
     };
     hostd_qemu *vm = NULL;
     if (hostd_qemu_start(&s, &vm) != 0)

@@ -325,6 +325,57 @@ static void test_log_key(void **state)
     vmseal_secret_free(c);
 }
 
+/* The key of a VM's sealed files (suspend state): bound to the VM secret,
+ * the UUID and the purpose; never the log key; bad purposes refused. */
+static void test_vmfile_key(void **state)
+{
+    (void)state;
+    vmseal_secret *vs = NULL, *a = NULL, *b = NULL, *c = NULL, *d = NULL, *lk = NULL;
+    assert_int_equal(vmseal_secret_from(fuzz_test_kek, 32, &vs), 0);
+    assert_int_equal(vmseal_vmfile_key(vs, UUID, "state:suspend-1.vmss", &a), 0);
+    assert_int_equal(vmseal_vmfile_key(vs, UUID2, "state:suspend-1.vmss", &b), 0);
+    assert_int_equal(vmseal_vmfile_key(vs, UUID, "state:suspend-2.vmss", &c), 0);
+    assert_int_equal(vmseal_vmfile_key(vs, UUID, "state:suspend-1.vmss", &d), 0);
+    assert_int_equal(vmseal_slog_key(vs, UUID, &lk), 0);
+    assert_int_equal(vmseal_secret_len(a), 32);
+    assert_int_equal(vmseal_secret_cmp(a, d), 0);
+    assert_int_not_equal(vmseal_secret_cmp(a, b), 0);
+    assert_int_not_equal(vmseal_secret_cmp(a, c), 0);
+    assert_int_not_equal(vmseal_secret_cmp(a, lk), 0);
+    assert_int_not_equal(vmseal_secret_cmp(a, vs), 0);
+    /* a file sealed under one purpose does not open under another */
+    static const char text[] = "guest memory state";
+    int in[2], mid[2], out[2];
+    assert_int_equal(pipe(in), 0);
+    assert_int_equal(pipe(mid), 0);
+    assert_int_equal(write(in[1], text, sizeof(text)), (ssize_t)sizeof(text));
+    close(in[1]);
+    assert_int_equal(vmseal_seal_stream(a, VMSEAL_VMFILE_PROVIDER, "vm:x/state:suspend-1.vmss",
+                                        in[0], mid[1]), 0);
+    close(in[0]);
+    close(mid[1]);
+    assert_int_equal(pipe(out), 0);
+    assert_int_equal(vmseal_unseal_stream(c, mid[0], out[1], NULL), -EBADMSG);
+    close(mid[0]);
+    close(out[0]);
+    close(out[1]);
+    vmseal_secret *bad = NULL;
+    assert_int_equal(vmseal_vmfile_key(vs, UUID, "", &bad), -EINVAL);
+    assert_int_equal(vmseal_vmfile_key(vs, UUID, "has blank", &bad), -EINVAL);
+    assert_int_equal(vmseal_vmfile_key(vs, "not-a-uuid", "state:x", &bad), -EINVAL);
+    char longp[VMSEAL_VMFILE_PURPOSE_MAX + 2];
+    memset(longp, 'p', sizeof(longp) - 1);
+    longp[sizeof(longp) - 1] = '\0';
+    assert_int_equal(vmseal_vmfile_key(vs, UUID, longp, &bad), -EINVAL);
+    assert_null(bad);
+    vmseal_secret_free(vs);
+    vmseal_secret_free(a);
+    vmseal_secret_free(b);
+    vmseal_secret_free(c);
+    vmseal_secret_free(d);
+    vmseal_secret_free(lk);
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -573,6 +624,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_swap_and_append),
         cmocka_unit_test(test_terminate),
         cmocka_unit_test(test_log_key),
+        cmocka_unit_test(test_vmfile_key),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_folder),
     };

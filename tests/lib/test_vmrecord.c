@@ -468,6 +468,15 @@ static void test_refusals(void **state)
         {M, "op.kek", NULL, EPROTO, "op: encrypt needs op.kek"},
         {R, "op.kek", NULL, EPROTO, "recrypt-deep needs op.kek"},
         {M, "op.kek", huge, EPROTO, "op.kek: longer than 255"},
+        /* the suspended state: sealed for an encrypted VM, clear otherwise, a
+         * file name in the home */
+        {E, "state.file", "suspend-0123456789abcdef.vmstate", EPROTO, "state.file: a file name"},
+        {P, "state.file", "suspend-0123456789abcdef.vmss", EPROTO, "state.file: a file name"},
+        {E, "state.file", "../../etc/x.vmss", EPROTO, "state.file"},
+        {E, "state.file", "disk0.luks", EPROTO, "state.file"},
+        {E, "state.file", "", EPROTO, "state.file: empty"},
+        {E, "state.file", huge, EPROTO, "state.file"},
+        {E, "state.other", "1", EPROTO, "state.other: unknown key"},
         {E, "disk0.rekeyed", "1", EPROTO, "disk0.rekeyed: only while a deep recrypt"},
         {R, "disk0.rekeyed", "yes", EPROTO, "disk0.rekeyed: 1 or absent"},
         {E, "disk0.next.file", "disk0.img", EPROTO, "disk0.next.file: only while an encrypt"},
@@ -513,6 +522,37 @@ static void test_refusals(void **state)
     assert_null(r);
 }
 
+/* A suspended VM: state.file is read, kept through a round trip and
+ * written back after the other keys; removing it removes the line. */
+static void test_state_file(void **state)
+{
+    (void)state;
+    size_t len;
+    char *text = read_example("encrypted-uefi-3-disks", &len);
+    text = realloc(text, len + 64);
+    strcpy(text + len, "state.file = suspend-0123456789abcdef.vmss\n");
+    vmseal_vmrec *r = parse_ok(text);
+    assert_string_equal(r->state_file, "suspend-0123456789abcdef.vmss");
+    char *out = format_rec(r);
+    assert_non_null(strstr(out, "\nstate.file = suspend-0123456789abcdef.vmss\n"));
+    free(out);
+    vmseal_vmrec *d = vmseal_vmrec_dup(r);
+    assert_non_null(d);
+    assert_string_equal(d->state_file, r->state_file);
+    d->state_file[0] = '\0';
+    out = format_rec(d);
+    assert_null(strstr(out, "state.file"));
+    free(out);
+    vmseal_vmrec_free(d);
+    vmseal_vmrec_free(r);
+    free(text);
+    assert_true(vmseal_vmrec_state_file_valid("suspend-00.vmss", 1));
+    assert_false(vmseal_vmrec_state_file_valid("suspend-00.vmss", 0));
+    assert_true(vmseal_vmrec_state_file_valid("suspend-00.vmstate", 0));
+    assert_false(vmseal_vmrec_state_file_valid(".vmss", 1));
+    assert_false(vmseal_vmrec_state_file_valid("a/b.vmss", 1));
+}
+
 /* Keys outside vmseal's namespaces are kept; a record never writes one of
  * vmseal's keys it does not know. */
 static void test_unknown_keys_kept(void **state)
@@ -536,6 +576,7 @@ int main(void)
         cmocka_unit_test(test_names_and_accessors),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_unknown_keys_kept),
+        cmocka_unit_test(test_state_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -180,6 +180,12 @@ def setup(op):
         sub["{vm}"] = "sealed"
     elif oid in ("vm.power-on", "vm.power-off"):
         body = {}
+    elif oid in ("vm.suspend", "vm.resume", "vm.discard-state"):
+        sub["{vm}"] = "sealed"
+        body = {}
+    elif oid == "vm.resume-host":
+        sub["{vm}"] = "sealed"
+        body = {"host": "h1"}
     elif oid == "task.cancel-encrypt":
         sub["{id}"] = "101"           # running on plain (its host is down)
     elif oid == "task.cancel-decrypt":
