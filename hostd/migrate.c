@@ -309,7 +309,7 @@ int hostd_migrate_wait(hostd_migration *m, hostd_qmp *q, int timeout_ms)
 {
     int64_t deadline = now_ms() + timeout_ms;
     char rs[64];
-    if (!q) {
+    if (!m->sender) {
         if (!try_reap(m, timeout_ms))
             return vmseal_fail(ETIMEDOUT, "migration: the stream did not end within %d ms",
                                timeout_ms);
@@ -317,6 +317,31 @@ int hostd_migrate_wait(hostd_migration *m, hostd_qmp *q, int timeout_ms)
             return vmseal_fail(EIO, "migration: the incoming stream failed (%s; its reason "
                                     "is in hostd's log)",
                                relay_state(m, rs, sizeof(rs)));
+        /* Every frame verified, but a source QEMU that gave up also ends its
+         * stream cleanly: QEMU's own end marker decides. A completed
+         * incoming migration leaves the guest paused (-S); a failed one
+         * ends QEMU. */
+        while (q) {
+            json_t *ret = NULL;
+            int r = hostd_qmp_execute(q, "query-status", NULL, QMP_TIMEOUT_MS, &ret);
+            if (r < 0)
+                return vmseal_fail(EIO, "migration: the destination QEMU did not load the "
+                                        "stream (%s)", vmseal_last_error());
+            const char *st = json_string_value(json_object_get(ret, "status"));
+            int done = st && strcmp(st, "inmigrate") != 0;
+            int ok = st && strcmp(st, "paused") == 0;
+            char stc[32];
+            hostd_copy_str(stc, sizeof(stc), st ? st : "?");
+            json_decref(ret);
+            if (done && ok)
+                break;
+            if (done)
+                return vmseal_fail(EIO, "migration: the destination QEMU is %s", stc);
+            if (now_ms() >= deadline)
+                return vmseal_fail(ETIMEDOUT, "migration: the destination QEMU still loads "
+                                              "the stream after %d ms", timeout_ms);
+            usleep(50 * 1000);
+        }
         return 0;
     }
     for (;;) {

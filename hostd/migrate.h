@@ -59,8 +59,10 @@ int hostd_migrate_outgoing(hostd_qmp *q, const hostd_migrate_spec *spec,
 /* Source: wait (up to timeout_ms) for QEMU's migration to end and the
  * relay to exit: 0 completed and the relay sent the end frame; -EIO failed
  * (QEMU's or the relay's reason in vmseal_last_error()), -ETIMEDOUT.
- * Destination (q may be NULL): wait for the relay: 0 when it verified the
- * whole stream. */
+ * Destination: wait for the relay to have verified the whole stream and,
+ * with q, for QEMU to have loaded it (paused, ready for `cont`); a source
+ * that gave up ends its stream too, and only QEMU's own end marker tells:
+ * the destination QEMU then exits (-EIO). */
 int hostd_migrate_wait(hostd_migration *m, hostd_qmp *q, int timeout_ms) VMSEAL_MUST_CHECK;
 
 /* Cancel: QMP migrate_cancel (source, q not NULL) and stop the relay. */

@@ -10,6 +10,8 @@
  *   migration fails, the source runs on; the destination never ran;
  * - the destination QEMU killed mid-stream: the migration fails, the
  *   source runs on;
+ * - cancelled on the source: the stream ends cleanly at a frame boundary,
+ *   the destination QEMU refuses the incomplete state and never runs;
  * - the guest powered off, its disk booted again reads its marker.
  */
 #include <dirent.h>
@@ -212,8 +214,9 @@ static void test_migrate(void **state)
         fail_msg("outgoing: %s", vmseal_last_error());
     if (hostd_migrate_wait(mout, hostd_qemu_monitor(a), 300000) != 0)
         fail_msg("source: %s", vmseal_last_error());
-    if (hostd_migrate_wait(min, NULL, 60000) != 0)
+    if (hostd_migrate_wait(min, hostd_qemu_monitor(b), 60000) != 0)
         fail_msg("destination: %s", vmseal_last_error());
+    status_is(b, "paused");
     hostd_migrate_free(mout);
     hostd_migrate_free(min);
     status_is(a, "postmigrate");
@@ -239,7 +242,7 @@ static void test_migrate(void **state)
     assert_int_equal(hostd_migrate_outgoing(hostd_qemu_monitor(b), &outs, &mout), 0);
     assert_int_equal(hostd_migrate_wait(mout, hostd_qemu_monitor(b), 300000), -EIO);
     print_message("another key: %s\n", vmseal_last_error());
-    assert_int_equal(hostd_migrate_wait(min, NULL, 60000), -EIO);
+    assert_int_equal(hostd_migrate_wait(min, hostd_qemu_monitor(c), 60000), -EIO);
     hostd_migrate_free(mout);
     hostd_migrate_free(min);
     status_is(b, "running");
@@ -269,6 +272,37 @@ static void test_migrate(void **state)
     hostd_migrate_free(mout);
     hostd_migrate_free(min);
     hostd_qemu_free(d);
+    status_is(b, "running");
+    n = last_count("b");
+    wait_count_above("b", n + 1, 120);
+    vmseal_secret_free(key);
+
+    /* 4. b -> f, cancelled on the source part-way: the source relay sees
+     * QEMU close its socket and ends the stream cleanly, every frame
+     * verifies, yet the destination QEMU misses QEMU's own end marker and
+     * never runs the guest; the source runs on */
+    assert_int_equal(vmseal_secret_random(VMSEAL_MIG_KEY_LEN, &key), 0);
+    hostd_qemu *f = start_vm("f", "", 1);
+    in = spec_for(key, nonce, "127.0.0.1:0");
+    assert_int_equal(hostd_migrate_incoming(hostd_qemu_monitor(f), &in, &port, &min), 0);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    outs = spec_for(key, nonce, addr);
+    outs.max_bandwidth = 2 << 20;
+    assert_int_equal(hostd_migrate_outgoing(hostd_qemu_monitor(b), &outs, &mout), 0);
+    sleep(2);
+    assert_int_equal(hostd_qmp_execute(hostd_qemu_monitor(b), "migrate_cancel", NULL, 15000,
+                                       NULL), 0);
+    assert_int_equal(hostd_migrate_wait(mout, hostd_qemu_monitor(b), 300000), -EIO);
+    print_message("cancelled: %s\n", vmseal_last_error());
+    assert_int_equal(hostd_migrate_wait(min, hostd_qemu_monitor(f), 60000), -EIO);
+    print_message("its destination: %s\n", vmseal_last_error());
+    hostd_migrate_free(mout);
+    hostd_migrate_free(min);
+    char fserial[700];
+    serial_path("f", fserial, sizeof(fserial));
+    assert_int_equal(testutil_count_in_file(fserial, "VMSEAL-COUNT"), 0);
+    hostd_qemu_kill(f);
+    hostd_qemu_free(f);
     status_is(b, "running");
     n = last_count("b");
     wait_count_above("b", n + 1, 120);
