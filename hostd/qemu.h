@@ -43,6 +43,17 @@ typedef struct hostd_qemu_disk {
     int read_only;
 } hostd_qemu_disk;
 
+/* A virtio-net card. */
+typedef struct hostd_qemu_nic {
+    const char *mac;                   /* xx:xx:xx:xx:xx:xx */
+    const char *netdev;                /* user mode: "user,..." (-netdev options, no id);
+                                          NULL with tap_fd */
+    int tap_fd;                        /* > 0: a tap hostd opened (hostd/nic.c), handed to
+                                          QEMU as a descriptor: -netdev tap,fd=N */
+} hostd_qemu_nic;
+
+#define HOSTD_QEMU_MAX_NICS 4
+
 typedef struct hostd_qemu_spec {
     const char *qemu;          /* binary; NULL: $VMSEAL_QEMU or qemu-system-x86_64 */
     const char *run_dir;       /* the VM home (see above); must exist */
@@ -68,6 +79,8 @@ typedef struct hostd_qemu_spec {
     int timeout_ms;            /* for start-up and each monitor command; 0: 15000 */
     int serial_socket;         /* console on run_dir/serial.sock, connected before the
                                   guest runs (hostd_qemu_take_serial); else serial.log */
+    const hostd_qemu_nic *nics;
+    size_t nnics;              /* at most HOSTD_QEMU_MAX_NICS */
 } hostd_qemu_spec;
 
 typedef struct hostd_qemu hostd_qemu;

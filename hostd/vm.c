@@ -19,6 +19,7 @@
 #include <vmseal/sealed.h>
 #include <vmseal/vmrecord.h>
 
+#include "nic.h"
 #include "serial.h"
 #include "strutil.h"
 #include "vm.h"
@@ -1088,8 +1089,18 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         spec.firmware_code = env->ovmf_code;
         spec.nvram = &nvram;
     }
+    /* NICs: user-mode options and the taps hostd opens (hostd/nic.c) */
+    hostd_nic_run nics;
+    r = hostd_nic_prepare(env->net, c, vm->name, &nics);
+    if (r < 0) {
+        hostd_vm_log(vm, "power on failed: %s", vmseal_last_error());
+        goto out;
+    }
+    spec.nics = nics.q;
+    spec.nnics = nics.n;
     hostd_qemu *q = NULL;
     r = hostd_qemu_start(&spec, &q);
+    hostd_nic_run_release(&nics);
     if (r == 0 && con && (r = hostd_console_attach(con, hostd_qemu_take_serial(q))) < 0) {
         char msg[512];
         hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
@@ -2013,6 +2024,43 @@ int hostd_vm_reconfigure(hostd_vm *vm, const hostd_host_env *env, unsigned cpus,
     return r;
 }
 
+/* ------------------------------------------------------------ devices */
+
+int hostd_vm_edit(hostd_vm *vm, const char *what, int (*fn)(vmseal_vmrec *next, void *ctx),
+                  void *ctx)
+{
+    int r = vm_begin(vm, what);
+    if (r < 0)
+        return r;
+    if (qemu_running_owned(vm)) {
+        vm_end(vm);
+        return vmseal_fail(EBUSY, "VM %s must be powered off to change its devices", vm->name);
+    }
+    if (vm->rec->op != VMSEAL_VMREC_OP_NONE) {
+        vm_end(vm);
+        return vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
+                           vmseal_vmrec_op_name(vm->rec->op));
+    }
+    vmseal_vmrec *n = vm_next(vm);
+    r = n ? fn(n, ctx) : -ENOMEM;
+    if (r == 0)
+        r = vm_commit(vm, n);
+    else
+        vmseal_vmrec_free(n);
+    vm_end(vm);
+    return r;
+}
+
+vmseal_vmrec *hostd_vm_record(hostd_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    vmseal_vmrec *d = vmseal_vmrec_dup(vm->rec);
+    pthread_mutex_unlock(&vm->lock);
+    if (!d)
+        vmseal_fail(ENOMEM, "out of memory");
+    return d;
+}
+
 /* ---------------------------------------------------------------- destroy */
 
 int hostd_vm_destroy(hostd_vm *vm)
@@ -2057,6 +2105,7 @@ json_t *hostd_vm_describe(hostd_vm *vm, const hostd_host_env *env)
     else
         json_object_set_new(j, "kek_id", json_null());
     json_object_set_new(j, "power_state", json_string(on ? "on" : "off"));
+    json_object_set_new(j, "nics", hostd_nic_list_json(c));
     json_object_set_new(j, "busy", vm->busy ? json_string(vm->busy) : json_null());
     json_object_set_new(j, "locked", json_boolean(locked));
     json_object_set_new(j, "locked_reason", locked ? json_string(reason) : json_null());
