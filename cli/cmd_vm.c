@@ -92,6 +92,8 @@ int cmd_vm(cli *c, int argc, char **argv)
 {
     if (argc < 2)
         return EXIT_USAGE;
+    if (!strcmp(argv[1], "nic"))
+        return cmd_vm_nic(c, argc - 1, argv + 1);
     const char *sub = argv[1];
     const char *host = NULL, *kms = NULL, *kernel = NULL, *initrd = NULL, *append = NULL, *fw = NULL;
     long cpus = 0, mem = 0, disks[16];

@@ -77,6 +77,7 @@ void api_events(api_ctx *ctx);
 void api_kms(api_ctx *ctx);
 void api_hosts(api_ctx *ctx);
 void api_vms(api_ctx *ctx);
+void api_vm_nics(api_ctx *ctx);   /* /vms/{vm}/nics[/{mac}] (api_nics.c) */
 void api_tasks(api_ctx *ctx);
 void api_groups(api_ctx *ctx);
 void api_session_privileges(api_ctx *ctx);

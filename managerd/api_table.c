@@ -55,6 +55,7 @@ const mgr_privilege mgr_privileges[] = {
     {"VirtualMachine.Interact.PowerOff", "power a VM off", NULL},
     {"VirtualMachine.Interact.ConsoleInteract", "see a VM's console and guest output", NULL},
     {"VirtualMachine.Config.Settings", "change a VM's settings", NULL},
+    {"VirtualMachine.Config.AddRemoveDevice", "add or remove a VM's devices (network cards)", NULL},
     {NULL, NULL, NULL},
 };
 
@@ -163,6 +164,11 @@ const api_op mgr_api_ops[] = {
      "vm stop", NULL},
     {"vm.log", "GET", "/vms/{vm}/log", "VirtualMachine.Interact.ConsoleInteract", "Cryptographer.Access",
      "vm", "vm log", NULL},
+    {"vm.nic-list", "GET", "/vms/{vm}/nics", "System.Read", NULL, "vm", "vm nic ls", NULL},
+    {"vm.nic-add", "POST", "/vms/{vm}/nics", "VirtualMachine.Config.AddRemoveDevice", NULL, "vm",
+     "vm nic add", "powered off"},
+    {"vm.nic-remove", "DELETE", "/vms/{vm}/nics/{mac}", "VirtualMachine.Config.AddRemoveDevice", NULL,
+     "vm", "vm nic rm", "powered off"},
     {"vm.delete", "DELETE", "/vms/{vm}", "VirtualMachine.Inventory.Delete", NULL, "vm", "vm rm", NULL},
     {"task.list", "GET", "/tasks", "System.Read", NULL, "root", "task ls", NULL},
     {"task.get", "GET", "/tasks/{id}", "System.Read", NULL, "root", "task show", NULL},

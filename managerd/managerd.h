@@ -357,6 +357,12 @@ int vms_register_probe(manager *m, const char *host, const char *uuid, json_t **
 int vms_register(manager *m, const char *user, const json_t *req, const json_t *vm, json_t **out);
 /* The guest's console output, from its host. */
 int vms_log(manager *m, const char *user, const char *name, long long tail, json_t **out);
+/* VM name's uuid and host (-ENOENT: no such VM). */
+int vms_locate(manager *m, const char *name, char uuid[40], char host[80]);
+/* NICs (nics.c): list (GET), add (POST, req), remove (DELETE, mac); on the
+ * VM's host, powered off; events vm.nic-add and vm.nic-remove. */
+int vms_nic(manager *m, const char *user, const char *name, const char *method, const char *mac,
+            const json_t *req, json_t **out);
 
 /* ---- tasks.c: intents, host tasks, reconciliation -------------------------- */
 

@@ -168,6 +168,17 @@ static int get_vm_row(manager *m, const char *name, vm_row *v)
     return 0;
 }
 
+int vms_locate(manager *m, const char *name, char uuid[40], char host[80])
+{
+    vm_row v;
+    int rc = get_vm_row(m, name, &v);
+    if (rc < 0)
+        return rc;
+    snprintf(uuid, 40, "%s", v.uuid);
+    snprintf(host, 80, "%s", v.host);
+    return 0;
+}
+
 int vms_find(manager *m, const char *name)
 {
     vm_row v;
