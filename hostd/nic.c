@@ -196,7 +196,7 @@ static int open_tap(const hostd_network *w, const char *guest_mac, char *name, s
     struct stat st;
     snprintf(path, sizeof(path), "/sys/class/net/%s/bridge", w->bridge);
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return vmseal_fail(ENOENT, "network %s: %s is not a bridge on this host", w->name,
+        return vmseal_fail(EINVAL, "network %s: %s is not a bridge on this host", w->name,
                            w->bridge);
     int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
     if (fd < 0)
