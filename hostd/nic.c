@@ -495,10 +495,9 @@ static int new_mac(const hostd_vmnet_config *net, hostd_vm *vm, hostd_vm *const 
 }
 
 /* The body of POST .../nics: {mode, network?, mac?, forwards?: [..]}. */
-static int parse_add(const hostd_host_env *env, json_t *j, vmseal_vmrec_nic *nic, int *have_mac)
+static int parse_add(const hostd_vmnet_config *netcfg, json_t *j, vmseal_vmrec_nic *nic,
+                     int *have_mac)
 {
-    memset(nic, 0, sizeof(*nic));
-    *have_mac = 0;
     const char *k;
     json_t *v;
     json_object_foreach(j, k, v) {
@@ -516,7 +515,7 @@ static int parse_add(const hostd_host_env *env, json_t *j, vmseal_vmrec_nic *nic
         if (!nn || !vmseal_vmrec_network_name_valid(nn))
             return vmseal_fail(EINVAL, "a bridged NIC needs network: the name of a network the "
                                "host defines");
-        if (!find_network(env->net, nn))
+        if (!find_network(netcfg, nn))
             return vmseal_fail(EINVAL, "this host defines no network %s", nn);
         snprintf(nic->network, sizeof(nic->network), "%s", nn);
     } else if (net && !json_is_null(net)) {
@@ -550,10 +549,10 @@ static int parse_add(const hostd_host_env *env, json_t *j, vmseal_vmrec_nic *nic
             vmseal_vmrec_forward *f = &nic->forwards[nic->nforwards];
             if (vmseal_vmrec_forward_parse(t, f) < 0)
                 return vmseal_fail(EINVAL, "forward %s: %s", t, vmseal_last_error());
-            if (!addr_allowed(env->net, f->host_addr))
+            if (!addr_allowed(netcfg, f->host_addr))
                 return vmseal_fail(EINVAL, "forward %s: this host lets forwards bind only %s "
                                    "(hostd.conf forward_addresses)", t,
-                                   env->net && env->net->naddrs > 1 ? "the addresses it lists"
+                                   netcfg && netcfg->naddrs > 1 ? "the addresses it lists"
                                                                     : "127.0.0.1");
             for (size_t b = 0; b < nic->nforwards; b++)
                 if (nic->forwards[b].udp == f->udp && nic->forwards[b].host_port == f->host_port)
@@ -562,6 +561,25 @@ static int parse_add(const hostd_host_env *env, json_t *j, vmseal_vmrec_nic *nic
         }
     }
     return 0;
+}
+
+int hostd_nic_parse_add(const hostd_vmnet_config *net, const char *body, size_t len,
+                        vmseal_vmrec_nic *nic, int *have_mac)
+{
+    memset(nic, 0, sizeof(*nic));
+    *have_mac = 0;
+    if (!body || len == 0 || len > HOSTD_NIC_BODY_MAX)
+        return vmseal_fail(EINVAL, "the body is a JSON object {mode, network?, mac?, forwards?} "
+                           "of at most %d bytes", HOSTD_NIC_BODY_MAX);
+    json_error_t jerr;
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return vmseal_fail(EINVAL, "the body is a JSON object {mode, network?, mac?, forwards?}");
+    }
+    int r = parse_add(net, j, nic, have_mac);
+    json_decref(j);
+    return r;
 }
 
 void hostd_nic_api(const hostd_host_env *env, hostd_vm *vm, hostd_vm *const *others,
@@ -586,18 +604,9 @@ void hostd_nic_api(const hostd_host_env *env, hostd_vm *vm, hostd_vm *const *oth
             reply_error(status, resp, 405, "use GET or POST");
             return;
         }
-        json_error_t jerr;
-        json_t *j = body && len ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
-        if (!json_is_object(j)) {
-            json_decref(j);
-            reply_error(status, resp, 400, "the body is a JSON object {mode, network?, mac?, "
-                                           "forwards?}");
-            return;
-        }
         add_ctx c;
         int have_mac = 0;
-        int r = parse_add(env, j, &c.nic, &have_mac);
-        json_decref(j);
+        int r = hostd_nic_parse_add(env->net, body, len, &c.nic, &have_mac);
         if (r == 0 && have_mac)
             r = conflicts(vm, others, nothers, &c.nic, 1);
         if (r == 0 && !have_mac)

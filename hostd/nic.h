@@ -80,6 +80,14 @@ void hostd_nic_run_release(hostd_nic_run *run);
 /* The record's NICs as a JSON array (new ref). */
 json_t *hostd_nic_list_json(const vmseal_vmrec *rec);
 
+/* The body of POST .../nics (untrusted; fuzz/hostd_nic_body.c): a NIC with
+ * the host's rules applied (network defined, forward addresses allowed);
+ * *have_mac when the body gave one (else nic->mac is empty). -EINVAL with
+ * a message for the client. */
+#define HOSTD_NIC_BODY_MAX 4096
+int hostd_nic_parse_add(const hostd_vmnet_config *net, const char *body, size_t len,
+                        vmseal_vmrec_nic *nic, int *have_mac) VMSEAL_MUST_CHECK;
+
 /* The API (docs/api.md, "Host agent API"): sub is what follows
  * /v1/vms/{uuid}/nics ("" or "/MAC"); GET list, POST add, DELETE remove.
  * others: every VM of the host (MACs and forwarded ports are unique among
