@@ -84,7 +84,7 @@ grep -q 'bad.c:5: vm.conf entries through the key = value layer' "$TMP/bad.out" 
 # the schema module itself is full of keys: proof the patterns match real code
 k=$(scan "$VMSEAL_SRC/lib/conf/vmrecord.c" 2>/dev/null | wc -l)
 [ "$k" -ge 10 ] || fail "the scanner sees only $k keys in lib/conf/vmrecord.c"
-grep -q 'bad.c:9: vm.conf key "nic%zu.forward"' "$TMP/bad.out" || fail "a NIC key not named"
+grep -q 'bad.c:8: vm.conf key "nic%zu.forward"' "$TMP/bad.out" || fail "a NIC key not named"
 ok "the scanner finds keys spelled by hand and entry access (not comments)"
 
 # --- the programs ---------------------------------------------------------------
