@@ -52,6 +52,19 @@ static void nic_table(const json_t *nics)
     table_free(t);
 }
 
+void vm_info_nics(const json_t *rt)
+{
+    size_t i, k;
+    json_t *n, *f;
+    json_array_foreach(json_object_get(rt, "nics"), i, n) {
+        printf("NIC %zu:       %s %s%s%s", i, jstr(n, "mac"), jstr(n, "mode"),
+               *jstr(n, "network") ? " on " : "", jstr(n, "network"));
+        json_array_foreach(json_object_get(n, "forwards"), k, f)
+            printf("%s%s", k ? ", " : ", forwards ", json_string_value(f));
+        printf("\n");
+    }
+}
+
 int cmd_vm_nic(cli *c, int argc, char **argv)
 {
     /* argv[0] = "nic", argv[1] = ls|add|rm */

@@ -58,6 +58,7 @@ static void vm_info(const json_t *v)
     json_t *rt = json_object_get(v, "runtime");
     if (json_is_object(rt)) {
         printf("Power:       %s\n", jstr(rt, "power_state"));
+        vm_info_nics(rt);
         if (json_is_true(json_object_get(rt, "locked")))
             printf("Locked:      yes (%s)\n", jstr(rt, "locked_reason"));
         json_t *task = json_object_get(rt, "task");

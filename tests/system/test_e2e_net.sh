@@ -41,6 +41,8 @@ grep -qx "nic0.mac = $MAC" "$HOME1/vm.conf" && grep -qx "nic0.forward = tcp:127.
   grep -qx "nics = 1" "$HOME1/vm.conf" || { cat "$HOME1/vm.conf" >&2; fail "the NIC is not in vm.conf"; }
 expect_rc 0 vmseal --json vm nic ls net1
 jq -e --arg m "$MAC" '.nics | length == 1 and .[0].mac == $m' <<<"$OUT" >/dev/null || fail "nic ls: $OUT"
+expect_rc 0 vmseal vm info net1
+grep -Eq "^NIC 0: +$MAC user, forwards tcp:127.0.0.1:$FP:8080$" <<<"$OUT" || fail "vm info shows no NIC: $OUT"
 ok "vmseal vm nic add: user-mode NIC $MAC with a forward 127.0.0.1:$FP -> 8080, recorded in vm.conf"
 
 expect_rc 0 vmseal vm set net1 --append \
