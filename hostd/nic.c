@@ -279,12 +279,17 @@ static char *user_netdev(const hostd_vmnet_config *net, const vmseal_vmrec_nic *
     return s;
 }
 
+void hostd_nic_run_init(hostd_nic_run *run)
+{
+    memset(run, 0, sizeof(*run));
+    for (size_t i = 0; i < VMSEAL_VMREC_MAX_NICS; i++)
+        run->fd[i] = -1;
+}
+
 int hostd_nic_prepare(const hostd_vmnet_config *net, const vmseal_vmrec *rec, const char *vm_name,
                       hostd_nic_run *out)
 {
-    memset(out, 0, sizeof(*out));
-    for (size_t i = 0; i < VMSEAL_VMREC_MAX_NICS; i++)
-        out->fd[i] = -1;
+    hostd_nic_run_init(out);
     int r = 0;
     for (size_t i = 0; r == 0 && i < rec->nnics && i < VMSEAL_VMREC_MAX_NICS; i++) {
         const vmseal_vmrec_nic *nic = &rec->nics[i];

@@ -69,9 +69,12 @@ typedef struct hostd_nic_run {
     size_t n;
 } hostd_nic_run;
 
+/* An empty run (nothing to release). */
+void hostd_nic_run_init(hostd_nic_run *run);
 /* Check the record's NICs against the host's rules (networks defined,
- * forward addresses allowed) and open the taps. net NULL: no network
- * defined, default rules. On failure nothing is left open. */
+ * forward addresses allowed) and open the taps into *out (overwritten:
+ * release what it held first). net NULL: no network defined, default
+ * rules. On failure nothing is left open. */
 int hostd_nic_prepare(const hostd_vmnet_config *net, const vmseal_vmrec *rec, const char *vm_name,
                       hostd_nic_run *out) VMSEAL_MUST_CHECK;
 /* Close hostd's copies of the tap descriptors (QEMU keeps its own). */

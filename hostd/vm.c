@@ -981,6 +981,8 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
     int kernel_fd = -1, initrd_fd = -1;
     size_t nd = c->ndisks;
     char reason[300];
+    hostd_nic_run nics;
+    hostd_nic_run_init(&nics);
     if (qemu_running_owned(vm)) {
         r = vmseal_fail(EALREADY, "VM %s is already powered on", vm->name);
         goto out;
@@ -1043,6 +1045,11 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         hostd_vm_log(vm, "power on failed: %s", vmseal_last_error());
         goto out;
     }
+    /* NICs: checked against the host's networks, taps opened (hostd/nic.c) */
+    if ((r = hostd_nic_prepare(env->net, c, vm->name, &nics)) < 0) {
+        hostd_vm_log(vm, "power on failed: %s", vmseal_last_error());
+        goto out;
+    }
     hostd_console *con = NULL;
     if (vm_secret) {
         /* Encrypted: the console goes to hostd, which seals it. The log is
@@ -1089,18 +1096,11 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         spec.firmware_code = env->ovmf_code;
         spec.nvram = &nvram;
     }
-    /* NICs: user-mode options and the taps hostd opens (hostd/nic.c) */
-    hostd_nic_run nics;
-    r = hostd_nic_prepare(env->net, c, vm->name, &nics);
-    if (r < 0) {
-        hostd_vm_log(vm, "power on failed: %s", vmseal_last_error());
-        goto out;
-    }
     spec.nics = nics.q;
     spec.nnics = nics.n;
     hostd_qemu *q = NULL;
     r = hostd_qemu_start(&spec, &q);
-    hostd_nic_run_release(&nics);
+    hostd_nic_run_release(&nics);   /* QEMU has its own tap descriptors */
     if (r == 0 && con && (r = hostd_console_attach(con, hostd_qemu_take_serial(q))) < 0) {
         char msg[512];
         hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
@@ -1130,6 +1130,7 @@ out:
         close(kernel_fd);
     if (initrd_fd >= 0)
         close(initrd_fd);
+    hostd_nic_run_release(&nics);
     vm_end(vm);
     return r;
 }
