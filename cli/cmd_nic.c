@@ -1,4 +1,5 @@
-/* vmseal CLI — a VM's network cards (powered off):
+/* vmseal CLI — a VM's network cards (user-mode ones are hot-plugged into a
+ * running VM; bridged ones are added, and any removed, powered off):
  *   vm nic ls NAME
  *   vm nic add NAME [--network NET] [--mac MAC] [--forward [tcp|udp:][ADDR:]HOSTPORT:GUESTPORT]...
  *       no --network: user-mode NAT (QEMU slirp); --network: a bridge the host defines

@@ -22,6 +22,7 @@
 #include <vmseal/http_status.h>
 
 #include "nic.h"
+#include "qmp.h"
 #include "strutil.h"
 
 /* ---------------------------------------------------------------- config */
@@ -259,13 +260,16 @@ out:
 
 /* ---------------------------------------------------------------- power-on */
 
-static char *user_netdev(const hostd_vmnet_config *net, const vmseal_vmrec_nic *nic)
+/* NIC idx's own user-mode network: 10.0.(2+idx).0/24 (NIC 0 has QEMU's
+ * usual 10.0.2.0/24), so that a guest with several user NICs routes each
+ * back through its own. */
+static char *user_netdev(const hostd_vmnet_config *net, const vmseal_vmrec_nic *nic, size_t idx)
 {
     size_t cap = 128 + nic->nforwards * 64, off = 0;
     char *s = malloc(cap);
     if (!s)
         return NULL;
-    off += (size_t)snprintf(s, cap, "user,net=10.0.2.0/24%s",
+    off += (size_t)snprintf(s, cap, "user,net=10.0.%zu.0/24%s", 2 + idx,
                             net && net->user_isolated ? ",restrict=on" : "");
     for (size_t a = 0; a < nic->nforwards && off < cap; a++) {
         const vmseal_vmrec_forward *f = &nic->forwards[a];
@@ -307,7 +311,7 @@ int hostd_nic_prepare(const hostd_vmnet_config *net, const vmseal_vmrec *rec, co
             out->fd[i] = fd;
             out->q[i].tap_fd = fd;
             (void)vm_name;
-        } else if (!(out->netdev[i] = user_netdev(net, nic))) {
+        } else if (!(out->netdev[i] = user_netdev(net, nic, i))) {
             r = vmseal_fail(ENOMEM, "out of memory");
             break;
         } else {
@@ -403,6 +407,7 @@ static int port_free(const vmseal_vmrec_forward *f)
 typedef struct add_ctx {
     vmseal_vmrec_nic nic;
     size_t idx;               /* out: where it went */
+    const hostd_vmnet_config *net;
 } add_ctx;
 
 static int add_fn(vmseal_vmrec *n, void *arg)
@@ -419,6 +424,55 @@ static int add_fn(vmseal_vmrec *n, void *arg)
     int r = vmseal_vmrec_validate(n);
     if (r < 0)
         return vmseal_fail(EINVAL, "%s", vmseal_last_error());
+    return 0;
+}
+
+/* A user-mode NIC added to a running VM: netdev_add, then device_add at
+ * its slot (as at power-on: id vmseal-netN / vmseal-nicN, PCI 0x8+N); the
+ * guest sees a PCI hot plug (ACPI). A tap would have to be passed over
+ * the monitor: bridged NICs are added powered off. */
+static int add_live(hostd_qmp *q, const vmseal_vmrec *n, void *arg)
+{
+    add_ctx *c = arg;
+    const hostd_vmnet_config *net = c->net;
+    if (c->nic.mode != VMSEAL_NIC_USER)
+        return vmseal_fail(EBUSY, "VM %s must be powered off to add a bridged NIC (user-mode NICs "
+                           "can be added while it runs)", n->name);
+    size_t i = c->idx;
+    char id[32], dev[32], addr[16], net_s[32];
+    snprintf(id, sizeof(id), "vmseal-net%zu", i);
+    snprintf(dev, sizeof(dev), "vmseal-nic%zu", i);
+    snprintf(addr, sizeof(addr), "0x%zx", 0x8 + i);
+    snprintf(net_s, sizeof(net_s), "10.0.%zu.0/24", 2 + i);
+    json_t *fw = json_array();
+    for (size_t a = 0; a < c->nic.nforwards; a++) {
+        const vmseal_vmrec_forward *f = &c->nic.forwards[a];
+        char t[80];
+        snprintf(t, sizeof(t), "%s:%s:%u-:%u", f->udp ? "udp" : "tcp", f->host_addr,
+                 f->host_port, f->guest_port);
+        json_array_append_new(fw, json_pack("{s:s}", "str", t));
+    }
+    json_t *args = json_pack("{s:s, s:s, s:s, s:b}", "type", "user", "id", id, "net", net_s,
+                             "restrict", net && net->user_isolated);
+    if (json_array_size(fw))
+        json_object_set(args, "hostfwd", fw);
+    json_decref(fw);
+    int r = hostd_qmp_execute(q, "netdev_add", args, 15000, NULL);
+    if (r < 0)
+        return vmseal_fail(r == -EIO ? EBUSY : -r, "hot plug: netdev_add: %s", vmseal_last_error());
+    r = hostd_qmp_execute(q, "device_add",
+                          json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "driver", "virtio-net-pci",
+                                    "id", dev, "netdev", id, "mac", c->nic.mac, "addr", addr,
+                                    "romfile", ""),
+                          15000, NULL);
+    if (r < 0) {
+        char msg[512];
+        hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
+        if (hostd_qmp_execute(q, "netdev_del", json_pack("{s:s}", "id", id), 15000, NULL) < 0) {
+            /* the netdev stays unused in QEMU until it exits */
+        }
+        return vmseal_fail(EBUSY, "hot plug: device_add: %s", msg);
+    }
     return 0;
 }
 
@@ -620,8 +674,9 @@ void hostd_nic_api(const hostd_host_env *env, hostd_vm *vm, hostd_vm *const *oth
             r = conflicts(vm, others, nothers, &c.nic, 0);
         for (size_t a = 0; r == 0 && a < c.nic.nforwards; a++)
             r = port_free(&c.nic.forwards[a]);
+        c.net = env->net;
         if (r == 0)
-            r = hostd_vm_edit(vm, "adding a NIC", add_fn, &c);
+            r = hostd_vm_edit_live(vm, "adding a NIC", add_fn, add_live, &c);
         if (r < 0) {
             reply_fail(status, resp, r);
             return;

@@ -17,7 +17,8 @@
  * MAC addresses are recorded in vm.conf (stable across restarts); new ones
  * are the host's locally administered prefix (hostd.conf mac_prefix,
  * default 0a:76:6d) plus three random bytes, unique among the host's VMs.
- * NICs change only while the VM is powered off.
+ * A user NIC may be added to a running VM (hot plug over QMP); bridged
+ * NICs are added, and NICs removed, only while the VM is powered off.
  */
 #ifndef VMSEAL_HOSTD_NIC_H
 #define VMSEAL_HOSTD_NIC_H

@@ -2052,6 +2052,36 @@ int hostd_vm_edit(hostd_vm *vm, const char *what, int (*fn)(vmseal_vmrec *next, 
     return r;
 }
 
+int hostd_vm_edit_live(hostd_vm *vm, const char *what,
+                       int (*fn)(vmseal_vmrec *next, void *ctx),
+                       int (*live)(struct hostd_qmp *qmp, const vmseal_vmrec *next, void *ctx),
+                       void *ctx)
+{
+    int r = vm_begin(vm, what);
+    if (r < 0)
+        return r;
+    if (vm->rec->op != VMSEAL_VMREC_OP_NONE) {
+        vm_end(vm);
+        return vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
+                           vmseal_vmrec_op_name(vm->rec->op));
+    }
+    int running = qemu_running_owned(vm);
+    vmseal_vmrec *n = vm_next(vm);
+    r = n ? fn(n, ctx) : -ENOMEM;
+    if (r == 0 && running) {
+        struct hostd_qmp *q = hostd_qemu_monitor(vm->qemu);
+        r = q ? live(q, n, ctx) : vmseal_fail(EBUSY, "VM %s: no monitor", vm->name);
+        if (r == 0)
+            hostd_vm_log(vm, "%s while running", what);
+    }
+    if (r == 0)
+        r = vm_commit(vm, n);
+    else
+        vmseal_vmrec_free(n);
+    vm_end(vm);
+    return r;
+}
+
 vmseal_vmrec *hostd_vm_record(hostd_vm *vm)
 {
     pthread_mutex_lock(&vm->lock);

@@ -194,6 +194,15 @@ int hostd_vm_reconfigure(hostd_vm *vm, const hostd_host_env *env, unsigned cpus,
 int hostd_vm_edit(hostd_vm *vm, const char *what, int (*fn)(vmseal_vmrec *next, void *ctx),
                   void *ctx) VMSEAL_MUST_CHECK;
 
+/* The same, but a running VM is changed too: after fn, live(qmp, next,
+ * ctx) applies the change to its QEMU (hot plug) before the record is
+ * committed; live returns -errno to refuse (nothing is committed). */
+struct hostd_qmp;
+int hostd_vm_edit_live(hostd_vm *vm, const char *what,
+                       int (*fn)(vmseal_vmrec *next, void *ctx),
+                       int (*live)(struct hostd_qmp *qmp, const vmseal_vmrec *next, void *ctx),
+                       void *ctx) VMSEAL_MUST_CHECK;
+
 /* A copy of the current record (vmseal_vmrec_free); NULL out of memory. */
 vmseal_vmrec *hostd_vm_record(hostd_vm *vm);
 

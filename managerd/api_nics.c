@@ -4,7 +4,8 @@
  *   POST   /vms/{vm}/nics          add {mode?, network?, mac?, forwards?}
  *   DELETE /vms/{vm}/nics/{mac}    remove
  * Adding and removing need VirtualMachine.Config.AddRemoveDevice on the VM
- * (api_table.c) and a powered-off VM (the host says 409 otherwise). */
+ * (api_table.c); the host hot-plugs a user-mode NIC into a running VM and
+ * says 409 for other changes while it runs. */
 #include <string.h>
 
 #include "api.h"

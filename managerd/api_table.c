@@ -166,7 +166,7 @@ const api_op mgr_api_ops[] = {
      "vm", "vm log", NULL},
     {"vm.nic-list", "GET", "/vms/{vm}/nics", "System.Read", NULL, "vm", "vm nic ls", NULL},
     {"vm.nic-add", "POST", "/vms/{vm}/nics", "VirtualMachine.Config.AddRemoveDevice", NULL, "vm",
-     "vm nic add", "powered off"},
+     "vm nic add", "a bridged NIC: powered off"},
     {"vm.nic-remove", "DELETE", "/vms/{vm}/nics/{mac}", "VirtualMachine.Config.AddRemoveDevice", NULL,
      "vm", "vm nic rm", "powered off"},
     {"vm.delete", "DELETE", "/vms/{vm}", "VirtualMachine.Inventory.Delete", NULL, "vm", "vm rm", NULL},

@@ -23,6 +23,9 @@
 #   vmseal.httpd=PORT   serve /www on PORT (busybox httpd); its index.html
 #                       holds VMSEAL-GUEST-PAGE:<vmseal.token=STR>; prints
 #                       VMSEAL-HTTPD-UP
+#   vmseal.hotplug=1    (with vmseal.wait=1) bring up by DHCP every network
+#                       interface that appears later (a hot-plugged NIC):
+#                       VMSEAL-NET-ADDR <interface> <address> <MAC>
 #   vmseal.wait=1       after the actions stay up (prints VMSEAL-READY) until
 #                       the ACPI power button (system_powerdown) is pressed;
 #                       default: power off at once after the actions
@@ -116,10 +119,13 @@ cat > "$root/etc/udhcpc/script" <<'SH'
 case "$1" in
   bound|renew)
     ifconfig "$interface" "$ip" netmask "${subnet:-255.255.255.0}" up
-    for r in $router; do route add default gw "$r" dev "$interface"; break; done
-    : > /etc/resolv.conf
-    for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
-    echo "$ip" > /run/net-addr ;;
+    # the first interface up keeps the default route
+    if ! route -n | grep -q '^0\.0\.0\.0'; then
+      for r in $router; do route add default gw "$r" dev "$interface"; break; done
+      : > /etc/resolv.conf
+      for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
+    fi
+    echo "$ip" > "/run/net-addr.$interface" ;;
   deconfig) ifconfig "$interface" 0.0.0.0 ;;
 esac
 exit 0
@@ -139,7 +145,7 @@ for m in $(cat /etc/modules.order); do
   insmod /lib/modules/$m.ko 2>/dev/null || echo "vmseal-guest: insmod $m failed"
 done
 
-marker= check= wait=0 net= ip= fetch= httpd= token=
+marker= check= wait=0 net= ip= fetch= httpd= token= hotplug=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     vmseal.net=*) net=${arg#vmseal.net=} ;;
@@ -147,6 +153,7 @@ for arg in $(cat /proc/cmdline); do
     vmseal.fetch=*) fetch=${arg#vmseal.fetch=} ;;
     vmseal.httpd=*) httpd=${arg#vmseal.httpd=} ;;
     vmseal.token=*) token=${arg#vmseal.token=} ;;
+    vmseal.hotplug=*) hotplug=${arg#vmseal.hotplug=} ;;
     vmseal.marker=*) marker=${arg#vmseal.marker=} ;;
     vmseal.check=*) check=${arg#vmseal.check=} ;;
     vmseal.wait=*) wait=${arg#vmseal.wait=} ;;
@@ -210,7 +217,7 @@ if [ -n "$net$ip" ]; then
   addr=
   if [ "$net" = dhcp ]; then
     udhcpc -i eth0 -s /etc/udhcpc/script -n -q -t 20 -T 2 >/dev/null 2>&1 &&
-      addr=$(cat /run/net-addr 2>/dev/null)
+      addr=$(cat /run/net-addr.eth0 2>/dev/null)
   elif netok "$ip"; then
     ifconfig eth0 "${ip%/*}" netmask 255.255.255.0 up && addr=${ip%/*}
   fi
@@ -236,6 +243,24 @@ if [ -n "$fetch" ]; then
   else
     echo "VMSEAL-FETCH-FAIL $(head -n1 /tmp/fetch.err 2>/dev/null) $(head -n1 /tmp/page 2>/dev/null)"
   fi
+fi
+
+if [ "$hotplug" = 1 ] && [ "$wait" = 1 ]; then
+  (
+    seen=" $(ls /sys/class/net | tr '\n' ' ') "
+    while :; do
+      for i in $(ls /sys/class/net); do
+        case "$seen" in *" $i "*) continue ;; esac
+        seen="$seen$i "
+        if udhcpc -i "$i" -s /etc/udhcpc/script -n -q -t 20 -T 2 >/dev/null 2>&1; then
+          echo "VMSEAL-NET-ADDR $i $(cat /run/net-addr.$i) $(cat /sys/class/net/$i/address)"
+        else
+          echo "VMSEAL-NET-FAIL $i"
+        fi
+      done
+      usleep 500000
+    done
+  ) &
 fi
 
 if [ "$wait" = 1 ]; then

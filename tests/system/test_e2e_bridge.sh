@@ -90,6 +90,9 @@ grep -q "TUNSETIFF\|/dev/net/tun" "/proc/$QPID/cmdline" && fail "QEMU names /dev
 ok "hostd made tap $taps on $BR; QEMU got it as a descriptor (no ifname, script or helper)"
 
 expect_rc 6 vmseal vm nic rm br1 "$MAC"
+expect_rc 6 vmseal vm nic add br1 --network lan
+grep -q "powered off to add a bridged NIC" <<<"$OUT" || fail "bridged NIC added while running: $OUT"
+grep -qx "nics = 1" "$HOME1/vm.conf" || fail "a refused hot plug touched vm.conf"
 expect_rc 0 vmseal vm stop br1
 stack_vm_wait_off br1 60 || fail "br1 did not power off"
 stack_until 20 bash -c "! ls /sys/class/net/$BR/brif/ | grep -q '^vmseal'" ||

@@ -46,7 +46,7 @@ grep -Eq "^NIC 0: +$MAC user, forwards tcp:127.0.0.1:$FP:8080$" <<<"$OUT" || fai
 ok "vmseal vm nic add: user-mode NIC $MAC with a forward 127.0.0.1:$FP -> 8080, recorded in vm.conf"
 
 expect_rc 0 vmseal vm set net1 --append \
-  "console=ttyS0 quiet vmseal.net=dhcp vmseal.fetch=10.0.2.2:$HP vmseal.httpd=8080 vmseal.token=$GTOK vmseal.wait=1"
+  "console=ttyS0 quiet vmseal.net=dhcp vmseal.fetch=10.0.2.2:$HP vmseal.httpd=8080 vmseal.token=$GTOK vmseal.hotplug=1 vmseal.wait=1"
 expect_rc 0 vmseal vm start net1
 stack_until 240 stack_vm_console_has net1 'VMSEAL-READY' ||
   { stack_vm_console net1 | tail -n 20 >&2; fail "the guest did not come up"; }
@@ -61,17 +61,31 @@ page=$(curl -sf -m 30 --retry 5 --retry-delay 1 --retry-all-errors "http://127.0
 [ "$page" = "VMSEAL-GUEST-PAGE:$GTOK" ] || fail "the forward answered $page"
 ok "the port forward 127.0.0.1:$FP reaches busybox httpd in the guest"
 
-# no NIC change while running
-expect_rc 6 vmseal vm nic add net1
-grep -q "powered off" <<<"$OUT" || fail "nic add while running: $OUT"
+# hot plug: a user-mode NIC added while the guest runs (QMP netdev_add +
+# device_add); the guest sees a new PCI device, brings it up by DHCP on its
+# own network (10.0.3.0/24) and the new forward reaches httpd through it
+FP2=$(free_port)
+expect_rc 0 vmseal --json vm nic add net1 --forward "$FP2:8080"
+MAC2=$(jq -r .mac <<<"$OUT")
+jq -e '.index == 1' <<<"$OUT" >/dev/null || fail "hot-plugged NIC: $OUT"
+stack_until 120 stack_vm_console_has net1 "VMSEAL-NET-ADDR eth1 10.0.3.15 $MAC2" ||
+  { stack_vm_console net1 | tail -n 10 >&2; fail "the guest did not bring up the hot-plugged NIC"; }
+page=$(curl -sf -m 30 --retry 5 --retry-delay 1 --retry-all-errors "http://127.0.0.1:$FP2/") ||
+  fail "the hot-plugged NIC's forward 127.0.0.1:$FP2 does not reach the guest"
+[ "$page" = "VMSEAL-GUEST-PAGE:$GTOK" ] || fail "the hot-plugged forward answered $page"
+grep -qx "nics = 2" "$HOME1/vm.conf" && grep -qx "nic1.mac = $MAC2" "$HOME1/vm.conf" ||
+  fail "the hot-plugged NIC is not in vm.conf"
+ok "hot plug: NIC $MAC2 added to the running VM, the guest got 10.0.3.15 on it, its forward 127.0.0.1:$FP2 reaches the guest"
+
+# no NIC removal while running
 expect_rc 6 vmseal vm nic rm net1 "$MAC"
 grep -q "powered off" <<<"$OUT" || fail "nic rm while running: $OUT"
-grep -q "nics = 1" "$HOME1/vm.conf" || fail "a refused change touched vm.conf"
+grep -qx "nics = 2" "$HOME1/vm.conf" || fail "a refused change touched vm.conf"
 # a forward to the port a running VM holds is refused (by another VM too)
 expect_rc 0 vmseal vm create net2 --host esx1 --kernel vmlinuz --initrd initrd.gz --append "console=ttyS0 quiet"
 expect_rc 6 vmseal vm nic add net2 --forward "$FP:80"
 grep -q "forwarded to VM net1 already" <<<"$OUT" || fail "a second VM's forward on port $FP: $OUT"
-ok "NICs of a running VM cannot change (409); its forwarded port is not given to another VM"
+ok "NICs of a running VM cannot be removed (409); its forwarded port is not given to another VM"
 expect_rc 0 vmseal vm stop net1
 stack_vm_wait_off net1 60 || fail "net1 did not power off"
 
@@ -151,7 +165,7 @@ stack_hostd_start esx1
 ok "a hand-edited vm.conf cannot name an undefined network, a foreign or a privileged forward"
 
 expect_rc 0 vmseal --json events --since 0
-jq -e --arg m "$MAC" 'map(select(.action == "vm.nic-add" and .object == "net1")) | length == 1 and .[0].new.mac == $m and .[0].user == "administrator"' \
+jq -e --arg m "$MAC" --arg m2 "$MAC2" 'map(select(.action == "vm.nic-add" and .object == "net1")) | length == 2 and .[0].new.mac == $m and .[1].new.mac == $m2 and .[0].user == "administrator"' \
   <<<"$OUT" >/dev/null || { jq 'map(select(.action | startswith("vm.nic")))' <<<"$OUT" >&2; fail "vm.nic-add event"; }
 jq -e --arg m "$M2" 'map(select(.action == "vm.nic-remove" and .object == "net2")) | length == 1 and .[0].old.mac == $m' \
   <<<"$OUT" >/dev/null || fail "vm.nic-remove event"
