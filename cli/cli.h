@@ -81,6 +81,8 @@ int cmd_host(cli *c, int argc, char **argv);
 int cmd_vm(cli *c, int argc, char **argv);
 /* cmd_console.c: vm console NAME | vm vnc NAME [--listen ADDR:PORT] */
 int cmd_vm_console(cli *c, int argc, char **argv);
+int cmd_vm_nic(cli *c, int argc, char **argv);   /* cmd_nic.c: vm nic ls|add|rm */
+void vm_info_nics(const json_t *runtime);        /* the NIC lines of vm info */
 int cmd_task(cli *c, int argc, char **argv);
 int cmd_events(cli *c, int argc, char **argv);
 int cmd_user(cli *c, int argc, char **argv);

@@ -58,6 +58,7 @@ static void vm_info(const json_t *v)
     json_t *rt = json_object_get(v, "runtime");
     if (json_is_object(rt)) {
         printf("Power:       %s\n", jstr(rt, "power_state"));
+        vm_info_nics(rt);
         if (json_is_true(json_object_get(rt, "locked")))
             printf("Locked:      yes (%s)\n", jstr(rt, "locked_reason"));
         json_t *task = json_object_get(rt, "task");
@@ -92,6 +93,8 @@ int cmd_vm(cli *c, int argc, char **argv)
 {
     if (argc < 2)
         return EXIT_USAGE;
+    if (!strcmp(argv[1], "nic"))
+        return cmd_vm_nic(c, argc - 1, argv + 1);
     const char *sub = argv[1];
     if (!strcmp(sub, "console") || !strcmp(sub, "vnc"))
         return cmd_vm_console(c, argc, argv);

@@ -21,6 +21,7 @@
 #include <vmseal/log.h>
 
 #include "host.h"
+#include "nic.h"
 #include "serial.h"
 #include "strutil.h"
 
@@ -61,6 +62,7 @@ struct hostd_host {
     json_t *key_notes;            /* kek_id -> why the manager could not give it */
     json_t *auto_resumed;         /* VM uuid -> true: resumed by hostd itself once */
     char *name;                   /* host name sealed KEKs are bound to */
+    hostd_vmnet_config net;         /* hostd.conf's networks (hostd/nic.h) */
     vmseal_kd_keypair *custody;   /* KEKs arrive sealed to its public half */
     void (*log)(void *arg, const char *line);
     void *log_arg;
@@ -157,6 +159,11 @@ int hostd_host_open(const hostd_host_config *cfg, hostd_host **out)
     h->env.ovmf_vars = h->ovmf_vars;
     h->env.threads = cfg->threads;
     h->env.qemu_user = h->qemu_user;
+    if (cfg->net)
+        h->net = *cfg->net;
+    else
+        hostd_vmnet_config_init(&h->net);
+    h->env.net = &h->net;
     const char *skip = getenv("VMSEAL_TEST_SKIP_SPACE_CHECK");
     if (skip && *skip && strcmp(skip, "0") != 0) {
         h->env.skip_space_check = 1;
@@ -1156,6 +1163,7 @@ void hostd_host_handle(hostd_host *h, const char *method, const char *full_path,
                               h->datastore, "accel",
                               h->env.accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg", "vms", (int)h->nvms,
                               "keks", (int)hostd_keystore_count(h->env.keys), "custody_key", pub64);
+        json_object_set_new(j, "network", hostd_vmnet_config_json(&h->net));
         pthread_mutex_unlock(&h->lock);
         reply(status, resp, 200, j);
         return;
@@ -1224,6 +1232,17 @@ void hostd_host_handle(hostd_host *h, const char *method, const char *full_path,
         pthread_mutex_unlock(&h->lock);
         if (!vm) {
             reply_error(status, resp, 404, "no VM %s on this host", uuid);
+            return;
+        }
+        if (slash && strncmp(slash + 1, "nics", 4) == 0 && (!slash[5] || slash[5] == '/')) {
+            /* NICs (hostd/nic.c): under the host's lock, MACs and forwarded
+             * ports are picked unique among its VMs */
+            pthread_mutex_lock(&h->lock);
+            hostd_nic_api(&h->env, vm, h->vms, h->nvms, method, slash + 5, body, body_len,
+                          status, resp);
+            pthread_mutex_unlock(&h->lock);
+            if (*status < 300 && !get)
+                hlog(h, "VM %s: NIC %s", hostd_vm_name(vm), post ? "added" : "removed");
             return;
         }
         if (slash && strcmp(slash + 1, "log") == 0) {

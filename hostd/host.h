@@ -33,6 +33,7 @@ typedef struct hostd_host_config {
                                        in this folder (NULL: DATASTORE/.images, made) */
     const char *qemu_user;          /* QEMU runs as this user when hostd is root
                                        (NULL: hostd's user) */
+    const struct hostd_vmnet_config *net; /* networks (hostd/nic.h; copied); NULL: none */
 } hostd_host_config;
 
 typedef struct hostd_host hostd_host;

@@ -25,6 +25,7 @@
 
 #include "host.h"
 #include "monitor.h"
+#include "nic.h"
 #include "netchild.h"
 #include <vmseal/vmconf.h>
 
@@ -67,6 +68,12 @@ static void usage(FILE *f)
             "                            memory (they may be swapped to disk; default no)\n"
             "  log_level = LEVEL         error, warning, info (default) or debug\n"
             "  log_output = OUT          stderr (default), syslog or stderr,syslog\n");
+    fprintf(f, "  network.NAME.bridge = BR  a network VMs' bridged NICs may name: hostd puts a tap\n"
+               "                            on bridge BR (hostd runs as root; QEMU gets the fd)\n"
+               "  forward_addresses = A ... host addresses a user-mode NIC's port forward may\n"
+               "                            bind (default 127.0.0.1)\n"
+               "  mac_prefix = xx:xx:xx     locally administered prefix of new MACs (0a:76:6d)\n"
+               "  user_network = nat|isolated  user-mode NICs reach out (nat, default) or not\n");
     fprintf(f, "  network_user = USER       the network process (HTTPS server, calls to the\n"
                "                            manager) runs as USER once its TLS files are read\n"
                "                            (default: stays root; it never holds a KEK anyway)\n");
@@ -197,6 +204,7 @@ static int check_keys(const vmseal_vmconf *c)
         int ok = 0;
         for (size_t j = 0; known[j]; j++)
             ok |= strcmp(k, known[j]) == 0;
+        ok |= hostd_vmnet_config_key(k);   /* networks: hostd/nic.c */
         if (!ok)
             return vmseal_fail(EINVAL, "unknown setting %s", k);
     }
@@ -260,6 +268,17 @@ int main(int argc, char **argv)
         vmseal_vmconf_free(conf);
         return 2;
     }
+    /* VM networks (network.NAME.bridge, forward_addresses, mac_prefix,
+     * user_network): hostd/nic.h */
+    static hostd_vmnet_config vmnet;
+    hostd_vmnet_config_init(&vmnet);
+    for (size_t i = 0; i < vmseal_vmconf_count(conf); i++)
+        if (hostd_vmnet_config_set(&vmnet, vmseal_vmconf_key_at(conf, i),
+                                   vmseal_vmconf_value_at(conf, i)) < 0) {
+            log_err("%s: %s", cfg_path, vmseal_last_error());
+            vmseal_vmconf_free(conf);
+            return 2;
+        }
     if (open_log(conf, cfg_path) < 0) {
         log_err("%s", vmseal_last_error());
         vmseal_vmconf_free(conf);
@@ -401,6 +420,7 @@ int main(int argc, char **argv)
         .name = name,
         .images = cget(conf, "images"),
         .qemu_user = cget(conf, "qemu_user"),
+        .net = &vmnet,
     };
     hostd_host *h = NULL;
     hostd_monitor *mon = NULL;

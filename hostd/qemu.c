@@ -27,7 +27,7 @@
 
 #define MAX_DISKS 16
 #define DEFAULT_TIMEOUT_MS 15000
-#define SPAWN_MAX_FDS 48   /* serial, kernel, initrd, 2 per disk and for the NVRAM */
+#define SPAWN_MAX_FDS 48   /* serial, kernel, initrd, 2 per disk and for the NVRAM, taps */
 
 struct hostd_qemu {
     pid_t pid;
@@ -461,6 +461,7 @@ typedef struct fd_map {
     int kernel, initrd;                 /* QEMU's number, or -1 */
     int disk_fd[MAX_DISKS][2];          /* read-write (or -1), read-only */
     int nvram_fd[2];
+    int nic_fd[HOSTD_QEMU_MAX_NICS];    /* a tap's number in QEMU, or -1 */
 } fd_map;
 
 #define FDSET_NVRAM 9
@@ -611,6 +612,20 @@ static int build_argv(const hostd_qemu_spec *s, const fd_map *m, argv_buf *a)
         arg_add_fdset(a, m->disk_fd[i], FDSET_DISK0 + (int)i);
     if (s->nvram)
         arg_add_fdset(a, m->nvram_fd, FDSET_NVRAM);
+    /* NICs: virtio-net on a user-mode (slirp) netdev, or on a tap hostd
+     * opened (QEMU never opens /dev/net/tun). romfile= : no option ROM
+     * (no PXE boot; Debian's QEMU ships none without ipxe-qemu). */
+    for (size_t i = 0; i < s->nnics; i++) {
+        const hostd_qemu_nic *n = &s->nics[i];
+        arg_add(a, "-netdev");
+        if (m->nic_fd[i] >= 0)
+            arg_add_owned(a, hostd_asprintf("tap,id=vmseal-net%zu,fd=%d", i, m->nic_fd[i]));
+        else
+            arg_add_owned(a, hostd_asprintf("%s,id=vmseal-net%zu", n->netdev, i));
+        arg_add(a, "-device");
+        arg_add_owned(a, hostd_asprintf("virtio-net-pci,netdev=vmseal-net%zu,mac=%s,"
+                                        "id=vmseal-nic%zu,addr=0x%zx,romfile=", i, n->mac, i, 0x8 + i));
+    }
     if (confined(s)) {
         /* Everything QEMU needs is open before it drops to the user:
          * sockets, pid file, /dev/kvm, kernel, initrd, disk descriptors. */
@@ -761,6 +776,11 @@ static int check_spec(const hostd_qemu_spec *s)
         return vmseal_fail(EINVAL, "QEMU: VM uuid is not a UUID");
     if (s->ndisks > MAX_DISKS)
         return vmseal_fail(EINVAL, "QEMU: at most %d disks", MAX_DISKS);
+    if (s->nnics > HOSTD_QEMU_MAX_NICS)
+        return vmseal_fail(EINVAL, "QEMU: at most %d NICs", HOSTD_QEMU_MAX_NICS);
+    for (size_t i = 0; i < s->nnics; i++)
+        if (!s->nics[i].mac || (s->nics[i].tap_fd <= 0 && !s->nics[i].netdev))
+            return vmseal_fail(EINVAL, "QEMU: NIC %zu has no MAC or no backend", i);
     if (s->nvram && !s->firmware_code)
         return vmseal_fail(EINVAL, "QEMU: a UEFI variable store needs the firmware code image");
     if (confined(s) && !getpwnam(s->run_as))
@@ -837,7 +857,7 @@ int hostd_qemu_start(const hostd_qemu_spec *s, hostd_qemu **out)
     char *pid_path = hostd_asprintf("%s/qemu.pid", s->run_dir);
     char *serial_path = hostd_asprintf("%s/%s", s->run_dir, VMSEAL_CONSOLE_SOCKET);
     fd_list fds = {.n = 0};
-    fd_map map = {.kernel = -1, .initrd = -1};
+    fd_map map = {.kernel = -1, .initrd = -1, .nic_fd = {-1, -1, -1, -1}};
     argv_buf a = {0};
     if (!vm->run_dir || !vm->sock_path || !log_path || !pid_path || !serial_path) {
         r = vmseal_fail(ENOMEM, "out of memory");
@@ -871,6 +891,9 @@ int hostd_qemu_start(const hostd_qemu_spec *s, hostd_qemu **out)
         r = hand_image(&fds, &s->disks[i], map.disk_fd[i]);
     if (r == 0 && s->nvram)
         r = hand_image(&fds, s->nvram, map.nvram_fd);
+    for (size_t i = 0; r == 0 && i < s->nnics; i++)
+        if (s->nics[i].tap_fd > 0 && (map.nic_fd[i] = fds_add(&fds, dup(s->nics[i].tap_fd))) < 0)
+            r = vmseal_fail(EMFILE, "QEMU: too many descriptors");
     for (size_t i = 0; r == 0 && i < fds.n; i++)
         if (fds.fd[i] < 0)
             r = vmseal_fail(errno, "QEMU: dup: %s", strerror(errno));

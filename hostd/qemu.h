@@ -47,6 +47,17 @@ typedef struct hostd_qemu_disk {
     int read_only;
 } hostd_qemu_disk;
 
+/* A virtio-net card. */
+typedef struct hostd_qemu_nic {
+    const char *mac;                   /* xx:xx:xx:xx:xx:xx */
+    const char *netdev;                /* user mode: "user,..." (-netdev options, no id);
+                                          NULL with tap_fd */
+    int tap_fd;                        /* > 0: a tap hostd opened (hostd/nic.c), handed to
+                                          QEMU as a descriptor: -netdev tap,fd=N */
+} hostd_qemu_nic;
+
+#define HOSTD_QEMU_MAX_NICS 4
+
 typedef struct hostd_qemu_spec {
     const char *qemu;          /* binary; NULL: $VMSEAL_QEMU or qemu-system-x86_64 */
     const char *run_dir;       /* the VM home (see above); must exist */
@@ -76,6 +87,8 @@ typedef struct hostd_qemu_spec {
                                   the caller feeds the stream (a live-migration
                                   destination, hostd/migrate.h; saved state,
                                   hostd/vmstate.h) and continues it */
+    const hostd_qemu_nic *nics;
+    size_t nnics;              /* at most HOSTD_QEMU_MAX_NICS */
 } hostd_qemu_spec;
 
 typedef struct hostd_qemu hostd_qemu;

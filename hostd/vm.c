@@ -21,6 +21,7 @@
 #include <vmseal/sealed.h>
 #include <vmseal/vmrecord.h>
 
+#include "nic.h"
 #include "serial.h"
 #include "strutil.h"
 #include "vm.h"
@@ -1288,6 +1289,8 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
     int kernel_fd = -1, initrd_fd = -1;
     size_t nd = c->ndisks;
     char reason[300];
+    hostd_nic_run nics;
+    hostd_nic_run_init(&nics);
     if (qemu_running_owned(vm)) {
         r = vmseal_fail(EALREADY, "VM %s is already powered on", vm->name);
         goto out;
@@ -1350,6 +1353,11 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         hostd_vm_log(vm, "power on failed: %s", vmseal_last_error());
         goto out;
     }
+    /* NICs: checked against the host's networks, taps opened (hostd/nic.c) */
+    if ((r = hostd_nic_prepare(env->net, c, vm->name, &nics)) < 0) {
+        hostd_vm_log(vm, "power on failed: %s", vmseal_last_error());
+        goto out;
+    }
     hostd_console *con = NULL;
     if (vm_secret) {
         /* Encrypted: the console goes to hostd, which seals it. The log is
@@ -1399,8 +1407,11 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         spec.firmware_code = env->ovmf_code;
         spec.nvram = &nvram;
     }
+    spec.nics = nics.q;
+    spec.nnics = nics.n;
     hostd_qemu *q = NULL;
     r = hostd_qemu_start(&spec, &q);
+    hostd_nic_run_release(&nics);   /* QEMU has its own tap descriptors */
     if (r == 0 && con && (r = hostd_console_attach(con, hostd_qemu_take_serial(q))) < 0) {
         char msg[512];
         hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
@@ -1435,6 +1446,7 @@ out:
         close(kernel_fd);
     if (initrd_fd >= 0)
         close(initrd_fd);
+    hostd_nic_run_release(&nics);
     vm_end(vm);
     return r;
 }
@@ -2337,6 +2349,73 @@ int hostd_vm_reconfigure(hostd_vm *vm, const hostd_host_env *env, unsigned cpus,
     return r;
 }
 
+/* ------------------------------------------------------------ devices */
+
+int hostd_vm_edit(hostd_vm *vm, const char *what, int (*fn)(vmseal_vmrec *next, void *ctx),
+                  void *ctx)
+{
+    int r = vm_begin(vm, what);
+    if (r < 0)
+        return r;
+    if (qemu_running_owned(vm)) {
+        vm_end(vm);
+        return vmseal_fail(EBUSY, "VM %s must be powered off to change its devices", vm->name);
+    }
+    if (vm->rec->op != VMSEAL_VMREC_OP_NONE) {
+        vm_end(vm);
+        return vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
+                           vmseal_vmrec_op_name(vm->rec->op));
+    }
+    vmseal_vmrec *n = vm_next(vm);
+    r = n ? fn(n, ctx) : -ENOMEM;
+    if (r == 0)
+        r = vm_commit(vm, n);
+    else
+        vmseal_vmrec_free(n);
+    vm_end(vm);
+    return r;
+}
+
+int hostd_vm_edit_live(hostd_vm *vm, const char *what,
+                       int (*fn)(vmseal_vmrec *next, void *ctx),
+                       int (*live)(struct hostd_qmp *qmp, const vmseal_vmrec *next, void *ctx),
+                       void *ctx)
+{
+    int r = vm_begin(vm, what);
+    if (r < 0)
+        return r;
+    if (vm->rec->op != VMSEAL_VMREC_OP_NONE) {
+        vm_end(vm);
+        return vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
+                           vmseal_vmrec_op_name(vm->rec->op));
+    }
+    int running = qemu_running_owned(vm);
+    vmseal_vmrec *n = vm_next(vm);
+    r = n ? fn(n, ctx) : -ENOMEM;
+    if (r == 0 && running) {
+        struct hostd_qmp *q = hostd_qemu_monitor(vm->qemu);
+        r = q ? live(q, n, ctx) : vmseal_fail(EBUSY, "VM %s: no monitor", vm->name);
+        if (r == 0)
+            hostd_vm_log(vm, "%s while running", what);
+    }
+    if (r == 0)
+        r = vm_commit(vm, n);
+    else
+        vmseal_vmrec_free(n);
+    vm_end(vm);
+    return r;
+}
+
+vmseal_vmrec *hostd_vm_record(hostd_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    vmseal_vmrec *d = vmseal_vmrec_dup(vm->rec);
+    pthread_mutex_unlock(&vm->lock);
+    if (!d)
+        vmseal_fail(ENOMEM, "out of memory");
+    return d;
+}
+
 /* ---------------------------------------------------------------- destroy */
 
 int hostd_vm_destroy(hostd_vm *vm)
@@ -2383,6 +2462,7 @@ json_t *hostd_vm_describe(hostd_vm *vm, const hostd_host_env *env)
     json_object_set_new(j, "power_state",
                         json_string(on ? "on" : c->state_file[0] ? "suspended" : "off"));
     json_object_set_new(j, "state_file", c->state_file[0] ? json_string(c->state_file) : json_null());
+    json_object_set_new(j, "nics", hostd_nic_list_json(c));
     json_object_set_new(j, "busy", vm->busy ? json_string(vm->busy) : json_null());
     json_object_set_new(j, "locked", json_boolean(locked));
     json_object_set_new(j, "locked_reason", locked ? json_string(reason) : json_null());

@@ -61,6 +61,7 @@ typedef struct hostd_host_env {
                                        names beneath it, opened with openat2 */
     const char *qemu_user;          /* QEMU runs as this user (-runas) when hostd is
                                        root; NULL: as hostd's user */
+    const struct hostd_vmnet_config *net; /* networks, forward addresses (hostd/nic.h) */
     int skip_space_check;           /* test hook VMSEAL_TEST_SKIP_SPACE_CHECK: operations
                                        start without checking the room they need (so
                                        that a test can fill the disk under them) */
@@ -200,6 +201,24 @@ int hostd_vm_rollback(hostd_vm *vm, const hostd_host_env *env) VMSEAL_MUST_CHECK
 int hostd_vm_reconfigure(hostd_vm *vm, const hostd_host_env *env, unsigned cpus,
                           unsigned memory_mb, const char *kernel, const char *initrd,
                           const char *append) VMSEAL_MUST_CHECK;
+
+/* Powered off only, no unfinished operation: fn changes a copy of the
+ * record, which is then checked and committed as vm.conf (fn returns 0) or
+ * dropped (fn returns -errno). -EBUSY while running. */
+int hostd_vm_edit(hostd_vm *vm, const char *what, int (*fn)(vmseal_vmrec *next, void *ctx),
+                  void *ctx) VMSEAL_MUST_CHECK;
+
+/* The same, but a running VM is changed too: after fn, live(qmp, next,
+ * ctx) applies the change to its QEMU (hot plug) before the record is
+ * committed; live returns -errno to refuse (nothing is committed). */
+struct hostd_qmp;
+int hostd_vm_edit_live(hostd_vm *vm, const char *what,
+                       int (*fn)(vmseal_vmrec *next, void *ctx),
+                       int (*live)(struct hostd_qmp *qmp, const vmseal_vmrec *next, void *ctx),
+                       void *ctx) VMSEAL_MUST_CHECK;
+
+/* A copy of the current record (vmseal_vmrec_free); NULL out of memory. */
+vmseal_vmrec *hostd_vm_record(hostd_vm *vm);
 
 /* Powered off only: delete the home folder. The handle stays valid for
  * hostd_vm_free only. */

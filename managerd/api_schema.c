@@ -326,6 +326,16 @@ static const api_field f_vm_patch[] = {
 };
 SCHEMA(schema_vm_patch, "vm_patch", f_vm_patch);
 
+/* POST /vms/{vm}/nics: the host checks the values (hostd/nic.c). */
+static const char *const nic_modes[] = {"user", "bridge", NULL};
+static const api_field f_vm_nic_add[] = {
+    {.name = "mode", .type = F_ENUM, .enum_values = nic_modes},
+    {.name = "network", .type = F_STRING, .min = 1, .max = 15},
+    {.name = "mac", .type = F_STRING, .min = 17, .max = 17},
+    {.name = "forwards", .type = F_STR_ARRAY, .min = 0, .max = 8, .item_max = 63},
+};
+SCHEMA(schema_vm_nic_add, "vm_nic_add", f_vm_nic_add);
+
 static const api_field f_role_patch[] = {
     {.name = "privileges", .type = F_STR_ARRAY, .required = 1, .min = 0, .max = 128, .item_max = 64},
 };
@@ -379,6 +389,6 @@ const api_schema *const api_all_schemas[] = {
     &schema_kms_add, &schema_kms_patch, &schema_kms_trust, &schema_kms_client_cert, &schema_kms_csr,
     &schema_host_register, &schema_host_keys, &schema_vm_create, &schema_vm_patch, &schema_vm_rekey,
     &schema_role_patch, &schema_group_add, &schema_permission, &schema_default_policy, &schema_host_cert,
-    &schema_vm_register, &schema_vm_resume,
+    &schema_vm_register, &schema_vm_resume, &schema_vm_nic_add,
 };
 const size_t api_n_schemas = N(api_all_schemas);

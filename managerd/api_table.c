@@ -56,6 +56,7 @@ const mgr_privilege mgr_privileges[] = {
     {"VirtualMachine.Interact.Suspend", "suspend a VM (its memory state to a sealed file)", NULL},
     {"VirtualMachine.Interact.ConsoleInteract", "see a VM's console and guest output", NULL},
     {"VirtualMachine.Config.Settings", "change a VM's settings", NULL},
+    {"VirtualMachine.Config.AddRemoveDevice", "add or remove a VM's devices (network cards)", NULL},
     {NULL, NULL, NULL},
 };
 
@@ -176,6 +177,11 @@ const api_op mgr_api_ops[] = {
      "Cryptographer.Access", "vm", "vm console", "websocket: the serial port"},
     {"vm.vnc", "GET", "/vms/{vm}/vnc", "VirtualMachine.Interact.ConsoleInteract",
      "Cryptographer.Access", "vm", "vm vnc", "websocket: the display (RFB); the web client's Console tab"},
+    {"vm.nic-list", "GET", "/vms/{vm}/nics", "System.Read", NULL, "vm", "vm nic ls", NULL},
+    {"vm.nic-add", "POST", "/vms/{vm}/nics", "VirtualMachine.Config.AddRemoveDevice", NULL, "vm",
+     "vm nic add", "a bridged NIC: powered off"},
+    {"vm.nic-remove", "DELETE", "/vms/{vm}/nics/{mac}", "VirtualMachine.Config.AddRemoveDevice", NULL,
+     "vm", "vm nic rm", "powered off"},
     {"vm.delete", "DELETE", "/vms/{vm}", "VirtualMachine.Inventory.Delete", NULL, "vm", "vm rm", NULL},
     {"task.list", "GET", "/tasks", "System.Read", NULL, "root", "task ls", NULL},
     {"task.get", "GET", "/tasks/{id}", "System.Read", NULL, "root", "task info", NULL},

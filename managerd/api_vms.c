@@ -160,6 +160,10 @@ void api_vms(api_ctx *ctx)
         json_decref(b);
         return;
     }
+    if (ctx->nseg >= 3 && ctx->nseg <= 4 && !strcmp(ctx->seg[2], "nics") && api_valid_name(ctx->seg[1])) {
+        api_vm_nics(ctx);
+        return;
+    }
     if (ctx->nseg < 2 || ctx->nseg > 3 || !api_valid_name(ctx->seg[1])) {
         vmseal_http_error(ctx->resp, 404, "no such VM");
         return;

@@ -384,6 +384,10 @@ int consoles_open(manager *m, const char *user, const char *name, int vnc, conso
 /* Relay between the client's websocket (fd, after the 101) and the host's
  * until either ends; frees l. fd -1: the client never switched; just free. */
 void consoles_relay(console_link *l, int fd, const char *extra, size_t extra_len);
+/* NICs (nics.c): list (GET), add (POST, req), remove (DELETE, mac); on the
+ * VM's host, powered off; events vm.nic-add and vm.nic-remove. */
+int vms_nic(manager *m, const char *user, const char *name, const char *method, const char *mac,
+            const json_t *req, json_t **out);
 
 /* ---- tasks.c: intents, host tasks, reconciliation -------------------------- */
 

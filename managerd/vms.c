@@ -1073,8 +1073,8 @@ out:
     return rc < 0 ? rc : 0;
 }
 
-/* Where a VM's console is: its uuid and host, and whether it is encrypted
- * (consoles.c). */
+/* Where a VM is: its uuid and host, and (encrypted not NULL) whether it is
+ * encrypted (consoles.c, nics.c). */
 int vms_locate(manager *m, const char *name, char uuid[40], char host[80], int *encrypted)
 {
     vm_row v;
@@ -1083,6 +1083,7 @@ int vms_locate(manager *m, const char *name, char uuid[40], char host[80], int *
         return rc;
     snprintf(uuid, 40, "%s", v.uuid);
     snprintf(host, 80, "%s", v.host);
-    *encrypted = v.kek[0] != 0;
+    if (encrypted)
+        *encrypted = v.kek[0] != 0;
     return 0;
 }

@@ -19,6 +19,9 @@
  *   nvram.file                    the UEFI variable store (uefi only)
  *   diskN.file, diskN.size        for each N < disks
  *   diskN.luks.uuid, diskN.keysafe  an encrypted disk
+ *   nics (0..4), nicN.mac, nicN.mode (user|bridge), nicN.network (bridge),
+ *   nicN.forward (user: PROTO:HOSTADDR:HOSTPORT:GUESTPORT,...)
+ *                                 network cards (vmrecord_nic.c)
  *   op, op.kek, vm.next.keysafe, diskN.next.file|luks.uuid|keysafe,
  *   diskN.old.file, diskN.rekeyed, nvram.next.file|old.file|rekeyed
  *                                 while an operation is unfinished
@@ -58,6 +61,10 @@
 /* vm.keysafe, vm.next.keysafe, diskN.keysafe, diskN.next.keysafe */
 #define VMSEAL_VMREC_KEYSAFES_MAX (2 + 2 * VMSEAL_VMREC_MAX_DISKS)
 #define VMSEAL_VMREC_KEY_MAX 48           /* longest key name built here, with NUL */
+#define VMSEAL_VMREC_MAX_NICS 4
+#define VMSEAL_VMREC_MAX_FORWARDS 8       /* port forwards per user-mode NIC */
+#define VMSEAL_VMREC_NETWORK_MAX 15       /* a host network's name */
+#define VMSEAL_VMREC_FORWARD_PORT_MIN 1024 /* no forward from a privileged host port */
 
 typedef enum vmseal_firmware {
     VMSEAL_FIRMWARE_BIOS = 0,
@@ -94,6 +101,28 @@ typedef struct vmseal_vmrec_image {
     char *next_keysafe;                         /* diskN.next.keysafe */
 } vmseal_vmrec_image;
 
+/* A network card (virtio-net). */
+typedef enum vmseal_nic_mode {
+    VMSEAL_NIC_USER = 0,       /* user-mode NAT (QEMU -netdev user, slirp) */
+    VMSEAL_NIC_BRIDGE = 1,     /* a tap on a bridge the host defines (hostd.conf network.NAME) */
+} vmseal_nic_mode;
+
+/* A port forward of a user-mode NIC: host HOSTADDR:HOSTPORT -> guest port. */
+typedef struct vmseal_vmrec_forward {
+    int udp;                                    /* 0 tcp, 1 udp */
+    char host_addr[16];                         /* IPv4 dotted quad */
+    unsigned host_port;                         /* 1024..65535 */
+    unsigned guest_port;                        /* 1..65535 */
+} vmseal_vmrec_forward;
+
+typedef struct vmseal_vmrec_nic {
+    char mac[18];                               /* nicN.mac: xx:xx:xx:xx:xx:xx, lower case */
+    vmseal_nic_mode mode;                       /* nicN.mode */
+    char network[VMSEAL_VMREC_NETWORK_MAX + 1]; /* nicN.network (bridge only) */
+    size_t nforwards;                           /* nicN.forward (user only) */
+    vmseal_vmrec_forward forwards[VMSEAL_VMREC_MAX_FORWARDS];
+} vmseal_vmrec_nic;
+
 /* A VM's configuration. The char * fields are malloc'd and owned by the
  * record (vmseal_vmrec_set_str / vmseal_vmrec_free). */
 typedef struct vmseal_vmrec {
@@ -109,6 +138,8 @@ typedef struct vmseal_vmrec {
     size_t ndisks;                              /* `disks` */
     vmseal_vmrec_image disks[VMSEAL_VMREC_MAX_DISKS];
     vmseal_vmrec_image nvram;                   /* file "" on a BIOS VM */
+    size_t nnics;                               /* `nics` (absent: 0) */
+    vmseal_vmrec_nic nics[VMSEAL_VMREC_MAX_NICS];
     vmseal_vmrec_op op;
     char op_kek[VMSEAL_KEYSAFE_KEK_ID_MAX + 1]; /* op.kek ("" none) */
     char state_file[VMSEAL_VMREC_FILE_MAX + 1]; /* state.file: the VM is suspended, its
@@ -201,5 +232,19 @@ int vmseal_vmrec_text_valid(const char *text);
 #define VMSEAL_VMREC_STATE_SEALED_EXT ".vmss"
 #define VMSEAL_VMREC_STATE_PLAIN_EXT ".vmstate"
 int vmseal_vmrec_state_file_valid(const char *file, int sealed);
+
+/* NICs (lib/conf/vmrecord_nic.c). A MAC: six lower- or upper-case hex
+ * pairs joined by ':', unicast (bit 0 of the first octet clear), not all
+ * zero. A network name: 1..15 of [A-Za-z0-9_-], starting with a letter. A
+ * forward: "tcp|udp:A.B.C.D:HOSTPORT:GUESTPORT", host port 1024..65535,
+ * guest port 1..65535, the address a dotted quad (no leading zeros). */
+int vmseal_vmrec_mac_valid(const char *mac);
+int vmseal_vmrec_network_name_valid(const char *name);
+int vmseal_vmrec_forward_parse(const char *text, vmseal_vmrec_forward *out) VMSEAL_MUST_CHECK;
+/* "tcp:127.0.0.1:8080:80"; -ENOSPC when len is too small. */
+int vmseal_vmrec_forward_format(const vmseal_vmrec_forward *f, char *buf, size_t len);
+/* "user" / "bridge" */
+const char *vmseal_vmrec_nic_mode_name(vmseal_nic_mode mode);
+int vmseal_vmrec_nic_mode_parse(const char *s, vmseal_nic_mode *out);
 
 #endif

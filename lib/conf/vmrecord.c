@@ -12,6 +12,8 @@
 #include <vmseal/keysafe.h>
 #include <vmseal/vmrecord.h>
 
+#include "vmrecord_nic.h"
+
 /* ------------------------------------------------------------ the keys */
 
 /* Top-level keys, in the order a new file gets them (the order vmseal-hostd
@@ -570,6 +572,8 @@ static int check_record(const vmseal_vmrec *r, const vmseal_vmconf *src)
     }
     if ((rc = check_distinct(r, src)) < 0)
         return rc;
+    if ((rc = vmrec_nic_check(r, src)) < 0)
+        return rc;
 
     /* the suspended state */
     if (r->state_file[0] &&
@@ -816,6 +820,10 @@ int vmseal_vmrec_from_conf(const vmseal_vmconf *c, vmseal_vmrec **out)
         const char *key = vmseal_vmconf_key_at(c, i), *v = vmseal_vmconf_value_at(c, i);
         size_t idx;
         enum disk_field f;
+        if (vmrec_nic_reserved(key)) {
+            rc = vmrec_nic_set(r, c, key, v);
+            continue;
+        }
         int d = parse_disk_key(key, &idx, &f);
         if (d > 0) {
             if (idx >= VMSEAL_VMREC_MAX_DISKS)
@@ -897,7 +905,7 @@ typedef struct kv {
     int used;
 } kv;
 
-#define KV_MAX (K_TOP_COUNT + D_COUNT * VMSEAL_VMREC_MAX_DISKS)
+#define KV_MAX (K_TOP_COUNT + D_COUNT * VMSEAL_VMREC_MAX_DISKS + VMREC_NIC_KEYS_MAX)
 
 static void put(kv *l, size_t *n, const char *key, const char *value)
 {
@@ -921,8 +929,19 @@ static void put_num(kv *l, size_t *n, const char *key, uint64_t v)
     put(l, n, key, l[*n].num);
 }
 
+typedef struct kv_list {
+    kv *l;
+    size_t n;
+} kv_list;
+
+static void put_cb(void *ctx, const char *key, const char *value)
+{
+    kv_list *k = ctx;
+    put(k->l, &k->n, key, value);
+}
+
 /* The record's keys and values in the schema's order. */
-static size_t record_keys(const vmseal_vmrec *r, kv *l)
+static size_t record_keys(const vmseal_vmrec *r, kv *l, vmrec_nic_text *nt)
 {
     size_t n = 0;
     char k[VMSEAL_VMREC_KEY_MAX];
@@ -960,6 +979,9 @@ static size_t record_keys(const vmseal_vmrec *r, kv *l)
         disk_key(k, sizeof(k), i, D_REKEYED);
         put(l, &n, k, im->rekeyed ? "1" : NULL);
     }
+    kv_list nl = {l, n};
+    vmrec_nic_keys(r, nt, put_cb, &nl);
+    n = nl.n;
     put(l, &n, top_names[K_VM_NEXT_KEYSAFE], r->vm_next_keysafe);
     put_str(l, &n, top_names[K_NVRAM_NEXT_FILE], r->nvram.next_file);
     put_str(l, &n, top_names[K_NVRAM_OLD_FILE], r->nvram.old_file);
@@ -983,13 +1005,15 @@ int vmseal_vmrec_to_conf(const vmseal_vmrec *r, vmseal_vmconf **out)
         vmseal_vmconf_free(c);
         return vmseal_fail(ENOMEM, "out of memory");
     }
-    size_t n = record_keys(r, l);
+    vmrec_nic_text nt;
+    size_t n = record_keys(r, l, &nt);
     /* the file's own order first: its keys in place, unknown keys kept */
     for (size_t i = 0; rc == 0 && r->source && i < vmseal_vmconf_count(r->source); i++) {
         const char *key = vmseal_vmconf_key_at(r->source, i);
         size_t idx;
         enum disk_field f;
-        int own = parse_disk_key(key, &idx, &f) != 0 || reserved_key(key);
+        int own = parse_disk_key(key, &idx, &f) != 0 || reserved_key(key) ||
+                  vmrec_nic_reserved(key);
         if (!own) {
             rc = vmseal_vmconf_set(c, key, vmseal_vmconf_value_at(r->source, i));
             continue;

@@ -19,6 +19,18 @@
 #                       (default 1); prints VMSEAL-MEM-FILLED
 #   vmseal.count=1      print "VMSEAL-COUNT N" (N = 1, 2, ...) every second,
 #                       from a background loop, for as long as it runs
+#   vmseal.net=dhcp     bring eth0 (virtio-net) up by DHCP (busybox udhcpc),
+#                       print VMSEAL-NET-ADDR <address> or VMSEAL-NET-FAIL
+#   vmseal.ip=A.B.C.D/N a static address on eth0 instead (VMSEAL-NET-ADDR)
+#   vmseal.fetch=HOST:PORT  then fetch http://HOST:PORT/ (busybox wget) and
+#                       print each line as VMSEAL-FETCH:<line>, or
+#                       VMSEAL-FETCH-FAIL
+#   vmseal.httpd=PORT   serve /www on PORT (busybox httpd); its index.html
+#                       holds VMSEAL-GUEST-PAGE:<vmseal.token=STR>; prints
+#                       VMSEAL-HTTPD-UP
+#   vmseal.hotplug=1    (with vmseal.wait=1) bring up by DHCP every network
+#                       interface that appears later (a hot-plugged NIC):
+#                       VMSEAL-NET-ADDR <interface> <address> <MAC>
 #   vmseal.wait=1       after the actions stay up (prints VMSEAL-READY) until
 #                       the ACPI power button (system_powerdown) is pressed;
 #                       default: power off at once after the actions
@@ -64,7 +76,8 @@ for a in $("$root/bin/busybox" --list); do
 done
 
 # Kernel modules, dependencies first (from modules.dep), decompressed.
-wanted=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk evdev button)
+wanted=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk evdev button
+        virtio_net)
 declare -A path_of=() loaded=()
 while IFS= read -r line; do
   f=${line%%:*}
@@ -107,6 +120,26 @@ poweroff -f
 SH
 chmod 755 "$root/etc/acpi/PWRF/00000080"
 
+# udhcpc's hook: configure the interface from the DHCP answer.
+mkdir -p "$root/etc/udhcpc"
+cat > "$root/etc/udhcpc/script" <<'SH'
+#!/bin/sh
+case "$1" in
+  bound|renew)
+    ifconfig "$interface" "$ip" netmask "${subnet:-255.255.255.0}" up
+    # the first interface up keeps the default route
+    if ! route -n | grep -q '^0\.0\.0\.0'; then
+      for r in $router; do route add default gw "$r" dev "$interface"; break; done
+      : > /etc/resolv.conf
+      for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
+    fi
+    echo "$ip" > "/run/net-addr.$interface" ;;
+  deconfig) ifconfig "$interface" 0.0.0.0 ;;
+esac
+exit 0
+SH
+chmod 755 "$root/etc/udhcpc/script"
+
 cat > "$root/init" <<'SH'
 #!/bin/sh
 # vmseal test guest init (busybox). See tests/guest/build-guest.sh.
@@ -120,12 +153,18 @@ for m in $(cat /etc/modules.order); do
   insmod /lib/modules/$m.ko 2>/dev/null || echo "vmseal-guest: insmod $m failed"
 done
 
-marker= check= wait=0 mem= memmib=1 count=0 shell=0 ramtick=0
+marker= check= wait=0 mem= memmib=1 count=0 shell=0 ramtick=0 net= ip= fetch= httpd= token= hotplug=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     vmseal.mem=*) mem=${arg#vmseal.mem=} ;;
     vmseal.memmib=*) memmib=${arg#vmseal.memmib=} ;;
     vmseal.count=*) count=${arg#vmseal.count=} ;;
+    vmseal.net=*) net=${arg#vmseal.net=} ;;
+    vmseal.ip=*) ip=${arg#vmseal.ip=} ;;
+    vmseal.fetch=*) fetch=${arg#vmseal.fetch=} ;;
+    vmseal.httpd=*) httpd=${arg#vmseal.httpd=} ;;
+    vmseal.token=*) token=${arg#vmseal.token=} ;;
+    vmseal.hotplug=*) hotplug=${arg#vmseal.hotplug=} ;;
     vmseal.marker=*) marker=${arg#vmseal.marker=} ;;
     vmseal.check=*) check=${arg#vmseal.check=} ;;
     vmseal.wait=*) wait=${arg#vmseal.wait=} ;;
@@ -191,6 +230,61 @@ if [ -n "$mem" ] && valid "$mem"; then
 fi
 if [ "$count" = 1 ]; then
   ( n=1; while :; do echo "VMSEAL-COUNT $n"; n=$((n + 1)); sleep 1; done ) &
+fi
+
+# network (virtio-net): DHCP or a static address, then a fetch and/or a server
+netok() { case "$1" in *[!A-Za-z0-9./:_-]*) return 1 ;; esac; return 0; }
+if [ -n "$net$ip" ]; then
+  i=0
+  while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
+  ifconfig lo 127.0.0.1 up
+  addr=
+  if [ "$net" = dhcp ]; then
+    udhcpc -i eth0 -s /etc/udhcpc/script -n -q -t 20 -T 2 >/dev/null 2>&1 &&
+      addr=$(cat /run/net-addr.eth0 2>/dev/null)
+  elif netok "$ip"; then
+    ifconfig eth0 "${ip%/*}" netmask 255.255.255.0 up && addr=${ip%/*}
+  fi
+  if [ -n "$addr" ]; then
+    echo "VMSEAL-NET-ADDR $addr $(cat /sys/class/net/eth0/address)"
+  else
+    echo "VMSEAL-NET-FAIL"
+  fi
+fi
+if [ -n "$httpd" ] && netok "$httpd"; then
+  mkdir -p /www
+  valid "$token" && echo "VMSEAL-GUEST-PAGE:$token" > /www/index.html
+  httpd -p "$httpd" -h /www && echo "VMSEAL-HTTPD-UP $httpd"
+fi
+if [ -n "$fetch" ]; then
+  # busybox nc (the static busybox's wget crashes on name lookup): a bare
+  # HTTP/1.0 GET; the body is what follows the blank line
+  if netok "$fetch" &&
+     printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' "$fetch" |
+       nc -w 20 "${fetch%:*}" "${fetch##*:}" > /tmp/page 2>/tmp/fetch.err &&
+     head -n1 /tmp/page | grep -q ' 200 '; then
+    sed '1,/^\r*$/d' /tmp/page | while IFS= read -r l; do echo "VMSEAL-FETCH:$l"; done
+  else
+    echo "VMSEAL-FETCH-FAIL $(head -n1 /tmp/fetch.err 2>/dev/null) $(head -n1 /tmp/page 2>/dev/null)"
+  fi
+fi
+
+if [ "$hotplug" = 1 ] && [ "$wait" = 1 ]; then
+  (
+    seen=" $(ls /sys/class/net | tr '\n' ' ') "
+    while :; do
+      for i in $(ls /sys/class/net); do
+        case "$seen" in *" $i "*) continue ;; esac
+        seen="$seen$i "
+        if udhcpc -i "$i" -s /etc/udhcpc/script -n -q -t 20 -T 2 >/dev/null 2>&1; then
+          echo "VMSEAL-NET-ADDR $i $(cat /run/net-addr.$i) $(cat /sys/class/net/$i/address)"
+        else
+          echo "VMSEAL-NET-FAIL $i"
+        fi
+      done
+      usleep 500000
+    done
+  ) &
 fi
 
 if [ "$shell" = 1 ]; then

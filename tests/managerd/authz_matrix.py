@@ -96,7 +96,8 @@ def setup(op):
     """The path and body for one attempt at op (objects made as admin)."""
     p = op["path"]
     body = None
-    sub = {"{vm}": "plain", "{host}": "h1", "{kms}": "kp", "{id}": "1", "{kek}": "1"}
+    sub = {"{vm}": "plain", "{host}": "h1", "{kms}": "kp", "{id}": "1", "{kek}": "1",
+           "{mac}": "0a:76:6d:00:00:01"}
     oid = op["id"]
     if oid in ("user.get", "user.role", "user.password", "user.delete"):
         victim = fresh("victim")
@@ -177,6 +178,11 @@ def setup(op):
     elif oid in ("vm.log", "vm.console", "vm.vnc"):
         # console: a plain GET, no Upgrade: allowed means 400 (not a
         # websocket), denied 403 before that
+        sub["{vm}"] = "sealed"
+    elif oid == "vm.nic-add":
+        # the host agent is down: allowed means it got as far as asking it
+        body = {"mode": "user", "forwards": ["tcp:127.0.0.1:18080:80"]}
+    elif oid == "vm.nic-remove":
         sub["{vm}"] = "sealed"
     elif oid in ("vm.power-on", "vm.power-off"):
         body = {}
