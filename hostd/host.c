@@ -20,6 +20,7 @@
 #include <vmseal/keysafe.h>
 #include <vmseal/log.h>
 
+#include "blockserver.h"
 #include "host.h"
 #include "serial.h"
 #include "strutil.h"
@@ -50,6 +51,7 @@ struct hostd_host {
     pthread_mutex_t lock;
     char *datastore, *provider, *qemu, *ovmf_code, *ovmf_vars, *allowed_subject;
     char *images, *qemu_user;
+    hostd_diskpath diskpath;     /* hostd.conf disk_path, checked at open */
     int grace_ms;
     hostd_host_env env;
     hostd_vm **vms;
@@ -157,6 +159,14 @@ int hostd_host_open(const hostd_host_config *cfg, hostd_host **out)
     h->env.ovmf_vars = h->ovmf_vars;
     h->env.threads = cfg->threads;
     h->env.qemu_user = h->qemu_user;
+    if (hostd_diskpath_init(&h->diskpath, cfg->disk_path, cfg->nbdkit, cfg->nbd_plugin) < 0) {
+        char msg[300];
+        hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
+        hostd_host_close(h);
+        return vmseal_fail(EINVAL, "%s", msg);
+    }
+    h->env.diskpath = &h->diskpath;
+    hlog(h, "encrypted disks of running VMs: %s", h->diskpath.why);
     const char *skip = getenv("VMSEAL_TEST_SKIP_SPACE_CHECK");
     if (skip && *skip && strcmp(skip, "0") != 0) {
         h->env.skip_space_check = 1;

@@ -33,6 +33,10 @@ typedef struct hostd_host_config {
                                        in this folder (NULL: DATASTORE/.images, made) */
     const char *qemu_user;          /* QEMU runs as this user when hostd is root
                                        (NULL: hostd's user) */
+    const char *disk_path;          /* "nbd" (NULL: default) or "qemu-luks"
+                                       (hostd/blockserver.h) */
+    const char *nbdkit;             /* NULL: "nbdkit" on PATH */
+    const char *nbd_plugin;         /* NULL: the installed nbdkit-vmseal-plugin.so */
 } hostd_host_config;
 
 typedef struct hostd_host hostd_host;

@@ -256,6 +256,47 @@ int hostd_qmp_execute(hostd_qmp *q, const char *cmd, json_t *args, int timeout_m
     return await_reply(q, cmd, id, deadline, ret);
 }
 
+int hostd_qmp_getfd(hostd_qmp *q, const char *name, int fd, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    char id[32];
+    snprintf(id, sizeof(id), "vmseal-%lu", q->next_id++);
+    json_t *req = json_pack("{s:s, s:{s:s}, s:s}", "execute", "getfd", "arguments", "fdname", name,
+                            "id", id);
+    char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    if (!text)
+        return vmseal_fail(ENOMEM, "QMP: out of memory");
+    size_t tl = strlen(text);
+    /* The descriptor rides on the first byte; the rest goes as usual. */
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    memset(cbuf, 0, sizeof(cbuf));
+    struct iovec iov = {.iov_base = text, .iov_len = 1};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                        .msg_controllen = sizeof(cbuf)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    ssize_t w;
+    do
+        w = sendmsg(q->fd, &mh, MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+    int r = 0;
+    if (w != 1)
+        r = vmseal_fail(w < 0 && (errno == EPIPE || errno == ECONNRESET) ? ECONNRESET : EIO,
+                        "QMP: cannot pass a descriptor: %s", w < 0 ? strerror(errno) : "short send");
+    if (r == 0)
+        r = send_all(q, text + 1, tl - 1, deadline);
+    if (r == 0)
+        r = send_all(q, "\n", 1, deadline);
+    free(text);
+    if (r < 0)
+        return r;
+    return await_reply(q, "getfd", id, deadline, NULL);
+}
+
 static int id_is_safe(const char *id)
 {
     if (!id || !*id || strlen(id) > 64)

@@ -42,6 +42,10 @@ int hostd_qmp_execute(hostd_qmp *q, const char *cmd, json_t *args, int timeout_m
 int hostd_qmp_add_secret(hostd_qmp *q, const char *id, const vmseal_secret *data,
                           int timeout_ms) VMSEAL_MUST_CHECK;
 
+/* getfd: pass descriptor `fd` (a copy; the caller keeps its own) to QEMU
+ * under `name` (SCM_RIGHTS on the monitor socket). */
+int hostd_qmp_getfd(hostd_qmp *q, const char *name, int fd, int timeout_ms) VMSEAL_MUST_CHECK;
+
 /* Wait for an event named `name` (NULL: any event). Queued events are
  * looked at first (oldest first); the matching one is removed from the
  * queue and returned in *event (new ref, may be NULL to discard). */

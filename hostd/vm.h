@@ -61,6 +61,8 @@ typedef struct hostd_host_env {
                                        names beneath it, opened with openat2 */
     const char *qemu_user;          /* QEMU runs as this user (-runas) when hostd is
                                        root; NULL: as hostd's user */
+    const struct hostd_diskpath *diskpath; /* hostd.conf disk_path (hostd/blockserver.h);
+                                       NULL: QEMU's luks driver for every disk */
     int skip_space_check;           /* test hook VMSEAL_TEST_SKIP_SPACE_CHECK: operations
                                        start without checking the room they need (so
                                        that a test can fill the disk under them) */

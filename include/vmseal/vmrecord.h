@@ -17,6 +17,8 @@
  *   kernel, initrd, append        optional text
  *   vm.keysafe                    the per-VM secret (policy encrypted)
  *   nvram.file                    the UEFI variable store (uefi only)
+ *   vm.disk_path                  nbd | qemu-luks: how the running VM reads its
+ *                                 encrypted disks (optional; hostd.conf disk_path)
  *   diskN.file, diskN.size        for each N < disks
  *   diskN.luks.uuid, diskN.keysafe  an encrypted disk
  *   op, op.kek, vm.next.keysafe, diskN.next.file|luks.uuid|keysafe,
@@ -110,6 +112,8 @@ typedef struct vmseal_vmrec {
     vmseal_vmrec_image nvram;                   /* file "" on a BIOS VM */
     vmseal_vmrec_op op;
     char op_kek[VMSEAL_KEYSAFE_KEK_ID_MAX + 1]; /* op.kek ("" none) */
+    char disk_path[16];                         /* vm.disk_path: "nbd", "qemu-luks" or ""
+                                                   (the host's hostd.conf disk_path) */
     vmseal_vmconf *source;                      /* private: the file as read (the
                                                    order of its keys, unknown keys) */
 } vmseal_vmrec;
