@@ -60,6 +60,15 @@ static void vm_info(const json_t *v)
         printf("Power:       %s\n", jstr(rt, "power_state"));
         if (json_is_true(json_object_get(rt, "locked")))
             printf("Locked:      yes (%s)\n", jstr(rt, "locked_reason"));
+        json_t *rd;
+        json_array_foreach(json_object_get(rt, "disks"), i, rd) {
+            /* the data path of a running VM's disk (docs/architecture.md) */
+            json_t *ns = json_object_get(rd, "nbd_server");
+            if (*jstr(rd, "data_path"))
+                printf("Disk %zu path: %s%s%s%s\n", i, jstr(rd, "data_path"),
+                       json_is_object(ns) ? " (server " : "", json_is_object(ns) ? jstr(ns, "state") : "",
+                       json_is_object(ns) ? ")" : "");
+        }
         json_t *task = json_object_get(rt, "task");
         if (json_is_object(task))
             printf("Host task:   %s %lld%%\n", jstr(task, "state"),

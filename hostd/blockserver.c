@@ -374,7 +374,10 @@ int hostd_blockserver_start(const hostd_blockserver_spec *s, int *qemu_sock)
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
             _exit(126);
         closefrom(4);
-        execvp(argv[0], (char *const *)argv);
+        /* nothing of hostd's environment: the server needs none */
+        static char *const envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                     NULL};
+        execve(argv[0], (char *const *)argv, envp);
         static const char msg[] = "vmseal: cannot execute nbdkit\n";
         ssize_t wr = write(2, msg, sizeof(msg) - 1);
         (void)wr;

@@ -16,6 +16,7 @@
 
 #include <vmseal/diskdesc.h>
 #include <vmseal/keysafe.h>
+#include <vmseal/log.h>
 #include <vmseal/sealed.h>
 #include <vmseal/vmrecord.h>
 
@@ -2234,6 +2235,9 @@ static void check_block_servers(hostd_vm *vm)
         hostd_vm_log(vm, "disk %zu: its NBD server (pid %d) exited while the VM runs: the guest "
                      "gets I/O errors on this disk until the VM is powered off and on (%s)",
                      i, (int)pid, tail[0] ? tail : "no message");
+        vmseal_log(VMSEAL_LOG_WARNING, "VM %s: disk %zu: its NBD server (pid %d) exited while the "
+                   "VM runs: the guest gets I/O errors on this disk until the VM is powered off "
+                   "and on", vm->name, i, (int)pid);
     }
 }
 

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# End to end: an encrypted VM's disk through the NBD data path
+# (hostd.conf disk_path = nbd, blockd/nbdkit-vmseal-plugin.so; see
+# docs/architecture.md, "Disk data path"). The guest writes 4 KiB blocks,
+# each followed by fsync; the disk's nbdkit is killed with SIGKILL mid-way:
+# the guest gets I/O errors (no reconnect, never another server's data),
+# hostd reports the dead server; after a power cycle every block the guest
+# saw fsync'd reads back exactly — through the plugin and through QEMU's own
+# luks driver (vm.conf vm.disk_path = qemu-luks) — and the image is still a
+# LUKS1 volume for qemu-img and cryptsetup. Without the plugin hostd falls
+# back to QEMU's luks driver and says why.
+source "$VMSEAL_SRC/tests/testlib.sh"
+source "$VMSEAL_SRC/tests/system/system_lib.sh"
+PLUGIN=$VMSEAL_BUILD/blockd/nbdkit-vmseal-plugin.so
+[ -f "$PLUGIN" ] || fail "plugin not built: $PLUGIN"
+
+stack_kmsd_setup kms1
+stack_kmsd_start kms1
+stack_managerd_setup
+stack_managerd_start
+stack_login
+stack_kms_add prov1 kms1
+stack_hostd_setup esx1
+CONF=$STACK_DIR/esx1/hostd.conf
+LOG=$STACK_DIR/esx1/hostd.log
+echo "nbd_plugin = $PLUGIN" >> "$CONF"
+stack_hostd_start esx1
+grep -q "encrypted disks of running VMs: nbd: .*nbdkit with $PLUGIN" "$LOG" ||
+  { tail -n 20 "$LOG" >&2; fail "hostd does not say it uses the nbd path"; }
+
+expect_rc 0 vmseal vm create nbd1 --host esx1 --disk 64 --encrypt \
+  --kernel vmlinuz --initrd initrd.gz --append "console=ttyS0 quiet vmseal.fsyncwrite=1"
+H=$(stack_vm_home esx1 nbd1)
+expect_rc 0 vmseal vm start nbd1
+stack_until 300 stack_vm_console_has nbd1 'VMSEAL-FSYNCED 20' ||
+  { stack_vm_console nbd1 | tail -n 20 >&2; fail "guest did not write through the nbd path"; }
+J=$(stack_vm_json nbd1)
+jq -e '.runtime.disks[0].data_path == "nbd" and .runtime.disks[0].nbd_server.state == "running"' \
+  <<<"$J" >/dev/null || { jq .runtime.disks <<<"$J" >&2; fail "VM description: disk 0 not on a running nbd server"; }
+P=$(jq -r '.runtime.disks[0].nbd_server.pid' <<<"$J")
+cmd=$(tr '\0' ' ' < "/proc/$P/cmdline")
+grep -q "^[^ ]*nbdkit -s --log=stderr .*nbdkit-vmseal-plugin.so file=$H/disk0.luks passfd=3 $" <<<"$cmd" ||
+  fail "nbdkit command line: $cmd"
+grep -q '^NoNewPrivs:[[:space:]]*1' "/proc/$P/status" || fail "nbdkit may gain privileges"
+# the key is nowhere but in the process: not in argv, environment, home or log
+[ "$(tr '\0' '\n' < "/proc/$P/environ" | cut -d= -f1 | tr '\n' ' ')" = "PATH " ] ||
+  fail "nbdkit inherits hostd's environment"
+[ -z "$(find "$H" -type s ! -name qmp.sock ! -name serial.sock)" ] || fail "a socket file in the VM home (the connection is a socketpair)"
+if ss -xlp 2>/dev/null | grep -q "pid=$P,"; then fail "nbdkit listens on a socket"; fi
+if ss -tlp 2>/dev/null | grep -q "pid=$P,"; then fail "nbdkit listens on TCP"; fi
+expect_rc 0 vmseal vm info nbd1
+grep -q '^Disk 0 path: nbd (server running)' <<<"$OUT" || { echo "$OUT" >&2; fail "vmseal vm info: disk path"; }
+ok "encrypted disk served by nbdkit (pid $P, one connection on a socketpair, no new privileges, clean environment); vm info says nbd"
+
+kill -KILL "$P"
+stack_until 120 stack_vm_console_has nbd1 'VMSEAL-READ-(ERROR|OK)' ||
+  { stack_vm_console nbd1 | tail -n 20 >&2; fail "the guest did not notice the dead server"; }
+con=$(stack_vm_console nbd1 | tr -d '\r')
+grep -aq '^VMSEAL-WRITE-ERROR ' <<<"$con" || fail "no write error in the guest"
+grep -aq '^VMSEAL-READ-ERROR' <<<"$con" || fail "the guest still reads the disk of a dead server"
+K=$(grep -a '^VMSEAL-FSYNCED ' <<<"$con" | tail -n1 | cut -d' ' -f2)
+[ "$K" -ge 20 ] || fail "last fsync'd block $K"
+stack_until 30 grep -q "disk 0: its NBD server (pid $P) exited while the VM runs" "$LOG" ||
+  { tail -n 20 "$LOG" >&2; fail "hostd did not report the dead server"; }
+[ "$(stack_vm_field nbd1 '.runtime.disks[0].nbd_server.state')" = exited ] || fail "VM description: server not exited"
+[ "$(grep -c "disk 0: its NBD server (pid $P) exited" "$LOG")" = 1 ] || fail "the dead server reported more than once"
+ok "SIGKILL of the disk's nbdkit: the guest gets write and read errors after block $K, hostd reports it once"
+
+expect_rc 0 vmseal vm stop nbd1
+stack_vm_wait_off nbd1 60 || fail "nbd1 did not power off"
+[ ! -e "$H/nbd-disk0.pid" ] && [ ! -e "$H/nbd-disk0.exited" ] || fail "server records left after power-off"
+qemu-img info "$H/disk0.luks" | grep -q '^file format: luks' || fail "qemu-img does not see a LUKS image"
+cryptsetup luksDump "$H/disk0.luks" | grep -q 'xts-plain64' || fail "cryptsetup luksDump"
+cryptsetup isLuks --type luks1 "$H/disk0.luks" || fail "not LUKS1"
+if grep -aq 'VMSEAL-BLK:' "$H/disk0.luks"; then fail "block contents visible in the image file"; fi
+expect_rc 0 vmseal vm set nbd1 --append "console=ttyS0 quiet vmseal.fsynccheck=$K vmseal.wait=1"
+expect_rc 0 vmseal vm start nbd1
+stack_until 300 stack_vm_console_has nbd1 "VMSEAL-FSYNC-CHECK-(OK|FAIL)" || fail "check boot"
+stack_vm_console_has nbd1 "VMSEAL-FSYNC-CHECK-OK $K" ||
+  { stack_vm_console nbd1 | grep -a FSYNC-CHECK >&2; fail "fsync'd blocks lost"; }
+P2=$(stack_vm_field nbd1 '.runtime.disks[0].nbd_server.pid')
+[ "$P2" != "$P" ] && kill -0 "$P2" || fail "no new server after the power cycle"
+expect_rc 0 vmseal vm stop nbd1
+stack_vm_wait_off nbd1 60 || fail "nbd1 did not power off"
+stack_until 20 bash -c "! kill -0 $P2 2>/dev/null" || fail "nbdkit $P2 still runs after power-off"
+ok "after a power cycle every fsync'd block (0..$K) reads back exactly through the plugin; image still LUKS1 for qemu-img and cryptsetup; server stopped with the VM"
+
+# the same blocks through QEMU's own luks driver: the per-VM override
+stack_hostd_stop esx1
+echo "vm.disk_path = qemu-luks" >> "$H/vm.conf"
+stack_hostd_start esx1
+expect_rc 0 vmseal vm start nbd1
+stack_until 300 stack_vm_console_has nbd1 "VMSEAL-READY" || fail "boot with qemu-luks"
+stack_vm_console_has nbd1 "VMSEAL-FSYNC-CHECK-OK $K" || fail "QEMU's luks driver does not read what the plugin wrote"
+[ "$(stack_vm_field nbd1 '.runtime.disks[0].data_path')" = qemu-luks ] || fail "override: data path not qemu-luks"
+[ ! -e "$H/nbd-disk0.pid" ] || fail "a server started for a qemu-luks disk"
+expect_rc 0 vmseal vm stop nbd1
+stack_vm_wait_off nbd1 60 || fail "nbd1 did not power off"
+ok "vm.disk_path = qemu-luks: QEMU's luks driver reads every fsync'd block byte-exact"
+
+# no plugin: the fallback, with the reason in the log
+stack_hostd_stop esx1
+sed -i '/^vm.disk_path = /d' "$H/vm.conf"
+sed -i "s|^nbd_plugin = .*|nbd_plugin = $TMP/absent.so|" "$CONF"
+stack_hostd_start esx1
+grep -q "nbd unavailable (no plugin at $TMP/absent.so): QEMU's luks driver instead" "$LOG" ||
+  { tail -n 5 "$LOG" >&2; fail "fallback reason not logged"; }
+expect_rc 0 vmseal vm start nbd1
+stack_until 300 stack_vm_console_has nbd1 "VMSEAL-READY" || fail "boot with the fallback"
+[ "$(stack_vm_field nbd1 '.runtime.disks[0].data_path')" = qemu-luks ] || fail "fallback: data path not qemu-luks"
+expect_rc 0 vmseal vm info nbd1
+grep -q '^Disk 0 path: qemu-luks$' <<<"$OUT" || { echo "$OUT" >&2; fail "vmseal vm info: fallback path"; }
+expect_rc 0 vmseal vm stop nbd1
+stack_vm_wait_off nbd1 60 || fail "nbd1 did not power off"
+ok "plugin absent: hostd falls back to QEMU's luks driver and logs why"
+
+# a bad setting stops hostd at start
+stack_hostd_stop esx1
+echo "disk_path = fast" >> "$CONF"
+if "$VMSEAL_BUILD/hostd/vmseal-hostd" -c "$CONF" --port 0 > "$TMP/bad.log" 2>&1; then fail "hostd started with disk_path = fast"; fi
+grep -q "disk_path must be nbd or qemu-luks" "$TMP/bad.log" || { cat "$TMP/bad.log" >&2; fail "bad disk_path message"; }
+sed -i '/^disk_path = fast/d' "$CONF"
+stack_hostd_start esx1
+ok "disk_path = fast is refused at start"
+finish
