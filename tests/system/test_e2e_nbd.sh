@@ -24,6 +24,11 @@ stack_hostd_setup esx1
 CONF=$STACK_DIR/esx1/hostd.conf
 LOG=$STACK_DIR/esx1/hostd.log
 echo "nbd_plugin = $PLUGIN" >> "$CONF"
+# QEMU and the disk servers drop to their own user
+QU=vmsn$(($$ % 100000))
+useradd --system --no-create-home --shell /usr/sbin/nologin "$QU" >/dev/null 2>&1 || fail "useradd $QU"
+at_exit "userdel $QU >/dev/null 2>&1"
+echo "qemu_user = $QU" >> "$CONF"
 stack_hostd_start esx1
 grep -q "encrypted disks of running VMs: nbd: .*nbdkit with $PLUGIN" "$LOG" ||
   { tail -n 20 "$LOG" >&2; fail "hostd does not say it uses the nbd path"; }
@@ -42,6 +47,10 @@ cmd=$(tr '\0' ' ' < "/proc/$P/cmdline")
 grep -q "^[^ ]*nbdkit -s --log=stderr .*nbdkit-vmseal-plugin.so file=$H/disk0.luks passfd=3 $" <<<"$cmd" ||
   fail "nbdkit command line: $cmd"
 grep -q '^NoNewPrivs:[[:space:]]*1' "/proc/$P/status" || fail "nbdkit may gain privileges"
+[ "$(awk '/^Uid:/ {print $2 $3 $4 $5}' "/proc/$P/status")" = "$(id -u "$QU")$(id -u "$QU")$(id -u "$QU")$(id -u "$QU")" ] ||
+  fail "nbdkit does not run as $QU"
+[ "$(awk '/^CapBnd:/ {print $2}' "/proc/$P/status")" = 00000000000000c0 ] || fail "nbdkit's capability bounding set"
+[ "$(awk '/^CapEff:/ {print $2}' "/proc/$P/status")" = 0000000000000000 ] || fail "nbdkit has capabilities"
 # the key is nowhere but in the process: not in argv, environment, home or log
 [ "$(tr '\0' '\n' < "/proc/$P/environ" | cut -d= -f1 | tr '\n' ' ')" = "PATH " ] ||
   fail "nbdkit inherits hostd's environment"
@@ -50,7 +59,20 @@ if ss -xlp 2>/dev/null | grep -q "pid=$P,"; then fail "nbdkit listens on a socke
 if ss -tlp 2>/dev/null | grep -q "pid=$P,"; then fail "nbdkit listens on TCP"; fi
 expect_rc 0 vmseal vm info nbd1
 grep -q '^Disk 0 path: nbd (server running)' <<<"$OUT" || { echo "$OUT" >&2; fail "vmseal vm info: disk path"; }
-ok "encrypted disk served by nbdkit (pid $P, one connection on a socketpair, no new privileges, clean environment); vm info says nbd"
+ok "encrypted disk served by nbdkit (pid $P as $QU, one connection on a socketpair, no new privileges, clean environment); vm info says nbd"
+
+# hostd restarts under a running VM: the server keeps serving, hostd finds it again
+stack_hostd_stop esx1
+kill -0 "$P" || fail "nbdkit died with hostd"
+stack_hostd_start esx1
+fsynced() { stack_vm_console nbd1 | tr -d '\r' | grep -a '^VMSEAL-FSYNCED' | tail -n1 | cut -d' ' -f2; }
+n0=$(fsynced)
+writes_on() { local n; n=$(fsynced); [ -n "$n" ] && [ "$n" -gt $((n0 + 5)) ]; }
+stack_until 120 writes_on || fail "the guest stopped writing across a hostd restart"
+J=$(stack_vm_json nbd1)
+jq -e --argjson p "$P" '.runtime.disks[0].data_path == "nbd" and .runtime.disks[0].nbd_server == {pid: $p, state: "running"}' \
+  <<<"$J" >/dev/null || { jq .runtime.disks <<<"$J" >&2; fail "after a hostd restart: the server not found again"; }
+ok "hostd restart: the disk server keeps serving the running guest and is found again"
 
 kill -KILL "$P"
 stack_until 120 stack_vm_console_has nbd1 'VMSEAL-READ-(ERROR|OK)' ||
