@@ -1,6 +1,7 @@
 /* vmseal-hostd — nbdkit servers for encrypted disks (blockserver.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -297,6 +298,61 @@ void hostd_blockserver_log_tail(int home_fd, size_t index, char *buf, size_t len
 
 /* ---- start ---- */
 
+int hostd_user_group(const char *user, char *group, size_t len)
+{
+    struct passwd *pw = getpwnam(user);
+    struct group *gr = pw ? getgrgid(pw->pw_gid) : NULL;
+    if (!gr)
+        return vmseal_fail(ENOENT, "user %s (qemu_user) or its group does not exist", user);
+    if (strlen(gr->gr_name) >= len)
+        return vmseal_fail(ENAMETOOLONG, "group name of %s is too long", user);
+    hostd_copy_str(group, len, gr->gr_name);
+    return 0;
+}
+
+int hostd_nbdkit_spawn(const char *const argv[], int conn_fd, int log_fd, int key_fd, int confine,
+                       int die_with_parent, pid_t *pid_out)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        return vmseal_fail(errno, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        if (die_with_parent && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent))
+            _exit(126);
+        setsid();
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        /* out of the way first, then 0, 1 (the connection), 2 (log), 3 (key) */
+        int c = fcntl(conn_fd, F_DUPFD_CLOEXEC, 64);
+        int l = fcntl(log_fd, F_DUPFD_CLOEXEC, 64);
+        int k = key_fd >= 0 ? fcntl(key_fd, F_DUPFD_CLOEXEC, 64) : 0;
+        if (c < 0 || l < 0 || k < 0 || dup2(c, 0) < 0 || dup2(c, 1) < 0 || dup2(l, 2) < 0 ||
+            (key_fd >= 0 && dup2(k, 3) < 0))
+            _exit(126);
+        if (confine)
+            for (int cap = 0; cap <= 63; cap++)
+                if (cap != CAP_SETUID && cap != CAP_SETGID &&
+                    prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+                    _exit(126);
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+            _exit(126);
+        closefrom(key_fd >= 0 ? 4 : 3);
+        /* nothing of hostd's environment: the server needs none */
+        static char *const envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                     NULL};
+        execve(argv[0], (char *const *)argv, envp);
+        static const char msg[] = "vmseal: cannot execute nbdkit\n";
+        ssize_t wr = write(2, msg, sizeof(msg) - 1);
+        (void)wr;
+        _exit(127);
+    }
+    *pid_out = pid;
+    return 0;
+}
+
 int hostd_blockserver_start(const hostd_blockserver_spec *s, int *qemu_sock)
 {
     *qemu_sock = -1;
@@ -307,8 +363,9 @@ int hostd_blockserver_start(const hostd_blockserver_spec *s, int *qemu_sock)
     if (plen == 0 || plen > PASS_MAX)
         return vmseal_fail(EINVAL, "disk %zu: bad passphrase length", s->index);
     int confine = s->run_as && *s->run_as && geteuid() == 0;
-    if (confine && !getpwnam(s->run_as))
-        return vmseal_fail(ENOENT, "user %s (qemu_user) does not exist", s->run_as);
+    char group[64];
+    if (confine && hostd_user_group(s->run_as, group, sizeof(group)) < 0)
+        return -ENOENT;
     char *file_arg = hostd_asprintf("file=%s/%s", s->home, s->file);
     char logname[64];
     rec_name(logname, sizeof(logname), s->index, "log");
@@ -332,14 +389,16 @@ int hostd_blockserver_start(const hostd_blockserver_spec *s, int *qemu_sock)
         close(pipefd[1]);
         pipefd[1] = -1;
     }
-    const char *argv[12];
+    const char *argv[14];
     size_t n = 0;
     argv[n++] = p->nbdkit;
     argv[n++] = "-s";            /* one connection: stdin/stdout */
     argv[n++] = "--log=stderr";
-    if (confine) {
+    if (confine) {   /* nbdkit's -u alone keeps group root */
         argv[n++] = "-u";
         argv[n++] = s->run_as;
+        argv[n++] = "-g";
+        argv[n++] = group;
     }
     if (s->read_only)
         argv[n++] = "-r";
@@ -348,41 +407,8 @@ int hostd_blockserver_start(const hostd_blockserver_spec *s, int *qemu_sock)
     argv[n++] = "passfd=3";
     argv[n] = NULL;
     pid_t pid = -1;
-    if (r == 0) {
-        pid = fork();
-        if (pid < 0)
-            r = vmseal_fail(errno, "fork: %s", strerror(errno));
-    }
-    if (pid == 0) {
-        setsid();
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        /* out of the way first, then 0, 1 (the connection), 2 (log), 3 (key) */
-        int c = fcntl(sv[1], F_DUPFD_CLOEXEC, 64);
-        int l = fcntl(logfd, F_DUPFD_CLOEXEC, 64);
-        int k = fcntl(pipefd[0], F_DUPFD_CLOEXEC, 64);
-        if (c < 0 || l < 0 || k < 0 || dup2(c, 0) < 0 || dup2(c, 1) < 0 || dup2(l, 2) < 0 ||
-            dup2(k, 3) < 0)
-            _exit(126);
-        if (confine)
-            for (int cap = 0; cap <= 63; cap++)
-                if (cap != CAP_SETUID && cap != CAP_SETGID &&
-                    prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
-                    _exit(126);
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-            _exit(126);
-        closefrom(4);
-        /* nothing of hostd's environment: the server needs none */
-        static char *const envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                                     NULL};
-        execve(argv[0], (char *const *)argv, envp);
-        static const char msg[] = "vmseal: cannot execute nbdkit\n";
-        ssize_t wr = write(2, msg, sizeof(msg) - 1);
-        (void)wr;
-        _exit(127);
-    }
+    if (r == 0)
+        r = hostd_nbdkit_spawn(argv, sv[1], logfd, pipefd[0], confine, 0, &pid);
     if (pipefd[0] >= 0)
         close(pipefd[0]);
     if (sv[1] >= 0)

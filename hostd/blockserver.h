@@ -97,6 +97,18 @@ int hostd_blockserver_note_exit(int home_fd, size_t index);
 void hostd_blockserver_stop_all(int home_fd, const char *home, size_t ndisks,
                                 const char *const *files, int timeout_ms);
 
+/* Fork and exec nbdkit (argv[0] a full path) in its own session with
+ * conn_fd as stdin/stdout, log_fd as stderr, key_fd (>= 0) as descriptor
+ * 3, nothing else open, an environment of PATH only, no new privileges
+ * and, with confine, only CAP_SETUID/CAP_SETGID in its bounding set (for
+ * nbdkit's -u). die_with_parent: SIGKILL when the calling thread ends. */
+int hostd_nbdkit_spawn(const char *const argv[], int conn_fd, int log_fd, int key_fd, int confine,
+                       int die_with_parent, pid_t *pid_out) VMSEAL_MUST_CHECK;
+
+/* The name of user's primary group (for nbdkit's -g: its -u alone keeps
+ * group root). */
+int hostd_user_group(const char *user, char *group, size_t len) VMSEAL_MUST_CHECK;
+
 /* The last line nbdkit wrote for disk `index` ("" if none). */
 void hostd_blockserver_log_tail(int home_fd, size_t index, char *buf, size_t len);
 

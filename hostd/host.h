@@ -37,6 +37,8 @@ typedef struct hostd_host_config {
                                        (hostd/blockserver.h) */
     const char *nbdkit;             /* NULL: "nbdkit" on PATH */
     const char *nbd_plugin;         /* NULL: the installed nbdkit-vmseal-plugin.so */
+    const char *export_listen;      /* disk exports (hostd/export.h) listen on this
+                                       address (NULL: 127.0.0.1) */
 } hostd_host_config;
 
 typedef struct hostd_host hostd_host;

@@ -411,6 +411,7 @@ int main(int argc, char **argv)
         .disk_path = cget(conf, "disk_path"),
         .nbdkit = cget(conf, "nbdkit"),
         .nbd_plugin = cget(conf, "nbd_plugin"),
+        .export_listen = cget(conf, "listen"),
     };
     hostd_host *h = NULL;
     hostd_monitor *mon = NULL;

@@ -1217,6 +1217,67 @@ out:
     return r;
 }
 
+/* ------------------------------------------------------------ export */
+
+int hostd_vm_export_begin(hostd_vm *vm, const hostd_host_env *env, size_t idx, char *file,
+                          size_t flen, uint64_t *size, vmseal_secret **pass)
+{
+    *pass = NULL;
+    *size = 0;
+    int r = vm_begin(vm, "exporting");
+    if (r < 0)
+        return r;
+    const vmseal_vmrec *c = vm->rec;
+    char reason[300];
+    if (qemu_running_owned(vm))
+        r = vmseal_fail(EBUSY, "VM %s is powered on: a disk is exported from a powered-off VM "
+                        "(a consistent point)", vm->name);
+    else if (c->op != VMSEAL_VMREC_OP_NONE)
+        r = vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
+                        vmseal_vmrec_op_name(c->op));
+    else if (idx >= c->ndisks)
+        r = vmseal_fail(ENOENT, "VM %s has no disk %zu", vm->name, idx);
+    else if (hostd_vm_locked(vm, env, reason, sizeof(reason)))
+        r = vmseal_fail(ENOKEY, "VM %s is locked: %s", vm->name, reason);
+    if (r == 0) {
+        hostd_copy_str(file, flen, c->disks[idx].file);
+        r = home_file_regular(vm, file);
+    }
+    vmseal_disk_info info;
+    if (r == 0)
+        r = vmseal_disk_probe_at(vm->home_fd, file, &info);
+    const char *ks = r == 0 ? c->disks[idx].keysafe : NULL;
+    if (ks && strcmp(c->disks[idx].luks_uuid, info.uuid) != 0)
+        r = vmseal_fail(EKEYREJECTED, "%s/%s is not the disk its key safe belongs to", vm->home,
+                        file);
+    char obj[64];
+    if (r == 0 && ks) {
+        r = vmseal_vmrec_keysafe_object(c, (long)idx, 0, obj, sizeof(obj));
+        if (r == 0)
+            r = pass_from_line(env, ks, obj, pass);
+    }
+    if (r == 0) {
+        struct stat st;
+        if (fstatat(vm->home_fd, file, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            r = vmseal_fail(errno, "%s/%s: %s", vm->home, file, strerror(errno));
+        else if (ks)
+            *size = ((uint64_t)st.st_size - info.payload_offset_bytes) & ~(uint64_t)511;
+        else
+            *size = (uint64_t)st.st_size;
+    }
+    if (r < 0) {
+        vmseal_secret_free(*pass);
+        *pass = NULL;
+        vm_end(vm);
+    }
+    return r;
+}
+
+void hostd_vm_export_end(hostd_vm *vm)
+{
+    vm_end(vm);
+}
+
 int hostd_vm_power_off(hostd_vm *vm, int grace_ms)
 {
     int r = vm_begin(vm, "powering off");

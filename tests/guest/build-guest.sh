@@ -24,6 +24,7 @@
 #                       VMSEAL-READ-OK) or 100000 blocks; then stays up
 #   vmseal.fsynccheck=N read blocks 0..N of vda back (4 MiB on): prints
 #                       VMSEAL-FSYNC-CHECK-OK N or VMSEAL-FSYNC-CHECK-FAIL <i>
+#   vmseal.sum=1        print VMSEAL-SUM <sha256 of the whole of vda>
 # STR may hold only [A-Za-z0-9._-]. Output goes to the first serial port.
 set -euo pipefail
 
@@ -119,10 +120,11 @@ for m in $(cat /etc/modules.order); do
   insmod /lib/modules/$m.ko 2>/dev/null || echo "vmseal-guest: insmod $m failed"
 done
 
-marker= check= wait=0 fsyncwrite= fsynccheck=
+marker= check= wait=0 fsyncwrite= fsynccheck= sum=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     vmseal.fsyncwrite=*) fsyncwrite=${arg#vmseal.fsyncwrite=} ;;
+    vmseal.sum=*) sum=${arg#vmseal.sum=} ;;
     vmseal.fsynccheck=*) fsynccheck=${arg#vmseal.fsynccheck=} ;;
     vmseal.marker=*) marker=${arg#vmseal.marker=} ;;
     vmseal.check=*) check=${arg#vmseal.check=} ;;
@@ -137,7 +139,7 @@ i=0
 while [ $i -lt 100 ]; do
   disks=$(cd /sys/block && ls -d vd* 2>/dev/null || true)
   [ -n "$disks" ] && break
-  [ -n "$marker$check$fsyncwrite$fsynccheck" ] || break
+  [ -n "$marker$check$fsyncwrite$fsynccheck$sum" ] || break
   usleep 100000; i=$((i + 1))
 done
 for d in $disks; do
@@ -213,6 +215,11 @@ if [ -n "$fsynccheck" ]; then
   else
     echo "VMSEAL-FSYNC-CHECK-FAIL ${bad:-none}"
   fi
+fi
+
+if [ "$sum" = 1 ] && [ -b /dev/vda ]; then
+  echo 3 > /proc/sys/vm/drop_caches
+  echo "VMSEAL-SUM $(sha256sum /dev/vda | cut -d' ' -f1)"
 fi
 
 if [ "$wait" = 1 ]; then

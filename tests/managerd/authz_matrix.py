@@ -176,6 +176,12 @@ def setup(op):
         body = {}
     elif oid == "vm.log":
         sub["{vm}"] = "sealed"
+    elif oid == "vm.export":
+        # both VMs: the crypto privilege (Cryptographer.ExportDisk) only
+        # counts on the encrypted one
+        sub["{vm}"] = "sealed" if counter[0] % 2 else "plain"
+        counter[0] += 1
+        body = {"disk": 0}
     elif oid in ("vm.power-on", "vm.power-off"):
         body = {}
     elif oid == "task.cancel":

@@ -49,6 +49,10 @@ grep -q "^[^ ]*nbdkit -s --log=stderr .*nbdkit-vmseal-plugin.so file=$H/disk0.lu
 grep -q '^NoNewPrivs:[[:space:]]*1' "/proc/$P/status" || fail "nbdkit may gain privileges"
 [ "$(awk '/^Uid:/ {print $2 $3 $4 $5}' "/proc/$P/status")" = "$(id -u "$QU")$(id -u "$QU")$(id -u "$QU")$(id -u "$QU")" ] ||
   fail "nbdkit does not run as $QU"
+[ "$(awk '/^Gid:/ {print $2 $3 $4 $5}' "/proc/$P/status")" = "$(id -g "$QU")$(id -g "$QU")$(id -g "$QU")$(id -g "$QU")" ] ||
+  fail "nbdkit does not run with $QU's group"
+grep -qE '^Groups:[[:space:]]*$|^Groups:[[:space:]]*'"$(id -g "$QU")"'[[:space:]]*$' "/proc/$P/status" ||
+  fail "nbdkit keeps supplementary groups: $(grep ^Groups: "/proc/$P/status")"
 [ "$(awk '/^CapBnd:/ {print $2}' "/proc/$P/status")" = 00000000000000c0 ] || fail "nbdkit's capability bounding set"
 [ "$(awk '/^CapEff:/ {print $2}' "/proc/$P/status")" = 0000000000000000 ] || fail "nbdkit has capabilities"
 # the key is nowhere but in the process: not in argv, environment, home or log
@@ -95,11 +99,13 @@ qemu-img info "$H/disk0.luks" | grep -q '^file format: luks' || fail "qemu-img d
 cryptsetup luksDump "$H/disk0.luks" | grep -q 'xts-plain64' || fail "cryptsetup luksDump"
 cryptsetup isLuks --type luks1 "$H/disk0.luks" || fail "not LUKS1"
 if grep -aq 'VMSEAL-BLK:' "$H/disk0.luks"; then fail "block contents visible in the image file"; fi
-expect_rc 0 vmseal vm set nbd1 --append "console=ttyS0 quiet vmseal.fsynccheck=$K vmseal.wait=1"
+expect_rc 0 vmseal vm set nbd1 --append "console=ttyS0 quiet vmseal.fsynccheck=$K vmseal.sum=1 vmseal.wait=1"
 expect_rc 0 vmseal vm start nbd1
 stack_until 300 stack_vm_console_has nbd1 "VMSEAL-FSYNC-CHECK-(OK|FAIL)" || fail "check boot"
 stack_vm_console_has nbd1 "VMSEAL-FSYNC-CHECK-OK $K" ||
   { stack_vm_console nbd1 | grep -a FSYNC-CHECK >&2; fail "fsync'd blocks lost"; }
+stack_until 300 stack_vm_console_has nbd1 "VMSEAL-SUM " || fail "the guest did not hash its disk"
+GUEST_SUM=$(stack_vm_console nbd1 | tr -d '\r' | grep -a '^VMSEAL-SUM ' | tail -n1 | cut -d' ' -f2)
 P2=$(stack_vm_field nbd1 '.runtime.disks[0].nbd_server.pid')
 [ "$P2" != "$P" ] && kill -0 "$P2" || fail "no new server after the power cycle"
 expect_rc 0 vmseal vm stop nbd1
@@ -119,6 +125,62 @@ stack_vm_console_has nbd1 "VMSEAL-FSYNC-CHECK-OK $K" || fail "QEMU's luks driver
 expect_rc 0 vmseal vm stop nbd1
 stack_vm_wait_off nbd1 60 || fail "nbd1 did not power off"
 ok "vm.disk_path = qemu-luks: QEMU's luks driver reads every fsync'd block byte-exact"
+
+# ---- vmseal vm export: a one-time NBD-over-TLS endpoint ------------------------------
+export_idle() { [ "$(stack_vm_field nbd1 .runtime.busy)" = null ]; }
+key_dirs() { ls -d /tmp/vmseal-export.* 2>/dev/null | sort; }
+KEYDIRS0=$(key_dirs)
+no_new_key_dirs() { [ "$(key_dirs)" = "$KEYDIRS0" ]; }
+# the decrypted view, read by nbdcopy over TLS with the one-time key: the bytes the guest saw
+stack_until 30 export_idle || fail "the VM stays busy after an export"
+expect_rc 0 vmseal --json vm export nbd1 --disk 0 --psk-file "$TMP/a.psk"
+E=$OUT
+URI=$(jq -r .uri <<<"$E")
+jq -e '.view == "decrypted" and .read_only == true and .tls == "psk" and .disk == 0 and .size == 67108864' \
+  <<<"$E" >/dev/null || fail "export answer: $E"
+[ "$(stat -c %a "$TMP/a.psk")" = 600 ] || fail "the PSK file is not 0600"
+[ "$(stack_vm_field nbd1 .runtime.busy)" = exporting ] || fail "the VM is not held while exporting"
+expect_rc 6 vmseal vm start nbd1
+# plain NBD (no TLS) is refused
+if nbdinfo --size "nbd://127.0.0.1:$(jq -r .port <<<"$E")/" >/dev/null 2>&1; then fail "export without TLS"; fi
+stack_until 30 export_idle || fail "the VM stays busy after an export"
+expect_rc 0 vmseal --json vm export nbd1 --disk 0 --psk-file "$TMP/a.psk"
+E=$OUT
+URI=$(jq -r .uri <<<"$E")
+nbdcopy "$URI?tls-psk-file=$TMP/a.psk" "$TMP/export.img" || { tail -n 5 "$H/export-disk0.log" >&2; fail "nbdcopy over TLS"; }
+[ "$(sha256sum < "$TMP/export.img" | cut -d' ' -f1)" = "$GUEST_SUM" ] || fail "the export differs from what the guest sees"
+if nbdinfo --size "$URI?tls-psk-file=$TMP/a.psk" >/dev/null 2>&1; then fail "second use of an export"; fi
+ok "vm export: nbdcopy over TLS-PSK reads exactly the guest's bytes (sha256 $GUEST_SUM); plain NBD and a second use refused; the VM stays off meanwhile"
+
+# a wrong key is refused (and uses the endpoint up)
+stack_until 30 export_idle || fail "the VM stays busy after an export"
+expect_rc 0 vmseal --json vm export nbd1 --disk 0 --psk-file "$TMP/b.psk"
+URI=$(jq -r .uri <<<"$OUT")
+printf 'vmseal:%s\n' "$(head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n')" > "$TMP/wrong.psk"
+if nbdinfo --size "$URI?tls-psk-file=$TMP/wrong.psk" >/dev/null 2>&1; then fail "wrong PSK accepted"; fi
+if nbdinfo --size "$URI?tls-psk-file=$TMP/b.psk" >/dev/null 2>&1; then fail "endpoint reused after a failed attempt"; fi
+# an endpoint not used in time is gone
+stack_until 30 export_idle || fail "the VM stays busy after an export"
+expect_rc 0 vmseal --json vm export nbd1 --disk 0 --ttl 2 --psk-file "$TMP/c.psk"
+URI=$(jq -r .uri <<<"$OUT")
+sleep 4
+if nbdinfo --size "$URI?tls-psk-file=$TMP/c.psk" >/dev/null 2>&1; then fail "expired endpoint served"; fi
+stack_until 20 no_new_key_dirs || fail "export key files left behind"
+stack_until 30 export_idle || fail "the VM stays busy after the exports"
+expect_rc 4 vmseal vm export nbd1 --disk 3 --psk-file "$TMP/d.psk"
+ok "vm export: wrong key, second attempt and expired endpoint refused; key files removed; no disk 3"
+
+# a No Cryptography Administrator may not export an encrypted VM's disk
+printf 'bobpassword1\n' > "$TMP/bobpw"
+expect_rc 0 vmseal user add bob --role NoCryptoAdmin --password-file "$TMP/bobpw"
+bob() { XDG_CONFIG_HOME=$TMP/bob "$STACK_CLI" "$@"; }
+bob --url "$STACK_URL" --ca "$STACK_CA" login bob --password-file "$TMP/bobpw" >/dev/null || fail "bob login"
+OUT=$(bob vm export nbd1 --disk 0 --psk-file "$TMP/bob.psk" 2>&1) && fail "bob exported an encrypted disk"
+grep -q "lacks the Cryptographer.ExportDisk privilege on vm:nbd1" <<<"$OUT" || fail "export denied message: $OUT"
+[ ! -e "$TMP/bob.psk" ] || fail "a PSK file for a denied export"
+vmseal --json events --action vm.export | jq -e 'map(select(.result == "ok")) | length == 4' >/dev/null ||
+  fail "vm.export events"
+ok "vm export needs Cryptographer.ExportDisk on an encrypted VM (403 for NoCryptoAdmin); audited"
 
 # no plugin: the fallback, with the reason in the log
 stack_hostd_stop esx1
