@@ -128,7 +128,7 @@ ok "vm.disk_path = qemu-luks: QEMU's luks driver reads every fsync'd block byte-
 
 # ---- vmseal vm export: a one-time NBD-over-TLS endpoint ------------------------------
 export_idle() { [ "$(stack_vm_field nbd1 .runtime.busy)" = null ]; }
-key_dirs() { ls -d /tmp/vmseal-export.* 2>/dev/null | sort; }
+key_dirs() { { ls -d /tmp/vmseal-export.* 2>/dev/null || true; } | sort; }
 KEYDIRS0=$(key_dirs)
 no_new_key_dirs() { [ "$(key_dirs)" = "$KEYDIRS0" ]; }
 # the decrypted view, read by nbdcopy over TLS with the one-time key: the bytes the guest saw
