@@ -3,10 +3,14 @@
  *   encrypt/decrypt = apply the "encrypted"/"none" policy
  *                     (PowerCLI Enable-/Disable-VMEncryption)
  *   rekey [--deep]  = Set-VMEncryptionKey [-Deep] */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -61,6 +65,15 @@ static void vm_info(const json_t *v)
         vm_info_nics(rt);
         if (json_is_true(json_object_get(rt, "locked")))
             printf("Locked:      yes (%s)\n", jstr(rt, "locked_reason"));
+        json_t *rd;
+        json_array_foreach(json_object_get(rt, "disks"), i, rd) {
+            /* the data path of a running VM's disk (docs/architecture.md) */
+            json_t *ns = json_object_get(rd, "nbd_server");
+            if (*jstr(rd, "data_path"))
+                printf("Disk %zu path: %s%s%s%s\n", i, jstr(rd, "data_path"),
+                       json_is_object(ns) ? " (server " : "", json_is_object(ns) ? jstr(ns, "state") : "",
+                       json_is_object(ns) ? ")" : "");
+        }
         json_t *task = json_object_get(rt, "task");
         if (json_is_object(task))
             printf("Host task:   %s %lld%%\n", jstr(task, "state"),
@@ -121,10 +134,12 @@ int cmd_vm(cli *c, int argc, char **argv)
         {"folder", required_argument, NULL, 'f'},
         {"tail", required_argument, NULL, 't'},
         {"name", required_argument, NULL, 'N'},
+        {"ttl", required_argument, NULL, 'T'},
+        {"psk-file", required_argument, NULL, 'P'},
         {0, 0, 0, 0},
     };
-    const char *folder = NULL, *vm_name_opt = NULL;
-    long tail = 0;
+    const char *folder = NULL, *vm_name_opt = NULL, *psk_file = NULL;
+    long tail = 0, ttl = 0;
     optind = 2;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -157,6 +172,12 @@ int cmd_vm(cli *c, int argc, char **argv)
         case 'E': encrypt = -1; break;
         case 'f': folder = optarg; break;
         case 'N': vm_name_opt = optarg; break;
+        case 'P': psk_file = optarg; break;
+        case 'T':
+            ttl = strtol(optarg, &end, 10);
+            if (*end || ttl < 1 || ttl > 86400)
+                return EXIT_USAGE;
+            break;
         case 't':
             tail = strtol(optarg, &end, 10);
             if (*end || tail < 1 || tail > (1 << 20))
@@ -291,6 +312,35 @@ int cmd_vm(cli *c, int argc, char **argv)
             fputs(jstr(resp, "log"), stdout);
             fflush(stdout);
         }
+    } else if (!strcmp(sub, "export")) {
+        if (nd != 1 || disks[0] < 0 || (!psk_file && !c->json)) {
+            fprintf(stderr, "vmseal vm export: give --disk N (the disk's index) and --psk-file FILE "
+                            "(where the one-time TLS key goes; or --json)\n");
+            cli_reported = 1;
+            return EXIT_USAGE;
+        }
+        body = json_pack("{s:I}", "disk", (json_int_t)disks[0]);
+        if (ttl)
+            json_object_set_new(body, "ttl_seconds", json_integer(ttl));
+        vm_path(path, sizeof(path), name, "/export");
+        rc = cli_call(c, "POST", path, body, &resp);
+        if (rc == EXIT_OK && psk_file) {
+            /* the one-time key, in nbdkit/libnbd's PSK file format */
+            int fd = open(psk_file, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+            if (fd < 0 || dprintf(fd, "%s:%s\n", jstr(resp, "psk_identity"), jstr(resp, "psk")) < 0 ||
+                close(fd) != 0) {
+                fprintf(stderr, "vmseal vm export: cannot write %s: %s\n", psk_file, strerror(errno));
+                cli_reported = 1;
+                rc = EXIT_FAIL;
+            }
+        }
+        if (rc == EXIT_OK && !c->json && !c->quiet)
+            printf("Disk %lld of VM %s (%s, read-only, %lld bytes): one connection to %s within "
+                   "%lld s, TLS with the key in %s\n  e.g. nbdcopy '%s?tls-psk-file=%s' disk.img\n",
+                   (long long)disks[0], name, jstr(resp, "view"),
+                   (long long)json_integer_value(json_object_get(resp, "size")), jstr(resp, "uri"),
+                   (long long)(json_integer_value(json_object_get(resp, "expires")) - time(NULL)),
+                   psk_file, jstr(resp, "uri"), psk_file);
     } else if (!strcmp(sub, "info")) {
         vm_path(path, sizeof(path), name, "");
         rc = cli_call(c, "GET", path, NULL, &resp);

@@ -20,6 +20,8 @@
 #include <vmseal/keysafe.h>
 #include <vmseal/log.h>
 
+#include "blockserver.h"
+#include "export.h"
 #include "host.h"
 #include "nic.h"
 #include "serial.h"
@@ -50,7 +52,8 @@ typedef struct task {
 struct hostd_host {
     pthread_mutex_t lock;
     char *datastore, *provider, *qemu, *ovmf_code, *ovmf_vars, *allowed_subject;
-    char *images, *qemu_user;
+    char *images, *qemu_user, *export_listen;
+    hostd_diskpath diskpath;     /* hostd.conf disk_path, checked at open */
     int grace_ms;
     hostd_host_env env;
     hostd_vm **vms;
@@ -164,6 +167,16 @@ int hostd_host_open(const hostd_host_config *cfg, hostd_host **out)
     else
         hostd_vmnet_config_init(&h->net);
     h->env.net = &h->net;
+    if (hostd_diskpath_init(&h->diskpath, cfg->disk_path, cfg->nbdkit, cfg->nbd_plugin) < 0) {
+        char msg[300];
+        hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
+        hostd_host_close(h);
+        return vmseal_fail(EINVAL, "%s", msg);
+    }
+    h->env.diskpath = &h->diskpath;
+    h->export_listen = dup_or(cfg->export_listen, NULL);
+    h->env.export_listen = h->export_listen;
+    hlog(h, "encrypted disks of running VMs: %s", h->diskpath.why);
     const char *skip = getenv("VMSEAL_TEST_SKIP_SPACE_CHECK");
     if (skip && *skip && strcmp(skip, "0") != 0) {
         h->env.skip_space_check = 1;
@@ -251,6 +264,7 @@ void hostd_host_close(hostd_host *h)
         h->tasks[i]->cancel = 1;   /* they stop at a checkpoint and stay resumable */
     join_finished(h, 1);
     pthread_mutex_unlock(&h->lock);
+    hostd_export_stop_all();   /* before the VMs they hold are freed */
     for (size_t i = 0; i < h->ntasks; i++)
         free(h->tasks[i]);
     free(h->tasks);
@@ -265,6 +279,7 @@ void hostd_host_close(hostd_host *h)
     json_decref(h->auto_resumed);
     free(h->datastore);
     free(h->images);
+    free(h->export_listen);
     free(h->qemu_user);
     if (h->env.images_fd >= 0)
         close(h->env.images_fd);
@@ -791,6 +806,56 @@ static void api_create_vm(hostd_host *h, const char *body, size_t len, int *stat
     reply(status, resp, 201, out);
 }
 
+/* POST /v1/vms/{uuid}/export {"disk": N, "ttl_seconds"?}: a one-time
+ * NBD-over-TLS endpoint (hostd/export.h). */
+static void api_vm_export(hostd_host *h, hostd_vm *vm, const char *body, size_t len, int *status,
+                          json_t **resp)
+{
+    json_t *j = parse_body(body, len, status, resp);
+    if (!j)
+        return;
+    json_int_t disk = 0, ttl = 0;
+    int r = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(j, key, v)
+        if (strcmp(key, "disk") != 0 && strcmp(key, "ttl_seconds") != 0) {
+            reply_error(status, resp, 400, "unknown field '%s' (disk, ttl_seconds)", key);
+            json_decref(j);
+            return;
+        }
+    if (!json_is_integer(json_object_get(j, "disk")))
+        r = vmseal_fail(EINVAL, "field 'disk' (the disk's index) is required");
+    if (r == 0)
+        r = get_uint(j, "disk", 0, VMSEAL_VM_MAX_DISKS - 1, 0, &disk);
+    if (r == 0)
+        r = get_uint(j, "ttl_seconds", 1, HOSTD_EXPORT_TTL_MAX, HOSTD_EXPORT_TTL_DEFAULT, &ttl);
+    json_decref(j);
+    if (r < 0) {
+        reply_error(status, resp, 400, "%s", vmseal_last_error());
+        return;
+    }
+    pthread_mutex_lock(&h->lock);
+    task *t = running_task_locked(h, hostd_vm_uuid(vm));
+    pthread_mutex_unlock(&h->lock);
+    if (t) {
+        reply_error(status, resp, 409, "VM %s has a task running (%s)", hostd_vm_name(vm), t->op);
+        return;
+    }
+    json_t *out = NULL;
+    r = hostd_export_start(vm, &h->env, (size_t)disk, (int)ttl, &out);
+    if (r == -ENOKEY || r == -EBUSY) {
+        reply_error(status, resp, 409, "%s", vmseal_last_error());
+        return;
+    }
+    if (r < 0) {
+        reply_fail(status, resp, r);
+        return;
+    }
+    hlog(h, "VM %s: disk %lld exported for one connection", hostd_vm_name(vm), (long long)disk);
+    reply(status, resp, 200, out);
+}
+
 static void api_vm_action(hostd_host *h, hostd_vm *vm, const char *action, const char *body,
                           size_t len, int *status, json_t **resp)
 {
@@ -833,6 +898,10 @@ static void api_vm_action(hostd_host *h, hostd_vm *vm, const char *action, const
         json_t *out = vm_json_locked(h, vm);
         pthread_mutex_unlock(&h->lock);
         reply(status, resp, 200, out);
+        return;
+    }
+    if (strcmp(action, "export") == 0) {
+        api_vm_export(h, vm, body, len, status, resp);
         return;
     }
     const char *op = NULL, *kek = NULL;

@@ -23,6 +23,7 @@
 #include <vmseal/log.h>
 #include <vmseal/secret.h>
 
+#include "blockserver.h"
 #include "host.h"
 #include "monitor.h"
 #include "nic.h"
@@ -63,6 +64,12 @@ static void usage(FILE *f)
             "  qemu_user = USER          hostd as root: QEMU drops to USER (-runas) with no\n"
             "                            capabilities once hostd has opened its files\n"
             "                            (default: QEMU runs as hostd's user)\n"
+            "  disk_path = nbd|qemu-luks  how running VMs read encrypted disks: nbd (default)\n"
+            "                            one nbdkit with the vmseal plugin per disk, falling\n"
+            "                            back to QEMU's luks driver when nbdkit or the plugin\n"
+            "                            is missing; qemu-luks: always QEMU's luks driver\n"
+            "  nbdkit = PATH             default nbdkit (on PATH)\n"
+            "  nbd_plugin = PATH         default " VMSEAL_NBD_PLUGIN_DEFAULT "\n"
             "  grace_seconds = N         power-off grace before QEMU is stopped (default 30)\n"
             "  allow_unlocked_memory = yes|no  start even when secrets cannot be locked in\n"
             "                            memory (they may be swapped to disk; default no)\n"
@@ -198,7 +205,7 @@ static int check_keys(const vmseal_vmconf *c)
         "name", "datastore", "listen", "port", "cert", "key", "ca", "manager_subject", "manager_fingerprint",
         "manager_url", "manager_ca", "url", "provider", "accel", "probe_kernel", "probe_initrd",
         "qemu", "grace_seconds", "network_user", "allow_unlocked_memory", "images", "qemu_user",
-        "log_level", "log_output", NULL};
+        "log_level", "log_output", "disk_path", "nbdkit", "nbd_plugin", NULL};
     for (size_t i = 0; i < vmseal_vmconf_count(c); i++) {
         const char *k = vmseal_vmconf_key_at(c, i);
         int ok = 0;
@@ -421,6 +428,10 @@ int main(int argc, char **argv)
         .images = cget(conf, "images"),
         .qemu_user = cget(conf, "qemu_user"),
         .net = &vmnet,
+        .disk_path = cget(conf, "disk_path"),
+        .nbdkit = cget(conf, "nbdkit"),
+        .nbd_plugin = cget(conf, "nbd_plugin"),
+        .export_listen = cget(conf, "listen"),
     };
     hostd_host *h = NULL;
     hostd_monitor *mon = NULL;

@@ -690,6 +690,28 @@ static int add_blockdev(hostd_qmp *q, const char *node, const hostd_qemu_disk *d
     return 0;
 }
 
+/* An NBD disk: the connected socket becomes QEMU's (getfd), and the NBD
+ * client runs on it. No reconnect: QEMU cannot reopen a passed descriptor,
+ * so a dead server means I/O errors, never another server's data. */
+static int add_nbd_blockdev(hostd_qmp *q, const char *node, const hostd_qemu_disk *d,
+                            int timeout_ms)
+{
+    char fdname[48];
+    snprintf(fdname, sizeof(fdname), "%s-nbd", node);
+    int r = hostd_qmp_getfd(q, fdname, d->nbd_sock, timeout_ms);
+    if (r < 0)
+        return vmseal_fail(r, "disk %s: %s", d->path, vmseal_last_error());
+    json_t *args = json_pack("{s:s, s:s, s:{s:s, s:s}, s:b}", "driver", "nbd", "node-name", node,
+                             "server", "type", "fd", "str", fdname, "read-only",
+                             d->read_only ? 1 : 0);
+    if (!args)
+        return vmseal_fail(ENOMEM, "out of memory");
+    r = hostd_qmp_execute(q, "blockdev-add", args, timeout_ms, NULL);
+    if (r < 0)
+        return vmseal_fail(r, "disk %s (nbd): %s", d->path, vmseal_last_error());
+    return 0;
+}
+
 static int del_object(hostd_qmp *q, const char *id, int timeout_ms)
 {
     return hostd_qmp_execute(q, "object-del", json_pack("{s:s}", "id", id), timeout_ms, NULL);
@@ -740,14 +762,19 @@ static int attach_disks(hostd_qemu *vm, const hostd_qemu_spec *s)
         snprintf(sec, sizeof(sec), "vmseal-sec%zu", i);
         snprintf(dev, sizeof(dev), "vmseal-vd%zu", i);
         snprintf(addr, sizeof(addr), "0x%zx", 0x10 + i);   /* stable order: vda, vdb, ... */
-        int r;
-        if (d->passphrase) {
+        int r = 0;
+        if (d->nbd_sock > 0) {
+            r = add_nbd_blockdev(q, node, d, t);
+            if (r < 0)
+                return r;
+        } else if (d->passphrase) {
             r = hostd_qmp_add_secret(q, sec, d->passphrase, t);
             if (r < 0)
                 return r;
         }
-        r = add_blockdev(q, node, d, FDSET_DISK0 + (int)i, d->passphrase ? sec : NULL, t);
-        if (d->passphrase) {
+        if (d->nbd_sock <= 0)
+            r = add_blockdev(q, node, d, FDSET_DISK0 + (int)i, d->passphrase ? sec : NULL, t);
+        if (d->nbd_sock <= 0 && d->passphrase) {
             /* The LUKS driver has unlocked the volume key: the passphrase
              * object is no longer needed inside QEMU. */
             int rd = del_object(q, sec, t);
@@ -887,8 +914,11 @@ int hostd_qemu_start(const hostd_qemu_spec *s, hostd_qemu **out)
         r = vmseal_fail(EMFILE, "QEMU: too many descriptors");
     if (r == 0 && s->initrd_fd > 0 && (map.initrd = fds_add(&fds, dup(s->initrd_fd))) < 0)
         r = vmseal_fail(EMFILE, "QEMU: too many descriptors");
-    for (size_t i = 0; r == 0 && i < s->ndisks; i++)
-        r = hand_image(&fds, &s->disks[i], map.disk_fd[i]);
+    for (size_t i = 0; r == 0 && i < s->ndisks; i++) {
+        map.disk_fd[i][0] = map.disk_fd[i][1] = -1;
+        if (s->disks[i].nbd_sock <= 0)   /* an NBD disk: QEMU gets no image */
+            r = hand_image(&fds, &s->disks[i], map.disk_fd[i]);
+    }
     if (r == 0 && s->nvram)
         r = hand_image(&fds, s->nvram, map.nvram_fd);
     for (size_t i = 0; r == 0 && i < s->nnics; i++)

@@ -45,6 +45,10 @@ typedef struct hostd_qemu_disk {
                                           home's descriptor, openat); 0: path as given */
     const vmseal_secret *passphrase;   /* LUKS1 passphrase (borrowed); NULL: raw image */
     int read_only;
+    int nbd_sock;                      /* > 0: a connected socket to the disk's NBD server
+                                          (hostd/blockserver.h), handed to QEMU (getfd) for
+                                          a blockdev driver=nbd; path and passphrase are
+                                          then not used by QEMU */
 } hostd_qemu_disk;
 
 /* A virtio-net card. */

@@ -18,9 +18,11 @@
 
 #include <vmseal/diskdesc.h>
 #include <vmseal/keysafe.h>
+#include <vmseal/log.h>
 #include <vmseal/sealed.h>
 #include <vmseal/vmrecord.h>
 
+#include "blockserver.h"
 #include "nic.h"
 #include "serial.h"
 #include "strutil.h"
@@ -1137,6 +1139,8 @@ int hostd_vm_create(const hostd_host_env *env, const char *datastore,
 
 /* ------------------------------------------------------------- power */
 
+static void stop_block_servers(hostd_vm *vm);
+
 static void state_note(void *arg, const char *line)
 {
     hostd_vm_log(arg, "%s", line);
@@ -1242,6 +1246,7 @@ int hostd_vm_suspend(hostd_vm *vm, const hostd_host_env *env)
     pthread_mutex_unlock(&vm->lock);
     hostd_qemu_free(q);
     hostd_console_free(con);
+    stop_block_servers(vm);   /* the disks' NBD servers, if it used them */
     hostd_vm_log(vm, "suspended (state in %s)", file);
 out:
     vmseal_secret_free(vm_secret);
@@ -1275,6 +1280,86 @@ int hostd_vm_discard_state(hostd_vm *vm)
     }
     vm_end(vm);
     return r;
+}
+
+/* The NBD data path (hostd/blockserver.h): the images of the VM's disks,
+ * for the server records. */
+static void disk_files(const hostd_vm *vm, const char *files[VMSEAL_VM_MAX_DISKS], size_t *n)
+{
+    const vmseal_vmrec *c = vm->rec;
+    *n = c->ndisks;
+    for (size_t i = 0; i < c->ndisks; i++)
+        files[i] = c->disks[i].file;
+}
+
+static void stop_block_servers(hostd_vm *vm)
+{
+    const char *files[VMSEAL_VM_MAX_DISKS];
+    size_t n;
+    disk_files(vm, files, &n);
+    hostd_blockserver_stop_all(vm->home_fd, vm->home, n, files, 5000);
+}
+
+/* One nbdkit per encrypted disk that uses the nbd path; the connected
+ * sockets go into disks[i].nbd_sock. Stale records of a previous run are
+ * cleared first. */
+static int start_block_servers(hostd_vm *vm, const hostd_host_env *env, hostd_qemu_disk *disks,
+                               vmseal_secret *const *pass, size_t nd)
+{
+    stop_block_servers(vm);
+    const char *override = vm->rec->disk_path[0] ? vm->rec->disk_path : NULL;
+    for (size_t i = 0; i < nd; i++) {
+        if (!pass[i] || !hostd_diskpath_use_nbd(env->diskpath, override))
+            continue;
+        hostd_blockserver_spec bs = {
+            .path = env->diskpath,
+            .home = vm->home,
+            .home_fd = vm->home_fd,
+            .index = i,
+            .file = disks[i].path,
+            .passphrase = pass[i],
+            .run_as = env->qemu_user,
+            .read_only = disks[i].read_only,
+        };
+        int sock = -1;
+        int r = hostd_blockserver_start(&bs, &sock);
+        if (r < 0) {
+            for (size_t k = 0; k < i; k++)
+                if (disks[k].nbd_sock > 0) {
+                    close(disks[k].nbd_sock);
+                    disks[k].nbd_sock = 0;
+                }
+            stop_block_servers(vm);
+            return r;
+        }
+        disks[i].nbd_sock = sock;
+    }
+    return 0;
+}
+
+/* QEMU failed to start: if a disk server has exited, its last message says
+ * why (a wrong key, a damaged header) better than QEMU's handshake error. */
+static void block_server_reason(hostd_vm *vm, size_t nd)
+{
+    for (size_t i = 0; i < nd; i++) {
+        if (hostd_blockserver_query(vm->home_fd, vm->home, i, vm->rec->disks[i].file, NULL) !=
+            HOSTD_BS_EXITED)
+            continue;
+        char tail[300], msg[512];
+        hostd_blockserver_log_tail(vm->home_fd, i, tail, sizeof(tail));
+        hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
+        vmseal_fail(EIO, "%s (disk %zu's NBD server: %s)", msg, i,
+                    tail[0] ? tail : "exited without a message");
+        return;
+    }
+}
+
+static void detach_console_on_failure(hostd_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    hostd_console *con = console_detach_locked(vm);
+    pthread_mutex_unlock(&vm->lock);
+    hostd_console_free(con);
 }
 
 int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
@@ -1378,6 +1463,12 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         pthread_mutex_unlock(&vm->lock);
         hostd_console_free(old);
     }
+    r = start_block_servers(vm, env, disks, pass, nd);
+    if (r < 0) {
+        hostd_vm_log(vm, "power on failed: %s", vmseal_last_error());
+        detach_console_on_failure(vm);
+        goto out;
+    }
     hostd_qemu_spec spec = {
         .qemu = env->qemu,
         .run_dir = vm->home,
@@ -1412,6 +1503,11 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
     hostd_qemu *q = NULL;
     r = hostd_qemu_start(&spec, &q);
     hostd_nic_run_release(&nics);   /* QEMU has its own tap descriptors */
+    for (size_t i = 0; i < nd; i++)
+        if (disks[i].nbd_sock > 0)
+            close(disks[i].nbd_sock);   /* QEMU has its own copy now */
+    if (r < 0)
+        block_server_reason(vm, nd);
     if (r == 0 && con && (r = hostd_console_attach(con, hostd_qemu_take_serial(q))) < 0) {
         char msg[512];
         hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
@@ -1429,6 +1525,7 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         con = console_detach_locked(vm);
         pthread_mutex_unlock(&vm->lock);
         hostd_console_free(con);
+        stop_block_servers(vm);
         vmseal_fail(-r, "%s", why);   /* the console's end may have set another */
         goto out;
     }
@@ -1451,6 +1548,67 @@ out:
     return r;
 }
 
+/* ------------------------------------------------------------ export */
+
+int hostd_vm_export_begin(hostd_vm *vm, const hostd_host_env *env, size_t idx, char *file,
+                          size_t flen, uint64_t *size, vmseal_secret **pass)
+{
+    *pass = NULL;
+    *size = 0;
+    int r = vm_begin(vm, "exporting");
+    if (r < 0)
+        return r;
+    const vmseal_vmrec *c = vm->rec;
+    char reason[300];
+    if (qemu_running_owned(vm))
+        r = vmseal_fail(EBUSY, "VM %s is powered on: a disk is exported from a powered-off VM "
+                        "(a consistent point)", vm->name);
+    else if (c->op != VMSEAL_VMREC_OP_NONE)
+        r = vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
+                        vmseal_vmrec_op_name(c->op));
+    else if (idx >= c->ndisks)
+        r = vmseal_fail(ENOENT, "VM %s has no disk %zu", vm->name, idx);
+    else if (hostd_vm_locked(vm, env, reason, sizeof(reason)))
+        r = vmseal_fail(ENOKEY, "VM %s is locked: %s", vm->name, reason);
+    if (r == 0) {
+        hostd_copy_str(file, flen, c->disks[idx].file);
+        r = home_file_regular(vm, file);
+    }
+    vmseal_disk_info info;
+    if (r == 0)
+        r = vmseal_disk_probe_at(vm->home_fd, file, &info);
+    const char *ks = r == 0 ? c->disks[idx].keysafe : NULL;
+    if (ks && strcmp(c->disks[idx].luks_uuid, info.uuid) != 0)
+        r = vmseal_fail(EKEYREJECTED, "%s/%s is not the disk its key safe belongs to", vm->home,
+                        file);
+    char obj[64];
+    if (r == 0 && ks) {
+        r = vmseal_vmrec_keysafe_object(c, (long)idx, 0, obj, sizeof(obj));
+        if (r == 0)
+            r = pass_from_line(env, ks, obj, pass);
+    }
+    if (r == 0) {
+        struct stat st;
+        if (fstatat(vm->home_fd, file, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            r = vmseal_fail(errno, "%s/%s: %s", vm->home, file, strerror(errno));
+        else if (ks)
+            *size = ((uint64_t)st.st_size - info.payload_offset_bytes) & ~(uint64_t)511;
+        else
+            *size = (uint64_t)st.st_size;
+    }
+    if (r < 0) {
+        vmseal_secret_free(*pass);
+        *pass = NULL;
+        vm_end(vm);
+    }
+    return r;
+}
+
+void hostd_vm_export_end(hostd_vm *vm)
+{
+    vm_end(vm);
+}
+
 int hostd_vm_power_off(hostd_vm *vm, int grace_ms)
 {
     int r = vm_begin(vm, "powering off");
@@ -1468,6 +1626,7 @@ int hostd_vm_power_off(hostd_vm *vm, int grace_ms)
     pthread_mutex_unlock(&vm->lock);
     hostd_qemu_free(q);
     hostd_console_free(con);
+    stop_block_servers(vm);
     hostd_vm_log(vm, r == 0 ? "powered off (guest shut down)" : "powered off (QEMU stopped after %d ms)",
                   grace_ms);
     vm_end(vm);
@@ -2438,6 +2597,27 @@ int hostd_vm_destroy(hostd_vm *vm)
 
 /* ---------------------------------------------------------------- describe */
 
+/* Which data path a running VM's disk uses: nbd (with its server's pid and
+ * whether it still runs), qemu-luks or raw; null while powered off. */
+static void describe_data_path(hostd_vm *vm, int on, size_t i, const vmseal_vmrec_image *d,
+                               json_t *o)
+{
+    if (!on) {
+        json_object_set_new(o, "data_path", json_null());
+        return;
+    }
+    pid_t pid = 0;
+    hostd_blockserver_state st = hostd_blockserver_query(vm->home_fd, vm->home, i, d->file, &pid);
+    if (st == HOSTD_BS_NONE) {
+        json_object_set_new(o, "data_path", json_string(d->keysafe ? "qemu-luks" : "raw"));
+        return;
+    }
+    json_object_set_new(o, "data_path", json_string("nbd"));
+    json_object_set_new(o, "nbd_server",
+                        json_pack("{s:I, s:s}", "pid", (json_int_t)pid, "state",
+                                  st == HOSTD_BS_RUNNING ? "running" : "exited"));
+}
+
 json_t *hostd_vm_describe(hostd_vm *vm, const hostd_host_env *env)
 {
     int on = hostd_vm_running(vm);
@@ -2479,6 +2659,7 @@ json_t *hostd_vm_describe(hostd_vm *vm, const hostd_host_env *env)
         json_object_set_new(o, "size_mb", json_integer((json_int_t)(d->size >> 20)));
         json_object_set_new(o, "encrypted", json_boolean(d->keysafe != NULL));
         json_object_set_new(o, "luks_uuid", d->luks_uuid[0] ? json_string(d->luks_uuid) : json_null());
+        describe_data_path(vm, on, i, d, o);
         json_array_append_new(disks, o);
     }
     json_object_set_new(j, "disks", disks);
@@ -2500,10 +2681,41 @@ json_t *hostd_vm_describe(hostd_vm *vm, const hostd_host_env *env)
 
 /* ---------------------------------------------------------- console */
 
+/* A disk's NBD server died while QEMU runs: the guest gets I/O errors on
+ * that disk (QEMU cannot reconnect); say so once. A server that exits
+ * because QEMU did is not reported. */
+static void check_block_servers(hostd_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    size_t n = vm->rec->ndisks;
+    char files[VMSEAL_VM_MAX_DISKS][VMSEAL_VMREC_FILE_MAX + 1];
+    for (size_t i = 0; i < n; i++)
+        hostd_copy_str(files[i], sizeof(files[i]), vm->rec->disks[i].file);
+    pthread_mutex_unlock(&vm->lock);
+    for (size_t i = 0; i < n; i++) {
+        pid_t pid = 0;
+        if (hostd_blockserver_query(vm->home_fd, vm->home, i, files[i], &pid) != HOSTD_BS_EXITED)
+            continue;
+        struct timespec ts = {0, 200000000L};
+        nanosleep(&ts, NULL);
+        if (!hostd_vm_running(vm) || !hostd_blockserver_note_exit(vm->home_fd, i))
+            continue;
+        char tail[300];
+        hostd_blockserver_log_tail(vm->home_fd, i, tail, sizeof(tail));
+        hostd_vm_log(vm, "disk %zu: its NBD server (pid %d) exited while the VM runs: the guest "
+                     "gets I/O errors on this disk until the VM is powered off and on (%s)",
+                     i, (int)pid, tail[0] ? tail : "no message");
+        vmseal_log(VMSEAL_LOG_WARNING, "VM %s: disk %zu: its NBD server (pid %d) exited while the "
+                   "VM runs: the guest gets I/O errors on this disk until the VM is powered off "
+                   "and on", vm->name, i, (int)pid);
+    }
+}
+
 void hostd_vm_tick(hostd_vm *vm, const hostd_host_env *env)
 {
     if (!hostd_vm_running(vm))
         return;
+    check_block_servers(vm);
     /* re-attached after a restart: seal the console once the KEK is here */
     pthread_mutex_lock(&vm->lock);
     if (vm->console && !hostd_console_has_key(vm->console)) {

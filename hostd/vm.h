@@ -62,6 +62,10 @@ typedef struct hostd_host_env {
     const char *qemu_user;          /* QEMU runs as this user (-runas) when hostd is
                                        root; NULL: as hostd's user */
     const struct hostd_vmnet_config *net; /* networks, forward addresses (hostd/nic.h) */
+    const struct hostd_diskpath *diskpath; /* hostd.conf disk_path (hostd/blockserver.h);
+                                       NULL: QEMU's luks driver for every disk */
+    const char *export_listen;      /* disk exports listen here (hostd.conf listen);
+                                       NULL: 127.0.0.1 */
     int skip_space_check;           /* test hook VMSEAL_TEST_SKIP_SPACE_CHECK: operations
                                        start without checking the room they need (so
                                        that a test can fill the disk under them) */
@@ -120,6 +124,15 @@ void hostd_vm_free(hostd_vm *vm);
 const char *hostd_vm_uuid(const hostd_vm *vm);
 const char *hostd_vm_name(const hostd_vm *vm);
 const char *hostd_vm_home(const hostd_vm *vm);
+
+/* A disk export (hostd/export.h): the VM must be powered off, unlocked and
+ * without an unfinished operation; it stays busy ("exporting": no power-on,
+ * no operation) until hostd_vm_export_end. Gives the disk's image name in
+ * the home, its guest-visible size and (encrypted disk) its LUKS
+ * passphrase; NULL for a plain disk. -EBUSY, -ENOENT, -ENOKEY. */
+int hostd_vm_export_begin(hostd_vm *vm, const hostd_host_env *env, size_t idx, char *file,
+                          size_t flen, uint64_t *size, vmseal_secret **pass) VMSEAL_MUST_CHECK;
+void hostd_vm_export_end(hostd_vm *vm);
 
 /* KEK ids this VM needs (its key safes, pending operation). Returns a JSON
  * array of strings (new ref). */

@@ -107,42 +107,6 @@ int hostd_vmstate_is_state_name(const char *name, int *partial)
     return vmseal_vmrec_state_file_valid(base, 1) || vmseal_vmrec_state_file_valid(base, 0);
 }
 
-int hostd_vmstate_send_fd(hostd_qmp *q, int fd, const char *fdname, int timeout_ms)
-{
-    /* One blank (harmless between QMP commands) carries the descriptor;
-     * QEMU keeps it for the next getfd. */
-    char blank = ' ';
-    struct iovec iov = {.iov_base = &blank, .iov_len = 1};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    memset(&u, 0, sizeof(u));
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                         .msg_controllen = sizeof(u.buf)};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-    int64_t deadline = now_ms() + timeout_ms;
-    for (;;) {
-        ssize_t w = sendmsg(hostd_qmp_fd(q), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w == 1)
-            break;
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && now_ms() < deadline) {
-            struct pollfd p = {.fd = hostd_qmp_fd(q), .events = POLLOUT};
-            (void)poll(&p, 1, POLL_MS);
-            continue;
-        }
-        return vmseal_fail(errno ? errno : EIO, "QMP: cannot hand QEMU a descriptor: %s",
-                           strerror(errno ? errno : EIO));
-    }
-    return hostd_qmp_execute(q, "getfd", json_pack("{s:s}", "fdname", fdname), timeout_ms, NULL);
-}
-
 /* ------------------------------------------------------------ the pump */
 
 typedef struct pump {
@@ -347,7 +311,7 @@ int hostd_vmstate_save(hostd_qmp *q, int dirfd, const char *name, const vmseal_s
     if (r == 0 && was_running)
         r = hostd_qmp_execute(q, "stop", NULL, timeout_ms, NULL);
     if (r == 0)
-        r = hostd_vmstate_send_fd(q, pp[1], STATE_FDNAME, timeout_ms);
+        r = hostd_qmp_getfd(q, STATE_FDNAME, pp[1], timeout_ms);
     close(pp[1]);
     pump p = {.in_fd = pp[0], .out_fd = fd, .key = key, .label = label, .sealing = 1,
               .next_note = NOTE_EVERY, .note = note, .note_ctx = ctx, .what = "saved"};
@@ -426,7 +390,7 @@ int hostd_vmstate_load(hostd_qmp *q, int dirfd, const char *name, const vmseal_s
         close(fd);
         return vmseal_fail(e, "pipe: %s", strerror(e));
     }
-    int r = hostd_vmstate_send_fd(q, pp[0], STATE_FDNAME, timeout_ms);
+    int r = hostd_qmp_getfd(q, STATE_FDNAME, pp[0], timeout_ms);
     close(pp[0]);
     pump p = {.in_fd = fd, .out_fd = pp[1], .key = key, .sealing = 0, .next_note = NOTE_EVERY,
               .note = note, .note_ctx = ctx, .what = "loaded"};

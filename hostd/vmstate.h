@@ -65,8 +65,4 @@ void hostd_vmstate_crash_point(const char *point);
 /* Is `name` a state file (or its .partial) that hostd writes? */
 int hostd_vmstate_is_state_name(const char *name, int *partial);
 
-/* Hand a descriptor to QEMU under `fdname` (SCM_RIGHTS, then getfd). */
-int hostd_vmstate_send_fd(hostd_qmp *q, int fd, const char *fdname, int timeout_ms)
-    VMSEAL_MUST_CHECK;
-
 #endif

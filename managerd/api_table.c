@@ -35,6 +35,7 @@ const mgr_privilege mgr_privileges[] = {
     {"Cryptographer.Decrypt", "decrypt a VM", NULL},
     {"Cryptographer.Encrypt", "encrypt a VM; change how an encrypted VM boots", NULL},
     {"Cryptographer.EncryptNew", "create an encrypted VM", NULL},
+    {"Cryptographer.ExportDisk", "export an encrypted VM's disk decrypted (backup over NBD-TLS)", NULL},
     {"Cryptographer.ManageEncryptionPolicy", "set a host's default encryption policy", NULL},
     {"Cryptographer.ManageKeyServers", "add, change, trust and remove key providers", NULL},
     {"Cryptographer.ManageKeys", "list the KEKs the manager has recorded", NULL},
@@ -57,6 +58,7 @@ const mgr_privilege mgr_privileges[] = {
     {"VirtualMachine.Interact.ConsoleInteract", "see a VM's console and guest output", NULL},
     {"VirtualMachine.Config.Settings", "change a VM's settings", NULL},
     {"VirtualMachine.Config.AddRemoveDevice", "add or remove a VM's devices (network cards)", NULL},
+    {"VirtualMachine.Provisioning.DiskRandomRead", "read a VM's disk (a one-time backup export)", NULL},
     {NULL, NULL, NULL},
 };
 
@@ -182,6 +184,8 @@ const api_op mgr_api_ops[] = {
      "vm nic add", "a bridged NIC: powered off"},
     {"vm.nic-remove", "DELETE", "/vms/{vm}/nics/{mac}", "VirtualMachine.Config.AddRemoveDevice", NULL,
      "vm", "vm nic rm", "powered off"},
+    {"vm.export", "POST", "/vms/{vm}/export", "VirtualMachine.Provisioning.DiskRandomRead",
+     "Cryptographer.ExportDisk", "vm", "vm export", NULL},
     {"vm.delete", "DELETE", "/vms/{vm}", "VirtualMachine.Inventory.Delete", NULL, "vm", "vm rm", NULL},
     {"task.list", "GET", "/tasks", "System.Read", NULL, "root", "task ls", NULL},
     {"task.get", "GET", "/tasks/{id}", "System.Read", NULL, "root", "task info", NULL},

@@ -253,6 +253,16 @@ void api_vms(api_ctx *ctx)
         api_reply(ctx, rc, 200, out);
         return;
     }
+    if (sub && !strcmp(sub, "export") && !strcmp(m, "POST")) {
+        if (api_body(ctx, &schema_vm_export, &b) < 0)
+            return;
+        if (api_authorize(ctx, "vm.export", name) >= 0) {
+            rc = vms_export(ctx->m, ctx->user, name, b, &out);
+            api_reply(ctx, rc, 200, out);
+        }
+        json_decref(b);
+        return;
+    }
     if (sub && (!strcmp(sub, "power-on") || !strcmp(sub, "power-off")) && !strcmp(m, "POST")) {
         int on = !strcmp(sub, "power-on");
         if (api_authorize(ctx, on ? "vm.power-on" : "vm.power-off", name) < 0)

@@ -388,6 +388,8 @@ void consoles_relay(console_link *l, int fd, const char *extra, size_t extra_len
  * VM's host, powered off; events vm.nic-add and vm.nic-remove. */
 int vms_nic(manager *m, const char *user, const char *name, const char *method, const char *mac,
             const json_t *req, json_t **out);
+/* A one-time NBD-over-TLS endpoint for one disk (the host's answer). */
+int vms_export(manager *m, const char *user, const char *name, const json_t *req, json_t **out);
 
 /* ---- tasks.c: intents, host tasks, reconciliation -------------------------- */
 

@@ -937,6 +937,44 @@ int vms_log(manager *m, const char *user, const char *name, long long tail, json
     return 0;
 }
 
+/* Export: the host opens a one-time NBD-over-TLS endpoint on the disk and
+ * answers with its address and one-time key, passed on to the caller. An
+ * encrypted VM's host may need the KEK first (409: given once, asked
+ * again). Always audited: a disk leaves the host. */
+int vms_export(manager *m, const char *user, const char *name, const json_t *req, json_t **out)
+{
+    *out = NULL;
+    vm_row v;
+    int rc = get_vm_row(m, name, &v);
+    if (rc < 0)
+        return rc;
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/vms/%s/export", v.uuid);
+    long status = 0;
+    json_t *resp = NULL;
+    rc = hosts_call(m, v.host, "POST", path, req, &status, &resp);
+    if (rc >= 0 && status == 409 && v.kek[0]) {
+        json_decref(resp);
+        resp = NULL;
+        rc = hosts_push_key(m, v.host, v.prov, v.kek);
+        if (rc >= 0)
+            rc = hosts_call(m, v.host, "POST", path, req, &status, &resp);
+    }
+    if (rc < 0)
+        return peer_failure();
+    if (status < 200 || status > 299) {
+        rc = host_refused(v.host, status, resp);
+        json_decref(resp);
+        return rc;
+    }
+    json_t *nv = json_pack("{s:O, s:O, s:O}", "disk", json_object_get(resp, "disk"), "view",
+                           json_object_get(resp, "view"), "port", json_object_get(resp, "port"));
+    event_add(m, user, "vm.export", name, NULL, nv);
+    json_decref(nv);
+    *out = resp;
+    return 0;
+}
+
 /* Unregister: the VM leaves the inventory; the host keeps it (its files
  * and its key safes), and its KEK record stays so it can come back. */
 int vms_unregister(manager *m, const char *user, const char *name, char uuid[40])

@@ -17,6 +17,8 @@
  *   kernel, initrd, append        optional text
  *   vm.keysafe                    the per-VM secret (policy encrypted)
  *   nvram.file                    the UEFI variable store (uefi only)
+ *   vm.disk_path                  nbd | qemu-luks: how the running VM reads its
+ *                                 encrypted disks (optional; hostd.conf disk_path)
  *   diskN.file, diskN.size        for each N < disks
  *   diskN.luks.uuid, diskN.keysafe  an encrypted disk
  *   nics (0..4), nicN.mac, nicN.mode (user|bridge), nicN.network (bridge),
@@ -145,6 +147,8 @@ typedef struct vmseal_vmrec {
     char state_file[VMSEAL_VMREC_FILE_MAX + 1]; /* state.file: the VM is suspended, its
                                                    memory state is this file in the home
                                                    ("" not suspended) */
+    char disk_path[16];                         /* vm.disk_path: "nbd", "qemu-luks" or ""
+                                                   (the host's hostd.conf disk_path) */
     vmseal_vmconf *source;                      /* private: the file as read (the
                                                    order of its keys, unknown keys) */
 } vmseal_vmrec;

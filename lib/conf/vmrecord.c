@@ -22,7 +22,7 @@ enum top_key {
     K_VERSION, K_NAME, K_UUID, K_CPUS, K_MEMORY, K_FIRMWARE, K_POLICY, K_KERNEL, K_INITRD,
     K_APPEND, K_VM_KEYSAFE, K_NVRAM_FILE, K_DISKS,
     K_VM_NEXT_KEYSAFE, K_NVRAM_NEXT_FILE, K_NVRAM_OLD_FILE, K_NVRAM_REKEYED, K_OP, K_OP_KEK,
-    K_STATE_FILE,
+    K_STATE_FILE, K_VM_DISK_PATH,
     K_TOP_COUNT
 };
 
@@ -47,6 +47,7 @@ static const char *const top_names[K_TOP_COUNT] = {
     [K_OP] = "op",
     [K_OP_KEK] = "op.kek",
     [K_STATE_FILE] = "state.file",
+    [K_VM_DISK_PATH] = "vm.disk_path",
 };
 
 /* Keys every file has. */
@@ -534,6 +535,9 @@ static int check_record(const vmseal_vmrec *r, const vmseal_vmconf *src)
         return fail_key(src, top_names[K_POLICY], EPROTO, "none or encrypted");
     if ((size_t)r->op >= OP_COUNT)
         return fail_key(src, top_names[K_OP], EPROTO, "create, encrypt, decrypt or recrypt-deep");
+    if (r->disk_path[0] && strcmp(r->disk_path, "nbd") != 0 &&
+        strcmp(r->disk_path, "qemu-luks") != 0)
+        return fail_key(src, top_names[K_VM_DISK_PATH], EPROTO, "nbd or qemu-luks");
     const char *texts[] = {r->kernel, r->initrd, r->append};
     const enum top_key tk[] = {K_KERNEL, K_INITRD, K_APPEND};
     for (size_t i = 0; i < 3; i++)
@@ -757,6 +761,10 @@ static int set_top(vmseal_vmrec *r, const vmseal_vmconf *src, enum top_key k, co
         if (!*v)
             return fail_key(src, key, EPROTO, "empty");
         return copy_fixed(src, key, r->state_file, sizeof(r->state_file), v);
+    case K_VM_DISK_PATH:
+        if (strcmp(v, "nbd") != 0 && strcmp(v, "qemu-luks") != 0)
+            return fail_key(src, key, EPROTO, "nbd or qemu-luks");
+        return copy_fixed(src, key, r->disk_path, sizeof(r->disk_path), v);
     case K_TOP_COUNT:
         break;
     }
@@ -989,6 +997,7 @@ static size_t record_keys(const vmseal_vmrec *r, kv *l, vmrec_nic_text *nt)
     put(l, &n, top_names[K_OP], r->op ? vmseal_vmrec_op_name(r->op) : NULL);
     put_str(l, &n, top_names[K_OP_KEK], r->op_kek);
     put_str(l, &n, top_names[K_STATE_FILE], r->state_file);
+    put_str(l, &n, top_names[K_VM_DISK_PATH], r->disk_path);
     return n;
 }
 

@@ -37,6 +37,14 @@
 #   vmseal.shell=1      after the actions run a shell on the serial port
 #                       (prints VMSEAL-SHELL-READY; the power button still
 #                       powers off): the console tests type into it
+#   vmseal.fsyncwrite=1 write 4 KiB blocks "VMSEAL-BLK:<i>" at 4 MiB + i*4 KiB
+#                       of vda, each with fsync, printing VMSEAL-FSYNCED <i>
+#                       after each, until a write fails (VMSEAL-WRITE-ERROR <i>,
+#                       then a read of vda is tried: VMSEAL-READ-ERROR or
+#                       VMSEAL-READ-OK) or 100000 blocks; then stays up
+#   vmseal.fsynccheck=N read blocks 0..N of vda back (4 MiB on): prints
+#                       VMSEAL-FSYNC-CHECK-OK N or VMSEAL-FSYNC-CHECK-FAIL <i>
+#   vmseal.sum=1        print VMSEAL-SUM <sha256 of the whole of vda>
 # STR may hold only [A-Za-z0-9._-]. Output goes to the first serial port.
 set -euo pipefail
 
@@ -153,7 +161,7 @@ for m in $(cat /etc/modules.order); do
   insmod /lib/modules/$m.ko 2>/dev/null || echo "vmseal-guest: insmod $m failed"
 done
 
-marker= check= wait=0 mem= memmib=1 count=0 shell=0 ramtick=0 net= ip= fetch= httpd= token= hotplug=
+marker= check= wait=0 mem= memmib=1 count=0 shell=0 ramtick=0 net= ip= fetch= httpd= token= hotplug= fsyncwrite= fsynccheck= sum=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     vmseal.mem=*) mem=${arg#vmseal.mem=} ;;
@@ -165,6 +173,9 @@ for arg in $(cat /proc/cmdline); do
     vmseal.httpd=*) httpd=${arg#vmseal.httpd=} ;;
     vmseal.token=*) token=${arg#vmseal.token=} ;;
     vmseal.hotplug=*) hotplug=${arg#vmseal.hotplug=} ;;
+    vmseal.fsyncwrite=*) fsyncwrite=${arg#vmseal.fsyncwrite=} ;;
+    vmseal.sum=*) sum=${arg#vmseal.sum=} ;;
+    vmseal.fsynccheck=*) fsynccheck=${arg#vmseal.fsynccheck=} ;;
     vmseal.marker=*) marker=${arg#vmseal.marker=} ;;
     vmseal.check=*) check=${arg#vmseal.check=} ;;
     vmseal.wait=*) wait=${arg#vmseal.wait=} ;;
@@ -180,7 +191,7 @@ i=0
 while [ $i -lt 100 ]; do
   disks=$(cd /sys/block && ls -d vd* 2>/dev/null || true)
   [ -n "$disks" ] && break
-  [ -n "$marker$check" ] || break
+  [ -n "$marker$check$fsyncwrite$fsynccheck$sum" ] || break
   usleep 100000; i=$((i + 1))
 done
 for d in $disks; do
@@ -285,6 +296,48 @@ if [ "$hotplug" = 1 ] && [ "$wait" = 1 ]; then
       usleep 500000
     done
   ) &
+fi
+
+if [ "$fsyncwrite" = 1 ]; then
+  i=0
+  while [ $i -lt 100000 ]; do
+    if printf 'VMSEAL-BLK:%d\n' $i |
+       dd of=/dev/vda bs=4096 seek=$((1024 + i)) count=1 conv=sync,notrunc,fsync 2>/dev/null; then
+      echo "VMSEAL-FSYNCED $i"
+    else
+      echo "VMSEAL-WRITE-ERROR $i"
+      echo 3 > /proc/sys/vm/drop_caches
+      if dd if=/dev/vda of=/dev/null bs=4096 skip=7 count=1 2>/dev/null; then
+        echo "VMSEAL-READ-OK"
+      else
+        echo "VMSEAL-READ-ERROR"
+      fi
+      break
+    fi
+    i=$((i + 1))
+  done
+  wait=1
+fi
+
+if [ -n "$fsynccheck" ]; then
+  case "$fsynccheck" in *[!0-9]*|'') fsynccheck=-1 ;; esac
+  echo 3 > /proc/sys/vm/drop_caches
+  i=0 bad=
+  while [ $i -le "$fsynccheck" ]; do
+    got=$(dd if=/dev/vda bs=4096 skip=$((1024 + i)) count=1 2>/dev/null | head -n1 | tr -d '\0')
+    [ "$got" = "VMSEAL-BLK:$i" ] || { bad=$i; break; }
+    i=$((i + 1))
+  done
+  if [ -z "$bad" ] && [ "$fsynccheck" -ge 0 ]; then
+    echo "VMSEAL-FSYNC-CHECK-OK $fsynccheck"
+  else
+    echo "VMSEAL-FSYNC-CHECK-FAIL ${bad:-none}"
+  fi
+fi
+
+if [ "$sum" = 1 ] && [ -b /dev/vda ]; then
+  echo 3 > /proc/sys/vm/drop_caches
+  echo "VMSEAL-SUM $(sha256sum /dev/vda | cut -d' ' -f1)"
 fi
 
 if [ "$shell" = 1 ]; then

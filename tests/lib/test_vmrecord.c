@@ -254,12 +254,13 @@ static void test_new_record_save_load(void **state)
     r->disks[0].size = 16u << 20;
     assert_int_equal(vmseal_vmrec_set_str(&r->append, "console=ttyS0"), 0);
     r->op = VMSEAL_VMREC_OP_CREATE;
+    snprintf(r->disk_path, sizeof(r->disk_path), "qemu-luks");
     char *t = format_rec(r);
     const char *want_tail =
         "config.version = 1\nname = web01\nuuid = 6c1f0b5e-3c55-4a8e-9d0e-1b2b3c4d5e6f\n"
         "cpus = 1\nmemory = 256\nfirmware = uefi\npolicy = none\nappend = console=ttyS0\n"
         "nvram.file = nvram.fd\ndisks = 1\ndisk0.file = disk0.img\ndisk0.size = 16777216\n"
-        "op = create\n";
+        "op = create\nvm.disk_path = qemu-luks\n";
     assert_non_null(strstr(t, want_tail));
     assert_string_equal(strstr(t, want_tail), want_tail);
     free(t);
@@ -273,6 +274,7 @@ static void test_new_record_save_load(void **state)
     assert_int_equal(vmseal_vmrec_loadat(dfd, "vm.conf", &back), 0);
     assert_string_equal(back->name, "web01");
     assert_int_equal(back->op, VMSEAL_VMREC_OP_CREATE);
+    assert_string_equal(back->disk_path, "qemu-luks");
     assert_true(back->disks[0].size == 16u << 20);
     /* invalid: refused, the file on disk stays as it was */
     back->ndisks = 2;
@@ -436,6 +438,9 @@ static void test_refusals(void **state)
         {E, "firmware", "efi", EPROTO, "firmware: bios or uefi"},
         {E, "policy", "yes", EPROTO, "policy: none or encrypted"},
         {E, "op", "destroy", EPROTO, "op: create, encrypt, decrypt or recrypt-deep"},
+        {E, "vm.disk_path", "fast", EPROTO, "vm.disk_path: nbd or qemu-luks"},
+        {E, "vm.disk_path", "", EPROTO, "vm.disk_path: nbd or qemu-luks"},
+        {E, "vm.disk_path", "nbdnbdnbdnbdnbdnbd", EPROTO, "vm.disk_path: nbd or qemu-luks"},
         /* image files: paths, hostd's own files, duplicates */
         {E, "disk0.file", "../../etc/shadow", EPROTO, "disk0.file: an image is a file name"},
         {E, "disk0.file", "vm.conf", EPROTO, "disk0.file"},

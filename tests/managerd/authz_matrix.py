@@ -184,6 +184,12 @@ def setup(op):
         body = {"mode": "user", "forwards": ["tcp:127.0.0.1:18080:80"]}
     elif oid == "vm.nic-remove":
         sub["{vm}"] = "sealed"
+    elif oid == "vm.export":
+        # both VMs: the crypto privilege (Cryptographer.ExportDisk) only
+        # counts on the encrypted one
+        sub["{vm}"] = "sealed" if counter[0] % 2 else "plain"
+        counter[0] += 1
+        body = {"disk": 0}
     elif oid in ("vm.power-on", "vm.power-off"):
         body = {}
     elif oid in ("vm.suspend", "vm.resume", "vm.discard-state"):
