@@ -152,6 +152,7 @@ typedef struct pump {
     int sealing;                    /* 1: pipe -> sealed file; 0: sealed file -> pipe */
     volatile int stop;              /* set by the caller: give up */
     uint64_t bytes;                 /* stream bytes so far */
+    uint64_t *progress;             /* the caller's copy of bytes (optional) */
     uint64_t next_note;
     hostd_vmstate_note note;
     void *note_ctx;
@@ -179,8 +180,11 @@ static ssize_t pump_read(void *arg, void *buf, size_t len)
             continue;
         if (n < 0)
             return -errno;
-        if (p->sealing)
+        if (p->sealing) {
             p->bytes += (uint64_t)n;
+            if (p->progress)
+                __atomic_store_n(p->progress, p->bytes, __ATOMIC_RELAXED);
+        }
         return n;
     }
 }
@@ -207,8 +211,11 @@ static int pump_write(void *arg, const void *buf, size_t len)
             return -errno;
         b += n;
         len -= (size_t)n;
-        if (!p->sealing)
+        if (!p->sealing) {
             p->bytes += (uint64_t)n;
+            if (p->progress)
+                __atomic_store_n(p->progress, p->bytes, __ATOMIC_RELAXED);
+        }
     }
     if (p->bytes >= p->next_note) {
         notef(p->note, p->note_ctx, "memory state: %llu MiB %s",
@@ -326,6 +333,8 @@ int hostd_vmstate_save(hostd_qmp *q, int dirfd, const char *name, const vmseal_s
                        const char *label, hostd_vmstate_note note, void *ctx, int timeout_ms,
                        uint64_t *bytes)
 {
+    if (bytes)
+        *bytes = 0;
     if (!q)
         return vmseal_fail(ESRCH, "QEMU's monitor is not connected");
     char partial[VMSEAL_VMREC_FILE_MAX + 16];
@@ -350,7 +359,8 @@ int hostd_vmstate_save(hostd_qmp *q, int dirfd, const char *name, const vmseal_s
         r = hostd_vmstate_send_fd(q, pp[1], STATE_FDNAME, timeout_ms);
     close(pp[1]);
     pump p = {.in_fd = pp[0], .out_fd = fd, .key = key, .label = label, .sealing = 1,
-              .next_note = NOTE_EVERY, .note = note, .note_ctx = ctx, .what = "saved"};
+              .next_note = NOTE_EVERY, .note = note, .note_ctx = ctx, .what = "saved",
+              .progress = bytes};
     pthread_t th;
     int started = 0;
     if (r == 0) {
@@ -407,8 +417,10 @@ int hostd_vmstate_save(hostd_qmp *q, int dirfd, const char *name, const vmseal_s
 }
 
 int hostd_vmstate_load(hostd_qmp *q, int dirfd, const char *name, const vmseal_secret *key,
-                       hostd_vmstate_note note, void *ctx, int timeout_ms)
+                       hostd_vmstate_note note, void *ctx, int timeout_ms, uint64_t *bytes)
 {
+    if (bytes)
+        *bytes = 0;
     if (!q)
         return vmseal_fail(ESRCH, "QEMU's monitor is not connected");
     int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -429,7 +441,7 @@ int hostd_vmstate_load(hostd_qmp *q, int dirfd, const char *name, const vmseal_s
     int r = hostd_vmstate_send_fd(q, pp[0], STATE_FDNAME, timeout_ms);
     close(pp[0]);
     pump p = {.in_fd = fd, .out_fd = pp[1], .key = key, .sealing = 0, .next_note = NOTE_EVERY,
-              .note = note, .note_ctx = ctx, .what = "loaded"};
+              .note = note, .note_ctx = ctx, .what = "loaded", .progress = bytes};
     pthread_t th;
     int started = 0;
     if (r == 0) {

@@ -140,7 +140,10 @@ static int load(const char *file, const char *key_name, int plain, int *ran, cha
     char label[300];
     if (!plain)
         key_for(key_name, &key, label, sizeof(label));
-    int r = hostd_vmstate_load(b.q, dirfd_, file, key, NULL, NULL, 20000);
+    uint64_t bytes = 0;
+    int r = hostd_vmstate_load(b.q, dirfd_, file, key, NULL, NULL, 20000, &bytes);
+    if (r == 0 && bytes == 0)
+        fail_msg("a load that worked counted no bytes");
     snprintf(msg, msglen, "%s", vmseal_last_error());
     vmseal_secret_free(key);
     char st[40];
