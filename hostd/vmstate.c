@@ -288,6 +288,9 @@ static int wait_migration(hostd_qmp *q, pump *p, int timeout_ms, const char *wha
             return 0;
         if (strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0)
             return vmseal_fail(EIO, "QEMU: %s the memory state failed: %s", what, why);
+        /* the file (or the disk) failed first: no need to wait for QEMU */
+        if (__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) && p->rc < 0)
+            return vmseal_fail(EIO, "%s the memory state stopped: %s", what, p->err);
         if (p->bytes != last) {
             last = p->bytes;
             since = now_ms();
