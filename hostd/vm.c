@@ -54,6 +54,7 @@ struct hostd_vm {
         void *arg;
     } taps[HOSTD_VM_TAPS_MAX];
     unsigned ntaps;
+    uint64_t state_bytes;   /* suspend / resume: stream bytes so far (progress) */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -1161,7 +1162,7 @@ static int resume_state(hostd_vm *vm, hostd_qemu *q, const vmseal_secret *vm_sec
         r = hostd_vmstate_key(vm_secret, vm->uuid, c->state_file, &key, label, sizeof(label));
     if (r == 0)
         r = hostd_vmstate_load(hostd_qemu_monitor(q), vm->home_fd, c->state_file, key, state_note,
-                               vm, STATE_TIMEOUT_MS);
+                               vm, STATE_TIMEOUT_MS, &vm->state_bytes);
     vmseal_secret_free(key);
     char file[VMSEAL_VMREC_FILE_MAX + 1];
     hostd_copy_str(file, sizeof(file), c->state_file);
@@ -1216,7 +1217,7 @@ int hostd_vm_suspend(hostd_vm *vm, const hostd_host_env *env)
         r = hostd_vmstate_key(vm_secret, vm->uuid, file, &key, label, sizeof(label));
     if (r == 0)
         r = hostd_vmstate_save(hostd_qemu_monitor(vm->qemu), vm->home_fd, file, key,
-                               enc ? label : NULL, state_note, vm, STATE_TIMEOUT_MS, NULL);
+                               enc ? label : NULL, state_note, vm, STATE_TIMEOUT_MS, &vm->state_bytes);
     if (r < 0) {
         hostd_vm_log(vm, "suspend failed (the VM runs on): %s", vmseal_last_error());
         goto out;
@@ -2644,6 +2645,11 @@ json_t *hostd_vm_describe(hostd_vm *vm, const hostd_host_env *env)
     json_object_set_new(j, "state_file", c->state_file[0] ? json_string(c->state_file) : json_null());
     json_object_set_new(j, "nics", hostd_nic_list_json(c));
     json_object_set_new(j, "busy", vm->busy ? json_string(vm->busy) : json_null());
+    /* suspending / powering on a suspended VM: memory state bytes so far */
+    if (vm->busy && (c->state_file[0] || !strcmp(vm->busy, "suspending")))
+        json_object_set_new(j, "state_bytes",
+                            json_integer((json_int_t)__atomic_load_n(&vm->state_bytes,
+                                                                     __ATOMIC_RELAXED)));
     json_object_set_new(j, "locked", json_boolean(locked));
     json_object_set_new(j, "locked_reason", locked ? json_string(reason) : json_null());
     json_object_set_new(j, "pending_operation",

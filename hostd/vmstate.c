@@ -116,6 +116,7 @@ typedef struct pump {
     int sealing;                    /* 1: pipe -> sealed file; 0: sealed file -> pipe */
     volatile int stop;              /* set by the caller: give up */
     uint64_t bytes;                 /* stream bytes so far */
+    uint64_t *progress;             /* the caller's copy of bytes (optional) */
     uint64_t next_note;
     hostd_vmstate_note note;
     void *note_ctx;
@@ -143,8 +144,11 @@ static ssize_t pump_read(void *arg, void *buf, size_t len)
             continue;
         if (n < 0)
             return -errno;
-        if (p->sealing)
+        if (p->sealing) {
             p->bytes += (uint64_t)n;
+            if (p->progress)
+                __atomic_store_n(p->progress, p->bytes, __ATOMIC_RELAXED);
+        }
         return n;
     }
 }
@@ -171,8 +175,11 @@ static int pump_write(void *arg, const void *buf, size_t len)
             return -errno;
         b += n;
         len -= (size_t)n;
-        if (!p->sealing)
+        if (!p->sealing) {
             p->bytes += (uint64_t)n;
+            if (p->progress)
+                __atomic_store_n(p->progress, p->bytes, __ATOMIC_RELAXED);
+        }
     }
     if (p->bytes >= p->next_note) {
         notef(p->note, p->note_ctx, "memory state: %llu MiB %s",
@@ -245,6 +252,9 @@ static int wait_migration(hostd_qmp *q, pump *p, int timeout_ms, const char *wha
             return 0;
         if (strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0)
             return vmseal_fail(EIO, "QEMU: %s the memory state failed: %s", what, why);
+        /* the file (or the disk) failed first: no need to wait for QEMU */
+        if (__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) && p->rc < 0)
+            return vmseal_fail(EIO, "%s the memory state stopped: %s", what, p->err);
         if (p->bytes != last) {
             last = p->bytes;
             since = now_ms();
@@ -290,6 +300,8 @@ int hostd_vmstate_save(hostd_qmp *q, int dirfd, const char *name, const vmseal_s
                        const char *label, hostd_vmstate_note note, void *ctx, int timeout_ms,
                        uint64_t *bytes)
 {
+    if (bytes)
+        *bytes = 0;
     if (!q)
         return vmseal_fail(ESRCH, "QEMU's monitor is not connected");
     char partial[VMSEAL_VMREC_FILE_MAX + 16];
@@ -314,7 +326,8 @@ int hostd_vmstate_save(hostd_qmp *q, int dirfd, const char *name, const vmseal_s
         r = hostd_qmp_getfd(q, STATE_FDNAME, pp[1], timeout_ms);
     close(pp[1]);
     pump p = {.in_fd = pp[0], .out_fd = fd, .key = key, .label = label, .sealing = 1,
-              .next_note = NOTE_EVERY, .note = note, .note_ctx = ctx, .what = "saved"};
+              .next_note = NOTE_EVERY, .note = note, .note_ctx = ctx, .what = "saved",
+              .progress = bytes};
     pthread_t th;
     int started = 0;
     if (r == 0) {
@@ -371,8 +384,10 @@ int hostd_vmstate_save(hostd_qmp *q, int dirfd, const char *name, const vmseal_s
 }
 
 int hostd_vmstate_load(hostd_qmp *q, int dirfd, const char *name, const vmseal_secret *key,
-                       hostd_vmstate_note note, void *ctx, int timeout_ms)
+                       hostd_vmstate_note note, void *ctx, int timeout_ms, uint64_t *bytes)
 {
+    if (bytes)
+        *bytes = 0;
     if (!q)
         return vmseal_fail(ESRCH, "QEMU's monitor is not connected");
     int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -393,7 +408,7 @@ int hostd_vmstate_load(hostd_qmp *q, int dirfd, const char *name, const vmseal_s
     int r = hostd_qmp_getfd(q, STATE_FDNAME, pp[0], timeout_ms);
     close(pp[0]);
     pump p = {.in_fd = fd, .out_fd = pp[1], .key = key, .sealing = 0, .next_note = NOTE_EVERY,
-              .note = note, .note_ctx = ctx, .what = "loaded"};
+              .note = note, .note_ctx = ctx, .what = "loaded", .progress = bytes};
     pthread_t th;
     int started = 0;
     if (r == 0) {
