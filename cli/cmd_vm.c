@@ -116,10 +116,12 @@ int cmd_vm(cli *c, int argc, char **argv)
         {"folder", required_argument, NULL, 'f'},
         {"tail", required_argument, NULL, 't'},
         {"name", required_argument, NULL, 'N'},
+        {"tpm", no_argument, NULL, 'T'},
         {0, 0, 0, 0},
     };
     const char *folder = NULL, *vm_name_opt = NULL;
     long tail = 0;
+    int tpm = 0;
     optind = 2;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -152,6 +154,7 @@ int cmd_vm(cli *c, int argc, char **argv)
         case 'E': encrypt = -1; break;
         case 'f': folder = optarg; break;
         case 'N': vm_name_opt = optarg; break;
+        case 'T': tpm = 1; break;
         case 't':
             tail = strtol(optarg, &end, 10);
             if (*end || tail < 1 || tail > (1 << 20))
@@ -208,6 +211,18 @@ int cmd_vm(cli *c, int argc, char **argv)
             printf(*args[1] ? "VM %s moved to folder %s\n" : "VM %s is in no folder%s\n", args[0], args[1]);
         goto out;
     }
+    if (!strcmp(sub, "tpm") && nargs == 2) {
+        /* vm tpm NAME on|off: add or remove the vTPM (powered off, encrypted VMs) */
+        int on = !strcmp(args[1], "on");
+        if (!on && strcmp(args[1], "off") != 0)
+            return EXIT_USAGE;
+        body = json_pack("{s:b}", "tpm", on);
+        vm_path(path, sizeof(path), args[0], "");
+        rc = cli_call(c, "PATCH", path, body, &resp);
+        if (rc == EXIT_OK && !c->json && !c->quiet)
+            printf(on ? "VM %s has a vTPM\n" : "VM %s has no vTPM (its state was deleted)\n", args[0]);
+        goto out;
+    }
     if (nargs != 1)
         return EXIT_USAGE;
     const char *name = args[0];
@@ -232,6 +247,8 @@ int cmd_vm(cli *c, int argc, char **argv)
         set_str_if(body, "kms", kms);
         set_boot_fields(body, kernel, initrd, append);
         set_str_if(body, "firmware", fw);
+        if (tpm)
+            json_object_set_new(body, "tpm", json_true());
         rc = cli_call(c, "POST", "/api/v1/vms", body, &resp);
         if (rc == EXIT_OK && !c->json && !c->quiet)
             printf("VM %s created on %s (%s)%s%s\n", name, host, jstr(resp, "uuid"),

@@ -689,6 +689,19 @@ static int get_opt_string(json_t *j, const char *name, const char **out)
     return 0;
 }
 
+/* An optional boolean: -1 absent (or null), 0, 1. */
+static int get_opt_bool(json_t *j, const char *name, int *out)
+{
+    json_t *v = json_object_get(j, name);
+    *out = -1;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v))
+        return vmseal_fail(EINVAL, "%s must be true or false", name);
+    *out = json_is_true(v);
+    return 0;
+}
+
 static void api_create_vm(hostd_host *h, const char *body, size_t len, int *status, json_t **resp)
 {
     json_t *j = parse_body(body, len, status, resp);
@@ -717,6 +730,10 @@ static void api_create_vm(hostd_host *h, const char *body, size_t len, int *stat
         r = get_opt_string(j, "policy", &policy);
     if (r == 0)
         r = get_opt_string(j, "kek_id", &req.kek_id);
+    int tpm = -1;
+    if (r == 0)
+        r = get_opt_bool(j, "tpm", &tpm);
+    req.tpm = tpm > 0;
     if (r == 0 && !req.name)
         r = vmseal_fail(EINVAL, "name is required");
     if (r == 0 && fw && strcmp(fw, "bios") != 0 && strcmp(fw, "uefi") != 0)
@@ -936,8 +953,13 @@ static void api_reconfigure(hostd_host *h, hostd_vm *vm, const char *body, size_
         r = get_opt_string(j, "initrd", &initrd);
     if (r == 0)
         r = get_opt_string(j, "append", &append);
+    int tpm = -1;
+    if (r == 0)
+        r = get_opt_bool(j, "tpm", &tpm);
     if (r == 0)
         r = hostd_vm_reconfigure(vm, &h->env, (unsigned)cpus, (unsigned)mem, kernel, initrd, append);
+    if (r == 0 && tpm >= 0)
+        r = hostd_vm_set_tpm(vm, tpm);
     json_decref(j);
     if (r < 0) {
         reply_fail(status, resp, r);

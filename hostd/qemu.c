@@ -461,6 +461,7 @@ typedef struct fd_map {
     int kernel, initrd;                 /* QEMU's number, or -1 */
     int disk_fd[MAX_DISKS][2];          /* read-write (or -1), read-only */
     int nvram_fd[2];
+    int tpm;                            /* swtpm's control channel, or -1 */
 } fd_map;
 
 #define FDSET_NVRAM 9
@@ -604,6 +605,15 @@ static int build_argv(const hostd_qemu_spec *s, const fd_map *m, argv_buf *a)
         arg_add_fdset(a, m->disk_fd[i], FDSET_DISK0 + (int)i);
     if (s->nvram)
         arg_add_fdset(a, m->nvram_fd, FDSET_NVRAM);
+    if (m->tpm >= 0) {
+        /* vTPM: swtpm's control channel, a socketpair end (hostd/tpm.h) */
+        arg_add(a, "-chardev");
+        arg_add_owned(a, hostd_asprintf("socket,id=vmseal-tpm,fd=%d", m->tpm));
+        arg_add(a, "-tpmdev");
+        arg_add(a, "emulator,id=vmseal-tpm0,chardev=vmseal-tpm");
+        arg_add(a, "-device");
+        arg_add(a, "tpm-tis,tpmdev=vmseal-tpm0");
+    }
     if (confined(s)) {
         /* Everything QEMU needs is open before it drops to the user:
          * sockets, pid file, /dev/kvm, kernel, initrd, disk descriptors. */
@@ -824,7 +834,7 @@ int hostd_qemu_start(const hostd_qemu_spec *s, hostd_qemu **out)
     char *pid_path = hostd_asprintf("%s/qemu.pid", s->run_dir);
     char *serial_path = hostd_asprintf("%s/%s", s->run_dir, VMSEAL_CONSOLE_SOCKET);
     fd_list fds = {.n = 0};
-    fd_map map = {.kernel = -1, .initrd = -1};
+    fd_map map = {.kernel = -1, .initrd = -1, .tpm = -1};
     argv_buf a = {0};
     if (!vm->run_dir || !vm->sock_path || !log_path || !pid_path || !serial_path) {
         r = vmseal_fail(ENOMEM, "out of memory");
@@ -853,6 +863,8 @@ int hostd_qemu_start(const hostd_qemu_spec *s, hostd_qemu **out)
     if (s->kernel_fd > 0 && (map.kernel = fds_add(&fds, dup(s->kernel_fd))) < 0)
         r = vmseal_fail(EMFILE, "QEMU: too many descriptors");
     if (r == 0 && s->initrd_fd > 0 && (map.initrd = fds_add(&fds, dup(s->initrd_fd))) < 0)
+        r = vmseal_fail(EMFILE, "QEMU: too many descriptors");
+    if (r == 0 && s->tpm_fd > 0 && (map.tpm = fds_add(&fds, dup(s->tpm_fd))) < 0)
         r = vmseal_fail(EMFILE, "QEMU: too many descriptors");
     for (size_t i = 0; r == 0 && i < s->ndisks; i++)
         r = hand_image(&fds, &s->disks[i], map.disk_fd[i]);

@@ -17,10 +17,12 @@
 #include <vmseal/diskdesc.h>
 #include <vmseal/keysafe.h>
 #include <vmseal/sealed.h>
+#include <vmseal/vmkeys.h>
 #include <vmseal/vmrecord.h>
 
 #include "serial.h"
 #include "strutil.h"
+#include "tpm.h"
 #include "vm.h"
 
 struct hostd_vm {
@@ -867,6 +869,9 @@ int hostd_vm_create(const hostd_host_env *env, const char *datastore,
         (!env->ovmf_code || !env->ovmf_vars || access(env->ovmf_code, R_OK) != 0 ||
          access(env->ovmf_vars, R_OK) != 0))
         return vmseal_fail(ENOTSUP, "UEFI firmware (ovmf) is not available on this host");
+    if (req->tpm && !req->encrypted)
+        return vmseal_fail(EINVAL, "a vTPM needs an encrypted VM (its state is sealed under the "
+                                   "VM's keys)");
     if (req->encrypted) {
         if (!req->kek_id || !vmseal_keysafe_kek_id_valid(req->kek_id))
             return vmseal_fail(EINVAL, "an encrypted VM needs a kek_id");
@@ -910,6 +915,7 @@ int hostd_vm_create(const hostd_host_env *env, const char *datastore,
         c->cpus = req->cpus;
         c->memory_mb = req->memory_mb;
         c->firmware = req->firmware;
+        c->tpm = req->tpm;
         c->policy = req->encrypted ? VMSEAL_POLICY_ENCRYPTED : VMSEAL_POLICY_NONE;
         c->ndisks = req->ndisks;
         c->op = VMSEAL_VMREC_OP_CREATE;
@@ -968,6 +974,26 @@ int hostd_vm_create(const hostd_host_env *env, const char *datastore,
 
 /* ------------------------------------------------------------- power */
 
+/* The VM's swtpm, its keys derived from the per-VM secret (hostd/tpm.h). */
+static int start_vtpm(hostd_vm *vm, const hostd_host_env *env, const vmseal_secret *vm_secret,
+                      int *fd)
+{
+    if (!vm_secret)
+        return vmseal_fail(EINVAL, "VM %s: a vTPM needs an encrypted VM", vm->name);
+    vmseal_secret *k = NULL, *mk = NULL;
+    int r = vmseal_vm_subkey(vm_secret, vm->uuid, VMSEAL_VMKEY_VTPM, &k);
+    if (r == 0)
+        r = vmseal_vm_subkey(vm_secret, vm->uuid, VMSEAL_VMKEY_VTPM_MIGRATION, &mk);
+    if (r == 0) {
+        hostd_tpm_spec ts = {.home_fd = vm->home_fd, .key = k, .migration_key = mk,
+                             .run_as = env->qemu_user};
+        r = hostd_tpm_start(&ts, fd);
+    }
+    vmseal_secret_free(k);
+    vmseal_secret_free(mk);
+    return r;
+}
+
 int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
 {
     int r = vm_begin(vm, "powering on");
@@ -977,7 +1003,7 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
     vmseal_secret *vm_secret = NULL, *nv_pass = NULL, *pass[VMSEAL_VM_MAX_DISKS] = {0};
     hostd_qemu_disk disks[VMSEAL_VM_MAX_DISKS];
     hostd_qemu_disk nvram = {0};
-    int kernel_fd = -1, initrd_fd = -1;
+    int kernel_fd = -1, initrd_fd = -1, tpm_fd = -1;
     size_t nd = c->ndisks;
     char reason[300];
     if (qemu_running_owned(vm)) {
@@ -1088,6 +1114,18 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         spec.firmware_code = env->ovmf_code;
         spec.nvram = &nvram;
     }
+    if (c->tpm) {
+        r = start_vtpm(vm, env, vm_secret, &tpm_fd);
+        if (r < 0) {
+            hostd_vm_log(vm, "power on failed: %s", vmseal_last_error());
+            pthread_mutex_lock(&vm->lock);
+            con = console_detach_locked(vm);
+            pthread_mutex_unlock(&vm->lock);
+            hostd_console_free(con);
+            goto out;
+        }
+        spec.tpm_fd = tpm_fd;
+    }
     hostd_qemu *q = NULL;
     r = hostd_qemu_start(&spec, &q);
     if (r == 0 && con && (r = hostd_console_attach(con, hostd_qemu_take_serial(q))) < 0) {
@@ -1119,6 +1157,8 @@ out:
         close(kernel_fd);
     if (initrd_fd >= 0)
         close(initrd_fd);
+    if (tpm_fd >= 0)
+        close(tpm_fd);   /* QEMU has its own; swtpm ends with QEMU */
     vm_end(vm);
     return r;
 }
@@ -1449,6 +1489,11 @@ int hostd_vm_decrypt(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_pro
     }
     if (!rec_encrypted(c)) {
         r = vmseal_fail(EALREADY, "VM %s is not encrypted", vm->name);
+        goto out;
+    }
+    if (c->tpm) {
+        r = vmseal_fail(EBUSY, "VM %s has a vTPM, whose state only an encrypted VM keeps: "
+                               "remove the vTPM first", vm->name);
         goto out;
     }
     if (hostd_vm_locked(vm, env, reason, sizeof(reason))) {
@@ -2048,6 +2093,7 @@ json_t *hostd_vm_describe(hostd_vm *vm, const hostd_host_env *env)
     json_object_set_new(j, "cpus", json_integer((json_int_t)c->cpus));
     json_object_set_new(j, "memory_mb", json_integer((json_int_t)c->memory_mb));
     json_object_set_new(j, "firmware", json_string(rec_uefi(c) ? "uefi" : "bios"));
+    json_object_set_new(j, "tpm", json_boolean(c->tpm));
     int enc = rec_encrypted(c);
     json_object_set_new(j, "policy", json_string(enc ? "encrypted" : "none"));
     json_object_set_new(j, "encrypted", json_boolean(enc));
@@ -2139,5 +2185,38 @@ int hostd_vm_serial_log(hostd_vm *vm, const hostd_host_env *env, size_t tail, ui
         vmseal_secret_free(lk);
     }
     pthread_mutex_unlock(&vm->lock);
+    return r;
+}
+
+/* ---------------------------------------------------------------- vTPM */
+
+int hostd_vm_set_tpm(hostd_vm *vm, int on)
+{
+    int r = vm_begin(vm, "reconfiguring");
+    if (r < 0)
+        return r;
+    const vmseal_vmrec *c = vm->rec;
+    if (qemu_running_owned(vm))
+        r = vmseal_fail(EBUSY, "VM %s must be powered off to add or remove its vTPM", vm->name);
+    else if (c->op != VMSEAL_VMREC_OP_NONE)
+        r = vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
+                        vmseal_vmrec_op_name(c->op));
+    else if (on && !rec_encrypted(c))
+        r = vmseal_fail(EINVAL, "VM %s: a vTPM needs an encrypted VM (its state is sealed under "
+                                "the VM's keys)", vm->name);
+    if (r == 0 && !c->tpm != !on) {
+        vmseal_vmrec *n = vm_next(vm);
+        r = n ? 0 : -ENOMEM;
+        if (r == 0) {
+            n->tpm = on ? 1 : 0;
+            r = vm_commit(vm, n);
+        }
+        /* a removed vTPM's secrets go with it; a new one starts empty */
+        if (r == 0)
+            r = hostd_tpm_remove_state(vm->home_fd);
+        if (r == 0)
+            hostd_vm_log(vm, on ? "vTPM added" : "vTPM removed (its state deleted)");
+    }
+    vm_end(vm);
     return r;
 }

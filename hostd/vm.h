@@ -78,6 +78,7 @@ typedef struct hostd_vm_create_req {
                                                initrd: names in the images folder */
     int encrypted;
     const char *kek_id;             /* required when encrypted; must be in the keystore */
+    int tpm;                        /* a vTPM 2.0 (encrypted VMs only; hostd/tpm.h) */
 } hostd_vm_create_req;
 
 /* Progress of a long operation over all the VM's images, plus a cancel flag
@@ -186,6 +187,10 @@ int hostd_vm_rollback(hostd_vm *vm, const hostd_host_env *env) VMSEAL_MUST_CHECK
 int hostd_vm_reconfigure(hostd_vm *vm, const hostd_host_env *env, unsigned cpus,
                           unsigned memory_mb, const char *kernel, const char *initrd,
                           const char *append) VMSEAL_MUST_CHECK;
+
+/* Powered off, encrypted VMs only: add (on) or remove the vTPM. Either way
+ * the old TPM state is deleted (a new vTPM starts empty). */
+int hostd_vm_set_tpm(hostd_vm *vm, int on) VMSEAL_MUST_CHECK;
 
 /* Powered off only: delete the home folder. The handle stays valid for
  * hostd_vm_free only. */

@@ -154,7 +154,7 @@ const api_op mgr_api_ops[] = {
     {"vm.reconfigure", "PATCH", "/vms/{vm}", "VirtualMachine.Config.Settings", NULL, "vm", "vm set",
      "cpus, memory_mb"},
     {"vm.reconfigure-boot", "PATCH", "/vms/{vm}", "VirtualMachine.Config.Settings",
-     "Cryptographer.Encrypt", "vm", "vm set", "kernel, initrd, append"},
+     "Cryptographer.Encrypt", "vm", "vm set | vm tpm", "kernel, initrd, append, tpm"},
     {"vm.move", "PATCH", "/vms/{vm}", "VirtualMachine.Inventory.Move", NULL, "vm", "vm move", "folder"},
     {"vm.rekey", "POST", "/vms/{vm}/rekey", "Cryptographer.Recrypt", NULL, "vm", "vm rekey", NULL},
     {"vm.power-on", "POST", "/vms/{vm}/power-on", "VirtualMachine.Interact.PowerOn", NULL, "vm",

@@ -113,7 +113,8 @@ static void vm_set_policy(api_ctx *ctx, const char *name, const json_t *req)
  * initrd could read its data out). */
 static void vm_reconfigure(api_ctx *ctx, const char *name, const json_t *req)
 {
-    int boot = json_object_get(req, "kernel") || json_object_get(req, "initrd") || json_object_get(req, "append");
+    int boot = json_object_get(req, "kernel") || json_object_get(req, "initrd") || json_object_get(req, "append") ||
+               json_object_get(req, "tpm");
     if (api_authorize(ctx, boot ? "vm.reconfigure-boot" : "vm.reconfigure", name) < 0)
         return;
     json_t *out = NULL;

@@ -299,8 +299,8 @@ int vms_create(manager *m, const char *user, const json_t *req, const char *poli
     json_object_set_new(spec, "disks", (v = json_object_get(req, "disks")) ? json_deep_copy(v) : json_array());
     json_object_set_new(spec, "firmware",
                         json_string((v = json_object_get(req, "firmware")) ? json_string_value(v) : "bios"));
-    const char *opt[] = {"kernel", "initrd", "append"};
-    for (size_t i = 0; i < 3; i++)
+    const char *opt[] = {"kernel", "initrd", "append", "tpm"};
+    for (size_t i = 0; i < 4; i++)
         if (json_object_get(req, opt[i]))
             json_object_set(spec, opt[i], json_object_get(req, opt[i]));
     char uuid[37], now[32];
@@ -512,7 +512,7 @@ int vms_reconfigure(manager *m, const char *user, const char *name, const json_t
         json_decref(spec);
         return vmseal_fail(EIO, "VM %s: stored spec is not a JSON object", name);
     }
-    static const char *const keys[] = {"cpus", "memory_mb", "kernel", "initrd", "append"};
+    static const char *const keys[] = {"cpus", "memory_mb", "kernel", "initrd", "append", "tpm"};
     json_t *ov = json_object(), *nv = json_object();
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         const json_t *want = json_object_get(req, keys[i]);
