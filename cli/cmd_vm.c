@@ -303,6 +303,15 @@ int cmd_vm(cli *c, int argc, char **argv)
             fputs(jstr(resp, "log"), stdout);
             fflush(stdout);
         }
+    } else if (!strcmp(sub, "dump")) {
+        /* the running guest's memory, sealed into its VM home */
+        vm_path(path, sizeof(path), name, "/dump");
+        body = json_object();
+        rc = cli_call(c, "POST", path, body, &resp);
+        if (rc == EXIT_OK && !c->json && !c->quiet)
+            printf("VM %s: memory dumped to %s in its home (%s, %lld bytes)\n", name, jstr(resp, "file"),
+                   json_is_true(json_object_get(resp, "sealed")) ? "sealed under its KEK" : "not encrypted",
+                   (long long)json_integer_value(json_object_get(resp, "bytes")));
     } else if (!strcmp(sub, "info")) {
         vm_path(path, sizeof(path), name, "");
         rc = cli_call(c, "GET", path, NULL, &resp);

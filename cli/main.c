@@ -31,6 +31,8 @@ static void usage(FILE *f)
             "                                 --tpm: a vTPM 2.0, encrypted VMs only)\n"
             "  vm tpm NAME on|off             add or remove a powered-off VM's vTPM (off deletes its state)\n"
             "  vm move NAME FOLDER | vm log NAME [--tail BYTES]\n"
+            "  vm dump NAME                   the running guest's memory into its home (sealed when\n"
+            "                                 encrypted; vmseal-crypto-util coredump decrypt opens it)\n"
             "  vm unregister NAME | vm register HOST UUID [--name NAME] [--kms P]\n"
             "                                 leave the inventory (the host keeps the VM) / take it back\n"
             "  vm set NAME [--cpus N] [--memory MB] [--kernel FILE] [--initrd FILE] [--append ARGS]\n"

@@ -20,6 +20,7 @@
 #include <vmseal/keysafe.h>
 #include <vmseal/log.h>
 
+#include "coredump.h"
 #include "host.h"
 #include "serial.h"
 #include "strutil.h"
@@ -829,6 +830,20 @@ static void api_vm_action(hostd_host *h, hostd_vm *vm, const char *action, const
         json_t *out = vm_json_locked(h, vm);
         pthread_mutex_unlock(&h->lock);
         reply(status, resp, 200, out);
+        return;
+    }
+    if (strcmp(action, "dump") == 0) {
+        /* the guest's memory, sealed into the VM home (hostd/coredump.h) */
+        hostd_coredump_result res;
+        r = hostd_vm_dump(vm, &h->env, &res);
+        if (r < 0) {
+            reply_fail(status, resp, r);
+            return;
+        }
+        hlog(h, "VM %s: memory dumped to %s", hostd_vm_name(vm), res.file);
+        reply(status, resp, 200,
+              json_pack("{s:s, s:b, s:I, s:I}", "file", res.file, "sealed", res.sealed, "bytes",
+                        (json_int_t)res.bytes, "guest_bytes", (json_int_t)res.guest_bytes));
         return;
     }
     const char *op = NULL, *kek = NULL;

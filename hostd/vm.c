@@ -20,6 +20,7 @@
 #include <vmseal/vmkeys.h>
 #include <vmseal/vmrecord.h>
 
+#include "coredump.h"
 #include "serial.h"
 #include "strutil.h"
 #include "tpm.h"
@@ -2217,6 +2218,50 @@ int hostd_vm_set_tpm(hostd_vm *vm, int on)
         if (r == 0)
             hostd_vm_log(vm, on ? "vTPM added" : "vTPM removed (its state deleted)");
     }
+    vm_end(vm);
+    return r;
+}
+
+/* ------------------------------------------------------------ memory dump */
+
+int hostd_vm_dump(hostd_vm *vm, const hostd_host_env *env, hostd_coredump_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    int r = vm_begin(vm, "dumping memory");
+    if (r < 0)
+        return r;
+    const vmseal_vmrec *c = vm->rec;
+    vmseal_secret *kek = NULL;
+    char kek_id[VMSEAL_KEYSAFE_KEK_ID_MAX + 1] = "";
+    char provider[VMSEAL_KEYSAFE_PROVIDER_MAX + 1] = "";
+    if (!qemu_running_owned(vm)) {
+        r = vmseal_fail(ESRCH, "VM %s is not powered on", vm->name);
+        goto out;
+    }
+    if (c->op != VMSEAL_VMREC_OP_NONE) {
+        r = vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
+                        vmseal_vmrec_op_name(c->op));
+        goto out;
+    }
+    if (rec_encrypted(c)) {
+        /* sealed under the KEK of the VM's own key safe */
+        r = kek_id_of_line(c->vm_keysafe ? c->vm_keysafe : "", kek_id, sizeof(kek_id));
+        if (r == 0)
+            r = hostd_keystore_get(env->keys, kek_id, &kek, provider);
+        if (r < 0) {
+            r = vmseal_fail(ENOKEY, "VM %s is locked: KEK %s not loaded", vm->name, kek_id);
+            goto out;
+        }
+    }
+    r = hostd_coredump_write(hostd_qemu_monitor(vm->qemu), vm->home_fd, kek, provider, kek_id, 0,
+                             res);
+    if (r == 0)
+        hostd_vm_log(vm, "memory dumped to %s (%s, %llu bytes)", res->file,
+                     res->sealed ? "sealed" : "not encrypted", (unsigned long long)res->bytes);
+    else
+        hostd_vm_log(vm, "memory dump failed: %s", vmseal_last_error());
+out:
+    vmseal_secret_free(kek);
     vm_end(vm);
     return r;
 }

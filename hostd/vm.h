@@ -192,6 +192,12 @@ int hostd_vm_reconfigure(hostd_vm *vm, const hostd_host_env *env, unsigned cpus,
  * the old TPM state is deleted (a new vTPM starts empty). */
 int hostd_vm_set_tpm(hostd_vm *vm, int on) VMSEAL_MUST_CHECK;
 
+/* A running VM's memory as an ELF core in its home, sealed under the VM's
+ * KEK when it is encrypted (hostd/coredump.h). -ESRCH when it is off. */
+struct hostd_coredump_result;
+int hostd_vm_dump(hostd_vm *vm, const hostd_host_env *env,
+                  struct hostd_coredump_result *res) VMSEAL_MUST_CHECK;
+
 /* Powered off only: delete the home folder. The handle stays valid for
  * hostd_vm_free only. */
 int hostd_vm_destroy(hostd_vm *vm) VMSEAL_MUST_CHECK;

@@ -163,6 +163,8 @@ const api_op mgr_api_ops[] = {
      "vm stop", NULL},
     {"vm.log", "GET", "/vms/{vm}/log", "VirtualMachine.Interact.ConsoleInteract", "Cryptographer.Access",
      "vm", "vm log", NULL},
+    {"vm.dump", "POST", "/vms/{vm}/dump", "VirtualMachine.Interact.ConsoleInteract",
+     "Cryptographer.Access", "vm", "vm dump", "the guest's memory"},
     {"vm.delete", "DELETE", "/vms/{vm}", "VirtualMachine.Inventory.Delete", NULL, "vm", "vm rm", NULL},
     {"task.list", "GET", "/tasks", "System.Read", NULL, "root", "task ls", NULL},
     {"task.get", "GET", "/tasks/{id}", "System.Read", NULL, "root", "task show", NULL},

@@ -8,6 +8,7 @@
  *   POST   /vms/{name}/rekey       {deep?, kms?} -> 202 {task}
  *                                  or {folder} -> 200 VM (moved; "" = no folder)
  *   POST   /vms/{name}/power-on | power-off
+ *   POST   /vms/{name}/dump                the guest's memory, sealed, into its home
  *   GET    /vms/{name}/log?tail=BYTES  guest console output (sealed on the host when encrypted)
  *   DELETE /vms/{name}
  *   POST   /vms/{name}/unregister     leave the inventory; the host keeps the VM
@@ -250,6 +251,13 @@ void api_vms(api_ctx *ctx)
         if (api_authorize(ctx, on ? "vm.power-on" : "vm.power-off", name) < 0)
             return;
         rc = vms_power(ctx->m, ctx->user, name, on, &out);
+        api_reply(ctx, rc, 200, out);
+        return;
+    }
+    if (sub && !strcmp(sub, "dump") && !strcmp(m, "POST")) {
+        if (api_authorize(ctx, "vm.dump", name) < 0)
+            return;
+        rc = vms_dump(ctx->m, ctx->user, name, &out);
         api_reply(ctx, rc, 200, out);
         return;
     }

@@ -357,6 +357,8 @@ int vms_register_probe(manager *m, const char *host, const char *uuid, json_t **
 int vms_register(manager *m, const char *user, const json_t *req, const json_t *vm, json_t **out);
 /* The guest's console output, from its host. */
 int vms_log(manager *m, const char *user, const char *name, long long tail, json_t **out);
+/* The running guest's memory into its VM home (sealed when encrypted). */
+int vms_dump(manager *m, const char *user, const char *name, json_t **out);
 
 /* ---- tasks.c: intents, host tasks, reconciliation -------------------------- */
 

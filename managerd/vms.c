@@ -924,3 +924,41 @@ out:
     free(provider);
     return rc < 0 ? rc : 0;
 }
+
+/* POST /vms/{name}/dump: the host writes the running guest's memory into the
+ * VM home, sealed under the VM's KEK when it is encrypted (the host needs
+ * the KEK: given once when it asks). */
+int vms_dump(manager *m, const char *user, const char *name, json_t **out)
+{
+    *out = NULL;
+    vm_row v;
+    int rc = get_vm_row(m, name, &v);
+    if (rc < 0)
+        return rc;
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/vms/%s/dump", v.uuid);
+    long status = 0;
+    json_t *resp = NULL, *body = json_object();
+    rc = hosts_call(m, v.host, "POST", path, body, &status, &resp);
+    if (rc >= 0 && (status == 409 || status == 412) && v.kek[0]) {
+        json_decref(resp);
+        resp = NULL;
+        rc = hosts_push_key(m, v.host, v.prov, v.kek);
+        if (rc >= 0)
+            rc = hosts_call(m, v.host, "POST", path, body, &status, &resp);
+    }
+    json_decref(body);
+    if (rc < 0)
+        return peer_failure();
+    if (status < 200 || status > 299) {
+        rc = host_refused(v.host, status, resp);
+        json_decref(resp);
+        return rc;
+    }
+    json_t *nv = json_pack("{s:O?, s:O?}", "file", json_object_get(resp, "file"), "sealed",
+                           json_object_get(resp, "sealed"));
+    event_add(m, user, "vm.dump", name, NULL, nv);
+    json_decref(nv);
+    *out = resp;
+    return 0;
+}

@@ -176,6 +176,9 @@ def setup(op):
         body = {}
     elif oid == "vm.log":
         sub["{vm}"] = "sealed"
+    elif oid == "vm.dump":
+        sub["{vm}"] = "sealed"        # a sealed VM: Cryptographer.Access too
+        body = {}
     elif oid in ("vm.power-on", "vm.power-off"):
         body = {}
     elif oid == "task.cancel":
