@@ -27,7 +27,7 @@ static void usage(FILE *f)
             "  vm ls | info NAME | start NAME | stop NAME | rm NAME\n"
             "  vm create NAME --host HOST [--cpus N] [--memory MB] [--disk MB]... [--encrypt|--no-encrypt]\n"
             "            [--kms NAME] [--folder F] [--kernel FILE --initrd FILE --append ARGS]\n"
-            "            [--firmware bios|uefi] [--tpm]   (no --encrypt/--no-encrypt: the host's default policy;\n"
+            "            [--firmware bios|uefi|uefi-secure] [--tpm]   (no --encrypt/--no-encrypt: the host's default policy;\n"
             "                                 --tpm: a vTPM 2.0, encrypted VMs only)\n"
             "  vm tpm NAME on|off             add or remove a powered-off VM's vTPM (off deletes its state)\n"
             "  vm move NAME FOLDER | vm log NAME [--tail BYTES]\n"

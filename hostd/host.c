@@ -156,6 +156,8 @@ int hostd_host_open(const hostd_host_config *cfg, hostd_host **out)
     h->env.accel = cfg->accel;
     h->env.ovmf_code = h->ovmf_code;
     h->env.ovmf_vars = h->ovmf_vars;
+    h->env.ovmf_code_secure = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd";
+    h->env.ovmf_vars_secure = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
     h->env.threads = cfg->threads;
     h->env.qemu_user = h->qemu_user;
     const char *skip = getenv("VMSEAL_TEST_SKIP_SPACE_CHECK");
@@ -737,8 +739,16 @@ static void api_create_vm(hostd_host *h, const char *body, size_t len, int *stat
     req.tpm = tpm > 0;
     if (r == 0 && !req.name)
         r = vmseal_fail(EINVAL, "name is required");
+    int secure = -1;
+    if (r == 0)
+        r = get_opt_bool(j, "secure_boot", &secure);
+    if (r == 0 && fw && strcmp(fw, "uefi-secure") == 0)   /* = uefi + secure_boot */
+        secure = 1, fw = "uefi";
     if (r == 0 && fw && strcmp(fw, "bios") != 0 && strcmp(fw, "uefi") != 0)
-        r = vmseal_fail(EINVAL, "firmware must be \"bios\" or \"uefi\"");
+        r = vmseal_fail(EINVAL, "firmware must be \"bios\", \"uefi\" or \"uefi-secure\"");
+    if (r == 0 && secure > 0 && !(fw && strcmp(fw, "uefi") == 0))
+        r = vmseal_fail(EINVAL, "Secure Boot needs firmware \"uefi\"");
+    req.secure_boot = secure > 0;
     if (r == 0 && policy && strcmp(policy, "encrypted") != 0 && strcmp(policy, "none") != 0)
         r = vmseal_fail(EINVAL, "policy must be \"encrypted\" or \"none\"");
     json_t *disks = json_object_get(j, "disks");

@@ -543,7 +543,15 @@ static int build_argv(const hostd_qemu_spec *s, const fd_map *m, argv_buf *a)
     arg_add(a, "-uuid");
     arg_add(a, s->uuid);
     arg_add(a, "-machine");
-    arg_add(a, "pc");
+    arg_add(a, s->secure_boot ? "q35,smm=on" : "pc");
+    if (s->secure_boot) {
+        /* OVMF's Secure Boot build: only SMM code may write the variables;
+         * disks go on a bridge that takes them while the machine is built */
+        arg_add(a, "-global");
+        arg_add(a, "driver=cfi.pflash01,property=secure,value=on");
+        arg_add(a, "-device");
+        arg_add(a, "pcie-pci-bridge,id=vmseal-pci,bus=pcie.0");
+    }
     arg_add(a, "-accel");
     arg_add(a, s->accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg");
     arg_add(a, "-m");
@@ -738,10 +746,11 @@ static int attach_disks(hostd_qemu *vm, const hostd_qemu_spec *s)
         }
         if (r < 0)
             return r;
-        r = hostd_qmp_execute(q, "device_add",
-                               json_pack("{s:s, s:s, s:s, s:s, s:s}", "driver", "virtio-blk-pci",
-                                         "id", dev, "drive", node, "addr", addr, "serial", dev),
-                               t, NULL);
+        json_t *da = json_pack("{s:s, s:s, s:s, s:s, s:s}", "driver", "virtio-blk-pci", "id", dev,
+                               "drive", node, "addr", addr, "serial", dev);
+        if (da && s->secure_boot)
+            json_object_set_new(da, "bus", json_string("vmseal-pci"));
+        r = hostd_qmp_execute(q, "device_add", da, t, NULL);
         if (r < 0)
             return r;
     }

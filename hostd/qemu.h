@@ -68,6 +68,8 @@ typedef struct hostd_qemu_spec {
     int timeout_ms;            /* for start-up and each monitor command; 0: 15000 */
     int serial_socket;         /* console on run_dir/serial.sock, connected before the
                                   guest runs (hostd_qemu_take_serial); else serial.log */
+    int secure_boot;           /* UEFI Secure Boot: q35 with SMM, the variable store
+                                  writable from SMM only; disks on a PCI bridge */
     int tpm_fd;                /* > 0: the control channel of the VM's swtpm (hostd/tpm.h),
                                   given to QEMU as a TPM 2.0 (tpm-emulator, tpm-tis) */
 } hostd_qemu_spec;

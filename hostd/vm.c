@@ -749,7 +749,8 @@ static int run_create(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_pr
     if (r == 0 && nv[0]) {
         r = home_file_state(vm, nv);
         if (r == 0) {
-            if (!env->ovmf_vars)
+            const char *vars = c->secure_boot ? env->ovmf_vars_secure : env->ovmf_vars;
+            if (!vars)
                 r = vmseal_fail(EINVAL, "no UEFI variable store template configured");
             else if (rec_encrypted(c)) {
                 char obj[64];
@@ -761,14 +762,14 @@ static int run_create(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_pr
                     vmseal_disk_opts o = disk_opts(env, prog, &st, NULL);
                     /* the template is the host's (a distribution may make it
                      * a symlink); the library opens images with O_NOFOLLOW */
-                    char *tmpl = realpath(env->ovmf_vars, NULL);
+                    char *tmpl = realpath(vars, NULL);
                     r = tmpl ? vmseal_disk_encrypt_at(AT_FDCWD, tmpl, vm->home_fd, nv, pass, &o)
-                             : vmseal_fail(errno, "%s: %s", env->ovmf_vars, strerror(errno));
+                             : vmseal_fail(errno, "%s: %s", vars, strerror(errno));
                     free(tmpl);
                 }
                 vmseal_secret_free(pass);
             } else {
-                r = copy_into_home(vm, env->ovmf_vars, nv);
+                r = copy_into_home(vm, vars, nv);
             }
         }
     }
@@ -870,6 +871,14 @@ int hostd_vm_create(const hostd_host_env *env, const char *datastore,
         (!env->ovmf_code || !env->ovmf_vars || access(env->ovmf_code, R_OK) != 0 ||
          access(env->ovmf_vars, R_OK) != 0))
         return vmseal_fail(ENOTSUP, "UEFI firmware (ovmf) is not available on this host");
+    if (req->secure_boot &&
+        (req->firmware != VMSEAL_FIRMWARE_UEFI || !env->ovmf_code_secure || !env->ovmf_vars_secure ||
+         access(env->ovmf_code_secure, R_OK) != 0 || access(env->ovmf_vars_secure, R_OK) != 0))
+        return vmseal_fail(req->firmware != VMSEAL_FIRMWARE_UEFI ? EINVAL : ENOTSUP,
+                           req->firmware != VMSEAL_FIRMWARE_UEFI
+                               ? "Secure Boot needs firmware uefi"
+                               : "UEFI Secure Boot firmware (ovmf: OVMF_CODE_4M.ms.fd, "
+                                 "OVMF_VARS_4M.ms.fd) is not available on this host");
     if (req->tpm && !req->encrypted)
         return vmseal_fail(EINVAL, "a vTPM needs an encrypted VM (its state is sealed under the "
                                    "VM's keys)");
@@ -917,6 +926,7 @@ int hostd_vm_create(const hostd_host_env *env, const char *datastore,
         c->memory_mb = req->memory_mb;
         c->firmware = req->firmware;
         c->tpm = req->tpm;
+        c->secure_boot = req->secure_boot;
         c->policy = req->encrypted ? VMSEAL_POLICY_ENCRYPTED : VMSEAL_POLICY_NONE;
         c->ndisks = req->ndisks;
         c->op = VMSEAL_VMREC_OP_CREATE;
@@ -1112,7 +1122,8 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
                 goto out;
             nvram.passphrase = nv_pass;
         }
-        spec.firmware_code = env->ovmf_code;
+        spec.firmware_code = c->secure_boot ? env->ovmf_code_secure : env->ovmf_code;
+        spec.secure_boot = c->secure_boot;
         spec.nvram = &nvram;
     }
     if (c->tpm) {
@@ -2095,6 +2106,7 @@ json_t *hostd_vm_describe(hostd_vm *vm, const hostd_host_env *env)
     json_object_set_new(j, "memory_mb", json_integer((json_int_t)c->memory_mb));
     json_object_set_new(j, "firmware", json_string(rec_uefi(c) ? "uefi" : "bios"));
     json_object_set_new(j, "tpm", json_boolean(c->tpm));
+    json_object_set_new(j, "secure_boot", json_boolean(c->secure_boot));
     int enc = rec_encrypted(c);
     json_object_set_new(j, "policy", json_string(enc ? "encrypted" : "none"));
     json_object_set_new(j, "encrypted", json_boolean(enc));

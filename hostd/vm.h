@@ -55,6 +55,9 @@ typedef struct hostd_host_env {
     hostd_accel accel;
     const char *ovmf_code;          /* UEFI code image */
     const char *ovmf_vars;          /* UEFI variable store template */
+    const char *ovmf_code_secure;   /* Secure Boot: SMM code image (OVMF_CODE_4M.ms.fd) */
+    const char *ovmf_vars_secure;   /* Secure Boot: variables with Microsoft's keys
+                                       enrolled (OVMF_VARS_4M.ms.fd) */
     unsigned threads;               /* for disk conversion; 0 = all CPUs */
     const char *images;             /* the images folder (boot files), for messages */
     int images_fd;                  /* that folder (O_PATH); kernel and initrd are
@@ -79,6 +82,7 @@ typedef struct hostd_vm_create_req {
     int encrypted;
     const char *kek_id;             /* required when encrypted; must be in the keystore */
     int tpm;                        /* a vTPM 2.0 (encrypted VMs only; hostd/tpm.h) */
+    int secure_boot;                /* UEFI Secure Boot (firmware uefi only) */
 } hostd_vm_create_req;
 
 /* Progress of a long operation over all the VM's images, plus a cancel flag

@@ -289,7 +289,7 @@ static const api_field f_host_keys[] = {
 SCHEMA(schema_host_keys, "host_keys", f_host_keys);
 
 static const char *const policies[] = {"encrypted", "none", NULL};
-static const char *const firmwares[] = {"bios", "uefi", NULL};
+static const char *const firmwares[] = {"bios", "uefi", "uefi-secure", NULL};
 
 static const api_field f_disk[] = {
     {.name = "size_mb", .type = F_INT, .required = 1, .min = 1, .max = 16 * 1024 * 1024},

@@ -20,13 +20,14 @@
  *   diskN.file, diskN.size        for each N < disks
  *   diskN.luks.uuid, diskN.keysafe  an encrypted disk
  *   tpm = 1                       a vTPM (encrypted VMs only; state in vtpm.state)
+ *   secure_boot = 1               UEFI Secure Boot (firmware uefi only)
  *   op, op.kek, vm.next.keysafe, diskN.next.file|luks.uuid|keysafe,
  *   diskN.old.file, diskN.rekeyed, nvram.next.file|old.file|rekeyed
  *                                 while an operation is unfinished
  *
  * Unknown keys: a key in vmseal's namespaces (its first component is one of
  * config, name, uuid, cpus, memory, firmware, policy, kernel, initrd,
- * append, vm, nvram, op, tpm, or starts with "disk"; or its last component is
+ * append, vm, nvram, op, tpm, secure_boot, or starts with "disk"; or its last component is
  * "keysafe") that is not one of the keys above is refused. Any other key
  * (e.g. `x-owner = ...`) is kept as it is, in its place, when the record is
  * written back; vmseal gives it no meaning.
@@ -112,6 +113,8 @@ typedef struct vmseal_vmrec {
     vmseal_vmrec_op op;
     char op_kek[VMSEAL_KEYSAFE_KEK_ID_MAX + 1]; /* op.kek ("" none) */
     int tpm;                                    /* `tpm`: a vTPM 2.0 (needs vm.keysafe) */
+    int secure_boot;                            /* `secure_boot`: UEFI Secure Boot (q35,
+                                                   SMM, OVMF with Microsoft keys) */
     vmseal_vmconf *source;                      /* private: the file as read (the
                                                    order of its keys, unknown keys) */
 } vmseal_vmrec;

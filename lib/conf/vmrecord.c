@@ -20,7 +20,7 @@ enum top_key {
     K_VERSION, K_NAME, K_UUID, K_CPUS, K_MEMORY, K_FIRMWARE, K_POLICY, K_KERNEL, K_INITRD,
     K_APPEND, K_VM_KEYSAFE, K_NVRAM_FILE, K_DISKS,
     K_VM_NEXT_KEYSAFE, K_NVRAM_NEXT_FILE, K_NVRAM_OLD_FILE, K_NVRAM_REKEYED, K_OP, K_OP_KEK,
-    K_TPM,
+    K_TPM, K_SECURE_BOOT,
     K_TOP_COUNT
 };
 
@@ -45,6 +45,7 @@ static const char *const top_names[K_TOP_COUNT] = {
     [K_OP] = "op",
     [K_OP_KEK] = "op.kek",
     [K_TPM] = "tpm",
+    [K_SECURE_BOOT] = "secure_boot",
 };
 
 /* Keys every file has. */
@@ -72,7 +73,7 @@ static const char *const disk_fields[D_COUNT] = {
 /* First components that belong to vmseal; "disk..." is handled apart. */
 static const char *const reserved_first[] = {"config", "name",   "uuid", "cpus",   "memory",
                                              "firmware", "policy", "kernel", "initrd", "append",
-                                             "vm",     "nvram",  "op", "tpm"};
+                                             "vm",     "nvram",  "op", "tpm", "secure_boot"};
 
 static const char *const op_names[] = {
     [VMSEAL_VMREC_OP_NONE] = "",
@@ -566,6 +567,8 @@ static int check_record(const vmseal_vmrec *r, const vmseal_vmconf *src)
         return rc;
 
     /* a vTPM's state is encrypted under a key from the per-VM secret */
+    if (r->secure_boot && r->firmware != VMSEAL_FIRMWARE_UEFI)
+        return fail_key(src, top_names[K_SECURE_BOOT], EPROTO, "Secure Boot needs firmware uefi");
     if (r->tpm && !r->vm_keysafe)
         return fail_key(src, top_names[K_TPM], EPROTO, "a vTPM needs an encrypted VM (vm.keysafe)");
 
@@ -743,6 +746,11 @@ static int set_top(vmseal_vmrec *r, const vmseal_vmconf *src, enum top_key k, co
         if (strcmp(v, "1") != 0)
             return fail_key(src, key, EPROTO, "1 or absent");
         r->tpm = 1;
+        return 0;
+    case K_SECURE_BOOT:
+        if (strcmp(v, "1") != 0)
+            return fail_key(src, key, EPROTO, "1 or absent");
+        r->secure_boot = 1;
         return 0;
     case K_TOP_COUNT:
         break;
@@ -958,6 +966,7 @@ static size_t record_keys(const vmseal_vmrec *r, kv *l)
     put(l, &n, top_names[K_OP], r->op ? vmseal_vmrec_op_name(r->op) : NULL);
     put_str(l, &n, top_names[K_OP_KEK], r->op_kek);
     put(l, &n, top_names[K_TPM], r->tpm ? "1" : NULL);
+    put(l, &n, top_names[K_SECURE_BOOT], r->secure_boot ? "1" : NULL);
     return n;
 }
 

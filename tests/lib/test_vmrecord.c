@@ -402,6 +402,8 @@ static void test_refusals(void **state)
         {E, "tpm", "yes", EPROTO, "tpm: 1 or absent"},
         {E, "tpm", "0", EPROTO, "tpm: 1 or absent"},
         {E, "tpm.state", "x", EPROTO, "unknown key"},
+        {P, "secure_boot", "1", EPROTO, "secure_boot: Secure Boot needs firmware uefi"},
+        {E, "secure_boot", "on", EPROTO, "secure_boot: 1 or absent"},
         /* numbers: huge, zero, signs, leading zeros */
         {E, "cpus", "99999999999999999999999", EPROTO, "line 8: cpus: not a number"},
         {E, "cpus", "0", EPROTO, "cpus: 0 is out of range"},
