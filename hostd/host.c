@@ -22,6 +22,7 @@
 
 #include "coredump.h"
 #include "host.h"
+#include "hostmode.h"
 #include "serial.h"
 #include "strutil.h"
 
@@ -51,6 +52,7 @@ struct hostd_host {
     pthread_mutex_t lock;
     char *datastore, *provider, *qemu, *ovmf_code, *ovmf_vars, *allowed_subject;
     char *images, *qemu_user;
+    const struct hostd_hostmode *hostmode;   /* host encryption mode, or NULL */
     int grace_ms;
     hostd_host_env env;
     hostd_vm **vms;
@@ -156,6 +158,7 @@ int hostd_host_open(const hostd_host_config *cfg, hostd_host **out)
     h->env.accel = cfg->accel;
     h->env.ovmf_code = h->ovmf_code;
     h->env.ovmf_vars = h->ovmf_vars;
+    h->hostmode = cfg->hostmode;
     h->env.ovmf_code_secure = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd";
     h->env.ovmf_vars_secure = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
     h->env.threads = cfg->threads;
@@ -1100,6 +1103,7 @@ void hostd_host_handle(hostd_host *h, const char *method, const char *full_path,
                               h->datastore, "accel",
                               h->env.accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg", "vms", (int)h->nvms,
                               "keks", (int)hostd_keystore_count(h->env.keys), "custody_key", pub64);
+        json_object_set_new(j, "encryption_mode", hostd_hostmode_json(h->hostmode));
         pthread_mutex_unlock(&h->lock);
         reply(status, resp, 200, j);
         return;

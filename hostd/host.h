@@ -33,6 +33,8 @@ typedef struct hostd_host_config {
                                        in this folder (NULL: DATASTORE/.images, made) */
     const char *qemu_user;          /* QEMU runs as this user when hostd is root
                                        (NULL: hostd's user) */
+    const struct hostd_hostmode *hostmode;  /* host encryption mode (hostmode.h; NULL: off);
+                                       must outlive the host */
 } hostd_host_config;
 
 typedef struct hostd_host hostd_host;

@@ -24,6 +24,7 @@
 #include <vmseal/secret.h>
 
 #include "host.h"
+#include "hostmode.h"
 #include "monitor.h"
 #include "netchild.h"
 #include <vmseal/vmconf.h>
@@ -66,7 +67,12 @@ static void usage(FILE *f)
             "  allow_unlocked_memory = yes|no  start even when secrets cannot be locked in\n"
             "                            memory (they may be swapped to disk; default no)\n"
             "  log_level = LEVEL         error, warning, info (default) or debug\n"
-            "  log_output = OUT          stderr (default), syslog or stderr,syslog\n");
+            "  log_output = OUT          stderr (default), syslog or stderr,syslog\n"
+            "  encryption_mode = yes|no  host encryption mode: core dumps sealed to\n"
+            "                            core_dump_key (a host public key) by\n"
+            "                            vmseal-coredump-handler in core_dump_dir\n"
+            "                            (default /var/lib/vmseal/cores); core_pattern =\n"
+            "                            manage (default: hostd installs it) or check\n");
     fprintf(f, "  network_user = USER       the network process (HTTPS server, calls to the\n"
                "                            manager) runs as USER once its TLS files are read\n"
                "                            (default: stays root; it never holds a KEK anyway)\n");
@@ -191,7 +197,8 @@ static int check_keys(const vmseal_vmconf *c)
         "name", "datastore", "listen", "port", "cert", "key", "ca", "manager_subject", "manager_fingerprint",
         "manager_url", "manager_ca", "url", "provider", "accel", "probe_kernel", "probe_initrd",
         "qemu", "grace_seconds", "network_user", "allow_unlocked_memory", "images", "qemu_user",
-        "log_level", "log_output", NULL};
+        "log_level", "log_output", "encryption_mode", "core_dump_key", "core_dump_dir",
+        "core_dump_handler", "core_pattern", NULL};
     for (size_t i = 0; i < vmseal_vmconf_count(c); i++) {
         const char *k = vmseal_vmconf_key_at(c, i);
         int ok = 0;
@@ -391,6 +398,39 @@ int main(int argc, char **argv)
     }
     close(sv[1]);
 
+    /* Host encryption mode: before anything else can crash (as root). */
+    static hostd_hostmode hostmode;
+    const char *em = cget(conf, "encryption_mode");
+    if (em && strcmp(em, "yes") != 0 && strcmp(em, "no") != 0) {
+        log_err("hostd.conf: encryption_mode must be yes or no");
+        close(sv[0]);
+        stop_child(child);
+        vmseal_vmconf_free(conf);
+        return 1;
+    }
+    if (em && strcmp(em, "yes") == 0) {
+        const char *cpm = cget(conf, "core_pattern");
+        hostd_hostmode_config hmc = {.key = cget(conf, "core_dump_key"),
+                                     .dir = cget(conf, "core_dump_dir"),
+                                     .handler = cget(conf, "core_dump_handler"),
+                                     .manage = !cpm || strcmp(cpm, "check") != 0};
+        if ((cpm && strcmp(cpm, "manage") != 0 && strcmp(cpm, "check") != 0) ||
+            hostd_hostmode_setup(&hmc, &hostmode) < 0) {
+            log_err("hostd.conf: %s", cpm && strcmp(cpm, "manage") != 0 && strcmp(cpm, "check") != 0
+                                          ? "core_pattern must be manage or check"
+                                          : vmseal_last_error());
+            close(sv[0]);
+            stop_child(child);
+            vmseal_vmconf_free(conf);
+            return 1;
+        }
+        if (hostmode.installed)
+            log_info("host encryption mode: core dumps are sealed to %s (core_pattern %s)",
+                     hmc.key, hostmode.pattern);
+        else
+            log_err("host encryption mode: core dumps are NOT sealed: %s", hostmode.error);
+    }
+
     hostd_host_config hc = {
         .datastore = datastore,
         .provider = cget(conf, "provider"),
@@ -401,6 +441,7 @@ int main(int argc, char **argv)
         .name = name,
         .images = cget(conf, "images"),
         .qemu_user = cget(conf, "qemu_user"),
+        .hostmode = &hostmode,
     };
     hostd_host *h = NULL;
     hostd_monitor *mon = NULL;
