@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# End to end: a vTPM 2.0 (swtpm) for an encrypted VM. The guest finds
+# End to end: a vTPM 2.0 (swtpm) for an encrypted VM, swtpm and QEMU
+# confined to a qemu_user. The guest finds
 # /dev/tpm0, defines a TPM NV index and writes a value; after a power cycle,
 # a shallow and a deep rekey it reads the value back. The state file in the
 # VM home holds no plaintext of it; swtpm with another key (or none) refuses
@@ -15,7 +16,19 @@ M=vtpmNV$(head -c 5 /dev/urandom | od -An -tx1 | tr -d ' \n')   # 16 characters
 MHEX=$(printf %s "$M" | od -An -tx1 | tr -d ' \n')
 base="console=ttyS0 quiet"
 
-base_stack
+# hostd drops QEMU and swtpm to a user of their own (qemu_user)
+QU=vmsqt$((RANDOM % 100000))
+useradd --system --no-create-home --shell /usr/sbin/nologin "$QU" || fail "useradd"
+at_exit "userdel $QU >/dev/null 2>&1"
+stack_kmsd_setup kms1
+stack_kmsd_start kms1
+stack_managerd_setup
+stack_managerd_start
+stack_login
+stack_kms_add prov1 kms1
+stack_hostd_setup esx1
+echo "qemu_user = $QU" >> "$STACK_DIR/esx1/hostd.conf"
+stack_hostd_start esx1
 expect_rc 2 vmseal vm create plain1 --host esx1 --no-encrypt --tpm
 grep -qi "encrypted VM" <<<"$OUT" || { echo "$OUT" >&2; fail "refusal names the reason"; }
 ok "a VM without encryption cannot have a vTPM"
@@ -33,6 +46,7 @@ ok "the guest sees /dev/tpm0 and writes an NV index"
 
 [ -s "$H/vtpm.state" ] || fail "no vtpm.state in the VM home"
 [ "$(stat -c %a "$H/vtpm.state")" = 600 ] || fail "vtpm.state is not mode 0600"
+[ "$(stat -c %U "$H/vtpm.state")" = "$QU" ] || fail "vtpm.state does not belong to qemu_user (swtpm's)"
 if grep -a -q "$M" "$H/vtpm.state"; then fail "the NV value is in clear in vtpm.state"; fi
 if grep -a -q "$M" "$H/swtpm.log" 2>/dev/null; then fail "the NV value is in swtpm.log"; fi
 ok "vtpm.state holds no plaintext of the NV value"
@@ -95,4 +109,20 @@ out=$(stack_vm_boot esx1 tpm1 300) || fail "boot (fresh vTPM)"
 grep -q '^VMSEAL-TPM-PRESENT' <<<"$out" || { echo "$out" >&2; fail "no /dev/tpm0 after vtpm on"; }
 if grep -q "^VMSEAL-TPMNV-READ 00000000" <<<"$out"; then fail "the new vTPM still has the old NV index"; fi
 ok "vm tpm off deletes the state; a new vTPM starts empty"
+
+# while the VM runs: its swtpm runs as qemu_user with no_new_privs, and ends with QEMU
+vmseal vm set tpm1 --append "$base vmseal.wait=1" >/dev/null || fail "vm set --append"
+expect_rc 0 vmseal vm start tpm1
+stack_until 300 stack_vm_console_has tpm1 '^VMSEAL-READY' || fail "guest did not come up"
+sp=""
+for p in $(pgrep -x swtpm); do
+  [ "$(stat -c %U /proc/$p)" = "$QU" ] && sp=$p
+done
+[ -n "$sp" ] || { ps -o pid,user,args -C swtpm >&2; fail "no swtpm running as $QU"; }
+grep -q '^NoNewPrivs:[[:space:]]*1' /proc/$sp/status || fail "swtpm may gain privileges"
+grep -q '^CapEff:[[:space:]]*0000000000000000' /proc/$sp/status || fail "swtpm has capabilities"
+tr '\0' ' ' < /proc/$sp/cmdline | grep -q -- '--key fd=' || fail "swtpm's key does not come from a descriptor"
+expect_rc 0 vmseal vm stop tpm1
+stack_until 30 bash -c "! kill -0 $sp 2>/dev/null" || fail "swtpm outlived its VM"
+ok "swtpm runs as qemu_user without privileges, its key from a descriptor, and ends with the VM"
 finish
