@@ -26,6 +26,7 @@ f=cores/core-1700000000-vmseal-hostd_x-4242.vmhcore
 [ "$(head -c 8 "$f")" = VMSEALHC ] || fail "not a host-sealed file"
 grep -a -q "$MARK" "$f" && fail "the marker is in clear in the sealed core"
 [ "$(ls -A cores | wc -l)" = 1 ] || fail "stray files in the core folder"
+"$CU" check "$f" | grep -q 'encrypted (host-sealed core dump' || fail "crypto-util check does not see it encrypted"
 ok "the handler seals stdin into core-TIME-COMM-PID.vmhcore (mode 0600), no plaintext"
 
 "$CU" coredump decrypt --host-key host.key --quiet "$f" core.out || fail "decrypt with the host key"

@@ -49,6 +49,8 @@ ok "the guest sees /dev/tpm0 and writes an NV index"
 [ "$(stat -c %U "$H/vtpm.state")" = "$QU" ] || fail "vtpm.state does not belong to qemu_user (swtpm's)"
 if grep -a -q "$M" "$H/vtpm.state"; then fail "the NV value is in clear in vtpm.state"; fi
 if grep -a -q "$M" "$H/swtpm.log" 2>/dev/null; then fail "the NV value is in swtpm.log"; fi
+"$VMSEAL_BUILD/crypto-util/vmseal-crypto-util" check "$H/vtpm.state" | grep -q 'encrypted (vTPM state (swtpm), AES-256-CBC' ||
+  fail "crypto-util check does not see vtpm.state encrypted"
 ok "vtpm.state holds no plaintext of the NV value"
 
 read_back() {  # what: the guest reads the NV index back
@@ -87,6 +89,10 @@ cp "$H/vtpm.state" "$W/state"
 if try_swtpm --key "file=$W/key,format=binary,mode=aes-256-cbc"; then fail "swtpm opened the state with another key"; fi
 cp "$H/vtpm.state" "$W/state"
 if try_swtpm; then fail "swtpm opened the state without a key"; fi
+: > "$W/state"
+try_swtpm || fail "swtpm: a fresh state without a key"
+set +e; "$VMSEAL_BUILD/crypto-util/vmseal-crypto-util" check "$W/state" >/dev/null; rc=$?; set -e
+[ $rc = 1 ] || fail "crypto-util check: a state without a key is not reported plain (rc $rc)"
 rm -rf "$W"
 ok "swtpm refuses the state with a wrong key and without one"
 
