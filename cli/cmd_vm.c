@@ -136,10 +136,12 @@ int cmd_vm(cli *c, int argc, char **argv)
         {"name", required_argument, NULL, 'N'},
         {"ttl", required_argument, NULL, 'T'},
         {"psk-file", required_argument, NULL, 'P'},
+        {"tpm", no_argument, NULL, 'M'},
         {0, 0, 0, 0},
     };
     const char *folder = NULL, *vm_name_opt = NULL, *psk_file = NULL;
     long tail = 0, ttl = 0;
+    int tpm = 0;
     optind = 2;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -178,6 +180,7 @@ int cmd_vm(cli *c, int argc, char **argv)
             if (*end || ttl < 1 || ttl > 86400)
                 return EXIT_USAGE;
             break;
+        case 'M': tpm = 1; break;
         case 't':
             tail = strtol(optarg, &end, 10);
             if (*end || tail < 1 || tail > (1 << 20))
@@ -234,6 +237,18 @@ int cmd_vm(cli *c, int argc, char **argv)
             printf(*args[1] ? "VM %s moved to folder %s\n" : "VM %s is in no folder%s\n", args[0], args[1]);
         goto out;
     }
+    if (!strcmp(sub, "tpm") && nargs == 2) {
+        /* vm tpm NAME on|off: add or remove the vTPM (powered off, encrypted VMs) */
+        int on = !strcmp(args[1], "on");
+        if (!on && strcmp(args[1], "off") != 0)
+            return EXIT_USAGE;
+        body = json_pack("{s:b}", "tpm", on);
+        vm_path(path, sizeof(path), args[0], "");
+        rc = cli_call(c, "PATCH", path, body, &resp);
+        if (rc == EXIT_OK && !c->json && !c->quiet)
+            printf(on ? "VM %s has a vTPM\n" : "VM %s has no vTPM (its state was deleted)\n", args[0]);
+        goto out;
+    }
     if (nargs != 1)
         return EXIT_USAGE;
     const char *name = args[0];
@@ -258,6 +273,8 @@ int cmd_vm(cli *c, int argc, char **argv)
         set_str_if(body, "kms", kms);
         set_boot_fields(body, kernel, initrd, append);
         set_str_if(body, "firmware", fw);
+        if (tpm)
+            json_object_set_new(body, "tpm", json_true());
         rc = cli_call(c, "POST", "/api/v1/vms", body, &resp);
         if (rc == EXIT_OK && !c->json && !c->quiet)
             printf("VM %s created on %s (%s)%s%s\n", name, host, jstr(resp, "uuid"),
@@ -341,6 +358,15 @@ int cmd_vm(cli *c, int argc, char **argv)
                    (long long)json_integer_value(json_object_get(resp, "size")), jstr(resp, "uri"),
                    (long long)(json_integer_value(json_object_get(resp, "expires")) - time(NULL)),
                    psk_file, jstr(resp, "uri"), psk_file);
+    } else if (!strcmp(sub, "dump")) {
+        /* the running guest's memory, sealed into its VM home */
+        vm_path(path, sizeof(path), name, "/dump");
+        body = json_object();
+        rc = cli_call(c, "POST", path, body, &resp);
+        if (rc == EXIT_OK && !c->json && !c->quiet)
+            printf("VM %s: memory dumped to %s in its home (%s, %lld bytes)\n", name, jstr(resp, "file"),
+                   json_is_true(json_object_get(resp, "sealed")) ? "sealed under its KEK" : "not encrypted",
+                   (long long)json_integer_value(json_object_get(resp, "bytes")));
     } else if (!strcmp(sub, "info")) {
         vm_path(path, sizeof(path), name, "");
         rc = cli_call(c, "GET", path, NULL, &resp);

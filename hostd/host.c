@@ -21,8 +21,10 @@
 #include <vmseal/log.h>
 
 #include "blockserver.h"
+#include "coredump.h"
 #include "export.h"
 #include "host.h"
+#include "hostmode.h"
 #include "nic.h"
 #include "serial.h"
 #include "strutil.h"
@@ -54,6 +56,7 @@ struct hostd_host {
     char *datastore, *provider, *qemu, *ovmf_code, *ovmf_vars, *allowed_subject;
     char *images, *qemu_user, *export_listen;
     hostd_diskpath diskpath;     /* hostd.conf disk_path, checked at open */
+    const struct hostd_hostmode *hostmode;   /* host encryption mode, or NULL */
     int grace_ms;
     hostd_host_env env;
     hostd_vm **vms;
@@ -160,6 +163,9 @@ int hostd_host_open(const hostd_host_config *cfg, hostd_host **out)
     h->env.accel = cfg->accel;
     h->env.ovmf_code = h->ovmf_code;
     h->env.ovmf_vars = h->ovmf_vars;
+    h->hostmode = cfg->hostmode;
+    h->env.ovmf_code_secure = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd";
+    h->env.ovmf_vars_secure = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
     h->env.threads = cfg->threads;
     h->env.qemu_user = h->qemu_user;
     if (cfg->net)
@@ -719,6 +725,19 @@ static int get_opt_string(json_t *j, const char *name, const char **out)
     return 0;
 }
 
+/* An optional boolean: -1 absent (or null), 0, 1. */
+static int get_opt_bool(json_t *j, const char *name, int *out)
+{
+    json_t *v = json_object_get(j, name);
+    *out = -1;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v))
+        return vmseal_fail(EINVAL, "%s must be true or false", name);
+    *out = json_is_true(v);
+    return 0;
+}
+
 static void api_create_vm(hostd_host *h, const char *body, size_t len, int *status, json_t **resp)
 {
     json_t *j = parse_body(body, len, status, resp);
@@ -747,10 +766,22 @@ static void api_create_vm(hostd_host *h, const char *body, size_t len, int *stat
         r = get_opt_string(j, "policy", &policy);
     if (r == 0)
         r = get_opt_string(j, "kek_id", &req.kek_id);
+    int tpm = -1;
+    if (r == 0)
+        r = get_opt_bool(j, "tpm", &tpm);
+    req.tpm = tpm > 0;
     if (r == 0 && !req.name)
         r = vmseal_fail(EINVAL, "name is required");
+    int secure = -1;
+    if (r == 0)
+        r = get_opt_bool(j, "secure_boot", &secure);
+    if (r == 0 && fw && strcmp(fw, "uefi-secure") == 0)   /* = uefi + secure_boot */
+        secure = 1, fw = "uefi";
     if (r == 0 && fw && strcmp(fw, "bios") != 0 && strcmp(fw, "uefi") != 0)
-        r = vmseal_fail(EINVAL, "firmware must be \"bios\" or \"uefi\"");
+        r = vmseal_fail(EINVAL, "firmware must be \"bios\", \"uefi\" or \"uefi-secure\"");
+    if (r == 0 && secure > 0 && !(fw && strcmp(fw, "uefi") == 0))
+        r = vmseal_fail(EINVAL, "Secure Boot needs firmware \"uefi\"");
+    req.secure_boot = secure > 0;
     if (r == 0 && policy && strcmp(policy, "encrypted") != 0 && strcmp(policy, "none") != 0)
         r = vmseal_fail(EINVAL, "policy must be \"encrypted\" or \"none\"");
     json_t *disks = json_object_get(j, "disks");
@@ -902,6 +933,20 @@ static void api_vm_action(hostd_host *h, hostd_vm *vm, const char *action, const
     }
     if (strcmp(action, "export") == 0) {
         api_vm_export(h, vm, body, len, status, resp);
+        return;
+    }
+    if (strcmp(action, "dump") == 0) {
+        /* the guest's memory, sealed into the VM home (hostd/coredump.h) */
+        hostd_coredump_result res;
+        r = hostd_vm_dump(vm, &h->env, &res);
+        if (r < 0) {
+            reply_fail(status, resp, r);
+            return;
+        }
+        hlog(h, "VM %s: memory dumped to %s", hostd_vm_name(vm), res.file);
+        reply(status, resp, 200,
+              json_pack("{s:s, s:b, s:I, s:I}", "file", res.file, "sealed", res.sealed, "bytes",
+                        (json_int_t)res.bytes, "guest_bytes", (json_int_t)res.guest_bytes));
         return;
     }
     const char *op = NULL, *kek = NULL;
@@ -1115,8 +1160,13 @@ static void api_reconfigure(hostd_host *h, hostd_vm *vm, const char *body, size_
         r = get_opt_string(j, "initrd", &initrd);
     if (r == 0)
         r = get_opt_string(j, "append", &append);
+    int tpm = -1;
+    if (r == 0)
+        r = get_opt_bool(j, "tpm", &tpm);
     if (r == 0)
         r = hostd_vm_reconfigure(vm, &h->env, (unsigned)cpus, (unsigned)mem, kernel, initrd, append);
+    if (r == 0 && tpm >= 0)
+        r = hostd_vm_set_tpm(vm, tpm);
     json_decref(j);
     if (r < 0) {
         reply_fail(status, resp, r);
@@ -1233,6 +1283,7 @@ void hostd_host_handle(hostd_host *h, const char *method, const char *full_path,
                               h->env.accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg", "vms", (int)h->nvms,
                               "keks", (int)hostd_keystore_count(h->env.keys), "custody_key", pub64);
         json_object_set_new(j, "network", hostd_vmnet_config_json(&h->net));
+        json_object_set_new(j, "encryption_mode", hostd_hostmode_json(h->hostmode));
         pthread_mutex_unlock(&h->lock);
         reply(status, resp, 200, j);
         return;

@@ -25,6 +25,7 @@
 
 #include "blockserver.h"
 #include "host.h"
+#include "hostmode.h"
 #include "monitor.h"
 #include "nic.h"
 #include "netchild.h"
@@ -80,7 +81,12 @@ static void usage(FILE *f)
                "  forward_addresses = A ... host addresses a user-mode NIC's port forward may\n"
                "                            bind (default 127.0.0.1)\n"
                "  mac_prefix = xx:xx:xx     locally administered prefix of new MACs (0a:76:6d)\n"
-               "  user_network = nat|isolated  user-mode NICs reach out (nat, default) or not\n");
+               "  user_network = nat|isolated  user-mode NICs reach out (nat, default) or not\n"
+               "  encryption_mode = yes|no  host encryption mode: core dumps sealed to\n"
+               "                            core_dump_key (a host public key) by\n"
+               "                            vmseal-coredump-handler in core_dump_dir\n"
+               "                            (default /var/lib/vmseal/cores); core_pattern =\n"
+               "                            manage (default: hostd installs it) or check\n");
     fprintf(f, "  network_user = USER       the network process (HTTPS server, calls to the\n"
                "                            manager) runs as USER once its TLS files are read\n"
                "                            (default: stays root; it never holds a KEK anyway)\n");
@@ -205,7 +211,8 @@ static int check_keys(const vmseal_vmconf *c)
         "name", "datastore", "listen", "port", "cert", "key", "ca", "manager_subject", "manager_fingerprint",
         "manager_url", "manager_ca", "url", "provider", "accel", "probe_kernel", "probe_initrd",
         "qemu", "grace_seconds", "network_user", "allow_unlocked_memory", "images", "qemu_user",
-        "log_level", "log_output", "disk_path", "nbdkit", "nbd_plugin", NULL};
+        "log_level", "log_output", "disk_path", "nbdkit", "nbd_plugin", "encryption_mode",
+        "core_dump_key", "core_dump_dir", "core_dump_handler", "core_pattern", NULL};
     for (size_t i = 0; i < vmseal_vmconf_count(c); i++) {
         const char *k = vmseal_vmconf_key_at(c, i);
         int ok = 0;
@@ -417,6 +424,39 @@ int main(int argc, char **argv)
     }
     close(sv[1]);
 
+    /* Host encryption mode: before anything else can crash (as root). */
+    static hostd_hostmode hostmode;
+    const char *em = cget(conf, "encryption_mode");
+    if (em && strcmp(em, "yes") != 0 && strcmp(em, "no") != 0) {
+        log_err("hostd.conf: encryption_mode must be yes or no");
+        close(sv[0]);
+        stop_child(child);
+        vmseal_vmconf_free(conf);
+        return 1;
+    }
+    if (em && strcmp(em, "yes") == 0) {
+        const char *cpm = cget(conf, "core_pattern");
+        hostd_hostmode_config hmc = {.key = cget(conf, "core_dump_key"),
+                                     .dir = cget(conf, "core_dump_dir"),
+                                     .handler = cget(conf, "core_dump_handler"),
+                                     .manage = !cpm || strcmp(cpm, "check") != 0};
+        if ((cpm && strcmp(cpm, "manage") != 0 && strcmp(cpm, "check") != 0) ||
+            hostd_hostmode_setup(&hmc, &hostmode) < 0) {
+            log_err("hostd.conf: %s", cpm && strcmp(cpm, "manage") != 0 && strcmp(cpm, "check") != 0
+                                          ? "core_pattern must be manage or check"
+                                          : vmseal_last_error());
+            close(sv[0]);
+            stop_child(child);
+            vmseal_vmconf_free(conf);
+            return 1;
+        }
+        if (hostmode.installed)
+            log_info("host encryption mode: core dumps are sealed to %s (core_pattern %s)",
+                     hmc.key, hostmode.pattern);
+        else
+            log_err("host encryption mode: core dumps are NOT sealed: %s", hostmode.error);
+    }
+
     hostd_host_config hc = {
         .datastore = datastore,
         .provider = cget(conf, "provider"),
@@ -432,6 +472,7 @@ int main(int argc, char **argv)
         .nbdkit = cget(conf, "nbdkit"),
         .nbd_plugin = cget(conf, "nbd_plugin"),
         .export_listen = cget(conf, "listen"),
+        .hostmode = &hostmode,
     };
     hostd_host *h = NULL;
     hostd_monitor *mon = NULL;

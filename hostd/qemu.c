@@ -462,6 +462,7 @@ typedef struct fd_map {
     int disk_fd[MAX_DISKS][2];          /* read-write (or -1), read-only */
     int nvram_fd[2];
     int nic_fd[HOSTD_QEMU_MAX_NICS];    /* a tap's number in QEMU, or -1 */
+    int tpm;                            /* swtpm's control channel, or -1 */
 } fd_map;
 
 #define FDSET_NVRAM 9
@@ -543,7 +544,15 @@ static int build_argv(const hostd_qemu_spec *s, const fd_map *m, argv_buf *a)
     arg_add(a, "-uuid");
     arg_add(a, s->uuid);
     arg_add(a, "-machine");
-    arg_add(a, "pc");
+    arg_add(a, s->secure_boot ? "q35,smm=on" : "pc");
+    if (s->secure_boot) {
+        /* OVMF's Secure Boot build: only SMM code may write the variables;
+         * disks go on a bridge that takes them while the machine is built */
+        arg_add(a, "-global");
+        arg_add(a, "driver=cfi.pflash01,property=secure,value=on");
+        arg_add(a, "-device");
+        arg_add(a, "pcie-pci-bridge,id=vmseal-pci,bus=pcie.0");
+    }
     arg_add(a, "-accel");
     arg_add(a, s->accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg");
     arg_add(a, "-m");
@@ -625,6 +634,15 @@ static int build_argv(const hostd_qemu_spec *s, const fd_map *m, argv_buf *a)
         arg_add(a, "-device");
         arg_add_owned(a, hostd_asprintf("virtio-net-pci,netdev=vmseal-net%zu,mac=%s,"
                                         "id=vmseal-nic%zu,addr=0x%zx,romfile=", i, n->mac, i, 0x8 + i));
+    }
+    if (m->tpm >= 0) {
+        /* vTPM: swtpm's control channel, a socketpair end (hostd/tpm.h) */
+        arg_add(a, "-chardev");
+        arg_add_owned(a, hostd_asprintf("socket,id=vmseal-tpm,fd=%d", m->tpm));
+        arg_add(a, "-tpmdev");
+        arg_add(a, "emulator,id=vmseal-tpm0,chardev=vmseal-tpm");
+        arg_add(a, "-device");
+        arg_add(a, "tpm-tis,tpmdev=vmseal-tpm0");
     }
     if (confined(s)) {
         /* Everything QEMU needs is open before it drops to the user:
@@ -783,10 +801,11 @@ static int attach_disks(hostd_qemu *vm, const hostd_qemu_spec *s)
         }
         if (r < 0)
             return r;
-        r = hostd_qmp_execute(q, "device_add",
-                               json_pack("{s:s, s:s, s:s, s:s, s:s}", "driver", "virtio-blk-pci",
-                                         "id", dev, "drive", node, "addr", addr, "serial", dev),
-                               t, NULL);
+        json_t *da = json_pack("{s:s, s:s, s:s, s:s, s:s}", "driver", "virtio-blk-pci", "id", dev,
+                               "drive", node, "addr", addr, "serial", dev);
+        if (da && s->secure_boot)
+            json_object_set_new(da, "bus", json_string("vmseal-pci"));
+        r = hostd_qmp_execute(q, "device_add", da, t, NULL);
         if (r < 0)
             return r;
     }
@@ -884,7 +903,7 @@ int hostd_qemu_start(const hostd_qemu_spec *s, hostd_qemu **out)
     char *pid_path = hostd_asprintf("%s/qemu.pid", s->run_dir);
     char *serial_path = hostd_asprintf("%s/%s", s->run_dir, VMSEAL_CONSOLE_SOCKET);
     fd_list fds = {.n = 0};
-    fd_map map = {.kernel = -1, .initrd = -1, .nic_fd = {-1, -1, -1, -1}};
+    fd_map map = {.kernel = -1, .initrd = -1, .nic_fd = {-1, -1, -1, -1}, .tpm = -1};
     argv_buf a = {0};
     if (!vm->run_dir || !vm->sock_path || !log_path || !pid_path || !serial_path) {
         r = vmseal_fail(ENOMEM, "out of memory");
@@ -913,6 +932,8 @@ int hostd_qemu_start(const hostd_qemu_spec *s, hostd_qemu **out)
     if (s->kernel_fd > 0 && (map.kernel = fds_add(&fds, dup(s->kernel_fd))) < 0)
         r = vmseal_fail(EMFILE, "QEMU: too many descriptors");
     if (r == 0 && s->initrd_fd > 0 && (map.initrd = fds_add(&fds, dup(s->initrd_fd))) < 0)
+        r = vmseal_fail(EMFILE, "QEMU: too many descriptors");
+    if (r == 0 && s->tpm_fd > 0 && (map.tpm = fds_add(&fds, dup(s->tpm_fd))) < 0)
         r = vmseal_fail(EMFILE, "QEMU: too many descriptors");
     for (size_t i = 0; r == 0 && i < s->ndisks; i++) {
         map.disk_fd[i][0] = map.disk_fd[i][1] = -1;

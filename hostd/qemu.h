@@ -93,6 +93,10 @@ typedef struct hostd_qemu_spec {
                                   hostd/vmstate.h) and continues it */
     const hostd_qemu_nic *nics;
     size_t nnics;              /* at most HOSTD_QEMU_MAX_NICS */
+    int secure_boot;           /* UEFI Secure Boot: q35 with SMM, the variable store
+                                  writable from SMM only; disks on a PCI bridge */
+    int tpm_fd;                /* > 0: the control channel of the VM's swtpm (hostd/tpm.h),
+                                  given to QEMU as a TPM 2.0 (tpm-emulator, tpm-tis) */
 } hostd_qemu_spec;
 
 typedef struct hostd_qemu hostd_qemu;

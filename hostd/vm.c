@@ -20,12 +20,15 @@
 #include <vmseal/keysafe.h>
 #include <vmseal/log.h>
 #include <vmseal/sealed.h>
+#include <vmseal/vmkeys.h>
 #include <vmseal/vmrecord.h>
 
 #include "blockserver.h"
+#include "coredump.h"
 #include "nic.h"
 #include "serial.h"
 #include "strutil.h"
+#include "tpm.h"
 #include "vm.h"
 #include "vmstate.h"
 
@@ -918,7 +921,8 @@ static int run_create(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_pr
     if (r == 0 && nv[0]) {
         r = home_file_state(vm, nv);
         if (r == 0) {
-            if (!env->ovmf_vars)
+            const char *vars = c->secure_boot ? env->ovmf_vars_secure : env->ovmf_vars;
+            if (!vars)
                 r = vmseal_fail(EINVAL, "no UEFI variable store template configured");
             else if (rec_encrypted(c)) {
                 char obj[64];
@@ -930,14 +934,14 @@ static int run_create(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_pr
                     vmseal_disk_opts o = disk_opts(env, prog, &st, NULL);
                     /* the template is the host's (a distribution may make it
                      * a symlink); the library opens images with O_NOFOLLOW */
-                    char *tmpl = realpath(env->ovmf_vars, NULL);
+                    char *tmpl = realpath(vars, NULL);
                     r = tmpl ? vmseal_disk_encrypt_at(AT_FDCWD, tmpl, vm->home_fd, nv, pass, &o)
-                             : vmseal_fail(errno, "%s: %s", env->ovmf_vars, strerror(errno));
+                             : vmseal_fail(errno, "%s: %s", vars, strerror(errno));
                     free(tmpl);
                 }
                 vmseal_secret_free(pass);
             } else {
-                r = copy_into_home(vm, env->ovmf_vars, nv);
+                r = copy_into_home(vm, vars, nv);
             }
         }
     }
@@ -1039,6 +1043,17 @@ int hostd_vm_create(const hostd_host_env *env, const char *datastore,
         (!env->ovmf_code || !env->ovmf_vars || access(env->ovmf_code, R_OK) != 0 ||
          access(env->ovmf_vars, R_OK) != 0))
         return vmseal_fail(ENOTSUP, "UEFI firmware (ovmf) is not available on this host");
+    if (req->secure_boot &&
+        (req->firmware != VMSEAL_FIRMWARE_UEFI || !env->ovmf_code_secure || !env->ovmf_vars_secure ||
+         access(env->ovmf_code_secure, R_OK) != 0 || access(env->ovmf_vars_secure, R_OK) != 0))
+        return vmseal_fail(req->firmware != VMSEAL_FIRMWARE_UEFI ? EINVAL : ENOTSUP,
+                           req->firmware != VMSEAL_FIRMWARE_UEFI
+                               ? "Secure Boot needs firmware uefi"
+                               : "UEFI Secure Boot firmware (ovmf: OVMF_CODE_4M.ms.fd, "
+                                 "OVMF_VARS_4M.ms.fd) is not available on this host");
+    if (req->tpm && !req->encrypted)
+        return vmseal_fail(EINVAL, "a vTPM needs an encrypted VM (its state is sealed under the "
+                                   "VM's keys)");
     if (req->encrypted) {
         if (!req->kek_id || !vmseal_keysafe_kek_id_valid(req->kek_id))
             return vmseal_fail(EINVAL, "an encrypted VM needs a kek_id");
@@ -1082,6 +1097,8 @@ int hostd_vm_create(const hostd_host_env *env, const char *datastore,
         c->cpus = req->cpus;
         c->memory_mb = req->memory_mb;
         c->firmware = req->firmware;
+        c->tpm = req->tpm;
+        c->secure_boot = req->secure_boot;
         c->policy = req->encrypted ? VMSEAL_POLICY_ENCRYPTED : VMSEAL_POLICY_NONE;
         c->ndisks = req->ndisks;
         c->op = VMSEAL_VMREC_OP_CREATE;
@@ -1363,6 +1380,26 @@ static void detach_console_on_failure(hostd_vm *vm)
     hostd_console_free(con);
 }
 
+/* The VM's swtpm, its keys derived from the per-VM secret (hostd/tpm.h). */
+static int start_vtpm(hostd_vm *vm, const hostd_host_env *env, const vmseal_secret *vm_secret,
+                      int *fd)
+{
+    if (!vm_secret)
+        return vmseal_fail(EINVAL, "VM %s: a vTPM needs an encrypted VM", vm->name);
+    vmseal_secret *k = NULL, *mk = NULL;
+    int r = vmseal_vm_subkey(vm_secret, vm->uuid, VMSEAL_VMKEY_VTPM, &k);
+    if (r == 0)
+        r = vmseal_vm_subkey(vm_secret, vm->uuid, VMSEAL_VMKEY_VTPM_MIGRATION, &mk);
+    if (r == 0) {
+        hostd_tpm_spec ts = {.home_fd = vm->home_fd, .key = k, .migration_key = mk,
+                             .run_as = env->qemu_user};
+        r = hostd_tpm_start(&ts, fd);
+    }
+    vmseal_secret_free(k);
+    vmseal_secret_free(mk);
+    return r;
+}
+
 int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
 {
     int r = vm_begin(vm, "powering on");
@@ -1372,7 +1409,7 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
     vmseal_secret *vm_secret = NULL, *nv_pass = NULL, *pass[VMSEAL_VM_MAX_DISKS] = {0};
     hostd_qemu_disk disks[VMSEAL_VM_MAX_DISKS];
     hostd_qemu_disk nvram = {0};
-    int kernel_fd = -1, initrd_fd = -1;
+    int kernel_fd = -1, initrd_fd = -1, tpm_fd = -1;
     size_t nd = c->ndisks;
     char reason[300];
     hostd_nic_run nics;
@@ -1496,11 +1533,25 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
                 goto out;
             nvram.passphrase = nv_pass;
         }
-        spec.firmware_code = env->ovmf_code;
+        spec.firmware_code = c->secure_boot ? env->ovmf_code_secure : env->ovmf_code;
+        spec.secure_boot = c->secure_boot;
         spec.nvram = &nvram;
     }
     spec.nics = nics.q;
     spec.nnics = nics.n;
+    if (c->tpm) {
+        r = start_vtpm(vm, env, vm_secret, &tpm_fd);
+        if (r < 0) {
+            hostd_vm_log(vm, "power on failed: %s", vmseal_last_error());
+            pthread_mutex_lock(&vm->lock);
+            con = console_detach_locked(vm);
+            pthread_mutex_unlock(&vm->lock);
+            hostd_console_free(con);
+            stop_block_servers(vm);
+            goto out;
+        }
+        spec.tpm_fd = tpm_fd;
+    }
     hostd_qemu *q = NULL;
     r = hostd_qemu_start(&spec, &q);
     hostd_nic_run_release(&nics);   /* QEMU has its own tap descriptors */
@@ -1545,6 +1596,8 @@ out:
     if (initrd_fd >= 0)
         close(initrd_fd);
     hostd_nic_run_release(&nics);
+    if (tpm_fd >= 0)
+        close(tpm_fd);   /* QEMU has its own; swtpm ends with QEMU */
     vm_end(vm);
     return r;
 }
@@ -1940,6 +1993,11 @@ int hostd_vm_decrypt(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_pro
     }
     if (!rec_encrypted(c)) {
         r = vmseal_fail(EALREADY, "VM %s is not encrypted", vm->name);
+        goto out;
+    }
+    if (c->tpm) {
+        r = vmseal_fail(EBUSY, "VM %s has a vTPM, whose state only an encrypted VM keeps: "
+                               "remove the vTPM first", vm->name);
         goto out;
     }
     if (hostd_vm_locked(vm, env, reason, sizeof(reason))) {
@@ -2632,6 +2690,8 @@ json_t *hostd_vm_describe(hostd_vm *vm, const hostd_host_env *env)
     json_object_set_new(j, "cpus", json_integer((json_int_t)c->cpus));
     json_object_set_new(j, "memory_mb", json_integer((json_int_t)c->memory_mb));
     json_object_set_new(j, "firmware", json_string(rec_uefi(c) ? "uefi" : "bios"));
+    json_object_set_new(j, "tpm", json_boolean(c->tpm));
+    json_object_set_new(j, "secure_boot", json_boolean(c->secure_boot));
     int enc = rec_encrypted(c);
     json_object_set_new(j, "policy", json_string(enc ? "encrypted" : "none"));
     json_object_set_new(j, "encrypted", json_boolean(enc));
@@ -2763,5 +2823,82 @@ int hostd_vm_serial_log(hostd_vm *vm, const hostd_host_env *env, size_t tail, ui
         vmseal_secret_free(lk);
     }
     pthread_mutex_unlock(&vm->lock);
+    return r;
+}
+
+/* ---------------------------------------------------------------- vTPM */
+
+int hostd_vm_set_tpm(hostd_vm *vm, int on)
+{
+    int r = vm_begin(vm, "reconfiguring");
+    if (r < 0)
+        return r;
+    const vmseal_vmrec *c = vm->rec;
+    if (qemu_running_owned(vm))
+        r = vmseal_fail(EBUSY, "VM %s must be powered off to add or remove its vTPM", vm->name);
+    else if (c->op != VMSEAL_VMREC_OP_NONE)
+        r = vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
+                        vmseal_vmrec_op_name(c->op));
+    else if (on && !rec_encrypted(c))
+        r = vmseal_fail(EINVAL, "VM %s: a vTPM needs an encrypted VM (its state is sealed under "
+                                "the VM's keys)", vm->name);
+    if (r == 0 && !c->tpm != !on) {
+        vmseal_vmrec *n = vm_next(vm);
+        r = n ? 0 : -ENOMEM;
+        if (r == 0) {
+            n->tpm = on ? 1 : 0;
+            r = vm_commit(vm, n);
+        }
+        /* a removed vTPM's secrets go with it; a new one starts empty */
+        if (r == 0)
+            r = hostd_tpm_remove_state(vm->home_fd);
+        if (r == 0)
+            hostd_vm_log(vm, on ? "vTPM added" : "vTPM removed (its state deleted)");
+    }
+    vm_end(vm);
+    return r;
+}
+
+/* ------------------------------------------------------------ memory dump */
+
+int hostd_vm_dump(hostd_vm *vm, const hostd_host_env *env, hostd_coredump_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    int r = vm_begin(vm, "dumping memory");
+    if (r < 0)
+        return r;
+    const vmseal_vmrec *c = vm->rec;
+    vmseal_secret *kek = NULL;
+    char kek_id[VMSEAL_KEYSAFE_KEK_ID_MAX + 1] = "";
+    char provider[VMSEAL_KEYSAFE_PROVIDER_MAX + 1] = "";
+    if (!qemu_running_owned(vm)) {
+        r = vmseal_fail(ESRCH, "VM %s is not powered on", vm->name);
+        goto out;
+    }
+    if (c->op != VMSEAL_VMREC_OP_NONE) {
+        r = vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
+                        vmseal_vmrec_op_name(c->op));
+        goto out;
+    }
+    if (rec_encrypted(c)) {
+        /* sealed under the KEK of the VM's own key safe */
+        r = kek_id_of_line(c->vm_keysafe ? c->vm_keysafe : "", kek_id, sizeof(kek_id));
+        if (r == 0)
+            r = hostd_keystore_get(env->keys, kek_id, &kek, provider);
+        if (r < 0) {
+            r = vmseal_fail(ENOKEY, "VM %s is locked: KEK %s not loaded", vm->name, kek_id);
+            goto out;
+        }
+    }
+    r = hostd_coredump_write(hostd_qemu_monitor(vm->qemu), vm->home_fd, kek, provider, kek_id, 0,
+                             res);
+    if (r == 0)
+        hostd_vm_log(vm, "memory dumped to %s (%s, %llu bytes)", res->file,
+                     res->sealed ? "sealed" : "not encrypted", (unsigned long long)res->bytes);
+    else
+        hostd_vm_log(vm, "memory dump failed: %s", vmseal_last_error());
+out:
+    vmseal_secret_free(kek);
+    vm_end(vm);
     return r;
 }

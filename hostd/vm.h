@@ -55,6 +55,9 @@ typedef struct hostd_host_env {
     hostd_accel accel;
     const char *ovmf_code;          /* UEFI code image */
     const char *ovmf_vars;          /* UEFI variable store template */
+    const char *ovmf_code_secure;   /* Secure Boot: SMM code image (OVMF_CODE_4M.ms.fd) */
+    const char *ovmf_vars_secure;   /* Secure Boot: variables with Microsoft's keys
+                                       enrolled (OVMF_VARS_4M.ms.fd) */
     unsigned threads;               /* for disk conversion; 0 = all CPUs */
     const char *images;             /* the images folder (boot files), for messages */
     int images_fd;                  /* that folder (O_PATH); kernel and initrd are
@@ -83,6 +86,8 @@ typedef struct hostd_vm_create_req {
                                                initrd: names in the images folder */
     int encrypted;
     const char *kek_id;             /* required when encrypted; must be in the keystore */
+    int tpm;                        /* a vTPM 2.0 (encrypted VMs only; hostd/tpm.h) */
+    int secure_boot;                /* UEFI Secure Boot (firmware uefi only) */
 } hostd_vm_create_req;
 
 /* Progress of a long operation over all the VM's images, plus a cancel flag
@@ -232,6 +237,15 @@ int hostd_vm_edit_live(hostd_vm *vm, const char *what,
 
 /* A copy of the current record (vmseal_vmrec_free); NULL out of memory. */
 vmseal_vmrec *hostd_vm_record(hostd_vm *vm);
+/* Powered off, encrypted VMs only: add (on) or remove the vTPM. Either way
+ * the old TPM state is deleted (a new vTPM starts empty). */
+int hostd_vm_set_tpm(hostd_vm *vm, int on) VMSEAL_MUST_CHECK;
+
+/* A running VM's memory as an ELF core in its home, sealed under the VM's
+ * KEK when it is encrypted (hostd/coredump.h). -ESRCH when it is off. */
+struct hostd_coredump_result;
+int hostd_vm_dump(hostd_vm *vm, const hostd_host_env *env,
+                  struct hostd_coredump_result *res) VMSEAL_MUST_CHECK;
 
 /* Powered off only: delete the home folder. The handle stays valid for
  * hostd_vm_free only. */

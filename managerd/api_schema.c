@@ -289,7 +289,7 @@ static const api_field f_host_keys[] = {
 SCHEMA(schema_host_keys, "host_keys", f_host_keys);
 
 static const char *const policies[] = {"encrypted", "none", NULL};
-static const char *const firmwares[] = {"bios", "uefi", NULL};
+static const char *const firmwares[] = {"bios", "uefi", "uefi-secure", NULL};
 
 static const api_field f_disk[] = {
     {.name = "size_mb", .type = F_INT, .required = 1, .min = 1, .max = 16 * 1024 * 1024},
@@ -309,6 +309,7 @@ static const api_field f_vm_create[] = {
     {.name = "policy", .type = F_ENUM, .enum_values = policies},
     {.name = "kms", .type = F_NAME},
     {.name = "folder", .type = F_NAME},
+    {.name = "tpm", .type = F_BOOL},
 };
 SCHEMA(schema_vm_create, "vm_create", f_vm_create);
 
@@ -323,6 +324,7 @@ static const api_field f_vm_patch[] = {
     {.name = "initrd", .type = F_STRING, .min = 0, .max = 1024},
     {.name = "append", .type = F_STRING, .min = 0, .max = 2048},
     {.name = "folder", .type = F_STRING, .min = 0, .max = 64},
+    {.name = "tpm", .type = F_BOOL},
 };
 SCHEMA(schema_vm_patch, "vm_patch", f_vm_patch);
 

@@ -9,6 +9,7 @@
  *                                  or {folder} -> 200 VM (moved; "" = no folder)
  *   POST   /vms/{name}/power-on | power-off
  *   POST   /vms/{name}/suspend | resume | discard-state
+ *   POST   /vms/{name}/dump                the guest's memory, sealed, into its home
  *   GET    /vms/{name}/log?tail=BYTES  guest console output (sealed on the host when encrypted)
  *   DELETE /vms/{name}
  *   POST   /vms/{name}/unregister     leave the inventory; the host keeps the VM
@@ -114,7 +115,8 @@ static void vm_set_policy(api_ctx *ctx, const char *name, const json_t *req)
  * initrd could read its data out). */
 static void vm_reconfigure(api_ctx *ctx, const char *name, const json_t *req)
 {
-    int boot = json_object_get(req, "kernel") || json_object_get(req, "initrd") || json_object_get(req, "append");
+    int boot = json_object_get(req, "kernel") || json_object_get(req, "initrd") || json_object_get(req, "append") ||
+               json_object_get(req, "tpm");
     if (api_authorize(ctx, boot ? "vm.reconfigure-boot" : "vm.reconfigure", name) < 0)
         return;
     json_t *out = NULL;
@@ -283,6 +285,13 @@ void api_vms(api_ctx *ctx)
             api_reply(ctx, rc, 200, out);
         }
         json_decref(b);
+        return;
+    }
+    if (sub && !strcmp(sub, "dump") && !strcmp(m, "POST")) {
+        if (api_authorize(ctx, "vm.dump", name) < 0)
+            return;
+        rc = vms_dump(ctx->m, ctx->user, name, &out);
+        api_reply(ctx, rc, 200, out);
         return;
     }
     vmseal_http_error(ctx->resp, 404, "no such resource or method: %s %s", m, ctx->req->path);

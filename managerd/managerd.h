@@ -390,6 +390,8 @@ int vms_nic(manager *m, const char *user, const char *name, const char *method, 
             const json_t *req, json_t **out);
 /* A one-time NBD-over-TLS endpoint for one disk (the host's answer). */
 int vms_export(manager *m, const char *user, const char *name, const json_t *req, json_t **out);
+/* The running guest's memory into its VM home (sealed when encrypted). */
+int vms_dump(manager *m, const char *user, const char *name, json_t **out);
 
 /* ---- tasks.c: intents, host tasks, reconciliation -------------------------- */
 

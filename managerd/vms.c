@@ -299,8 +299,8 @@ int vms_create(manager *m, const char *user, const json_t *req, const char *poli
     json_object_set_new(spec, "disks", (v = json_object_get(req, "disks")) ? json_deep_copy(v) : json_array());
     json_object_set_new(spec, "firmware",
                         json_string((v = json_object_get(req, "firmware")) ? json_string_value(v) : "bios"));
-    const char *opt[] = {"kernel", "initrd", "append"};
-    for (size_t i = 0; i < 3; i++)
+    const char *opt[] = {"kernel", "initrd", "append", "tpm"};
+    for (size_t i = 0; i < 4; i++)
         if (json_object_get(req, opt[i]))
             json_object_set(spec, opt[i], json_object_get(req, opt[i]));
     char uuid[37], now[32];
@@ -516,7 +516,7 @@ int vms_reconfigure(manager *m, const char *user, const char *name, const json_t
         json_decref(spec);
         return vmseal_fail(EIO, "VM %s: stored spec is not a JSON object", name);
     }
-    static const char *const keys[] = {"cpus", "memory_mb", "kernel", "initrd", "append"};
+    static const char *const keys[] = {"cpus", "memory_mb", "kernel", "initrd", "append", "tpm"};
     json_t *ov = json_object(), *nv = json_object();
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         const json_t *want = json_object_get(req, keys[i]);
@@ -1123,5 +1123,43 @@ int vms_locate(manager *m, const char *name, char uuid[40], char host[80], int *
     snprintf(host, 80, "%s", v.host);
     if (encrypted)
         *encrypted = v.kek[0] != 0;
+    return 0;
+}
+
+/* POST /vms/{name}/dump: the host writes the running guest's memory into the
+ * VM home, sealed under the VM's KEK when it is encrypted (the host needs
+ * the KEK: given once when it asks). */
+int vms_dump(manager *m, const char *user, const char *name, json_t **out)
+{
+    *out = NULL;
+    vm_row v;
+    int rc = get_vm_row(m, name, &v);
+    if (rc < 0)
+        return rc;
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/vms/%s/dump", v.uuid);
+    long status = 0;
+    json_t *resp = NULL, *body = json_object();
+    rc = hosts_call(m, v.host, "POST", path, body, &status, &resp);
+    if (rc >= 0 && (status == 409 || status == 412) && v.kek[0]) {
+        json_decref(resp);
+        resp = NULL;
+        rc = hosts_push_key(m, v.host, v.prov, v.kek);
+        if (rc >= 0)
+            rc = hosts_call(m, v.host, "POST", path, body, &status, &resp);
+    }
+    json_decref(body);
+    if (rc < 0)
+        return peer_failure();
+    if (status < 200 || status > 299) {
+        rc = host_refused(v.host, status, resp);
+        json_decref(resp);
+        return rc;
+    }
+    json_t *nv = json_pack("{s:O?, s:O?}", "file", json_object_get(resp, "file"), "sealed",
+                           json_object_get(resp, "sealed"));
+    event_add(m, user, "vm.dump", name, NULL, nv);
+    json_decref(nv);
+    *out = resp;
     return 0;
 }

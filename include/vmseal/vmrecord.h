@@ -24,6 +24,8 @@
  *   nics (0..4), nicN.mac, nicN.mode (user|bridge), nicN.network (bridge),
  *   nicN.forward (user: PROTO:HOSTADDR:HOSTPORT:GUESTPORT,...)
  *                                 network cards (vmrecord_nic.c)
+ *   tpm = 1                       a vTPM (encrypted VMs only; state in vtpm.state)
+ *   secure_boot = 1               UEFI Secure Boot (firmware uefi only)
  *   op, op.kek, vm.next.keysafe, diskN.next.file|luks.uuid|keysafe,
  *   diskN.old.file, diskN.rekeyed, nvram.next.file|old.file|rekeyed
  *                                 while an operation is unfinished
@@ -31,7 +33,7 @@
  *
  * Unknown keys: a key in vmseal's namespaces (its first component is one of
  * config, name, uuid, cpus, memory, firmware, policy, kernel, initrd,
- * append, vm, nvram, op, state, or starts with "disk"; or its last component is
+ * append, vm, nvram, op, state, tpm, secure_boot, or starts with "disk"; or its last component is
  * "keysafe") that is not one of the keys above is refused. Any other key
  * (e.g. `x-owner = ...`) is kept as it is, in its place, when the record is
  * written back; vmseal gives it no meaning.
@@ -149,6 +151,9 @@ typedef struct vmseal_vmrec {
                                                    ("" not suspended) */
     char disk_path[16];                         /* vm.disk_path: "nbd", "qemu-luks" or ""
                                                    (the host's hostd.conf disk_path) */
+    int tpm;                                    /* `tpm`: a vTPM 2.0 (needs vm.keysafe) */
+    int secure_boot;                            /* `secure_boot`: UEFI Secure Boot (q35,
+                                                   SMM, OVMF with Microsoft keys) */
     vmseal_vmconf *source;                      /* private: the file as read (the
                                                    order of its keys, unknown keys) */
 } vmseal_vmrec;

@@ -23,6 +23,7 @@ enum top_key {
     K_APPEND, K_VM_KEYSAFE, K_NVRAM_FILE, K_DISKS,
     K_VM_NEXT_KEYSAFE, K_NVRAM_NEXT_FILE, K_NVRAM_OLD_FILE, K_NVRAM_REKEYED, K_OP, K_OP_KEK,
     K_STATE_FILE, K_VM_DISK_PATH,
+    K_TPM, K_SECURE_BOOT,
     K_TOP_COUNT
 };
 
@@ -48,6 +49,8 @@ static const char *const top_names[K_TOP_COUNT] = {
     [K_OP_KEK] = "op.kek",
     [K_STATE_FILE] = "state.file",
     [K_VM_DISK_PATH] = "vm.disk_path",
+    [K_TPM] = "tpm",
+    [K_SECURE_BOOT] = "secure_boot",
 };
 
 /* Keys every file has. */
@@ -75,7 +78,8 @@ static const char *const disk_fields[D_COUNT] = {
 /* First components that belong to vmseal; "disk..." is handled apart. */
 static const char *const reserved_first[] = {"config", "name",   "uuid", "cpus",   "memory",
                                              "firmware", "policy", "kernel", "initrd", "append",
-                                             "vm",     "nvram",  "op",     "state"};
+                                             "vm",     "nvram",  "op",     "state",
+                                             "tpm",    "secure_boot"};
 
 static const char *const op_names[] = {
     [VMSEAL_VMREC_OP_NONE] = "",
@@ -587,6 +591,12 @@ static int check_record(const vmseal_vmrec *r, const vmseal_vmconf *src)
                         "(a VM without encryption)",
                         VMSEAL_VMREC_STATE_SEALED_EXT, VMSEAL_VMREC_STATE_PLAIN_EXT);
 
+    /* a vTPM's state is encrypted under a key from the per-VM secret */
+    if (r->secure_boot && r->firmware != VMSEAL_FIRMWARE_UEFI)
+        return fail_key(src, top_names[K_SECURE_BOOT], EPROTO, "Secure Boot needs firmware uefi");
+    if (r->tpm && !r->vm_keysafe)
+        return fail_key(src, top_names[K_TPM], EPROTO, "a vTPM needs an encrypted VM (vm.keysafe)");
+
     /* the unfinished operation */
     if (r->op_kek[0]) {
         if (!vmseal_keysafe_kek_id_valid(r->op_kek))
@@ -765,6 +775,16 @@ static int set_top(vmseal_vmrec *r, const vmseal_vmconf *src, enum top_key k, co
         if (strcmp(v, "nbd") != 0 && strcmp(v, "qemu-luks") != 0)
             return fail_key(src, key, EPROTO, "nbd or qemu-luks");
         return copy_fixed(src, key, r->disk_path, sizeof(r->disk_path), v);
+    case K_TPM:
+        if (strcmp(v, "1") != 0)
+            return fail_key(src, key, EPROTO, "1 or absent");
+        r->tpm = 1;
+        return 0;
+    case K_SECURE_BOOT:
+        if (strcmp(v, "1") != 0)
+            return fail_key(src, key, EPROTO, "1 or absent");
+        r->secure_boot = 1;
+        return 0;
     case K_TOP_COUNT:
         break;
     }
@@ -998,6 +1018,8 @@ static size_t record_keys(const vmseal_vmrec *r, kv *l, vmrec_nic_text *nt)
     put_str(l, &n, top_names[K_OP_KEK], r->op_kek);
     put_str(l, &n, top_names[K_STATE_FILE], r->state_file);
     put_str(l, &n, top_names[K_VM_DISK_PATH], r->disk_path);
+    put(l, &n, top_names[K_TPM], r->tpm ? "1" : NULL);
+    put(l, &n, top_names[K_SECURE_BOOT], r->secure_boot ? "1" : NULL);
     return n;
 }
 

@@ -340,6 +340,47 @@ if [ "$sum" = 1 ] && [ -b /dev/vda ]; then
   echo "VMSEAL-SUM $(sha256sum /dev/vda | cut -d' ' -f1)"
 fi
 
+# vTPM (vmseal.tpmnv=write:STR of 16 chars | read): raw TPM 2.0 commands on
+# /dev/tpm0 (password session, empty auth) on NV index 0x01500016.
+tpmnv= ram=
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    vmseal.tpmnv=*) tpmnv=${arg#vmseal.tpmnv=} ;;
+    vmseal.ram=*) ram=${arg#vmseal.ram=} ;;
+  esac
+done
+tpm_cmd() {  # printf format, args -> the response in hex on stdout
+  fmt=$1; shift
+  printf "$fmt" "$@" > /tmp/tpmcmd
+  exec 3<>/dev/tpm0 || return 1
+  dd if=/tmp/tpmcmd bs=4096 count=1 2>/dev/null >&3
+  dd bs=4096 count=1 2>/dev/null <&3 > /tmp/tpmresp
+  exec 3<&-
+  od -An -tx1 -v /tmp/tpmresp | tr -d ' \n'
+}
+if [ -n "$tpmnv" ]; then
+  i=0
+  while [ ! -c /dev/tpm0 ] && [ $i -lt 50 ]; do usleep 100000; i=$((i + 1)); done
+  if [ -c /dev/tpm0 ]; then echo "VMSEAL-TPM-PRESENT"; else echo "VMSEAL-TPM-ABSENT"; fi
+  case "$tpmnv" in
+    write:????????????????)
+      v=${tpmnv#write:}
+      r=$(tpm_cmd '\x80\x02\x00\x00\x00\x2d\x00\x00\x01\x2a\x40\x00\x00\x01\x00\x00\x00\x09\x40\x00\x00\x09\x00\x00\x00\x00\x00\x00\x00\x00\x0e\x01\x50\x00\x16\x00\x0b\x00\x04\x00\x04\x00\x00\x00\x10')
+      echo "VMSEAL-TPMNV-DEFINE ${r:12:8}"
+      r=$(tpm_cmd '\x80\x02\x00\x00\x00\x33\x00\x00\x01\x37\x01\x50\x00\x16\x01\x50\x00\x16\x00\x00\x00\x09\x40\x00\x00\x09\x00\x00\x00\x00\x00\x00\x10%s\x00\x00' "$v")
+      echo "VMSEAL-TPMNV-WRITE ${r:12:8}" ;;
+    read)
+      r=$(tpm_cmd '\x80\x02\x00\x00\x00\x23\x00\x00\x01\x4e\x01\x50\x00\x16\x01\x50\x00\x16\x00\x00\x00\x09\x40\x00\x00\x09\x00\x00\x00\x00\x00\x00\x10\x00\x00')
+      echo "VMSEAL-TPMNV-READ ${r:12:8} ${r:32:32}" ;;
+  esac
+fi
+# vmseal.ram=STR: STR reversed stays in this shell's memory (a marker in
+# guest RAM that is nowhere else: for memory dumps)
+if [ -n "$ram" ] && valid "$ram"; then
+  ram_marker="VMSEAL-RAM:$(echo "$ram" | rev)"
+  echo "VMSEAL-RAM-SET"
+fi
+
 if [ "$shell" = 1 ]; then
   # an interactive shell on the serial port (the console tests type into it)
   acpid -c /etc/acpi -l /var/log/acpid.log

@@ -399,6 +399,13 @@ static void test_refusals(void **state)
         {E, "disks", "2", EPROTO, "line 23: disk2.file: there are only 2 disks"},
         {E, "disk8.file", "disk8.img", EPROTO, "disk8.file: a VM has at most 8 disks"},
         {E, "disk4294967296.file", "x.img", EPROTO, "unknown key"},
+        /* the vTPM: encrypted VMs only */
+        {P, "tpm", "1", EPROTO, "tpm: a vTPM needs an encrypted VM"},
+        {E, "tpm", "yes", EPROTO, "tpm: 1 or absent"},
+        {E, "tpm", "0", EPROTO, "tpm: 1 or absent"},
+        {E, "tpm.state", "x", EPROTO, "unknown key"},
+        {P, "secure_boot", "1", EPROTO, "secure_boot: Secure Boot needs firmware uefi"},
+        {E, "secure_boot", "on", EPROTO, "secure_boot: 1 or absent"},
         /* numbers: huge, zero, signs, leading zeros */
         {E, "cpus", "99999999999999999999999", EPROTO, "line 8: cpus: not a number"},
         {E, "cpus", "0", EPROTO, "cpus: 0 is out of range"},
@@ -560,6 +567,41 @@ static void test_state_file(void **state)
 
 /* Keys outside vmseal's namespaces are kept; a record never writes one of
  * vmseal's keys it does not know. */
+/* tpm = 1 is read, kept and written back; absent means no vTPM. */
+static void test_tpm_key(void **state)
+{
+    (void)state;
+    size_t len;
+    char *text = read_example("encrypted-uefi-3-disks", &len);
+    vmseal_vmrec *r = parse_ok(text);
+    assert_int_equal(r->tpm, 0);
+    char *out = format_rec(r);
+    assert_null(strstr(out, "tpm"));
+    free(out);
+    r->tpm = 1;
+    out = format_rec(r);
+    assert_non_null(strstr(out, "\ntpm = 1\n"));
+    vmseal_vmrec *back = parse_ok(out);
+    assert_int_equal(back->tpm, 1);
+    vmseal_vmrec *copy = vmseal_vmrec_dup(back);
+    assert_non_null(copy);
+    assert_int_equal(copy->tpm, 1);
+    vmseal_vmrec_free(copy);
+    vmseal_vmrec_free(back);
+    free(out);
+    /* a record without a per-VM secret cannot be written with a vTPM */
+    char *plain = read_example("plain-bios-boot-files", &len);
+    vmseal_vmrec *p = parse_ok(plain);
+    p->tpm = 1;
+    vmseal_vmconf *c = NULL;
+    assert_int_equal(vmseal_vmrec_to_conf(p, &c), -EPROTO);
+    assert_null(c);
+    vmseal_vmrec_free(p);
+    vmseal_vmrec_free(r);
+    free(plain);
+    free(text);
+}
+
 static void test_unknown_keys_kept(void **state)
 {
     (void)state;
@@ -582,6 +624,7 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_unknown_keys_kept),
         cmocka_unit_test(test_state_file),
+        cmocka_unit_test(test_tpm_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -190,6 +190,9 @@ def setup(op):
         sub["{vm}"] = "sealed" if counter[0] % 2 else "plain"
         counter[0] += 1
         body = {"disk": 0}
+    elif oid == "vm.dump":
+        sub["{vm}"] = "sealed"        # a sealed VM: Cryptographer.Access too
+        body = {}
     elif oid in ("vm.power-on", "vm.power-off"):
         body = {}
     elif oid in ("vm.suspend", "vm.resume", "vm.discard-state"):
