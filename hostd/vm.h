@@ -17,6 +17,9 @@
  *                (hostd/serial.h, docs/formats.md "Sealed log") under a
  *                key derived from the per-VM secret; encrypting a VM seals
  *                its serial.log, decrypting writes the sealed log out
+ *   suspend-<hex>.vmss  a suspended encrypted VM's memory state, sealed
+ *                (hostd/vmstate.h; .vmstate in clear for a VM without
+ *                encryption); vm.conf state.file names it
  *   serial.sock, qemu.log, qmp.sock, qemu.pid   see hostd/qemu.h
  *
  * Long operations (encrypt, decrypt, deep recrypt, create) first record
