@@ -176,6 +176,10 @@ def setup(op):
         body = {}
     elif oid == "vm.log":
         sub["{vm}"] = "sealed"
+    elif oid == "vm.disk-add":
+        # on the encrypted VM: Cryptographer.AddDisk too
+        sub["{vm}"] = "sealed"
+        body = {"size_mb": 1}
     elif oid in ("vm.power-on", "vm.power-off"):
         body = {}
     elif oid == "task.cancel":
