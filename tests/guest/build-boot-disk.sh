@@ -10,7 +10,9 @@
 #       virtio modules, mounts /dev/vda2 and switch_roots into it
 #   partition 2 (ext4, made with mkfs.ext4 -d): a busybox userland whose
 #       /sbin/init prints "VMSEAL-ROOTFS-MARKER <the content of
-#       /etc/vmseal-marker>" on the serial console and powers off
+#       /etc/vmseal-marker>" on the serial console (and, when there is a
+#       second disk, "VMSEAL-VDB-MD5 <md5 of its 4 MiB at 200 MiB>") and
+#       powers off
 #   MBR: syslinux's mbr.bin, the partition table written here.
 #
 # MARKER may hold only [A-Za-z0-9._-]. Needs: build-guest.sh's packages,
@@ -62,7 +64,7 @@ root=$work/root
 mkdir -p "$root"/{bin,sbin,dev,proc,sys,etc,tmp}
 cp /bin/busybox "$root/bin/busybox"
 file -L "$root/bin/busybox" 2>/dev/null | grep -q 'statically linked' || die "busybox is not static"
-for a in sh cat echo mount poweroff sync uname; do ln -s busybox "$root/bin/$a"; done
+for a in sh cat echo mount poweroff sync uname dd md5sum; do ln -s busybox "$root/bin/$a"; done
 printf '%s\n' "$marker" > "$root/etc/vmseal-marker"
 cat > "$root/sbin/init" <<'SH'
 #!/bin/sh
@@ -70,6 +72,11 @@ export PATH=/bin
 mount -t proc proc /proc
 echo "VMSEAL-ROOTFS-MARKER $(cat /etc/vmseal-marker)"
 echo "VMSEAL-ROOTFS-ROOT $(cat /proc/cmdline)"
+# a second disk: the MD5 of its 4 MiB at offset 200 MiB (tests/system/test_e2e_import.sh)
+if [ -b /dev/vdb ]; then
+  echo "VMSEAL-VDB-MD5 $(dd if=/dev/vdb bs=1M skip=200 count=4 2>/dev/null | md5sum)"
+fi
+echo "VMSEAL-POWEROFF"
 sync
 poweroff -f
 SH
