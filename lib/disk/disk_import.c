@@ -511,7 +511,12 @@ static int import_run(int src_fd, const char *src_name, const char *format, cons
         if (m.out < 0 && errno != ENOENT)
             rc = vmseal_fail(errno, "%s: %s", m.partial, strerror(errno));
         else if (m.out >= 0) {
-            rc = vmseal_lock_exclusive(m.out, m.partial);
+            /* A qemu-img left by a run that was killed shares the partial's
+             * open file (and so its lock) until its PR_SET_PDEATHSIG lands:
+             * give it a moment before calling the image busy. */
+            for (int tries = 0; (rc = vmseal_lock_exclusive(m.out, m.partial)) == -EBUSY && tries < 100;
+                 tries++)
+                nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL);
             m.owned = rc == 0;
             if (rc == 0 && pass)
                 rc = vmseal_luks1_header_sha256(m.out, m.c.dst_header_sha256);

@@ -65,13 +65,13 @@ static vmseal_secret *passphrase(void)
     return pass;
 }
 
-/* A 100 MiB qcow2 with data in three places (one past the first 64 MiB
- * window) and the rest unallocated. */
+/* A 40 MiB qcow2 with data in three places (in different 16 MiB windows)
+ * and the rest unallocated. */
 static void make_source(const char *fmt, const char *name)
 {
-    assert_int_equal(sh("cd %s && qemu-img create -q -f qcow2 tmp.qcow2 100M && "
-                        "qemu-io -c 'write -P 0x41 1M 64k' -c 'write -P 0x42 70M 1M' "
-                        "-c 'write -P 0x43 99M 512k' tmp.qcow2 >/dev/null && "
+    assert_int_equal(sh("cd %s && qemu-img create -q -f qcow2 tmp.qcow2 40M && "
+                        "qemu-io -c 'write -P 0x41 1M 64k' -c 'write -P 0x42 20M 1M' "
+                        "-c 'write -P 0x43 39M 512k' tmp.qcow2 >/dev/null && "
                         "qemu-img convert -O %s tmp.qcow2 %s && rm tmp.qcow2",
                         dir, fmt, name), 0);
 }
@@ -139,12 +139,12 @@ static void test_plain_formats(void **state)
         if (rc != 0)
             fail_msg("%s: %s", fmts[i], vmseal_last_error());
         assert_string_equal(info.format, fmts[i]);
-        assert_int_equal(info.disk_size, 100 * MiB);
+        assert_int_equal(info.disk_size, 40 * MiB);
         close(fd);
         assert_int_equal(sh("qemu-img compare -q -f %s -F raw %s %s", fmts[i], p(src), p(out)), 0);
         struct stat st;
         assert_int_equal(stat(p(out), &st), 0);
-        assert_int_equal((uint64_t)st.st_size, 100 * MiB);
+        assert_int_equal((uint64_t)st.st_size, 40 * MiB);
         assert_true((uint64_t)st.st_blocks * 512 < 8 * MiB);     /* holes kept */
         assert_int_equal(access(p("out.img.partial"), F_OK), -1);
     }
@@ -188,7 +188,7 @@ static void test_luks_cancel_resume(void **state)
     vmseal_secret *pass = passphrase();
     vmseal_disk_opts o = {.progress = cancel_after_first, .cancel = &cancel_flag,
                           .uuid = "0b8f2a52-3d64-4c8e-9e0a-9a3b7f6c1d20"};
-    vmseal_import_opts io = {.window = 32 * MiB};
+    vmseal_import_opts io = {.window = 16 * MiB};
     int fd = open_src(p("enc.qcow2"));
     cancel_flag = 0;
     calls = 0;
@@ -203,14 +203,14 @@ static void test_luks_cancel_resume(void **state)
     o.cancel = NULL;
     assert_int_equal(vmseal_disk_import_at(fd, "enc.qcow2", NULL, AT_FDCWD, p("enc.luks"), pass, &o,
                                            &io, NULL), 0);
-    assert_true(first_done >= 32 * MiB);
+    assert_true(first_done >= 16 * MiB);
     close(fd);
     assert_int_equal(access(p("enc.luks.partial"), F_OK), -1);
     assert_int_equal(compare_luks("qcow2", p("enc.qcow2"), p("enc.luks"), pass), 0);
     vmseal_disk_info di;
     assert_int_equal(vmseal_disk_probe(p("enc.luks"), &di), 0);
     assert_string_equal(di.uuid, "0b8f2a52-3d64-4c8e-9e0a-9a3b7f6c1d20");
-    assert_int_equal(di.payload_bytes, 100 * MiB);
+    assert_int_equal(di.payload_bytes, 40 * MiB);
     /* no plaintext pattern on disk */
     assert_int_not_equal(sh("grep -c BBBBBBBBBBBBBBBB %s >/dev/null", p("enc.luks")), 0);
     /* the output exists now */
@@ -227,11 +227,11 @@ static void test_resume_other_source(void **state)
 {
     (void)state;
     make_source("qcow2", "a.qcow2");
-    assert_int_equal(sh("cd %s && qemu-img create -q -f qcow2 b.qcow2 100M && "
-                        "qemu-io -c 'write -P 0x5a 0 80M' b.qcow2 >/dev/null", dir), 0);
+    assert_int_equal(sh("cd %s && qemu-img create -q -f qcow2 b.qcow2 40M && "
+                        "qemu-io -c 'write -P 0x5a 0 30M' b.qcow2 >/dev/null", dir), 0);
     vmseal_secret *pass = passphrase();
     vmseal_disk_opts o = {.progress = cancel_after_first, .cancel = &cancel_flag};
-    vmseal_import_opts io = {.window = 16 * MiB};
+    vmseal_import_opts io = {.window = 8 * MiB};
     int a = open_src(p("a.qcow2")), b = open_src(p("b.qcow2"));
     cancel_flag = 0;
     calls = 0;

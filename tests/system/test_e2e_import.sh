@@ -47,10 +47,10 @@ done
 ok "refused: an absolute path, a path leading out, a symlink, a qcow2 with a backing file, a missing image"
 
 # --- a data disk imported while the host agent is killed part-way
-qemu-img create -q -f qcow2 "$IMG/data.qcow2" 512M
+qemu-img create -q -f qcow2 "$IMG/data.qcow2" 320M
 head -c 4M /dev/urandom > "$TMP/slice"
 qemu-io -f qcow2 -c "write -P 0x11 0 60M" -c "write -P 0x22 64M 60M" -c "write -P 0x33 128M 60M" \
-  -c "write -P 0x44 300M 100M" "$IMG/data.qcow2" >/dev/null
+  -c "write -P 0x44 260M 60M" "$IMG/data.qcow2" >/dev/null
 qemu-io -f qcow2 -c "write -s $TMP/slice 200M 4M" "$IMG/data.qcow2" >/dev/null
 want=$(md5sum < "$TMP/slice" | cut -d' ' -f1)
 expect_rc 0 vmseal --json vm disk add imp1 --from data.qcow2 --no-wait
@@ -70,12 +70,14 @@ else
   ok "host agent killed during the import of disk1 (partial image and checkpoint left)"
 fi
 stack_hostd_start esx1
-stack_until 300 sh -c "! grep -q '^op = ' '$H/vm.conf'" || fail "the interrupted import was not finished"
+stack_until 90 sh -c "! grep -q '^op = ' '$H/vm.conf'" ||
+  { tail -n 30 "$STACK_DIR/esx1/hostd.log" >&2; fail "the interrupted import was not finished"; }
 cryptsetup isLuks --type luks1 "$H/disk1.luks" || fail "disk1.luks is not LUKS1"
 [ ! -e "$H/disk1.luks.partial" ] || fail "partial image left behind"
 out=$(stack_vm_boot esx1 imp1 300) || fail "boot of imp1 with two disks"
 grep -q "^VMSEAL-ROOTFS-MARKER $marker\$" <<<"$out" || { echo "$out" >&2; fail "root file system after the import"; }
 grep -q "^VMSEAL-VDB-MD5 $want" <<<"$out" || { echo "$out" >&2; fail "the guest does not read disk1's data"; }
+grep -a 'disk1\|resum' "$STACK_DIR/esx1/hostd.log" | tail -n 3 | sed 's/^/# /'
 ok "restarted, the host agent finished the import by itself; the guest reads disk1's data"
 
 expect_rc 0 vmseal vm disk add imp1 --size 8
