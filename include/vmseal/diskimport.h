@@ -75,4 +75,17 @@ int vmseal_disk_import_at(int src_fd, const char *src_name, const char *format, 
                           const vmseal_disk_opts *o, const vmseal_import_opts *io,
                           vmseal_image_info *info) VMSEAL_MUST_CHECK;
 
+/* Adopt a LUKS1 image someone made (qemu-img, cryptsetup) without
+ * re-encrypting it: `old_pass` (the user's passphrase) must open a keyslot;
+ * `new_pass` (vmseal's, hex of a disk secret) is added in a free keyslot
+ * (PBKDF2, 1000 iterations) unless it opens one already (a resumed run),
+ * and with remove_old the keyslot old_pass opens is removed afterwards.
+ * Refused: LUKS2 and anything but aes-xts-plain64 (-ENOTSUP), an image a
+ * running VM or vmseal operation holds (-EBUSY), a wrong passphrase
+ * (-EKEYREJECTED, nothing written). *info receives the header (LUKS UUID:
+ * the disk's object id). */
+int vmseal_disk_adopt(const char *path, const vmseal_secret *old_pass,
+                      const vmseal_secret *new_pass, int remove_old, vmseal_disk_info *info)
+    VMSEAL_MUST_CHECK;
+
 #endif

@@ -626,3 +626,44 @@ int vmseal_disk_import_at(int src_fd, const char *src_name, const char *format, 
     }
     return rc;
 }
+
+/* ------------------------------------------------------------ adopt */
+
+int vmseal_disk_adopt(const char *path, const vmseal_secret *old_pass,
+                      const vmseal_secret *new_pass, int remove_old, vmseal_disk_info *info)
+{
+    vmseal_disk_info own;
+    if (!info)
+        info = &own;
+    if (!path || !old_pass || !new_pass)
+        return vmseal_fail(EINVAL, "adopt: missing argument");
+    int rc = vmseal_disk_probe(path, info);
+    if (rc < 0)
+        return rc;
+    rc = vmseal_disk_check_cipher(path, info);
+    if (rc < 0)
+        return rc;
+    rc = vmseal_disk_check_unused(path);
+    if (rc < 0)
+        return rc;
+    int have_new = vmseal_disk_verify_passphrase(path, new_pass) == 0;
+    int old_ok = vmseal_disk_verify_passphrase(path, old_pass) == 0;
+    if (!old_ok && !(have_new && remove_old))
+        return vmseal_fail(EKEYREJECTED, "%s: the passphrase given opens no keyslot", path);
+    if (!have_new) {
+        rc = vmseal_disk_keyslot_add(path, old_pass, new_pass);
+        if (rc < 0)
+            return rc;
+        rc = vmseal_disk_verify_passphrase(path, new_pass);
+        if (rc < 0)
+            return vmseal_fail(EIO, "%s: the new keyslot does not open", path);
+    }
+    if (remove_old && old_ok) {
+        if (vmseal_secret_cmp(old_pass, new_pass) == 0)
+            return vmseal_fail(EINVAL, "%s: the old passphrase is vmseal's own", path);
+        rc = vmseal_disk_keyslot_remove(path, old_pass);
+        if (rc < 0)
+            return rc;
+    }
+    return vmseal_disk_probe(path, info);
+}

@@ -40,7 +40,10 @@ static int sh(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(cmd, sizeof(cmd), fmt, ap);
     va_end(ap);
-    return system(cmd);
+    int rc = system(cmd);
+    if (rc != 0)
+        fprintf(stderr, "# exit %d: %s\n", rc, cmd);
+    return rc;
 }
 
 static int setup(void **state)
@@ -286,6 +289,71 @@ static void test_refused(void **state)
     }
 }
 
+static vmseal_secret *text_secret(const char *t)
+{
+    vmseal_secret *s = NULL;
+    assert_int_equal(vmseal_secret_from(t, strlen(t), &s), 0);
+    return s;
+}
+
+/* LUKS1 images made by qemu-img and by cryptsetup are adopted without
+ * touching their data: a wrong passphrase changes nothing; vmseal's
+ * passphrase then opens them, the old one only until it is removed;
+ * running again (a resume) is harmless; LUKS2 and another cipher are
+ * refused. */
+static void test_adopt(void **state)
+{
+    (void)state;
+    assert_int_equal(sh("cd %s && qemu-img create -q -f luks --object secret,id=s,data=user-pass "
+                        "-o key-secret=s q.luks 8M && "
+                        "qemu-io --object secret,id=s,data=user-pass --image-opts "
+                        "-c 'write -P 0x61 1M 64k' driver=luks,key-secret=s,file.filename=q.luks "
+                        ">/dev/null && "
+                        "printf user-pass > pw && truncate -s 8M c.luks && "
+                        "cryptsetup luksFormat -q --type luks1 --pbkdf-force-iterations 1000 "
+                        "--key-file pw c.luks && "
+                        "truncate -s 8M c2.luks && cryptsetup luksFormat -q --type luks2 "
+                        "--pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file pw c2.luks && "
+                        "qemu-img create -q -f luks --object secret,id=s,data=user-pass "
+                        "-o key-secret=s,cipher-alg=serpent-256 s.luks 8M", dir), 0);
+    vmseal_secret *user = text_secret("user-pass"), *wrong = text_secret("user-pasS");
+    vmseal_secret *mine = passphrase();
+    const char *imgs[] = {"q.luks", "c.luks"};
+    for (size_t i = 0; i < 2; i++) {
+        vmseal_disk_info a, b;
+        assert_int_equal(vmseal_disk_probe(p(imgs[i]), &a), 0);
+        assert_int_equal(vmseal_disk_adopt(p(imgs[i]), wrong, mine, 1, &b), -EKEYREJECTED);
+        assert_int_equal(vmseal_disk_probe(p(imgs[i]), &b), 0);
+        assert_int_equal(b.slot_mask, a.slot_mask);                       /* nothing written */
+        assert_int_equal(vmseal_disk_verify_passphrase(p(imgs[i]), mine), -EKEYREJECTED);
+        assert_int_equal(vmseal_disk_adopt(p(imgs[i]), user, mine, 0, &b), 0);
+        assert_string_equal(b.uuid, a.uuid);
+        assert_memory_equal(b.mk_digest, a.mk_digest, 20);               /* same volume key */
+        assert_int_equal(b.active_slots, a.active_slots + 1);
+        assert_int_equal(vmseal_disk_verify_passphrase(p(imgs[i]), mine), 0);
+        assert_int_equal(vmseal_disk_verify_passphrase(p(imgs[i]), user), 0);
+        /* again, now removing the user's passphrase: only vmseal's opens */
+        assert_int_equal(vmseal_disk_adopt(p(imgs[i]), user, mine, 1, &b), 0);
+        assert_int_equal(b.active_slots, a.active_slots);
+        assert_int_equal(vmseal_disk_verify_passphrase(p(imgs[i]), user), -EKEYREJECTED);
+        assert_int_equal(vmseal_disk_verify_passphrase(p(imgs[i]), mine), 0);
+        /* a resume after the removal: nothing to do */
+        assert_int_equal(vmseal_disk_adopt(p(imgs[i]), user, mine, 1, &b), 0);
+    }
+    /* the data qemu-io wrote reads back through vmseal's passphrase */
+    char hex[80];
+    snprintf(hex, sizeof(hex), "%.*s", (int)vmseal_secret_len(mine),
+             (const char *)vmseal_secret_cdata(mine));
+    assert_int_equal(sh("qemu-io --object secret,id=s,data=%s --image-opts -c 'read -P 0x61 1M 64k' "
+                        "driver=luks,key-secret=s,file.filename=%s | grep -q 'read 65536'",
+                        hex, p("q.luks")), 0);
+    assert_int_not_equal(vmseal_disk_adopt(p("c2.luks"), user, mine, 0, NULL), 0);
+    assert_int_equal(vmseal_disk_adopt(p("s.luks"), user, mine, 0, NULL), -ENOTSUP);
+    vmseal_secret_free(user);
+    vmseal_secret_free(wrong);
+    vmseal_secret_free(mine);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -295,6 +363,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_luks_cancel_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_other_source, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
