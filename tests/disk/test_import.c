@@ -33,6 +33,7 @@ static char *p(const char *name)
     return buf[i];
 }
 
+static int sh(const char *fmt, ...) VMSEAL_PRINTF(1, 2);
 static int sh(const char *fmt, ...)
 {
     char cmd[2048];
