@@ -111,6 +111,10 @@ int cmd_vm(cli *c, int argc, char **argv)
     const char *sub = argv[1];
     if (!strcmp(sub, "console") || !strcmp(sub, "vnc"))
         return cmd_vm_console(c, argc, argv);
+    if (!strcmp(sub, "disk"))
+        return cmd_vm_disk(c, argc - 1, argv + 1);
+    const char *disk_from[16];
+    size_t nfrom = 0;
     const char *host = NULL, *kms = NULL, *kernel = NULL, *initrd = NULL, *append = NULL, *fw = NULL;
     long cpus = 0, mem = 0, disks[16];
     size_t nd = 0;
@@ -137,6 +141,7 @@ int cmd_vm(cli *c, int argc, char **argv)
         {"ttl", required_argument, NULL, 'T'},
         {"psk-file", required_argument, NULL, 'P'},
         {"tpm", no_argument, NULL, 'M'},
+        {"disk-from", required_argument, NULL, 'B'},
         {0, 0, 0, 0},
     };
     const char *folder = NULL, *vm_name_opt = NULL, *psk_file = NULL;
@@ -181,6 +186,11 @@ int cmd_vm(cli *c, int argc, char **argv)
                 return EXIT_USAGE;
             break;
         case 'M': tpm = 1; break;
+        case 'B':
+            if (nfrom + nd >= 8)
+                return EXIT_USAGE;
+            disk_from[nfrom++] = optarg;
+            break;
         case 't':
             tail = strtol(optarg, &end, 10);
             if (*end || tail < 1 || tail > (1 << 20))
@@ -269,6 +279,8 @@ int cmd_vm(cli *c, int argc, char **argv)
         json_t *da = json_array();
         for (size_t i = 0; i < nd; i++)
             json_array_append_new(da, json_pack("{s:I}", "size_mb", (json_int_t)disks[i]));
+        for (size_t i = 0; i < nfrom; i++)   /* imported disks come after the empty ones */
+            json_array_append_new(da, json_pack("{s:s}", "from", disk_from[i]));
         json_object_set_new(body, "disks", da);
         set_str_if(body, "kms", kms);
         set_boot_fields(body, kernel, initrd, append);
@@ -279,6 +291,14 @@ int cmd_vm(cli *c, int argc, char **argv)
         if (rc == EXIT_OK && !c->json && !c->quiet)
             printf("VM %s created on %s (%s)%s%s\n", name, host, jstr(resp, "uuid"),
                    *jstr(resp, "kek_id") ? ", encrypted with KEK " : "", jstr(resp, "kek_id"));
+        /* --disk-from: the host imports them in a task of its own */
+        json_t *it = json_object_get(resp, "host_task");
+        if (rc == EXIT_OK && nfrom && !nowait && json_is_object(it)) {
+            char tid[64], lbl[160];
+            snprintf(tid, sizeof(tid), "%s", jstr(it, "id"));
+            snprintf(lbl, sizeof(lbl), "VM %s: importing %zu disk(s)", name, nfrom);
+            rc = cli_wait_host_task(c, name, tid, lbl);
+        }
     } else if (!strcmp(sub, "set")) {
         body = json_object();
         if (have_cpus)

@@ -393,7 +393,7 @@ static void *task_main(void *arg)
         r = hostd_vm_recrypt(t->vm, &h->env, t->kek, 1, &prog);
     else if (strcmp(t->op, "rollback") == 0)
         r = hostd_vm_rollback(t->vm, &h->env);
-    else
+    else    /* resume; import and disk-add: the create vm.conf records */
         r = hostd_vm_resume(t->vm, &h->env, &prog);
     char msg[512];
     hostd_copy_str(msg, sizeof(msg), r < 0 ? vmseal_last_error() : "");
@@ -785,15 +785,27 @@ static void api_create_vm(hostd_host *h, const char *body, size_t len, int *stat
     if (r == 0 && policy && strcmp(policy, "encrypted") != 0 && strcmp(policy, "none") != 0)
         r = vmseal_fail(EINVAL, "policy must be \"encrypted\" or \"none\"");
     json_t *disks = json_object_get(j, "disks");
+    const char *from[VMSEAL_VM_MAX_DISKS] = {0};
+    int imports = 0;
     if (r == 0 && disks && (!json_is_array(disks) || json_array_size(disks) > VMSEAL_VM_MAX_DISKS))
-        r = vmseal_fail(EINVAL, "disks must be an array of at most %d {\"size_mb\": N}",
-                        VMSEAL_VM_MAX_DISKS);
+        r = vmseal_fail(EINVAL, "disks must be an array of at most %d {\"size_mb\": N} or "
+                        "{\"from\": IMAGE}", VMSEAL_VM_MAX_DISKS);
     for (size_t i = 0; r == 0 && i < json_array_size(disks); i++) {
         json_int_t mb;
         json_t *d = json_array_get(disks, i);
-        if (!json_is_object(d) || !json_object_get(d, "size_mb"))
-            r = vmseal_fail(EINVAL, "each disk needs size_mb");
-        else
+        if (json_is_object(d))
+            r = get_opt_string(d, "from", &from[i]);
+        if (r == 0 && from[i]) {
+            /* an image of the images folder: its size is what it holds */
+            r = json_object_get(d, "size_mb")
+                    ? vmseal_fail(EINVAL, "a disk has size_mb or from, not both")
+                    : hostd_vm_inspect_image(&h->env, from[i], &sizes[i]);
+            imports = 1;
+            continue;
+        }
+        if (r == 0 && (!json_is_object(d) || !json_object_get(d, "size_mb")))
+            r = vmseal_fail(EINVAL, "each disk needs size_mb or from");
+        else if (r == 0)
             r = get_uint(d, "size_mb", 1, 1 << 20, 0, &mb);
         if (r == 0)
             sizes[i] = (uint64_t)mb << 20;
@@ -806,6 +818,7 @@ static void api_create_vm(hostd_host *h, const char *body, size_t len, int *stat
     req.cpus = (unsigned)cpus;
     req.memory_mb = (unsigned)mem;
     req.disk_sizes = sizes;
+    req.disk_from = imports ? from : NULL;
     req.ndisks = json_array_size(disks);
     req.firmware = fw && strcmp(fw, "uefi") == 0 ? VMSEAL_FIRMWARE_UEFI : VMSEAL_FIRMWARE_BIOS;
     req.encrypted = policy && strcmp(policy, "encrypted") == 0;
@@ -831,6 +844,10 @@ static void api_create_vm(hostd_host *h, const char *body, size_t len, int *stat
     }
     hlog(h, "created VM %s (%s)%s", hostd_vm_name(vm), hostd_vm_uuid(vm),
          req.encrypted ? ", encrypted" : "");
+    task *it = NULL;
+    if (imports && start_task_locked(h, vm, "import", NULL, &it) < 0)
+        hlog(h, "VM %s: cannot start the import of its disks (resume it): %s", hostd_vm_name(vm),
+             vmseal_last_error());
     json_t *out = vm_json_locked(h, vm);
     pthread_mutex_unlock(&h->lock);
     json_decref(j);
@@ -885,6 +902,50 @@ static void api_vm_export(hostd_host *h, hostd_vm *vm, const char *body, size_t 
     }
     hlog(h, "VM %s: disk %lld exported for one connection", hostd_vm_name(vm), (long long)disk);
     reply(status, resp, 200, out);
+}
+
+/* POST /v1/vms/{uuid}/disks {"size_mb": N} | {"from": IMAGE}: recorded in
+ * vm.conf at once (400 for an image that cannot be imported), made or
+ * imported by a task (202 task, with "disk": its index). */
+static void api_add_disk(hostd_host *h, hostd_vm *vm, const char *body, size_t len, int *status,
+                         json_t **resp)
+{
+    json_t *j = parse_body(body, len, status, resp);
+    if (!j)
+        return;
+    const char *from = NULL;
+    json_int_t mb = 0;
+    int r = get_opt_string(j, "from", &from);
+    if (r == 0 && from && json_object_get(j, "size_mb"))
+        r = vmseal_fail(EINVAL, "give size_mb or from, not both");
+    else if (r == 0 && !from && !json_object_get(j, "size_mb"))
+        r = vmseal_fail(EINVAL, "give size_mb or from");
+    else if (r == 0 && !from)
+        r = get_uint(j, "size_mb", 1, 1 << 20, 0, &mb);
+    pthread_mutex_lock(&h->lock);
+    if (r == 0 && running_task_locked(h, hostd_vm_uuid(vm)))
+        r = vmseal_fail(EBUSY, "VM %s has a task running", hostd_vm_name(vm));
+    pthread_mutex_unlock(&h->lock);
+    int idx = r < 0 ? r : hostd_vm_add_disk(vm, &h->env, from, (uint64_t)mb << 20);
+    task *t = NULL;
+    json_t *tj = NULL;
+    if (idx >= 0) {
+        pthread_mutex_lock(&h->lock);
+        r = start_task_locked(h, vm, "disk-add", NULL, &t);
+        tj = r == 0 ? task_json(t) : NULL;
+        pthread_mutex_unlock(&h->lock);
+    } else {
+        r = idx;
+    }
+    json_decref(j);
+    if (r < 0) {
+        reply_fail(status, resp, r);
+        return;
+    }
+    hlog(h, "VM %s: disk%d added%s%s", hostd_vm_name(vm), idx, from ? " from " : "", from ? from : "");
+    json_object_set_new(tj, "task_id", json_string(json_string_value(json_object_get(tj, "id"))));
+    json_object_set_new(tj, "disk", json_integer(idx));
+    reply(status, resp, 202, tj);
 }
 
 static void api_vm_action(hostd_host *h, hostd_vm *vm, const char *action, const char *body,
@@ -980,6 +1041,9 @@ static void api_vm_action(hostd_host *h, hostd_vm *vm, const char *action, const
             hlog(h, "task %s: %s of VM %s cancelled", json_string_value(json_object_get(tj, "id")),
                  json_string_value(json_object_get(tj, "operation")), hostd_vm_name(vm));
         reply(status, resp, rt ? 202 : 200, json_pack("{s:o}", "task", tj ? tj : json_null()));
+        return;
+    } else if (strcmp(action, "disks") == 0) {
+        api_add_disk(h, vm, body, len, status, resp);
         return;
     } else if (strcmp(action, "recrypt") == 0) {
         j = parse_body(body, len, status, resp);

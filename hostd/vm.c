@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <vmseal/diskdesc.h>
+#include <vmseal/diskimport.h>
 #include <vmseal/keysafe.h>
 #include <vmseal/log.h>
 #include <vmseal/sealed.h>
@@ -886,6 +887,47 @@ static int copy_into_home(const hostd_vm *vm, const char *from, const char *to)
     return r;
 }
 
+/* Inspect an image of the images folder for import: its format and the
+ * disk size it becomes. */
+int hostd_vm_inspect_image(const hostd_host_env *env, const char *name, uint64_t *size)
+{
+    int fd = hostd_vm_open_boot_file(env, "disk image", name);
+    if (fd < 0)
+        return fd;
+    vmseal_image_info info;
+    int r = vmseal_image_inspect(fd, name, NULL, NULL, &info);
+    close(fd);
+    if (r < 0)
+        return vmseal_fail(EINVAL, "disk image %s: %s", name, vmseal_last_error());
+    *size = info.disk_size;
+    return 0;
+}
+
+/* Import disk idx from its `from` image (opened beneath the images
+ * folder) into its file: encrypted with pass, or plain. Resumes an
+ * interrupted import (lib/disk/disk_import.c). */
+static int import_disk(hostd_vm *vm, const hostd_host_env *env, size_t idx, const vmseal_secret *pass,
+                       const vmseal_disk_opts *o)
+{
+    const vmseal_vmrec_image *d = &vm->rec->disks[idx];
+    int fd = hostd_vm_open_boot_file(env, "disk image", d->from);
+    if (fd < 0)
+        return fd;
+    vmseal_image_info info;
+    int r = vmseal_image_inspect(fd, d->from, NULL, NULL, &info);
+    if (r == 0 && info.disk_size != d->size)
+        r = vmseal_fail(ESTALE, "disk image %s changed: it is now %llu MiB, disk%zu is %llu MiB",
+                        d->from, (unsigned long long)(info.disk_size >> 20), idx,
+                        (unsigned long long)(d->size >> 20));
+    if (r == 0)
+        r = vmseal_disk_import_at(fd, d->from, NULL, vm->home_fd, d->file, pass, o, NULL, &info);
+    close(fd);
+    if (r == 0)
+        hostd_vm_log(vm, "disk%zu imported from %s (%s, %llu MiB)%s", idx, d->from, info.format,
+                     (unsigned long long)(d->size >> 20), pass ? ", encrypted" : "");
+    return r;
+}
+
 /* Make every image the configuration names that does not exist yet. */
 static int run_create(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_progress *prog)
 {
@@ -893,11 +935,23 @@ static int run_create(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_pr
     size_t nd = c->ndisks;
     prog_state st = {.p = prog};
     int r = 0;
+    for (size_t i = 0; i < nd; i++)
+        if (c->disks[i].from[0])
+            st.total += c->disks[i].size;
     for (size_t i = 0; i < nd && r == 0; i++) {
         uint64_t size = c->disks[i].size;
         const char *file = c->disks[i].file;
         const char *ks = c->disks[i].keysafe;
-        if (ks) {
+        const char *from = c->disks[i].from;
+        if (from[0] && !ks) {
+            vmseal_disk_opts o = disk_opts(env, prog, &st, NULL);
+            r = home_file_state(vm, file);
+            if (r == 0)
+                r = import_disk(vm, env, i, NULL, &o);
+            else if (r == 1)
+                r = 0;
+            st.base += size;
+        } else if (ks) {
             const char *luuid = c->disks[i].luks_uuid;
             char obj[64];
             vmseal_secret *pass = NULL;
@@ -909,9 +963,13 @@ static int run_create(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_pr
                 r = home_file_state(vm, file);
                 if (r == 1)
                     r = vmseal_disk_verify_passphrase_at(vm->home_fd, file, pass);
+                else if (r == 0 && from[0])
+                    r = import_disk(vm, env, i, pass, &o);
                 else if (r == 0)
                     r = vmseal_disk_create_at(vm->home_fd, file, size, pass, &o);
             }
+            if (from[0])
+                st.base += size;
             vmseal_secret_free(pass);
         } else {
             r = make_plain_image(vm, file, size);
@@ -952,7 +1010,80 @@ static int run_create(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_pr
         return -ENOMEM;
     next->op = VMSEAL_VMREC_OP_NONE;
     next->op_kek[0] = '\0';
+    for (size_t i = 0; i < next->ndisks; i++)
+        next->disks[i].from[0] = '\0';
     return vm_commit(vm, next);
+}
+
+static int check_offline(hostd_vm *vm, const char *what);
+
+int hostd_vm_add_disk(hostd_vm *vm, const hostd_host_env *env, const char *from, uint64_t size)
+{
+    int r = vm_begin(vm, "adding a disk");
+    if (r < 0)
+        return r;
+    const vmseal_vmrec *c = vm->rec;
+    char reason[300];
+    vmseal_vmrec *next = NULL;
+    size_t idx = c->ndisks;
+    if ((r = check_offline(vm, "add a disk")) < 0)
+        goto out;
+    if (c->op != VMSEAL_VMREC_OP_NONE) {
+        r = vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
+                        vmseal_vmrec_op_name(c->op));
+        goto out;
+    }
+    if (idx >= VMSEAL_VM_MAX_DISKS) {
+        r = vmseal_fail(EINVAL, "VM %s has %d disks already (the most)", vm->name,
+                        VMSEAL_VM_MAX_DISKS);
+        goto out;
+    }
+    if (rec_encrypted(c) && hostd_vm_locked(vm, env, reason, sizeof(reason))) {
+        r = vmseal_fail(ENOKEY, "VM %s is locked: %s", vm->name, reason);
+        goto out;
+    }
+    if (from && (r = hostd_vm_inspect_image(env, from, &size)) < 0)
+        goto out;
+    if (size < VMSEAL_VMREC_DISK_SIZE_MIN || size > VMSEAL_VMREC_DISK_SIZE_MAX ||
+        size % (1u << 20)) {
+        r = vmseal_fail(EINVAL, "disk sizes must be whole MiB, 1 MiB to 1 TiB");
+        goto out;
+    }
+    next = vm_next(vm);
+    if (!next) {
+        r = -ENOMEM;
+        goto out;
+    }
+    vmseal_vmrec_image *d = &next->disks[idx];
+    r = vmseal_vmrec_image_file_name((long)idx, rec_encrypted(c), d->file, sizeof(d->file));
+    if (r == 0 && home_file_state(vm, d->file) != 0)
+        r = vmseal_fail(EEXIST, "%s/%s exists already: not overwritten", vm->home, d->file);
+    d->size = size;
+    if (from)
+        hostd_copy_str(d->from, sizeof(d->from), from);
+    next->ndisks = idx + 1;
+    next->op = VMSEAL_VMREC_OP_CREATE;
+    if (r == 0 && rec_encrypted(c)) {
+        char kek[VMSEAL_KEYSAFE_KEK_ID_MAX + 1], obj[64];
+        r = kek_id_of_line(c->vm_keysafe ? c->vm_keysafe : "", kek, sizeof(kek));
+        if (r == 0)
+            r = vmseal_uuid_random(d->luks_uuid);
+        if (r == 0)
+            r = vmseal_vmrec_keysafe_object(next, (long)idx, 0, obj, sizeof(obj));
+        if (r == 0)
+            r = new_wrapped_secret(env, kek, obj, &d->keysafe);
+    }
+    if (r == 0) {
+        r = vm_commit(vm, next);
+        next = NULL;
+    }
+    if (r == 0)
+        hostd_vm_log(vm, "disk%zu added (%llu MiB%s%s)", idx, (unsigned long long)(size >> 20),
+                     from ? ", from " : ", empty", from ? from : "");
+out:
+    vmseal_vmrec_free(next);
+    vm_end(vm);
+    return r < 0 ? r : (int)idx;
 }
 
 /* Remove everything in the folder dirfd, relative to it: sub-folders
@@ -1120,6 +1251,12 @@ int hostd_vm_create(const hostd_host_env *env, const char *datastore,
         vmseal_vmrec_image *d = &c->disks[i];
         r = vmseal_vmrec_image_file_name((long)i, req->encrypted, d->file, sizeof(d->file));
         d->size = req->disk_sizes[i];
+        if (req->disk_from && req->disk_from[i]) {
+            if (!hostd_vm_boot_name_valid(req->disk_from[i]))
+                r = vmseal_fail(EINVAL, "disk image %s: not a name in the images folder",
+                                req->disk_from[i]);
+            hostd_copy_str(d->from, sizeof(d->from), req->disk_from[i]);
+        }
         if (r == 0 && req->encrypted) {
             char obj[64];
             r = vmseal_uuid_random(d->luks_uuid);
@@ -1134,7 +1271,13 @@ int hostd_vm_create(const hostd_host_env *env, const char *datastore,
         c = NULL;
     }
     vmseal_vmrec_free(c);
-    if (r == 0) {
+    int imports = 0;
+    for (size_t i = 0; req->disk_from && i < req->ndisks; i++)
+        imports |= req->disk_from[i] != NULL;
+    /* Disks imported from images take their time: the caller runs the rest
+     * of the create as a task (hostd_vm_resume); vm.conf says op = create
+     * until then. */
+    if (r == 0 && !imports) {
         vm->busy = "creating";
         r = run_create(vm, env, prog);
         vm->busy = NULL;

@@ -83,6 +83,11 @@ typedef struct hostd_vm_create_req {
     unsigned cpus;                  /* 1..64 */
     unsigned memory_mb;             /* 16..65536 */
     const uint64_t *disk_sizes;     /* bytes, each a multiple of 1 MiB, 1 MiB..1 TiB */
+    const char *const *disk_from;   /* NULL, or per disk NULL or the image in the images
+                                       folder it is imported from (its size from
+                                       hostd_vm_inspect_image): then the images are not
+                                       made by hostd_vm_create; vm.conf keeps op = create
+                                       and the caller finishes with hostd_vm_resume */
     size_t ndisks;                  /* 0..VMSEAL_VM_MAX_DISKS */
     vmseal_firmware firmware;
     const char *kernel, *initrd, *append;   /* direct kernel boot (optional); kernel and
@@ -120,6 +125,20 @@ int hostd_vm_open_boot_file(const hostd_host_env *env, const char *what, const c
 int hostd_vm_create(const hostd_host_env *env, const char *datastore,
                      const hostd_vm_create_req *req, const hostd_vm_progress *prog,
                      hostd_vm **out) VMSEAL_MUST_CHECK;
+
+/* An image of the images folder to import (raw, qcow2, vmdk, vdi, vhdx;
+ * include/vmseal/diskimport.h): checked, and the disk size it becomes
+ * (whole MiB). -EINVAL with the reason. */
+int hostd_vm_inspect_image(const hostd_host_env *env, const char *name, uint64_t *size)
+    VMSEAL_MUST_CHECK;
+
+/* Powered off, nothing unfinished: add a disk, empty of `size` bytes
+ * (whole MiB) or imported from the image `from` of the images folder
+ * (size NULL). Records it in vm.conf (op = create, diskN.from; a new disk
+ * secret wrapped by the VM's KEK when encrypted) and returns its index;
+ * hostd_vm_resume then makes or imports it (resumable). */
+int hostd_vm_add_disk(hostd_vm *vm, const hostd_host_env *env, const char *from, uint64_t size)
+    VMSEAL_MUST_CHECK;
 
 /* Load a VM from its home (reads vm.conf; re-attaches to its QEMU if one
  * still runs). */

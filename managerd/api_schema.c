@@ -291,10 +291,14 @@ SCHEMA(schema_host_keys, "host_keys", f_host_keys);
 static const char *const policies[] = {"encrypted", "none", NULL};
 static const char *const firmwares[] = {"bios", "uefi", "uefi-secure", NULL};
 
+/* A disk: empty of size_mb, or imported from an image of the host's
+ * images folder (the host says which one of the two is given, and checks
+ * the name) */
 static const api_field f_disk[] = {
-    {.name = "size_mb", .type = F_INT, .required = 1, .min = 1, .max = 16 * 1024 * 1024},
+    {.name = "size_mb", .type = F_INT, .min = 1, .max = 16 * 1024 * 1024},
+    {.name = "from", .type = F_STRING, .min = 1, .max = 255},
 };
-static SCHEMA(schema_disk, "disk", f_disk);
+SCHEMA(schema_disk, "disk", f_disk);
 
 static const api_field f_vm_create[] = {
     {.name = "name", .type = F_NAME, .required = 1},
@@ -396,6 +400,6 @@ const api_schema *const api_all_schemas[] = {
     &schema_kms_add, &schema_kms_patch, &schema_kms_trust, &schema_kms_client_cert, &schema_kms_csr,
     &schema_host_register, &schema_host_keys, &schema_vm_create, &schema_vm_patch, &schema_vm_rekey,
     &schema_role_patch, &schema_group_add, &schema_permission, &schema_default_policy, &schema_host_cert,
-    &schema_vm_register, &schema_vm_resume, &schema_vm_nic_add, &schema_vm_export,
+    &schema_vm_register, &schema_vm_resume, &schema_vm_nic_add, &schema_vm_export, &schema_disk,
 };
 const size_t api_n_schemas = N(api_all_schemas);

@@ -10,6 +10,7 @@
  *   POST   /vms/{name}/power-on | power-off
  *   POST   /vms/{name}/suspend | resume | discard-state
  *   POST   /vms/{name}/dump                the guest's memory, sealed, into its home
+ *   POST   /vms/{name}/disks       {size_mb} | {from: IMAGE} -> 202 the host's task
  *   GET    /vms/{name}/log?tail=BYTES  guest console output (sealed on the host when encrypted)
  *   DELETE /vms/{name}
  *   POST   /vms/{name}/unregister     leave the inventory; the host keeps the VM
@@ -261,6 +262,20 @@ void api_vms(api_ctx *ctx)
         if (api_authorize(ctx, "vm.export", name) >= 0) {
             rc = vms_export(ctx->m, ctx->user, name, b, &out);
             api_reply(ctx, rc, 200, out);
+        }
+        json_decref(b);
+        return;
+    }
+    if (sub && !strcmp(sub, "disks") && !strcmp(m, "POST")) {
+        /* Cryptographer.AddDisk too when the VM is encrypted (api_table.c) */
+        if (api_body(ctx, &schema_disk, &b) < 0)
+            return;
+        if (!json_object_get(b, "size_mb") == !json_object_get(b, "from"))
+            vmseal_http_error(ctx->resp, 400, "give size_mb or from (an image in the host's images "
+                              "folder), one of them");
+        else if (api_authorize(ctx, "vm.disk-add", name) >= 0) {
+            rc = vms_add_disk(ctx->m, ctx->user, name, b, &out);
+            api_reply(ctx, rc, 202, out);
         }
         json_decref(b);
         return;

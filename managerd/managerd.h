@@ -352,6 +352,9 @@ int vms_power(manager *m, const char *user, const char *name, int on, json_t **o
  * sees the same datastore; the inventory then names it. */
 int vms_state(manager *m, const char *user, const char *name, const char *action, const char *to_host,
               json_t **out);
+/* Add a disk (req {"size_mb"} or {"from": IMAGE in the host's images
+ * folder}): the host's 202 task in *out, with "disk" its index. */
+int vms_add_disk(manager *m, const char *user, const char *name, const json_t *req, json_t **out);
 int vms_delete(manager *m, const char *user, const char *name);
 /* Move the VM to a folder (a valid name, or "" = none); *out = the VM. */
 int vms_move(manager *m, const char *user, const char *name, const char *folder, json_t **out);

@@ -346,6 +346,8 @@ int vms_create(manager *m, const char *user, const json_t *req, const char *poli
         json_decref(resp);
         goto undo;
     }
+    /* disks imported from images: the host's task doing it */
+    json_t *host_task = json_incref(json_object_get(resp, "task"));
     json_decref(resp);
     if (encrypted) {
         rc = store_execv(m->db, NULL,
@@ -355,6 +357,7 @@ int vms_create(manager *m, const char *user, const json_t *req, const char *poli
             rc = set_kek_state(m, provider, kek_id, uuid, "active");
         if (rc < 0) {
             rc = own_failure();
+            json_decref(host_task);
             goto undo;
         }
     }
@@ -371,6 +374,9 @@ int vms_create(manager *m, const char *user, const json_t *req, const char *poli
     event_add(m, user, "vm.create", name, NULL, nv);
     json_decref(nv);
     rc = vms_get(m, name, 0, out);
+    if (rc == 0 && json_is_object(host_task))
+        json_object_set(*out, "host_task", host_task);
+    json_decref(host_task);
     json_decref(spec);
     free(provider);
     free(kek_id);
@@ -803,6 +809,41 @@ int vms_state(manager *m, const char *user, const char *name, const char *action
     json_decref(nv);
     json_decref(before);
     *out = resp ? resp : json_pack("{s:s}", "power", now);
+    return 0;
+}
+
+/* POST /v1/vms/{uuid}/disks on the VM's host: an empty disk ({"size_mb"})
+ * or one imported from the host's images folder ({"from"}), made by a task
+ * of the host's (its progress in the VM's live view). */
+int vms_add_disk(manager *m, const char *user, const char *name, const json_t *req, json_t **out)
+{
+    *out = NULL;
+    vm_row v;
+    int rc = get_vm_row(m, name, &v);
+    if (rc < 0)
+        return rc;
+    if (v.kek[0] && hosts_push_key(m, v.host, v.prov, v.kek) < 0)
+        return peer_failure();   /* the new disk secret is wrapped by the VM's KEK */
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/vms/%s/disks", v.uuid);
+    long status = 0;
+    json_t *resp = NULL;
+    json_t *body = json_deep_copy(req);
+    rc = hosts_call(m, v.host, "POST", path, body, &status, &resp);
+    json_decref(body);
+    if (rc < 0)
+        return peer_failure();
+    if (status < 200 || status > 299) {
+        rc = host_refused(v.host, status, resp);
+        json_decref(resp);
+        return rc;
+    }
+    json_t *nv = json_pack("{s:O?, s:O?, s:O?, s:O?}", "disk", json_object_get(resp, "disk"), "from",
+                           json_object_get(req, "from"), "size_mb", json_object_get(req, "size_mb"),
+                           "host_task", json_object_get(resp, "id"));
+    event_add(m, user, "vm.disk-add", name, NULL, nv);
+    json_decref(nv);
+    *out = resp;
     return 0;
 }
 

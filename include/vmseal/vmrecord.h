@@ -27,8 +27,8 @@
  *   tpm = 1                       a vTPM (encrypted VMs only; state in vtpm.state)
  *   secure_boot = 1               UEFI Secure Boot (firmware uefi only)
  *   op, op.kek, vm.next.keysafe, diskN.next.file|luks.uuid|keysafe,
- *   diskN.old.file, diskN.rekeyed, nvram.next.file|old.file|rekeyed
- *                                 while an operation is unfinished
+ *   diskN.old.file, diskN.rekeyed, nvram.next.file|old.file|rekeyed,
+ *   diskN.from                    while an operation is unfinished
  *   state.file                    the saved memory state of a suspended VM
  *
  * Unknown keys: a key in vmseal's namespaces (its first component is one of
@@ -57,6 +57,7 @@
 #define VMSEAL_VMREC_MAX_DISKS 8
 #define VMSEAL_VMREC_NAME_MAX 64          /* VM name */
 #define VMSEAL_VMREC_FILE_MAX 64          /* an image's file name in the home */
+#define VMSEAL_VMREC_FROM_MAX 255         /* diskN.from: a name in the images folder */
 #define VMSEAL_VMREC_CPUS_MAX 64
 #define VMSEAL_VMREC_MEMORY_MIN 16        /* MiB */
 #define VMSEAL_VMREC_MEMORY_MAX 65536
@@ -103,6 +104,9 @@ typedef struct vmseal_vmrec_image {
     char *keysafe;                              /* diskN.keysafe (NULL plain) */
     char next_luks_uuid[37];                    /* diskN.next.luks.uuid */
     char *next_keysafe;                         /* diskN.next.keysafe */
+    char from[VMSEAL_VMREC_FROM_MAX + 1];       /* diskN.from: the image in the host's
+                                                   images folder this disk is imported
+                                                   from (only while op = create) */
 } vmseal_vmrec_image;
 
 /* A network card (virtio-net). */

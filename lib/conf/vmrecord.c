@@ -60,7 +60,7 @@ static const enum top_key required[] = {K_VERSION, K_NAME,     K_UUID,   K_CPUS,
 /* A disk's keys: "disk<N>.<field>". */
 enum disk_field {
     D_FILE, D_SIZE, D_LUKS_UUID, D_KEYSAFE, D_NEXT_FILE, D_NEXT_LUKS_UUID, D_NEXT_KEYSAFE,
-    D_OLD_FILE, D_REKEYED, D_COUNT
+    D_OLD_FILE, D_REKEYED, D_FROM, D_COUNT
 };
 
 static const char *const disk_fields[D_COUNT] = {
@@ -73,6 +73,7 @@ static const char *const disk_fields[D_COUNT] = {
     [D_NEXT_KEYSAFE] = "next.keysafe",
     [D_OLD_FILE] = "old.file",
     [D_REKEYED] = "rekeyed",
+    [D_FROM] = "from",
 };
 
 /* First components that belong to vmseal; "disk..." is handled apart. */
@@ -407,6 +408,13 @@ static int check_image(const vmseal_vmrec *r, const vmseal_vmconf *src, long idx
     if (im->rekeyed && r->op != VMSEAL_VMREC_OP_RECRYPT_DEEP)
         return fail_key(src, KEY(k, D_REKEYED, K_NVRAM_REKEYED), EPROTO,
                         "only while a deep recrypt is unfinished");
+    if (im->from[0] && idx >= 0) {
+        disk_key(k2, sizeof(k2), (size_t)idx, D_FROM);
+        if (r->op != VMSEAL_VMREC_OP_CREATE)
+            return fail_key(src, k2, EPROTO, "only while a create (or a disk add) is unfinished");
+        if (!vmseal_vmrec_text_valid(im->from))
+            return fail_key(src, k2, EPROTO, "printable text");
+    }
     if (idx < 0) {
         /* the NVRAM opens with the VM's secret: no key safe, UUID or size */
         if (im->size || im->luks_uuid[0] || im->keysafe || im->next_luks_uuid[0] ||
@@ -449,7 +457,7 @@ static int check_unused(const vmseal_vmrec *r, const vmseal_vmconf *src, long id
 {
     const vmseal_vmrec_image *im = vmseal_vmrec_image_at_const(r, idx);
     if (!im->file[0] && !im->next_file[0] && !im->old_file[0] && !im->rekeyed && !im->size &&
-        !im->luks_uuid[0] && !im->keysafe && !im->next_luks_uuid[0] && !im->next_keysafe)
+        !im->from[0] && !im->luks_uuid[0] && !im->keysafe && !im->next_luks_uuid[0] && !im->next_keysafe)
         return 0;
     if (idx < 0) {
         const enum top_key nk[] = {K_NVRAM_FILE, K_NVRAM_NEXT_FILE, K_NVRAM_OLD_FILE,
@@ -823,6 +831,10 @@ static int set_disk(vmseal_vmrec *r, const vmseal_vmconf *src, const char *key, 
         rc = strcmp(v, "1") == 0 ? 0 : fail_key(src, key, EPROTO, "1 or absent");
         im->rekeyed = rc == 0;
         return rc;
+    case D_FROM:
+        if (!*v)
+            return fail_key(src, key, EPROTO, "empty");
+        return copy_fixed(src, key, im->from, sizeof(im->from), v);
     case D_COUNT:
         break;
     }
@@ -1006,6 +1018,8 @@ static size_t record_keys(const vmseal_vmrec *r, kv *l, vmrec_nic_text *nt)
         put_str(l, &n, k, im->old_file);
         disk_key(k, sizeof(k), i, D_REKEYED);
         put(l, &n, k, im->rekeyed ? "1" : NULL);
+        disk_key(k, sizeof(k), i, D_FROM);
+        put_str(l, &n, k, im->from);
     }
     kv_list nl = {l, n};
     vmrec_nic_keys(r, nt, put_cb, &nl);

@@ -193,6 +193,10 @@ def setup(op):
     elif oid == "vm.dump":
         sub["{vm}"] = "sealed"        # a sealed VM: Cryptographer.Access too
         body = {}
+    elif oid == "vm.disk-add":
+        # on the encrypted VM: Cryptographer.AddDisk too
+        sub["{vm}"] = "sealed"
+        body = {"size_mb": 1}
     elif oid in ("vm.power-on", "vm.power-off"):
         body = {}
     elif oid in ("vm.suspend", "vm.resume", "vm.discard-state"):
