@@ -904,10 +904,12 @@ int hostd_qemu_start(const hostd_qemu_spec *s, hostd_qemu **out)
         sleep_ms(20);
     }
 
-    /* The console reader is there before the guest runs: nothing is lost
-     * (a VM without encryption: QEMU logs to serial.log whether or not a
-     * reader is connected; hostd's reads it for the interactive console). */
-    {
+    /* The console reader is there before the guest runs: nothing is lost.
+     * (A VM without encryption: QEMU logs to serial.log with or without a
+     * reader; hostd connects one for the interactive consoles. A client
+     * that does not read stalls the guest's serial port within a few
+     * hundred bytes, QEMU writing it a byte at a time: never leave one.) */
+    if (s->serial_socket) {
         vm->serial_fd = hostd_qemu_connect_serial(s->run_dir, timeout);
         if (vm->serial_fd < 0) {
             r = vm->serial_fd;

@@ -74,8 +74,9 @@ typedef struct hostd_qemu_spec {
     size_t ndisks;             /* at most 16 */
     int timeout_ms;            /* for start-up and each monitor command; 0: 15000 */
     int serial_socket;         /* console on run_dir/serial.sock only, connected before
-                                  the guest runs (hostd_qemu_take_serial); else QEMU also
-                                  appends it to serial.log (the socket is connected too) */
+                                  the guest runs (hostd_qemu_take_serial); else QEMU
+                                  appends it to serial.log and serves serial.sock too
+                                  (not connected: hostd_qemu_connect_serial) */
 } hostd_qemu_spec;
 
 typedef struct hostd_qemu hostd_qemu;

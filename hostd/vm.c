@@ -1225,7 +1225,7 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
     if (!con) {
         /* no encryption: QEMU logs the console itself; hostd reads the
          * socket only for the interactive consoles */
-        int sfd = hostd_qemu_take_serial(q);
+        int sfd = hostd_qemu_connect_serial(vm->home, 5000);
         if (sfd >= 0 && hostd_console_new_passthrough(vm->home, vm->uuid, console_note, vm, &con) == 0) {
             hostd_console_set_output(con, console_out, vm);
             if (hostd_console_attach(con, sfd) < 0) {
