@@ -577,11 +577,15 @@ static int build_argv(const hostd_qemu_spec *s, const fd_map *m, argv_buf *a)
         arg_add_owned(a, hostd_asprintf("socket,id=vmseal-serial,path=%s/%s,server=on,wait=off",
                                         rd, VMSEAL_CONSOLE_SOCKET));
     } else {
-        /* serial.log, opened by hostd (O_NOFOLLOW, 0600), is descriptor 3. */
+        /* serial.log, opened by hostd (O_NOFOLLOW, 0600), is descriptor 3:
+         * QEMU appends everything the guest writes to it (the chardev's
+         * log file), and serves serial.sock for the interactive console. */
         arg_add(a, "-add-fd");
         arg_add(a, "fd=3,set=1,opaque=vmseal-serial");
         arg_add(a, "-chardev");
-        arg_add(a, "file,id=vmseal-serial,path=/dev/fdset/1,append=on");
+        arg_add_owned(a, hostd_asprintf("socket,id=vmseal-serial,path=%s/%s,server=on,wait=off,"
+                                        "logfile=/dev/fdset/1,logappend=on",
+                                        rd, VMSEAL_CONSOLE_SOCKET));
     }
     arg_add(a, "-serial");
     arg_add(a, "chardev:vmseal-serial");
@@ -980,7 +984,11 @@ int hostd_qemu_start(const hostd_qemu_spec *s, hostd_qemu **out)
         sleep_ms(20);
     }
 
-    /* The console reader is there before the guest runs: nothing is lost. */
+    /* The console reader is there before the guest runs: nothing is lost.
+     * (A VM without encryption: QEMU logs to serial.log with or without a
+     * reader; hostd connects one for the interactive consoles. A client
+     * that does not read stalls the guest's serial port within a few
+     * hundred bytes, QEMU writing it a byte at a time: never leave one.) */
     if (s->serial_socket) {
         vm->serial_fd = hostd_qemu_connect_serial(s->run_dir, timeout);
         if (vm->serial_fd < 0) {

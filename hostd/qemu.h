@@ -10,10 +10,13 @@
  * The VM's run directory (its home) receives:
  *   serial.log   the guest's serial console (clear text, appended; mode
  *                0600, opened by hostd without following symlinks and
- *                handed to QEMU as a descriptor), or, with serial_socket
- *                (encrypted VMs),
- *   serial.sock  the console served by QEMU for hostd, which seals it
- *                (hostd/serial.h) — nothing of it is written in clear
+ *                handed to QEMU as a descriptor), unless serial_socket
+ *                (encrypted VMs)
+ *   serial.sock  the console served by QEMU for hostd: with serial_socket
+ *                hostd seals it (hostd/serial.h) — nothing of it is
+ *                written in clear; without, hostd reads it only for the
+ *                interactive consoles (QEMU logs to serial.log itself)
+ *   vnc.sock     QEMU's VNC server (never TCP)
  *   qemu.log     QEMU's own messages (clear text, appended)
  *   qmp.sock     the monitor socket (the directory should be mode 0700)
  *   qemu.pid     QEMU's pid (written and locked by QEMU)
@@ -85,8 +88,10 @@ typedef struct hostd_qemu_spec {
     const hostd_qemu_disk *disks;
     size_t ndisks;             /* at most 16 */
     int timeout_ms;            /* for start-up and each monitor command; 0: 15000 */
-    int serial_socket;         /* console on run_dir/serial.sock, connected before the
-                                  guest runs (hostd_qemu_take_serial); else serial.log */
+    int serial_socket;         /* console on run_dir/serial.sock only, connected before
+                                  the guest runs (hostd_qemu_take_serial); else QEMU
+                                  appends it to serial.log and serves serial.sock too
+                                  (not connected: hostd_qemu_connect_serial) */
     int incoming_defer;        /* start with -incoming defer and leave the guest paused:
                                   the caller feeds the stream (a live-migration
                                   destination, hostd/migrate.h; saved state,

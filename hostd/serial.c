@@ -51,6 +51,8 @@ struct hostd_console {
     /* interactive consoles: who sees what the thread read */
     hostd_console_output out_fn;
     void *out_arg;
+    int passthrough;           /* VM without encryption: QEMU writes serial.log
+                                  itself; the thread only feeds out_fn */
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -501,7 +503,8 @@ static void *reader_main(void *arg)
                 if (got < 0)
                     break;
                 pthread_mutex_lock(&c->lock);
-                add_pending(c, buf, (size_t)got);
+                if (!c->passthrough)
+                    add_pending(c, buf, (size_t)got);
                 if (c->npending >= VMSEAL_CONSOLE_FLUSH_BYTES)
                     (void)flush_locked(c);
                 pthread_mutex_unlock(&c->lock);
@@ -518,8 +521,10 @@ static void *reader_main(void *arg)
     }
     OPENSSL_cleanse(buf, sizeof(buf));
     pthread_mutex_lock(&c->lock);
-    (void)flush_locked(c);
-    (void)end_segment(c, &c->seg_fd, &c->w);
+    if (!c->passthrough) {
+        (void)flush_locked(c);
+        (void)end_segment(c, &c->seg_fd, &c->w);
+    }
     pthread_mutex_unlock(&c->lock);
     if (c->out_fn)
         c->out_fn(c->out_arg, NULL, 0);
@@ -594,6 +599,15 @@ int hostd_console_new(const char *home, const char *uuid, vmseal_secret *log_key
     return 0;
 }
 
+int hostd_console_new_passthrough(const char *home, const char *uuid, hostd_console_note note_fn,
+                                   void *note_arg, hostd_console **out)
+{
+    int r = hostd_console_new(home, uuid, NULL, note_fn, note_arg, out);
+    if (r == 0)
+        (*out)->passthrough = 1;
+    return r;
+}
+
 int hostd_console_attach(hostd_console *c, int sock_fd)
 {
     if (c->has_thread) {
@@ -616,7 +630,7 @@ int hostd_console_attach(hostd_console *c, int sock_fd)
 int hostd_console_has_key(hostd_console *c)
 {
     pthread_mutex_lock(&c->lock);
-    int k = c->key != NULL;
+    int k = c->key != NULL || c->passthrough;
     pthread_mutex_unlock(&c->lock);
     return k;
 }
@@ -651,7 +665,7 @@ void hostd_console_free(hostd_console *c)
             /* the thread still sees the flag within a poll period */
         }
         pthread_join(c->thread, NULL);
-    } else {
+    } else if (!c->passthrough) {
         pthread_mutex_lock(&c->lock);
         (void)flush_locked(c);
         (void)end_segment(c, &c->seg_fd, &c->w);

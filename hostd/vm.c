@@ -784,6 +784,21 @@ int hostd_vm_load(const char *home, hostd_vm **out)
     hostd_copy_str(vm->uuid, sizeof(vm->uuid), vm->rec->uuid);
     if (hostd_qemu_attach(home, vm->uuid, 5000, &vm->qemu) < 0)
         vm->qemu = NULL;
+    if (vm->qemu && !rec_encrypted(vm->rec)) {
+        /* the interactive console of a VM without encryption (a QEMU
+         * started before vmseal had one has no serial.sock: none) */
+        int fd = hostd_qemu_connect_serial(home, 2000);
+        hostd_console *con = NULL;
+        if (fd >= 0 && hostd_console_new_passthrough(home, vm->uuid, console_note, vm, &con) == 0) {
+            hostd_console_set_output(con, console_out, vm);
+            if (hostd_console_attach(con, fd) == 0)
+                vm->console = con;
+            else
+                hostd_console_free(con);
+        } else if (fd >= 0) {
+            close(fd);
+        }
+    }
     if (vm->qemu && rec_encrypted(vm->rec)) {
         /* Read the console at once; it is sealed when the KEK comes
          * (hostd_vm_tick), buffered in memory until then. */
@@ -1724,9 +1739,32 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         vmseal_fail(-r, "%s", why);   /* the console's end may have set another */
         goto out;
     }
+    if (!con) {
+        /* no encryption: QEMU logs the console itself; hostd reads the
+         * socket only for the interactive consoles */
+        int sfd = hostd_qemu_connect_serial(vm->home, 5000);
+        if (sfd >= 0 && hostd_console_new_passthrough(vm->home, vm->uuid, console_note, vm, &con) == 0) {
+            hostd_console_set_output(con, console_out, vm);
+            if (hostd_console_attach(con, sfd) < 0) {
+                hostd_console_free(con);
+                con = NULL;
+            }
+        } else if (sfd >= 0) {
+            close(sfd);
+        }
+        if (!con)
+            hostd_vm_log(vm, "no interactive serial console: %s", vmseal_last_error());
+        vmseal_clear_error();
+    }
     pthread_mutex_lock(&vm->lock);
     vm->qemu = q;
+    hostd_console *old_con = NULL;
+    if (con && vm->console != con) {
+        old_con = console_detach_locked(vm);
+        vm->console = con;
+    }
     pthread_mutex_unlock(&vm->lock);
+    hostd_console_free(old_con);
     hostd_vm_log(vm, "powered on (QEMU pid %d, %s)", (int)hostd_qemu_pid(q),
                   env->accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg");
 out:
