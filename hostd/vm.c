@@ -1244,10 +1244,11 @@ int hostd_vm_export_begin(hostd_vm *vm, const hostd_host_env *env, size_t idx, c
         r = home_file_regular(vm, file);
     }
     vmseal_disk_info info;
-    if (r == 0)
-        r = vmseal_disk_probe_at(vm->home_fd, file, &info);
+    memset(&info, 0, sizeof(info));
     const char *ks = r == 0 ? c->disks[idx].keysafe : NULL;
-    if (ks && strcmp(c->disks[idx].luks_uuid, info.uuid) != 0)
+    if (ks)
+        r = vmseal_disk_probe_at(vm->home_fd, file, &info);
+    if (r == 0 && ks && strcmp(c->disks[idx].luks_uuid, info.uuid) != 0)
         r = vmseal_fail(EKEYREJECTED, "%s/%s is not the disk its key safe belongs to", vm->home,
                         file);
     char obj[64];

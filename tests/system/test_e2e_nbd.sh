@@ -180,7 +180,15 @@ grep -q "lacks the Cryptographer.ExportDisk privilege on vm:nbd1" <<<"$OUT" || f
 [ ! -e "$TMP/bob.psk" ] || fail "a PSK file for a denied export"
 vmseal --json events --action vm.export | jq -e 'map(select(.result == "ok")) | length == 4' >/dev/null ||
   fail "vm.export events"
-ok "vm export needs Cryptographer.ExportDisk on an encrypted VM (403 for NoCryptoAdmin); audited"
+# ... but may export a plain VM's disk (VirtualMachine.Provisioning.DiskRandomRead)
+expect_rc 0 vmseal vm create plain1 --host esx1 --disk 8 --no-encrypt --kernel vmlinuz --initrd initrd.gz
+PH=$(stack_vm_home esx1 plain1)
+printf 'VMSEAL-PLAIN-EXPORT' | dd of="$PH/disk0.img" bs=512 seek=100 conv=notrunc status=none
+OUT=$(bob --json vm export plain1 --disk 0 --psk-file "$TMP/bob.psk" 2>&1) || fail "bob exports a plain disk: $OUT"
+jq -e '.view == "plain" and .size == 8388608' <<<"$OUT" >/dev/null || fail "plain export answer: $OUT"
+nbdcopy "$(jq -r .uri <<<"$OUT")?tls-psk-file=$TMP/bob.psk" "$TMP/plain.img" || fail "nbdcopy of the plain export"
+cmp -s "$TMP/plain.img" "$PH/disk0.img" || fail "the plain export differs from the image"
+ok "vm export needs Cryptographer.ExportDisk on an encrypted VM (403 for NoCryptoAdmin), not on a plain one; audited"
 
 # no plugin: the fallback, with the reason in the log
 stack_hostd_stop esx1
