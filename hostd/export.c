@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,7 @@ typedef struct export_job {
 
 static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER;
 static export_job *jobs;
-static volatile int stopping;
+static atomic_int stopping;   /* hostd stops: every export ends */
 
 static int64_t now_ms(void)
 {
