@@ -995,9 +995,10 @@ static int start_block_servers(hostd_vm *vm, const hostd_host_env *env, hostd_qe
                                vmseal_secret *const *pass, size_t nd)
 {
     stop_block_servers(vm);
-    const char *override = vm->rec->disk_path[0] ? vm->rec->disk_path : NULL;
+    const char *vm_override = vm->rec->disk_path[0] ? vm->rec->disk_path : NULL;
     for (size_t i = 0; i < nd; i++) {
-        if (!pass[i] || !hostd_diskpath_use_nbd(env->diskpath, override))
+        const char *dp = vm->rec->disks[i].disk_path;
+        if (!pass[i] || !hostd_diskpath_use_nbd(env->diskpath, dp[0] ? dp : vm_override))
             continue;
         hostd_blockserver_spec bs = {
             .path = env->diskpath,

@@ -113,9 +113,9 @@ stack_vm_wait_off nbd1 60 || fail "nbd1 did not power off"
 stack_until 20 bash -c "! kill -0 $P2 2>/dev/null" || fail "nbdkit $P2 still runs after power-off"
 ok "after a power cycle every fsync'd block (0..$K) reads back exactly through the plugin; image still LUKS1 for qemu-img and cryptsetup; server stopped with the VM"
 
-# the same blocks through QEMU's own luks driver: the per-VM override
+# the same blocks through QEMU's own luks driver: the per-disk override (over the VM's)
 stack_hostd_stop esx1
-echo "vm.disk_path = qemu-luks" >> "$H/vm.conf"
+printf 'vm.disk_path = nbd\ndisk0.disk_path = qemu-luks\n' >> "$H/vm.conf"
 stack_hostd_start esx1
 expect_rc 0 vmseal vm start nbd1
 stack_until 300 stack_vm_console_has nbd1 "VMSEAL-READY" || fail "boot with qemu-luks"
@@ -124,7 +124,7 @@ stack_vm_console_has nbd1 "VMSEAL-FSYNC-CHECK-OK $K" || fail "QEMU's luks driver
 [ ! -e "$H/nbd-disk0.pid" ] || fail "a server started for a qemu-luks disk"
 expect_rc 0 vmseal vm stop nbd1
 stack_vm_wait_off nbd1 60 || fail "nbd1 did not power off"
-ok "vm.disk_path = qemu-luks: QEMU's luks driver reads every fsync'd block byte-exact"
+ok "disk0.disk_path = qemu-luks (over vm.disk_path = nbd): QEMU's luks driver reads every fsync'd block byte-exact"
 
 # ---- vmseal vm export: a one-time NBD-over-TLS endpoint ------------------------------
 export_idle() { [ "$(stack_vm_field nbd1 .runtime.busy)" = null ]; }
@@ -192,7 +192,7 @@ ok "vm export needs Cryptographer.ExportDisk on an encrypted VM (403 for NoCrypt
 
 # no plugin: the fallback, with the reason in the log
 stack_hostd_stop esx1
-sed -i '/^vm.disk_path = /d' "$H/vm.conf"
+sed -i '/^vm.disk_path = /d; /^disk0.disk_path = /d' "$H/vm.conf"
 sed -i "s|^nbd_plugin = .*|nbd_plugin = $TMP/absent.so|" "$CONF"
 stack_hostd_start esx1
 grep -q "nbd unavailable (no plugin at $TMP/absent.so): QEMU's luks driver instead" "$LOG" ||
