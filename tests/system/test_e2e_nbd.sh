@@ -6,7 +6,7 @@
 # the guest gets I/O errors (no reconnect, never another server's data),
 # hostd reports the dead server; after a power cycle every block the guest
 # saw fsync'd reads back exactly — through the plugin and through QEMU's own
-# luks driver (vm.conf vm.disk_path = qemu-luks) — and the image is still a
+# luks driver (vm.conf disk0.disk_path = qemu-luks) — and the image is still a
 # LUKS1 volume for qemu-img and cryptsetup. Without the plugin hostd falls
 # back to QEMU's luks driver and says why.
 source "$VMSEAL_SRC/tests/testlib.sh"
