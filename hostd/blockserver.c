@@ -115,11 +115,7 @@ int hostd_diskpath_init(hostd_diskpath *p, const char *mode, const char *nbdkit,
     const char *bin = nbdkit && *nbdkit ? nbdkit : "nbdkit";
     const char *plug = plugin && *plugin ? plugin : VMSEAL_NBD_PLUGIN_DEFAULT;
     hostd_copy_str(p->plugin, sizeof(p->plugin), plug);
-    if (!p->want_nbd) {
-        hostd_copy_str(p->nbdkit, sizeof(p->nbdkit), bin);
-        snprintf(p->why, sizeof(p->why), "disk_path = qemu-luks in hostd.conf");
-        return 0;
-    }
+    /* checked in both modes: disk exports and vm.disk_path = nbd use it */
     struct stat st;
     char why[400];
     if (find_exe(bin, p->nbdkit, sizeof(p->nbdkit)) != 0) {
@@ -135,6 +131,9 @@ int hostd_diskpath_init(hostd_diskpath *p, const char *mode, const char *nbdkit,
         p->nbd_ok = 1;
         snprintf(p->why, sizeof(p->why), "nbd: %.200s with %.250s", p->nbdkit, plug);
     }
+    if (!p->want_nbd)
+        snprintf(p->why, sizeof(p->why), "qemu-luks (disk_path = qemu-luks in hostd.conf; nbd %s)",
+                 p->nbd_ok ? "available" : "unavailable");
     return 0;
 }
 

@@ -9,7 +9,7 @@
  * `nbd` falls back to qemu-luks, saying why, when nbdkit or the plugin is
  * missing or the plugin does not load in this nbdkit (checked once, at
  * hostd start). A VM may override the host's choice (vm.conf
- * `vm.disk_path`).
+ * `vm.disk_path`), a disk the VM's (`diskN.disk_path`).
  *
  * One server per disk: `nbdkit -s PLUGIN file=HOME/FILE passfd=3`, run in
  * its own session like QEMU (no new privileges; as root with qemu_user it

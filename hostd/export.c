@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,7 @@ typedef struct export_job {
 
 static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER;
 static export_job *jobs;
-static volatile int stopping;
+static atomic_int stopping;   /* hostd stops: every export ends */
 
 static int64_t now_ms(void)
 {
@@ -299,8 +300,8 @@ int hostd_export_start(hostd_vm *vm, const hostd_host_env *env, size_t idx, int 
         free(j);
         return r;
     }
-    if (j->pass && !dp->nbd_ok)
-        r = vmseal_fail(ENOTSUP, "export of an encrypted disk needs the nbd plugin (%s)", dp->why);
+    if (!dp->nbd_ok)
+        r = vmseal_fail(ENOTSUP, "export needs nbdkit and its vmseal plugin here (%s)", dp->why);
     const char *run_as = env->qemu_user;
     j->confine = run_as && *run_as && geteuid() == 0;
     char psk_hex[2 * PSK_BYTES + 1] = "";
@@ -331,10 +332,9 @@ int hostd_export_start(hostd_vm *vm, const hostd_host_env *env, size_t idx, int 
         }
         /* one connection: clients such as nbdcopy must not count on more */
         arg(j, strdup("--filter=multi-conn"));
-        arg(j, strdup(j->pass ? dp->plugin : "file"));
+        arg(j, strdup(dp->plugin));
         arg(j, hostd_asprintf("file=%s/%s", hostd_vm_home(vm), file));
-        if (j->pass)
-            arg(j, strdup("passfd=3"));
+        arg(j, strdup(j->pass ? "passfd=3" : "raw=1"));
         arg(j, strdup("multi-conn-mode=disable"));
         for (size_t i = 0; i < j->argc; i++)
             if (!j->argv[i])

@@ -8,7 +8,7 @@
  * endpoint's lifetime. The accepted socket becomes the stdin/stdout of
  * `nbdkit -s --tls=require --tls-psk=FILE -r` serving the decrypted view
  * (nbdkit-vmseal-plugin, passphrase over a pipe as for running VMs) or a
- * plain disk (nbdkit's file plugin), read-only, confined like the disk
+ * plain disk (the plugin's raw=1), read-only, confined like the disk
  * servers (hostd/blockserver.h). TLS is required and authenticated with a
  * one-time pre-shared key made for this export: only the caller of the API
  * has it.

@@ -1483,9 +1483,10 @@ static int start_block_servers(hostd_vm *vm, const hostd_host_env *env, hostd_qe
                                vmseal_secret *const *pass, size_t nd)
 {
     stop_block_servers(vm);
-    const char *override = vm->rec->disk_path[0] ? vm->rec->disk_path : NULL;
+    const char *vm_override = vm->rec->disk_path[0] ? vm->rec->disk_path : NULL;
     for (size_t i = 0; i < nd; i++) {
-        if (!pass[i] || !hostd_diskpath_use_nbd(env->diskpath, override))
+        const char *dp = vm->rec->disks[i].disk_path;
+        if (!pass[i] || !hostd_diskpath_use_nbd(env->diskpath, dp[0] ? dp : vm_override))
             continue;
         hostd_blockserver_spec bs = {
             .path = env->diskpath,
@@ -1810,10 +1811,11 @@ int hostd_vm_export_begin(hostd_vm *vm, const hostd_host_env *env, size_t idx, c
         r = home_file_regular(vm, file);
     }
     vmseal_disk_info info;
-    if (r == 0)
-        r = vmseal_disk_probe_at(vm->home_fd, file, &info);
+    memset(&info, 0, sizeof(info));
     const char *ks = r == 0 ? c->disks[idx].keysafe : NULL;
-    if (ks && strcmp(c->disks[idx].luks_uuid, info.uuid) != 0)
+    if (ks)
+        r = vmseal_disk_probe_at(vm->home_fd, file, &info);
+    if (r == 0 && ks && strcmp(c->disks[idx].luks_uuid, info.uuid) != 0)
         r = vmseal_fail(EKEYREJECTED, "%s/%s is not the disk its key safe belongs to", vm->home,
                         file);
     char obj[64];

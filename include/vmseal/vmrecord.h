@@ -17,8 +17,9 @@
  *   kernel, initrd, append        optional text
  *   vm.keysafe                    the per-VM secret (policy encrypted)
  *   nvram.file                    the UEFI variable store (uefi only)
- *   vm.disk_path                  nbd | qemu-luks: how the running VM reads its
- *                                 encrypted disks (optional; hostd.conf disk_path)
+ *   vm.disk_path, diskN.disk_path nbd | qemu-luks: how the running VM reads its
+ *                                 encrypted disks (optional; the disk's setting, else
+ *                                 the VM's, else hostd.conf disk_path)
  *   diskN.file, diskN.size        for each N < disks
  *   diskN.luks.uuid, diskN.keysafe  an encrypted disk
  *   nics (0..4), nicN.mac, nicN.mode (user|bridge), nicN.network (bridge),
@@ -99,6 +100,8 @@ typedef struct vmseal_vmrec_image {
     char next_file[VMSEAL_VMREC_FILE_MAX + 1];  /* .next.file: the image being written */
     char old_file[VMSEAL_VMREC_FILE_MAX + 1];   /* .old.file: left to be removed */
     int rekeyed;                                /* .rekeyed: done in this deep recrypt */
+    char disk_path[16];                         /* diskN.disk_path: "nbd", "qemu-luks" or
+                                                   "" (vm.disk_path); "" for the NVRAM */
     uint64_t size;                              /* diskN.size, bytes */
     char luks_uuid[37];                         /* diskN.luks.uuid ("" plain) */
     char *keysafe;                              /* diskN.keysafe (NULL plain) */

@@ -60,7 +60,7 @@ static const enum top_key required[] = {K_VERSION, K_NAME,     K_UUID,   K_CPUS,
 /* A disk's keys: "disk<N>.<field>". */
 enum disk_field {
     D_FILE, D_SIZE, D_LUKS_UUID, D_KEYSAFE, D_NEXT_FILE, D_NEXT_LUKS_UUID, D_NEXT_KEYSAFE,
-    D_OLD_FILE, D_REKEYED, D_FROM, D_COUNT
+    D_OLD_FILE, D_REKEYED, D_FROM, D_DISK_PATH, D_COUNT
 };
 
 static const char *const disk_fields[D_COUNT] = {
@@ -74,6 +74,7 @@ static const char *const disk_fields[D_COUNT] = {
     [D_OLD_FILE] = "old.file",
     [D_REKEYED] = "rekeyed",
     [D_FROM] = "from",
+    [D_DISK_PATH] = "disk_path",
 };
 
 /* First components that belong to vmseal; "disk..." is handled apart. */
@@ -457,7 +458,8 @@ static int check_unused(const vmseal_vmrec *r, const vmseal_vmconf *src, long id
 {
     const vmseal_vmrec_image *im = vmseal_vmrec_image_at_const(r, idx);
     if (!im->file[0] && !im->next_file[0] && !im->old_file[0] && !im->rekeyed && !im->size &&
-        !im->from[0] && !im->luks_uuid[0] && !im->keysafe && !im->next_luks_uuid[0] && !im->next_keysafe)
+        !im->from[0] && !im->luks_uuid[0] && !im->keysafe && !im->next_luks_uuid[0] &&
+        !im->next_keysafe && !im->disk_path[0])
         return 0;
     if (idx < 0) {
         const enum top_key nk[] = {K_NVRAM_FILE, K_NVRAM_NEXT_FILE, K_NVRAM_OLD_FILE,
@@ -835,6 +837,10 @@ static int set_disk(vmseal_vmrec *r, const vmseal_vmconf *src, const char *key, 
         if (!*v)
             return fail_key(src, key, EPROTO, "empty");
         return copy_fixed(src, key, im->from, sizeof(im->from), v);
+    case D_DISK_PATH:
+        if (strcmp(v, "nbd") != 0 && strcmp(v, "qemu-luks") != 0)
+            return fail_key(src, key, EPROTO, "nbd or qemu-luks");
+        return copy_fixed(src, key, im->disk_path, sizeof(im->disk_path), v);
     case D_COUNT:
         break;
     }
@@ -1020,6 +1026,8 @@ static size_t record_keys(const vmseal_vmrec *r, kv *l, vmrec_nic_text *nt)
         put(l, &n, k, im->rekeyed ? "1" : NULL);
         disk_key(k, sizeof(k), i, D_FROM);
         put_str(l, &n, k, im->from);
+        disk_key(k, sizeof(k), i, D_DISK_PATH);
+        put_str(l, &n, k, im->disk_path);
     }
     kv_list nl = {l, n};
     vmrec_nic_keys(r, nt, put_cb, &nl);

@@ -255,12 +255,13 @@ static void test_new_record_save_load(void **state)
     assert_int_equal(vmseal_vmrec_set_str(&r->append, "console=ttyS0"), 0);
     r->op = VMSEAL_VMREC_OP_CREATE;
     snprintf(r->disk_path, sizeof(r->disk_path), "qemu-luks");
+    snprintf(r->disks[0].disk_path, sizeof(r->disks[0].disk_path), "nbd");
     char *t = format_rec(r);
     const char *want_tail =
         "config.version = 1\nname = web01\nuuid = 6c1f0b5e-3c55-4a8e-9d0e-1b2b3c4d5e6f\n"
         "cpus = 1\nmemory = 256\nfirmware = uefi\npolicy = none\nappend = console=ttyS0\n"
         "nvram.file = nvram.fd\ndisks = 1\ndisk0.file = disk0.img\ndisk0.size = 16777216\n"
-        "op = create\nvm.disk_path = qemu-luks\n";
+        "disk0.disk_path = nbd\nop = create\nvm.disk_path = qemu-luks\n";
     assert_non_null(strstr(t, want_tail));
     assert_string_equal(strstr(t, want_tail), want_tail);
     free(t);
@@ -275,6 +276,7 @@ static void test_new_record_save_load(void **state)
     assert_string_equal(back->name, "web01");
     assert_int_equal(back->op, VMSEAL_VMREC_OP_CREATE);
     assert_string_equal(back->disk_path, "qemu-luks");
+    assert_string_equal(back->disks[0].disk_path, "nbd");
     assert_true(back->disks[0].size == 16u << 20);
     /* invalid: refused, the file on disk stays as it was */
     back->ndisks = 2;
@@ -448,6 +450,9 @@ static void test_refusals(void **state)
         {E, "vm.disk_path", "fast", EPROTO, "vm.disk_path: nbd or qemu-luks"},
         {E, "vm.disk_path", "", EPROTO, "vm.disk_path: nbd or qemu-luks"},
         {E, "vm.disk_path", "nbdnbdnbdnbdnbdnbd", EPROTO, "vm.disk_path: nbd or qemu-luks"},
+        {E, "disk1.disk_path", "vhost", EPROTO, "disk1.disk_path: nbd or qemu-luks"},
+        {E, "disk7.disk_path", "nbd", EPROTO, "disk7.disk_path: there are only 3 disks"},
+        {E, "nvram.disk_path", "nbd", EPROTO, "nvram.disk_path: unknown key"},
         /* image files: paths, hostd's own files, duplicates */
         {E, "disk0.file", "../../etc/shadow", EPROTO, "disk0.file: an image is a file name"},
         {E, "disk0.file", "vm.conf", EPROTO, "disk0.file"},

@@ -6,7 +6,7 @@
 # the guest gets I/O errors (no reconnect, never another server's data),
 # hostd reports the dead server; after a power cycle every block the guest
 # saw fsync'd reads back exactly — through the plugin and through QEMU's own
-# luks driver (vm.conf vm.disk_path = qemu-luks) — and the image is still a
+# luks driver (vm.conf disk0.disk_path = qemu-luks) — and the image is still a
 # LUKS1 volume for qemu-img and cryptsetup. Without the plugin hostd falls
 # back to QEMU's luks driver and says why.
 source "$VMSEAL_SRC/tests/testlib.sh"
@@ -113,9 +113,9 @@ stack_vm_wait_off nbd1 60 || fail "nbd1 did not power off"
 stack_until 20 bash -c "! kill -0 $P2 2>/dev/null" || fail "nbdkit $P2 still runs after power-off"
 ok "after a power cycle every fsync'd block (0..$K) reads back exactly through the plugin; image still LUKS1 for qemu-img and cryptsetup; server stopped with the VM"
 
-# the same blocks through QEMU's own luks driver: the per-VM override
+# the same blocks through QEMU's own luks driver: the per-disk override (over the VM's)
 stack_hostd_stop esx1
-echo "vm.disk_path = qemu-luks" >> "$H/vm.conf"
+printf 'vm.disk_path = nbd\ndisk0.disk_path = qemu-luks\n' >> "$H/vm.conf"
 stack_hostd_start esx1
 expect_rc 0 vmseal vm start nbd1
 stack_until 300 stack_vm_console_has nbd1 "VMSEAL-READY" || fail "boot with qemu-luks"
@@ -124,7 +124,7 @@ stack_vm_console_has nbd1 "VMSEAL-FSYNC-CHECK-OK $K" || fail "QEMU's luks driver
 [ ! -e "$H/nbd-disk0.pid" ] || fail "a server started for a qemu-luks disk"
 expect_rc 0 vmseal vm stop nbd1
 stack_vm_wait_off nbd1 60 || fail "nbd1 did not power off"
-ok "vm.disk_path = qemu-luks: QEMU's luks driver reads every fsync'd block byte-exact"
+ok "disk0.disk_path = qemu-luks (over vm.disk_path = nbd): QEMU's luks driver reads every fsync'd block byte-exact"
 
 # ---- vmseal vm export: a one-time NBD-over-TLS endpoint ------------------------------
 export_idle() { [ "$(stack_vm_field nbd1 .runtime.busy)" = null ]; }
@@ -180,11 +180,19 @@ grep -q "lacks the Cryptographer.ExportDisk privilege on vm:nbd1" <<<"$OUT" || f
 [ ! -e "$TMP/bob.psk" ] || fail "a PSK file for a denied export"
 vmseal --json events --action vm.export | jq -e 'map(select(.result == "ok")) | length == 4' >/dev/null ||
   fail "vm.export events"
-ok "vm export needs Cryptographer.ExportDisk on an encrypted VM (403 for NoCryptoAdmin); audited"
+# ... but may export a plain VM's disk (VirtualMachine.Provisioning.DiskRandomRead)
+expect_rc 0 vmseal vm create plain1 --host esx1 --disk 8 --no-encrypt --kernel vmlinuz --initrd initrd.gz
+PH=$(stack_vm_home esx1 plain1)
+printf 'VMSEAL-PLAIN-EXPORT' | dd of="$PH/disk0.img" bs=512 seek=100 conv=notrunc status=none
+OUT=$(bob --json vm export plain1 --disk 0 --psk-file "$TMP/bob.psk" 2>&1) || fail "bob exports a plain disk: $OUT"
+jq -e '.view == "plain" and .size == 8388608' <<<"$OUT" >/dev/null || fail "plain export answer: $OUT"
+nbdcopy "$(jq -r .uri <<<"$OUT")?tls-psk-file=$TMP/bob.psk" "$TMP/plain.img" || fail "nbdcopy of the plain export"
+cmp -s "$TMP/plain.img" "$PH/disk0.img" || fail "the plain export differs from the image"
+ok "vm export needs Cryptographer.ExportDisk on an encrypted VM (403 for NoCryptoAdmin), not on a plain one; audited"
 
 # no plugin: the fallback, with the reason in the log
 stack_hostd_stop esx1
-sed -i '/^vm.disk_path = /d' "$H/vm.conf"
+sed -i '/^vm.disk_path = /d; /^disk0.disk_path = /d' "$H/vm.conf"
 sed -i "s|^nbd_plugin = .*|nbd_plugin = $TMP/absent.so|" "$CONF"
 stack_hostd_start esx1
 grep -q "nbd unavailable (no plugin at $TMP/absent.so): QEMU's luks driver instead" "$LOG" ||
