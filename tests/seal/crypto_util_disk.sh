@@ -221,8 +221,13 @@ printf 'their-passphrase' > theirs; printf 'not-their-passphrase' > wrongpw
 printf 'ADOPT-MARKER-%s' "$RANDOM" > marker.txt
 head -c $((2 << 20)) /dev/urandom > adopt.plain
 dd if=marker.txt of=adopt.plain conv=notrunc status=none
-qemu-img convert -q --object secret,id=s,file=theirs -f raw adopt.plain -O luks \
-  -o key-secret=s,iter-time=10 q.luks
+# (QEMU's PBKDF2 calibration can fail on a loaded machine: tried three times)
+for i in 1 2 3; do
+  qemu-img convert -q --object secret,id=s,file=theirs -f raw adopt.plain -O luks \
+    -o key-secret=s,iter-time=10 q.luks && break
+  rm -f q.luks
+done
+[ -f q.luks ] || fail "qemu-img could not make a LUKS image"
 truncate -s $((4 << 20)) c.luks
 cryptsetup luksFormat -q --type luks1 --pbkdf-force-iterations 1000 --key-file theirs c.luks
 for img in q.luks c.luks; do
