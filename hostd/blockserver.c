@@ -20,20 +20,6 @@
 
 #define PASS_MAX 512   /* the plugin reads at most this much */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* ---- the host's choice ---- */
 
 static int find_exe(const char *name, char *out, size_t len)
@@ -79,7 +65,7 @@ static int plugin_loads(const char *nbdkit, const char *plugin, char *why, size_
         execl(nbdkit, nbdkit, plugin, "--dump-plugin", (char *)NULL);
         _exit(127);
     }
-    int64_t deadline = now_ms() + 20000;
+    int64_t deadline = hostd_now_ms() + 20000;
     int st = 0;
     for (;;) {
         pid_t w = waitpid(pid, &st, WNOHANG);
@@ -89,13 +75,13 @@ static int plugin_loads(const char *nbdkit, const char *plugin, char *why, size_
             snprintf(why, len, "waitpid: %s", strerror(errno));
             return 0;
         }
-        if (now_ms() >= deadline) {
+        if (hostd_now_ms() >= deadline) {
             kill(pid, SIGKILL);
             (void)waitpid(pid, &st, 0);
             snprintf(why, len, "%.200s --dump-plugin did not finish", nbdkit);
             return 0;
         }
-        sleep_ms(20);
+        hostd_sleep_ms(20);
     }
     if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
         return 1;
@@ -253,14 +239,14 @@ void hostd_blockserver_stop_all(int home_fd, const char *home, size_t ndisks,
         pid_t pid = read_pid(home_fd, name);
         if (pid > 0 && files[i] && server_alive(pid, home, files[i])) {
             kill(pid, SIGTERM);
-            int64_t deadline = now_ms() + timeout_ms;
-            while (server_alive(pid, home, files[i]) && now_ms() < deadline)
-                sleep_ms(20);
+            int64_t deadline = hostd_now_ms() + timeout_ms;
+            while (server_alive(pid, home, files[i]) && hostd_now_ms() < deadline)
+                hostd_sleep_ms(20);
             if (server_alive(pid, home, files[i])) {
                 kill(pid, SIGKILL);
-                deadline = now_ms() + 10000;
-                while (server_alive(pid, home, files[i]) && now_ms() < deadline)
-                    sleep_ms(20);
+                deadline = hostd_now_ms() + 10000;
+                while (server_alive(pid, home, files[i]) && hostd_now_ms() < deadline)
+                    hostd_sleep_ms(20);
             }
         }
         unlinkat(home_fd, name, 0);
@@ -271,28 +257,9 @@ void hostd_blockserver_stop_all(int home_fd, const char *home, size_t ndisks,
 
 void hostd_blockserver_log_tail(int home_fd, size_t index, char *buf, size_t len)
 {
-    buf[0] = '\0';
     char name[64];
     rec_name(name, sizeof(name), index, "log");
-    int fd = openat(home_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return;
-    char tmp[1024];
-    off_t size = lseek(fd, 0, SEEK_END);
-    off_t from = size > (off_t)sizeof(tmp) - 1 ? size - (off_t)sizeof(tmp) + 1 : 0;
-    ssize_t n = pread(fd, tmp, sizeof(tmp) - 1, from);
-    close(fd);
-    if (n <= 0)
-        return;
-    tmp[n] = '\0';
-    while (n > 0 && (tmp[n - 1] == '\n' || tmp[n - 1] == '\r'))
-        tmp[--n] = '\0';
-    char *start = strrchr(tmp, '\n');
-    start = start ? start + 1 : tmp;
-    for (char *c = start; *c; c++)
-        if ((unsigned char)*c < 0x20)
-            *c = ' ';
-    hostd_copy_str(buf, len, start);
+    hostd_fd_last_line(openat(home_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), buf, len);
 }
 
 /* ---- start ---- */

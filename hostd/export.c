@@ -47,13 +47,6 @@ static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER;
 static export_job *jobs;
 static atomic_int stopping;   /* hostd stops: every export ends */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The key file: wiped, then removed with its directory. */
 static void remove_psk(export_job *j)
 {
@@ -119,13 +112,13 @@ static void serve(export_job *j, int conn)
                    hostd_vm_name(j->vm), j->disk, strerror(-r));
         return;
     }
-    int64_t end = now_ms() + (int64_t)HOSTD_EXPORT_RUN_MAX * 1000;
+    int64_t end = hostd_now_ms() + (int64_t)HOSTD_EXPORT_RUN_MAX * 1000;
     int st = 0;
     for (;;) {
         pid_t w = waitpid(pid, &st, WNOHANG);
         if (w == pid || (w < 0 && errno != EINTR))
             break;
-        if (stopping || now_ms() >= end) {
+        if (stopping || hostd_now_ms() >= end) {
             kill(pid, SIGKILL);
             (void)waitpid(pid, &st, 0);
             break;
@@ -143,7 +136,7 @@ static void *export_main(void *arg)
     export_job *j = arg;
     int conn = -1;
     while (!stopping) {
-        int64_t left = j->deadline_ms - now_ms();
+        int64_t left = j->deadline_ms - hostd_now_ms();
         if (left <= 0)
             break;
         struct pollfd p = {.fd = j->listen_fd, .events = POLLIN};
@@ -340,7 +333,7 @@ int hostd_export_start(hostd_vm *vm, const hostd_host_env *env, size_t idx, int 
             if (!j->argv[i])
                 r = vmseal_fail(ENOMEM, "out of memory");
     }
-    j->deadline_ms = now_ms() + (int64_t)ttl_s * 1000;
+    j->deadline_ms = hostd_now_ms() + (int64_t)ttl_s * 1000;
     int encrypted = j->pass != NULL;   /* j is the thread's once it runs */
     if (r == 0) {
         pthread_mutex_lock(&jobs_lock);

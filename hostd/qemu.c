@@ -42,20 +42,6 @@ struct hostd_qemu {
 
 /* ---- small helpers ---- */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* QEMU option values: a comma is written as two commas. */
 static char *opt_escape(const char *s)
 {
@@ -212,23 +198,7 @@ static int spawn(char *const argv[], const char *log_path, int die_with_parent, 
 /* Last non-empty line of a log file, for error messages. */
 static void log_tail(const char *path, char *buf, size_t len)
 {
-    buf[0] = '\0';
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    char tmp[2048];
-    off_t size = lseek(fd, 0, SEEK_END);
-    off_t from = size > (off_t)sizeof(tmp) - 1 ? size - (off_t)sizeof(tmp) + 1 : 0;
-    ssize_t n = pread(fd, tmp, sizeof(tmp) - 1, from);
-    close(fd);
-    if (n <= 0)
-        return;
-    tmp[n] = '\0';
-    while (n > 0 && (tmp[n - 1] == '\n' || tmp[n - 1] == '\r'))
-        tmp[--n] = '\0';
-    char *start = strrchr(tmp, '\n');
-    start = start ? start + 1 : tmp;
-    hostd_copy_str(buf, len, start);
+    hostd_fd_last_line(open(path, O_RDONLY | O_CLOEXEC), buf, len);
 }
 
 /* Is `pid` alive? For our own child, reap it when it has exited. */
@@ -267,13 +237,13 @@ static int pid_alive(pid_t pid, int is_child)
 
 static int wait_pid_exit(pid_t pid, int is_child, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = hostd_now_ms() + timeout_ms;
     for (;;) {
         if (!pid_alive(pid, is_child))
             return 0;
-        if (now_ms() >= deadline)
+        if (hostd_now_ms() >= deadline)
             return -ETIMEDOUT;
-        sleep_ms(20);
+        hostd_sleep_ms(20);
     }
 }
 
@@ -369,14 +339,14 @@ int hostd_qemu_power_off(hostd_qemu *vm, int grace_ms)
         return 0;
     /* Press the power button again every few seconds: a guest that was
      * still booting may have missed the first press. */
-    int64_t deadline = now_ms() + grace_ms;
+    int64_t deadline = hostd_now_ms() + grace_ms;
     for (;;) {
         int r = ensure_qmp(vm);
         if (r == 0)
             r = hostd_qmp_execute(vm->qmp, "system_powerdown", NULL, vm->timeout_ms, NULL);
         if (r < 0)
             break;
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - hostd_now_ms();
         if (left <= 0)
             break;
         if (hostd_qemu_wait_exit(vm, left < 5000 ? (int)left : 5000) == 0)
@@ -402,7 +372,7 @@ int hostd_qemu_connect_serial(const char *run_dir, int timeout_ms)
     int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", run_dir, VMSEAL_CONSOLE_SOCKET);
     if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
         return vmseal_fail(ENAMETOOLONG, "QEMU: console socket path is too long");
-    int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS);
+    int64_t deadline = hostd_now_ms() + (timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS);
     for (;;) {
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
@@ -411,10 +381,10 @@ int hostd_qemu_connect_serial(const char *run_dir, int timeout_ms)
             return fd;
         int e = errno;
         close(fd);
-        if ((e != ENOENT && e != ECONNREFUSED && e != EAGAIN) || now_ms() >= deadline)
+        if ((e != ENOENT && e != ECONNREFUSED && e != EAGAIN) || hostd_now_ms() >= deadline)
             return vmseal_fail(e, "QEMU: cannot connect to the console socket %s: %s",
                                sa.sun_path, strerror(e));
-        sleep_ms(20);
+        hostd_sleep_ms(20);
     }
 }
 
@@ -965,7 +935,7 @@ int hostd_qemu_start(const hostd_qemu_spec *s, hostd_qemu **out)
     vm->is_child = 1;
 
     /* Wait for the monitor socket, watching QEMU does not die meanwhile. */
-    int64_t deadline = now_ms() + timeout;
+    int64_t deadline = hostd_now_ms() + timeout;
     for (;;) {
         if (!pid_alive(vm->pid, 1)) {
             vm->exited = 1;
@@ -977,11 +947,11 @@ int hostd_qemu_start(const hostd_qemu_spec *s, hostd_qemu **out)
         r = hostd_qmp_connect(vm->sock_path, timeout, &vm->qmp);
         if (r == 0)
             break;
-        if ((r != -ENOENT && r != -ECONNREFUSED) || now_ms() >= deadline) {
+        if ((r != -ENOENT && r != -ECONNREFUSED) || hostd_now_ms() >= deadline) {
             r = vmseal_fail(r, "QEMU monitor: %s", vmseal_last_error());
             goto fail;
         }
-        sleep_ms(20);
+        hostd_sleep_ms(20);
     }
 
     /* The console reader is there before the guest runs: nothing is lost.
@@ -1217,20 +1187,20 @@ int hostd_qemu_probe_kvm(const hostd_kvm_probe *p)
     int stopped = 0;
     if (!a.oom && spawn(a.v, log, 1, NULL, 0, 0, &pid) == 0) {
         int timeout = p->timeout_ms > 0 ? p->timeout_ms : 20000;
-        int64_t deadline = now_ms() + timeout;
+        int64_t deadline = hostd_now_ms() + timeout;
         int exited = 0;
         for (;;) {
             if (!pid_alive(pid, 1)) {
                 exited = 1;
                 break;
             }
-            if (now_ms() >= deadline)
+            if (hostd_now_ms() >= deadline)
                 break;
             if (p->stop && *p->stop) {
                 stopped = 1;
                 break;
             }
-            sleep_ms(20);
+            hostd_sleep_ms(20);
         }
         if (exited) {
             works = file_contains(serial, p->expect);

@@ -57,13 +57,6 @@ struct hostd_console {
 
 /* ------------------------------------------------------------ helpers */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void note(hostd_console *c, const char *fmt, ...) VMSEAL_PRINTF(2, 3);
 static void note(hostd_console *c, const char *fmt, ...)
 {
@@ -402,7 +395,7 @@ static void add_pending(hostd_console *c, const uint8_t *buf, size_t n)
     size_t take = n < room ? n : room;
     if (take) {
         if (c->npending == 0)
-            c->pending_since = now_ms();
+            c->pending_since = hostd_now_ms();
         memcpy(c->pending + c->npending, buf, take);
         c->npending += take;
     }
@@ -483,7 +476,7 @@ static void *reader_main(void *arg)
         int timeout = 250;
         pthread_mutex_lock(&c->lock);
         if (c->npending && c->key) {
-            int64_t left = c->pending_since + VMSEAL_CONSOLE_FLUSH_MS - now_ms();
+            int64_t left = c->pending_since + VMSEAL_CONSOLE_FLUSH_MS - hostd_now_ms();
             timeout = left <= 0 ? 0 : (left < timeout ? (int)left : timeout);
         }
         pthread_mutex_unlock(&c->lock);
@@ -513,7 +506,7 @@ static void *reader_main(void *arg)
             }
         }
         pthread_mutex_lock(&c->lock);
-        if (c->npending && c->key && now_ms() - c->pending_since >= VMSEAL_CONSOLE_FLUSH_MS)
+        if (c->npending && c->key && hostd_now_ms() - c->pending_since >= VMSEAL_CONSOLE_FLUSH_MS)
             (void)flush_locked(c);
         pthread_mutex_unlock(&c->lock);
         if (stopping)
@@ -542,7 +535,7 @@ int hostd_console_input(hostd_console *c, const uint8_t *data, size_t len, int t
 {
     if (c->sock < 0 || atomic_load(&c->stop))
         return vmseal_fail(ENOTCONN, "the console is not attached");
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = hostd_now_ms() + timeout_ms;
     while (len) {
         ssize_t w = send(c->sock, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w > 0) {
@@ -552,7 +545,7 @@ int hostd_console_input(hostd_console *c, const uint8_t *data, size_t len, int t
         }
         if (w < 0 && errno != EAGAIN && errno != EINTR)
             return vmseal_fail(errno, "console: %s", strerror(errno));
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - hostd_now_ms();
         if (left <= 0)
             return vmseal_fail(ETIMEDOUT, "console: the guest does not take input");
         struct pollfd p = {.fd = c->sock, .events = POLLOUT};

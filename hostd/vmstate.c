@@ -26,20 +26,6 @@
 #define NOTE_EVERY (64ull << 20)   /* a progress line per 64 MiB */
 #define POLL_MS 100
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-    }
-}
-
 static void notef(hostd_vmstate_note note, void *ctx, const char *fmt, ...) VMSEAL_PRINTF(3, 4);
 static void notef(hostd_vmstate_note note, void *ctx, const char *fmt, ...)
 {
@@ -235,7 +221,7 @@ static void *pump_main(void *arg)
 static int wait_migration(hostd_qmp *q, pump *p, int timeout_ms, const char *what)
 {
     uint64_t last = 0;
-    int64_t since = now_ms();
+    int64_t since = hostd_now_ms();
     for (;;) {
         json_t *ret = NULL;
         int r = hostd_qmp_execute(q, "query-migrate", NULL, timeout_ms, &ret);
@@ -257,12 +243,12 @@ static int wait_migration(hostd_qmp *q, pump *p, int timeout_ms, const char *wha
             return vmseal_fail(EIO, "%s the memory state stopped: %s", what, p->err);
         if (p->bytes != last) {
             last = p->bytes;
-            since = now_ms();
-        } else if (now_ms() - since > timeout_ms) {
+            since = hostd_now_ms();
+        } else if (hostd_now_ms() - since > timeout_ms) {
             return vmseal_fail(ETIMEDOUT, "QEMU: %s the memory state made no progress for %d s",
                                what, timeout_ms / 1000);
         }
-        sleep_ms(POLL_MS);
+        hostd_sleep_ms(POLL_MS);
     }
 }
 
@@ -270,9 +256,9 @@ static int wait_migration(hostd_qmp *q, pump *p, int timeout_ms, const char *wha
  * finish (QEMU closing its end ends it), then it is told to stop. */
 static void pump_join(pthread_t th, pump *p, int timeout_ms)
 {
-    int64_t until = now_ms() + timeout_ms;
-    while (!__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) && !p->stop && now_ms() < until)
-        sleep_ms(POLL_MS / 2);
+    int64_t until = hostd_now_ms() + timeout_ms;
+    while (!__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) && !p->stop && hostd_now_ms() < until)
+        hostd_sleep_ms(POLL_MS / 2);
     if (!__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) && !p->stop) {
         p->stop = 1;
         pthread_join(th, NULL);

@@ -869,6 +869,36 @@ static int vm_to_remove(manager *m, const char *name, json_t **old, char uuid[40
     return 0;
 }
 
+/* Call the VM's host; when it answers 409 for an encrypted VM (its KEK is
+ * not loaded there), give it the KEK once and ask again. 0 with the 2xx
+ * answer in *resp, or -errno (the host's refusal or its failure). */
+static int host_call_with_kek(manager *m, const vm_row *v, const char *method, const char *path,
+                              const json_t *body, json_t **resp)
+{
+    long status = 0;
+    *resp = NULL;
+    int rc = hosts_call(m, v->host, method, path, body, &status, resp);
+    if (rc >= 0 && status == 409 && v->kek[0]) {
+        json_decref(*resp);
+        *resp = NULL;
+        rc = hosts_push_key(m, v->host, v->prov, v->kek);
+        if (rc >= 0)
+            rc = hosts_call(m, v->host, method, path, body, &status, resp);
+    }
+    if (rc < 0) {
+        json_decref(*resp);
+        *resp = NULL;
+        return peer_failure();
+    }
+    if (status < 200 || status > 299) {
+        rc = host_refused(v->host, status, *resp);
+        json_decref(*resp);
+        *resp = NULL;
+        return rc;
+    }
+    return 0;
+}
+
 /* Drop the VM's row and the permissions set on it: a later VM of the same
  * name must not inherit them. */
 static int forget_vm(manager *m, const char *uuid, const char *name)
@@ -950,24 +980,10 @@ int vms_log(manager *m, const char *user, const char *name, long long tail, json
         return rc;
     char path[160];
     snprintf(path, sizeof(path), "/v1/vms/%s/log?tail=%lld", v.uuid, tail);
-    long status = 0;
     json_t *resp = NULL;
-    rc = hosts_call(m, v.host, "GET", path, NULL, &status, &resp);
-    if (rc >= 0 && status == 409 && v.kek[0]) {
-        /* The host unseals the log with the VM's KEK: give it, once. */
-        json_decref(resp);
-        resp = NULL;
-        rc = hosts_push_key(m, v.host, v.prov, v.kek);
-        if (rc >= 0)
-            rc = hosts_call(m, v.host, "GET", path, NULL, &status, &resp);
-    }
-    if (rc < 0)
-        return peer_failure();
-    if (status < 200 || status > 299) {
-        rc = host_refused(v.host, status, resp);
-        json_decref(resp);
+    /* the host unseals the log with the VM's KEK */
+    if ((rc = host_call_with_kek(m, &v, "GET", path, NULL, &resp)) < 0)
         return rc;
-    }
     /* Reading an encrypted VM's output is a cryptographic access: audited. */
     if (v.kek[0]) {
         json_t *nv = json_pack("{s:I}", "tail", (json_int_t)tail);
@@ -991,23 +1007,9 @@ int vms_export(manager *m, const char *user, const char *name, const json_t *req
         return rc;
     char path[160];
     snprintf(path, sizeof(path), "/v1/vms/%s/export", v.uuid);
-    long status = 0;
     json_t *resp = NULL;
-    rc = hosts_call(m, v.host, "POST", path, req, &status, &resp);
-    if (rc >= 0 && status == 409 && v.kek[0]) {
-        json_decref(resp);
-        resp = NULL;
-        rc = hosts_push_key(m, v.host, v.prov, v.kek);
-        if (rc >= 0)
-            rc = hosts_call(m, v.host, "POST", path, req, &status, &resp);
-    }
-    if (rc < 0)
-        return peer_failure();
-    if (status < 200 || status > 299) {
-        rc = host_refused(v.host, status, resp);
-        json_decref(resp);
+    if ((rc = host_call_with_kek(m, &v, "POST", path, req, &resp)) < 0)
         return rc;
-    }
     json_t *nv = json_pack("{s:O, s:O, s:O}", "disk", json_object_get(resp, "disk"), "view",
                            json_object_get(resp, "view"), "port", json_object_get(resp, "port"));
     event_add(m, user, "vm.export", name, NULL, nv);
@@ -1179,24 +1181,11 @@ int vms_dump(manager *m, const char *user, const char *name, json_t **out)
         return rc;
     char path[128];
     snprintf(path, sizeof(path), "/v1/vms/%s/dump", v.uuid);
-    long status = 0;
     json_t *resp = NULL, *body = json_object();
-    rc = hosts_call(m, v.host, "POST", path, body, &status, &resp);
-    if (rc >= 0 && (status == 409 || status == 412) && v.kek[0]) {
-        json_decref(resp);
-        resp = NULL;
-        rc = hosts_push_key(m, v.host, v.prov, v.kek);
-        if (rc >= 0)
-            rc = hosts_call(m, v.host, "POST", path, body, &status, &resp);
-    }
+    rc = host_call_with_kek(m, &v, "POST", path, body, &resp);
     json_decref(body);
     if (rc < 0)
-        return peer_failure();
-    if (status < 200 || status > 299) {
-        rc = host_refused(v.host, status, resp);
-        json_decref(resp);
         return rc;
-    }
     json_t *nv = json_pack("{s:O?, s:O?}", "file", json_object_get(resp, "file"), "sealed",
                            json_object_get(resp, "sealed"));
     event_add(m, user, "vm.dump", name, NULL, nv);
