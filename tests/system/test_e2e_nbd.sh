@@ -58,7 +58,7 @@ grep -qE '^Groups:[[:space:]]*$|^Groups:[[:space:]]*'"$(id -g "$QU")"'[[:space:]
 # the key is nowhere but in the process: not in argv, environment, home or log
 [ "$(tr '\0' '\n' < "/proc/$P/environ" | cut -d= -f1 | tr '\n' ' ')" = "PATH " ] ||
   fail "nbdkit inherits hostd's environment"
-[ -z "$(find "$H" -type s ! -name qmp.sock ! -name serial.sock)" ] || fail "a socket file in the VM home (the connection is a socketpair)"
+[ -z "$(find "$H" -type s ! -name qmp.sock ! -name serial.sock ! -name vnc.sock)" ] || fail "a socket file in the VM home (the connection is a socketpair)"
 if ss -xlp 2>/dev/null | grep -q "pid=$P,"; then fail "nbdkit listens on a socket"; fi
 if ss -tlp 2>/dev/null | grep -q "pid=$P,"; then fail "nbdkit listens on TCP"; fi
 expect_rc 0 vmseal vm info nbd1
