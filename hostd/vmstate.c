@@ -216,6 +216,16 @@ static void *pump_main(void *arg)
     return NULL;
 }
 
+/* The pump on a thread of its own: 0 (*started set) or -errno. */
+static int start_pump(pump *p, pthread_t *th, int *started)
+{
+    int e = pthread_create(th, NULL, pump_main, p);
+    if (e != 0)
+        return vmseal_fail(e, "cannot start a thread: %s", strerror(e));
+    *started = 1;
+    return 0;
+}
+
 /* Poll query-migrate until completed (0) or failed; gives up after
  * timeout_ms without the pump moving on. */
 static int wait_migration(hostd_qmp *q, pump *p, int timeout_ms, const char *what)
@@ -316,13 +326,8 @@ int hostd_vmstate_save(hostd_qmp *q, int dirfd, const char *name, const vmseal_s
               .progress = bytes};
     pthread_t th;
     int started = 0;
-    if (r == 0) {
-        r = -pthread_create(&th, NULL, pump_main, &p);
-        if (r < 0)
-            vmseal_fail(-r, "cannot start a thread: %s", strerror(-r));
-        else
-            started = 1;
-    }
+    if (r == 0)
+        r = start_pump(&p, &th, &started);
     if (r == 0)
         r = hostd_qmp_execute(q, "migrate", json_pack("{s:s}", "uri", "fd:" STATE_FDNAME),
                               timeout_ms, NULL);
@@ -397,13 +402,8 @@ int hostd_vmstate_load(hostd_qmp *q, int dirfd, const char *name, const vmseal_s
               .note = note, .note_ctx = ctx, .what = "loaded", .progress = bytes};
     pthread_t th;
     int started = 0;
-    if (r == 0) {
-        r = -pthread_create(&th, NULL, pump_main, &p);
-        if (r < 0)
-            vmseal_fail(-r, "cannot start a thread: %s", strerror(-r));
-        else
-            started = 1;
-    }
+    if (r == 0)
+        r = start_pump(&p, &th, &started);
     if (r == 0)
         r = hostd_qmp_execute(q, "migrate-incoming", json_pack("{s:s}", "uri", "fd:" STATE_FDNAME),
                               timeout_ms, NULL);
