@@ -109,6 +109,7 @@ int cu_coredump_main(int argc, char **argv);
 int cu_hostkey_main(int argc, char **argv);
 int cu_hostcore_decrypt_main(int argc, char **argv);
 int cu_log_main(int argc, char **argv);
+int cu_state_main(int argc, char **argv);
 int cu_disk_main(int argc, char **argv);
 int cu_bench_main(int argc, char **argv);
 

@@ -32,6 +32,7 @@ static void usage(FILE *f)
         "  coredump decrypt --host-key PRIV IN OUT   a host's own core dump (host encryption mode)\n"
         "  hostkey generate PRIV PUB  a host key pair for host encryption mode\n"
         "  log VMHOME [OUT]           verify and decrypt an encrypted VM's sealed console log\n"
+        "  state decrypt IN OUT       a suspend state file -> QEMU's migration stream\n"
         "  bench                      in-memory throughput of the disk and sealing data paths\n"
         "\n"
         "Keys never come from the command line: --kek-file FILE (mode 0600, 32 raw\n"
@@ -83,6 +84,8 @@ dispatch:
         return cu_hostkey_main(argc, argv);
     if (!strcmp(verb, "log"))
         return cu_log_main(argc, argv);
+    if (!strcmp(verb, "state"))
+        return cu_state_main(argc, argv);
     if (!strcmp(verb, "bench"))
         return cu_bench_main(argc, argv);
     cu_err("unknown verb '%s'", verb);
