@@ -31,6 +31,8 @@
 #   vmseal.hotplug=1    (with vmseal.wait=1) bring up by DHCP every network
 #                       interface that appears later (a hot-plugged NIC):
 #                       VMSEAL-NET-ADDR <interface> <address> <MAC>
+#   vmseal.tpmtick=1    (with vmseal.wait=1) read the vTPM NV index every 2 s:
+#                       "VMSEAL-TPMNV-TICK N <rc> <value hex>"
 #   vmseal.wait=1       after the actions stay up (prints VMSEAL-READY) until
 #                       the ACPI power button (system_powerdown) is pressed;
 #                       default: power off at once after the actions
@@ -342,11 +344,12 @@ fi
 
 # vTPM (vmseal.tpmnv=write:STR of 16 chars | read): raw TPM 2.0 commands on
 # /dev/tpm0 (password session, empty auth) on NV index 0x01500016.
-tpmnv= ram=
+tpmnv= ram= tpmtick=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     vmseal.tpmnv=*) tpmnv=${arg#vmseal.tpmnv=} ;;
     vmseal.ram=*) ram=${arg#vmseal.ram=} ;;
+    vmseal.tpmtick=*) tpmtick=${arg#vmseal.tpmtick=} ;;
   esac
 done
 tpm_cmd() {  # printf format, args -> the response in hex on stdout
@@ -389,6 +392,15 @@ if [ "$shell" = 1 ]; then
 fi
 if [ "$wait" = 1 ]; then
   acpid -c /etc/acpi -l /var/log/acpid.log
+  i=0
+  while [ "$tpmtick" = 1 ] && [ ! -c /dev/tpm0 ] && [ $i -lt 50 ]; do usleep 100000; i=$((i + 1)); done
+  if [ "$tpmtick" = 1 ] && [ -c /dev/tpm0 ]; then
+    # read the NV index every 2 s for as long as the guest runs: after a
+    # resume, ticks that go on with the value show the vTPM came back
+    (n=0; while :; do n=$((n + 1))
+      r=$(tpm_cmd '\x80\x02\x00\x00\x00\x23\x00\x00\x01\x4e\x01\x50\x00\x16\x01\x50\x00\x16\x00\x00\x00\x09\x40\x00\x00\x09\x00\x00\x00\x00\x00\x00\x10\x00\x00')
+      echo "VMSEAL-TPMNV-TICK $n ${r:12:8} ${r:32:32}"; sleep 2; done) &
+  fi
   echo "VMSEAL-READY"
   if [ "$ramtick" = 1 ]; then
     # a marker made here, held only in RAM (never on a disk, the command

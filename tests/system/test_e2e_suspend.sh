@@ -52,6 +52,26 @@ hits=$(grep -rla "$MARK" "$(dirname "$HOME1")" || true)
 ls "$HOME1" | grep -q '\.partial$' && fail "a .partial file was left behind"
 ok "suspended: $STATE sealed ($size bytes), the marker is in no file of the datastore, QEMU ended"
 
+# the state opens offline with the KEK (vmseal-crypto-util state decrypt):
+# QEMU's migration stream, holding the guest's RAM marker; damage is refused
+CU=$VMSEAL_BUILD/crypto-util/vmseal-crypto-util
+kek=$(vmseal --json vm info vm1 | jq -r .kek_id)
+stack_kmip kms1 get "$kek" --reveal-to-fd 3 3>"$TMP/kek" >/dev/null
+chmod 600 "$TMP/kek"
+[ "$(stat -c %s "$TMP/kek")" = 32 ] || fail "KEK from the KMS"
+expect_rc 0 "$CU" state decrypt --kek-file "$TMP/kek" --kek-id "$kek" --quiet "$HOME1/$STATE" "$TMP/stream"
+[ "$(head -c 4 "$TMP/stream" | od -An -c | tr -d ' \n')" = QEVM ] || fail "decrypted state is not a QEMU stream"
+grep -qa "$MARK" "$TMP/stream" || fail "the guest's RAM marker is not in the decrypted state"
+rm -f "$TMP/stream"
+cp -p "$HOME1/$STATE" "$TMP/cut.vmss.src"
+mkdir "$TMP/cut"; cp "$HOME1/vm.conf" "$TMP/cut/"
+head -c $((size - 5000)) "$HOME1/$STATE" > "$TMP/cut/$STATE"
+expect_rc 2 "$CU" state decrypt --kek-file "$TMP/kek" --quiet "$TMP/cut/$STATE" "$TMP/stream"
+grep -q "damaged" <<<"$OUT" || fail "crypto-util: cut state file: no clear error: $OUT"
+[ ! -e "$TMP/stream" ] || fail "crypto-util left output of a cut state file"
+rm -rf "$TMP/cut" "$TMP/cut.vmss.src"
+ok "state decrypt opens $STATE offline with the KEK (a QEMU stream with the marker), refuses a cut copy"
+
 # damaged state: refused, the VM stays suspended and unharmed
 cp -p "$HOME1/$STATE" "$TMP/state.orig"
 printf '\xff' | dd of="$HOME1/$STATE" bs=1 seek=$((size / 2)) conv=notrunc status=none
