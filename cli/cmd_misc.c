@@ -183,6 +183,29 @@ int cmd_host(cli *c, int argc, char **argv)
         json_decref(body);
         if (rc == EXIT_OK && !c->quiet)
             printf("New VMs on %s get the policy %s unless told otherwise\n", argv[2], argv[3]);
+    } else if (!strcmp(argv[1], "encryption-mode") && argc == 4 &&
+               (!strcmp(argv[2], "enable") || !strcmp(argv[2], "disable") ||
+                !strcmp(argv[2], "show"))) {
+        /* host encryption mode: its own core dumps sealed (docs/architecture.md) */
+        char path[256], esc[200];
+        cli_escape(argv[3], esc, sizeof(esc));
+        snprintf(path, sizeof(path), "/api/v1/hosts/%s/encryption-mode", esc);
+        if (!strcmp(argv[2], "show"))
+            return show_object(c, path);
+        json_t *body = json_pack("{s:b}", "enabled", !strcmp(argv[2], "enable"));
+        rc = cli_call(c, "PUT", path, body, &resp);
+        json_decref(body);
+        if (rc == EXIT_OK && !c->quiet) {
+            int on = json_is_true(json_object_get(resp, "enabled"));
+            printf("Host encryption mode on %s is %s", argv[3], on ? "enabled" : "disabled");
+            const char *why = json_string_value(json_object_get(resp, "error"));
+            if (on && json_is_true(json_object_get(resp, "installed")))
+                printf(": its core dumps are sealed to the host key\n");
+            else if (on)
+                printf(", but its core_pattern is NOT installed: %s\n", why ? why : "?");
+            else
+                printf("\n");
+        }
     } else if (!strcmp(argv[1], "show") && argc == 3) {
         char path[256], esc[200];
         cli_escape(argv[2], esc, sizeof(esc));

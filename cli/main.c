@@ -23,6 +23,7 @@ static void usage(FILE *f)
             "  kms client-cert NAME --cert FILE [--key FILE]\n"
             "                                 the manager's KMIP client certificate (the KMS trusts us)\n"
             "  host ls | show NAME | rm NAME | default-policy NAME encrypted|none\n"
+            "  host encryption-mode enable|disable|show NAME   its own core dumps sealed\n"
             "  host approve-cert NAME --fingerprint SHA256 | revoke-cert NAME\n"
             "  vm ls | info NAME | start NAME | stop NAME | rm NAME\n"
             "  vm create NAME --host HOST [--cpus N] [--memory MB] [--disk MB]... [--disk-from IMAGE]...\n"

@@ -56,7 +56,7 @@ struct hostd_host {
     char *datastore, *provider, *qemu, *ovmf_code, *ovmf_vars, *allowed_subject;
     char *images, *qemu_user, *export_listen;
     hostd_diskpath diskpath;     /* hostd.conf disk_path, checked at open */
-    const struct hostd_hostmode *hostmode;   /* host encryption mode, or NULL */
+    struct hostd_hostmode *hostmode;   /* host encryption mode, or NULL */
     int grace_ms;
     hostd_host_env env;
     hostd_vm **vms;
@@ -73,6 +73,8 @@ struct hostd_host {
     void (*log)(void *arg, const char *line);
     void *log_arg;
 };
+
+static void hostmode_auto(hostd_host *h);
 
 /* ------------------------------------------------------------ helpers */
 
@@ -238,6 +240,7 @@ int hostd_host_open(const hostd_host_config *cfg, hostd_host **out)
     closedir(d);
     if (h->nvms > 1)
         qsort(h->vms, h->nvms, sizeof(*h->vms), vm_cmp_name);
+    hostmode_auto(h);   /* encrypted VMs on the host: the mode is on */
     *out = h;
     return 0;
 }
@@ -1303,6 +1306,87 @@ static const char *after(const char *path, const char *prefix)
     return strncmp(path, prefix, n) == 0 ? path + n : NULL;
 }
 
+/* ------------------------------------------------ host encryption mode */
+
+static int encrypted_vms_locked(hostd_host *h)
+{
+    int n = 0;
+    for (size_t i = 0; i < h->nvms; i++)
+        n += hostd_vm_encrypted(h->vms[i]) ? 1 : 0;
+    return n;
+}
+
+/* As in vSphere, an encrypted VM on the host turns the mode on (when the
+ * host has a core_dump_key). */
+static void hostmode_auto(hostd_host *h)
+{
+    pthread_mutex_lock(&h->lock);
+    if (h->hostmode && h->hostmode->configured && !h->hostmode->enabled &&
+        encrypted_vms_locked(h) > 0) {
+        if (hostd_hostmode_enable(h->hostmode) < 0)
+            hlog(h, "host encryption mode: cannot enable it for the encrypted VMs: %s",
+                 vmseal_last_error());
+        else
+            hlog(h, "host encryption mode enabled: an encrypted VM is on the host (core_pattern %s%s)",
+                 h->hostmode->pattern, h->hostmode->installed ? "" : ", NOT installed");
+    }
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* GET / PUT /v1/host/encryption-mode {"enabled": bool} */
+static void api_hostmode(hostd_host *h, const char *method, const char *body, size_t len,
+                         int *status, json_t **resp)
+{
+    int put = strcmp(method, "PUT") == 0;
+    if (!put && strcmp(method, "GET") != 0) {
+        reply_error(status, resp, 405, "use GET or PUT");
+        return;
+    }
+    int want = -1;
+    if (put) {
+        json_t *b = parse_body(body, len, status, resp);
+        if (!b)
+            return;
+        json_t *e = json_object_get(b, "enabled");
+        if (json_object_size(b) != 1 || !json_is_boolean(e)) {
+            json_decref(b);
+            reply_error(status, resp, 400, "the body is {\"enabled\": true|false}");
+            return;
+        }
+        want = json_is_true(e);
+        json_decref(b);
+    }
+    pthread_mutex_lock(&h->lock);
+    int nenc = encrypted_vms_locked(h), r = 0, was = h->hostmode && h->hostmode->enabled;
+    if (want == 1) {
+        r = h->hostmode ? hostd_hostmode_enable(h->hostmode)
+                        : vmseal_fail(ENOKEY, "host encryption mode is not available on this host");
+    } else if (want == 0 && was && nenc > 0) {
+        r = vmseal_fail(EBUSY, "host encryption mode stays on while encrypted VMs are on the host "
+                               "(%d)", nenc);
+    } else if (want == 0 && h->hostmode) {
+        r = hostd_hostmode_disable(h->hostmode);
+    }
+    json_t *j = NULL;
+    if (r == 0) {
+        j = hostd_hostmode_json(h->hostmode);
+        json_object_set_new(j, "configurable", json_boolean(h->hostmode && h->hostmode->configured));
+        json_object_set_new(j, "encrypted_vms", json_integer(nenc));
+    }
+    int now = h->hostmode && h->hostmode->enabled;
+    pthread_mutex_unlock(&h->lock);
+    if (r < 0) {
+        if (r == -ENOKEY || r == -EBUSY)
+            reply_error(status, resp, 409, "%s", vmseal_last_error());
+        else
+            reply_fail(status, resp, r);
+        return;
+    }
+    if (put && now != was)
+        hlog(h, "host encryption mode %s through the API", now ? "enabled" : "disabled");
+    reply(status, resp, 200, j);
+}
+
 void hostd_host_handle(hostd_host *h, const char *method, const char *full_path,
                         const char *body, size_t body_len, const char *peer_subject, int *status,
                         json_t **resp)
@@ -1392,6 +1476,8 @@ void hostd_host_handle(hostd_host *h, const char *method, const char *full_path,
             reply(status, resp, 200, json_pack("{s:o}", "vms", arr));
         } else if (post) {
             api_create_vm(h, body, body_len, status, resp);
+            if (*status >= 200 && *status < 300)
+                hostmode_auto(h);
         } else {
             reply_error(status, resp, 405, "use GET or POST");
         }
@@ -1399,6 +1485,12 @@ void hostd_host_handle(hostd_host *h, const char *method, const char *full_path,
     }
     if (strcmp(path, "/v1/vms/adopt") == 0 && post) {
         api_adopt_vm(h, body, body_len, status, resp);
+        if (*status >= 200 && *status < 300)
+            hostmode_auto(h);
+        return;
+    }
+    if (strcmp(path, "/v1/host/encryption-mode") == 0) {
+        api_hostmode(h, method, body, body_len, status, resp);
         return;
     }
     if ((rest = after(path, "/v1/vms/")) != NULL) {

@@ -40,7 +40,7 @@ typedef struct hostd_host_config {
     const char *nbd_plugin;         /* NULL: the installed nbdkit-vmseal-plugin.so */
     const char *export_listen;      /* disk exports (hostd/export.h) listen on this
                                        address (NULL: 127.0.0.1) */
-    const struct hostd_hostmode *hostmode;  /* host encryption mode (hostmode.h; NULL: off);
+    struct hostd_hostmode *hostmode;  /* host encryption mode (hostmode.h; NULL: off);
                                        must outlive the host */
 } hostd_host_config;
 

@@ -14,7 +14,11 @@
  *                                   /proc/sys/kernel/core_pattern at start;
  *                                   check: it only reads it and reports
  * GET /v1/host reports "encryption_mode": {enabled, core_pattern (wanted),
- * installed (the kernel's matches), error}.
+ * installed (the kernel's matches), error}; GET and PUT
+ * /v1/host/encryption-mode {enabled} read and change it (core_dump_key
+ * needed; disabling is refused while encrypted VMs are on the host).
+ * Tests only: VMSEAL_TEST_CORE_PATTERN_FILE names a stand-in for
+ * /proc/sys/kernel/core_pattern.
  */
 #ifndef VMSEAL_HOSTD_HOSTMODE_H
 #define VMSEAL_HOSTD_HOSTMODE_H
@@ -28,6 +32,10 @@ typedef struct hostd_hostmode {
     int installed;          /* the kernel's core_pattern is the one wanted */
     char pattern[1024];     /* the core_pattern wanted */
     char error[256];        /* why it is not installed ("" when it is) */
+    /* turning it on and off at run time (hostd_hostmode_init) */
+    int configured;         /* a key is configured: the mode can be enabled */
+    int manage;
+    char key[512], dir[512], handler[512], core_pattern_path[512];
 } hostd_hostmode;
 
 typedef struct hostd_hostmode_config {
@@ -43,6 +51,22 @@ typedef struct hostd_hostmode_config {
  * a pattern that could not be installed is not an error: out->error says
  * why, and hostd logs it loudly. */
 int hostd_hostmode_setup(const hostd_hostmode_config *cfg, hostd_hostmode *out) VMSEAL_MUST_CHECK;
+
+/* At hostd's start: remember cfg (cfg->key NULL: the mode cannot be
+ * enabled), then enable the mode when the choice last made through the API
+ * (the file "encryption-mode" in the core folder) says so or, with no such
+ * choice, when hostd.conf says so (conf_enabled). -errno as setup. */
+int hostd_hostmode_init(const hostd_hostmode_config *cfg, int conf_enabled,
+                        hostd_hostmode *out) VMSEAL_MUST_CHECK;
+
+/* Through the API (PUT /v1/host/encryption-mode) or automatically when an
+ * encrypted VM comes to the host. enable: install the pattern, keeping the
+ * kernel's previous one in "core_pattern.before" in the core folder;
+ * disable: put that one back (manage) and stop reporting the mode. Both
+ * remember the choice across restarts. -ENOKEY: no core_dump_key in
+ * hostd.conf. */
+int hostd_hostmode_enable(hostd_hostmode *m) VMSEAL_MUST_CHECK;
+int hostd_hostmode_disable(hostd_hostmode *m) VMSEAL_MUST_CHECK;
 
 /* {enabled, core_pattern, installed, error} (new ref). */
 json_t *hostd_hostmode_json(const hostd_hostmode *m);

@@ -434,14 +434,16 @@ int main(int argc, char **argv)
         vmseal_vmconf_free(conf);
         return 1;
     }
-    if (em && strcmp(em, "yes") == 0) {
+    /* with a core_dump_key the mode can also be turned on through the API
+     * (and is, when an encrypted VM comes): hostd_hostmode_init */
+    if ((em && strcmp(em, "yes") == 0) || cget(conf, "core_dump_key")) {
         const char *cpm = cget(conf, "core_pattern");
         hostd_hostmode_config hmc = {.key = cget(conf, "core_dump_key"),
                                      .dir = cget(conf, "core_dump_dir"),
                                      .handler = cget(conf, "core_dump_handler"),
                                      .manage = !cpm || strcmp(cpm, "check") != 0};
         if ((cpm && strcmp(cpm, "manage") != 0 && strcmp(cpm, "check") != 0) ||
-            hostd_hostmode_setup(&hmc, &hostmode) < 0) {
+            hostd_hostmode_init(&hmc, em && strcmp(em, "yes") == 0, &hostmode) < 0) {
             log_err("hostd.conf: %s", cpm && strcmp(cpm, "manage") != 0 && strcmp(cpm, "check") != 0
                                           ? "core_pattern must be manage or check"
                                           : vmseal_last_error());
@@ -450,7 +452,9 @@ int main(int argc, char **argv)
             vmseal_vmconf_free(conf);
             return 1;
         }
-        if (hostmode.installed)
+        if (!hostmode.enabled)
+            log_info("host encryption mode: off (it can be enabled, core_dump_key %s)", hmc.key);
+        else if (hostmode.installed)
             log_info("host encryption mode: core dumps are sealed to %s (core_pattern %s)",
                      hmc.key, hostmode.pattern);
         else

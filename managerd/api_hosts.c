@@ -6,6 +6,7 @@
  * Users (session token):
  *   GET /hosts, GET /hosts/{name}, DELETE /hosts/{name}
  *   PUT /hosts/{name}/default-policy {policy}: what new VMs get by default
+ *   GET, PUT /hosts/{name}/encryption-mode {enabled}: host encryption mode
  *   POST /hosts/{name}/approve-cert {fingerprint}: accept the certificate waiting
  *   POST /hosts/{name}/revoke-cert
  */
@@ -82,6 +83,18 @@ void api_hosts(api_ctx *ctx)
                                       json_string_value(json_object_get(b, "policy")));
         if (rc >= 0)
             out = json_pack("{s:s,s:O}", "name", ctx->seg[1], "default_policy", json_object_get(b, "policy"));
+        json_decref(b);
+        goto done;
+    }
+    if (ctx->nseg == 3 && !strcmp(ctx->seg[2], "encryption-mode") &&
+        (!strcmp(m, "PUT") || !strcmp(m, "GET"))) {
+        int put = !strcmp(m, "PUT");
+        if (api_authorize(ctx, put ? "host.encryption-mode" : "host.encryption-mode-get",
+                          ctx->seg[1]) < 0 ||
+            (put && api_body(ctx, &schema_host_encryption_mode, &b) < 0))
+            return;
+        rc = hosts_encryption_mode(ctx->m, ctx->user, ctx->seg[1],
+                                   put ? json_is_true(json_object_get(b, "enabled")) : -1, &out);
         json_decref(b);
         goto done;
     }

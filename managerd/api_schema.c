@@ -366,6 +366,11 @@ static const api_field f_default_policy[] = {
 };
 SCHEMA(schema_default_policy, "default_policy", f_default_policy);
 
+static const api_field f_host_encryption_mode[] = {
+    {.name = "enabled", .type = F_BOOL, .required = 1},
+};
+SCHEMA(schema_host_encryption_mode, "host_encryption_mode", f_host_encryption_mode);
+
 static const api_field f_host_cert[] = {
     {.name = "fingerprint", .type = F_STRING, .required = 1, .min = 64, .max = 64},
 };
@@ -401,5 +406,6 @@ const api_schema *const api_all_schemas[] = {
     &schema_host_register, &schema_host_keys, &schema_vm_create, &schema_vm_patch, &schema_vm_rekey,
     &schema_role_patch, &schema_group_add, &schema_permission, &schema_default_policy, &schema_host_cert,
     &schema_vm_register, &schema_vm_resume, &schema_vm_nic_add, &schema_vm_export, &schema_disk,
+    &schema_host_encryption_mode,
 };
 const size_t api_n_schemas = N(api_all_schemas);

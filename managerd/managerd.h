@@ -312,6 +312,9 @@ int hosts_approve_cert(manager *m, const char *actor, const char *name, const ch
 int hosts_revoke_cert(manager *m, const char *actor, const char *name);
 /* The encryption policy new VMs on the host get when none is asked for. */
 int hosts_set_default_policy(manager *m, const char *actor, const char *name, const char *policy);
+/* Host encryption mode of a host (managerd/host_mode.c): enable 1 / 0 asks
+ * the host agent to change it (an event), -1 only reads it. */
+int hosts_encryption_mode(manager *m, const char *actor, const char *name, int enable, json_t **out);
 /* Call a host agent (mutual TLS with the manager certificate). */
 int hosts_call(manager *m, const char *host, const char *method, const char *path,
                const json_t *body, long *status, json_t **resp);

@@ -92,7 +92,7 @@ static void test_check_and_manage(void **state)
 
     /* as the kernel runs it: words of the pattern, specifiers filled in */
     char cmd[4096], p[2048];
-    snprintf(p, sizeof(p), "%s", m.pattern + 1);
+    snprintf(p, sizeof(p), "%.1023s", m.pattern + 1);
     char *at = strstr(p, "%P %e %t");
     assert_non_null(at);
     snprintf(at, sizeof(p) - (size_t)(at - p), "4242 vmseal-hostd 1700000000");
@@ -141,11 +141,106 @@ static void test_refusals(void **state)
     json_decref(j);
 }
 
+static void read_file(const char *path, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    size_t n = fread(buf, 1, len - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Turned on and off at run time (the API, or an encrypted VM arriving):
+ * the kernel's pattern before is kept and put back; the choice outlives a
+ * restart and wins over hostd.conf. */
+static void test_on_off_at_run_time(void **state)
+{
+    (void)state;
+    static const char before[] = "|/usr/lib/systemd/systemd-coredump %P %u %g %s %t %c %h";
+    char mode[160], bfile[160], buf[1100];
+    snprintf(mode, sizeof(mode), "%s/encryption-mode", cores);
+    snprintf(bfile, sizeof(bfile), "%s/core_pattern.before", cores);
+    unlink(mode);
+    unlink(bfile);
+    write_file(pat, before);
+    static hostd_hostmode m;
+    hostd_hostmode_config c = {.key = NULL, .dir = cores, .handler = handler, .manage = 1,
+                               .core_pattern_path = pat};
+    /* no host key: it cannot be enabled (and hostd.conf's yes is an error) */
+    assert_int_equal(hostd_hostmode_init(&c, 0, &m), 0);
+    assert_false(m.configured);
+    assert_int_equal(hostd_hostmode_enable(&m), -ENOKEY);
+    assert_int_equal(hostd_hostmode_init(&c, 1, &m), -EINVAL);
+    /* a host key, off in hostd.conf: nothing touched */
+    c.key = key;
+    assert_int_equal(hostd_hostmode_init(&c, 0, &m), 0);
+    assert_true(m.configured);
+    assert_false(m.enabled);
+    read_file(pat, buf, sizeof(buf));
+    assert_string_equal(buf, before);
+    /* enabled: installed, the pattern before kept, the choice remembered */
+    assert_int_equal(hostd_hostmode_enable(&m), 0);
+    assert_true(m.enabled);
+    assert_true(m.installed);
+    read_file(pat, buf, sizeof(buf));
+    assert_string_equal(buf, m.pattern);
+    read_file(bfile, buf, sizeof(buf));
+    assert_string_equal(buf, before);
+    read_file(mode, buf, sizeof(buf));
+    assert_string_equal(buf, "on\n");
+    assert_int_equal(hostd_hostmode_enable(&m), 0);   /* again: nothing changes */
+    read_file(bfile, buf, sizeof(buf));
+    assert_string_equal(buf, before);
+    /* a restart with hostd.conf saying no: the API's choice wins */
+    assert_int_equal(hostd_hostmode_init(&c, 0, &m), 0);
+    assert_true(m.enabled);
+    assert_true(m.installed);
+    /* disabled: the kernel's pattern as it was, the choice remembered */
+    assert_int_equal(hostd_hostmode_disable(&m), 0);
+    assert_false(m.enabled);
+    read_file(pat, buf, sizeof(buf));
+    assert_string_equal(buf, before);
+    assert_int_equal(access(bfile, F_OK), -1);
+    read_file(mode, buf, sizeof(buf));
+    assert_string_equal(buf, "off\n");
+    json_t *j = hostd_hostmode_json(&m);
+    assert_true(json_is_false(json_object_get(j, "enabled")));
+    json_decref(j);
+    assert_int_equal(hostd_hostmode_init(&c, 1, &m), 0);
+    assert_false(m.enabled);
+    assert_int_equal(hostd_hostmode_disable(&m), 0);
+    read_file(pat, buf, sizeof(buf));
+    assert_string_equal(buf, before);
+    /* check only (core_pattern = check): enabling writes nothing */
+    c.manage = 0;
+    assert_int_equal(hostd_hostmode_init(&c, 0, &m), 0);
+    assert_int_equal(hostd_hostmode_enable(&m), 0);
+    assert_true(m.enabled);
+    assert_false(m.installed);
+    read_file(pat, buf, sizeof(buf));
+    assert_string_equal(buf, before);
+    assert_int_equal(hostd_hostmode_disable(&m), 0);
+    read_file(pat, buf, sizeof(buf));
+    assert_string_equal(buf, before);
+    unlink(mode);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check_and_manage),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_on_off_at_run_time),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

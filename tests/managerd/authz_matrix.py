@@ -149,6 +149,10 @@ def setup(op):
         body = {"fingerprint": "ab" * 32}
     elif oid == "host.default-policy":
         body = {"policy": "none"}
+    elif oid == "host.encryption-mode":
+        # the host agent is down: allowed means it got as far as asking it
+        body = {"enabled": counter[0] % 2 == 0}
+        counter[0] += 1
     elif oid == "vm.create":
         body = {"name": fresh("newvm"), "host": "h1", "policy": "none"}
     elif oid == "vm.create-encrypted":
