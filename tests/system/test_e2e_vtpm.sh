@@ -182,8 +182,10 @@ ok "swtpm runs as qemu_user without privileges, its key from a descriptor, and e
 
 # Suspended on esx1, resumed on esx2 (the same datastore): esx2's swtpm
 # takes the vTPM state out of the stream with the migration key it derives
-# from the same per-VM secret.
-vmseal vm set tpm1 --append "$base vmseal.wait=1 vmseal.tpmtick=1" >/dev/null || fail "vm set --append"
+# from the same per-VM secret. (The vTPM is a new one since "vm tpm off":
+# the guest writes the value again first.)
+vmseal vm set tpm1 --append "$base vmseal.tpmnv=write:$M vmseal.wait=1 vmseal.tpmtick=1" >/dev/null ||
+  fail "vm set --append"
 expect_rc 0 vmseal vm start tpm1
 stack_until 300 tick_past 0 || fail "the guest does not read the NV index (before the move): $(tick_line)"
 boots=$(gboots)
