@@ -139,7 +139,7 @@ const api_op mgr_api_ops[] = {
      "Host.Config.Settings Cryptographer.ManageEncryptionPolicy", NULL, "host", "host default-policy",
      NULL},
     {"host.encryption-mode", "PUT", "/hosts/{host}/encryption-mode",
-     "Host.Config.Settings Cryptographer.RegisterHost", NULL, "host", "host encryption-mode enable, disable",
+     "Host.Config.Settings Cryptographer.RegisterHost", NULL, "host", "host encryption-mode enable | host encryption-mode disable",
      "{\"enabled\"}; disabling is refused (409) while encrypted VMs are on the host"},
     {"host.encryption-mode-get", "GET", "/hosts/{host}/encryption-mode", "System.Read", NULL, "host",
      "host encryption-mode show", "as the host agent reports it"},

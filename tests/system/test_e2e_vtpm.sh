@@ -5,8 +5,7 @@
 # a shallow and a deep rekey it reads the value back. The state file in the
 # VM home holds no plaintext of it; swtpm with another key (or none) refuses
 # the state. Removing the vTPM deletes its state; a VM without encryption
-# cannot have one. With a vTPM a VM suspends and resumes, on the same host
-# and on another that sees the datastore: the guest reads its NV value on.
+# cannot have one.
 source "$VMSEAL_SRC/tests/testlib.sh"
 source "$VMSEAL_SRC/tests/system/system_lib.sh"
 command -v swtpm >/dev/null || fail "swtpm is not installed (scripts/deps: swtpm)"
@@ -103,53 +102,6 @@ expect_rc 0 vmseal vm rekey tpm1 --deep
 read_back "deep rekey"
 ok "after a shallow and a deep rekey the guest reads the NV value back"
 
-# Suspend / resume: the guest reads the NV index every 2 s (vmseal.tpmtick);
-# QEMU's tpm-emulator carries swtpm's state blobs (encrypted under the vTPM
-# migration key) in the migration stream, which is sealed into the state
-# file. After the resume the ticks go on (no new boot) with the value.
-CU=$VMSEAL_BUILD/crypto-util/vmseal-crypto-util
-tick_line() { { stack_vm_console tpm1 | grep -a '^VMSEAL-TPMNV-TICK' || true; } | tail -n1 | tr -d '\r'; }
-tick_past() { # N: a tick above N that read the value
-  local l; l=$(tick_line)
-  [ -n "$l" ] && [ "$(cut -d' ' -f2 <<<"$l")" -gt "$1" ] &&
-    [ "$(cut -d' ' -f3,4 <<<"$l")" = "00000000 $MHEX" ]
-}
-gboots() { stack_vm_console tpm1 | grep -ac '^VMSEAL-GUEST-BOOT' || true; }
-vmseal vm set tpm1 --append "$base vmseal.wait=1 vmseal.tpmtick=1" >/dev/null || fail "vm set --append"
-expect_rc 0 vmseal vm start tpm1
-stack_until 300 tick_past 0 || fail "the guest does not read the NV index while it runs: $(tick_line)"
-boots=$(gboots)
-suspend_check() { # after a suspend: the sealed state file holds no TPM value in clear
-  [ "$(stack_vm_field tpm1 .runtime.power_state)" = suspended ] || fail "tpm1 is not suspended"
-  STATE=$(sed -n 's/^state.file = //p' "$H/vm.conf")
-  [[ "$STATE" =~ ^suspend-[0-9a-f]{16}\.vmss$ ]] || fail "no sealed state file in vm.conf"
-  [ "$(head -c 8 "$H/$STATE")" = VMSEALSF ] || fail "$STATE is not a sealed file"
-  local f
-  for f in "$H/$STATE" "$H/vtpm.state"; do
-    if grep -a -q "$M" "$f" || grep -a -q "$MHEX" "$f"; then fail "the NV value is in clear in $f"; fi
-  done
-  stack_until 30 bash -c "! pgrep -x swtpm -u $QU >/dev/null" || fail "swtpm still runs for the suspended VM"
-  return 0
-}
-expect_rc 0 vmseal vm suspend tpm1
-N=$(tick_line | cut -d' ' -f2)
-suspend_check
-# the state opens offline with the KEK: QEMU's stream, with the vTPM's section
-kek=$(vmseal --json vm info tpm1 | jq -r .kek_id)
-stack_kmip kms1 get "$kek" --reveal-to-fd 3 3>"$TMP/kek" >/dev/null
-chmod 600 "$TMP/kek"
-expect_rc 0 "$CU" state decrypt --kek-file "$TMP/kek" --quiet "$H/$STATE" "$TMP/stream"
-[ "$(head -c 4 "$TMP/stream")" = QEVM ] || fail "the decrypted state is not a QEMU stream"
-grep -a -q 'tpm-emulator' "$TMP/stream" || fail "no tpm-emulator section in the saved state"
-rm -f "$TMP/stream"
-ok "suspended with a vTPM: the state file is sealed, no NV value in clear, swtpm ended"
-expect_rc 0 vmseal vm resume tpm1
-stack_until 300 tick_past "$N" || fail "after resume: $(tick_line) (wanted a tick past $N with $MHEX)"
-[ "$(gboots)" = "$boots" ] || fail "the guest booted again instead of resuming"
-ok "resumed: the guest reads the NV value on (tick past $N), no new boot"
-expect_rc 0 vmseal vm stop tpm1
-stack_vm_wait_off tpm1 120 || fail "tpm1 did not power off"
-
 expect_rc 1 vmseal vm decrypt tpm1
 grep -qi "vTPM" <<<"$OUT" || { echo "$OUT" >&2; fail "decrypt refusal names the vTPM"; }
 ok "decrypting a VM with a vTPM is refused"
@@ -179,28 +131,4 @@ tr '\0' ' ' < /proc/$sp/cmdline | grep -q -- '--key fd=' || fail "swtpm's key do
 expect_rc 0 vmseal vm stop tpm1
 stack_until 30 bash -c "! kill -0 $sp 2>/dev/null" || fail "swtpm outlived its VM"
 ok "swtpm runs as qemu_user without privileges, its key from a descriptor, and ends with the VM"
-
-# Suspended on esx1, resumed on esx2 (the same datastore): esx2's swtpm
-# takes the vTPM state out of the stream with the migration key it derives
-# from the same per-VM secret. (The vTPM is a new one since "vm tpm off":
-# the guest writes the value again first.)
-vmseal vm set tpm1 --append "$base vmseal.tpmnv=write:$M vmseal.wait=1 vmseal.tpmtick=1" >/dev/null ||
-  fail "vm set --append"
-expect_rc 0 vmseal vm start tpm1
-stack_until 300 tick_past 0 || fail "the guest does not read the NV index (before the move): $(tick_line)"
-boots=$(gboots)
-expect_rc 0 vmseal vm suspend tpm1
-N=$(tick_line | cut -d' ' -f2)
-suspend_check
-stack_hostd_setup esx2
-sed -i "s|^datastore = .*|datastore = $(dirname "$H")|" "$STACK_DIR/esx2/hostd.conf"
-echo "qemu_user = $QU" >> "$STACK_DIR/esx2/hostd.conf"
-stack_hostd_start esx2
-expect_rc 0 vmseal vm resume tpm1 --host esx2
-[ "$(stack_vm_field tpm1 .host)" = esx2 ] || fail "the inventory does not name esx2"
-stack_until 300 tick_past "$N" || fail "after resume on esx2: $(tick_line) (wanted a tick past $N)"
-[ "$(gboots)" -le "$boots" ] || fail "the guest booted again on esx2"
-ok "suspended on esx1, resumed on esx2: the guest reads the NV value on, no new boot"
-expect_rc 0 vmseal vm stop tpm1
-stack_vm_wait_off tpm1 120 || fail "tpm1 did not power off"
 finish
