@@ -1,7 +1,9 @@
 /* vmseal-hostd — one-time NBD-over-TLS export of a VM disk for backups
  * (docs/architecture.md, "Disk export"; POST /v1/vms/{uuid}/export).
  *
- * The VM must be powered off (the consistent point) and stays busy
+ * The consistent point: a powered-off VM's image, or a running VM's disk as
+ * it was when the export started (QEMU image fleecing, fleece.h; nbdkit's
+ * nbd plugin relays QEMU's export of that view). The VM stays busy
  * ("exporting") until the export ends. hostd listens on one ephemeral TCP
  * port of its `listen` address, accepts exactly one connection and closes
  * the port: a second connection is refused, and so is one after the
