@@ -19,7 +19,9 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include <vmseal/keysafe.h>
 #include <vmseal/log.h>
+#include <vmseal/vmrecord.h>
 
 #include "blockserver.h"
 #include "export.h"
@@ -281,8 +283,31 @@ static void arg(export_job *j, char *s)
         free(s);
 }
 
+/* The key bundle of an encrypted disk: its key safe as it is (see export.h). */
+static json_t *key_bundle(hostd_vm *vm, size_t idx)
+{
+    vmseal_vmrec *rec = hostd_vm_record(vm);
+    if (!rec)
+        return NULL;
+    json_t *b = NULL;
+    char obj[64];
+    vmseal_keysafe_info info;
+    const char *ks = idx < rec->ndisks ? rec->disks[idx].keysafe : NULL;
+    if (!ks)
+        vmseal_fail(EINVAL, "VM %s: disk %zu is not encrypted: no ciphertext to export",
+                    hostd_vm_name(vm), idx);
+    else if (vmseal_vmrec_keysafe_object(rec, (long)idx, 0, obj, sizeof(obj)) == 0 &&
+             vmseal_keysafe_parse(ks, &info) == 0)
+        b = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:s}", "format",
+                      "vmseal-disk-key-bundle-1", "vm", rec->uuid, "disk", (json_int_t)idx,
+                      "disk_id", obj, "luks_uuid", rec->disks[idx].luks_uuid, "kek_id",
+                      info.kek_id, "key_provider", info.provider, "keysafe", ks);
+    vmseal_vmrec_free(rec);
+    return b;
+}
+
 int hostd_export_start(hostd_vm *vm, const hostd_host_env *env, size_t idx, int ttl_s,
-                       json_t **out)
+                       int ciphertext, json_t **out)
 {
     *out = NULL;
     pthread_mutex_lock(&jobs_lock);
@@ -310,7 +335,25 @@ int hostd_export_start(hostd_vm *vm, const hostd_host_env *env, size_t idx, int 
     /* encrypted or not, a running VM's disk is read through QEMU's own
      * (decrypted) node; the vmseal plugin is needed for a powered-off one */
     int encrypted = j->pass != NULL || (live && hostd_vm_disk_encrypted(vm, idx));
-    if (live)
+    json_t *bundle = NULL;
+    if (ciphertext) {
+        /* the image file as it is: a running VM writes it meanwhile (and on
+         * the NBD path QEMU has no node of the ciphertext to fleece) */
+        if (live)
+            r = vmseal_fail(EBUSY, "VM %s is powered on: its ciphertext is exported from the "
+                            "powered-off VM", hostd_vm_name(vm));
+        else if (!(bundle = key_bundle(vm, idx)))
+            r = -EINVAL;
+        else {
+            struct stat st;   /* header and payload: the whole file */
+            if (fstatat(hostd_vm_home_dirfd(vm), file, &st, AT_SYMLINK_NOFOLLOW) != 0)
+                r = vmseal_fail(errno, "%s: %s", file, strerror(errno));
+            else
+                size = (uint64_t)st.st_size;
+        }
+        vmseal_secret_free(j->pass);   /* nothing is decrypted */
+        j->pass = NULL;
+    } else if (live)
         r = hostd_fleece_start(live, hostd_vm_home_dirfd(vm), hostd_vm_home(vm), idx, size,
                                &j->fleece);
     else if (!dp->nbd_ok)
@@ -352,7 +395,7 @@ int hostd_export_start(hostd_vm *vm, const hostd_host_env *env, size_t idx, int 
         } else {
             arg(j, strdup(dp->plugin));
             arg(j, hostd_asprintf("file=%s/%s", hostd_vm_home(vm), file));
-            arg(j, strdup(j->pass ? "passfd=3" : "raw=1"));
+            arg(j, strdup(j->pass ? "passfd=3" : "raw=1"));   /* raw: plain or ciphertext */
         }
         arg(j, strdup("multi-conn-mode=disable"));
         for (size_t i = 0; i < j->argc; i++)
@@ -374,6 +417,7 @@ int hostd_export_start(hostd_vm *vm, const hostd_host_env *env, size_t idx, int 
     if (r < 0) {
         hostd_fleece_stop(j->fleece, live);
         j->fleece = NULL;
+        json_decref(bundle);
         hostd_vm_export_end(vm);
         job_free(j);
         OPENSSL_cleanse(psk_hex, sizeof(psk_hex));
@@ -385,12 +429,16 @@ int hostd_export_start(hostd_vm *vm, const hostd_host_env *env, size_t idx, int 
     *out = json_pack("{s:s, s:i, s:s?, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:b, s:s}", "host", listen_addr,
                      "port", port, "uri", uri, "tls", "psk", "psk_identity", PSK_IDENTITY, "psk",
                      psk_hex, "expires", (json_int_t)(time(NULL) + ttl_s), "disk", (json_int_t)idx,
-                     "size", (json_int_t)size, "view", encrypted ? "decrypted" : "plain",
+                     "size", (json_int_t)size,
+                     "view", ciphertext ? "ciphertext" : encrypted ? "decrypted" : "plain",
                      "read_only", 1, "source", running ? "running" : "powered-off");
     free(uri);
+    if (bundle)
+        json_object_set_new(*out, "bundle", bundle);
     OPENSSL_cleanse(psk_hex, sizeof(psk_hex));
     vmseal_log(VMSEAL_LOG_INFO, "VM %s: disk %zu exported (%s%s, read-only) on %s port %d for one "
-               "connection within %d s", hostd_vm_name(vm), idx, encrypted ? "decrypted" : "plain",
+               "connection within %d s", hostd_vm_name(vm), idx,
+               ciphertext ? "ciphertext" : encrypted ? "decrypted" : "plain",
                running ? ", point-in-time view of the running VM" : "", listen_addr, port, ttl_s);
     return 0;
 }

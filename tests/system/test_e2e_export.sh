@@ -96,6 +96,13 @@ nbdcopy "$URI?tls-psk-file=$TMP/d.psk" "$TMP/live2.img" || fail "nbdcopy of the 
 stack_until 60 export_idle live1 || fail "the VM stays busy after the third export"
 ok "running export: a second one at the same time refused; an unused one expires and is torn down; the next reads B"
 
+# the ciphertext is exported from the powered-off VM only (the image changes under a running one)
+if vmseal vm export live1 --disk 0 --ciphertext --bundle-file "$TMP/run.bundle" --psk-file "$TMP/run.psk" 2>"$TMP/err"; then
+  fail "ciphertext export of a running VM"; fi
+grep -q "powered on: its ciphertext is exported from the powered-off VM" "$TMP/err" || fail "message: $(cat "$TMP/err")"
+[ ! -e "$TMP/run.bundle" ] || fail "a bundle file for a refused export"
+stack_until 60 export_idle live1 || fail "the VM stays busy after a refused export"
+
 # powered off, the disk holds B (the powered-off export reads the image itself)
 expect_rc 0 vmseal vm stop live1
 stack_vm_wait_off live1 60 || fail "live1 did not power off"
@@ -104,4 +111,44 @@ jq -e '.source == "powered-off"' <<<"$OUT" >/dev/null || fail "powered-off expor
 nbdcopy "$(jq -r .uri <<<"$OUT")?tls-psk-file=$TMP/e.psk" "$TMP/off.img" || fail "nbdcopy powered off"
 [ "$(marker_at "$TMP/off.img")" = "VMSEAL-MARKER:BBB2:vda" ] || fail "the disk does not hold B"
 ok "powered off: the disk holds B"
+
+# ---- the ciphertext with its key bundle: a backup that stays encrypted end to end
+printf 'bobpassword1\n' > "$TMP/bobpw"
+expect_rc 0 vmseal user add bob --role NoCryptoAdmin --password-file "$TMP/bobpw"
+bob() { XDG_CONFIG_HOME=$TMP/bob "$STACK_CLI" "$@"; }
+bob --url "$STACK_URL" --ca "$STACK_CA" login bob --password-file "$TMP/bobpw" >/dev/null || fail "bob login"
+OUT=$(bob vm export live1 --disk 0 --psk-file "$TMP/bobd.psk" 2>&1) && fail "bob exported the decrypted view"
+grep -q "lacks the Cryptographer.ExportDisk privilege on vm:live1" <<<"$OUT" || fail "decrypted export denied message: $OUT"
+# a No Cryptography Administrator may back up the ciphertext (DiskRandomRead alone)
+OUT=$(bob --json vm export live1 --disk 0 --ciphertext --bundle-file "$TMP/b.bundle" --psk-file "$TMP/bob.psk" 2>&1) ||
+  fail "bob's ciphertext export: $OUT"
+E=$OUT
+jq -e --argjson n "$(stat -c %s "$H/disk0.luks")" '.view == "ciphertext" and .source == "powered-off" and .size == $n' \
+  <<<"$E" >/dev/null || fail "ciphertext export answer: $(jq 'del(.psk)' <<<"$E")"
+[ "$(stat -c %a "$TMP/b.bundle")" = 600 ] || fail "the bundle file is not 0600"
+nbdcopy "$(jq -r .uri <<<"$E")?tls-psk-file=$TMP/bob.psk" "$TMP/cipher.img" ||
+  { tail -n 5 "$H/export-disk0.log" >&2; fail "nbdcopy of the ciphertext export"; }
+cmp -s "$TMP/cipher.img" "$H/disk0.luks" || fail "the ciphertext export differs from the image"
+if grep -aq 'VMSEAL-MARKER' "$TMP/cipher.img"; then fail "plaintext in the ciphertext export"; fi
+cryptsetup isLuks --type luks1 "$TMP/cipher.img" || fail "the exported bytes are not LUKS1"
+cryptsetup luksDump "$TMP/cipher.img" | grep -q 'xts-plain64' || fail "cryptsetup luksDump of the export"
+LU=$(cryptsetup luksUUID "$TMP/cipher.img")
+KEK=$(stack_vm_field live1 .kek_id)
+KS=$(sed -n 's/^disk0\.keysafe = //p' "$H/vm.conf")
+[ -n "$KEK" ] && [ "$KEK" != null ] && [ -n "$KS" ] || fail "no KEK id or key safe to compare with"
+jq -e --arg lu "$LU" --arg kek "$KEK" --arg ks "$KS" --arg uuid "$(stack_vm_uuid live1)" '
+  .format == "vmseal-disk-key-bundle-1" and .luks_uuid == $lu and .disk_id == ("disk:" + $lu) and
+  .kek_id == $kek and .keysafe == $ks and .vm == $uuid and .disk == 0 and
+  (keys - ["format", "vm", "disk", "disk_id", "luks_uuid", "kek_id", "key_provider", "keysafe"] == [])' \
+  "$TMP/b.bundle" >/dev/null || fail "key bundle: $(cat "$TMP/b.bundle")"
+jq -e '.bundle == input' <(echo "$E") "$TMP/b.bundle" >/dev/null || fail "the bundle file is not the API's bundle"
+vmseal --json events --action vm.export | jq -e 'map(select(.user == "bob" and .result == "ok")) | length == 1' \
+  >/dev/null || fail "no vm.export event for bob's ciphertext export"
+stack_until 30 export_idle live1 || fail "the VM stays busy after the ciphertext export"
+# a plain disk has no ciphertext
+expect_rc 0 vmseal vm create plain1 --host esx1 --disk 8 --no-encrypt --kernel vmlinuz --initrd initrd.gz
+if vmseal vm export plain1 --disk 0 --ciphertext --bundle-file "$TMP/p.bundle" --psk-file "$TMP/p.psk" 2>"$TMP/err"; then
+  fail "ciphertext export of a plain disk"; fi
+grep -q "disk 0 is not encrypted" "$TMP/err" || fail "plain ciphertext message: $(cat "$TMP/err")"
+ok "ciphertext export: NoCryptoAdmin (DiskRandomRead) gets the LUKS1 image byte-exact (no plaintext marker, luksDump opens it) and the key bundle (the disk's key safe under KEK $KEK, bound to disk:$LU); decrypted view still 403; refused for a plain disk and a running VM"
 finish
