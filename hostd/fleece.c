@@ -163,56 +163,63 @@ static int one_time_pass(vmseal_secret **out)
     return 0;
 }
 
+/* Undo in QEMU what the flags say was done; quiet: leftovers of a hostd
+ * that stopped during an export (what is not there fails, unlogged). */
+static void undo(hostd_fleece *f, hostd_qmp *q, int quiet)
+{
+    int lvl = quiet ? VMSEAL_LOG_DEBUG : VMSEAL_LOG_WARNING;
+    if (f->have_export &&
+        hostd_qmp_execute(q, "block-export-del", json_pack("{s:s, s:s}", "id", f->exp_id,
+                                                           "mode", "hard"), QMP_MS, NULL) < 0)
+        vmseal_log(lvl, "fleece: block-export-del: %s", vmseal_last_error());
+    if (f->have_server && hostd_qmp_execute(q, "nbd-server-stop", NULL, QMP_MS, NULL) < 0)
+        vmseal_log(lvl, "fleece: nbd-server-stop: %s", vmseal_last_error());
+    if (f->have_job) {
+        if (hostd_qmp_execute(q, "block-job-cancel", json_pack("{s:s, s:b}", "device", f->job,
+                                                               "force", 1), QMP_MS, NULL) < 0)
+            vmseal_log(lvl, "fleece: block-job-cancel: %s", vmseal_last_error());
+        /* the job is gone before its target node can go */
+        int64_t end = hostd_now_ms() + JOB_MS;
+        while (hostd_now_ms() < end) {
+            json_t *ret = NULL;
+            if (hostd_qmp_execute(q, "query-block-jobs", NULL, QMP_MS, &ret) < 0)
+                break;
+            int found = 0;
+            size_t i;
+            json_t *j;
+            json_array_foreach(ret, i, j) {
+                const char *d = json_string_value(json_object_get(j, "device"));
+                found |= d && !strcmp(d, f->job);
+            }
+            json_decref(ret);
+            if (!found)
+                break;
+            hostd_sleep_ms(100);
+        }
+    }
+    if (f->have_node && hostd_qmp_execute(q, "blockdev-del", json_pack("{s:s}", "node-name",
+                                                                   f->node), QMP_MS, NULL) < 0)
+        vmseal_log(lvl, "fleece: blockdev-del %s: %s", f->node, vmseal_last_error());
+    if (f->have_luks &&
+        hostd_qmp_execute(q, "blockdev-del", json_pack("{s:s}", "node-name", f->luks_node),
+                          QMP_MS, NULL) < 0)
+        vmseal_log(lvl, "fleece: blockdev-del %s: %s", f->luks_node,
+                   vmseal_last_error());
+    if (f->have_fdset &&
+        hostd_qmp_execute(q, "remove-fd", json_pack("{s:i}", "fdset-id", f->fdset), QMP_MS,
+                          NULL) < 0)
+        vmseal_log(lvl, "fleece: remove-fd: %s", vmseal_last_error());
+    if (f->have_sec &&
+        hostd_qmp_execute(q, "object-del", json_pack("{s:s}", "id", f->sec), QMP_MS, NULL) < 0)
+        vmseal_log(lvl, "fleece: object-del: %s", vmseal_last_error());
+}
+
 void hostd_fleece_stop(hostd_fleece *f, hostd_qmp *q)
 {
     if (!f)
         return;
-    if (q) {
-        if (f->have_export &&
-            hostd_qmp_execute(q, "block-export-del", json_pack("{s:s, s:s}", "id", f->exp_id,
-                                                               "mode", "hard"), QMP_MS, NULL) < 0)
-            vmseal_log(VMSEAL_LOG_WARNING, "fleece: block-export-del: %s", vmseal_last_error());
-        if (f->have_server && hostd_qmp_execute(q, "nbd-server-stop", NULL, QMP_MS, NULL) < 0)
-            vmseal_log(VMSEAL_LOG_WARNING, "fleece: nbd-server-stop: %s", vmseal_last_error());
-        if (f->have_job) {
-            if (hostd_qmp_execute(q, "block-job-cancel", json_pack("{s:s, s:b}", "device", f->job,
-                                                                   "force", 1), QMP_MS, NULL) < 0)
-                vmseal_log(VMSEAL_LOG_WARNING, "fleece: block-job-cancel: %s", vmseal_last_error());
-            /* the job is gone before its target node can go */
-            int64_t end = hostd_now_ms() + JOB_MS;
-            while (hostd_now_ms() < end) {
-                json_t *ret = NULL;
-                if (hostd_qmp_execute(q, "query-block-jobs", NULL, QMP_MS, &ret) < 0)
-                    break;
-                int found = 0;
-                size_t i;
-                json_t *j;
-                json_array_foreach(ret, i, j) {
-                    const char *d = json_string_value(json_object_get(j, "device"));
-                    found |= d && !strcmp(d, f->job);
-                }
-                json_decref(ret);
-                if (!found)
-                    break;
-                hostd_sleep_ms(100);
-            }
-        }
-        if (f->have_node && hostd_qmp_execute(q, "blockdev-del", json_pack("{s:s}", "node-name",
-                                                                       f->node), QMP_MS, NULL) < 0)
-            vmseal_log(VMSEAL_LOG_WARNING, "fleece: blockdev-del %s: %s", f->node, vmseal_last_error());
-        if (f->have_luks &&
-            hostd_qmp_execute(q, "blockdev-del", json_pack("{s:s}", "node-name", f->luks_node),
-                              QMP_MS, NULL) < 0)
-            vmseal_log(VMSEAL_LOG_WARNING, "fleece: blockdev-del %s: %s", f->luks_node,
-                       vmseal_last_error());
-        if (f->have_fdset &&
-            hostd_qmp_execute(q, "remove-fd", json_pack("{s:i}", "fdset-id", f->fdset), QMP_MS,
-                              NULL) < 0)
-            vmseal_log(VMSEAL_LOG_WARNING, "fleece: remove-fd: %s", vmseal_last_error());
-        if (f->have_sec &&
-            hostd_qmp_execute(q, "object-del", json_pack("{s:s}", "id", f->sec), QMP_MS, NULL) < 0)
-            vmseal_log(VMSEAL_LOG_WARNING, "fleece: object-del: %s", vmseal_last_error());
-    }
+    if (q)
+        undo(f, q, 0);
     /* the old blocks in it are ciphertext under a key nobody has now */
     if (f->have_file)
         unlinkat(f->home_fd, f->file, 0);
@@ -249,7 +256,15 @@ int hostd_fleece_start(hostd_qmp *q, int home_fd, const char *home, size_t idx, 
     int r = f->sock_path ? 0 : vmseal_fail(ENOMEM, "out of memory");
     if (r == 0 && strlen(f->sock_path) >= 108)
         r = vmseal_fail(ENAMETOOLONG, "fleece: socket path too long: %s", f->sock_path);
-    /* leftovers of a hostd that died during an export */
+    /* leftovers of a hostd that stopped during an export: QEMU keeps what
+     * it was given (nodes, job, NBD server) until told otherwise */
+    f->have_export = f->have_server = f->have_job = f->have_node = f->have_luks = 1;
+    f->have_fdset = f->have_sec = 1;
+    undo(f, q, 1);
+    if (hostd_qmp_execute(q, "job-dismiss", json_pack("{s:s}", "id", f->mk_job), QMP_MS, NULL) < 0)
+        vmseal_log(VMSEAL_LOG_DEBUG, "fleece: no job to dismiss: %s", vmseal_last_error());
+    f->have_export = f->have_server = f->have_job = f->have_node = f->have_luks = 0;
+    f->have_fdset = f->have_sec = 0;
     unlinkat(home_fd, f->file, 0);
     unlinkat(home_fd, f->sock_name, 0);
     vmseal_secret *pass = NULL;
