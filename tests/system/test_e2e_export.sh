@@ -168,4 +168,24 @@ if vmseal vm export plain1 --disk 0 --ciphertext --bundle-file "$TMP/p.bundle" -
   fail "ciphertext export of a plain disk"; fi
 grep -q "disk 0 is not encrypted" "$TMP/err" || fail "plain ciphertext message: $(cat "$TMP/err")"
 ok "ciphertext export: NoCryptoAdmin (DiskRandomRead) gets the LUKS1 image byte-exact (no plaintext marker, luksDump opens it) and the key bundle (the disk's key safe under KEK $KEK, bound to disk:$LU); decrypted view still 403; refused for a plain disk and a running VM"
+
+# the same on QEMU's own luks data path (the fleecing source is QEMU's luks node)
+stack_hostd_stop esx1
+printf 'disk0.disk_path = qemu-luks\n' >> "$H/vm.conf"
+stack_hostd_start esx1
+expect_rc 0 vmseal vm start live1
+stack_until 300 stack_vm_console_has live1 VMSEAL-SHELL-READY || fail "the guest's shell did not start (qemu-luks)"
+[ "$(stack_vm_field live1 '.runtime.disks[0].data_path')" = qemu-luks ] || fail "disk 0 not on QEMU's luks path"
+expect_rc 0 vmseal --json vm export live1 --disk 0 --psk-file "$TMP/q.psk"
+jq -e '.source == "running"' <<<"$OUT" >/dev/null || fail "qemu-luks export answer: $OUT"
+URI=$(jq -r .uri <<<"$OUT")
+guest "printf 'VMSEAL-MARKER:%s:vda\\n' CCC3 | dd of=/dev/vda bs=512 seek=2048 count=1 conv=sync,notrunc,fsync 2>/dev/null && echo wrote-\$((40+3))-c" \
+  wrote-43-c live1 || fail "the guest could not overwrite its marker (qemu-luks)"
+nbdcopy "$URI?tls-psk-file=$TMP/q.psk" "$TMP/luks.img" || fail "nbdcopy of the running export (qemu-luks)"
+[ "$(marker_at "$TMP/luks.img")" = "VMSEAL-MARKER:BBB2:vda" ] || fail "qemu-luks: the export does not read B as at its start"
+stack_until 60 export_idle live1 || fail "the VM stays busy (qemu-luks)"
+[ ! -e "$H/fleece-disk0.luks" ] || fail "fleecing file left (qemu-luks)"
+expect_rc 0 vmseal vm stop live1
+stack_vm_wait_off live1 60 || fail "live1 did not power off"
+ok "running export on QEMU's luks data path: reads B as at the start while the guest wrote C"
 finish
