@@ -237,8 +237,8 @@ int hostd_fleece_start(hostd_qmp *q, int home_fd, const char *home, size_t idx, 
         return vmseal_fail(ENOMEM, "out of memory");
     f->home_fd = home_fd;
     f->idx = idx;
-    snprintf(f->file, sizeof(f->file), "fleece-disk%zu.luks", idx);
-    snprintf(f->sock_name, sizeof(f->sock_name), "fleece-disk%zu.sock", idx);
+    snprintf(f->file, sizeof(f->file), "fleece%zu.luks", idx);
+    snprintf(f->sock_name, sizeof(f->sock_name), "fleece%zu.sock", idx);
     snprintf(f->sec, sizeof(f->sec), "vmseal-fleece-sec%zu", idx);
     snprintf(f->luks_node, sizeof(f->luks_node), "vmseal-fleece-luks%zu", idx);
     snprintf(f->node, sizeof(f->node), "vmseal-fleece%zu", idx);

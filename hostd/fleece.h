@@ -3,7 +3,7 @@
  *
  * Over QMP, on the disk's node vmseal-diskN (the decrypted guest view, NBD
  * or QEMU luks path alike):
- *   1. hostd creates fleece-diskN.luks in the VM home: a sparse LUKS1
+ *   1. hostd creates fleeceN.luks in the VM home: a sparse LUKS1
  *      volume (lib/disk) under a one-time random passphrase that only QEMU
  *      gets (a secret object over QMP); QEMU, which runs as qemu_user and
  *      cannot open files in the home, gets its descriptor (add-fd);
@@ -15,7 +15,7 @@
  *      so the qcow2 reads as the disk at this moment while the guest goes
  *      on writing;
  *   4. QEMU exports the qcow2 read-only over NBD (nbd-server-start, one
- *      connection, block-export-add) on the unix socket fleece-diskN.sock
+ *      connection, block-export-add) on the unix socket fleeceN.sock
  *      that hostd binds in the VM home (only root reaches it there) and
  *      hands QEMU listening (getfd); hostd connects to it when the export's
  *      client arrives and gives the connection to the export's nbdkit (its

@@ -50,8 +50,8 @@ E=$OUT
 jq -e '.view == "decrypted" and .source == "running" and .read_only == true and .size == 67108864' \
   <<<"$E" >/dev/null || fail "export answer: $E"
 URI=$(jq -r .uri <<<"$E")
-[ -f "$H/fleece-disk0.luks" ] && [ -S "$H/fleece-disk0.sock" ] || fail "no fleecing file and socket in the VM home"
-cryptsetup isLuks --type luks1 "$H/fleece-disk0.luks" || fail "the fleecing file is not LUKS1"
+[ -f "$H/fleece0.luks" ] && [ -S "$H/fleece0.sock" ] || fail "no fleecing file and socket in the VM home"
+cryptsetup isLuks --type luks1 "$H/fleece0.luks" || fail "the fleecing file is not LUKS1"
 [ "$(stack_vm_field live1 .runtime.busy)" = exporting ] || fail "the VM is not held while exporting"
 [ "$(stack_vm_field live1 .runtime.power_state)" = on ] || fail "the VM stopped for the export"
 
@@ -59,7 +59,7 @@ cryptsetup isLuks --type luks1 "$H/fleece-disk0.luks" || fail "the fleecing file
 guest "printf 'VMSEAL-MARKER:%s:vda\\n' BBB2 | dd of=/dev/vda bs=512 seek=2048 count=1 conv=sync,notrunc,fsync 2>/dev/null && echo wrote-\$((40+2))-b" \
   wrote-42-b live1 || fail "the guest could not overwrite its marker during the export"
 # QEMU copied the old block aside: into the encrypted fleecing file, not in clear
-if grep -aq 'VMSEAL-MARKER:AAA1' "$H/fleece-disk0.luks"; then fail "the old block in clear in the fleecing file"; fi
+if grep -aq 'VMSEAL-MARKER:AAA1' "$H/fleece0.luks"; then fail "the old block in clear in the fleecing file"; fi
 if grep -aq 'VMSEAL-MARKER' "$H/disk0.luks"; then fail "a marker in clear in the disk image"; fi
 
 nbdcopy "$URI?tls-psk-file=$TMP/a.psk" "$TMP/live.img" ||
@@ -72,7 +72,7 @@ ok "vm export of a running VM: nbdcopy over TLS-PSK reads marker A as at the exp
 
 # the end of the export undoes the fleecing: file, socket, job; the guest runs on
 stack_until 60 export_idle live1 || fail "the VM stays busy after the export"
-[ ! -e "$H/fleece-disk0.luks" ] && [ ! -e "$H/fleece-disk0.sock" ] || fail "fleecing file or socket left behind"
+[ ! -e "$H/fleece0.luks" ] && [ ! -e "$H/fleece0.sock" ] || fail "fleecing file or socket left behind"
 grep -q "live1: disk 0 exported (decrypted, point-in-time view of the running VM" "$LOG" || fail "hostd did not log the running export"
 if grep -q "warning: fleece: " "$LOG"; then grep "fleece: " "$LOG" >&2; fail "the fleecing teardown reported errors"; fi
 guest "echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda bs=512 skip=2048 count=1 2>/dev/null | head -n1; echo read-\$((6*7))-done" \
@@ -82,12 +82,12 @@ ok "after the export: fleecing file and socket removed, no teardown error, the g
 # an unused running export expires and is torn down; a second export meanwhile is refused
 expect_rc 0 vmseal --json vm export live1 --disk 0 --ttl 3 --psk-file "$TMP/b.psk"
 URI=$(jq -r .uri <<<"$OUT")
-[ -f "$H/fleece-disk0.luks" ] || fail "no fleecing file for the second export"
+[ -f "$H/fleece0.luks" ] || fail "no fleecing file for the second export"
 expect_rc 6 vmseal vm export live1 --disk 0 --psk-file "$TMP/c.psk"
 sleep 5
 if nbdinfo --size "$URI?tls-psk-file=$TMP/b.psk" >/dev/null 2>&1; then fail "expired running export served"; fi
 stack_until 60 export_idle live1 || fail "the VM stays busy after an expired export"
-[ ! -e "$H/fleece-disk0.luks" ] && [ ! -e "$H/fleece-disk0.sock" ] || fail "fleecing file left after expiry"
+[ ! -e "$H/fleece0.luks" ] && [ ! -e "$H/fleece0.sock" ] || fail "fleecing file left after expiry"
 # and another one works again (the NBD server and the job of the last are gone)
 expect_rc 0 vmseal --json vm export live1 --disk 0 --psk-file "$TMP/d.psk"
 URI=$(jq -r .uri <<<"$OUT")
@@ -99,7 +99,7 @@ ok "running export: a second one at the same time refused; an unused one expires
 # hostd killed during a running export: QEMU keeps the nodes, job and NBD server
 # it was given; the next hostd's export clears them and works
 expect_rc 0 vmseal --json vm export live1 --disk 0 --psk-file "$TMP/k.psk"
-[ -f "$H/fleece-disk0.luks" ] || fail "no fleecing file before the kill"
+[ -f "$H/fleece0.luks" ] || fail "no fleecing file before the kill"
 kill -KILL "${STACK_PID[esx1]}"
 wait "${STACK_PID[esx1]}" 2>/dev/null || true
 stack_hostd_start esx1
@@ -110,7 +110,7 @@ nbdcopy "$(jq -r .uri <<<"$OUT")?tls-psk-file=$TMP/l.psk" "$TMP/live3.img" ||
   { tail -n 20 "$LOG" >&2; fail "nbdcopy after hostd was killed during an export"; }
 [ "$(marker_at "$TMP/live3.img")" = "VMSEAL-MARKER:BBB2:vda" ] || fail "the export after the kill does not read B"
 stack_until 60 export_idle live1 || fail "the VM stays busy"
-[ ! -e "$H/fleece-disk0.luks" ] && [ ! -e "$H/fleece-disk0.sock" ] || fail "fleecing file left after the kill and a new export"
+[ ! -e "$H/fleece0.luks" ] && [ ! -e "$H/fleece0.sock" ] || fail "fleecing file left after the kill and a new export"
 ok "hostd killed (SIGKILL) during a running export: the next hostd's export clears QEMU's leftovers and reads B"
 
 # the ciphertext is exported from the powered-off VM only (the image changes under a running one)
@@ -184,7 +184,7 @@ guest "printf 'VMSEAL-MARKER:%s:vda\\n' CCC3 | dd of=/dev/vda bs=512 seek=2048 c
 nbdcopy "$URI?tls-psk-file=$TMP/q.psk" "$TMP/luks.img" || fail "nbdcopy of the running export (qemu-luks)"
 [ "$(marker_at "$TMP/luks.img")" = "VMSEAL-MARKER:BBB2:vda" ] || fail "qemu-luks: the export does not read B as at its start"
 stack_until 60 export_idle live1 || fail "the VM stays busy (qemu-luks)"
-[ ! -e "$H/fleece-disk0.luks" ] || fail "fleecing file left (qemu-luks)"
+[ ! -e "$H/fleece0.luks" ] || fail "fleecing file left (qemu-luks)"
 expect_rc 0 vmseal vm stop live1
 stack_vm_wait_off live1 60 || fail "live1 did not power off"
 ok "running export on QEMU's luks data path: reads B as at the start while the guest wrote C"
