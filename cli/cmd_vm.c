@@ -142,10 +142,13 @@ int cmd_vm(cli *c, int argc, char **argv)
         {"psk-file", required_argument, NULL, 'P'},
         {"tpm", no_argument, NULL, 'M'},
         {"disk-from", required_argument, NULL, 'B'},
+        {"ciphertext", no_argument, NULL, 'X'},
+        {"bundle-file", required_argument, NULL, 'U'},
         {0, 0, 0, 0},
     };
-    const char *folder = NULL, *vm_name_opt = NULL, *psk_file = NULL;
+    const char *folder = NULL, *vm_name_opt = NULL, *psk_file = NULL, *bundle_file = NULL;
     long tail = 0, ttl = 0;
+    int ciphertext = 0;
     int tpm = 0;
     optind = 2;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -186,6 +189,8 @@ int cmd_vm(cli *c, int argc, char **argv)
                 return EXIT_USAGE;
             break;
         case 'M': tpm = 1; break;
+        case 'X': ciphertext = 1; break;
+        case 'U': bundle_file = optarg; break;
         case 'B':
             if (nfrom + nd >= 8)
                 return EXIT_USAGE;
@@ -350,13 +355,17 @@ int cmd_vm(cli *c, int argc, char **argv)
             fflush(stdout);
         }
     } else if (!strcmp(sub, "export")) {
-        if (nd != 1 || disks[0] < 0 || (!psk_file && !c->json)) {
+        if (nd != 1 || disks[0] < 0 || (!psk_file && !c->json) ||
+            (ciphertext && !bundle_file && !c->json) || (bundle_file && !ciphertext)) {
             fprintf(stderr, "vmseal vm export: give --disk N (the disk's index) and --psk-file FILE "
-                            "(where the one-time TLS key goes; or --json)\n");
+                            "(where the one-time TLS key goes; or --json); with --ciphertext also "
+                            "--bundle-file FILE (where the disk's key bundle goes)\n");
             cli_reported = 1;
             return EXIT_USAGE;
         }
         body = json_pack("{s:I}", "disk", (json_int_t)disks[0]);
+        if (ciphertext)
+            json_object_set_new(body, "ciphertext", json_true());
         if (ttl)
             json_object_set_new(body, "ttl_seconds", json_integer(ttl));
         vm_path(path, sizeof(path), name, "/export");
@@ -367,6 +376,21 @@ int cmd_vm(cli *c, int argc, char **argv)
             if (fd < 0 || dprintf(fd, "%s:%s\n", jstr(resp, "psk_identity"), jstr(resp, "psk")) < 0 ||
                 close(fd) != 0) {
                 fprintf(stderr, "vmseal vm export: cannot write %s: %s\n", psk_file, strerror(errno));
+                cli_reported = 1;
+                rc = EXIT_FAIL;
+            }
+        }
+        if (rc == EXIT_OK && bundle_file) {
+            /* the key bundle: the disk's key safe, wrapped under its KEK */
+            json_t *bundle = json_object_get(resp, "bundle");
+            int fd = open(bundle_file, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+            FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+            if (!f && fd >= 0)
+                close(fd);
+            int ok = f && json_is_object(bundle) &&
+                     json_dumpf(bundle, f, JSON_INDENT(2) | JSON_SORT_KEYS) == 0 && fputc('\n', f) != EOF;
+            if ((f && fclose(f) != 0) || !ok) {
+                fprintf(stderr, "vmseal vm export: cannot write the key bundle to %s\n", bundle_file);
                 cli_reported = 1;
                 rc = EXIT_FAIL;
             }

@@ -43,7 +43,7 @@ static void usage(FILE *f)
             "                                 encrypted; vmseal-crypto-util coredump decrypt opens it)\n"
             "  vm console NAME                the terminal on the guest's serial port (Ctrl-] detaches)\n"
             "  vm vnc NAME [--listen ADDR:PORT]  a local port for one VNC viewer of the VM's display\n"
-            "  vm export NAME --disk N --psk-file FILE [--ttl SECONDS]\n"
+            "  vm export NAME --disk N --psk-file FILE [--ttl SECONDS] [--ciphertext --bundle-file FILE]\n"
             "                                 one-time NBD-over-TLS endpoint on a powered-off VM's\n"
             "                                 disk (read-only; the TLS key goes into FILE)\n"
             "  vm unregister NAME | vm register HOST UUID [--name NAME] [--kms P]\n"

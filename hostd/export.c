@@ -19,10 +19,13 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include <vmseal/keysafe.h>
 #include <vmseal/log.h>
+#include <vmseal/vmrecord.h>
 
 #include "blockserver.h"
 #include "export.h"
+#include "fleece.h"
 #include "strutil.h"
 
 #define PSK_BYTES 32
@@ -36,6 +39,7 @@ typedef struct export_job {
     int listen_fd;
     int64_t deadline_ms;            /* to connect */
     vmseal_secret *pass;            /* NULL: a plain disk */
+    hostd_fleece *fleece;           /* a running VM: its point-in-time view */
     char *argv[20];
     size_t argc;
     char dir[64], psk_path[96];
@@ -93,6 +97,13 @@ static void serve(export_job *j, int conn)
     }
     vmseal_secret_free(j->pass);
     j->pass = NULL;
+    if (j->fleece) {   /* descriptor 3: a connection to QEMU's export of the view */
+        pipefd[0] = hostd_fleece_connect(j->fleece);
+        if (pipefd[0] < 0) {
+            r = pipefd[0];
+            pipefd[0] = -1;
+        }
+    }
     char logname[96];
     snprintf(logname, sizeof(logname), "%s/export-disk%zu.log", hostd_vm_home(j->vm), j->disk);
     int logfd = open(logname, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -156,6 +167,10 @@ static void *export_main(void *arg)
         vmseal_log(VMSEAL_LOG_INFO, "VM %s: export of disk %zu expired unused",
                    hostd_vm_name(j->vm), j->disk);
     remove_psk(j);
+    if (j->fleece) {   /* the VM is still busy: the monitor is ours */
+        hostd_fleece_stop(j->fleece, hostd_vm_export_monitor(j->vm));
+        j->fleece = NULL;
+    }
     hostd_vm_export_end(j->vm);
     pthread_mutex_lock(&jobs_lock);
     j->done = 1;
@@ -268,8 +283,31 @@ static void arg(export_job *j, char *s)
         free(s);
 }
 
+/* The key bundle of an encrypted disk: its key safe as it is (see export.h). */
+static json_t *key_bundle(hostd_vm *vm, size_t idx)
+{
+    vmseal_vmrec *rec = hostd_vm_record(vm);
+    if (!rec)
+        return NULL;
+    json_t *b = NULL;
+    char obj[64];
+    vmseal_keysafe_info info;
+    const char *ks = idx < rec->ndisks ? rec->disks[idx].keysafe : NULL;
+    if (!ks)
+        vmseal_fail(EINVAL, "VM %s: disk %zu is not encrypted: no ciphertext to export",
+                    hostd_vm_name(vm), idx);
+    else if (vmseal_vmrec_keysafe_object(rec, (long)idx, 0, obj, sizeof(obj)) == 0 &&
+             vmseal_keysafe_parse(ks, &info) == 0)
+        b = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:s}", "format",
+                      "vmseal-disk-key-bundle-1", "vm", rec->uuid, "disk", (json_int_t)idx,
+                      "disk_id", obj, "luks_uuid", rec->disks[idx].luks_uuid, "kek_id",
+                      info.kek_id, "key_provider", info.provider, "keysafe", ks);
+    vmseal_vmrec_free(rec);
+    return b;
+}
+
 int hostd_export_start(hostd_vm *vm, const hostd_host_env *env, size_t idx, int ttl_s,
-                       json_t **out)
+                       int ciphertext, json_t **out)
 {
     *out = NULL;
     pthread_mutex_lock(&jobs_lock);
@@ -288,12 +326,37 @@ int hostd_export_start(hostd_vm *vm, const hostd_host_env *env, size_t idx, int 
     j->disk = idx;
     char file[VMSEAL_VMREC_FILE_MAX + 1];
     uint64_t size = 0;
-    int r = hostd_vm_export_begin(vm, env, idx, file, sizeof(file), &size, &j->pass);
+    struct hostd_qmp *live = NULL;
+    int r = hostd_vm_export_begin(vm, env, idx, file, sizeof(file), &size, &j->pass, &live);
     if (r < 0) {
         free(j);
         return r;
     }
-    if (!dp->nbd_ok)
+    /* encrypted or not, a running VM's disk is read through QEMU's own
+     * (decrypted) node; the vmseal plugin is needed for a powered-off one */
+    int encrypted = j->pass != NULL || (live && hostd_vm_disk_encrypted(vm, idx));
+    json_t *bundle = NULL;
+    if (ciphertext) {
+        /* the image file as it is: a running VM writes it meanwhile (and on
+         * the NBD path QEMU has no node of the ciphertext to fleece) */
+        if (live)
+            r = vmseal_fail(EBUSY, "VM %s is powered on: its ciphertext is exported from the "
+                            "powered-off VM", hostd_vm_name(vm));
+        else if (!(bundle = key_bundle(vm, idx)))
+            r = -EINVAL;
+        else {
+            struct stat st;   /* header and payload: the whole file */
+            if (fstatat(hostd_vm_home_dirfd(vm), file, &st, AT_SYMLINK_NOFOLLOW) != 0)
+                r = vmseal_fail(errno, "%s: %s", file, strerror(errno));
+            else
+                size = (uint64_t)st.st_size;
+        }
+        vmseal_secret_free(j->pass);   /* nothing is decrypted */
+        j->pass = NULL;
+    } else if (live)
+        r = hostd_fleece_start(live, hostd_vm_home_dirfd(vm), hostd_vm_home(vm), idx, size,
+                               &j->fleece);
+    else if (!dp->nbd_ok)
         r = vmseal_fail(ENOTSUP, "export needs nbdkit and its vmseal plugin here (%s)", dp->why);
     const char *run_as = env->qemu_user;
     j->confine = run_as && *run_as && geteuid() == 0;
@@ -325,16 +388,22 @@ int hostd_export_start(hostd_vm *vm, const hostd_host_env *env, size_t idx, int 
         }
         /* one connection: clients such as nbdcopy must not count on more */
         arg(j, strdup("--filter=multi-conn"));
-        arg(j, strdup(dp->plugin));
-        arg(j, hostd_asprintf("file=%s/%s", hostd_vm_home(vm), file));
-        arg(j, strdup(j->pass ? "passfd=3" : "raw=1"));
+        if (j->fleece) {   /* relay to QEMU's NBD export of the view */
+            arg(j, strdup("nbd"));
+            arg(j, strdup("socket-fd=3"));
+            arg(j, hostd_asprintf("export=%s", hostd_fleece_export_name(j->fleece)));
+        } else {
+            arg(j, strdup(dp->plugin));
+            arg(j, hostd_asprintf("file=%s/%s", hostd_vm_home(vm), file));
+            arg(j, strdup(j->pass ? "passfd=3" : "raw=1"));   /* raw: plain or ciphertext */
+        }
         arg(j, strdup("multi-conn-mode=disable"));
         for (size_t i = 0; i < j->argc; i++)
             if (!j->argv[i])
                 r = vmseal_fail(ENOMEM, "out of memory");
     }
     j->deadline_ms = hostd_now_ms() + (int64_t)ttl_s * 1000;
-    int encrypted = j->pass != NULL;   /* j is the thread's once it runs */
+    int running = j->fleece != NULL;   /* j is the thread's once it runs */
     if (r == 0) {
         pthread_mutex_lock(&jobs_lock);
         if (pthread_create(&j->thread, NULL, export_main, j) != 0) {
@@ -346,6 +415,9 @@ int hostd_export_start(hostd_vm *vm, const hostd_host_env *env, size_t idx, int 
         pthread_mutex_unlock(&jobs_lock);
     }
     if (r < 0) {
+        hostd_fleece_stop(j->fleece, live);
+        j->fleece = NULL;
+        json_decref(bundle);
         hostd_vm_export_end(vm);
         job_free(j);
         OPENSSL_cleanse(psk_hex, sizeof(psk_hex));
@@ -354,15 +426,19 @@ int hostd_export_start(hostd_vm *vm, const hostd_host_env *env, size_t idx, int 
     int v6 = strchr(listen_addr, ':') != NULL;
     char *uri = hostd_asprintf("nbds://%s@%s%s%s:%d/", PSK_IDENTITY, v6 ? "[" : "", listen_addr,
                                v6 ? "]" : "", port);
-    *out = json_pack("{s:s, s:i, s:s?, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:b}", "host", listen_addr,
+    *out = json_pack("{s:s, s:i, s:s?, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:b, s:s}", "host", listen_addr,
                      "port", port, "uri", uri, "tls", "psk", "psk_identity", PSK_IDENTITY, "psk",
                      psk_hex, "expires", (json_int_t)(time(NULL) + ttl_s), "disk", (json_int_t)idx,
-                     "size", (json_int_t)size, "view", encrypted ? "decrypted" : "plain",
-                     "read_only", 1);
+                     "size", (json_int_t)size,
+                     "view", ciphertext ? "ciphertext" : encrypted ? "decrypted" : "plain",
+                     "read_only", 1, "source", running ? "running" : "powered-off");
     free(uri);
+    if (bundle)
+        json_object_set_new(*out, "bundle", bundle);
     OPENSSL_cleanse(psk_hex, sizeof(psk_hex));
-    vmseal_log(VMSEAL_LOG_INFO, "VM %s: disk %zu exported (%s, read-only) on %s port %d for one "
-               "connection within %d s", hostd_vm_name(vm), idx, encrypted ? "decrypted" : "plain",
-               listen_addr, port, ttl_s);
+    vmseal_log(VMSEAL_LOG_INFO, "VM %s: disk %zu exported (%s%s, read-only) on %s port %d for one "
+               "connection within %d s", hostd_vm_name(vm), idx,
+               ciphertext ? "ciphertext" : encrypted ? "decrypted" : "plain",
+               running ? ", point-in-time view of the running VM" : "", listen_addr, port, ttl_s);
     return 0;
 }

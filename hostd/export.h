@@ -1,7 +1,9 @@
 /* vmseal-hostd — one-time NBD-over-TLS export of a VM disk for backups
  * (docs/architecture.md, "Disk export"; POST /v1/vms/{uuid}/export).
  *
- * The VM must be powered off (the consistent point) and stays busy
+ * The consistent point: a powered-off VM's image, or a running VM's disk as
+ * it was when the export started (QEMU image fleecing, fleece.h; nbdkit's
+ * nbd plugin relays QEMU's export of that view). The VM stays busy
  * ("exporting") until the export ends. hostd listens on one ephemeral TCP
  * port of its `listen` address, accepts exactly one connection and closes
  * the port: a second connection is refused, and so is one after the
@@ -34,9 +36,17 @@
 
 /* Start an export of disk `idx` of `vm`: *out = {"host", "port", "uri",
  * "psk_identity", "psk" (hex), "tls": "psk", "expires" (unix time),
- * "disk", "size", "view": "decrypted"|"plain", "read_only": true}. */
+ * "disk", "size", "view": "decrypted"|"plain"|"ciphertext", "read_only":
+ * true, "source": "powered-off"|"running"}.
+ * ciphertext: the encrypted disk's LUKS1 image as it is on disk (header and
+ * payload, nothing decrypted; the VM powered off) and "bundle": {"format":
+ * "vmseal-disk-key-bundle-1", "vm": uuid, "disk": idx, "disk_id": the
+ * object the key safe is bound to ("disk:LUKS-UUID"), "luks_uuid",
+ * "kek_id", "key_provider", "keysafe": the disk's key safe as it is in
+ * vm.conf (its secret wrapped under the KEK with AES-GCM, bound to
+ * disk_id)}. */
 int hostd_export_start(hostd_vm *vm, const hostd_host_env *env, size_t idx, int ttl_s,
-                       json_t **out) VMSEAL_MUST_CHECK;
+                       int ciphertext, json_t **out) VMSEAL_MUST_CHECK;
 
 /* End every export (hostd stops): servers killed, threads joined. */
 void hostd_export_stop_all(void);

@@ -857,8 +857,8 @@ static void api_create_vm(hostd_host *h, const char *body, size_t len, int *stat
     reply(status, resp, 201, out);
 }
 
-/* POST /v1/vms/{uuid}/export {"disk": N, "ttl_seconds"?}: a one-time
- * NBD-over-TLS endpoint (hostd/export.h). */
+/* POST /v1/vms/{uuid}/export {"disk": N, "ttl_seconds"?, "ciphertext"?}: a
+ * one-time NBD-over-TLS endpoint (hostd/export.h). */
 static void api_vm_export(hostd_host *h, hostd_vm *vm, const char *body, size_t len, int *status,
                           json_t **resp)
 {
@@ -870,13 +870,18 @@ static void api_vm_export(hostd_host *h, hostd_vm *vm, const char *body, size_t 
     const char *key;
     json_t *v;
     json_object_foreach(j, key, v)
-        if (strcmp(key, "disk") != 0 && strcmp(key, "ttl_seconds") != 0) {
-            reply_error(status, resp, 400, "unknown field '%s' (disk, ttl_seconds)", key);
+        if (strcmp(key, "disk") != 0 && strcmp(key, "ttl_seconds") != 0 &&
+            strcmp(key, "ciphertext") != 0) {
+            reply_error(status, resp, 400, "unknown field '%s' (disk, ttl_seconds, ciphertext)", key);
             json_decref(j);
             return;
         }
     if (!json_is_integer(json_object_get(j, "disk")))
         r = vmseal_fail(EINVAL, "field 'disk' (the disk's index) is required");
+    json_t *ct = json_object_get(j, "ciphertext");
+    if (r == 0 && ct && !json_is_boolean(ct))
+        r = vmseal_fail(EINVAL, "field 'ciphertext' must be true or false");
+    int ciphertext = json_is_true(ct);
     if (r == 0)
         r = get_uint(j, "disk", 0, VMSEAL_VM_MAX_DISKS - 1, 0, &disk);
     if (r == 0)
@@ -894,7 +899,7 @@ static void api_vm_export(hostd_host *h, hostd_vm *vm, const char *body, size_t 
         return;
     }
     json_t *out = NULL;
-    r = hostd_export_start(vm, &h->env, (size_t)disk, (int)ttl, &out);
+    r = hostd_export_start(vm, &h->env, (size_t)disk, (int)ttl, ciphertext, &out);
     if (r == -ENOKEY || r == -EBUSY) {
         reply_error(status, resp, 409, "%s", vmseal_last_error());
         return;

@@ -1787,18 +1787,20 @@ out:
 /* ------------------------------------------------------------ export */
 
 int hostd_vm_export_begin(hostd_vm *vm, const hostd_host_env *env, size_t idx, char *file,
-                          size_t flen, uint64_t *size, vmseal_secret **pass)
+                          size_t flen, uint64_t *size, vmseal_secret **pass,
+                          struct hostd_qmp **live)
 {
     *pass = NULL;
     *size = 0;
+    *live = NULL;
     int r = vm_begin(vm, "exporting");
     if (r < 0)
         return r;
     const vmseal_vmrec *c = vm->rec;
     char reason[300];
-    if (qemu_running_owned(vm))
-        r = vmseal_fail(EBUSY, "VM %s is powered on: a disk is exported from a powered-off VM "
-                        "(a consistent point)", vm->name);
+    int running = qemu_running_owned(vm);
+    if (running && !(*live = hostd_qemu_monitor(vm->qemu)))
+        r = vmseal_fail(EBUSY, "VM %s: no monitor (%s)", vm->name, vmseal_last_error());
     else if (c->op != VMSEAL_VMREC_OP_NONE)
         r = vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
                         vmseal_vmrec_op_name(c->op));
@@ -1819,7 +1821,7 @@ int hostd_vm_export_begin(hostd_vm *vm, const hostd_host_env *env, size_t idx, c
         r = vmseal_fail(EKEYREJECTED, "%s/%s is not the disk its key safe belongs to", vm->home,
                         file);
     char obj[64];
-    if (r == 0 && ks) {
+    if (r == 0 && ks && !running) {   /* running: QEMU's node has the key */
         r = vmseal_vmrec_keysafe_object(c, (long)idx, 0, obj, sizeof(obj));
         if (r == 0)
             r = pass_from_line(env, ks, obj, pass);
@@ -1836,9 +1838,28 @@ int hostd_vm_export_begin(hostd_vm *vm, const hostd_host_env *env, size_t idx, c
     if (r < 0) {
         vmseal_secret_free(*pass);
         *pass = NULL;
+        *live = NULL;
         vm_end(vm);
     }
     return r;
+}
+
+struct hostd_qmp *hostd_vm_export_monitor(hostd_vm *vm)
+{
+    return qemu_running_owned(vm) ? hostd_qemu_monitor(vm->qemu) : NULL;
+}
+
+int hostd_vm_home_dirfd(const hostd_vm *vm)
+{
+    return vm->home_fd;
+}
+
+int hostd_vm_disk_encrypted(hostd_vm *vm, size_t idx)
+{
+    pthread_mutex_lock(&vm->lock);
+    int e = idx < vm->rec->ndisks && vm->rec->disks[idx].keysafe != NULL;
+    pthread_mutex_unlock(&vm->lock);
+    return e;
 }
 
 void hostd_vm_export_end(hostd_vm *vm)

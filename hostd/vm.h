@@ -152,13 +152,23 @@ const char *hostd_vm_uuid(const hostd_vm *vm);
 const char *hostd_vm_name(const hostd_vm *vm);
 const char *hostd_vm_home(const hostd_vm *vm);
 
-/* A disk export (hostd/export.h): the VM must be powered off, unlocked and
- * without an unfinished operation; it stays busy ("exporting": no power-on,
- * no operation) until hostd_vm_export_end. Gives the disk's image name in
- * the home, its guest-visible size and (encrypted disk) its LUKS
- * passphrase; NULL for a plain disk. -EBUSY, -ENOENT, -ENOKEY. */
+struct hostd_qmp;
+/* A disk export (hostd/export.h): the VM must be unlocked and without an
+ * unfinished operation; it stays busy ("exporting": no power-on, no
+ * operation) until hostd_vm_export_end. Gives the disk's image name in the
+ * home, its guest-visible size and, for a powered-off VM, (encrypted disk)
+ * its LUKS passphrase (NULL for a plain disk); for a running VM *live is its
+ * QEMU monitor (the export fleeces the disk's node, hostd/fleece.h) and
+ * *pass stays NULL. -EBUSY, -ENOENT, -ENOKEY. */
 int hostd_vm_export_begin(hostd_vm *vm, const hostd_host_env *env, size_t idx, char *file,
-                          size_t flen, uint64_t *size, vmseal_secret **pass) VMSEAL_MUST_CHECK;
+                          size_t flen, uint64_t *size, vmseal_secret **pass,
+                          struct hostd_qmp **live) VMSEAL_MUST_CHECK;
+/* While exporting: the running VM's monitor again (NULL: QEMU is gone). */
+struct hostd_qmp *hostd_vm_export_monitor(hostd_vm *vm);
+/* The VM home's descriptor. */
+int hostd_vm_home_dirfd(const hostd_vm *vm);
+/* Whether disk idx has a key safe (is encrypted). */
+int hostd_vm_disk_encrypted(hostd_vm *vm, size_t idx);
 void hostd_vm_export_end(hostd_vm *vm);
 
 /* KEK ids this VM needs (its key safes, pending operation). Returns a JSON

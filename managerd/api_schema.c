@@ -397,6 +397,7 @@ SCHEMA(schema_vm_resume, "vm_resume", f_vm_resume);
 static const api_field f_vm_export[] = {
     {.name = "disk", .type = F_INT, .required = 1, .min = 0, .max = 7},
     {.name = "ttl_seconds", .type = F_INT, .min = 1, .max = 86400},
+    {.name = "ciphertext", .type = F_BOOL},   /* the LUKS image and its key bundle */
 };
 SCHEMA(schema_vm_export, "vm_export", f_vm_export);
 

@@ -259,7 +259,10 @@ void api_vms(api_ctx *ctx)
     if (sub && !strcmp(sub, "export") && !strcmp(m, "POST")) {
         if (api_body(ctx, &schema_vm_export, &b) < 0)
             return;
-        if (api_authorize(ctx, "vm.export", name) >= 0) {
+        /* the ciphertext reveals nothing without the KEK: no crypto privilege */
+        const char *op = json_is_true(json_object_get(b, "ciphertext")) ? "vm.export-ciphertext"
+                                                                          : "vm.export";
+        if (api_authorize(ctx, op, name) >= 0) {
             rc = vms_export(ctx->m, ctx->user, name, b, &out);
             api_reply(ctx, rc, 200, out);
         }

@@ -194,6 +194,10 @@ def setup(op):
         sub["{vm}"] = "sealed" if counter[0] % 2 else "plain"
         counter[0] += 1
         body = {"disk": 0}
+    elif oid == "vm.export-ciphertext":
+        # no crypto privilege: the ciphertext and the key safe reveal nothing
+        sub["{vm}"] = "sealed"
+        body = {"disk": 0, "ciphertext": True}
     elif oid == "vm.dump":
         sub["{vm}"] = "sealed"        # a sealed VM: Cryptographer.Access too
         body = {}
