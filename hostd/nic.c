@@ -304,7 +304,19 @@ out:
 /* NIC idx's own user-mode network: 10.0.(2+idx).0/24 (NIC 0 has QEMU's
  * usual 10.0.2.0/24), so that a guest with several user NICs routes each
  * back through its own. */
-static char *user_netdev(const hostd_vmnet_config *net, const vmseal_vmrec_nic *nic, size_t idx)
+/* The allowed host services (user_network_allow) go on the VM's first
+ * user-mode NIC only: QEMU names a guestfwd's chardev by its port alone
+ * (guestfwd.tcp.PORT), so a second NIC with the same target would clash. */
+static int first_user_nic(const vmseal_vmrec *rec, size_t idx)
+{
+    for (size_t i = 0; i < idx && i < rec->nnics; i++)
+        if (rec->nics[i].mode == VMSEAL_NIC_USER)
+            return 0;
+    return 1;
+}
+
+static char *user_netdev(const hostd_vmnet_config *net, const vmseal_vmrec_nic *nic, size_t idx,
+                         int with_allow)
 {
     size_t cap = 128 + nic->nforwards * 64 + HOSTD_NET_MAX_USER_ALLOW * 96, off = 0;
     char *s = malloc(cap);
@@ -315,7 +327,7 @@ static char *user_netdev(const hostd_vmnet_config *net, const vmseal_vmrec_nic *
                             isolated ? ",restrict=on" : "");
     /* the allowed host services: a chardev that (re)connects to the target
      * (",," is a comma inside the netdev option) */
-    for (size_t a = 0; isolated && net && a < net->nallow && off < cap; a++)
+    for (size_t a = 0; with_allow && isolated && net && a < net->nallow && off < cap; a++)
         off += (size_t)snprintf(s + off, cap - off, ",guestfwd=tcp:10.0.%zu.%d:%u-tcp:%s:%u,,reconnect=1",
                                 2 + idx, HOSTD_NET_GUESTFWD_HOST, net->user_allow[a].port,
                                 net->user_allow[a].addr, net->user_allow[a].port);
@@ -359,7 +371,7 @@ int hostd_nic_prepare(const hostd_vmnet_config *net, const vmseal_vmrec *rec, co
             out->fd[i] = fd;
             out->q[i].tap_fd = fd;
             (void)vm_name;
-        } else if (!(out->netdev[i] = user_netdev(net, nic, i))) {
+        } else if (!(out->netdev[i] = user_netdev(net, nic, i, first_user_nic(rec, i)))) {
             r = vmseal_fail(ENOMEM, "out of memory");
             break;
         } else {
@@ -502,7 +514,7 @@ static int add_live(hostd_qmp *q, const vmseal_vmrec *n, void *arg)
     }
     int isolated = !net || net->user_isolated;
     json_t *gf = json_array();
-    for (size_t a = 0; isolated && net && a < net->nallow; a++) {
+    for (size_t a = 0; isolated && net && first_user_nic(n, i) && a < net->nallow; a++) {
         char t[96];
         snprintf(t, sizeof(t), "tcp:10.0.%zu.%d:%u-tcp:%s:%u,reconnect=1", 2 + i,
                  HOSTD_NET_GUESTFWD_HOST, net->user_allow[a].port, net->user_allow[a].addr,

@@ -7,7 +7,7 @@
  *           host's loopback (10.0.2.2: managerd, kmsd, hostd) nor beyond,
  *           only the host services hostd.conf user_network_allow names
  *           (ADDR:PORT, each a QEMU guestfwd the guest sees at
- *           10.0.2.100:PORT). user_network = nat is the explicit opt-in to
+ *           10.0.2.100:PORT, on its first user-mode NIC only). user_network = nat is the explicit opt-in to
  *           QEMU's usual NAT, host loopback included. Port forwards bind
  *           a host address hostd.conf allows (forward_addresses, default
  *           127.0.0.1) on an unprivileged port (1024..65535) to a guest

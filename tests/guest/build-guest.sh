@@ -271,11 +271,14 @@ if [ -n "$fetch" ]; then
   # busybox nc (the static busybox's wget crashes on name lookup): a bare
   # HTTP/1.0 GET; the body is what follows the blank line. Several targets:
   # HOST:PORT+HOST:PORT, fetched in turn (a failure names its target)
+  # (bounded by timeout: a host service reached through a QEMU guestfwd
+  # does not close the guest's side when it closes its own)
   for f in $(echo "$fetch" | tr '+' ' '); do
-    if netok "$f" &&
-       printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' "$f" |
-         nc -w 20 "${f%:*}" "${f##*:}" > /tmp/page 2>/tmp/fetch.err &&
-       head -n1 /tmp/page | grep -q ' 200 '; then
+    : > /tmp/page
+    netok "$f" &&
+      { printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' "$f" |
+          timeout 25 nc -w 20 "${f%:*}" "${f##*:}" > /tmp/page 2>/tmp/fetch.err; }
+    if head -n1 /tmp/page | grep -q ' 200 '; then
       sed '1,/^\r*$/d' /tmp/page | while IFS= read -r l; do echo "VMSEAL-FETCH:$l"; done
     else
       echo "VMSEAL-FETCH-FAIL $f $(head -n1 /tmp/fetch.err 2>/dev/null) $(head -n1 /tmp/page 2>/dev/null)"

@@ -142,6 +142,18 @@ static void test_prepare(void **state)
                         "guestfwd=tcp:10.0.2.100:53-tcp:192.0.2.7:53,,reconnect=1,"
                         "hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp:192.0.2.7:5353-:53");
     hostd_nic_run_release(&run);
+    /* a second user NIC: no guestfwd (QEMU names their chardevs by port: a
+     * second one would clash and QEMU would not start) */
+    r->nnics = 2;
+    r->nics[1] = r->nics[0];
+    snprintf(r->nics[1].mac, sizeof(r->nics[1].mac), "0a:76:6d:00:00:02");
+    r->nics[1].nforwards = 0;
+    assert_int_equal(hostd_nic_prepare(&n, r, "n1", &run), 0);
+    assert_int_equal(run.n, 2);
+    assert_non_null(strstr(run.q[0].netdev, "guestfwd="));
+    assert_string_equal(run.q[1].netdev, "user,net=10.0.3.0/24,restrict=on");
+    hostd_nic_run_release(&run);
+    r->nnics = 1;
     /* nat: the explicit opt-in to QEMU's NAT (no restrict, no guestfwd needed) */
     cfg_ok(&n, "user_network", "nat");
     assert_int_equal(hostd_nic_prepare(&n, r, "n1", &run), 0);
