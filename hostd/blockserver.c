@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 
 #include "blockserver.h"
+#include "confine.h"
 #include "strutil.h"
 
 #define PASS_MAX 512   /* the plugin reads at most this much */
@@ -298,12 +299,7 @@ int hostd_nbdkit_spawn(const char *const argv[], int conn_fd, int log_fd, int ke
         if (c < 0 || l < 0 || k < 0 || dup2(c, 0) < 0 || dup2(c, 1) < 0 || dup2(l, 2) < 0 ||
             (key_fd >= 0 && dup2(k, 3) < 0))
             _exit(126);
-        if (confine)
-            for (int cap = 0; cap <= 63; cap++)
-                if (cap != CAP_SETUID && cap != CAP_SETGID &&
-                    prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
-                    _exit(126);
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        if (hostd_confine_child(confine, (uid_t)-1, (gid_t)-1) < 0)   /* confine.h */
             _exit(126);
         closefrom(key_fd >= 0 ? 4 : 3);
         /* nothing of hostd's environment: the server needs none */

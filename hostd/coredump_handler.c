@@ -6,9 +6,14 @@
  * private key, kept off the host, opens a dump
  * (`vmseal-crypto-util coredump decrypt --host-key PRIV`).
  *
- * usage: vmseal-coredump-handler --key PUBFILE --dir DIR [--max-mb N] PID COMM TIME
+ * usage: vmseal-coredump-handler --key PUBFILE --dir DIR [--max-mb N]
+ *                                [--keep-free-percent P] PID COMM TIME
  *   PUBFILE  64 hex digits (vmseal-crypto-util hostkey generate)
  *   --max-mb a dump larger than this is dropped (default 65536)
+ *   --keep-free-percent a dump that would leave less than P% of DIR's file
+ *            system free is dropped (default 15, as systemd-coredump's
+ *            KeepFree): any local user can crash their own processes, and
+ *            the kernel's pipe handler ignores their RLIMIT_CORE
  * Failures go to syslog (never any dump content); exit status 0 on success.
  */
 #include <errno.h>
@@ -20,6 +25,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -45,9 +51,24 @@ static ssize_t in_read(void *ctx, void *buf, size_t len)
     }
 }
 
+typedef struct out_ctx {
+    int fd;
+    unsigned keep_free_pct;
+} out_ctx;
+
 static int out_write(void *ctx, const void *buf, size_t len)
 {
-    return vmseal_write_all(*(int *)ctx, buf, len);
+    out_ctx *o = ctx;
+    struct statvfs vs;
+    if (o->keep_free_pct && fstatvfs(o->fd, &vs) == 0 && vs.f_blocks) {
+        unsigned long long bs = vs.f_frsize ? vs.f_frsize : vs.f_bsize;
+        unsigned long long avail = (unsigned long long)vs.f_bavail * bs;
+        unsigned long long keep = (unsigned long long)vs.f_blocks * bs / 100 * o->keep_free_pct;
+        if (avail < keep + len)
+            return vmseal_fail(ENOSPC, "the dump would leave less than %u%% of the file system "
+                               "free (--keep-free-percent)", o->keep_free_pct);
+    }
+    return vmseal_write_all(o->fd, buf, len);
 }
 
 static int read_pub(const char *path, uint8_t pub[32])
@@ -89,10 +110,12 @@ int main(int argc, char **argv)
         {"key", required_argument, NULL, 'k'},
         {"dir", required_argument, NULL, 'd'},
         {"max-mb", required_argument, NULL, 'm'},
+        {"keep-free-percent", required_argument, NULL, 'f'},
         {0, 0, 0, 0},
     };
     const char *key = NULL, *dir = NULL;
     uint64_t max_mb = 65536;
+    unsigned keep_free = 15;
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -108,12 +131,22 @@ int main(int argc, char **argv)
             max_mb = v;
             break;
         }
+        case 'f': {
+            char *end;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (*end || !*optarg || v > 90) {
+                fprintf(stderr, "vmseal-coredump-handler: --keep-free-percent 0..90\n");
+                return 2;
+            }
+            keep_free = (unsigned)v;
+            break;
+        }
         default: return 2;
         }
     }
     if (!key || !dir || argc - optind != 3) {
         fprintf(stderr, "usage: vmseal-coredump-handler --key PUBFILE --dir DIR [--max-mb N] "
-                        "PID COMM TIME\n");
+                        "[--keep-free-percent P] PID COMM TIME\n");
         return 2;
     }
     char pid[24], comm[40], when[24];
@@ -140,7 +173,8 @@ int main(int argc, char **argv)
         return 1;
     }
     in_ctx ic = {.max = max_mb << 20};
-    vmseal_stream io = {.read = in_read, .read_ctx = &ic, .write = out_write, .write_ctx = &fd};
+    out_ctx oc = {.fd = fd, .keep_free_pct = keep_free};
+    vmseal_stream io = {.read = in_read, .read_ctx = &ic, .write = out_write, .write_ctx = &oc};
     int r = vmseal_hostcore_seal(pub, &io);
     if (r == 0 && fsync(fd) != 0)
         r = vmseal_fail(errno, "fsync: %s", strerror(errno));

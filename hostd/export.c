@@ -81,10 +81,41 @@ static void job_free(export_job *j)
     free(j);
 }
 
-/* Serve one connection: spawn nbdkit on it, wait for the end (bounded). */
-static void serve(export_job *j, int conn)
+/* nbdkit's log filter writes "DATE TIME connection=N Connect export=..."
+ * when a client has finished the negotiation: with --tls=require that is
+ * after a TLS handshake with the export's key (no option but STARTTLS is
+ * answered before it). 1 when line is that line. */
+static int is_connect_line(const char *line)
 {
-    int pipefd[2] = {-1, -1};
+    int y, mo, d, h, mi, n = 0;
+    double sec;
+    unsigned long conn;
+    return sscanf(line, "%4d-%2d-%2d %2d:%2d:%lf connection=%lu Connect %n", &y, &mo, &d, &h, &mi,
+                  &sec, &conn, &n) == 7 && n > 0;
+}
+
+/* One line of nbdkit's stderr: its own messages and the log filter's
+ * connect/disconnect into the export log (not its line a request). */
+static void take_line(const char *line, int logfd, int *connected)
+{
+    int filter_line = line[0] >= '0' && line[0] <= '9';
+    if (filter_line && is_connect_line(line))
+        *connected = 1;
+    if (logfd >= 0 && (!filter_line || strstr(line, " Connect ") || strstr(line, " Disconnect "))) {
+        ssize_t w = write(logfd, line, strlen(line));
+        w = write(logfd, "\n", 1);
+        (void)w;
+    }
+}
+
+/* Serve one connection: spawn nbdkit on it, wait for the end (bounded).
+ * 1 when the client completed the TLS handshake and the negotiation (the
+ * endpoint is used up), 0 when it did not (a port probe, a wrong key, a
+ * client silent for HOSTD_EXPORT_HANDSHAKE_S: killed), -1 when nbdkit
+ * could not start. */
+static int serve(export_job *j, int conn)
+{
+    int pipefd[2] = {-1, -1}, errp[2] = {-1, -1};
     int r = 0;
     if (j->pass) {
         if (pipe2(pipefd, O_CLOEXEC) != 0)
@@ -95,15 +126,17 @@ static void serve(export_job *j, int conn)
         if (pipefd[1] >= 0)
             close(pipefd[1]);
     }
-    vmseal_secret_free(j->pass);
-    j->pass = NULL;
-    if (j->fleece) {   /* descriptor 3: a connection to QEMU's export of the view */
+    if (r == 0 && j->fleece) {   /* descriptor 3: a connection to QEMU's export of the view */
         pipefd[0] = hostd_fleece_connect(j->fleece);
         if (pipefd[0] < 0) {
             r = pipefd[0];
             pipefd[0] = -1;
         }
     }
+    if (r == 0 && pipe2(errp, O_CLOEXEC) != 0)
+        r = -errno;
+    if (r == 0 && fcntl(errp[0], F_SETFL, O_NONBLOCK) != 0)
+        r = -errno;
     char logname[96];
     snprintf(logname, sizeof(logname), "%s/export-disk%zu.log", hostd_vm_home(j->vm), j->disk);
     int logfd = open(logname, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -111,59 +144,127 @@ static void serve(export_job *j, int conn)
     if (r == 0 && logfd < 0)
         r = -errno;
     if (r == 0)
-        r = hostd_nbdkit_spawn((const char *const *)j->argv, conn, logfd, pipefd[0], j->confine, 1,
-                               &pid);
+        r = hostd_nbdkit_spawn((const char *const *)j->argv, conn, errp[1], pipefd[0], j->confine,
+                               1, &pid);
     if (pipefd[0] >= 0)
         close(pipefd[0]);
-    if (logfd >= 0)
-        close(logfd);
+    if (errp[1] >= 0)
+        close(errp[1]);
     close(conn);
     if (r < 0) {
         vmseal_log(VMSEAL_LOG_ERROR, "VM %s: export of disk %zu: cannot start nbdkit: %s",
                    hostd_vm_name(j->vm), j->disk, strerror(-r));
-        return;
+        if (errp[0] >= 0)
+            close(errp[0]);
+        if (logfd >= 0)
+            close(logfd);
+        return -1;
     }
-    int64_t end = hostd_now_ms() + (int64_t)HOSTD_EXPORT_RUN_MAX * 1000;
-    int st = 0;
+    int64_t start = hostd_now_ms();
+    int64_t end = start + (int64_t)HOSTD_EXPORT_RUN_MAX * 1000;
+    int64_t hs_end = start + (int64_t)HOSTD_EXPORT_HANDSHAKE_S * 1000;
+    int st = 0, connected = 0, timed_out = 0;
+    char line[1024];
+    size_t ll = 0;
     for (;;) {
+        struct pollfd p = {.fd = errp[0], .events = POLLIN};
+        if (errp[0] >= 0 && poll(&p, 1, 100) > 0) {
+            char buf[4096];
+            ssize_t n = read(errp[0], buf, sizeof(buf));
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+                close(errp[0]);
+                errp[0] = -1;
+            }
+            for (ssize_t i = 0; i < n; i++) {
+                if (buf[i] == '\n' || ll == sizeof(line) - 1) {   /* long lines: cut */
+                    line[ll] = '\0';
+                    take_line(line, logfd, &connected);
+                    ll = 0;
+                    if (buf[i] == '\n')
+                        continue;
+                }
+                line[ll++] = buf[i];
+            }
+        } else if (errp[0] < 0) {
+            struct timespec ts = {0, 100000000L};
+            nanosleep(&ts, NULL);
+        }
         pid_t w = waitpid(pid, &st, WNOHANG);
         if (w == pid || (w < 0 && errno != EINTR))
             break;
-        if (stopping || hostd_now_ms() >= end) {
+        int64_t now = hostd_now_ms();
+        if (!connected && now >= hs_end)
+            timed_out = 1;
+        if (stopping || now >= end || timed_out) {
             kill(pid, SIGKILL);
             (void)waitpid(pid, &st, 0);
             break;
         }
-        struct timespec ts = {0, 100000000L};
-        nanosleep(&ts, NULL);
     }
-    vmseal_log(VMSEAL_LOG_INFO, "VM %s: export of disk %zu ended (nbdkit status %d)",
-               hostd_vm_name(j->vm), j->disk,
-               WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    /* what is still in the pipe */
+    for (ssize_t n; errp[0] >= 0 && (n = read(errp[0], line + ll, sizeof(line) - 1 - ll)) > 0;) {
+        ll += (size_t)n;
+        line[ll] = '\0';
+        char *nl;
+        while ((nl = memchr(line, '\n', ll))) {
+            *nl = '\0';
+            take_line(line, logfd, &connected);
+            ll -= (size_t)(nl + 1 - line);
+            memmove(line, nl + 1, ll);
+        }
+        if (ll == sizeof(line) - 1) {
+            line[ll] = '\0';
+            take_line(line, logfd, &connected);
+            ll = 0;
+        }
+    }
+    if (ll) {
+        line[ll] = '\0';
+        take_line(line, logfd, &connected);
+    }
+    if (errp[0] >= 0)
+        close(errp[0]);
+    if (logfd >= 0)
+        close(logfd);
+    if (connected)
+        vmseal_log(VMSEAL_LOG_INFO, "VM %s: export of disk %zu ended (nbdkit status %d)",
+                   hostd_vm_name(j->vm), j->disk,
+                   WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    else
+        vmseal_log(VMSEAL_LOG_WARNING, "VM %s: export of disk %zu: a connection that did not "
+                   "complete the TLS handshake%s (not counted: the endpoint stays open)",
+                   hostd_vm_name(j->vm), j->disk, timed_out ? " in time" : "");
+    return connected;
 }
 
 static void *export_main(void *arg)
 {
     export_job *j = arg;
-    int conn = -1;
-    while (!stopping) {
+    int used = 0;
+    /* Connections one at a time until one completes the TLS handshake with
+     * the export's key (it uses the endpoint up) or the time to connect
+     * ends: a port probe or a wrong key does not burn the export. */
+    while (!stopping && !used) {
         int64_t left = j->deadline_ms - hostd_now_ms();
         if (left <= 0)
             break;
         struct pollfd p = {.fd = j->listen_fd, .events = POLLIN};
         int n = poll(&p, 1, left > 200 ? 200 : (int)left);
-        if (n > 0) {
-            conn = accept4(j->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-            if (conn >= 0)
-                break;
-        }
+        if (n <= 0)
+            continue;
+        int conn = accept4(j->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (conn < 0)
+            continue;
+        int r = serve(j, conn);
+        if (r != 0)
+            used = 1;   /* served, or nbdkit cannot start: the export ends */
     }
-    /* one connection, or none in time: the endpoint is closed either way */
+    /* the endpoint is closed: used, or not used in time */
     close(j->listen_fd);
     j->listen_fd = -1;
-    if (conn >= 0)
-        serve(j, conn);
-    else if (!stopping)
+    vmseal_secret_free(j->pass);
+    j->pass = NULL;
+    if (!used && !stopping)
         vmseal_log(VMSEAL_LOG_INFO, "VM %s: export of disk %zu expired unused",
                    hostd_vm_name(j->vm), j->disk);
     remove_psk(j);
@@ -215,7 +316,7 @@ static int open_listener(const char *addr, int *port)
         return vmseal_fail(EINVAL, "export: listen address %s: %s", addr, gai_strerror(g));
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int r = 0;
-    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1) != 0)
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 8) != 0)
         r = vmseal_fail(errno, "export: cannot listen on %s: %s", addr, strerror(errno));
     freeaddrinfo(ai);
     struct sockaddr_storage ss;
@@ -388,6 +489,8 @@ int hostd_export_start(hostd_vm *vm, const hostd_host_env *env, size_t idx, int 
         }
         /* one connection: clients such as nbdcopy must not count on more */
         arg(j, strdup("--filter=multi-conn"));
+        /* its "Connect" line tells hostd the client got past TLS (serve) */
+        arg(j, strdup("--filter=log"));
         if (j->fleece) {   /* relay to QEMU's NBD export of the view */
             arg(j, strdup("nbd"));
             arg(j, strdup("socket-fd=3"));
@@ -398,6 +501,7 @@ int hostd_export_start(hostd_vm *vm, const hostd_host_env *env, size_t idx, int 
             arg(j, strdup(j->pass ? "passfd=3" : "raw=1"));   /* raw: plain or ciphertext */
         }
         arg(j, strdup("multi-conn-mode=disable"));
+        arg(j, strdup("logfile=/dev/stderr"));
         for (size_t i = 0; i < j->argc; i++)
             if (!j->argv[i])
                 r = vmseal_fail(ENOMEM, "out of memory");

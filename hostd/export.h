@@ -5,9 +5,14 @@
  * it was when the export started (QEMU image fleecing, fleece.h; nbdkit's
  * nbd plugin relays QEMU's export of that view). The VM stays busy
  * ("exporting") until the export ends. hostd listens on one ephemeral TCP
- * port of its `listen` address, accepts exactly one connection and closes
- * the port: a second connection is refused, and so is one after the
- * endpoint's lifetime. The accepted socket becomes the stdin/stdout of
+ * port of its `listen` address and serves connections one at a time until
+ * one completes the TLS handshake with the export's key, then closes the
+ * port: a second use is refused, and so is one after the endpoint's
+ * lifetime. A connection that does not get past TLS (a port probe, a wrong
+ * key, a client silent for HOSTD_EXPORT_HANDSHAKE_S: killed) does not use
+ * the endpoint up, so whoever can reach the port cannot burn the export;
+ * hostd knows from the "Connect" line of nbdkit's log filter, which nbdkit
+ * writes only after the negotiation (--tls=require). The accepted socket becomes the stdin/stdout of
  * `nbdkit -s --tls=require --tls-psk=FILE -r` serving the decrypted view
  * (nbdkit-vmseal-plugin, passphrase over a pipe as for running VMs) or a
  * plain disk (the plugin's raw=1), read-only, confined like the disk
@@ -33,6 +38,7 @@
 #define HOSTD_EXPORT_TTL_DEFAULT 300     /* seconds to connect */
 #define HOSTD_EXPORT_TTL_MAX 86400
 #define HOSTD_EXPORT_RUN_MAX (24 * 3600) /* the connection is cut after this */
+#define HOSTD_EXPORT_HANDSHAKE_S 30      /* a connection must be past TLS by then */
 
 /* Start an export of disk `idx` of `vm`: *out = {"host", "port", "uri",
  * "psk_identity", "psk" (hex), "tls": "psk", "expires" (unix time),

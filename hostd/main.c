@@ -81,7 +81,10 @@ static void usage(FILE *f)
                "  forward_addresses = A ... host addresses a user-mode NIC's port forward may\n"
                "                            bind (default 127.0.0.1)\n"
                "  mac_prefix = xx:xx:xx     locally administered prefix of new MACs (0a:76:6d)\n"
-               "  user_network = nat|isolated  user-mode NICs reach out (nat, default) or not\n"
+               "  user_network = isolated|nat  user-mode NICs cut off from the host and beyond\n"
+               "                            (isolated, default) or QEMU's NAT (host loopback too)\n"
+               "  user_network_allow = ADDR:PORT ...  host services isolated guests may reach\n"
+               "                            (at 10.0.2.100:PORT; at most 8)\n"
                "  encryption_mode = yes|no  host encryption mode: core dumps sealed to\n"
                "                            core_dump_key (a host public key) by\n"
                "                            vmseal-coredump-handler in core_dump_dir\n"
@@ -283,7 +286,7 @@ int main(int argc, char **argv)
         return 2;
     }
     /* VM networks (network.NAME.bridge, forward_addresses, mac_prefix,
-     * user_network): hostd/nic.h */
+     * user_network, user_network_allow): hostd/nic.h */
     static hostd_vmnet_config vmnet;
     hostd_vmnet_config_init(&vmnet);
     for (size_t i = 0; i < vmseal_vmconf_count(conf); i++)

@@ -38,13 +38,14 @@ void hostd_vmnet_config_init(hostd_vmnet_config *n)
     n->mac_prefix[0] = 0x0a;
     n->mac_prefix[1] = 0x76;
     n->mac_prefix[2] = 0x6d;
+    n->user_isolated = 1;   /* guests do not reach the host's services unless allowed */
 }
 
 int hostd_vmnet_config_key(const char *key)
 {
     return strncmp(key, net_prefix, sizeof(net_prefix) - 1) == 0 ||
            strcmp(key, "forward_addresses") == 0 || strcmp(key, "mac_prefix") == 0 ||
-           strcmp(key, "user_network") == 0;
+           strcmp(key, "user_network") == 0 || strcmp(key, "user_network_allow") == 0;
 }
 
 static int ipv4_valid(const char *s)
@@ -111,6 +112,39 @@ int hostd_vmnet_config_set(hostd_vmnet_config *n, const char *key, const char *v
             return vmseal_fail(EINVAL, "user_network: nat or isolated");
         return 1;
     }
+    if (strcmp(key, "user_network_allow") == 0) {
+        n->nallow = 0;
+        char buf[256];
+        if (strlen(value) >= sizeof(buf))
+            return vmseal_fail(EINVAL, "user_network_allow: too long");
+        snprintf(buf, sizeof(buf), "%s", value);
+        for (char *save = NULL, *t = strtok_r(buf, " \t,", &save); t;
+             t = strtok_r(NULL, " \t,", &save)) {
+            char *colon = strrchr(t, ':'), *end = NULL;
+            unsigned long port = 0;
+            if (colon) {
+                *colon = '\0';
+                errno = 0;
+                port = strtoul(colon + 1, &end, 10);
+            }
+            if (!colon || !ipv4_valid(t) || !strcmp(t, "0.0.0.0") || !end || *end ||
+                colon[1] < '0' || colon[1] > '9' || port < 1 || port > 65535)
+                return vmseal_fail(EINVAL, "user_network_allow: %s is not ADDR:PORT (an IPv4 "
+                                   "address of a host service, not 0.0.0.0; port 1..65535)", t);
+            for (size_t i = 0; i < n->nallow; i++)
+                if (n->user_allow[i].port == port)
+                    return vmseal_fail(EINVAL, "user_network_allow: port %lu twice (the guest "
+                                       "reaches each at 10.0.2.%d:PORT)", port,
+                                       HOSTD_NET_GUESTFWD_HOST);
+            if (n->nallow >= HOSTD_NET_MAX_USER_ALLOW)
+                return vmseal_fail(EINVAL, "user_network_allow: at most %d",
+                                   HOSTD_NET_MAX_USER_ALLOW);
+            hostd_user_allow *a = &n->user_allow[n->nallow++];
+            snprintf(a->addr, sizeof(a->addr), "%s", t);
+            a->port = (unsigned)port;
+        }
+        return 1;
+    }
     /* network.NAME.bridge = BRIDGE */
     const char *name = key + sizeof(net_prefix) - 1;
     size_t klen = strlen(name), slen = sizeof(bridge_suffix) - 1;
@@ -146,8 +180,15 @@ json_t *hostd_vmnet_config_json(const hostd_vmnet_config *n)
         json_array_append_new(addrs, json_string(n->forward_addrs[i]));
     if (!n)
         json_array_append_new(addrs, json_string("127.0.0.1"));
-    return json_pack("{s:o, s:o, s:s}", "networks", nets, "forward_addresses", addrs,
-                     "user_network", n && n->user_isolated ? "isolated" : "nat");
+    json_t *allow = json_array();
+    for (size_t i = 0; n && i < n->nallow; i++) {
+        char t[32];
+        snprintf(t, sizeof(t), "%s:%u", n->user_allow[i].addr, n->user_allow[i].port);
+        json_array_append_new(allow, json_string(t));
+    }
+    return json_pack("{s:o, s:o, s:s, s:o}", "networks", nets, "forward_addresses", addrs,
+                     "user_network", !n || n->user_isolated ? "isolated" : "nat",
+                     "user_network_allow", allow);
 }
 
 static const hostd_network *find_network(const hostd_vmnet_config *n, const char *name)
@@ -263,14 +304,33 @@ out:
 /* NIC idx's own user-mode network: 10.0.(2+idx).0/24 (NIC 0 has QEMU's
  * usual 10.0.2.0/24), so that a guest with several user NICs routes each
  * back through its own. */
-static char *user_netdev(const hostd_vmnet_config *net, const vmseal_vmrec_nic *nic, size_t idx)
+/* The allowed host services (user_network_allow) go on the VM's first
+ * user-mode NIC only: QEMU names a guestfwd's chardev by its port alone
+ * (guestfwd.tcp.PORT), so a second NIC with the same target would clash. */
+static int first_user_nic(const vmseal_vmrec *rec, size_t idx)
 {
-    size_t cap = 128 + nic->nforwards * 64, off = 0;
+    for (size_t i = 0; i < idx && i < rec->nnics; i++)
+        if (rec->nics[i].mode == VMSEAL_NIC_USER)
+            return 0;
+    return 1;
+}
+
+static char *user_netdev(const hostd_vmnet_config *net, const vmseal_vmrec_nic *nic, size_t idx,
+                         int with_allow)
+{
+    size_t cap = 128 + nic->nforwards * 64 + HOSTD_NET_MAX_USER_ALLOW * 96, off = 0;
     char *s = malloc(cap);
     if (!s)
         return NULL;
+    int isolated = !net || net->user_isolated;
     off += (size_t)snprintf(s, cap, "user,net=10.0.%zu.0/24%s", 2 + idx,
-                            net && net->user_isolated ? ",restrict=on" : "");
+                            isolated ? ",restrict=on" : "");
+    /* the allowed host services: a chardev that (re)connects to the target
+     * (",," is a comma inside the netdev option) */
+    for (size_t a = 0; with_allow && isolated && net && a < net->nallow && off < cap; a++)
+        off += (size_t)snprintf(s + off, cap - off, ",guestfwd=tcp:10.0.%zu.%d:%u-tcp:%s:%u,,reconnect=1",
+                                2 + idx, HOSTD_NET_GUESTFWD_HOST, net->user_allow[a].port,
+                                net->user_allow[a].addr, net->user_allow[a].port);
     for (size_t a = 0; a < nic->nforwards && off < cap; a++) {
         const vmseal_vmrec_forward *f = &nic->forwards[a];
         off += (size_t)snprintf(s + off, cap - off, ",hostfwd=%s:%s:%u-:%u", f->udp ? "udp" : "tcp",
@@ -311,7 +371,7 @@ int hostd_nic_prepare(const hostd_vmnet_config *net, const vmseal_vmrec *rec, co
             out->fd[i] = fd;
             out->q[i].tap_fd = fd;
             (void)vm_name;
-        } else if (!(out->netdev[i] = user_netdev(net, nic, i))) {
+        } else if (!(out->netdev[i] = user_netdev(net, nic, i, first_user_nic(rec, i)))) {
             r = vmseal_fail(ENOMEM, "out of memory");
             break;
         } else {
@@ -452,11 +512,23 @@ static int add_live(hostd_qmp *q, const vmseal_vmrec *n, void *arg)
                  f->host_port, f->guest_port);
         json_array_append_new(fw, json_pack("{s:s}", "str", t));
     }
+    int isolated = !net || net->user_isolated;
+    json_t *gf = json_array();
+    for (size_t a = 0; isolated && net && first_user_nic(n, i) && a < net->nallow; a++) {
+        char t[96];
+        snprintf(t, sizeof(t), "tcp:10.0.%zu.%d:%u-tcp:%s:%u,reconnect=1", 2 + i,
+                 HOSTD_NET_GUESTFWD_HOST, net->user_allow[a].port, net->user_allow[a].addr,
+                 net->user_allow[a].port);
+        json_array_append_new(gf, json_pack("{s:s}", "str", t));
+    }
     json_t *args = json_pack("{s:s, s:s, s:s, s:b}", "type", "user", "id", id, "net", net_s,
-                             "restrict", net && net->user_isolated);
+                             "restrict", isolated);
     if (json_array_size(fw))
         json_object_set(args, "hostfwd", fw);
+    if (json_array_size(gf))
+        json_object_set(args, "guestfwd", gf);
     json_decref(fw);
+    json_decref(gf);
     int r = hostd_qmp_execute(q, "netdev_add", args, 15000, NULL);
     if (r < 0)
         return vmseal_fail(r == -EIO ? EBUSY : -r, "hot plug: netdev_add: %s", vmseal_last_error());

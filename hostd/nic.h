@@ -2,9 +2,13 @@
  *
  * Two kinds (vm.conf nicN.mode, include/vmseal/vmrecord.h):
  *   user    QEMU's user-mode NAT (slirp): no privilege needed. The guest
- *           gets 10.0.2.15 by DHCP, reaches out through hostd's QEMU, and
- *           the host's loopback as 10.0.2.2 (hostd.conf user_network =
- *           isolated cuts every way out: restrict=on). Port forwards bind
+ *           gets 10.0.2.15 by DHCP. By default (hostd.conf user_network =
+ *           isolated) it is cut off (restrict=on): it reaches neither the
+ *           host's loopback (10.0.2.2: managerd, kmsd, hostd) nor beyond,
+ *           only the host services hostd.conf user_network_allow names
+ *           (ADDR:PORT, each a QEMU guestfwd the guest sees at
+ *           10.0.2.100:PORT, on its first user-mode NIC only). user_network = nat is the explicit opt-in to
+ *           QEMU's usual NAT, host loopback included. Port forwards bind
  *           a host address hostd.conf allows (forward_addresses, default
  *           127.0.0.1) on an unprivileged port (1024..65535) to a guest
  *           port; never a forward to another host.
@@ -36,6 +40,15 @@
 #define HOSTD_NET_MAX_NETWORKS 16
 #define HOSTD_NET_MAX_FORWARD_ADDRS 8
 #define HOSTD_NET_BRIDGE_MAX 15          /* IFNAMSIZ - 1 */
+#define HOSTD_NET_MAX_USER_ALLOW 8
+#define HOSTD_NET_GUESTFWD_HOST 100       /* guests reach allowed targets at 10.0.(2+N).100 */
+
+/* A host service user-mode guests may reach (hostd.conf user_network_allow):
+ * the guest connects to 10.0.(2+N).100:port, QEMU to addr:port. */
+typedef struct hostd_user_allow {
+    char addr[16];
+    unsigned port;
+} hostd_user_allow;
 
 typedef struct hostd_network {
     char name[VMSEAL_VMREC_NETWORK_MAX + 1];
@@ -49,10 +62,13 @@ typedef struct hostd_vmnet_config {
     char forward_addrs[HOSTD_NET_MAX_FORWARD_ADDRS][16];  /* host addresses a forward may bind */
     size_t naddrs;
     unsigned char mac_prefix[3];
-    int user_isolated;                   /* user_network = isolated */
+    int user_isolated;                   /* user_network = isolated (the default) */
+    hostd_user_allow user_allow[HOSTD_NET_MAX_USER_ALLOW];   /* user_network_allow */
+    size_t nallow;
 } hostd_vmnet_config;
 
-/* The defaults: no network, forwards on 127.0.0.1, prefix 0a:76:6d, nat. */
+/* The defaults: no network, forwards on 127.0.0.1, prefix 0a:76:6d,
+ * user-mode NICs isolated (restrict=on: no way to the host's services). */
 void hostd_vmnet_config_init(hostd_vmnet_config *n);
 /* 1 when key is a hostd.conf key of this module. */
 int hostd_vmnet_config_key(const char *key);

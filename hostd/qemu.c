@@ -20,6 +20,7 @@
 
 #include <vmseal/diskdesc.h>
 
+#include "confine.h"
 #include "qemu.h"
 #include "qmp.h"
 #include "serial.h"
@@ -166,12 +167,7 @@ static int spawn(char *const argv[], const char *log_path, int die_with_parent, 
         signal(SIGPIPE, SIG_DFL);
         if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
             _exit(126);
-        if (confine)
-            for (int cap = 0; cap <= 63; cap++)
-                if (cap != CAP_SETUID && cap != CAP_SETGID &&
-                    prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
-                    _exit(126);
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        if (hostd_confine_child(confine, (uid_t)-1, (gid_t)-1) < 0)   /* confine.h */
             _exit(126);
         /* Move the descriptors out of the way first (a source may sit on a
          * target number), then onto 3, 4, ...; dup2 clears close-on-exec. */

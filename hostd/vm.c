@@ -25,6 +25,7 @@
 #include <vmseal/vmrecord.h>
 
 #include "blockserver.h"
+#include "confine.h"
 #include "coredump.h"
 #include "nic.h"
 #include "serial.h"
@@ -910,7 +911,11 @@ int hostd_vm_inspect_image(const hostd_host_env *env, const char *name, uint64_t
     if (fd < 0)
         return fd;
     vmseal_image_info info;
-    int r = vmseal_image_inspect(fd, name, NULL, NULL, &info);
+    hostd_import_confine cf;   /* qemu-img as qemu_user (confine.h) */
+    vmseal_import_opts io;
+    int r = hostd_import_confine_init(env->qemu_user, fd, name, &cf, &io);
+    if (r == 0)
+        r = vmseal_image_inspect(fd, name, NULL, &io, &info);
     close(fd);
     if (r < 0)
         return vmseal_fail(EINVAL, "disk image %s: %s", name, vmseal_last_error());
@@ -929,14 +934,20 @@ static int import_disk(hostd_vm *vm, const hostd_host_env *env, size_t idx, cons
     if (fd < 0)
         return fd;
     vmseal_image_info info;
-    int r = vmseal_image_inspect(fd, d->from, NULL, NULL, &info);
+    hostd_import_confine cf;   /* qemu-img as qemu_user (confine.h) */
+    vmseal_import_opts io;
+    int r = hostd_import_confine_init(env->qemu_user, fd, d->from, &cf, &io);
+    if (r == 0)
+        r = vmseal_image_inspect(fd, d->from, NULL, &io, &info);
     if (r == 0 && info.disk_size != d->size)
         r = vmseal_fail(ESTALE, "disk image %s changed: it is now %llu MiB, disk%zu is %llu MiB",
                         d->from, (unsigned long long)(info.disk_size >> 20), idx,
                         (unsigned long long)(d->size >> 20));
     if (r == 0)
-        r = vmseal_disk_import_at(fd, d->from, NULL, vm->home_fd, d->file, pass, o, NULL, &info);
+        r = vmseal_disk_import_at(fd, d->from, NULL, vm->home_fd, d->file, pass, o, &io, &info);
     close(fd);
+    if (r == 0)
+        hostd_import_done(&cf, vm->home_fd, d->file);
     if (r == 0)
         hostd_vm_log(vm, "disk%zu imported from %s (%s, %llu MiB)%s", idx, d->from, info.format,
                      (unsigned long long)(d->size >> 20), pass ? ", encrypted" : "");

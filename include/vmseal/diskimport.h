@@ -52,6 +52,12 @@ int vmseal_image_format_importable(const char *format);
 typedef struct vmseal_import_opts {
     const char *qemu_img;   /* NULL: "qemu-img" from PATH */
     uint64_t window;        /* 0: VMSEAL_IMPORT_WINDOW (tests use less) */
+    /* Run in the qemu-img child just before exec, with the source on
+     * descriptor 3, the output on 4 (async-signal-safe calls only): a
+     * nonzero return ends the child (status 126) before qemu-img runs.
+     * hostd drops it to qemu_user here. NULL: none. */
+    int (*child_setup)(void *arg);
+    void *child_arg;
 } vmseal_import_opts;
 
 typedef struct vmseal_image_info {

@@ -83,6 +83,7 @@ int vmseal_image_format_importable(const char *f)
 
 typedef struct child_io {
     int src, out, pass;            /* descriptors for FD_SRC, FD_OUT, FD_PASS (-1: none) */
+    const vmseal_import_opts *opts;   /* child_setup (NULL: none) */
     char *outbuf;                  /* stdout (info), NUL-terminated */
     size_t outlen;
     char err[ERR_MAX + 1];         /* stderr, cut */
@@ -107,14 +108,19 @@ static void child_exec(const char *qemu_img, char *const argv[], const child_io 
     int ow = fcntl(outw, F_DUPFD_CLOEXEC, 10), ew = fcntl(errw, F_DUPFD_CLOEXEC, 10);
     if (ow < 0 || ew < 0 || dup2(devnull, 0) < 0 || dup2(ow, 1) < 0 || dup2(ew, 2) < 0)
         _exit(126);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
         if (high[i] >= 0 && dup2(high[i], targets[i]) < 0)
             _exit(126);
+        if (high[i] < 0)
+            close(targets[i]);   /* nothing of the caller's on an unused number */
+    }
     if (close_range(FD_PASS + 1, ~0u, 0) != 0) {
         for (int fd = FD_PASS + 1; fd < 1024; fd++)
             close(fd);
     }
     signal(SIGPIPE, SIG_DFL);
+    if (io->opts && io->opts->child_setup && io->opts->child_setup(io->opts->child_arg) != 0)
+        _exit(126);
     execvp(qemu_img, argv);
     _exit(127);
 }
@@ -204,6 +210,8 @@ static int run_qemu_img(const char *qemu_img, char *const argv[], child_io *io, 
         return vmseal_fail(ENOMEM, "out of memory");
     if (WIFEXITED(st) && WEXITSTATUS(st) == 127)
         return vmseal_fail(ENOENT, "cannot run %s", qemu_img);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 126 && !io->errlen)
+        return vmseal_fail(EPERM, "cannot confine %s", qemu_img);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
         return vmseal_fail(EIO, "qemu-img failed: %s", io->errlen ? io->err : "no message");
     return 0;
@@ -308,7 +316,7 @@ int vmseal_image_inspect(int src_fd, const char *src_name, const char *format,
     if (!spec)
         return vmseal_fail(ENOMEM, "out of memory");
     char *argv[] = {(char *)qemu_img_of(io), "info", "--output=json", spec, NULL};
-    child_io cio = {.src = src_fd, .out = -1, .pass = -1};
+    child_io cio = {.src = src_fd, .out = -1, .pass = -1, .opts = io};
     int rc = run_qemu_img(qemu_img_of(io), argv, &cio, 1, NULL);
     free(spec);
     json_t *j = NULL;
@@ -475,7 +483,7 @@ static int copy_window(int src_fd, const char *format, struct imp *m, const vmse
         argv[k++] = src;
         argv[k++] = dst;
         argv[k] = NULL;
-        child_io cio = {.src = src_fd, .out = m->out, .pass = pp[0]};
+        child_io cio = {.src = src_fd, .out = m->out, .pass = pp[0], .opts = io};
         rc = run_qemu_img(img, argv, &cio, 0, cancel);
     }
     if (pp[0] >= 0)

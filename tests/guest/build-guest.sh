@@ -22,7 +22,7 @@
 #   vmseal.net=dhcp     bring eth0 (virtio-net) up by DHCP (busybox udhcpc),
 #                       print VMSEAL-NET-ADDR <address> or VMSEAL-NET-FAIL
 #   vmseal.ip=A.B.C.D/N a static address on eth0 instead (VMSEAL-NET-ADDR)
-#   vmseal.fetch=HOST:PORT  then fetch http://HOST:PORT/ (busybox wget) and
+#   vmseal.fetch=HOST:PORT[+HOST:PORT...]  then fetch http://HOST:PORT/ (busybox nc), each, and
 #                       print each line as VMSEAL-FETCH:<line>, or
 #                       VMSEAL-FETCH-FAIL
 #   vmseal.httpd=PORT   serve /www on PORT (busybox httpd); its index.html
@@ -271,15 +271,21 @@ if [ -n "$httpd" ] && netok "$httpd"; then
 fi
 if [ -n "$fetch" ]; then
   # busybox nc (the static busybox's wget crashes on name lookup): a bare
-  # HTTP/1.0 GET; the body is what follows the blank line
-  if netok "$fetch" &&
-     printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' "$fetch" |
-       nc -w 20 "${fetch%:*}" "${fetch##*:}" > /tmp/page 2>/tmp/fetch.err &&
-     head -n1 /tmp/page | grep -q ' 200 '; then
-    sed '1,/^\r*$/d' /tmp/page | while IFS= read -r l; do echo "VMSEAL-FETCH:$l"; done
-  else
-    echo "VMSEAL-FETCH-FAIL $(head -n1 /tmp/fetch.err 2>/dev/null) $(head -n1 /tmp/page 2>/dev/null)"
-  fi
+  # HTTP/1.0 GET; the body is what follows the blank line. Several targets:
+  # HOST:PORT+HOST:PORT, fetched in turn (a failure names its target)
+  # (bounded by timeout: a host service reached through a QEMU guestfwd
+  # does not close the guest's side when it closes its own)
+  for f in $(echo "$fetch" | tr '+' ' '); do
+    : > /tmp/page
+    netok "$f" &&
+      { printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' "$f" |
+          timeout 25 nc -w 20 "${f%:*}" "${f##*:}" > /tmp/page 2>/tmp/fetch.err; }
+    if head -n1 /tmp/page | grep -q ' 200 '; then
+      sed '1,/^\r*$/d' /tmp/page | while IFS= read -r l; do echo "VMSEAL-FETCH:$l"; done
+    else
+      echo "VMSEAL-FETCH-FAIL $f $(head -n1 /tmp/fetch.err 2>/dev/null) $(head -n1 /tmp/page 2>/dev/null)"
+    fi
+  done
 fi
 
 if [ "$hotplug" = 1 ] && [ "$wait" = 1 ]; then

@@ -72,3 +72,33 @@ set -e
 [ $rc = 1 ] && [ $rc2 = 1 ] && [ $rc3 = 2 ] || fail "bad key / folder / usage: $rc $rc2 $rc3"
 [ "$(ls -A cores | wc -l)" = 1 ] || fail "a refused core left a file"
 ok "too large, a bad public key, a missing folder: nothing is written"
+
+# a local user crashing processes over and over must not fill the disk (the
+# kernel's pipe handler ignores their RLIMIT_CORE): a dump that would leave
+# less than --keep-free-percent (default 15) of the file system free is
+# dropped, one that leaves enough is kept. A 40 MiB tmpfs (root only).
+if [ "$(id -u)" = 0 ] && mkdir small && mount -t tmpfs -o size=40m tmpfs small 2>/dev/null; then
+  at_exit "umount '$TMP/small' 2>/dev/null"
+  mkdir small/cores
+  head -c $((30 << 20)) /dev/zero > small/fill1        # 10 MiB free: a 3 MiB dump leaves 7 >= 6
+  "$H" --key host.pub --dir small/cores 90 ok 1700000010 < core.in || fail "a dump that fits was dropped"
+  [ "$(ls -A small/cores | wc -l)" = 1 ] || fail "the dump that fits is not there"
+  head -c $((2 << 20)) /dev/zero > small/fill2         # about 5 MiB free: 3 MiB more leaves < 6 (15%)
+  before=$(df -B1 --output=avail small | tail -n1)
+  set +e
+  "$H" --key host.pub --dir small/cores 91 full 1700000011 < core.in; rc=$?
+  set -e
+  [ $rc = 1 ] || fail "a dump into the reserve: exit status $rc"
+  [ "$(ls -A small/cores | wc -l)" = 1 ] || fail "a dump into the reserve left a file"
+  [ "$(df -B1 --output=avail small | tail -n1)" = "$before" ] || fail "the free space changed"
+  "$H" --key host.pub --dir small/cores --keep-free-percent 0 92 nores 1700000012 < core.in ||
+    fail "--keep-free-percent 0 dropped a dump that fits"
+  set +e
+  "$H" --key host.pub --dir small/cores --keep-free-percent 91 93 x 1700000013 < core.in; rc=$?
+  set -e
+  [ $rc = 2 ] || fail "--keep-free-percent 91 accepted"
+  umount small
+  ok "a dump that would leave less than 15% of the file system free is dropped (nothing written), one that fits is kept"
+else
+  echo "ok - # SKIP no tmpfs to fill (not root)"
+fi

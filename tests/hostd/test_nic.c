@@ -37,6 +37,8 @@ static void test_config(void **state)
     hostd_vmnet_config_init(&n);
     assert_int_equal(n.naddrs, 1);
     assert_string_equal(n.forward_addrs[0], "127.0.0.1");
+    assert_true(n.user_isolated);   /* guests do not reach the host's services by default */
+    assert_int_equal(n.nallow, 0);
     assert_int_equal(hostd_vmnet_config_set(&n, "network_user", "x"), 0);   /* not ours */
     assert_int_equal(hostd_vmnet_config_set(&n, "datastore", "/x"), 0);
     cfg_ok(&n, "network.lan.bridge", "br0");
@@ -82,6 +84,16 @@ static void test_config(void **state)
     cfg_bad("mac_prefix", "0a:76:6d:00", "locally administered");
     cfg_bad("mac_prefix", "0a-76-6d", "locally administered");
     cfg_bad("user_network", "open", "nat or isolated");
+    cfg_bad("user_network_allow", "127.0.0.1", "not ADDR:PORT");
+    cfg_bad("user_network_allow", "127.0.0.1:0", "not ADDR:PORT");
+    cfg_bad("user_network_allow", "127.0.0.1:65536", "not ADDR:PORT");
+    cfg_bad("user_network_allow", "127.0.0.1:-1", "not ADDR:PORT");
+    cfg_bad("user_network_allow", "127.0.0.1:80x", "not ADDR:PORT");
+    cfg_bad("user_network_allow", "0.0.0.0:80", "not ADDR:PORT");
+    cfg_bad("user_network_allow", "localhost:80", "not ADDR:PORT");
+    cfg_bad("user_network_allow", "127.0.0.1:80 127.0.0.2:80", "port 80 twice");
+    cfg_bad("user_network_allow", "127.0.0.1:1 127.0.0.1:2 127.0.0.1:3 127.0.0.1:4 127.0.0.1:5 "
+                                  "127.0.0.1:6 127.0.0.1:7 127.0.0.1:8 127.0.0.1:9", "at most 8");
     assert_true(hostd_vmnet_config_key("network.x.bridge"));
     assert_false(hostd_vmnet_config_key("network_user"));
 }
@@ -116,13 +128,39 @@ static void test_prepare(void **state)
     assert_int_equal(run.n, 1);
     assert_string_equal(run.q[0].mac, "0a:76:6d:00:00:01");
     assert_int_equal(run.q[0].tap_fd, 0);
+    /* the default: isolated from the host (restrict=on), nothing allowed */
+    assert_string_equal(run.q[0].netdev, "user,net=10.0.2.0/24,restrict=on,"
+                                         "hostfwd=tcp:127.0.0.1:8080-:80,"
+                                         "hostfwd=udp:192.0.2.7:5353-:53");
+    hostd_nic_run_release(&run);
+    /* allowed host services: a guestfwd each, only those */
+    cfg_ok(&n, "user_network_allow", "127.0.0.1:8443, 192.0.2.7:53");
+    assert_int_equal(hostd_nic_prepare(&n, r, "n1", &run), 0);
+    assert_string_equal(run.q[0].netdev,
+                        "user,net=10.0.2.0/24,restrict=on,"
+                        "guestfwd=tcp:10.0.2.100:8443-tcp:127.0.0.1:8443,,reconnect=1,"
+                        "guestfwd=tcp:10.0.2.100:53-tcp:192.0.2.7:53,,reconnect=1,"
+                        "hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp:192.0.2.7:5353-:53");
+    hostd_nic_run_release(&run);
+    /* a second user NIC: no guestfwd (QEMU names their chardevs by port: a
+     * second one would clash and QEMU would not start) */
+    r->nnics = 2;
+    r->nics[1] = r->nics[0];
+    snprintf(r->nics[1].mac, sizeof(r->nics[1].mac), "0a:76:6d:00:00:02");
+    r->nics[1].nforwards = 0;
+    assert_int_equal(hostd_nic_prepare(&n, r, "n1", &run), 0);
+    assert_int_equal(run.n, 2);
+    assert_non_null(strstr(run.q[0].netdev, "guestfwd="));
+    assert_string_equal(run.q[1].netdev, "user,net=10.0.3.0/24,restrict=on");
+    hostd_nic_run_release(&run);
+    r->nnics = 1;
+    /* nat: the explicit opt-in to QEMU's NAT (no restrict, no guestfwd needed) */
+    cfg_ok(&n, "user_network", "nat");
+    assert_int_equal(hostd_nic_prepare(&n, r, "n1", &run), 0);
     assert_string_equal(run.q[0].netdev, "user,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:8080-:80,"
                                          "hostfwd=udp:192.0.2.7:5353-:53");
     hostd_nic_run_release(&run);
     cfg_ok(&n, "user_network", "isolated");
-    assert_int_equal(hostd_nic_prepare(&n, r, "n1", &run), 0);
-    assert_non_null(strstr(run.q[0].netdev, "user,net=10.0.2.0/24,restrict=on,hostfwd="));
-    hostd_nic_run_release(&run);
 
     /* the default host: 127.0.0.1 only */
     assert_int_equal(hostd_nic_prepare(NULL, r, "n1", &run), -EINVAL);

@@ -2,10 +2,12 @@
 # VM networks end to end (kmsd + managerd + hostd + CLI, real QEMU/TCG):
 # a user-mode NIC added with `vmseal vm nic add`; the guest gets its address
 # by DHCP (busybox udhcpc), fetches a page from an HTTP server this test runs
-# on the host's 127.0.0.1 (the guest sees it as the slirp gateway 10.0.2.2),
-# and a port forward on 127.0.0.1 reaches busybox httpd inside the guest. The
-# MAC stays the same over a hostd restart and a second boot; the events tell
-# who added what. Then what a user may not do: bad MACs and ports, a
+# on the host's 127.0.0.1 through the target hostd.conf allows
+# (user_network_allow: the guest sees it at 10.0.2.100) but not through the
+# slirp gateway 10.0.2.2 (user-mode NICs are isolated from the host's
+# services by default: restrict=on), and a port forward on 127.0.0.1
+# reaches busybox httpd inside the guest. The MAC stays the same over a
+# hostd restart and a second boot; the events tell who added what. Then what a user may not do: bad MACs and ports, a
 # privileged, used or foreign forward, a network the host does not define,
 # too many NICs, NIC changes while the VM runs, a hand-edited vm.conf.
 source "$VMSEAL_SRC/tests/testlib.sh"
@@ -27,6 +29,10 @@ echo "VMSEAL-HOST-PAGE:$TOKEN" > "$TMP/www/index.html"
 HTTP_PID=$!
 at_exit "kill $HTTP_PID 2>/dev/null"
 stack_until 20 curl -sf "http://127.0.0.1:$HP/" -o /dev/null || fail "the test's HTTP server did not start"
+# the host allows its isolated guests this one service
+stack_hostd_stop esx1
+echo "user_network_allow = 127.0.0.1:$HP" >> "$STACK_DIR/esx1/hostd.conf"
+stack_hostd_start esx1
 
 expect_rc 0 vmseal vm create net1 --host esx1 --kernel vmlinuz --initrd initrd.gz \
   --append "console=ttyS0 quiet"
@@ -46,7 +52,7 @@ grep -Eq "^NIC 0: +$MAC user, forwards tcp:127.0.0.1:$FP:8080$" <<<"$OUT" || fai
 ok "vmseal vm nic add: user-mode NIC $MAC with a forward 127.0.0.1:$FP -> 8080, recorded in vm.conf"
 
 expect_rc 0 vmseal vm set net1 --append \
-  "console=ttyS0 quiet vmseal.net=dhcp vmseal.fetch=10.0.2.2:$HP vmseal.httpd=8080 vmseal.token=$GTOK vmseal.hotplug=1 vmseal.wait=1"
+  "console=ttyS0 quiet vmseal.net=dhcp vmseal.fetch=10.0.2.100:$HP+10.0.2.2:$HP vmseal.httpd=8080 vmseal.token=$GTOK vmseal.hotplug=1 vmseal.wait=1"
 expect_rc 0 vmseal vm start net1
 stack_until 240 stack_vm_console_has net1 'VMSEAL-READY' ||
   { stack_vm_console net1 | tail -n 20 >&2; fail "the guest did not come up"; }
@@ -54,7 +60,10 @@ con=$(stack_vm_console net1 | tr -d '\r')
 grep -qx "VMSEAL-NET-ADDR 10.0.2.15 $MAC" <<<"$con" || { echo "$con" >&2; fail "no DHCP address (or another MAC) in the guest"; }
 ok "the guest got 10.0.2.15 by DHCP on NIC $MAC"
 grep -qx "VMSEAL-FETCH:VMSEAL-HOST-PAGE:$TOKEN" <<<"$con" || { echo "$con" >&2; fail "the guest did not fetch the host's page"; }
-ok "the guest fetched the page of the host's HTTP server (127.0.0.1:$HP, via 10.0.2.2)"
+ok "the guest fetched the page of the host's HTTP server (127.0.0.1:$HP, allowed: via 10.0.2.100)"
+grep -q "^VMSEAL-FETCH-FAIL 10.0.2.2:$HP" <<<"$con" || { echo "$con" >&2; fail "the guest reached the host's loopback through 10.0.2.2"; }
+[ "$(grep -c "GET / " "$TMP/http.log")" = 2 ] || { cat "$TMP/http.log" >&2; fail "the HTTP server saw other requests than the test's and the allowed one"; }
+ok "the guest cannot reach the host's 127.0.0.1:$HP through the slirp gateway 10.0.2.2 (isolated by default)"
 grep -q "^VMSEAL-HTTPD-UP 8080" <<<"$con" || { echo "$con" >&2; fail "busybox httpd did not start in the guest"; }
 page=$(curl -sf -m 30 --retry 5 --retry-delay 1 --retry-all-errors "http://127.0.0.1:$FP/") ||
   fail "the port forward 127.0.0.1:$FP does not reach the guest"
