@@ -179,7 +179,9 @@ int vms_find(manager *m, const char *name)
  * (-EREMOTEIO). */
 static int host_refused(const char *host, long status, const json_t *resp)
 {
-    int e = status == 409 ? EBUSY : status == 400 ? EINVAL : status == 404 ? ENOENT : EREMOTEIO;
+    /* 422: what the user gave does not open (an adopted image's passphrase) */
+    int e = status == 409 ? EBUSY : status == 400 ? EINVAL : status == 404 ? ENOENT
+          : status == 422 ? EKEYREJECTED : EREMOTEIO;
     return vmseal_fail(e, "host %s: %s", host, vmseal_http_error_text(resp));
 }
 
@@ -838,9 +840,16 @@ int vms_add_disk(manager *m, const char *user, const char *name, const json_t *r
         json_decref(resp);
         return rc;
     }
+    /* never the passphrase of an adopted image */
     json_t *nv = json_pack("{s:O?, s:O?, s:O?, s:O?}", "disk", json_object_get(resp, "disk"), "from",
                            json_object_get(req, "from"), "size_mb", json_object_get(req, "size_mb"),
                            "host_task", json_object_get(resp, "id"));
+    if (json_object_get(req, "adopt")) {
+        json_object_set(nv, "adopt", json_object_get(req, "adopt"));
+        json_object_set(nv, "passphrase_removed", json_object_get(req, "remove_passphrase")
+                                                      ? json_object_get(req, "remove_passphrase")
+                                                      : json_false());
+    }
     event_add(m, user, "vm.disk-add", name, NULL, nv);
     json_decref(nv);
     *out = resp;
