@@ -185,6 +185,27 @@ expect_rc 1 vmseal vm create sp2 --host esx1 --encrypt --disk-from big.qcow2
 grep -q 'not enough room.*needs [0-9]* MiB, [0-9]* MiB are free' <<<"$OUT" || { echo "$OUT" >&2; fail "vm create --disk-from: room refusal"; }
 [ ! -e "$(stack_vm_home esx1 sp2)" ] || fail "a refused vm create --disk-from made a VM home"
 rm -f "$DS/filler"
-expect_rc 0 vmseal vm disk add sp --from big.qcow2
-ok "no room: adopt, disk add --from and vm create --disk-from refused before anything is written, naming MiB needed and free; with the room back the import runs"
+ok "no room: adopt, disk add --from and vm create --disk-from refused before anything is written, naming MiB needed and free"
+
+# --- imports are the manager's tasks: task ls, task wait, the inventory's disks refreshed
+expect_rc 0 vmseal --json vm disk add sp --from big.qcow2 --no-wait
+tid=$(jq -r '.task.id' <<<"$OUT")
+[[ "$tid" =~ ^[0-9]+$ ]] || { echo "$OUT" >&2; fail "disk add --from: no manager task in the answer"; }
+vmseal --json task ls | jq -e --argjson id "$tid" '.tasks[] | select(.id == $id and .action == "import")' >/dev/null ||
+  fail "the import is not in task ls"
+expect_rc 0 vmseal task wait "$tid"
+vmseal --json task info "$tid" | jq -e '.state == "success" and .progress == 100' >/dev/null ||
+  { vmseal --json task info "$tid" >&2; fail "the import task did not end in success"; }
+vmseal --json vm info sp | jq -e '.disks | length == 1 and .[0].size_mb == 40' >/dev/null ||
+  { vmseal --json vm info sp >&2; fail "the inventory's disks were not refreshed after the import"; }
+expect_rc 0 vmseal --json vm create sp3 --host esx1 --encrypt --disk 4 --disk-from big.qcow2 --no-wait \
+  --kernel vmlinuz --initrd initrd.gz
+tid3=$(jq -r '.task.id' <<<"$OUT")
+[[ "$tid3" =~ ^[0-9]+$ ]] || { echo "$OUT" >&2; fail "vm create --disk-from: no manager task in the answer"; }
+expect_rc 0 vmseal task wait "$tid3"
+vmseal --json vm info sp3 | jq -e '[.disks[].size_mb] == [4, 40]' >/dev/null ||
+  { vmseal --json vm info sp3 >&2; fail "the inventory's disks of sp3"; }
+vmseal --json events --action vm.disk-import | jq -e 'map(select(.result == "ok")) | length == 2' >/dev/null ||
+  fail "vm.disk-import events"
+ok "vm disk add --from and vm create --disk-from are manager tasks (task ls, task wait, success at 100%); the inventory's disks are the host's afterwards; event vm.disk-import"
 finish
