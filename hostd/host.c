@@ -828,7 +828,7 @@ static void api_create_vm(hostd_host *h, const char *body, size_t len, int *stat
         uint64_t need = 0;
         for (size_t i = 0; i < req.ndisks; i++)
             if (from[i])
-                need += hostd_import_bytes(sizes[i], req.encrypted);
+                need += hostd_import_bytes(&h->env, from[i], sizes[i], req.encrypted);
         int dfd = open(h->datastore, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         r = dfd < 0 ? vmseal_fail(errno, "%s: %s", h->datastore, strerror(errno))
                     : hostd_import_check_space(&h->env, dfd, need, "import", req.name);
@@ -926,13 +926,13 @@ static void api_vm_export(hostd_host *h, hostd_vm *vm, const char *body, size_t 
 }
 
 /* Room for importing `size` bytes of payload into the VM home. */
-static int import_space_check(hostd_host *h, hostd_vm *vm, uint64_t size)
+static int import_space_check(hostd_host *h, hostd_vm *vm, const char *from, uint64_t size)
 {
     int fd = open(hostd_vm_home(vm), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return vmseal_fail(errno, "%s: %s", hostd_vm_home(vm), strerror(errno));
-    int r = hostd_import_check_space(&h->env, fd, hostd_import_bytes(size, hostd_vm_encrypted(vm)),
-                                     "import", hostd_vm_name(vm));
+    uint64_t need = hostd_import_bytes(&h->env, from, size, hostd_vm_encrypted(vm));
+    int r = hostd_import_check_space(&h->env, fd, need, "import", hostd_vm_name(vm));
     close(fd);
     return r;
 }
@@ -1018,7 +1018,7 @@ static void api_add_disk(hostd_host *h, hostd_vm *vm, const char *body, size_t l
     pthread_mutex_unlock(&h->lock);
     uint64_t isize = 0;
     if (r == 0 && from && (r = hostd_vm_inspect_image(&h->env, from, &isize)) == 0)
-        r = import_space_check(h, vm, isize);   /* room first: 507, not a task that fails */
+        r = import_space_check(h, vm, from, isize);   /* room first: 507, not a task that fails */
     if (r == -ENOSPC) {
         json_decref(j);
         reply_error(status, resp, 507, "%s", vmseal_last_error());

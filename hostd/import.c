@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -23,9 +24,22 @@
 #define IMPORT_HEADER_BYTES (2ull << 20)   /* payload offset of the images hostd writes */
 #define IMPORT_MARGIN (4ull << 20)         /* vm.conf, checkpoints, logs */
 
-uint64_t hostd_import_bytes(uint64_t size, int encrypted)
+uint64_t hostd_import_bytes(const hostd_host_env *env, const char *from, uint64_t size, int encrypted)
 {
-    return size + (encrypted ? IMPORT_HEADER_BYTES : 0);
+    if (encrypted)
+        return size + IMPORT_HEADER_BYTES;   /* written densely */
+    /* a plain disk keeps the source's holes: at most what the source holds
+     * (a compressed image may need more; that import stops at ENOSPC and
+     * keeps its partial disk for a resume) */
+    struct stat st;
+    int fd = hostd_vm_open_boot_file(env, "disk image", from);
+    uint64_t alloc = size;
+    if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_blocks * 512 < size)
+        alloc = (uint64_t)st.st_blocks * 512;
+    if (fd >= 0)
+        close(fd);
+    vmseal_clear_error();
+    return alloc;
 }
 
 int hostd_import_check_space(const hostd_host_env *env, int dirfd, uint64_t need, const char *what,
@@ -242,6 +256,8 @@ static int adopt_edit(vmseal_vmrec *next, void *arg)
                         : ": its LUKS header could not be changed");
     }
     vmseal_secret_free(pass);
+    if (r == 0 && strcasecmp(after.uuid, info.uuid) != 0)   /* the source changed while copied */
+        r = vmseal_fail(ESTALE, "disk image %s changed while it was copied: try again", image);
     if (r == 0 && renameat2(a->home_fd, tmp, a->home_fd, d->file, RENAME_NOREPLACE) != 0)
         r = vmseal_fail(errno, "%s/%s: %s", hostd_vm_home(a->vm), d->file, strerror(errno));
     if (r == 0 && fsync(a->home_fd) != 0)

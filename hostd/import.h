@@ -22,9 +22,11 @@
 int hostd_import_check_space(const hostd_host_env *env, int dirfd, uint64_t need, const char *what,
                              const char *vm) VMSEAL_MUST_CHECK;
 
-/* The bytes an import of `size` bytes of payload writes: the payload, and
- * the LUKS header when it is encrypted. */
-uint64_t hostd_import_bytes(uint64_t size, int encrypted);
+/* The bytes an import of the image `from` of the images folder, `size`
+ * bytes of payload, writes: encrypted, the whole payload and the LUKS
+ * header (written densely); plain, at most what the source file holds (its
+ * holes stay holes). */
+uint64_t hostd_import_bytes(const hostd_host_env *env, const char *from, uint64_t size, int encrypted);
 
 /* Adopt the LUKS1 image `image` of the images folder as a new disk of the
  * encrypted, powered-off VM vm, without re-encrypting its data: its

@@ -208,4 +208,42 @@ vmseal --json vm info sp3 | jq -e '[.disks[].size_mb] == [4, 40]' >/dev/null ||
 vmseal --json events --action vm.disk-import | jq -e 'map(select(.result == "ok")) | length == 2' >/dev/null ||
   fail "vm.disk-import events"
 ok "vm disk add --from and vm create --disk-from are manager tasks (task ls, task wait, success at 100%); the inventory's disks are the host's afterwards; event vm.disk-import"
+
+# --- cancelling an import: the host's task stops at a window's end, the
+# partial disk is kept, task resume finishes it. A 1 GiB sparse qcow2 into
+# the plain VM is 16 windows; one of its qemu-img is held (SIGSTOP, found
+# as hostd's child) while the task is cancelled.
+qemu-img create -q -f qcow2 "$IMG/long.qcow2" 1G
+qemu-io -f qcow2 -c "write -P 0x5a 0 1M" -c "write -P 0x5b 1000M 1M" "$IMG/long.qcow2" >/dev/null
+PH=$(stack_vm_home esx1 plainv)
+expect_rc 0 vmseal --json vm disk add plainv --from long.qcow2 --no-wait
+ltid=$(jq -r '.task.id' <<<"$OUT")
+held=
+for ((i = 0; i < 400; i++)); do
+  held=$(pgrep -P "${STACK_PID[esx1]}" -x qemu-img | head -n1 || true)
+  [ -n "$held" ] && kill -STOP "$held" 2>/dev/null && break
+  held=
+  sleep 0.02
+done
+if [ -z "$held" ]; then
+  echo "# the import had finished before it could be held: cancel not exercised"
+  expect_rc 0 vmseal task wait "$ltid"
+else
+  expect_rc 0 vmseal task cancel "$ltid" --no-wait
+  kill -CONT "$held"
+  stack_until 120 sh -c "'$STACK_CLI' --json task info $ltid | jq -e '.state == \"cancelled\"'" ||
+    { vmseal --json task info "$ltid" >&2; fail "the import task did not end cancelled"; }
+  [ -e "$PH/disk0.img.partial" ] || { ls -l "$PH" >&2; fail "the cancelled import did not keep its partial disk"; }
+  grep -q '^op = create' "$PH/vm.conf" || fail "vm.conf does not keep the unfinished import"
+  ok "task cancel: the host's import stopped, the task is cancelled, the partial disk and vm.conf's create kept"
+  expect_rc 0 vmseal task resume "$ltid" --no-wait
+  expect_rc 0 vmseal task wait "$ltid"
+fi
+vmseal --json task info "$ltid" | jq -e '.state == "success"' >/dev/null || fail "the import did not end in success"
+! grep -q '^op = ' "$PH/vm.conf" || fail "the import left its operation"
+[ "$(qemu-img compare -q -f qcow2 -F raw "$IMG/long.qcow2" "$PH/disk0.img"; echo $?)" = 0 ] ||
+  fail "the imported disk differs from its source"
+vmseal --json vm info plainv | jq -e '.disks | length == 1 and .[0].size_mb == 1024' >/dev/null ||
+  fail "the inventory's disks of plainv"
+ok "task resume finished the import; the disk is its source's content"
 finish
