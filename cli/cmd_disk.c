@@ -144,6 +144,18 @@ static int cmd_vm_disk_adopt(cli *c, int argc, char **argv)
     return EXIT_OK;
 }
 
+int cli_wait_import(cli *c, const char *vm, const json_t *task, const char *host_task_id,
+                    const char *label)
+{
+    /* the manager's task following the host's: its end is the inventory's
+     * too (the disks refreshed); a manager that did not record one: the
+     * host's task */
+    json_t *id = json_object_get(task, "id");
+    if (json_is_integer(id))
+        return wait_task(c, (long long)json_integer_value(id), label);
+    return cli_wait_host_task(c, vm, host_task_id, label);
+}
+
 int cmd_vm_disk(cli *c, int argc, char **argv)
 {
     /* argv[0] = "disk", argv[1] = "add" | "adopt" */
@@ -207,8 +219,8 @@ int cmd_vm_disk(cli *c, int argc, char **argv)
     char tid[64];
     snprintf(tid, sizeof(tid), "%s", jstr(resp, "id"));
     long long idx = (long long)json_integer_value(json_object_get(resp, "disk"));
+    rc = cli_wait_import(c, name, json_object_get(resp, "task"), tid, label);
     json_decref(resp);
-    rc = cli_wait_host_task(c, name, tid, label);
     if (rc == EXIT_OK && !c->json && !c->quiet)
         printf("VM %s: disk%lld %s\n", name, idx, from ? "imported" : "added");
     return rc;
