@@ -341,6 +341,8 @@ static void task_act(api_ctx *ctx, long long id, const char *what)
                      : !strcmp(action, "encrypt")  ? (cancel ? "task.cancel-encrypt" : "task.resume-encrypt")
                      : !strcmp(action, "decrypt")  ? (cancel ? "task.cancel-decrypt" : "task.resume-decrypt")
                      : !strncmp(action, "recrypt", 7) ? (cancel ? "task.cancel-rekey" : "task.resume-rekey")
+                     /* stopping or finishing an import: what adding the disk needs */
+                     : !strcmp(action, "import")   ? "vm.disk-add"
                                                    : NULL;
     if (!op) {
         json_decref(t);
