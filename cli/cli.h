@@ -86,6 +86,10 @@ void vm_info_nics(const json_t *runtime);        /* the NIC lines of vm info */
 /* cmd_disk.c: vmseal vm disk ...; following a host's task in the VM's live view */
 int cmd_vm_disk(cli *c, int argc, char **argv);
 int cli_wait_host_task(cli *c, const char *vm, const char *task_id, const char *label);
+/* Wait for an import: the manager's task (task: {"id"}) or, without one,
+ * the host's task host_task_id. */
+int cli_wait_import(cli *c, const char *vm, const json_t *task, const char *host_task_id,
+                    const char *label);
 int cmd_task(cli *c, int argc, char **argv);
 int cmd_events(cli *c, int argc, char **argv);
 int cmd_user(cli *c, int argc, char **argv);

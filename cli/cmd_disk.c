@@ -1,4 +1,5 @@
 /* vmseal vm disk add NAME --from IMAGE | --size MB [--no-wait]
+ * vmseal vm disk adopt NAME --image IMAGE --passphrase-file F|--passphrase-fd N
  * and the wait for a host's disk task (vm create --disk-from).
  *
  * A disk is added (or imported) by a task of the VM's host; the manager
@@ -76,9 +77,90 @@ int cli_wait_host_task(cli *c, const char *vm, const char *task_id, const char *
     }
 }
 
+/* vmseal vm disk adopt NAME --image IMAGE (--passphrase-file F |
+ * --passphrase-fd N) [--remove-passphrase]: the passphrase travels in the
+ * request body only (TLS to the manager, then to the host). */
+static int cmd_vm_disk_adopt(cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"image", required_argument, NULL, 'i'},
+        {"passphrase-file", required_argument, NULL, 'f'},
+        {"passphrase-fd", required_argument, NULL, 'd'},
+        {"remove-passphrase", no_argument, NULL, 'r'},
+        {0, 0, 0, 0},
+    };
+    const char *image = NULL, *pfile = NULL;
+    int pfd = -1, remove_old = 0, ch;
+    char *end;
+    optind = 2;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'i': image = optarg; break;
+        case 'f': pfile = optarg; break;
+        case 'd':
+            pfd = (int)strtol(optarg, &end, 10);
+            if (*end || pfd < 0)
+                return EXIT_USAGE;
+            break;
+        case 'r': remove_old = 1; break;
+        default: return EXIT_USAGE;
+        }
+    }
+    if (argc - optind != 1 || !image || (pfile != NULL) == (pfd >= 0)) {
+        fprintf(stderr, "vmseal vm disk adopt NAME: give --image IMAGE (in the host's images folder) "
+                        "and one of --passphrase-file F, --passphrase-fd N\n");
+        cli_reported = 1;
+        return EXIT_USAGE;
+    }
+    const char *name = argv[optind];
+    vmseal_secret *pw = NULL;
+    if (read_password(pfile, pfd, "Passphrase: ", 0, &pw) < 0)
+        return EXIT_USAGE;
+    json_t *body = json_pack("{s:s, s:b}", "adopt", image, "remove_passphrase", remove_old);
+    json_t *ps = json_stringn((const char *)vmseal_secret_cdata(pw), vmseal_secret_len(pw));
+    vmseal_secret_free(pw);
+    if (!ps) {
+        json_decref(body);
+        fprintf(stderr, "vmseal: the passphrase must be UTF-8 text\n");
+        cli_reported = 1;
+        return EXIT_USAGE;
+    }
+    json_object_set_new(body, "passphrase", ps);   /* wiped when jansson frees it */
+    char esc[200], path[300];
+    cli_escape(name, esc, sizeof(esc));
+    snprintf(path, sizeof(path), "/api/v1/vms/%s/disks", esc);
+    json_t *resp = NULL;
+    int rc = cli_call(c, "POST", path, body, &resp);
+    json_decref(body);
+    if (rc != EXIT_OK)
+        return rc;
+    if (c->json)
+        print_json(resp);
+    else if (!c->quiet)
+        printf("VM %s: disk%lld adopted from %s (data not re-encrypted)%s\n", name,
+               (long long)json_integer_value(json_object_get(resp, "disk")), image,
+               remove_old ? "; the passphrase given no longer opens it" : "");
+    json_decref(resp);
+    return EXIT_OK;
+}
+
+int cli_wait_import(cli *c, const char *vm, const json_t *task, const char *host_task_id,
+                    const char *label)
+{
+    /* the manager's task following the host's: its end is the inventory's
+     * too (the disks refreshed); a manager that did not record one: the
+     * host's task */
+    json_t *id = json_object_get(task, "id");
+    if (json_is_integer(id))
+        return wait_task(c, (long long)json_integer_value(id), label);
+    return cli_wait_host_task(c, vm, host_task_id, label);
+}
+
 int cmd_vm_disk(cli *c, int argc, char **argv)
 {
-    /* argv[0] = "disk", argv[1] = "add" */
+    /* argv[0] = "disk", argv[1] = "add" | "adopt" */
+    if (argc >= 2 && strcmp(argv[1], "adopt") == 0)
+        return cmd_vm_disk_adopt(c, argc, argv);
     if (argc < 2 || strcmp(argv[1], "add") != 0)
         return EXIT_USAGE;
     static const struct option opts[] = {
@@ -137,8 +219,8 @@ int cmd_vm_disk(cli *c, int argc, char **argv)
     char tid[64];
     snprintf(tid, sizeof(tid), "%s", jstr(resp, "id"));
     long long idx = (long long)json_integer_value(json_object_get(resp, "disk"));
+    rc = cli_wait_import(c, name, json_object_get(resp, "task"), tid, label);
     json_decref(resp);
-    rc = cli_wait_host_task(c, name, tid, label);
     if (rc == EXIT_OK && !c->json && !c->quiet)
         printf("VM %s: disk%lld %s\n", name, idx, from ? "imported" : "added");
     return rc;

@@ -302,7 +302,7 @@ int cmd_vm(cli *c, int argc, char **argv)
             char tid[64], lbl[160];
             snprintf(tid, sizeof(tid), "%s", jstr(it, "id"));
             snprintf(lbl, sizeof(lbl), "VM %s: importing %zu disk(s)", name, nfrom);
-            rc = cli_wait_host_task(c, name, tid, lbl);
+            rc = cli_wait_import(c, name, json_object_get(resp, "task"), tid, lbl);
         }
     } else if (!strcmp(sub, "set")) {
         body = json_object();

@@ -24,6 +24,7 @@
 #include "coredump.h"
 #include "export.h"
 #include "host.h"
+#include "import.h"
 #include "hostmode.h"
 #include "nic.h"
 #include "serial.h"
@@ -825,6 +826,26 @@ static void api_create_vm(hostd_host *h, const char *body, size_t len, int *stat
     req.ndisks = json_array_size(disks);
     req.firmware = fw && strcmp(fw, "uefi") == 0 ? VMSEAL_FIRMWARE_UEFI : VMSEAL_FIRMWARE_BIOS;
     req.encrypted = policy && strcmp(policy, "encrypted") == 0;
+    if (imports) {
+        /* room first: the images it imports, written whole (507) */
+        uint64_t need = 0;
+        for (size_t i = 0; i < req.ndisks; i++)
+            if (from[i])
+                need += hostd_import_bytes(&h->env, from[i], sizes[i], req.encrypted);
+        int dfd = open(h->datastore, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        r = dfd < 0 ? vmseal_fail(errno, "%s: %s", h->datastore, strerror(errno))
+                    : hostd_import_check_space(&h->env, dfd, need, "import", req.name);
+        if (dfd >= 0)
+            close(dfd);
+        if (r < 0) {
+            json_decref(j);
+            if (r == -ENOSPC)
+                reply_error(status, resp, 507, "%s", vmseal_last_error());
+            else
+                reply_fail(status, resp, r);
+            return;
+        }
+    }
 
     pthread_mutex_lock(&h->lock);
     for (size_t i = 0; i < h->nvms && r == 0; i++) {
@@ -912,15 +933,84 @@ static void api_vm_export(hostd_host *h, hostd_vm *vm, const char *body, size_t 
     reply(status, resp, 200, out);
 }
 
+/* Room for importing `size` bytes of payload into the VM home. */
+static int import_space_check(hostd_host *h, hostd_vm *vm, const char *from, uint64_t size)
+{
+    int fd = open(hostd_vm_home(vm), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return vmseal_fail(errno, "%s: %s", hostd_vm_home(vm), strerror(errno));
+    uint64_t need = hostd_import_bytes(&h->env, from, size, hostd_vm_encrypted(vm));
+    int r = hostd_import_check_space(&h->env, fd, need, "import", hostd_vm_name(vm));
+    close(fd);
+    return r;
+}
+
+/* POST /v1/vms/{uuid}/disks {"adopt": IMAGE, "passphrase": P,
+ * "remove_passphrase"?: bool}: the LUKS1 image joins the encrypted VM as
+ * it is (hostd/import.h), at once: 201 {"disk": its index}; a wrong
+ * passphrase is 422 and writes nothing. The passphrase is taken out of the
+ * request into a vmseal_secret (jansson's memory is wiped when freed). */
+static void api_adopt_disk(hostd_host *h, hostd_vm *vm, json_t *j, int *status, json_t **resp)
+{
+    const char *key, *image = NULL;
+    json_t *v, *pj = json_object_get(j, "passphrase");
+    int r = 0, remove_old = -1;
+    json_object_foreach(j, key, v)
+        if (strcmp(key, "adopt") != 0 && strcmp(key, "passphrase") != 0 &&
+            strcmp(key, "remove_passphrase") != 0) {
+            r = vmseal_fail(EINVAL, "unknown field '%s' (adopt, passphrase, remove_passphrase)", key);
+            break;
+        }
+    if (r == 0)
+        r = get_opt_string(j, "adopt", &image);
+    if (r == 0)
+        r = get_opt_bool(j, "remove_passphrase", &remove_old);
+    if (r == 0 && (!json_is_string(pj) || json_string_length(pj) < 1 ||
+                   json_string_length(pj) > HOSTD_ADOPT_PASSPHRASE_MAX))
+        r = vmseal_fail(EINVAL, "passphrase must be a string of 1 to %d bytes",
+                        HOSTD_ADOPT_PASSPHRASE_MAX);
+    vmseal_secret *pass = NULL;
+    if (r == 0)
+        r = vmseal_secret_from(json_string_value(pj), json_string_length(pj), &pass);
+    json_object_del(j, "passphrase");
+    pthread_mutex_lock(&h->lock);
+    if (r == 0 && running_task_locked(h, hostd_vm_uuid(vm)))
+        r = vmseal_fail(EBUSY, "VM %s has a task running", hostd_vm_name(vm));
+    pthread_mutex_unlock(&h->lock);
+    int idx = r < 0 ? r : hostd_vm_adopt_disk(vm, &h->env, image, pass, remove_old > 0);
+    vmseal_secret_free(pass);
+    if (idx == -ENOSPC) {
+        reply_error(status, resp, 507, "%s", vmseal_last_error());
+        return;
+    }
+    if (idx < 0) {
+        reply_fail(status, resp, idx);
+        return;
+    }
+    hlog(h, "VM %s: disk%d adopted from %s%s", hostd_vm_name(vm), idx, image,
+         remove_old > 0 ? " (the user's passphrase removed)" : "");
+    pthread_mutex_lock(&h->lock);
+    json_t *out = vm_json_locked(h, vm);
+    pthread_mutex_unlock(&h->lock);
+    json_object_set_new(out, "disk", json_integer(idx));
+    reply(status, resp, 201, out);
+}
+
 /* POST /v1/vms/{uuid}/disks {"size_mb": N} | {"from": IMAGE}: recorded in
- * vm.conf at once (400 for an image that cannot be imported), made or
- * imported by a task (202 task, with "disk": its index). */
+ * vm.conf at once (400 for an image that cannot be imported, 507 for one
+ * that does not fit on the datastore), made or imported by a task (202
+ * task, with "disk": its index). {"adopt": ...}: api_adopt_disk. */
 static void api_add_disk(hostd_host *h, hostd_vm *vm, const char *body, size_t len, int *status,
                          json_t **resp)
 {
     json_t *j = parse_body(body, len, status, resp);
     if (!j)
         return;
+    if (json_object_get(j, "adopt")) {
+        api_adopt_disk(h, vm, j, status, resp);
+        json_decref(j);
+        return;
+    }
     const char *from = NULL;
     json_int_t mb = 0;
     int r = get_opt_string(j, "from", &from);
@@ -934,6 +1024,14 @@ static void api_add_disk(hostd_host *h, hostd_vm *vm, const char *body, size_t l
     if (r == 0 && running_task_locked(h, hostd_vm_uuid(vm)))
         r = vmseal_fail(EBUSY, "VM %s has a task running", hostd_vm_name(vm));
     pthread_mutex_unlock(&h->lock);
+    uint64_t isize = 0;
+    if (r == 0 && from && (r = hostd_vm_inspect_image(&h->env, from, &isize)) == 0)
+        r = import_space_check(h, vm, from, isize);   /* room first: 507, not a task that fails */
+    if (r == -ENOSPC) {
+        json_decref(j);
+        reply_error(status, resp, 507, "%s", vmseal_last_error());
+        return;
+    }
     int idx = r < 0 ? r : hostd_vm_add_disk(vm, &h->env, from, (uint64_t)mb << 20);
     task *t = NULL;
     json_t *tj = NULL;

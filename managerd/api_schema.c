@@ -300,6 +300,18 @@ static const api_field f_disk[] = {
 };
 SCHEMA(schema_disk, "disk", f_disk);
 
+/* POST /vms/{vm}/disks: a disk as above, or a LUKS1 image of the images
+ * folder adopted as it is, with the passphrase that opens it (passed on to
+ * the host in the body only; never logged, never in an event) */
+static const api_field f_disk_add[] = {
+    {.name = "size_mb", .type = F_INT, .min = 1, .max = 16 * 1024 * 1024},
+    {.name = "from", .type = F_STRING, .min = 1, .max = 255},
+    {.name = "adopt", .type = F_STRING, .min = 1, .max = 255},
+    {.name = "passphrase", .type = F_STRING, .min = 1, .max = 1024},   /* HOSTD_ADOPT_PASSPHRASE_MAX */
+    {.name = "remove_passphrase", .type = F_BOOL},
+};
+SCHEMA(schema_disk_add, "disk_add", f_disk_add);
+
 static const api_field f_vm_create[] = {
     {.name = "name", .type = F_NAME, .required = 1},
     {.name = "host", .type = F_NAME, .required = 1},
@@ -407,6 +419,6 @@ const api_schema *const api_all_schemas[] = {
     &schema_host_register, &schema_host_keys, &schema_vm_create, &schema_vm_patch, &schema_vm_rekey,
     &schema_role_patch, &schema_group_add, &schema_permission, &schema_default_policy, &schema_host_cert,
     &schema_vm_register, &schema_vm_resume, &schema_vm_nic_add, &schema_vm_export, &schema_disk,
-    &schema_host_encryption_mode,
+    &schema_host_encryption_mode, &schema_disk_add,
 };
 const size_t api_n_schemas = N(api_all_schemas);

@@ -11,6 +11,7 @@
  *   POST   /vms/{name}/suspend | resume | discard-state
  *   POST   /vms/{name}/dump                the guest's memory, sealed, into its home
  *   POST   /vms/{name}/disks       {size_mb} | {from: IMAGE} -> 202 the host's task
+ *                                  | {adopt: IMAGE, passphrase, remove_passphrase?} -> 201 {disk}
  *   GET    /vms/{name}/log?tail=BYTES  guest console output (sealed on the host when encrypted)
  *   DELETE /vms/{name}
  *   POST   /vms/{name}/unregister     leave the inventory; the host keeps the VM
@@ -271,14 +272,21 @@ void api_vms(api_ctx *ctx)
     }
     if (sub && !strcmp(sub, "disks") && !strcmp(m, "POST")) {
         /* Cryptographer.AddDisk too when the VM is encrypted (api_table.c) */
-        if (api_body(ctx, &schema_disk, &b) < 0)
+        if (api_body(ctx, &schema_disk_add, &b) < 0)
             return;
-        if (!json_object_get(b, "size_mb") == !json_object_get(b, "from"))
-            vmseal_http_error(ctx->resp, 400, "give size_mb or from (an image in the host's images "
-                              "folder), one of them");
+        int kinds = !!json_object_get(b, "size_mb") + !!json_object_get(b, "from") +
+                    !!json_object_get(b, "adopt");
+        int adopt = json_object_get(b, "adopt") != NULL;
+        if (kinds != 1)
+            vmseal_http_error(ctx->resp, 400, "give size_mb, from or adopt (an image in the host's "
+                              "images folder), one of them");
+        else if (adopt != (json_object_get(b, "passphrase") != NULL) ||
+                 (!adopt && json_object_get(b, "remove_passphrase")))
+            vmseal_http_error(ctx->resp, 400, "passphrase (and remove_passphrase) go with adopt only, "
+                              "and adopt needs the passphrase");
         else if (api_authorize(ctx, "vm.disk-add", name) >= 0) {
             rc = vms_add_disk(ctx->m, ctx->user, name, b, &out);
-            api_reply(ctx, rc, 202, out);
+            api_reply(ctx, rc, adopt ? 201 : 202, out);
         }
         json_decref(b);
         return;
@@ -336,6 +344,8 @@ static void task_act(api_ctx *ctx, long long id, const char *what)
                      : !strcmp(action, "encrypt")  ? (cancel ? "task.cancel-encrypt" : "task.resume-encrypt")
                      : !strcmp(action, "decrypt")  ? (cancel ? "task.cancel-decrypt" : "task.resume-decrypt")
                      : !strncmp(action, "recrypt", 7) ? (cancel ? "task.cancel-rekey" : "task.resume-rekey")
+                     /* stopping or finishing an import: what adding the disk needs */
+                     : !strcmp(action, "import")   ? "vm.disk-add"
                                                    : NULL;
     if (!op) {
         json_decref(t);

@@ -421,6 +421,15 @@ typedef struct task_intent {
  * nothing changed); one that cannot be reached leaves it to the watcher,
  * which finds out from the host what happened. */
 int tasks_run(manager *m, const task_intent *in, json_t **out);
+/* Follow an operation the host has taken already (action "import": a disk
+ * imported or added by its host task host_task): a task recorded
+ * 'running' at once, which the watcher follows to its end (progress, the
+ * host's result; the inventory's disks refreshed on success). Cancelling
+ * stops the host's task and keeps the partial disk (no rollback of a
+ * create); task resume finishes it. *out = the task. -EBUSY when the VM
+ * has an unfinished task. params: from?, size_mb?, disk, old_kek_id and
+ * old_kms (the VM's KEK, pushed to the host on a resume). */
+int tasks_follow(manager *m, const task_intent *in, const char *host_task, json_t **out);
 /* Cancel: the task goes back — the host's task is stopped and what it did
  * rolled back — and ends 'cancelled' (or 'success' when it had finished).
  * -EALREADY when it has ended. *out = {task}. */

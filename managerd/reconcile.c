@@ -86,6 +86,14 @@ task_phase task_phase_of(const char *action, const char *old_kek, const char *ne
                          const host_view *v)
 {
     int op = v->op[0] != 0;
+    if (!strcmp(action, "import")) {
+        /* a disk imported (or added) by the host: vm.conf records an
+         * unfinished create until it is done; the manager follows it from
+         * the host's answer on, so there is no "before" */
+        if (op)
+            return !strcmp(v->op, "create") ? PHASE_PARTIAL : PHASE_OTHER;
+        return PHASE_AFTER;
+    }
     if (!strcmp(action, "encrypt")) {
         if (op)
             return !strcmp(v->op, "encrypt") && same(v->op_kek, new_kek) ? PHASE_PARTIAL : PHASE_OTHER;
@@ -156,6 +164,8 @@ static int forward_op(const char *action, const char *host_op)
         return 1;
     if (!strcmp(action, "recrypt-shallow"))
         return !strcmp(host_op, "recrypt");
+    if (!strcmp(action, "import"))
+        return !strcmp(host_op, "disk-add") || !strcmp(host_op, "import");
     return !strcmp(action, host_op);
 }
 
@@ -190,7 +200,9 @@ static void forward_again(const task_facts *t, const host_view *v, const task_ru
                       : ph == PHASE_BEFORE ? "the host has no trace of the operation (restarted?)"
                                            : "the operation stopped on the host (restarted?)";
     /* the host may have rolled it back itself (out of room) */
-    task_step_kind give_up = ph == PHASE_PARTIAL ? STEP_ROLLBACK
+    /* an unfinished create is not rolled back (the host resumes it): an
+     * import that gives up fails and keeps its partial disk */
+    task_step_kind give_up = ph == PHASE_PARTIAL && strcmp(t->action, "import") ? STEP_ROLLBACK
                              : failed && v->last_rolled_back ? STEP_ROLLED_BACK : STEP_FAIL;
     if (failed && v->last_errno && !task_errno_retryable(v->last_errno)) {
         step(out, give_up, "%s", err);
@@ -276,6 +288,13 @@ void task_decide(const task_facts *t, const host_view *v, const task_rules *r, t
         step(out, STEP_DIVERGED, "the VM changed on its host: it is %s", seen);
         return;
     case PHASE_PARTIAL:
+        if (back && !strcmp(t->action, "import")) {
+            /* the host's task stopped at a window's end: cancelled, the
+             * partial disk kept for a resume (task resume, or the host's
+             * own after a restart) */
+            step(out, STEP_ROLLED_BACK, "stopped; the partial import is kept (vmseal task resume)");
+            return;
+        }
         if (back) {
             backward_again(t, v, r, out);
             return;

@@ -296,6 +296,11 @@ static int host_start(manager *m, const task_row *t, char *htask, size_t hlen)
     } else if (!strcmp(t->action, "decrypt")) {
         snprintf(path, sizeof(path), "/v1/vms/%s/decrypt", t->vm_uuid);
         body = json_object();
+    } else if (!strcmp(t->action, "import")) {
+        /* the disk is recorded on the host from the first request on
+         * (tasks_follow): going on is finishing its unfinished create */
+        snprintf(path, sizeof(path), "/v1/vms/%s/resume", t->vm_uuid);
+        body = json_object();
     } else {
         snprintf(path, sizeof(path), "/v1/vms/%s/recrypt", t->vm_uuid);
         body = json_pack("{s:s?,s:b}", "new_kek_id", new_kek(t), "deep", !strcmp(t->action, "recrypt-deep"));
@@ -374,7 +379,9 @@ static int end_fn(store *db, void *arg)
         return 0;   /* ended by someone else meanwhile */
     const char *uuid = t->vm_uuid, *nk = new_kek(t), *nkms = new_kms(t);
     const char *ok_ = old_kek(t), *okms = old_kms(t);
-    if (ok) {
+    if (ok && !strcmp(t->action, "import")) {
+        rc = 0;   /* the disks are refreshed from the host after the end (refresh_disks) */
+    } else if (ok) {
         if (!strcmp(t->action, "decrypt"))
             rc = store_execv(db, NULL, "UPDATE vms SET policy = 'none', kek_id = NULL, provider = NULL, "
                              "gen = gen + 1 WHERE uuid = $1", uuid, STORE_END);
@@ -419,7 +426,14 @@ static int end_fn(store *db, void *arg)
         if (rc < 0)
             return rc;
     }
-    if (ok) {
+    if (ok && !strcmp(t->action, "import")) {
+        json_t *nv = json_deep_copy(p);
+        json_object_del(nv, "old_kek_id");
+        json_object_del(nv, "old_kms");
+        json_object_set_new(nv, "task", json_integer(t->id));
+        rc = event_record(m, user, "vm.disk-import", object, NULL, nv, "ok");
+        json_decref(nv);
+    } else if (ok) {
         json_t *ov, *nv;
         const char *ev = "vm.policy";
         if (!strcmp(t->action, "encrypt") || !strcmp(t->action, "decrypt")) {
@@ -625,6 +639,61 @@ int tasks_run(manager *m, const task_intent *in, json_t **out)
     return rc;
 }
 
+static void wake(manager *m);
+
+struct follow_tx {
+    const task_intent *in;
+    const char *host_task;
+    long long id;
+};
+
+static int follow_fn(store *db, void *arg)
+{
+    struct follow_tx *x = arg;
+    const task_intent *in = x->in;
+    char now[32];
+    num(now, sizeof(now), (long long)mgr_now());
+    char *ps = json_dumps(in->params, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!ps)
+        return vmseal_fail(ENOMEM, "out of memory");
+    store_rows *r = NULL;
+    int rc = store_execv(db, &r,
+                         "INSERT INTO tasks (vm_uuid, action, host, host_task, state, progress, user_name, "
+                         "params, created, updated) SELECT $1, $2, $3, $4, 'running', 0, $5, $6, $7, $7 WHERE "
+                         "NOT EXISTS (SELECT 1 FROM tasks WHERE vm_uuid = $1 AND state IN " TASKS_OPEN_SQL
+                         ") RETURNING id",
+                         in->vm_uuid, in->action, in->host, x->host_task, in->user, ps, now, STORE_END);
+    free(ps);
+    if (rc < 0)
+        return rc;
+    if (store_rows_count(r) == 0) {
+        store_rows_free(r);
+        return vmseal_fail(EBUSY, "VM %s is busy with a task", in->vm_name);
+    }
+    x->id = atoll(store_rows_get(r, 0, 0));
+    store_rows_free(r);
+    return 0;
+}
+
+int tasks_follow(manager *m, const task_intent *in, const char *host_task, json_t **out)
+{
+    *out = NULL;
+    struct follow_tx x = {.in = in, .host_task = host_task};
+    int rc = store_tx(m->db, follow_fn, &x);
+    if (rc < 0)
+        return rc;
+    json_t *ev = json_deep_copy(in->params);
+    json_object_del(ev, "old_kek_id");
+    json_object_del(ev, "old_kms");
+    json_object_set_new(ev, "task", json_integer(x.id));
+    json_object_set_new(ev, "action", json_string(in->action));
+    event_add(m, in->user, "task.start", in->vm_name, NULL, ev);
+    json_decref(ev);
+    mgr_log("task %lld: %s of VM %s followed (host task %s)", x.id, in->action, in->vm_name, host_task);
+    wake(m);
+    return tasks_get(m, x.id, out);
+}
+
 /* ------------------------------------------------------------ the watcher */
 
 static int64_t backoff_ms(manager *m, int attempts)
@@ -767,6 +836,39 @@ static void host_rollback(manager *m, task_row *t, const char *why)
 
 static void sync_vm_view(manager *m, const char *uuid, const host_view *v);
 
+/* After an import: the inventory's disks become what the host has
+ * ({"size_mb"} each, as a registered VM's). */
+static void refresh_disks(manager *m, const task_row *t)
+{
+    host_view v;
+    json_t *raw = NULL;
+    store_rows *r = NULL;
+    if (host_view_get(m, t->host, t->vm_uuid, &v, &raw) < 0)
+        return;
+    json_t *spec = NULL;
+    if (store_execv(m->db, &r, "SELECT spec FROM vms WHERE uuid = $1", t->vm_uuid, STORE_END) >= 0 &&
+        store_rows_count(r) == 1)
+        spec = json_loads(store_rows_get(r, 0, 0), 0, NULL);
+    store_rows_free(r);
+    if (!json_is_object(spec)) {
+        json_decref(spec);
+        spec = json_object();
+    }
+    json_t *disks = json_array(), *d;
+    size_t i;
+    json_array_foreach(json_object_get(raw, "disks"), i, d)
+        json_array_append_new(disks, json_pack("{s:O?}", "size_mb", json_object_get(d, "size_mb")));
+    json_object_set_new(spec, "disks", disks);
+    char *ss = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
+    if (ss && store_execv(m->db, NULL, "UPDATE vms SET spec = $2 WHERE uuid = $1", t->vm_uuid, ss,
+                          STORE_END) >= 0)
+        mgr_log("task %lld: VM %s has %zu disks now", t->id, t->vm[0] ? t->vm : t->vm_uuid,
+                json_array_size(disks));
+    free(ss);
+    json_decref(spec);
+    json_decref(raw);
+}
+
 /* One round for one unfinished task. */
 static void step_task(manager *m, task_row *t)
 {
@@ -800,7 +902,8 @@ static void step_task(manager *m, task_row *t)
         adopt(m, t, &v, s.why);
         return;
     case STEP_SUCCESS:
-        (void)task_end(m, t, "success", NULL, &v, s.why[0] ? s.why : NULL);
+        if (task_end(m, t, "success", NULL, &v, s.why[0] ? s.why : NULL) == 0 && !strcmp(t->action, "import"))
+            refresh_disks(m, t);
         return;
     case STEP_RETRY:
         retry(m, t, s.why);
@@ -1183,6 +1286,8 @@ static int vm_before(manager *m, const task_row *t, char *why, size_t len)
         snprintf(why, len, "its VM is gone");
         return 0;
     }
+    if (!strcmp(t->action, "import"))
+        return 1;   /* going on: the host finishes the disk it recorded */
     int enc = !strcmp(vr.policy, "encrypted");
     const char *ok = old_kek(t);
     int before = !strcmp(t->action, "encrypt") ? !enc : enc && ok && !strcmp(vr.kek, ok);

@@ -179,7 +179,9 @@ int vms_find(manager *m, const char *name)
  * (-EREMOTEIO). */
 static int host_refused(const char *host, long status, const json_t *resp)
 {
-    int e = status == 409 ? EBUSY : status == 400 ? EINVAL : status == 404 ? ENOENT : EREMOTEIO;
+    /* 422: what the user gave does not open (an adopted image's passphrase) */
+    int e = status == 409 ? EBUSY : status == 400 ? EINVAL : status == 404 ? ENOENT
+          : status == 422 ? EKEYREJECTED : EREMOTEIO;
     return vmseal_fail(e, "host %s: %s", host, vmseal_http_error_text(resp));
 }
 
@@ -373,7 +375,22 @@ int vms_create(manager *m, const char *user, const json_t *req, const char *poli
     }
     event_add(m, user, "vm.create", name, NULL, nv);
     json_decref(nv);
+    json_t *follow = NULL;
+    const char *htask = json_string_value(json_object_get(host_task, "id"));
+    if (htask) {
+        /* the imports: the host's task, followed as one of the manager's */
+        json_t *params = json_pack("{s:O, s:s?, s:s?}", "disks", json_object_get(spec, "disks"),
+                                   "old_kek_id", kek_id, "old_kms", provider);
+        task_intent in = {.user = user, .vm_uuid = uuid, .vm_name = name, .host = host,
+                          .action = "import", .params = params};
+        if (tasks_follow(m, &in, htask, &follow) < 0)
+            mgr_log("VM %s: the host's task %s is not followed: %s", name, htask, vmseal_last_error());
+        json_decref(params);
+    }
     rc = vms_get(m, name, 0, out);
+    if (rc == 0 && follow)
+        json_object_set(*out, "task", follow);
+    json_decref(follow);
     if (rc == 0 && json_is_object(host_task))
         json_object_set(*out, "host_task", host_task);
     json_decref(host_task);
@@ -822,6 +839,9 @@ int vms_add_disk(manager *m, const char *user, const char *name, const json_t *r
     int rc = get_vm_row(m, name, &v);
     if (rc < 0)
         return rc;
+    long long open_task = tasks_open_for(m, v.uuid);
+    if (open_task)
+        return vmseal_fail(EBUSY, "VM %s is busy with task %lld", name, open_task);
     if (v.kek[0] && hosts_push_key(m, v.host, v.prov, v.kek) < 0)
         return peer_failure();   /* the new disk secret is wrapped by the VM's KEK */
     char path[128];
@@ -838,11 +858,34 @@ int vms_add_disk(manager *m, const char *user, const char *name, const json_t *r
         json_decref(resp);
         return rc;
     }
+    /* never the passphrase of an adopted image */
     json_t *nv = json_pack("{s:O?, s:O?, s:O?, s:O?}", "disk", json_object_get(resp, "disk"), "from",
                            json_object_get(req, "from"), "size_mb", json_object_get(req, "size_mb"),
                            "host_task", json_object_get(resp, "id"));
+    if (json_object_get(req, "adopt")) {
+        json_object_set(nv, "adopt", json_object_get(req, "adopt"));
+        json_object_set(nv, "passphrase_removed", json_object_get(req, "remove_passphrase")
+                                                      ? json_object_get(req, "remove_passphrase")
+                                                      : json_false());
+    }
     event_add(m, user, "vm.disk-add", name, NULL, nv);
     json_decref(nv);
+    const char *htask = json_string_value(json_object_get(resp, "id"));
+    if (!json_object_get(req, "adopt") && htask) {
+        /* the host's task, followed as one of the manager's (task ls) */
+        json_t *params = json_pack("{s:O?, s:O?, s:O?, s:s?, s:s?}", "disk", json_object_get(resp, "disk"),
+                                   "from", json_object_get(req, "from"), "size_mb",
+                                   json_object_get(req, "size_mb"), "old_kek_id", v.kek[0] ? v.kek : NULL,
+                                   "old_kms", v.kek[0] ? v.prov : NULL);
+        task_intent in = {.user = user, .vm_uuid = v.uuid, .vm_name = name, .host = v.host,
+                          .action = "import", .params = params};
+        json_t *tj = NULL;
+        if (tasks_follow(m, &in, htask, &tj) == 0)
+            json_object_set_new(resp, "task", tj);
+        else
+            mgr_log("VM %s: the host's task %s is not followed: %s", name, htask, vmseal_last_error());
+        json_decref(params);
+    }
     *out = resp;
     return 0;
 }

@@ -95,6 +95,48 @@ static void test_phases(void **state)
     assert_int_equal(task_phase_of("unknown", "k1", "k2", &k1), PHASE_OTHER);
 }
 
+static task_step_kind decide(const char *action, const char *state, int attempts, int64_t next_try,
+                             int64_t updated, const char *json);
+
+/* An import the manager follows (tasks_follow): vm.conf's unfinished
+ * create is the partial phase; no rollback of it, a cancel keeps it. */
+static void test_import(void **state)
+{
+    (void)state;
+    const char *importing = "{\"encrypted\": true, \"kek_id\": \"k1\", \"pending_operation\": \"create\", "
+                            "\"task\": {\"id\": \"h1\", \"operation\": \"disk-add\", \"progress\": 40}}";
+    const char *resuming = "{\"encrypted\": true, \"kek_id\": \"k1\", \"pending_operation\": \"create\", "
+                           "\"task\": {\"id\": \"h2\", \"operation\": \"resume\", \"progress\": 40}}";
+    const char *stopped = "{\"encrypted\": true, \"kek_id\": \"k1\", \"pending_operation\": \"create\"}";
+    const char *nospace = "{\"encrypted\": true, \"kek_id\": \"k1\", \"pending_operation\": \"create\", "
+                          "\"last_task\": {\"id\": \"h1\", \"operation\": \"import\", \"state\": \"error\", "
+                          "\"errno\": 28, \"error\": \"No space left on device\"}}";
+    const char *done = "{\"encrypted\": true, \"kek_id\": \"k1\"}";
+    const char *other = "{\"encrypted\": true, \"kek_id\": \"k1\", \"pending_operation\": \"encrypt\", "
+                        "\"pending_kek\": \"k2\"}";
+    host_view v = view(importing);
+    assert_int_equal(task_phase_of("import", "k1", NULL, &v), PHASE_PARTIAL);
+    v = view(done);
+    assert_int_equal(task_phase_of("import", "k1", NULL, &v), PHASE_AFTER);
+    v = view(other);
+    assert_int_equal(task_phase_of("import", "k1", NULL, &v), PHASE_OTHER);
+    assert_int_equal(decide("import", "running", 0, 0, 0, importing), STEP_PROGRESS);
+    assert_int_equal(decide("import", "running", 0, 0, 0, resuming), STEP_PROGRESS);
+    assert_int_equal(decide("import", "running", 0, 0, 0, done), STEP_SUCCESS);
+    assert_int_equal(decide("import", "running", 0, 0, 0, stopped), STEP_RETRY);   /* host restarted */
+    assert_int_equal(decide("import", "running", 3, 0, 0, stopped), STEP_FAIL);    /* no rollback */
+    assert_int_equal(decide("import", "running", 0, 0, 0, nospace), STEP_FAIL);
+    assert_int_equal(decide("import", "running", 0, 0, 0, other), STEP_DIVERGED);
+    assert_int_equal(decide("import", "cancelling", 0, 0, 0, importing), STEP_HOST_CANCEL);
+    assert_int_equal(decide("import", "cancelling", 0, 0, 0, stopped), STEP_ROLLED_BACK);
+    assert_int_equal(decide("import", "cancelling", 0, 0, 0, done), STEP_SUCCESS);
+    /* another host operation is not the import going on */
+    assert_int_equal(decide("import", "running", 0, 0, 0,
+                            "{\"encrypted\": true, \"kek_id\": \"k1\", \"pending_operation\": \"create\", "
+                            "\"task\": {\"operation\": \"decrypt\"}}"),
+                     STEP_WAIT);
+}
+
 static void test_retryable(void **state)
 {
     (void)state;
@@ -226,6 +268,7 @@ int main(void)
         cmocka_unit_test(test_phases),
         cmocka_unit_test(test_retryable),
         cmocka_unit_test(test_decide),
+        cmocka_unit_test(test_import),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
