@@ -43,6 +43,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -67,6 +68,7 @@ static int key_fd = -1, pass_fd = -1;
 static int image_fd = -1;
 static int image_readonly;
 static int raw_image;
+static int split_enabled = 1;   /* split=0: never split a request (below) */
 static uint64_t payload_off, payload_len;
 static vmseal_secret *volume_key;
 static pthread_key_t tls_key;
@@ -127,6 +129,10 @@ static int vs_config(const char *key, const char *value)
         return parse_fd(value, &key_fd);
     if (strcmp(key, "passfd") == 0)
         return parse_fd(value, &pass_fd);
+    if (strcmp(key, "split") == 0) {
+        split_enabled = nbdkit_parse_bool(value);
+        return split_enabled < 0 ? -1 : 0;
+    }
     if (strcmp(key, "raw") == 0) {
         raw_image = nbdkit_parse_bool(value);
         return raw_image < 0 ? -1 : 0;
@@ -171,6 +177,8 @@ static int verify_volume_key(const vmseal_secret *vk)
 static pid_t ready_pid;
 
 static int open_image(void);
+static void helper_start(void);
+static void helper_stop(void);
 
 static int vs_get_ready(void)
 {
@@ -266,11 +274,13 @@ static int vs_after_fork(void)
                      "survive its daemonising fork");
         return -1;
     }
+    helper_start();   /* threads do not survive a fork: start it here */
     return 0;
 }
 
 static void vs_unload(void)
 {
+    helper_stop();
     if (image_fd >= 0)
         close(image_fd);
     vmseal_secret_free(volume_key);
@@ -311,17 +321,16 @@ static int check_request(uint32_t count, uint64_t offset)
     return 0;
 }
 
+/* The data path proper returns 0 or a positive errno and never calls into
+ * nbdkit, so the split helper thread (below) can run it too. */
 static int full_pread(uint8_t *buf, size_t n, uint64_t off)
 {
     while (n) {
         ssize_t r = pread(image_fd, buf, n, (off_t)off);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0) {
-            nbdkit_set_error(r < 0 ? errno : EIO);
-            nbdkit_error("pread: %s", r < 0 ? strerror(errno) : "short read");
-            return -1;
-        }
+        if (r <= 0)
+            return r < 0 ? errno : EIO;
         buf += r, n -= (size_t)r, off += (uint64_t)r;
     }
     return 0;
@@ -333,23 +342,164 @@ static int full_pwrite(const uint8_t *buf, size_t n, uint64_t off)
         ssize_t r = pwrite(image_fd, buf, n, (off_t)off);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0) {
-            nbdkit_set_error(r < 0 ? errno : EIO);
-            nbdkit_error("pwrite: %s", r < 0 ? strerror(errno) : "short write");
-            return -1;
-        }
+        if (r <= 0)
+            return r < 0 ? errno : EIO;
         buf += r, n -= (size_t)r, off += (uint64_t)r;
     }
     return 0;
 }
 
+/* Read and decrypt [offset, offset+count) straight into buf (nbdkit's reply
+ * buffer), in place, chunk by chunk. */
+static int read_range(uint8_t *buf, uint32_t count, uint64_t offset)
+{
+    worker *w = get_worker();
+    if (!w)
+        return ENOMEM;
+    for (uint32_t done = 0; done < count;) {
+        uint32_t n = count - done < CHUNK ? count - done : CHUNK;
+        int err = full_pread(buf + done, n, payload_off + offset + done);
+        if (err)
+            return err;
+        if (vmseal_xts_decrypt(w->xts, (offset + done) / VMSEAL_SECTOR_SIZE, buf + done,
+                               buf + done, n / VMSEAL_SECTOR_SIZE) < 0)
+            return EIO;
+        done += n;
+    }
+    return 0;
+}
+
+/* The request buffer is nbdkit's and const: encrypt chunk by chunk into the
+ * thread's staging buffer, each chunk written while cache-hot. */
+static int write_range(const uint8_t *buf, uint32_t count, uint64_t offset)
+{
+    worker *w = get_worker();
+    if (!w)
+        return ENOMEM;
+    for (uint32_t done = 0; done < count;) {
+        uint32_t n = count - done < CHUNK ? count - done : CHUNK;
+        if (vmseal_xts_encrypt(w->xts, (offset + done) / VMSEAL_SECTOR_SIZE, buf + done, w->buf,
+                               n / VMSEAL_SECTOR_SIZE) < 0)
+            return EIO;
+        int err = full_pwrite(w->buf, n, payload_off + offset + done);
+        if (err)
+            return err;
+        done += n;
+    }
+    return 0;
+}
+
+/* Splitting a large request across cores. nbdkit already runs concurrent
+ * requests on parallel threads, so with a queue depth > 1 every core is
+ * busy and splitting would only add hand-offs. It pays when one large
+ * request is alone in flight (a guest's dd or a QD1 copy): then one helper
+ * thread does the second half while the nbdkit thread does the first.
+ * One helper only (this machine has 2 cores); none with split=0 or on a
+ * single CPU. */
+#define SPLIT_MIN (256u * 1024)
+static atomic_int inflight;
+static struct {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int running, busy, has_job, done, quit;
+    int write;
+    uint8_t *buf;
+    uint32_t count;
+    uint64_t offset;
+    int err;
+} helper = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void *helper_main(void *arg)
+{
+    pthread_mutex_lock(&helper.mu);
+    for (;;) {
+        while (!helper.has_job && !helper.quit)
+            pthread_cond_wait(&helper.cv, &helper.mu);
+        if (helper.quit)
+            break;
+        helper.has_job = 0;
+        pthread_mutex_unlock(&helper.mu);
+        int err = helper.write ? write_range(helper.buf, helper.count, helper.offset)
+                               : read_range(helper.buf, helper.count, helper.offset);
+        pthread_mutex_lock(&helper.mu);
+        helper.err = err;
+        helper.done = 1;
+        pthread_cond_broadcast(&helper.cv);
+    }
+    pthread_mutex_unlock(&helper.mu);
+    return NULL;
+}
+
+static void helper_start(void)
+{
+    if (!split_enabled || raw_image || sysconf(_SC_NPROCESSORS_ONLN) < 2)
+        return;
+    if (pthread_create(&helper.thread, NULL, helper_main, NULL) == 0)
+        helper.running = 1;
+}
+
+static void helper_stop(void)
+{
+    if (!helper.running)
+        return;
+    pthread_mutex_lock(&helper.mu);
+    helper.quit = 1;
+    pthread_cond_broadcast(&helper.cv);
+    pthread_mutex_unlock(&helper.mu);
+    pthread_join(helper.thread, NULL);
+    helper.running = 0;
+}
+
+/* Do [offset, offset+count) for a read or write, split in two when that
+ * pays and the helper is free; else all on this thread. */
+static int do_range(int write, uint8_t *buf, uint32_t count, uint64_t offset)
+{
+    int alone = atomic_fetch_add(&inflight, 1) == 0;
+    int err;
+    uint32_t half = (count / 2) & ~(CHUNK - 1);
+    if (alone && helper.running && count >= SPLIT_MIN && half &&
+        pthread_mutex_trylock(&helper.mu) == 0) {
+        if (helper.busy) {
+            pthread_mutex_unlock(&helper.mu);
+            goto single;
+        }
+        helper.busy = 1;
+        helper.write = write;
+        helper.buf = buf + half;
+        helper.count = count - half;
+        helper.offset = offset + half;
+        helper.done = 0;
+        helper.has_job = 1;
+        pthread_cond_broadcast(&helper.cv);
+        pthread_mutex_unlock(&helper.mu);
+        err = write ? write_range(buf, half, offset) : read_range(buf, half, offset);
+        pthread_mutex_lock(&helper.mu);
+        while (!helper.done)
+            pthread_cond_wait(&helper.cv, &helper.mu);
+        if (!err)
+            err = helper.err;
+        helper.busy = 0;
+        pthread_mutex_unlock(&helper.mu);
+    } else {
+single:
+        err = write ? write_range(buf, count, offset) : read_range(buf, count, offset);
+    }
+    atomic_fetch_sub(&inflight, 1);
+    return err;
+}
+
+static int io_failed(int err, const char *what)
+{
+    nbdkit_set_error(err);
+    nbdkit_error("%s: %s", what, strerror(err));
+    return -1;
+}
+
 static int sync_image(void)
 {
-    if (fdatasync(image_fd) != 0) {
-        nbdkit_set_error(errno);
-        nbdkit_error("fdatasync: %m");
-        return -1;
-    }
+    if (fdatasync(image_fd) != 0)
+        return io_failed(errno, "fdatasync");
     return 0;
 }
 
@@ -357,26 +507,10 @@ static int vs_pread(void *h, void *buf, uint32_t count, uint64_t offset, uint32_
 {
     if (check_request(count, offset) < 0)
         return -1;
-    if (raw_image)
-        return full_pread(buf, count, offset);
-    worker *w = get_worker();
-    if (!w) {
-        nbdkit_set_error(ENOMEM);
-        return -1;
-    }
-    /* Straight into nbdkit's reply buffer, decrypted in place. */
-    uint8_t *p = buf;
-    for (uint32_t done = 0; done < count;) {
-        uint32_t n = count - done < CHUNK ? count - done : CHUNK;
-        if (full_pread(p + done, n, payload_off + offset + done) < 0)
-            return -1;
-        if (vmseal_xts_decrypt(w->xts, (offset + done) / VMSEAL_SECTOR_SIZE, p + done,
-                               p + done, n / VMSEAL_SECTOR_SIZE) < 0) {
-            memset(buf, 0, count);   /* never hand out half-decrypted data */
-            nbdkit_set_error(EIO);
-            return -1;
-        }
-        done += n;
+    int err = raw_image ? full_pread(buf, count, offset) : do_range(0, buf, count, offset);
+    if (err) {
+        memset(buf, 0, count);   /* never hand out half-decrypted data */
+        return io_failed(err, "read");
     }
     return 0;
 }
@@ -385,33 +519,12 @@ static int vs_pwrite(void *h, const void *buf, uint32_t count, uint64_t offset, 
 {
     if (check_request(count, offset) < 0)
         return -1;
-    if (raw_image) {
-        if (full_pwrite(buf, count, offset) < 0)
-            return -1;
-        return (flags & NBDKIT_FLAG_FUA) ? sync_image() : 0;
-    }
-    worker *w = get_worker();
-    if (!w) {
-        nbdkit_set_error(ENOMEM);
-        return -1;
-    }
-    /* The request buffer is nbdkit's and const: encrypt chunk by chunk into
-     * the thread's staging buffer, each chunk written while cache-hot. */
-    const uint8_t *p = buf;
-    for (uint32_t done = 0; done < count;) {
-        uint32_t n = count - done < CHUNK ? count - done : CHUNK;
-        if (vmseal_xts_encrypt(w->xts, (offset + done) / VMSEAL_SECTOR_SIZE, p + done, w->buf,
-                               n / VMSEAL_SECTOR_SIZE) < 0) {
-            nbdkit_set_error(EIO);
-            return -1;
-        }
-        if (full_pwrite(w->buf, n, payload_off + offset + done) < 0)
-            return -1;
-        done += n;
-    }
-    if ((flags & NBDKIT_FLAG_FUA) && sync_image() < 0)
-        return -1;
-    return 0;
+    /* do_range only reads from buf when writing */
+    int err = raw_image ? full_pwrite(buf, count, offset)
+                        : do_range(1, (uint8_t *)(uintptr_t)buf, count, offset);
+    if (err)
+        return io_failed(err, "write");
+    return (flags & NBDKIT_FLAG_FUA) ? sync_image() : 0;
 }
 
 static int vs_flush(void *h, uint32_t flags)
@@ -467,7 +580,8 @@ static struct nbdkit_plugin plugin = {
     .config_help = "file=IMAGE    the LUKS1 image (required)\n"
                    "keyfd=N       read the volume key from descriptor N, or\n"
                    "passfd=N      read the LUKS passphrase from descriptor N, or\n"
-                   "raw=1         a plain image (no key)",
+                   "raw=1         a plain image (no key)\n"
+                   "split=0       never split a large lone request across two cores",
     .magic_config_key = "file",
     .get_ready = vs_get_ready,
     .after_fork = vs_after_fork,
