@@ -40,7 +40,7 @@ retry 4 qemu-img create -q -f luks --object secret,id=s0,file=pass \
   -o key-secret=s0,cipher-alg=aes-256,cipher-mode=xts,ivgen-alg=plain64,hash-alg=sha256,iter-time=10 \
   d.luks 16M || fail "qemu-img create luks"
 SIZE=$((16 << 20))
-serve a file=$TMP/d.luks passfd=5 5<pass || { cat a.log >&2; fail "server with passfd did not start"; }
+serve a file=$TMP/d.luks passfd=5 split=1 5<pass || { cat a.log >&2; fail "server with passfd did not start"; }
 A=$SPID
 [ "$(nbdinfo --size "$(nbd a)")" = "$SIZE" ] || fail "export size is not the payload size"
 [ "$(nbdinfo --json "$(nbd a)" | $PY -c 'import json,sys; print(json.load(sys.stdin)["exports"][0]["block_size_minimum"])')" = 512 ] \
@@ -55,7 +55,7 @@ stop $A
 qio_luks -c 'read -P 0xa1 0 512' -c 'read -P 0xb2 4096 1M' -c 'read -P 0xc3 3000 1000' \
   -c "read -P 0xd4 $((SIZE - 8192)) 8192" -c 'read -P 0xe5 2M 64k' -c 'read -P 0xe6 3M 3M' \
   || { cat qio.out >&2; fail "QEMU's luks driver does not see what the plugin wrote"; }
-ok "writes through the plugin (aligned, unaligned via QEMU's RMW, last sector, 3 MiB) read back by QEMU's luks driver"
+ok "writes through the plugin (aligned, unaligned via QEMU's RMW, last sector, 3 MiB; split=1) read back by QEMU's luks driver"
 
 # ... and QEMU's writes read back through the plugin; whole disk byte-exact
 qio_luks -c 'write -P 0x5a 8M 1M' -c 'write -P 0x6b 5M 512' || fail "qemu luks write"
