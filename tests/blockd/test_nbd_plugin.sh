@@ -40,7 +40,7 @@ retry 4 qemu-img create -q -f luks --object secret,id=s0,file=pass \
   -o key-secret=s0,cipher-alg=aes-256,cipher-mode=xts,ivgen-alg=plain64,hash-alg=sha256,iter-time=10 \
   d.luks 16M || fail "qemu-img create luks"
 SIZE=$((16 << 20))
-serve a file=$TMP/d.luks passfd=5 5<pass || { cat a.log >&2; fail "server with passfd did not start"; }
+serve a file=$TMP/d.luks passfd=5 split=1 5<pass || { cat a.log >&2; fail "server with passfd did not start"; }
 A=$SPID
 [ "$(nbdinfo --size "$(nbd a)")" = "$SIZE" ] || fail "export size is not the payload size"
 [ "$(nbdinfo --json "$(nbd a)" | $PY -c 'import json,sys; print(json.load(sys.stdin)["exports"][0]["block_size_minimum"])')" = 512 ] \
@@ -55,7 +55,7 @@ stop $A
 qio_luks -c 'read -P 0xa1 0 512' -c 'read -P 0xb2 4096 1M' -c 'read -P 0xc3 3000 1000' \
   -c "read -P 0xd4 $((SIZE - 8192)) 8192" -c 'read -P 0xe5 2M 64k' -c 'read -P 0xe6 3M 3M' \
   || { cat qio.out >&2; fail "QEMU's luks driver does not see what the plugin wrote"; }
-ok "writes through the plugin (aligned, unaligned via QEMU's RMW, last sector, 3 MiB) read back by QEMU's luks driver"
+ok "writes through the plugin (aligned, unaligned via QEMU's RMW, last sector, 3 MiB; split=1) read back by QEMU's luks driver"
 
 # ... and QEMU's writes read back through the plugin; whole disk byte-exact
 qio_luks -c 'write -P 0x5a 8M 1M' -c 'write -P 0x6b 5M 512' || fail "qemu luks write"
@@ -180,6 +180,14 @@ cryptsetup luksDump d.luks >/dev/null || fail "cryptsetup no longer reads the he
 qio_luks -c 'read -P 0x42 0 4M' || fail "QEMU luks: flushed data after SIGKILL"
 ok "SIGKILL mid-write: the client gets errors, flushed data reads back exactly, image opens in qemu-img and cryptsetup"
 
+# ---- write-zeroes on a LUKS image: nbdkit writes ciphertext of zeros --------
+serve z file=$TMP/d.luks passfd=5 5<pass || { cat z.log >&2; fail "server for zero"; }
+qio_nbd z -c 'write -P 0x5a 5M 128k' -c 'write -z 5M 64k' -c flush || { cat qio.out >&2; fail "write -z through the plugin"; }
+stop $SPID
+qio_luks -c 'read -P 0 5M 64k' -c 'read -P 0x5a 5184k 64k' \
+  || { cat qio.out >&2; fail "QEMU's luks driver does not read zeros where the plugin zeroed"; }
+ok "write-zeroes on a LUKS image: QEMU's luks driver reads zeros there, the neighbours unchanged"
+
 # ---- raw=1: a plain image as it is (hostd's export of a plain VM) -----------
 head -c $((4 << 20)) /dev/urandom > plain.img
 head -c 1000 /dev/urandom > plain.odd      # not whole sectors: the tail is not served
@@ -190,8 +198,15 @@ grep -q "raw=1 takes no key" bad.log || { cat bad.log >&2; fail "raw=1 with a ke
 serve r file=$TMP/plain.img raw=1 || { cat r.log >&2; fail "raw server"; }
 nbdcopy "$(nbd r)" plain.copy || fail "nbdcopy of the raw export"
 cmp -s plain.img plain.copy || fail "raw export differs from the image"
-qio_nbd r -c 'write -P 0x77 1M 4096' || fail "write through raw=1"
+qio_nbd r -c 'write -P 0x77 1M 4096' -c 'write -z 2M 64k' -c 'discard 3M 64k' -c flush \
+  || { cat qio.out >&2; fail "write, zero, trim through raw=1"; }
 stop $SPID
 [ "$(dd if=plain.img bs=4096 skip=256 count=1 status=none | od -An -v -tx1 | tr -d ' \n' | sed 's/77//g')" = "" ] \
   || fail "raw write not in the image"
-ok "raw=1 serves a plain image byte-exact (no XTS), refuses a key"
+for at in 512 768; do   # 2M and 3M in 4 KiB blocks: zeroed and trimmed ranges read as zeros
+  [ "$(dd if=plain.img bs=4096 skip=$at count=16 status=none | od -An -v -tx1 | tr -d ' \n' | sed 's/0//g')" = "" ] \
+    || fail "raw zero/trim at block $at did not zero the image"
+done
+[ "$(dd if=plain.img bs=4096 skip=528 count=1 status=none | od -An -v -tx1 | tr -d ' \n' | sed 's/0//g')" != "" ] \
+  || fail "raw zero went past its range"
+ok "raw=1 serves a plain image byte-exact (no XTS), zero/trim as fallocate, refuses a key"

@@ -47,6 +47,12 @@
 #   vmseal.fsynccheck=N read blocks 0..N of vda back (4 MiB on): prints
 #                       VMSEAL-FSYNC-CHECK-OK N or VMSEAL-FSYNC-CHECK-FAIL <i>
 #   vmseal.sum=1        print VMSEAL-SUM <sha256 of the whole of vda>
+#   vmseal.ddbench=N    disk benchmark on vda with busybox dd, O_DIRECT (so
+#                       the guest's page cache is not measured): N MiB in
+#                       1 MiB writes then reads, and N MiB in 4 KiB writes
+#                       then reads (each at queue depth 1); prints
+#                       VMSEAL-DDBENCH <seq-write|seq-read|4k-write|4k-read>
+#                       <elapsed seconds>, then VMSEAL-DDBENCH-DONE
 # STR may hold only [A-Za-z0-9._-]. Output goes to the first serial port.
 set -euo pipefail
 
@@ -163,7 +169,7 @@ for m in $(cat /etc/modules.order); do
   insmod /lib/modules/$m.ko 2>/dev/null || echo "vmseal-guest: insmod $m failed"
 done
 
-marker= check= wait=0 mem= memmib=1 count=0 shell=0 ramtick=0 net= ip= fetch= httpd= token= hotplug= fsyncwrite= fsynccheck= sum=
+marker= check= wait=0 mem= memmib=1 count=0 shell=0 ramtick=0 net= ip= fetch= httpd= token= hotplug= fsyncwrite= fsynccheck= sum= ddbench=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     vmseal.mem=*) mem=${arg#vmseal.mem=} ;;
@@ -177,6 +183,7 @@ for arg in $(cat /proc/cmdline); do
     vmseal.hotplug=*) hotplug=${arg#vmseal.hotplug=} ;;
     vmseal.fsyncwrite=*) fsyncwrite=${arg#vmseal.fsyncwrite=} ;;
     vmseal.sum=*) sum=${arg#vmseal.sum=} ;;
+    vmseal.ddbench=*) ddbench=${arg#vmseal.ddbench=} ;;
     vmseal.fsynccheck=*) fsynccheck=${arg#vmseal.fsynccheck=} ;;
     vmseal.marker=*) marker=${arg#vmseal.marker=} ;;
     vmseal.check=*) check=${arg#vmseal.check=} ;;
@@ -193,7 +200,7 @@ i=0
 while [ $i -lt 100 ]; do
   disks=$(cd /sys/block && ls -d vd* 2>/dev/null || true)
   [ -n "$disks" ] && break
-  [ -n "$marker$check$fsyncwrite$fsynccheck$sum" ] || break
+  [ -n "$marker$check$fsyncwrite$fsynccheck$sum$ddbench" ] || break
   usleep 100000; i=$((i + 1))
 done
 for d in $disks; do
@@ -346,6 +353,20 @@ fi
 if [ "$sum" = 1 ] && [ -b /dev/vda ]; then
   echo 3 > /proc/sys/vm/drop_caches
   echo "VMSEAL-SUM $(sha256sum /dev/vda | cut -d' ' -f1)"
+fi
+
+if [ -n "$ddbench" ] && [ -b /dev/vda ]; then
+  case "$ddbench" in *[!0-9]*|'') ddbench=0 ;; esac
+  ddrun() {  # NAME dd-args...: elapsed seconds (busybox time, 10 ms steps)
+    n=$1; shift
+    if time -f %e -o /tmp/dd.time dd "$@" 2>/dev/null; then t=$(cat /tmp/dd.time); else t=fail; fi
+    echo "VMSEAL-DDBENCH $n $t"
+  }
+  ddrun seq-write if=/dev/zero of=/dev/vda bs=1M count=$ddbench oflag=direct conv=fsync
+  ddrun seq-read if=/dev/vda of=/dev/null bs=1M count=$ddbench iflag=direct
+  ddrun 4k-write if=/dev/zero of=/dev/vda bs=4k count=$((ddbench * 256)) oflag=direct conv=fsync
+  ddrun 4k-read if=/dev/vda of=/dev/null bs=4k count=$((ddbench * 256)) iflag=direct
+  echo "VMSEAL-DDBENCH-DONE"
 fi
 
 # vTPM (vmseal.tpmnv=write:STR of 16 chars | read): raw TPM 2.0 commands on
