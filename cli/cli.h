@@ -85,6 +85,7 @@ int cmd_vm_nic(cli *c, int argc, char **argv);   /* cmd_nic.c: vm nic ls|add|rm 
 void vm_info_nics(const json_t *runtime);        /* the NIC lines of vm info */
 /* cmd_disk.c: vmseal vm disk ...; following a host's task in the VM's live view */
 int cmd_vm_disk(cli *c, int argc, char **argv);
+int cmd_vm_clone(cli *c, int argc, char **argv);   /* cmd_clone.c */
 int cli_wait_host_task(cli *c, const char *vm, const char *task_id, const char *label);
 int cmd_task(cli *c, int argc, char **argv);
 int cmd_events(cli *c, int argc, char **argv);

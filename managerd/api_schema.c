@@ -385,6 +385,14 @@ static const api_field f_vm_rekey[] = {
 };
 SCHEMA(schema_vm_rekey, "vm_rekey", f_vm_rekey);
 
+static const api_field f_vm_clone[] = {
+    {.name = "name", .type = F_NAME, .required = 1},
+    {.name = "host", .type = F_NAME},
+    {.name = "deep", .type = F_BOOL},
+    {.name = "kms", .type = F_NAME},
+};
+SCHEMA(schema_vm_clone, "vm_clone", f_vm_clone);
+
 static const api_field f_vm_resume[] = {
     {.name = "host", .type = F_NAME},
 };
@@ -400,6 +408,6 @@ const api_schema *const api_all_schemas[] = {
     &schema_kms_add, &schema_kms_patch, &schema_kms_trust, &schema_kms_client_cert, &schema_kms_csr,
     &schema_host_register, &schema_host_keys, &schema_vm_create, &schema_vm_patch, &schema_vm_rekey,
     &schema_role_patch, &schema_group_add, &schema_permission, &schema_default_policy, &schema_host_cert,
-    &schema_vm_register, &schema_vm_resume, &schema_vm_nic_add, &schema_vm_export, &schema_disk,
+    &schema_vm_register, &schema_vm_resume, &schema_vm_clone, &schema_vm_nic_add, &schema_vm_export, &schema_disk,
 };
 const size_t api_n_schemas = N(api_all_schemas);

@@ -31,7 +31,7 @@ const mgr_privilege mgr_privileges[] = {
     {"Authorization.ModifyPermissions", "manage users, groups and permissions", NULL},
     {"Cryptographer.Access", "see an encrypted VM's console and guest output", NULL},
     {"Cryptographer.AddDisk", "add disks to an encrypted VM", NULL},
-    {"Cryptographer.Clone", "clone an encrypted VM", "issue 11 (vm clone)"},
+    {"Cryptographer.Clone", "clone an encrypted VM (the clone gets its own KEK and disk secrets)", NULL},
     {"Cryptographer.Decrypt", "decrypt a VM", NULL},
     {"Cryptographer.Encrypt", "encrypt a VM; change how an encrypted VM boots", NULL},
     {"Cryptographer.EncryptNew", "create an encrypted VM", NULL},
@@ -59,6 +59,7 @@ const mgr_privilege mgr_privileges[] = {
     {"VirtualMachine.Config.Settings", "change a VM's settings", NULL},
     {"VirtualMachine.Config.AddRemoveDevice", "add or remove a VM's devices (network cards)", NULL},
     {"VirtualMachine.Provisioning.DiskRandomRead", "read a VM's disk (a one-time backup export)", NULL},
+    {"VirtualMachine.Provisioning.Clone", "clone a VM", NULL},
     {NULL, NULL, NULL},
 };
 
@@ -175,6 +176,9 @@ const api_op mgr_api_ops[] = {
      "vm discard-state", "a suspended VM: it is then powered off"},
     {"vm.disk-add", "POST", "/vms/{vm}/disks", "VirtualMachine.Config.Settings", "Cryptographer.AddDisk",
      "vm", "vm disk add", NULL},
+    {"vm.clone", "POST", "/vms/{vm}/clone", "VirtualMachine.Provisioning.Clone VirtualMachine.Inventory.Create",
+     "Cryptographer.Clone", "vm", "vm clone",
+     "on the source (powered off); VirtualMachine.Inventory.Create on its host too"},
     {"vm.log", "GET", "/vms/{vm}/log", "VirtualMachine.Interact.ConsoleInteract", "Cryptographer.Access",
      "vm", "vm log", NULL},
     {"vm.console", "GET", "/vms/{vm}/console", "VirtualMachine.Interact.ConsoleInteract",

@@ -11,6 +11,7 @@
  *   POST   /vms/{name}/suspend | resume | discard-state
  *   POST   /vms/{name}/dump                the guest's memory, sealed, into its home
  *   POST   /vms/{name}/disks       {size_mb} | {from: IMAGE} -> 202 the host's task
+ *   POST   /vms/{name}/clone       {name, host?, deep?, kms?} -> 201 the clone (powered off)
  *   GET    /vms/{name}/log?tail=BYTES  guest console output (sealed on the host when encrypted)
  *   DELETE /vms/{name}
  *   POST   /vms/{name}/unregister     leave the inventory; the host keeps the VM
@@ -276,6 +277,25 @@ void api_vms(api_ctx *ctx)
         else if (api_authorize(ctx, "vm.disk-add", name) >= 0) {
             rc = vms_add_disk(ctx->m, ctx->user, name, b, &out);
             api_reply(ctx, rc, 202, out);
+        }
+        json_decref(b);
+        return;
+    }
+    if (sub && !strcmp(sub, "clone") && !strcmp(m, "POST")) {
+        /* on the source (+ Cryptographer.Clone when encrypted), and create
+         * rights on the host the clone is made on */
+        if (api_body(ctx, &schema_vm_clone, &b) < 0)
+            return;
+        char host[80], uuid[40], hobj[96];
+        int enc = 0;
+        rc = vms_locate(ctx->m, name, uuid, host, &enc);
+        if (rc < 0)
+            api_fail(ctx, rc);
+        else if (api_authorize(ctx, "vm.clone", name) >= 0 &&
+                 api_authorize_set(ctx, "vm.clone", (snprintf(hobj, sizeof(hobj), "host:%s", host), hobj),
+                                   privset_parse("VirtualMachine.Inventory.Create")) >= 0) {
+            rc = vms_clone(ctx->m, ctx->user, name, b, &out);
+            api_reply(ctx, rc, 201, out);
         }
         json_decref(b);
         return;
