@@ -78,7 +78,9 @@ int cli_wait_host_task(cli *c, const char *vm, const char *task_id, const char *
 
 int cmd_vm_disk(cli *c, int argc, char **argv)
 {
-    /* argv[0] = "disk", argv[1] = "add" */
+    /* argv[0] = "disk", argv[1] = "add" | "rm" */
+    if (argc >= 2 && !strcmp(argv[1], "rm"))
+        return cmd_vm_disk_rm(c, argc - 1, argv + 1);
     if (argc < 2 || strcmp(argv[1], "add") != 0)
         return EXIT_USAGE;
     static const struct option opts[] = {

@@ -26,6 +26,7 @@
 #include <vmseal/vmrecord.h>
 
 #include "blockserver.h"
+#include "cdrom.h"
 #include "coredump.h"
 #include "nic.h"
 #include "serial.h"
@@ -1033,6 +1034,21 @@ static int run_create(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_pr
 
 static int check_offline(hostd_vm *vm, const char *what);
 
+/* The usual name of a new image is taken (a disk removed with its file
+ * kept, or a later disk that moved down after a removal): diskN-K.EXT,
+ * the first K free. Existing files are never overwritten. */
+static int free_image_name(hostd_vm *vm, long idx, int encrypted, char *buf, size_t len)
+{
+    for (int k = 1; k < 100; k++) {
+        int n = snprintf(buf, len, "disk%ld-%d.%s", idx, k, encrypted ? "luks" : "img");
+        if (n < 0 || (size_t)n >= len)
+            break;
+        if (home_file_state(vm, buf) == 0)
+            return 0;
+    }
+    return vmseal_fail(EEXIST, "%s: no free file name for disk%ld", vm->home, idx);
+}
+
 int hostd_vm_add_disk(hostd_vm *vm, const hostd_host_env *env, const char *from, uint64_t size)
 {
     int r = vm_begin(vm, "adding a disk");
@@ -1073,7 +1089,7 @@ int hostd_vm_add_disk(hostd_vm *vm, const hostd_host_env *env, const char *from,
     vmseal_vmrec_image *d = &next->disks[idx];
     r = vmseal_vmrec_image_file_name((long)idx, rec_encrypted(c), d->file, sizeof(d->file));
     if (r == 0 && home_file_state(vm, d->file) != 0)
-        r = vmseal_fail(EEXIST, "%s/%s exists already: not overwritten", vm->home, d->file);
+        r = free_image_name(vm, (long)idx, rec_encrypted(c), d->file, sizeof(d->file));
     d->size = size;
     if (from)
         hostd_copy_str(d->from, sizeof(d->from), from);
@@ -1712,8 +1728,20 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         }
         spec.tpm_fd = tpm_fd;
     }
+    int cd_fd = -1;
+    if (hostd_cdrom_wanted(c)) {
+        /* the ISO opened beneath the images folder, no symlink followed;
+         * one that no longer opens leaves the drive empty */
+        spec.cdrom = 1;
+        if (c->cdrom[0] && (cd_fd = hostd_vm_open_boot_file(env, "ISO", c->cdrom)) < 0)
+            hostd_vm_log(vm, "CD-ROM drive left empty: %s", vmseal_last_error());
+        spec.cdrom_fd = cd_fd > 0 ? cd_fd : 0;
+    }
+    spec.boot_order = c->boot[0] ? c->boot : NULL;
     hostd_qemu *q = NULL;
     r = hostd_qemu_start(&spec, &q);
+    if (cd_fd >= 0)
+        close(cd_fd);   /* QEMU has its own copy */
     hostd_nic_run_release(&nics);   /* QEMU has its own tap descriptors */
     for (size_t i = 0; i < nd; i++)
         if (disks[i].nbd_sock > 0)
@@ -2876,6 +2904,8 @@ json_t *hostd_vm_describe(hostd_vm *vm, const hostd_host_env *env)
     json_object_set_new(j, "firmware", json_string(rec_uefi(c) ? "uefi" : "bios"));
     json_object_set_new(j, "tpm", json_boolean(c->tpm));
     json_object_set_new(j, "secure_boot", json_boolean(c->secure_boot));
+    json_object_set_new(j, "cdrom", c->cdrom[0] ? json_string(c->cdrom) : json_null());
+    json_object_set_new(j, "boot", c->boot[0] ? json_string(c->boot) : json_null());
     int enc = rec_encrypted(c);
     json_object_set_new(j, "policy", json_string(enc ? "encrypted" : "none"));
     json_object_set_new(j, "encrypted", json_boolean(enc));
@@ -3366,5 +3396,56 @@ out:
     free(home);
     free(tmp);
     vm_end(src);
+    return r;
+}
+
+/* ------------------------------------------------------------ disk rm */
+
+int hostd_vm_remove_disk(hostd_vm *vm, size_t idx, int keep_file)
+{
+    int r = vm_begin(vm, "removing a disk");
+    if (r < 0)
+        return r;
+    const vmseal_vmrec *c = vm->rec;
+    vmseal_vmrec *next = NULL;
+    char file[VMSEAL_VMREC_FILE_MAX + 1];
+    if ((r = check_offline(vm, "remove a disk")) < 0)
+        goto out;
+    if (c->op != VMSEAL_VMREC_OP_NONE) {
+        r = vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
+                        vmseal_vmrec_op_name(c->op));
+        goto out;
+    }
+    if (idx >= c->ndisks) {
+        r = vmseal_fail(ENOENT, "VM %s has no disk%zu", vm->name, idx);
+        goto out;
+    }
+    hostd_copy_str(file, sizeof(file), c->disks[idx].file);
+    next = vm_next(vm);
+    if (!next) {
+        r = -ENOMEM;
+        goto out;
+    }
+    /* the later disks move down one index (their key safes are bound to
+     * their LUKS UUIDs, not to the index; their files keep their names) */
+    free(next->disks[idx].keysafe);
+    free(next->disks[idx].next_keysafe);
+    for (size_t i = idx; i + 1 < next->ndisks; i++)
+        next->disks[i] = next->disks[i + 1];
+    memset(&next->disks[next->ndisks - 1], 0, sizeof(next->disks[0]));
+    next->ndisks--;
+    r = vm_commit(vm, next);
+    next = NULL;
+    if (r < 0)
+        goto out;
+    /* vm.conf no longer names it: the file goes, or stays as it is */
+    if (!keep_file && unlinkat(vm->home_fd, file, 0) != 0 && errno != ENOENT)
+        hostd_vm_log(vm, "disk%zu removed; its file %s could not be deleted: %s", idx, file,
+                     strerror(errno));
+    else
+        hostd_vm_log(vm, "disk%zu removed (%s %s)", idx, file, keep_file ? "kept" : "deleted");
+out:
+    vmseal_vmrec_free(next);
+    vm_end(vm);
     return r;
 }

@@ -140,6 +140,12 @@ int hostd_vm_inspect_image(const hostd_host_env *env, const char *name, uint64_t
 int hostd_vm_add_disk(hostd_vm *vm, const hostd_host_env *env, const char *from, uint64_t size)
     VMSEAL_MUST_CHECK;
 
+/* Powered off, nothing unfinished: remove disk idx from vm.conf (the
+ * later disks move down one index; their files keep their names) and
+ * delete its file, or keep it in the home (keep_file; no longer used by
+ * the VM). -ENOENT for no such disk. */
+int hostd_vm_remove_disk(hostd_vm *vm, size_t idx, int keep_file) VMSEAL_MUST_CHECK;
+
 /* Clone a powered-off VM (nothing unfinished, not suspended) into a new VM
  * `name` with `uuid` in the same datastore. Every image (disks, NVRAM) is
  * copied (holes kept) into DATASTORE/.NAME.clone, which is renamed to

@@ -1302,3 +1302,83 @@ undo:;
     free(kek_id);
     return rc < 0 ? rc : -EIO;
 }
+
+/* DELETE /vms/{name}/disks/{N}: the host removes the disk from vm.conf and
+ * deletes its file (or keeps it); its key safe goes with vm.conf's entry. */
+int vms_remove_disk(manager *m, const char *user, const char *name, int disk, int keep_file, json_t **out)
+{
+    *out = NULL;
+    vm_row v;
+    int rc = get_vm_row(m, name, &v);
+    if (rc < 0)
+        return rc;
+    long long t = tasks_open_for(m, v.uuid);
+    if (t)
+        return vmseal_fail(EBUSY, "VM %s is busy with task %lld", name, t);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/vms/%s/disk-remove", v.uuid);
+    json_t *body = json_pack("{s:i,s:b}", "disk", disk, "keep_file", keep_file);
+    long status = 0;
+    json_t *resp = NULL;
+    rc = hosts_call(m, v.host, "POST", path, body, &status, &resp);
+    json_decref(body);
+    if (rc < 0)
+        return peer_failure();
+    if (status < 200 || status > 299) {
+        rc = host_refused(v.host, status, resp);
+        json_decref(resp);
+        return rc;
+    }
+    json_decref(resp);
+    /* the spec's disk list follows */
+    store_rows *r = NULL;
+    rc = store_execv(m->db, &r, "SELECT spec FROM vms WHERE uuid = $1", v.uuid, STORE_END);
+    json_t *spec = rc >= 0 && store_rows_count(r) == 1 ? json_loads(store_rows_get(r, 0, 0), 0, NULL) : NULL;
+    store_rows_free(r);
+    json_t *disks = json_object_get(spec, "disks");
+    if (json_is_array(disks) && (size_t)disk < json_array_size(disks)) {
+        json_array_remove(disks, (size_t)disk);
+        char *spec_s = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
+        if (spec_s)
+            (void)store_execv(m->db, NULL, "UPDATE vms SET spec = $2 WHERE uuid = $1", v.uuid, spec_s, STORE_END);
+        free(spec_s);
+    }
+    json_decref(spec);
+    json_t *ov = json_pack("{s:i,s:b}", "disk", disk, "keep_file", keep_file);
+    event_add(m, user, "vm.disk-remove", name, ov, NULL);
+    json_decref(ov);
+    rc = vms_get(m, name, 0, out);
+    return rc < 0 ? own_failure() : 0;
+}
+
+/* POST /vms/{name}/cdrom and PATCH {boot}: forwarded to the host's
+ * POST /v1/vms/{uuid}/{what}; the host checks the VM's state and the
+ * values (an ISO opens beneath its images folder). An event `action`
+ * with the body. */
+int vms_host_setting(manager *m, const char *user, const char *name, const char *what,
+                     const char *action, const json_t *body, json_t **out)
+{
+    *out = NULL;
+    vm_row v;
+    int rc = get_vm_row(m, name, &v);
+    if (rc < 0)
+        return rc;
+    long long t = tasks_open_for(m, v.uuid);
+    if (t)
+        return vmseal_fail(EBUSY, "VM %s is busy with task %lld", name, t);
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/vms/%s/%s", v.uuid, what);
+    long status = 0;
+    json_t *resp = NULL;
+    rc = hosts_call(m, v.host, "POST", path, body, &status, &resp);
+    if (rc < 0)
+        return peer_failure();
+    if (status < 200 || status > 299) {
+        rc = host_refused(v.host, status, resp);
+        json_decref(resp);
+        return rc;
+    }
+    event_add(m, user, action, name, NULL, resp);
+    *out = resp;
+    return 0;
+}

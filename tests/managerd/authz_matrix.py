@@ -197,6 +197,9 @@ def setup(op):
         # on the encrypted VM: Cryptographer.AddDisk too
         sub["{vm}"] = "sealed"
         body = {"size_mb": 1}
+    elif oid == "vm.disk-remove":
+        # the host agent is down: allowed means it got as far as asking it
+        sub["{disk}"] = "0"
     elif oid == "vm.clone":
         # on the encrypted VM: Cryptographer.Clone too (the host is down:
         # allowed means it got as far as asking it)

@@ -48,8 +48,8 @@ stack_kmip kms1 get "$skek" --reveal-to-fd 3 3>"$TMP/skek" >/dev/null
 chmod 600 "$TMP/skek"
 for d in 0 1; do
   rm -f "$TMP/pass$d"
-  expect_rc 0 "$CU" disk passphrase --quiet --kek-file "$TMP/skek" --kek-id "$skek" --provider prov1 \
-    --vm-config "$S/vm.conf" --disk $d --out-file "$TMP/pass$d" "$S/disk$d.luks"
+  expect_rc 0 "$CU" disk passphrase --kek-file "$TMP/skek" \
+    --vm-config "$S/vm.conf" --disk $d --out-file "$TMP/pass$d"
   cryptsetup luksOpen --test-passphrase --key-file "$TMP/pass$d" "$S/disk$d.luks" ||
     fail "the source's passphrase does not open its own disk$d"
   if cryptsetup luksOpen --test-passphrase --key-file "$TMP/pass$d" "$C/disk$d.luks" 2>/dev/null; then
@@ -97,4 +97,32 @@ rc=0; OUT=$(bob vm clone plain1 plain2 2>&1) || rc=$?
 [ $rc -eq 0 ] || fail "bob's clone of a plain VM: exit $rc: $OUT"
 [ "$(stack_vm_field plain2 .encrypted)" = false ] || fail "the plain VM's clone is encrypted"
 ok "refused: a running source (exit 6), a name taken (6), Cryptographer.Clone missing (403, exit 5, denied event); a plain VM clones without it"
+# --- vm disk rm: the last disk with its file kept; a first disk (the later one moves down)
+expect_rc 0 vmseal vm disk rm cl1 1 --keep-file
+grep -q '^disk1\.' "$C/vm.conf" && fail "disk1 still in cl1's vm.conf"
+[ -f "$C/disk1.luks" ] || fail "--keep-file: disk1.luks was deleted"
+[ "$(stack_vm_field cl1 '.runtime.disks | length')" = 1 ] || fail "cl1 does not show 1 disk"
+expect_rc 0 vmseal vm set cl1 --append "console=ttyS0 quiet vmseal.check=clonemark"
+out=$(stack_vm_boot esx1 cl1 300) || fail "boot of cl1 after disk rm"
+grep -q '^VMSEAL-CHECK-OK' <<<"$out" || { echo "$out" >&2; fail "cl1 does not read its marker after disk rm"; }
+grep -q '^VMSEAL-DISK vdb' <<<"$out" && fail "cl1's guest still sees a second disk"
+ok "vm disk rm --keep-file: disk1 gone from vm.conf (its key safe too), its file kept; the VM boots with disk0"
+
+d0=$(sed -n 's/^disk1.keysafe = //p' "$C2/vm.conf")
+expect_rc 0 vmseal vm disk rm cl2 0
+[ ! -e "$C2/disk0.luks" ] || fail "disk0.luks was not deleted"
+[ "$(sed -n 's/^disk0.file = //p' "$C2/vm.conf")" = disk1.luks ] || fail "disk1 did not move down to disk0"
+[ "$(sed -n 's/^disk0.keysafe = //p' "$C2/vm.conf")" = "$d0" ] || fail "disk1's key safe did not move with it"
+expect_rc 0 vmseal vm set cl2 --append "console=ttyS0 quiet"
+out=$(stack_vm_boot esx1 cl2 300) || fail "boot of cl2 after disk rm"
+grep -q '^VMSEAL-DISK vda 16384 sectors' <<<"$out" || { echo "$out" >&2; fail "cl2's only disk is not the former 8 MiB disk1"; }
+grep -q '^VMSEAL-DISK vdb' <<<"$out" && fail "cl2 still has two disks"
+expect_rc 0 vmseal vm disk add cl2 --size 4
+[ "$(sed -n 's/^disk1.file = //p' "$C2/vm.conf")" = disk1-1.luks ] || fail "the new disk1 did not get a free file name"
+out=$(stack_vm_boot esx1 cl2 300) || fail "boot of cl2 with a new disk"
+grep -q '^VMSEAL-DISK vdb 8192 sectors' <<<"$out" || { echo "$out" >&2; fail "cl2's new disk"; }
+expect_rc 2 vmseal vm disk rm cl2 9
+expect_rc 4 vmseal vm disk rm cl2 5
+vmseal --json events --action vm.disk-remove | jq -e 'length == 2' >/dev/null || fail "no vm.disk-remove events"
+ok "vm disk rm: disk0 deleted, disk1 moved down with its key safe and boots; a new disk gets a free file name; bad indexes refused"
 finish
