@@ -16,7 +16,7 @@ int hostd_boot_index(const char *order, const char *dev)
 {
     if (!order || !*order)
         return -1;
-    int idx = 0;
+    int idx = 1;   /* 0: QEMU's own direct kernel boot (-kernel), when there is one */
     size_t dl = strlen(dev);
     for (const char *p = order;; idx++) {
         size_t len = strcspn(p, ",");

@@ -8,8 +8,11 @@
  * runs when vm.conf has a cdrom or a boot order naming it; a running VM
  * with the drive changes its medium with blockdev-change-medium / eject.
  *
- * vm.conf `boot = disk,cdrom,net` is the boot order: QEMU bootindex 0, 1,
- * ... for disk0, the CD-ROM drive and NIC0 in that order. */
+ * vm.conf `boot = disk,cdrom,net` is the boot order: QEMU bootindex 1, 2,
+ * ... for disk0, the CD-ROM drive and NIC0 in that order (a direct kernel
+ * boot, -kernel, stays first). The devices are plugged over QMP before the
+ * guest first runs, so the machine is reset once then: the firmware's boot
+ * list (fw_cfg bootorder) is built at reset. */
 #ifndef HOSTD_CDROM_H
 #define HOSTD_CDROM_H
 

@@ -989,7 +989,11 @@ int hostd_qemu_start(const hostd_qemu_spec *s, hostd_qemu **out)
         if (r < 0)
             goto fail;
     }
-    if (!s->incoming_defer)
+    /* bootindex of devices plugged after -S: the firmware's list is made
+     * at a reset (not on a resumed or incoming machine) */
+    if (s->boot_order && !s->incoming_defer)
+        r = hostd_qmp_execute(vm->qmp, "system_reset", NULL, timeout, NULL);
+    if (r == 0 && !s->incoming_defer)
         r = hostd_qmp_execute(vm->qmp, "cont", NULL, timeout, NULL);
     if (r < 0)
         goto fail;

@@ -197,6 +197,8 @@ def setup(op):
         # on the encrypted VM: Cryptographer.AddDisk too
         sub["{vm}"] = "sealed"
         body = {"size_mb": 1}
+    elif oid == "vm.cdrom":
+        body = {"eject": True}
     elif oid == "vm.disk-remove":
         # the host agent is down: allowed means it got as far as asking it
         sub["{disk}"] = "0"
