@@ -47,8 +47,8 @@
 #   vmseal.sum=1        print VMSEAL-SUM <sha256 of the whole of vda>
 #   vmseal.cdrom=STR    mount /dev/sr0 (virtio-scsi CD-ROM, iso9660) read-only
 #                       until its file marker.txt holds STR (a disc inserted
-#                       later is found too; 120 s at most): VMSEAL-CDROM STR,
-#                       else VMSEAL-CDROM-FAIL <what it found>
+#                       later is found too; vmseal.cdwait=N s at most, default
+#                       120): VMSEAL-CDROM STR, else VMSEAL-CDROM-FAIL <found>
 #   vmseal.bootorder=1  print QEMU's boot order (fw_cfg "bootorder"):
 #                       VMSEAL-BOOTORDER <entries, space-separated>
 # STR may hold only [A-Za-z0-9._-]. Output goes to the first serial port.
@@ -167,7 +167,7 @@ for m in $(cat /etc/modules.order); do
   insmod /lib/modules/$m.ko 2>/dev/null || echo "vmseal-guest: insmod $m failed"
 done
 
-cdrom= bootorder= marker= check= wait=0 mem= memmib=1 count=0 shell=0 ramtick=0 net= ip= fetch= httpd= token= hotplug= fsyncwrite= fsynccheck= sum=
+cdrom= cdwait=120 bootorder= marker= check= wait=0 mem= memmib=1 count=0 shell=0 ramtick=0 net= ip= fetch= httpd= token= hotplug= fsyncwrite= fsynccheck= sum=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     vmseal.mem=*) mem=${arg#vmseal.mem=} ;;
@@ -188,6 +188,7 @@ for arg in $(cat /proc/cmdline); do
     vmseal.shell=*) shell=${arg#vmseal.shell=} ;;
     vmseal.ramtick=*) ramtick=${arg#vmseal.ramtick=} ;;
     vmseal.cdrom=*) cdrom=${arg#vmseal.cdrom=} ;;
+    vmseal.cdwait=*) cdwait=${arg#vmseal.cdwait=} ;;
     vmseal.bootorder=*) bootorder=${arg#vmseal.bootorder=} ;;
   esac
 done
@@ -214,7 +215,8 @@ fi
 if [ -n "$cdrom" ] && valid "$cdrom"; then
   mkdir -p /mnt/cd
   i=0 got=none
-  while [ $i -lt 120 ]; do
+  case "$cdwait" in *[!0-9]*|'') cdwait=120 ;; esac
+  while [ $i -lt "$cdwait" ]; do
     if mount -t iso9660 -o ro /dev/sr0 /mnt/cd 2>/dev/null; then
       got=$(head -n1 /mnt/cd/marker.txt 2>/dev/null | tr -cd 'A-Za-z0-9._-')
       umount /mnt/cd
