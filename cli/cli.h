@@ -85,6 +85,10 @@ int cmd_vm_nic(cli *c, int argc, char **argv);   /* cmd_nic.c: vm nic ls|add|rm 
 void vm_info_nics(const json_t *runtime);        /* the NIC lines of vm info */
 /* cmd_disk.c: vmseal vm disk ...; following a host's task in the VM's live view */
 int cmd_vm_disk(cli *c, int argc, char **argv);
+int cmd_vm_clone(cli *c, int argc, char **argv);   /* cmd_clone.c */
+int cmd_vm_disk_rm(cli *c, int argc, char **argv); /* cmd_clone.c: vm disk rm */
+int cmd_vm_cdrom(cli *c, int argc, char **argv);   /* cmd_clone.c: vm cdrom */
+int cmd_vm_boot(cli *c, int argc, char **argv);    /* cmd_clone.c: vm set NAME --boot */
 int cli_wait_host_task(cli *c, const char *vm, const char *task_id, const char *label);
 /* Wait for an import: the manager's task (task: {"id"}) or, without one,
  * the host's task host_task_id. */

@@ -158,9 +158,11 @@ int cli_wait_import(cli *c, const char *vm, const json_t *task, const char *host
 
 int cmd_vm_disk(cli *c, int argc, char **argv)
 {
-    /* argv[0] = "disk", argv[1] = "add" | "adopt" */
+    /* argv[0] = "disk", argv[1] = "add" | "adopt" | "rm" */
     if (argc >= 2 && strcmp(argv[1], "adopt") == 0)
         return cmd_vm_disk_adopt(c, argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "rm"))
+        return cmd_vm_disk_rm(c, argc - 1, argv + 1);
     if (argc < 2 || strcmp(argv[1], "add") != 0)
         return EXIT_USAGE;
     static const struct option opts[] = {

@@ -113,6 +113,13 @@ int cmd_vm(cli *c, int argc, char **argv)
         return cmd_vm_console(c, argc, argv);
     if (!strcmp(sub, "disk"))
         return cmd_vm_disk(c, argc - 1, argv + 1);
+    if (!strcmp(sub, "clone"))
+        return cmd_vm_clone(c, argc - 1, argv + 1);
+    if (!strcmp(sub, "cdrom"))
+        return cmd_vm_cdrom(c, argc - 1, argv + 1);
+    for (int i = 2; !strcmp(sub, "set") && i < argc; i++)
+        if (!strncmp(argv[i], "--boot", 6))
+            return cmd_vm_boot(c, argc - 1, argv + 1);   /* vm set NAME --boot ORDER */
     const char *disk_from[16];
     size_t nfrom = 0;
     const char *host = NULL, *kms = NULL, *kernel = NULL, *initrd = NULL, *append = NULL, *fw = NULL;

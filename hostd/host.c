@@ -28,6 +28,7 @@
 #include "hostmode.h"
 #include "nic.h"
 #include "serial.h"
+#include "cdrom.h"
 #include "strutil.h"
 
 #define MAX_TASKS_KEPT 256
@@ -1054,6 +1055,123 @@ static void api_add_disk(hostd_host *h, hostd_vm *vm, const char *body, size_t l
     reply(status, resp, 202, tj);
 }
 
+/* POST /v1/vms/{uuid}/disk-remove {"disk": N, "keep_file"?}: powered off;
+ * 200 the VM. */
+static void api_remove_disk(hostd_host *h, hostd_vm *vm, const char *body, size_t len, int *status,
+                            json_t **resp)
+{
+    json_t *j = parse_body(body, len, status, resp);
+    if (!j)
+        return;
+    json_int_t disk = 0;
+    int keep = -1, r = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(j, key, v)
+        if (strcmp(key, "disk") && strcmp(key, "keep_file"))
+            r = vmseal_fail(EINVAL, "unknown field '%.64s' (disk, keep_file)", key);
+    if (r == 0 && !json_is_integer(json_object_get(j, "disk")))
+        r = vmseal_fail(EINVAL, "field 'disk' (the disk's index) is required");
+    if (r == 0)
+        r = get_uint(j, "disk", 0, VMSEAL_VM_MAX_DISKS - 1, 0, &disk);
+    if (r == 0)
+        r = get_opt_bool(j, "keep_file", &keep);
+    json_decref(j);
+    pthread_mutex_lock(&h->lock);
+    if (r == 0 && running_task_locked(h, hostd_vm_uuid(vm)))
+        r = vmseal_fail(EBUSY, "VM %s has a task running", hostd_vm_name(vm));
+    pthread_mutex_unlock(&h->lock);
+    if (r == 0)
+        r = hostd_vm_remove_disk(vm, (size_t)disk, keep > 0);
+    if (r < 0) {
+        reply_fail(status, resp, r);
+        return;
+    }
+    hlog(h, "VM %s: disk%lld removed%s", hostd_vm_name(vm), (long long)disk, keep > 0 ? " (file kept)" : "");
+    pthread_mutex_lock(&h->lock);
+    json_t *out = vm_json_locked(h, vm);
+    pthread_mutex_unlock(&h->lock);
+    reply(status, resp, 200, out);
+}
+
+/* POST /v1/vms/{uuid}/clone {"name", "uuid", "kek_id"?, "deep"?}: the
+ * powered-off VM cloned into a new VM of this host (hostd_vm_clone), done
+ * before the answer (201, the clone); its progress is in the source's
+ * hostd log. */
+static int name_or_uuid_taken_locked(hostd_host *h, const char *name, const char *uuid)
+{
+    for (size_t i = 0; i < h->nvms; i++) {
+        if (strcmp(hostd_vm_uuid(h->vms[i]), uuid) == 0)
+            return vmseal_fail(EEXIST, "a VM with uuid %s exists already", uuid);
+        if (strcmp(hostd_vm_name(h->vms[i]), name) == 0)
+            return vmseal_fail(EEXIST, "a VM named %s exists already", name);
+    }
+    return 0;
+}
+
+static void api_clone_vm(hostd_host *h, hostd_vm *vm, const char *body, size_t len, int *status,
+                         json_t **resp)
+{
+    json_t *j = parse_body(body, len, status, resp);
+    if (!j)
+        return;
+    hostd_vm_clone_req req = {0};
+    int r = 0, deep = -1;
+    const char *key;
+    json_t *v;
+    json_object_foreach(j, key, v)
+        if (strcmp(key, "name") && strcmp(key, "uuid") && strcmp(key, "kek_id") && strcmp(key, "deep"))
+            r = vmseal_fail(EINVAL, "unknown field '%.64s' (name, uuid, kek_id, deep)", key);
+    if (r == 0)
+        r = get_opt_string(j, "name", &req.name);
+    if (r == 0)
+        r = get_opt_string(j, "uuid", &req.uuid);
+    if (r == 0)
+        r = get_opt_string(j, "kek_id", &req.kek_id);
+    if (r == 0)
+        r = get_opt_bool(j, "deep", &deep);
+    req.deep = deep > 0;
+    if (r == 0 && (!req.name || !req.uuid))
+        r = vmseal_fail(EINVAL, "name and uuid are required");
+    pthread_mutex_lock(&h->lock);
+    if (r == 0 && running_task_locked(h, hostd_vm_uuid(vm)))
+        r = vmseal_fail(EBUSY, "VM %s has a task running", hostd_vm_name(vm));
+    if (r == 0)
+        r = name_or_uuid_taken_locked(h, req.name, req.uuid);
+    pthread_mutex_unlock(&h->lock);
+    hostd_vm *clone = NULL;
+    if (r == 0) {
+        hlog(h, "VM %s: cloning into %s (%s)", hostd_vm_name(vm), req.name, req.uuid);
+        r = hostd_vm_clone(vm, &h->env, h->datastore, &req, NULL, &clone);
+    }
+    if (r < 0) {
+        json_decref(j);
+        if (r == -ENOKEY)
+            reply_error(status, resp, 409, "%s", vmseal_last_error());
+        else
+            reply_fail(status, resp, r);
+        return;
+    }
+    pthread_mutex_lock(&h->lock);
+    r = name_or_uuid_taken_locked(h, req.name, req.uuid);
+    if (r == 0)
+        r = push((void ***)&h->vms, &h->nvms, &h->capvms, clone);
+    if (r < 0) {
+        pthread_mutex_unlock(&h->lock);
+        hlog(h, "VM %s: its clone %s is on the datastore but not loaded: %s", hostd_vm_name(vm),
+             req.name, vmseal_last_error());
+        hostd_vm_free(clone);
+        json_decref(j);
+        reply_fail(status, resp, r);
+        return;
+    }
+    hlog(h, "VM %s cloned into %s (%s)", hostd_vm_name(vm), req.name, req.uuid);
+    json_t *out = vm_json_locked(h, clone);
+    pthread_mutex_unlock(&h->lock);
+    json_decref(j);
+    reply(status, resp, 201, out);
+}
+
 static void api_vm_action(hostd_host *h, hostd_vm *vm, const char *action, const char *body,
                           size_t len, int *status, json_t **resp)
 {
@@ -1150,6 +1268,21 @@ static void api_vm_action(hostd_host *h, hostd_vm *vm, const char *action, const
         return;
     } else if (strcmp(action, "disks") == 0) {
         api_add_disk(h, vm, body, len, status, resp);
+        return;
+    } else if (strcmp(action, "clone") == 0) {
+        api_clone_vm(h, vm, body, len, status, resp);
+        return;
+    } else if (strcmp(action, "disk-remove") == 0) {
+        api_remove_disk(h, vm, body, len, status, resp);
+        return;
+    } else if (strcmp(action, "cdrom") == 0) {
+        hostd_cdrom_api(&h->env, vm, body, len, status, resp);
+        if (*status == 200)
+            hlog(h, "VM %s: CD-ROM %s", hostd_vm_name(vm), json_string_value(json_object_get(*resp, "cdrom"))
+                                                         ? "inserted" : "ejected");
+        return;
+    } else if (strcmp(action, "boot") == 0) {
+        hostd_boot_api(vm, body, len, status, resp);
         return;
     } else if (strcmp(action, "recrypt") == 0) {
         j = parse_body(body, len, status, resp);

@@ -22,6 +22,7 @@
 
 #include "confine.h"
 #include "qemu.h"
+#include "cdrom.h"
 #include "qmp.h"
 #include "serial.h"
 #include "strutil.h"
@@ -602,8 +603,13 @@ static int build_argv(const hostd_qemu_spec *s, const fd_map *m, argv_buf *a)
         else
             arg_add_owned(a, hostd_asprintf("%s,id=vmseal-net%zu", n->netdev, i));
         arg_add(a, "-device");
+        int bi = i == 0 ? hostd_boot_index(s->boot_order, "net") : -1;
+        char bis[24] = "";
+        if (bi >= 0)
+            snprintf(bis, sizeof(bis), ",bootindex=%d", bi);
         arg_add_owned(a, hostd_asprintf("virtio-net-pci,netdev=vmseal-net%zu,mac=%s,"
-                                        "id=vmseal-nic%zu,addr=0x%zx,romfile=", i, n->mac, i, 0x8 + i));
+                                        "id=vmseal-nic%zu,addr=0x%zx,romfile=%s", i, n->mac, i, 0x8 + i,
+                                        bis));
     }
     if (m->tpm >= 0) {
         /* vTPM: swtpm's control channel, a socketpair end (hostd/tpm.h) */
@@ -775,6 +781,8 @@ static int attach_disks(hostd_qemu *vm, const hostd_qemu_spec *s)
                                "drive", node, "addr", addr, "serial", dev);
         if (da && s->secure_boot)
             json_object_set_new(da, "bus", json_string("vmseal-pci"));
+        if (da && i == 0 && hostd_boot_index(s->boot_order, "disk") >= 0)
+            json_object_set_new(da, "bootindex", json_integer(hostd_boot_index(s->boot_order, "disk")));
         r = hostd_qmp_execute(q, "device_add", da, t, NULL);
         if (r < 0)
             return r;
@@ -971,7 +979,17 @@ int hostd_qemu_start(const hostd_qemu_spec *s, hostd_qemu **out)
     r = attach_disks(vm, s);
     if (r < 0)
         goto fail;
-    if (!s->incoming_defer)
+    if (s->cdrom) {
+        r = hostd_cdrom_attach(vm->qmp, s->cdrom_fd, s->secure_boot ? "vmseal-pci" : NULL,
+                               hostd_boot_index(s->boot_order, "cdrom"), timeout);
+        if (r < 0)
+            goto fail;
+    }
+    /* bootindex of devices plugged after -S: the firmware's list is made
+     * at a reset (not on a resumed or incoming machine) */
+    if (s->boot_order && !s->incoming_defer)
+        r = hostd_qmp_execute(vm->qmp, "system_reset", NULL, timeout, NULL);
+    if (r == 0 && !s->incoming_defer)
         r = hostd_qmp_execute(vm->qmp, "cont", NULL, timeout, NULL);
     if (r < 0)
         goto fail;

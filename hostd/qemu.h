@@ -102,6 +102,9 @@ typedef struct hostd_qemu_spec {
                                   writable from SMM only; disks on a PCI bridge */
     int tpm_fd;                /* > 0: the control channel of the VM's swtpm (hostd/tpm.h),
                                   given to QEMU as a TPM 2.0 (tpm-emulator, tpm-tis) */
+    int cdrom;                 /* a CD-ROM drive (hostd/cdrom.h) */
+    int cdrom_fd;              /* > 0: the ISO in it (read-only; hostd keeps its copy) */
+    const char *boot_order;    /* vm.conf boot ("disk,cdrom,net"): bootindex; NULL none */
 } hostd_qemu_spec;
 
 typedef struct hostd_qemu hostd_qemu;

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/statvfs.h>
 #include <sys/un.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include <vmseal/vmrecord.h>
 
 #include "blockserver.h"
+#include "cdrom.h"
 #include "confine.h"
 #include "coredump.h"
 #include "nic.h"
@@ -1043,6 +1045,21 @@ static int run_create(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_pr
 
 static int check_offline(hostd_vm *vm, const char *what);
 
+/* The usual name of a new image is taken (a disk removed with its file
+ * kept, or a later disk that moved down after a removal): diskN-K.EXT,
+ * the first K free. Existing files are never overwritten. */
+static int free_image_name(hostd_vm *vm, long idx, int encrypted, char *buf, size_t len)
+{
+    for (int k = 1; k < 100; k++) {
+        int n = snprintf(buf, len, "disk%ld-%d.%s", idx, k, encrypted ? "luks" : "img");
+        if (n < 0 || (size_t)n >= len)
+            break;
+        if (home_file_state(vm, buf) == 0)
+            return 0;
+    }
+    return vmseal_fail(EEXIST, "%s: no free file name for disk%ld", vm->home, idx);
+}
+
 int hostd_vm_add_disk(hostd_vm *vm, const hostd_host_env *env, const char *from, uint64_t size)
 {
     int r = vm_begin(vm, "adding a disk");
@@ -1083,7 +1100,7 @@ int hostd_vm_add_disk(hostd_vm *vm, const hostd_host_env *env, const char *from,
     vmseal_vmrec_image *d = &next->disks[idx];
     r = vmseal_vmrec_image_file_name((long)idx, rec_encrypted(c), d->file, sizeof(d->file));
     if (r == 0 && home_file_state(vm, d->file) != 0)
-        r = vmseal_fail(EEXIST, "%s/%s exists already: not overwritten", vm->home, d->file);
+        r = free_image_name(vm, (long)idx, rec_encrypted(c), d->file, sizeof(d->file));
     d->size = size;
     if (from)
         hostd_copy_str(d->from, sizeof(d->from), from);
@@ -1722,8 +1739,20 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         }
         spec.tpm_fd = tpm_fd;
     }
+    int cd_fd = -1;
+    if (hostd_cdrom_wanted(c)) {
+        /* the ISO opened beneath the images folder, no symlink followed;
+         * one that no longer opens leaves the drive empty */
+        spec.cdrom = 1;
+        if (c->cdrom[0] && (cd_fd = hostd_vm_open_boot_file(env, "ISO", c->cdrom)) < 0)
+            hostd_vm_log(vm, "CD-ROM drive left empty: %s", vmseal_last_error());
+        spec.cdrom_fd = cd_fd > 0 ? cd_fd : 0;
+    }
+    spec.boot_order = c->boot[0] ? c->boot : NULL;
     hostd_qemu *q = NULL;
     r = hostd_qemu_start(&spec, &q);
+    if (cd_fd >= 0)
+        close(cd_fd);   /* QEMU has its own copy */
     hostd_nic_run_release(&nics);   /* QEMU has its own tap descriptors */
     for (size_t i = 0; i < nd; i++)
         if (disks[i].nbd_sock > 0)
@@ -2907,6 +2936,8 @@ json_t *hostd_vm_describe(hostd_vm *vm, const hostd_host_env *env)
     json_object_set_new(j, "firmware", json_string(rec_uefi(c) ? "uefi" : "bios"));
     json_object_set_new(j, "tpm", json_boolean(c->tpm));
     json_object_set_new(j, "secure_boot", json_boolean(c->secure_boot));
+    json_object_set_new(j, "cdrom", c->cdrom[0] ? json_string(c->cdrom) : json_null());
+    json_object_set_new(j, "boot", c->boot[0] ? json_string(c->boot) : json_null());
     int enc = rec_encrypted(c);
     json_object_set_new(j, "policy", json_string(enc ? "encrypted" : "none"));
     json_object_set_new(j, "encrypted", json_boolean(enc));
@@ -3114,6 +3145,339 @@ int hostd_vm_dump(hostd_vm *vm, const hostd_host_env *env, hostd_coredump_result
         hostd_vm_log(vm, "memory dump failed: %s", vmseal_last_error());
 out:
     vmseal_secret_free(kek);
+    vm_end(vm);
+    return r;
+}
+
+/* ------------------------------------------------------------- clone */
+
+/* Copy image `file` from src_fd to dst_fd: data extents only (holes stay
+ * holes), the new file created (never through a symlink), fsync'd. */
+static int clone_copy_image(int src_fd, int dst_fd, const char *file, prog_state *st)
+{
+    int in = openat(src_fd, file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (in < 0)
+        return vmseal_fail(errno, "%s: %s", file, strerror(errno));
+    struct stat sb;
+    if (fstat(in, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(in);
+        return vmseal_fail(EINVAL, "%s is not a regular file", file);
+    }
+    int out = openat(dst_fd, file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (out < 0) {
+        int e = errno;
+        close(in);
+        return vmseal_fail(e, "clone's %s: %s", file, strerror(e));
+    }
+    int r = 0;
+    if (ftruncate(out, sb.st_size) != 0)
+        r = vmseal_fail(errno, "clone's %s: %s", file, strerror(errno));
+    static __thread uint8_t buf[1 << 20];
+    off_t pos = 0;
+    while (r == 0 && pos < sb.st_size) {
+        off_t data = lseek(in, pos, SEEK_DATA);
+        if (data < 0) {
+            if (errno == ENXIO)
+                break;   /* a hole to the end */
+            r = vmseal_fail(errno, "%s: %s", file, strerror(errno));
+            break;
+        }
+        off_t hole = lseek(in, data, SEEK_HOLE);
+        if (hole < 0)
+            hole = sb.st_size;
+        for (off_t o = data; r == 0 && o < hole;) {
+            size_t want = (size_t)(hole - o) < sizeof(buf) ? (size_t)(hole - o) : sizeof(buf);
+            ssize_t n = pread(in, buf, want, o);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                r = vmseal_fail(n < 0 ? errno : EIO, "%s: read failed", file);
+                break;
+            }
+            for (ssize_t w = 0; w < n && r == 0;) {
+                ssize_t k = pwrite(out, buf + w, (size_t)(n - w), o + w);
+                if (k < 0 && errno == EINTR)
+                    continue;
+                if (k < 0)
+                    r = vmseal_fail(errno, "clone's %s: %s", file, strerror(errno));
+                else
+                    w += k;
+            }
+            o += n;
+            if (st)
+                prog_cb((uint64_t)o, 0, st);
+            if (r == 0 && st && cancelled(st->p))
+                r = vmseal_fail(ECANCELED, "cancelled");
+        }
+        pos = hole;
+    }
+    if (r == 0 && fsync(out) != 0)
+        r = vmseal_fail(errno, "clone's %s: %s", file, strerror(errno));
+    close(out);
+    close(in);
+    return r;
+}
+
+/* The clone's image `file` (a copy of the source's, opened by old_pass) gets
+ * new_pass in a new keyslot and loses the keyslot old_pass opens: its disk
+ * secret is no longer the source's. deep: a new volume key too (the data
+ * re-encrypted: the clone's DEK is not the source's either). */
+static int clone_rekey_image(int dirfd, const char *path, const char *file,
+                             const vmseal_secret *old_pass, const vmseal_secret *new_pass, int deep,
+                             const hostd_host_env *env, prog_state *st)
+{
+    int r = vmseal_disk_keyslot_add(path, old_pass, new_pass);
+    if (r >= 0)
+        r = vmseal_disk_keyslot_remove(path, old_pass);
+    if (r >= 0 && vmseal_disk_verify_passphrase(path, old_pass) != -EKEYREJECTED)
+        r = vmseal_fail(EPROTO, "clone's %s still opens with the source's secret", file);
+    if (r >= 0 && deep) {
+        vmseal_disk_opts o = disk_opts(env, st ? st->p : NULL, st, NULL);
+        r = vmseal_disk_rekey_at(dirfd, file, new_pass, &o);
+    }
+    return r < 0 ? r : 0;
+}
+
+/* A fresh MAC address under the host's prefix (hostd.conf mac_prefix). */
+static int clone_new_mac(const hostd_host_env *env, char mac[18])
+{
+    static const unsigned char def[3] = {0x0a, 0x76, 0x6d};
+    const unsigned char *p = env->net ? env->net->mac_prefix : def;
+    unsigned char b[3];
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
+        return vmseal_fail(EIO, "getrandom: %s", strerror(errno));
+    snprintf(mac, 18, "%02x:%02x:%02x:%02x:%02x:%02x", p[0], p[1], p[2], b[0], b[1], b[2]);
+    return 0;
+}
+
+/* The work of hostd_vm_clone in the folder tmp_fd (busy held on src). */
+static int clone_into(hostd_vm *src, const hostd_host_env *env, int tmp_fd, const char *tmp_path,
+                      const hostd_vm_clone_req *req, const hostd_vm_progress *prog)
+{
+    const vmseal_vmrec *c = src->rec;
+    int enc = rec_encrypted(c);
+    vmseal_vmrec *n = vmseal_vmrec_dup(c);
+    if (!n)
+        return vmseal_fail(ENOMEM, "out of memory");
+    int r = 0;
+    hostd_copy_str(n->name, sizeof(n->name), req->name);
+    hostd_copy_str(n->uuid, sizeof(n->uuid), req->uuid);
+    n->state_file[0] = '\0';
+    for (size_t i = 0; i < n->nnics && r == 0; i++) {
+        r = clone_new_mac(env, n->nics[i].mac);
+        n->nics[i].nforwards = 0;   /* host ports are the source's: not taken twice */
+    }
+    char obj[64];
+    if (r == 0 && enc) {
+        free(n->vm_keysafe);
+        n->vm_keysafe = NULL;
+        r = vmseal_vmrec_keysafe_object(n, -1, 0, obj, sizeof(obj));
+        if (r == 0)
+            r = new_wrapped_secret(env, req->kek_id, obj, &n->vm_keysafe);
+    }
+    uint64_t total = 0;
+    for (long i = -1; i < (long)c->ndisks; i++) {
+        const vmseal_vmrec_image *im = vmseal_vmrec_image_at_const(c, i);
+        if (im->file[0])
+            total += file_size(src, im->file) * (req->deep && enc ? 2 : 1);
+    }
+    prog_state st = {.p = prog, .total = total};
+    for (long i = -1; i < (long)c->ndisks && r == 0; i++) {
+        const vmseal_vmrec_image *im = vmseal_vmrec_image_at_const(c, i);
+        if (!im->file[0])
+            continue;
+        uint64_t size = file_size(src, im->file);
+        hostd_vm_log(src, "cloning %s into VM %s", im->file, req->name);
+        r = clone_copy_image(src->home_fd, tmp_fd, im->file, &st);
+        st.base += size;
+        int luks = enc && (i < 0 ? rec_uefi(c) && im->file[0] : im->luks_uuid[0] != '\0');
+        if (r < 0 || !luks)
+            continue;
+        char sobj[64];
+        vmseal_secret *old_pass = NULL, *new_pass = NULL;
+        const char *old_line = i < 0 ? c->vm_keysafe : im->keysafe;
+        r = vmseal_vmrec_keysafe_object(c, i, 0, sobj, sizeof(sobj));
+        if (r == 0)
+            r = pass_from_line(env, old_line, sobj, &old_pass);
+        if (r == 0)
+            r = vmseal_vmrec_keysafe_object(n, i, 0, obj, sizeof(obj));
+        if (r == 0 && i >= 0) {
+            free(n->disks[i].keysafe);
+            n->disks[i].keysafe = NULL;
+            r = new_wrapped_secret(env, req->kek_id, obj, &n->disks[i].keysafe);
+        }
+        if (r == 0)
+            r = pass_from_line(env, i < 0 ? n->vm_keysafe : n->disks[i].keysafe, obj, &new_pass);
+        char *path = r == 0 ? hostd_asprintf("%s/%s", tmp_path, im->file) : NULL;
+        if (r == 0 && !path)
+            r = vmseal_fail(ENOMEM, "out of memory");
+        if (r == 0)
+            r = clone_rekey_image(tmp_fd, path, im->file, old_pass, new_pass, req->deep, env, &st);
+        if (req->deep)
+            st.base += size;
+        free(path);
+        vmseal_secret_free(old_pass);
+        vmseal_secret_free(new_pass);
+    }
+    if (r == 0)
+        r = vmseal_vmrec_saveat(n, tmp_fd, VMSEAL_VMREC_FILE);
+    if (r == 0 && fsync(tmp_fd) != 0)
+        r = vmseal_fail(errno, "fsync: %s", strerror(errno));
+    vmseal_vmrec_free(n);
+    return r;
+}
+
+int hostd_vm_clone(hostd_vm *src, const hostd_host_env *env, const char *datastore,
+                   const hostd_vm_clone_req *req, const hostd_vm_progress *prog, hostd_vm **out)
+{
+    *out = NULL;
+    if (!req->name || !hostd_vm_name_valid(req->name))
+        return vmseal_fail(EINVAL, "VM name must be 1-64 of [A-Za-z0-9._-], not starting with . or -");
+    if (!req->uuid || !vmseal_vmrec_uuid_valid(req->uuid))
+        return vmseal_fail(EINVAL, "uuid must be a lower-case RFC 4122 UUID");
+    int r = vm_begin(src, "cloning");
+    if (r < 0)
+        return r;
+    const vmseal_vmrec *c = src->rec;
+    char reason[300];
+    char *home = NULL, *tmp = NULL;
+    int tmp_fd = -1;
+    if ((r = check_offline(src, "clone it")) < 0)
+        goto out;
+    if (c->op != VMSEAL_VMREC_OP_NONE) {
+        r = vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", src->name,
+                        vmseal_vmrec_op_name(c->op));
+        goto out;
+    }
+    if (rec_encrypted(c)) {
+        if (!req->kek_id || !vmseal_keysafe_kek_id_valid(req->kek_id)) {
+            r = vmseal_fail(EINVAL, "an encrypted VM's clone needs its own kek_id");
+            goto out;
+        }
+        if (!hostd_keystore_has(env->keys, req->kek_id)) {
+            r = vmseal_fail(ENOKEY, "KEK %s is not available on this host", req->kek_id);
+            goto out;
+        }
+        if (hostd_vm_locked(src, env, reason, sizeof(reason))) {
+            r = vmseal_fail(ENOKEY, "VM %s is locked: %s", src->name, reason);
+            goto out;
+        }
+    } else if (req->kek_id || req->deep) {
+        r = vmseal_fail(EINVAL, "VM %s is not encrypted: its clone is not either", src->name);
+        goto out;
+    }
+    home = hostd_asprintf("%s/%s", datastore, req->name);
+    tmp = hostd_asprintf("%s/.%s.clone", datastore, req->name);
+    if (!home || !tmp) {
+        r = vmseal_fail(ENOMEM, "out of memory");
+        goto out;
+    }
+    struct stat sb;
+    if (fstatat(AT_FDCWD, home, &sb, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT) {
+        r = vmseal_fail(EEXIST, "a VM named %s exists already", req->name);
+        goto out;
+    }
+    /* what an interrupted clone to this name left: removed first */
+    int old = open(tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (old >= 0) {
+        r = empty_dir_at(old, 0);
+        close(old);
+        if (r == 0 && rmdir(tmp) != 0)
+            r = vmseal_fail(errno, "cannot remove %s: %s", tmp, strerror(errno));
+        if (r < 0)
+            goto out;
+    } else if (errno != ENOENT) {
+        r = vmseal_fail(errno, "%s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    if (mkdir(tmp, 0700) != 0) {
+        r = vmseal_fail(errno, "cannot create %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    tmp_fd = open(tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (tmp_fd < 0) {
+        r = vmseal_fail(errno, "%s: %s", tmp, strerror(errno));
+        goto undo;
+    }
+    hostd_vm_log(src, "cloning into VM %s (%s)%s", req->name, req->uuid,
+                 rec_encrypted(c) ? (req->deep ? ", own KEK, disk secrets and volume keys"
+                                               : ", own KEK and disk secrets")
+                                  : "");
+    r = clone_into(src, env, tmp_fd, tmp, req, prog);
+    /* in place in one step: the clone's folder appears whole or not at all */
+    if (r == 0 && syscall(SYS_renameat2, AT_FDCWD, tmp, AT_FDCWD, home, 1 /* RENAME_NOREPLACE */) != 0)
+        r = vmseal_fail(errno == EEXIST ? EEXIST : errno, "cannot move the clone to %s: %s", home,
+                        strerror(errno));
+    if (r == 0)
+        r = hostd_vm_load(home, out);
+    if (r == 0) {
+        hostd_vm_log(src, "cloned into VM %s", req->name);
+        hostd_vm_log(*out, "cloned from VM %s (%s)", src->name, src->uuid);
+        goto out;
+    }
+undo:;
+    char msg[512];
+    hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
+    if (tmp_fd >= 0 && empty_dir_at(tmp_fd, 0) == 0)
+        (void)rmdir(tmp);
+    hostd_vm_log(src, "clone into VM %s failed (nothing kept): %s", req->name, msg);
+    r = vmseal_fail(-r, "%s", msg);
+out:
+    if (tmp_fd >= 0)
+        close(tmp_fd);
+    free(home);
+    free(tmp);
+    vm_end(src);
+    return r;
+}
+
+/* ------------------------------------------------------------ disk rm */
+
+int hostd_vm_remove_disk(hostd_vm *vm, size_t idx, int keep_file)
+{
+    int r = vm_begin(vm, "removing a disk");
+    if (r < 0)
+        return r;
+    const vmseal_vmrec *c = vm->rec;
+    vmseal_vmrec *next = NULL;
+    char file[VMSEAL_VMREC_FILE_MAX + 1];
+    if ((r = check_offline(vm, "remove a disk")) < 0)
+        goto out;
+    if (c->op != VMSEAL_VMREC_OP_NONE) {
+        r = vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
+                        vmseal_vmrec_op_name(c->op));
+        goto out;
+    }
+    if (idx >= c->ndisks) {
+        r = vmseal_fail(ENOENT, "VM %s has no disk%zu", vm->name, idx);
+        goto out;
+    }
+    hostd_copy_str(file, sizeof(file), c->disks[idx].file);
+    next = vm_next(vm);
+    if (!next) {
+        r = -ENOMEM;
+        goto out;
+    }
+    /* the later disks move down one index (their key safes are bound to
+     * their LUKS UUIDs, not to the index; their files keep their names) */
+    free(next->disks[idx].keysafe);
+    free(next->disks[idx].next_keysafe);
+    for (size_t i = idx; i + 1 < next->ndisks; i++)
+        next->disks[i] = next->disks[i + 1];
+    memset(&next->disks[next->ndisks - 1], 0, sizeof(next->disks[0]));
+    next->ndisks--;
+    r = vm_commit(vm, next);
+    next = NULL;
+    if (r < 0)
+        goto out;
+    /* vm.conf no longer names it: the file goes, or stays as it is */
+    if (!keep_file && unlinkat(vm->home_fd, file, 0) != 0 && errno != ENOENT)
+        hostd_vm_log(vm, "disk%zu removed; its file %s could not be deleted: %s", idx, file,
+                     strerror(errno));
+    else
+        hostd_vm_log(vm, "disk%zu removed (%s %s)", idx, file, keep_file ? "kept" : "deleted");
+out:
+    vmseal_vmrec_free(next);
     vm_end(vm);
     return r;
 }

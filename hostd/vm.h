@@ -140,6 +140,37 @@ int hostd_vm_inspect_image(const hostd_host_env *env, const char *name, uint64_t
 int hostd_vm_add_disk(hostd_vm *vm, const hostd_host_env *env, const char *from, uint64_t size)
     VMSEAL_MUST_CHECK;
 
+/* Powered off, nothing unfinished: remove disk idx from vm.conf (the
+ * later disks move down one index; their files keep their names) and
+ * delete its file, or keep it in the home (keep_file; no longer used by
+ * the VM). -ENOENT for no such disk. */
+int hostd_vm_remove_disk(hostd_vm *vm, size_t idx, int keep_file) VMSEAL_MUST_CHECK;
+
+/* Clone a powered-off VM (nothing unfinished, not suspended) into a new VM
+ * `name` with `uuid` in the same datastore. Every image (disks, NVRAM) is
+ * copied (holes kept) into DATASTORE/.NAME.clone, which is renamed to
+ * DATASTORE/NAME only once the clone's vm.conf is written: a failed or
+ * interrupted clone leaves no VM (the folder of an interrupted one is
+ * removed by the next clone to that name, and hostd never loads a folder
+ * whose name starts with '.').
+ * An encrypted source gives an encrypted clone: a new per-VM secret and new
+ * disk secrets, all wrapped by kek_id (the clone's own KEK, loaded here);
+ * each copied LUKS image gets a keyslot for its new secret and loses the
+ * source's. The LUKS volume key (DEK) and LUKS UUID stay the source's
+ * unless deep (then each image is re-encrypted under a new volume key).
+ * NICs get new MAC addresses and lose their port forwards; the vTPM state,
+ * the saved memory state, the sealed console logs and hostd's log are not
+ * copied. */
+typedef struct hostd_vm_clone_req {
+    const char *name;
+    const char *uuid;
+    const char *kek_id;     /* encrypted source: required; else NULL */
+    int deep;               /* new volume keys too */
+} hostd_vm_clone_req;
+int hostd_vm_clone(hostd_vm *src, const hostd_host_env *env, const char *datastore,
+                   const hostd_vm_clone_req *req, const hostd_vm_progress *prog, hostd_vm **out)
+    VMSEAL_MUST_CHECK;
+
 /* Load a VM from its home (reads vm.conf; re-attaches to its QEMU if one
  * still runs). */
 int hostd_vm_load(const char *home, hostd_vm **out) VMSEAL_MUST_CHECK;

@@ -341,6 +341,7 @@ static const api_field f_vm_patch[] = {
     {.name = "append", .type = F_STRING, .min = 0, .max = 2048},
     {.name = "folder", .type = F_STRING, .min = 0, .max = 64},
     {.name = "tpm", .type = F_BOOL},
+    {.name = "boot", .type = F_STRING, .min = 0, .max = 23},
 };
 SCHEMA(schema_vm_patch, "vm_patch", f_vm_patch);
 
@@ -402,6 +403,20 @@ static const api_field f_vm_rekey[] = {
 };
 SCHEMA(schema_vm_rekey, "vm_rekey", f_vm_rekey);
 
+static const api_field f_vm_clone[] = {
+    {.name = "name", .type = F_NAME, .required = 1},
+    {.name = "host", .type = F_NAME},
+    {.name = "deep", .type = F_BOOL},
+    {.name = "kms", .type = F_NAME},
+};
+SCHEMA(schema_vm_clone, "vm_clone", f_vm_clone);
+
+static const api_field f_vm_cdrom[] = {
+    {.name = "iso", .type = F_STRING, .min = 1, .max = 255},
+    {.name = "eject", .type = F_BOOL},
+};
+SCHEMA(schema_vm_cdrom, "vm_cdrom", f_vm_cdrom);
+
 static const api_field f_vm_resume[] = {
     {.name = "host", .type = F_NAME},
 };
@@ -418,7 +433,7 @@ const api_schema *const api_all_schemas[] = {
     &schema_kms_add, &schema_kms_patch, &schema_kms_trust, &schema_kms_client_cert, &schema_kms_csr,
     &schema_host_register, &schema_host_keys, &schema_vm_create, &schema_vm_patch, &schema_vm_rekey,
     &schema_role_patch, &schema_group_add, &schema_permission, &schema_default_policy, &schema_host_cert,
-    &schema_vm_register, &schema_vm_resume, &schema_vm_nic_add, &schema_vm_export, &schema_disk,
-    &schema_host_encryption_mode, &schema_disk_add,
+    &schema_vm_register, &schema_vm_resume, &schema_vm_clone, &schema_vm_cdrom, &schema_vm_nic_add,
+    &schema_vm_export, &schema_disk, &schema_host_encryption_mode, &schema_disk_add,
 };
 const size_t api_n_schemas = N(api_all_schemas);

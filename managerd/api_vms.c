@@ -12,6 +12,9 @@
  *   POST   /vms/{name}/dump                the guest's memory, sealed, into its home
  *   POST   /vms/{name}/disks       {size_mb} | {from: IMAGE} -> 202 the host's task
  *                                  | {adopt: IMAGE, passphrase, remove_passphrase?} -> 201 {disk}
+ *   DELETE /vms/{name}/disks/{N}[?keep_file=1]  -> 200 the VM (powered off)
+ *   POST   /vms/{name}/cdrom       {iso: NAME} | {eject: true} -> 200 (running or off)
+ *   POST   /vms/{name}/clone       {name, host?, deep?, kms?} -> 201 the clone (powered off)
  *   GET    /vms/{name}/log?tail=BYTES  guest console output (sealed on the host when encrypted)
  *   DELETE /vms/{name}
  *   POST   /vms/{name}/unregister     leave the inventory; the host keeps the VM
@@ -168,6 +171,21 @@ void api_vms(api_ctx *ctx)
         api_vm_nics(ctx);
         return;
     }
+    if (ctx->nseg == 4 && !strcmp(ctx->seg[2], "disks") && api_valid_name(ctx->seg[1])) {
+        /* DELETE /vms/{name}/disks/{N}[?keep_file=1] */
+        char *end = NULL;
+        long n = strtol(ctx->seg[3], &end, 10);
+        const char *keep = vmseal_http_query(ctx->req, "keep_file");
+        if (strcmp(m, "DELETE") != 0)
+            vmseal_http_error(ctx->resp, 405, "use DELETE");
+        else if (!ctx->seg[3][0] || *end || n < 0 || n > 7 || (keep && strcmp(keep, "0") && strcmp(keep, "1")))
+            vmseal_http_error(ctx->resp, 400, "a disk index 0..7 (and keep_file=0|1)");
+        else if (api_authorize(ctx, "vm.disk-remove", ctx->seg[1]) >= 0) {
+            rc = vms_remove_disk(ctx->m, ctx->user, ctx->seg[1], (int)n, keep && !strcmp(keep, "1"), &out);
+            api_reply(ctx, rc, 200, out);
+        }
+        return;
+    }
     if (ctx->nseg < 2 || ctx->nseg > 3 || !api_valid_name(ctx->seg[1])) {
         vmseal_http_error(ctx->resp, 404, "no such VM");
         return;
@@ -194,6 +212,22 @@ void api_vms(api_ctx *ctx)
         size_t n = json_object_size(b);
         if (folder && n > 1)
             vmseal_http_error(ctx->resp, 400, "move a VM (folder) in a request of its own");
+        else if (json_object_get(b, "boot") && n > 1)
+            vmseal_http_error(ctx->resp, 400, "set the boot order in a request of its own");
+        else if (json_object_get(b, "boot")) {
+            /* how the VM boots: Cryptographer.Encrypt too when encrypted
+             * (booting a CD-ROM first could read the disks out) */
+            if (api_authorize(ctx, "vm.reconfigure-boot", name) >= 0) {
+                json_t *hb = json_pack("{s:O}", "order", json_object_get(b, "boot"));
+                rc = vms_host_setting(ctx->m, ctx->user, name, "boot", "vm.boot-order", hb, &out);
+                json_decref(hb);
+                json_decref(out);
+                out = NULL;
+                if (rc == 0)
+                    rc = vms_get(ctx->m, name, 1, &out);
+                api_reply(ctx, rc, 200, out);
+            }
+        }
         else if (folder)
             vm_move(ctx, name, json_string_value(json_object_get(b, "folder")));
         else if (policy && n > (json_object_get(b, "kms") ? 2u : 1u))
@@ -287,6 +321,37 @@ void api_vms(api_ctx *ctx)
         else if (api_authorize(ctx, "vm.disk-add", name) >= 0) {
             rc = vms_add_disk(ctx->m, ctx->user, name, b, &out);
             api_reply(ctx, rc, adopt ? 201 : 202, out);
+        }
+        json_decref(b);
+        return;
+    }
+    if (sub && !strcmp(sub, "cdrom") && !strcmp(m, "POST")) {
+        if (api_body(ctx, &schema_vm_cdrom, &b) < 0)
+            return;
+        if (!json_object_get(b, "iso") == !json_is_true(json_object_get(b, "eject")))
+            vmseal_http_error(ctx->resp, 400, "give iso (an ISO in the host's images folder) or eject: true");
+        else if (api_authorize(ctx, "vm.cdrom", name) >= 0) {
+            rc = vms_host_setting(ctx->m, ctx->user, name, "cdrom", "vm.cdrom", b, &out);
+            api_reply(ctx, rc, 200, out);
+        }
+        json_decref(b);
+        return;
+    }
+    if (sub && !strcmp(sub, "clone") && !strcmp(m, "POST")) {
+        /* on the source (+ Cryptographer.Clone when encrypted), and create
+         * rights on the host the clone is made on */
+        if (api_body(ctx, &schema_vm_clone, &b) < 0)
+            return;
+        char host[80], uuid[40], hobj[96];
+        int enc = 0;
+        rc = vms_locate(ctx->m, name, uuid, host, &enc);
+        if (rc < 0)
+            api_fail(ctx, rc);
+        else if (api_authorize(ctx, "vm.clone", name) >= 0 &&
+                 api_authorize_set(ctx, "vm.clone", (snprintf(hobj, sizeof(hobj), "host:%s", host), hobj),
+                                   privset_parse("VirtualMachine.Inventory.Create")) >= 0) {
+            rc = vms_clone(ctx->m, ctx->user, name, b, &out);
+            api_reply(ctx, rc, 201, out);
         }
         json_decref(b);
         return;

@@ -358,6 +358,13 @@ int vms_state(manager *m, const char *user, const char *name, const char *action
 /* Add a disk (req {"size_mb"} or {"from": IMAGE in the host's images
  * folder}): the host's 202 task in *out, with "disk" its index. */
 int vms_add_disk(manager *m, const char *user, const char *name, const json_t *req, json_t **out);
+/* DELETE /vms/{name}/disks/{N} (vms.c) */
+int vms_remove_disk(manager *m, const char *user, const char *name, int disk, int keep_file, json_t **out);
+/* POST /vms/{name}/cdrom, PATCH {boot}: a setting the host keeps (vms.c) */
+int vms_host_setting(manager *m, const char *user, const char *name, const char *what,
+                     const char *action, const json_t *body, json_t **out);
+/* POST /vms/{name}/clone {name, host?, deep?, kms?} (vms.c) */
+int vms_clone(manager *m, const char *user, const char *name, const json_t *req, json_t **out);
 int vms_delete(manager *m, const char *user, const char *name);
 /* Move the VM to a folder (a valid name, or "" = none); *out = the VM. */
 int vms_move(manager *m, const char *user, const char *name, const char *folder, json_t **out);

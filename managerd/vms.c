@@ -1236,3 +1236,192 @@ int vms_dump(manager *m, const char *user, const char *name, json_t **out)
     *out = resp;
     return 0;
 }
+
+/* POST /vms/{name}/clone {name, host?, deep?, kms?}: the powered-off VM
+ * cloned on its host. The clone's row is reserved first (its name); an
+ * encrypted source gives an encrypted clone under a KEK of its own, made on
+ * the key provider (kms, else the source's) and pushed to the host with the
+ * source's. The host copies the images and gives them new secrets (see
+ * hostd_vm_clone); when it fails, the row goes and the new KEK is recorded
+ * "unused": no half VM stays in the inventory. */
+int vms_clone(manager *m, const char *user, const char *name, const json_t *req, json_t **out)
+{
+    *out = NULL;
+    const char *new_name = json_string_value(json_object_get(req, "name"));
+    const char *to_host = json_string_value(json_object_get(req, "host"));
+    const char *kms = json_string_value(json_object_get(req, "kms"));
+    int deep = json_is_true(json_object_get(req, "deep"));
+    vm_row v;
+    int rc = get_vm_row(m, name, &v);
+    if (rc < 0)
+        return rc;
+    if (to_host && strcmp(to_host, v.host) != 0)
+        return vmseal_fail(EINVAL, "VM %s is on host %s: its clone is made there (in the same "
+                           "datastore)", name, v.host);
+    int encrypted = v.kek[0] != '\0';
+    if (deep && !encrypted)
+        return vmseal_fail(EINVAL, "VM %s is not encrypted: deep is for an encrypted VM's clone", name);
+    long long t = tasks_open_for(m, v.uuid);
+    if (t)
+        return vmseal_fail(EBUSY, "VM %s is busy with task %lld", name, t);
+    int on = 0;
+    rc = host_check(m, name, &v, &on);
+    if (rc < 0)
+        return rc;
+    if (on)
+        return vmseal_fail(EBUSY, on == 2 ? "VM %s is suspended: resume it (or discard its saved "
+                                            "state) to clone it"
+                                          : "VM %s must be powered off to clone it", name);
+    store_rows *r = NULL;
+    rc = store_execv(m->db, &r, "SELECT spec FROM vms WHERE uuid = $1", v.uuid, STORE_END);
+    char *spec_s = rc >= 0 && store_rows_count(r) == 1 ? strdup(store_rows_get(r, 0, 0)) : NULL;
+    store_rows_free(r);
+    if (!spec_s)
+        return own_failure();
+    char uuid[37], now[32];
+    if (vmseal_uuid_random(uuid) < 0) {
+        free(spec_s);
+        return vmseal_fail(EIO, "%s", vmseal_last_error());
+    }
+    snprintf(now, sizeof(now), "%lld", (long long)mgr_now());
+    rc = store_execv(m->db, NULL,
+                     "INSERT INTO vms (uuid, name, host, spec, policy, created, folder) "
+                     "VALUES ($1, $2, $3, $4, 'none', $5, '')",
+                     uuid, new_name, v.host, spec_s, now, STORE_END);
+    free(spec_s);
+    if (rc < 0)
+        return rc == -EEXIST ? vmseal_fail(EEXIST, "a VM named %s exists already", new_name) : own_failure();
+    char *provider = NULL, *kek_id = NULL;
+    json_t *resp = NULL;
+    if (encrypted) {
+        /* the source's KEK opens its secrets on the host; the clone's wraps
+         * the new ones */
+        rc = hosts_push_key(m, v.host, v.prov, v.kek);
+        if (rc < 0)
+            rc = peer_failure();
+        if (rc >= 0)
+            rc = new_kek_for(m, kms ? kms : v.prov, uuid, new_name, v.host, &provider, &kek_id);
+        if (rc < 0)
+            goto undo;
+    }
+    json_t *body = json_pack("{s:s,s:s,s:s?,s:b}", "name", new_name, "uuid", uuid, "kek_id", kek_id,
+                             "deep", deep);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/vms/%s/clone", v.uuid);
+    rc = host_call_with_kek(m, &v, "POST", path, body, &resp);
+    json_decref(body);
+    json_decref(resp);
+    if (rc < 0)
+        goto undo;
+    if (encrypted) {
+        rc = store_execv(m->db, NULL,
+                         "UPDATE vms SET policy = 'encrypted', kek_id = $2, provider = $3 WHERE uuid = $1",
+                         uuid, kek_id, provider, STORE_END);
+        if (rc >= 0)
+            rc = set_kek_state(m, provider, kek_id, uuid, "active");
+        if (rc < 0) {
+            /* the clone is on the host: vm register takes it in */
+            rc = own_failure();
+            goto undo;
+        }
+    }
+    json_t *nv = json_pack("{s:s,s:s,s:s,s:s,s:s?,s:s?,s:b}", "source", name, "source_uuid", v.uuid,
+                           "uuid", uuid, "host", v.host, "kek_id", kek_id, "kms", provider, "deep",
+                           deep);
+    event_add(m, user, "vm.clone", new_name, NULL, nv);
+    json_decref(nv);
+    rc = vms_get(m, new_name, 0, out);
+    free(provider);
+    free(kek_id);
+    return rc < 0 ? own_failure() : 0;
+undo:;
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", vmseal_last_error());
+    (void)store_execv(m->db, NULL, "DELETE FROM vms WHERE uuid = $1", uuid, STORE_END);
+    (void)vmseal_fail(0, "%s", msg);
+    if (kek_id)
+        kek_unused(m, provider, kek_id, uuid);
+    free(provider);
+    free(kek_id);
+    return rc < 0 ? rc : -EIO;
+}
+
+/* DELETE /vms/{name}/disks/{N}: the host removes the disk from vm.conf and
+ * deletes its file (or keeps it); its key safe goes with vm.conf's entry. */
+int vms_remove_disk(manager *m, const char *user, const char *name, int disk, int keep_file, json_t **out)
+{
+    *out = NULL;
+    vm_row v;
+    int rc = get_vm_row(m, name, &v);
+    if (rc < 0)
+        return rc;
+    long long t = tasks_open_for(m, v.uuid);
+    if (t)
+        return vmseal_fail(EBUSY, "VM %s is busy with task %lld", name, t);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/vms/%s/disk-remove", v.uuid);
+    json_t *body = json_pack("{s:i,s:b}", "disk", disk, "keep_file", keep_file);
+    long status = 0;
+    json_t *resp = NULL;
+    rc = hosts_call(m, v.host, "POST", path, body, &status, &resp);
+    json_decref(body);
+    if (rc < 0)
+        return peer_failure();
+    if (status < 200 || status > 299) {
+        rc = host_refused(v.host, status, resp);
+        json_decref(resp);
+        return rc;
+    }
+    json_decref(resp);
+    /* the spec's disk list follows */
+    store_rows *r = NULL;
+    rc = store_execv(m->db, &r, "SELECT spec FROM vms WHERE uuid = $1", v.uuid, STORE_END);
+    json_t *spec = rc >= 0 && store_rows_count(r) == 1 ? json_loads(store_rows_get(r, 0, 0), 0, NULL) : NULL;
+    store_rows_free(r);
+    json_t *disks = json_object_get(spec, "disks");
+    if (json_is_array(disks) && (size_t)disk < json_array_size(disks)) {
+        json_array_remove(disks, (size_t)disk);
+        char *spec_s = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
+        if (spec_s)
+            (void)store_execv(m->db, NULL, "UPDATE vms SET spec = $2 WHERE uuid = $1", v.uuid, spec_s, STORE_END);
+        free(spec_s);
+    }
+    json_decref(spec);
+    json_t *ov = json_pack("{s:i,s:b}", "disk", disk, "keep_file", keep_file);
+    event_add(m, user, "vm.disk-remove", name, ov, NULL);
+    json_decref(ov);
+    rc = vms_get(m, name, 0, out);
+    return rc < 0 ? own_failure() : 0;
+}
+
+/* POST /vms/{name}/cdrom and PATCH {boot}: forwarded to the host's
+ * POST /v1/vms/{uuid}/{what}; the host checks the VM's state and the
+ * values (an ISO opens beneath its images folder). An event `action`
+ * with the body. */
+int vms_host_setting(manager *m, const char *user, const char *name, const char *what,
+                     const char *action, const json_t *body, json_t **out)
+{
+    *out = NULL;
+    vm_row v;
+    int rc = get_vm_row(m, name, &v);
+    if (rc < 0)
+        return rc;
+    long long t = tasks_open_for(m, v.uuid);
+    if (t)
+        return vmseal_fail(EBUSY, "VM %s is busy with task %lld", name, t);
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/vms/%s/%s", v.uuid, what);
+    long status = 0;
+    json_t *resp = NULL;
+    rc = hosts_call(m, v.host, "POST", path, body, &status, &resp);
+    if (rc < 0)
+        return peer_failure();
+    if (status < 200 || status > 299) {
+        rc = host_refused(v.host, status, resp);
+        json_decref(resp);
+        return rc;
+    }
+    event_add(m, user, action, name, NULL, resp);
+    *out = resp;
+    return 0;
+}

@@ -31,10 +31,12 @@
  *   diskN.old.file, diskN.rekeyed, nvram.next.file|old.file|rekeyed,
  *   diskN.from                    while an operation is unfinished
  *   state.file                    the saved memory state of a suspended VM
+ *   cdrom                         an ISO of the host's images folder in the CD-ROM drive
+ *   boot                          boot order: disk, cdrom, net, comma-separated (bootindex)
  *
  * Unknown keys: a key in vmseal's namespaces (its first component is one of
  * config, name, uuid, cpus, memory, firmware, policy, kernel, initrd,
- * append, vm, nvram, op, state, tpm, secure_boot, or starts with "disk"; or its last component is
+ * append, vm, nvram, op, state, tpm, secure_boot, cdrom, boot, or starts with "disk"; or its last component is
  * "keysafe") that is not one of the keys above is refused. Any other key
  * (e.g. `x-owner = ...`) is kept as it is, in its place, when the record is
  * written back; vmseal gives it no meaning.
@@ -71,6 +73,7 @@
 #define VMSEAL_VMREC_MAX_FORWARDS 8       /* port forwards per user-mode NIC */
 #define VMSEAL_VMREC_NETWORK_MAX 15       /* a host network's name */
 #define VMSEAL_VMREC_FORWARD_PORT_MIN 1024 /* no forward from a privileged host port */
+#define VMSEAL_VMREC_BOOT_MAX 24          /* `boot`, with NUL: "disk,cdrom,net" */
 
 typedef enum vmseal_firmware {
     VMSEAL_FIRMWARE_BIOS = 0,
@@ -161,6 +164,10 @@ typedef struct vmseal_vmrec {
     int tpm;                                    /* `tpm`: a vTPM 2.0 (needs vm.keysafe) */
     int secure_boot;                            /* `secure_boot`: UEFI Secure Boot (q35,
                                                    SMM, OVMF with Microsoft keys) */
+    char cdrom[VMSEAL_VMREC_FROM_MAX + 1];      /* `cdrom`: the ISO in the host's images
+                                                   folder in the VM's CD-ROM drive ("" none) */
+    char boot[VMSEAL_VMREC_BOOT_MAX];           /* `boot`: boot order, e.g. "cdrom,disk"
+                                                   ("" the firmware's default) */
     vmseal_vmconf *source;                      /* private: the file as read (the
                                                    order of its keys, unknown keys) */
 } vmseal_vmrec;
@@ -238,6 +245,9 @@ size_t vmseal_vmrec_keysafes(const vmseal_vmrec *r,
  * Image file names: a VM name that ends in ".luks", ".img" or ".fd" (so
  * never one of hostd's own files in the home, nor a ".partial"). */
 int vmseal_vmrec_name_valid(const char *name);
+/* `boot`: "disk", "cdrom" and "net", comma-separated, each at most once,
+ * at least one. */
+int vmseal_vmrec_boot_order_valid(const char *order);
 int vmseal_vmrec_uuid_valid(const char *uuid);
 int vmseal_vmrec_file_name_valid(const char *file);
 /* kernel, initrd, append: printable text (no control characters, no blank

@@ -24,6 +24,7 @@ enum top_key {
     K_VM_NEXT_KEYSAFE, K_NVRAM_NEXT_FILE, K_NVRAM_OLD_FILE, K_NVRAM_REKEYED, K_OP, K_OP_KEK,
     K_STATE_FILE, K_VM_DISK_PATH,
     K_TPM, K_SECURE_BOOT,
+    K_CDROM, K_BOOT,
     K_TOP_COUNT
 };
 
@@ -51,6 +52,8 @@ static const char *const top_names[K_TOP_COUNT] = {
     [K_VM_DISK_PATH] = "vm.disk_path",
     [K_TPM] = "tpm",
     [K_SECURE_BOOT] = "secure_boot",
+    [K_CDROM] = "cdrom",
+    [K_BOOT] = "boot",
 };
 
 /* Keys every file has. */
@@ -81,7 +84,7 @@ static const char *const disk_fields[D_COUNT] = {
 static const char *const reserved_first[] = {"config", "name",   "uuid", "cpus",   "memory",
                                              "firmware", "policy", "kernel", "initrd", "append",
                                              "vm",     "nvram",  "op",     "state",
-                                             "tpm",    "secure_boot"};
+                                             "tpm",    "secure_boot", "cdrom", "boot"};
 
 static const char *const op_names[] = {
     [VMSEAL_VMREC_OP_NONE] = "",
@@ -139,6 +142,29 @@ int vmseal_vmrec_image_file_name(long idx, int encrypted, char *buf, size_t len)
 }
 
 /* --------------------------------------------------------------- syntax */
+
+int vmseal_vmrec_boot_order_valid(const char *order)
+{
+    static const char *const devs[] = {"disk", "cdrom", "net"};
+    size_t n = order ? strlen(order) : 0;
+    if (n == 0 || n >= VMSEAL_VMREC_BOOT_MAX)
+        return 0;
+    unsigned seen = 0;
+    const char *p = order;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        size_t i;
+        for (i = 0; i < 3; i++)
+            if (len == strlen(devs[i]) && strncmp(p, devs[i], len) == 0)
+                break;
+        if (i == 3 || (seen & (1u << i)))
+            return 0;
+        seen |= 1u << i;
+        if (!p[len])
+            return 1;
+        p += len + 1;
+    }
+}
 
 int vmseal_vmrec_name_valid(const char *name)
 {
@@ -795,6 +821,14 @@ static int set_top(vmseal_vmrec *r, const vmseal_vmconf *src, enum top_key k, co
             return fail_key(src, key, EPROTO, "1 or absent");
         r->secure_boot = 1;
         return 0;
+    case K_CDROM:
+        if (!*v || !vmseal_vmrec_text_valid(v))
+            return fail_key(src, key, EPROTO, "a name in the host's images folder");
+        return copy_fixed(src, key, r->cdrom, sizeof(r->cdrom), v);
+    case K_BOOT:
+        if (!vmseal_vmrec_boot_order_valid(v))
+            return fail_key(src, key, EPROTO, "disk, cdrom and net, comma-separated, each at most once");
+        return copy_fixed(src, key, r->boot, sizeof(r->boot), v);
     case K_TOP_COUNT:
         break;
     }
@@ -1042,6 +1076,8 @@ static size_t record_keys(const vmseal_vmrec *r, kv *l, vmrec_nic_text *nt)
     put_str(l, &n, top_names[K_VM_DISK_PATH], r->disk_path);
     put(l, &n, top_names[K_TPM], r->tpm ? "1" : NULL);
     put(l, &n, top_names[K_SECURE_BOOT], r->secure_boot ? "1" : NULL);
+    put_str(l, &n, top_names[K_CDROM], r->cdrom);
+    put_str(l, &n, top_names[K_BOOT], r->boot);
     return n;
 }
 

@@ -53,6 +53,12 @@
 #                       then reads (each at queue depth 1); prints
 #                       VMSEAL-DDBENCH <seq-write|seq-read|4k-write|4k-read>
 #                       <elapsed seconds>, then VMSEAL-DDBENCH-DONE
+#   vmseal.cdrom=STR    mount /dev/sr0 (virtio-scsi CD-ROM, iso9660) read-only
+#                       until its file marker.txt holds STR (a disc inserted
+#                       later is found too; vmseal.cdwait=N s at most, default
+#                       120): VMSEAL-CDROM STR, else VMSEAL-CDROM-FAIL <found>
+#   vmseal.bootorder=1  print QEMU's boot order (fw_cfg "bootorder"):
+#                       VMSEAL-BOOTORDER <entries, space-separated>
 # STR may hold only [A-Za-z0-9._-]. Output goes to the first serial port.
 set -euo pipefail
 
@@ -93,7 +99,7 @@ done
 
 # Kernel modules, dependencies first (from modules.dep), decompressed.
 wanted=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk evdev button
-        virtio_net)
+        virtio_net virtio_scsi sr_mod isofs qemu_fw_cfg)
 declare -A path_of=() loaded=()
 while IFS= read -r line; do
   f=${line%%:*}
@@ -169,7 +175,7 @@ for m in $(cat /etc/modules.order); do
   insmod /lib/modules/$m.ko 2>/dev/null || echo "vmseal-guest: insmod $m failed"
 done
 
-marker= check= wait=0 mem= memmib=1 count=0 shell=0 ramtick=0 net= ip= fetch= httpd= token= hotplug= fsyncwrite= fsynccheck= sum= ddbench=
+cdrom= cdwait=120 bootorder= marker= check= wait=0 mem= memmib=1 count=0 shell=0 ramtick=0 net= ip= fetch= httpd= token= hotplug= fsyncwrite= fsynccheck= sum= ddbench=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     vmseal.mem=*) mem=${arg#vmseal.mem=} ;;
@@ -190,6 +196,9 @@ for arg in $(cat /proc/cmdline); do
     vmseal.wait=*) wait=${arg#vmseal.wait=} ;;
     vmseal.shell=*) shell=${arg#vmseal.shell=} ;;
     vmseal.ramtick=*) ramtick=${arg#vmseal.ramtick=} ;;
+    vmseal.cdrom=*) cdrom=${arg#vmseal.cdrom=} ;;
+    vmseal.cdwait=*) cdwait=${arg#vmseal.cdwait=} ;;
+    vmseal.bootorder=*) bootorder=${arg#vmseal.bootorder=} ;;
   esac
 done
 valid() { case "$1" in *[!A-Za-z0-9._-]*) return 1 ;; esac; return 0; }
@@ -206,6 +215,26 @@ done
 for d in $disks; do
   echo "VMSEAL-DISK $d $(cat /sys/block/$d/size) sectors"
 done
+
+if [ -n "$bootorder" ]; then
+  f=/sys/firmware/qemu_fw_cfg/by_name/bootorder/raw
+  echo "VMSEAL-BOOTORDER $(tr '\0\n' '  ' < $f 2>/dev/null)"
+fi
+
+if [ -n "$cdrom" ] && valid "$cdrom"; then
+  mkdir -p /mnt/cd
+  i=0 got=none
+  case "$cdwait" in *[!0-9]*|'') cdwait=120 ;; esac
+  while [ $i -lt "$cdwait" ]; do
+    if mount -t iso9660 -o ro /dev/sr0 /mnt/cd 2>/dev/null; then
+      got=$(head -n1 /mnt/cd/marker.txt 2>/dev/null | tr -cd 'A-Za-z0-9._-')
+      umount /mnt/cd
+      [ "$got" = "$cdrom" ] && break
+    fi
+    sleep 1; i=$((i + 1))
+  done
+  if [ "$got" = "$cdrom" ]; then echo "VMSEAL-CDROM $got"; else echo "VMSEAL-CDROM-FAIL ${got:-none}"; fi
+fi
 
 if [ -n "$marker" ]; then
   if ! valid "$marker" || [ -z "$disks" ]; then

@@ -408,6 +408,15 @@ static void test_refusals(void **state)
         {E, "tpm.state", "x", EPROTO, "unknown key"},
         {P, "secure_boot", "1", EPROTO, "secure_boot: Secure Boot needs firmware uefi"},
         {E, "secure_boot", "on", EPROTO, "secure_boot: 1 or absent"},
+        /* the CD-ROM and the boot order */
+        {P, "cdrom", "", EPROTO, "cdrom: a name in the host's images folder"},
+        {P, "cdrom", huge, EPROTO, "cdrom"},
+        {P, "boot", "floppy", EPROTO, "boot: disk, cdrom and net"},
+        {P, "boot", "disk,disk", EPROTO, "boot: disk, cdrom and net"},
+        {P, "boot", "disk,", EPROTO, "boot: disk, cdrom and net"},
+        {P, "boot", ",cdrom", EPROTO, "boot: disk, cdrom and net"},
+        {P, "boot", "", EPROTO, "boot: disk, cdrom and net"},
+        {P, "cdrom.file", "x", EPROTO, "unknown key"},
         /* numbers: huge, zero, signs, leading zeros */
         {E, "cpus", "99999999999999999999999", EPROTO, "line 8: cpus: not a number"},
         {E, "cpus", "0", EPROTO, "cpus: 0 is out of range"},
@@ -607,6 +616,36 @@ static void test_tpm_key(void **state)
     free(text);
 }
 
+static void test_cdrom_boot_keys(void **state)
+{
+    (void)state;
+    size_t len;
+    char *text = read_example("plain-bios-boot-files", &len);
+    vmseal_vmrec *r = parse_ok(text);
+    assert_string_equal(r->cdrom, "");
+    assert_string_equal(r->boot, "");
+    snprintf(r->cdrom, sizeof(r->cdrom), "isos/debian-12.iso");
+    snprintf(r->boot, sizeof(r->boot), "cdrom,disk,net");
+    char *out = format_rec(r);
+    assert_non_null(strstr(out, "\ncdrom = isos/debian-12.iso\n"));
+    assert_non_null(strstr(out, "\nboot = cdrom,disk,net\n"));
+    vmseal_vmrec *back = parse_ok(out);
+    assert_string_equal(back->cdrom, "isos/debian-12.iso");
+    assert_string_equal(back->boot, "cdrom,disk,net");
+    vmseal_vmrec *copy = vmseal_vmrec_dup(back);
+    assert_non_null(copy);
+    assert_string_equal(copy->boot, "cdrom,disk,net");
+    assert_true(vmseal_vmrec_boot_order_valid("net"));
+    assert_false(vmseal_vmrec_boot_order_valid("disk,cdrom,net,disk"));
+    assert_false(vmseal_vmrec_boot_order_valid("Disk"));
+    assert_false(vmseal_vmrec_boot_order_valid(NULL));
+    vmseal_vmrec_free(copy);
+    vmseal_vmrec_free(back);
+    vmseal_vmrec_free(r);
+    free(out);
+    free(text);
+}
+
 static void test_unknown_keys_kept(void **state)
 {
     (void)state;
@@ -630,6 +669,7 @@ int main(void)
         cmocka_unit_test(test_unknown_keys_kept),
         cmocka_unit_test(test_state_file),
         cmocka_unit_test(test_tpm_key),
+        cmocka_unit_test(test_cdrom_boot_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

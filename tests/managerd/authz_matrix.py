@@ -205,6 +205,16 @@ def setup(op):
         # on the encrypted VM: Cryptographer.AddDisk too
         sub["{vm}"] = "sealed"
         body = {"size_mb": 1}
+    elif oid == "vm.cdrom":
+        body = {"eject": True}
+    elif oid == "vm.disk-remove":
+        # the host agent is down: allowed means it got as far as asking it
+        sub["{disk}"] = "0"
+    elif oid == "vm.clone":
+        # on the encrypted VM: Cryptographer.Clone too (the host is down:
+        # allowed means it got as far as asking it)
+        sub["{vm}"] = "sealed" if counter[0] % 2 else "plain"
+        body = {"name": fresh("clone")}
     elif oid in ("vm.power-on", "vm.power-off"):
         body = {}
     elif oid in ("vm.suspend", "vm.resume", "vm.discard-state"):
