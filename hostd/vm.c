@@ -62,6 +62,36 @@ int hostd_vm_name_valid(const char *name)
     return vmseal_vmrec_name_valid(name);
 }
 
+/* Where this host's QEMU of a VM keeps its run files (qemu.pid, qmp.sock,
+ * serial.sock, vnc.sock, qemu.log): <home>/run-<host name> once hostd set
+ * its name (hostd_vm_set_run_folder), so that two hosts sharing a
+ * datastore folder (a live migration's source and destination) do not
+ * clash; else the home itself (tests of vm.c alone). */
+static char run_folder[80];
+
+void hostd_vm_set_run_folder(const char *host_name)
+{
+    run_folder[0] = '\0';
+    if (host_name && hostd_vm_name_valid(host_name) && strlen(host_name) < sizeof(run_folder) - 5)
+        snprintf(run_folder, sizeof(run_folder), "run-%s", host_name);
+}
+
+/* The run folder's path (made, 0700, when mk); -errno. */
+static int vm_run_dir(const hostd_vm *vm, int mk, char *buf, size_t len)
+{
+    int n = run_folder[0] ? snprintf(buf, len, "%s/%s", vm->home, run_folder)
+                          : snprintf(buf, len, "%s", vm->home);
+    if (n < 0 || (size_t)n >= len)
+        return vmseal_fail(ENAMETOOLONG, "%s: run folder path too long", vm->home);
+    if (mk && run_folder[0] && mkdirat(vm->home_fd, run_folder, 0700) != 0 && errno != EEXIST)
+        return vmseal_fail(errno, "cannot make %s: %s", buf, strerror(errno));
+    struct stat st;
+    if (run_folder[0] && mk &&
+        (fstatat(vm->home_fd, run_folder, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)))
+        return vmseal_fail(ENOTDIR, "%s is not a folder", buf);
+    return 0;
+}
+
 static int rec_encrypted(const vmseal_vmrec *r)
 {
     return r->policy == VMSEAL_POLICY_ENCRYPTED;
@@ -375,7 +405,12 @@ int hostd_vm_vnc_connect(hostd_vm *vm)
     if (fd < 0)
         return vmseal_fail(errno, "socket: %s", strerror(errno));
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", vm->home, HOSTD_VNC_SOCKET);
+    char rd[4096];
+    if (vm_run_dir(vm, 0, rd, sizeof(rd)) < 0) {
+        close(fd);
+        return -ENAMETOOLONG;
+    }
+    int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", rd, HOSTD_VNC_SOCKET);
     if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
         close(fd);
         return vmseal_fail(ENAMETOOLONG, "VNC socket path too long");
@@ -774,12 +809,13 @@ int hostd_vm_load(const char *home, hostd_vm **out)
     }
     hostd_copy_str(vm->name, sizeof(vm->name), vm->rec->name);
     hostd_copy_str(vm->uuid, sizeof(vm->uuid), vm->rec->uuid);
-    if (hostd_qemu_attach(home, vm->uuid, 5000, &vm->qemu) < 0)
+    char rd[4096];
+    if (vm_run_dir(vm, 0, rd, sizeof(rd)) < 0 || hostd_qemu_attach(rd, vm->uuid, 5000, &vm->qemu) < 0)
         vm->qemu = NULL;
     if (vm->qemu && rec_encrypted(vm->rec)) {
         /* Read the console at once; it is sealed when the KEK comes
          * (hostd_vm_tick), buffered in memory until then. */
-        int fd = hostd_qemu_connect_serial(home, 2000);
+        int fd = hostd_qemu_connect_serial(rd, 2000);
         hostd_console *con = NULL;
         if (fd >= 0 && hostd_console_new(home, vm->uuid, NULL, console_note, vm, &con) == 0) {
             hostd_console_set_output(con, console_out, vm);
@@ -1276,9 +1312,23 @@ int hostd_vm_discard_state(hostd_vm *vm)
     return r;
 }
 
+static int power_on(hostd_vm *vm, const hostd_host_env *env, int incoming);
+
 int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
 {
-    int r = vm_begin(vm, "powering on");
+    return power_on(vm, env, 0);
+}
+
+int hostd_vm_power_on_incoming(hostd_vm *vm, const hostd_host_env *env)
+{
+    return power_on(vm, env, 1);
+}
+
+/* incoming: a live migration's destination (QEMU paused with -incoming
+ * defer; hostd/migrate.c feeds it), never a suspended VM */
+static int power_on(hostd_vm *vm, const hostd_host_env *env, int incoming)
+{
+    int r = vm_begin(vm, incoming ? "receiving a migration" : "powering on");
     if (r < 0)
         return r;
     const vmseal_vmrec *c = vm->rec;
@@ -1301,6 +1351,14 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         r = vmseal_fail(ENOKEY, "VM %s is locked: %s", vm->name, reason);
         goto out;
     }
+    if (incoming && c->state_file[0]) {
+        r = vmseal_fail(EBUSY, "VM %s is suspended: it cannot receive a migration", vm->name);
+        goto out;
+    }
+    char rundir[4096];
+    r = vm_run_dir(vm, 1, rundir, sizeof(rundir));
+    if (r < 0)
+        goto out;
     char obj[64];
     if (rec_encrypted(c)) {
         r = vmseal_vmrec_keysafe_object(c, -1, 0, obj, sizeof(obj));
@@ -1372,7 +1430,8 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
     }
     hostd_qemu_spec spec = {
         .qemu = env->qemu,
-        .run_dir = vm->home,
+        .run_dir = rundir,
+        .home_dir = vm->home,
         .serial_socket = con != NULL,
         .name = vm->name,
         .uuid = vm->uuid,
@@ -1381,7 +1440,7 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         .append = c->append,
         .disks = disks,
         .ndisks = nd,
-        .incoming_defer = c->state_file[0] != 0,
+        .incoming_defer = incoming || c->state_file[0] != 0,
     };
     spec.kernel_fd = kernel_fd > 0 ? kernel_fd : 0;
     spec.initrd_fd = initrd_fd > 0 ? initrd_fd : 0;
@@ -1408,7 +1467,7 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         hostd_qemu_free(q);
         vmseal_fail(-r, "%s", msg);
     }
-    if (r == 0 && c->state_file[0])
+    if (r == 0 && c->state_file[0] && !incoming)
         r = resume_state(vm, q, vm_secret);   /* suspended: its saved state, then it runs */
     if (r < 0) {
         char why[700];
@@ -1424,7 +1483,8 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
     pthread_mutex_lock(&vm->lock);
     vm->qemu = q;
     pthread_mutex_unlock(&vm->lock);
-    hostd_vm_log(vm, "powered on (QEMU pid %d, %s)", (int)hostd_qemu_pid(q),
+    hostd_vm_log(vm, "%s (QEMU pid %d, %s)", incoming ? "waiting for a migration" : "powered on",
+                 (int)hostd_qemu_pid(q),
                   env->accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg");
 out:
     vmseal_secret_free(vm_secret);
@@ -2466,4 +2526,29 @@ int hostd_vm_serial_log(hostd_vm *vm, const hostd_host_env *env, size_t tail, ui
     }
     pthread_mutex_unlock(&vm->lock);
     return r;
+}
+
+/* ------------------------------------------------------ live migration */
+
+int hostd_vm_op_begin(hostd_vm *vm, const char *what)
+{
+    int r = vm_begin(vm, what);
+    if (r == 0 && !qemu_running_owned(vm)) {
+        vm_end(vm);
+        return vmseal_fail(EALREADY, "VM %s is not powered on", vm->name);
+    }
+    return r;
+}
+
+void hostd_vm_op_end(hostd_vm *vm)
+{
+    vm_end(vm);
+}
+
+hostd_qmp *hostd_vm_monitor(hostd_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    hostd_qmp *q = vm->qemu ? hostd_qemu_monitor(vm->qemu) : NULL;
+    pthread_mutex_unlock(&vm->lock);
+    return q;
 }
