@@ -374,11 +374,16 @@ static const api_field f_vm_resume[] = {
 };
 SCHEMA(schema_vm_resume, "vm_resume", f_vm_resume);
 
+static const api_field f_vm_migrate[] = {
+    {.name = "host", .type = F_NAME, .required = 1},
+};
+SCHEMA(schema_vm_migrate, "vm_migrate", f_vm_migrate);
+
 const api_schema *const api_all_schemas[] = {
     &schema_session, &schema_user_add, &schema_user_patch, &schema_password, &schema_role_add,
     &schema_kms_add, &schema_kms_patch, &schema_kms_trust, &schema_kms_client_cert, &schema_kms_csr,
     &schema_host_register, &schema_host_keys, &schema_vm_create, &schema_vm_patch, &schema_vm_rekey,
     &schema_role_patch, &schema_group_add, &schema_permission, &schema_default_policy, &schema_host_cert,
-    &schema_vm_register, &schema_vm_resume,
+    &schema_vm_register, &schema_vm_resume, &schema_vm_migrate,
 };
 const size_t api_n_schemas = N(api_all_schemas);
