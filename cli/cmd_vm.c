@@ -118,9 +118,10 @@ int cmd_vm(cli *c, int argc, char **argv)
         {"folder", required_argument, NULL, 'f'},
         {"tail", required_argument, NULL, 't'},
         {"name", required_argument, NULL, 'N'},
+        {"to", required_argument, NULL, 'T'},
         {0, 0, 0, 0},
     };
-    const char *folder = NULL, *vm_name_opt = NULL;
+    const char *folder = NULL, *vm_name_opt = NULL, *to = NULL;
     long tail = 0;
     optind = 2;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -154,6 +155,7 @@ int cmd_vm(cli *c, int argc, char **argv)
         case 'E': encrypt = -1; break;
         case 'f': folder = optarg; break;
         case 'N': vm_name_opt = optarg; break;
+        case 'T': to = optarg; break;
         case 't':
             tail = strtol(optarg, &end, 10);
             if (*end || tail < 1 || tail > (1 << 20))
@@ -332,6 +334,25 @@ int cmd_vm(cli *c, int argc, char **argv)
             rc = follow_task(c, resp, label, nowait);
             if (rc == EXIT_OK && !c->json && !c->quiet && json_object_get(resp, "task"))
                 printf("VM %s is %s\n", name, enc ? "encrypted" : "decrypted");
+        }
+        json_decref(body);
+        json_decref(resp);
+        return rc;
+    } else if (!strcmp(sub, "migrate")) {
+        /* live migration to another host (the guest runs on): a task */
+        if (!to) {
+            fprintf(stderr, "vmseal vm migrate: --to HOST is required\n");
+            cli_reported = 1;
+            return EXIT_USAGE;
+        }
+        body = json_pack("{s:s}", "host", to);
+        vm_path(path, sizeof(path), name, "/migrate");
+        rc = cli_call(c, "POST", path, body, &resp);
+        snprintf(label, sizeof(label), "migrating %s to %s", name, to);
+        if (rc == EXIT_OK) {
+            rc = follow_task(c, resp, label, nowait);
+            if (rc == EXIT_OK && !c->json && !c->quiet && !nowait)
+                printf("VM %s runs on %s\n", name, to);
         }
         json_decref(body);
         json_decref(resp);

@@ -30,6 +30,8 @@ static void usage(FILE *f)
             "            [--firmware bios|uefi]   (no --encrypt/--no-encrypt: the host's default policy)\n"
             "  vm suspend NAME | resume NAME [--host HOST] | discard-state NAME\n"
             "                                 memory state to a sealed file in the VM home and back\n"
+            "  vm migrate NAME --to HOST [--no-wait]\n"
+            "                                 live migration of a running VM (encrypted stream)\n"
             "  vm move NAME FOLDER | vm log NAME [--tail BYTES]\n"
             "  vm console NAME                the terminal on the guest's serial port (Ctrl-] detaches)\n"
             "  vm vnc NAME [--listen ADDR:PORT]  a local port for one VNC viewer of the VM's display\n"

@@ -406,7 +406,11 @@ int vms_migrate(manager *m, const char *user, const char *name, const char *to, 
             rc = vmseal_fail(e, "cannot start a thread: %s", strerror(e));
         } else {
             pthread_detach(th);
-            return tasks_get(m, id, out);
+            json_t *t = NULL;
+            rc = tasks_get(m, id, &t);
+            if (rc == 0)
+                *out = json_pack("{s:o}", "task", t);
+            return rc;
         }
     }
     vmseal_secret_free(j->key);
