@@ -534,6 +534,10 @@ int hostd_vm_migrate_out(hostd_vm *vm, const hostd_migrate_req *rq,
     hostd_qmp *q = hostd_vm_monitor(vm);
     hostd_migrate_spec s;
     spec_of(rq, &s);
+    /* test hook: a slow migration, to interrupt it part-way */
+    const char *bw = getenv("VMSEAL_TEST_MIGRATE_MAX_BANDWIDTH");
+    if (bw && strtoull(bw, NULL, 10) > 0)
+        s.max_bandwidth = strtoull(bw, NULL, 10);
     hostd_migration *m = NULL;
     r = hostd_migrate_outgoing(q, &s, &m);
     if (r == 0)
