@@ -1129,7 +1129,10 @@ static void api_migrate_out(hostd_host *h, hostd_vm *vm, const char *body, size_
 
 /* POST /v1/vms/{uuid}/migrate-end {"completed": bool}: the source, after
  * the manager saw the destination run the guest (its QEMU here ends and
- * this host forgets the VM), or not (the guest continues here). */
+ * this host forgets the VM), or not (the guest continues here).
+ * {"completed": true, "destination": true}: the destination, once the
+ * source's QEMU ended: its sealed console log, held in memory until then,
+ * is written in its own segment from now on. */
 static void api_migrate_end(hostd_host *h, hostd_vm *vm, const char *body, size_t len,
                             int *status, json_t **resp)
 {
@@ -1139,7 +1142,19 @@ static void api_migrate_end(hostd_host *h, hostd_vm *vm, const char *body, size_
     json_t *c = json_object_get(j, "completed");
     int r = json_is_boolean(c) ? 0 : vmseal_fail(EINVAL, "completed must be true or false");
     int done = json_is_true(c);
+    int dest = json_is_true(json_object_get(j, "destination"));
     json_decref(j);
+    if (r == 0 && dest) {
+        /* the destination, told that the source's run ended: its console
+         * log goes on in its own segment */
+        if (done && hostd_vm_console_held(vm))
+            r = hostd_vm_console_release(vm, &h->env);
+        if (r < 0)
+            reply_fail(status, resp, r);
+        else
+            reply(status, resp, 200, json_pack("{s:s, s:b}", "uuid", hostd_vm_uuid(vm), "released", 0));
+        return;
+    }
     pthread_mutex_lock(&h->lock);
     if (r == 0 && running_task_locked(h, hostd_vm_uuid(vm)))
         r = vmseal_fail(EBUSY, "VM %s has a task running", hostd_vm_name(vm));

@@ -36,6 +36,9 @@ struct hostd_vm {
     vmseal_vmrec *rec;      /* vm.conf; replaced as a whole by the busy holder */
     hostd_qemu *qemu;
     hostd_console *console; /* encrypted VM: the sealed console log of this run */
+    int console_hold;       /* a migration's destination: the console is kept in memory
+                               (no segment written) until the source's run ended
+                               (hostd_vm_console_release) */
     const char *busy;       /* what runs now, or NULL */
     int deleted;
     uint64_t rec_seq;       /* counts the records committed (rec replaced) */
@@ -1413,7 +1416,9 @@ static int power_on(hostd_vm *vm, const hostd_host_env *env, int incoming)
         /* Encrypted: the console goes to hostd, which seals it. The log is
          * prepared before QEMU starts (a planted symlink stops it here). */
         vmseal_secret *lk = NULL;
-        r = vmseal_slog_key(vm_secret, vm->uuid, &lk);
+        /* a migration's destination: the source still writes the log;
+         * this run's output waits in memory (no key, no segment yet) */
+        r = incoming ? 0 : vmseal_slog_key(vm_secret, vm->uuid, &lk);
         if (r == 0)
             r = hostd_console_new(vm->home, vm->uuid, lk, console_note, vm, &con);
         if (r == 0)
@@ -1425,6 +1430,7 @@ static int power_on(hostd_vm *vm, const hostd_host_env *env, int incoming)
         pthread_mutex_lock(&vm->lock);
         hostd_console *old = console_detach_locked(vm);
         vm->console = con;
+        vm->console_hold = incoming;
         pthread_mutex_unlock(&vm->lock);
         hostd_console_free(old);
     }
@@ -2486,7 +2492,7 @@ void hostd_vm_tick(hostd_vm *vm, const hostd_host_env *env)
         return;
     /* re-attached after a restart: seal the console once the KEK is here */
     pthread_mutex_lock(&vm->lock);
-    if (vm->console && !hostd_console_has_key(vm->console)) {
+    if (vm->console && !vm->console_hold && !hostd_console_has_key(vm->console)) {
         vmseal_secret *lk = NULL;
         if (log_key_from(vm, env, vm->rec->vm_keysafe, &lk) == 0)
             (void)hostd_console_set_key(vm->console, lk);
@@ -2514,12 +2520,12 @@ int hostd_vm_serial_log(hostd_vm *vm, const hostd_host_env *env, size_t tail, ui
     } else {
         vmseal_secret *lk = NULL;
         r = log_key_from(vm, env, vm->rec->vm_keysafe, &lk);
-        if (r == 0 && vm->console && !hostd_console_has_key(vm->console)) {
+        if (r == 0 && vm->console && !vm->console_hold && !hostd_console_has_key(vm->console)) {
             r = hostd_console_set_key(vm->console, lk);
             lk = NULL;
         }
         if (r == 0)
-            r = vm->console ? hostd_console_read(vm->console, tail, text, len, total)
+            r = vm->console && !vm->console_hold ? hostd_console_read(vm->console, tail, text, len, total)
                             : hostd_console_read_sealed(vm->home, vm->uuid, lk, tail, text, len,
                                                          total);
         vmseal_secret_free(lk);
@@ -2551,4 +2557,27 @@ hostd_qmp *hostd_vm_monitor(hostd_vm *vm)
     hostd_qmp *q = vm->qemu ? hostd_qemu_monitor(vm->qemu) : NULL;
     pthread_mutex_unlock(&vm->lock);
     return q;
+}
+
+int hostd_vm_console_held(hostd_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    int h = vm->console_hold;
+    pthread_mutex_unlock(&vm->lock);
+    return h;
+}
+
+int hostd_vm_console_release(hostd_vm *vm, const hostd_host_env *env)
+{
+    pthread_mutex_lock(&vm->lock);
+    int r = 0;
+    if (vm->console_hold) {
+        vm->console_hold = 0;
+        vmseal_secret *lk = NULL;
+        r = vm->console ? log_key_from(vm, env, vm->rec->vm_keysafe, &lk) : 0;
+        if (r == 0 && vm->console)
+            r = hostd_console_set_key(vm->console, lk);   /* the output kept meanwhile first */
+    }
+    pthread_mutex_unlock(&vm->lock);
+    return r;
 }

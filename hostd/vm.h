@@ -253,6 +253,11 @@ int hostd_vm_power_on_incoming(hostd_vm *vm, const hostd_host_env *env) VMSEAL_M
 int hostd_vm_op_begin(hostd_vm *vm, const char *what) VMSEAL_MUST_CHECK;
 void hostd_vm_op_end(hostd_vm *vm);
 hostd_qmp *hostd_vm_monitor(hostd_vm *vm);
+/* The destination's sealed console log: held in memory from the incoming
+ * power-on (the source still writes the log in the shared home) until
+ * released, once the source's QEMU ended; then its own segment follows. */
+int hostd_vm_console_held(hostd_vm *vm);
+int hostd_vm_console_release(hostd_vm *vm, const hostd_host_env *env);
 
 /* Append a line to the VM's vm.log (clear text; never key material). */
 void hostd_vm_log(hostd_vm *vm, const char *fmt, ...) VMSEAL_PRINTF(2, 3);

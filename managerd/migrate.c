@@ -273,6 +273,19 @@ static int run(mig_job *j)
         mgr_log("VM %s runs on %s but the inventory was not updated: %s", j->name, j->to,
                 vmseal_last_error());
     end_source(m, j, 1);
+    {
+        /* the source's run ended: the destination's console log goes on */
+        char p2[128];
+        snprintf(p2, sizeof(p2), "/v1/vms/%s/migrate-end", j->uuid);
+        json_t *b2 = json_pack("{s:b, s:b}", "completed", 1, "destination", 1);
+        long st2 = 0;
+        json_t *r2 = NULL;
+        if (hosts_call(m, j->to, "POST", p2, b2, &st2, &r2) < 0 || st2 != 200)
+            mgr_log("VM %s: host %s did not take migrate-end: %s", j->name, j->to,
+                    r2 ? vmseal_http_error_text(r2) : vmseal_last_error());
+        json_decref(b2);
+        json_decref(r2);
+    }
     task_set(m, j->task, "success", 100, NULL);
     json_t *ov = json_pack("{s:s}", "host", j->from);
     json_t *nv = json_pack("{s:s, s:s}", "host", j->to, "encrypted_stream", "aes-256-gcm");
