@@ -17,7 +17,8 @@
  *                (hostd/serial.h, docs/formats.md "Sealed log") under a
  *                key derived from the per-VM secret; encrypting a VM seals
  *                its serial.log, decrypting writes the sealed log out
- *   serial.sock, qemu.log, qmp.sock, qemu.pid   see hostd/qemu.h
+ *   run-<host>/  serial.sock, vnc.sock, qemu.log, qmp.sock, qemu.pid: see
+ *                hostd/qemu.h and hostd_vm_set_run_folder below
  *
  * Long operations (encrypt, decrypt, deep recrypt, create) first record
  * what they are about to do in vm.conf ("op = ..." plus the new key safes),
