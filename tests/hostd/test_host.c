@@ -1232,8 +1232,8 @@ static int teardown(void **state)
     (void)state;
     hostd_host_close(host);
     /* any QEMU a failed test left behind runs from the datastore */
-    testutil_run("for f in %s/*/qemu.pid; do [ -f \"$f\" ] && kill -9 $(cat \"$f\") 2>/dev/null; done; true",
-        datastore);
+    testutil_run("for f in %s/*/qemu.pid %s/*/run-*/qemu.pid; do [ -f \"$f\" ] && kill -9 $(cat \"$f\") 2>/dev/null; done; true",
+        datastore, datastore);
     testutil_rmtree(tmpdir);
     return 0;
 }
