@@ -418,11 +418,12 @@ int hostd_vm_vnc_connect(hostd_vm *vm)
         close(fd);
         return vmseal_fail(ENAMETOOLONG, "VNC socket path too long");
     }
-    /* QEMU made the socket in the VM home, which hostd owns; connect()
-     * does follow a symlink, so refuse anything but a socket */
+    /* QEMU made the socket in the VM home's run folder, which hostd owns;
+     * connect() does follow a symlink, so refuse anything but a socket */
     struct stat st;
-    if (fstatat(vm->home_fd, HOSTD_VNC_SOCKET, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-        !S_ISSOCK(st.st_mode)) {
+    char rel[128];
+    snprintf(rel, sizeof(rel), "%s%s%s", run_folder, run_folder[0] ? "/" : "", HOSTD_VNC_SOCKET);
+    if (fstatat(vm->home_fd, rel, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISSOCK(st.st_mode)) {
         close(fd);
         return vmseal_fail(ENOTCONN, "VM %s has no VNC display (started before vmseal had one?)",
                            vm->name);
