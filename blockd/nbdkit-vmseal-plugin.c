@@ -11,6 +11,9 @@
  *   (libcryptsetup) before a single byte is served.
  * passfd=N: the LUKS passphrase (vmseal: hex of the disk secret) is read
  *   from N instead and opens a keyslot through libcryptsetup.
+ * raw=1: a plain (unencrypted) image, served as it is, no key (hostd's
+ *   disk export of a plain VM: the image is opened before nbdkit drops to
+ *   its -u user, which nbdkit's file plugin does not do).
  * Only the descriptor number is in argv; the key lives in vmseal_secret
  * (locked, not dumped, not inherited by fork). It is read and checked in
  * .get_ready, before nbdkit binds its socket; nbdkit must run in the
@@ -54,6 +57,7 @@ static char *image_path;
 static int key_fd = -1, pass_fd = -1;
 static int image_fd = -1;
 static int image_readonly;
+static int raw_image;
 static uint64_t payload_off, payload_len;
 static vmseal_secret *volume_key;
 static pthread_key_t tls_key;
@@ -113,6 +117,10 @@ static int vs_config(const char *key, const char *value)
         return parse_fd(value, &key_fd);
     if (strcmp(key, "passfd") == 0)
         return parse_fd(value, &pass_fd);
+    if (strcmp(key, "raw") == 0) {
+        raw_image = nbdkit_parse_bool(value);
+        return raw_image < 0 ? -1 : 0;
+    }
     nbdkit_error("unknown parameter '%s'", key);
     return -1;
 }
@@ -123,7 +131,11 @@ static int vs_config_complete(void)
         nbdkit_error("file=IMAGE is required");
         return -1;
     }
-    if ((key_fd < 0) == (pass_fd < 0)) {
+    if (raw_image && (key_fd >= 0 || pass_fd >= 0)) {
+        nbdkit_error("raw=1 takes no key");
+        return -1;
+    }
+    if (!raw_image && (key_fd < 0) == (pass_fd < 0)) {
         nbdkit_error("exactly one of keyfd=N or passfd=N is required");
         return -1;
     }
@@ -148,9 +160,15 @@ static int verify_volume_key(const vmseal_secret *vk)
  * with a wrong key never accepts a client. */
 static pid_t ready_pid;
 
+static int open_image(void);
+
 static int vs_get_ready(void)
 {
     ready_pid = getpid();
+    if (raw_image) {
+        payload_off = 0;
+        return open_image();
+    }
     vmseal_disk_info info;
     int rc = vmseal_disk_probe(image_path, &info);
     if (rc < 0 || !info.is_luks) {
@@ -200,7 +218,13 @@ static int vs_get_ready(void)
         return -1;
     }
     vmseal_xts_free(probe);
+    payload_off = info.payload_offset_bytes;
+    return open_image();
+}
 
+/* Open the image (as the user nbdkit starts as) and size the export. */
+static int open_image(void)
+{
     image_fd = open(image_path, O_RDWR | O_CLOEXEC);
     if (image_fd < 0 && (errno == EACCES || errno == EROFS)) {
         image_fd = open(image_path, O_RDONLY | O_CLOEXEC);
@@ -211,7 +235,6 @@ static int vs_get_ready(void)
         nbdkit_error("%s: %m", image_path);
         return -1;
     }
-    payload_off = info.payload_offset_bytes;
     if ((uint64_t)st.st_size < payload_off) {
         nbdkit_error("%s: truncated image", image_path);
         return -1;
@@ -324,6 +347,8 @@ static int vs_pread(void *h, void *buf, uint32_t count, uint64_t offset, uint32_
 {
     if (check_request(count, offset) < 0)
         return -1;
+    if (raw_image)
+        return full_pread(buf, count, offset);
     worker *w = get_worker();
     if (!w) {
         nbdkit_set_error(ENOMEM);
@@ -344,6 +369,11 @@ static int vs_pwrite(void *h, const void *buf, uint32_t count, uint64_t offset, 
 {
     if (check_request(count, offset) < 0)
         return -1;
+    if (raw_image) {
+        if (full_pwrite(buf, count, offset) < 0)
+            return -1;
+        return (flags & NBDKIT_FLAG_FUA) ? sync_image() : 0;
+    }
     worker *w = get_worker();
     if (w && w->cap < count) {
         uint8_t *nb = realloc(w->buf, count);
@@ -380,7 +410,8 @@ static struct nbdkit_plugin plugin = {
     .config_complete = vs_config_complete,
     .config_help = "file=IMAGE    the LUKS1 image (required)\n"
                    "keyfd=N       read the volume key from descriptor N, or\n"
-                   "passfd=N      read the LUKS passphrase from descriptor N",
+                   "passfd=N      read the LUKS passphrase from descriptor N, or\n"
+                   "raw=1         a plain image (no key)",
     .magic_config_key = "file",
     .get_ready = vs_get_ready,
     .after_fork = vs_after_fork,

@@ -81,6 +81,11 @@ int cmd_host(cli *c, int argc, char **argv);
 int cmd_vm(cli *c, int argc, char **argv);
 /* cmd_console.c: vm console NAME | vm vnc NAME [--listen ADDR:PORT] */
 int cmd_vm_console(cli *c, int argc, char **argv);
+int cmd_vm_nic(cli *c, int argc, char **argv);   /* cmd_nic.c: vm nic ls|add|rm */
+void vm_info_nics(const json_t *runtime);        /* the NIC lines of vm info */
+/* cmd_disk.c: vmseal vm disk ...; following a host's task in the VM's live view */
+int cmd_vm_disk(cli *c, int argc, char **argv);
+int cli_wait_host_task(cli *c, const char *vm, const char *task_id, const char *label);
 int cmd_task(cli *c, int argc, char **argv);
 int cmd_events(cli *c, int argc, char **argv);
 int cmd_user(cli *c, int argc, char **argv);

@@ -3,10 +3,14 @@
  *   encrypt/decrypt = apply the "encrypted"/"none" policy
  *                     (PowerCLI Enable-/Disable-VMEncryption)
  *   rekey [--deep]  = Set-VMEncryptionKey [-Deep] */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -58,8 +62,18 @@ static void vm_info(const json_t *v)
     json_t *rt = json_object_get(v, "runtime");
     if (json_is_object(rt)) {
         printf("Power:       %s\n", jstr(rt, "power_state"));
+        vm_info_nics(rt);
         if (json_is_true(json_object_get(rt, "locked")))
             printf("Locked:      yes (%s)\n", jstr(rt, "locked_reason"));
+        json_t *rd;
+        json_array_foreach(json_object_get(rt, "disks"), i, rd) {
+            /* the data path of a running VM's disk (docs/architecture.md) */
+            json_t *ns = json_object_get(rd, "nbd_server");
+            if (*jstr(rd, "data_path"))
+                printf("Disk %zu path: %s%s%s%s\n", i, jstr(rd, "data_path"),
+                       json_is_object(ns) ? " (server " : "", json_is_object(ns) ? jstr(ns, "state") : "",
+                       json_is_object(ns) ? ")" : "");
+        }
         json_t *task = json_object_get(rt, "task");
         if (json_is_object(task))
             printf("Host task:   %s %lld%%\n", jstr(task, "state"),
@@ -92,9 +106,15 @@ int cmd_vm(cli *c, int argc, char **argv)
 {
     if (argc < 2)
         return EXIT_USAGE;
+    if (!strcmp(argv[1], "nic"))
+        return cmd_vm_nic(c, argc - 1, argv + 1);
     const char *sub = argv[1];
     if (!strcmp(sub, "console") || !strcmp(sub, "vnc"))
         return cmd_vm_console(c, argc, argv);
+    if (!strcmp(sub, "disk"))
+        return cmd_vm_disk(c, argc - 1, argv + 1);
+    const char *disk_from[16];
+    size_t nfrom = 0;
     const char *host = NULL, *kms = NULL, *kernel = NULL, *initrd = NULL, *append = NULL, *fw = NULL;
     long cpus = 0, mem = 0, disks[16];
     size_t nd = 0;
@@ -118,11 +138,16 @@ int cmd_vm(cli *c, int argc, char **argv)
         {"folder", required_argument, NULL, 'f'},
         {"tail", required_argument, NULL, 't'},
         {"name", required_argument, NULL, 'N'},
-        {"to", required_argument, NULL, 'T'},
+        {"ttl", required_argument, NULL, 'T'},
+        {"psk-file", required_argument, NULL, 'P'},
+        {"tpm", no_argument, NULL, 'M'},
+        {"disk-from", required_argument, NULL, 'B'},
+        {"to", required_argument, NULL, 'O'},
         {0, 0, 0, 0},
     };
-    const char *folder = NULL, *vm_name_opt = NULL, *to = NULL;
-    long tail = 0;
+    const char *folder = NULL, *vm_name_opt = NULL, *psk_file = NULL, *to = NULL;
+    long tail = 0, ttl = 0;
+    int tpm = 0;
     optind = 2;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -155,7 +180,19 @@ int cmd_vm(cli *c, int argc, char **argv)
         case 'E': encrypt = -1; break;
         case 'f': folder = optarg; break;
         case 'N': vm_name_opt = optarg; break;
-        case 'T': to = optarg; break;
+        case 'P': psk_file = optarg; break;
+        case 'T':
+            ttl = strtol(optarg, &end, 10);
+            if (*end || ttl < 1 || ttl > 86400)
+                return EXIT_USAGE;
+            break;
+        case 'M': tpm = 1; break;
+        case 'B':
+            if (nfrom + nd >= 8)
+                return EXIT_USAGE;
+            disk_from[nfrom++] = optarg;
+            break;
+        case 'O': to = optarg; break;
         case 't':
             tail = strtol(optarg, &end, 10);
             if (*end || tail < 1 || tail > (1 << 20))
@@ -212,6 +249,18 @@ int cmd_vm(cli *c, int argc, char **argv)
             printf(*args[1] ? "VM %s moved to folder %s\n" : "VM %s is in no folder%s\n", args[0], args[1]);
         goto out;
     }
+    if (!strcmp(sub, "tpm") && nargs == 2) {
+        /* vm tpm NAME on|off: add or remove the vTPM (powered off, encrypted VMs) */
+        int on = !strcmp(args[1], "on");
+        if (!on && strcmp(args[1], "off") != 0)
+            return EXIT_USAGE;
+        body = json_pack("{s:b}", "tpm", on);
+        vm_path(path, sizeof(path), args[0], "");
+        rc = cli_call(c, "PATCH", path, body, &resp);
+        if (rc == EXIT_OK && !c->json && !c->quiet)
+            printf(on ? "VM %s has a vTPM\n" : "VM %s has no vTPM (its state was deleted)\n", args[0]);
+        goto out;
+    }
     if (nargs != 1)
         return EXIT_USAGE;
     const char *name = args[0];
@@ -232,14 +281,26 @@ int cmd_vm(cli *c, int argc, char **argv)
         json_t *da = json_array();
         for (size_t i = 0; i < nd; i++)
             json_array_append_new(da, json_pack("{s:I}", "size_mb", (json_int_t)disks[i]));
+        for (size_t i = 0; i < nfrom; i++)   /* imported disks come after the empty ones */
+            json_array_append_new(da, json_pack("{s:s}", "from", disk_from[i]));
         json_object_set_new(body, "disks", da);
         set_str_if(body, "kms", kms);
         set_boot_fields(body, kernel, initrd, append);
         set_str_if(body, "firmware", fw);
+        if (tpm)
+            json_object_set_new(body, "tpm", json_true());
         rc = cli_call(c, "POST", "/api/v1/vms", body, &resp);
         if (rc == EXIT_OK && !c->json && !c->quiet)
             printf("VM %s created on %s (%s)%s%s\n", name, host, jstr(resp, "uuid"),
                    *jstr(resp, "kek_id") ? ", encrypted with KEK " : "", jstr(resp, "kek_id"));
+        /* --disk-from: the host imports them in a task of its own */
+        json_t *it = json_object_get(resp, "host_task");
+        if (rc == EXIT_OK && nfrom && !nowait && json_is_object(it)) {
+            char tid[64], lbl[160];
+            snprintf(tid, sizeof(tid), "%s", jstr(it, "id"));
+            snprintf(lbl, sizeof(lbl), "VM %s: importing %zu disk(s)", name, nfrom);
+            rc = cli_wait_host_task(c, name, tid, lbl);
+        }
     } else if (!strcmp(sub, "set")) {
         body = json_object();
         if (have_cpus)
@@ -290,6 +351,44 @@ int cmd_vm(cli *c, int argc, char **argv)
             fputs(jstr(resp, "log"), stdout);
             fflush(stdout);
         }
+    } else if (!strcmp(sub, "export")) {
+        if (nd != 1 || disks[0] < 0 || (!psk_file && !c->json)) {
+            fprintf(stderr, "vmseal vm export: give --disk N (the disk's index) and --psk-file FILE "
+                            "(where the one-time TLS key goes; or --json)\n");
+            cli_reported = 1;
+            return EXIT_USAGE;
+        }
+        body = json_pack("{s:I}", "disk", (json_int_t)disks[0]);
+        if (ttl)
+            json_object_set_new(body, "ttl_seconds", json_integer(ttl));
+        vm_path(path, sizeof(path), name, "/export");
+        rc = cli_call(c, "POST", path, body, &resp);
+        if (rc == EXIT_OK && psk_file) {
+            /* the one-time key, in nbdkit/libnbd's PSK file format */
+            int fd = open(psk_file, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+            if (fd < 0 || dprintf(fd, "%s:%s\n", jstr(resp, "psk_identity"), jstr(resp, "psk")) < 0 ||
+                close(fd) != 0) {
+                fprintf(stderr, "vmseal vm export: cannot write %s: %s\n", psk_file, strerror(errno));
+                cli_reported = 1;
+                rc = EXIT_FAIL;
+            }
+        }
+        if (rc == EXIT_OK && !c->json && !c->quiet)
+            printf("Disk %lld of VM %s (%s, read-only, %lld bytes): one connection to %s within "
+                   "%lld s, TLS with the key in %s\n  e.g. nbdcopy '%s?tls-psk-file=%s' disk.img\n",
+                   (long long)disks[0], name, jstr(resp, "view"),
+                   (long long)json_integer_value(json_object_get(resp, "size")), jstr(resp, "uri"),
+                   (long long)(json_integer_value(json_object_get(resp, "expires")) - time(NULL)),
+                   psk_file, jstr(resp, "uri"), psk_file);
+    } else if (!strcmp(sub, "dump")) {
+        /* the running guest's memory, sealed into its VM home */
+        vm_path(path, sizeof(path), name, "/dump");
+        body = json_object();
+        rc = cli_call(c, "POST", path, body, &resp);
+        if (rc == EXIT_OK && !c->json && !c->quiet)
+            printf("VM %s: memory dumped to %s in its home (%s, %lld bytes)\n", name, jstr(resp, "file"),
+                   json_is_true(json_object_get(resp, "sealed")) ? "sealed under its KEK" : "not encrypted",
+                   (long long)json_integer_value(json_object_get(resp, "bytes")));
     } else if (!strcmp(sub, "info")) {
         vm_path(path, sizeof(path), name, "");
         rc = cli_call(c, "GET", path, NULL, &resp);

@@ -103,6 +103,7 @@ int show_object(cli *c, const char *path)
     const char **keys = n ? calloc(n, sizeof(*keys)) : NULL;
     if (c->json || !keys) {
         print_json(resp);
+        free(keys);
         json_decref(resp);
         return EXIT_OK;
     }

@@ -17,6 +17,7 @@
 #include <vmseal/disk.h>
 #include <vmseal/diskdesc.h>
 #include <vmseal/keysafe.h>
+#include <vmseal/hostcore.h>
 #include <vmseal/sealed.h>
 #include <vmseal/vmconf.h>
 #include <vmseal/vmrecord.h>
@@ -331,6 +332,32 @@ static void check_one(const char *path, result *r)
         }
     } else if (n >= 8 && memcmp(buf, VMSEAL_SLOG_MAGIC, 8) == 0) {
         check_slog(path, buf, n, r);
+    } else if (n >= 16 && memcmp(buf, "nilmptws", 8) == 0) {
+        /* swtpm's linear state file (a vTPM's vtpm.state): its first state
+         * blob's header says whether swtpm encrypted it (flags bit 0) */
+        snprintf(r->format, sizeof(r->format), "swtpm-state");
+        uint32_t off = (uint32_t)buf[12] | (uint32_t)buf[13] << 8 | (uint32_t)buf[14] << 16 |
+                       (uint32_t)buf[15] << 24;
+        if (off < 16 || off > n - 10 || n < 10) {
+            snprintf(r->detail, sizeof(r->detail), "swtpm state file without a state blob");
+            r->st = ST_PLAIN;
+        } else {
+            unsigned flags = (unsigned)buf[off + 4] << 8 | buf[off + 5];
+            r->st = (flags & 1) ? ST_ENCRYPTED : ST_PLAIN;
+            snprintf(r->detail, sizeof(r->detail), "vTPM state (swtpm), %s",
+                     (flags & 1) ? ((flags & 8) ? "AES-256-CBC + HMAC" : "AES-128-CBC + HMAC")
+                                 : "not encrypted");
+        }
+    } else if (n >= 8 && memcmp(buf, VMSEAL_HOSTCORE_MAGIC, 8) == 0) {
+        /* a host's own core dump (host encryption mode): sealed to a host key */
+        snprintf(r->format, sizeof(r->format), "host-sealed");
+        if (n < VMSEAL_HOSTCORE_PREFIX_LEN + VMSEAL_SEALED_FIXED_LEN ||
+            buf[8] != VMSEAL_HOSTCORE_VERSION) {
+            set_error(r, "%s", "host-sealed core dump truncated or of an unknown version");
+        } else {
+            r->st = ST_ENCRYPTED;
+            snprintf(r->detail, sizeof(r->detail), "host-sealed core dump v%u (host key)", buf[8]);
+        }
     } else if (!memchr(buf, 0, n)) {
         check_text(path, (const char *)buf, n, r);
     }
@@ -426,6 +453,7 @@ static void usage(FILE *f)
         "                  in a VM home folder, by the key safe in the vm.conf beside it)\n"
         "  sealed file     (VM home files: NVRAM, memory, core dumps, vTPM)\n"
         "  sealed log      (an encrypted VM's console log; key from the vm.conf beside it)\n"
+        "  host-sealed     (a host's own core dump in host encryption mode)\n"
         "  key safe        (disk descriptor or config file holding wrapped keys)\n"
         "  not encrypted\n"
         "Exit status: 0 every file is encrypted or holds only wrapped keys,\n"

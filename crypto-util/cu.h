@@ -106,6 +106,8 @@ int cu_check_main(int argc, char **argv);
 int cu_seal_main(int argc, char **argv);
 int cu_unseal_main(int argc, char **argv);
 int cu_coredump_main(int argc, char **argv);
+int cu_hostkey_main(int argc, char **argv);
+int cu_hostcore_decrypt_main(int argc, char **argv);
 int cu_log_main(int argc, char **argv);
 int cu_disk_main(int argc, char **argv);
 int cu_bench_main(int argc, char **argv);

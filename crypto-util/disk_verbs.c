@@ -13,6 +13,7 @@
 
 #include <vmseal/disk.h>
 #include <vmseal/diskdesc.h>
+#include <vmseal/diskimport.h>
 #include <vmseal/keysafe.h>
 
 #include <vmseal/vmrecord.h>
@@ -25,7 +26,7 @@ typedef struct dopts {
     uint64_t size;
     int have_size;
     unsigned threads;
-    int force, shallow;
+    int force, shallow, remove_passphrase;
     int out_fd;
     const char *out_file;
     const char *pass_file, *new_pass_file;
@@ -95,6 +96,17 @@ static const char *const usage_text[][2] = {
      "\n"
      "Add another passphrase (e.g. a recovery passphrase) in a free keyslot.\n"
      "The passphrase file must be mode 0600; one trailing newline is dropped.\n"},
+    {"adopt",
+     "usage: vmseal-crypto-util disk adopt (--kek-file F | --kek-fd N) --kek-id ID\n"
+     "              [--provider NAME] (--passphrase-fd N | --passphrase-file F)\n"
+     "              [--remove-passphrase] IMAGE\n"
+     "\n"
+     "Adopt the LUKS1 image IMAGE that qemu-img or cryptsetup made (aes-xts-plain64),\n"
+     "without re-encrypting it: the passphrase given (from a descriptor or a 0600\n"
+     "file, never the command line) must open a keyslot; a new random disk secret,\n"
+     "wrapped by the KEK and bound to the image's LUKS UUID, goes into IMAGE.vmdesc,\n"
+     "and hex(disk secret) into a free keyslot. --remove-passphrase then removes the\n"
+     "keyslot of the passphrase given. Interrupted, run it again.\n"},
     {"keyslot-remove",
      "usage: vmseal-crypto-util disk keyslot-remove (--kek-file F | --kek-fd N)\n"
      "              (--passphrase-fd N | --passphrase-file F) [--force] IMAGE\n"
@@ -119,7 +131,7 @@ static void usage(FILE *f, const char *sub)
             return;
         }
     fprintf(f, "usage: vmseal-crypto-util disk VERB [OPTIONS] ARGS\n"
-               "verbs: create encrypt decrypt rekey passphrase verify keyslot-add keyslot-remove\n"
+               "verbs: create encrypt decrypt rekey passphrase verify keyslot-add keyslot-remove adopt\n"
                "'vmseal-crypto-util disk VERB --help' for details.\n");
 }
 
@@ -152,6 +164,7 @@ static int parse(int argc, char **argv, const char *sub, dopts *o)
         {"vm-config", required_argument, NULL, O_VMCONF},
         {"disk", required_argument, NULL, O_DISK},
         {"force", no_argument, NULL, 'f'},
+        {"remove-passphrase", no_argument, NULL, 'r'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -199,6 +212,7 @@ static int parse(int argc, char **argv, const char *sub, dopts *o)
         case O_VMCONF: o->vm_config = optarg; break;
         case O_DISK: o->disk_which = optarg; break;
         case 'f': o->force = 1; break;
+        case 'r': o->remove_passphrase = 1; break;
         case 'q': cu_quiet = 1; break;
         case 'h': usage(stdout, sub); return 1;
         default: usage(stderr, sub); return -1;
@@ -706,6 +720,122 @@ out:
     return rc;
 }
 
+/* disk adopt: the descriptor first (marked incomplete, so a resumed run
+ * uses the same secret), then vmseal's keyslot (and the user's removed),
+ * then the descriptor marked complete. */
+static int do_adopt(const dopts *o)
+{
+    if ((o->pass_fd >= 0) == (o->pass_file != NULL)) {
+        cu_err("give exactly one of --passphrase-fd N and --passphrase-file F");
+        return CU_USAGE;
+    }
+    if (cu_kek_check_ids(&o->kek) < 0)
+        return CU_USAGE;
+    const char *image = o->args[0];
+    vmseal_secret *kek = NULL, *user = NULL, *secret = NULL, *pass = NULL;
+    char *dpath = vmseal_diskdesc_path(image);
+    int rc = CU_ERROR, fresh = 0;
+    vmseal_diskdesc d;
+    vmseal_disk_info info;
+    char obj[64];
+    if (!dpath) {
+        cu_err("out of memory");
+        goto out;
+    }
+    if (cu_kek_load(&o->kek, &kek) < 0 || cu_passphrase_load(o->pass_file, o->pass_fd, &user) < 0)
+        goto out;
+    if (vmseal_disk_probe(image, &info) < 0) {
+        cu_fail(image);
+        goto out;
+    }
+    int r = vmseal_diskdesc_read(dpath, &d);
+    if (r < 0 && r != -ENOENT) {
+        cu_fail(dpath);
+        goto out;
+    }
+    if (r == 0 && !d.incomplete) {
+        cu_err("%s already exists: %s is a vmseal disk already", dpath, image);
+        goto out;
+    }
+    if (r == 0) {
+        vmseal_keysafe_info ki;
+        if (strcasecmp(d.uuid, info.uuid) != 0) {
+            cu_err("%s belongs to another disk (%s); remove it first", dpath, d.uuid);
+            goto out;
+        }
+        if (vmseal_keysafe_parse(d.keysafe, &ki) == 0 && strcmp(ki.kek_id, o->kek.id) != 0) {
+            cu_err("%s: an interrupted run used KEK '%s'; resume with that KEK or remove %s",
+                   image, ki.kek_id, dpath);
+            goto out;
+        }
+        vmseal_disk_object_id(d.uuid, obj, sizeof(obj));
+        if (vmseal_keysafe_unwrap(kek, d.keysafe, obj, &secret) < 0) {
+            cu_fail(dpath);
+            goto out;
+        }
+        cu_info("resuming the interrupted adoption of %s", image);
+    } else {
+        char *line = NULL;
+        memset(&d, 0, sizeof(d));
+        d.version = 1;
+        strcpy(d.format, "luks1");
+        d.incomplete = 1;
+        snprintf(d.uuid, sizeof(d.uuid), "%s", info.uuid);
+        for (char *c = d.uuid; *c; c++)
+            if (*c >= 'A' && *c <= 'F')
+                *c = (char)(*c - 'A' + 'a');
+        if (!vmseal_uuid_valid(d.uuid)) {
+            cu_err("%s: its LUKS UUID '%s' is not a UUID vmseal can bind a key safe to", image,
+                   info.uuid);
+            goto out;
+        }
+        vmseal_disk_object_id(d.uuid, obj, sizeof(obj));
+        if (vmseal_secret_random(VMSEAL_DISK_SECRET_LEN, &secret) < 0 ||
+            vmseal_keysafe_wrap(kek, o->kek.provider, o->kek.id, obj, secret, &line) < 0) {
+            cu_fail(image);
+            goto out;
+        }
+        snprintf(d.keysafe, sizeof(d.keysafe), "%s", line);
+        free(line);
+        /* the passphrase first (a wrong one leaves nothing behind) */
+        if (vmseal_disk_verify_passphrase(image, user) < 0) {
+            cu_fail(image);
+            goto out;
+        }
+        if (vmseal_diskdesc_write(dpath, &d, 0) < 0) {
+            cu_fail(dpath);
+            goto out;
+        }
+        fresh = 1;
+    }
+    /* from here on the descriptor stays: once vmseal's keyslot (or the
+     * removal of the user's) is written, it is the way into the image */
+    fresh = 0;
+    if (vmseal_disk_passphrase_from_secret(secret, &pass) < 0 ||
+        vmseal_disk_adopt(image, user, pass, o->remove_passphrase, &info) < 0) {
+        cu_fail(image);
+        goto out;
+    }
+    d.incomplete = 0;
+    if (vmseal_diskdesc_write(dpath, &d, 1) < 0) {
+        cu_fail(dpath);
+        goto out;
+    }
+    fresh = 0;
+    cu_info("%s: adopted (LUKS UUID %s, data untouched); key safe in %s%s", image, d.uuid, dpath,
+            o->remove_passphrase ? "; the passphrase given no longer opens it" : "");
+    rc = CU_OK;
+out:
+    if (fresh)
+        unlink(dpath);
+    free(dpath);
+    vmseal_secret_free(kek);
+    vmseal_secret_free(user);
+    vmseal_secret_free(secret);
+    vmseal_secret_free(pass);
+    return rc;
+}
+
 /* --vm-config F --disk N: the image named there becomes the first argument;
  * an IMAGE without descriptor whose folder's vm.conf names it: the same. */
 static int vm_disk_setup(dopts *o, const char *sub)
@@ -790,6 +920,8 @@ static int disk_dispatch(const dopts *o, const char *sub)
         return want_args(o, 1, sub) < 0 ? CU_USAGE : do_keyslot_remove(o);
     if (!strcmp(sub, "verify"))
         return want_args(o, 1, sub) < 0 ? CU_USAGE : do_verify(o);
+    if (!strcmp(sub, "adopt"))
+        return want_args(o, 1, sub) < 0 ? CU_USAGE : do_adopt(o);
     cu_err("unknown disk verb '%s'", sub);
     usage(stderr, NULL);
     return CU_USAGE;

@@ -29,6 +29,8 @@ static void usage(FILE *f)
         "  seal IN OUT                seal a VM home file ('-' = stdin/stdout)\n"
         "  unseal IN OUT              verify and decrypt a sealed file\n"
         "  coredump decrypt IN OUT    decrypt an encrypted core dump (= unseal)\n"
+        "  coredump decrypt --host-key PRIV IN OUT   a host's own core dump (host encryption mode)\n"
+        "  hostkey generate PRIV PUB  a host key pair for host encryption mode\n"
         "  log VMHOME [OUT]           verify and decrypt an encrypted VM's sealed console log\n"
         "  bench                      in-memory throughput of the disk and sealing data paths\n"
         "\n"
@@ -77,6 +79,8 @@ dispatch:
         return cu_unseal_main(argc, argv);
     if (!strcmp(verb, "coredump"))
         return cu_coredump_main(argc, argv);
+    if (!strcmp(verb, "hostkey"))
+        return cu_hostkey_main(argc, argv);
     if (!strcmp(verb, "log"))
         return cu_log_main(argc, argv);
     if (!strcmp(verb, "bench"))

@@ -204,5 +204,9 @@ int cu_coredump_main(int argc, char **argv)
         cu_err("usage: vmseal-crypto-util coredump decrypt [OPTIONS] IN OUT");
         return CU_USAGE;
     }
+    /* a host's own core dump (host encryption mode): the host's private key */
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--host-key") || !strncmp(argv[i], "--host-key=", 11))
+            return cu_hostcore_decrypt_main(argc - 1, argv + 1);
     return run(argc - 1, argv + 1, 0, "coredump decrypt");
 }

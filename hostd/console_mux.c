@@ -343,9 +343,9 @@ static int on_open(hostd_cmux *x, const uint8_t *data, size_t len)
             status = r == -EUSERS ? 429 : 409;
             hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
             if (r == -ENOTCONN && !hostd_vm_encrypted(vm) && hostd_vm_running(vm))
-                snprintf(msg, sizeof(msg), "the serial port of a VM without encryption goes to "
-                                           "its serial.log: no interactive console (read it "
-                                           "with vmseal vm log)");
+                snprintf(msg, sizeof(msg), "the VM was started before vmseal had interactive "
+                                           "consoles: power it off and on (its output is in "
+                                           "vmseal vm log)");
         } else {
             s->tapped = 1;
         }

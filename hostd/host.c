@@ -20,8 +20,13 @@
 #include <vmseal/keysafe.h>
 #include <vmseal/log.h>
 
+#include "blockserver.h"
+#include "coredump.h"
+#include "export.h"
 #include "host.h"
+#include "hostmode.h"
 #include "migrate.h"
+#include "nic.h"
 #include "serial.h"
 #include "strutil.h"
 
@@ -52,7 +57,9 @@ typedef struct task {
 struct hostd_host {
     pthread_mutex_t lock;
     char *datastore, *provider, *qemu, *ovmf_code, *ovmf_vars, *allowed_subject;
-    char *images, *qemu_user;
+    char *images, *qemu_user, *export_listen;
+    hostd_diskpath diskpath;     /* hostd.conf disk_path, checked at open */
+    const struct hostd_hostmode *hostmode;   /* host encryption mode, or NULL */
     int grace_ms;
     hostd_host_env env;
     hostd_vm **vms;
@@ -64,6 +71,7 @@ struct hostd_host {
     json_t *key_notes;            /* kek_id -> why the manager could not give it */
     json_t *auto_resumed;         /* VM uuid -> true: resumed by hostd itself once */
     char *name;                   /* host name sealed KEKs are bound to */
+    hostd_vmnet_config net;         /* hostd.conf's networks (hostd/nic.h) */
     vmseal_kd_keypair *custody;   /* KEKs arrive sealed to its public half */
     void (*log)(void *arg, const char *line);
     void *log_arg;
@@ -159,8 +167,26 @@ int hostd_host_open(const hostd_host_config *cfg, hostd_host **out)
     h->env.accel = cfg->accel;
     h->env.ovmf_code = h->ovmf_code;
     h->env.ovmf_vars = h->ovmf_vars;
+    h->hostmode = cfg->hostmode;
+    h->env.ovmf_code_secure = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd";
+    h->env.ovmf_vars_secure = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
     h->env.threads = cfg->threads;
     h->env.qemu_user = h->qemu_user;
+    if (cfg->net)
+        h->net = *cfg->net;
+    else
+        hostd_vmnet_config_init(&h->net);
+    h->env.net = &h->net;
+    if (hostd_diskpath_init(&h->diskpath, cfg->disk_path, cfg->nbdkit, cfg->nbd_plugin) < 0) {
+        char msg[300];
+        hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
+        hostd_host_close(h);
+        return vmseal_fail(EINVAL, "%s", msg);
+    }
+    h->env.diskpath = &h->diskpath;
+    h->export_listen = dup_or(cfg->export_listen, NULL);
+    h->env.export_listen = h->export_listen;
+    hlog(h, "encrypted disks of running VMs: %s", h->diskpath.why);
     const char *skip = getenv("VMSEAL_TEST_SKIP_SPACE_CHECK");
     if (skip && *skip && strcmp(skip, "0") != 0) {
         h->env.skip_space_check = 1;
@@ -248,6 +274,7 @@ void hostd_host_close(hostd_host *h)
         h->tasks[i]->cancel = 1;   /* they stop at a checkpoint and stay resumable */
     join_finished(h, 1);
     pthread_mutex_unlock(&h->lock);
+    hostd_export_stop_all();   /* before the VMs they hold are freed */
     for (size_t i = 0; i < h->ntasks; i++)
         free(h->tasks[i]);
     free(h->tasks);
@@ -262,6 +289,7 @@ void hostd_host_close(hostd_host *h)
     json_decref(h->auto_resumed);
     free(h->datastore);
     free(h->images);
+    free(h->export_listen);
     free(h->qemu_user);
     if (h->env.images_fd >= 0)
         close(h->env.images_fd);
@@ -381,7 +409,7 @@ static void *task_main(void *arg)
         r = hostd_vm_migrate_out(t->vm, &t->mig, mig_progress, t, &t->cancel);
     else if (strcmp(t->op, "migrate-in") == 0)
         r = hostd_vm_migrate_in_finish(t->vm, t->incoming, 3600 * 1000);
-    else
+    else    /* resume; import and disk-add: the create vm.conf records */
         r = hostd_vm_resume(t->vm, &h->env, &prog);
     char msg[512];
     hostd_copy_str(msg, sizeof(msg), r < 0 ? vmseal_last_error() : "");
@@ -732,6 +760,19 @@ static int get_opt_string(json_t *j, const char *name, const char **out)
     return 0;
 }
 
+/* An optional boolean: -1 absent (or null), 0, 1. */
+static int get_opt_bool(json_t *j, const char *name, int *out)
+{
+    json_t *v = json_object_get(j, name);
+    *out = -1;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v))
+        return vmseal_fail(EINVAL, "%s must be true or false", name);
+    *out = json_is_true(v);
+    return 0;
+}
+
 static void api_create_vm(hostd_host *h, const char *body, size_t len, int *status, json_t **resp)
 {
     json_t *j = parse_body(body, len, status, resp);
@@ -760,22 +801,46 @@ static void api_create_vm(hostd_host *h, const char *body, size_t len, int *stat
         r = get_opt_string(j, "policy", &policy);
     if (r == 0)
         r = get_opt_string(j, "kek_id", &req.kek_id);
+    int tpm = -1;
+    if (r == 0)
+        r = get_opt_bool(j, "tpm", &tpm);
+    req.tpm = tpm > 0;
     if (r == 0 && !req.name)
         r = vmseal_fail(EINVAL, "name is required");
+    int secure = -1;
+    if (r == 0)
+        r = get_opt_bool(j, "secure_boot", &secure);
+    if (r == 0 && fw && strcmp(fw, "uefi-secure") == 0)   /* = uefi + secure_boot */
+        secure = 1, fw = "uefi";
     if (r == 0 && fw && strcmp(fw, "bios") != 0 && strcmp(fw, "uefi") != 0)
-        r = vmseal_fail(EINVAL, "firmware must be \"bios\" or \"uefi\"");
+        r = vmseal_fail(EINVAL, "firmware must be \"bios\", \"uefi\" or \"uefi-secure\"");
+    if (r == 0 && secure > 0 && !(fw && strcmp(fw, "uefi") == 0))
+        r = vmseal_fail(EINVAL, "Secure Boot needs firmware \"uefi\"");
+    req.secure_boot = secure > 0;
     if (r == 0 && policy && strcmp(policy, "encrypted") != 0 && strcmp(policy, "none") != 0)
         r = vmseal_fail(EINVAL, "policy must be \"encrypted\" or \"none\"");
     json_t *disks = json_object_get(j, "disks");
+    const char *from[VMSEAL_VM_MAX_DISKS] = {0};
+    int imports = 0;
     if (r == 0 && disks && (!json_is_array(disks) || json_array_size(disks) > VMSEAL_VM_MAX_DISKS))
-        r = vmseal_fail(EINVAL, "disks must be an array of at most %d {\"size_mb\": N}",
-                        VMSEAL_VM_MAX_DISKS);
+        r = vmseal_fail(EINVAL, "disks must be an array of at most %d {\"size_mb\": N} or "
+                        "{\"from\": IMAGE}", VMSEAL_VM_MAX_DISKS);
     for (size_t i = 0; r == 0 && i < json_array_size(disks); i++) {
         json_int_t mb;
         json_t *d = json_array_get(disks, i);
-        if (!json_is_object(d) || !json_object_get(d, "size_mb"))
-            r = vmseal_fail(EINVAL, "each disk needs size_mb");
-        else
+        if (json_is_object(d))
+            r = get_opt_string(d, "from", &from[i]);
+        if (r == 0 && from[i]) {
+            /* an image of the images folder: its size is what it holds */
+            r = json_object_get(d, "size_mb")
+                    ? vmseal_fail(EINVAL, "a disk has size_mb or from, not both")
+                    : hostd_vm_inspect_image(&h->env, from[i], &sizes[i]);
+            imports = 1;
+            continue;
+        }
+        if (r == 0 && (!json_is_object(d) || !json_object_get(d, "size_mb")))
+            r = vmseal_fail(EINVAL, "each disk needs size_mb or from");
+        else if (r == 0)
             r = get_uint(d, "size_mb", 1, 1 << 20, 0, &mb);
         if (r == 0)
             sizes[i] = (uint64_t)mb << 20;
@@ -788,6 +853,7 @@ static void api_create_vm(hostd_host *h, const char *body, size_t len, int *stat
     req.cpus = (unsigned)cpus;
     req.memory_mb = (unsigned)mem;
     req.disk_sizes = sizes;
+    req.disk_from = imports ? from : NULL;
     req.ndisks = json_array_size(disks);
     req.firmware = fw && strcmp(fw, "uefi") == 0 ? VMSEAL_FIRMWARE_UEFI : VMSEAL_FIRMWARE_BIOS;
     req.encrypted = policy && strcmp(policy, "encrypted") == 0;
@@ -813,10 +879,108 @@ static void api_create_vm(hostd_host *h, const char *body, size_t len, int *stat
     }
     hlog(h, "created VM %s (%s)%s", hostd_vm_name(vm), hostd_vm_uuid(vm),
          req.encrypted ? ", encrypted" : "");
+    task *it = NULL;
+    if (imports && start_task_locked(h, vm, "import", NULL, &it) < 0)
+        hlog(h, "VM %s: cannot start the import of its disks (resume it): %s", hostd_vm_name(vm),
+             vmseal_last_error());
     json_t *out = vm_json_locked(h, vm);
     pthread_mutex_unlock(&h->lock);
     json_decref(j);
     reply(status, resp, 201, out);
+}
+
+/* POST /v1/vms/{uuid}/export {"disk": N, "ttl_seconds"?}: a one-time
+ * NBD-over-TLS endpoint (hostd/export.h). */
+static void api_vm_export(hostd_host *h, hostd_vm *vm, const char *body, size_t len, int *status,
+                          json_t **resp)
+{
+    json_t *j = parse_body(body, len, status, resp);
+    if (!j)
+        return;
+    json_int_t disk = 0, ttl = 0;
+    int r = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(j, key, v)
+        if (strcmp(key, "disk") != 0 && strcmp(key, "ttl_seconds") != 0) {
+            reply_error(status, resp, 400, "unknown field '%s' (disk, ttl_seconds)", key);
+            json_decref(j);
+            return;
+        }
+    if (!json_is_integer(json_object_get(j, "disk")))
+        r = vmseal_fail(EINVAL, "field 'disk' (the disk's index) is required");
+    if (r == 0)
+        r = get_uint(j, "disk", 0, VMSEAL_VM_MAX_DISKS - 1, 0, &disk);
+    if (r == 0)
+        r = get_uint(j, "ttl_seconds", 1, HOSTD_EXPORT_TTL_MAX, HOSTD_EXPORT_TTL_DEFAULT, &ttl);
+    json_decref(j);
+    if (r < 0) {
+        reply_error(status, resp, 400, "%s", vmseal_last_error());
+        return;
+    }
+    pthread_mutex_lock(&h->lock);
+    task *t = running_task_locked(h, hostd_vm_uuid(vm));
+    pthread_mutex_unlock(&h->lock);
+    if (t) {
+        reply_error(status, resp, 409, "VM %s has a task running (%s)", hostd_vm_name(vm), t->op);
+        return;
+    }
+    json_t *out = NULL;
+    r = hostd_export_start(vm, &h->env, (size_t)disk, (int)ttl, &out);
+    if (r == -ENOKEY || r == -EBUSY) {
+        reply_error(status, resp, 409, "%s", vmseal_last_error());
+        return;
+    }
+    if (r < 0) {
+        reply_fail(status, resp, r);
+        return;
+    }
+    hlog(h, "VM %s: disk %lld exported for one connection", hostd_vm_name(vm), (long long)disk);
+    reply(status, resp, 200, out);
+}
+
+/* POST /v1/vms/{uuid}/disks {"size_mb": N} | {"from": IMAGE}: recorded in
+ * vm.conf at once (400 for an image that cannot be imported), made or
+ * imported by a task (202 task, with "disk": its index). */
+static void api_add_disk(hostd_host *h, hostd_vm *vm, const char *body, size_t len, int *status,
+                         json_t **resp)
+{
+    json_t *j = parse_body(body, len, status, resp);
+    if (!j)
+        return;
+    const char *from = NULL;
+    json_int_t mb = 0;
+    int r = get_opt_string(j, "from", &from);
+    if (r == 0 && from && json_object_get(j, "size_mb"))
+        r = vmseal_fail(EINVAL, "give size_mb or from, not both");
+    else if (r == 0 && !from && !json_object_get(j, "size_mb"))
+        r = vmseal_fail(EINVAL, "give size_mb or from");
+    else if (r == 0 && !from)
+        r = get_uint(j, "size_mb", 1, 1 << 20, 0, &mb);
+    pthread_mutex_lock(&h->lock);
+    if (r == 0 && running_task_locked(h, hostd_vm_uuid(vm)))
+        r = vmseal_fail(EBUSY, "VM %s has a task running", hostd_vm_name(vm));
+    pthread_mutex_unlock(&h->lock);
+    int idx = r < 0 ? r : hostd_vm_add_disk(vm, &h->env, from, (uint64_t)mb << 20);
+    task *t = NULL;
+    json_t *tj = NULL;
+    if (idx >= 0) {
+        pthread_mutex_lock(&h->lock);
+        r = start_task_locked(h, vm, "disk-add", NULL, &t);
+        tj = r == 0 ? task_json(t) : NULL;
+        pthread_mutex_unlock(&h->lock);
+    } else {
+        r = idx;
+    }
+    json_decref(j);
+    if (r < 0) {
+        reply_fail(status, resp, r);
+        return;
+    }
+    hlog(h, "VM %s: disk%d added%s%s", hostd_vm_name(vm), idx, from ? " from " : "", from ? from : "");
+    json_object_set_new(tj, "task_id", json_string(json_string_value(json_object_get(tj, "id"))));
+    json_object_set_new(tj, "disk", json_integer(idx));
+    reply(status, resp, 202, tj);
 }
 
 static void api_vm_action(hostd_host *h, hostd_vm *vm, const char *action, const char *body,
@@ -863,6 +1027,24 @@ static void api_vm_action(hostd_host *h, hostd_vm *vm, const char *action, const
         reply(status, resp, 200, out);
         return;
     }
+    if (strcmp(action, "export") == 0) {
+        api_vm_export(h, vm, body, len, status, resp);
+        return;
+    }
+    if (strcmp(action, "dump") == 0) {
+        /* the guest's memory, sealed into the VM home (hostd/coredump.h) */
+        hostd_coredump_result res;
+        r = hostd_vm_dump(vm, &h->env, &res);
+        if (r < 0) {
+            reply_fail(status, resp, r);
+            return;
+        }
+        hlog(h, "VM %s: memory dumped to %s", hostd_vm_name(vm), res.file);
+        reply(status, resp, 200,
+              json_pack("{s:s, s:b, s:I, s:I}", "file", res.file, "sealed", res.sealed, "bytes",
+                        (json_int_t)res.bytes, "guest_bytes", (json_int_t)res.guest_bytes));
+        return;
+    }
     const char *op = NULL, *kek = NULL;
     json_t *j = NULL;
     if (strcmp(action, "encrypt") == 0) {
@@ -894,6 +1076,9 @@ static void api_vm_action(hostd_host *h, hostd_vm *vm, const char *action, const
             hlog(h, "task %s: %s of VM %s cancelled", json_string_value(json_object_get(tj, "id")),
                  json_string_value(json_object_get(tj, "operation")), hostd_vm_name(vm));
         reply(status, resp, rt ? 202 : 200, json_pack("{s:o}", "task", tj ? tj : json_null()));
+        return;
+    } else if (strcmp(action, "disks") == 0) {
+        api_add_disk(h, vm, body, len, status, resp);
         return;
     } else if (strcmp(action, "recrypt") == 0) {
         j = parse_body(body, len, status, resp);
@@ -1246,8 +1431,13 @@ static void api_reconfigure(hostd_host *h, hostd_vm *vm, const char *body, size_
         r = get_opt_string(j, "initrd", &initrd);
     if (r == 0)
         r = get_opt_string(j, "append", &append);
+    int tpm = -1;
+    if (r == 0)
+        r = get_opt_bool(j, "tpm", &tpm);
     if (r == 0)
         r = hostd_vm_reconfigure(vm, &h->env, (unsigned)cpus, (unsigned)mem, kernel, initrd, append);
+    if (r == 0 && tpm >= 0)
+        r = hostd_vm_set_tpm(vm, tpm);
     json_decref(j);
     if (r < 0) {
         reply_fail(status, resp, r);
@@ -1363,6 +1553,8 @@ void hostd_host_handle(hostd_host *h, const char *method, const char *full_path,
                               h->datastore, "accel",
                               h->env.accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg", "vms", (int)h->nvms,
                               "keks", (int)hostd_keystore_count(h->env.keys), "custody_key", pub64);
+        json_object_set_new(j, "network", hostd_vmnet_config_json(&h->net));
+        json_object_set_new(j, "encryption_mode", hostd_hostmode_json(h->hostmode));
         pthread_mutex_unlock(&h->lock);
         reply(status, resp, 200, j);
         return;
@@ -1435,6 +1627,17 @@ void hostd_host_handle(hostd_host *h, const char *method, const char *full_path,
         pthread_mutex_unlock(&h->lock);
         if (!vm) {
             reply_error(status, resp, 404, "no VM %s on this host", uuid);
+            return;
+        }
+        if (slash && strncmp(slash + 1, "nics", 4) == 0 && (!slash[5] || slash[5] == '/')) {
+            /* NICs (hostd/nic.c): under the host's lock, MACs and forwarded
+             * ports are picked unique among its VMs */
+            pthread_mutex_lock(&h->lock);
+            hostd_nic_api(&h->env, vm, h->vms, h->nvms, method, slash + 5, body, body_len,
+                          status, resp);
+            pthread_mutex_unlock(&h->lock);
+            if (*status < 300 && !get)
+                hlog(h, "VM %s: NIC %s", hostd_vm_name(vm), post ? "added" : "removed");
             return;
         }
         if (slash && strcmp(slash + 1, "log") == 0) {

@@ -33,6 +33,15 @@ typedef struct hostd_host_config {
                                        in this folder (NULL: DATASTORE/.images, made) */
     const char *qemu_user;          /* QEMU runs as this user when hostd is root
                                        (NULL: hostd's user) */
+    const struct hostd_vmnet_config *net; /* networks (hostd/nic.h; copied); NULL: none */
+    const char *disk_path;          /* "nbd" (NULL: default) or "qemu-luks"
+                                       (hostd/blockserver.h) */
+    const char *nbdkit;             /* NULL: "nbdkit" on PATH */
+    const char *nbd_plugin;         /* NULL: the installed nbdkit-vmseal-plugin.so */
+    const char *export_listen;      /* disk exports (hostd/export.h) listen on this
+                                       address (NULL: 127.0.0.1) */
+    const struct hostd_hostmode *hostmode;  /* host encryption mode (hostmode.h; NULL: off);
+                                       must outlive the host */
 } hostd_host_config;
 
 typedef struct hostd_host hostd_host;

@@ -23,8 +23,11 @@
 #include <vmseal/log.h>
 #include <vmseal/secret.h>
 
+#include "blockserver.h"
 #include "host.h"
+#include "hostmode.h"
 #include "monitor.h"
+#include "nic.h"
 #include "netchild.h"
 #include <vmseal/vmconf.h>
 
@@ -62,11 +65,28 @@ static void usage(FILE *f)
             "  qemu_user = USER          hostd as root: QEMU drops to USER (-runas) with no\n"
             "                            capabilities once hostd has opened its files\n"
             "                            (default: QEMU runs as hostd's user)\n"
+            "  disk_path = nbd|qemu-luks  how running VMs read encrypted disks: nbd (default)\n"
+            "                            one nbdkit with the vmseal plugin per disk, falling\n"
+            "                            back to QEMU's luks driver when nbdkit or the plugin\n"
+            "                            is missing; qemu-luks: always QEMU's luks driver\n"
+            "  nbdkit = PATH             default nbdkit (on PATH)\n"
+            "  nbd_plugin = PATH         default " VMSEAL_NBD_PLUGIN_DEFAULT "\n"
             "  grace_seconds = N         power-off grace before QEMU is stopped (default 30)\n"
             "  allow_unlocked_memory = yes|no  start even when secrets cannot be locked in\n"
             "                            memory (they may be swapped to disk; default no)\n"
             "  log_level = LEVEL         error, warning, info (default) or debug\n"
             "  log_output = OUT          stderr (default), syslog or stderr,syslog\n");
+    fprintf(f, "  network.NAME.bridge = BR  a network VMs' bridged NICs may name: hostd puts a tap\n"
+               "                            on bridge BR (hostd runs as root; QEMU gets the fd)\n"
+               "  forward_addresses = A ... host addresses a user-mode NIC's port forward may\n"
+               "                            bind (default 127.0.0.1)\n"
+               "  mac_prefix = xx:xx:xx     locally administered prefix of new MACs (0a:76:6d)\n"
+               "  user_network = nat|isolated  user-mode NICs reach out (nat, default) or not\n"
+               "  encryption_mode = yes|no  host encryption mode: core dumps sealed to\n"
+               "                            core_dump_key (a host public key) by\n"
+               "                            vmseal-coredump-handler in core_dump_dir\n"
+               "                            (default /var/lib/vmseal/cores); core_pattern =\n"
+               "                            manage (default: hostd installs it) or check\n");
     fprintf(f, "  network_user = USER       the network process (HTTPS server, calls to the\n"
                "                            manager) runs as USER once its TLS files are read\n"
                "                            (default: stays root; it never holds a KEK anyway)\n");
@@ -191,12 +211,14 @@ static int check_keys(const vmseal_vmconf *c)
         "name", "datastore", "listen", "port", "cert", "key", "ca", "manager_subject", "manager_fingerprint",
         "manager_url", "manager_ca", "url", "provider", "accel", "probe_kernel", "probe_initrd",
         "qemu", "grace_seconds", "network_user", "allow_unlocked_memory", "images", "qemu_user",
-        "log_level", "log_output", NULL};
+        "log_level", "log_output", "disk_path", "nbdkit", "nbd_plugin", "encryption_mode",
+        "core_dump_key", "core_dump_dir", "core_dump_handler", "core_pattern", NULL};
     for (size_t i = 0; i < vmseal_vmconf_count(c); i++) {
         const char *k = vmseal_vmconf_key_at(c, i);
         int ok = 0;
         for (size_t j = 0; known[j]; j++)
             ok |= strcmp(k, known[j]) == 0;
+        ok |= hostd_vmnet_config_key(k);   /* networks: hostd/nic.c */
         if (!ok)
             return vmseal_fail(EINVAL, "unknown setting %s", k);
     }
@@ -260,6 +282,17 @@ int main(int argc, char **argv)
         vmseal_vmconf_free(conf);
         return 2;
     }
+    /* VM networks (network.NAME.bridge, forward_addresses, mac_prefix,
+     * user_network): hostd/nic.h */
+    static hostd_vmnet_config vmnet;
+    hostd_vmnet_config_init(&vmnet);
+    for (size_t i = 0; i < vmseal_vmconf_count(conf); i++)
+        if (hostd_vmnet_config_set(&vmnet, vmseal_vmconf_key_at(conf, i),
+                                   vmseal_vmconf_value_at(conf, i)) < 0) {
+            log_err("%s: %s", cfg_path, vmseal_last_error());
+            vmseal_vmconf_free(conf);
+            return 2;
+        }
     if (open_log(conf, cfg_path) < 0) {
         log_err("%s", vmseal_last_error());
         vmseal_vmconf_free(conf);
@@ -391,6 +424,39 @@ int main(int argc, char **argv)
     }
     close(sv[1]);
 
+    /* Host encryption mode: before anything else can crash (as root). */
+    static hostd_hostmode hostmode;
+    const char *em = cget(conf, "encryption_mode");
+    if (em && strcmp(em, "yes") != 0 && strcmp(em, "no") != 0) {
+        log_err("hostd.conf: encryption_mode must be yes or no");
+        close(sv[0]);
+        stop_child(child);
+        vmseal_vmconf_free(conf);
+        return 1;
+    }
+    if (em && strcmp(em, "yes") == 0) {
+        const char *cpm = cget(conf, "core_pattern");
+        hostd_hostmode_config hmc = {.key = cget(conf, "core_dump_key"),
+                                     .dir = cget(conf, "core_dump_dir"),
+                                     .handler = cget(conf, "core_dump_handler"),
+                                     .manage = !cpm || strcmp(cpm, "check") != 0};
+        if ((cpm && strcmp(cpm, "manage") != 0 && strcmp(cpm, "check") != 0) ||
+            hostd_hostmode_setup(&hmc, &hostmode) < 0) {
+            log_err("hostd.conf: %s", cpm && strcmp(cpm, "manage") != 0 && strcmp(cpm, "check") != 0
+                                          ? "core_pattern must be manage or check"
+                                          : vmseal_last_error());
+            close(sv[0]);
+            stop_child(child);
+            vmseal_vmconf_free(conf);
+            return 1;
+        }
+        if (hostmode.installed)
+            log_info("host encryption mode: core dumps are sealed to %s (core_pattern %s)",
+                     hmc.key, hostmode.pattern);
+        else
+            log_err("host encryption mode: core dumps are NOT sealed: %s", hostmode.error);
+    }
+
     hostd_host_config hc = {
         .datastore = datastore,
         .provider = cget(conf, "provider"),
@@ -401,6 +467,12 @@ int main(int argc, char **argv)
         .name = name,
         .images = cget(conf, "images"),
         .qemu_user = cget(conf, "qemu_user"),
+        .net = &vmnet,
+        .disk_path = cget(conf, "disk_path"),
+        .nbdkit = cget(conf, "nbdkit"),
+        .nbd_plugin = cget(conf, "nbd_plugin"),
+        .export_listen = cget(conf, "listen"),
+        .hostmode = &hostmode,
     };
     hostd_host *h = NULL;
     hostd_monitor *mon = NULL;

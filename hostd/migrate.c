@@ -31,13 +31,6 @@ struct hostd_migration {
     int sender;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int relay_path(const hostd_migrate_spec *spec, char *buf, size_t len)
 {
     const char *p = spec->relay ? spec->relay : getenv("VMSEAL_MIGRATE_RELAY");
@@ -59,7 +52,7 @@ static int relay_path(const hostd_migrate_spec *spec, char *buf, size_t len)
 /* Reap if it ended: 1 reaped (now or before), 0 still running. */
 static int try_reap(hostd_migration *m, int block_ms)
 {
-    int64_t deadline = now_ms() + block_ms;
+    int64_t deadline = hostd_now_ms() + block_ms;
     while (!m->reaped) {
         pid_t r = waitpid(m->pid, &m->status, WNOHANG);
         if (r == m->pid || (r < 0 && errno == ECHILD)) {
@@ -68,7 +61,7 @@ static int try_reap(hostd_migration *m, int block_ms)
                 m->status = 0x100; /* lost: count as a failure */
             break;
         }
-        if (now_ms() >= deadline)
+        if (hostd_now_ms() >= deadline)
             return 0;
         usleep(20 * 1000);
     }
@@ -223,10 +216,10 @@ int hostd_migrate_incoming(hostd_qmp *q, const hostd_migrate_spec *spec, int *po
     /* the relay says its port once it listens */
     char line[16] = {0};
     size_t got = 0;
-    int64_t deadline = now_ms() + QMP_TIMEOUT_MS;
+    int64_t deadline = hostd_now_ms() + QMP_TIMEOUT_MS;
     while (got < sizeof(line) - 1 && !memchr(line, '\n', got)) {
         struct pollfd pf = {.fd = ready, .events = POLLIN};
-        int left = (int)(deadline - now_ms());
+        int left = (int)(deadline - hostd_now_ms());
         if (left <= 0 || poll(&pf, 1, left) <= 0)
             break;
         ssize_t n = read(ready, line + got, sizeof(line) - 1 - got);
@@ -307,7 +300,7 @@ static const char *relay_state(const hostd_migration *m, char *buf, size_t len)
 
 int hostd_migrate_wait(hostd_migration *m, hostd_qmp *q, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = hostd_now_ms() + timeout_ms;
     char rs[64];
     if (!m->sender) {
         if (!try_reap(m, timeout_ms))
@@ -337,7 +330,7 @@ int hostd_migrate_wait(hostd_migration *m, hostd_qmp *q, int timeout_ms)
                 break;
             if (done)
                 return vmseal_fail(EIO, "migration: the destination QEMU is %s", stc);
-            if (now_ms() >= deadline)
+            if (hostd_now_ms() >= deadline)
                 return vmseal_fail(ETIMEDOUT, "migration: the destination QEMU still loads "
                                               "the stream after %d ms", timeout_ms);
             usleep(50 * 1000);
@@ -357,7 +350,7 @@ int hostd_migrate_wait(hostd_migration *m, hostd_qmp *q, int timeout_ms)
             const char *d = json_string_value(json_object_get(ret, "error-desc"));
             hostd_copy_str(why, sizeof(why), d ? d : st);
             json_decref(ret);
-            int left = (int)(deadline - now_ms());
+            int left = (int)(deadline - hostd_now_ms());
             if (!try_reap(m, left > 0 ? left : 0)) {
                 if (ok)
                     return vmseal_fail(ETIMEDOUT, "migration: QEMU completed, the relay did "
@@ -370,7 +363,7 @@ int hostd_migrate_wait(hostd_migration *m, hostd_qmp *q, int timeout_ms)
                                relay_state(m, rs, sizeof(rs)));
         }
         json_decref(ret);
-        if (now_ms() >= deadline)
+        if (hostd_now_ms() >= deadline)
             return vmseal_fail(ETIMEDOUT, "migration: still %s after %d ms", st ? st : "?",
                                timeout_ms);
         usleep(100 * 1000);

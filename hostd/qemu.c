@@ -27,7 +27,7 @@
 
 #define MAX_DISKS 16
 #define DEFAULT_TIMEOUT_MS 15000
-#define SPAWN_MAX_FDS 48   /* serial, kernel, initrd, 2 per disk and for the NVRAM */
+#define SPAWN_MAX_FDS 48   /* serial, kernel, initrd, 2 per disk and for the NVRAM, taps */
 
 struct hostd_qemu {
     pid_t pid;
@@ -41,20 +41,6 @@ struct hostd_qemu {
 };
 
 /* ---- small helpers ---- */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
 
 /* QEMU option values: a comma is written as two commas. */
 static char *opt_escape(const char *s)
@@ -212,23 +198,7 @@ static int spawn(char *const argv[], const char *log_path, int die_with_parent, 
 /* Last non-empty line of a log file, for error messages. */
 static void log_tail(const char *path, char *buf, size_t len)
 {
-    buf[0] = '\0';
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    char tmp[2048];
-    off_t size = lseek(fd, 0, SEEK_END);
-    off_t from = size > (off_t)sizeof(tmp) - 1 ? size - (off_t)sizeof(tmp) + 1 : 0;
-    ssize_t n = pread(fd, tmp, sizeof(tmp) - 1, from);
-    close(fd);
-    if (n <= 0)
-        return;
-    tmp[n] = '\0';
-    while (n > 0 && (tmp[n - 1] == '\n' || tmp[n - 1] == '\r'))
-        tmp[--n] = '\0';
-    char *start = strrchr(tmp, '\n');
-    start = start ? start + 1 : tmp;
-    hostd_copy_str(buf, len, start);
+    hostd_fd_last_line(open(path, O_RDONLY | O_CLOEXEC), buf, len);
 }
 
 /* Is `pid` alive? For our own child, reap it when it has exited. */
@@ -267,13 +237,13 @@ static int pid_alive(pid_t pid, int is_child)
 
 static int wait_pid_exit(pid_t pid, int is_child, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = hostd_now_ms() + timeout_ms;
     for (;;) {
         if (!pid_alive(pid, is_child))
             return 0;
-        if (now_ms() >= deadline)
+        if (hostd_now_ms() >= deadline)
             return -ETIMEDOUT;
-        sleep_ms(20);
+        hostd_sleep_ms(20);
     }
 }
 
@@ -369,14 +339,14 @@ int hostd_qemu_power_off(hostd_qemu *vm, int grace_ms)
         return 0;
     /* Press the power button again every few seconds: a guest that was
      * still booting may have missed the first press. */
-    int64_t deadline = now_ms() + grace_ms;
+    int64_t deadline = hostd_now_ms() + grace_ms;
     for (;;) {
         int r = ensure_qmp(vm);
         if (r == 0)
             r = hostd_qmp_execute(vm->qmp, "system_powerdown", NULL, vm->timeout_ms, NULL);
         if (r < 0)
             break;
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - hostd_now_ms();
         if (left <= 0)
             break;
         if (hostd_qemu_wait_exit(vm, left < 5000 ? (int)left : 5000) == 0)
@@ -402,7 +372,7 @@ int hostd_qemu_connect_serial(const char *run_dir, int timeout_ms)
     int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", run_dir, VMSEAL_CONSOLE_SOCKET);
     if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
         return vmseal_fail(ENAMETOOLONG, "QEMU: console socket path is too long");
-    int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS);
+    int64_t deadline = hostd_now_ms() + (timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS);
     for (;;) {
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
@@ -411,10 +381,10 @@ int hostd_qemu_connect_serial(const char *run_dir, int timeout_ms)
             return fd;
         int e = errno;
         close(fd);
-        if ((e != ENOENT && e != ECONNREFUSED && e != EAGAIN) || now_ms() >= deadline)
+        if ((e != ENOENT && e != ECONNREFUSED && e != EAGAIN) || hostd_now_ms() >= deadline)
             return vmseal_fail(e, "QEMU: cannot connect to the console socket %s: %s",
                                sa.sun_path, strerror(e));
-        sleep_ms(20);
+        hostd_sleep_ms(20);
     }
 }
 
@@ -461,6 +431,8 @@ typedef struct fd_map {
     int kernel, initrd;                 /* QEMU's number, or -1 */
     int disk_fd[MAX_DISKS][2];          /* read-write (or -1), read-only */
     int nvram_fd[2];
+    int nic_fd[HOSTD_QEMU_MAX_NICS];    /* a tap's number in QEMU, or -1 */
+    int tpm;                            /* swtpm's control channel, or -1 */
 } fd_map;
 
 #define FDSET_NVRAM 9
@@ -542,7 +514,15 @@ static int build_argv(const hostd_qemu_spec *s, const fd_map *m, argv_buf *a)
     arg_add(a, "-uuid");
     arg_add(a, s->uuid);
     arg_add(a, "-machine");
-    arg_add(a, "pc");
+    arg_add(a, s->secure_boot ? "q35,smm=on" : "pc");
+    if (s->secure_boot) {
+        /* OVMF's Secure Boot build: only SMM code may write the variables;
+         * disks go on a bridge that takes them while the machine is built */
+        arg_add(a, "-global");
+        arg_add(a, "driver=cfi.pflash01,property=secure,value=on");
+        arg_add(a, "-device");
+        arg_add(a, "pcie-pci-bridge,id=vmseal-pci,bus=pcie.0");
+    }
     arg_add(a, "-accel");
     arg_add(a, s->accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg");
     arg_add(a, "-m");
@@ -567,11 +547,15 @@ static int build_argv(const hostd_qemu_spec *s, const fd_map *m, argv_buf *a)
         arg_add_owned(a, hostd_asprintf("socket,id=vmseal-serial,path=%s/%s,server=on,wait=off",
                                         rd, VMSEAL_CONSOLE_SOCKET));
     } else {
-        /* serial.log, opened by hostd (O_NOFOLLOW, 0600), is descriptor 3. */
+        /* serial.log, opened by hostd (O_NOFOLLOW, 0600), is descriptor 3:
+         * QEMU appends everything the guest writes to it (the chardev's
+         * log file), and serves serial.sock for the interactive console. */
         arg_add(a, "-add-fd");
         arg_add(a, "fd=3,set=1,opaque=vmseal-serial");
         arg_add(a, "-chardev");
-        arg_add(a, "file,id=vmseal-serial,path=/dev/fdset/1,append=on");
+        arg_add_owned(a, hostd_asprintf("socket,id=vmseal-serial,path=%s/%s,server=on,wait=off,"
+                                        "logfile=/dev/fdset/1,logappend=on",
+                                        rd, VMSEAL_CONSOLE_SOCKET));
     }
     arg_add(a, "-serial");
     arg_add(a, "chardev:vmseal-serial");
@@ -611,6 +595,29 @@ static int build_argv(const hostd_qemu_spec *s, const fd_map *m, argv_buf *a)
         arg_add_fdset(a, m->disk_fd[i], FDSET_DISK0 + (int)i);
     if (s->nvram)
         arg_add_fdset(a, m->nvram_fd, FDSET_NVRAM);
+    /* NICs: virtio-net on a user-mode (slirp) netdev, or on a tap hostd
+     * opened (QEMU never opens /dev/net/tun). romfile= : no option ROM
+     * (no PXE boot; Debian's QEMU ships none without ipxe-qemu). */
+    for (size_t i = 0; i < s->nnics; i++) {
+        const hostd_qemu_nic *n = &s->nics[i];
+        arg_add(a, "-netdev");
+        if (m->nic_fd[i] >= 0)
+            arg_add_owned(a, hostd_asprintf("tap,id=vmseal-net%zu,fd=%d", i, m->nic_fd[i]));
+        else
+            arg_add_owned(a, hostd_asprintf("%s,id=vmseal-net%zu", n->netdev, i));
+        arg_add(a, "-device");
+        arg_add_owned(a, hostd_asprintf("virtio-net-pci,netdev=vmseal-net%zu,mac=%s,"
+                                        "id=vmseal-nic%zu,addr=0x%zx,romfile=", i, n->mac, i, 0x8 + i));
+    }
+    if (m->tpm >= 0) {
+        /* vTPM: swtpm's control channel, a socketpair end (hostd/tpm.h) */
+        arg_add(a, "-chardev");
+        arg_add_owned(a, hostd_asprintf("socket,id=vmseal-tpm,fd=%d", m->tpm));
+        arg_add(a, "-tpmdev");
+        arg_add(a, "emulator,id=vmseal-tpm0,chardev=vmseal-tpm");
+        arg_add(a, "-device");
+        arg_add(a, "tpm-tis,tpmdev=vmseal-tpm0");
+    }
     if (confined(s)) {
         /* Everything QEMU needs is open before it drops to the user:
          * sockets, pid file, /dev/kvm, kernel, initrd, disk descriptors. */
@@ -675,6 +682,28 @@ static int add_blockdev(hostd_qmp *q, const char *node, const hostd_qemu_disk *d
     return 0;
 }
 
+/* An NBD disk: the connected socket becomes QEMU's (getfd), and the NBD
+ * client runs on it. No reconnect: QEMU cannot reopen a passed descriptor,
+ * so a dead server means I/O errors, never another server's data. */
+static int add_nbd_blockdev(hostd_qmp *q, const char *node, const hostd_qemu_disk *d,
+                            int timeout_ms)
+{
+    char fdname[48];
+    snprintf(fdname, sizeof(fdname), "%s-nbd", node);
+    int r = hostd_qmp_getfd(q, fdname, d->nbd_sock, timeout_ms);
+    if (r < 0)
+        return vmseal_fail(r, "disk %s: %s", d->path, vmseal_last_error());
+    json_t *args = json_pack("{s:s, s:s, s:{s:s, s:s}, s:b}", "driver", "nbd", "node-name", node,
+                             "server", "type", "fd", "str", fdname, "read-only",
+                             d->read_only ? 1 : 0);
+    if (!args)
+        return vmseal_fail(ENOMEM, "out of memory");
+    r = hostd_qmp_execute(q, "blockdev-add", args, timeout_ms, NULL);
+    if (r < 0)
+        return vmseal_fail(r, "disk %s (nbd): %s", d->path, vmseal_last_error());
+    return 0;
+}
+
 static int del_object(hostd_qmp *q, const char *id, int timeout_ms)
 {
     return hostd_qmp_execute(q, "object-del", json_pack("{s:s}", "id", id), timeout_ms, NULL);
@@ -725,14 +754,19 @@ static int attach_disks(hostd_qemu *vm, const hostd_qemu_spec *s)
         snprintf(sec, sizeof(sec), "vmseal-sec%zu", i);
         snprintf(dev, sizeof(dev), "vmseal-vd%zu", i);
         snprintf(addr, sizeof(addr), "0x%zx", 0x10 + i);   /* stable order: vda, vdb, ... */
-        int r;
-        if (d->passphrase) {
+        int r = 0;
+        if (d->nbd_sock > 0) {
+            r = add_nbd_blockdev(q, node, d, t);
+            if (r < 0)
+                return r;
+        } else if (d->passphrase) {
             r = hostd_qmp_add_secret(q, sec, d->passphrase, t);
             if (r < 0)
                 return r;
         }
-        r = add_blockdev(q, node, d, FDSET_DISK0 + (int)i, d->passphrase ? sec : NULL, t);
-        if (d->passphrase) {
+        if (d->nbd_sock <= 0)
+            r = add_blockdev(q, node, d, FDSET_DISK0 + (int)i, d->passphrase ? sec : NULL, t);
+        if (d->nbd_sock <= 0 && d->passphrase) {
             /* The LUKS driver has unlocked the volume key: the passphrase
              * object is no longer needed inside QEMU. */
             int rd = del_object(q, sec, t);
@@ -741,10 +775,11 @@ static int attach_disks(hostd_qemu *vm, const hostd_qemu_spec *s)
         }
         if (r < 0)
             return r;
-        r = hostd_qmp_execute(q, "device_add",
-                               json_pack("{s:s, s:s, s:s, s:s, s:s}", "driver", "virtio-blk-pci",
-                                         "id", dev, "drive", node, "addr", addr, "serial", dev),
-                               t, NULL);
+        json_t *da = json_pack("{s:s, s:s, s:s, s:s, s:s}", "driver", "virtio-blk-pci", "id", dev,
+                               "drive", node, "addr", addr, "serial", dev);
+        if (da && s->secure_boot)
+            json_object_set_new(da, "bus", json_string("vmseal-pci"));
+        r = hostd_qmp_execute(q, "device_add", da, t, NULL);
         if (r < 0)
             return r;
     }
@@ -761,6 +796,11 @@ static int check_spec(const hostd_qemu_spec *s)
         return vmseal_fail(EINVAL, "QEMU: VM uuid is not a UUID");
     if (s->ndisks > MAX_DISKS)
         return vmseal_fail(EINVAL, "QEMU: at most %d disks", MAX_DISKS);
+    if (s->nnics > HOSTD_QEMU_MAX_NICS)
+        return vmseal_fail(EINVAL, "QEMU: at most %d NICs", HOSTD_QEMU_MAX_NICS);
+    for (size_t i = 0; i < s->nnics; i++)
+        if (!s->nics[i].mac || (s->nics[i].tap_fd <= 0 && !s->nics[i].netdev))
+            return vmseal_fail(EINVAL, "QEMU: NIC %zu has no MAC or no backend", i);
     if (s->nvram && !s->firmware_code)
         return vmseal_fail(EINVAL, "QEMU: a UEFI variable store needs the firmware code image");
     if (confined(s) && !getpwnam(s->run_as))
@@ -837,7 +877,7 @@ int hostd_qemu_start(const hostd_qemu_spec *s, hostd_qemu **out)
     char *pid_path = hostd_asprintf("%s/qemu.pid", s->run_dir);
     char *serial_path = hostd_asprintf("%s/%s", s->run_dir, VMSEAL_CONSOLE_SOCKET);
     fd_list fds = {.n = 0};
-    fd_map map = {.kernel = -1, .initrd = -1};
+    fd_map map = {.kernel = -1, .initrd = -1, .nic_fd = {-1, -1, -1, -1}, .tpm = -1};
     argv_buf a = {0};
     if (!vm->run_dir || !vm->sock_path || !log_path || !pid_path || !serial_path) {
         r = vmseal_fail(ENOMEM, "out of memory");
@@ -867,10 +907,18 @@ int hostd_qemu_start(const hostd_qemu_spec *s, hostd_qemu **out)
         r = vmseal_fail(EMFILE, "QEMU: too many descriptors");
     if (r == 0 && s->initrd_fd > 0 && (map.initrd = fds_add(&fds, dup(s->initrd_fd))) < 0)
         r = vmseal_fail(EMFILE, "QEMU: too many descriptors");
-    for (size_t i = 0; r == 0 && i < s->ndisks; i++)
-        r = hand_image(&fds, &s->disks[i], map.disk_fd[i]);
+    if (r == 0 && s->tpm_fd > 0 && (map.tpm = fds_add(&fds, dup(s->tpm_fd))) < 0)
+        r = vmseal_fail(EMFILE, "QEMU: too many descriptors");
+    for (size_t i = 0; r == 0 && i < s->ndisks; i++) {
+        map.disk_fd[i][0] = map.disk_fd[i][1] = -1;
+        if (s->disks[i].nbd_sock <= 0)   /* an NBD disk: QEMU gets no image */
+            r = hand_image(&fds, &s->disks[i], map.disk_fd[i]);
+    }
     if (r == 0 && s->nvram)
         r = hand_image(&fds, s->nvram, map.nvram_fd);
+    for (size_t i = 0; r == 0 && i < s->nnics; i++)
+        if (s->nics[i].tap_fd > 0 && (map.nic_fd[i] = fds_add(&fds, dup(s->nics[i].tap_fd))) < 0)
+            r = vmseal_fail(EMFILE, "QEMU: too many descriptors");
     for (size_t i = 0; r == 0 && i < fds.n; i++)
         if (fds.fd[i] < 0)
             r = vmseal_fail(errno, "QEMU: dup: %s", strerror(errno));
@@ -887,7 +935,7 @@ int hostd_qemu_start(const hostd_qemu_spec *s, hostd_qemu **out)
     vm->is_child = 1;
 
     /* Wait for the monitor socket, watching QEMU does not die meanwhile. */
-    int64_t deadline = now_ms() + timeout;
+    int64_t deadline = hostd_now_ms() + timeout;
     for (;;) {
         if (!pid_alive(vm->pid, 1)) {
             vm->exited = 1;
@@ -899,14 +947,18 @@ int hostd_qemu_start(const hostd_qemu_spec *s, hostd_qemu **out)
         r = hostd_qmp_connect(vm->sock_path, timeout, &vm->qmp);
         if (r == 0)
             break;
-        if ((r != -ENOENT && r != -ECONNREFUSED) || now_ms() >= deadline) {
+        if ((r != -ENOENT && r != -ECONNREFUSED) || hostd_now_ms() >= deadline) {
             r = vmseal_fail(r, "QEMU monitor: %s", vmseal_last_error());
             goto fail;
         }
-        sleep_ms(20);
+        hostd_sleep_ms(20);
     }
 
-    /* The console reader is there before the guest runs: nothing is lost. */
+    /* The console reader is there before the guest runs: nothing is lost.
+     * (A VM without encryption: QEMU logs to serial.log with or without a
+     * reader; hostd connects one for the interactive consoles. A client
+     * that does not read stalls the guest's serial port within a few
+     * hundred bytes, QEMU writing it a byte at a time: never leave one.) */
     if (s->serial_socket) {
         vm->serial_fd = hostd_qemu_connect_serial(s->run_dir, timeout);
         if (vm->serial_fd < 0) {
@@ -1135,20 +1187,20 @@ int hostd_qemu_probe_kvm(const hostd_kvm_probe *p)
     int stopped = 0;
     if (!a.oom && spawn(a.v, log, 1, NULL, 0, 0, &pid) == 0) {
         int timeout = p->timeout_ms > 0 ? p->timeout_ms : 20000;
-        int64_t deadline = now_ms() + timeout;
+        int64_t deadline = hostd_now_ms() + timeout;
         int exited = 0;
         for (;;) {
             if (!pid_alive(pid, 1)) {
                 exited = 1;
                 break;
             }
-            if (now_ms() >= deadline)
+            if (hostd_now_ms() >= deadline)
                 break;
             if (p->stop && *p->stop) {
                 stopped = 1;
                 break;
             }
-            sleep_ms(20);
+            hostd_sleep_ms(20);
         }
         if (exited) {
             works = file_contains(serial, p->expect);

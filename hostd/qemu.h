@@ -10,10 +10,13 @@
  * The VM's run directory (its home) receives:
  *   serial.log   the guest's serial console (clear text, appended; mode
  *                0600, opened by hostd without following symlinks and
- *                handed to QEMU as a descriptor), or, with serial_socket
- *                (encrypted VMs),
- *   serial.sock  the console served by QEMU for hostd, which seals it
- *                (hostd/serial.h) — nothing of it is written in clear
+ *                handed to QEMU as a descriptor), unless serial_socket
+ *                (encrypted VMs)
+ *   serial.sock  the console served by QEMU for hostd: with serial_socket
+ *                hostd seals it (hostd/serial.h) — nothing of it is
+ *                written in clear; without, hostd reads it only for the
+ *                interactive consoles (QEMU logs to serial.log itself)
+ *   vnc.sock     QEMU's VNC server (never TCP)
  *   qemu.log     QEMU's own messages (clear text, appended)
  *   qmp.sock     the monitor socket (the directory should be mode 0700)
  *   qemu.pid     QEMU's pid (written and locked by QEMU)
@@ -45,7 +48,22 @@ typedef struct hostd_qemu_disk {
                                           home's descriptor, openat); 0: path as given */
     const vmseal_secret *passphrase;   /* LUKS1 passphrase (borrowed); NULL: raw image */
     int read_only;
+    int nbd_sock;                      /* > 0: a connected socket to the disk's NBD server
+                                          (hostd/blockserver.h), handed to QEMU (getfd) for
+                                          a blockdev driver=nbd; path and passphrase are
+                                          then not used by QEMU */
 } hostd_qemu_disk;
+
+/* A virtio-net card. */
+typedef struct hostd_qemu_nic {
+    const char *mac;                   /* xx:xx:xx:xx:xx:xx */
+    const char *netdev;                /* user mode: "user,..." (-netdev options, no id);
+                                          NULL with tap_fd */
+    int tap_fd;                        /* > 0: a tap hostd opened (hostd/nic.c), handed to
+                                          QEMU as a descriptor: -netdev tap,fd=N */
+} hostd_qemu_nic;
+
+#define HOSTD_QEMU_MAX_NICS 4
 
 typedef struct hostd_qemu_spec {
     const char *qemu;          /* binary; NULL: $VMSEAL_QEMU or qemu-system-x86_64 */
@@ -72,12 +90,20 @@ typedef struct hostd_qemu_spec {
     const hostd_qemu_disk *disks;
     size_t ndisks;             /* at most 16 */
     int timeout_ms;            /* for start-up and each monitor command; 0: 15000 */
-    int serial_socket;         /* console on run_dir/serial.sock, connected before the
-                                  guest runs (hostd_qemu_take_serial); else serial.log */
+    int serial_socket;         /* console on run_dir/serial.sock only, connected before
+                                  the guest runs (hostd_qemu_take_serial); else QEMU
+                                  appends it to serial.log and serves serial.sock too
+                                  (not connected: hostd_qemu_connect_serial) */
     int incoming_defer;        /* start with -incoming defer and leave the guest paused:
                                   the caller feeds the stream (a live-migration
                                   destination, hostd/migrate.h; saved state,
                                   hostd/vmstate.h) and continues it */
+    const hostd_qemu_nic *nics;
+    size_t nnics;              /* at most HOSTD_QEMU_MAX_NICS */
+    int secure_boot;           /* UEFI Secure Boot: q35 with SMM, the variable store
+                                  writable from SMM only; disks on a PCI bridge */
+    int tpm_fd;                /* > 0: the control channel of the VM's swtpm (hostd/tpm.h),
+                                  given to QEMU as a TPM 2.0 (tpm-emulator, tpm-tis) */
 } hostd_qemu_spec;
 
 typedef struct hostd_qemu hostd_qemu;

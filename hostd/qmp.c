@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 
 #include "qmp.h"
+#include "strutil.h"
 
 #define QMP_MAX_LINE (4u << 20)   /* one message; QEMU's are far smaller */
 #define QMP_MAX_EVENTS 256
@@ -25,16 +26,9 @@ struct hostd_qmp {
     unsigned long next_id;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int remaining(int64_t deadline)
 {
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - hostd_now_ms();
     return left < 0 ? 0 : (int)(left > 1000000 ? 1000000 : left);
 }
 
@@ -225,7 +219,7 @@ static int await_reply(hostd_qmp *q, const char *cmd, const char *id, int64_t de
 int hostd_qmp_execute(hostd_qmp *q, const char *cmd, json_t *args, int timeout_ms,
                        json_t **ret)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = hostd_now_ms() + timeout_ms;
     if (ret)
         *ret = NULL;
     char id[32];
@@ -270,7 +264,7 @@ static int id_is_safe(const char *id)
 int hostd_qmp_add_secret(hostd_qmp *q, const char *id, const vmseal_secret *data,
                           int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = hostd_now_ms() + timeout_ms;
     if (!id_is_safe(id))
         return vmseal_fail(EINVAL, "QMP: secret id must be [A-Za-z0-9_-]{1,64}");
     size_t dlen = vmseal_secret_len(data);
@@ -308,7 +302,7 @@ int hostd_qmp_add_secret(hostd_qmp *q, const char *id, const vmseal_secret *data
 
 int hostd_qmp_wait_event(hostd_qmp *q, const char *name, int timeout_ms, json_t **event)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = hostd_now_ms() + timeout_ms;
     if (event)
         *event = NULL;
     for (;;) {
@@ -338,7 +332,7 @@ int hostd_qmp_wait_event(hostd_qmp *q, const char *name, int timeout_ms, json_t 
 
 int hostd_qmp_connect(const char *path, int timeout_ms, hostd_qmp **out)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = hostd_now_ms() + timeout_ms;
     *out = NULL;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(sa.sun_path))
@@ -361,7 +355,7 @@ int hostd_qmp_connect(const char *path, int timeout_ms, hostd_qmp **out)
 
 int hostd_qmp_open_fd(int fd, int timeout_ms, hostd_qmp **out)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = hostd_now_ms() + timeout_ms;
     *out = NULL;
     hostd_qmp *q = calloc(1, sizeof(*q));
     if (!q) {
@@ -409,7 +403,7 @@ void hostd_qmp_close(hostd_qmp *q)
 
 int hostd_qmp_getfd(hostd_qmp *q, const char *name, int fd, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = hostd_now_ms() + timeout_ms;
     if (!id_is_safe(name))
         return vmseal_fail(EINVAL, "QMP: fd name must be [A-Za-z0-9_-]{1,64}");
     char id[32], line[256];

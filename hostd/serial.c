@@ -51,16 +51,11 @@ struct hostd_console {
     /* interactive consoles: who sees what the thread read */
     hostd_console_output out_fn;
     void *out_arg;
+    int passthrough;           /* VM without encryption: QEMU writes serial.log
+                                  itself; the thread only feeds out_fn */
 };
 
 /* ------------------------------------------------------------ helpers */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void note(hostd_console *c, const char *fmt, ...) VMSEAL_PRINTF(2, 3);
 static void note(hostd_console *c, const char *fmt, ...)
@@ -400,7 +395,7 @@ static void add_pending(hostd_console *c, const uint8_t *buf, size_t n)
     size_t take = n < room ? n : room;
     if (take) {
         if (c->npending == 0)
-            c->pending_since = now_ms();
+            c->pending_since = hostd_now_ms();
         memcpy(c->pending + c->npending, buf, take);
         c->npending += take;
     }
@@ -481,7 +476,7 @@ static void *reader_main(void *arg)
         int timeout = 250;
         pthread_mutex_lock(&c->lock);
         if (c->npending && c->key) {
-            int64_t left = c->pending_since + VMSEAL_CONSOLE_FLUSH_MS - now_ms();
+            int64_t left = c->pending_since + VMSEAL_CONSOLE_FLUSH_MS - hostd_now_ms();
             timeout = left <= 0 ? 0 : (left < timeout ? (int)left : timeout);
         }
         pthread_mutex_unlock(&c->lock);
@@ -501,7 +496,8 @@ static void *reader_main(void *arg)
                 if (got < 0)
                     break;
                 pthread_mutex_lock(&c->lock);
-                add_pending(c, buf, (size_t)got);
+                if (!c->passthrough)
+                    add_pending(c, buf, (size_t)got);
                 if (c->npending >= VMSEAL_CONSOLE_FLUSH_BYTES)
                     (void)flush_locked(c);
                 pthread_mutex_unlock(&c->lock);
@@ -510,7 +506,7 @@ static void *reader_main(void *arg)
             }
         }
         pthread_mutex_lock(&c->lock);
-        if (c->npending && c->key && now_ms() - c->pending_since >= VMSEAL_CONSOLE_FLUSH_MS)
+        if (c->npending && c->key && hostd_now_ms() - c->pending_since >= VMSEAL_CONSOLE_FLUSH_MS)
             (void)flush_locked(c);
         pthread_mutex_unlock(&c->lock);
         if (stopping)
@@ -518,8 +514,10 @@ static void *reader_main(void *arg)
     }
     OPENSSL_cleanse(buf, sizeof(buf));
     pthread_mutex_lock(&c->lock);
-    (void)flush_locked(c);
-    (void)end_segment(c, &c->seg_fd, &c->w);
+    if (!c->passthrough) {
+        (void)flush_locked(c);
+        (void)end_segment(c, &c->seg_fd, &c->w);
+    }
     pthread_mutex_unlock(&c->lock);
     if (c->out_fn)
         c->out_fn(c->out_arg, NULL, 0);
@@ -537,7 +535,7 @@ int hostd_console_input(hostd_console *c, const uint8_t *data, size_t len, int t
 {
     if (c->sock < 0 || atomic_load(&c->stop))
         return vmseal_fail(ENOTCONN, "the console is not attached");
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = hostd_now_ms() + timeout_ms;
     while (len) {
         ssize_t w = send(c->sock, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w > 0) {
@@ -547,7 +545,7 @@ int hostd_console_input(hostd_console *c, const uint8_t *data, size_t len, int t
         }
         if (w < 0 && errno != EAGAIN && errno != EINTR)
             return vmseal_fail(errno, "console: %s", strerror(errno));
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - hostd_now_ms();
         if (left <= 0)
             return vmseal_fail(ETIMEDOUT, "console: the guest does not take input");
         struct pollfd p = {.fd = c->sock, .events = POLLOUT};
@@ -594,6 +592,15 @@ int hostd_console_new(const char *home, const char *uuid, vmseal_secret *log_key
     return 0;
 }
 
+int hostd_console_new_passthrough(const char *home, const char *uuid, hostd_console_note note_fn,
+                                   void *note_arg, hostd_console **out)
+{
+    int r = hostd_console_new(home, uuid, NULL, note_fn, note_arg, out);
+    if (r == 0)
+        (*out)->passthrough = 1;
+    return r;
+}
+
 int hostd_console_attach(hostd_console *c, int sock_fd)
 {
     if (c->has_thread) {
@@ -616,7 +623,7 @@ int hostd_console_attach(hostd_console *c, int sock_fd)
 int hostd_console_has_key(hostd_console *c)
 {
     pthread_mutex_lock(&c->lock);
-    int k = c->key != NULL;
+    int k = c->key != NULL || c->passthrough;
     pthread_mutex_unlock(&c->lock);
     return k;
 }
@@ -651,7 +658,7 @@ void hostd_console_free(hostd_console *c)
             /* the thread still sees the flag within a poll period */
         }
         pthread_join(c->thread, NULL);
-    } else {
+    } else if (!c->passthrough) {
         pthread_mutex_lock(&c->lock);
         (void)flush_locked(c);
         (void)end_segment(c, &c->seg_fd, &c->w);

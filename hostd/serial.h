@@ -60,6 +60,13 @@ int hostd_console_new(const char *home, const char *uuid, vmseal_secret *log_key
                        hostd_console_note note, void *note_arg,
                        hostd_console **out) VMSEAL_MUST_CHECK;
 
+/* A VM without encryption: QEMU appends the console to serial.log itself
+ * (chardev logfile) and also serves serial.sock; this console only reads
+ * the socket for the interactive consoles (hostd_console_set_output) and
+ * writes their keystrokes. It has no key and writes nothing. */
+int hostd_console_new_passthrough(const char *home, const char *uuid, hostd_console_note note,
+                                   void *note_arg, hostd_console **out) VMSEAL_MUST_CHECK;
+
 /* Start reading the connected console socket (taken) in a thread. */
 int hostd_console_attach(hostd_console *c, int sock_fd) VMSEAL_MUST_CHECK;
 

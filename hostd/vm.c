@@ -17,12 +17,19 @@
 #include <unistd.h>
 
 #include <vmseal/diskdesc.h>
+#include <vmseal/diskimport.h>
 #include <vmseal/keysafe.h>
+#include <vmseal/log.h>
 #include <vmseal/sealed.h>
+#include <vmseal/vmkeys.h>
 #include <vmseal/vmrecord.h>
 
+#include "blockserver.h"
+#include "coredump.h"
+#include "nic.h"
 #include "serial.h"
 #include "strutil.h"
+#include "tpm.h"
 #include "vm.h"
 #include "vmstate.h"
 
@@ -54,6 +61,7 @@ struct hostd_vm {
         void *arg;
     } taps[HOSTD_VM_TAPS_MAX];
     unsigned ntaps;
+    uint64_t state_bytes;   /* suspend / resume: stream bytes so far (progress) */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -816,6 +824,21 @@ int hostd_vm_load(const char *home, hostd_vm **out)
     char rd[4096];
     if (vm_run_dir(vm, 0, rd, sizeof(rd)) < 0 || hostd_qemu_attach(rd, vm->uuid, 5000, &vm->qemu) < 0)
         vm->qemu = NULL;
+    if (vm->qemu && !rec_encrypted(vm->rec)) {
+        /* the interactive console of a VM without encryption (a QEMU
+         * started before vmseal had one has no serial.sock: none) */
+        int fd = hostd_qemu_connect_serial(rd, 2000);
+        hostd_console *con = NULL;
+        if (fd >= 0 && hostd_console_new_passthrough(home, vm->uuid, console_note, vm, &con) == 0) {
+            hostd_console_set_output(con, console_out, vm);
+            if (hostd_console_attach(con, fd) == 0)
+                vm->console = con;
+            else
+                hostd_console_free(con);
+        } else if (fd >= 0) {
+            close(fd);
+        }
+    }
     if (vm->qemu && rec_encrypted(vm->rec)) {
         /* Read the console at once; it is sealed when the KEK comes
          * (hostd_vm_tick), buffered in memory until then. */
@@ -919,6 +942,47 @@ static int copy_into_home(const hostd_vm *vm, const char *from, const char *to)
     return r;
 }
 
+/* Inspect an image of the images folder for import: its format and the
+ * disk size it becomes. */
+int hostd_vm_inspect_image(const hostd_host_env *env, const char *name, uint64_t *size)
+{
+    int fd = hostd_vm_open_boot_file(env, "disk image", name);
+    if (fd < 0)
+        return fd;
+    vmseal_image_info info;
+    int r = vmseal_image_inspect(fd, name, NULL, NULL, &info);
+    close(fd);
+    if (r < 0)
+        return vmseal_fail(EINVAL, "disk image %s: %s", name, vmseal_last_error());
+    *size = info.disk_size;
+    return 0;
+}
+
+/* Import disk idx from its `from` image (opened beneath the images
+ * folder) into its file: encrypted with pass, or plain. Resumes an
+ * interrupted import (lib/disk/disk_import.c). */
+static int import_disk(hostd_vm *vm, const hostd_host_env *env, size_t idx, const vmseal_secret *pass,
+                       const vmseal_disk_opts *o)
+{
+    const vmseal_vmrec_image *d = &vm->rec->disks[idx];
+    int fd = hostd_vm_open_boot_file(env, "disk image", d->from);
+    if (fd < 0)
+        return fd;
+    vmseal_image_info info;
+    int r = vmseal_image_inspect(fd, d->from, NULL, NULL, &info);
+    if (r == 0 && info.disk_size != d->size)
+        r = vmseal_fail(ESTALE, "disk image %s changed: it is now %llu MiB, disk%zu is %llu MiB",
+                        d->from, (unsigned long long)(info.disk_size >> 20), idx,
+                        (unsigned long long)(d->size >> 20));
+    if (r == 0)
+        r = vmseal_disk_import_at(fd, d->from, NULL, vm->home_fd, d->file, pass, o, NULL, &info);
+    close(fd);
+    if (r == 0)
+        hostd_vm_log(vm, "disk%zu imported from %s (%s, %llu MiB)%s", idx, d->from, info.format,
+                     (unsigned long long)(d->size >> 20), pass ? ", encrypted" : "");
+    return r;
+}
+
 /* Make every image the configuration names that does not exist yet. */
 static int run_create(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_progress *prog)
 {
@@ -926,11 +990,23 @@ static int run_create(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_pr
     size_t nd = c->ndisks;
     prog_state st = {.p = prog};
     int r = 0;
+    for (size_t i = 0; i < nd; i++)
+        if (c->disks[i].from[0])
+            st.total += c->disks[i].size;
     for (size_t i = 0; i < nd && r == 0; i++) {
         uint64_t size = c->disks[i].size;
         const char *file = c->disks[i].file;
         const char *ks = c->disks[i].keysafe;
-        if (ks) {
+        const char *from = c->disks[i].from;
+        if (from[0] && !ks) {
+            vmseal_disk_opts o = disk_opts(env, prog, &st, NULL);
+            r = home_file_state(vm, file);
+            if (r == 0)
+                r = import_disk(vm, env, i, NULL, &o);
+            else if (r == 1)
+                r = 0;
+            st.base += size;
+        } else if (ks) {
             const char *luuid = c->disks[i].luks_uuid;
             char obj[64];
             vmseal_secret *pass = NULL;
@@ -942,9 +1018,13 @@ static int run_create(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_pr
                 r = home_file_state(vm, file);
                 if (r == 1)
                     r = vmseal_disk_verify_passphrase_at(vm->home_fd, file, pass);
+                else if (r == 0 && from[0])
+                    r = import_disk(vm, env, i, pass, &o);
                 else if (r == 0)
                     r = vmseal_disk_create_at(vm->home_fd, file, size, pass, &o);
             }
+            if (from[0])
+                st.base += size;
             vmseal_secret_free(pass);
         } else {
             r = make_plain_image(vm, file, size);
@@ -954,7 +1034,8 @@ static int run_create(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_pr
     if (r == 0 && nv[0]) {
         r = home_file_state(vm, nv);
         if (r == 0) {
-            if (!env->ovmf_vars)
+            const char *vars = c->secure_boot ? env->ovmf_vars_secure : env->ovmf_vars;
+            if (!vars)
                 r = vmseal_fail(EINVAL, "no UEFI variable store template configured");
             else if (rec_encrypted(c)) {
                 char obj[64];
@@ -966,14 +1047,14 @@ static int run_create(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_pr
                     vmseal_disk_opts o = disk_opts(env, prog, &st, NULL);
                     /* the template is the host's (a distribution may make it
                      * a symlink); the library opens images with O_NOFOLLOW */
-                    char *tmpl = realpath(env->ovmf_vars, NULL);
+                    char *tmpl = realpath(vars, NULL);
                     r = tmpl ? vmseal_disk_encrypt_at(AT_FDCWD, tmpl, vm->home_fd, nv, pass, &o)
-                             : vmseal_fail(errno, "%s: %s", env->ovmf_vars, strerror(errno));
+                             : vmseal_fail(errno, "%s: %s", vars, strerror(errno));
                     free(tmpl);
                 }
                 vmseal_secret_free(pass);
             } else {
-                r = copy_into_home(vm, env->ovmf_vars, nv);
+                r = copy_into_home(vm, vars, nv);
             }
         }
     }
@@ -984,7 +1065,80 @@ static int run_create(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_pr
         return -ENOMEM;
     next->op = VMSEAL_VMREC_OP_NONE;
     next->op_kek[0] = '\0';
+    for (size_t i = 0; i < next->ndisks; i++)
+        next->disks[i].from[0] = '\0';
     return vm_commit(vm, next);
+}
+
+static int check_offline(hostd_vm *vm, const char *what);
+
+int hostd_vm_add_disk(hostd_vm *vm, const hostd_host_env *env, const char *from, uint64_t size)
+{
+    int r = vm_begin(vm, "adding a disk");
+    if (r < 0)
+        return r;
+    const vmseal_vmrec *c = vm->rec;
+    char reason[300];
+    vmseal_vmrec *next = NULL;
+    size_t idx = c->ndisks;
+    if ((r = check_offline(vm, "add a disk")) < 0)
+        goto out;
+    if (c->op != VMSEAL_VMREC_OP_NONE) {
+        r = vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
+                        vmseal_vmrec_op_name(c->op));
+        goto out;
+    }
+    if (idx >= VMSEAL_VM_MAX_DISKS) {
+        r = vmseal_fail(EINVAL, "VM %s has %d disks already (the most)", vm->name,
+                        VMSEAL_VM_MAX_DISKS);
+        goto out;
+    }
+    if (rec_encrypted(c) && hostd_vm_locked(vm, env, reason, sizeof(reason))) {
+        r = vmseal_fail(ENOKEY, "VM %s is locked: %s", vm->name, reason);
+        goto out;
+    }
+    if (from && (r = hostd_vm_inspect_image(env, from, &size)) < 0)
+        goto out;
+    if (size < VMSEAL_VMREC_DISK_SIZE_MIN || size > VMSEAL_VMREC_DISK_SIZE_MAX ||
+        size % (1u << 20)) {
+        r = vmseal_fail(EINVAL, "disk sizes must be whole MiB, 1 MiB to 1 TiB");
+        goto out;
+    }
+    next = vm_next(vm);
+    if (!next) {
+        r = -ENOMEM;
+        goto out;
+    }
+    vmseal_vmrec_image *d = &next->disks[idx];
+    r = vmseal_vmrec_image_file_name((long)idx, rec_encrypted(c), d->file, sizeof(d->file));
+    if (r == 0 && home_file_state(vm, d->file) != 0)
+        r = vmseal_fail(EEXIST, "%s/%s exists already: not overwritten", vm->home, d->file);
+    d->size = size;
+    if (from)
+        hostd_copy_str(d->from, sizeof(d->from), from);
+    next->ndisks = idx + 1;
+    next->op = VMSEAL_VMREC_OP_CREATE;
+    if (r == 0 && rec_encrypted(c)) {
+        char kek[VMSEAL_KEYSAFE_KEK_ID_MAX + 1], obj[64];
+        r = kek_id_of_line(c->vm_keysafe ? c->vm_keysafe : "", kek, sizeof(kek));
+        if (r == 0)
+            r = vmseal_uuid_random(d->luks_uuid);
+        if (r == 0)
+            r = vmseal_vmrec_keysafe_object(next, (long)idx, 0, obj, sizeof(obj));
+        if (r == 0)
+            r = new_wrapped_secret(env, kek, obj, &d->keysafe);
+    }
+    if (r == 0) {
+        r = vm_commit(vm, next);
+        next = NULL;
+    }
+    if (r == 0)
+        hostd_vm_log(vm, "disk%zu added (%llu MiB%s%s)", idx, (unsigned long long)(size >> 20),
+                     from ? ", from " : ", empty", from ? from : "");
+out:
+    vmseal_vmrec_free(next);
+    vm_end(vm);
+    return r < 0 ? r : (int)idx;
 }
 
 /* Remove everything in the folder dirfd, relative to it: sub-folders
@@ -1075,6 +1229,17 @@ int hostd_vm_create(const hostd_host_env *env, const char *datastore,
         (!env->ovmf_code || !env->ovmf_vars || access(env->ovmf_code, R_OK) != 0 ||
          access(env->ovmf_vars, R_OK) != 0))
         return vmseal_fail(ENOTSUP, "UEFI firmware (ovmf) is not available on this host");
+    if (req->secure_boot &&
+        (req->firmware != VMSEAL_FIRMWARE_UEFI || !env->ovmf_code_secure || !env->ovmf_vars_secure ||
+         access(env->ovmf_code_secure, R_OK) != 0 || access(env->ovmf_vars_secure, R_OK) != 0))
+        return vmseal_fail(req->firmware != VMSEAL_FIRMWARE_UEFI ? EINVAL : ENOTSUP,
+                           req->firmware != VMSEAL_FIRMWARE_UEFI
+                               ? "Secure Boot needs firmware uefi"
+                               : "UEFI Secure Boot firmware (ovmf: OVMF_CODE_4M.ms.fd, "
+                                 "OVMF_VARS_4M.ms.fd) is not available on this host");
+    if (req->tpm && !req->encrypted)
+        return vmseal_fail(EINVAL, "a vTPM needs an encrypted VM (its state is sealed under the "
+                                   "VM's keys)");
     if (req->encrypted) {
         if (!req->kek_id || !vmseal_keysafe_kek_id_valid(req->kek_id))
             return vmseal_fail(EINVAL, "an encrypted VM needs a kek_id");
@@ -1118,6 +1283,8 @@ int hostd_vm_create(const hostd_host_env *env, const char *datastore,
         c->cpus = req->cpus;
         c->memory_mb = req->memory_mb;
         c->firmware = req->firmware;
+        c->tpm = req->tpm;
+        c->secure_boot = req->secure_boot;
         c->policy = req->encrypted ? VMSEAL_POLICY_ENCRYPTED : VMSEAL_POLICY_NONE;
         c->ndisks = req->ndisks;
         c->op = VMSEAL_VMREC_OP_CREATE;
@@ -1139,6 +1306,12 @@ int hostd_vm_create(const hostd_host_env *env, const char *datastore,
         vmseal_vmrec_image *d = &c->disks[i];
         r = vmseal_vmrec_image_file_name((long)i, req->encrypted, d->file, sizeof(d->file));
         d->size = req->disk_sizes[i];
+        if (req->disk_from && req->disk_from[i]) {
+            if (!hostd_vm_boot_name_valid(req->disk_from[i]))
+                r = vmseal_fail(EINVAL, "disk image %s: not a name in the images folder",
+                                req->disk_from[i]);
+            hostd_copy_str(d->from, sizeof(d->from), req->disk_from[i]);
+        }
         if (r == 0 && req->encrypted) {
             char obj[64];
             r = vmseal_uuid_random(d->luks_uuid);
@@ -1153,7 +1326,13 @@ int hostd_vm_create(const hostd_host_env *env, const char *datastore,
         c = NULL;
     }
     vmseal_vmrec_free(c);
-    if (r == 0) {
+    int imports = 0;
+    for (size_t i = 0; req->disk_from && i < req->ndisks; i++)
+        imports |= req->disk_from[i] != NULL;
+    /* Disks imported from images take their time: the caller runs the rest
+     * of the create as a task (hostd_vm_resume); vm.conf says op = create
+     * until then. */
+    if (r == 0 && !imports) {
         vm->busy = "creating";
         r = run_create(vm, env, prog);
         vm->busy = NULL;
@@ -1176,6 +1355,8 @@ int hostd_vm_create(const hostd_host_env *env, const char *datastore,
 
 /* ------------------------------------------------------------- power */
 
+static void stop_block_servers(hostd_vm *vm);
+
 static void state_note(void *arg, const char *line)
 {
     hostd_vm_log(arg, "%s", line);
@@ -1196,7 +1377,7 @@ static int resume_state(hostd_vm *vm, hostd_qemu *q, const vmseal_secret *vm_sec
         r = hostd_vmstate_key(vm_secret, vm->uuid, c->state_file, &key, label, sizeof(label));
     if (r == 0)
         r = hostd_vmstate_load(hostd_qemu_monitor(q), vm->home_fd, c->state_file, key, state_note,
-                               vm, STATE_TIMEOUT_MS);
+                               vm, STATE_TIMEOUT_MS, &vm->state_bytes);
     vmseal_secret_free(key);
     char file[VMSEAL_VMREC_FILE_MAX + 1];
     hostd_copy_str(file, sizeof(file), c->state_file);
@@ -1251,7 +1432,7 @@ int hostd_vm_suspend(hostd_vm *vm, const hostd_host_env *env)
         r = hostd_vmstate_key(vm_secret, vm->uuid, file, &key, label, sizeof(label));
     if (r == 0)
         r = hostd_vmstate_save(hostd_qemu_monitor(vm->qemu), vm->home_fd, file, key,
-                               enc ? label : NULL, state_note, vm, STATE_TIMEOUT_MS, NULL);
+                               enc ? label : NULL, state_note, vm, STATE_TIMEOUT_MS, &vm->state_bytes);
     if (r < 0) {
         hostd_vm_log(vm, "suspend failed (the VM runs on): %s", vmseal_last_error());
         goto out;
@@ -1281,6 +1462,7 @@ int hostd_vm_suspend(hostd_vm *vm, const hostd_host_env *env)
     pthread_mutex_unlock(&vm->lock);
     hostd_qemu_free(q);
     hostd_console_free(con);
+    stop_block_servers(vm);   /* the disks' NBD servers, if it used them */
     hostd_vm_log(vm, "suspended (state in %s)", file);
 out:
     vmseal_secret_free(vm_secret);
@@ -1316,6 +1498,107 @@ int hostd_vm_discard_state(hostd_vm *vm)
     return r;
 }
 
+/* The NBD data path (hostd/blockserver.h): the images of the VM's disks,
+ * for the server records. */
+static void disk_files(const hostd_vm *vm, const char *files[VMSEAL_VM_MAX_DISKS], size_t *n)
+{
+    const vmseal_vmrec *c = vm->rec;
+    *n = c->ndisks;
+    for (size_t i = 0; i < c->ndisks; i++)
+        files[i] = c->disks[i].file;
+}
+
+static void stop_block_servers(hostd_vm *vm)
+{
+    const char *files[VMSEAL_VM_MAX_DISKS];
+    size_t n;
+    disk_files(vm, files, &n);
+    hostd_blockserver_stop_all(vm->home_fd, vm->home, n, files, 5000);
+}
+
+/* One nbdkit per encrypted disk that uses the nbd path; the connected
+ * sockets go into disks[i].nbd_sock. Stale records of a previous run are
+ * cleared first. */
+static int start_block_servers(hostd_vm *vm, const hostd_host_env *env, hostd_qemu_disk *disks,
+                               vmseal_secret *const *pass, size_t nd)
+{
+    stop_block_servers(vm);
+    const char *vm_override = vm->rec->disk_path[0] ? vm->rec->disk_path : NULL;
+    for (size_t i = 0; i < nd; i++) {
+        const char *dp = vm->rec->disks[i].disk_path;
+        if (!pass[i] || !hostd_diskpath_use_nbd(env->diskpath, dp[0] ? dp : vm_override))
+            continue;
+        hostd_blockserver_spec bs = {
+            .path = env->diskpath,
+            .home = vm->home,
+            .home_fd = vm->home_fd,
+            .index = i,
+            .file = disks[i].path,
+            .passphrase = pass[i],
+            .run_as = env->qemu_user,
+            .read_only = disks[i].read_only,
+        };
+        int sock = -1;
+        int r = hostd_blockserver_start(&bs, &sock);
+        if (r < 0) {
+            for (size_t k = 0; k < i; k++)
+                if (disks[k].nbd_sock > 0) {
+                    close(disks[k].nbd_sock);
+                    disks[k].nbd_sock = 0;
+                }
+            stop_block_servers(vm);
+            return r;
+        }
+        disks[i].nbd_sock = sock;
+    }
+    return 0;
+}
+
+/* QEMU failed to start: if a disk server has exited, its last message says
+ * why (a wrong key, a damaged header) better than QEMU's handshake error. */
+static void block_server_reason(hostd_vm *vm, size_t nd)
+{
+    for (size_t i = 0; i < nd; i++) {
+        if (hostd_blockserver_query(vm->home_fd, vm->home, i, vm->rec->disks[i].file, NULL) !=
+            HOSTD_BS_EXITED)
+            continue;
+        char tail[300], msg[512];
+        hostd_blockserver_log_tail(vm->home_fd, i, tail, sizeof(tail));
+        hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
+        vmseal_fail(EIO, "%s (disk %zu's NBD server: %s)", msg, i,
+                    tail[0] ? tail : "exited without a message");
+        return;
+    }
+}
+
+static void detach_console_on_failure(hostd_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    hostd_console *con = console_detach_locked(vm);
+    pthread_mutex_unlock(&vm->lock);
+    hostd_console_free(con);
+}
+
+/* The VM's swtpm, its keys derived from the per-VM secret (hostd/tpm.h). */
+static int start_vtpm(hostd_vm *vm, const hostd_host_env *env, const vmseal_secret *vm_secret,
+                      int *fd)
+{
+    if (!vm_secret)
+        return vmseal_fail(EINVAL, "VM %s: a vTPM needs an encrypted VM", vm->name);
+    vmseal_secret *k = NULL, *mk = NULL;
+    int r = vmseal_vm_subkey(vm_secret, vm->uuid, VMSEAL_VMKEY_VTPM, &k);
+    if (r == 0)
+        r = vmseal_vm_subkey(vm_secret, vm->uuid, VMSEAL_VMKEY_VTPM_MIGRATION, &mk);
+    if (r == 0) {
+        hostd_tpm_spec ts = {.home_fd = vm->home_fd, .key = k, .migration_key = mk,
+                             .run_as = env->qemu_user};
+        r = hostd_tpm_start(&ts, fd);
+    }
+    vmseal_secret_free(k);
+    vmseal_secret_free(mk);
+    return r;
+}
+
 static int power_on(hostd_vm *vm, const hostd_host_env *env, int incoming);
 
 int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
@@ -1339,9 +1622,11 @@ static int power_on(hostd_vm *vm, const hostd_host_env *env, int incoming)
     vmseal_secret *vm_secret = NULL, *nv_pass = NULL, *pass[VMSEAL_VM_MAX_DISKS] = {0};
     hostd_qemu_disk disks[VMSEAL_VM_MAX_DISKS];
     hostd_qemu_disk nvram = {0};
-    int kernel_fd = -1, initrd_fd = -1;
+    int kernel_fd = -1, initrd_fd = -1, tpm_fd = -1;
     size_t nd = c->ndisks;
     char reason[300];
+    hostd_nic_run nics;
+    hostd_nic_run_init(&nics);
     if (qemu_running_owned(vm)) {
         r = vmseal_fail(EALREADY, "VM %s is already powered on", vm->name);
         goto out;
@@ -1412,6 +1697,11 @@ static int power_on(hostd_vm *vm, const hostd_host_env *env, int incoming)
         hostd_vm_log(vm, "power on failed: %s", vmseal_last_error());
         goto out;
     }
+    /* NICs: checked against the host's networks, taps opened (hostd/nic.c) */
+    if ((r = hostd_nic_prepare(env->net, c, vm->name, &nics)) < 0) {
+        hostd_vm_log(vm, "power on failed: %s", vmseal_last_error());
+        goto out;
+    }
     hostd_console *con = NULL;
     if (vm_secret) {
         /* Encrypted: the console goes to hostd, which seals it. The log is
@@ -1434,6 +1724,12 @@ static int power_on(hostd_vm *vm, const hostd_host_env *env, int incoming)
         vm->console_hold = incoming;
         pthread_mutex_unlock(&vm->lock);
         hostd_console_free(old);
+    }
+    r = start_block_servers(vm, env, disks, pass, nd);
+    if (r < 0) {
+        hostd_vm_log(vm, "power on failed: %s", vmseal_last_error());
+        detach_console_on_failure(vm);
+        goto out;
     }
     hostd_qemu_spec spec = {
         .qemu = env->qemu,
@@ -1462,11 +1758,33 @@ static int power_on(hostd_vm *vm, const hostd_host_env *env, int incoming)
                 goto out;
             nvram.passphrase = nv_pass;
         }
-        spec.firmware_code = env->ovmf_code;
+        spec.firmware_code = c->secure_boot ? env->ovmf_code_secure : env->ovmf_code;
+        spec.secure_boot = c->secure_boot;
         spec.nvram = &nvram;
+    }
+    spec.nics = nics.q;
+    spec.nnics = nics.n;
+    if (c->tpm) {
+        r = start_vtpm(vm, env, vm_secret, &tpm_fd);
+        if (r < 0) {
+            hostd_vm_log(vm, "power on failed: %s", vmseal_last_error());
+            pthread_mutex_lock(&vm->lock);
+            con = console_detach_locked(vm);
+            pthread_mutex_unlock(&vm->lock);
+            hostd_console_free(con);
+            stop_block_servers(vm);
+            goto out;
+        }
+        spec.tpm_fd = tpm_fd;
     }
     hostd_qemu *q = NULL;
     r = hostd_qemu_start(&spec, &q);
+    hostd_nic_run_release(&nics);   /* QEMU has its own tap descriptors */
+    for (size_t i = 0; i < nd; i++)
+        if (disks[i].nbd_sock > 0)
+            close(disks[i].nbd_sock);   /* QEMU has its own copy now */
+    if (r < 0)
+        block_server_reason(vm, nd);
     if (r == 0 && con && (r = hostd_console_attach(con, hostd_qemu_take_serial(q))) < 0) {
         char msg[512];
         hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
@@ -1484,12 +1802,36 @@ static int power_on(hostd_vm *vm, const hostd_host_env *env, int incoming)
         con = console_detach_locked(vm);
         pthread_mutex_unlock(&vm->lock);
         hostd_console_free(con);
+        stop_block_servers(vm);
         vmseal_fail(-r, "%s", why);   /* the console's end may have set another */
         goto out;
     }
+    if (!con) {
+        /* no encryption: QEMU logs the console itself; hostd reads the
+         * socket only for the interactive consoles */
+        int sfd = hostd_qemu_connect_serial(rundir, 5000);
+        if (sfd >= 0 && hostd_console_new_passthrough(vm->home, vm->uuid, console_note, vm, &con) == 0) {
+            hostd_console_set_output(con, console_out, vm);
+            if (hostd_console_attach(con, sfd) < 0) {
+                hostd_console_free(con);
+                con = NULL;
+            }
+        } else if (sfd >= 0) {
+            close(sfd);
+        }
+        if (!con)
+            hostd_vm_log(vm, "no interactive serial console: %s", vmseal_last_error());
+        vmseal_clear_error();
+    }
     pthread_mutex_lock(&vm->lock);
     vm->qemu = q;
+    hostd_console *old_con = NULL;
+    if (con && vm->console != con) {
+        old_con = console_detach_locked(vm);
+        vm->console = con;
+    }
     pthread_mutex_unlock(&vm->lock);
+    hostd_console_free(old_con);
     hostd_vm_log(vm, "%s (QEMU pid %d, %s)", incoming ? "waiting for a migration" : "powered on",
                  (int)hostd_qemu_pid(q),
                   env->accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg");
@@ -1502,8 +1844,73 @@ out:
         close(kernel_fd);
     if (initrd_fd >= 0)
         close(initrd_fd);
+    hostd_nic_run_release(&nics);
+    if (tpm_fd >= 0)
+        close(tpm_fd);   /* QEMU has its own; swtpm ends with QEMU */
     vm_end(vm);
     return r;
+}
+
+/* ------------------------------------------------------------ export */
+
+int hostd_vm_export_begin(hostd_vm *vm, const hostd_host_env *env, size_t idx, char *file,
+                          size_t flen, uint64_t *size, vmseal_secret **pass)
+{
+    *pass = NULL;
+    *size = 0;
+    int r = vm_begin(vm, "exporting");
+    if (r < 0)
+        return r;
+    const vmseal_vmrec *c = vm->rec;
+    char reason[300];
+    if (qemu_running_owned(vm))
+        r = vmseal_fail(EBUSY, "VM %s is powered on: a disk is exported from a powered-off VM "
+                        "(a consistent point)", vm->name);
+    else if (c->op != VMSEAL_VMREC_OP_NONE)
+        r = vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
+                        vmseal_vmrec_op_name(c->op));
+    else if (idx >= c->ndisks)
+        r = vmseal_fail(ENOENT, "VM %s has no disk %zu", vm->name, idx);
+    else if (hostd_vm_locked(vm, env, reason, sizeof(reason)))
+        r = vmseal_fail(ENOKEY, "VM %s is locked: %s", vm->name, reason);
+    if (r == 0) {
+        hostd_copy_str(file, flen, c->disks[idx].file);
+        r = home_file_regular(vm, file);
+    }
+    vmseal_disk_info info;
+    memset(&info, 0, sizeof(info));
+    const char *ks = r == 0 ? c->disks[idx].keysafe : NULL;
+    if (ks)
+        r = vmseal_disk_probe_at(vm->home_fd, file, &info);
+    if (r == 0 && ks && strcmp(c->disks[idx].luks_uuid, info.uuid) != 0)
+        r = vmseal_fail(EKEYREJECTED, "%s/%s is not the disk its key safe belongs to", vm->home,
+                        file);
+    char obj[64];
+    if (r == 0 && ks) {
+        r = vmseal_vmrec_keysafe_object(c, (long)idx, 0, obj, sizeof(obj));
+        if (r == 0)
+            r = pass_from_line(env, ks, obj, pass);
+    }
+    if (r == 0) {
+        struct stat st;
+        if (fstatat(vm->home_fd, file, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            r = vmseal_fail(errno, "%s/%s: %s", vm->home, file, strerror(errno));
+        else if (ks)
+            *size = ((uint64_t)st.st_size - info.payload_offset_bytes) & ~(uint64_t)511;
+        else
+            *size = (uint64_t)st.st_size;
+    }
+    if (r < 0) {
+        vmseal_secret_free(*pass);
+        *pass = NULL;
+        vm_end(vm);
+    }
+    return r;
+}
+
+void hostd_vm_export_end(hostd_vm *vm)
+{
+    vm_end(vm);
 }
 
 int hostd_vm_power_off(hostd_vm *vm, int grace_ms)
@@ -1523,6 +1930,7 @@ int hostd_vm_power_off(hostd_vm *vm, int grace_ms)
     pthread_mutex_unlock(&vm->lock);
     hostd_qemu_free(q);
     hostd_console_free(con);
+    stop_block_servers(vm);
     hostd_vm_log(vm, r == 0 ? "powered off (guest shut down)" : "powered off (QEMU stopped after %d ms)",
                   grace_ms);
     vm_end(vm);
@@ -1835,6 +2243,11 @@ int hostd_vm_decrypt(hostd_vm *vm, const hostd_host_env *env, const hostd_vm_pro
     }
     if (!rec_encrypted(c)) {
         r = vmseal_fail(EALREADY, "VM %s is not encrypted", vm->name);
+        goto out;
+    }
+    if (c->tpm) {
+        r = vmseal_fail(EBUSY, "VM %s has a vTPM, whose state only an encrypted VM keeps: "
+                               "remove the vTPM first", vm->name);
         goto out;
     }
     if (hostd_vm_locked(vm, env, reason, sizeof(reason))) {
@@ -2404,6 +2817,73 @@ int hostd_vm_reconfigure(hostd_vm *vm, const hostd_host_env *env, unsigned cpus,
     return r;
 }
 
+/* ------------------------------------------------------------ devices */
+
+int hostd_vm_edit(hostd_vm *vm, const char *what, int (*fn)(vmseal_vmrec *next, void *ctx),
+                  void *ctx)
+{
+    int r = vm_begin(vm, what);
+    if (r < 0)
+        return r;
+    if (qemu_running_owned(vm)) {
+        vm_end(vm);
+        return vmseal_fail(EBUSY, "VM %s must be powered off to change its devices", vm->name);
+    }
+    if (vm->rec->op != VMSEAL_VMREC_OP_NONE) {
+        vm_end(vm);
+        return vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
+                           vmseal_vmrec_op_name(vm->rec->op));
+    }
+    vmseal_vmrec *n = vm_next(vm);
+    r = n ? fn(n, ctx) : -ENOMEM;
+    if (r == 0)
+        r = vm_commit(vm, n);
+    else
+        vmseal_vmrec_free(n);
+    vm_end(vm);
+    return r;
+}
+
+int hostd_vm_edit_live(hostd_vm *vm, const char *what,
+                       int (*fn)(vmseal_vmrec *next, void *ctx),
+                       int (*live)(struct hostd_qmp *qmp, const vmseal_vmrec *next, void *ctx),
+                       void *ctx)
+{
+    int r = vm_begin(vm, what);
+    if (r < 0)
+        return r;
+    if (vm->rec->op != VMSEAL_VMREC_OP_NONE) {
+        vm_end(vm);
+        return vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
+                           vmseal_vmrec_op_name(vm->rec->op));
+    }
+    int running = qemu_running_owned(vm);
+    vmseal_vmrec *n = vm_next(vm);
+    r = n ? fn(n, ctx) : -ENOMEM;
+    if (r == 0 && running) {
+        struct hostd_qmp *q = hostd_qemu_monitor(vm->qemu);
+        r = q ? live(q, n, ctx) : vmseal_fail(EBUSY, "VM %s: no monitor", vm->name);
+        if (r == 0)
+            hostd_vm_log(vm, "%s while running", what);
+    }
+    if (r == 0)
+        r = vm_commit(vm, n);
+    else
+        vmseal_vmrec_free(n);
+    vm_end(vm);
+    return r;
+}
+
+vmseal_vmrec *hostd_vm_record(hostd_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    vmseal_vmrec *d = vmseal_vmrec_dup(vm->rec);
+    pthread_mutex_unlock(&vm->lock);
+    if (!d)
+        vmseal_fail(ENOMEM, "out of memory");
+    return d;
+}
+
 /* ---------------------------------------------------------------- destroy */
 
 int hostd_vm_destroy(hostd_vm *vm)
@@ -2426,6 +2906,27 @@ int hostd_vm_destroy(hostd_vm *vm)
 
 /* ---------------------------------------------------------------- describe */
 
+/* Which data path a running VM's disk uses: nbd (with its server's pid and
+ * whether it still runs), qemu-luks or raw; null while powered off. */
+static void describe_data_path(hostd_vm *vm, int on, size_t i, const vmseal_vmrec_image *d,
+                               json_t *o)
+{
+    if (!on) {
+        json_object_set_new(o, "data_path", json_null());
+        return;
+    }
+    pid_t pid = 0;
+    hostd_blockserver_state st = hostd_blockserver_query(vm->home_fd, vm->home, i, d->file, &pid);
+    if (st == HOSTD_BS_NONE) {
+        json_object_set_new(o, "data_path", json_string(d->keysafe ? "qemu-luks" : "raw"));
+        return;
+    }
+    json_object_set_new(o, "data_path", json_string("nbd"));
+    json_object_set_new(o, "nbd_server",
+                        json_pack("{s:I, s:s}", "pid", (json_int_t)pid, "state",
+                                  st == HOSTD_BS_RUNNING ? "running" : "exited"));
+}
+
 json_t *hostd_vm_describe(hostd_vm *vm, const hostd_host_env *env)
 {
     int on = hostd_vm_running(vm);
@@ -2439,6 +2940,8 @@ json_t *hostd_vm_describe(hostd_vm *vm, const hostd_host_env *env)
     json_object_set_new(j, "cpus", json_integer((json_int_t)c->cpus));
     json_object_set_new(j, "memory_mb", json_integer((json_int_t)c->memory_mb));
     json_object_set_new(j, "firmware", json_string(rec_uefi(c) ? "uefi" : "bios"));
+    json_object_set_new(j, "tpm", json_boolean(c->tpm));
+    json_object_set_new(j, "secure_boot", json_boolean(c->secure_boot));
     int enc = rec_encrypted(c);
     json_object_set_new(j, "policy", json_string(enc ? "encrypted" : "none"));
     json_object_set_new(j, "encrypted", json_boolean(enc));
@@ -2450,7 +2953,13 @@ json_t *hostd_vm_describe(hostd_vm *vm, const hostd_host_env *env)
     json_object_set_new(j, "power_state",
                         json_string(on ? "on" : c->state_file[0] ? "suspended" : "off"));
     json_object_set_new(j, "state_file", c->state_file[0] ? json_string(c->state_file) : json_null());
+    json_object_set_new(j, "nics", hostd_nic_list_json(c));
     json_object_set_new(j, "busy", vm->busy ? json_string(vm->busy) : json_null());
+    /* suspending / powering on a suspended VM: memory state bytes so far */
+    if (vm->busy && (c->state_file[0] || !strcmp(vm->busy, "suspending")))
+        json_object_set_new(j, "state_bytes",
+                            json_integer((json_int_t)__atomic_load_n(&vm->state_bytes,
+                                                                     __ATOMIC_RELAXED)));
     json_object_set_new(j, "locked", json_boolean(locked));
     json_object_set_new(j, "locked_reason", locked ? json_string(reason) : json_null());
     json_object_set_new(j, "pending_operation",
@@ -2466,6 +2975,7 @@ json_t *hostd_vm_describe(hostd_vm *vm, const hostd_host_env *env)
         json_object_set_new(o, "size_mb", json_integer((json_int_t)(d->size >> 20)));
         json_object_set_new(o, "encrypted", json_boolean(d->keysafe != NULL));
         json_object_set_new(o, "luks_uuid", d->luks_uuid[0] ? json_string(d->luks_uuid) : json_null());
+        describe_data_path(vm, on, i, d, o);
         json_array_append_new(disks, o);
     }
     json_object_set_new(j, "disks", disks);
@@ -2487,10 +2997,41 @@ json_t *hostd_vm_describe(hostd_vm *vm, const hostd_host_env *env)
 
 /* ---------------------------------------------------------- console */
 
+/* A disk's NBD server died while QEMU runs: the guest gets I/O errors on
+ * that disk (QEMU cannot reconnect); say so once. A server that exits
+ * because QEMU did is not reported. */
+static void check_block_servers(hostd_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    size_t n = vm->rec->ndisks;
+    char files[VMSEAL_VM_MAX_DISKS][VMSEAL_VMREC_FILE_MAX + 1];
+    for (size_t i = 0; i < n; i++)
+        hostd_copy_str(files[i], sizeof(files[i]), vm->rec->disks[i].file);
+    pthread_mutex_unlock(&vm->lock);
+    for (size_t i = 0; i < n; i++) {
+        pid_t pid = 0;
+        if (hostd_blockserver_query(vm->home_fd, vm->home, i, files[i], &pid) != HOSTD_BS_EXITED)
+            continue;
+        struct timespec ts = {0, 200000000L};
+        nanosleep(&ts, NULL);
+        if (!hostd_vm_running(vm) || !hostd_blockserver_note_exit(vm->home_fd, i))
+            continue;
+        char tail[300];
+        hostd_blockserver_log_tail(vm->home_fd, i, tail, sizeof(tail));
+        hostd_vm_log(vm, "disk %zu: its NBD server (pid %d) exited while the VM runs: the guest "
+                     "gets I/O errors on this disk until the VM is powered off and on (%s)",
+                     i, (int)pid, tail[0] ? tail : "no message");
+        vmseal_log(VMSEAL_LOG_WARNING, "VM %s: disk %zu: its NBD server (pid %d) exited while the "
+                   "VM runs: the guest gets I/O errors on this disk until the VM is powered off "
+                   "and on", vm->name, i, (int)pid);
+    }
+}
+
 void hostd_vm_tick(hostd_vm *vm, const hostd_host_env *env)
 {
     if (!hostd_vm_running(vm))
         return;
+    check_block_servers(vm);
     /* re-attached after a restart: seal the console once the KEK is here */
     pthread_mutex_lock(&vm->lock);
     if (vm->console && !vm->console_hold && !hostd_console_has_key(vm->console)) {
@@ -2580,5 +3121,82 @@ int hostd_vm_console_release(hostd_vm *vm, const hostd_host_env *env)
             r = hostd_console_set_key(vm->console, lk);   /* the output kept meanwhile first */
     }
     pthread_mutex_unlock(&vm->lock);
+    return r;
+}
+
+/* ---------------------------------------------------------------- vTPM */
+
+int hostd_vm_set_tpm(hostd_vm *vm, int on)
+{
+    int r = vm_begin(vm, "reconfiguring");
+    if (r < 0)
+        return r;
+    const vmseal_vmrec *c = vm->rec;
+    if (qemu_running_owned(vm))
+        r = vmseal_fail(EBUSY, "VM %s must be powered off to add or remove its vTPM", vm->name);
+    else if (c->op != VMSEAL_VMREC_OP_NONE)
+        r = vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
+                        vmseal_vmrec_op_name(c->op));
+    else if (on && !rec_encrypted(c))
+        r = vmseal_fail(EINVAL, "VM %s: a vTPM needs an encrypted VM (its state is sealed under "
+                                "the VM's keys)", vm->name);
+    if (r == 0 && !c->tpm != !on) {
+        vmseal_vmrec *n = vm_next(vm);
+        r = n ? 0 : -ENOMEM;
+        if (r == 0) {
+            n->tpm = on ? 1 : 0;
+            r = vm_commit(vm, n);
+        }
+        /* a removed vTPM's secrets go with it; a new one starts empty */
+        if (r == 0)
+            r = hostd_tpm_remove_state(vm->home_fd);
+        if (r == 0)
+            hostd_vm_log(vm, on ? "vTPM added" : "vTPM removed (its state deleted)");
+    }
+    vm_end(vm);
+    return r;
+}
+
+/* ------------------------------------------------------------ memory dump */
+
+int hostd_vm_dump(hostd_vm *vm, const hostd_host_env *env, hostd_coredump_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    int r = vm_begin(vm, "dumping memory");
+    if (r < 0)
+        return r;
+    const vmseal_vmrec *c = vm->rec;
+    vmseal_secret *kek = NULL;
+    char kek_id[VMSEAL_KEYSAFE_KEK_ID_MAX + 1] = "";
+    char provider[VMSEAL_KEYSAFE_PROVIDER_MAX + 1] = "";
+    if (!qemu_running_owned(vm)) {
+        r = vmseal_fail(ESRCH, "VM %s is not powered on", vm->name);
+        goto out;
+    }
+    if (c->op != VMSEAL_VMREC_OP_NONE) {
+        r = vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", vm->name,
+                        vmseal_vmrec_op_name(c->op));
+        goto out;
+    }
+    if (rec_encrypted(c)) {
+        /* sealed under the KEK of the VM's own key safe */
+        r = kek_id_of_line(c->vm_keysafe ? c->vm_keysafe : "", kek_id, sizeof(kek_id));
+        if (r == 0)
+            r = hostd_keystore_get(env->keys, kek_id, &kek, provider);
+        if (r < 0) {
+            r = vmseal_fail(ENOKEY, "VM %s is locked: KEK %s not loaded", vm->name, kek_id);
+            goto out;
+        }
+    }
+    r = hostd_coredump_write(hostd_qemu_monitor(vm->qemu), vm->home_fd, kek, provider, kek_id, 0,
+                             res);
+    if (r == 0)
+        hostd_vm_log(vm, "memory dumped to %s (%s, %llu bytes)", res->file,
+                     res->sealed ? "sealed" : "not encrypted", (unsigned long long)res->bytes);
+    else
+        hostd_vm_log(vm, "memory dump failed: %s", vmseal_last_error());
+out:
+    vmseal_secret_free(kek);
+    vm_end(vm);
     return r;
 }

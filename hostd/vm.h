@@ -17,6 +17,9 @@
  *                (hostd/serial.h, docs/formats.md "Sealed log") under a
  *                key derived from the per-VM secret; encrypting a VM seals
  *                its serial.log, decrypting writes the sealed log out
+ *   suspend-<hex>.vmss  a suspended encrypted VM's memory state, sealed
+ *                (hostd/vmstate.h; .vmstate in clear for a VM without
+ *                encryption); vm.conf state.file names it
  *   run-<host>/  serial.sock, vnc.sock, qemu.log, qmp.sock, qemu.pid: see
  *                hostd/qemu.h and hostd_vm_set_run_folder below
  *
@@ -57,12 +60,20 @@ typedef struct hostd_host_env {
     hostd_accel accel;
     const char *ovmf_code;          /* UEFI code image */
     const char *ovmf_vars;          /* UEFI variable store template */
+    const char *ovmf_code_secure;   /* Secure Boot: SMM code image (OVMF_CODE_4M.ms.fd) */
+    const char *ovmf_vars_secure;   /* Secure Boot: variables with Microsoft's keys
+                                       enrolled (OVMF_VARS_4M.ms.fd) */
     unsigned threads;               /* for disk conversion; 0 = all CPUs */
     const char *images;             /* the images folder (boot files), for messages */
     int images_fd;                  /* that folder (O_PATH); kernel and initrd are
                                        names beneath it, opened with openat2 */
     const char *qemu_user;          /* QEMU runs as this user (-runas) when hostd is
                                        root; NULL: as hostd's user */
+    const struct hostd_vmnet_config *net; /* networks, forward addresses (hostd/nic.h) */
+    const struct hostd_diskpath *diskpath; /* hostd.conf disk_path (hostd/blockserver.h);
+                                       NULL: QEMU's luks driver for every disk */
+    const char *export_listen;      /* disk exports listen here (hostd.conf listen);
+                                       NULL: 127.0.0.1 */
     int skip_space_check;           /* test hook VMSEAL_TEST_SKIP_SPACE_CHECK: operations
                                        start without checking the room they need (so
                                        that a test can fill the disk under them) */
@@ -74,12 +85,19 @@ typedef struct hostd_vm_create_req {
     unsigned cpus;                  /* 1..64 */
     unsigned memory_mb;             /* 16..65536 */
     const uint64_t *disk_sizes;     /* bytes, each a multiple of 1 MiB, 1 MiB..1 TiB */
+    const char *const *disk_from;   /* NULL, or per disk NULL or the image in the images
+                                       folder it is imported from (its size from
+                                       hostd_vm_inspect_image): then the images are not
+                                       made by hostd_vm_create; vm.conf keeps op = create
+                                       and the caller finishes with hostd_vm_resume */
     size_t ndisks;                  /* 0..VMSEAL_VM_MAX_DISKS */
     vmseal_firmware firmware;
     const char *kernel, *initrd, *append;   /* direct kernel boot (optional); kernel and
                                                initrd: names in the images folder */
     int encrypted;
     const char *kek_id;             /* required when encrypted; must be in the keystore */
+    int tpm;                        /* a vTPM 2.0 (encrypted VMs only; hostd/tpm.h) */
+    int secure_boot;                /* UEFI Secure Boot (firmware uefi only) */
 } hostd_vm_create_req;
 
 /* Progress of a long operation over all the VM's images, plus a cancel flag
@@ -110,6 +128,20 @@ int hostd_vm_create(const hostd_host_env *env, const char *datastore,
                      const hostd_vm_create_req *req, const hostd_vm_progress *prog,
                      hostd_vm **out) VMSEAL_MUST_CHECK;
 
+/* An image of the images folder to import (raw, qcow2, vmdk, vdi, vhdx;
+ * include/vmseal/diskimport.h): checked, and the disk size it becomes
+ * (whole MiB). -EINVAL with the reason. */
+int hostd_vm_inspect_image(const hostd_host_env *env, const char *name, uint64_t *size)
+    VMSEAL_MUST_CHECK;
+
+/* Powered off, nothing unfinished: add a disk, empty of `size` bytes
+ * (whole MiB) or imported from the image `from` of the images folder
+ * (size NULL). Records it in vm.conf (op = create, diskN.from; a new disk
+ * secret wrapped by the VM's KEK when encrypted) and returns its index;
+ * hostd_vm_resume then makes or imports it (resumable). */
+int hostd_vm_add_disk(hostd_vm *vm, const hostd_host_env *env, const char *from, uint64_t size)
+    VMSEAL_MUST_CHECK;
+
 /* Load a VM from its home (reads vm.conf; re-attaches to its QEMU if one
  * still runs). */
 int hostd_vm_load(const char *home, hostd_vm **out) VMSEAL_MUST_CHECK;
@@ -121,6 +153,15 @@ void hostd_vm_free(hostd_vm *vm);
 const char *hostd_vm_uuid(const hostd_vm *vm);
 const char *hostd_vm_name(const hostd_vm *vm);
 const char *hostd_vm_home(const hostd_vm *vm);
+
+/* A disk export (hostd/export.h): the VM must be powered off, unlocked and
+ * without an unfinished operation; it stays busy ("exporting": no power-on,
+ * no operation) until hostd_vm_export_end. Gives the disk's image name in
+ * the home, its guest-visible size and (encrypted disk) its LUKS
+ * passphrase; NULL for a plain disk. -EBUSY, -ENOENT, -ENOKEY. */
+int hostd_vm_export_begin(hostd_vm *vm, const hostd_host_env *env, size_t idx, char *file,
+                          size_t flen, uint64_t *size, vmseal_secret **pass) VMSEAL_MUST_CHECK;
+void hostd_vm_export_end(hostd_vm *vm);
 
 /* KEK ids this VM needs (its key safes, pending operation). Returns a JSON
  * array of strings (new ref). */
@@ -202,6 +243,33 @@ int hostd_vm_rollback(hostd_vm *vm, const hostd_host_env *env) VMSEAL_MUST_CHECK
 int hostd_vm_reconfigure(hostd_vm *vm, const hostd_host_env *env, unsigned cpus,
                           unsigned memory_mb, const char *kernel, const char *initrd,
                           const char *append) VMSEAL_MUST_CHECK;
+
+/* Powered off only, no unfinished operation: fn changes a copy of the
+ * record, which is then checked and committed as vm.conf (fn returns 0) or
+ * dropped (fn returns -errno). -EBUSY while running. */
+int hostd_vm_edit(hostd_vm *vm, const char *what, int (*fn)(vmseal_vmrec *next, void *ctx),
+                  void *ctx) VMSEAL_MUST_CHECK;
+
+/* The same, but a running VM is changed too: after fn, live(qmp, next,
+ * ctx) applies the change to its QEMU (hot plug) before the record is
+ * committed; live returns -errno to refuse (nothing is committed). */
+struct hostd_qmp;
+int hostd_vm_edit_live(hostd_vm *vm, const char *what,
+                       int (*fn)(vmseal_vmrec *next, void *ctx),
+                       int (*live)(struct hostd_qmp *qmp, const vmseal_vmrec *next, void *ctx),
+                       void *ctx) VMSEAL_MUST_CHECK;
+
+/* A copy of the current record (vmseal_vmrec_free); NULL out of memory. */
+vmseal_vmrec *hostd_vm_record(hostd_vm *vm);
+/* Powered off, encrypted VMs only: add (on) or remove the vTPM. Either way
+ * the old TPM state is deleted (a new vTPM starts empty). */
+int hostd_vm_set_tpm(hostd_vm *vm, int on) VMSEAL_MUST_CHECK;
+
+/* A running VM's memory as an ELF core in its home, sealed under the VM's
+ * KEK when it is encrypted (hostd/coredump.h). -ESRCH when it is off. */
+struct hostd_coredump_result;
+int hostd_vm_dump(hostd_vm *vm, const hostd_host_env *env,
+                  struct hostd_coredump_result *res) VMSEAL_MUST_CHECK;
 
 /* Powered off only: delete the home folder. The handle stays valid for
  * hostd_vm_free only. */

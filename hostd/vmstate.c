@@ -26,20 +26,6 @@
 #define NOTE_EVERY (64ull << 20)   /* a progress line per 64 MiB */
 #define POLL_MS 100
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-    }
-}
-
 static void notef(hostd_vmstate_note note, void *ctx, const char *fmt, ...) VMSEAL_PRINTF(3, 4);
 static void notef(hostd_vmstate_note note, void *ctx, const char *fmt, ...)
 {
@@ -107,42 +93,6 @@ int hostd_vmstate_is_state_name(const char *name, int *partial)
     return vmseal_vmrec_state_file_valid(base, 1) || vmseal_vmrec_state_file_valid(base, 0);
 }
 
-int hostd_vmstate_send_fd(hostd_qmp *q, int fd, const char *fdname, int timeout_ms)
-{
-    /* One blank (harmless between QMP commands) carries the descriptor;
-     * QEMU keeps it for the next getfd. */
-    char blank = ' ';
-    struct iovec iov = {.iov_base = &blank, .iov_len = 1};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    memset(&u, 0, sizeof(u));
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                         .msg_controllen = sizeof(u.buf)};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-    int64_t deadline = now_ms() + timeout_ms;
-    for (;;) {
-        ssize_t w = sendmsg(hostd_qmp_fd(q), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w == 1)
-            break;
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && now_ms() < deadline) {
-            struct pollfd p = {.fd = hostd_qmp_fd(q), .events = POLLOUT};
-            (void)poll(&p, 1, POLL_MS);
-            continue;
-        }
-        return vmseal_fail(errno ? errno : EIO, "QMP: cannot hand QEMU a descriptor: %s",
-                           strerror(errno ? errno : EIO));
-    }
-    return hostd_qmp_execute(q, "getfd", json_pack("{s:s}", "fdname", fdname), timeout_ms, NULL);
-}
-
 /* ------------------------------------------------------------ the pump */
 
 typedef struct pump {
@@ -152,6 +102,7 @@ typedef struct pump {
     int sealing;                    /* 1: pipe -> sealed file; 0: sealed file -> pipe */
     volatile int stop;              /* set by the caller: give up */
     uint64_t bytes;                 /* stream bytes so far */
+    uint64_t *progress;             /* the caller's copy of bytes (optional) */
     uint64_t next_note;
     hostd_vmstate_note note;
     void *note_ctx;
@@ -179,8 +130,11 @@ static ssize_t pump_read(void *arg, void *buf, size_t len)
             continue;
         if (n < 0)
             return -errno;
-        if (p->sealing)
+        if (p->sealing) {
             p->bytes += (uint64_t)n;
+            if (p->progress)
+                __atomic_store_n(p->progress, p->bytes, __ATOMIC_RELAXED);
+        }
         return n;
     }
 }
@@ -207,8 +161,11 @@ static int pump_write(void *arg, const void *buf, size_t len)
             return -errno;
         b += n;
         len -= (size_t)n;
-        if (!p->sealing)
+        if (!p->sealing) {
             p->bytes += (uint64_t)n;
+            if (p->progress)
+                __atomic_store_n(p->progress, p->bytes, __ATOMIC_RELAXED);
+        }
     }
     if (p->bytes >= p->next_note) {
         notef(p->note, p->note_ctx, "memory state: %llu MiB %s",
@@ -259,12 +216,22 @@ static void *pump_main(void *arg)
     return NULL;
 }
 
+/* The pump on a thread of its own: 0 (*started set) or -errno. */
+static int start_pump(pump *p, pthread_t *th, int *started)
+{
+    int e = pthread_create(th, NULL, pump_main, p);
+    if (e != 0)
+        return vmseal_fail(e, "cannot start a thread: %s", strerror(e));
+    *started = 1;
+    return 0;
+}
+
 /* Poll query-migrate until completed (0) or failed; gives up after
  * timeout_ms without the pump moving on. */
 static int wait_migration(hostd_qmp *q, pump *p, int timeout_ms, const char *what)
 {
     uint64_t last = 0;
-    int64_t since = now_ms();
+    int64_t since = hostd_now_ms();
     for (;;) {
         json_t *ret = NULL;
         int r = hostd_qmp_execute(q, "query-migrate", NULL, timeout_ms, &ret);
@@ -281,14 +248,17 @@ static int wait_migration(hostd_qmp *q, pump *p, int timeout_ms, const char *wha
             return 0;
         if (strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0)
             return vmseal_fail(EIO, "QEMU: %s the memory state failed: %s", what, why);
+        /* the file (or the disk) failed first: no need to wait for QEMU */
+        if (__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) && p->rc < 0)
+            return vmseal_fail(EIO, "%s the memory state stopped: %s", what, p->err);
         if (p->bytes != last) {
             last = p->bytes;
-            since = now_ms();
-        } else if (now_ms() - since > timeout_ms) {
+            since = hostd_now_ms();
+        } else if (hostd_now_ms() - since > timeout_ms) {
             return vmseal_fail(ETIMEDOUT, "QEMU: %s the memory state made no progress for %d s",
                                what, timeout_ms / 1000);
         }
-        sleep_ms(POLL_MS);
+        hostd_sleep_ms(POLL_MS);
     }
 }
 
@@ -296,9 +266,9 @@ static int wait_migration(hostd_qmp *q, pump *p, int timeout_ms, const char *wha
  * finish (QEMU closing its end ends it), then it is told to stop. */
 static void pump_join(pthread_t th, pump *p, int timeout_ms)
 {
-    int64_t until = now_ms() + timeout_ms;
-    while (!__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) && !p->stop && now_ms() < until)
-        sleep_ms(POLL_MS / 2);
+    int64_t until = hostd_now_ms() + timeout_ms;
+    while (!__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) && !p->stop && hostd_now_ms() < until)
+        hostd_sleep_ms(POLL_MS / 2);
     if (!__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) && !p->stop) {
         p->stop = 1;
         pthread_join(th, NULL);
@@ -326,6 +296,8 @@ int hostd_vmstate_save(hostd_qmp *q, int dirfd, const char *name, const vmseal_s
                        const char *label, hostd_vmstate_note note, void *ctx, int timeout_ms,
                        uint64_t *bytes)
 {
+    if (bytes)
+        *bytes = 0;
     if (!q)
         return vmseal_fail(ESRCH, "QEMU's monitor is not connected");
     char partial[VMSEAL_VMREC_FILE_MAX + 16];
@@ -347,19 +319,15 @@ int hostd_vmstate_save(hostd_qmp *q, int dirfd, const char *name, const vmseal_s
     if (r == 0 && was_running)
         r = hostd_qmp_execute(q, "stop", NULL, timeout_ms, NULL);
     if (r == 0)
-        r = hostd_vmstate_send_fd(q, pp[1], STATE_FDNAME, timeout_ms);
+        r = hostd_qmp_getfd(q, STATE_FDNAME, pp[1], timeout_ms);
     close(pp[1]);
     pump p = {.in_fd = pp[0], .out_fd = fd, .key = key, .label = label, .sealing = 1,
-              .next_note = NOTE_EVERY, .note = note, .note_ctx = ctx, .what = "saved"};
+              .next_note = NOTE_EVERY, .note = note, .note_ctx = ctx, .what = "saved",
+              .progress = bytes};
     pthread_t th;
     int started = 0;
-    if (r == 0) {
-        r = -pthread_create(&th, NULL, pump_main, &p);
-        if (r < 0)
-            vmseal_fail(-r, "cannot start a thread: %s", strerror(-r));
-        else
-            started = 1;
-    }
+    if (r == 0)
+        r = start_pump(&p, &th, &started);
     if (r == 0)
         r = hostd_qmp_execute(q, "migrate", json_pack("{s:s}", "uri", "fd:" STATE_FDNAME),
                               timeout_ms, NULL);
@@ -407,8 +375,10 @@ int hostd_vmstate_save(hostd_qmp *q, int dirfd, const char *name, const vmseal_s
 }
 
 int hostd_vmstate_load(hostd_qmp *q, int dirfd, const char *name, const vmseal_secret *key,
-                       hostd_vmstate_note note, void *ctx, int timeout_ms)
+                       hostd_vmstate_note note, void *ctx, int timeout_ms, uint64_t *bytes)
 {
+    if (bytes)
+        *bytes = 0;
     if (!q)
         return vmseal_fail(ESRCH, "QEMU's monitor is not connected");
     int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -426,19 +396,14 @@ int hostd_vmstate_load(hostd_qmp *q, int dirfd, const char *name, const vmseal_s
         close(fd);
         return vmseal_fail(e, "pipe: %s", strerror(e));
     }
-    int r = hostd_vmstate_send_fd(q, pp[0], STATE_FDNAME, timeout_ms);
+    int r = hostd_qmp_getfd(q, STATE_FDNAME, pp[0], timeout_ms);
     close(pp[0]);
     pump p = {.in_fd = fd, .out_fd = pp[1], .key = key, .sealing = 0, .next_note = NOTE_EVERY,
-              .note = note, .note_ctx = ctx, .what = "loaded"};
+              .note = note, .note_ctx = ctx, .what = "loaded", .progress = bytes};
     pthread_t th;
     int started = 0;
-    if (r == 0) {
-        r = -pthread_create(&th, NULL, pump_main, &p);
-        if (r < 0)
-            vmseal_fail(-r, "cannot start a thread: %s", strerror(-r));
-        else
-            started = 1;
-    }
+    if (r == 0)
+        r = start_pump(&p, &th, &started);
     if (r == 0)
         r = hostd_qmp_execute(q, "migrate-incoming", json_pack("{s:s}", "uri", "fd:" STATE_FDNAME),
                               timeout_ms, NULL);

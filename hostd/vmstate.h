@@ -41,7 +41,8 @@ int hostd_vmstate_key(const vmseal_secret *vm_secret, const char *uuid, const ch
 
 /* Save the guest's state into dirfd/name (written as name.partial, fsync'd,
  * renamed). The guest is stopped first; on success it stays stopped (the
- * caller ends QEMU) and *bytes (optional) holds the stream's length; on
+ * caller ends QEMU). *bytes (optional) follows the stream's bytes as they
+ * pass (atomic stores: another thread may read it for progress); on
  * failure the partial file is removed and a guest that was running runs
  * on. key NULL: clear file. timeout_ms bounds each wait without progress. */
 int hostd_vmstate_save(hostd_qmp *q, int dirfd, const char *name, const vmseal_secret *key,
@@ -53,7 +54,8 @@ int hostd_vmstate_save(hostd_qmp *q, int dirfd, const char *name, const vmseal_s
  * On failure (-EBADMSG / -EPROTO / -ENOTSUP: the file is damaged, the
  * message says how) the guest has not run: the caller ends QEMU. */
 int hostd_vmstate_load(hostd_qmp *q, int dirfd, const char *name, const vmseal_secret *key,
-                       hostd_vmstate_note note, void *ctx, int timeout_ms) VMSEAL_MUST_CHECK;
+                       hostd_vmstate_note note, void *ctx, int timeout_ms, uint64_t *bytes)
+    VMSEAL_MUST_CHECK;
 
 /* Test hook: with VMSEAL_TEST_CRASH_AT=POINT in its environment, hostd
  * kills itself (SIGKILL) when it gets to POINT ("suspend-saved": the state
@@ -64,9 +66,5 @@ void hostd_vmstate_crash_point(const char *point);
 
 /* Is `name` a state file (or its .partial) that hostd writes? */
 int hostd_vmstate_is_state_name(const char *name, int *partial);
-
-/* Hand a descriptor to QEMU under `fdname` (SCM_RIGHTS, then getfd). */
-int hostd_vmstate_send_fd(hostd_qmp *q, int fd, const char *fdname, int timeout_ms)
-    VMSEAL_MUST_CHECK;
 
 #endif

@@ -289,12 +289,16 @@ static const api_field f_host_keys[] = {
 SCHEMA(schema_host_keys, "host_keys", f_host_keys);
 
 static const char *const policies[] = {"encrypted", "none", NULL};
-static const char *const firmwares[] = {"bios", "uefi", NULL};
+static const char *const firmwares[] = {"bios", "uefi", "uefi-secure", NULL};
 
+/* A disk: empty of size_mb, or imported from an image of the host's
+ * images folder (the host says which one of the two is given, and checks
+ * the name) */
 static const api_field f_disk[] = {
-    {.name = "size_mb", .type = F_INT, .required = 1, .min = 1, .max = 16 * 1024 * 1024},
+    {.name = "size_mb", .type = F_INT, .min = 1, .max = 16 * 1024 * 1024},
+    {.name = "from", .type = F_STRING, .min = 1, .max = 255},
 };
-static SCHEMA(schema_disk, "disk", f_disk);
+SCHEMA(schema_disk, "disk", f_disk);
 
 static const api_field f_vm_create[] = {
     {.name = "name", .type = F_NAME, .required = 1},
@@ -309,6 +313,7 @@ static const api_field f_vm_create[] = {
     {.name = "policy", .type = F_ENUM, .enum_values = policies},
     {.name = "kms", .type = F_NAME},
     {.name = "folder", .type = F_NAME},
+    {.name = "tpm", .type = F_BOOL},
 };
 SCHEMA(schema_vm_create, "vm_create", f_vm_create);
 
@@ -323,8 +328,19 @@ static const api_field f_vm_patch[] = {
     {.name = "initrd", .type = F_STRING, .min = 0, .max = 1024},
     {.name = "append", .type = F_STRING, .min = 0, .max = 2048},
     {.name = "folder", .type = F_STRING, .min = 0, .max = 64},
+    {.name = "tpm", .type = F_BOOL},
 };
 SCHEMA(schema_vm_patch, "vm_patch", f_vm_patch);
+
+/* POST /vms/{vm}/nics: the host checks the values (hostd/nic.c). */
+static const char *const nic_modes[] = {"user", "bridge", NULL};
+static const api_field f_vm_nic_add[] = {
+    {.name = "mode", .type = F_ENUM, .enum_values = nic_modes},
+    {.name = "network", .type = F_STRING, .min = 1, .max = 15},
+    {.name = "mac", .type = F_STRING, .min = 17, .max = 17},
+    {.name = "forwards", .type = F_STR_ARRAY, .min = 0, .max = 8, .item_max = 63},
+};
+SCHEMA(schema_vm_nic_add, "vm_nic_add", f_vm_nic_add);
 
 static const api_field f_role_patch[] = {
     {.name = "privileges", .type = F_STR_ARRAY, .required = 1, .min = 0, .max = 128, .item_max = 64},
@@ -373,6 +389,11 @@ static const api_field f_vm_resume[] = {
     {.name = "host", .type = F_NAME},
 };
 SCHEMA(schema_vm_resume, "vm_resume", f_vm_resume);
+static const api_field f_vm_export[] = {
+    {.name = "disk", .type = F_INT, .required = 1, .min = 0, .max = 7},
+    {.name = "ttl_seconds", .type = F_INT, .min = 1, .max = 86400},
+};
+SCHEMA(schema_vm_export, "vm_export", f_vm_export);
 
 static const api_field f_vm_migrate[] = {
     {.name = "host", .type = F_NAME, .required = 1},
@@ -384,6 +405,7 @@ const api_schema *const api_all_schemas[] = {
     &schema_kms_add, &schema_kms_patch, &schema_kms_trust, &schema_kms_client_cert, &schema_kms_csr,
     &schema_host_register, &schema_host_keys, &schema_vm_create, &schema_vm_patch, &schema_vm_rekey,
     &schema_role_patch, &schema_group_add, &schema_permission, &schema_default_policy, &schema_host_cert,
-    &schema_vm_register, &schema_vm_resume, &schema_vm_migrate,
+    &schema_vm_register, &schema_vm_resume, &schema_vm_nic_add, &schema_vm_export, &schema_disk,
+    &schema_vm_migrate,
 };
 const size_t api_n_schemas = N(api_all_schemas);

@@ -10,6 +10,8 @@
  *   POST   /vms/{name}/power-on | power-off
  *   POST   /vms/{name}/suspend | resume | discard-state
  *   POST   /vms/{name}/migrate        {"host"}: live migration, a task
+ *   POST   /vms/{name}/dump                the guest's memory, sealed, into its home
+ *   POST   /vms/{name}/disks       {size_mb} | {from: IMAGE} -> 202 the host's task
  *   GET    /vms/{name}/log?tail=BYTES  guest console output (sealed on the host when encrypted)
  *   DELETE /vms/{name}
  *   POST   /vms/{name}/unregister     leave the inventory; the host keeps the VM
@@ -115,7 +117,8 @@ static void vm_set_policy(api_ctx *ctx, const char *name, const json_t *req)
  * initrd could read its data out). */
 static void vm_reconfigure(api_ctx *ctx, const char *name, const json_t *req)
 {
-    int boot = json_object_get(req, "kernel") || json_object_get(req, "initrd") || json_object_get(req, "append");
+    int boot = json_object_get(req, "kernel") || json_object_get(req, "initrd") || json_object_get(req, "append") ||
+               json_object_get(req, "tpm");
     if (api_authorize(ctx, boot ? "vm.reconfigure-boot" : "vm.reconfigure", name) < 0)
         return;
     json_t *out = NULL;
@@ -159,6 +162,10 @@ void api_vms(api_ctx *ctx)
             return;
         vm_register(ctx, b);
         json_decref(b);
+        return;
+    }
+    if (ctx->nseg >= 3 && ctx->nseg <= 4 && !strcmp(ctx->seg[2], "nics") && api_valid_name(ctx->seg[1])) {
+        api_vm_nics(ctx);
         return;
     }
     if (ctx->nseg < 2 || ctx->nseg > 3 || !api_valid_name(ctx->seg[1])) {
@@ -250,6 +257,30 @@ void api_vms(api_ctx *ctx)
         api_reply(ctx, rc, 200, out);
         return;
     }
+    if (sub && !strcmp(sub, "export") && !strcmp(m, "POST")) {
+        if (api_body(ctx, &schema_vm_export, &b) < 0)
+            return;
+        if (api_authorize(ctx, "vm.export", name) >= 0) {
+            rc = vms_export(ctx->m, ctx->user, name, b, &out);
+            api_reply(ctx, rc, 200, out);
+        }
+        json_decref(b);
+        return;
+    }
+    if (sub && !strcmp(sub, "disks") && !strcmp(m, "POST")) {
+        /* Cryptographer.AddDisk too when the VM is encrypted (api_table.c) */
+        if (api_body(ctx, &schema_disk, &b) < 0)
+            return;
+        if (!json_object_get(b, "size_mb") == !json_object_get(b, "from"))
+            vmseal_http_error(ctx->resp, 400, "give size_mb or from (an image in the host's images "
+                              "folder), one of them");
+        else if (api_authorize(ctx, "vm.disk-add", name) >= 0) {
+            rc = vms_add_disk(ctx->m, ctx->user, name, b, &out);
+            api_reply(ctx, rc, 202, out);
+        }
+        json_decref(b);
+        return;
+    }
     if (sub && (!strcmp(sub, "power-on") || !strcmp(sub, "power-off")) && !strcmp(m, "POST")) {
         int on = !strcmp(sub, "power-on");
         if (api_authorize(ctx, on ? "vm.power-on" : "vm.power-off", name) < 0)
@@ -281,6 +312,13 @@ void api_vms(api_ctx *ctx)
             api_reply(ctx, rc, 200, out);
         }
         json_decref(b);
+        return;
+    }
+    if (sub && !strcmp(sub, "dump") && !strcmp(m, "POST")) {
+        if (api_authorize(ctx, "vm.dump", name) < 0)
+            return;
+        rc = vms_dump(ctx->m, ctx->user, name, &out);
+        api_reply(ctx, rc, 200, out);
         return;
     }
     vmseal_http_error(ctx->resp, 404, "no such resource or method: %s %s", m, ctx->req->path);

@@ -352,6 +352,9 @@ int vms_power(manager *m, const char *user, const char *name, int on, json_t **o
  * sees the same datastore; the inventory then names it. */
 int vms_state(manager *m, const char *user, const char *name, const char *action, const char *to_host,
               json_t **out);
+/* Add a disk (req {"size_mb"} or {"from": IMAGE in the host's images
+ * folder}): the host's 202 task in *out, with "disk" its index. */
+int vms_add_disk(manager *m, const char *user, const char *name, const json_t *req, json_t **out);
 int vms_delete(manager *m, const char *user, const char *name);
 
 /* ---- migrate.c -------------------------------------------------------------- */
@@ -390,6 +393,14 @@ int consoles_open(manager *m, const char *user, const char *name, int vnc, conso
 /* Relay between the client's websocket (fd, after the 101) and the host's
  * until either ends; frees l. fd -1: the client never switched; just free. */
 void consoles_relay(console_link *l, int fd, const char *extra, size_t extra_len);
+/* NICs (nics.c): list (GET), add (POST, req), remove (DELETE, mac); on the
+ * VM's host, powered off; events vm.nic-add and vm.nic-remove. */
+int vms_nic(manager *m, const char *user, const char *name, const char *method, const char *mac,
+            const json_t *req, json_t **out);
+/* A one-time NBD-over-TLS endpoint for one disk (the host's answer). */
+int vms_export(manager *m, const char *user, const char *name, const json_t *req, json_t **out);
+/* The running guest's memory into its VM home (sealed when encrypted). */
+int vms_dump(manager *m, const char *user, const char *name, json_t **out);
 
 /* ---- tasks.c: intents, host tasks, reconciliation -------------------------- */
 

@@ -299,8 +299,8 @@ int vms_create(manager *m, const char *user, const json_t *req, const char *poli
     json_object_set_new(spec, "disks", (v = json_object_get(req, "disks")) ? json_deep_copy(v) : json_array());
     json_object_set_new(spec, "firmware",
                         json_string((v = json_object_get(req, "firmware")) ? json_string_value(v) : "bios"));
-    const char *opt[] = {"kernel", "initrd", "append"};
-    for (size_t i = 0; i < 3; i++)
+    const char *opt[] = {"kernel", "initrd", "append", "tpm"};
+    for (size_t i = 0; i < 4; i++)
         if (json_object_get(req, opt[i]))
             json_object_set(spec, opt[i], json_object_get(req, opt[i]));
     char uuid[37], now[32];
@@ -346,6 +346,8 @@ int vms_create(manager *m, const char *user, const json_t *req, const char *poli
         json_decref(resp);
         goto undo;
     }
+    /* disks imported from images: the host's task doing it */
+    json_t *host_task = json_incref(json_object_get(resp, "task"));
     json_decref(resp);
     if (encrypted) {
         rc = store_execv(m->db, NULL,
@@ -355,6 +357,7 @@ int vms_create(manager *m, const char *user, const json_t *req, const char *poli
             rc = set_kek_state(m, provider, kek_id, uuid, "active");
         if (rc < 0) {
             rc = own_failure();
+            json_decref(host_task);
             goto undo;
         }
     }
@@ -371,6 +374,9 @@ int vms_create(manager *m, const char *user, const json_t *req, const char *poli
     event_add(m, user, "vm.create", name, NULL, nv);
     json_decref(nv);
     rc = vms_get(m, name, 0, out);
+    if (rc == 0 && json_is_object(host_task))
+        json_object_set(*out, "host_task", host_task);
+    json_decref(host_task);
     json_decref(spec);
     free(provider);
     free(kek_id);
@@ -516,7 +522,7 @@ int vms_reconfigure(manager *m, const char *user, const char *name, const json_t
         json_decref(spec);
         return vmseal_fail(EIO, "VM %s: stored spec is not a JSON object", name);
     }
-    static const char *const keys[] = {"cpus", "memory_mb", "kernel", "initrd", "append"};
+    static const char *const keys[] = {"cpus", "memory_mb", "kernel", "initrd", "append", "tpm"};
     json_t *ov = json_object(), *nv = json_object();
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         const json_t *want = json_object_get(req, keys[i]);
@@ -806,6 +812,41 @@ int vms_state(manager *m, const char *user, const char *name, const char *action
     return 0;
 }
 
+/* POST /v1/vms/{uuid}/disks on the VM's host: an empty disk ({"size_mb"})
+ * or one imported from the host's images folder ({"from"}), made by a task
+ * of the host's (its progress in the VM's live view). */
+int vms_add_disk(manager *m, const char *user, const char *name, const json_t *req, json_t **out)
+{
+    *out = NULL;
+    vm_row v;
+    int rc = get_vm_row(m, name, &v);
+    if (rc < 0)
+        return rc;
+    if (v.kek[0] && hosts_push_key(m, v.host, v.prov, v.kek) < 0)
+        return peer_failure();   /* the new disk secret is wrapped by the VM's KEK */
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/vms/%s/disks", v.uuid);
+    long status = 0;
+    json_t *resp = NULL;
+    json_t *body = json_deep_copy(req);
+    rc = hosts_call(m, v.host, "POST", path, body, &status, &resp);
+    json_decref(body);
+    if (rc < 0)
+        return peer_failure();
+    if (status < 200 || status > 299) {
+        rc = host_refused(v.host, status, resp);
+        json_decref(resp);
+        return rc;
+    }
+    json_t *nv = json_pack("{s:O?, s:O?, s:O?, s:O?}", "disk", json_object_get(resp, "disk"), "from",
+                           json_object_get(req, "from"), "size_mb", json_object_get(req, "size_mb"),
+                           "host_task", json_object_get(resp, "id"));
+    event_add(m, user, "vm.disk-add", name, NULL, nv);
+    json_decref(nv);
+    *out = resp;
+    return 0;
+}
+
 /* The VM a delete or unregister removes from the inventory: loaded (its
  * JSON in *old, for the event), and not busy. */
 static int vm_to_remove(manager *m, const char *name, json_t **old, char uuid[40], char host[80])
@@ -824,6 +865,36 @@ static int vm_to_remove(manager *m, const char *name, json_t **old, char uuid[40
         json_decref(*old);
         *old = NULL;
         return vmseal_fail(EBUSY, "VM %s is busy with task %d", name, t);
+    }
+    return 0;
+}
+
+/* Call the VM's host; when it answers 409 for an encrypted VM (its KEK is
+ * not loaded there), give it the KEK once and ask again. 0 with the 2xx
+ * answer in *resp, or -errno (the host's refusal or its failure). */
+static int host_call_with_kek(manager *m, const vm_row *v, const char *method, const char *path,
+                              const json_t *body, json_t **resp)
+{
+    long status = 0;
+    *resp = NULL;
+    int rc = hosts_call(m, v->host, method, path, body, &status, resp);
+    if (rc >= 0 && status == 409 && v->kek[0]) {
+        json_decref(*resp);
+        *resp = NULL;
+        rc = hosts_push_key(m, v->host, v->prov, v->kek);
+        if (rc >= 0)
+            rc = hosts_call(m, v->host, method, path, body, &status, resp);
+    }
+    if (rc < 0) {
+        json_decref(*resp);
+        *resp = NULL;
+        return peer_failure();
+    }
+    if (status < 200 || status > 299) {
+        rc = host_refused(v->host, status, *resp);
+        json_decref(*resp);
+        *resp = NULL;
+        return rc;
     }
     return 0;
 }
@@ -909,30 +980,40 @@ int vms_log(manager *m, const char *user, const char *name, long long tail, json
         return rc;
     char path[160];
     snprintf(path, sizeof(path), "/v1/vms/%s/log?tail=%lld", v.uuid, tail);
-    long status = 0;
     json_t *resp = NULL;
-    rc = hosts_call(m, v.host, "GET", path, NULL, &status, &resp);
-    if (rc >= 0 && status == 409 && v.kek[0]) {
-        /* The host unseals the log with the VM's KEK: give it, once. */
-        json_decref(resp);
-        resp = NULL;
-        rc = hosts_push_key(m, v.host, v.prov, v.kek);
-        if (rc >= 0)
-            rc = hosts_call(m, v.host, "GET", path, NULL, &status, &resp);
-    }
-    if (rc < 0)
-        return peer_failure();
-    if (status < 200 || status > 299) {
-        rc = host_refused(v.host, status, resp);
-        json_decref(resp);
+    /* the host unseals the log with the VM's KEK */
+    if ((rc = host_call_with_kek(m, &v, "GET", path, NULL, &resp)) < 0)
         return rc;
-    }
     /* Reading an encrypted VM's output is a cryptographic access: audited. */
     if (v.kek[0]) {
         json_t *nv = json_pack("{s:I}", "tail", (json_int_t)tail);
         event_add(m, user, "vm.log", name, NULL, nv);
         json_decref(nv);
     }
+    *out = resp;
+    return 0;
+}
+
+/* Export: the host opens a one-time NBD-over-TLS endpoint on the disk and
+ * answers with its address and one-time key, passed on to the caller. An
+ * encrypted VM's host may need the KEK first (409: given once, asked
+ * again). Always audited: a disk leaves the host. */
+int vms_export(manager *m, const char *user, const char *name, const json_t *req, json_t **out)
+{
+    *out = NULL;
+    vm_row v;
+    int rc = get_vm_row(m, name, &v);
+    if (rc < 0)
+        return rc;
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/vms/%s/export", v.uuid);
+    json_t *resp = NULL;
+    if ((rc = host_call_with_kek(m, &v, "POST", path, req, &resp)) < 0)
+        return rc;
+    json_t *nv = json_pack("{s:O, s:O, s:O}", "disk", json_object_get(resp, "disk"), "view",
+                           json_object_get(resp, "view"), "port", json_object_get(resp, "port"));
+    event_add(m, user, "vm.export", name, NULL, nv);
+    json_decref(nv);
     *out = resp;
     return 0;
 }
@@ -1073,8 +1154,8 @@ out:
     return rc < 0 ? rc : 0;
 }
 
-/* Where a VM's console is: its uuid and host, and whether it is encrypted
- * (consoles.c). */
+/* Where a VM is: its uuid and host, and (encrypted not NULL) whether it is
+ * encrypted (consoles.c, nics.c). */
 int vms_locate(manager *m, const char *name, char uuid[40], char host[80], int *encrypted)
 {
     vm_row v;
@@ -1083,6 +1164,32 @@ int vms_locate(manager *m, const char *name, char uuid[40], char host[80], int *
         return rc;
     snprintf(uuid, 40, "%s", v.uuid);
     snprintf(host, 80, "%s", v.host);
-    *encrypted = v.kek[0] != 0;
+    if (encrypted)
+        *encrypted = v.kek[0] != 0;
+    return 0;
+}
+
+/* POST /vms/{name}/dump: the host writes the running guest's memory into the
+ * VM home, sealed under the VM's KEK when it is encrypted (the host needs
+ * the KEK: given once when it asks). */
+int vms_dump(manager *m, const char *user, const char *name, json_t **out)
+{
+    *out = NULL;
+    vm_row v;
+    int rc = get_vm_row(m, name, &v);
+    if (rc < 0)
+        return rc;
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/vms/%s/dump", v.uuid);
+    json_t *resp = NULL, *body = json_object();
+    rc = host_call_with_kek(m, &v, "POST", path, body, &resp);
+    json_decref(body);
+    if (rc < 0)
+        return rc;
+    json_t *nv = json_pack("{s:O?, s:O?}", "file", json_object_get(resp, "file"), "sealed",
+                           json_object_get(resp, "sealed"));
+    event_add(m, user, "vm.dump", name, NULL, nv);
+    json_decref(nv);
+    *out = resp;
     return 0;
 }

@@ -17,16 +17,24 @@
  *   kernel, initrd, append        optional text
  *   vm.keysafe                    the per-VM secret (policy encrypted)
  *   nvram.file                    the UEFI variable store (uefi only)
+ *   vm.disk_path, diskN.disk_path nbd | qemu-luks: how the running VM reads its
+ *                                 encrypted disks (optional; the disk's setting, else
+ *                                 the VM's, else hostd.conf disk_path)
  *   diskN.file, diskN.size        for each N < disks
  *   diskN.luks.uuid, diskN.keysafe  an encrypted disk
+ *   nics (0..4), nicN.mac, nicN.mode (user|bridge), nicN.network (bridge),
+ *   nicN.forward (user: PROTO:HOSTADDR:HOSTPORT:GUESTPORT,...)
+ *                                 network cards (vmrecord_nic.c)
+ *   tpm = 1                       a vTPM (encrypted VMs only; state in vtpm.state)
+ *   secure_boot = 1               UEFI Secure Boot (firmware uefi only)
  *   op, op.kek, vm.next.keysafe, diskN.next.file|luks.uuid|keysafe,
- *   diskN.old.file, diskN.rekeyed, nvram.next.file|old.file|rekeyed
- *                                 while an operation is unfinished
+ *   diskN.old.file, diskN.rekeyed, nvram.next.file|old.file|rekeyed,
+ *   diskN.from                    while an operation is unfinished
  *   state.file                    the saved memory state of a suspended VM
  *
  * Unknown keys: a key in vmseal's namespaces (its first component is one of
  * config, name, uuid, cpus, memory, firmware, policy, kernel, initrd,
- * append, vm, nvram, op, state, or starts with "disk"; or its last component is
+ * append, vm, nvram, op, state, tpm, secure_boot, or starts with "disk"; or its last component is
  * "keysafe") that is not one of the keys above is refused. Any other key
  * (e.g. `x-owner = ...`) is kept as it is, in its place, when the record is
  * written back; vmseal gives it no meaning.
@@ -50,6 +58,7 @@
 #define VMSEAL_VMREC_MAX_DISKS 8
 #define VMSEAL_VMREC_NAME_MAX 64          /* VM name */
 #define VMSEAL_VMREC_FILE_MAX 64          /* an image's file name in the home */
+#define VMSEAL_VMREC_FROM_MAX 255         /* diskN.from: a name in the images folder */
 #define VMSEAL_VMREC_CPUS_MAX 64
 #define VMSEAL_VMREC_MEMORY_MIN 16        /* MiB */
 #define VMSEAL_VMREC_MEMORY_MAX 65536
@@ -58,6 +67,10 @@
 /* vm.keysafe, vm.next.keysafe, diskN.keysafe, diskN.next.keysafe */
 #define VMSEAL_VMREC_KEYSAFES_MAX (2 + 2 * VMSEAL_VMREC_MAX_DISKS)
 #define VMSEAL_VMREC_KEY_MAX 48           /* longest key name built here, with NUL */
+#define VMSEAL_VMREC_MAX_NICS 4
+#define VMSEAL_VMREC_MAX_FORWARDS 8       /* port forwards per user-mode NIC */
+#define VMSEAL_VMREC_NETWORK_MAX 15       /* a host network's name */
+#define VMSEAL_VMREC_FORWARD_PORT_MIN 1024 /* no forward from a privileged host port */
 
 typedef enum vmseal_firmware {
     VMSEAL_FIRMWARE_BIOS = 0,
@@ -87,12 +100,39 @@ typedef struct vmseal_vmrec_image {
     char next_file[VMSEAL_VMREC_FILE_MAX + 1];  /* .next.file: the image being written */
     char old_file[VMSEAL_VMREC_FILE_MAX + 1];   /* .old.file: left to be removed */
     int rekeyed;                                /* .rekeyed: done in this deep recrypt */
+    char disk_path[16];                         /* diskN.disk_path: "nbd", "qemu-luks" or
+                                                   "" (vm.disk_path); "" for the NVRAM */
     uint64_t size;                              /* diskN.size, bytes */
     char luks_uuid[37];                         /* diskN.luks.uuid ("" plain) */
     char *keysafe;                              /* diskN.keysafe (NULL plain) */
     char next_luks_uuid[37];                    /* diskN.next.luks.uuid */
     char *next_keysafe;                         /* diskN.next.keysafe */
+    char from[VMSEAL_VMREC_FROM_MAX + 1];       /* diskN.from: the image in the host's
+                                                   images folder this disk is imported
+                                                   from (only while op = create) */
 } vmseal_vmrec_image;
+
+/* A network card (virtio-net). */
+typedef enum vmseal_nic_mode {
+    VMSEAL_NIC_USER = 0,       /* user-mode NAT (QEMU -netdev user, slirp) */
+    VMSEAL_NIC_BRIDGE = 1,     /* a tap on a bridge the host defines (hostd.conf network.NAME) */
+} vmseal_nic_mode;
+
+/* A port forward of a user-mode NIC: host HOSTADDR:HOSTPORT -> guest port. */
+typedef struct vmseal_vmrec_forward {
+    int udp;                                    /* 0 tcp, 1 udp */
+    char host_addr[16];                         /* IPv4 dotted quad */
+    unsigned host_port;                         /* 1024..65535 */
+    unsigned guest_port;                        /* 1..65535 */
+} vmseal_vmrec_forward;
+
+typedef struct vmseal_vmrec_nic {
+    char mac[18];                               /* nicN.mac: xx:xx:xx:xx:xx:xx, lower case */
+    vmseal_nic_mode mode;                       /* nicN.mode */
+    char network[VMSEAL_VMREC_NETWORK_MAX + 1]; /* nicN.network (bridge only) */
+    size_t nforwards;                           /* nicN.forward (user only) */
+    vmseal_vmrec_forward forwards[VMSEAL_VMREC_MAX_FORWARDS];
+} vmseal_vmrec_nic;
 
 /* A VM's configuration. The char * fields are malloc'd and owned by the
  * record (vmseal_vmrec_set_str / vmseal_vmrec_free). */
@@ -109,11 +149,18 @@ typedef struct vmseal_vmrec {
     size_t ndisks;                              /* `disks` */
     vmseal_vmrec_image disks[VMSEAL_VMREC_MAX_DISKS];
     vmseal_vmrec_image nvram;                   /* file "" on a BIOS VM */
+    size_t nnics;                               /* `nics` (absent: 0) */
+    vmseal_vmrec_nic nics[VMSEAL_VMREC_MAX_NICS];
     vmseal_vmrec_op op;
     char op_kek[VMSEAL_KEYSAFE_KEK_ID_MAX + 1]; /* op.kek ("" none) */
     char state_file[VMSEAL_VMREC_FILE_MAX + 1]; /* state.file: the VM is suspended, its
                                                    memory state is this file in the home
                                                    ("" not suspended) */
+    char disk_path[16];                         /* vm.disk_path: "nbd", "qemu-luks" or ""
+                                                   (the host's hostd.conf disk_path) */
+    int tpm;                                    /* `tpm`: a vTPM 2.0 (needs vm.keysafe) */
+    int secure_boot;                            /* `secure_boot`: UEFI Secure Boot (q35,
+                                                   SMM, OVMF with Microsoft keys) */
     vmseal_vmconf *source;                      /* private: the file as read (the
                                                    order of its keys, unknown keys) */
 } vmseal_vmrec;
@@ -201,5 +248,19 @@ int vmseal_vmrec_text_valid(const char *text);
 #define VMSEAL_VMREC_STATE_SEALED_EXT ".vmss"
 #define VMSEAL_VMREC_STATE_PLAIN_EXT ".vmstate"
 int vmseal_vmrec_state_file_valid(const char *file, int sealed);
+
+/* NICs (lib/conf/vmrecord_nic.c). A MAC: six lower- or upper-case hex
+ * pairs joined by ':', unicast (bit 0 of the first octet clear), not all
+ * zero. A network name: 1..15 of [A-Za-z0-9_-], starting with a letter. A
+ * forward: "tcp|udp:A.B.C.D:HOSTPORT:GUESTPORT", host port 1024..65535,
+ * guest port 1..65535, the address a dotted quad (no leading zeros). */
+int vmseal_vmrec_mac_valid(const char *mac);
+int vmseal_vmrec_network_name_valid(const char *name);
+int vmseal_vmrec_forward_parse(const char *text, vmseal_vmrec_forward *out) VMSEAL_MUST_CHECK;
+/* "tcp:127.0.0.1:8080:80"; -ENOSPC when len is too small. */
+int vmseal_vmrec_forward_format(const vmseal_vmrec_forward *f, char *buf, size_t len);
+/* "user" / "bridge" */
+const char *vmseal_vmrec_nic_mode_name(vmseal_nic_mode mode);
+int vmseal_vmrec_nic_mode_parse(const char *s, vmseal_nic_mode *out);
 
 #endif

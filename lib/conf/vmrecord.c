@@ -12,6 +12,8 @@
 #include <vmseal/keysafe.h>
 #include <vmseal/vmrecord.h>
 
+#include "vmrecord_nic.h"
+
 /* ------------------------------------------------------------ the keys */
 
 /* Top-level keys, in the order a new file gets them (the order vmseal-hostd
@@ -20,7 +22,8 @@ enum top_key {
     K_VERSION, K_NAME, K_UUID, K_CPUS, K_MEMORY, K_FIRMWARE, K_POLICY, K_KERNEL, K_INITRD,
     K_APPEND, K_VM_KEYSAFE, K_NVRAM_FILE, K_DISKS,
     K_VM_NEXT_KEYSAFE, K_NVRAM_NEXT_FILE, K_NVRAM_OLD_FILE, K_NVRAM_REKEYED, K_OP, K_OP_KEK,
-    K_STATE_FILE,
+    K_STATE_FILE, K_VM_DISK_PATH,
+    K_TPM, K_SECURE_BOOT,
     K_TOP_COUNT
 };
 
@@ -45,6 +48,9 @@ static const char *const top_names[K_TOP_COUNT] = {
     [K_OP] = "op",
     [K_OP_KEK] = "op.kek",
     [K_STATE_FILE] = "state.file",
+    [K_VM_DISK_PATH] = "vm.disk_path",
+    [K_TPM] = "tpm",
+    [K_SECURE_BOOT] = "secure_boot",
 };
 
 /* Keys every file has. */
@@ -54,7 +60,7 @@ static const enum top_key required[] = {K_VERSION, K_NAME,     K_UUID,   K_CPUS,
 /* A disk's keys: "disk<N>.<field>". */
 enum disk_field {
     D_FILE, D_SIZE, D_LUKS_UUID, D_KEYSAFE, D_NEXT_FILE, D_NEXT_LUKS_UUID, D_NEXT_KEYSAFE,
-    D_OLD_FILE, D_REKEYED, D_COUNT
+    D_OLD_FILE, D_REKEYED, D_FROM, D_DISK_PATH, D_COUNT
 };
 
 static const char *const disk_fields[D_COUNT] = {
@@ -67,12 +73,15 @@ static const char *const disk_fields[D_COUNT] = {
     [D_NEXT_KEYSAFE] = "next.keysafe",
     [D_OLD_FILE] = "old.file",
     [D_REKEYED] = "rekeyed",
+    [D_FROM] = "from",
+    [D_DISK_PATH] = "disk_path",
 };
 
 /* First components that belong to vmseal; "disk..." is handled apart. */
 static const char *const reserved_first[] = {"config", "name",   "uuid", "cpus",   "memory",
                                              "firmware", "policy", "kernel", "initrd", "append",
-                                             "vm",     "nvram",  "op",     "state"};
+                                             "vm",     "nvram",  "op",     "state",
+                                             "tpm",    "secure_boot"};
 
 static const char *const op_names[] = {
     [VMSEAL_VMREC_OP_NONE] = "",
@@ -400,6 +409,13 @@ static int check_image(const vmseal_vmrec *r, const vmseal_vmconf *src, long idx
     if (im->rekeyed && r->op != VMSEAL_VMREC_OP_RECRYPT_DEEP)
         return fail_key(src, KEY(k, D_REKEYED, K_NVRAM_REKEYED), EPROTO,
                         "only while a deep recrypt is unfinished");
+    if (im->from[0] && idx >= 0) {
+        disk_key(k2, sizeof(k2), (size_t)idx, D_FROM);
+        if (r->op != VMSEAL_VMREC_OP_CREATE)
+            return fail_key(src, k2, EPROTO, "only while a create (or a disk add) is unfinished");
+        if (!vmseal_vmrec_text_valid(im->from))
+            return fail_key(src, k2, EPROTO, "printable text");
+    }
     if (idx < 0) {
         /* the NVRAM opens with the VM's secret: no key safe, UUID or size */
         if (im->size || im->luks_uuid[0] || im->keysafe || im->next_luks_uuid[0] ||
@@ -442,7 +458,8 @@ static int check_unused(const vmseal_vmrec *r, const vmseal_vmconf *src, long id
 {
     const vmseal_vmrec_image *im = vmseal_vmrec_image_at_const(r, idx);
     if (!im->file[0] && !im->next_file[0] && !im->old_file[0] && !im->rekeyed && !im->size &&
-        !im->luks_uuid[0] && !im->keysafe && !im->next_luks_uuid[0] && !im->next_keysafe)
+        !im->from[0] && !im->luks_uuid[0] && !im->keysafe && !im->next_luks_uuid[0] &&
+        !im->next_keysafe && !im->disk_path[0])
         return 0;
     if (idx < 0) {
         const enum top_key nk[] = {K_NVRAM_FILE, K_NVRAM_NEXT_FILE, K_NVRAM_OLD_FILE,
@@ -532,6 +549,9 @@ static int check_record(const vmseal_vmrec *r, const vmseal_vmconf *src)
         return fail_key(src, top_names[K_POLICY], EPROTO, "none or encrypted");
     if ((size_t)r->op >= OP_COUNT)
         return fail_key(src, top_names[K_OP], EPROTO, "create, encrypt, decrypt or recrypt-deep");
+    if (r->disk_path[0] && strcmp(r->disk_path, "nbd") != 0 &&
+        strcmp(r->disk_path, "qemu-luks") != 0)
+        return fail_key(src, top_names[K_VM_DISK_PATH], EPROTO, "nbd or qemu-luks");
     const char *texts[] = {r->kernel, r->initrd, r->append};
     const enum top_key tk[] = {K_KERNEL, K_INITRD, K_APPEND};
     for (size_t i = 0; i < 3; i++)
@@ -570,6 +590,8 @@ static int check_record(const vmseal_vmrec *r, const vmseal_vmconf *src)
     }
     if ((rc = check_distinct(r, src)) < 0)
         return rc;
+    if ((rc = vmrec_nic_check(r, src)) < 0)
+        return rc;
 
     /* the suspended state */
     if (r->state_file[0] &&
@@ -578,6 +600,12 @@ static int check_record(const vmseal_vmrec *r, const vmseal_vmconf *src)
                         "a file name in the home ending in %s (an encrypted VM: sealed) or %s "
                         "(a VM without encryption)",
                         VMSEAL_VMREC_STATE_SEALED_EXT, VMSEAL_VMREC_STATE_PLAIN_EXT);
+
+    /* a vTPM's state is encrypted under a key from the per-VM secret */
+    if (r->secure_boot && r->firmware != VMSEAL_FIRMWARE_UEFI)
+        return fail_key(src, top_names[K_SECURE_BOOT], EPROTO, "Secure Boot needs firmware uefi");
+    if (r->tpm && !r->vm_keysafe)
+        return fail_key(src, top_names[K_TPM], EPROTO, "a vTPM needs an encrypted VM (vm.keysafe)");
 
     /* the unfinished operation */
     if (r->op_kek[0]) {
@@ -753,6 +781,20 @@ static int set_top(vmseal_vmrec *r, const vmseal_vmconf *src, enum top_key k, co
         if (!*v)
             return fail_key(src, key, EPROTO, "empty");
         return copy_fixed(src, key, r->state_file, sizeof(r->state_file), v);
+    case K_VM_DISK_PATH:
+        if (strcmp(v, "nbd") != 0 && strcmp(v, "qemu-luks") != 0)
+            return fail_key(src, key, EPROTO, "nbd or qemu-luks");
+        return copy_fixed(src, key, r->disk_path, sizeof(r->disk_path), v);
+    case K_TPM:
+        if (strcmp(v, "1") != 0)
+            return fail_key(src, key, EPROTO, "1 or absent");
+        r->tpm = 1;
+        return 0;
+    case K_SECURE_BOOT:
+        if (strcmp(v, "1") != 0)
+            return fail_key(src, key, EPROTO, "1 or absent");
+        r->secure_boot = 1;
+        return 0;
     case K_TOP_COUNT:
         break;
     }
@@ -791,6 +833,14 @@ static int set_disk(vmseal_vmrec *r, const vmseal_vmconf *src, const char *key, 
         rc = strcmp(v, "1") == 0 ? 0 : fail_key(src, key, EPROTO, "1 or absent");
         im->rekeyed = rc == 0;
         return rc;
+    case D_FROM:
+        if (!*v)
+            return fail_key(src, key, EPROTO, "empty");
+        return copy_fixed(src, key, im->from, sizeof(im->from), v);
+    case D_DISK_PATH:
+        if (strcmp(v, "nbd") != 0 && strcmp(v, "qemu-luks") != 0)
+            return fail_key(src, key, EPROTO, "nbd or qemu-luks");
+        return copy_fixed(src, key, im->disk_path, sizeof(im->disk_path), v);
     case D_COUNT:
         break;
     }
@@ -816,6 +866,10 @@ int vmseal_vmrec_from_conf(const vmseal_vmconf *c, vmseal_vmrec **out)
         const char *key = vmseal_vmconf_key_at(c, i), *v = vmseal_vmconf_value_at(c, i);
         size_t idx;
         enum disk_field f;
+        if (vmrec_nic_reserved(key)) {
+            rc = vmrec_nic_set(r, c, key, v);
+            continue;
+        }
         int d = parse_disk_key(key, &idx, &f);
         if (d > 0) {
             if (idx >= VMSEAL_VMREC_MAX_DISKS)
@@ -897,7 +951,7 @@ typedef struct kv {
     int used;
 } kv;
 
-#define KV_MAX (K_TOP_COUNT + D_COUNT * VMSEAL_VMREC_MAX_DISKS)
+#define KV_MAX (K_TOP_COUNT + D_COUNT * VMSEAL_VMREC_MAX_DISKS + VMREC_NIC_KEYS_MAX)
 
 static void put(kv *l, size_t *n, const char *key, const char *value)
 {
@@ -921,8 +975,19 @@ static void put_num(kv *l, size_t *n, const char *key, uint64_t v)
     put(l, n, key, l[*n].num);
 }
 
+typedef struct kv_list {
+    kv *l;
+    size_t n;
+} kv_list;
+
+static void put_cb(void *ctx, const char *key, const char *value)
+{
+    kv_list *k = ctx;
+    put(k->l, &k->n, key, value);
+}
+
 /* The record's keys and values in the schema's order. */
-static size_t record_keys(const vmseal_vmrec *r, kv *l)
+static size_t record_keys(const vmseal_vmrec *r, kv *l, vmrec_nic_text *nt)
 {
     size_t n = 0;
     char k[VMSEAL_VMREC_KEY_MAX];
@@ -959,7 +1024,14 @@ static size_t record_keys(const vmseal_vmrec *r, kv *l)
         put_str(l, &n, k, im->old_file);
         disk_key(k, sizeof(k), i, D_REKEYED);
         put(l, &n, k, im->rekeyed ? "1" : NULL);
+        disk_key(k, sizeof(k), i, D_FROM);
+        put_str(l, &n, k, im->from);
+        disk_key(k, sizeof(k), i, D_DISK_PATH);
+        put_str(l, &n, k, im->disk_path);
     }
+    kv_list nl = {l, n};
+    vmrec_nic_keys(r, nt, put_cb, &nl);
+    n = nl.n;
     put(l, &n, top_names[K_VM_NEXT_KEYSAFE], r->vm_next_keysafe);
     put_str(l, &n, top_names[K_NVRAM_NEXT_FILE], r->nvram.next_file);
     put_str(l, &n, top_names[K_NVRAM_OLD_FILE], r->nvram.old_file);
@@ -967,6 +1039,9 @@ static size_t record_keys(const vmseal_vmrec *r, kv *l)
     put(l, &n, top_names[K_OP], r->op ? vmseal_vmrec_op_name(r->op) : NULL);
     put_str(l, &n, top_names[K_OP_KEK], r->op_kek);
     put_str(l, &n, top_names[K_STATE_FILE], r->state_file);
+    put_str(l, &n, top_names[K_VM_DISK_PATH], r->disk_path);
+    put(l, &n, top_names[K_TPM], r->tpm ? "1" : NULL);
+    put(l, &n, top_names[K_SECURE_BOOT], r->secure_boot ? "1" : NULL);
     return n;
 }
 
@@ -983,13 +1058,15 @@ int vmseal_vmrec_to_conf(const vmseal_vmrec *r, vmseal_vmconf **out)
         vmseal_vmconf_free(c);
         return vmseal_fail(ENOMEM, "out of memory");
     }
-    size_t n = record_keys(r, l);
+    vmrec_nic_text nt;
+    size_t n = record_keys(r, l, &nt);
     /* the file's own order first: its keys in place, unknown keys kept */
     for (size_t i = 0; rc == 0 && r->source && i < vmseal_vmconf_count(r->source); i++) {
         const char *key = vmseal_vmconf_key_at(r->source, i);
         size_t idx;
         enum disk_field f;
-        int own = parse_disk_key(key, &idx, &f) != 0 || reserved_key(key);
+        int own = parse_disk_key(key, &idx, &f) != 0 || reserved_key(key) ||
+                  vmrec_nic_reserved(key);
         if (!own) {
             rc = vmseal_vmconf_set(c, key, vmseal_vmconf_value_at(r->source, i));
             continue;

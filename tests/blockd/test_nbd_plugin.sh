@@ -179,3 +179,19 @@ qemu-img info --image-opts "driver=luks,key-secret=s0,file.filename=$TMP/d.luks"
 cryptsetup luksDump d.luks >/dev/null || fail "cryptsetup no longer reads the header"
 qio_luks -c 'read -P 0x42 0 4M' || fail "QEMU luks: flushed data after SIGKILL"
 ok "SIGKILL mid-write: the client gets errors, flushed data reads back exactly, image opens in qemu-img and cryptsetup"
+
+# ---- raw=1: a plain image as it is (hostd's export of a plain VM) -----------
+head -c $((4 << 20)) /dev/urandom > plain.img
+head -c 1000 /dev/urandom > plain.odd      # not whole sectors: the tail is not served
+if nbdkit -f -U "$TMP/bad.sock" "$PLUGIN" file=$TMP/plain.img raw=1 passfd=5 5<pass >bad.log 2>&1; then
+  fail "raw=1 with a key accepted"
+fi
+grep -q "raw=1 takes no key" bad.log || { cat bad.log >&2; fail "raw=1 with a key: message"; }
+serve r file=$TMP/plain.img raw=1 || { cat r.log >&2; fail "raw server"; }
+nbdcopy "$(nbd r)" plain.copy || fail "nbdcopy of the raw export"
+cmp -s plain.img plain.copy || fail "raw export differs from the image"
+qio_nbd r -c 'write -P 0x77 1M 4096' || fail "write through raw=1"
+stop $SPID
+[ "$(dd if=plain.img bs=4096 skip=256 count=1 status=none | od -An -v -tx1 | tr -d ' \n' | sed 's/77//g')" = "" ] \
+  || fail "raw write not in the image"
+ok "raw=1 serves a plain image byte-exact (no XTS), refuses a key"

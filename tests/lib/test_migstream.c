@@ -57,8 +57,15 @@ static frame *seal_frames(const size_t *len, int n)
         if (i < n) {
             memset(f[i].buf + VMSEAL_MIG_HDR_LEN, 'A' + i, pl);
             assert_int_equal(vmseal_mig_seal_data(s, f[i].buf, pl, &f[i].len), 0);
-            /* the clear bytes are gone from the frame */
-            assert_int_not_equal(f[i].buf[VMSEAL_MIG_HDR_LEN + 1], 'A' + i);
+            /* the clear bytes are gone from the frame (checked on payloads of
+             * 16 bytes or more: a single ciphertext byte equals its clear
+             * byte one time in 256) */
+            if (pl >= 16) {
+                size_t same = 0;
+                for (size_t b = 0; b < pl; b++)
+                    same += f[i].buf[VMSEAL_MIG_HDR_LEN + b] == (uint8_t)('A' + i);
+                assert_true(same < pl / 2);
+            }
         } else {
             assert_int_equal(vmseal_mig_seal_end(s, f[i].buf, &f[i].len), 0);
         }

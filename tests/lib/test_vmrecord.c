@@ -254,12 +254,14 @@ static void test_new_record_save_load(void **state)
     r->disks[0].size = 16u << 20;
     assert_int_equal(vmseal_vmrec_set_str(&r->append, "console=ttyS0"), 0);
     r->op = VMSEAL_VMREC_OP_CREATE;
+    snprintf(r->disk_path, sizeof(r->disk_path), "qemu-luks");
+    snprintf(r->disks[0].disk_path, sizeof(r->disks[0].disk_path), "nbd");
     char *t = format_rec(r);
     const char *want_tail =
         "config.version = 1\nname = web01\nuuid = 6c1f0b5e-3c55-4a8e-9d0e-1b2b3c4d5e6f\n"
         "cpus = 1\nmemory = 256\nfirmware = uefi\npolicy = none\nappend = console=ttyS0\n"
         "nvram.file = nvram.fd\ndisks = 1\ndisk0.file = disk0.img\ndisk0.size = 16777216\n"
-        "op = create\n";
+        "disk0.disk_path = nbd\nop = create\nvm.disk_path = qemu-luks\n";
     assert_non_null(strstr(t, want_tail));
     assert_string_equal(strstr(t, want_tail), want_tail);
     free(t);
@@ -273,6 +275,8 @@ static void test_new_record_save_load(void **state)
     assert_int_equal(vmseal_vmrec_loadat(dfd, "vm.conf", &back), 0);
     assert_string_equal(back->name, "web01");
     assert_int_equal(back->op, VMSEAL_VMREC_OP_CREATE);
+    assert_string_equal(back->disk_path, "qemu-luks");
+    assert_string_equal(back->disks[0].disk_path, "nbd");
     assert_true(back->disks[0].size == 16u << 20);
     /* invalid: refused, the file on disk stays as it was */
     back->ndisks = 2;
@@ -397,6 +401,13 @@ static void test_refusals(void **state)
         {E, "disks", "2", EPROTO, "line 23: disk2.file: there are only 2 disks"},
         {E, "disk8.file", "disk8.img", EPROTO, "disk8.file: a VM has at most 8 disks"},
         {E, "disk4294967296.file", "x.img", EPROTO, "unknown key"},
+        /* the vTPM: encrypted VMs only */
+        {P, "tpm", "1", EPROTO, "tpm: a vTPM needs an encrypted VM"},
+        {E, "tpm", "yes", EPROTO, "tpm: 1 or absent"},
+        {E, "tpm", "0", EPROTO, "tpm: 1 or absent"},
+        {E, "tpm.state", "x", EPROTO, "unknown key"},
+        {P, "secure_boot", "1", EPROTO, "secure_boot: Secure Boot needs firmware uefi"},
+        {E, "secure_boot", "on", EPROTO, "secure_boot: 1 or absent"},
         /* numbers: huge, zero, signs, leading zeros */
         {E, "cpus", "99999999999999999999999", EPROTO, "line 8: cpus: not a number"},
         {E, "cpus", "0", EPROTO, "cpus: 0 is out of range"},
@@ -436,6 +447,12 @@ static void test_refusals(void **state)
         {E, "firmware", "efi", EPROTO, "firmware: bios or uefi"},
         {E, "policy", "yes", EPROTO, "policy: none or encrypted"},
         {E, "op", "destroy", EPROTO, "op: create, encrypt, decrypt or recrypt-deep"},
+        {E, "vm.disk_path", "fast", EPROTO, "vm.disk_path: nbd or qemu-luks"},
+        {E, "vm.disk_path", "", EPROTO, "vm.disk_path: nbd or qemu-luks"},
+        {E, "vm.disk_path", "nbdnbdnbdnbdnbdnbd", EPROTO, "vm.disk_path: nbd or qemu-luks"},
+        {E, "disk1.disk_path", "vhost", EPROTO, "disk1.disk_path: nbd or qemu-luks"},
+        {E, "disk7.disk_path", "nbd", EPROTO, "disk7.disk_path: there are only 3 disks"},
+        {E, "nvram.disk_path", "nbd", EPROTO, "nvram.disk_path: unknown key"},
         /* image files: paths, hostd's own files, duplicates */
         {E, "disk0.file", "../../etc/shadow", EPROTO, "disk0.file: an image is a file name"},
         {E, "disk0.file", "vm.conf", EPROTO, "disk0.file"},
@@ -555,6 +572,41 @@ static void test_state_file(void **state)
 
 /* Keys outside vmseal's namespaces are kept; a record never writes one of
  * vmseal's keys it does not know. */
+/* tpm = 1 is read, kept and written back; absent means no vTPM. */
+static void test_tpm_key(void **state)
+{
+    (void)state;
+    size_t len;
+    char *text = read_example("encrypted-uefi-3-disks", &len);
+    vmseal_vmrec *r = parse_ok(text);
+    assert_int_equal(r->tpm, 0);
+    char *out = format_rec(r);
+    assert_null(strstr(out, "tpm"));
+    free(out);
+    r->tpm = 1;
+    out = format_rec(r);
+    assert_non_null(strstr(out, "\ntpm = 1\n"));
+    vmseal_vmrec *back = parse_ok(out);
+    assert_int_equal(back->tpm, 1);
+    vmseal_vmrec *copy = vmseal_vmrec_dup(back);
+    assert_non_null(copy);
+    assert_int_equal(copy->tpm, 1);
+    vmseal_vmrec_free(copy);
+    vmseal_vmrec_free(back);
+    free(out);
+    /* a record without a per-VM secret cannot be written with a vTPM */
+    char *plain = read_example("plain-bios-boot-files", &len);
+    vmseal_vmrec *p = parse_ok(plain);
+    p->tpm = 1;
+    vmseal_vmconf *c = NULL;
+    assert_int_equal(vmseal_vmrec_to_conf(p, &c), -EPROTO);
+    assert_null(c);
+    vmseal_vmrec_free(p);
+    vmseal_vmrec_free(r);
+    free(plain);
+    free(text);
+}
+
 static void test_unknown_keys_kept(void **state)
 {
     (void)state;
@@ -577,6 +629,7 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_unknown_keys_kept),
         cmocka_unit_test(test_state_file),
+        cmocka_unit_test(test_tpm_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

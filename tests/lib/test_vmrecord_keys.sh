@@ -16,6 +16,7 @@ KEY_RES = [
     re.compile(r'disk(%[^"]*|[0-9]+)\.(file|size|luks|keysafe|next|old|rekeyed)'),
     re.compile(r'(config\.version|vm\.keysafe|vm\.next\.keysafe|nvram\.(file|next\.file|old\.file|rekeyed)|op\.kek)'),
     re.compile(r'\.(luks\.uuid|next\.file|old\.file|next\.keysafe|next\.luks|rekeyed)\b'),
+    re.compile(r'nic(%[^"]*|[0-9]+)\.(mac|mode|network|forward)'),
 ]
 # entry access through the key = value layer
 KV_CALL = re.compile(r'\bvmseal_vmconf_(get|get_u64|set|setf|unset|unset_prefix|count|key_at|value_at|line_at|line_of)\s*\(')
@@ -72,16 +73,18 @@ static void f(vmseal_vmconf *c, size_t i) {
     const char *a = vmseal_vmconf_get(c, "op");
     puts("vm.keysafe"); puts("nvram.next.file"); puts("x.rekeyed");
     puts("disk%d%s.keysafe"); puts("config.version");
+    snprintf(k, sizeof(k), "nic%zu.forward", i);
 }
 C
 scan "$TMP/hostd/bad.c" > "$TMP/bad.out" 2>/dev/null
 n=$(wc -l < "$TMP/bad.out")
-[ "$n" -eq 7 ] || { cat "$TMP/bad.out" >&2; fail "the scanner found $n of 7 planted violations"; }
+[ "$n" -eq 8 ] || { cat "$TMP/bad.out" >&2; fail "the scanner found $n of 8 planted violations"; }
 grep -q 'bad.c:1:' "$TMP/bad.out" && fail "the scanner flagged a comment"
 grep -q 'bad.c:5: vm.conf entries through the key = value layer' "$TMP/bad.out" || fail "kv call not named"
 # the schema module itself is full of keys: proof the patterns match real code
 k=$(scan "$VMSEAL_SRC/lib/conf/vmrecord.c" 2>/dev/null | wc -l)
 [ "$k" -ge 10 ] || fail "the scanner sees only $k keys in lib/conf/vmrecord.c"
+grep -q 'bad.c:8: vm.conf key "nic%zu.forward"' "$TMP/bad.out" || fail "a NIC key not named"
 ok "the scanner finds keys spelled by hand and entry access (not comments)"
 
 # --- the programs ---------------------------------------------------------------

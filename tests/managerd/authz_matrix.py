@@ -96,7 +96,8 @@ def setup(op):
     """The path and body for one attempt at op (objects made as admin)."""
     p = op["path"]
     body = None
-    sub = {"{vm}": "plain", "{host}": "h1", "{kms}": "kp", "{id}": "1", "{kek}": "1"}
+    sub = {"{vm}": "plain", "{host}": "h1", "{kms}": "kp", "{id}": "1", "{kek}": "1",
+           "{mac}": "0a:76:6d:00:00:01"}
     oid = op["id"]
     if oid in ("user.get", "user.role", "user.password", "user.delete"):
         victim = fresh("victim")
@@ -178,6 +179,24 @@ def setup(op):
         # console: a plain GET, no Upgrade: allowed means 400 (not a
         # websocket), denied 403 before that
         sub["{vm}"] = "sealed"
+    elif oid == "vm.nic-add":
+        # the host agent is down: allowed means it got as far as asking it
+        body = {"mode": "user", "forwards": ["tcp:127.0.0.1:18080:80"]}
+    elif oid == "vm.nic-remove":
+        sub["{vm}"] = "sealed"
+    elif oid == "vm.export":
+        # both VMs: the crypto privilege (Cryptographer.ExportDisk) only
+        # counts on the encrypted one
+        sub["{vm}"] = "sealed" if counter[0] % 2 else "plain"
+        counter[0] += 1
+        body = {"disk": 0}
+    elif oid == "vm.dump":
+        sub["{vm}"] = "sealed"        # a sealed VM: Cryptographer.Access too
+        body = {}
+    elif oid == "vm.disk-add":
+        # on the encrypted VM: Cryptographer.AddDisk too
+        sub["{vm}"] = "sealed"
+        body = {"size_mb": 1}
     elif oid in ("vm.power-on", "vm.power-off"):
         body = {}
     elif oid in ("vm.suspend", "vm.resume", "vm.discard-state"):

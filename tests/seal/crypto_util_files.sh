@@ -15,7 +15,8 @@ expect_rc() { # WANT CMD...: run, compare the exit status
 
 # --- help for every verb -------------------------------------------------------
 for v in "check" "seal" "unseal" "coredump decrypt" "bench" "disk create" "disk encrypt" \
-         "disk decrypt" "disk rekey" "disk passphrase" "disk keyslot-add" "disk keyslot-remove"; do
+         "disk decrypt" "disk rekey" "disk passphrase" "disk keyslot-add" "disk keyslot-remove" \
+         "disk adopt"; do
   # shellcheck disable=SC2086
   expect_rc 0 $U $v --help
   grep -q '^usage: vmseal-crypto-util' out.txt || fail "$v --help prints no usage"

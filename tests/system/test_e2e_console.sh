@@ -10,6 +10,8 @@
 #   - four consoles at once see the same output, a fifth gets 429;
 #   - the VNC display answers with the RFB greeting through the websocket,
 #     also through `vmseal vm vnc --listen`;
+#   - a VM without encryption has the same console; its clear serial.log
+#     (written by QEMU) keeps the session;
 #   - powering the VM off closes an attached console.
 source "$VMSEAL_SRC/tests/testlib.sh"
 source "$VMSEAL_SRC/tests/system/system_lib.sh"
@@ -22,6 +24,8 @@ expect_rc 0 vmseal vm create con1 --host esx1 --encrypt --disk 8 \
   --kernel vmlinuz --initrd initrd.gz --append "console=ttyS0 quiet vmseal.shell=1"
 expect_rc 0 vmseal vm create plain1 --host esx1 --no-encrypt
 expect_rc 6 vmseal vm console con1      # not running: 409
+grep -q "no serial console running" <<<"$OUT" || fail "console of a VM that is off: $OUT"
+expect_rc 6 vmseal vm console plain1    # the same for a VM without encryption
 grep -q "no serial console running" <<<"$OUT" || fail "console of a VM that is off: $OUT"
 expect_rc 0 vmseal vm start con1
 stack_until 300 stack_vm_console_has con1 VMSEAL-SHELL-READY || fail "the guest's shell did not start"
@@ -89,6 +93,16 @@ sys.stdout.write(b.decode(errors="replace"))
 wait $vncpid || fail "vmseal vm vnc exit status"
 [ "$greet" = "RFB 003.008" ] || fail "greeting through vmseal vm vnc: $greet"
 ok "VNC: the RFB greeting through the websocket and through vmseal vm vnc --listen"
+
+# a VM without encryption: QEMU keeps its clear serial.log, the console works the same
+expect_rc 0 vmseal vm create plain2 --host esx1 --no-encrypt \
+  --kernel vmlinuz --initrd initrd.gz --append "console=ttyS0 quiet vmseal.shell=1"
+expect_rc 0 vmseal vm start plain2
+stack_until 300 stack_vm_console_has plain2 VMSEAL-SHELL-READY || fail "plain2's shell did not start"
+check administrator "$ADMINPW" shell plain2 'echo plain-$((3*3))-console' plain-9-console || fail "plain2's console"
+stack_until 30 grep -aq plain-9-console "$(stack_vm_home esx1 plain2)/serial.log" || fail "plain2's serial.log lacks the session"
+expect_rc 0 vmseal vm stop plain2
+ok "a VM without encryption: interactive console too; its serial.log (clear, as before) keeps the session"
 
 # a console stays attached while the VM powers off: it is closed, with the reason
 check administrator "$ADMINPW" until-close con1 "powered off" > "$TMP/uc.out" 2>&1 &

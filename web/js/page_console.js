@@ -1,6 +1,6 @@
 // A VM's serial console, read-only: GET /vms/{name}/log (for an encrypted
 // VM the host unseals its sealed log; reading it needs
-// Cryptographer.Access and is recorded as an event). No VNC yet.
+// Cryptographer.Access and is recorded as an event). The display: page_vnc.js.
 import { h, fill, errorBox, link } from './dom.js';
 import { api, path, query, privilegesOn, missing } from './api.js';
 
