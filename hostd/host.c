@@ -1294,6 +1294,9 @@ static void api_migrate_out(hostd_host *h, hostd_vm *vm, const char *body, size_
     json_decref(j);
     if (r == 0 && !hostd_vm_running(vm))
         r = vmseal_fail(EALREADY, "VM %s is not powered on", hostd_vm_name(vm));
+    if (r == 0 && hostd_vm_has_tpm(vm))
+        r = vmseal_fail(EBUSY, "VM %s has a vTPM: live migration of its state is not supported",
+                        hostd_vm_name(vm));
     task *t = NULL;
     json_t *tj = NULL;
     if (r == 0) {

@@ -521,6 +521,9 @@ int hostd_vm_migrate_out(hostd_vm *vm, const hostd_migrate_req *rq,
                          void (*progress)(int pct, void *ctx), void *ctx,
                          volatile sig_atomic_t *cancel)
 {
+    if (hostd_vm_has_tpm(vm))
+        return vmseal_fail(EBUSY, "VM %s has a vTPM: live migration of its state is not supported",
+                           hostd_vm_name(vm));
     int r = hostd_vm_op_begin(vm, "migrating");
     if (r < 0)
         return r;

@@ -1644,6 +1644,11 @@ static int power_on(hostd_vm *vm, const hostd_host_env *env, int incoming)
         r = vmseal_fail(EBUSY, "VM %s is suspended: it cannot receive a migration", vm->name);
         goto out;
     }
+    if (incoming && c->tpm) {
+        r = vmseal_fail(EBUSY, "VM %s has a vTPM: live migration of its state is not supported",
+                        vm->name);
+        goto out;
+    }
     char rundir[4096];
     r = vm_run_dir(vm, 1, rundir, sizeof(rundir));
     if (r < 0)
@@ -3091,6 +3096,14 @@ int hostd_vm_op_begin(hostd_vm *vm, const char *what)
 void hostd_vm_op_end(hostd_vm *vm)
 {
     vm_end(vm);
+}
+
+int hostd_vm_has_tpm(hostd_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    int t = vm->rec && vm->rec->tpm;
+    pthread_mutex_unlock(&vm->lock);
+    return t;
 }
 
 hostd_qmp *hostd_vm_monitor(hostd_vm *vm)

@@ -322,6 +322,9 @@ int hostd_vm_power_on_incoming(hostd_vm *vm, const hostd_host_env *env) VMSEAL_M
 int hostd_vm_op_begin(hostd_vm *vm, const char *what) VMSEAL_MUST_CHECK;
 void hostd_vm_op_end(hostd_vm *vm);
 hostd_qmp *hostd_vm_monitor(hostd_vm *vm);
+/* 1 when the VM has a vTPM: its migration is refused (-EBUSY; swtpm's state
+ * does not travel in the stream yet, docs/architecture.md) */
+int hostd_vm_has_tpm(hostd_vm *vm);
 /* The destination's sealed console log: held in memory from the incoming
  * power-on (the source still writes the log in the shared home) until
  * released, once the source's QEMU ended; then its own segment follows. */

@@ -377,6 +377,11 @@ int vms_migrate(manager *m, const char *user, const char *name, const char *to, 
             rc = vmseal_fail(EREMOTEIO, "%s", vmseal_last_error());
         else if (status != 200)
             rc = refused(j->from, status, resp);
+        else if (json_is_true(json_object_get(resp, "tpm")))
+            /* swtpm's state does not travel in the stream yet: refused,
+             * never a migration that would leave the vTPM behind */
+            rc = vmseal_fail(EBUSY, "VM %s has a vTPM: live migration of a VM with a vTPM is not "
+                                    "supported (docs/architecture.md)", name);
         else if (!json_is_string(json_object_get(resp, "power_state")) ||
                  strcmp(json_string_value(json_object_get(resp, "power_state")), "on") != 0)
             rc = vmseal_fail(EALREADY, "VM %s is not running (%s): only a running VM migrates", name,
