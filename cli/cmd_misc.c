@@ -558,7 +558,8 @@ int cmd_role(cli *c, int argc, char **argv)
 /* A task that has not ended yet (it may still change the VM). */
 static int task_going(const char *state)
 {
-    return !strcmp(state, "pending") || !strcmp(state, "running") || !strcmp(state, "cancelling") ||
+    return !strcmp(state, "pending") || !strcmp(state, "running") || !strcmp(state, "migrating") ||
+           !strcmp(state, "cancelling") ||
            !strcmp(state, "rolling-back");
 }
 

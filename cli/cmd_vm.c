@@ -151,9 +151,11 @@ int cmd_vm(cli *c, int argc, char **argv)
         {"disk-from", required_argument, NULL, 'B'},
         {"ciphertext", no_argument, NULL, 'X'},
         {"bundle-file", required_argument, NULL, 'U'},
+        {"to", required_argument, NULL, 'O'},
         {0, 0, 0, 0},
     };
     const char *folder = NULL, *vm_name_opt = NULL, *psk_file = NULL, *bundle_file = NULL;
+    const char *to = NULL;
     long tail = 0, ttl = 0;
     int ciphertext = 0;
     int tpm = 0;
@@ -203,6 +205,7 @@ int cmd_vm(cli *c, int argc, char **argv)
                 return EXIT_USAGE;
             disk_from[nfrom++] = optarg;
             break;
+        case 'O': to = optarg; break;
         case 't':
             tail = strtol(optarg, &end, 10);
             if (*end || tail < 1 || tail > (1 << 20))
@@ -462,6 +465,25 @@ int cmd_vm(cli *c, int argc, char **argv)
             rc = follow_task(c, resp, label, nowait);
             if (rc == EXIT_OK && !c->json && !c->quiet && json_object_get(resp, "task"))
                 printf("VM %s is %s\n", name, enc ? "encrypted" : "decrypted");
+        }
+        json_decref(body);
+        json_decref(resp);
+        return rc;
+    } else if (!strcmp(sub, "migrate")) {
+        /* live migration to another host (the guest runs on): a task */
+        if (!to) {
+            fprintf(stderr, "vmseal vm migrate: --to HOST is required\n");
+            cli_reported = 1;
+            return EXIT_USAGE;
+        }
+        body = json_pack("{s:s}", "host", to);
+        vm_path(path, sizeof(path), name, "/migrate");
+        rc = cli_call(c, "POST", path, body, &resp);
+        snprintf(label, sizeof(label), "migrating %s to %s", name, to);
+        if (rc == EXIT_OK) {
+            rc = follow_task(c, resp, label, nowait);
+            if (rc == EXIT_OK && !c->json && !c->quiet && !nowait)
+                printf("VM %s runs on %s\n", name, to);
         }
         json_decref(body);
         json_decref(resp);

@@ -51,6 +51,8 @@ static void usage(FILE *f)
             "  vm tpm NAME on|off             add or remove a powered-off VM's vTPM (off deletes its state)\n"
             "  vm suspend NAME | resume NAME [--host HOST] | discard-state NAME\n"
             "                                 memory state to a sealed file in the VM home and back\n"
+            "  vm migrate NAME --to HOST [--no-wait]\n"
+            "                                 live migration of a running VM (encrypted stream)\n"
             "  vm move NAME FOLDER | vm log NAME [--tail BYTES]\n"
             "  vm dump NAME                   the running guest's memory into its home (sealed when\n"
             "                                 encrypted; vmseal-crypto-util coredump decrypt opens it)\n"

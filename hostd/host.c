@@ -26,6 +26,7 @@
 #include "host.h"
 #include "import.h"
 #include "hostmode.h"
+#include "migrate.h"
 #include "nic.h"
 #include "serial.h"
 #include "cdrom.h"
@@ -51,6 +52,8 @@ typedef struct task {
     time_t started, finished;
     pthread_t thread;
     int joined;
+    hostd_migrate_req mig;        /* migrate-out: the spec (its key wiped at the end) */
+    hostd_migration *incoming;    /* migrate-in: the receiving relay */
 } task;
 
 struct hostd_host {
@@ -144,6 +147,7 @@ int hostd_host_open(const hostd_host_config *cfg, hostd_host **out)
     h->key_notes = json_object();
     h->auto_resumed = json_object();
     h->datastore = strdup(cfg->datastore);
+    hostd_vm_set_run_folder(cfg->name);   /* QEMU's run files: <home>/run-<name> */
     h->provider = dup_or(cfg->provider, "vmseal");
     h->qemu = dup_or(cfg->qemu, NULL);
     h->ovmf_code = dup_or(cfg->ovmf_code, "/usr/share/OVMF/OVMF_CODE_4M.fd");
@@ -382,6 +386,14 @@ static void task_progress(uint64_t done, uint64_t total, void *ctx)
     atomic_store(&t->progress, pct);
 }
 
+static void mig_progress(int pct, void *ctx)
+{
+    task *t = ctx;
+    atomic_store(&t->progress, pct);
+}
+
+static void forget_vm_locked(hostd_host *h, hostd_vm *vm);
+
 static void *task_main(void *arg)
 {
     task *t = arg;
@@ -398,6 +410,10 @@ static void *task_main(void *arg)
         r = hostd_vm_recrypt(t->vm, &h->env, t->kek, 1, &prog);
     else if (strcmp(t->op, "rollback") == 0)
         r = hostd_vm_rollback(t->vm, &h->env);
+    else if (strcmp(t->op, "migrate-out") == 0)
+        r = hostd_vm_migrate_out(t->vm, &t->mig, mig_progress, t, &t->cancel);
+    else if (strcmp(t->op, "migrate-in") == 0)
+        r = hostd_vm_migrate_in_finish(t->vm, t->incoming, 3600 * 1000);
     else    /* resume; import and disk-add: the create vm.conf records */
         r = hostd_vm_resume(t->vm, &h->env, &prog);
     char msg[512];
@@ -419,7 +435,11 @@ static void *task_main(void *arg)
                  t->vm_uuid, vmseal_last_error());
         }
     }
+    hostd_migrate_req_clear(&t->mig);
+    t->incoming = NULL;
     pthread_mutex_lock(&h->lock);
+    if (r < 0 && strcmp(t->op, "migrate-in") == 0)
+        forget_vm_locked(h, t->vm);   /* the source keeps it */
     t->err = r;
     t->rolled_back = rolled_back;
     t->state = r == 0 ? TASK_SUCCESS : TASK_ERROR;
@@ -458,7 +478,7 @@ static void prune_tasks(hostd_host *h)
 
 /* Start a task on a VM (lock held). */
 static int start_task_locked(hostd_host *h, hostd_vm *vm, const char *op, const char *kek,
-                             task **out)
+                             task **out, ...)
 {
     if (running_task_locked(h, hostd_vm_uuid(vm)))
         return vmseal_fail(EBUSY, "VM %s has a task running", hostd_vm_name(vm));
@@ -473,13 +493,28 @@ static int start_task_locked(hostd_host *h, hostd_vm *vm, const char *op, const 
     t->h = h;
     t->started = time(NULL);
     atomic_init(&t->progress, 0);
+    if (!strcmp(op, "migrate-out") || !strcmp(op, "migrate-in")) {
+        /* the migration's own argument: the spec (moved) or the relay */
+        va_list ap;
+        va_start(ap, out);
+        void *arg = va_arg(ap, void *);
+        va_end(ap);
+        if (!strcmp(op, "migrate-in")) {
+            t->incoming = arg;
+        } else {
+            t->mig = *(hostd_migrate_req *)arg;
+            memset(arg, 0, sizeof(t->mig));
+        }
+    }
     if (push((void ***)&h->tasks, &h->ntasks, &h->captasks, t) < 0) {
+        hostd_migrate_req_clear(&t->mig);
         free(t);
         return -ENOMEM;
     }
     int e = pthread_create(&t->thread, NULL, task_main, t);
     if (e != 0) {
         h->ntasks--;
+        hostd_migrate_req_clear(&t->mig);
         free(t);
         return vmseal_fail(e, "cannot start a task thread: %s", strerror(e));
     }
@@ -1391,6 +1426,181 @@ static void api_adopt_vm(hostd_host *h, const char *body, size_t len, int *statu
     reply(status, resp, 200, out);
 }
 
+/* Drop a VM from the list, keeping its handle for tasks (lock held). */
+static void forget_vm_locked(hostd_host *h, hostd_vm *vm)
+{
+    for (size_t i = 0; i < h->nvms; i++)
+        if (h->vms[i] == vm) {
+            memmove(&h->vms[i], &h->vms[i + 1], (h->nvms - i - 1) * sizeof(*h->vms));
+            h->nvms--;
+            if (push((void ***)&h->grave, &h->ngrave, &h->capgrave, vm) < 0) {
+                /* cannot park it: leak rather than free memory others may use */
+            }
+            break;
+        }
+}
+
+static void api_adopt_vm(hostd_host *h, const char *body, size_t len, int *status, json_t **resp);
+
+/* POST /v1/vms/migrate-in {"name", "uuid", "spec": {key, nonce, listen,
+ * peer}}: the destination of a live migration (hostd/migrate.h). Takes the
+ * VM from the shared datastore (as adopt), starts its QEMU paused waiting
+ * for the stream and the receiving relay; a task waits for the stream and
+ * continues the guest. Answers the port the source sends to and the task.
+ * When it fails, this host forgets the VM again. */
+static void api_migrate_in(hostd_host *h, const char *body, size_t len, int *status, json_t **resp)
+{
+    json_t *j = parse_body(body, len, status, resp);
+    if (!j)
+        return;
+    hostd_migrate_req rq;
+    int r = hostd_migrate_req_parse(json_object_get(j, "spec"), 1, &rq);
+    const char *uuid = json_string_value(json_object_get(j, "uuid"));
+    char u[37] = "";
+    if (r == 0 && (!uuid || !vmseal_vmrec_uuid_valid(uuid)))
+        r = vmseal_fail(EINVAL, "uuid must be a VM UUID (lower case)");
+    if (r == 0)
+        hostd_copy_str(u, sizeof(u), uuid);
+    json_t *ab = r == 0 ? json_pack("{s:O?, s:O?}", "name", json_object_get(j, "name"), "uuid",
+                                    json_object_get(j, "uuid"))
+                        : NULL;
+    json_decref(j);   /* the key's text was wiped by the parse */
+    if (r < 0) {
+        reply_fail(status, resp, r);
+        return;
+    }
+    /* a copy this host loaded from the shared datastore is read again;
+     * one that runs here (or has a task) is refused (409) */
+    char *abs = json_dumps(ab, JSON_COMPACT);
+    json_decref(ab);
+    int ast = 0;
+    json_t *aresp = NULL;
+    api_adopt_vm(h, abs, abs ? strlen(abs) : 0, &ast, &aresp);
+    free(abs);
+    if (ast != 200) {
+        hostd_migrate_req_clear(&rq);
+        *status = ast;
+        *resp = aresp;
+        return;
+    }
+    json_decref(aresp);
+    pthread_mutex_lock(&h->lock);
+    hostd_vm *vm = find_vm_locked(h, u);
+    pthread_mutex_unlock(&h->lock);
+    int port = 0;
+    hostd_migration *m = NULL;
+    char reason[300];
+    if (!vm)
+        r = vmseal_fail(ENOENT, "VM %s vanished", u);
+    else if (hostd_vm_locked(vm, &h->env, reason, sizeof(reason)))
+        r = vmseal_fail(ENOKEY, "VM %s is locked here: %s", hostd_vm_name(vm), reason);
+    else
+        r = hostd_vm_migrate_in_start(vm, &h->env, &rq, &port, &m);
+    hostd_migrate_req_clear(&rq);
+    task *t = NULL;
+    json_t *tj = NULL;
+    pthread_mutex_lock(&h->lock);
+    if (r == 0) {
+        r = start_task_locked(h, vm, "migrate-in", NULL, &t, m);
+        if (r < 0)
+            hostd_migrate_free(m);
+        else
+            tj = task_json(t);
+    }
+    if (r < 0 && vm)
+        forget_vm_locked(h, vm);
+    pthread_mutex_unlock(&h->lock);
+    if (r < 0) {
+        if (vm && hostd_vm_running(vm))
+            (void)hostd_vm_power_off(vm, 0);
+        reply_fail(status, resp, r);
+        return;
+    }
+    hlog(h, "VM %s: receiving a migration on port %d", hostd_vm_name(vm), port);
+    reply(status, resp, 202, json_pack("{s:s, s:i, s:o}", "uuid", u, "port", port, "task", tj));
+}
+
+/* POST /v1/vms/{uuid}/migrate-out {"spec": {key, nonce, dest}}: the source
+ * of a live migration, as a task (progress: RAM sent). */
+static void api_migrate_out(hostd_host *h, hostd_vm *vm, const char *body, size_t len, int *status,
+                            json_t **resp)
+{
+    json_t *j = parse_body(body, len, status, resp);
+    if (!j)
+        return;
+    hostd_migrate_req rq;
+    int r = hostd_migrate_req_parse(json_object_get(j, "spec"), 0, &rq);
+    json_decref(j);
+    if (r == 0 && !hostd_vm_running(vm))
+        r = vmseal_fail(EALREADY, "VM %s is not powered on", hostd_vm_name(vm));
+    if (r == 0 && hostd_vm_has_tpm(vm))
+        r = vmseal_fail(EBUSY, "VM %s has a vTPM: live migration of its state is not supported",
+                        hostd_vm_name(vm));
+    task *t = NULL;
+    json_t *tj = NULL;
+    if (r == 0) {
+        pthread_mutex_lock(&h->lock);
+        r = start_task_locked(h, vm, "migrate-out", NULL, &t, &rq);
+        if (r == 0)
+            tj = task_json(t);
+        pthread_mutex_unlock(&h->lock);
+    }
+    hostd_migrate_req_clear(&rq);   /* the task has its own (moved) */
+    if (r < 0) {
+        reply_fail(status, resp, r);
+        return;
+    }
+    json_object_set_new(tj, "task_id", json_string(json_string_value(json_object_get(tj, "id"))));
+    reply(status, resp, 202, tj);
+}
+
+/* POST /v1/vms/{uuid}/migrate-end {"completed": bool}: the source, after
+ * the manager saw the destination run the guest (its QEMU here ends and
+ * this host forgets the VM), or not (the guest continues here).
+ * {"completed": true, "destination": true}: the destination, once the
+ * source's QEMU ended: its sealed console log, held in memory until then,
+ * is written in its own segment from now on. */
+static void api_migrate_end(hostd_host *h, hostd_vm *vm, const char *body, size_t len,
+                            int *status, json_t **resp)
+{
+    json_t *j = parse_body(body, len, status, resp);
+    if (!j)
+        return;
+    json_t *c = json_object_get(j, "completed");
+    int r = json_is_boolean(c) ? 0 : vmseal_fail(EINVAL, "completed must be true or false");
+    int done = json_is_true(c);
+    int dest = json_is_true(json_object_get(j, "destination"));
+    json_decref(j);
+    if (r == 0 && dest) {
+        /* the destination, told that the source's run ended: its console
+         * log goes on in its own segment */
+        if (done && hostd_vm_console_held(vm))
+            r = hostd_vm_console_release(vm, &h->env);
+        if (r < 0)
+            reply_fail(status, resp, r);
+        else
+            reply(status, resp, 200, json_pack("{s:s, s:b}", "uuid", hostd_vm_uuid(vm), "released", 0));
+        return;
+    }
+    pthread_mutex_lock(&h->lock);
+    if (r == 0 && running_task_locked(h, hostd_vm_uuid(vm)))
+        r = vmseal_fail(EBUSY, "VM %s has a task running", hostd_vm_name(vm));
+    pthread_mutex_unlock(&h->lock);
+    if (r == 0)
+        r = hostd_vm_migrate_out_end(vm, done);
+    if (r == 0 && done) {
+        pthread_mutex_lock(&h->lock);
+        forget_vm_locked(h, vm);
+        pthread_mutex_unlock(&h->lock);
+        hlog(h, "VM %s migrated away (its files stay on the datastore)", hostd_vm_name(vm));
+    }
+    if (r < 0) {
+        reply_fail(status, resp, r);
+        return;
+    }
+    reply(status, resp, 200, json_pack("{s:s, s:b}", "uuid", hostd_vm_uuid(vm), "released", done));
+}
+
 /* POST /v1/vms/{uuid}/release: forget a VM that does not run here (another
  * host resumes it from the shared datastore); its files stay. */
 static void api_release_vm(hostd_host *h, hostd_vm *vm, int *status, json_t **resp)
@@ -1719,6 +1929,10 @@ void hostd_host_handle(hostd_host *h, const char *method, const char *full_path,
         }
         return;
     }
+    if (strcmp(path, "/v1/vms/migrate-in") == 0 && post) {
+        api_migrate_in(h, body, body_len, status, resp);
+        return;
+    }
     if (strcmp(path, "/v1/vms/adopt") == 0 && post) {
         api_adopt_vm(h, body, body_len, status, resp);
         if (*status >= 200 && *status < 300)
@@ -1785,6 +1999,10 @@ void hostd_host_handle(hostd_host *h, const char *method, const char *full_path,
         }
         if (strcmp(slash + 1, "release") == 0)
             api_release_vm(h, vm, status, resp);
+        else if (strcmp(slash + 1, "migrate-out") == 0)
+            api_migrate_out(h, vm, body, body_len, status, resp);
+        else if (strcmp(slash + 1, "migrate-end") == 0)
+            api_migrate_end(h, vm, body, body_len, status, resp);
         else
             api_vm_action(h, vm, slash + 1, body, body_len, status, resp);
         return;

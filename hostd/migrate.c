@@ -390,3 +390,218 @@ void hostd_migrate_free(hostd_migration *m)
     relay_stop(m);
     free(m);
 }
+
+/* ------------------------------------------------ the API's side */
+
+#include <openssl/crypto.h>
+
+#include "vm.h"
+
+static int unhex(const char *s, size_t n, unsigned char *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        int v = 0;
+        for (int k = 0; k < 2; k++) {
+            char c = s[2 * i + k];
+            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                    : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+            if (d < 0)
+                return -1;
+            v = v * 16 + d;
+        }
+        out[i] = (unsigned char)v;
+    }
+    return 0;
+}
+
+static void wipe_json_string(json_t *v)
+{
+    if (json_is_string(v))
+        OPENSSL_cleanse((void *)json_string_value(v), json_string_length(v));
+}
+
+void hostd_migrate_req_clear(hostd_migrate_req *rq)
+{
+    vmseal_secret_free(rq->key);
+    memset(rq, 0, sizeof(*rq));
+}
+
+int hostd_migrate_req_parse(json_t *spec, int dest, hostd_migrate_req *out)
+{
+    memset(out, 0, sizeof(*out));
+    json_t *kj = json_object_get(spec, "key"), *nj = json_object_get(spec, "nonce");
+    int r = 0;
+    if (!json_is_object(spec))
+        r = vmseal_fail(EINVAL, "spec must be an object");
+    else if (!json_is_string(kj) || json_string_length(kj) != 2 * VMSEAL_MIG_KEY_LEN)
+        r = vmseal_fail(EINVAL, "spec.key must be %d hex digits", 2 * VMSEAL_MIG_KEY_LEN);
+    else if (!json_is_string(nj) || json_string_length(nj) != 2 * VMSEAL_MIG_NONCE_LEN)
+        r = vmseal_fail(EINVAL, "spec.nonce must be %d hex digits", 2 * VMSEAL_MIG_NONCE_LEN);
+    if (r == 0 && !(out->key = vmseal_secret_new(VMSEAL_MIG_KEY_LEN)))
+        r = vmseal_fail(ENOMEM, "out of memory");
+    unsigned char nb[VMSEAL_MIG_NONCE_LEN];
+    if (r == 0 && (unhex(json_string_value(kj), VMSEAL_MIG_KEY_LEN, vmseal_secret_data(out->key)) < 0 ||
+                   unhex(json_string_value(nj), VMSEAL_MIG_NONCE_LEN, nb) < 0))
+        r = vmseal_fail(EINVAL, "spec.key and spec.nonce must be hex digits");
+    wipe_json_string(kj);
+    wipe_json_string(nj);
+    if (r == 0) {
+        for (int i = 0; i < VMSEAL_MIG_NONCE_LEN; i++)
+            out->nonce = out->nonce << 8 | nb[i];
+        const char *a = json_string_value(json_object_get(spec, dest ? "listen" : "dest"));
+        const char *p = json_string_value(json_object_get(spec, "peer"));
+        if (!a || !*a || strlen(a) >= sizeof(out->address) || !strchr(a, ':'))
+            r = vmseal_fail(EINVAL, "spec.%s must be \"ADDRESS:PORT\"", dest ? "listen" : "dest");
+        else if (p && strlen(p) >= sizeof(out->peer))
+            r = vmseal_fail(EINVAL, "spec.peer is too long");
+        if (r == 0) {
+            hostd_copy_str(out->address, sizeof(out->address), a);
+            hostd_copy_str(out->peer, sizeof(out->peer), dest && p ? p : "");
+        }
+    }
+    if (r < 0)
+        hostd_migrate_req_clear(out);
+    return r;
+}
+
+static void spec_of(const hostd_migrate_req *rq, hostd_migrate_spec *s)
+{
+    *s = (hostd_migrate_spec){.key = rq->key, .nonce = rq->nonce, .address = rq->address,
+                              .peer = rq->peer[0] ? rq->peer : NULL};
+}
+
+int hostd_vm_migrate_in_start(hostd_vm *vm, const hostd_host_env *env,
+                              const hostd_migrate_req *rq, int *port, hostd_migration **out)
+{
+    *out = NULL;
+    int r = hostd_vm_power_on_incoming(vm, env);
+    if (r < 0)
+        return r;
+    hostd_migrate_spec s;
+    spec_of(rq, &s);
+    hostd_qmp *q = hostd_vm_monitor(vm);
+    r = q ? hostd_migrate_incoming(q, &s, port, out)
+          : vmseal_fail(ESRCH, "VM %s: QEMU ended before the migration", hostd_vm_name(vm));
+    if (r < 0) {
+        char msg[512];
+        hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
+        (void)hostd_vm_power_off(vm, 0);
+        return vmseal_fail(-r, "%s", msg);
+    }
+    hostd_vm_log(vm, "migration: receiving on port %d (from %s)", *port,
+                 rq->peer[0] ? rq->peer : "any address");
+    return 0;
+}
+
+int hostd_vm_migrate_in_finish(hostd_vm *vm, hostd_migration *m, int timeout_ms)
+{
+    int r = hostd_vm_op_begin(vm, "receiving a migration");
+    if (r == 0) {
+        hostd_qmp *q = hostd_vm_monitor(vm);
+        r = hostd_migrate_wait(m, q, timeout_ms);
+        if (r == 0)
+            r = hostd_qmp_execute(q, "cont", NULL, QMP_TIMEOUT_MS, NULL);
+        hostd_vm_op_end(vm);
+    }
+    hostd_migrate_free(m);
+    if (r < 0) {
+        char msg[512];
+        hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
+        hostd_vm_log(vm, "migration in failed: %s", msg);
+        if (hostd_vm_power_off(vm, 0) < 0) {
+            /* QEMU ended already */
+        }
+        return vmseal_fail(-r, "%s", msg);
+    }
+    hostd_vm_log(vm, "migration in completed: the guest runs here");
+    return 0;
+}
+
+int hostd_vm_migrate_out(hostd_vm *vm, const hostd_migrate_req *rq,
+                         void (*progress)(int pct, void *ctx), void *ctx,
+                         volatile sig_atomic_t *cancel)
+{
+    if (hostd_vm_has_tpm(vm))
+        return vmseal_fail(EBUSY, "VM %s has a vTPM: live migration of its state is not supported",
+                           hostd_vm_name(vm));
+    int r = hostd_vm_op_begin(vm, "migrating");
+    if (r < 0)
+        return r;
+    hostd_qmp *q = hostd_vm_monitor(vm);
+    hostd_migrate_spec s;
+    spec_of(rq, &s);
+    /* test hook: a slow migration, to interrupt it part-way */
+    const char *bw = getenv("VMSEAL_TEST_MIGRATE_MAX_BANDWIDTH");
+    if (bw && strtoull(bw, NULL, 10) > 0)
+        s.max_bandwidth = strtoull(bw, NULL, 10);
+    hostd_migration *m = NULL;
+    r = hostd_migrate_outgoing(q, &s, &m);
+    if (r == 0)
+        hostd_vm_log(vm, "migration out to %s started", rq->address);
+    int cancelled = 0;
+    while (r == 0) {
+        r = hostd_migrate_wait(m, q, 1000);
+        if (r != -ETIMEDOUT)
+            break;
+        r = 0;
+        if (cancel && *cancel && !cancelled) {
+            cancelled = 1;
+            hostd_migrate_cancel(m, q);
+        }
+        json_t *ret = NULL;
+        if (progress && hostd_qmp_execute(q, "query-migrate", NULL, QMP_TIMEOUT_MS, &ret) == 0) {
+            json_t *ram = json_object_get(ret, "ram");
+            json_int_t tr = json_integer_value(json_object_get(ram, "transferred"));
+            json_int_t tot = json_integer_value(json_object_get(ram, "total"));
+            if (tot > 0)
+                progress(tr >= tot ? 99 : (int)(tr * 100 / tot), ctx);
+        }
+        json_decref(ret);
+    }
+    hostd_migrate_free(m);
+    if (r < 0) {
+        char msg[512];
+        hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
+        /* QEMU ends a failed or cancelled migration and the guest runs on;
+         * a guest left paused is continued */
+        json_t *ret = NULL;
+        if (hostd_qmp_execute(q, "query-status", NULL, QMP_TIMEOUT_MS, &ret) == 0 &&
+            !json_is_true(json_object_get(ret, "running")) &&
+            hostd_qmp_execute(q, "cont", NULL, QMP_TIMEOUT_MS, NULL) < 0)
+            hostd_vm_log(vm, "migration out failed and the guest could not be continued: %s",
+                         vmseal_last_error());
+        json_decref(ret);
+        hostd_vm_log(vm, "migration out %s (the VM runs on here): %s",
+                     cancelled ? "cancelled" : "failed", msg);
+        hostd_vm_op_end(vm);
+        return vmseal_fail(cancelled ? ECANCELED : -r, "%s%s", cancelled ? "cancelled: " : "", msg);
+    }
+    hostd_vm_log(vm, "migration out completed (the guest waits here until the destination runs)");
+    hostd_vm_op_end(vm);
+    return 0;
+}
+
+int hostd_vm_migrate_out_end(hostd_vm *vm, int completed)
+{
+    if (completed) {
+        int r = hostd_vm_power_off(vm, 0);
+        if (r == -EALREADY)
+            r = 0;
+        if (r >= 0)
+            hostd_vm_log(vm, "migrated away: QEMU here ended");
+        return r < 0 ? r : 0;
+    }
+    int r = hostd_vm_op_begin(vm, "continuing after a migration");
+    if (r < 0)
+        return r;
+    hostd_qmp *q = hostd_vm_monitor(vm);
+    json_t *ret = NULL;
+    r = hostd_qmp_execute(q, "query-status", NULL, QMP_TIMEOUT_MS, &ret);
+    if (r == 0 && !json_is_true(json_object_get(ret, "running")))
+        r = hostd_qmp_execute(q, "cont", NULL, QMP_TIMEOUT_MS, NULL);
+    json_decref(ret);
+    if (r == 0)
+        hostd_vm_log(vm, "the destination did not take over: the guest runs on here");
+    hostd_vm_op_end(vm);
+    return r;
+}

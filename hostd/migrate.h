@@ -24,6 +24,7 @@
 #ifndef VMSEAL_HOSTD_MIGRATE_H
 #define VMSEAL_HOSTD_MIGRATE_H
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <vmseal/common.h>
@@ -73,5 +74,51 @@ pid_t hostd_migrate_relay_pid(const hostd_migration *m);
 
 /* Stop the relay if it still runs, reap it, free. */
 void hostd_migrate_free(hostd_migration *m);
+
+
+/* ---- the API's side: one VM's migration between two hosts, as the
+ * manager drives it (hostd/host.c routes, docs/api.md "Host agent API").
+ * The spec arrives in the request body over mutual TLS: {"key": 64 hex
+ * digits, "nonce": 16 hex digits, "listen": "ADDR:PORT" (destination),
+ * "peer": "ADDR" (destination: the source's address), "dest": "HOST:PORT"
+ * (source)}. The key goes into a vmseal_secret and the JSON text holding it
+ * is wiped; it is never logged. */
+#include <jansson.h>
+
+typedef struct hostd_vm hostd_vm;
+typedef struct hostd_host_env hostd_host_env;
+
+typedef struct hostd_migrate_req {
+    vmseal_secret *key;
+    uint64_t nonce;
+    char address[320];      /* destination: listen; source: dest */
+    char peer[64];          /* destination: accept only this address ("" any) */
+} hostd_migrate_req;
+
+/* Parse and wipe (dest: a destination's spec). */
+int hostd_migrate_req_parse(json_t *spec, int dest, hostd_migrate_req *out) VMSEAL_MUST_CHECK;
+void hostd_migrate_req_clear(hostd_migrate_req *rq);
+
+/* Destination: QEMU paused waiting (-incoming defer) and the receiving
+ * relay listening; *port for the source. On failure QEMU is stopped. */
+int hostd_vm_migrate_in_start(hostd_vm *vm, const hostd_host_env *env,
+                              const hostd_migrate_req *rq, int *port, hostd_migration **out)
+    VMSEAL_MUST_CHECK;
+/* Destination (a task): wait for the whole stream, verified and loaded,
+ * then `cont`: the guest runs here. On failure QEMU is stopped. Takes m. */
+int hostd_vm_migrate_in_finish(hostd_vm *vm, hostd_migration *m, int timeout_ms)
+    VMSEAL_MUST_CHECK;
+
+/* Source (a task): migrate; progress in percent of RAM sent; *cancel set:
+ * cancelled. 0: QEMU completed and the relay sent the end frame; the guest
+ * here is paused (postmigrate) until hostd_vm_migrate_out_end. On failure
+ * the guest runs on here. */
+int hostd_vm_migrate_out(hostd_vm *vm, const hostd_migrate_req *rq,
+                         void (*progress)(int pct, void *ctx), void *ctx,
+                         volatile sig_atomic_t *cancel) VMSEAL_MUST_CHECK;
+/* Source, after the manager saw the destination run (completed = 1): QEMU
+ * here ends; or the destination did not take over (0): the guest
+ * continues here. */
+int hostd_vm_migrate_out_end(hostd_vm *vm, int completed) VMSEAL_MUST_CHECK;
 
 #endif

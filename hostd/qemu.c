@@ -900,7 +900,7 @@ int hostd_qemu_start(const hostd_qemu_spec *s, hostd_qemu **out)
     unlink(pid_path);
     unlink(serial_path);
     if (!s->serial_socket) {
-        int serial_file = hostd_console_open_plain(s->run_dir);
+        int serial_file = hostd_console_open_plain(s->home_dir ? s->home_dir : s->run_dir);
         if (serial_file < 0) {
             r = vmseal_fail(-serial_file, "QEMU: serial console: %s", vmseal_last_error());
             goto fail;

@@ -67,7 +67,9 @@ typedef struct hostd_qemu_nic {
 
 typedef struct hostd_qemu_spec {
     const char *qemu;          /* binary; NULL: $VMSEAL_QEMU or qemu-system-x86_64 */
-    const char *run_dir;       /* the VM home (see above); must exist */
+    const char *run_dir;       /* the VM home (see above), or this host's run folder in it
+                                  (hostd/vm.h hostd_vm_set_run_folder); must exist */
+    const char *home_dir;      /* where a plain VM's serial.log goes; NULL: run_dir */
     const char *name;          /* [A-Za-z0-9._-]+ */
     const char *uuid;          /* RFC 4122 text form */
     unsigned cpus;             /* 0: 1 */

@@ -46,6 +46,9 @@ struct hostd_vm {
     vmseal_vmrec *rec;      /* vm.conf; replaced as a whole by the busy holder */
     hostd_qemu *qemu;
     hostd_console *console; /* encrypted VM: the sealed console log of this run */
+    int console_hold;       /* a migration's destination: the console is kept in memory
+                               (no segment written) until the source's run ended
+                               (hostd_vm_console_release) */
     const char *busy;       /* what runs now, or NULL */
     int deleted;
     uint64_t rec_seq;       /* counts the records committed (rec replaced) */
@@ -71,6 +74,36 @@ struct hostd_vm {
 int hostd_vm_name_valid(const char *name)
 {
     return vmseal_vmrec_name_valid(name);
+}
+
+/* Where this host's QEMU of a VM keeps its run files (qemu.pid, qmp.sock,
+ * serial.sock, vnc.sock, qemu.log): <home>/run-<host name> once hostd set
+ * its name (hostd_vm_set_run_folder), so that two hosts sharing a
+ * datastore folder (a live migration's source and destination) do not
+ * clash; else the home itself (tests of vm.c alone). */
+static char run_folder[80];
+
+void hostd_vm_set_run_folder(const char *host_name)
+{
+    run_folder[0] = '\0';
+    if (host_name && hostd_vm_name_valid(host_name) && strlen(host_name) < sizeof(run_folder) - 5)
+        snprintf(run_folder, sizeof(run_folder), "run-%s", host_name);
+}
+
+/* The run folder's path (made, 0700, when mk); -errno. */
+static int vm_run_dir(const hostd_vm *vm, int mk, char *buf, size_t len)
+{
+    int n = run_folder[0] ? snprintf(buf, len, "%s/%s", vm->home, run_folder)
+                          : snprintf(buf, len, "%s", vm->home);
+    if (n < 0 || (size_t)n >= len)
+        return vmseal_fail(ENAMETOOLONG, "%s: run folder path too long", vm->home);
+    if (mk && run_folder[0] && mkdirat(vm->home_fd, run_folder, 0700) != 0 && errno != EEXIST)
+        return vmseal_fail(errno, "cannot make %s: %s", buf, strerror(errno));
+    struct stat st;
+    if (run_folder[0] && mk &&
+        (fstatat(vm->home_fd, run_folder, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)))
+        return vmseal_fail(ENOTDIR, "%s is not a folder", buf);
+    return 0;
 }
 
 static int rec_encrypted(const vmseal_vmrec *r)
@@ -386,16 +419,22 @@ int hostd_vm_vnc_connect(hostd_vm *vm)
     if (fd < 0)
         return vmseal_fail(errno, "socket: %s", strerror(errno));
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", vm->home, HOSTD_VNC_SOCKET);
+    char rd[4096];
+    if (vm_run_dir(vm, 0, rd, sizeof(rd)) < 0) {
+        close(fd);
+        return -ENAMETOOLONG;
+    }
+    int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", rd, HOSTD_VNC_SOCKET);
     if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
         close(fd);
         return vmseal_fail(ENAMETOOLONG, "VNC socket path too long");
     }
-    /* QEMU made the socket in the VM home, which hostd owns; connect()
-     * does follow a symlink, so refuse anything but a socket */
+    /* QEMU made the socket in the VM home's run folder, which hostd owns;
+     * connect() does follow a symlink, so refuse anything but a socket */
     struct stat st;
-    if (fstatat(vm->home_fd, HOSTD_VNC_SOCKET, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-        !S_ISSOCK(st.st_mode)) {
+    char rel[128];
+    snprintf(rel, sizeof(rel), "%s%s%s", run_folder, run_folder[0] ? "/" : "", HOSTD_VNC_SOCKET);
+    if (fstatat(vm->home_fd, rel, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISSOCK(st.st_mode)) {
         close(fd);
         return vmseal_fail(ENOTCONN, "VM %s has no VNC display (started before vmseal had one?)",
                            vm->name);
@@ -785,12 +824,13 @@ int hostd_vm_load(const char *home, hostd_vm **out)
     }
     hostd_copy_str(vm->name, sizeof(vm->name), vm->rec->name);
     hostd_copy_str(vm->uuid, sizeof(vm->uuid), vm->rec->uuid);
-    if (hostd_qemu_attach(home, vm->uuid, 5000, &vm->qemu) < 0)
+    char rd[4096];
+    if (vm_run_dir(vm, 0, rd, sizeof(rd)) < 0 || hostd_qemu_attach(rd, vm->uuid, 5000, &vm->qemu) < 0)
         vm->qemu = NULL;
     if (vm->qemu && !rec_encrypted(vm->rec)) {
         /* the interactive console of a VM without encryption (a QEMU
          * started before vmseal had one has no serial.sock: none) */
-        int fd = hostd_qemu_connect_serial(home, 2000);
+        int fd = hostd_qemu_connect_serial(rd, 2000);
         hostd_console *con = NULL;
         if (fd >= 0 && hostd_console_new_passthrough(home, vm->uuid, console_note, vm, &con) == 0) {
             hostd_console_set_output(con, console_out, vm);
@@ -805,7 +845,7 @@ int hostd_vm_load(const char *home, hostd_vm **out)
     if (vm->qemu && rec_encrypted(vm->rec)) {
         /* Read the console at once; it is sealed when the KEK comes
          * (hostd_vm_tick), buffered in memory until then. */
-        int fd = hostd_qemu_connect_serial(home, 2000);
+        int fd = hostd_qemu_connect_serial(rd, 2000);
         hostd_console *con = NULL;
         if (fd >= 0 && hostd_console_new(home, vm->uuid, NULL, console_note, vm, &con) == 0) {
             hostd_console_set_output(con, console_out, vm);
@@ -1587,9 +1627,23 @@ static int start_vtpm(hostd_vm *vm, const hostd_host_env *env, const vmseal_secr
     return r;
 }
 
+static int power_on(hostd_vm *vm, const hostd_host_env *env, int incoming);
+
 int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
 {
-    int r = vm_begin(vm, "powering on");
+    return power_on(vm, env, 0);
+}
+
+int hostd_vm_power_on_incoming(hostd_vm *vm, const hostd_host_env *env)
+{
+    return power_on(vm, env, 1);
+}
+
+/* incoming: a live migration's destination (QEMU paused with -incoming
+ * defer; hostd/migrate.c feeds it), never a suspended VM */
+static int power_on(hostd_vm *vm, const hostd_host_env *env, int incoming)
+{
+    int r = vm_begin(vm, incoming ? "receiving a migration" : "powering on");
     if (r < 0)
         return r;
     const vmseal_vmrec *c = vm->rec;
@@ -1614,6 +1668,19 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         r = vmseal_fail(ENOKEY, "VM %s is locked: %s", vm->name, reason);
         goto out;
     }
+    if (incoming && c->state_file[0]) {
+        r = vmseal_fail(EBUSY, "VM %s is suspended: it cannot receive a migration", vm->name);
+        goto out;
+    }
+    if (incoming && c->tpm) {
+        r = vmseal_fail(EBUSY, "VM %s has a vTPM: live migration of its state is not supported",
+                        vm->name);
+        goto out;
+    }
+    char rundir[4096];
+    r = vm_run_dir(vm, 1, rundir, sizeof(rundir));
+    if (r < 0)
+        goto out;
     char obj[64];
     if (rec_encrypted(c)) {
         r = vmseal_vmrec_keysafe_object(c, -1, 0, obj, sizeof(obj));
@@ -1673,7 +1740,9 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         /* Encrypted: the console goes to hostd, which seals it. The log is
          * prepared before QEMU starts (a planted symlink stops it here). */
         vmseal_secret *lk = NULL;
-        r = vmseal_slog_key(vm_secret, vm->uuid, &lk);
+        /* a migration's destination: the source still writes the log;
+         * this run's output waits in memory (no key, no segment yet) */
+        r = incoming ? 0 : vmseal_slog_key(vm_secret, vm->uuid, &lk);
         if (r == 0)
             r = hostd_console_new(vm->home, vm->uuid, lk, console_note, vm, &con);
         if (r == 0)
@@ -1685,6 +1754,7 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         pthread_mutex_lock(&vm->lock);
         hostd_console *old = console_detach_locked(vm);
         vm->console = con;
+        vm->console_hold = incoming;
         pthread_mutex_unlock(&vm->lock);
         hostd_console_free(old);
     }
@@ -1696,7 +1766,8 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
     }
     hostd_qemu_spec spec = {
         .qemu = env->qemu,
-        .run_dir = vm->home,
+        .run_dir = rundir,
+        .home_dir = vm->home,
         .serial_socket = con != NULL,
         .name = vm->name,
         .uuid = vm->uuid,
@@ -1705,7 +1776,7 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         .append = c->append,
         .disks = disks,
         .ndisks = nd,
-        .incoming_defer = c->state_file[0] != 0,
+        .incoming_defer = incoming || c->state_file[0] != 0,
     };
     spec.kernel_fd = kernel_fd > 0 ? kernel_fd : 0;
     spec.initrd_fd = initrd_fd > 0 ? initrd_fd : 0;
@@ -1766,7 +1837,7 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
         hostd_qemu_free(q);
         vmseal_fail(-r, "%s", msg);
     }
-    if (r == 0 && c->state_file[0])
+    if (r == 0 && c->state_file[0] && !incoming)
         r = resume_state(vm, q, vm_secret);   /* suspended: its saved state, then it runs */
     if (r < 0) {
         char why[700];
@@ -1783,7 +1854,7 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
     if (!con) {
         /* no encryption: QEMU logs the console itself; hostd reads the
          * socket only for the interactive consoles */
-        int sfd = hostd_qemu_connect_serial(vm->home, 5000);
+        int sfd = hostd_qemu_connect_serial(rundir, 5000);
         if (sfd >= 0 && hostd_console_new_passthrough(vm->home, vm->uuid, console_note, vm, &con) == 0) {
             hostd_console_set_output(con, console_out, vm);
             if (hostd_console_attach(con, sfd) < 0) {
@@ -1806,7 +1877,8 @@ int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
     }
     pthread_mutex_unlock(&vm->lock);
     hostd_console_free(old_con);
-    hostd_vm_log(vm, "powered on (QEMU pid %d, %s)", (int)hostd_qemu_pid(q),
+    hostd_vm_log(vm, "%s (QEMU pid %d, %s)", incoming ? "waiting for a migration" : "powered on",
+                 (int)hostd_qemu_pid(q),
                   env->accel == VMSEAL_ACCEL_KVM ? "kvm" : "tcg");
 out:
     vmseal_secret_free(vm_secret);
@@ -3030,7 +3102,7 @@ void hostd_vm_tick(hostd_vm *vm, const hostd_host_env *env)
     check_block_servers(vm);
     /* re-attached after a restart: seal the console once the KEK is here */
     pthread_mutex_lock(&vm->lock);
-    if (vm->console && !hostd_console_has_key(vm->console)) {
+    if (vm->console && !vm->console_hold && !hostd_console_has_key(vm->console)) {
         vmseal_secret *lk = NULL;
         if (log_key_from(vm, env, vm->rec->vm_keysafe, &lk) == 0)
             (void)hostd_console_set_key(vm->console, lk);
@@ -3058,15 +3130,71 @@ int hostd_vm_serial_log(hostd_vm *vm, const hostd_host_env *env, size_t tail, ui
     } else {
         vmseal_secret *lk = NULL;
         r = log_key_from(vm, env, vm->rec->vm_keysafe, &lk);
-        if (r == 0 && vm->console && !hostd_console_has_key(vm->console)) {
+        if (r == 0 && vm->console && !vm->console_hold && !hostd_console_has_key(vm->console)) {
             r = hostd_console_set_key(vm->console, lk);
             lk = NULL;
         }
         if (r == 0)
-            r = vm->console ? hostd_console_read(vm->console, tail, text, len, total)
+            r = vm->console && !vm->console_hold ? hostd_console_read(vm->console, tail, text, len, total)
                             : hostd_console_read_sealed(vm->home, vm->uuid, lk, tail, text, len,
                                                          total);
         vmseal_secret_free(lk);
+    }
+    pthread_mutex_unlock(&vm->lock);
+    return r;
+}
+
+/* ------------------------------------------------------ live migration */
+
+int hostd_vm_op_begin(hostd_vm *vm, const char *what)
+{
+    int r = vm_begin(vm, what);
+    if (r == 0 && !qemu_running_owned(vm)) {
+        vm_end(vm);
+        return vmseal_fail(EALREADY, "VM %s is not powered on", vm->name);
+    }
+    return r;
+}
+
+void hostd_vm_op_end(hostd_vm *vm)
+{
+    vm_end(vm);
+}
+
+int hostd_vm_has_tpm(hostd_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    int t = vm->rec && vm->rec->tpm;
+    pthread_mutex_unlock(&vm->lock);
+    return t;
+}
+
+hostd_qmp *hostd_vm_monitor(hostd_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    hostd_qmp *q = vm->qemu ? hostd_qemu_monitor(vm->qemu) : NULL;
+    pthread_mutex_unlock(&vm->lock);
+    return q;
+}
+
+int hostd_vm_console_held(hostd_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    int h = vm->console_hold;
+    pthread_mutex_unlock(&vm->lock);
+    return h;
+}
+
+int hostd_vm_console_release(hostd_vm *vm, const hostd_host_env *env)
+{
+    pthread_mutex_lock(&vm->lock);
+    int r = 0;
+    if (vm->console_hold) {
+        vm->console_hold = 0;
+        vmseal_secret *lk = NULL;
+        r = vm->console ? log_key_from(vm, env, vm->rec->vm_keysafe, &lk) : 0;
+        if (r == 0 && vm->console)
+            r = hostd_console_set_key(vm->console, lk);   /* the output kept meanwhile first */
     }
     pthread_mutex_unlock(&vm->lock);
     return r;

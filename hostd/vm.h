@@ -20,7 +20,8 @@
  *   suspend-<hex>.vmss  a suspended encrypted VM's memory state, sealed
  *                (hostd/vmstate.h; .vmstate in clear for a VM without
  *                encryption); vm.conf state.file names it
- *   serial.sock, qemu.log, qmp.sock, qemu.pid   see hostd/qemu.h
+ *   run-<host>/  serial.sock, vnc.sock, qemu.log, qmp.sock, qemu.pid: see
+ *                hostd/qemu.h and hostd_vm_set_run_folder below
  *
  * Long operations (encrypt, decrypt, deep recrypt, create) first record
  * what they are about to do in vm.conf ("op = ..." plus the new key safes),
@@ -48,6 +49,7 @@
 
 #include "keystore.h"
 #include "qemu.h"
+#include "qmp.h"
 
 #define VMSEAL_VM_MAX_DISKS VMSEAL_VMREC_MAX_DISKS
 
@@ -345,6 +347,30 @@ int hostd_vm_console_input(hostd_vm *vm, const uint8_t *data, size_t len, int ti
 /* A connection to QEMU's VNC server on <home>/vnc.sock, or -errno. */
 int hostd_vm_vnc_connect(hostd_vm *vm);
 int hostd_vm_encrypted(hostd_vm *vm);
+
+/* This host's run folder for QEMU's run files (qemu.pid, qmp.sock,
+ * serial.sock, vnc.sock, qemu.log): <home>/run-<host_name>, so that two
+ * hosts sharing a datastore (a live migration) never clash; NULL or
+ * never called: the home itself. Set once, before any VM is loaded. */
+void hostd_vm_set_run_folder(const char *host_name);
+
+/* Live migration (hostd/migrate.c). The destination: power on paused,
+ * waiting for the incoming stream (QEMU -incoming defer); a suspended VM
+ * is refused (EBUSY). */
+int hostd_vm_power_on_incoming(hostd_vm *vm, const hostd_host_env *env) VMSEAL_MUST_CHECK;
+/* Hold the VM's operation slot while QEMU runs (EALREADY: not powered on,
+ * EBUSY: another operation); hostd_vm_monitor is its QMP while held. */
+int hostd_vm_op_begin(hostd_vm *vm, const char *what) VMSEAL_MUST_CHECK;
+void hostd_vm_op_end(hostd_vm *vm);
+hostd_qmp *hostd_vm_monitor(hostd_vm *vm);
+/* 1 when the VM has a vTPM: its migration is refused (-EBUSY; swtpm's state
+ * does not travel in the stream yet, docs/architecture.md) */
+int hostd_vm_has_tpm(hostd_vm *vm);
+/* The destination's sealed console log: held in memory from the incoming
+ * power-on (the source still writes the log in the shared home) until
+ * released, once the source's QEMU ended; then its own segment follows. */
+int hostd_vm_console_held(hostd_vm *vm);
+int hostd_vm_console_release(hostd_vm *vm, const hostd_host_env *env);
 
 /* Append a line to the VM's vm.log (clear text; never key material). */
 void hostd_vm_log(hostd_vm *vm, const char *fmt, ...) VMSEAL_PRINTF(2, 3);

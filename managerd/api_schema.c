@@ -428,6 +428,11 @@ static const api_field f_vm_export[] = {
 };
 SCHEMA(schema_vm_export, "vm_export", f_vm_export);
 
+static const api_field f_vm_migrate[] = {
+    {.name = "host", .type = F_NAME, .required = 1},
+};
+SCHEMA(schema_vm_migrate, "vm_migrate", f_vm_migrate);
+
 const api_schema *const api_all_schemas[] = {
     &schema_session, &schema_user_add, &schema_user_patch, &schema_password, &schema_role_add,
     &schema_kms_add, &schema_kms_patch, &schema_kms_trust, &schema_kms_client_cert, &schema_kms_csr,
@@ -435,5 +440,6 @@ const api_schema *const api_all_schemas[] = {
     &schema_role_patch, &schema_group_add, &schema_permission, &schema_default_policy, &schema_host_cert,
     &schema_vm_register, &schema_vm_resume, &schema_vm_clone, &schema_vm_cdrom, &schema_vm_nic_add,
     &schema_vm_export, &schema_disk, &schema_host_encryption_mode, &schema_disk_add,
+    &schema_vm_migrate,
 };
 const size_t api_n_schemas = N(api_all_schemas);

@@ -9,6 +9,7 @@
  *                                  or {folder} -> 200 VM (moved; "" = no folder)
  *   POST   /vms/{name}/power-on | power-off
  *   POST   /vms/{name}/suspend | resume | discard-state
+ *   POST   /vms/{name}/migrate        {"host"}: live migration, a task
  *   POST   /vms/{name}/dump                the guest's memory, sealed, into its home
  *   POST   /vms/{name}/disks       {size_mb} | {from: IMAGE} -> 202 the host's task
  *                                  | {adopt: IMAGE, passphrase, remove_passphrase?} -> 201 {disk}
@@ -362,6 +363,17 @@ void api_vms(api_ctx *ctx)
             return;
         rc = vms_power(ctx->m, ctx->user, name, on, &out);
         api_reply(ctx, rc, 200, out);
+        return;
+    }
+    if (sub && !strcmp(sub, "migrate") && !strcmp(m, "POST")) {
+        /* a running VM to another host (managerd/migrate.c): a task */
+        if (api_body(ctx, &schema_vm_migrate, &b) < 0)
+            return;
+        if (api_authorize(ctx, "vm.migrate", name) >= 0) {
+            rc = vms_migrate(ctx->m, ctx->user, name, json_string_value(json_object_get(b, "host")), &out);
+            api_reply(ctx, rc, 202, out);
+        }
+        json_decref(b);
         return;
     }
     if (sub && (!strcmp(sub, "suspend") || !strcmp(sub, "resume") || !strcmp(sub, "discard-state")) &&

@@ -366,6 +366,12 @@ int vms_host_setting(manager *m, const char *user, const char *name, const char 
 /* POST /vms/{name}/clone {name, host?, deep?, kms?} (vms.c) */
 int vms_clone(manager *m, const char *user, const char *name, const json_t *req, json_t **out);
 int vms_delete(manager *m, const char *user, const char *name);
+
+/* ---- migrate.c -------------------------------------------------------------- */
+/* Live-migrate running VM `name` to host `to` (managerd/migrate.c): checks,
+ * then a task (action "migrate", state "migrating" while it runs) that a
+ * thread carries out; *out = the task. */
+int vms_migrate(manager *m, const char *user, const char *name, const char *to, json_t **out);
 /* Move the VM to a folder (a valid name, or "" = none); *out = the VM. */
 int vms_move(manager *m, const char *user, const char *name, const char *folder, json_t **out);
 /* Leave the inventory; the host keeps the VM. uuid: the VM's. */

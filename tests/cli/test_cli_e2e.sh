@@ -52,7 +52,7 @@ accel = tcg
 grace_seconds = 5
 EOC
 HLOG=$TMP/hostd.log
-kill_vms() { for f in "$TMP"/ds/*/qemu.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done; true; }
+kill_vms() { for f in "$TMP"/ds/*/qemu.pid "$TMP"/ds/*/run-*/qemu.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done; true; }
 at_exit kill_vms
 hostd_start() {
   rm -f "$TMP/hport"

@@ -82,7 +82,7 @@ stop_hostd() {  # a clean stop exits 0 (sanitizer reports make it fail)
   HPID=
   [ "$rc" = 0 ] || { tail -30 hostd.log >&2; fail "hostd exited with status $rc"; }
 }
-kill_vms() { for f in "$TMP"/ds/*/qemu.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done; true; }
+kill_vms() { for f in "$TMP"/ds/*/qemu.pid "$TMP"/ds/*/run-*/qemu.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done; true; }
 at_exit stop_hostd
 at_exit kill_vms
 
@@ -244,7 +244,7 @@ expect 200 GET "/v1/vms/$VM1"
 [ "$(jget kek_id)" = kek-2 ] && [ "$(jget power_state)" = on ] || fail "shallow recrypt: $BODY"
 wait_log "$VM1" "$since1" VMSEAL-READY
 if [ -n "$QUSER" ]; then
-  qpid=$(cat "$HOME1/qemu.pid")
+  qpid=$(cat "$HOME1"/run-*/qemu.pid)
   st=$(cat "/proc/$qpid/status")
   quid=$(id -u "$QUSER")
   grep -q "^Uid:[[:space:]]*$quid[[:space:]]*$quid[[:space:]]*$quid[[:space:]]*$quid\$" <<<"$st" || fail "QEMU uid: $(grep ^Uid <<<"$st")"
@@ -272,7 +272,7 @@ ok "no KEK in the datastore or the log"
 expect 200 PATCH "/v1/vms/$VM2" '{"append": "console=ttyS0 quiet vmseal.wait=1"}'
 : > "$HOME2/serial.log"
 expect 200 POST "/v1/vms/$VM2/power-on"
-QPID=$(cat "$HOME2/qemu.pid")
+QPID=$(cat "$HOME2"/run-*/qemu.pid)
 stop_hostd
 kill -0 "$QPID" || fail "QEMU stopped with hostd"
 start_hostd

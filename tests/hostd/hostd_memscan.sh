@@ -57,7 +57,7 @@ stop_hostd() {
   HPID=
   [ "$rc" = 0 ] || { tail -30 hostd.log >&2; fail "hostd exited with status $rc"; }
 }
-kill_vms() { for f in "$TMP"/ds/*/qemu.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done; true; }
+kill_vms() { for f in "$TMP"/ds/*/qemu.pid "$TMP"/ds/*/run-*/qemu.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done; true; }
 at_exit stop_hostd
 at_exit kill_vms
 

@@ -351,6 +351,60 @@ static void test_keys_api(void **state)
     json_decref(call(404, "GET", "/v1/nothing", NULL));
 }
 
+/* The live-migration endpoints refuse what is malformed or out of place
+ * before anything starts (the whole flow: tests/system/test_e2e_migrate.sh). */
+static void test_migrate_api_refusals(void **state)
+{
+    (void)state;
+    json_t *vm = create_vm("mig1", "encrypted", K1.id, "bios", 1);
+    char uuid[40], path[200];
+    snprintf(uuid, sizeof(uuid), "%s", jstr(vm, "uuid"));
+    json_decref(vm);
+    const char *key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    /* migrate-in: key and nonce of the wrong length or not hex, no listen address */
+    json_decref(call(400, "POST", "/v1/vms/migrate-in",
+                     "{\"name\": \"mig1\", \"uuid\": \"%s\", \"spec\": {\"key\": \"00\", "
+                     "\"nonce\": \"0001020304050607\", \"listen\": \"127.0.0.1:0\"}}", uuid));
+    json_decref(call(400, "POST", "/v1/vms/migrate-in",
+                     "{\"name\": \"mig1\", \"uuid\": \"%s\", \"spec\": {\"key\": \"%s\", "
+                     "\"nonce\": \"00010203040506zz\", \"listen\": \"127.0.0.1:0\"}}", uuid, key));
+    json_decref(call(400, "POST", "/v1/vms/migrate-in",
+                     "{\"name\": \"mig1\", \"uuid\": \"%s\", \"spec\": {\"key\": \"%s\", "
+                     "\"nonce\": \"0001020304050607\"}}", uuid, key));
+    json_decref(call(400, "POST", "/v1/vms/migrate-in", "{\"name\": \"mig1\", \"uuid\": \"%s\"}", uuid));
+    /* migrate-in of a uuid that is not the VM in that folder: refused, nothing started */
+    json_decref(call(409, "POST", "/v1/vms/migrate-in",
+                     "{\"name\": \"mig1\", \"uuid\": \"11111111-1111-4111-8111-111111111111\", "
+                     "\"spec\": {\"key\": \"%s\", \"nonce\": \"0001020304050607\", "
+                     "\"listen\": \"127.0.0.1:0\"}}", key));
+    /* migrate-out of a VM that is not running; no destination */
+    snprintf(path, sizeof(path), "/v1/vms/%s/migrate-out", uuid);
+    json_decref(call(409, "POST", path,
+                     "{\"spec\": {\"key\": \"%s\", \"nonce\": \"0001020304050607\", "
+                     "\"dest\": \"127.0.0.1:9\"}}", key));
+    json_decref(call(400, "POST", path,
+                     "{\"spec\": {\"key\": \"%s\", \"nonce\": \"0001020304050607\"}}", key));
+    /* migrate-end needs a boolean; a VM that is not running is not continued */
+    snprintf(path, sizeof(path), "/v1/vms/%s/migrate-end", uuid);
+    json_decref(call(400, "POST", path, "{\"completed\": \"yes\"}"));
+    json_decref(call(409, "POST", path, "{\"completed\": false}"));
+    /* a VM with a vTPM: migrate-in refused (409) before its QEMU starts (swtpm's
+     * state does not travel in the stream); the host forgets it again */
+    snprintf(path, sizeof(path), "/v1/vms/%s", uuid);
+    json_decref(call(200, "PATCH", path, "{\"tpm\": true}"));
+    json_t *e = call(409, "POST", "/v1/vms/migrate-in",
+                     "{\"name\": \"mig1\", \"uuid\": \"%s\", \"spec\": {\"key\": \"%s\", "
+                     "\"nonce\": \"0001020304050607\", \"listen\": \"127.0.0.1:0\"}}", uuid, key);
+    assert_non_null(strstr(jstr(e, "error"), "vTPM"));
+    json_decref(e);
+    json_decref(call(200, "POST", "/v1/vms/adopt", "{\"name\": \"mig1\", \"uuid\": \"%s\"}", uuid));
+    /* the VM is still listed, powered off */
+    json_t *v = call(200, "GET", path, NULL);
+    assert_string_equal(jstr(v, "power_state"), "off");
+    json_decref(v);
+    json_decref(call(204, "DELETE", path, NULL));   /* the later tests count the VMs */
+}
+
 static void test_encrypted_vm_marker(void **state)
 {
     (void)state;
@@ -1187,8 +1241,8 @@ static int teardown(void **state)
     (void)state;
     hostd_host_close(host);
     /* any QEMU a failed test left behind runs from the datastore */
-    testutil_run("for f in %s/*/qemu.pid; do [ -f \"$f\" ] && kill -9 $(cat \"$f\") 2>/dev/null; done; true",
-        datastore);
+    testutil_run("for f in %s/*/qemu.pid %s/*/run-*/qemu.pid; do [ -f \"$f\" ] && kill -9 $(cat \"$f\") 2>/dev/null; done; true",
+        datastore, datastore);
     testutil_rmtree(tmpdir);
     return 0;
 }
@@ -1199,6 +1253,7 @@ int main(void)
         cmocka_unit_test(test_keys_api),
         cmocka_unit_test(test_boot_files_from_images_only),
         cmocka_unit_test(test_vm_home_symlinks),
+        cmocka_unit_test(test_migrate_api_refusals),
         cmocka_unit_test(test_encrypted_vm_marker),
         cmocka_unit_test(test_encrypt_decrypt_existing),
         cmocka_unit_test(test_serial_log),

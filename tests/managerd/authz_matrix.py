@@ -223,6 +223,11 @@ def setup(op):
     elif oid == "vm.resume-host":
         sub["{vm}"] = "sealed"
         body = {"host": "h1"}
+    elif oid == "vm.migrate":
+        # the encrypted VM (Cryptographer.Migrate too); allowed: its host
+        # (down here) is asked next
+        sub["{vm}"] = "sealed"
+        body = {"host": "h2"}
     elif oid == "task.cancel-encrypt":
         sub["{id}"] = "101"           # running on plain (its host is down)
     elif oid == "task.cancel-decrypt":

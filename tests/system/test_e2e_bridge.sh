@@ -78,7 +78,7 @@ page=$(ip netns exec "$NS" curl -sf -m 30 --retry 5 --retry-delay 1 --retry-all-
 ok "the namespace reaches busybox httpd in the guest over the bridge"
 
 HOME1=$(stack_vm_home esx1 br1)
-QPID=$(cat "$HOME1/qemu.pid")
+QPID=$(cat "$HOME1"/run-esx1/qemu.pid)
 taps=$(ls "/sys/class/net/$BR/brif/" | grep '^vmseal' || true)
 [ "$(wc -w <<<"$taps")" = 1 ] || fail "expected one vmseal tap on $BR, found: $taps"
 tr '\0' ' ' < "/proc/$QPID/cmdline" | grep -q -- "-netdev tap,id=vmseal-net0,fd=[0-9]" ||

@@ -42,8 +42,8 @@ H=$(stack_vm_home esx1 con1)
 ls "$H"/serial-*.vmslog >/dev/null || fail "no sealed log segment"
 if grep -a -r -q 'vmseal-42-console' "$H"; then fail "console text in clear in the VM home"; fi
 [ ! -e "$H/serial.log" ] || fail "a clear serial.log appeared"
-[ -S "$H/vnc.sock" ] || fail "no vnc.sock in the VM home"
-if ss -ltnp 2>/dev/null | grep -q "pid=$(cat "$H/qemu.pid")," ; then fail "QEMU listens on TCP"; fi
+[ -S "$H/run-esx1/vnc.sock" ] || fail "no vnc.sock in the VM home's run folder run-esx1"
+if ss -ltnp 2>/dev/null | grep -q "pid=$(cat "$H/run-esx1/qemu.pid")," ; then fail "QEMU listens on TCP"; fi
 vmseal --json events --action vm.console | jq -e 'map(select(.object == "con1" and .result == "ok")) | length >= 1' \
   >/dev/null || fail "no vm.console event"
 ok "the sealed log holds the session, the VM home holds no clear text, QEMU has no TCP port; an event per console"
