@@ -401,18 +401,11 @@ void hostd_qmp_close(hostd_qmp *q)
     free(q);
 }
 
-int hostd_qmp_getfd(hostd_qmp *q, const char *name, int fd, int timeout_ms)
+/* Send `line` (n bytes, a command with id `id`) with fd riding on its first
+ * byte, and wait for the answer to cmd. */
+static int send_with_fd(hostd_qmp *q, const char *cmd, const char *id, char *line, int n, int fd,
+                        int64_t deadline, json_t **ret)
 {
-    int64_t deadline = hostd_now_ms() + timeout_ms;
-    if (!id_is_safe(name))
-        return vmseal_fail(EINVAL, "QMP: fd name must be [A-Za-z0-9_-]{1,64}");
-    char id[32], line[256];
-    snprintf(id, sizeof(id), "vmseal-%lu", q->next_id++);
-    int n = snprintf(line, sizeof(line),
-                     "{\"execute\":\"getfd\",\"id\":\"%s\",\"arguments\":{\"fdname\":\"%s\"}}\n",
-                     id, name);
-    if (n < 0 || (size_t)n >= sizeof(line))
-        return vmseal_fail(EINVAL, "QMP: fd name too long");
     /* The descriptor rides on the first byte; the rest of the line follows. */
     char cbuf[CMSG_SPACE(sizeof(int))];
     memset(cbuf, 0, sizeof(cbuf));
@@ -442,5 +435,35 @@ int hostd_qmp_getfd(hostd_qmp *q, const char *name, int fd, int timeout_ms)
     int r = send_all(q, line + 1, (size_t)n - 1, deadline);
     if (r < 0)
         return r;
-    return await_reply(q, "getfd", id, deadline, NULL);
+    return await_reply(q, cmd, id, deadline, ret);
+}
+
+int hostd_qmp_getfd(hostd_qmp *q, const char *name, int fd, int timeout_ms)
+{
+    int64_t deadline = hostd_now_ms() + timeout_ms;
+    if (!id_is_safe(name))
+        return vmseal_fail(EINVAL, "QMP: fd name must be [A-Za-z0-9_-]{1,64}");
+    char id[32], line[256];
+    snprintf(id, sizeof(id), "vmseal-%lu", q->next_id++);
+    int n = snprintf(line, sizeof(line),
+                     "{\"execute\":\"getfd\",\"id\":\"%s\",\"arguments\":{\"fdname\":\"%s\"}}\n",
+                     id, name);
+    if (n < 0 || (size_t)n >= sizeof(line))
+        return vmseal_fail(EINVAL, "QMP: fd name too long");
+    return send_with_fd(q, "getfd", id, line, n, fd, deadline, NULL);
+}
+
+int hostd_qmp_add_fd(hostd_qmp *q, int fdset, int fd, int timeout_ms)
+{
+    int64_t deadline = hostd_now_ms() + timeout_ms;
+    if (fdset < 0 || fdset > 65535)
+        return vmseal_fail(EINVAL, "QMP: fdset id out of range");
+    char id[32], line[256];
+    snprintf(id, sizeof(id), "vmseal-%lu", q->next_id++);
+    int n = snprintf(line, sizeof(line),
+                     "{\"execute\":\"add-fd\",\"id\":\"%s\",\"arguments\":{\"fdset-id\":%d}}\n",
+                     id, fdset);
+    if (n < 0 || (size_t)n >= sizeof(line))
+        return vmseal_fail(EINVAL, "QMP: command too long");
+    return send_with_fd(q, "add-fd", id, line, n, fd, deadline, NULL);
 }

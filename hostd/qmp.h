@@ -47,6 +47,11 @@ int hostd_qmp_add_secret(hostd_qmp *q, const char *id, const vmseal_secret *data
  * "fd:NAME". fd stays open here (the caller closes its copy). */
 int hostd_qmp_getfd(hostd_qmp *q, const char *name, int fd, int timeout_ms) VMSEAL_MUST_CHECK;
 
+/* add-fd: put the descriptor fd (SCM_RIGHTS on the command) into QEMU's
+ * fdset `fdset` (a file driver then opens it as /dev/fdset/N). fd stays
+ * open here. */
+int hostd_qmp_add_fd(hostd_qmp *q, int fdset, int fd, int timeout_ms) VMSEAL_MUST_CHECK;
+
 /* Wait for an event named `name` (NULL: any event). Queued events are
  * looked at first (oldest first); the matching one is removed from the
  * queue and returned in *event (new ref, may be NULL to discard). */
