@@ -389,6 +389,11 @@ static const api_field f_vm_resume[] = {
     {.name = "host", .type = F_NAME},
 };
 SCHEMA(schema_vm_resume, "vm_resume", f_vm_resume);
+static const api_field f_vm_snapshot[] = {
+    {.name = "name", .type = F_NAME, .required = 1},
+    {.name = "memory", .type = F_BOOL},
+};
+SCHEMA(schema_vm_snapshot, "vm_snapshot", f_vm_snapshot);
 static const api_field f_vm_export[] = {
     {.name = "disk", .type = F_INT, .required = 1, .min = 0, .max = 7},
     {.name = "ttl_seconds", .type = F_INT, .min = 1, .max = 86400},
@@ -401,5 +406,6 @@ const api_schema *const api_all_schemas[] = {
     &schema_host_register, &schema_host_keys, &schema_vm_create, &schema_vm_patch, &schema_vm_rekey,
     &schema_role_patch, &schema_group_add, &schema_permission, &schema_default_policy, &schema_host_cert,
     &schema_vm_register, &schema_vm_resume, &schema_vm_nic_add, &schema_vm_export, &schema_disk,
+    &schema_vm_snapshot,
 };
 const size_t api_n_schemas = N(api_all_schemas);

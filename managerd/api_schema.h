@@ -60,7 +60,8 @@ extern const api_schema schema_session, schema_user_add, schema_user_patch, sche
     schema_role_add, schema_kms_add, schema_kms_patch, schema_kms_trust, schema_kms_client_cert,
     schema_kms_csr, schema_host_register, schema_host_keys, schema_vm_create, schema_vm_patch,
     schema_vm_rekey, schema_role_patch, schema_group_add, schema_permission, schema_default_policy,
-    schema_host_cert, schema_vm_register, schema_vm_resume, schema_vm_nic_add, schema_vm_export, schema_disk;
+    schema_host_cert, schema_vm_register, schema_vm_resume, schema_vm_nic_add, schema_vm_export, schema_disk,
+    schema_vm_snapshot;
 /* All of them, for the fuzzer. */
 extern const api_schema *const api_all_schemas[];
 extern const size_t api_n_schemas;

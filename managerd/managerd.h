@@ -395,6 +395,9 @@ int vms_nic(manager *m, const char *user, const char *name, const char *method, 
 int vms_export(manager *m, const char *user, const char *name, const json_t *req, json_t **out);
 /* The running guest's memory into its VM home (sealed when encrypted). */
 int vms_dump(manager *m, const char *user, const char *name, json_t **out);
+/* action: list | create | revert | remove (snap: the snapshot's name) */
+int vms_snapshot(manager *m, const char *user, const char *name, const char *action,
+                 const char *snap, int memory, json_t **out);
 
 /* ---- tasks.c: intents, host tasks, reconciliation -------------------------- */
 

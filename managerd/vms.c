@@ -25,6 +25,7 @@
 
 #include <vmseal/common.h>
 #include <vmseal/diskdesc.h>
+#include <vmseal/vmrecord.h>
 
 #include "managerd.h"
 
@@ -1191,5 +1192,60 @@ int vms_dump(manager *m, const char *user, const char *name, json_t **out)
     event_add(m, user, "vm.dump", name, NULL, nv);
     json_decref(nv);
     *out = resp;
+    return 0;
+}
+
+/* Snapshots (hostd/snapshot.h): list, create, revert, remove on the VM's
+ * host. The KEK goes to the host first for an encrypted VM (the new
+ * layers' secrets are wrapped by it; a revert may resume the guest). */
+int vms_snapshot(manager *m, const char *user, const char *name, const char *action,
+                 const char *snap, int memory, json_t **out)
+{
+    *out = NULL;
+    int list = !strcmp(action, "list"), create = !strcmp(action, "create"),
+        revert = !strcmp(action, "revert"), remove = !strcmp(action, "remove");
+    if (!list && !create && !revert && !remove)
+        return vmseal_fail(EINVAL, "no such action %s", action);
+    if (!list && (!snap || !vmseal_vmrec_snap_name_valid(snap)))
+        return vmseal_fail(EINVAL, "a snapshot name is 1..64 of [A-Za-z0-9._-], not starting "
+                           "with '.' or '-'");
+    vm_row v;
+    int rc = get_vm_row(m, name, &v);
+    if (rc < 0)
+        return rc;
+    if (!list) {
+        long long busy = tasks_open_for(m, v.uuid);
+        if (busy)
+            return vmseal_fail(EBUSY, "VM %s is busy with task %lld", name, busy);
+        if (v.kek[0] && hosts_push_key(m, v.host, v.prov, v.kek) < 0)
+            return peer_failure();
+    }
+    char path[256];
+    if (list || create)
+        snprintf(path, sizeof(path), "/v1/vms/%s/snapshots", v.uuid);
+    else
+        snprintf(path, sizeof(path), "/v1/vms/%s/snapshots/%s%s", v.uuid, snap,
+                 revert ? "/revert" : "");
+    json_t *body = create ? json_pack("{s:s, s:b}", "name", snap, "memory", memory) : NULL;
+    long status = 0;
+    json_t *resp = NULL;
+    rc = hosts_call(m, v.host, list ? "GET" : remove ? "DELETE" : "POST", path, body, &status,
+                    &resp);
+    json_decref(body);
+    if (rc < 0)
+        return peer_failure();
+    if (status < 200 || status > 299) {
+        rc = host_refused(v.host, status, resp);
+        json_decref(resp);
+        return rc;
+    }
+    if (!list) {
+        char ev[40];
+        snprintf(ev, sizeof(ev), "vm.snapshot-%s", action);
+        json_t *nv = json_pack("{s:s, s:b}", "snapshot", snap, "memory", memory);
+        event_add(m, user, ev, name, NULL, nv);
+        json_decref(nv);
+    }
+    *out = resp ? resp : json_pack("{s:[]}", "snapshots");
     return 0;
 }
