@@ -2945,6 +2945,7 @@ json_t *hostd_vm_describe(hostd_vm *vm, const hostd_host_env *env)
     json_object_set_new(j, "power_state",
                         json_string(on ? "on" : c->state_file[0] ? "suspended" : "off"));
     json_object_set_new(j, "state_file", c->state_file[0] ? json_string(c->state_file) : json_null());
+    json_object_set_new(j, "snapshots", json_integer((json_int_t)c->nsnaps));
     json_object_set_new(j, "nics", hostd_nic_list_json(c));
     json_object_set_new(j, "busy", vm->busy ? json_string(vm->busy) : json_null());
     /* suspending / powering on a suspended VM: memory state bytes so far */

@@ -432,7 +432,11 @@ static int require_off(manager *m, const char *host, const char *uuid, const cha
     const char *ps = json_string_value(json_object_get(rt, "power_state"));
     int on = ps && !strcmp(ps, "on");
     int suspended = ps && !strcmp(ps, "suspended");
+    json_int_t snaps = json_integer_value(json_object_get(rt, "snapshots"));
     json_decref(rt);
+    if (snaps > 0)
+        return vmseal_fail(EBUSY, "VM %s has %lld snapshot(s): remove them (vmseal vm snapshot rm) "
+                           "to %s it", name, (long long)snaps, what);
     if (on)
         return vmseal_fail(EBUSY, "VM %s must be powered off to %s it", name, what);
     if (suspended)
@@ -608,6 +612,8 @@ int vms_rekey(manager *m, const char *user, const char *name, int deep, const ch
     if (deep && on == 2)
         return vmseal_fail(EBUSY, "VM %s is suspended: resume it (or discard its saved state) to "
                            "deep-rekey it", name);
+    if (deep && (rc = require_off(m, v.host, v.uuid, name, "deep-rekey")) < 0)
+        return rc;   /* also refuses a VM with snapshots (a shallow rekey covers them) */
     if (deep && on)
         return vmseal_fail(EBUSY, "VM %s must be powered off to deep-rekey it", name);
     const char *action = deep ? "recrypt-deep" : "recrypt-shallow";
