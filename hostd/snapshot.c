@@ -196,9 +196,11 @@ static int run_img(const char *const argv[], const vmseal_secret *const secrets[
     }
     close(ep[0]);
     err[elen] = '\0';
-    char *nl = strchr(err, '\n');
-    if (nl)
-        *nl = '\0';
+    while (elen > 0 && err[elen - 1] == '\n')
+        err[--elen] = '\0';
+    for (char *p = err; *p; p++)
+        if (*p == '\n')
+            *p = ';';   /* qemu-img's first line is often not the cause */
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
@@ -242,7 +244,15 @@ static int create_overlay(hostd_vm *vm, const char *file, uint64_t size,
                               target, sz, NULL};
     const char *argv_plain[] = {"qemu-img", "create", "-q", "-f", "qcow2", target, sz, NULL};
     const vmseal_secret *secs[1] = {pass};
-    int r = run_img(pass ? argv_enc : argv_plain, secs, pass ? 1 : 0, &fd, 1);
+    /* QEMU times its LUKS PBKDF with the thread's CPU clock and gives up
+     * ("Unable to get accurate CPU usage") when one round measures 0 ms,
+     * which a loaded machine does now and then: try again */
+    int r = -EIO;
+    for (int attempt = 0; attempt < 10; attempt++) {
+        r = run_img(pass ? argv_enc : argv_plain, secs, pass ? 1 : 0, &fd, 1);
+        if (r == 0 || !strstr(vmseal_last_error(), "accurate CPU usage"))
+            break;
+    }
     if (r == 0 && fsync(fd) < 0)
         r = vmseal_fail(errno, "fsync %s: %s", file, strerror(errno));
     close(fd);
