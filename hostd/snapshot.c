@@ -518,6 +518,41 @@ static void qemu_top_node(hostd_qmp *q, size_t idx, char *out, size_t len)
     json_decref(ret);
 }
 
+/* Put the new layers (of the last snapshot in `layers`, layer index
+ * `layer`) on top of every disk of the running QEMU: the count switched. */
+static size_t switch_layers(hostd_vm *vm, const hostd_host_env *env, hostd_qmp *m,
+                            const vmseal_vmrec *c, const vmseal_vmrec_snapshot *s, size_t layer,
+                            int *rc)
+{
+    size_t switched = 0;
+    int r = 0;
+    for (size_t i = 0; i < c->ndisks && r == 0; i++) {
+        const vmseal_vmrec_layer *ly = &s->disks[i];
+        vmseal_secret *pass = NULL;
+        char top[32], node[32];
+        qemu_top_node(m, i, top, sizeof(top));
+        hostd_qemu_layer_node(i, layer, node, sizeof(node));
+        r = top[0] ? layer_pass(env, ly, &pass)
+                   : vmseal_fail(EIO, "QEMU does not show disk %zu", i);
+        if (r == 0)
+            r = hostd_qemu_add_layer(m, i, layer, hostd_vmi_home_fd(vm), ly->file, pass, NULL,
+                                     QMP_TIMEOUT_MS);
+        vmseal_secret_free(pass);
+        if (r == 0)
+            r = hostd_qmp_execute(m, "blockdev-snapshot",
+                                  json_pack("{s:s, s:s}", "node", top, "overlay", node),
+                                  QMP_TIMEOUT_MS, NULL);
+        if (r == 0)
+            switched++;
+    }
+    *rc = r;
+    return switched;
+}
+
+/* Order, for a running VM: pause; make the layer files; switch QEMU onto
+ * them (the guest is paused: nothing is written to them yet); save the
+ * memory (QEMU's migration stream, sealed); record vm.conf; continue. A
+ * hostd that stops in between is put right at load (hostd_snapshot_recover). */
 int hostd_snapshot_create(hostd_vm *vm, const hostd_host_env *env, const char *name, int memory)
 {
     if (!name || !vmseal_vmrec_snap_name_valid(name))
@@ -528,11 +563,14 @@ int hostd_snapshot_create(hostd_vm *vm, const hostd_host_env *env, const char *n
         return r;
     const vmseal_vmrec *c = hostd_vmi_rec(vm);
     hostd_qemu *q = hostd_vmi_qemu(vm);
+    hostd_qmp *m = q ? hostd_qemu_monitor(q) : NULL;
     int enc = c->policy == VMSEAL_POLICY_ENCRYPTED;
     vmseal_vmrec_snapshot s;
     memset(&s, 0, sizeof(s));
     vmseal_secret *vm_secret = NULL, *key = NULL;
-    int paused = 0, switched = 0;
+    int paused = 0, marked = 0;
+    size_t switched = 0;
+    char mem_err[600] = "";
     if (c->op != VMSEAL_VMREC_OP_NONE)
         r = vmseal_fail(EBUSY, "VM %s has an unfinished %s operation", hostd_vm_name(vm),
                         vmseal_vmrec_op_name(c->op));
@@ -548,120 +586,109 @@ int hostd_snapshot_create(hostd_vm *vm, const hostd_host_env *env, const char *n
     else if (memory && !q)
         r = vmseal_fail(EALREADY, "VM %s is powered off: a snapshot with memory needs it "
                         "running", hostd_vm_name(vm));
-    else if (c->ndisks == 0 && !memory)
+    else if (c->ndisks == 0)
         r = vmseal_fail(EINVAL, "VM %s has no disks: nothing to snapshot", hostd_vm_name(vm));
     else if (q && c->tpm)
         r = vmseal_fail(EBUSY, "VM %s has a vTPM: its state is not snapshotted yet (power it "
                         "off first)", hostd_vm_name(vm));
-    if (r == 0)
-        r = marker_set(vm);
+    if (r == 0 && (r = marker_set(vm)) == 0)
+        marked = 1;
     if (r < 0)
         goto out;
     (void)sweep(vm);
     hostd_copy_str(s.name, sizeof(s.name), name);
-    if (q) {
-        /* the guest stops here and runs again only when the layers are in place */
-        hostd_qmp *m = hostd_qemu_monitor(q);
+    if (m) {
+        /* the guest stops here and runs again when the snapshot is whole */
         r = hostd_qmp_execute(m, "stop", NULL, QMP_TIMEOUT_MS, NULL);
         paused = r == 0;
-        if (r == 0 && memory) {
-            char obj[64];
-            if (enc) {
-                r = vmseal_vmrec_keysafe_object(c, -1, 0, obj, sizeof(obj));
-                if (r == 0)
-                    r = hostd_vmi_unwrap(env, c->vm_keysafe, obj, &vm_secret);
-            }
-            char label[VMSEAL_KEYSAFE_KEK_ID_MAX + 1];
-            if (r == 0)
-                r = new_file_name(enc ? VMSEAL_VMREC_STATE_SEALED_EXT : VMSEAL_VMREC_STATE_PLAIN_EXT,
-                                  s.state_file, sizeof(s.state_file));
-            if (r == 0 && enc)
-                r = hostd_vmstate_key(vm_secret, hostd_vm_uuid(vm), s.state_file, &key, label,
-                                      sizeof(label));
-            if (r == 0)
-                r = hostd_vmstate_save(m, hostd_vmi_home_fd(vm), s.state_file, key,
-                                       enc ? label : NULL, state_note, vm, STATE_TIMEOUT_MS, NULL);
-            if (r < 0)
-                s.state_file[0] = '\0';
-        }
     }
     if (r == 0)
         r = new_layers(vm, env, c, &s);
     if (r < 0)
         goto out;
     crash_point("snapshot-files");
-    vmseal_vmrec *n = hostd_vmi_next(vm);
-    r = n ? 0 : -ENOMEM;
-    if (r == 0) {
-        n->snaps[n->nsnaps++] = s;
-        memset(&s, 0, sizeof(s));   /* n owns the key safes and files now */
-        r = hostd_vmi_commit(vm, n);
-        if (r < 0) {
-            /* n (freed) took the key safes: the files are found by sweep */
-            (void)sweep(vm);
-            goto out;
-        }
-    }
-    if (r < 0)
-        goto out;
-    crash_point("snapshot-recorded");
-    c = hostd_vmi_rec(vm);
-    if (q) {
-        /* the new layers on top, over the monitor */
-        hostd_qmp *m = hostd_qemu_monitor(q);
-        size_t layer = c->nsnaps;
-        for (size_t i = 0; i < c->ndisks && r == 0; i++) {
-            const vmseal_vmrec_layer *ly = &c->snaps[layer - 1].disks[i];
-            vmseal_secret *pass = NULL;
-            char top[32], node[32];
-            qemu_top_node(m, i, top, sizeof(top));
-            hostd_qemu_layer_node(i, layer, node, sizeof(node));
-            r = layer_pass(env, ly, &pass);
-            if (r == 0)
-                r = hostd_qemu_add_layer(m, i, layer, hostd_vmi_home_fd(vm), ly->file, pass, NULL,
-                                         QMP_TIMEOUT_MS);
-            vmseal_secret_free(pass);
-            if (r == 0)
-                r = hostd_qmp_execute(m, "blockdev-snapshot",
-                                      json_pack("{s:s, s:s}", "node", top, "overlay", node),
-                                      QMP_TIMEOUT_MS, NULL);
-            if (r == 0)
-                switched++;
-        }
-        if (r < 0) {
-            /* vm.conf holds the snapshot and its memory: QEMU, half switched, ends */
+    if (m) {
+        switched = switch_layers(vm, env, m, c, &s, c->nsnaps + 1, &r);
+        if (r < 0 && switched) {
+            /* half switched: QEMU ends; vm.conf still has the old chain,
+             * which holds everything (the guest was paused) */
             char msg[700];
             hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
             hostd_vmi_kill(vm);
             paused = 0;
-            marker_clear(vm);
-            r = vmseal_fail(-r, "snapshot %s is taken, but QEMU could not switch to its new "
-                            "layers, so the VM was powered off (revert to the snapshot to go on "
-                            "from it): %s", name, msg);
-            goto out;
+            r = vmseal_fail(-r, "QEMU could not switch to the snapshot's layers, so the VM was "
+                            "powered off (its disks are as they were): %s", msg);
         }
+        if (r < 0)
+            goto out;
         crash_point("snapshot-switched");
-        if (hostd_qmp_execute(m, "cont", NULL, QMP_TIMEOUT_MS, NULL) == 0)
-            paused = 0;
     }
-    marker_clear(vm);
+    if (m && memory) {
+        char obj[64], label[VMSEAL_KEYSAFE_KEK_ID_MAX + 1];
+        if (enc) {
+            r = vmseal_vmrec_keysafe_object(c, -1, 0, obj, sizeof(obj));
+            if (r == 0)
+                r = hostd_vmi_unwrap(env, c->vm_keysafe, obj, &vm_secret);
+        }
+        if (r == 0)
+            r = new_file_name(enc ? VMSEAL_VMREC_STATE_SEALED_EXT : VMSEAL_VMREC_STATE_PLAIN_EXT,
+                              s.state_file, sizeof(s.state_file));
+        if (r == 0 && enc)
+            r = hostd_vmstate_key(vm_secret, hostd_vm_uuid(vm), s.state_file, &key, label,
+                                  sizeof(label));
+        if (r == 0)
+            r = hostd_vmstate_save(m, hostd_vmi_home_fd(vm), s.state_file, key,
+                                   enc ? label : NULL, state_note, vm, STATE_TIMEOUT_MS, NULL);
+        if (r < 0) {
+            /* QEMU writes to the new layers from now on: the snapshot is
+             * kept, without memory, and the caller told */
+            hostd_copy_str(mem_err, sizeof(mem_err), vmseal_last_error());
+            s.state_file[0] = '\0';
+            r = 0;
+        }
+    }
+    vmseal_vmrec *n = hostd_vmi_next(vm);
+    r = n ? 0 : -ENOMEM;
+    if (r == 0) {
+        n->snaps[n->nsnaps++] = s;
+        memset(&s, 0, sizeof(s));   /* n owns the key safes now */
+        r = hostd_vmi_commit(vm, n);
+    }
+    if (r < 0) {
+        if (switched) {
+            char msg[700];
+            hostd_copy_str(msg, sizeof(msg), vmseal_last_error());
+            hostd_vmi_kill(vm);
+            paused = 0;
+            vmseal_fail(-r, "vm.conf could not record the snapshot, so the VM was powered off "
+                        "(its disks are as they were): %s", msg);
+        }
+        (void)sweep(vm);   /* the files n named */
+        goto out;
+    }
+    crash_point("snapshot-recorded");
+    c = hostd_vmi_rec(vm);
+    if (paused && hostd_qmp_execute(m, "cont", NULL, QMP_TIMEOUT_MS, NULL) == 0)
+        paused = 0;
     hostd_vm_log(vm, "snapshot %s taken (%s%s)", name, q ? "running" : "powered off",
                  c->snaps[c->nsnaps - 1].state_file[0] ? ", with memory" : "");
+    if (mem_err[0])
+        r = vmseal_fail(EIO, "snapshot %s was taken without the guest's memory: saving it "
+                        "failed: %s", name, mem_err);
 out:
-    if (r < 0) {
+    if (r < 0 && !mem_err[0]) {
         remove_layer_files(vm, &s);
         if (s.state_file[0])
             unlinkat(hostd_vmi_home_fd(vm), s.state_file, 0);
-        marker_clear(vm);
     }
+    if (marked)
+        marker_clear(vm);
     vmseal_vmrec_snap_clear(&s);
-    if (paused && q && hostd_qmp_execute(hostd_qemu_monitor(q), "cont", NULL, QMP_TIMEOUT_MS,
-                                         NULL) < 0)
+    if (paused && hostd_qmp_execute(m, "cont", NULL, QMP_TIMEOUT_MS, NULL) < 0)
         hostd_vm_log(vm, "the guest could not be continued: %s", vmseal_last_error());
     vmseal_secret_free(vm_secret);
     vmseal_secret_free(key);
     hostd_vmi_end(vm);
-    (void)switched;
     return r;
 }
 
@@ -874,7 +901,7 @@ void hostd_snapshot_recover(hostd_vm *vm)
     close(fd);
     hostd_qemu *q = hostd_vmi_qemu(vm);
     const vmseal_vmrec *c = hostd_vmi_rec(vm);
-    int swept = sweep(vm);
+    int swept = 0;
     if (q) {
         hostd_qmp *m = hostd_qemu_monitor(q);
         int behind = 0;
@@ -886,14 +913,19 @@ void hostd_snapshot_recover(hostd_vm *vm)
                 behind = 1;
         }
         if (behind) {
+            /* QEMU was switched to layers vm.conf does not name (the guest
+             * was paused since: they hold nothing of it): it ends, the VM
+             * is powered off with the chain vm.conf has */
             hostd_vmi_kill(vm);
-            hostd_vm_log(vm, "hostd stopped while a snapshot was being taken, after vm.conf "
-                         "recorded it: QEMU ended (revert to the snapshot to go on from it)");
-        } else if (hostd_qmp_execute(m, "cont", NULL, QMP_TIMEOUT_MS, NULL) == 0) {
+            swept = sweep(vm);
+            hostd_vm_log(vm, "hostd stopped while a snapshot was being taken, before vm.conf "
+                         "recorded it: QEMU ended (the disks are as they were before it)");
+        } else if ((swept = sweep(vm)) >= 0 &&
+                   hostd_qmp_execute(m, "cont", NULL, QMP_TIMEOUT_MS, NULL) == 0) {
             hostd_vm_log(vm, "hostd stopped during a snapshot operation: %d file(s) it left "
                          "removed, the guest goes on", swept);
         }
-    } else if (swept) {
+    } else if ((swept = sweep(vm)) > 0) {
         hostd_vm_log(vm, "hostd stopped during a snapshot operation: %d file(s) it left removed",
                      swept);
     }

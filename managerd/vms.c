@@ -434,7 +434,7 @@ static int require_off(manager *m, const char *host, const char *uuid, const cha
     int suspended = ps && !strcmp(ps, "suspended");
     json_int_t snaps = json_integer_value(json_object_get(rt, "snapshots"));
     json_decref(rt);
-    if (snaps > 0)
+    if (snaps > 0 && strcmp(what, "reconfigure") != 0)
         return vmseal_fail(EBUSY, "VM %s has %lld snapshot(s): remove them (vmseal vm snapshot rm) "
                            "to %s it", name, (long long)snaps, what);
     if (on)
@@ -472,6 +472,8 @@ int vms_set_policy(manager *m, const char *user, const char *name, const char *w
         return hrc;
     if (on)
         return vmseal_fail(EBUSY, "VM %s must be powered off to %s it", name, encrypt ? "encrypt" : "decrypt");
+    if ((rc = require_off(m, v.host, v.uuid, name, encrypt ? "encrypt" : "decrypt")) < 0)
+        return rc;   /* a VM with snapshots: refused (their layers have their own keys) */
     if (encrypt) {
         char *provider = NULL, *kek_id = NULL;
         rc = kek_make(m, kms, v.uuid, name, &provider, &kek_id);
