@@ -1834,6 +1834,9 @@ int hostd_vm_export_begin(hostd_vm *vm, const hostd_host_env *env, size_t idx, c
                         vmseal_vmrec_op_name(c->op));
     else if (idx >= c->ndisks)
         r = vmseal_fail(ENOENT, "VM %s has no disk %zu", vm->name, idx);
+    else if (c->nsnaps)
+        r = vmseal_fail(EBUSY, "VM %s has snapshots: its disks are layered (remove the snapshots "
+                        "to export one)", vm->name);
     else if (hostd_vm_locked(vm, env, reason, sizeof(reason)))
         r = vmseal_fail(ENOKEY, "VM %s is locked: %s", vm->name, reason);
     if (r == 0) {
@@ -2787,6 +2790,14 @@ int hostd_vm_reconfigure(hostd_vm *vm, const hostd_host_env *env, unsigned cpus,
         return vmseal_fail(EBUSY, "VM %s is suspended: resume it (or discard its saved state) "
                            "to reconfigure it", vm->name);
     }
+    for (size_t k = 0; k < vm->rec->nsnaps; k++)
+        if (vm->rec->snaps[k].state_file[0] && ((cpus && cpus != vm->rec->cpus) ||
+                                                (memory_mb && memory_mb != vm->rec->memory_mb))) {
+            /* the saved memory needs the machine it was taken on */
+            vm_end(vm);
+            return vmseal_fail(EBUSY, "VM %s has a snapshot with memory (%s): its CPUs and memory "
+                               "stay until it is removed", vm->name, vm->rec->snaps[k].name);
+        }
     vmseal_vmrec *n = vm_next(vm);
     r = n ? 0 : -ENOMEM;
     if (r == 0) {

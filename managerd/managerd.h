@@ -315,6 +315,10 @@ int hosts_set_default_policy(manager *m, const char *actor, const char *name, co
 /* Call a host agent (mutual TLS with the manager certificate). */
 int hosts_call(manager *m, const char *host, const char *method, const char *path,
                const json_t *body, long *status, json_t **resp);
+/* Same, waiting up to timeout_ms (at least the configured host timeout)
+ * for an answer: operations the host runs while the caller waits. */
+int hosts_call_timeout(manager *m, const char *host, const char *method, const char *path,
+                       const json_t *body, long timeout_ms, long *status, json_t **resp);
 /* Give a KEK to a host: PUT {url}/v1/keys/{kek_id}. */
 int hosts_push_key(manager *m, const char *host, const char *provider, const char *kek_id);
 /* Serve POST /api/v1/hosts/self/keys. */

@@ -1237,8 +1237,8 @@ int vms_snapshot(manager *m, const char *user, const char *name, const char *act
     json_t *body = create ? json_pack("{s:s, s:b}", "name", snap, "memory", memory) : NULL;
     long status = 0;
     json_t *resp = NULL;
-    rc = hosts_call(m, v.host, list ? "GET" : remove ? "DELETE" : "POST", path, body, &status,
-                    &resp);
+    rc = hosts_call_timeout(m, v.host, list ? "GET" : remove ? "DELETE" : "POST", path, body,
+                            list ? 0 : 15L * 60 * 1000, &status, &resp);
     json_decref(body);
     if (rc < 0)
         return peer_failure();
