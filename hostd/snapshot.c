@@ -607,7 +607,7 @@ int hostd_snapshot_create(hostd_vm *vm, const hostd_host_env *env, const char *n
     if (r < 0)
         goto out;
     crash_point("snapshot-files");
-    if (m) {
+    if (m && !memory) {
         switched = switch_layers(vm, env, m, c, &s, c->nsnaps + 1, &r);
         if (r < 0 && switched) {
             /* half switched: QEMU ends; vm.conf still has the old chain,
@@ -640,11 +640,8 @@ int hostd_snapshot_create(hostd_vm *vm, const hostd_host_env *env, const char *n
             r = hostd_vmstate_save(m, hostd_vmi_home_fd(vm), s.state_file, key,
                                    enc ? label : NULL, state_note, vm, STATE_TIMEOUT_MS, NULL);
         if (r < 0) {
-            /* QEMU writes to the new layers from now on: the snapshot is
-             * kept, without memory, and the caller told */
-            hostd_copy_str(mem_err, sizeof(mem_err), vmseal_last_error());
             s.state_file[0] = '\0';
-            r = 0;
+            goto out;   /* nothing recorded: the files go, the guest goes on */
         }
     }
     vmseal_vmrec *n = hostd_vmi_next(vm);
@@ -668,8 +665,22 @@ int hostd_snapshot_create(hostd_vm *vm, const hostd_host_env *env, const char *n
     }
     crash_point("snapshot-recorded");
     c = hostd_vmi_rec(vm);
-    if (paused && hostd_qmp_execute(m, "cont", NULL, QMP_TIMEOUT_MS, NULL) == 0)
+    if (m && memory && c->snaps[c->nsnaps - 1].state_file[0]) {
+        /* QEMU's disks were let go when the memory stream ended (a `cont`
+         * then fails on the image locks): QEMU restarts on the new layers
+         * from the state just saved, so the guest goes on from there */
+        char st[VMSEAL_VMREC_FILE_MAX + 1];
+        hostd_copy_str(st, sizeof(st), c->snaps[c->nsnaps - 1].state_file);
+        hostd_vmi_kill(vm);
         paused = 0;
+        r = hostd_vmi_power_on(vm, env, st);
+        if (r < 0)
+            hostd_vm_log(vm, "snapshot %s is taken, but the guest did not go on from it (revert "
+                         "to it): %s", name, vmseal_last_error());
+        c = hostd_vmi_rec(vm);
+    } else if (paused && hostd_qmp_execute(m, "cont", NULL, QMP_TIMEOUT_MS, NULL) == 0) {
+        paused = 0;
+    }
     hostd_vm_log(vm, "snapshot %s taken (%s%s)", name, q ? "running" : "powered off",
                  c->snaps[c->nsnaps - 1].state_file[0] ? ", with memory" : "");
     if (mem_err[0])
