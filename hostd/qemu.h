@@ -139,7 +139,8 @@ void hostd_qemu_layer_node(size_t disk, size_t layer, char *buf, size_t len);
 /* Open dir_fd/file (no symlink, a regular file; read-write and read-only
  * descriptors into an fdset of its own) and add it over the monitor as the
  * qcow2 node of layer `layer` of disk `disk`, its LUKS secret over the
- * monitor only (deleted again once open); backing: that node's name, or
+ * monitor only (kept in QEMU: qcow2 reopens the header when a node is
+ * reactivated after an incoming memory stream); backing: that node's name, or
  * NULL for none (a new overlay for blockdev-snapshot). */
 int hostd_qemu_add_layer(struct hostd_qmp *q, size_t disk, size_t layer, int dir_fd,
                          const char *file, const vmseal_secret *passphrase, const char *backing,

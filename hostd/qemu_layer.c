@@ -75,13 +75,12 @@ int hostd_qemu_add_layer(hostd_qmp *q, size_t disk, size_t layer, int dir_fd, co
         json_object_set_new(args, "backing", backing ? json_string(backing) : json_null());
     r = args ? hostd_qmp_execute(q, "blockdev-add", args, timeout_ms, NULL)
              : vmseal_fail(ENOMEM, "out of memory");
-    if (passphrase) {
-        /* the overlay's LUKS header is open: the passphrase leaves QEMU */
-        int rd = hostd_qmp_execute(q, "object-del", json_pack("{s:s}", "id", sec), timeout_ms,
-                                   NULL);
-        if (r == 0 && rd < 0)
-            r = rd;
-    }
+    /* The secret object stays: qcow2 opens its LUKS header again when the
+     * node is reactivated after an incoming memory stream (a revert), and
+     * QEMU holds the layer's volume key all along anyway. On failure it
+     * goes. */
+    if (passphrase && r < 0)
+        (void)hostd_qmp_execute(q, "object-del", json_pack("{s:s}", "id", sec), timeout_ms, NULL);
     if (r < 0)
         return vmseal_fail(-r, "snapshot layer %s: %s", file, vmseal_last_error());
     return 0;
