@@ -79,8 +79,10 @@ int hostd_qemu_add_layer(hostd_qmp *q, size_t disk, size_t layer, int dir_fd, co
      * node is reactivated after an incoming memory stream (a revert), and
      * QEMU holds the layer's volume key all along anyway. On failure it
      * goes. */
-    if (passphrase && r < 0)
-        (void)hostd_qmp_execute(q, "object-del", json_pack("{s:s}", "id", sec), timeout_ms, NULL);
+    if (passphrase && r < 0 &&
+        hostd_qmp_execute(q, "object-del", json_pack("{s:s}", "id", sec), timeout_ms, NULL) < 0) {
+        /* QEMU may be gone: nothing more to do */
+    }
     if (r < 0)
         return vmseal_fail(-r, "snapshot layer %s: %s", file, vmseal_last_error());
     return 0;
