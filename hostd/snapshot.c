@@ -475,6 +475,9 @@ static int sweep(hostd_vm *vm)
             close(dfd);
         return 0;
     }
+    /* the dup shares its offset with the home's descriptor, which another
+     * listing may have left at the end */
+    rewinddir(d);
     int n = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
