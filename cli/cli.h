@@ -82,6 +82,7 @@ int cmd_vm(cli *c, int argc, char **argv);
 /* cmd_console.c: vm console NAME | vm vnc NAME [--listen ADDR:PORT] */
 int cmd_vm_console(cli *c, int argc, char **argv);
 int cmd_vm_nic(cli *c, int argc, char **argv);   /* cmd_nic.c: vm nic ls|add|rm */
+int cmd_vm_snapshot(cli *c, int argc, char **argv);   /* cmd_snap.c: vm snapshot ... */
 void vm_info_nics(const json_t *runtime);        /* the NIC lines of vm info */
 /* cmd_disk.c: vmseal vm disk ...; following a host's task in the VM's live view */
 int cmd_vm_disk(cli *c, int argc, char **argv);

@@ -108,6 +108,8 @@ int cmd_vm(cli *c, int argc, char **argv)
         return EXIT_USAGE;
     if (!strcmp(argv[1], "nic"))
         return cmd_vm_nic(c, argc - 1, argv + 1);
+    if (!strcmp(argv[1], "snapshot"))
+        return cmd_vm_snapshot(c, argc - 1, argv + 1);
     const char *sub = argv[1];
     if (!strcmp(sub, "console") || !strcmp(sub, "vnc"))
         return cmd_vm_console(c, argc, argv);

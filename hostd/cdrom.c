@@ -37,7 +37,7 @@ int hostd_cdrom_wanted(const vmseal_vmrec *rec)
 static int iso_fdset(struct hostd_qmp *q, int iso_fd, char *path, size_t len, int timeout_ms)
 {
     json_t *ret = NULL;
-    int r = hostd_qmp_add_fd(q, iso_fd, timeout_ms, &ret);
+    int r = hostd_qmp_add_fd(q, -1, iso_fd, timeout_ms, &ret);
     if (r < 0)
         return r;
     json_int_t id = json_integer_value(json_object_get(ret, "fdset-id"));

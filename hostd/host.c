@@ -25,6 +25,7 @@
 #include "export.h"
 #include "host.h"
 #include "import.h"
+#include "snapshot.h"
 #include "hostmode.h"
 #include "migrate.h"
 #include "nic.h"
@@ -1969,6 +1970,23 @@ void hostd_host_handle(hostd_host *h, const char *method, const char *full_path,
             pthread_mutex_unlock(&h->lock);
             if (*status < 300 && !get)
                 hlog(h, "VM %s: NIC %s", hostd_vm_name(vm), post ? "added" : "removed");
+            return;
+        }
+        if (slash && strncmp(slash + 1, "snapshots", 9) == 0 &&
+            (!slash[10] || slash[10] == '/')) {
+            /* snapshots (hostd/snapshot.c) */
+            pthread_mutex_lock(&h->lock);
+            task *st = running_task_locked(h, hostd_vm_uuid(vm));
+            pthread_mutex_unlock(&h->lock);
+            if (st && !get) {
+                reply_error(status, resp, 409, "VM %s has a task running (%s)",
+                            hostd_vm_name(vm), st->op);
+                return;
+            }
+            hostd_snapshot_api(&h->env, vm, method, slash + 10, body, body_len, status, resp);
+            if (*status < 300 && !get)
+                hlog(h, "VM %s: snapshot %s", hostd_vm_name(vm),
+                     post ? (strstr(slash + 10, "/revert") ? "reverted" : "taken") : "removed");
             return;
         }
         if (slash && strcmp(slash + 1, "log") == 0) {

@@ -775,6 +775,17 @@ static int attach_disks(hostd_qemu *vm, const hostd_qemu_spec *s)
             if (r == 0 && rd < 0)
                 r = rd;
         }
+        /* snapshot layers: each over the one below, the guest sees the top */
+        if (d->nlayers > HOSTD_QEMU_MAX_LAYERS)
+            return vmseal_fail(EINVAL, "QEMU: at most %d layers per disk", HOSTD_QEMU_MAX_LAYERS);
+        for (size_t k = 1; r == 0 && k <= d->nlayers; k++) {
+            char below[32];
+            hostd_qemu_layer_node(i, k - 1, below, sizeof(below));
+            r = hostd_qemu_add_layer(q, i, k, d->dir_fd, d->layers[k - 1].path,
+                                     d->layers[k - 1].passphrase, below, t);
+            if (r == 0)
+                hostd_qemu_layer_node(i, k, node, sizeof(node));
+        }
         if (r < 0)
             return r;
         json_t *da = json_pack("{s:s, s:s, s:s, s:s, s:s}", "driver", "virtio-blk-pci", "id", dev,

@@ -41,6 +41,15 @@ typedef enum hostd_accel {
     VMSEAL_ACCEL_KVM = 1,
 } hostd_accel;
 
+/* A snapshot layer over a disk (hostd/snapshot.h): a qcow2 overlay, LUKS-
+ * encrypted when it has a passphrase. */
+typedef struct hostd_qemu_layer {
+    const char *path;                  /* file name in the disk's dir_fd */
+    const vmseal_secret *passphrase;   /* NULL: plain qcow2 */
+} hostd_qemu_layer;
+
+#define HOSTD_QEMU_MAX_LAYERS 8
+
 typedef struct hostd_qemu_disk {
     const char *path;                  /* image file: opened by hostd (O_NOFOLLOW, regular
                                           files only) and handed to QEMU in an fdset */
@@ -52,6 +61,11 @@ typedef struct hostd_qemu_disk {
                                           (hostd/blockserver.h), handed to QEMU (getfd) for
                                           a blockdev driver=nbd; path and passphrase are
                                           then not used by QEMU */
+    const hostd_qemu_layer *layers;    /* overlays on the image, bottom first: each one's
+                                          backing node is the one below (given explicitly,
+                                          never from the overlay's header); the guest sees
+                                          the last */
+    size_t nlayers;                    /* at most HOSTD_QEMU_MAX_LAYERS */
 } hostd_qemu_disk;
 
 /* A virtio-net card. */
@@ -121,7 +135,21 @@ int hostd_qemu_start(const hostd_qemu_spec *spec, hostd_qemu **out) VMSEAL_MUST_
 int hostd_qemu_attach(const char *run_dir, const char *uuid, int timeout_ms,
                        hostd_qemu **out) VMSEAL_MUST_CHECK;
 
+struct hostd_qmp;
 pid_t hostd_qemu_pid(const hostd_qemu *vm);
+
+/* Snapshot layers (hostd/qemu_layer.c). The node name of layer `layer` of
+ * disk `disk` (0: the image itself, "vmseal-diskN"; k: its k-th overlay). */
+void hostd_qemu_layer_node(size_t disk, size_t layer, char *buf, size_t len);
+/* Open dir_fd/file (no symlink, a regular file; read-write and read-only
+ * descriptors into an fdset of its own) and add it over the monitor as the
+ * qcow2 node of layer `layer` of disk `disk`, its LUKS secret over the
+ * monitor only (kept in QEMU: qcow2 reopens the header when a node is
+ * reactivated after an incoming memory stream); backing: that node's name, or
+ * NULL for none (a new overlay for blockdev-snapshot). */
+int hostd_qemu_add_layer(struct hostd_qmp *q, size_t disk, size_t layer, int dir_fd,
+                         const char *file, const vmseal_secret *passphrase, const char *backing,
+                         int timeout_ms) VMSEAL_MUST_CHECK;
 
 /* The console socket connected at start (serial_socket), handed over to the
  * caller; -1 when there is none (or it was taken). */

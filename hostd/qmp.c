@@ -401,18 +401,11 @@ void hostd_qmp_close(hostd_qmp *q)
     free(q);
 }
 
-int hostd_qmp_getfd(hostd_qmp *q, const char *name, int fd, int timeout_ms)
+/* Send `line` (n bytes, a command with id `id`) with fd riding on its first
+ * byte, and wait for the answer to cmd. */
+static int send_with_fd(hostd_qmp *q, const char *cmd, const char *id, char *line, int n, int fd,
+                        int64_t deadline, json_t **ret)
 {
-    int64_t deadline = hostd_now_ms() + timeout_ms;
-    if (!id_is_safe(name))
-        return vmseal_fail(EINVAL, "QMP: fd name must be [A-Za-z0-9_-]{1,64}");
-    char id[32], line[256];
-    snprintf(id, sizeof(id), "vmseal-%lu", q->next_id++);
-    int n = snprintf(line, sizeof(line),
-                     "{\"execute\":\"getfd\",\"id\":\"%s\",\"arguments\":{\"fdname\":\"%s\"}}\n",
-                     id, name);
-    if (n < 0 || (size_t)n >= sizeof(line))
-        return vmseal_fail(EINVAL, "QMP: fd name too long");
     /* The descriptor rides on the first byte; the rest of the line follows. */
     char cbuf[CMSG_SPACE(sizeof(int))];
     memset(cbuf, 0, sizeof(cbuf));
@@ -442,47 +435,39 @@ int hostd_qmp_getfd(hostd_qmp *q, const char *name, int fd, int timeout_ms)
     int r = send_all(q, line + 1, (size_t)n - 1, deadline);
     if (r < 0)
         return r;
-    return await_reply(q, "getfd", id, deadline, NULL);
+    return await_reply(q, cmd, id, deadline, ret);
 }
 
-int hostd_qmp_add_fd(hostd_qmp *q, int fd, int timeout_ms, json_t **ret)
+int hostd_qmp_getfd(hostd_qmp *q, const char *name, int fd, int timeout_ms)
+{
+    int64_t deadline = hostd_now_ms() + timeout_ms;
+    if (!id_is_safe(name))
+        return vmseal_fail(EINVAL, "QMP: fd name must be [A-Za-z0-9_-]{1,64}");
+    char id[32], line[256];
+    snprintf(id, sizeof(id), "vmseal-%lu", q->next_id++);
+    int n = snprintf(line, sizeof(line),
+                     "{\"execute\":\"getfd\",\"id\":\"%s\",\"arguments\":{\"fdname\":\"%s\"}}\n",
+                     id, name);
+    if (n < 0 || (size_t)n >= sizeof(line))
+        return vmseal_fail(EINVAL, "QMP: fd name too long");
+    return send_with_fd(q, "getfd", id, line, n, fd, deadline, NULL);
+}
+
+int hostd_qmp_add_fd(hostd_qmp *q, int fdset, int fd, int timeout_ms, json_t **ret)
 {
     if (ret)
         *ret = NULL;
     int64_t deadline = hostd_now_ms() + timeout_ms;
-    char id[32], line[128];
+    if (fdset > 65535)
+        return vmseal_fail(EINVAL, "QMP: fdset id out of range");
+    char id[32], line[256];
     snprintf(id, sizeof(id), "vmseal-%lu", q->next_id++);
-    int n = snprintf(line, sizeof(line), "{\"execute\":\"add-fd\",\"id\":\"%s\"}\n", id);
+    int n = fdset >= 0
+                ? snprintf(line, sizeof(line),
+                           "{\"execute\":\"add-fd\",\"id\":\"%s\",\"arguments\":{\"fdset-id\":%d}}\n",
+                           id, fdset)
+                : snprintf(line, sizeof(line), "{\"execute\":\"add-fd\",\"id\":\"%s\"}\n", id);
     if (n < 0 || (size_t)n >= sizeof(line))
-        return vmseal_fail(EINVAL, "QMP: add-fd line too long");
-    /* the descriptor rides on the first byte, as for getfd */
-    char cbuf[CMSG_SPACE(sizeof(int))];
-    memset(cbuf, 0, sizeof(cbuf));
-    struct iovec iov = {.iov_base = line, .iov_len = 1};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                        .msg_controllen = sizeof(cbuf)};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    for (;;) {
-        ssize_t w = sendmsg(q->fd, &mh, MSG_NOSIGNAL);
-        if (w == 1)
-            break;
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd p = {.fd = q->fd, .events = POLLOUT};
-            if (poll(&p, 1, remaining(deadline)) == 0)
-                return vmseal_fail(ETIMEDOUT, "QMP: timed out sending a command");
-            continue;
-        }
-        return vmseal_fail(errno == EPIPE ? ECONNRESET : (errno ? errno : EIO),
-                           "QMP: sendmsg: %s", strerror(errno));
-    }
-    int r = send_all(q, line + 1, (size_t)n - 1, deadline);
-    if (r < 0)
-        return r;
-    return await_reply(q, "add-fd", id, deadline, ret);
+        return vmseal_fail(EINVAL, "QMP: command too long");
+    return send_with_fd(q, "add-fd", id, line, n, fd, deadline, ret);
 }

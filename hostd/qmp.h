@@ -47,10 +47,11 @@ int hostd_qmp_add_secret(hostd_qmp *q, const char *id, const vmseal_secret *data
  * "fd:NAME". fd stays open here (the caller closes its copy). */
 int hostd_qmp_getfd(hostd_qmp *q, const char *name, int fd, int timeout_ms) VMSEAL_MUST_CHECK;
 
-/* add-fd: hand QEMU the descriptor fd (SCM_RIGHTS) into a new fdset, which
- * block drivers open as /dev/fdset/N; *ret (if not NULL) gets QEMU's answer
- * ({"fdset-id", "fd"}). fd stays open here. */
-int hostd_qmp_add_fd(hostd_qmp *q, int fd, int timeout_ms, json_t **ret) VMSEAL_MUST_CHECK;
+/* add-fd: hand QEMU the descriptor fd (SCM_RIGHTS on the command) into the
+ * fdset `fdset`, or a new one when fdset < 0; block drivers open it as
+ * /dev/fdset/N. *ret (if not NULL) gets QEMU's answer ({"fdset-id", "fd"}).
+ * fd stays open here. */
+int hostd_qmp_add_fd(hostd_qmp *q, int fdset, int fd, int timeout_ms, json_t **ret) VMSEAL_MUST_CHECK;
 
 /* Wait for an event named `name` (NULL: any event). Queued events are
  * looked at first (oldest first); the matching one is removed from the

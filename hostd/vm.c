@@ -34,7 +34,9 @@
 #include "strutil.h"
 #include "tpm.h"
 #include "vm.h"
+#include "vm_snap.h"
 #include "vmstate.h"
+#include "snapshot.h"
 
 struct hostd_vm {
     pthread_mutex_t lock;   /* guards rec (pointer swap), qemu, busy */
@@ -579,6 +581,13 @@ static json_t *kek_ids_of(const vmseal_vmrec *r)
         if (kek_id_of_line(ks[i].line, id, sizeof(id)) == 0)
             add_id(arr, id);
     }
+    for (size_t k = 0; k < r->nsnaps; k++)
+        for (size_t i = 0; i < r->ndisks; i++) {
+            char id[VMSEAL_KEYSAFE_KEK_ID_MAX + 1];
+            const char *l = r->snaps[k].disks[i].keysafe;
+            if (l && kek_id_of_line(l, id, sizeof(id)) == 0)
+                add_id(arr, id);
+        }
     if (r->op_kek[0])
         add_id(arr, r->op_kek);
     vmseal_clear_error();
@@ -861,6 +870,7 @@ int hostd_vm_load(const char *home, hostd_vm **out)
                           vmseal_last_error());
     }
     recover_state(vm);
+    hostd_snapshot_recover(vm);   /* a snapshot operation hostd did not finish */
     vmseal_clear_error();
     *out = vm;
     return 0;
@@ -1628,6 +1638,8 @@ static int start_vtpm(hostd_vm *vm, const hostd_host_env *env, const vmseal_secr
 }
 
 static int power_on(hostd_vm *vm, const hostd_host_env *env, int incoming);
+static int power_on_busy(hostd_vm *vm, const hostd_host_env *env, int incoming,
+                         const char *snap_state);
 
 int hostd_vm_power_on(hostd_vm *vm, const hostd_host_env *env)
 {
@@ -1646,7 +1658,20 @@ static int power_on(hostd_vm *vm, const hostd_host_env *env, int incoming)
     int r = vm_begin(vm, incoming ? "receiving a migration" : "powering on");
     if (r < 0)
         return r;
+    r = power_on_busy(vm, env, incoming, NULL);
+    vm_end(vm);
+    return r;
+}
+
+/* Busy held. incoming: a live migration's destination; snap_state: a
+ * snapshot's memory state to load (kept). */
+static int power_on_busy(hostd_vm *vm, const hostd_host_env *env, int incoming,
+                         const char *snap_state)
+{
+    int r = 0;
     const vmseal_vmrec *c = vm->rec;
+    hostd_snapshot_layers lay;
+    hostd_snapshot_layers_init(&lay);
     vmseal_secret *vm_secret = NULL, *nv_pass = NULL, *pass[VMSEAL_VM_MAX_DISKS] = {0};
     hostd_qemu_disk disks[VMSEAL_VM_MAX_DISKS];
     hostd_qemu_disk nvram = {0};
@@ -1717,6 +1742,11 @@ static int power_on(hostd_vm *vm, const hostd_host_env *env, int incoming)
             goto out;
         disks[i].passphrase = pass[i];
     }
+    /* snapshot layers over the disks (hostd/snapshot.h) */
+    if ((r = hostd_snapshot_layers_open(env, c, &lay, disks, nd)) < 0) {
+        hostd_vm_log(vm, "power on failed: %s", vmseal_last_error());
+        goto out;
+    }
     /* Kernel and initrd: opened beneath the images folder now and handed to
      * QEMU as descriptors (a file swapped in later changes nothing). */
     const char *kname = c->kernel, *iname = c->initrd;
@@ -1776,7 +1806,7 @@ static int power_on(hostd_vm *vm, const hostd_host_env *env, int incoming)
         .append = c->append,
         .disks = disks,
         .ndisks = nd,
-        .incoming_defer = incoming || c->state_file[0] != 0,
+        .incoming_defer = incoming || c->state_file[0] != 0 || snap_state != NULL,
     };
     spec.kernel_fd = kernel_fd > 0 ? kernel_fd : 0;
     spec.initrd_fd = initrd_fd > 0 ? initrd_fd : 0;
@@ -1837,7 +1867,9 @@ static int power_on(hostd_vm *vm, const hostd_host_env *env, int incoming)
         hostd_qemu_free(q);
         vmseal_fail(-r, "%s", msg);
     }
-    if (r == 0 && c->state_file[0] && !incoming)
+    if (r == 0 && snap_state)
+        r = hostd_snapshot_load_state(vm, q, vm_secret, snap_state);   /* a revert */
+    else if (r == 0 && c->state_file[0] && !incoming)
         r = resume_state(vm, q, vm_secret);   /* suspended: its saved state, then it runs */
     if (r < 0) {
         char why[700];
@@ -1892,7 +1924,7 @@ out:
     hostd_nic_run_release(&nics);
     if (tpm_fd >= 0)
         close(tpm_fd);   /* QEMU has its own; swtpm ends with QEMU */
-    vm_end(vm);
+    hostd_snapshot_layers_free(&lay);
     return r;
 }
 
@@ -1918,6 +1950,9 @@ int hostd_vm_export_begin(hostd_vm *vm, const hostd_host_env *env, size_t idx, c
                         vmseal_vmrec_op_name(c->op));
     else if (idx >= c->ndisks)
         r = vmseal_fail(ENOENT, "VM %s has no disk %zu", vm->name, idx);
+    else if (c->nsnaps)
+        r = vmseal_fail(EBUSY, "VM %s has snapshots: its disks are layered (remove the snapshots "
+                        "to export one)", vm->name);
     else if (hostd_vm_locked(vm, env, reason, sizeof(reason)))
         r = vmseal_fail(ENOKEY, "VM %s is locked: %s", vm->name, reason);
     if (r == 0) {
@@ -2201,6 +2236,9 @@ static int check_offline(hostd_vm *vm, const char *what)
     if (vm->rec->state_file[0])
         return vmseal_fail(EBUSY, "VM %s is suspended: resume it (or discard its saved state) "
                            "to %s", vm->name, what);
+    if (vm->rec->nsnaps)
+        return vmseal_fail(EBUSY, "VM %s has %zu snapshot(s): remove them (vmseal vm snapshot rm) "
+                           "to %s", vm->name, vm->rec->nsnaps, what);
     return 0;
 }
 
@@ -2392,6 +2430,32 @@ static int rewrap_all(hostd_vm *vm, const hostd_host_env *env, vmseal_vmrec *n,
         if (r < 0)
             r = vmseal_fail(-r, "%s: %s", key, vmseal_last_error());
     }
+    /* every snapshot layer's key safe (hostd/snapshot.h) */
+    for (size_t k = 0; k < n->nsnaps && r == 0; k++)
+        for (size_t i = 0; i < nd && r == 0; i++) {
+            vmseal_vmrec_layer *ly = &n->snaps[k].disks[i];
+            if (!ly->keysafe)
+                continue;
+            char obj[64], id[VMSEAL_KEYSAFE_KEK_ID_MAX + 1];
+            vmseal_secret *old_kek = NULL;
+            char *nl = NULL;
+            r = vmseal_vmrec_layer_object(ly, obj, sizeof(obj));
+            if (r == 0)
+                r = kek_id_of_line(ly->keysafe, id, sizeof(id));
+            if (r == 0)
+                r = hostd_keystore_get(env->keys, id, &old_kek, NULL);
+            if (r == 0)
+                r = vmseal_keysafe_rewrap(old_kek, ly->keysafe, obj, new_kek, provider,
+                                          new_kek_id, &nl);
+            vmseal_secret_free(old_kek);
+            if (r == 0) {
+                free(ly->keysafe);
+                ly->keysafe = nl;
+            }
+            if (r < 0)
+                r = vmseal_fail(-r, "snapshot %s, disk%zu: %s", n->snaps[k].name, i,
+                                vmseal_last_error());
+        }
     vmseal_secret_free(new_kek);
     return r;
 }
@@ -2861,6 +2925,14 @@ int hostd_vm_reconfigure(hostd_vm *vm, const hostd_host_env *env, unsigned cpus,
         return vmseal_fail(EBUSY, "VM %s is suspended: resume it (or discard its saved state) "
                            "to reconfigure it", vm->name);
     }
+    for (size_t k = 0; k < vm->rec->nsnaps; k++)
+        if (vm->rec->snaps[k].state_file[0] && ((cpus && cpus != vm->rec->cpus) ||
+                                                (memory_mb && memory_mb != vm->rec->memory_mb))) {
+            /* the saved memory needs the machine it was taken on */
+            vm_end(vm);
+            return vmseal_fail(EBUSY, "VM %s has a snapshot with memory (%s): its CPUs and memory "
+                               "stay until it is removed", vm->name, vm->rec->snaps[k].name);
+        }
     vmseal_vmrec *n = vm_next(vm);
     r = n ? 0 : -ENOMEM;
     if (r == 0) {
@@ -3021,6 +3093,7 @@ json_t *hostd_vm_describe(hostd_vm *vm, const hostd_host_env *env)
     json_object_set_new(j, "power_state",
                         json_string(on ? "on" : c->state_file[0] ? "suspended" : "off"));
     json_object_set_new(j, "state_file", c->state_file[0] ? json_string(c->state_file) : json_null());
+    json_object_set_new(j, "snapshots", json_integer((json_int_t)c->nsnaps));
     json_object_set_new(j, "nics", hostd_nic_list_json(c));
     json_object_set_new(j, "busy", vm->busy ? json_string(vm->busy) : json_null());
     /* suspending / powering on a suspended VM: memory state bytes so far */
@@ -3608,4 +3681,52 @@ out:
     vmseal_vmrec_free(next);
     vm_end(vm);
     return r;
+}
+
+/* ------------------------------------------------ for hostd/snapshot.c */
+
+int hostd_vmi_begin(hostd_vm *vm, const char *what) { return vm_begin(vm, what); }
+void hostd_vmi_end(hostd_vm *vm) { vm_end(vm); }
+const vmseal_vmrec *hostd_vmi_rec(hostd_vm *vm) { return vm->rec; }
+int hostd_vmi_home_fd(hostd_vm *vm) { return vm->home_fd; }
+vmseal_vmrec *hostd_vmi_next(hostd_vm *vm) { return vm_next(vm); }
+int hostd_vmi_commit(hostd_vm *vm, vmseal_vmrec *next) { return vm_commit(vm, next); }
+hostd_qemu *hostd_vmi_qemu(hostd_vm *vm) { return qemu_running_owned(vm) ? vm->qemu : NULL; }
+
+void hostd_vmi_kill(hostd_vm *vm)
+{
+    if (!vm->qemu)
+        return;
+    hostd_qemu_kill(vm->qemu);
+    pthread_mutex_lock(&vm->lock);
+    hostd_qemu *q = vm->qemu;
+    vm->qemu = NULL;
+    hostd_console *con = console_detach_locked(vm);
+    pthread_mutex_unlock(&vm->lock);
+    hostd_qemu_free(q);
+    hostd_console_free(con);
+    stop_block_servers(vm);
+}
+
+int hostd_vmi_power_on(hostd_vm *vm, const hostd_host_env *env, const char *snap_state)
+{
+    return power_on_busy(vm, env, 0, snap_state);
+}
+
+int hostd_vmi_unwrap(const hostd_host_env *env, const char *line, const char *object,
+                     vmseal_secret **out)
+{
+    return unwrap_line(env, line, object, out);
+}
+
+int hostd_vmi_pass(const hostd_host_env *env, const char *line, const char *object,
+                   vmseal_secret **pass)
+{
+    return pass_from_line(env, line, object, pass);
+}
+
+int hostd_vmi_wrap(const hostd_host_env *env, const char *kek_id, const char *object,
+                   const vmseal_secret *payload, char **line)
+{
+    return wrap_secret(env, kek_id, object, payload, line);
 }

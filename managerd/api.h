@@ -80,6 +80,7 @@ void api_vms(api_ctx *ctx);
 /* GET /vms/{vm}/console | /vnc (api_console.c) */
 void api_vm_console(api_ctx *ctx, const char *name, int vnc);
 void api_vm_nics(api_ctx *ctx);   /* /vms/{vm}/nics[/{mac}] (api_nics.c) */
+void api_vm_snapshots(api_ctx *ctx);   /* /vms/{vm}/snapshots[/{snapshot}[/revert]] */
 void api_tasks(api_ctx *ctx);
 void api_groups(api_ctx *ctx);
 void api_session_privileges(api_ctx *ctx);

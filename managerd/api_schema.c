@@ -421,6 +421,11 @@ static const api_field f_vm_resume[] = {
     {.name = "host", .type = F_NAME},
 };
 SCHEMA(schema_vm_resume, "vm_resume", f_vm_resume);
+static const api_field f_vm_snapshot[] = {
+    {.name = "name", .type = F_NAME, .required = 1},
+    {.name = "memory", .type = F_BOOL},
+};
+SCHEMA(schema_vm_snapshot, "vm_snapshot", f_vm_snapshot);
 static const api_field f_vm_export[] = {
     {.name = "disk", .type = F_INT, .required = 1, .min = 0, .max = 7},
     {.name = "ttl_seconds", .type = F_INT, .min = 1, .max = 86400},
@@ -441,5 +446,6 @@ const api_schema *const api_all_schemas[] = {
     &schema_vm_register, &schema_vm_resume, &schema_vm_clone, &schema_vm_cdrom, &schema_vm_nic_add,
     &schema_vm_export, &schema_disk, &schema_host_encryption_mode, &schema_disk_add,
     &schema_vm_migrate,
+    &schema_vm_snapshot,
 };
 const size_t api_n_schemas = N(api_all_schemas);

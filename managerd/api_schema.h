@@ -61,7 +61,8 @@ extern const api_schema schema_session, schema_user_add, schema_user_patch, sche
     schema_kms_csr, schema_host_register, schema_host_keys, schema_vm_create, schema_vm_patch,
     schema_vm_rekey, schema_role_patch, schema_group_add, schema_permission, schema_default_policy,
     schema_host_cert, schema_vm_register, schema_vm_resume, schema_vm_clone, schema_vm_cdrom,
-    schema_vm_nic_add, schema_vm_export, schema_disk, schema_disk_add, schema_vm_migrate;
+    schema_vm_nic_add, schema_vm_export, schema_disk, schema_disk_add, schema_vm_migrate,
+    schema_vm_snapshot;
 extern const api_schema schema_host_encryption_mode;
 /* All of them, for the fuzzer. */
 extern const api_schema *const api_all_schemas[];

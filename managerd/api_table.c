@@ -63,6 +63,9 @@ const mgr_privilege mgr_privileges[] = {
     {"VirtualMachine.Config.AddRemoveDevice", "add or remove a VM's devices (network cards)", NULL},
     {"VirtualMachine.Provisioning.DiskRandomRead", "read a VM's disk (a one-time backup export)", NULL},
     {"VirtualMachine.Provisioning.Clone", "clone a VM", NULL},
+    {"VirtualMachine.State.CreateSnapshot", "take a snapshot of a VM (its memory sealed for an encrypted VM)", NULL},
+    {"VirtualMachine.State.RevertToSnapshot", "revert a VM to its latest snapshot", NULL},
+    {"VirtualMachine.State.RemoveSnapshot", "remove a snapshot (its layer merged into the one below)", NULL},
     {NULL, NULL, NULL},
 };
 
@@ -211,6 +214,13 @@ const api_op mgr_api_ops[] = {
      "ciphertext: true: the LUKS image as it is and its key bundle (useless without the KMS)"},
     {"vm.dump", "POST", "/vms/{vm}/dump", "VirtualMachine.Interact.ConsoleInteract",
      "Cryptographer.Access", "vm", "vm dump", "the guest's memory"},
+    {"vm.snapshot-list", "GET", "/vms/{vm}/snapshots", "System.Read", NULL, "vm", "vm snapshot ls", NULL},
+    {"vm.snapshot-create", "POST", "/vms/{vm}/snapshots", "VirtualMachine.State.CreateSnapshot", NULL,
+     "vm", "vm snapshot create", "{\"name\", \"memory\"}: memory needs the VM running"},
+    {"vm.snapshot-revert", "POST", "/vms/{vm}/snapshots/{snapshot}/revert",
+     "VirtualMachine.State.RevertToSnapshot", NULL, "vm", "vm snapshot revert", "the latest snapshot"},
+    {"vm.snapshot-remove", "DELETE", "/vms/{vm}/snapshots/{snapshot}",
+     "VirtualMachine.State.RemoveSnapshot", NULL, "vm", "vm snapshot rm", "powered off"},
     {"vm.delete", "DELETE", "/vms/{vm}", "VirtualMachine.Inventory.Delete", NULL, "vm", "vm rm", NULL},
     {"task.list", "GET", "/tasks", "System.Read", NULL, "root", "task ls", NULL},
     {"task.get", "GET", "/tasks/{id}", "System.Read", NULL, "root", "task info", NULL},

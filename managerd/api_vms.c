@@ -187,6 +187,11 @@ void api_vms(api_ctx *ctx)
         }
         return;
     }
+    if (ctx->nseg >= 3 && ctx->nseg <= 5 && !strcmp(ctx->seg[2], "snapshots") &&
+        api_valid_name(ctx->seg[1])) {
+        api_vm_snapshots(ctx);   /* api_vms_snap.c */
+        return;
+    }
     if (ctx->nseg < 2 || ctx->nseg > 3 || !api_valid_name(ctx->seg[1])) {
         vmseal_http_error(ctx->resp, 404, "no such VM");
         return;

@@ -222,6 +222,12 @@ int hosts_remove(manager *m, const char *actor, const char *name)
 int hosts_call(manager *m, const char *host, const char *method, const char *path,
                const json_t *body, long *status, json_t **resp)
 {
+    return hosts_call_timeout(m, host, method, path, body, 0, status, resp);
+}
+
+int hosts_call_timeout(manager *m, const char *host, const char *method, const char *path,
+                       const json_t *body, long timeout_ms, long *status, json_t **resp)
+{
     *status = 0;
     *resp = NULL;
     store_rows *r = NULL;
@@ -239,7 +245,7 @@ int hosts_call(manager *m, const char *host, const char *method, const char *pat
         .ca_file = m->cfg->host_ca_file,
         .cert_file = m->cfg->cert_file,
         .key_file = m->cfg->key_file,
-        .timeout_ms = m->cfg->host_timeout_ms,
+        .timeout_ms = timeout_ms > m->cfg->host_timeout_ms ? timeout_ms : m->cfg->host_timeout_ms,
         .connect_timeout_ms = m->cfg->host_timeout_ms < 5000 ? m->cfg->host_timeout_ms : 5000,
     };
     vmseal_http_client *c = NULL;

@@ -318,6 +318,10 @@ int hosts_encryption_mode(manager *m, const char *actor, const char *name, int e
 /* Call a host agent (mutual TLS with the manager certificate). */
 int hosts_call(manager *m, const char *host, const char *method, const char *path,
                const json_t *body, long *status, json_t **resp);
+/* Same, waiting up to timeout_ms (at least the configured host timeout)
+ * for an answer: operations the host runs while the caller waits. */
+int hosts_call_timeout(manager *m, const char *host, const char *method, const char *path,
+                       const json_t *body, long timeout_ms, long *status, json_t **resp);
 /* Give a KEK to a host: PUT {url}/v1/keys/{kek_id}. */
 int hosts_push_key(manager *m, const char *host, const char *provider, const char *kek_id);
 /* Serve POST /api/v1/hosts/self/keys. */
@@ -411,6 +415,9 @@ int vms_nic(manager *m, const char *user, const char *name, const char *method, 
 int vms_export(manager *m, const char *user, const char *name, const json_t *req, json_t **out);
 /* The running guest's memory into its VM home (sealed when encrypted). */
 int vms_dump(manager *m, const char *user, const char *name, json_t **out);
+/* action: list | create | revert | remove (snap: the snapshot's name) */
+int vms_snapshot(manager *m, const char *user, const char *name, const char *action,
+                 const char *snap, int memory, json_t **out);
 
 /* ---- tasks.c: intents, host tasks, reconciliation -------------------------- */
 

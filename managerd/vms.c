@@ -25,6 +25,7 @@
 
 #include <vmseal/common.h>
 #include <vmseal/diskdesc.h>
+#include <vmseal/vmrecord.h>
 
 #include "managerd.h"
 
@@ -448,7 +449,11 @@ static int require_off(manager *m, const char *host, const char *uuid, const cha
     const char *ps = json_string_value(json_object_get(rt, "power_state"));
     int on = ps && !strcmp(ps, "on");
     int suspended = ps && !strcmp(ps, "suspended");
+    json_int_t snaps = json_integer_value(json_object_get(rt, "snapshots"));
     json_decref(rt);
+    if (snaps > 0 && strcmp(what, "reconfigure") != 0)
+        return vmseal_fail(EBUSY, "VM %s has %lld snapshot(s): remove them (vmseal vm snapshot rm) "
+                           "to %s it", name, (long long)snaps, what);
     if (on)
         return vmseal_fail(EBUSY, "VM %s must be powered off to %s it", name, what);
     if (suspended)
@@ -484,6 +489,8 @@ int vms_set_policy(manager *m, const char *user, const char *name, const char *w
         return hrc;
     if (on)
         return vmseal_fail(EBUSY, "VM %s must be powered off to %s it", name, encrypt ? "encrypt" : "decrypt");
+    if ((rc = require_off(m, v.host, v.uuid, name, encrypt ? "encrypt" : "decrypt")) < 0)
+        return rc;   /* a VM with snapshots: refused (their layers have their own keys) */
     if (encrypt) {
         char *provider = NULL, *kek_id = NULL;
         rc = kek_make(m, kms, v.uuid, name, &provider, &kek_id);
@@ -624,6 +631,8 @@ int vms_rekey(manager *m, const char *user, const char *name, int deep, const ch
     if (deep && on == 2)
         return vmseal_fail(EBUSY, "VM %s is suspended: resume it (or discard its saved state) to "
                            "deep-rekey it", name);
+    if (deep && (rc = require_off(m, v.host, v.uuid, name, "deep-rekey")) < 0)
+        return rc;   /* also refuses a VM with snapshots (a shallow rekey covers them) */
     if (deep && on)
         return vmseal_fail(EBUSY, "VM %s must be powered off to deep-rekey it", name);
     const char *action = deep ? "recrypt-deep" : "recrypt-shallow";
@@ -1423,5 +1432,60 @@ int vms_host_setting(manager *m, const char *user, const char *name, const char 
     }
     event_add(m, user, action, name, NULL, resp);
     *out = resp;
+    return 0;
+}
+
+/* Snapshots (hostd/snapshot.h): list, create, revert, remove on the VM's
+ * host. The KEK goes to the host first for an encrypted VM (the new
+ * layers' secrets are wrapped by it; a revert may resume the guest). */
+int vms_snapshot(manager *m, const char *user, const char *name, const char *action,
+                 const char *snap, int memory, json_t **out)
+{
+    *out = NULL;
+    int list = !strcmp(action, "list"), create = !strcmp(action, "create"),
+        revert = !strcmp(action, "revert"), remove = !strcmp(action, "remove");
+    if (!list && !create && !revert && !remove)
+        return vmseal_fail(EINVAL, "no such action %s", action);
+    if (!list && (!snap || !vmseal_vmrec_snap_name_valid(snap)))
+        return vmseal_fail(EINVAL, "a snapshot name is 1..64 of [A-Za-z0-9._-], not starting "
+                           "with '.' or '-'");
+    vm_row v;
+    int rc = get_vm_row(m, name, &v);
+    if (rc < 0)
+        return rc;
+    if (!list) {
+        long long busy = tasks_open_for(m, v.uuid);
+        if (busy)
+            return vmseal_fail(EBUSY, "VM %s is busy with task %lld", name, busy);
+        if (v.kek[0] && hosts_push_key(m, v.host, v.prov, v.kek) < 0)
+            return peer_failure();
+    }
+    char path[256];
+    if (list || create)
+        snprintf(path, sizeof(path), "/v1/vms/%s/snapshots", v.uuid);
+    else
+        snprintf(path, sizeof(path), "/v1/vms/%s/snapshots/%s%s", v.uuid, snap,
+                 revert ? "/revert" : "");
+    json_t *body = create ? json_pack("{s:s, s:b}", "name", snap, "memory", memory) : NULL;
+    long status = 0;
+    json_t *resp = NULL;
+    rc = hosts_call_timeout(m, v.host, list ? "GET" : remove ? "DELETE" : "POST", path, body,
+                            list ? 0 : 15L * 60 * 1000, &status, &resp);
+    json_decref(body);
+    if (rc < 0)
+        return peer_failure();
+    if (status < 200 || status > 299) {
+        rc = host_refused(v.host, status, resp);
+        json_decref(resp);
+        return rc;
+    }
+    if (!list) {
+        char ev[40];
+        snprintf(ev, sizeof(ev), "vm.snapshot-%s", action);
+        json_t *nv = json_pack("{s:s, s:b}", "snapshot", snap, "memory", memory);
+        event_add(m, user, ev, name, NULL, nv);
+        json_decref(nv);
+    }
+    *out = resp ? resp : json_pack("{s:[]}", "snapshots");
     return 0;
 }

@@ -33,6 +33,8 @@
  *   state.file                    the saved memory state of a suspended VM
  *   cdrom                         an ISO of the host's images folder in the CD-ROM drive
  *   boot                          boot order: disk, cdrom, net, comma-separated (bootindex)
+ *   snapshots (0..8), snapK.name, snapK.state, snapK.removing,
+ *   snapK.diskN.file|uuid|keysafe  the snapshot chain (vmrecord_snap.c)
  *
  * Unknown keys: a key in vmseal's namespaces (its first component is one of
  * config, name, uuid, cpus, memory, firmware, policy, kernel, initrd,
@@ -137,6 +139,35 @@ typedef struct vmseal_vmrec_nic {
     vmseal_vmrec_forward forwards[VMSEAL_VMREC_MAX_FORWARDS];
 } vmseal_vmrec_nic;
 
+/* Snapshots: a linear chain. Snapshot K froze the disks as they were when
+ * it was taken; each disk N then got a new top layer snapK.diskN.file (a
+ * qcow2 overlay: LUKS-encrypted, its own secret in snapK.diskN.keysafe bound
+ * to "disk:<snapK.diskN.uuid>", for an encrypted VM; plain qcow2 without),
+ * holding what the guest wrote after snapshot K. The chain of disk N is
+ * diskN.file (the base) <- snap0.diskN.file <- ... <- snap(M-1).diskN.file
+ * (the active layer); snapshot K's disk state is the base plus the layers
+ * of snapshots 0..K-1. snapK.state: the guest's memory at snapshot K (a
+ * state file as state.file), "" for a snapshot of a powered-off VM or one
+ * taken without memory. snapK.removing: a removal of snapshot K began
+ * (its layer may be partly merged into the one below): it can only be
+ * finished, not reverted to. */
+#define VMSEAL_VMREC_MAX_SNAPSHOTS 8
+#define VMSEAL_VMREC_SNAP_NAME_MAX 64
+#define VMSEAL_VMREC_OVERLAY_EXT ".qcow2"
+
+typedef struct vmseal_vmrec_layer {
+    char file[VMSEAL_VMREC_FILE_MAX + 1];       /* snapK.diskN.file */
+    char uuid[37];                              /* snapK.diskN.uuid (key safe object) */
+    char *keysafe;                              /* snapK.diskN.keysafe (NULL plain) */
+} vmseal_vmrec_layer;
+
+typedef struct vmseal_vmrec_snapshot {
+    char name[VMSEAL_VMREC_SNAP_NAME_MAX + 1];  /* snapK.name */
+    char state_file[VMSEAL_VMREC_FILE_MAX + 1]; /* snapK.state ("" none) */
+    int removing;                               /* snapK.removing */
+    vmseal_vmrec_layer disks[VMSEAL_VMREC_MAX_DISKS];
+} vmseal_vmrec_snapshot;
+
 /* A VM's configuration. The char * fields are malloc'd and owned by the
  * record (vmseal_vmrec_set_str / vmseal_vmrec_free). */
 typedef struct vmseal_vmrec {
@@ -168,6 +199,8 @@ typedef struct vmseal_vmrec {
                                                    folder in the VM's CD-ROM drive ("" none) */
     char boot[VMSEAL_VMREC_BOOT_MAX];           /* `boot`: boot order, e.g. "cdrom,disk"
                                                    ("" the firmware's default) */
+    size_t nsnaps;                              /* `snapshots` (absent: 0) */
+    vmseal_vmrec_snapshot snaps[VMSEAL_VMREC_MAX_SNAPSHOTS];
     vmseal_vmconf *source;                      /* private: the file as read (the
                                                    order of its keys, unknown keys) */
 } vmseal_vmrec;
@@ -258,6 +291,24 @@ int vmseal_vmrec_text_valid(const char *text);
 #define VMSEAL_VMREC_STATE_SEALED_EXT ".vmss"
 #define VMSEAL_VMREC_STATE_PLAIN_EXT ".vmstate"
 int vmseal_vmrec_state_file_valid(const char *file, int sealed);
+
+/* Snapshots (lib/conf/vmrecord_snap.c). A snapshot name: 1..64 of
+ * [A-Za-z0-9._-], not starting with '.' or '-' (the VM-name rule). An
+ * overlay file name: a VM name ending in ".qcow2". The object a layer's
+ * key safe is bound to: "disk:<uuid>". */
+int vmseal_vmrec_snap_name_valid(const char *name);
+int vmseal_vmrec_overlay_file_valid(const char *file);
+int vmseal_vmrec_layer_object(const vmseal_vmrec_layer *l, char *buf, size_t len)
+    VMSEAL_MUST_CHECK;
+/* The index of the snapshot called name, or -1. */
+long vmseal_vmrec_snap_find(const vmseal_vmrec *r, const char *name);
+/* The file of disk idx's active (top) layer: the last snapshot's overlay,
+ * or the base image. */
+const char *vmseal_vmrec_top_file(const vmseal_vmrec *r, size_t idx);
+/* Free the key safes of snapshot k and clear it. */
+void vmseal_vmrec_snap_clear(vmseal_vmrec_snapshot *s);
+/* Remove snapshot k from the list (its strings freed, later ones move down). */
+void vmseal_vmrec_snap_drop(vmseal_vmrec *r, size_t k);
 
 /* NICs (lib/conf/vmrecord_nic.c). A MAC: six lower- or upper-case hex
  * pairs joined by ':', unicast (bit 0 of the first octet clear), not all

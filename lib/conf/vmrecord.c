@@ -13,6 +13,7 @@
 #include <vmseal/vmrecord.h>
 
 #include "vmrecord_nic.h"
+#include "vmrecord_snap.h"
 
 /* ------------------------------------------------------------ the keys */
 
@@ -263,6 +264,7 @@ void vmseal_vmrec_free(vmseal_vmrec *r)
     for (size_t i = 0; i < VMSEAL_VMREC_MAX_DISKS; i++)
         image_clear(&r->disks[i]);
     image_clear(&r->nvram);
+    vmrec_snap_free(r);
     vmseal_vmconf_free(r->source);
     free(r);
 }
@@ -301,6 +303,7 @@ vmseal_vmrec *vmseal_vmrec_dup(const vmseal_vmrec *r)
         ok &= dup_str(&im->keysafe, src->keysafe) == 0;
         ok &= dup_str(&im->next_keysafe, src->next_keysafe) == 0;
     }
+    ok &= vmrec_snap_dup(d, r) == 0;
     d->source = NULL;
     if (r->source && !(d->source = vmseal_vmconf_dup(r->source)))
         ok = 0;
@@ -618,6 +621,8 @@ static int check_record(const vmseal_vmrec *r, const vmseal_vmconf *src)
         return rc;
     if ((rc = vmrec_nic_check(r, src)) < 0)
         return rc;
+    if ((rc = vmrec_snap_check(r, src)) < 0)
+        return rc;
 
     /* the suspended state */
     if (r->state_file[0] &&
@@ -904,6 +909,10 @@ int vmseal_vmrec_from_conf(const vmseal_vmconf *c, vmseal_vmrec **out)
             rc = vmrec_nic_set(r, c, key, v);
             continue;
         }
+        if (vmrec_snap_reserved(key)) {
+            rc = vmrec_snap_set(r, c, key, v);
+            continue;
+        }
         int d = parse_disk_key(key, &idx, &f);
         if (d > 0) {
             if (idx >= VMSEAL_VMREC_MAX_DISKS)
@@ -985,7 +994,8 @@ typedef struct kv {
     int used;
 } kv;
 
-#define KV_MAX (K_TOP_COUNT + D_COUNT * VMSEAL_VMREC_MAX_DISKS + VMREC_NIC_KEYS_MAX)
+#define KV_MAX (K_TOP_COUNT + D_COUNT * VMSEAL_VMREC_MAX_DISKS + VMREC_NIC_KEYS_MAX + \
+                VMREC_SNAP_KEYS_MAX)
 
 static void put(kv *l, size_t *n, const char *key, const char *value)
 {
@@ -1021,7 +1031,8 @@ static void put_cb(void *ctx, const char *key, const char *value)
 }
 
 /* The record's keys and values in the schema's order. */
-static size_t record_keys(const vmseal_vmrec *r, kv *l, vmrec_nic_text *nt)
+static size_t record_keys(const vmseal_vmrec *r, kv *l, vmrec_nic_text *nt,
+                          vmrec_snap_text *st)
 {
     size_t n = 0;
     char k[VMSEAL_VMREC_KEY_MAX];
@@ -1065,6 +1076,7 @@ static size_t record_keys(const vmseal_vmrec *r, kv *l, vmrec_nic_text *nt)
     }
     kv_list nl = {l, n};
     vmrec_nic_keys(r, nt, put_cb, &nl);
+    vmrec_snap_keys(r, st, put_cb, &nl);
     n = nl.n;
     put(l, &n, top_names[K_VM_NEXT_KEYSAFE], r->vm_next_keysafe);
     put_str(l, &n, top_names[K_NVRAM_NEXT_FILE], r->nvram.next_file);
@@ -1095,14 +1107,20 @@ int vmseal_vmrec_to_conf(const vmseal_vmrec *r, vmseal_vmconf **out)
         return vmseal_fail(ENOMEM, "out of memory");
     }
     vmrec_nic_text nt;
-    size_t n = record_keys(r, l, &nt);
+    vmrec_snap_text *st = malloc(sizeof(*st));
+    if (!st) {
+        free(l);
+        vmseal_vmconf_free(c);
+        return vmseal_fail(ENOMEM, "out of memory");
+    }
+    size_t n = record_keys(r, l, &nt, st);
     /* the file's own order first: its keys in place, unknown keys kept */
     for (size_t i = 0; rc == 0 && r->source && i < vmseal_vmconf_count(r->source); i++) {
         const char *key = vmseal_vmconf_key_at(r->source, i);
         size_t idx;
         enum disk_field f;
         int own = parse_disk_key(key, &idx, &f) != 0 || reserved_key(key) ||
-                  vmrec_nic_reserved(key);
+                  vmrec_nic_reserved(key) || vmrec_snap_reserved(key);
         if (!own) {
             rc = vmseal_vmconf_set(c, key, vmseal_vmconf_value_at(r->source, i));
             continue;
@@ -1118,6 +1136,7 @@ int vmseal_vmrec_to_conf(const vmseal_vmrec *r, vmseal_vmconf **out)
         if (!l[j].used)
             rc = vmseal_vmconf_set(c, l[j].key, l[j].value);
     free(l);
+    free(st);
     if (rc < 0) {
         vmseal_vmconf_free(c);
         return rc;

@@ -579,6 +579,123 @@ static void test_state_file(void **state)
     assert_false(vmseal_vmrec_state_file_valid("a/b.vmss", 1));
 }
 
+
+/* The snapshot chain: read, written back in place, copied, dropped; hostile
+ * values refused. */
+static char *with_lines(const char *example, const char *extra)
+{
+    size_t len;
+    char *text = read_example(example, &len);
+    text = realloc(text, len + strlen(extra) + 1);
+    strcpy(text + len, extra);
+    return text;
+}
+
+static void refused(const char *example, const char *extra, const char *needle)
+{
+    char *text = with_lines(example, extra);
+    vmseal_vmrec *r = NULL;
+    if (vmseal_vmrec_parse(text, strlen(text), &r) == 0)
+        fail_msg("accepted: %s", extra);
+    if (!strstr(vmseal_last_error(), needle))
+        fail_msg("for %s: %s (wanted %s)", extra, vmseal_last_error(), needle);
+    free(text);
+}
+
+static void test_snapshots(void **state)
+{
+    (void)state;
+    size_t len;
+    char *base = read_example("encrypted-bios-boot-files", &len);
+    const char *ks = strstr(base, "disk0.keysafe = ");
+    assert_non_null(ks);
+    ks += strlen("disk0.keysafe = ");
+    char line[1024];
+    size_t n = strcspn(ks, "\n");
+    assert_true(n < sizeof(line));
+    memcpy(line, ks, n);
+    line[n] = '\0';
+    free(base);
+    char extra[4096];
+    snprintf(extra, sizeof(extra),
+             "snapshots = 2\n"
+             "snap0.name = before-update\n"
+             "snap0.state = snap-00112233aabbccdd.vmss\n"
+             "snap0.disk0.file = snap-0011223344556677.qcow2\n"
+             "snap0.disk0.uuid = 0b0d8a9e-8f7a-4c1e-9a39-5b0e6b1a2c3d\n"
+             "snap0.disk0.keysafe = %s\n"
+             "snap1.name = after\n"
+             "snap1.disk0.file = snap-8899aabbccddeeff.qcow2\n"
+             "snap1.disk0.uuid = 1b0d8a9e-8f7a-4c1e-9a39-5b0e6b1a2c3d\n"
+             "snap1.disk0.keysafe = %s\n",
+             line, line);
+    char *text = with_lines("encrypted-bios-boot-files", extra);
+    vmseal_vmrec *r = parse_ok(text);
+    assert_int_equal(r->nsnaps, 2);
+    assert_string_equal(r->snaps[0].name, "before-update");
+    assert_string_equal(r->snaps[0].state_file, "snap-00112233aabbccdd.vmss");
+    assert_string_equal(r->snaps[1].state_file, "");
+    assert_string_equal(vmseal_vmrec_top_file(r, 0), "snap-8899aabbccddeeff.qcow2");
+    assert_int_equal(vmseal_vmrec_snap_find(r, "after"), 1);
+    assert_int_equal(vmseal_vmrec_snap_find(r, "nope"), -1);
+    char obj[64];
+    assert_int_equal(vmseal_vmrec_layer_object(&r->snaps[1].disks[0], obj, sizeof(obj)), 0);
+    assert_string_equal(obj, "disk:1b0d8a9e-8f7a-4c1e-9a39-5b0e6b1a2c3d");
+    char *out = format_rec(r);
+    assert_string_equal(out, text);   /* written back as it was */
+    free(out);
+    vmseal_vmrec *d = vmseal_vmrec_dup(r);
+    assert_non_null(d);
+    assert_ptr_not_equal(d->snaps[0].disks[0].keysafe, r->snaps[0].disks[0].keysafe);
+    vmseal_vmrec_snap_drop(d, 0);
+    assert_int_equal(d->nsnaps, 1);
+    assert_string_equal(d->snaps[0].name, "after");
+    out = format_rec(d);
+    assert_null(strstr(out, "before-update"));
+    assert_null(strstr(out, "snap1."));
+    assert_non_null(strstr(out, "snap0.name = after\n"));
+    free(out);
+    d->snaps[0].removing = 1;
+    out = format_rec(d);
+    assert_non_null(strstr(out, "snap0.removing = 1\n"));
+    free(out);
+    vmseal_vmrec_snap_drop(d, 0);
+    out = format_rec(d);
+    assert_null(strstr(out, "snap"));
+    free(out);
+    vmseal_vmrec_free(d);
+    vmseal_vmrec_free(r);
+    free(text);
+
+    const char *ex = "encrypted-bios-boot-files";
+    char bad[4096];
+    snprintf(bad, sizeof(bad), "snapshots = 1\nsnap0.name = ../x\nsnap0.disk0.file = a.qcow2\n"
+             "snap0.disk0.uuid = 0b0d8a9e-8f7a-4c1e-9a39-5b0e6b1a2c3d\nsnap0.disk0.keysafe = %s\n",
+             line);
+    refused(ex, bad, "snap0.name");
+    snprintf(bad, sizeof(bad), "snapshots = 1\nsnap0.name = x\nsnap0.disk0.file = ../a.qcow2\n"
+             "snap0.disk0.uuid = 0b0d8a9e-8f7a-4c1e-9a39-5b0e6b1a2c3d\nsnap0.disk0.keysafe = %s\n",
+             line);
+    refused(ex, bad, "snap0.disk0.file");
+    snprintf(bad, sizeof(bad), "snapshots = 1\nsnap0.name = x\nsnap0.disk0.file = a.qcow2\n"
+             "snap0.disk0.uuid = 0b0d8a9e-8f7a-4c1e-9a39-5b0e6b1a2c3d\n");
+    refused(ex, bad, "snap0.disk0.keysafe");
+    snprintf(bad, sizeof(bad), "snapshots = 2\nsnap0.name = x\nsnap0.disk0.file = a.qcow2\n"
+             "snap0.disk0.uuid = 0b0d8a9e-8f7a-4c1e-9a39-5b0e6b1a2c3d\nsnap0.disk0.keysafe = %s\n"
+             "snap1.name = x\nsnap1.disk0.file = a.qcow2\n"
+             "snap1.disk0.uuid = 0b0d8a9e-8f7a-4c1e-9a39-5b0e6b1a2c3d\nsnap1.disk0.keysafe = %s\n",
+             line, line);
+    refused(ex, bad, "two snapshots are called x");
+    refused(ex, "snap0.name = x\n", "beyond");
+    refused(ex, "snapshots = 9\n", "snapshots");
+    refused(ex, "snap0.nme = x\n", "unknown key");
+    refused(ex, "snap0.disk9.file = a.qcow2\n", "at most");
+    assert_true(vmseal_vmrec_overlay_file_valid("snap-00.qcow2"));
+    assert_false(vmseal_vmrec_overlay_file_valid(".qcow2"));
+    assert_false(vmseal_vmrec_overlay_file_valid("a.luks"));
+    assert_false(vmseal_vmrec_snap_name_valid("\xc3\xa9t\xc3\xa9"));
+}
+
 /* Keys outside vmseal's namespaces are kept; a record never writes one of
  * vmseal's keys it does not know. */
 /* tpm = 1 is read, kept and written back; absent means no vTPM. */
@@ -670,6 +787,7 @@ int main(void)
         cmocka_unit_test(test_state_file),
         cmocka_unit_test(test_tpm_key),
         cmocka_unit_test(test_cdrom_boot_keys),
+        cmocka_unit_test(test_snapshots),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

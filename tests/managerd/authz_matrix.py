@@ -220,6 +220,13 @@ def setup(op):
     elif oid in ("vm.suspend", "vm.resume", "vm.discard-state"):
         sub["{vm}"] = "sealed"
         body = {}
+    elif oid in ("vm.snapshot-create", "vm.snapshot-revert", "vm.snapshot-remove"):
+        # the encrypted VM (no crypto privilege: like suspend, a snapshot
+        # keeps every byte sealed); allowed means it asked the host (down)
+        sub["{vm}"] = "sealed"
+        sub["{snapshot}"] = "s1"
+        if oid == "vm.snapshot-create":
+            body = {"name": "s1", "memory": True}
     elif oid == "vm.resume-host":
         sub["{vm}"] = "sealed"
         body = {"host": "h1"}
@@ -313,6 +320,18 @@ for p in table["privileges"]:
         failures.append("privilege %s is checked by no operation" % p["name"])
     if p["name"] in checked_privs and p.get("planned"):
         failures.append("privilege %s is checked but still marked planned" % p["name"])
+
+# hostile snapshot names are refused (400) before any host sees them
+for bad in ["../x", "..", ".hidden", "-x", "a" * 65, "caf\u00e9", "a/b", "a b", ""]:
+    st, r = call(admin, "POST", "/vms/sealed/snapshots", {"name": bad})
+    if st != 400:
+        failures.append("snapshot name %r: expected 400, got %s %s" % (bad, st, r))
+for bad in ["..%2fx", "%2e%2e", "caf%C3%A9", "a" * 65]:
+    for method, path in (("POST", "/vms/sealed/snapshots/%s/revert" % bad),
+                         ("DELETE", "/vms/sealed/snapshots/%s" % bad)):
+        st, r = call(admin, method, path)
+        if st not in (400, 404):
+            failures.append("%s %s: expected 400 or 404, got %s %s" % (method, path, st, r))
 
 # the denied attempts changed nothing: the administrator is still there
 st, r = call(admin, "GET", "/users/administrator")
