@@ -199,10 +199,12 @@ int vmrec_snap_set(vmseal_vmrec *r, const vmseal_vmconf *src, const char *key, c
 
 static void key_of(char *buf, size_t len, size_t k, long d, int f)
 {
-    if (d < 0)
-        snprintf(buf, len, "snap%zu.%s", k, snap_fields[f]);
-    else
-        snprintf(buf, len, "snap%zu.disk%ld.%s", k, d, layer_fields[f]);
+    /* k < VMSEAL_VMREC_MAX_SNAPSHOTS and d < VMSEAL_VM_MAX_DISKS: it fits;
+     * a key that did not would be no key at all (never a cut one) */
+    int n = d < 0 ? snprintf(buf, len, "snap%zu.%s", k, snap_fields[f])
+                  : snprintf(buf, len, "snap%zu.disk%ld.%s", k, d, layer_fields[f]);
+    if (n < 0 || (size_t)n >= len)
+        buf[0] = '\0';
 }
 
 int vmrec_snap_check(const vmseal_vmrec *r, const vmseal_vmconf *src)

@@ -352,12 +352,21 @@ def main():
         go(d, "events")
         one(d, "#ev-object").send_keys("webvm")
         click(d, "#ev-apply")
-        row = until(lambda: css(d, 'tr[data-action="vm.policy"]'), "the vm.policy event")[0]
-        chg = row.find_element(By.CSS_SELECTOR, 'li[data-key="policy"]')
-        if chg.find_element(By.TAG_NAME, "del").text != "none" or chg.find_element(By.TAG_NAME, "ins").text != "encrypted":
-            fail(f"the policy change is not shown as none -> encrypted: {chg.text!r}")
-        create = until(lambda: css(d, 'tr[data-action="vm.create"]'), "the vm.create event")[0]
-        if xss not in create.text or pwned(d):
+        def policy_change():
+            # the list is re-rendered when new events arrive (e.g. the host's
+            # encryption mode turned on): read the row afresh each try (a
+            # stale element is a WebDriverException: until tries again)
+            rows = css(d, 'tr[data-action="vm.policy"]')
+            if not rows:
+                return None
+            chg = rows[0].find_element(By.CSS_SELECTOR, 'li[data-key="policy"]')
+            return (chg.find_element(By.TAG_NAME, "del").text,
+                    chg.find_element(By.TAG_NAME, "ins").text, chg.text)
+        old_new = until(policy_change, "the vm.policy event")
+        if old_new[0] != "none" or old_new[1] != "encrypted":
+            fail(f"the policy change is not shown as none -> encrypted: {old_new[2]!r}")
+        create_text = until(lambda: css(d, 'tr[data-action="vm.create"]')[0].text, "the vm.create event")
+        if xss not in create_text or pwned(d):
             fail("the event's HTML value is not text")
         d.execute_script("document.getElementById('ev-to').value = '2001-01-01T00:00:00'")
         click(d, "#ev-apply")
