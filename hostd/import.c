@@ -198,6 +198,14 @@ static int adopt_edit(vmseal_vmrec *next, void *arg)
     if (next->policy != VMSEAL_POLICY_ENCRYPTED)
         return vmseal_fail(EINVAL, "VM %s is not encrypted: a LUKS image joins encrypted VMs only",
                            hostd_vm_name(a->vm));
+    /* as adding a disk: a saved state or a snapshot's layers expect the
+     * disks the VM has now */
+    if (next->state_file[0])
+        return vmseal_fail(EBUSY, "VM %s is suspended: resume it (or discard its saved state) to "
+                           "adopt a disk", hostd_vm_name(a->vm));
+    if (next->nsnaps)
+        return vmseal_fail(EBUSY, "VM %s has %zu snapshot(s): remove them (vmseal vm snapshot rm) "
+                           "to adopt a disk", hostd_vm_name(a->vm), next->nsnaps);
     int src = hostd_vm_open_boot_file(a->env, "disk image", image);
     if (src < 0)
         return src;

@@ -54,6 +54,11 @@ expect_rc 0 vmseal vm snapshot create vm1 off1
 grep -q '^snapshots = 1$' "$HOME1/vm.conf" || { cat "$HOME1/vm.conf" >&2; fail "vm.conf has no snapshot"; }
 L1=$(sed -n 's/^snap0.disk0.file = //p' "$HOME1/vm.conf")
 [ -f "$HOME1/$L1" ] || fail "layer $L1 missing"
+# adopting a disk under a snapshot is refused (its layers expect the disks
+# the VM has), before any image is opened
+printf 'pw' > "$STACK_DIR/adopt.pw"
+expect_rc 6 vmseal vm disk adopt vm1 --image no-such.luks --passphrase-file "$STACK_DIR/adopt.pw"
+grep -q snapshot <<<"$OUT" || fail "the adopt refusal does not name the snapshots: $OUT"
 [ "$(head -c 3 "$HOME1/$L1")" = QFI ] || fail "$L1 is not a qcow2 image"
 grep -q '^snap0.disk0.keysafe = vmseal:keysafe:' "$HOME1/vm.conf" || fail "the layer has no key safe"
 qemu-img info "$HOME1/$L1" 2>/dev/null | grep -q 'encrypted: yes' || fail "$L1 is not encrypted"
