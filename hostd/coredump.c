@@ -27,36 +27,6 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Hand QEMU a descriptor: one whitespace byte (ignored by QMP's JSON
- * parser) carries it as SCM_RIGHTS; QEMU's monitor keeps the last
- * descriptor received, and `getfd` names it. */
-static int qmp_pass_fd(hostd_qmp *q, int fd, const char *name)
-{
-    char byte = ' ';
-    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    memset(&u, 0, sizeof(u));
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                         .msg_controllen = sizeof(u.buf)};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    ssize_t n;
-    do
-        n = sendmsg(hostd_qmp_fd(q), &msg, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    if (n != 1)
-        return vmseal_fail(n < 0 ? errno : EIO, "QEMU monitor: cannot pass a descriptor: %s",
-                           strerror(n < 0 ? errno : EIO));
-    return hostd_qmp_execute(q, "getfd", json_pack("{s:s}", "fdname", name), QMP_TIMEOUT_MS,
-                             NULL);
-}
-
 typedef struct pipe_src {
     int fd;
     int64_t deadline;
@@ -152,7 +122,7 @@ int hostd_coredump_write(hostd_qmp *q, int home_fd, const vmseal_secret *kek,
         r = vmseal_fail(errno, "memory dump: pipe: %s", strerror(errno));
         goto out;
     }
-    r = qmp_pass_fd(q, p[1], DUMP_FD_NAME);
+    r = hostd_qmp_getfd(q, DUMP_FD_NAME, p[1], QMP_TIMEOUT_MS);
     close(p[1]);   /* QEMU has its own copy now (or none: then EOF at once) */
     p[1] = -1;
     if (r < 0)

@@ -48,37 +48,6 @@ int hostd_fleece_connect(const hostd_fleece *f)
     return fd;
 }
 
-/* Hand QEMU a descriptor: one whitespace byte (ignored by QMP's JSON
- * parser) carries it as SCM_RIGHTS; QEMU's monitor takes the last one
- * received for the next getfd / add-fd. */
-static int pass_fd(hostd_qmp *q, int fd, const char *cmd, json_t *args)
-{
-    char byte = ' ';
-    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    memset(&u, 0, sizeof(u));
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                         .msg_controllen = sizeof(u.buf)};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    ssize_t n;
-    do
-        n = sendmsg(hostd_qmp_fd(q), &msg, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    if (n != 1) {
-        json_decref(args);
-        return vmseal_fail(n < 0 ? errno : EIO, "QEMU monitor: cannot pass a descriptor: %s",
-                           strerror(n < 0 ? errno : EIO));
-    }
-    return hostd_qmp_execute(q, cmd, args, QMP_MS, NULL);
-}
-
 /* The NBD server's listening socket, bound in the VM home (only hostd
  * reaches it there: QEMU runs as qemu_user and gets the descriptor). */
 static int listen_socket(hostd_fleece *f, hostd_qmp *q)
@@ -92,7 +61,7 @@ static int listen_socket(hostd_fleece *f, hostd_qmp *q)
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 1) != 0)
         r = vmseal_fail(errno, "fleece: cannot listen on %s: %s", f->sock_path, strerror(errno));
     if (r == 0)
-        r = pass_fd(q, fd, "getfd", json_pack("{s:s}", "fdname", f->lsn_name));
+        r = hostd_qmp_getfd(q, f->lsn_name, fd, QMP_MS);
     close(fd);
     return r;
 }
@@ -281,7 +250,7 @@ int hostd_fleece_start(hostd_qmp *q, int home_fd, const char *home, size_t idx, 
         if (fd < 0)
             r = vmseal_fail(errno, "fleece: %s: %s", f->file, strerror(errno));
         else {
-            r = pass_fd(q, fd, "add-fd", json_pack("{s:i}", "fdset-id", f->fdset));
+            r = hostd_qmp_add_fd(q, f->fdset, fd, QMP_MS, NULL);
             f->have_fdset = r == 0;
             close(fd);
         }
